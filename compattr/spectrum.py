@@ -1,0 +1,435 @@
+"""Sparse Boolean Fourier spectra: the object every compattr result is read from.
+
+A spectrum over ``n`` features is a set of supports ``T ⊆ [n]`` with coefficients ``F(T)``;
+it represents ``f(S) = Σ_T F(T) (-1)^{|S ∩ T|}`` where ``S`` is the set of kept features
+(mask bit 1). Supports are stored as a sparse ``(k, n)`` 0/1 matrix so that evaluation on a
+batch of masks is one sparse-dense product.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ._validation import as_masks
+
+_FORMAT = "compattr.spectrum"
+_VERSION = 1
+# Rows of masks evaluated at once in `parity_matrix`-based products (bounds memory).
+_EVAL_CELLS = 1 << 24
+
+
+def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group identical rows of a padded support matrix.
+
+    Parameters
+    ----------
+    rows : (t, D) int array
+        Each row is a sorted support padded at the end with ``sentinel``.
+    sentinel : int
+        The padding value (``n``), larger than every feature index.
+
+    Returns
+    -------
+    unique : (u, D) int array
+        The distinct rows, in lexicographic order.
+    inverse : (t,) int array
+        ``unique[inverse] == rows``.
+    """
+    t, D = rows.shape
+    if D == 0:
+        return np.zeros((min(t, 1), 0), rows.dtype), np.zeros(t, np.int64)
+    base = sentinel + 1
+    if D * np.log2(base) < 62:  # one int64 key per row: sort keys instead of rows
+        keys = np.zeros(t, np.int64)
+        for d in range(D):
+            keys = keys * base + rows[:, d]
+        ukeys, inverse = np.unique(keys, return_inverse=True)
+        unique = np.empty((ukeys.size, D), rows.dtype)
+        for d in range(D - 1, -1, -1):
+            unique[:, d] = ukeys % base
+            ukeys = ukeys // base
+        return unique, inverse
+    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)
+
+
+def _padded_to_csr(rows: np.ndarray, n: int) -> sp.csr_array:
+    """Turn sorted, sentinel-padded support rows into a ``(k, n)`` CSR 0/1 matrix."""
+    present = rows < n
+    indptr = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int64)
+    indices = rows[present].astype(np.int32)
+    data = np.ones(indices.size, np.int8)
+    return sp.csr_array((data, indices, indptr), shape=(rows.shape[0], n))
+
+
+def _supports_to_padded(supports: Sequence[Iterable[int]], n: int) -> np.ndarray:
+    """Sort each support, check its features, and pad to a rectangular array."""
+    sets = [sorted(set(int(i) for i in s)) for s in supports]
+    D = max((len(s) for s in sets), default=0)
+    rows = np.full((len(sets), D), n, dtype=np.int64)
+    for r, s in enumerate(sets):
+        if s and (s[0] < 0 or s[-1] >= n):
+            raise ValueError(f"support {tuple(s)} names a feature outside 0..{n - 1}.")
+        rows[r, : len(s)] = s
+    return rows
+
+
+@dataclass(frozen=True)
+class EnergySplit:
+    """How the non-constant Fourier energy ``Σ_{T≠∅} F(T)²`` divides between feature groups.
+
+    Attributes
+    ----------
+    linear, within, cross : float
+        Fractions of the non-constant energy in order-1 terms, in order ≥ 2 terms whose
+        features share one group, and in order ≥ 2 terms spanning several groups.
+    total : float
+        The non-constant energy itself (``‖f - F(∅)‖² / 2^n``).
+    per_group : pandas.DataFrame
+        One row per group, columns ``linear``, ``within``, ``cross``: fractions of the total.
+        A cross-group term is shared among its groups in proportion to how many of its
+        features each holds, so the table sums to ``linear + within + cross``.
+    """
+
+    linear: float
+    within: float
+    cross: float
+    total: float
+    per_group: pd.DataFrame
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+
+class Spectrum:
+    """A sparse Boolean Fourier spectrum over ``n`` features.
+
+    Parameters
+    ----------
+    n : int
+        Number of features.
+    supports : sequence of iterables of int, or scipy sparse (k, n) 0/1 matrix
+        The sets ``T``; repeated sets are merged by adding their coefficients.
+    coefs : (k,) array_like of float
+        The coefficients ``F(T)``.
+
+    Notes
+    -----
+    Terms are kept in order of decreasing ``|F(T)|`` (ties by support), so ``top(k)`` is a
+    prefix. Exact zeros are dropped.
+    """
+
+    def __init__(self, n: int, supports, coefs) -> None:
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"a spectrum needs n >= 1 features, got {n}.")
+        coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        if sp.issparse(supports):
+            supports = sp.csr_array(supports)
+            if supports.shape[1] != n:
+                raise ValueError(f"supports have {supports.shape[1]} columns, expected n={n}.")
+            rows = _csr_to_padded(supports, n)
+        else:
+            rows = _supports_to_padded(list(supports), n)
+        if rows.shape[0] != coefs.size:
+            raise ValueError(f"{rows.shape[0]} supports but {coefs.size} coefficients.")
+        if not np.isfinite(coefs).all():
+            raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
+        unique, inverse = group_padded_rows(rows, n)
+        summed = np.bincount(inverse, weights=coefs, minlength=unique.shape[0])
+        keep = summed != 0.0
+        unique, summed = unique[keep], summed[keep]
+        order = np.argsort(-np.abs(summed), kind="stable")
+        self.n = n
+        self.supports: sp.csr_array = _padded_to_csr(unique[order], n)
+        self.coefs: np.ndarray = summed[order]
+        self.coefs.setflags(write=False)
+
+    # ------------------------------------------------------------------ basic views
+    def __len__(self) -> int:
+        return self.coefs.size
+
+    def __repr__(self) -> str:
+        return f"Spectrum(n={self.n}, terms={len(self)}, max_order={self.max_order})"
+
+    @property
+    def degrees(self) -> np.ndarray:
+        """(k,) int: ``|T|`` of each term."""
+        return np.diff(self.supports.indptr)
+
+    @property
+    def max_order(self) -> int:
+        """Largest ``|T|`` in the spectrum (0 for an empty or constant spectrum)."""
+        return int(self.degrees.max()) if len(self) else 0
+
+    @property
+    def constant(self) -> float:
+        """``F(∅)``: the mean of ``f`` over all ``2^n`` masks."""
+        empty = np.flatnonzero(self.degrees == 0)
+        return float(self.coefs[empty[0]]) if empty.size else 0.0
+
+    def support_tuples(self) -> list[tuple[int, ...]]:
+        """The supports as sorted tuples of feature indices, in term order."""
+        ip, ix = self.supports.indptr, self.supports.indices
+        return [tuple(int(j) for j in ix[ip[r] : ip[r + 1]]) for r in range(len(self))]
+
+    def to_dict(self) -> dict[tuple[int, ...], float]:
+        """``{sorted feature tuple: coefficient}``."""
+        return dict(zip(self.support_tuples(), self.coefs.tolist()))
+
+    @classmethod
+    def from_dict(cls, coefficients: Mapping[Iterable[int], float], n: int) -> "Spectrum":
+        """Build a spectrum from ``{feature tuple: coefficient}`` (``()`` is the constant)."""
+        return cls(n, list(coefficients.keys()), list(coefficients.values()))
+
+    # ------------------------------------------------------------------ evaluation
+    def parity_matrix(self, X) -> np.ndarray:
+        """The ±1 Walsh features ``χ_T(S) = (-1)^{|S ∩ T|}`` of every mask and term.
+
+        Parameters
+        ----------
+        X : (m, n) bool array
+            Masks, ``True`` = kept.
+
+        Returns
+        -------
+        (m, k) float64 array
+        """
+        X = as_masks(X, self.n)
+        counts = (self.supports.astype(np.float64) @ X.T.astype(np.float64)).T
+        return 1.0 - 2.0 * np.mod(counts, 2.0)
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the spectrum on masks.
+
+        Parameters
+        ----------
+        X : (m, n) bool array
+            Masks, ``True`` = kept.
+
+        Returns
+        -------
+        (m,) float64 array
+        """
+        X = as_masks(X, self.n)
+        out = np.zeros(X.shape[0])
+        if not len(self):
+            return out
+        Xt = X.T.astype(np.float64)
+        S = self.supports.astype(np.float64)
+        step = max(1, _EVAL_CELLS // max(X.shape[0], 1))
+        for lo in range(0, len(self), step):
+            counts = S[lo : lo + step] @ Xt  # (terms, m)
+            parity = 1.0 - 2.0 * np.mod(counts, 2.0)
+            out += self.coefs[lo : lo + step] @ parity
+        return out
+
+    __call__ = predict
+
+    # ------------------------------------------------------------------ selection
+    def top(self, k: int) -> "Spectrum":
+        """The ``k`` terms of largest ``|F(T)|`` (the constant competes like any term)."""
+        if not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"k must be a non-negative integer, got {k!r}.")
+        if k > len(self):
+            raise ValueError(f"k={k} is larger than the spectrum, which has {len(self)} terms.")
+        return self._subset(np.arange(k))
+
+    def top_energy(self, fraction: float = 0.95) -> "Spectrum":
+        """The fewest largest terms holding ``fraction`` of the non-constant energy.
+
+        The constant term is always kept. This is the rule of the public shapiq code.
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}.")
+        nonconst = self.degrees > 0
+        energy = np.where(nonconst, self.coefs**2, 0.0)
+        total = energy.sum()
+        if total == 0.0:
+            return self._subset(np.flatnonzero(~nonconst))
+        cum = np.cumsum(energy) / total
+        last = int(np.searchsorted(cum, fraction - 1e-12)) + 1
+        idx = np.union1d(np.arange(min(last, len(self))), np.flatnonzero(~nonconst))
+        return self._subset(idx)
+
+    def restrict_order(self, max_order: int) -> "Spectrum":
+        """The terms with ``|T| <= max_order``."""
+        return self._subset(np.flatnonzero(self.degrees <= max_order))
+
+    def with_coefs(self, coefs) -> "Spectrum":
+        """Same supports, new coefficients (e.g. after a least-squares refit)."""
+        return Spectrum(self.n, self.supports, coefs)
+
+    def _subset(self, idx: np.ndarray) -> "Spectrum":
+        return Spectrum(self.n, self.supports[idx], self.coefs[idx])
+
+    # ------------------------------------------------------------------ summaries
+    def energy(self, groups) -> EnergySplit:
+        """Split the non-constant energy into linear / within-group / cross-group parts.
+
+        Parameters
+        ----------
+        groups : (n,) array_like
+            A label per feature (for attention heads: the layer).
+        """
+        groups = np.asarray(groups)
+        if groups.shape != (self.n,):
+            raise ValueError(f"groups must have shape ({self.n},), got {groups.shape}.")
+        labels, gid = np.unique(groups, return_inverse=True)
+        G = sp.csr_array(
+            (np.ones(self.n), (np.arange(self.n), gid)), shape=(self.n, labels.size)
+        )
+        counts = (self.supports.astype(np.float64) @ G).toarray()  # (k, groups)
+        deg = self.degrees
+        e = self.coefs**2
+        total = float(e[deg > 0].sum())
+        n_groups = (counts > 0).sum(axis=1)
+        kinds = {
+            "linear": deg == 1,
+            "within": (deg >= 2) & (n_groups == 1),
+            "cross": (deg >= 2) & (n_groups >= 2),
+        }
+        denom = total if total > 0 else 1.0
+        share = counts / np.maximum(deg, 1)[:, None]  # fraction of each term per group
+        per_group = pd.DataFrame(
+            {kind: (e * sel) @ share / denom for kind, sel in kinds.items()},
+            index=pd.Index(labels, name="group"),
+        )
+        fractions = {kind: float(e[sel].sum() / denom) for kind, sel in kinds.items()}
+        return EnergySplit(total=total, per_group=per_group, **fractions)
+
+    def to_frame(self, k: int | None = 20, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """The ``k`` strongest terms as a table (all terms when ``k`` is None).
+
+        Columns: ``features`` (tuple of indices), ``names`` (joined feature names),
+        ``order`` and ``coef``.
+        """
+        if names is not None and len(names) != self.n:
+            raise ValueError(f"names must have {self.n} entries, got {len(names)}.")
+        sub = self if k is None else self.top(min(k, len(self)))
+        tuples = sub.support_tuples()
+        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names else str
+        return pd.DataFrame(
+            {
+                "features": tuples,
+                "names": [label(t) for t in tuples],
+                "order": sub.degrees,
+                "coef": sub.coefs,
+            }
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> Path:
+        """Write to ``.json`` (readable) or ``.npz`` (compact); both round-trip exactly."""
+        path = Path(path)
+        if path.suffix == ".json":
+            payload = {
+                "format": _FORMAT,
+                "version": _VERSION,
+                "n": self.n,
+                "supports": [list(t) for t in self.support_tuples()],
+                "coefs": self.coefs.tolist(),  # repr of float64 round-trips exactly
+            }
+            path.write_text(json.dumps(payload))
+        elif path.suffix == ".npz":
+            np.savez_compressed(
+                path,
+                format=_FORMAT,
+                version=_VERSION,
+                n=self.n,
+                indptr=self.supports.indptr,
+                indices=self.supports.indices,
+                coefs=self.coefs,
+            )
+        else:
+            raise ValueError(f"unknown spectrum file type {path.suffix!r}: use .json or .npz.")
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Spectrum":
+        """Read a spectrum written by :meth:`save`."""
+        path = Path(path)
+        if path.suffix == ".json":
+            payload = json.loads(path.read_text())
+            _check_format(payload.get("format"), payload.get("version"), path)
+            return cls(payload["n"], payload["supports"], payload["coefs"])
+        if path.suffix == ".npz":
+            with np.load(path) as z:
+                _check_format(str(z["format"]), int(z["version"]), path)
+                n = int(z["n"])
+                S = sp.csr_array(
+                    (np.ones(z["indices"].size, np.int8), z["indices"], z["indptr"]),
+                    shape=(z["indptr"].size - 1, n),
+                )
+                return cls(n, S, z["coefs"])
+        raise ValueError(f"unknown spectrum file type {path.suffix!r}: use .json or .npz.")
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, Spectrum)
+            and self.n == other.n
+            and len(self) == len(other)
+            and self.to_dict() == other.to_dict()
+        )
+
+    __hash__ = None  # mutable-looking container; equality is by value
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_trees(
+        cls,
+        model,
+        n: int,
+        num_iteration: int | None = None,
+        max_order: int | None = None,
+        max_terms: int = 50_000_000,
+    ) -> "Spectrum":
+        """The exact Fourier spectrum of a fitted LightGBM model on binary inputs.
+
+        Parameters
+        ----------
+        model : lightgbm.Booster or fitted lightgbm.LGBMModel
+            A single-output model trained on 0/1 features (any objective: the spectrum is
+            that of the raw score).
+        n : int
+            Number of features (the model's feature count must not exceed it).
+        num_iteration : int, optional
+            Use the first ``num_iteration`` trees; default: as ``booster.predict`` does (the
+            best iteration when early stopping set one, else all trees).
+        max_order : int, optional
+            Drop terms of order above this. Exact when None (the default).
+        max_terms : int
+            Refuse, with a clear error, an extraction that would expand to more raw terms
+            (deep trees expand to ``2^depth`` terms per leaf); lower the depth or set
+            ``max_order``.
+        """
+        from ._trees import extract_padded_terms
+
+        rows, values = extract_padded_terms(model, n, num_iteration, max_order, max_terms)
+        return cls(n, _padded_to_csr(rows, n), values)
+
+
+def _csr_to_padded(S: sp.csr_array, n: int) -> np.ndarray:
+    S = S.copy()
+    S.sum_duplicates()
+    S.sort_indices()
+    deg = np.diff(S.indptr)
+    D = int(deg.max()) if deg.size else 0
+    rows = np.full((S.shape[0], D), n, dtype=np.int64)
+    col = np.arange(S.indices.size) - np.repeat(S.indptr[:-1], deg)
+    rows[np.repeat(np.arange(S.shape[0]), deg), col] = S.indices
+    return rows
+
+
+def _check_format(fmt, version, path) -> None:
+    if fmt != _FORMAT:
+        raise ValueError(f"{path} is not a compattr spectrum file (format={fmt!r}).")
+    if int(version) > _VERSION:
+        raise ValueError(f"{path} was written by a newer compattr (version {version}).")
