@@ -41,8 +41,8 @@ def _parse_model(text: str) -> tuple[dict, list[dict]]:
             trees.append(current)
         elif line.startswith("end of trees"):
             break
-        elif "=" in line:
-            key, _, value = line.partition("=")
+        elif line.strip():
+            key, _, value = line.partition("=")  # bare flags such as average_output map to ""
             current[key] = value
     return header, trees
 
@@ -82,32 +82,83 @@ def _children_by_value(tree: dict) -> tuple[np.ndarray, np.ndarray]:
     return child0, child1
 
 
-def _leaf_paths(tree: dict, n: int):
-    """Yield ``(features, sides, value)`` for every reachable leaf of one tree."""
-    leaf_value = _arr(tree, "leaf_value", np.float64)
-    if int(tree.get("num_leaves", 1)) == 1:
-        yield (), (), float(leaf_value[0])
-        return
-    if tree.get("is_linear", "0") != "0":
-        raise ValueError("linear trees (linear_tree=True) have no finite Boolean spectrum.")
-    feature = _arr(tree, "split_feature", np.int64)
-    if feature.size and feature.max() >= n:
-        raise ValueError(f"the model splits on feature {feature.max()} but n={n}.")
-    child0, child1 = _children_by_value(tree)
-    stack = [(0, {})]
-    while stack:
-        node, fixed = stack.pop()
-        if node < 0:
-            yield tuple(fixed), tuple(fixed.values()), float(leaf_value[~node])
-            continue
-        j = int(feature[node])
-        if child0[node] == child1[node]:  # both values go the same way: no constraint
-            stack.append((int(child0[node]), fixed))
-            continue
+def _forest_arrays(trees: list[dict], n: int, scale: float):
+    """Concatenate all trees into global node arrays (children by input value, features).
+
+    Returns ``feature, child0, child1`` over internal nodes (children encoded as global
+    node ids, leaves as ``-(global leaf id) - 1``), ``roots`` (one id per tree, same
+    encoding) and ``leaf_value`` over all leaves (scaled by ``scale``).
+    """
+    features, child0s, child1s, roots, leaves = [], [], [], [], []
+    node_offset = leaf_offset = 0
+    for tree in trees:
+        leaf_value = _arr(tree, "leaf_value", np.float64)
+        if tree.get("is_linear", "0") != "0":
+            raise ValueError("linear trees (linear_tree=True) have no finite Boolean spectrum.")
+        if int(tree.get("num_leaves", 1)) == 1:
+            roots.append(-leaf_offset - 1)
+        else:
+            feature = _arr(tree, "split_feature", np.int64)
+            if feature.max() >= n:
+                raise ValueError(f"the model splits on feature {feature.max()} but n={n}.")
+            child0, child1 = _children_by_value(tree)
+            shift = lambda c: np.where(c >= 0, c + node_offset, c - leaf_offset)  # noqa: E731
+            features.append(feature)
+            child0s.append(shift(child0))
+            child1s.append(shift(child1))
+            roots.append(node_offset)
+            node_offset += feature.size
+        leaves.append(leaf_value * scale)
+        leaf_offset += leaf_value.size
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+    return cat(features), cat(child0s), cat(child1s), np.array(roots), cat(leaves)
+
+
+def _leaf_paths(trees: list[dict], n: int, scale: float):
+    """Paths of every reachable leaf of every tree, walked level by level for all at once.
+
+    Returns
+    -------
+    feats, sides : (L, depth) int arrays
+        The features fixed on each leaf's path and the value (0/1) they are fixed to;
+        unused slots hold feature ``n`` (repeated splits on a feature keep one slot).
+    values : (L,) float array
+        Leaf values.
+    """
+    feature, child0, child1, node, leaf_value = _forest_arrays(trees, n, scale)
+    feats = np.zeros((node.size, 0), np.int64)
+    sides = np.zeros((node.size, 0), np.int64)
+    done_f, done_s, done_v = [], [], []
+    while node.size:
+        at_leaf = node < 0
+        done_f.append(feats[at_leaf])
+        done_s.append(sides[at_leaf])
+        done_v.append(leaf_value[~node[at_leaf]])
+        node, feats, sides = node[~at_leaf], feats[~at_leaf], sides[~at_leaf]
+        j = feature[node]
+        branches = []
         for side, child in ((0, child0[node]), (1, child1[node])):
-            if fixed.get(j, side) != side:
-                continue  # contradicts an earlier split on j: unreachable
-            stack.append((int(child), {**fixed, j: side}))
+            seen = feats == j[:, None]
+            conflict = (seen & (sides != side)).any(axis=1)
+            repeat = seen.any(axis=1)
+            keep = ~conflict
+            new_f = np.where(repeat, n, j)[keep]
+            branches.append(
+                (child[keep], np.column_stack([feats[keep], new_f]), np.column_stack([sides[keep], np.full(keep.sum(), side)]))
+            )
+        same = child0[node] == child1[node]  # both values lead to one child: no constraint
+        if same.any():
+            raise ValueError("degenerate split (both input values take the same branch) in the model.")
+        node = np.concatenate([b[0] for b in branches])
+        feats = np.vstack([b[1] for b in branches])
+        sides = np.vstack([b[2] for b in branches])
+    depth = max((f.shape[1] for f in done_f), default=0)
+    pad = lambda a, v: np.hstack([a, np.full((a.shape[0], depth - a.shape[1]), v)])  # noqa: E731
+    return (
+        np.vstack([pad(f, n) for f in done_f]),
+        np.vstack([pad(s, 0) for s in done_s]),
+        np.concatenate(done_v),
+    )
 
 
 def _subset_table(p: int, max_order: int | None) -> np.ndarray:
@@ -135,33 +186,29 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
             "fit one model per class score instead."
         )
     scale = 1.0 / len(trees) if "average_output" in header and trees else 1.0
-    by_length: dict[int, tuple[list, list, list]] = {}
-    for tree in trees:
-        for feats, sides, value in _leaf_paths(tree, n):
-            order = np.argsort(feats)
-            bucket = by_length.setdefault(len(feats), ([], [], []))
-            bucket[0].append(np.asarray(feats, np.int64)[order])
-            bucket[1].append(np.asarray(sides, np.int64)[order])
-            bucket[2].append(value * scale)
-    n_terms = sum(len(v) * 2**p for p, (_, _, v) in by_length.items())
+    feats, sides, values = _leaf_paths(trees, n, scale)
+    order = np.argsort(feats, axis=1, kind="stable")  # real features first, sorted
+    feats = np.take_along_axis(feats, order, axis=1)
+    sides = np.take_along_axis(sides, order, axis=1)
+    lengths = (feats < n).sum(axis=1)
+    n_terms = int(np.sum(2.0**lengths))
     if max_order is None and n_terms > max_terms:
         raise ValueError(
             f"exact extraction would expand {n_terms:,} raw terms (> max_terms={max_terms:,}); "
             "the trees are too deep. Limit the depth or pass max_order to drop high orders."
         )
-    D = max(by_length, default=0) if max_order is None else min(max(by_length, default=0), max_order)
+    longest = int(lengths.max()) if lengths.size else 0
+    D = longest if max_order is None else min(longest, max_order)
     all_rows, all_values = [], []
-    for p, (feats, sides, values) in by_length.items():
-        feats, sides, values = np.array(feats).reshape(-1, p), np.array(sides).reshape(-1, p), np.array(values)
-        subsets = _subset_table(p, max_order)  # (s, p)
-        signs = np.where(sides == 1, -1.0, 1.0)  # (L, p)
-        coef = values[:, None] * 2.0**-p * np.prod(
-            np.where(subsets[None, :, :], signs[:, None, :], 1.0), axis=2
-        )  # (L, s)
-        rows = np.sort(np.where(subsets[None, :, :], feats[:, None, :], n), axis=2)
-        rows = rows.reshape(-1, p)[:, :D]
-        pad = np.full((rows.shape[0], D - rows.shape[1]), n, np.int64)
-        all_rows.append(np.hstack([rows, pad]))
+    for p in np.unique(lengths):
+        at = lengths == p
+        f, s_, v = feats[at, :p], sides[at, :p], values[at]
+        subsets = _subset_table(int(p), max_order)  # (s, p)
+        signs = np.where(s_ == 1, -1.0, 1.0)  # (L, p)
+        coef = v[:, None] * 2.0**-p * np.prod(np.where(subsets[None], signs[:, None, :], 1.0), axis=2)
+        rows = np.sort(np.where(subsets[None], f[:, None, :], n), axis=2).reshape(-1, p)
+        rows = np.hstack([rows[:, :D], np.full((rows.shape[0], max(0, D - p)), n, np.int64)])
+        all_rows.append(rows)
         all_values.append(coef.reshape(-1))
     if not all_rows:
         return np.zeros((0, 0), np.int64), np.zeros(0)

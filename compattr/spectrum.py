@@ -175,10 +175,17 @@ class Spectrum:
         empty = np.flatnonzero(self.degrees == 0)
         return float(self.coefs[empty[0]]) if empty.size else 0.0
 
-    def support_tuples(self) -> list[tuple[int, ...]]:
-        """The supports as sorted tuples of feature indices, in term order."""
-        ip, ix = self.supports.indptr, self.supports.indices
-        return [tuple(int(j) for j in ix[ip[r] : ip[r + 1]]) for r in range(len(self))]
+    def support_tuples(self, rows=None) -> list[tuple[int, ...]]:
+        """The supports as sorted tuples of feature indices, in term order.
+
+        Parameters
+        ----------
+        rows : array_like of int, optional
+            Only these terms (positions in term order).
+        """
+        ip, ix = self.supports.indptr, self.supports.indices.tolist()
+        rows = range(len(self)) if rows is None else np.asarray(rows).tolist()
+        return [tuple(ix[ip[r] : ip[r + 1]]) for r in rows]
 
     def to_dict(self) -> dict[tuple[int, ...], float]:
         """``{sorted feature tuple: coefficient}``."""
