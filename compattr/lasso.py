@@ -58,7 +58,7 @@ class LassoBaseline(RegressorMixin, BaseEstimator):
         chi = 1.0 - 2.0 * X  # (m, n) ±1 parity of each single feature
         folds = KFold(self.cv, shuffle=True, random_state=self.seed)
         with threadpool_limits(self.num_threads):
-            model = LassoCV(n_alphas=self.n_alphas, eps=self.eps, cv=folds, n_jobs=1).fit(chi, y)
+            model = LassoCV(alphas=_penalty_path(chi, y, self.n_alphas, self.eps), cv=folds, n_jobs=1).fit(chi, y)
         n = X.shape[1]
         self.n_features_in_ = n
         self.alpha_ = float(model.alpha_)
@@ -70,3 +70,11 @@ class LassoBaseline(RegressorMixin, BaseEstimator):
         if not hasattr(self, "spectrum_"):
             raise RuntimeError("this LassoBaseline is not fitted yet; call fit(X, y) first.")
         return self.spectrum_.predict(X)
+
+
+def _penalty_path(chi: np.ndarray, y: np.ndarray, count: int, eps: float) -> np.ndarray:
+    """``count`` penalties from the smallest that zeroes every coefficient down to ``eps`` of it."""
+    centred = chi - chi.mean(axis=0)
+    top = np.abs(centred.T @ (y - y.mean())).max() / len(y)
+    top = top if top > 0 else 1.0
+    return np.geomspace(top, top * eps, count)

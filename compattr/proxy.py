@@ -78,6 +78,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.
     max_k : int
         Largest k considered by the CV; also capped at half the training masks.
+    max_cv_rows : int
+        The choice of k is cross-validated on at most this many masks (a random subset),
+        which bounds its cost (masks × k²) on large budgets; the final refit uses all.
     grid : dict, optional
         Hyper-parameter grid with keys ``max_depth``, ``n_estimators``, ``learning_rate``;
         default :data:`PAPER_GRID`.
@@ -119,6 +122,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         refit="auto",
         energy: float | None = None,
         max_k: int = 1000,
+        max_cv_rows: int = 20_000,
         grid: dict | None = None,
         search: str = "race",
         cv: int = 5,
@@ -130,6 +134,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.refit = refit
         self.energy = energy
         self.max_k = max_k
+        self.max_cv_rows = max_cv_rows
         self.grid = grid
         self.search = search
         self.cv = cv
@@ -274,7 +279,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         else:
             m_train = min(len(tr) for tr, _ in folds)
             ks = _candidate_ks(max(2, min(self.max_k, m_train // 2)))
-            table = _sparsity_cv(X, y, folds, fold_spectra, boosters, ks)
+            table = _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, self.max_cv_rows, self.seed)
             allowed = {"auto": (False, True), True: (True,), False: (False,)}[self.refit]
             choices = table[table["refit"].isin(allowed)]
             best = choices.loc[choices["cv_mse"].idxmin()]
@@ -356,37 +361,33 @@ def _least_squares(kept: Spectrum, X, y) -> Spectrum:
     return Spectrum(kept.n, tuples, solve_triangular(L.T, z, lower=False))
 
 
-def _sparsity_cv(X, y, folds, fold_spectra, boosters, ks) -> pd.DataFrame:
+def _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, max_rows: int, seed: int) -> pd.DataFrame:
     """CV mean squared error of top-k truncation, with and without refit, for each k.
 
-    Every fold is scored with the ranking of the ensemble trained without it. The ±1
-    parity features of the union of the folds' top terms are computed once; the Gram
-    matrix of each fold's training rows is the total minus that fold's, and one Cholesky
-    factor per fold gives the least-squares solution of every prefix k.
+    Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
+    factor of the fold's Gram matrix gives the least-squares solution of every prefix k
+    (the factor of a leading block is the leading block of the factor). Beyond
+    ``max_rows`` masks the CV runs on a random subset of them, bounding its cost.
     """
-    ranked = [_ranked_terms(s, max(ks)) for s in fold_spectra]
-    union = sorted({t for tuples, _ in ranked for t in tuples})
-    column = {t: i for i, t in enumerate(union)}
-    Phi = _parity_features(X.shape[1], union, X)
-    gram_valid = [Phi[va].T @ Phi[va] for _, va in folds]
-    gram_total = sum(gram_valid)
-    rhs_total = Phi.T.astype(np.float64) @ y
-    sq_refit, sq_trunc, sq_full = np.zeros(len(ks)), np.zeros(len(ks)), 0.0
-    for (tuples, coefs), booster, gram_va, (_, va) in zip(ranked, boosters, gram_valid, folds):
-        order = np.array([column[t] for t in tuples])
-        P_va = Phi[va][:, order].astype(np.float64)
-        L = _cholesky((gram_total - gram_va)[np.ix_(order, order)])
-        b = rhs_total[order] - P_va.T @ y[va]
-        z = solve_triangular(L, b, lower=True)  # prefixes of z solve the prefix problems
+    n, m = X.shape[1], X.shape[0]
+    subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
+    sq_refit, sq_trunc, sq_full, count = np.zeros(len(ks)), np.zeros(len(ks)), 0.0, 0
+    for spectrum, booster, (train, valid) in zip(fold_spectra, boosters, folds):
+        train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
+        tuples, coefs = _ranked_terms(spectrum, max(ks))
+        P_train, P_valid = (_parity_features(n, tuples, X[rows]) for rows in (train, valid))
+        L = _cholesky(P_train.T @ P_train)
+        z = solve_triangular(L, P_train.T.astype(np.float64) @ y[train], lower=True)
+        P_valid = P_valid.astype(np.float64)
         for i, k in enumerate(ks):
-            k = min(k, len(order))
+            k = min(k, len(tuples))
             beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
-            sq_refit[i] += np.sum((P_va[:, :k] @ beta - y[va]) ** 2)
-            sq_trunc[i] += np.sum((P_va[:, :k] @ coefs[:k] - y[va]) ** 2)
-        pred = booster.predict(X[va].astype(np.float32), num_iteration=booster.best_iteration)
-        sq_full += np.sum((pred - y[va]) ** 2)
-    m = sum(len(va) for _, va in folds)
-    rows = [{"k": k, "refit": True, "cv_mse": s / m} for k, s in zip(ks, sq_refit)]
-    rows += [{"k": k, "refit": False, "cv_mse": s / m} for k, s in zip(ks, sq_trunc)]
-    rows.append({"k": 0, "refit": False, "cv_mse": sq_full / m})  # 0 = every tree term
+            sq_refit[i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
+            sq_trunc[i] += np.sum((P_valid[:, :k] @ coefs[:k] - y[valid]) ** 2)
+        pred = booster.predict(X[valid].astype(np.float32), num_iteration=booster.best_iteration)
+        sq_full += np.sum((pred - y[valid]) ** 2)
+        count += len(valid)
+    rows = [{"k": k, "refit": True, "cv_mse": s / count} for k, s in zip(ks, sq_refit)]
+    rows += [{"k": k, "refit": False, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
+    rows.append({"k": 0, "refit": False, "cv_mse": sq_full / count})  # 0 = every tree term
     return pd.DataFrame(rows)

@@ -1,0 +1,137 @@
+"""Faithfulness and cost of ProxySPEX vs LASSO (and shapiq) on the paper's synthetic functions.
+
+For the Synthetic Complete Hierarchy and the Synthetic Peak (appendix B.4), each n and
+alpha: m = ceil(alpha n log2 n) uniform masks, held-out R^2 on 1,000 fresh masks against the
+noise-free function, CPU seconds per stage and peak memory (max RSS of a fresh process per
+case). ``--shapiq PYTHON`` also runs shapiq's ProxySPEX (in its own environment, e.g.
+``python -m venv shapiq-env && shapiq-env/bin/pip install torch==2.13.0 shapiq==1.4.1
+lightgbm``) on the same function with the same budget, in the same run.
+
+    python benchmarks/core.py                     # the issue's full table (~1 h on 2 cores)
+    python benchmarks/core.py --small             # a quick table (make demo)
+    python benchmarks/core.py --n 500 --alpha 4 --snr 10 --shapiq shapiq-env/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FUNCTIONS = ("hierarchy", "peak")
+
+
+def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, method: str) -> dict:
+    """One (function, n, alpha, method) run in a fresh process; returns its table row."""
+    import torch  # noqa: F401  (imported by compattr's features; keep it out of the timings)
+
+    import compattr
+    from compattr.synthetic import add_noise, complete_hierarchy, peak
+
+    truth = (complete_hierarchy if function == "hierarchy" else peak)(n, seed=seed)
+    m = compattr.budget(n, alpha)
+    X = compattr.sample_masks(n, m, seed=seed + 1)
+    y = truth.predict(X)
+    if snr is not None:
+        y = add_noise(y, truth, snr, seed=seed + 2)
+    X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
+    y_test = truth.predict(X_test)
+    row = {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": method}
+    start = time.process_time()
+    if method == "proxyspex":
+        est = compattr.ProxySPEX(seed=seed).fit(X, y)
+        row.update({f"{k}_s": v for k, v in est.timings_.items()})
+        row["k"] = est.k_
+        row["params"] = f"d={est.best_params_['max_depth']} lr={est.best_params_['learning_rate']} T={est.best_params_['n_estimators']}"
+        pred = est.predict(X_test)
+    elif method == "lasso":
+        pred = compattr.LassoBaseline(seed=seed).fit(X, y).predict(X_test)
+    row["cpu_s"] = time.process_time() - start
+    row["r2"] = 1 - np.sum((pred - y_test) ** 2) / np.sum((y_test - y_test.mean()) ** 2)
+    row["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | None, seed: int) -> dict:
+    """shapiq's ProxySPEX on the same function and budget, via benchmarks/shapiq_reference.py."""
+    import compattr
+    from compattr.synthetic import complete_hierarchy, peak
+
+    truth = (complete_hierarchy if function == "hierarchy" else peak)(n, seed=seed)
+    m = compattr.budget(n, alpha)
+    X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
+    y_test = truth.predict(X_test)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp, "in.npz"), Path(tmp, "out.npz")
+        np.savez(src, n=n, indptr=truth.supports.indptr, indices=truth.supports.indices, coefs=truth.coefs,
+                 budget=m, snr_db=np.nan if snr is None else snr, seed=seed, X_test=X_test)
+        script = Path(__file__).with_name("shapiq_reference.py")
+        start = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run([python, str(script), str(src), str(out)], check=True)
+        peak_kb = max(start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        result = np.load(out)
+        pred, cpu = result["pred"], float(result["cpu"])
+    r2 = 1 - np.sum((pred - y_test) ** 2) / np.sum((y_test - y_test.mean()) ** 2)
+    return {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": "shapiq",
+            "cpu_s": cpu, "r2": r2, "peak_mb": peak_kb / 1024}
+
+
+def _run_isolated(*args) -> dict:
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_case, args)
+
+
+def _format(rows: list[dict]) -> str:
+    cols = ["function", "n", "alpha", "m", "snr_db", "method", "r2", "cpu_s", "search_s", "extract_s",
+            "sparsify_s", "peak_mb", "k", "params", "speedup"]
+    header = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        return f"{v:.4f}" if isinstance(v, float) and abs(v) < 10 else (f"{v:.1f}" if isinstance(v, float) else str(v))
+
+    return header + "".join("| " + " | ".join(cell(r.get(c)) for c in cols) + " |\n" for r in rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000])
+    parser.add_argument("--alpha", type=float, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--functions", nargs="+", default=list(FUNCTIONS), choices=FUNCTIONS)
+    parser.add_argument("--snr", type=float, default=None, help="Gaussian noise at this SNR (dB)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-lasso", action="store_true")
+    parser.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.4.1")
+    parser.add_argument("--small", action="store_true", help="n=100, alpha=4, hierarchy only (quick)")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    if args.small:
+        args.n, args.alpha, args.functions = [100], [4.0], ["hierarchy"]
+    rows = []
+    for function in args.functions:
+        for n in args.n:
+            for alpha in args.alpha:
+                methods = ["proxyspex"] + ([] if args.no_lasso else ["lasso"])
+                case = [_run_isolated(function, n, alpha, args.snr, args.seed, m) for m in methods]
+                if args.shapiq:
+                    reference = _shapiq_case(args.shapiq, function, n, alpha, args.snr, args.seed)
+                    case[0]["speedup"] = f"{reference['cpu_s'] / case[0]['cpu_s']:.1f}x"
+                    case.append(reference)
+                rows += case
+                print(f"done: {function} n={n} alpha={alpha}", file=sys.stderr, flush=True)
+    table = _format(rows)
+    print(table)
+    if args.out:
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""ProxySPEX estimator: faithfulness on known functions, CV choices, errors."""
+
+import numpy as np
+import pytest
+
+import compattr
+from compattr import ProxySPEX, Spectrum
+from compattr.synthetic import add_noise, complete_hierarchy
+
+SMALL_GRID = {"max_depth": (3, 5), "n_estimators": (100, 300), "learning_rate": (0.1,)}
+
+
+def r2(pred, y):
+    return 1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)
+
+
+@pytest.fixture(scope="module")
+def hierarchy_fit():
+    n = 40
+    truth = complete_hierarchy(n, n_sets=4, order=4, seed=1)
+    X = compattr.sample_masks(n, compattr.budget(n, 6), seed=2)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
+    return truth, est
+
+
+def test_recovers_a_complete_hierarchy(hierarchy_fit):
+    truth, est = hierarchy_fit
+    X_test = compattr.sample_masks(truth.n, 1000, seed=99)
+    assert r2(est.predict(X_test), truth.predict(X_test)) > 0.98
+    assert isinstance(est.spectrum_, Spectrum)
+    found = set(est.spectrum_.top(30).to_dict())
+    strongest = set(truth.top(10).to_dict())
+    assert strongest <= found
+
+
+def test_fitted_attributes_record_the_choices(hierarchy_fit):
+    _, est = hierarchy_fit
+    assert est.best_params_["max_depth"] in (3, 5)
+    assert est.best_params_["learning_rate"] == 0.1
+    assert 1 <= est.best_params_["n_estimators"] <= 300
+    assert set(est.timings_) == {"search", "extract", "sparsify"}
+    assert est.k_ == len(est.spectrum_)
+    cv_rows = est.cv_results_[est.cv_results_["rung"] == "cv"]
+    assert len(cv_rows) == 1  # the race completes the CV of the winner only
+    assert {"k", "refit", "cv_mse"} <= set(est.sparsity_cv_.columns)
+    chosen = est.sparsity_cv_.loc[est.sparsity_cv_["cv_mse"].idxmin()]
+    assert bool(chosen["refit"]) == est.refit_
+
+
+def test_full_search_cross_validates_every_configuration():
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=4)
+    X = compattr.sample_masks(n, 400, seed=5)
+    est = ProxySPEX(seed=0, search="full", grid=SMALL_GRID).fit(X, truth.predict(X))
+    cv_rows = est.cv_results_[est.cv_results_["rung"] == "cv"]
+    assert len(cv_rows) == 2  # every (depth, learning rate) configuration
+    best = cv_rows.loc[cv_rows["cv_mse"].idxmin()]
+    assert best["max_depth"] == est.best_params_["max_depth"]
+
+
+def test_refit_helps_under_noise_and_is_chosen_by_cv():
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=7)
+    X = compattr.sample_masks(n, compattr.budget(n, 8), seed=8)
+    y = add_noise(truth.predict(X), truth, snr_db=10, seed=9)
+    X_test = compattr.sample_masks(n, 1000, seed=10)
+    fits = {r: ProxySPEX(seed=0, grid=SMALL_GRID, refit=r).fit(X, y) for r in (False, "auto")}
+    scores = {r: r2(e.predict(X_test), truth.predict(X_test)) for r, e in fits.items()}
+    assert scores["auto"] >= scores[False] - 1e-9
+    assert scores["auto"] > 0.9
+
+
+def test_fixed_k_energy_and_untruncated_modes():
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=11)
+    X = compattr.sample_masks(n, 600, seed=12)
+    y = truth.predict(X)
+    fixed = ProxySPEX(k=5, refit=True, grid=SMALL_GRID).fit(X, y)
+    assert len(fixed.spectrum_) <= 5 and () in fixed.spectrum_.to_dict()
+    energy = ProxySPEX(energy=0.9, grid=SMALL_GRID).fit(X, y)
+    nonconst = energy.tree_spectrum_.coefs[energy.tree_spectrum_.degrees > 0] ** 2
+    kept = energy.spectrum_.coefs[energy.spectrum_.degrees > 0] ** 2
+    assert kept.sum() >= 0.9 * nonconst.sum() - 1e-9
+    untruncated = ProxySPEX(k=None, grid=SMALL_GRID).fit(X, y)
+    assert untruncated.spectrum_ == untruncated.tree_spectrum_
+
+
+def test_same_seed_same_result():
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=13)
+    X = compattr.sample_masks(n, 400, seed=14)
+    a = ProxySPEX(seed=3, grid=SMALL_GRID).fit(X, truth.predict(X)).spectrum_
+    b = ProxySPEX(seed=3, grid=SMALL_GRID).fit(X, truth.predict(X)).spectrum_
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (np.ones((100, 5), bool), np.ones(99), "masks"),
+        (np.full((100, 5), 3), np.ones(100), "binary"),
+        (np.ones((100, 5), bool), np.r_[np.nan, np.ones(99)], "non-finite"),
+        (np.ones((100, 5), bool), np.r_[np.inf, np.ones(99)], "non-finite"),
+        (np.ones((20, 5), bool), np.ones(20), "at least"),
+        (np.ones(5, bool), np.ones(5), "2-D"),
+    ],
+)
+def test_bad_input_gets_clear_errors(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        ProxySPEX().fit(X, y)
+
+
+@pytest.mark.parametrize("kwargs", [dict(k=0), dict(k="all"), dict(refit="yes"), dict(energy=1.5), dict(search="grid"), dict(cv=1)])
+def test_bad_parameters_get_clear_errors(kwargs):
+    X = compattr.sample_masks(6, 100, seed=0)
+    with pytest.raises(ValueError):
+        ProxySPEX(**kwargs).fit(X, X.sum(axis=1).astype(float))
+
+
+def test_predict_before_fit():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ProxySPEX().predict(np.ones((2, 3), bool))

@@ -1,0 +1,36 @@
+import itertools
+
+import numpy as np
+import pytest
+
+import compattr
+from compattr.synthetic import add_noise, complete_hierarchy, peak
+
+
+def test_complete_hierarchy_is_downward_closed():
+    sp = complete_hierarchy(50, n_sets=10, order=5, seed=0)
+    supports = set(sp.to_dict())
+    for T in supports:
+        for r in range(len(T)):
+            assert all(sub in supports for sub in itertools.combinations(T, r))
+    assert sp.max_order == 5 and len(sp) <= 10 * 32
+    assert np.all(np.abs(sp.coefs) <= 1.0)
+
+
+def test_peak_has_only_the_top_sets():
+    sp = peak(50, n_sets=10, order=5, seed=0)
+    assert set(sp.degrees.tolist()) == {5} and len(sp) == 10
+
+
+def test_noise_has_the_requested_snr():
+    sp = complete_hierarchy(30, seed=1)
+    X = compattr.sample_masks(30, 50_000, seed=2)
+    y = sp.predict(X)
+    noisy = add_noise(y, sp, snr_db=10, seed=3)
+    snr = 10 * np.log10(np.sum(sp.coefs[sp.degrees > 0] ** 2) / np.var(noisy - y))
+    assert snr == pytest.approx(10, abs=0.1)
+
+
+def test_order_larger_than_n_is_refused():
+    with pytest.raises(ValueError, match="need n"):
+        complete_hierarchy(3, order=5)
