@@ -1,25 +1,60 @@
 """compattr: which combinations of a model's parts drive its output (ProxySPEX).
 
-Pipeline: features → masks (:func:`sample_masks`) → model queries → proxy
-(:class:`ProxySPEX`) → :class:`Spectrum` → indices, energy split and plans.
+Pipeline, top-down: features (:mod:`compattr.features`) → masks (:func:`sample_masks`) →
+queries (:mod:`compattr.query`, cached and resumable) → proxy (:class:`ProxySPEX`) →
+:class:`Spectrum` → indices (:mod:`compattr.indices`), metrics (:mod:`compattr.metrics`),
+plans (:mod:`compattr.optimize`). :func:`explain` runs all of it.
 """
 
-from . import synthetic
+from . import features, indices, metrics, optimize, synthetic, values
+from .explain import Explanation, explain
+from .features import (
+    AttentionHeads,
+    FeatureSet,
+    ImagePatches,
+    Sentences,
+    Tokens,
+    TrainingSubsets,
+    Words,
+    check_feature_set,
+)
 from .lasso import LassoBaseline
 from .masks import budget, sample_masks
+from .metrics import faithfulness
+from .optimize import PruningPlan
 from .proxy import PAPER_GRID, ProxySPEX
+from .query import Query, run_queries
 from .spectrum import EnergySplit, Spectrum
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PAPER_GRID",
+    "AttentionHeads",
     "EnergySplit",
+    "Explanation",
+    "FeatureSet",
+    "ImagePatches",
     "LassoBaseline",
     "ProxySPEX",
+    "PruningPlan",
+    "Query",
+    "Sentences",
     "Spectrum",
+    "Tokens",
+    "TrainingSubsets",
+    "Words",
     "budget",
+    "check_feature_set",
+    "explain",
+    "faithfulness",
+    "features",
+    "indices",
+    "metrics",
+    "optimize",
+    "run_queries",
     "sample_masks",
     "synthetic",
+    "values",
     "__version__",
 ]

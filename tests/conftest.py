@@ -22,6 +22,17 @@ def brute_force_fourier(values: np.ndarray, masks: np.ndarray) -> dict[tuple, fl
     return {tuple(np.flatnonzero(t)): float(c) for t, c in zip(masks, F)}
 
 
+def random_spectrum(n: int, k: int, max_degree: int, seed: int, constant: bool = True):
+    """A spectrum of ``k`` random supports of order 1..max_degree (plus ∅), N(0, 1) coefficients."""
+    from compattr import Spectrum
+
+    rng = np.random.default_rng(seed)
+    supports = [tuple(rng.choice(n, size=rng.integers(1, max_degree + 1), replace=False)) for _ in range(k)]
+    if constant:
+        supports.append(())
+    return Spectrum(n, supports, rng.normal(size=len(supports)))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -1,0 +1,345 @@
+"""``compattr.explain``: from "I have a model" to a faithful, readable interaction spectrum.
+
+The pipeline, top-down: features → masks → queries (cached, resumable) → ProxySPEX →
+:class:`Explanation` (spectrum, indices, faithfulness against LASSO, energy split,
+hierarchy metrics, tables, plots, plans)::
+
+    heads = compattr.AttentionHeads(model)
+    ex = compattr.explain(model, features=heads, value=compattr.values.ClassLogit(), inputs=batch)
+    print(ex.summary())
+    ex.interactions(10)                     # strongest interactions with feature names
+    plan = ex.plan(keep=0.3)                # keep 30 % of the heads, exact ILP
+    with plan.apply(heads): model(...)      # measure the real effect
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import indices as _indices
+from . import metrics, optimize
+from .lasso import LassoBaseline
+from .masks import budget as _budget
+from .masks import sample_masks
+from .proxy import ProxySPEX
+from .spectrum import EnergySplit, Spectrum
+
+_FORMAT = "compattr.explanation"
+_VERSION = 1
+_INDICES = (
+    "shapley", "banzhaf", "influence", "moebius", "or_index", "banzhaf_interaction",
+    "shapley_interaction", "shapley_taylor", "faith_banzhaf", "faith_shapley",
+)
+
+
+@dataclass
+class Explanation:
+    """Everything one ``explain`` run found, and the data it was fitted on.
+
+    Attributes
+    ----------
+    spectrum : Spectrum
+        ProxySPEX's sparse Fourier spectrum of the value function.
+    names : list of str
+        A name per feature (``'L14.H3'``, a word, ``'P(2,3)'``).
+    groups : (n,) array
+        A group per feature (the layer of a head); drives the energy split.
+    masks, outputs : (m, n) bool array, (m,) float array
+        The queries the spectrum was fitted on.
+    test_masks, test_outputs : (t, n) bool array, (t,) float array
+        Fresh held-out queries, never used for fitting.
+    lasso : Spectrum or None
+        The marginal LASSO baseline fitted on the same masks.
+    fit_info : dict
+        ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``timings``.
+    """
+
+    spectrum: Spectrum
+    names: list[str]
+    groups: np.ndarray
+    masks: np.ndarray
+    outputs: np.ndarray
+    test_masks: np.ndarray
+    test_outputs: np.ndarray
+    lasso: Spectrum | None = None
+    fit_info: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ numbers
+    @property
+    def n(self) -> int:
+        return self.spectrum.n
+
+    @property
+    def faithfulness(self) -> float:
+        """Held-out R² of the spectrum on the fresh test masks."""
+        return metrics.faithfulness(self.spectrum, self.test_masks, self.test_outputs)
+
+    @property
+    def lasso_faithfulness(self) -> float | None:
+        """Held-out R² of the LASSO baseline on the same test masks."""
+        if self.lasso is None:
+            return None
+        return metrics.faithfulness(self.lasso, self.test_masks, self.test_outputs)
+
+    def energy(self) -> EnergySplit:
+        """Linear / within-group / cross-group split of the energy (totals and per group)."""
+        return self.spectrum.energy(self.groups)
+
+    def hierarchy(self, k: int | None = None) -> dict[str, float]:
+        """DSR, SCR and SHR of the top ``k`` terms (default: up to 100)."""
+        k = min(len(self.spectrum), 100) if k is None else k
+        return {name: float(getattr(metrics, name)(self.spectrum, k)) for name in ("dsr", "scr", "shr")}
+
+    def index(self, name: str, *args, **kwargs):
+        """Any index of :mod:`compattr.indices` by name, e.g. ``index("shapley")``.
+
+        Per-feature indices come back as a pandas Series indexed by feature name;
+        interaction indices as a DataFrame sorted by magnitude.
+        """
+        if name not in _INDICES:
+            raise ValueError(f"unknown index {name!r}; choose one of {', '.join(_INDICES)}.")
+        values = getattr(_indices, name)(self.spectrum, *args, **kwargs)
+        if isinstance(values, dict):
+            return self._table(values.items())
+        return pd.Series(values, index=self.names, name=name)
+
+    def interactions(self, k: int = 20, index: str | None = None) -> pd.DataFrame:
+        """The ``k`` strongest terms with feature names: Fourier (default) or an index."""
+        if index is None:
+            return self.spectrum.to_frame(k, names=self.names)
+        return self.index(index).head(k)
+
+    def _table(self, items) -> pd.DataFrame:
+        rows = sorted(((tuple(t), float(v)) for t, v in items), key=lambda tv: -abs(tv[1]))
+        return pd.DataFrame(
+            {
+                "features": [t for t, _ in rows],
+                "names": [" × ".join(self.names[i] for i in t) or "∅" for t, _ in rows],
+                "order": [len(t) for t, _ in rows],
+                "value": [v for _, v in rows],
+            }
+        )
+
+    # ------------------------------------------------------------------ plans
+    def plan(self, keep: int | float, maximize: bool = True, **constraints) -> optimize.PruningPlan:
+        """The kept-set of ``keep`` features (a count, or a fraction if < 1) that maximises
+        (or minimises) the predicted value, solved exactly by integer programming.
+
+        ``constraints`` go to :func:`compattr.optimize.best_subset` (``min_per_group``,
+        ``kv_groups``, ``min_kv_removed``, ``sense``, ``time_limit``); ``groups`` defaults
+        to this explanation's groups.
+        """
+        size = int(round(keep * self.n)) if 0 < keep < 1 else int(keep)
+        constraints.setdefault("groups", self.groups)
+        kept = optimize.best_subset(self.spectrum, size, maximize, **constraints)
+        return optimize.PruningPlan.from_spectrum(self.spectrum, kept, self.names, self.groups)
+
+    # ------------------------------------------------------------------ text
+    def summary(self, k: int = 8) -> str:
+        """A one-screen report: faithfulness vs LASSO, energy split, strongest terms."""
+        e = self.energy()
+        lines = [
+            f"compattr explanation: n={self.n} features, {len(self.masks)} queries "
+            f"(+{len(self.test_masks)} held out), {len(self.spectrum)} Fourier terms",
+            f"faithfulness R² (held out): ProxySPEX {self.faithfulness:.3f}"
+            + ("" if self.lasso is None else f" | LASSO {self.lasso_faithfulness:.3f}"),
+            f"energy: linear {e.linear:.1%} | within-group {e.within:.1%} | cross-group {e.cross:.1%}",
+        ]
+        if self.fit_info.get("best_params"):
+            p = self.fit_info["best_params"]
+            lines.append(
+                f"proxy: depth={p['max_depth']} lr={p['learning_rate']} trees={p['n_estimators']}, "
+                f"k={self.fit_info.get('k')}, refit={self.fit_info.get('refit')}"
+            )
+        lines.append("strongest interactions (Fourier coefficient):")
+        top = self.spectrum.to_frame(k + 1, names=self.names)
+        for _, row in top[top["order"] > 0].head(k).iterrows():
+            lines.append(f"  {row['coef']:+.4f}  {row['names']}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Explanation(n={self.n}, terms={len(self.spectrum)}, R²={self.faithfulness:.3f})"
+
+    # ------------------------------------------------------------------ plots
+    def plot_heads(self, **kwargs):
+        """Head-by-head interaction heatmap ordered by layer (:func:`compattr.plots.head_interactions`)."""
+        from . import plots
+
+        return plots.head_interactions(self.spectrum, self.names, self.groups, **kwargs)
+
+    def plot_energy(self, **kwargs):
+        """Per-group linear / within / cross energy bars (:func:`compattr.plots.layer_energy`)."""
+        from . import plots
+
+        return plots.layer_energy(self.spectrum, self.groups, **kwargs)
+
+    def words_html(self, **kwargs) -> str:
+        """Words highlighted by attribution, with their strongest interactions (HTML)."""
+        from . import plots
+
+        return plots.words_html(self.names, self.spectrum, **kwargs)
+
+    def plot_patches(self, image, grid: tuple[int, int], **kwargs):
+        """Patch attributions over ``image`` (:func:`compattr.plots.patch_overlay`)."""
+        from . import plots
+
+        return plots.patch_overlay(image, self.spectrum, grid, **kwargs)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder) -> Path:
+        """Write everything (spectra, masks, outputs, names, choices) to ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.spectrum.save(folder / "spectrum.json")
+        if self.lasso is not None:
+            self.lasso.save(folder / "lasso.json")
+        np.savez_compressed(
+            folder / "queries.npz",
+            masks=self.masks, outputs=self.outputs,
+            test_masks=self.test_masks, test_outputs=self.test_outputs,
+        )
+        meta = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "names": list(self.names),
+            "groups": np.asarray(self.groups).tolist(),
+            "fit_info": _jsonable(self.fit_info),
+        }
+        (folder / "explanation.json").write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> "Explanation":
+        """Read an explanation written by :meth:`save`."""
+        folder = Path(folder)
+        meta_path = folder / "explanation.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{folder} holds no compattr explanation (no explanation.json).")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{meta_path} is not a compattr explanation.")
+        if meta["version"] > _VERSION:
+            raise ValueError(f"{meta_path} was written by a newer compattr (version {meta['version']}).")
+        with np.load(folder / "queries.npz") as q:
+            arrays = {k: q[k] for k in q.files}
+        lasso = Spectrum.load(folder / "lasso.json") if (folder / "lasso.json").exists() else None
+        return cls(
+            spectrum=Spectrum.load(folder / "spectrum.json"),
+            names=meta["names"],
+            groups=np.asarray(meta["groups"]),
+            lasso=lasso,
+            fit_info=meta["fit_info"],
+            **arrays,
+        )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def explain(
+    model=None,
+    features=None,
+    value=None,
+    inputs=None,
+    *,
+    budget: int | None = None,
+    alpha: float = 4.0,
+    test_masks: int = 1000,
+    seed: int = 0,
+    cache_dir=None,
+    estimator: ProxySPEX | None = None,
+    baseline: bool = True,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> Explanation:
+    """Explain a model's output by the interactions of its features.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, optional
+        The model whose ``features`` are masked. Not needed when ``features`` is already a
+        feature set that evaluates itself (``features.evaluate(masks)``), e.g. a
+        :class:`compattr.features.TrainingSubsets` or your own.
+    features : Masker or FeatureSet
+        What to mask: :class:`~compattr.features.AttentionHeads`, :class:`~compattr.features.Words`,
+        :class:`~compattr.features.ImagePatches`, ... or any object with ``n``, ``names``,
+        ``groups`` and ``evaluate(masks)``.
+    value : compattr.values.Value, optional
+        What to measure (class logit, log-likelihood, multiple-choice accuracy, ...); needed
+        with a model.
+    inputs : tensor or mapping of tensors, optional
+        The examples the value is averaged over (for heads); text and image features own theirs.
+    budget : int, optional
+        Number of fitting queries; default ``ceil(alpha · n · log2 n)``.
+    alpha : float
+        Budget multiplier when ``budget`` is not given (the paper uses 2–8).
+    test_masks : int
+        Fresh held-out queries for the faithfulness R² (default 1,000, as in the paper).
+    seed : int
+        Seeds the masks and the estimator: the same seed gives the same explanation.
+    cache_dir : path, optional
+        Query cache folder: a killed run resumes without re-querying.
+    estimator : ProxySPEX, optional
+        A configured estimator (default ``ProxySPEX(seed=seed)``).
+    baseline : bool
+        Also fit the LASSO baseline on the same masks.
+    batch_size : int, optional
+        Rows per forward pass (see :class:`compattr.query.Query`).
+    progress : bool
+        Show a progress bar while querying.
+
+    Returns
+    -------
+    Explanation
+    """
+    from .query import Query, run_queries
+
+    if features is None:
+        raise ValueError("explain needs features=, e.g. compattr.AttentionHeads(model).")
+    if hasattr(features, "evaluate"):
+        feature_set = features
+    else:
+        if model is None or value is None:
+            raise ValueError(
+                f"{type(features).__name__} masks a model: pass model= and value= "
+                "(e.g. compattr.values.ClassLogit())."
+            )
+        feature_set = Query(model, features, value, inputs, batch_size=batch_size)
+    n = feature_set.n
+    m = _budget(n, alpha) if budget is None else int(budget)
+    if m < 1 or test_masks < 1:
+        raise ValueError(f"budget and test_masks must be positive, got {m} and {test_masks}.")
+    all_masks = sample_masks(n, m + test_masks, seed=seed)
+    outputs = run_queries(feature_set, all_masks, cache_dir=cache_dir, progress=progress)
+    X, y = all_masks[:m], outputs[:m]
+    est = (estimator if estimator is not None else ProxySPEX(seed=seed)).fit(X, y)
+    lasso = LassoBaseline(seed=seed).fit(X, y).spectrum_ if baseline else None
+    return Explanation(
+        spectrum=est.spectrum_,
+        names=list(getattr(feature_set, "names", [str(i) for i in range(n)])),
+        groups=np.asarray(getattr(feature_set, "groups", np.zeros(n, int))),
+        masks=X,
+        outputs=y,
+        test_masks=all_masks[m:],
+        test_outputs=outputs[m:],
+        lasso=lasso,
+        fit_info={
+            "best_params": getattr(est, "best_params_", None),
+            "k": getattr(est, "k_", None),
+            "refit": getattr(est, "refit_", None),
+            "timings": getattr(est, "timings_", None),
+        },
+    )
