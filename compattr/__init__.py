@@ -6,7 +6,8 @@ queries (:mod:`compattr.query`, cached and resumable) → proxy (:class:`ProxySP
 plans (:mod:`compattr.optimize`). :func:`explain` runs all of it.
 """
 
-from . import features, indices, metrics, optimize, synthetic, values
+from . import features, indices, metrics, optimize, plots, query, synthetic, values
+from .cache import CacheMismatchError
 from .explain import Explanation, explain
 from .features import (
     AttentionHeads,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PAPER_GRID",
     "AttentionHeads",
+    "CacheMismatchError",
     "EnergySplit",
     "Explanation",
     "FeatureSet",
@@ -52,6 +54,8 @@ __all__ = [
     "indices",
     "metrics",
     "optimize",
+    "plots",
+    "query",
     "run_queries",
     "sample_masks",
     "synthetic",

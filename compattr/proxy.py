@@ -222,19 +222,27 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
         ``"race"``: successive halving on the first fold with the grid's tree counts as
         rungs; all configurations are fitted up to the smallest count, the best third go on
-        to the next count, and so on (a fit that already stopped early is reused, since a
-        larger cap cannot change it). The winner is then fitted on the other folds.
+        to the next count, and so on. Survivors continue training where they stopped (the
+        same model as training from scratch); a fit that stopped early is reused as is,
+        since a larger cap cannot change it. The winner is then fitted on the other folds.
         ``"full"``: every configuration on every fold, up to the largest count.
         """
         configs, tree_counts = self._grid()
         rungs = tree_counts if self.search == "race" else tree_counts[-1:]
+        # Fast, high-capacity learners first: they set the incumbent that hopeless fits are
+        # stopped against. The order changes the cost, not the winner.
+        configs = sorted(configs, key=lambda c: (-c.learning_rate, -(c.max_depth or np.inf)))
         fold0: dict[_Config, lgb.Booster] = {}
         rows = []
         for i, cap in enumerate(rungs):
+            incumbent = np.inf
             for c in configs:
                 if c not in fold0 or fold0[c].current_iteration() >= rungs[i - 1]:
-                    fold0[c] = self._train(data, c, *folds[0], cap, y)
-                rows.append(_row(c, f"race {cap}", 1, fold0[c].best_iteration, _cv_mse([fold0[c]], folds)))
+                    bound = incumbent if self.search == "race" else np.inf
+                    fold0[c] = self._train(data, c, *folds[0], cap, y, init=fold0.get(c), incumbent=bound)
+                score = _cv_mse([fold0[c]], folds)
+                incumbent = min(incumbent, score)
+                rows.append(_row(c, f"race {cap}", 1, fold0[c].best_iteration, score))
             if self.search == "race" and i < len(rungs) - 1:
                 configs = sorted(configs, key=lambda c: _cv_mse([fold0[c]], folds))
                 configs = configs[: max(1, math.ceil(len(configs) / 3))]
@@ -248,23 +256,27 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         best = min(fits, key=lambda c: _cv_mse(fits[c], folds))
         return best, fits[best], pd.DataFrame(rows)
 
-    def _train(self, data, config: _Config, train, valid, max_trees: int, y) -> lgb.Booster:
-        """One LightGBM fit, scored at every prefix and stopped early on ``valid``."""
+    def _train(
+        self, data, config: _Config, train, valid, max_trees: int, y, init=None, incumbent: float = np.inf
+    ) -> lgb.Booster:
+        """One LightGBM fit up to ``max_trees`` trees in all, scored at every prefix and
+        stopped early on ``valid``; continues ``init`` (a fit on the same rows) if given, and
+        stops as soon as it provably cannot reach ``incumbent`` (see :class:`_Hopeless`)."""
         params = config.params(self.num_threads, self.seed)
-        train_set = data.subset(np.asarray(train, np.int32))
-        valid_set = data.subset(np.asarray(valid, np.int32))
         patience = max(20, int(round(2.0 / config.learning_rate)))
         # Improvements below 1e-3 of the output variance do not reset the patience.
         stop = lgb.early_stopping(patience, verbose=False, min_delta=1e-3 * float(np.var(y)))
-        booster = lgb.train(
+        done = 0 if init is None else init.current_iteration()
+        return lgb.train(
             params,
-            train_set,
-            num_boost_round=max_trees,
-            valid_sets=[valid_set],
+            data.subset(np.asarray(train, np.int32)),
+            num_boost_round=max_trees - done,
+            valid_sets=[data.subset(np.asarray(valid, np.int32))],
             valid_names=["valid"],
-            callbacks=[stop],
+            init_model=init,
+            keep_training_booster=True,
+            callbacks=[stop, _Hopeless(incumbent, max_trees)],
         )
-        return booster
 
     # ------------------------------------------------------------------ stage 3: sparsify
     def _sparsify(self, X, y, folds, fold_spectra, boosters) -> Spectrum:
@@ -291,6 +303,36 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------- helpers
+class _Hopeless:
+    """LightGBM callback: stop a fit that cannot beat ``incumbent`` by round ``cap``.
+
+    Boosting's validation curve is convex (each round gains less than the one before), so
+    from round t the best reachable score by ``cap`` is at least the best so far minus the
+    current gain per round times the rounds left. The gain per round is measured over the
+    last ``window`` rounds and doubled for safety against noise. A fit whose bound still
+    misses the incumbent is stopped; its recorded score (the best so far) is then worse
+    than the incumbent, so it loses the race as it would have at ``cap``.
+    """
+
+    order = 40  # after LightGBM's early stopping (30)
+
+    def __init__(self, incumbent: float, cap: int, window: int = 25, safety: float = 2.0):
+        self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
+        self.scores: list[float] = []
+
+    def __call__(self, env) -> None:
+        self.scores.append(env.evaluation_result_list[0][2])
+        t = len(self.scores)
+        if not np.isfinite(self.incumbent) or t <= self.window or t % 5:
+            return
+        gain = max(0.0, (self.scores[-1 - self.window] - self.scores[-1]) / self.window)
+        best = int(np.argmin(self.scores))
+        reachable = self.scores[best] - self.safety * gain * (self.cap - env.iteration - 1)
+        if reachable > self.incumbent:
+            first = env.iteration + 1 - t  # global index of this call's first round
+            raise lgb.callback.EarlyStopException(first + best, [("valid", "l2", self.scores[best], False)])
+
+
 def _budget_hint(n: int) -> int:
     return int(math.ceil(4 * n * math.log2(max(n, 2))))
 

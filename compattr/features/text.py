@@ -1,0 +1,207 @@
+"""Text units as features: tokens, words, sentences or any character spans of one text.
+
+The text is tokenized once, with character offsets; each unit owns the tokens that overlap its
+characters, and masking a unit replaces its tokens by the tokenizer's replacement token
+(``[UNK]`` as in the paper, else ``[MASK]``, else the pad token; or any token you name). A
+fixed ``prefix`` and ``suffix`` (a chat template, an instruction, "Answer:") are tokenized with
+the text but never masked, nor is any token that overlaps them.
+
+Works for Hugging Face classifiers and causal LMs with a fast tokenizer (one that returns
+offsets)::
+
+    words = Words(tokenizer, "a gripping, heartfelt film", prefix=chat_start, suffix=chat_end)
+    query = compattr.query.Query(model, words, compattr.values.LogLikelihood())
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .base import Inputs, digest, names_from
+
+
+class TextSpans:
+    """Features = character spans of ``text``; the base of :class:`Tokens`, :class:`Words`
+    and :class:`Sentences`.
+
+    Parameters
+    ----------
+    tokenizer : transformers.PreTrainedTokenizerFast
+        Must return ``offset_mapping``.
+    text : str
+        The text whose units are features.
+    spans : sequence of (start, end)
+        Character spans of the units in ``text``, in order, not overlapping.
+    names, groups : optional
+        Labels (default ``'{i}:{span text}'``) and group labels (default all 0).
+    prefix, suffix : str
+        Fixed text before and after ``text``; never masked.
+    replacement : str or int, optional
+        Token (or id) that replaces masked tokens; default ``[UNK]``, else ``[MASK]``, else pad.
+    add_special_tokens : bool
+        Passed to the tokenizer (BOS/CLS/SEP are never masked).
+
+    Attributes
+    ----------
+    n, names, groups
+    inputs : dict of (1, S) tensors
+        The tokenized ``prefix + text + suffix``.
+    token_units : (S,) int array
+        The unit of each token, ``n`` for tokens that are never masked.
+    fixed_prefix : int
+        Number of leading tokens that are never masked; :class:`compattr.query.Query` computes
+        their key/value cache once on causal LMs.
+    replacement_id : int
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        text: str,
+        spans: Sequence[tuple[int, int]],
+        *,
+        names: Sequence[str] | None = None,
+        groups: Sequence | None = None,
+        prefix: str = "",
+        suffix: str = "",
+        replacement: str | int | None = None,
+        add_special_tokens: bool = True,
+    ):
+        spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        if len(spans) == 0:
+            raise ValueError("the text has no units to mask (empty text?).")
+        if (spans[:, 0] >= spans[:, 1]).any() or (spans[1:, 0] < spans[:-1, 1]).any() or spans.min() < 0 or spans.max() > len(text):
+            raise ValueError("spans must be ordered, non-empty, non-overlapping (start, end) pairs inside the text.")
+        self.text, self.prefix, self.suffix = text, prefix, suffix
+        self.n = len(spans)
+        self.names = names_from(names, self.n, lambda i: f"{i}:{text[spans[i, 0]:spans[i, 1]]}")
+        self.groups = np.zeros(self.n, np.int64) if groups is None else np.asarray(groups)
+        if self.groups.shape != (self.n,):
+            raise ValueError(f"got {self.groups.shape} group labels for {self.n} units.")
+        self.spans = spans
+        self.tokenizer = tokenizer
+        self.replacement_id = _replacement_id(tokenizer, replacement)
+        self.inputs, offsets = _encode(tokenizer, prefix + text + suffix, add_special_tokens)
+        self.token_units = _token_units(offsets, spans + len(prefix), len(prefix), len(prefix) + len(text))
+        self._units = torch.from_numpy(self.token_units)
+        self.fixed_prefix = int(np.argmax(self.token_units < self.n))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self.n}, tokens={len(self.token_units)}, replacement_id={self.replacement_id})"
+
+    def fingerprint(self) -> str:
+        """Identifies the tokenized text, the unit of every token and the replacement."""
+        return f"{self!r} text#{digest(self.inputs, self.token_units)}"
+
+    @contextmanager
+    def masking(self, masks: torch.Tensor, inputs: Inputs) -> Iterator[Inputs]:
+        """Inputs whose row ``b`` has the tokens of the units masked in ``masks[b]`` replaced.
+
+        Token positions past the tokenized text (an appended answer) are kept.
+        """
+        ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
+        if ids.shape[1] < len(self._units):
+            raise ValueError(f"inputs have {ids.shape[1]} tokens, the text has {len(self._units)}.")
+        units = torch.full((ids.shape[1],), self.n, dtype=torch.long)
+        units[: len(self._units)] = self._units
+        keep = torch.cat([masks.bool(), masks.new_ones(len(masks), 1, dtype=torch.bool)], 1)
+        keep = keep[:, units.to(masks.device)].to(ids.device)
+        masked = torch.where(keep, ids, torch.full_like(ids, self.replacement_id))
+        yield {**inputs, "input_ids": masked} if isinstance(inputs, dict) else masked
+
+    def unit_tokens(self, i: int) -> list[str]:
+        """The tokens of unit ``i`` (to check what masking it replaces)."""
+        ids = self.inputs["input_ids"][0][torch.from_numpy(self.token_units == i)]
+        return self.tokenizer.convert_ids_to_tokens(ids.tolist())
+
+
+class Tokens(TextSpans):
+    """Each token of ``text`` is a feature; groups = the word (whitespace-separated) it is in."""
+
+    def __init__(self, tokenizer, text: str, *, prefix: str = "", suffix: str = "", add_special_tokens: bool = True, **kwargs):
+        _, offsets = _encode(tokenizer, prefix + text + suffix, add_special_tokens)
+        offsets = offsets - len(prefix)
+        inside = (offsets[:, 1] > offsets[:, 0]) & (offsets[:, 0] >= 0) & (offsets[:, 1] <= len(text))
+        spans = offsets[inside]
+        super().__init__(
+            tokenizer, text, spans, groups=_containing(spans, _regex_spans(r"\S+", text)),
+            prefix=prefix, suffix=suffix, add_special_tokens=add_special_tokens, **kwargs,
+        )
+
+
+class Words(TextSpans):
+    """Each word (a match of ``pattern``, default whitespace-separated) is a feature;
+    groups = the sentence it is in."""
+
+    def __init__(self, tokenizer, text: str, pattern: str = r"\S+", **kwargs):
+        spans = _regex_spans(pattern, text)
+        super().__init__(tokenizer, text, spans, groups=_containing(spans, _sentence_spans(text)), **kwargs)
+
+
+class Sentences(TextSpans):
+    """Each sentence (ending in ``.``, ``!`` or ``?``, or at the end of the text) is a feature."""
+
+    def __init__(self, tokenizer, text: str, **kwargs):
+        super().__init__(tokenizer, text, _sentence_spans(text), **kwargs)
+
+
+def _encode(tokenizer, text: str, add_special_tokens: bool) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """``(1, S)`` model inputs and ``(S, 2)`` character offsets of the tokens of ``text``."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("text features need a fast tokenizer (one that returns offset_mapping).")
+    encoding = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special_tokens, return_tensors="pt")
+    offsets = encoding.pop("offset_mapping")[0].numpy().astype(np.int64)
+    return dict(encoding), offsets
+
+
+def _regex_spans(pattern: str, text: str) -> np.ndarray:
+    return np.array([m.span() for m in re.finditer(pattern, text)], np.int64).reshape(-1, 2)
+
+
+def _sentence_spans(text: str) -> np.ndarray:
+    spans = []
+    for m in re.finditer(r"[^.!?]*(?:[.!?]+|$)", text):
+        start, end = m.span()
+        start += len(m.group()) - len(m.group().lstrip())
+        end -= len(m.group()) - len(m.group().rstrip())
+        if end > start:
+            spans.append((start, end))
+    return np.array(spans, np.int64).reshape(-1, 2)
+
+
+def _containing(spans: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """Index of the ``outer`` span that contains the start of each span."""
+    return np.searchsorted(outer[:, 0], spans[:, 0], side="right") - 1
+
+
+def _token_units(offsets: np.ndarray, spans: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The unit whose span overlaps each token most; ``n`` for tokens that overlap no unit,
+    or overlap the fixed text outside ``[lo, hi)``."""
+    start, end = offsets[:, :1], offsets[:, 1:]
+    overlap = np.minimum(end, spans[:, 1]) - np.maximum(start, spans[:, 0])
+    units = np.where(overlap.max(1) > 0, overlap.argmax(1), len(spans))
+    fixed = (offsets[:, 1] > offsets[:, 0]) & ((offsets[:, 0] < lo) | (offsets[:, 1] > hi))
+    units[fixed] = len(spans)
+    return units.astype(np.int64)
+
+
+def _replacement_id(tokenizer, replacement: str | int | None) -> int:
+    if isinstance(replacement, (int, np.integer)):
+        return int(replacement)
+    if replacement is not None:
+        token_id = tokenizer.convert_tokens_to_ids(replacement)
+        if token_id is None or (token_id == tokenizer.unk_token_id and replacement != tokenizer.unk_token):
+            raise ValueError(f"replacement token {replacement!r} is not in the vocabulary.")
+        return int(token_id)
+    for token_id in (tokenizer.unk_token_id, tokenizer.mask_token_id, tokenizer.pad_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise ValueError(
+        "the tokenizer has no [UNK], [MASK] or pad token to replace masked units with; "
+        "pass replacement='<token>' (or a token id)."
+    )

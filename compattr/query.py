@@ -1,0 +1,367 @@
+"""The query engine: evaluate a feature set on many masks, fast, resumably, on any device.
+
+Two pieces:
+
+:class:`Query`
+    Binds a model, a :class:`~compattr.features.base.Masker` (heads, words, patches), a
+    :class:`~compattr.values.Value` and inputs into a
+    :class:`~compattr.features.base.FeatureSet`. Its ``evaluate(masks)`` lays masks x examples
+    out as rows of one batch (row ``r`` = mask ``r // e``, example ``r % e``), so one forward
+    pass evaluates many masks; picks the batch size and halves it on out-of-memory; runs under
+    ``torch.inference_mode`` with masks on the inputs' device; and, for attention heads, runs
+    the layers before the first masked layer once per example batch and replays only the later
+    layers per mask batch, and for token masks after a fixed prompt prefix, computes the
+    prefix's key/value cache once and runs only the later tokens (both exact).
+:func:`run_queries`
+    Evaluates any feature set on a mask matrix in chunks with a progress bar, optionally
+    through a :class:`~compattr.cache.QueryCache` folder: every chunk's outputs are stored as
+    soon as they are computed, a killed run resumes where it stopped without re-querying, and a
+    cache made for another model, feature set, value function or inputs is refused. Launched
+    with ``accelerate launch`` (or any launcher that sets ``WORLD_SIZE``), the processes split
+    the masks, share the cache and all return the gathered outputs.
+
+This is the call path of ``compattr.explain``::
+
+    query = Query(model, features=heads, value=ClassLogit(), inputs=batch)
+    X = compattr.sample_masks(query.n, m, seed=seed)
+    y = run_queries(query, X, cache_dir=cache_dir)      # (m,) outputs
+    est = compattr.ProxySPEX(seed=seed).fit(X, y)
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from contextlib import nullcontext
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._validation import as_masks, as_outputs
+from .cache import QueryCache
+from .features.base import FeatureSet, Inputs, Masker, digest, map_inputs, n_examples
+from .values import Value
+
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class Query:
+    """A model, a masker, a value function and inputs, evaluated as a :class:`FeatureSet`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; put it in eval mode.
+    features : Masker
+        What to mask: :class:`~compattr.features.AttentionHeads` (of this model),
+        :class:`~compattr.features.Words`, :class:`~compattr.features.ImagePatches`, ...
+    value : Value
+        What to measure, e.g. :class:`~compattr.values.ClassLogit`.
+    inputs : tensor or mapping of tensors, optional
+        ``E`` examples on the first axis; default ``features.inputs`` (text, images).
+        Moved to the device of the model's input embeddings.
+    batch_size : int, optional
+        Rows (mask x example pairs) per forward pass; default 256 on an accelerator, 64 on CPU.
+        Halved on out-of-memory.
+    replay : bool
+        Reuse what no mask changes: the output of the unmasked leading layers (attention heads
+        not in layer 0), or the key/value cache of a fixed prompt prefix (text features with a
+        ``prefix``, on Hugging Face causal LMs).
+
+    Attributes
+    ----------
+    n, names, groups
+        Those of ``features``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        features: Masker,
+        value: Value,
+        inputs: Inputs | None = None,
+        *,
+        batch_size: int | None = None,
+        replay: bool = True,
+    ):
+        if getattr(features, "model", model) is not model:
+            raise ValueError("features were built for another model than the one given to Query.")
+        if inputs is None:
+            inputs = getattr(features, "inputs", None)
+            if inputs is None:
+                raise ValueError(f"{type(features).__name__} owns no inputs; pass inputs=.")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.model = model
+        self.features = features
+        self.value = value
+        self.n, self.names, self.groups = features.n, features.names, features.groups
+        self.device = input_device(model)
+        self.inputs = map_inputs(lambda t: t.to(self.device), inputs)
+        self.batch_size = batch_size or (64 if self.device.type == "cpu" else 256)
+        layer_replay = getattr(features, "layer_replay", None)
+        self._layer_replay = layer_replay() if (replay and layer_replay is not None) else None
+        self._prefix_cache = None
+        fixed = getattr(features, "fixed_prefix", 0)
+        if replay and fixed > 0 and PrefixCache.supports(model):
+            ids = self.inputs["input_ids"] if isinstance(self.inputs, Mapping) else self.inputs
+            self._prefix_cache = PrefixCache(model, ids[:1, :fixed])
+        self._prepared: tuple[Inputs, Any] | None = None
+        self._captured: dict[tuple[int, int], Any] = {}  # layer-replay outputs per example slice
+
+    def fingerprint(self) -> dict[str, str]:
+        """What the outputs depend on: model weights, features, value function and inputs."""
+        return {
+            "model": model_fingerprint(self.model),
+            "features": self.features.fingerprint(),
+            "value": self.value.fingerprint(),
+            "inputs": f"inputs#{digest(self.inputs)}",
+        }
+
+    def evaluate(self, masks) -> np.ndarray:
+        """Outputs ``(m,)`` float64 of masks ``(m, n)`` bool (True = feature kept)."""
+        X = as_masks(masks, self.n)
+        M = torch.from_numpy(X).to(self.device)
+        out = np.empty(len(X))
+        with torch.inference_mode():
+            inputs, targets = self._prepare()
+            E = n_examples(inputs)
+            i = 0
+            while i < len(X):
+                e = min(E, self.batch_size)
+                b = max(1, self.batch_size // e)
+                try:
+                    out[i : i + b] = self._evaluate_batch(M[i : i + b], inputs, targets, e)
+                except Exception as error:
+                    if not _is_oom(error) or self.batch_size == 1:
+                        raise
+                    self._shrink()
+                    continue
+                i += b
+        return out
+
+    def _prepare(self) -> tuple[Inputs, Any]:
+        if self._prepared is None:
+            self._prepared = self.value.prepare(self.model, self.inputs, self.batch_size)
+        return self._prepared
+
+    def _evaluate_batch(self, masks: torch.Tensor, inputs: Inputs, targets: Any, e: int) -> np.ndarray:
+        """Outputs of ``b`` masks, their examples taken ``e`` at a time."""
+        b, E = len(masks), n_examples(inputs)
+        model = self.model if self._prefix_cache is None else self._prefix_cache
+        tile = lambda v: v.repeat(b, *([1] * (v.ndim - 1)))  # row r: example r % k
+        scores = []
+        for j in range(0, E, e):
+            k = min(j + e, E) - j
+            x, t = (map_inputs(lambda v: v[j : j + k], z) for z in (inputs, targets))
+            x_rows, t_rows = map_inputs(tile, x), map_inputs(tile, t)
+            with self._replaying(j, x, t), self.features.masking(masks.repeat_interleave(k, 0), x_rows) as xm:
+                scores.append(self.value.score(model, xm, t_rows).view(b, k))
+        return self.value.reduce(torch.cat(scores, 1)).double().cpu().numpy()
+
+    def _replaying(self, start: int, x: Inputs, t: Any):
+        if self._layer_replay is None:
+            return nullcontext()
+        key = (start, n_examples(x))
+        if key not in self._captured:
+            self._captured[key] = self._layer_replay.capture(lambda: self.value.score(self.model, x, t))
+        return self._layer_replay.replaying(self._captured[key])
+
+    def _shrink(self) -> None:
+        self.batch_size //= 2
+        self._captured.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class PrefixCache(torch.nn.Module):
+    """A Hugging Face causal LM that starts every row from the key/value cache of one prefix.
+
+    Rows must begin with ``prefix``; only their later tokens are computed. Exact: causal
+    attention makes the prefix's keys and values independent of what follows. Logits cover the
+    last ``logits_to_keep`` positions, as for the wrapped model (which must be > 0 and at most
+    the number of tokens after the prefix).
+    """
+
+    def __init__(self, model: torch.nn.Module, prefix: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.prefix = prefix
+        with torch.inference_mode():
+            cache = model(input_ids=prefix, use_cache=True).past_key_values
+        self._layers = [(keys, values) for keys, values, *_ in cache]
+
+    @staticmethod
+    def supports(model: torch.nn.Module) -> bool:
+        """Whether ``model`` takes ``past_key_values`` and ``logits_to_keep`` (HF causal LMs)."""
+        forward = getattr(type(model), "forward", None)
+        params = inspect.signature(forward).parameters if forward is not None else {}
+        return "past_key_values" in params and "logits_to_keep" in params
+
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, logits_to_keep: int = 0, **kwargs):
+        from transformers import DynamicCache
+
+        B, S = input_ids.shape
+        P = self.prefix.shape[1]
+        if not 0 < logits_to_keep <= S - P:
+            raise ValueError(f"PrefixCache returns logits of the {S - P} tokens after the prefix only; got logits_to_keep={logits_to_keep}.")
+        if not torch.equal(input_ids[:, :P], self.prefix.to(input_ids.device).expand(B, -1)):
+            raise ValueError("every row must begin with the cached prefix; was a prefix token masked?")
+        cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in self._layers])
+        kwargs.pop("use_cache", None)
+        return self.model(
+            input_ids=input_ids[:, P:], attention_mask=attention_mask, past_key_values=cache,
+            use_cache=True, logits_to_keep=logits_to_keep, **kwargs,
+        )
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, _OOM) or (isinstance(error, RuntimeError) and "out of memory" in str(error))
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's inputs go: its input embeddings' device, else its first parameter's."""
+    get = getattr(model, "get_input_embeddings", None)
+    weight = getattr(get(), "weight", None) if callable(get) else None
+    if weight is not None and weight.device.type != "meta":
+        return weight.device
+    for p in model.parameters():
+        if p.device.type != "meta":
+            return p.device
+    return torch.device("cpu")
+
+
+def model_fingerprint(model: torch.nn.Module, samples: int = 16) -> str:
+    """Class name plus a digest of every parameter's name, shape, dtype and a strided sample."""
+    parts: list[Any] = [type(model).__qualname__]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            parts += [name, tuple(p.shape), str(p.dtype)]
+            if p.device.type != "meta" and p.numel():
+                flat = p.detach().reshape(-1)
+                parts.append(flat[:: max(1, flat.numel() // samples)][:samples].float().cpu())
+    return f"{type(model).__name__} params#{digest(parts)}"
+
+
+# --------------------------------------------------------------------------- engine
+class _Processes:
+    """This process's place among those started by ``accelerate launch`` (or alone)."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = 0
+        if self.world > 1:
+            from accelerate import PartialState
+
+            # An existing state (e.g. the user's Accelerator) is reused; on a machine without
+            # CUDA, processes talk over gloo (accelerate needs cpu=True for that).
+            self._state = PartialState(cpu=not torch.cuda.is_available())
+            self.rank, self.world = self._state.process_index, self._state.num_processes
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self._state.wait_for_everyone()
+
+    def gather(self, obj: Any) -> list:
+        if self.world == 1:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+
+def _cache_fingerprint(features: FeatureSet) -> Mapping[str, str]:
+    fingerprint = getattr(features, "fingerprint", None)
+    if fingerprint is None:
+        raise TypeError(
+            f"cache_dir needs a feature set with a fingerprint() method; "
+            f"{type(features).__name__} has none."
+        )
+    fp = fingerprint()
+    return {"features": fp} if isinstance(fp, str) else fp
+
+
+def run_queries(
+    features: FeatureSet,
+    masks,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    chunk_size: int = 128,
+    progress: bool = True,
+) -> np.ndarray:
+    """Evaluate ``features`` on every row of ``masks``, each distinct mask once.
+
+    Parameters
+    ----------
+    features : FeatureSet
+        E.g. a :class:`Query`, or any object with ``n`` and ``evaluate(masks)``.
+    masks : (m, n) bool array
+        True = feature kept.
+    cache_dir : path, optional
+        A :class:`~compattr.cache.QueryCache` folder: outputs found there are not recomputed,
+        new ones are stored chunk by chunk. Needs ``features.fingerprint()``. Under
+        ``accelerate launch`` it must be on a filesystem that every process sees.
+    chunk_size : int
+        Masks per ``features.evaluate`` call (and per cache flush).
+    progress : bool
+        Show a tqdm progress bar (on the main process).
+
+    Returns
+    -------
+    (m,) float64 array
+        Output of each mask; identical on every process. Under ``accelerate launch``, end
+        the script with ``accelerate.PartialState().destroy_process_group()``.
+
+    Raises
+    ------
+    ValueError
+        Masks of the wrong width, or non-finite outputs (nothing non-finite is cached).
+    compattr.cache.CacheMismatchError
+        ``cache_dir`` was made for another model, feature set, value function or inputs.
+    """
+    X = as_masks(masks, features.n, name="masks")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    procs = _Processes()
+    cache = None
+    if cache_dir is None:
+        keys = np.packbits(X, axis=1)
+        _, rows = np.unique(keys, axis=0, return_inverse=True)
+        rows = rows.reshape(-1)
+    else:
+        fingerprint = _cache_fingerprint(features)
+        if procs.rank == 0:
+            cache = QueryCache(cache_dir, features.n, fingerprint)
+            rows = cache.register(X)
+        procs.barrier()
+        if procs.rank != 0:
+            cache = QueryCache(cache_dir, features.n, fingerprint)
+            rows = cache.lookup(X)
+    unique, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    values = np.full(len(unique), np.nan)
+    done = np.zeros(len(unique), bool) if cache is None else cache.done(unique)
+    if done.any():
+        values[done] = cache.read(unique[done])
+    pending = np.flatnonzero(~done)
+    chunks = [pending[i : i + chunk_size] for i in range(0, len(pending), chunk_size)]
+    mine = chunks[procs.rank :: procs.world]
+    computed = []
+    bar = tqdm(
+        total=len(unique), initial=int(done.sum()), unit="mask", desc="queries",
+        disable=not progress or procs.rank != 0,
+    )
+    with bar:
+        for chunk in mine:
+            y = as_outputs(
+                features.evaluate(X[first[chunk]]), len(chunk), name="outputs of the feature set"
+            )
+            if cache is not None:
+                cache.write(unique[chunk], y)
+            computed.append((chunk, y))
+            bar.update(min(len(chunk) * procs.world, bar.total - bar.n))
+    for part in procs.gather(computed):
+        for chunk, y in part:
+            values[chunk] = y
+    return values[inverse.reshape(-1)]

@@ -1,0 +1,355 @@
+"""Value functions: turn a model's outputs on masked inputs into the scalar f(S) to explain.
+
+A :class:`Value` works in three steps, all on batches whose first axis is the examples:
+
+``prepare(model, inputs, batch_size) -> (inputs, targets)``
+    Once, on the unmasked model: fix what the value is measured against (the class predicted
+    on the full input, the full-input answer's tokens) and, if needed, extend the inputs
+    (append the answer or the options). ``targets`` is a tensor or a mapping of tensors with
+    the same examples on the first axis.
+``score(model, inputs, targets) -> (B,)``
+    One forward pass on a batch of rows (possibly masked), one score per row.
+``reduce(scores) -> (m,)``
+    Scores ``(m, E)`` of ``m`` masks on ``E`` prepared examples to one output per mask
+    (default: the mean over examples).
+
+:class:`compattr.query.Query` drives the three steps for any feature set; subclass
+:class:`Value` to measure something else.
+
+Values here
+-----------
+:class:`ClassLogit`
+    Logit (or log-odds) of the class predicted on the full input.
+:class:`Margin`
+    Logit of the true (or full-input) class minus the highest other logit.
+:class:`LogLikelihood`
+    Log-likelihood of the full-input answer of a causal LM (per token: the negative
+    log-perplexity).
+:class:`MultipleChoice`
+    Accuracy, or mean correct-option log-probability, over a question set.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+from typing import Any, Sequence
+
+import torch
+
+from .features.base import Inputs, call_model, digest, map_inputs, n_examples
+
+Targets = Any
+
+
+class Value:
+    """Base class: ``prepare`` once, ``score`` per batch, ``reduce`` over examples."""
+
+    def prepare(self, model: torch.nn.Module, inputs: Inputs, batch_size: int) -> tuple[Inputs, Targets]:
+        """Inputs to score and the targets they are scored against (computed unmasked)."""
+        raise NotImplementedError
+
+    def score(self, model: torch.nn.Module, inputs: Inputs, targets: Targets) -> torch.Tensor:
+        """``(B,)`` float scores of one forward pass over ``B`` rows."""
+        raise NotImplementedError
+
+    def reduce(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(m, E)`` scores of every example under each mask to ``(m,)`` outputs."""
+        return scores.mean(-1)
+
+    def fingerprint(self) -> str:
+        """Identifies the value function and its settings (used by the query cache)."""
+        return repr(self)
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits of a model output: ``.logits``, a tensor, or the first element of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, (tuple, list)):
+        logits = output[0]
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}.")
+    return logits
+
+
+@lru_cache(maxsize=None)
+def _keeps_logits(model_type: type) -> bool:
+    forward = getattr(model_type, "forward", None)
+    return forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
+
+
+def sequence_logits(model: torch.nn.Module, inputs: Inputs, first: int) -> torch.Tensor:
+    """Logits ``(B, S - first, V)`` of positions ``first ..`` of a sequence model's output.
+
+    Causal LMs that take ``logits_to_keep`` (Hugging Face) compute only those positions, which
+    saves the language-model head on the others.
+    """
+    if _keeps_logits(type(model)):
+        ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
+        return logits_of(call_model(model, inputs, logits_to_keep=ids.shape[1] - first))
+    return logits_of(call_model(model, inputs))[:, first:]
+
+
+def _in_batches(fn, inputs: Inputs, batch_size: int) -> torch.Tensor:
+    E = n_examples(inputs)
+    return torch.cat([fn(map_inputs(lambda t: t[i : i + batch_size], inputs)) for i in range(0, E, batch_size)])
+
+
+# --------------------------------------------------------------------------- classifiers
+def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Logit of ``labels`` minus the highest other logit; ``logits (..., C)``, ``labels (...)``."""
+    return _class_score(logits, labels, "margin")
+
+
+def _class_score(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    logits = logits.float()
+    labels = labels.long().to(logits.device)
+    chosen = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    if kind == "logit":
+        return chosen
+    others = logits.scatter(-1, labels.unsqueeze(-1), float("-inf"))
+    rest = others.amax(-1) if kind == "margin" else others.logsumexp(-1)
+    return chosen - rest
+
+
+def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
+    """Per-example logits ``(B, C)`` of a classifier, or of a sequence model at each row's
+    last attended token (the next-token prediction)."""
+    ids = inputs if isinstance(inputs, torch.Tensor) else inputs.get("input_ids")
+    mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+    if ids is None or ids.ndim != 2:
+        last = None
+    elif mask is None:
+        last = torch.full((ids.shape[0],), ids.shape[1] - 1, device=ids.device)
+    else:
+        last = (torch.arange(mask.shape[1], device=mask.device) * mask.bool()).amax(1)
+    if last is not None and _keeps_logits(type(model)):
+        first = int(last.min())
+        logits = sequence_logits(model, inputs, first)
+        last = last - first
+    else:
+        logits = logits_of(call_model(model, inputs))
+    if logits.ndim == 2:
+        return logits
+    if logits.ndim != 3 or last is None:
+        raise ValueError(f"expected logits of shape (B, C) or (B, S, C), got {tuple(logits.shape)}.")
+    return logits[torch.arange(logits.shape[0], device=logits.device), last.to(logits.device)]
+
+
+class _ClassValue(Value):
+    """A score of one class per example, read from classifier (or last-token) logits."""
+
+    _kind = "logit"
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor | None = None):
+        self.labels = None if labels is None else torch.as_tensor(labels).long()
+
+    def prepare(self, model, inputs, batch_size):
+        E = n_examples(inputs)
+        if self.labels is not None:
+            if self.labels.shape != (E,):
+                raise ValueError(f"got {tuple(self.labels.shape)} labels for {E} examples.")
+            return inputs, self.labels.to(_device(inputs))
+        predict = lambda x: class_logits(model, x).argmax(-1)
+        return inputs, _in_batches(predict, inputs, batch_size)
+
+    def score(self, model, inputs, targets):
+        return _class_score(class_logits(model, inputs), targets, self._kind)
+
+    def __repr__(self) -> str:
+        labels = "full-input prediction" if self.labels is None else f"labels#{digest(self.labels)}"
+        return f"{type(self).__name__}({labels}{self._extra()})"
+
+    def _extra(self) -> str:
+        return ""
+
+
+class ClassLogit(_ClassValue):
+    """Logit of the class predicted on the full input (or of given ``labels``).
+
+    Parameters
+    ----------
+    labels : (E,) ints, optional
+        Class per example; default the argmax on the unmasked input.
+    log_odds : bool
+        Score ``log p / (1 - p)`` of that class instead of its logit.
+
+    Works for classifiers with logits ``(B, C)`` and for sequence models ``(B, S, C)``, read
+    at the last attended token (the next-token prediction).
+    """
+
+    def __init__(self, labels=None, log_odds: bool = False):
+        super().__init__(labels)
+        self.log_odds = bool(log_odds)
+        self._kind = "log_odds" if log_odds else "logit"
+
+    def _extra(self) -> str:
+        return f", log_odds={self.log_odds}"
+
+
+class Margin(_ClassValue):
+    """Logit of the true class (``labels``; default the full-input prediction) minus the
+    highest other logit: positive when the model is right."""
+
+    _kind = "margin"
+
+
+# --------------------------------------------------------------------------- causal LMs
+def _device(inputs: Inputs) -> torch.device:
+    t = inputs if isinstance(inputs, torch.Tensor) else next(v for v in inputs.values() if isinstance(v, torch.Tensor))
+    return t.device
+
+
+def _prompts(inputs: Inputs) -> list[torch.Tensor]:
+    """Each example's token ids without padding."""
+    if isinstance(inputs, torch.Tensor):
+        return list(inputs)
+    extra = set(inputs) - {"input_ids", "attention_mask"}
+    if "input_ids" not in inputs or extra:
+        raise ValueError(
+            f"causal-LM values take input_ids and attention_mask only, got keys {sorted(inputs)}."
+        )
+    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+    if mask is None:
+        return list(ids)
+    return [row[keep.bool()] for row, keep in zip(ids, mask)]
+
+
+def _with_continuations(prompts: list[torch.Tensor], continuations: list[torch.Tensor]) -> tuple[dict, dict]:
+    """Right-padded ``prompt + continuation`` rows and the positions of the continuations."""
+    rows = [torch.cat([p, c.to(p.device)]) for p, c in zip(prompts, continuations)]
+    L = max(len(r) for r in rows)
+    device = prompts[0].device
+    ids = torch.zeros(len(rows), L, dtype=torch.long, device=device)
+    attention = torch.zeros(len(rows), L, dtype=torch.long, device=device)
+    scored = torch.zeros(len(rows), L, dtype=torch.bool, device=device)
+    for i, (p, r) in enumerate(zip(prompts, rows)):
+        ids[i, : len(r)] = r
+        attention[i, : len(r)] = 1
+        scored[i, len(p) : len(r)] = True
+    return {"input_ids": ids, "attention_mask": attention}, {"scored": scored}
+
+
+def _continuation_logprob(model, inputs: dict, scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log-probabilities of the scored tokens per row, and their number."""
+    first = int(scored.any(0).nonzero()[0]) - 1  # logits at p - 1 predict the token at p
+    logits = sequence_logits(model, inputs, first)
+    ids = inputs["input_ids"].to(logits.device)
+    target = scored[:, first + 1 :].to(logits.device)
+    rows, cols = target.nonzero(as_tuple=True)
+    logp = torch.log_softmax(logits[rows, cols].float(), -1)
+    picked = logp.gather(-1, ids[rows, first + 1 + cols].unsqueeze(-1)).squeeze(-1)
+    total = torch.zeros(ids.shape[0], device=logits.device).index_add_(0, rows, picked)
+    return total, target.sum(1).float()
+
+
+def _greedy(model, prompt: torch.Tensor, max_new_tokens: int, eos: set[int]) -> torch.Tensor:
+    ids = prompt
+    for _ in range(max_new_tokens):
+        nxt = logits_of(call_model(model, {"input_ids": ids[None]}))[0, -1].argmax()
+        ids = torch.cat([ids, nxt.view(1)])
+        if int(nxt) in eos:
+            break
+    return ids[len(prompt) :]
+
+
+class LogLikelihood(Value):
+    """Log-likelihood of the full-input answer of a causal LM under masked inputs or heads.
+
+    Parameters
+    ----------
+    answers : list of token-id sequences, optional
+        The answer per example; default: greedy decoding of ``max_new_tokens`` tokens (up to
+        EOS) on the unmasked model.
+    max_new_tokens : int
+        Length of the greedy answer.
+    per_token : bool
+        Average over the answer's tokens (the negative log-perplexity) instead of summing.
+
+    Inputs are ``input_ids`` (+ ``attention_mask``), left or right padded.
+    """
+
+    def __init__(self, answers: Sequence[Sequence[int]] | None = None, max_new_tokens: int = 8, per_token: bool = True):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+        self.answers = None if answers is None else [torch.as_tensor(a).long() for a in answers]
+        self.max_new_tokens = int(max_new_tokens)
+        self.per_token = bool(per_token)
+
+    def prepare(self, model, inputs, batch_size):
+        prompts = _prompts(inputs)
+        if self.answers is not None:
+            if len(self.answers) != len(prompts):
+                raise ValueError(f"got {len(self.answers)} answers for {len(prompts)} examples.")
+            answers = self.answers
+        else:
+            eos = getattr(getattr(model, "config", None), "eos_token_id", None)
+            eos = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+            answers = [_greedy(model, p, self.max_new_tokens, eos) for p in prompts]
+        if any(len(a) == 0 for a in answers):
+            raise ValueError("every answer needs at least one token.")
+        return _with_continuations(prompts, answers)
+
+    def score(self, model, inputs, targets):
+        total, count = _continuation_logprob(model, inputs, targets["scored"])
+        return total / count if self.per_token else total
+
+    def __repr__(self) -> str:
+        answers = "greedy" if self.answers is None else f"given#{digest(list(self.answers))}"
+        return f"LogLikelihood(answers={answers}, max_new_tokens={self.max_new_tokens}, per_token={self.per_token})"
+
+
+class MultipleChoice(Value):
+    """Accuracy or mean correct-option log-probability of a causal LM over a question set.
+
+    Each question (an input row) is scored with each of its ``K`` options appended; an
+    option's score is the summed log-probability of its tokens.
+
+    Parameters
+    ----------
+    options : list (per question) of K token-id sequences
+        The options; the same ``K`` for every question.
+    answers : (Q,) ints
+        Index of the correct option per question.
+    metric : {"logprob", "accuracy"}
+        ``"accuracy"``: fraction of questions whose best-scored option is correct;
+        ``"logprob"`` (smoother): mean over questions of the log-probability of the correct
+        option normalised over the ``K`` options.
+    """
+
+    def __init__(self, options: Sequence[Sequence[Sequence[int]]], answers: Sequence[int], metric: str = "logprob"):
+        if metric not in ("logprob", "accuracy"):
+            raise ValueError(f"metric must be 'logprob' or 'accuracy', got {metric!r}.")
+        K = {len(o) for o in options}
+        if len(K) != 1 or K == {0}:
+            raise ValueError(f"every question needs the same number K >= 1 of options, got {sorted(K)}.")
+        self.options = [[torch.as_tensor(o).long() for o in opts] for opts in options]
+        self.answers = torch.as_tensor(answers).long()
+        self.K = K.pop()
+        if self.answers.shape != (len(self.options),) or not ((0 <= self.answers) & (self.answers < self.K)).all():
+            raise ValueError(f"answers must be {len(self.options)} option indices in [0, {self.K}).")
+        self.metric = metric
+
+    def prepare(self, model, inputs, batch_size):
+        prompts = _prompts(inputs)
+        if len(prompts) != len(self.options):
+            raise ValueError(f"got {len(prompts)} questions for {len(self.options)} option lists.")
+        return _with_continuations(
+            [p for p in prompts for _ in range(self.K)], [o for opts in self.options for o in opts]
+        )
+
+    def score(self, model, inputs, targets):
+        return _continuation_logprob(model, inputs, targets["scored"])[0]
+
+    def reduce(self, scores):
+        per_option = scores.view(scores.shape[0], -1, self.K)
+        answers = self.answers.to(scores.device)
+        if self.metric == "accuracy":
+            return (per_option.argmax(-1) == answers).float().mean(-1)
+        logp = torch.log_softmax(per_option, -1)
+        return logp.gather(-1, answers.expand(scores.shape[0], -1).unsqueeze(-1)).squeeze(-1).mean(-1)
+
+    def __repr__(self) -> str:
+        return f"MultipleChoice(Q={len(self.options)}, K={self.K}, metric={self.metric!r}, options#{digest([list(o) for o in self.options])}, answers#{digest(self.answers)})"

@@ -1,0 +1,47 @@
+"""Training subsets: retraining callables and precomputed (mask, margin) tables."""
+
+import numpy as np
+import pytest
+
+from compattr.features import TrainingSubsets, check_feature_set
+from compattr.query import run_queries
+
+
+def nearest_centroid_margin(keep, X=np.random.default_rng(0).normal(size=(12, 2)), labels=np.arange(12) % 2):
+    """A tiny 'model': class centroids of the kept examples; margin on the point (1, 1)."""
+    point, target = np.array([1.0, 1.0]), 1
+    scores = []
+    for c in (0, 1):
+        rows = keep & (labels == c)
+        scores.append(-np.linalg.norm(point - X[rows].mean(0)) if rows.any() else -10.0)
+    return scores[target] - scores[1 - target]
+
+
+def test_retraining_feature_set_conforms_and_caches(tmp_path):
+    data = TrainingSubsets(12, nearest_centroid_margin, groups=np.arange(12) % 2)
+    check_feature_set(data)
+    X = np.random.default_rng(1).random((20, 12)) < 0.5
+    y = run_queries(data, X, cache_dir=tmp_path, progress=False)
+    assert np.allclose(y, [nearest_centroid_margin(x) for x in X])
+    assert data.names[:2] == ["x0", "x1"] and data.fingerprint() == "TrainingSubsets(n=12, retrain, key='nearest_centroid_margin')"
+
+
+def test_precomputed_tables_average_repeats_and_refuse_unknown_masks():
+    X = np.random.default_rng(2).random((30, 20)) < 0.5
+    margins = np.random.default_rng(3).normal(size=(30, 4))
+    X[5], margins[5, 2] = X[0], margins[0, 2] + 2.0
+    data = TrainingSubsets.from_arrays(X, margins, target=2)
+    y = data.evaluate(X)
+    assert np.isclose(y[0], margins[0, 2] + 1.0) and np.isclose(y[5], y[0])
+    others = np.setdiff1d(np.arange(30), [0, 5])
+    assert np.allclose(y[others], margins[others, 2])
+    assert len(data.masks) == 29 and np.allclose(data.evaluate(data.masks), data.margins)
+    check_feature_set(data, masks=data.masks[:6])
+    unseen = ~X[:1]
+    with pytest.raises(ValueError, match="were not precomputed"):
+        data.evaluate(np.vstack([X[:2], unseen]))
+    with pytest.raises(ValueError, match="pass target=<column>"):
+        TrainingSubsets.from_arrays(X, margins)
+    with pytest.raises(ValueError, match="non-finite"):
+        TrainingSubsets.from_arrays(X, np.where(np.eye(30, 1, dtype=bool)[:, 0], np.nan, 0.0))
+    assert TrainingSubsets.from_arrays(X, margins[:, 0]).fingerprint() != TrainingSubsets.from_arrays(X, margins[:, 1]).fingerprint()

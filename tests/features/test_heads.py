@@ -1,0 +1,282 @@
+"""AttentionHeads on tiny random-weight Llama (GQA), GPT-2 and BERT models built from configs."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama, word_tokenizer
+from compattr.features import Architecture, AttentionHeads, register_architecture
+from compattr.features.architectures import REGISTRY
+from compattr.query import Query
+from compattr.values import ClassLogit
+
+torch.set_num_threads(1)
+
+BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": tiny_bert}
+
+
+def out_proj(model, layer):
+    if model.config.model_type == "llama":
+        return model.model.layers[layer].self_attn.o_proj
+    if model.config.model_type == "gpt2":
+        return model.transformer.h[layer].attn.c_proj
+    return model.bert.encoder.layer[layer].attention.output.dense
+
+
+def scale_head_inputs(model, factors):
+    """A copy of ``model`` whose output projections' weights multiply head h of layer l by
+    ``factors[l][h]``: the reference for hook masking (zero = masked)."""
+    model = copy.deepcopy(model)
+    H = model.config.num_attention_heads
+    with torch.no_grad():
+        for layer, per_head in enumerate(factors):
+            proj = out_proj(model, layer)
+            conv1d = model.config.model_type == "gpt2"  # Conv1D: weight is (in, out)
+            d_in = proj.weight.shape[0] if conv1d else proj.weight.shape[1]
+            D = d_in // H
+            for h, f in enumerate(per_head):
+                if conv1d:
+                    proj.weight[h * D : (h + 1) * D, :] *= f
+                else:
+                    proj.weight[:, h * D : (h + 1) * D] *= f
+    return model
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+@pytest.fixture(params=sorted(BUILDERS))
+def model(request):
+    return BUILDERS[request.param]()
+
+
+def ids(batch=3, seq=6, seed=0):
+    return torch.randint(6, 60, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def test_masking_equals_zeroing_weight_columns(model):
+    heads = AttentionHeads(model, rescale=False)
+    mask = np.random.default_rng(1).random(heads.n) < 0.5
+    mask[0], mask[1] = True, False
+    with heads.masked(mask):
+        hooked = logits(model, ids())
+    reference = logits(scale_head_inputs(model, mask.reshape(-1, heads.n_heads).astype(float)), ids())
+    assert torch.allclose(hooked, reference, atol=1e-5)
+    assert not torch.allclose(hooked, logits(model, ids()), atol=1e-4)
+
+
+def test_rescaling_matches_its_definition(model):
+    heads = AttentionHeads(model, rescale=True)
+    H = heads.n_heads
+    mask = np.random.default_rng(2).random(heads.n) < 0.5
+    mask[:H] = False  # a layer with every head masked stays zero
+    mask[H] = True
+    factors = [[float(keep) * H / max(row.sum(), 1) for keep in row] for row in mask.reshape(-1, H)]
+    with heads.masked(mask):
+        hooked = logits(model, ids())
+    assert torch.allclose(hooked, logits(scale_head_inputs(model, factors), ids()), atol=1e-5)
+
+
+def test_per_row_masks_equal_one_mask_per_forward(model):
+    heads = AttentionHeads(model)
+    x = ids(batch=4)
+    masks = torch.rand(4, heads.n, generator=torch.Generator().manual_seed(3)) < 0.5
+    with heads.masked(masks):
+        batched = logits(model, x)
+    for b in range(4):
+        with heads.masked(masks[b]):
+            assert torch.allclose(batched[b], logits(model, x[b : b + 1])[0], atol=1e-5)
+
+
+def test_all_kept_with_rescaling_is_the_unhooked_model(model):
+    heads = AttentionHeads(model, rescale=True)
+    with heads.masked(np.ones(heads.n, bool)):
+        assert torch.allclose(logits(model, ids()), logits(copy.deepcopy(model), ids()), atol=1e-6)
+
+
+def test_features_are_layer_major_with_kv_groups():
+    model = tiny_llama(layers=3, heads=4, kv_heads=2)
+    heads = AttentionHeads(model, layers=[2, 0])
+    assert heads.layers == [0, 2] and heads.n == 8 and (heads.n_heads, heads.n_kv_heads) == (4, 2)
+    assert heads.names == [f"L{l}.H{h}" for l in (0, 2) for h in range(4)]
+    assert heads.groups.tolist() == [0] * 4 + [2] * 4
+    assert heads.kv_groups.tolist() == [0, 0, 1, 1, 4, 4, 5, 5]
+
+
+def test_a_layer_subset_masks_only_those_layers():
+    model = tiny_llama(layers=3)
+    heads = AttentionHeads(model, layers=[1], rescale=False)
+    mask = np.array([False, True, True, False])
+    with heads.masked(mask):
+        hooked = logits(model, ids())
+    factors = [[1.0] * 4, mask.astype(float).tolist(), [1.0] * 4]
+    assert torch.allclose(hooked, logits(scale_head_inputs(model, factors), ids()), atol=1e-5)
+
+
+def test_mean_ablation_replaces_masked_heads_by_their_reference_mean():
+    model = tiny_llama(layers=2)
+    reference = {"input_ids": ids(batch=5, seed=7), "attention_mask": torch.ones(5, 6, dtype=torch.long)}
+    reference["attention_mask"][0, 4:] = 0
+    heads = AttentionHeads(model, rescale=False, ablation="mean", reference=reference)
+    proj = out_proj(model, 1)
+    seen = []
+    handle = proj.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    try:
+        logits(model, reference["input_ids"])
+        mask = np.ones(heads.n, bool)
+        mask[4 + 1] = False  # layer 1, head 1
+        with heads.masked(mask):
+            logits(model, ids())
+        logits(model, ids())
+    finally:
+        handle.remove()
+    ref, masked, plain = (s.unflatten(-1, (4, -1)) for s in seen)
+    keep = reference["attention_mask"].bool()
+    assert torch.allclose(masked[:, :, 1], ref[keep][:, 1].mean(0).expand_as(masked[:, :, 1]), atol=1e-6)
+    assert torch.allclose(masked[:, :, [0, 2, 3]], plain[:, :, [0, 2, 3]])
+
+
+def test_hooks_are_removed_also_on_exceptions():
+    model = tiny_gpt2()
+    heads = AttentionHeads(model)
+    before = logits(model, ids())
+    with pytest.raises(KeyError):
+        with heads.masked(np.zeros(heads.n, bool)):
+            raise KeyError("boom")
+    assert all(not out_proj(model, l)._forward_pre_hooks for l in range(2))
+    assert torch.equal(logits(model, ids()), before)
+    with heads.masked(np.zeros(heads.n, bool)):  # usable again
+        assert not torch.allclose(logits(model, ids()), before)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"layers": [0, 5]}, r"layer\(s\) \[5\] out of range: the model has layers 0..1"),
+        ({"layers": [-1]}, "out of range"),
+        ({"layers": []}, "empty"),
+        ({"ablation": "noise"}, "ablation must be one of"),
+        ({"ablation": "mean", "rescale": False}, "needs reference inputs"),
+        ({"ablation": "mean", "reference": torch.zeros(1, 2, dtype=torch.long)}, "rescale=False"),
+    ],
+)
+def test_bad_arguments_get_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AttentionHeads(tiny_gpt2(), **kwargs)
+
+
+def test_bad_masks_get_clear_errors():
+    model = tiny_gpt2()
+    heads = AttentionHeads(model)
+    with pytest.raises(ValueError, match="9 columns but there are n=8"):
+        with heads.masked(np.ones(heads.n + 1, bool)):
+            pass
+    with pytest.raises(ValueError, match=r"shape \(n,\) or \(B, n\) with n=8, got \(2, 9\)"):
+        with heads.masked(torch.ones(2, heads.n + 1, dtype=torch.bool)):
+            pass
+    with pytest.raises(ValueError, match="binary"):
+        with heads.masked(np.full(heads.n, 0.5)):
+            pass
+    with pytest.raises(ValueError, match="2 rows but the model runs a batch of 3"):
+        with heads.masked(np.ones((2, heads.n), bool)):
+            logits(model, ids(batch=3))
+    with heads.masked(np.ones(heads.n, bool)):
+        with pytest.raises(RuntimeError, match="do not nest"):
+            with heads.masked(np.ones(heads.n, bool)):
+                pass
+
+
+class _Mystery(nn.Module):
+    """A transformer-like model of an unregistered family."""
+
+    def __init__(self, projection_name="out_proj"):
+        super().__init__()
+        self.config = type("Config", (), {"model_type": "mystery", "num_attention_heads": 2, "num_hidden_layers": 2})()
+        self.embed = nn.Embedding(10, 8)
+        self.blocks = nn.ModuleList()
+        for _ in range(2):
+            block = nn.Module()
+            block.attn = nn.Module()
+            block.attn.add_module(projection_name, nn.Linear(8, 8))
+            self.blocks.append(block)
+        self.projection_name = projection_name
+
+    def forward(self, x):
+        h = self.embed(x)
+        for block in self.blocks:
+            h = h + getattr(block.attn, self.projection_name)(h)
+        return h
+
+
+def test_unknown_architectures_are_discovered_or_refused():
+    model = _Mystery()
+    heads = AttentionHeads(model, rescale=False)
+    x = torch.tensor([[1, 2, 3]])
+    with heads.masked(np.array([1, 0, 1, 1], bool)):
+        hooked = model(x)
+    with torch.no_grad():
+        model.blocks[0].attn.out_proj.weight[:, 4:] = 0
+    assert torch.allclose(hooked, model(x))
+    with pytest.raises(ValueError, match="Unknown architecture.*register_architecture"):
+        AttentionHeads(_Mystery("mixer"))
+
+
+def test_registered_architectures_are_used():
+    try:
+        register_architecture("mystery", Architecture("blocks", "attn.mixer"))
+        heads = AttentionHeads(_Mystery("mixer"))
+        assert heads._sites[1] is heads.model.blocks[1].attn.mixer
+    finally:
+        REGISTRY.pop("mystery")
+
+
+def test_layer_replay_equals_the_full_forward_and_skips_early_blocks():
+    model = tiny_llama(layers=4)
+    heads = AttentionHeads(model, layers=[2, 3])
+    replay = heads.layer_replay()
+    x = ids(batch=2)
+    masks = torch.rand(6, heads.n, generator=torch.Generator().manual_seed(4)) < 0.5
+    with heads.masked(masks):
+        full = logits(model, x.repeat(3, 1))
+    captured = replay.capture(lambda: model(x))
+    calls = []
+    handle = model.model.layers[0].self_attn.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with replay.replaying(captured), heads.masked(masks):
+            replayed = logits(model, x.repeat(3, 1))
+    finally:
+        handle.remove()
+    assert torch.allclose(full, replayed, atol=1e-6) and not calls
+    assert model.model.layers[0].forward.__func__ is type(model.model.layers[0]).forward
+    assert AttentionHeads(model, layers=[0, 3]).layer_replay() is None
+
+
+def test_transformerlens_hook_z_equals_the_hf_hook(tmp_path):
+    pytest.importorskip("transformer_lens", reason="the optional 'lens' extra is not installed")
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
+
+    word_tokenizer().save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    for build in (tiny_gpt2, tiny_llama):
+        model = build()
+        hf = copy.deepcopy(model)
+        x = ids(batch=3)
+        masks = np.random.default_rng(5).random((3, AttentionHeads(hf).n)) < 0.5
+        hf_heads = AttentionHeads(hf)
+        with hf_heads.masked(masks):
+            expected = logits(hf, x)
+        bridge = TransformerBridge.boot_transformers("tiny", hf_model=model, tokenizer=tokenizer)
+        lens_heads = AttentionHeads(bridge)
+        assert (lens_heads.n, lens_heads.n_kv_heads) == (hf_heads.n, hf_heads.n_kv_heads)
+        with lens_heads.masked(masks), torch.no_grad():
+            got = bridge(x)
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert not torch.allclose(got, logits(hf, x), atol=1e-4)
+        through_query = Query(bridge, lens_heads, ClassLogit(), x).evaluate(masks[:2])
+        assert np.allclose(through_query, Query(hf, hf_heads, ClassLogit(), x).evaluate(masks[:2]), atol=1e-5)

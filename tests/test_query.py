@@ -1,0 +1,353 @@
+"""The query engine: batching, layer replay, out-of-memory, disk cache, resume, processes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
+from compattr.cache import CacheMismatchError, QueryCache
+from compattr.features import AttentionHeads, check_feature_set
+from compattr.query import Query, run_queries
+from compattr.values import ClassLogit, LogLikelihood
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def examples(E=3, seq=6, seed=0):
+    return torch.randint(6, 60, (E, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def random_masks(m, n, seed=0):
+    return np.random.default_rng(seed).random((m, n)) < 0.5
+
+
+def naive(model, heads, value, inputs, X):
+    """One mask per forward, examples one at a time: the reference."""
+    with torch.no_grad():
+        x, t = value.prepare(model, inputs, 1)
+        out = []
+        for mask in X:
+            scores = []
+            for e in range(len(x)):
+                with heads.masked(mask):
+                    scores.append(value.score(model, x[e : e + 1], t[e : e + 1]))
+            out.append(value.reduce(torch.cat(scores)[None])[0].item())
+    return np.array(out)
+
+
+class Counting:
+    """Wraps a feature set; records every mask row it evaluates; can fail after some calls."""
+
+    def __init__(self, features, fail_after=None):
+        self.features, self.fail_after, self.rows = features, fail_after, []
+        self.n, self.names, self.groups = features.n, features.names, features.groups
+
+    def evaluate(self, masks):
+        if self.fail_after is not None and len(self.rows) >= self.fail_after:
+            raise KeyboardInterrupt("killed")
+        self.rows += [m.tobytes() for m in masks]
+        return self.features.evaluate(masks)
+
+    def fingerprint(self):
+        return self.features.fingerprint()
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2, tiny_bert])
+def test_batched_evaluation_equals_one_mask_per_forward(build):
+    model = build()
+    heads = AttentionHeads(model)
+    X = random_masks(10, heads.n)
+    expected = naive(model, heads, ClassLogit(), examples(), X)
+    for batch_size in (1, 4, 64):
+        got = Query(model, heads, ClassLogit(), examples(), batch_size=batch_size).evaluate(X)
+        assert np.allclose(got, expected, atol=1e-5), batch_size
+
+
+@pytest.mark.parametrize("layers", [[0, 1], [2, 3], [4, 5], [1, 5]])
+def test_layer_replay_equals_the_full_forward(layers):
+    model = tiny_llama(layers=6)
+    heads = AttentionHeads(model, layers=layers)
+    value = LogLikelihood(max_new_tokens=2)
+    inputs = {"input_ids": examples(E=3), "attention_mask": torch.ones(3, 6, dtype=torch.long)}
+    X = random_masks(12, heads.n)
+    plain = Query(model, heads, value, inputs, batch_size=8, replay=False)
+    fast = Query(model, heads, value, inputs, batch_size=8)
+    assert (fast._layer_replay is None) == (layers[0] == 0)
+    calls = []
+    handle = model.model.layers[0].mlp.register_forward_hook(lambda *a: calls.append(a[1][0].shape[0]))
+    try:
+        got = fast.evaluate(X)
+    finally:
+        handle.remove()
+    assert np.allclose(got, plain.evaluate(X), atol=1e-5)
+    if layers[0] > 0:  # layer 0 ran once per example batch (prepare, capture), not per mask
+        assert sum(calls) <= 3 * (1 + 2 + 1)
+
+
+class _OOMOver:
+    """A model wrapper that runs out of memory on batches larger than ``limit``."""
+
+    def __init__(self, model, limit):
+        self.model, self.limit, self.sizes = model, limit, []
+
+    def __call__(self, *args, **kwargs):
+        batch = (args[0] if args else kwargs["input_ids"]).shape[0]
+        self.sizes.append(batch)
+        if batch > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return self.model(*args, **kwargs)
+
+
+def test_batch_size_shrinks_on_out_of_memory(monkeypatch):
+    model = tiny_gpt2()
+    heads = AttentionHeads(model)
+    X = random_masks(9, heads.n)
+    expected = Query(model, heads, ClassLogit(), examples(E=2)).evaluate(X)
+    query = Query(model, heads, ClassLogit(), examples(E=2), batch_size=32)
+    wrapped = _OOMOver(model, limit=5)
+    monkeypatch.setattr(query, "model", wrapped)
+    monkeypatch.setattr(heads, "model", wrapped)
+    assert np.allclose(query.evaluate(X), expected, atol=1e-5)
+    assert query.batch_size == 4 and max(wrapped.sizes) == 18  # 9 masks x 2 examples
+    wrapped.limit = 0
+    with pytest.raises(torch.OutOfMemoryError):
+        query.evaluate(X)
+    assert query.batch_size == 1
+
+
+def test_query_is_a_conforming_feature_set():
+    model = tiny_llama()
+    check_feature_set(Query(model, AttentionHeads(model, layers=[1, 2]), ClassLogit(), examples(), batch_size=5))
+
+
+def test_query_refuses_features_of_another_model_and_missing_inputs():
+    heads = AttentionHeads(tiny_gpt2())
+    with pytest.raises(ValueError, match="another model"):
+        Query(tiny_gpt2(), heads, ClassLogit(), examples())
+    with pytest.raises(ValueError, match="owns no inputs; pass inputs="):
+        Query(heads.model, heads, ClassLogit())
+
+
+def heads_query(seed=0, layers=None, value=None):
+    model = tiny_llama(seed=seed)
+    return Query(model, AttentionHeads(model, layers=layers), value or ClassLogit(), examples(), batch_size=4)
+
+
+def test_run_queries_evaluates_each_distinct_mask_once():
+    counting = Counting(heads_query())
+    X = random_masks(10, counting.n)
+    X = np.vstack([X, X[:4]])
+    y = run_queries(counting, X, chunk_size=3, progress=False)
+    assert len(counting.rows) == 10 and len(set(counting.rows)) == 10
+    assert np.array_equal(y[10:], y[:4])
+    assert np.allclose(y, counting.features.evaluate(X), atol=1e-6)
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    X = random_masks(30, heads_query().n, seed=1)
+    uninterrupted = run_queries(heads_query(), X, chunk_size=4, progress=False)
+    first = Counting(heads_query(), fail_after=12)
+    with pytest.raises(KeyboardInterrupt):
+        run_queries(first, X, cache_dir=tmp_path, chunk_size=4, progress=False)
+    assert len(first.rows) == 12
+    second = Counting(heads_query())
+    resumed = run_queries(second, X, cache_dir=tmp_path, chunk_size=4, progress=False)
+    assert np.allclose(resumed, uninterrupted, atol=1e-6)
+    assert not set(first.rows) & set(second.rows)
+    assert len(second.rows) == 30 - 12
+    third = Counting(heads_query())
+    assert np.array_equal(run_queries(third, X, cache_dir=tmp_path, progress=False), resumed)
+    assert third.rows == []
+
+
+_KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    from compattr.query import run_queries
+
+    class Slow:
+        n, names, groups = 12, [str(i) for i in range(12)], np.zeros(12)
+        calls = 0
+        def fingerprint(self):
+            return "weighted-sum-v1"
+        def evaluate(self, masks):
+            Slow.calls += 1
+            if Slow.calls == int(sys.argv[2]):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return masks @ np.arange(1.0, 13.0)
+
+    X = np.random.default_rng(0).random((50, 12)) < 0.5
+    y = run_queries(Slow(), X, cache_dir=sys.argv[1], chunk_size=5, progress=False)
+    print("calls", Slow.calls, "ok", bool(np.allclose(y, X @ np.arange(1.0, 13.0))))
+    """
+)
+
+
+def test_a_sigkilled_process_resumes_from_its_cache(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(_KILLED_RUN)
+    cache = tmp_path / "cache"
+    run = lambda kill_at: subprocess.run(
+        [sys.executable, str(script), str(cache), str(kill_at)], capture_output=True, text=True, cwd=REPO
+    )
+    killed = run(kill_at=4)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run(kill_at=0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.split() == ["calls", "7", "ok", "True"]  # 10 chunks, 3 were done
+
+
+@pytest.mark.parametrize(
+    "change, part",
+    [
+        (dict(seed=1), "model"),
+        (dict(layers=[1, 2]), "features"),
+        (dict(value=ClassLogit(log_odds=True)), "value"),
+    ],
+)
+def test_a_cache_made_for_something_else_is_refused(tmp_path, change, part):
+    X = random_masks(6, heads_query().n)
+    run_queries(heads_query(), X, cache_dir=tmp_path, progress=False)
+    other = heads_query(**change)
+    with pytest.raises(CacheMismatchError, match=f"made for another {part}:"):
+        run_queries(other, random_masks(6, other.n), cache_dir=tmp_path, progress=False)
+
+
+def test_cache_refuses_other_widths_and_unfingerprinted_features(tmp_path):
+    QueryCache(tmp_path, 5, {"features": "a"})
+    with pytest.raises(CacheMismatchError, match="n=5 features, this run has n=6"):
+        QueryCache(tmp_path, 6, {"features": "a"})
+
+    class Bare:
+        n = 3
+
+        def evaluate(self, masks):
+            return masks.sum(1)
+
+    with pytest.raises(TypeError, match="needs a feature set with a fingerprint"):
+        run_queries(Bare(), np.ones((1, 3), bool), cache_dir=tmp_path / "b")
+
+
+def test_bad_input_gets_clear_errors(tmp_path):
+    query = heads_query()
+    with pytest.raises(ValueError, match="masks has 5 columns but there are n=12 features"):
+        run_queries(query, np.ones((2, 5), bool))
+
+    class NaNs:
+        n, names, groups = 3, ["a", "b", "c"], np.zeros(3)
+
+        def evaluate(self, masks):
+            return np.where(masks.all(1), np.nan, 1.0)
+
+        def fingerprint(self):
+            return "nans"
+
+    with pytest.raises(ValueError, match="non-finite value"):
+        run_queries(NaNs(), np.ones((2, 3), bool), cache_dir=tmp_path, progress=False)
+    cache = QueryCache(tmp_path, 3, {"features": "nans"})
+    assert not cache.done(cache.lookup(np.ones((1, 3), bool))).any()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_DISTRIBUTED_RUN = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from compattr._testing import tiny_llama
+    from compattr.features import AttentionHeads
+    from compattr.query import Query, run_queries
+    from compattr.values import ClassLogit
+
+    model = tiny_llama()
+    inputs = torch.randint(6, 60, (3, 6), generator=torch.Generator().manual_seed(0))
+    query = Query(model, AttentionHeads(model), ClassLogit(), inputs, batch_size=4)
+    X = np.random.default_rng(1).random((30, query.n)) < 0.5
+    seen = []
+    evaluate = query.evaluate
+    query.evaluate = lambda masks: seen.append(len(masks)) or evaluate(masks)
+    y = run_queries(query, X, cache_dir=sys.argv[1], chunk_size=4, progress=False)
+    rank = os.environ["RANK"]
+    np.save(os.path.join(sys.argv[2], f"y{rank}.npy"), y)
+    np.save(os.path.join(sys.argv[2], f"n{rank}.npy"), sum(seen))
+    from accelerate import PartialState
+    PartialState().destroy_process_group()  # a clean exit, as accelerate asks of every script
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch_share_one_cache(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(_DISTRIBUTED_RUN)
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()), str(script), str(tmp_path / "cache"), str(tmp_path),
+    ]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launch, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    y0, y1 = np.load(tmp_path / "y0.npy"), np.load(tmp_path / "y1.npy")
+    n0, n1 = int(np.load(tmp_path / "n0.npy")), int(np.load(tmp_path / "n1.npy"))
+    assert np.array_equal(y0, y1) and n0 + n1 == 30 and min(n0, n1) >= 12
+    model = tiny_llama()
+    inputs = torch.randint(6, 60, (3, 6), generator=torch.Generator().manual_seed(0))
+    query = Query(model, AttentionHeads(model), ClassLogit(), inputs, batch_size=4)
+    X = np.random.default_rng(1).random((30, query.n)) < 0.5
+    assert np.allclose(y0, query.evaluate(X), atol=1e-5)
+    counting = Counting(query)
+    assert np.array_equal(run_queries(counting, X, cache_dir=tmp_path / "cache", progress=False), y0)
+    assert counting.rows == []
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+@pytest.mark.parametrize("value", [ClassLogit(), LogLikelihood(max_new_tokens=3)], ids=repr)
+def test_prefix_kv_cache_reuse_equals_the_full_forward(build, value):
+    from compattr._testing import word_tokenizer
+    from compattr.features import Words
+
+    model = build()
+    prefix = "[BOS] " + " ".join(f"w{i}" for i in range(10, 30)) + " "
+    words = Words(word_tokenizer(), "w1 w2 w3 w4 w5", prefix=prefix, suffix=" w6 w7")
+    assert words.fixed_prefix == 21
+    X = random_masks(9, words.n)
+    fast = Query(model, words, value, batch_size=4)
+    assert fast._prefix_cache is not None
+    embed = model.get_input_embeddings()
+    seen = []
+    handle = embed.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    try:
+        got = fast.evaluate(X)
+    finally:
+        handle.remove()
+    expected = Query(model, words, value, batch_size=4, replay=False).evaluate(X)
+    assert np.allclose(got, expected, atol=1e-5)
+    prompt = len(words.token_units)
+    assert set(seen[-3:]) == {prompt - 21 + (3 if isinstance(value, LogLikelihood) else 0)}
+
+
+def test_prefix_cache_refuses_rows_with_another_prefix():
+    from compattr.query import PrefixCache
+
+    model = tiny_llama()
+    cached = PrefixCache(model, examples(E=1)[:, :3])
+    with pytest.raises(ValueError, match="begin with the cached prefix"):
+        cached(examples(E=2, seed=5), logits_to_keep=1)
+    with pytest.raises(ValueError, match="logits of the 3 tokens after the prefix"):
+        cached(examples(E=1), logits_to_keep=0)
