@@ -1,0 +1,69 @@
+"""Shared plumbing for the recipes: arguments, output folder, markdown tables, figures.
+
+Every recipe is a runnable script (``python recipes/NAME.py --help``) with small defaults and
+paper-scale flags; it writes ``results.md`` (a markdown table of what it measured, with the
+command that produced it) and its figures into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import torch
+
+
+def parser(description: str, default_out: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every recipe shares: --out, --seed, --threads."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path(default_out), help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of masks, data splits and training")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on small shared machines)")
+    return p
+
+
+def setup(args: argparse.Namespace) -> Path:
+    """Apply the shared options; return the (created) output folder."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args.out
+
+
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, digits: int = 3) -> str:
+    """Rows of dicts as a GitHub markdown table; floats rounded to ``digits``."""
+    if not rows:
+        return ""
+    columns = list(columns or rows[0].keys())
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.{digits}f}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, title: str, sections: Iterable[tuple[str, str]]) -> Path:
+    """Write ``results.md``: a title, the exact command, then (heading, markdown) sections."""
+    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    text = [f"# {title}", "", f"Command: `{command}`", f"Written: {time.strftime('%Y-%m-%d %H:%M')}", ""]
+    for heading, body in sections:
+        text += [f"## {heading}", "", body, ""]
+    path = out / "results.md"
+    path.write_text("\n".join(text))
+    return path
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure as PNG (150 dpi) and free it."""
+    from compattr import plots
+
+    plots.save(fig, path)
+    return path
