@@ -382,7 +382,7 @@ def _parity_features(n: int, tuples: list[tuple[int, ...]], X) -> np.ndarray:
     pool = Spectrum(n, tuples, np.ones(len(tuples)))
     column = {t: i for i, t in enumerate(pool.support_tuples())}
     order = np.array([column[t] for t in tuples], dtype=np.int64)
-    return pool.parity_matrix(X).astype(np.float32)[:, order]
+    return pool.parity_matrix(X, dtype=np.float32)[:, order]
 
 
 def _cholesky(gram: np.ndarray) -> np.ndarray:
