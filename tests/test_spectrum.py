@@ -2,7 +2,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import compattr
 from compattr import Spectrum
 
 from conftest import all_masks, brute_force_fourier, random_spectrum
