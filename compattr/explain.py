@@ -249,6 +249,44 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def held_out_masks(X, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` fresh uniform masks that are not among the fitting masks ``X`` (SPEC §1).
+
+    Drawn from the same seeded stream as ``sample_masks(n, m + ..., seed)`` after the rows of
+    ``X``, skipping repeats of ``X`` and of each other; when fewer than ``count`` unused masks
+    exist (small n), all of them, in random order.
+
+    Parameters
+    ----------
+    X : (m, n) bool array
+        The fitting masks.
+    count : int
+        How many held-out masks to return (at most).
+
+    Returns
+    -------
+    (t, n) bool array, t = min(count, 2^n - #distinct rows of X)
+    """
+    m, n = X.shape
+    seen = {row.tobytes() for row in np.packbits(X, axis=1)}
+    available = 2**n - len(seen) if n < 63 else count
+    count = min(count, available)
+    if n <= 20 and count > available // 2:  # few unused masks left: enumerate them
+        every = ((np.arange(2**n)[:, None] >> np.arange(n)[::-1]) & 1).astype(bool)
+        unused = every[[row.tobytes() not in seen for row in np.packbits(every, axis=1)]]
+        return np.random.default_rng(seed).permutation(unused)[:count]
+    fresh: list[np.ndarray] = []
+    drawn = m
+    while len(fresh) < count:
+        batch = sample_masks(n, drawn + 2 * count, seed=seed)[drawn:]
+        drawn += len(batch)
+        for row, key in zip(batch, np.packbits(batch, axis=1)):
+            if key.tobytes() not in seen and len(fresh) < count:
+                seen.add(key.tobytes())
+                fresh.append(row)
+    return np.array(fresh, dtype=bool).reshape(-1, n)
+
+
 def explain(
     model=None,
     features=None,
@@ -287,7 +325,8 @@ def explain(
     alpha : float
         Budget multiplier when ``budget`` is not given (the paper uses 2–8).
     test_masks : int
-        Fresh held-out queries for the faithfulness R² (default 1,000, as in the paper).
+        Fresh held-out queries for the faithfulness R² (default 1,000, as in the paper);
+        never one of the fitting masks (fewer when n is so small that few masks remain).
     seed : int
         Seeds the masks and the estimator: the same seed gives the same explanation.
     cache_dir : path, optional
@@ -322,9 +361,10 @@ def explain(
     m = _budget(n, alpha) if budget is None else int(budget)
     if m < 1 or test_masks < 1:
         raise ValueError(f"budget and test_masks must be positive, got {m} and {test_masks}.")
-    all_masks = sample_masks(n, m + test_masks, seed=seed)
+    X = sample_masks(n, m, seed=seed)
+    all_masks = np.vstack([X, held_out_masks(X, test_masks, seed=seed)])
     outputs = run_queries(feature_set, all_masks, cache_dir=cache_dir, progress=progress)
-    X, y = all_masks[:m], outputs[:m]
+    y = outputs[:m]
     est = (estimator if estimator is not None else ProxySPEX(seed=seed)).fit(X, y)
     lasso = LassoBaseline(seed=seed).fit(X, y).spectrum_ if baseline else None
     return Explanation(

@@ -104,7 +104,8 @@ def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def _class_score(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    logits = logits.float()
+    if logits.dtype != torch.float64:  # half precision in, float32 out; float64 stays exact
+        logits = logits.float()
     labels = labels.long().to(logits.device)
     chosen = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     if kind == "logit":

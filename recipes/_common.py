@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import torch
+from threadpoolctl import threadpool_limits
 
 
 def parser(description: str, default_out: str) -> argparse.ArgumentParser:
@@ -27,8 +28,12 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
 
 
 def setup(args: argparse.Namespace) -> Path:
-    """Apply the shared options; return the (created) output folder."""
+    """Apply the shared options; return the (created) output folder.
+
+    ``--threads`` caps torch and the BLAS/OpenMP pools of NumPy, SciPy and scikit-learn.
+    """
     torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     return args.out

@@ -37,8 +37,10 @@ def test_explanation_holds_everything(explanation, setting):
     assert ex.n == heads.n == 12
     assert ex.names == heads.names and np.array_equal(ex.groups, heads.groups)
     assert ex.masks.shape == (300, 12) and ex.test_masks.shape == (200, 12)
-    stream = compattr.sample_masks(12, 500, seed=0)  # fitting masks, then fresh held-out ones
-    assert np.array_equal(ex.masks, stream[:300]) and np.array_equal(ex.test_masks, stream[300:])
+    assert np.array_equal(ex.masks, compattr.sample_masks(12, 300, seed=0))
+    fit_rows = {r.tobytes() for r in ex.masks}
+    assert not any(r.tobytes() in fit_rows for r in ex.test_masks)  # held out: never fitted on
+    assert len({r.tobytes() for r in ex.test_masks}) == 200
     assert ex.faithfulness > 0.5
     assert ex.lasso_faithfulness is not None
     e = ex.energy()
@@ -119,3 +121,17 @@ def test_bad_input():
         explain(model, AttentionHeads(model))
     with pytest.raises(FileNotFoundError):
         Explanation.load("/nonexistent/folder")
+
+
+@pytest.mark.parametrize("n, m, count", [(4, 10, 100), (10, 300, 200), (40, 500, 300)])
+def test_held_out_masks_are_fresh_and_distinct(n, m, count):
+    from compattr.explain import held_out_masks
+
+    X = compattr.sample_masks(n, m, seed=3)
+    H = held_out_masks(X, count, seed=3)
+    fit = {r.tobytes() for r in X}
+    distinct_unused = 2**n - len(fit)
+    assert len(H) == min(count, distinct_unused)
+    assert len({r.tobytes() for r in H}) == len(H)
+    assert not any(r.tobytes() in fit for r in H)
+    assert np.array_equal(H, held_out_masks(X, count, seed=3))  # reproducible
