@@ -564,9 +564,9 @@ def report_sections(args: argparse.Namespace, r: InductionRun) -> list[tuple[str
         ("Head roles from attention patterns, and Banzhaf values",
          markdown_table(roles.reset_index().to_dict("records"))),
         ("Faithfulness", markdown_table(fit) + (
-            f"\nWith n = {ex.n} there are only {len(masks)} masks, so most of the {len(ex.test_masks)} "
-            "'held-out' masks repeat fitting masks; the never-queried column is the honest "
-            "out-of-sample R².\n")),
+            f"\nWith n = {ex.n} there are only {len(masks)} masks; explain holds out the "
+            f"{len(ex.test_masks)} it did not fit on, and the last column checks every mask "
+            "that was never queried.\n")),
         ("Mean pairwise Möbius interaction by kind of pair", markdown_table(pair_summary(moebius, r.roles, ex.groups))
          + "\nMöbius I(T) is the effect of keeping T on top of its subsets, starting from no heads: "
          "positive = synergy (AND-like).\n"),
