@@ -15,9 +15,10 @@ hierarchy metrics, tables, plots, plans)::
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -179,11 +180,15 @@ class Explanation:
 
         return plots.layer_energy(self.spectrum, self.groups, **kwargs)
 
-    def words_html(self, **kwargs) -> str:
-        """Words highlighted by attribution, with their strongest interactions (HTML)."""
+    def words_html(self, words: Sequence[str] | None = None, **kwargs) -> str:
+        """Words highlighted by attribution, with their strongest interactions (HTML).
+
+        ``words`` defaults to the feature names; pass the plain words when the names carry
+        positions (e.g. ``'3:movie'``).
+        """
         from . import plots
 
-        return plots.words_html(self.names, self.spectrum, **kwargs)
+        return plots.words_html(self.names if words is None else words, self.spectrum, **kwargs)
 
     def plot_patches(self, image, grid: tuple[int, int], **kwargs):
         """Patch attributions over ``image`` (:func:`compattr.plots.patch_overlay`)."""
@@ -270,7 +275,13 @@ def held_out_masks(X, count: int, seed: int = 0) -> np.ndarray:
     m, n = X.shape
     seen = {row.tobytes() for row in np.packbits(X, axis=1)}
     available = 2**n - len(seen) if n < 63 else count
-    count = min(count, available)
+    if available < count:
+        warnings.warn(
+            f"only {available} of the 2^{n} masks were not used for fitting; holding out "
+            f"{available} instead of {count}.",
+            stacklevel=3,
+        )
+        count = available
     if n <= 20 and count > available // 2:  # few unused masks left: enumerate them
         every = ((np.arange(2**n)[:, None] >> np.arange(n)[::-1]) & 1).astype(bool)
         unused = every[[row.tobytes() not in seen for row in np.packbits(every, axis=1)]]

@@ -77,7 +77,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         Instead of top-k, keep the fewest terms holding this fraction of the non-constant
         energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.
     max_k : int
-        Largest k considered by the CV; also capped at half the training masks.
+        Largest k of the top-k candidates in the CV (also capped at half the training
+        masks). The untruncated tree spectrum competes too and wins when its CV error is
+        lowest, so the result can hold more than ``max_k`` terms.
     max_cv_rows : int
         The choice of k is cross-validated on at most this many masks (a random subset),
         which bounds its cost (masks × k²) on large budgets; the final refit uses all.

@@ -1,5 +1,7 @@
 """End to end on a tiny random-weight Llama: explain its heads, plan, apply, measure."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -109,7 +111,8 @@ def test_feature_sets_without_a_model():
         def evaluate(self, masks):
             return truth.predict(masks)
 
-    ex = explain(features=Synthetic(), budget=300, progress=False)
+    with pytest.warns(UserWarning, match="holding out"):  # 2^10 masks: < 1,000 unused ones
+        ex = explain(features=Synthetic(), budget=300, progress=False)
     assert ex.faithfulness > 0.95
 
 
@@ -128,10 +131,15 @@ def test_held_out_masks_are_fresh_and_distinct(n, m, count):
     from compattr.explain import held_out_masks
 
     X = compattr.sample_masks(n, m, seed=3)
-    H = held_out_masks(X, count, seed=3)
     fit = {r.tobytes() for r in X}
     distinct_unused = 2**n - len(fit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        H = held_out_masks(X, count, seed=3)
+    assert bool(caught) == (distinct_unused < count)
     assert len(H) == min(count, distinct_unused)
     assert len({r.tobytes() for r in H}) == len(H)
     assert not any(r.tobytes() in fit for r in H)
-    assert np.array_equal(H, held_out_masks(X, count, seed=3))  # reproducible
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.array_equal(H, held_out_masks(X, count, seed=3))  # reproducible
