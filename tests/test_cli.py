@@ -1,0 +1,129 @@
+"""The ``compattr`` command line, end to end on a tiny random Llama and a tiny question file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import compattr
+from compattr._testing import tiny_llama, word_tokenizer
+from compattr.cli import _layer_list, _plan_size, main, markdown_table
+from compattr.tasks import QuestionSet
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """A tiny Llama folder (3 layers x 4 heads) and 12 three-option questions as JSONL."""
+    root = tmp_path_factory.mktemp("cli")
+    tiny_llama().save_pretrained(root / "model")
+    word_tokenizer().save_pretrained(root / "model")
+    rng = np.random.default_rng(0)
+    QuestionSet(
+        [" ".join(f"w{i}" for i in rng.integers(0, 58, 4)) for _ in range(12)],
+        [[f"w{i}" for i in rng.choice(58, 3, replace=False)] for _ in range(12)],
+        rng.integers(0, 3, 12),
+    ).to_jsonl(root / "questions.jsonl")
+    return root
+
+
+def _run(assets, tmp_path, command: str, *extra: str) -> int:
+    return main([
+        command, str(assets / "model"), "--task", str(assets / "questions.jsonl"),
+        "--questions", "6", "--budget", "60", "--test-masks", "10", "--out", str(tmp_path / "out"),
+        "--device", "cpu", "--quiet", *extra,
+    ])
+
+
+def test_help_names_the_subcommands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "explain" in out and "prune" in out
+    for command in ("explain", "prune"):
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "examples:" in text and "--layers" in text and "smollm2" in text
+    assert main([]) == 2  # no subcommand
+
+
+def test_explain_writes_the_explanation(assets, tmp_path, capsys):
+    assert _run(assets, tmp_path, "explain", "--layers", "1-2") == 0
+    out = tmp_path / "out"
+    for name in ("spectrum.json", "lasso.json", "queries.npz", "explanation.json", "summary.txt",
+                 "interactions.csv", "settings.json", "heads.png", "energy.png"):
+        assert (out / name).is_file(), name
+    assert (out / "queries" / "manifest.json").is_file()
+    ex = compattr.Explanation.load(out)
+    assert ex.n == 8 and ex.names[0] == "L1.H0" and len(ex.masks) == 60
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["layers"] == [1, 2] and settings["questions"] == 6
+    printed = capsys.readouterr().out
+    assert "faithfulness" in printed and "8 heads (layers 1-2 x 4)" in printed
+
+
+def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
+    code = _run(assets, tmp_path, "prune", "--keep", "0.5", "--min-per-layer", "1", "--best-of", "15")
+    assert code == 0
+    out = tmp_path / "out"
+    assert (out / "explanation" / "spectrum.json").is_file() and (out / "explanation" / "heads.png").is_file()
+    table = pd.read_csv(out / "results.csv")
+    assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-15"]
+    assert table["heads kept"].tolist() == [12, 6, 6, 6]
+    assert table["test accuracy"].between(0, 1).all()
+    for name in ("proxyspex", "lasso", "best_of_n"):
+        plan = compattr.PruningPlan.from_json(out / "plans" / f"{name}.json")
+        assert plan.kept.sum() == 6 and (plan.kept_per_group()["kept"] >= 1).all()
+    assert (out / "results.md").read_text().startswith("| method")
+    printed = capsys.readouterr().out
+    assert "test: 6" in printed and "Best-of-15" in printed
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--keep", "1.5"], "--keep must be"),
+        (["--keep", "13"], "--keep must be"),
+        (["--keep", "0"], "--keep must be"),
+        (["--keep", "-0.2"], "--keep must be"),
+        (["--layers", "2-5"], "out of range"),
+        (["--min-per-layer", "3", "--keep", "6"], "--min-per-layer 3"),
+        (["--questions", "12"], "leaves no test questions"),
+    ],
+)
+def test_bad_prune_input_exits_2_with_a_message(assets, tmp_path, capsys, extra, message):
+    assert _run(assets, tmp_path, "prune", *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_model_task_and_flags_exit_2(assets, tmp_path, capsys):
+    q = str(assets / "questions.jsonl")
+    assert main(["explain", "./no-such-model", "--task", q]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--task", str(tmp_path / "missing.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--layers", "a-b"]) == 2
+    assert "expected layers like 20-29" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--value", "f1"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--budget", "5", "--alpha", "2"]) == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_unknown_alias_is_reported_with_the_aliases(assets, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert main(["explain", "smollm3", "--task", str(assets / "questions.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "smollm3" in err and "smollm2" in err
+
+
+def test_helpers():
+    assert _layer_list("20-22,5") == [5, 20, 21, 22]
+    assert _layer_list("3") == [3]
+    assert _plan_size(0.3, 90) == 27 and _plan_size(1.0, 90) == 90 and _plan_size(12, 90) == 12
+    table = markdown_table(pd.DataFrame({"method": ["a"], "acc": [0.5]}))
+    assert table.splitlines() == ["| method | acc   |", "|--------|-------|", "| a      | 0.500 |"]

