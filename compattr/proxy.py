@@ -155,11 +155,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         X = as_masks(X)
         y = as_outputs(y, X.shape[0])
         m, n = X.shape
-        if m < max(_MIN_MASKS, 10 * self.cv):
+        needed = max(_MIN_MASKS, 10 * self.cv)
+        if m < needed:
             raise ValueError(
-                f"ProxySPEX needs at least {max(_MIN_MASKS, 10 * self.cv)} masks for "
-                f"{self.cv}-fold cross-validation, got {m}. Query more masks "
-                f"(compattr.budget(n={n}) suggests {_budget_hint(n)})."
+                f"ProxySPEX needs at least {needed} masks for {self.cv}-fold cross-validation, "
+                f"got {m}. Query at least max({needed}, compattr.budget(n={n}, alpha=4)) = "
+                f"{max(needed, _budget_hint(n))} masks."
             )
         self.n_features_in_ = n
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
