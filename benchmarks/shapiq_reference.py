@@ -4,9 +4,10 @@ Usage: ``SHAPIQ_PYTHON benchmarks/shapiq_reference.py IN.npz OUT.npz``. ``IN.npz
 ground-truth spectrum (``indptr``, ``indices``, ``coefs``, ``n``), the ``budget``, the
 ``snr_db`` (NaN for none), ``seed`` and the held-out masks ``X_test``. ``OUT.npz`` receives
 the predictions on ``X_test`` of shapiq's refined Fourier transform and the CPU seconds of
-``approximate()``. Kept free of compattr imports so it runs in shapiq's own environment.
+``approximate()`` and the process's peak memory. Kept free of compattr imports so it runs in shapiq's own environment.
 """
 
+import resource
 import sys
 import time
 
@@ -51,7 +52,8 @@ def main(path_in: str, path_out: str) -> None:
     F = np.array(list(fourier.values()), float)
     X_test = z["X_test"].astype(float)
     pred = (1 - 2 * np.mod(X_test @ T.T, 2)) @ F
-    np.savez(path_out, pred=pred, cpu=cpu)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    np.savez(path_out, pred=pred, cpu=cpu, peak_mb=peak_mb)
 
 
 if __name__ == "__main__":
