@@ -6,7 +6,7 @@ queries (:mod:`compattr.query`, cached and resumable) → proxy (:class:`ProxySP
 plans (:mod:`compattr.optimize`). :func:`explain` runs all of it.
 """
 
-from . import features, indices, metrics, optimize, plots, query, synthetic, values
+from . import features, indices, metrics, models, optimize, plots, query, synthetic, tasks, values
 from .cache import CacheMismatchError
 from .explain import Explanation, explain
 from .features import (
@@ -53,12 +53,14 @@ __all__ = [
     "features",
     "indices",
     "metrics",
+    "models",
     "optimize",
     "plots",
     "query",
     "run_queries",
     "sample_masks",
     "synthetic",
+    "tasks",
     "values",
     "__version__",
 ]

@@ -37,8 +37,9 @@ MODEL is a Hugging Face hub id, a local model folder, a .gguf file, or an alias 
 
 _EXPLAIN_EPILOG = _COMMON_EPILOG + """
 examples:
-  # SmolLM2-135M (offline asset), last 10 layers = 90 heads, 16 capitals questions
-  compattr explain smollm2 --layers 20-29 --questions 16 --alpha 2 --out out/explain
+  # SmolLM2-135M (offline asset), last 6 layers = 54 heads, 16 capitals questions
+  compattr explain smollm2 --layers 24-29 --questions 16 --alpha 2 --test-masks 100 \\
+      --dtype bfloat16 --threads 1 --out out/explain
   # your own questions and model folder, a fixed budget of 2000 queries
   compattr explain ./my-model --task questions.jsonl --budget 2000 --out out/mine
   # the paper's setting (needs hub access and a GPU)
@@ -56,9 +57,9 @@ The first --questions questions (default 120, the paper's MMLU split) are explai
 plans are tested on the rest (or the next --test-questions).
 
 examples:
-  # keep half of SmolLM2's last 10 layers' heads, at least 2 per layer
-  compattr prune smollm2 --layers 20-29 --questions 8 --alpha 2 --keep 0.5 \\
-      --min-per-layer 2 --best-of 200 --out out/prune
+  # keep half of SmolLM2's last 6 layers' heads, at least 2 per layer
+  compattr prune smollm2 --layers 24-29 --questions 16 --alpha 2 --test-masks 100 \\
+      --keep 0.5 --min-per-layer 2 --best-of 100 --dtype bfloat16 --threads 1
   # the paper's setting: keep 30 of 96 heads of Llama-3.1-8B's last three layers
   compattr prune meta-llama/Llama-3.1-8B-Instruct --task cais/mmlu \\
       --dataset-config high_school_us_history --layers 29-31 --budget 5000 \\
@@ -76,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="compattr",
         description="Which combinations of a model's attention heads drive its answers "
         "(ProxySPEX, Butler et al. 2025).",
-        epilog="subcommands:\n  explain   interactions of heads on a question set\n"
-        "  prune     which heads to keep, checked on held-out questions\n\n"
-        "run 'compattr SUBCOMMAND --help' for options and examples.",
+        epilog="example (offline, ~7 minutes on a 2-core CPU):\n"
+        "  compattr prune smollm2 --layers 24-29 --questions 16 --alpha 2 --test-masks 100 \\\n"
+        "      --keep 0.5 --best-of 100 --dtype bfloat16 --threads 1\n\n"
+        "run 'compattr SUBCOMMAND --help' for every option and more examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,prune}")
@@ -251,7 +253,7 @@ class _Setup:
         self.heads = AttentionHeads(self.model, layers=args.layers)
         n = self.heads.n
         self.budget = args.budget or budget(n, args.alpha)
-        self.size = _plan_size(args.keep, n) if args.command == "prune" else None
+        self.size = plan_size(args.keep, n) if args.command == "prune" else None
         if self.size is not None and args.min_per_layer is not None:
             layers = len(self.heads.layers)
             if args.min_per_layer * layers > self.size:
@@ -271,7 +273,7 @@ def _questions(args: argparse.Namespace) -> tasks.QuestionSet:
     return tasks.from_dataset(task, args.split, config=args.dataset_config)
 
 
-def _plan_size(keep: float, n: int) -> int:
+def plan_size(keep: float, n: int) -> int:
     """Heads kept for ``--keep``: a fraction in (0, 1] of ``n``, or a count 1..n."""
     if 0 < keep <= 1:
         return max(1, int(round(keep * n)))
@@ -315,14 +317,12 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
     settings = _settings(args, setup, seconds) | {"keep": setup.size, "best_of": best_of}
     text = "\n".join([
         _header(args, setup, seconds), ex.summary(), "",
-        f"pruning plans keeping {setup.size} of {setup.heads.n} heads "
-        f"(train: {len(setup.train)} questions, test: {len(setup.test)}):",
+        (f"pruning plans keeping {setup.size} of {setup.heads.n} heads "
+         f"(train: {len(setup.train)} questions, test: {len(setup.test)}):"),
         markdown_table(table),
     ])
     write_explanation(ex, args.out / "explanation", ex.summary(), settings)
-    (args.out / "plans").mkdir(parents=True, exist_ok=True)
-    for name, plan in plans.items():
-        plan.to_json(args.out / "plans" / f"{name.lower().replace('-', '_')}.json")
+    write_plans(plans, args.out / "plans")
     table.to_csv(args.out / "results.csv", index=False)
     (args.out / "results.md").write_text(markdown_table(table) + "\n")
     (args.out / "summary.txt").write_text(text + "\n")
@@ -366,6 +366,13 @@ def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
         return
     plots.save(ex.plot_heads(), folder / "heads.png")
     plots.save(ex.plot_energy(), folder / "energy.png")
+
+
+def write_plans(plans: dict, folder: Path) -> None:
+    """Each plan to ``folder/<name>.json`` (``"Best-of-N"`` -> ``best_of_n.json``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, plan in plans.items():
+        plan.to_json(folder / f"{name.lower().replace('-', '_')}.json")
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:

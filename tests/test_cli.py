@@ -10,7 +10,7 @@ import pytest
 
 import compattr
 from compattr._testing import tiny_llama, word_tokenizer
-from compattr.cli import _layer_list, _plan_size, main, markdown_table
+from compattr.cli import _layer_list, main, markdown_table, plan_size
 from compattr.tasks import QuestionSet
 
 
@@ -124,6 +124,6 @@ def test_unknown_alias_is_reported_with_the_aliases(assets, capsys, monkeypatch)
 def test_helpers():
     assert _layer_list("20-22,5") == [5, 20, 21, 22]
     assert _layer_list("3") == [3]
-    assert _plan_size(0.3, 90) == 27 and _plan_size(1.0, 90) == 90 and _plan_size(12, 90) == 12
+    assert plan_size(0.3, 90) == 27 and plan_size(1.0, 90) == 90 and plan_size(12, 90) == 12
     table = markdown_table(pd.DataFrame({"method": ["a"], "acc": [0.5]}))
     assert table.splitlines() == ["| method | acc   |", "|--------|-------|", "| a      | 0.500 |"]
