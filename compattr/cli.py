@@ -376,8 +376,10 @@ def write_plans(plans: dict, folder: Path) -> None:
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """``frame`` as a GitHub markdown table, floats rounded to ``digits``."""
+    """``frame`` as a GitHub markdown table, floats rounded to ``digits``, missing values blank."""
     def cell(v) -> str:
+        if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+            return ""
         return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
 
     rows = [list(map(str, frame.columns))] + [[cell(v) for v in row] for row in frame.itertuples(index=False)]

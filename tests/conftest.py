@@ -41,6 +41,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def tiny_mc_folder(tmp_path_factory):
+    """A saved tiny Llama (3 layers x 4 heads) + word tokenizer in ``model/``, and 12
+    three-option questions in ``questions.jsonl``: the CLI's and the recipes' real inputs."""
+    from compattr._testing import tiny_llama, word_tokenizer
+    from compattr.tasks import QuestionSet
+
+    root = tmp_path_factory.mktemp("tiny-mc")
+    tiny_llama().save_pretrained(root / "model")
+    word_tokenizer().save_pretrained(root / "model")
+    rng = np.random.default_rng(0)
+    QuestionSet(
+        [" ".join(f"w{i}" for i in rng.integers(0, 58, 4)) for _ in range(12)],
+        [[f"w{i}" for i in rng.choice(58, 3, replace=False)] for _ in range(12)],
+        rng.integers(0, 3, 12),
+    ).to_jsonl(root / "questions.jsonl")
+    return root
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

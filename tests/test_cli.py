@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import compattr
-from compattr._testing import tiny_llama, word_tokenizer
 from compattr.cli import _layer_list, main, markdown_table, plan_size
-from compattr.tasks import QuestionSet
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """A tiny Llama folder (3 layers x 4 heads) and 12 three-option questions as JSONL."""
-    root = tmp_path_factory.mktemp("cli")
-    tiny_llama().save_pretrained(root / "model")
-    word_tokenizer().save_pretrained(root / "model")
-    rng = np.random.default_rng(0)
-    QuestionSet(
-        [" ".join(f"w{i}" for i in rng.integers(0, 58, 4)) for _ in range(12)],
-        [[f"w{i}" for i in rng.choice(58, 3, replace=False)] for _ in range(12)],
-        rng.integers(0, 3, 12),
-    ).to_jsonl(root / "questions.jsonl")
-    return root
+def assets(tiny_mc_folder):
+    return tiny_mc_folder
 
 
 def _run(assets, tmp_path, command: str, *extra: str) -> int:

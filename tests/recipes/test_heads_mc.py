@@ -3,11 +3,7 @@
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from compattr import Explanation
-from compattr._testing import tiny_llama, word_tokenizer
-from compattr.tasks import QuestionSet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 import heads_mc  # noqa: E402
@@ -17,18 +13,10 @@ def test_layer_range():
     assert heads_mc.layer_range("2-4") == [2, 3, 4] and heads_mc.layer_range("7") == [7]
 
 
-def test_recipe_end_to_end(tmp_path):
-    tiny_llama(layers=3, heads=4).save_pretrained(tmp_path / "model")
-    word_tokenizer().save_pretrained(tmp_path / "model")
-    rng = np.random.default_rng(0)
-    QuestionSet(
-        [" ".join(f"w{i}" for i in rng.integers(0, 58, 4)) for _ in range(10)],
-        [[f"w{i}" for i in rng.choice(58, 3, replace=False)] for _ in range(10)],
-        rng.integers(0, 3, 10),
-    ).to_jsonl(tmp_path / "questions.jsonl")
+def test_recipe_end_to_end(tmp_path, tiny_mc_folder):
     out = tmp_path / "out"
-    heads_mc.main(["--model", str(tmp_path / "model"), "--task", str(tmp_path / "questions.jsonl"),
-                   "--groups", "0-1", "1-2", "--keep", "0.5", "--train-questions", "5", "--alpha", "3",
+    heads_mc.main(["--model", str(tiny_mc_folder / "model"), "--task", str(tiny_mc_folder / "questions.jsonl"),
+                   "--groups", "0-1", "1-2", "--keep", "0.5", "--train-questions", "6", "--alpha", "3",
                    "--test-masks", "20", "--best-of", "10", "--out", str(out), "--quiet"])
     text = (out / "results.md").read_text()
     for needle in ("L0-1", "L1-2", "ProxySPEX", "LASSO", "Best-of-10", "cross-layer"):
