@@ -37,7 +37,8 @@ def layer_range(text: str) -> list[int]:
 
 def load(args):
     """Model, tokenizer and the (train, test) question split."""
-    model, tokenizer = models.smollm2() if args.model == "smollm2" else models.load_model(args.model)
+    load_model = models.smollm2 if args.model == "smollm2" else lambda **kw: models.load_model(args.model, **kw)
+    model, tokenizer = load_model(dtype=args.dtype)
     questions = tasks.capitals(seed=args.seed) if args.task == "capitals" else tasks.from_jsonl(args.task)
     train, test = questions.split(train=args.train_questions, seed=args.seed)
     return model, tokenizer, train, test
@@ -103,6 +104,7 @@ def main(argv=None) -> None:
     p.add_argument("--groups", nargs="+", default=["0-2", "14-16", "27-29"], help="layer groups, e.g. 0-9")
     p.add_argument("--keep", type=float, nargs="+", default=[0.7, 0.5, 0.3], help="fractions of heads kept")
     p.add_argument("--train-questions", type=int, default=16)
+    p.add_argument("--dtype", default="bfloat16", help="model dtype (bfloat16 was ~2x faster than float32 on this CPU)")
     p.add_argument("--alpha", type=float, default=2.0)
     p.add_argument("--test-masks", type=int, default=200)
     p.add_argument("--best-of", type=int, default=100)
