@@ -27,12 +27,14 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import scipy.sparse as sps
 from scipy.linalg import cho_factor, solve_triangular
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
 from ._validation import as_masks, as_outputs
+from .masks import budget
 from .spectrum import Spectrum
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
@@ -160,7 +162,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"ProxySPEX needs at least {needed} masks for {self.cv}-fold cross-validation, "
                 f"got {m}. Query at least max({needed}, compattr.budget(n={n}, alpha=4)) = "
-                f"{max(needed, _budget_hint(n))} masks."
+                f"{max(needed, budget(max(n, 2), 4.0))} masks."
             )
         self.n_features_in_ = n
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
@@ -336,10 +338,6 @@ class _Hopeless:
             raise lgb.callback.EarlyStopException(first + best, [("valid", "l2", self.scores[best], False)])
 
 
-def _budget_hint(n: int) -> int:
-    return int(math.ceil(4 * n * math.log2(max(n, 2))))
-
-
 def _row(config: _Config, rung: str, folds: int, iteration: int, score: float) -> dict:
     return {
         "max_depth": config.max_depth,
@@ -359,8 +357,6 @@ def _cv_mse(boosters, folds) -> float:
 
 
 def _average(spectra: list[Spectrum], n: int) -> Spectrum:
-    import scipy.sparse as sps
-
     supports = sps.vstack([s.supports for s in spectra], format="csr")
     coefs = np.concatenate([s.coefs for s in spectra]) / len(spectra)
     return Spectrum(n, supports, coefs)

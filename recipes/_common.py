@@ -64,11 +64,3 @@ def write_results(out: Path, title: str, sections: Iterable[tuple[str, str]]) ->
     path = out / "results.md"
     path.write_text("\n".join(text))
     return path
-
-
-def save_figure(fig, path: Path) -> Path:
-    """Save a matplotlib figure as PNG (150 dpi) and free it."""
-    from compattr import plots
-
-    plots.save(fig, path)
-    return path

@@ -48,10 +48,11 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 import compattr
+from compattr import plots
 from compattr.features.base import digest
 from compattr.values import margin
 
-from _common import markdown_table, parser, save_figure, setup, write_results
+from _common import markdown_table, parser, setup, write_results
 
 CLASSES = 10
 TEST_SIZE = 360  # load_digits(): 1,797 images -> 1,437 train / 360 test
@@ -421,7 +422,7 @@ def write_report(args: argparse.Namespace, data: Digits, results: list[TargetRes
     """``results.md`` and the synergy / redundancy image grids, in ``args.out``."""
     names = results[0].ex.names
     for kind in ("synergy", "redundancy"):
-        save_figure(pair_grid(results, data, kind), args.out / f"{kind}.png")
+        plots.save(pair_grid(results, data, kind), args.out / f"{kind}.png")
     m = len(results[0].ex.masks)
     sections = [
         ("Setup", (

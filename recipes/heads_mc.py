@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import compattr
-from _common import markdown_table, parser, save_figure, setup, write_results
-from compattr import models, tasks
+from _common import markdown_table, parser, setup, write_results
+from compattr import models, plots, tasks
 
 PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
 
@@ -122,7 +120,7 @@ def main(argv=None) -> None:
         energy.append(e)
         rows += r
         print(markdown_table([e]), flush=True)
-    figure = save_figure(plot(energy, rows), out / "heads_mc.png")
+    figure = plots.save(plot(energy, rows), out / "heads_mc.png")
     path = write_results(out, "Heads by layer group: interactions and pruning on multiple choice", [
         ("Setup", f"model {args.model}, task {args.task}: {len(train)} train / {len(test)} test questions; "
                   f"alpha {args.alpha}, {args.test_masks} held-out masks, Best-of-{args.best_of}."),

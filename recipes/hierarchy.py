@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import compattr
-from _common import markdown_table, parser, save_figure, setup, write_results
+from compattr import plots
+from _common import markdown_table, parser, setup, write_results
 
 DEFAULT_SEARCH = ("out/demo/explanation", "results/*/explanation")
 
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
         ex = compattr.Explanation.load(folder)
         name = f"{folder.parent.name}/{folder.name}"
         rows += hierarchy_rows(name, ex.spectrum, ex.test_masks, ex.test_outputs, args.k)
-    figure = save_figure(plot(rows), out / "hierarchy.png")
+    figure = plots.save(plot(rows), out / "hierarchy.png")
     path = write_results(out, "Hierarchy of the spectra (DSR / SCR / SHR)", [
         ("Rates and truncated faithfulness", markdown_table(rows)),
         ("Reading", "High DSR/SCR/SHR: the strongest interactions come with their subsets, the "

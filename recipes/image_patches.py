@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 import compattr
-from compattr import Explanation
+from compattr import Explanation, plots
 from compattr.features.base import digest
 from compattr.query import Query
 from compattr.values import ClassLogit
 
 from _assets import PHOTOS, MissingAsset, efficientnet_lite0, photo, square_crop, to_model_input
-from _common import markdown_table, parser, save_figure, setup, write_results
+from _common import markdown_table, parser, setup, write_results
 
 
 @dataclass
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                             test_masks=args.test_masks, seed=args.seed, cache_dir=out / "queries",
                             batch_size=args.batch_size)
         results.append(res)
-        save_figure(res.explanation.plot_patches(res.rgb, grid), out / f"patches_{name}.png")
+        plots.save(res.explanation.plot_patches(res.rgb, grid), out / f"patches_{name}.png")
         print(f"{name}: class {res.label}, R² ProxySPEX {res.explanation.faithfulness:.3f} "
               f"LASSO {res.explanation.lasso_faithfulness:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
     write_results(out, "Image patches: ProxySPEX vs LASSO on EfficientNet-Lite0", [

@@ -48,7 +48,7 @@ from compattr.features import Architecture, register_architecture
 from compattr.features.base import digest
 from compattr.values import Value
 
-from _common import markdown_table, parser, save_figure, setup, write_results
+from _common import markdown_table, parser, setup, write_results
 
 MODEL_TYPE = "compattr-induction-toy"
 register_architecture(MODEL_TYPE, Architecture(blocks="layers", out_proj="attn.o_proj"))
@@ -587,9 +587,9 @@ def report_sections(args: argparse.Namespace, r: InductionRun) -> list[tuple[str
 
 def write_report(args: argparse.Namespace, r: InductionRun) -> Path:
     """``results.md``, the figures and the saved explanation, in ``args.out``."""
-    save_figure(comparison_figure(r.ex, r.values), args.out / "exact_vs_proxyspex.png")
-    save_figure(r.ex.plot_heads(), args.out / "head_interactions.png")
-    save_figure(r.ex.plot_energy(), args.out / "energy.png")
+    plots.save(comparison_figure(r.ex, r.values), args.out / "exact_vs_proxyspex.png")
+    plots.save(r.ex.plot_heads(), args.out / "head_interactions.png")
+    plots.save(r.ex.plot_energy(), args.out / "energy.png")
     r.ex.save(args.out / "explanation")
     return write_results(args.out, "Induction heads: ProxySPEX vs the exact head spectrum", report_sections(args, r))
 

@@ -41,13 +41,13 @@ import numpy as np
 import torch
 
 import compattr
-from compattr import Explanation
+from compattr import Explanation, plots
 from compattr.features.base import digest
 from compattr.query import Query
 from compattr.values import ClassLogit
 
 from _assets import MissingAsset, cache_root, minilm_path, movie_reviews
-from _common import markdown_table, parser, save_figure, setup, write_results
+from _common import markdown_table, parser, setup, write_results
 
 DEFAULT_MODEL_DIR = "models/minilm-sentiment"
 _TRAINING_FILE = "training.json"
@@ -364,7 +364,7 @@ def write_report(out: Path, args: argparse.Namespace, record: dict, results: Seq
     """``results.md``, the figure and the words view of the first sentence."""
     top = max(args.alphas)
     faithfulness, removal = faithfulness_table(results), removal_table(results)
-    save_figure(plot_results(faithfulness, removal), out / "sentiment_words.png")
+    plots.save(plot_results(faithfulness, removal), out / "sentiment_words.png")
     compattr.plots.save(compattr.plots.words_html(results[0].words, results[0].explanations[top].spectrum),
                         out / "words.html")
     return write_results(out, "Sentiment words: ProxySPEX vs LASSO on fine-tuned MiniLM", [

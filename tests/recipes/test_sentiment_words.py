@@ -128,7 +128,7 @@ def test_tables_and_figure(tiny_results, tmp_path):
     assert removal[0]["LASSO Δ"] == pytest.approx(np.mean([r.removal[3]["change"] for r in results]))
     rows = sw.sentence_table(results)
     assert [row["words"] for row in rows] == [10, 10]
-    sw.save_figure(sw.plot_results(faith, removal), tmp_path / "fig.png")
+    sw.plots.save(sw.plot_results(faith, removal), tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 0
 
 
