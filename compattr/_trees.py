@@ -52,34 +52,38 @@ def _arr(tree: dict, key: str, dtype) -> np.ndarray:
     return np.array(value.split(), dtype=dtype) if value else np.zeros(0, dtype)
 
 
-def _children_by_value(tree: dict) -> tuple[np.ndarray, np.ndarray]:
-    """For each internal node, the child that ``x_j = 0`` and ``x_j = 1`` go to."""
-    threshold = _arr(tree, "threshold", np.float64)
-    dtype = _arr(tree, "decision_type", np.int64)
-    left = _arr(tree, "left_child", np.int64)
-    right = _arr(tree, "right_child", np.int64)
-    goes_left = np.empty((left.size, 2), bool)
+def _field(trees: list[dict], key: str, dtype) -> np.ndarray:
+    """One field of every tree, concatenated (trees without it contribute nothing)."""
+    return np.array(" ".join(t.get(key, "") for t in trees).split(), dtype=dtype)
+
+
+def _goes_left(trees: list[dict], split_trees: list[int], threshold, dtype) -> np.ndarray:
+    """(nodes, 2) bool: whether ``x_j = 0`` and ``x_j = 1`` go to the left child, for the
+    internal nodes of all trees (``split_trees``: the trees that have any, in order)."""
+    goes_left = np.zeros((threshold.size, 2), bool)
     numeric = (dtype & _CATEGORICAL) == 0
-    missing = (dtype >> 2) & 3
+    zero_missing = ((dtype >> 2) & 3) == _MISSING_ZERO
     default_left = (dtype & _DEFAULT_LEFT) != 0
     for value in (0, 1):
         by_threshold = value <= threshold
         if value == 0:  # "zero as missing" sends 0 to the default branch
-            zero_missing = missing == _MISSING_ZERO
             by_threshold = np.where(zero_missing, default_left, by_threshold)
-        goes_left[:, value] = np.where(numeric, by_threshold, False)
-    categorical = np.flatnonzero(~numeric)
-    if categorical.size:
-        bounds = _arr(tree, "cat_boundaries", np.int64)
-        bits = _arr(tree, "cat_threshold", np.uint64)
-        for node in categorical:
+        goes_left[:, value] = numeric & by_threshold
+    if numeric.all():
+        return goes_left
+    first = np.cumsum([0] + [int(trees[t]["num_leaves"]) - 1 for t in split_trees])
+    for i, t in enumerate(split_trees):  # categorical splits: bitsets per tree
+        nodes = first[i] + np.flatnonzero(~numeric[first[i] : first[i + 1]])
+        if not nodes.size:
+            continue
+        bounds = _arr(trees[t], "cat_boundaries", np.int64)
+        bits = _arr(trees[t], "cat_threshold", np.uint64)
+        for node in nodes:
             idx = int(threshold[node])
             words = bits[bounds[idx] : bounds[idx + 1]]
             for value in (0, 1):
                 goes_left[node, value] = words.size > 0 and bool((int(words[0]) >> value) & 1)
-    child0 = np.where(goes_left[:, 0], left, right)
-    child1 = np.where(goes_left[:, 1], left, right)
-    return child0, child1
+    return goes_left
 
 
 def _forest_arrays(trees: list[dict], n: int, scale: float):
@@ -89,29 +93,26 @@ def _forest_arrays(trees: list[dict], n: int, scale: float):
     node ids, leaves as ``-(global leaf id) - 1``), ``roots`` (one id per tree, same
     encoding) and ``leaf_value`` over all leaves (scaled by ``scale``).
     """
-    features, child0s, child1s, roots, leaves = [], [], [], [], []
-    node_offset = leaf_offset = 0
-    for tree in trees:
-        leaf_value = _arr(tree, "leaf_value", np.float64)
-        if tree.get("is_linear", "0") != "0":
-            raise ValueError("linear trees (linear_tree=True) have no finite Boolean spectrum.")
-        if int(tree.get("num_leaves", 1)) == 1:
-            roots.append(-leaf_offset - 1)
-        else:
-            feature = _arr(tree, "split_feature", np.int64)
-            if feature.max() >= n:
-                raise ValueError(f"the model splits on feature {feature.max()} but n={n}.")
-            child0, child1 = _children_by_value(tree)
-            shift = lambda c: np.where(c >= 0, c + node_offset, c - leaf_offset)  # noqa: E731
-            features.append(feature)
-            child0s.append(shift(child0))
-            child1s.append(shift(child1))
-            roots.append(node_offset)
-            node_offset += feature.size
-        leaves.append(leaf_value * scale)
-        leaf_offset += leaf_value.size
-    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
-    return cat(features), cat(child0s), cat(child1s), np.array(roots), cat(leaves)
+    if any(t.get("is_linear", "0") != "0" for t in trees):
+        raise ValueError("linear trees (linear_tree=True) have no finite Boolean spectrum.")
+    leaves = np.array([int(t.get("num_leaves", 1)) for t in trees], np.int64)
+    split_trees = [i for i, count in enumerate(leaves) if count > 1]
+    splitting = [trees[i] for i in split_trees]
+    feature = _field(splitting, "split_feature", np.int64)
+    if feature.size and feature.max() >= n:
+        raise ValueError(f"the model splits on feature {feature.max()} but n={n}.")
+    threshold = _field(splitting, "threshold", np.float64)
+    goes_left = _goes_left(trees, split_trees, threshold, _field(splitting, "decision_type", np.int64))
+    node_offset = np.cumsum(leaves - 1) - (leaves - 1)  # first global node id of each tree
+    leaf_offset = np.cumsum(leaves) - leaves
+    tree_of_node = np.repeat(np.arange(leaves.size), leaves - 1)
+    global_id = lambda c: np.where(c >= 0, c + node_offset[tree_of_node], c - leaf_offset[tree_of_node])  # noqa: E731
+    left = global_id(_field(splitting, "left_child", np.int64))
+    right = global_id(_field(splitting, "right_child", np.int64))
+    child0 = np.where(goes_left[:, 0], left, right)
+    child1 = np.where(goes_left[:, 1], left, right)
+    roots = np.where(leaves > 1, node_offset, -leaf_offset - 1)
+    return feature, child0, child1, roots, _field(trees, "leaf_value", np.float64) * scale
 
 
 def _leaf_paths(trees: list[dict], n: int, scale: float):

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from ._validation import as_masks, as_outputs
 from .masks import budget
-from .spectrum import Spectrum
+from .spectrum import Spectrum, pad_supports, parity_matrix
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
@@ -314,14 +314,14 @@ class _Hopeless:
     Boosting's validation curve is convex (each round gains less than the one before), so
     from round t the best reachable score by ``cap`` is at least the best so far minus the
     current gain per round times the rounds left. The gain per round is measured over the
-    last ``window`` rounds and doubled for safety against noise. A fit whose bound still
-    misses the incumbent is stopped; its recorded score (the best so far) is then worse
-    than the incumbent, so it loses the race as it would have at ``cap``.
+    last ``window`` rounds and multiplied by ``safety`` against noise in that estimate. A
+    fit whose bound still misses the incumbent is stopped; its recorded score (the best so
+    far) is then worse than the incumbent, so it loses the race as it would have at ``cap``.
     """
 
     order = 40  # after LightGBM's early stopping (30)
 
-    def __init__(self, incumbent: float, cap: int, window: int = 25, safety: float = 2.0):
+    def __init__(self, incumbent: float, cap: int, window: int = 25, safety: float = 1.5):
         self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
         self.scores: list[float] = []
 
@@ -378,10 +378,7 @@ def _parity_features(n: int, tuples: list[tuple[int, ...]], X) -> np.ndarray:
 
     float32 is exact here: entries are ±1 and their products sum to integers below 2^24.
     """
-    pool = Spectrum(n, tuples, np.ones(len(tuples)))
-    column = {t: i for i, t in enumerate(pool.support_tuples())}
-    order = np.array([column[t] for t in tuples], dtype=np.int64)
-    return pool.parity_matrix(X, dtype=np.float32)[:, order]
+    return parity_matrix(X, pad_supports(tuples, n), dtype=np.float32)
 
 
 def _cholesky(gram: np.ndarray) -> np.ndarray:

@@ -120,3 +120,51 @@ def test_bad_parameters_get_clear_errors(kwargs):
 def test_predict_before_fit():
     with pytest.raises(RuntimeError, match="not fitted"):
         ProxySPEX().predict(np.ones((2, 3), bool))
+
+
+def test_least_squares_refit_equals_lstsq():
+    """The Cholesky refit (float32 parities, centred outputs) matches float64 lstsq."""
+    from compattr.proxy import _least_squares
+
+    rng = np.random.default_rng(3)
+    n = 30
+    kept = Spectrum(n, [(1,), (2, 5), (0, 7, 9), (4,)], [1.0, 1.0, 1.0, 1.0])
+    X = rng.random((2000, n)) < 0.5
+    y = 250.0 + 3 * rng.standard_normal(2000) + kept.predict(X)
+    refit = _least_squares(kept, X, y)
+    tuples = [()] + kept.support_tuples()
+    Phi = np.column_stack([Spectrum(n, [t], [1.0]).parity_matrix(X)[:, 0] for t in tuples])
+    expected = np.linalg.lstsq(Phi, y, rcond=None)[0]
+    got = refit.to_dict()
+    np.testing.assert_allclose([got.get(t, 0.0) for t in tuples], expected, rtol=0, atol=1e-9 * np.abs(y).max())
+
+
+class _Env:
+    """The fields of LightGBM's callback environment that the race callbacks read."""
+
+    def __init__(self, iteration: int, score: float):
+        self.iteration, self.evaluation_result_list = iteration, [("valid", "l2", score, False)]
+
+
+@pytest.mark.parametrize("rate", [0.002, 0.01, 0.05])
+def test_hopeless_stops_only_fits_that_cannot_reach_the_incumbent(rate):
+    """On convex validation curves, a fit ending just below the incumbent is never stopped,
+    and one ending well above it is stopped before the cap."""
+    import lightgbm as lgb
+
+    from compattr.proxy import _Hopeless
+
+    cap = 500
+    curve = 10.0 + 90.0 * (1 - rate) ** np.arange(1, cap + 1)  # convex, decreasing
+    for incumbent, stoppable in ((curve[-1] + 1e-9, False), (curve[-1] - 0.5 * (curve[0] - curve[-1]), True)):
+        callback, stopped_at = _Hopeless(incumbent, cap), None
+        for t, score in enumerate(curve):
+            try:
+                callback(_Env(t, score))
+            except lgb.callback.EarlyStopException as stop:
+                stopped_at = t
+                assert stop.best_iteration == t and stop.best_score[0][2] == score > incumbent
+                break
+        assert (stopped_at is not None) == stoppable, (incumbent, stopped_at)
+        if stoppable:
+            assert stopped_at < cap - 1

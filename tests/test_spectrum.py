@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from compattr import Spectrum
+from compattr.spectrum import group_padded_rows
 
 from conftest import all_masks, brute_force_fourier, random_spectrum
 
@@ -114,3 +115,18 @@ def test_load_refuses_foreign_files(tmp_path):
     path.write_text('{"format": "something", "version": 1}')
     with pytest.raises(ValueError, match="not a compattr spectrum"):
         Spectrum.load(path)
+
+
+@pytest.mark.parametrize("n, D", [(10, 3), (500, 11), (100_000, 7)])
+def test_group_padded_rows_matches_numpy_unique(n, D):
+    """One packed key (small n·D) and several lexsorted keys give numpy's row grouping."""
+    rng = np.random.default_rng(D)
+    lengths = rng.integers(0, D + 1, 3000)
+    rows = np.full((3000, D), n, np.int64)
+    for r, p in enumerate(lengths):
+        rows[r, :p] = np.sort(rng.choice(min(n, 12), p, replace=False))  # few values: many repeats
+    unique, inverse = group_padded_rows(rows, n)
+    expected, expected_inverse = np.unique(rows, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(unique, expected)
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+    np.testing.assert_array_equal(unique[inverse], rows)
