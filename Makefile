@@ -12,7 +12,12 @@ TORCH_SPEC ?= torch==2.13.0
 # snippets that only vaderSentiment's source archive carries).
 CACHE  ?= $(if $(COMPATTR_CACHE),$(COMPATTR_CACHE),$(HOME)/.cache/compattr)
 
-.PHONY: env assets test demo bench clean
+# A second environment with transformer-lens 2.x (HookedTransformer; it pins transformers 4
+# and NumPy 1): the HookedTransformer tests, and the suite (less the asset-based recipes and
+# notebook) on the oldest stack we support.
+LENS2  ?= .venv-lens2
+
+.PHONY: env assets test test-lens2 demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +37,18 @@ $(VENV)/.assets: requirements/assets.txt $(VENV)/.installed
 
 assets: $(VENV)/.assets
 
-test: assets
+$(LENS2)/.installed: pyproject.toml requirements/lens2.txt
+	$(PYTHON) -m venv $(LENS2)
+	$(LENS2)/bin/python -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then $(LENS2)/bin/python -m pip install --quiet "$(TORCH_SPEC)"; fi
+	$(LENS2)/bin/python -m pip install --quiet -e ".[dev]" -r requirements/lens2.txt
+	touch $@
+
+test: assets test-lens2
 	$(PY) -m pytest -q
+
+test-lens2: $(LENS2)/.installed
+	$(LENS2)/bin/python -m pytest -q -p no:cacheprovider tests --ignore=tests/recipes --ignore=tests/test_notebook.py
 
 demo: assets
 	$(PY) recipes/demo.py
@@ -42,4 +57,4 @@ bench: env
 	$(PY) benchmarks/core.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LENS2) build *.egg-info

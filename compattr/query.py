@@ -182,16 +182,16 @@ class PrefixCache(torch.nn.Module):
     Rows must begin with ``prefix``; only their later tokens are computed. Exact: causal
     attention makes the prefix's keys and values independent of what follows. Logits cover the
     last ``logits_to_keep`` positions, as for the wrapped model (which must be > 0 and at most
-    the number of tokens after the prefix).
+    the number of tokens after the prefix). Other per-token inputs (``token_type_ids``...) are
+    split at the prefix like ``input_ids``; the prefix's cache is computed on first use with
+    the per-token inputs the caller passes, so it matches the full forward exactly.
     """
 
     def __init__(self, model: torch.nn.Module, prefix: torch.Tensor):
         super().__init__()
         self.model = model
         self.prefix = prefix
-        with torch.inference_mode():
-            cache = model(input_ids=prefix, use_cache=True).past_key_values
-        self._layers = [(keys, values) for keys, values, *_ in cache]
+        self._caches: dict[tuple[str, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @staticmethod
     def supports(model: torch.nn.Module) -> bool:
@@ -209,12 +209,29 @@ class PrefixCache(torch.nn.Module):
             raise ValueError(f"PrefixCache returns logits of the {S - P} tokens after the prefix only; got logits_to_keep={logits_to_keep}.")
         if not torch.equal(input_ids[:, :P], self.prefix.to(input_ids.device).expand(B, -1)):
             raise ValueError("every row must begin with the cached prefix; was a prefix token masked?")
-        cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in self._layers])
         kwargs.pop("use_cache", None)
+        # The attention mask keeps the prefix, as Hugging Face expects with a cache.
+        per_token = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor) and v.shape[:2] == (B, S)}
+        for name, value in per_token.items():
+            if not torch.equal(value[:, :P], value[:1, :P].expand_as(value[:, :P])):
+                raise ValueError(f"every row must share the prefix's {name}.")
+        layers = self._prefix_layers({k: v[:1, :P] for k, v in per_token.items()})
+        cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in layers])
+        kwargs.update({k: v[:, P:] for k, v in per_token.items()})
         return self.model(
             input_ids=input_ids[:, P:], attention_mask=attention_mask, past_key_values=cache,
             use_cache=True, logits_to_keep=logits_to_keep, **kwargs,
         )
+
+    def _prefix_layers(self, prefix_inputs: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values) of the prefix, run once per set of per-token input names."""
+        key = tuple(sorted(prefix_inputs))
+        if key not in self._caches:
+            prefix = self.prefix.to(input_device(self.model))
+            with torch.inference_mode():
+                cache = self.model(input_ids=prefix, use_cache=True, **prefix_inputs).past_key_values
+            self._caches[key] = [(keys, values) for keys, values, *_ in cache]
+        return self._caches[key]
 
 
 def _is_oom(error: BaseException) -> bool:

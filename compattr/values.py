@@ -207,10 +207,12 @@ def _prompts(inputs: Inputs) -> list[torch.Tensor]:
     """Each example's token ids without padding."""
     if isinstance(inputs, torch.Tensor):
         return list(inputs)
-    extra = set(inputs) - {"input_ids", "attention_mask"}
+    # A single segment's token_type_ids (all zero, as some tokenizers return) carry nothing.
+    single_segment = "token_type_ids" in inputs and not inputs["token_type_ids"].any()
+    extra = set(inputs) - {"input_ids", "attention_mask"} - ({"token_type_ids"} if single_segment else set())
     if "input_ids" not in inputs or extra:
         raise ValueError(
-            f"causal-LM values take input_ids and attention_mask only, got keys {sorted(inputs)}."
+            f"causal-LM values take input_ids and attention_mask only (and all-zero token_type_ids), got keys {sorted(inputs)}."
         )
     ids, mask = inputs["input_ids"], inputs.get("attention_mask")
     if mask is None:

@@ -23,7 +23,8 @@ N = 8
 
 # ---------------------------------------------------------------------- set function tables
 def popcount(a) -> np.ndarray:
-    return np.bitwise_count(np.asarray(a, dtype=np.uint64)).astype(np.int64)
+    a = np.asarray(a, dtype=np.uint64)  # np.bitwise_count needs NumPy 2
+    return np.unpackbits(a.reshape(-1, 1).view(np.uint8), axis=1).sum(1).reshape(a.shape).astype(np.int64)
 
 
 def table(sp: Spectrum) -> np.ndarray:

@@ -23,7 +23,9 @@ first axis. :func:`map_inputs` applies a function to every tensor of either form
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Mapping, Protocol, Sequence, Union, runtime_checkable
 
@@ -95,16 +97,24 @@ def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> In
 def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
     """Run ``model`` on a tensor (positional) or a mapping of tensors (keyword arguments).
 
-    Hugging Face models that take ``use_cache`` get ``use_cache=False``: compattr never decodes
+    Models whose ``forward`` takes ``use_cache`` get ``use_cache=False``: compattr never decodes
     incrementally through the model, and a cache would only cost memory. ``options`` are
     passed as keyword arguments.
     """
     if isinstance(inputs, torch.Tensor):
         return model(inputs, **options)
     kwargs = {**inputs, **options}
-    if getattr(getattr(model, "config", None), "use_cache", None) is not None:
+    if _takes_use_cache(type(model)):
         kwargs.setdefault("use_cache", False)
     return model(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_use_cache(model_class: type) -> bool:
+    try:
+        return "use_cache" in inspect.signature(model_class.forward).parameters
+    except (TypeError, ValueError):  # no introspectable forward
+        return False
 
 
 def n_examples(inputs: Inputs) -> int:

@@ -181,9 +181,9 @@ class AttentionHeads:
     def layer_replay(self) -> "LayerReplay | None":
         """Replay of the blocks before the first masked layer, or None if there are none."""
         start = min(self.layers)
-        if self._lens or start == 0:
+        if start == 0:
             return None
-        return LayerReplay(self._blocks, start)
+        return LayerReplay(self.model.blocks if self._lens else self._blocks, start)
 
     # ------------------------------------------------------------------ internals
     def _site(self, layer: int) -> nn.Module:
@@ -316,18 +316,20 @@ class LayerReplay:
                 tiled[reps] = _tile(captured, reps, n)
             return tiled[reps]
 
+        # Set and restore the instance attribute directly: wrappers such as TransformerLens'
+        # bridges forward attribute assignment to the module they wrap.
         blocks = self.blocks[: self.start]
         saved = [block.__dict__.get("forward") for block in blocks]
         try:
             for block in blocks:
-                block.forward = replay
+                object.__setattr__(block, "forward", replay)
             yield
         finally:
             for block, forward in zip(blocks, saved):
                 if forward is None:
-                    del block.forward
+                    object.__delattr__(block, "forward")
                 else:
-                    block.forward = forward
+                    object.__setattr__(block, "forward", forward)
 
 
 def _first_tensor(obj: Any) -> torch.Tensor:

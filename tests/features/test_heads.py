@@ -257,8 +257,8 @@ def test_layer_replay_equals_the_full_forward_and_skips_early_blocks():
 
 
 def test_transformerlens_hook_z_equals_the_hf_hook(tmp_path):
-    pytest.importorskip("transformer_lens", reason="the optional 'lens' extra is not installed")
-    from transformer_lens.model_bridge import TransformerBridge
+    bridges = pytest.importorskip("transformer_lens.model_bridge", reason="needs the 'lens' extra (transformer-lens 4)")
+    TransformerBridge = bridges.TransformerBridge
     from transformers import AutoTokenizer
 
     word_tokenizer().save_pretrained(tmp_path)
@@ -280,3 +280,29 @@ def test_transformerlens_hook_z_equals_the_hf_hook(tmp_path):
         assert not torch.allclose(got, logits(hf, x), atol=1e-4)
         through_query = Query(bridge, lens_heads, ClassLogit(), x).evaluate(masks[:2])
         assert np.allclose(through_query, Query(hf, hf_heads, ClassLogit(), x).evaluate(masks[:2]), atol=1e-5)
+
+
+def test_transformerlens_layer_replay_equals_the_full_forward(tmp_path):
+    """Query with layer replay on a TransformerBridge gives the outputs of full forwards and
+    runs the blocks before the first masked layer once per example batch, not per mask batch."""
+    bridges = pytest.importorskip("transformer_lens.model_bridge", reason="needs the 'lens' extra (transformer-lens 4)")
+    TransformerBridge = bridges.TransformerBridge
+    from transformers import AutoTokenizer
+
+    word_tokenizer().save_pretrained(tmp_path)
+    bridge = TransformerBridge.boot_transformers(
+        "tiny", hf_model=tiny_llama(layers=4), tokenizer=AutoTokenizer.from_pretrained(tmp_path)
+    )
+    heads = AttentionHeads(bridge, layers=[2, 3])
+    masks = np.random.default_rng(6).random((9, heads.n)) < 0.5
+    x = ids(batch=2)
+    full = Query(bridge, heads, ClassLogit(), x, replay=False, batch_size=4).evaluate(masks)
+    calls = []
+    handle = bridge.blocks[0].attn.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        replayed = Query(bridge, heads, ClassLogit(), x, batch_size=4).evaluate(masks)
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(replayed, full, atol=1e-5)
+    assert 0 < len(calls) <= 2  # the prepare and capture passes only, not one per mask batch
+    assert "forward" not in bridge.blocks[0].__dict__  # the blocks are restored

@@ -1,0 +1,105 @@
+"""AttentionHeads on TransformerLens 2.x ``HookedTransformer`` models.
+
+transformer-lens 4.x (the ``lens`` extra next to transformers 5) only ships the
+``TransformerBridge``, tested in ``test_heads.py``; ``HookedTransformer`` needs
+transformer-lens 2.x, which pins transformers 4 and NumPy 1. ``make test`` also runs the
+suite in that second environment (``make test-lens2``, ``requirements/lens2.txt``).
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from compattr._testing import VOCAB, tiny_gpt2
+from compattr.features import AttentionHeads
+from compattr.query import Query
+from compattr.values import ClassLogit
+
+pytest.importorskip("transformer_lens", reason="HookedTransformer needs transformer-lens 2.x: run `make test-lens2`")
+try:
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+except ImportError:  # transformer-lens 4.x raises on the name
+    pytest.skip(
+        "this transformer-lens has no HookedTransformer (4.x); `make test-lens2` runs these tests with 2.x",
+        allow_module_level=True,
+    )
+
+torch.set_num_threads(1)
+
+
+def hooked_gpt2(layers: int = 3):
+    """The tiny random-weight GPT-2 and the same weights as a ``HookedTransformer``."""
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+
+    hf = tiny_gpt2(layers=layers)
+    c = hf.config
+    cfg = HookedTransformerConfig(
+        n_layers=c.n_layer, d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head,
+        d_mlp=4 * c.n_embd, d_vocab=c.vocab_size, n_ctx=c.n_positions, act_fn="gelu_new",
+        normalization_type="LN", eps=c.layer_norm_epsilon, original_architecture="GPT2LMHeadModel",
+        device="cpu",
+    )
+    lens = HookedTransformer(cfg)
+    lens.load_and_process_state_dict(
+        convert_gpt2_weights(hf, cfg), fold_ln=False, center_writing_weights=False,
+        center_unembed=False, fold_value_biases=False, refactor_factored_attn_matrices=False,
+    )
+    return hf, lens.eval()
+
+
+def ids(batch=3, seq=7, seed=0):
+    return torch.randint(6, VOCAB, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def test_hook_z_equals_the_hf_hook_per_row():
+    hf, lens = hooked_gpt2()
+    x = ids()
+    with torch.no_grad():
+        torch.testing.assert_close(lens(x), hf(x).logits, atol=1e-5, rtol=0)  # same model
+    hf_heads, lens_heads = AttentionHeads(hf), AttentionHeads(lens)
+    assert (lens_heads.n, lens_heads.n_kv_heads, lens_heads.names) == (hf_heads.n, hf_heads.n_kv_heads, hf_heads.names)
+    masks = np.random.default_rng(1).random((3, lens_heads.n)) < 0.5
+    with torch.no_grad():
+        with hf_heads.masked(masks):
+            expected = hf(x).logits
+        with lens_heads.masked(masks):
+            got = lens(x)
+        unmasked = lens(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(got, unmasked, atol=1e-3)
+    assert not any(hook.fwd_hooks for hook in lens.hook_dict.values())  # hooks removed
+
+
+def test_masking_equals_zeroing_w_o_rows():
+    _, lens = hooked_gpt2()
+    heads = AttentionHeads(lens, rescale=False)
+    mask = np.random.default_rng(2).random(heads.n) < 0.5
+    zeroed = copy.deepcopy(lens)
+    with torch.no_grad():
+        for i in np.flatnonzero(~mask):
+            zeroed.blocks[heads.groups[i]].attn.W_O[i % heads.n_heads] = 0.0  # (H, d_head, d_model)
+        x = ids(batch=2)
+        with heads.masked(mask):
+            got = lens(x)
+        torch.testing.assert_close(got, zeroed(x), atol=1e-5, rtol=0)
+
+
+def test_query_with_layer_replay_equals_full_forwards_and_skips_early_blocks():
+    _, lens = hooked_gpt2(layers=4)
+    heads = AttentionHeads(lens, layers=[2, 3])
+    masks = np.random.default_rng(3).random((9, heads.n)) < 0.5
+    x = ids(batch=2)
+    full = Query(lens, heads, ClassLogit(), x, replay=False, batch_size=4).evaluate(masks)
+    one_by_one = np.concatenate([Query(lens, heads, ClassLogit(), x, replay=False).evaluate(m[None]) for m in masks])
+    calls = []
+    handle = lens.blocks[0].attn.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        replayed = Query(lens, heads, ClassLogit(), x, batch_size=4).evaluate(masks)
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(full, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(replayed, full, atol=1e-5)
+    assert 0 < len(calls) <= 2  # the prepare and capture passes only, not one per mask batch
+    assert "forward" not in lens.blocks[0].__dict__
