@@ -210,7 +210,10 @@ class PrefixCache(torch.nn.Module):
         if not torch.equal(input_ids[:, :P], self.prefix.to(input_ids.device).expand(B, -1)):
             raise ValueError("every row must begin with the cached prefix; was a prefix token masked?")
         kwargs.pop("use_cache", None)
-        # The attention mask keeps the prefix, as Hugging Face expects with a cache.
+        # The attention mask keeps the prefix's keys, as Hugging Face expects with a cache; a
+        # 4D (B, 1, queries, keys) mask loses the prefix's queries.
+        if attention_mask is not None and attention_mask.ndim == 4:
+            attention_mask = attention_mask[:, :, P:]
         per_token = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor) and v.shape[:2] == (B, S)}
         for name, value in per_token.items():
             if not torch.equal(value[:, :P], value[:1, :P].expand_as(value[:, :P])):

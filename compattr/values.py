@@ -307,8 +307,14 @@ class LogLikelihood(Value):
 class MultipleChoice(Value):
     """Accuracy or mean correct-option log-probability of a causal LM over a question set.
 
-    Each question (an input row) is scored with each of its ``K`` options appended; an
-    option's score is the summed log-probability of its tokens.
+    An option's score is the summed log-probability of its tokens after the question.
+
+    Each question is one row ``[prompt, option 1, ..., option K]`` with a block attention mask
+    (every option sees the prompt and its own earlier tokens, nothing else) and position ids
+    that restart each option where the prompt ends: the prompt runs once instead of ``K``
+    times. ``prepare`` checks this packed layout against one row per (question, option) on
+    the unmasked model, and falls back to those rows for models that ignore custom
+    attention masks or position ids.
 
     Parameters
     ----------
@@ -326,9 +332,11 @@ class MultipleChoice(Value):
         if metric not in ("logprob", "accuracy"):
             raise ValueError(f"metric must be 'logprob' or 'accuracy', got {metric!r}.")
         K = {len(o) for o in options}
-        if len(K) != 1 or K == {0}:
-            raise ValueError(f"every question needs the same number K >= 1 of options, got {sorted(K)}.")
+        if len(K) != 1 or min(K) < 2:
+            raise ValueError(f"every question needs the same number K >= 2 of options, got {sorted(K)}.")
         self.options = [[torch.as_tensor(o).long() for o in opts] for opts in options]
+        if any(len(o) == 0 for opts in self.options for o in opts):
+            raise ValueError("every option needs at least one token.")
         self.answers = torch.as_tensor(answers).long()
         self.K = K.pop()
         if self.answers.shape != (len(self.options),) or not ((0 <= self.answers) & (self.answers < self.K)).all():
@@ -339,20 +347,110 @@ class MultipleChoice(Value):
         prompts = _prompts(inputs)
         if len(prompts) != len(self.options):
             raise ValueError(f"got {len(prompts)} questions for {len(self.options)} option lists.")
-        return _with_continuations(
+        packed = _packed_options(prompts, self.options, self.answers)
+        expanded = _with_continuations(
             [p for p in prompts for _ in range(self.K)], [o for opts in self.options for o in opts]
         )
+        return packed if self._packing_is_exact(model, packed, expanded) else expanded
 
     def score(self, model, inputs, targets):
-        return _continuation_logprob(model, inputs, targets["scored"])[0]
+        if "scored" in targets:  # one row per (question, option): the option's log-probability
+            return _continuation_logprob(model, inputs, targets["scored"])[0]
+        return self._metric(_option_logprobs(model, inputs, targets, self.K), targets["answer"])
 
     def reduce(self, scores):
+        if scores.shape[-1] == len(self.options):  # packed rows: one score per question (K >= 2)
+            return scores.mean(-1)
         per_option = scores.view(scores.shape[0], -1, self.K)
-        answers = self.answers.to(scores.device)
+        answers = self.answers.to(scores.device).expand(scores.shape[0], -1)
+        return self._metric(per_option.flatten(0, 1), answers.flatten()).view(scores.shape[0], -1).mean(-1)
+
+    def _metric(self, per_option: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` option log-probabilities and ``(B,)`` answers to ``(B,)`` scores."""
+        answers = answers.to(per_option.device)
         if self.metric == "accuracy":
-            return (per_option.argmax(-1) == answers).float().mean(-1)
-        logp = torch.log_softmax(per_option, -1)
-        return logp.gather(-1, answers.expand(scores.shape[0], -1).unsqueeze(-1)).squeeze(-1).mean(-1)
+            return (per_option.argmax(-1) == answers).float()
+        return torch.log_softmax(per_option, -1).gather(-1, answers.unsqueeze(-1)).squeeze(-1)
+
+    def _packing_is_exact(self, model, packed, expanded) -> bool:
+        """Whether the packed rows give the per-option rows' log-probabilities on the first
+        question (to rounding); False also when the model rejects the packed inputs."""
+        first = lambda z, rows: map_inputs(lambda t: t[rows], z)  # noqa: E731
+        try:
+            got = _option_logprobs(model, first(packed[0], slice(0, 1)), first(packed[1], slice(0, 1)), self.K)
+        except (TypeError, ValueError, RuntimeError, IndexError):
+            return False
+        rows = slice(0, self.K)
+        want = _continuation_logprob(model, first(expanded[0], rows), expanded[1]["scored"][rows])[0]
+        tolerance = 1e-3 if got.dtype == torch.float32 and _dtype(model) == torch.float32 else 0.1
+        return bool(torch.allclose(got.flatten().double(), want.double(), atol=tolerance, rtol=0))
 
     def __repr__(self) -> str:
         return f"MultipleChoice(Q={len(self.options)}, K={self.K}, metric={self.metric!r}, options#{digest([list(o) for o in self.options])}, answers#{digest(self.answers)})"
+
+
+def _dtype(model: torch.nn.Module) -> torch.dtype:
+    parameter = next(model.parameters(), None)
+    return torch.float32 if parameter is None else parameter.dtype
+
+
+def _packed_options(prompts: list[torch.Tensor], options: list[list[torch.Tensor]], answers: torch.Tensor) -> tuple[dict, dict]:
+    """One row per question: the prompt then its K options, each option attending to the prompt
+    and to itself, with positions continuing the prompt's.
+
+    Returns
+    -------
+    inputs : dict
+        ``input_ids`` and ``position_ids`` (Q, T); ``attention_mask`` (Q, 1, T, T) bool
+        (True = may attend). Padding attends to itself only.
+    targets : dict
+        ``predictor`` (Q, N): the position whose logits predict each option token; ``token``
+        (Q, N) its id; ``option`` (Q, N) its option, -1 for padding; ``answer`` (Q,).
+    """
+    device = prompts[0].device
+    Q = len(prompts)
+    lengths = [len(p) + sum(len(o) for o in opts) for p, opts in zip(prompts, options)]
+    T, N = max(lengths), max(sum(len(o) for o in opts) for opts in options)
+    ids = torch.zeros(Q, T, dtype=torch.long)
+    positions = torch.zeros(Q, T, dtype=torch.long)
+    block = torch.full((Q, T), -1, dtype=torch.long)  # -1: prompt, k: option k, -2: padding
+    predictor = torch.zeros(Q, N, dtype=torch.long)
+    token = torch.zeros(Q, N, dtype=torch.long)
+    option = torch.full((Q, N), -1, dtype=torch.long)
+    for q, (prompt, opts) in enumerate(zip(prompts, options)):
+        P = len(prompt)
+        ids[q, :P] = prompt.cpu()
+        positions[q, :P] = torch.arange(P)
+        start, scored = P, 0
+        for k, o in enumerate(opts):
+            end = start + len(o)
+            ids[q, start:end] = o
+            positions[q, start:end] = P + torch.arange(len(o))
+            block[q, start:end] = k
+            predictor[q, scored : scored + len(o)] = torch.cat([torch.tensor([P - 1]), torch.arange(start, end - 1)])
+            token[q, scored : scored + len(o)] = o
+            option[q, scored : scored + len(o)] = k
+            start, scored = end, scored + len(o)
+        block[q, start:] = -2
+    index = torch.arange(T)
+    causal = index[:, None] >= index[None, :]
+    key_block, query_block = block[:, None, :], block[:, :, None]
+    allowed = causal & ((key_block == -1) & (query_block != -2) | (key_block == query_block) & (query_block >= 0))
+    allowed |= torch.eye(T, dtype=torch.bool)  # padding sees itself: no empty softmax row
+    inputs = {"input_ids": ids, "attention_mask": allowed[:, None], "position_ids": positions}
+    targets = {"predictor": predictor, "token": token, "option": option, "answer": answers.clone()}
+    to = lambda z: {k: v.to(device) for k, v in z.items()}  # noqa: E731
+    return to(inputs), to(targets)
+
+
+def _option_logprobs(model, inputs: dict, targets: dict, K: int) -> torch.Tensor:
+    """``(B, K)`` summed log-probabilities of each option's tokens in packed rows."""
+    predictor, option = targets["predictor"], targets["option"]
+    first = int(predictor.min())
+    logits = sequence_logits(model, inputs, first)
+    predictor, option = predictor.to(logits.device), option.to(logits.device)
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    logp = torch.log_softmax(logits[rows, predictor - first].float(), -1)  # (B, N, V)
+    picked = logp.gather(-1, targets["token"].to(logits.device).unsqueeze(-1)).squeeze(-1)
+    picked = torch.where(option >= 0, picked, 0.0)
+    return torch.zeros(logits.shape[0], K, device=logits.device).scatter_add_(1, option.clamp(min=0), picked)

@@ -342,6 +342,25 @@ def test_prefix_kv_cache_reuse_equals_the_full_forward(build, value):
     assert set(seen[-3:]) == {prompt - 21 + (3 if isinstance(value, LogLikelihood) else 0)}
 
 
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
+def test_prefix_kv_cache_with_packed_multiple_choice(build):
+    """Words after a fixed prefix, scored by packed multiple-choice rows (4D attention mask):
+    the prefix cache gives the full forward's outputs."""
+    from compattr._testing import word_tokenizer
+    from compattr.features import Words
+    from compattr.values import MultipleChoice
+
+    model = build()
+    words = Words(word_tokenizer(), "w1 w2 w3 w4", prefix="[BOS] w10 w11 w12 w13 w14 ", suffix=" w6")
+    value = MultipleChoice([[[20], [21, 22], [23]]], [1])
+    X = random_masks(7, words.n)
+    fast = Query(model, words, value, batch_size=4)
+    assert fast._prefix_cache is not None and fast._prepare()[0]["attention_mask"].ndim == 4
+    expected = Query(model, words, value, batch_size=4, replay=False).evaluate(X)
+    np.testing.assert_allclose(fast.evaluate(X), expected, atol=1e-5)
+    assert np.ptp(expected) > 0
+
+
 def test_prefix_cache_refuses_rows_with_another_prefix():
     from compattr.query import PrefixCache
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
-from compattr.values import ClassLogit, LogLikelihood, Margin, MultipleChoice, margin
+from compattr.values import ClassLogit, LogLikelihood, Margin, MultipleChoice, logits_of, margin
 
 torch.set_num_threads(1)
 
@@ -91,8 +91,23 @@ def test_log_likelihood_ignores_padding_on_either_side():
         run(value, model, {"input_ids": prompts[0][None]})
 
 
-def test_multiple_choice_accuracy_and_logprob():
-    model = tiny_llama()
+class _IgnoresLayout(torch.nn.Module):
+    """A causal LM that drops custom attention masks and position ids (as some do)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+        return self.model(input_ids=input_ids, **kwargs)
+
+
+@pytest.mark.parametrize("build, packed", [(tiny_llama, True), (tiny_gpt2, True), (lambda: _IgnoresLayout(tiny_llama()), False)],
+                         ids=["llama", "gpt2", "ignores-layout"])
+def test_multiple_choice_accuracy_and_logprob(build, packed):
+    """Packed rows (prompt once, options in blocks) and the per-option fallback both give the
+    definition: options scored one full forward each."""
+    model = build()
     questions = ids(E=3, seq=5, seed=3)
     options = [[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]]
     answers = [1, 0, 2]
@@ -101,7 +116,7 @@ def test_multiple_choice_accuracy_and_logprob():
         for q in range(3):
             for k, option in enumerate(options[q]):
                 seq = torch.cat([questions[q], torch.tensor(option)])
-                logp = torch.log_softmax(model(seq[None]).logits[0].double(), -1)
+                logp = torch.log_softmax(logits_of(model(input_ids=seq[None]))[0].double(), -1)
                 option_logp[q, k] = sum(logp[4 + i, tok] for i, tok in enumerate(option))
     for metric, expected in (
         ("accuracy", (option_logp.argmax(-1) == torch.tensor(answers)).double().mean()),
@@ -109,7 +124,7 @@ def test_multiple_choice_accuracy_and_logprob():
     ):
         value = MultipleChoice(options, answers, metric=metric)
         scores, x, _ = run(value, model, questions)
-        assert len(x["input_ids"]) == 9
+        assert len(x["input_ids"]) == (3 if packed else 9)
         assert torch.isclose(value.reduce(scores[None])[0].double(), expected, atol=1e-4)
 
 
@@ -117,6 +132,8 @@ def test_multiple_choice_accuracy_and_logprob():
     "make, match",
     [
         (lambda: MultipleChoice([[[1], [2]], [[3]]], [0, 0]), "same number K"),
+        (lambda: MultipleChoice([[[1]], [[3]]], [0, 0]), "K >= 2"),
+        (lambda: MultipleChoice([[[1], []]], [0]), "at least one token"),
         (lambda: MultipleChoice([[[1], [2]]], [2]), r"option indices in \[0, 2\)"),
         (lambda: MultipleChoice([[[1], [2]]], [0], metric="f1"), "metric must be"),
         (lambda: LogLikelihood(max_new_tokens=0), "max_new_tokens must be >= 1"),
