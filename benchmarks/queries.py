@@ -11,7 +11,8 @@ per-row      many masks per forward pass (row r = mask r // E, example r % E)
 
 for masked layer groups at the start, middle and end of the model (a third of the layers each),
 and the hook overhead: a forward pass with every head hooked (all kept) vs an unhooked one;
-then word masks after a fixed prompt prefix, with and without reusing the prefix's KV cache.
+then word masks after a fixed prompt prefix, with and without reusing the prefix's KV cache;
+then multiple-choice questions, packed (the prompt once per question) or one row per option.
 Targets: per-row >= 3x naive with few examples; replay on the final third >= 2x per-row.
 """
 
@@ -26,7 +27,7 @@ import torch
 from compattr._testing import tiny_llama, word_tokenizer
 from compattr.features import AttentionHeads, Words
 from compattr.query import Query
-from compattr.values import ClassLogit
+from compattr.values import ClassLogit, MultipleChoice
 
 
 def rate(query: Query, X: np.ndarray, tries: int = 3) -> tuple[float, np.ndarray]:
@@ -91,6 +92,29 @@ def bench(name: str, model, vocab: int, args) -> None:
     batch = inputs.repeat(max(1, args.batch // args.examples), 1)
     print(f"hook overhead (all heads hooked, {len(batch)} rows): {100 * hook_overhead(model, batch, args.repeats):+.1f} %")
     bench_prefix(model, args)
+    bench_multiple_choice(model, vocab, groups["end"], args)
+
+
+def bench_multiple_choice(model, vocab: int, layers: range, args) -> None:
+    """Multiple-choice questions (K = 4 options of 2 tokens): packed rows (the prompt once,
+    the options in attention blocks) vs one row per (question, option)."""
+    rng = torch.Generator().manual_seed(3)
+    prompts = torch.randint(0, vocab, (args.examples, args.seq), generator=rng)
+    options = torch.randint(0, vocab, (args.examples, 4, 2), generator=rng).tolist()
+    heads = AttentionHeads(model, layers=list(layers))
+    X = np.random.default_rng(4).random((args.masks, heads.n)) < 0.5
+    rates = {}
+    for packed in (False, True):
+        value = MultipleChoice(options, [0] * args.examples, packed=packed)
+        query = Query(model, heads, value, prompts, batch_size=args.batch * 4, replay=False)
+        rates[packed], y = rate(query, X)
+        rows = len(query._prepare()[0]["input_ids"])
+        if packed:
+            assert rows == args.examples, "the packed layout was not used"
+            assert np.allclose(y, y_rows, atol=agreement(model.dtype)), "packing changed the outputs"
+        y_rows = y
+    print(f"multiple choice ({args.examples} questions x 4 options, heads of layers {layers.start}-{layers.stop - 1}): "
+          f"one row per option {rates[False]:.1f}/s, packed {rates[True]:.1f}/s ({rates[True] / rates[False]:.2f}x)")
 
 
 def bench_prefix(model, args) -> None:

@@ -326,9 +326,18 @@ class MultipleChoice(Value):
         ``"accuracy"``: fraction of questions whose best-scored option is correct;
         ``"logprob"`` (smoother): mean over questions of the log-probability of the correct
         option normalised over the ``K`` options.
+    packed : bool
+        Use the packed layout when the check passes (default); False always scores one row
+        per (question, option).
     """
 
-    def __init__(self, options: Sequence[Sequence[Sequence[int]]], answers: Sequence[int], metric: str = "logprob"):
+    def __init__(
+        self,
+        options: Sequence[Sequence[Sequence[int]]],
+        answers: Sequence[int],
+        metric: str = "logprob",
+        packed: bool = True,
+    ):
         if metric not in ("logprob", "accuracy"):
             raise ValueError(f"metric must be 'logprob' or 'accuracy', got {metric!r}.")
         K = {len(o) for o in options}
@@ -342,15 +351,18 @@ class MultipleChoice(Value):
         if self.answers.shape != (len(self.options),) or not ((0 <= self.answers) & (self.answers < self.K)).all():
             raise ValueError(f"answers must be {len(self.options)} option indices in [0, {self.K}).")
         self.metric = metric
+        self.packed = bool(packed)
 
     def prepare(self, model, inputs, batch_size):
         prompts = _prompts(inputs)
         if len(prompts) != len(self.options):
             raise ValueError(f"got {len(prompts)} questions for {len(self.options)} option lists.")
-        packed = _packed_options(prompts, self.options, self.answers)
         expanded = _with_continuations(
             [p for p in prompts for _ in range(self.K)], [o for opts in self.options for o in opts]
         )
+        if not self.packed:
+            return expanded
+        packed = _packed_options(prompts, self.options, self.answers)
         return packed if self._packing_is_exact(model, packed, expanded) else expanded
 
     def score(self, model, inputs, targets):

@@ -102,9 +102,13 @@ class _IgnoresLayout(torch.nn.Module):
         return self.model(input_ids=input_ids, **kwargs)
 
 
-@pytest.mark.parametrize("build, packed", [(tiny_llama, True), (tiny_gpt2, True), (lambda: _IgnoresLayout(tiny_llama()), False)],
-                         ids=["llama", "gpt2", "ignores-layout"])
-def test_multiple_choice_accuracy_and_logprob(build, packed):
+@pytest.mark.parametrize(
+    "build, pack, packed",
+    [(tiny_llama, True, True), (tiny_gpt2, True, True), (lambda: _IgnoresLayout(tiny_llama()), True, False),
+     (tiny_llama, False, False)],
+    ids=["llama", "gpt2", "ignores-layout", "packed=False"],
+)
+def test_multiple_choice_accuracy_and_logprob(build, pack, packed):
     """Packed rows (prompt once, options in blocks) and the per-option fallback both give the
     definition: options scored one full forward each."""
     model = build()
@@ -122,7 +126,7 @@ def test_multiple_choice_accuracy_and_logprob(build, packed):
         ("accuracy", (option_logp.argmax(-1) == torch.tensor(answers)).double().mean()),
         ("logprob", torch.log_softmax(option_logp, -1)[range(3), answers].mean()),
     ):
-        value = MultipleChoice(options, answers, metric=metric)
+        value = MultipleChoice(options, answers, metric=metric, packed=pack)
         scores, x, _ = run(value, model, questions)
         assert len(x["input_ids"]) == (3 if packed else 9)
         assert torch.isclose(value.reduce(scores[None])[0].double(), expected, atol=1e-4)
