@@ -41,6 +41,7 @@ from .spectrum import Spectrum, pad_supports, parity_matrix
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
 
 _MIN_MASKS = 50  # 5 folds of at least 10 masks
+_MIN_GAIN = 1e-3  # early stopping: smallest validation gain (fraction of var y) that counts
 
 
 @dataclass(frozen=True)
@@ -269,8 +270,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         stops as soon as it provably cannot reach ``incumbent`` (see :class:`_Hopeless`)."""
         params = config.params(self.num_threads, self.seed)
         patience = max(20, int(round(2.0 / config.learning_rate)))
-        # Improvements below 1e-3 of the output variance do not reset the patience.
-        stop = lgb.early_stopping(patience, verbose=False, min_delta=1e-3 * float(np.var(y)))
+        # Improvements below _MIN_GAIN of the output variance do not reset the patience.
+        stop = lgb.early_stopping(patience, verbose=False, min_delta=_MIN_GAIN * float(np.var(y)))
         done = 0 if init is None else init.current_iteration()
         return lgb.train(
             params,
