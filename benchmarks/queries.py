@@ -19,6 +19,7 @@ Targets: per-row >= 3x naive with few examples; replay on the final third >= 2x 
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 import numpy as np
@@ -65,6 +66,23 @@ def agreement(dtype: torch.dtype) -> float:
     return 1e-4 if dtype == torch.float32 else 0.1
 
 
+def batching_ceiling(model, inputs: torch.Tensor, batch: torch.Tensor, repeats: int) -> float:
+    """Rows per second of plain forward passes on ``batch`` over those on ``inputs``: the most
+    any batching of masks can gain on this hardware (best of ``repeats`` each)."""
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(type(model).forward).parameters else {}
+    times = {}
+    with torch.inference_mode():
+        for x in (inputs, batch):
+            model(x, use_cache=False, **last_only)
+            best = np.inf
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(x, use_cache=False, **last_only)
+                best = min(best, time.perf_counter() - start)
+            times[len(x)] = best / len(x)
+    return times[len(inputs)] / times[len(batch)]
+
+
 def bench(name: str, model, vocab: int, args) -> None:
     L = model.config.num_hidden_layers
     atol = agreement(model.dtype)
@@ -91,6 +109,8 @@ def bench(name: str, model, vocab: int, args) -> None:
             print(f"{label:<14}{setting:<12}{r:>10.1f}{r / naive:>9.2f}x{r / rows:>11.2f}x")
     batch = inputs.repeat(max(1, args.batch // args.examples), 1)
     print(f"hook overhead (all heads hooked, {len(batch)} rows): {100 * hook_overhead(model, batch, args.repeats):+.1f} %")
+    print(f"batching ceiling (unhooked forward, {len(batch)} rows vs {len(inputs)} per pass): "
+          f"{batching_ceiling(model, inputs, batch, args.repeats):.2f}x")
     bench_prefix(model, args)
     bench_multiple_choice(model, vocab, groups["end"], args)
 

@@ -1,0 +1,26 @@
+"""The benchmark scripts run end to end at a tiny size (their numbers live in docs/results.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_queries_benchmark_prints_every_setting():
+    out = run("queries.py", "--layers", "3", "--masks", "4", "--batch", "8", "--repeats", "1")
+    for setting in ("naive", "per-row", "+ replay", "hook overhead", "batching ceiling", "prefix KV cache", "packed"):
+        assert setting in out, out
+
+
+def test_core_benchmark_prints_its_table(tmp_path):
+    out = run("core.py", "--small", "--out", str(tmp_path / "table.md"))
+    rows = [line for line in out.splitlines() if line.startswith("| hierarchy | 100 | 4")]
+    assert {row.split("|")[6].strip() for row in rows} == {"proxyspex", "lasso"}
+    assert (tmp_path / "table.md").read_text().strip() == out.strip()
