@@ -2,8 +2,8 @@
 
 A spectrum over ``n`` features is a set of supports ``T ⊆ [n]`` with coefficients ``F(T)``;
 it represents ``f(S) = Σ_T F(T) (-1)^{|S ∩ T|}`` where ``S`` is the set of kept features
-(mask bit 1). Supports are stored as a sparse ``(k, n)`` 0/1 matrix so that evaluation on a
-batch of masks is one sparse-dense product.
+(mask bit 1). Supports are stored as a sparse ``(k, n)`` 0/1 matrix; evaluation on a batch of
+masks XORs bit-packed mask columns (see :func:`parity_matrix`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ._validation import as_masks
 
 _FORMAT = "compattr.spectrum"
 _VERSION = 1
-# Cells (masks or features × terms) of one evaluation block: bounds memory to ~64 MB.
+# Cells (masks × terms) of one evaluation block: bounds its float32 parities to ~64 MB.
 _EVAL_CELLS = 1 << 24
 
 

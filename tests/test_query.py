@@ -361,6 +361,21 @@ def test_prefix_kv_cache_with_packed_multiple_choice(build):
     assert np.ptp(expected) > 0
 
 
+def test_layer_replay_with_packed_multiple_choice():
+    from compattr.values import MultipleChoice
+
+    model = tiny_llama(layers=4)
+    heads = AttentionHeads(model, layers=[2, 3])
+    prompts = torch.randint(6, 60, (3, 5), generator=torch.Generator().manual_seed(2))
+    value = MultipleChoice([[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]], [1, 0, 2])
+    X = random_masks(7, heads.n)
+    fast = Query(model, heads, value, prompts, batch_size=6)
+    assert fast._layer_replay is not None and fast._prepare()[0]["attention_mask"].ndim == 4
+    expected = Query(model, heads, value, prompts, batch_size=6, replay=False).evaluate(X)
+    np.testing.assert_allclose(fast.evaluate(X), expected, atol=1e-5)
+    assert np.ptp(expected) > 0
+
+
 def test_prefix_cache_refuses_rows_with_another_prefix():
     from compattr.query import PrefixCache
 
