@@ -149,8 +149,9 @@ def _add_common(p: argparse.ArgumentParser, command: str) -> None:
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available, else cpu)")
     run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                      help="CPU threads for torch (default: torch's choice)")
-    run.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
-                     help="rows per forward pass (default 64 on CPU, 256 on GPU; halved on out-of-memory)")
+    run.add_argument("--batch-size", type=_batch_size, default=None, metavar="B",
+                     help="rows per forward pass, or 'auto' to grow it while throughput rises (default "
+                     "64 on CPU, auto on GPU; halved on out-of-memory)")
     run.add_argument("--out", type=Path, default=Path("out") / command, metavar="DIR",
                      help=f"output folder (default out/{command})")
     run.add_argument("--cache", type=Path, default=None, metavar="DIR",
@@ -159,6 +160,11 @@ def _add_common(p: argparse.ArgumentParser, command: str) -> None:
                      help="where converted GGUF models are kept (default $COMPATTR_CACHE/models "
                      "or ~/.cache/compattr/models)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _batch_size(text: str) -> int | str:
+    """An argparse type: a positive integer or ``auto``."""
+    return text if text == "auto" else _positive_int(text)
 
 
 def _int_at_least(minimum: int):

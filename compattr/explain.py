@@ -311,7 +311,7 @@ def explain(
     cache_dir=None,
     estimator: ProxySPEX | None = None,
     baseline: bool = True,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     progress: bool = True,
 ) -> Explanation:
     """Explain a model's output by the interactions of its features.
@@ -346,7 +346,7 @@ def explain(
         A configured estimator (default ``ProxySPEX(seed=seed)``).
     baseline : bool
         Also fit the LASSO baseline on the same masks.
-    batch_size : int, optional
+    batch_size : int or "auto", optional
         Rows per forward pass (see :class:`compattr.query.Query`).
     progress : bool
         Show a progress bar while querying.

@@ -385,3 +385,38 @@ def test_prefix_cache_refuses_rows_with_another_prefix():
         cached(examples(E=2, seed=5), logits_to_keep=1)
     with pytest.raises(ValueError, match="logits of the 3 tokens after the prefix"):
         cached(examples(E=1), logits_to_keep=0)
+
+
+@pytest.mark.parametrize(
+    "rates, sizes",
+    [
+        ([1, 10, 20, 40, 80], [256, 512, 1024, 2048, 4096]),  # keeps doubling while it pays
+        ([1, 10, 20, 21], [256, 512, 1024, 1024]),            # +5 %: stays at the larger size
+        ([1, 10, 20, 15], [256, 512, 1024, 512]),             # slower: back to the best size
+        ([1] + [10 * 2**i for i in range(8)], [256, 512, 1024, 2048, 4096, 8192, 8192, 8192, 8192]),  # limit
+    ],
+)
+def test_auto_batch_size_grows_while_throughput_rises(rates, sizes):
+    from compattr.query import _BatchSizer
+
+    sizer, seen = _BatchSizer(256), []
+    for rate in rates:
+        sizer.observe(rate)  # the first report is the warm-up
+        seen.append(sizer.size)
+    assert seen == sizes
+    sizer.stop(128)
+    sizer.observe(1e9)
+    assert sizer.size == 128
+
+
+def test_auto_batch_size_gives_the_same_outputs():
+    model = tiny_llama()
+    heads = AttentionHeads(model)
+    X = random_masks(900, heads.n)  # several full batches of 128 masks x 2 examples
+    x = torch.randint(6, 60, (2, 6), generator=torch.Generator().manual_seed(0))
+    auto = Query(model, heads, ClassLogit(), x, batch_size="auto")
+    assert auto.batch_size == 256 and auto._sizer is not None
+    np.testing.assert_allclose(auto.evaluate(X), Query(model, heads, ClassLogit(), x, batch_size=64).evaluate(X), atol=1e-5)
+    assert auto._sizer._warm and auto._sizer._best is not None  # full batches were measured
+    with pytest.raises(ValueError, match="positive int or 'auto'"):
+        Query(model, heads, ClassLogit(), x, batch_size="big")
