@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+_CHUNK_CELLS = 1 << 22  # uniforms drawn at a time (32 MB of float64) instead of m·n at once
+
 
 def budget(n: int, alpha: float = 4.0) -> int:
     """Number of model queries ``m = ceil(alpha * n * log2 n)`` (paper §4).
@@ -47,4 +49,9 @@ def sample_masks(n: int, m: int, seed: int | None = 0, p: float = 0.5) -> np.nda
     if not 0.0 < p < 1.0:
         raise ValueError(f"keep probability p must lie in (0, 1), got {p}.")
     rng = np.random.default_rng(seed)
-    return rng.random((m, n)) < p
+    masks = np.empty((m, n), dtype=bool)
+    rows = max(1, _CHUNK_CELLS // n)  # the generator's stream does not depend on the chunking
+    for start in range(0, m, rows):
+        masks[start : start + rows] = rng.random((min(rows, m - start), n)) < p
+    return masks
+

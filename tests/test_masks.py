@@ -34,3 +34,10 @@ def test_budget_rejects_bad_input(args):
 def test_sample_masks_rejects_bad_input(kwargs):
     with pytest.raises(ValueError):
         compattr.sample_masks(**kwargs)
+
+
+def test_sample_masks_draws_in_chunks_without_changing_the_masks():
+    """Chunked drawing (bounded memory) gives exactly the one-shot draw of the same seed."""
+    n, m = 1000, 9000  # 9e6 cells: three chunks
+    expected = np.random.default_rng(7).random((m, n)) < 0.5
+    np.testing.assert_array_equal(compattr.sample_masks(n, m, seed=7), expected)
