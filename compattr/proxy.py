@@ -242,20 +242,25 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         rows = []
         for i, cap in enumerate(rungs):
             incumbent = np.inf
+            last = i == len(rungs) - 1
             for c in configs:
                 if c not in fold0 or fold0[c].current_iteration() >= rungs[i - 1]:
                     bound = incumbent if self.search == "race" else np.inf
-                    fold0[c] = self._train(data, c, *folds[0], cap, y, init=fold0.get(c), incumbent=bound)
+                    fold0[c] = self._train(data, c, *folds[0], cap, y, init=fold0.get(c), incumbent=bound, keep=not last)
+                    if fold0[c].current_iteration() < cap:  # stopped early: never continued
+                        _freeze(fold0[c])
                 score = _cv_mse([fold0[c]], folds)
                 incumbent = min(incumbent, score)
                 rows.append(_row(c, f"race {cap}", 1, fold0[c].best_iteration, score))
-            if self.search == "race" and i < len(rungs) - 1:
+            if self.search == "race" and not last:
                 configs = sorted(configs, key=lambda c: _cv_mse([fold0[c]], folds))
                 configs = configs[: max(1, math.ceil(len(configs) / 3))]
+                fold0 = {c: fold0[c] for c in configs}  # the eliminated fits hold their training data
         if self.search == "race":
             configs = [min(configs, key=lambda c: _cv_mse([fold0[c]], folds))]
         fits = {}
         for c in configs:
+            _freeze(fold0[c])
             fits[c] = [fold0[c]] + [self._train(data, c, tr, va, rungs[-1], y) for tr, va in folds[1:]]
             iters = int(round(np.mean([b.best_iteration for b in fits[c]])))
             rows.append(_row(c, "cv", len(folds), iters, _cv_mse(fits[c], folds)))
@@ -263,11 +268,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         return best, fits[best], pd.DataFrame(rows)
 
     def _train(
-        self, data, config: _Config, train, valid, max_trees: int, y, init=None, incumbent: float = np.inf
+        self, data, config: _Config, train, valid, max_trees: int, y, init=None, incumbent: float = np.inf,
+        keep: bool = False,
     ) -> lgb.Booster:
         """One LightGBM fit up to ``max_trees`` trees in all, scored at every prefix and
         stopped early on ``valid``; continues ``init`` (a fit on the same rows) if given, and
-        stops as soon as it provably cannot reach ``incumbent`` (see :class:`_Hopeless`)."""
+        stops as soon as it provably cannot reach ``incumbent`` (see :class:`_Hopeless`).
+        ``keep``: keep the training data in the booster, to continue it later."""
         params = config.params(self.num_threads, self.seed)
         patience = max(20, int(round(2.0 / config.learning_rate)))
         # Improvements below _MIN_GAIN of the output variance do not reset the patience.
@@ -280,7 +287,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             valid_sets=[data.subset(np.asarray(valid, np.int32))],
             valid_names=["valid"],
             init_model=init,
-            keep_training_booster=True,
+            keep_training_booster=keep,
             callbacks=[stop, _Hopeless(incumbent, max_trees)],
         )
 
@@ -337,6 +344,12 @@ class _Hopeless:
         if reachable > self.incumbent:
             first = env.iteration + 1 - t  # global index of this call's first round
             raise lgb.callback.EarlyStopException(first + best, [("valid", "l2", self.scores[best], False)])
+
+
+def _freeze(booster: lgb.Booster) -> None:
+    """Drop a fitted booster's training data (it keeps its trees and best score), as
+    ``lgb.train(keep_training_booster=False)`` does: hundreds of MB at 80,000 masks."""
+    booster.model_from_string(booster.model_to_string()).free_dataset()
 
 
 def _row(config: _Config, rung: str, folds: int, iteration: int, score: float) -> dict:
@@ -396,8 +409,14 @@ def _least_squares(kept: Spectrum, X, y) -> Spectrum:
         tuples = [()] + tuples
     Phi = _parity_features(kept.n, tuples, X)
     L = _cholesky(Phi.T @ Phi)
-    z = solve_triangular(L, Phi.T.astype(np.float64) @ y, lower=True)
+    z = solve_triangular(L, _projection(Phi, y), lower=True)
     return Spectrum(kept.n, tuples, solve_triangular(L.T, z, lower=False))
+
+
+def _projection(P: np.ndarray, y: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """``P.T @ y`` in float64 for float32 ``P`` (m, k), a block of rows at a time (no float64
+    copy of all of ``P``)."""
+    return sum(P[i : i + rows].T.astype(np.float64) @ y[i : i + rows] for i in range(0, len(P), rows))
 
 
 def _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, max_rows: int, seed: int) -> pd.DataFrame:
@@ -416,7 +435,7 @@ def _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, max_rows: int, seed: i
         tuples, coefs = _ranked_terms(spectrum, max(ks))
         P_train, P_valid = (_parity_features(n, tuples, X[rows]) for rows in (train, valid))
         L = _cholesky(P_train.T @ P_train)
-        z = solve_triangular(L, P_train.T.astype(np.float64) @ y[train], lower=True)
+        z = solve_triangular(L, _projection(P_train, y[train]), lower=True)
         P_valid = P_valid.astype(np.float64)
         for i, k in enumerate(ks):
             k = min(k, len(tuples))
