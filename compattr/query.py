@@ -355,7 +355,7 @@ def run_queries(
     masks,
     *,
     cache_dir: str | os.PathLike | None = None,
-    chunk_size: int = 128,
+    chunk_size: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Evaluate ``features`` on every row of ``masks``, each distinct mask once.
@@ -370,8 +370,10 @@ def run_queries(
         A :class:`~compattr.cache.QueryCache` folder: outputs found there are not recomputed,
         new ones are stored chunk by chunk. Needs ``features.fingerprint()``. Under
         ``accelerate launch`` it must be on a filesystem that every process sees.
-    chunk_size : int
-        Masks per ``features.evaluate`` call (and per cache flush).
+    chunk_size : int, optional
+        Masks per ``features.evaluate`` call (and per cache flush); default 128, or 1,024 for
+        a feature set on an accelerator (a :class:`Query` there grows its batches up to
+        what one call holds).
     progress : bool
         Show a tqdm progress bar (on the main process).
 
@@ -389,6 +391,9 @@ def run_queries(
         ``cache_dir`` was made for another model, feature set, value function or inputs.
     """
     X = as_masks(masks, features.n, name="masks")
+    if chunk_size is None:
+        device = getattr(features, "device", None)
+        chunk_size = 128 if device is None or torch.device(device).type == "cpu" else 1024
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     procs = _Processes()

@@ -420,3 +420,25 @@ def test_auto_batch_size_gives_the_same_outputs():
     assert auto._sizer._warm and auto._sizer._best is not None  # full batches were measured
     with pytest.raises(ValueError, match="positive int or 'auto'"):
         Query(model, heads, ClassLogit(), x, batch_size="big")
+
+
+@pytest.mark.parametrize("device, chunk", [(None, 128), ("cpu", 128), ("meta", 1024)])
+def test_run_queries_chunks_follow_the_device(device, chunk):
+    """Bigger evaluate calls off the CPU, so that batch_size='auto' has masks to grow into."""
+
+    class Recording:
+        n, names, groups = 20, [f"f{i}" for i in range(20)], np.zeros(20, int)
+
+        def __init__(self):
+            self.calls = []
+            if device is not None:
+                self.device = torch.device(device)
+
+        def evaluate(self, masks):
+            self.calls.append(len(masks))
+            return masks.sum(1).astype(float)
+
+    features = Recording()
+    X = random_masks(3000, 20, seed=1)  # (almost) all distinct
+    np.testing.assert_array_equal(run_queries(features, X, progress=False), X.sum(1))
+    assert max(features.calls) == chunk
