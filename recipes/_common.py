@@ -14,8 +14,11 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
+
+from compattr import cli
 
 
 def parser(description: str, default_out: str) -> argparse.ArgumentParser:
@@ -40,19 +43,11 @@ def setup(args: argparse.Namespace) -> Path:
 
 
 def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, digits: int = 3) -> str:
-    """Rows of dicts as a GitHub markdown table; floats rounded to ``digits``."""
+    """Rows of dicts as a GitHub markdown table (:func:`compattr.cli.markdown_table`)."""
     if not rows:
         return ""
-    columns = list(columns or rows[0].keys())
-
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return f"{v:.{digits}f}"
-        return "" if v is None else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    frame = pd.DataFrame(list(rows), columns=list(columns or rows[0].keys()), dtype=object)
+    return cli.markdown_table(frame, digits) + "\n"
 
 
 def write_results(out: Path, title: str, sections: Iterable[tuple[str, str]]) -> Path:
