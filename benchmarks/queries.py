@@ -19,7 +19,6 @@ Targets: per-row >= 3x naive with few examples; replay on the final third >= 2x 
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 
 from compattr._testing import tiny_llama, word_tokenizer
 from compattr.features import AttentionHeads, Words
+from compattr.features.base import forward_takes
 from compattr.query import Query
 from compattr.values import ClassLogit, MultipleChoice
 
@@ -69,7 +69,7 @@ def agreement(dtype: torch.dtype) -> float:
 def batching_ceiling(model, inputs: torch.Tensor, batch: torch.Tensor, repeats: int) -> float:
     """Rows per second of plain forward passes on ``batch`` over those on ``inputs``: the most
     any batching of masks can gain on this hardware (best of ``repeats`` each)."""
-    last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(type(model).forward).parameters else {}
+    last_only = {"logits_to_keep": 1} if forward_takes(type(model), "logits_to_keep") else {}
     times = {}
     with torch.inference_mode():
         for x in (inputs, batch):
@@ -123,16 +123,14 @@ def bench_multiple_choice(model, vocab: int, layers: range, args) -> None:
     options = torch.randint(0, vocab, (args.examples, 4, 2), generator=rng).tolist()
     heads = AttentionHeads(model, layers=list(layers))
     X = np.random.default_rng(4).random((args.masks, heads.n)) < 0.5
-    rates = {}
+    rates, outputs, rows = {}, {}, {}
     for packed in (False, True):
         value = MultipleChoice(options, [0] * args.examples, packed=packed)
         query = Query(model, heads, value, prompts, batch_size=args.batch * 4, replay=False)
-        rates[packed], y = rate(query, X)
-        rows = len(query._prepare()[0]["input_ids"])
-        if packed:
-            assert rows == args.examples, "the packed layout was not used"
-            assert np.allclose(y, y_rows, atol=agreement(model.dtype)), "packing changed the outputs"
-        y_rows = y
+        rates[packed], outputs[packed] = rate(query, X)
+        rows[packed] = len(query._prepare()[0]["input_ids"])
+    assert rows[True] == args.examples, "the packed layout was not used"
+    assert np.allclose(outputs[True], outputs[False], atol=agreement(model.dtype)), "packing changed the outputs"
     print(f"multiple choice ({args.examples} questions x 4 options, heads of layers {layers.start}-{layers.stop - 1}): "
           f"one row per option {rates[False]:.1f}/s, packed {rates[True]:.1f}/s ({rates[True] / rates[False]:.2f}x)")
 

@@ -54,4 +54,3 @@ def sample_masks(n: int, m: int, seed: int | None = 0, p: float = 0.5) -> np.nda
     for start in range(0, m, rows):
         masks[start : start + rows] = rng.random((min(rows, m - start), n)) < p
     return masks
-

@@ -31,7 +31,6 @@ This is the call path of ``compattr.explain``::
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from contextlib import nullcontext
@@ -43,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ._validation import as_masks, as_outputs
 from .cache import QueryCache
-from .features.base import FeatureSet, Inputs, Masker, digest, map_inputs, n_examples
+from .features.base import FeatureSet, Inputs, Masker, digest, forward_takes, map_inputs, n_examples
 from .values import Value
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -243,9 +242,7 @@ class PrefixCache(torch.nn.Module):
     @staticmethod
     def supports(model: torch.nn.Module) -> bool:
         """Whether ``model`` takes ``past_key_values`` and ``logits_to_keep`` (HF causal LMs)."""
-        forward = getattr(type(model), "forward", None)
-        params = inspect.signature(forward).parameters if forward is not None else {}
-        return "past_key_values" in params and "logits_to_keep" in params
+        return forward_takes(type(model), "past_key_values") and forward_takes(type(model), "logits_to_keep")
 
     def forward(self, input_ids: torch.Tensor, attention_mask=None, logits_to_keep: int = 0, **kwargs):
         from transformers import DynamicCache

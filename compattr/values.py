@@ -31,13 +31,11 @@ Values here
 
 from __future__ import annotations
 
-import inspect
-from functools import lru_cache
 from typing import Any, Sequence
 
 import torch
 
-from .features.base import Inputs, call_model, digest, map_inputs, n_examples
+from .features.base import Inputs, call_model, digest, forward_takes, map_inputs, n_examples
 
 Targets = Any
 
@@ -74,19 +72,13 @@ def logits_of(output: Any) -> torch.Tensor:
     return logits
 
 
-@lru_cache(maxsize=None)
-def _keeps_logits(model_type: type) -> bool:
-    forward = getattr(model_type, "forward", None)
-    return forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
-
-
 def sequence_logits(model: torch.nn.Module, inputs: Inputs, first: int) -> torch.Tensor:
     """Logits ``(B, S - first, V)`` of positions ``first ..`` of a sequence model's output.
 
     Causal LMs that take ``logits_to_keep`` (Hugging Face) compute only those positions, which
     saves the language-model head on the others.
     """
-    if _keeps_logits(type(model)):
+    if forward_takes(type(model), "logits_to_keep"):
         ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
         return logits_of(call_model(model, inputs, logits_to_keep=ids.shape[1] - first))
     return logits_of(call_model(model, inputs))[:, first:]
@@ -126,7 +118,7 @@ def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
         last = torch.full((ids.shape[0],), ids.shape[1] - 1, device=ids.device)
     else:
         last = (torch.arange(mask.shape[1], device=mask.device) * mask.bool()).amax(1)
-    if last is not None and _keeps_logits(type(model)):
+    if last is not None and forward_takes(type(model), "logits_to_keep"):
         first = int(last.min())
         logits = sequence_logits(model, inputs, first)
         last = last - first
@@ -394,7 +386,7 @@ class MultipleChoice(Value):
             return False
         rows = slice(0, self.K)
         want = _continuation_logprob(model, first(expanded[0], rows), expanded[1]["scored"][rows])[0]
-        tolerance = 1e-3 if got.dtype == torch.float32 and _dtype(model) == torch.float32 else 0.1
+        tolerance = 1e-3 if _dtype(model) == torch.float32 else 0.1  # got is float32 either way
         return bool(torch.allclose(got.flatten().double(), want.double(), atol=tolerance, rtol=0))
 
     def __repr__(self) -> str:

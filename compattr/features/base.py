@@ -104,16 +104,17 @@ def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
     if isinstance(inputs, torch.Tensor):
         return model(inputs, **options)
     kwargs = {**inputs, **options}
-    if _takes_use_cache(type(model)):
+    if forward_takes(type(model), "use_cache"):
         kwargs.setdefault("use_cache", False)
     return model(**kwargs)
 
 
 @functools.lru_cache(maxsize=None)
-def _takes_use_cache(model_class: type) -> bool:
+def forward_takes(model_class: type, name: str) -> bool:
+    """Whether ``model_class.forward`` has a parameter called ``name`` (cached per class)."""
     try:
-        return "use_cache" in inspect.signature(model_class.forward).parameters
-    except (TypeError, ValueError):  # no introspectable forward
+        return name in inspect.signature(model_class.forward).parameters
+    except (AttributeError, TypeError, ValueError):  # no (introspectable) forward
         return False
 
 
