@@ -22,6 +22,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,6 +43,14 @@ EFFICIENTNET_SIZE = 224
 
 class MissingAsset(RuntimeError):
     """An asset package or file is not installed; the message says how to get it."""
+
+
+def run_recipe(main: Callable[[], object]) -> None:
+    """Run a recipe's ``main``; a missing asset ends it with its install command, not a traceback."""
+    try:
+        main()
+    except MissingAsset as missing:
+        raise SystemExit(f"error: {missing}")
 
 
 def cache_root() -> Path:

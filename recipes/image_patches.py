@@ -33,7 +33,7 @@ from compattr.features.base import digest
 from compattr.query import Query
 from compattr.values import ClassLogit
 
-from _assets import PHOTOS, MissingAsset, efficientnet_lite0, photo, square_crop, to_model_input
+from _assets import PHOTOS, efficientnet_lite0, run_recipe, photo, square_crop, to_model_input
 from _common import markdown_table, parser, setup, write_results
 
 
@@ -141,7 +141,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MissingAsset as missing:
-        raise SystemExit(f"error: {missing}")
+    run_recipe(main)

@@ -46,7 +46,7 @@ from compattr.features.base import digest
 from compattr.query import Query
 from compattr.values import ClassLogit
 
-from _assets import MissingAsset, cache_root, minilm_path, movie_reviews
+from _assets import cache_root, minilm_path, movie_reviews, run_recipe
 from _common import markdown_table, parser, setup, write_results
 
 DEFAULT_MODEL_DIR = "models/minilm-sentiment"
@@ -405,7 +405,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MissingAsset as missing:
-        raise SystemExit(f"error: {missing}")
+    run_recipe(main)
