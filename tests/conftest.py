@@ -63,3 +63,23 @@ def tiny_mc_folder(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def check_lens_layer_replay(model, heads, x, masks) -> np.ndarray:
+    """Query with layer replay on a TransformerLens model (``model.blocks``) gives the outputs
+    of full forwards, runs the blocks before the first masked layer only in the prepare and
+    capture passes (not once per mask batch), and restores them; returns the full outputs."""
+    from compattr.query import Query
+    from compattr.values import ClassLogit
+
+    full = Query(model, heads, ClassLogit(), x, replay=False, batch_size=4).evaluate(masks)
+    calls = []
+    handle = model.blocks[0].attn.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        replayed = Query(model, heads, ClassLogit(), x, batch_size=4).evaluate(masks)
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(replayed, full, atol=1e-5)
+    assert 0 < len(calls) <= 2
+    assert "forward" not in model.blocks[0].__dict__
+    return full

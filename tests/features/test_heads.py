@@ -13,6 +13,8 @@ from compattr.features.architectures import REGISTRY
 from compattr.query import Query
 from compattr.values import ClassLogit
 
+from conftest import check_lens_layer_replay
+
 torch.set_num_threads(1)
 
 BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": tiny_bert}
@@ -295,14 +297,4 @@ def test_transformerlens_layer_replay_equals_the_full_forward(tmp_path):
     )
     heads = AttentionHeads(bridge, layers=[2, 3])
     masks = np.random.default_rng(6).random((9, heads.n)) < 0.5
-    x = ids(batch=2)
-    full = Query(bridge, heads, ClassLogit(), x, replay=False, batch_size=4).evaluate(masks)
-    calls = []
-    handle = bridge.blocks[0].attn.register_forward_hook(lambda *a: calls.append(1))
-    try:
-        replayed = Query(bridge, heads, ClassLogit(), x, batch_size=4).evaluate(masks)
-    finally:
-        handle.remove()
-    np.testing.assert_allclose(replayed, full, atol=1e-5)
-    assert 0 < len(calls) <= 2  # the prepare and capture passes only, not one per mask batch
-    assert "forward" not in bridge.blocks[0].__dict__  # the blocks are restored
+    check_lens_layer_replay(bridge, heads, ids(batch=2), masks)

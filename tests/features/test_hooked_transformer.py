@@ -17,6 +17,8 @@ from compattr.features import AttentionHeads
 from compattr.query import Query
 from compattr.values import ClassLogit
 
+from conftest import check_lens_layer_replay
+
 pytest.importorskip("transformer_lens", reason="HookedTransformer needs transformer-lens 2.x: run `make test-lens2`")
 try:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -91,15 +93,6 @@ def test_query_with_layer_replay_equals_full_forwards_and_skips_early_blocks():
     heads = AttentionHeads(lens, layers=[2, 3])
     masks = np.random.default_rng(3).random((9, heads.n)) < 0.5
     x = ids(batch=2)
-    full = Query(lens, heads, ClassLogit(), x, replay=False, batch_size=4).evaluate(masks)
+    full = check_lens_layer_replay(lens, heads, x, masks)
     one_by_one = np.concatenate([Query(lens, heads, ClassLogit(), x, replay=False).evaluate(m[None]) for m in masks])
-    calls = []
-    handle = lens.blocks[0].attn.register_forward_hook(lambda *a: calls.append(1))
-    try:
-        replayed = Query(lens, heads, ClassLogit(), x, batch_size=4).evaluate(masks)
-    finally:
-        handle.remove()
     np.testing.assert_allclose(full, one_by_one, atol=1e-5)
-    np.testing.assert_allclose(replayed, full, atol=1e-5)
-    assert 0 < len(calls) <= 2  # the prepare and capture passes only, not one per mask batch
-    assert "forward" not in lens.blocks[0].__dict__
