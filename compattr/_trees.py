@@ -8,7 +8,7 @@ expanded at once per path length and summed with one sort.
 
 from __future__ import annotations
 
-from itertools import combinations
+from functools import lru_cache
 
 import numpy as np
 
@@ -162,11 +162,27 @@ def _leaf_paths(trees: list[dict], n: int, scale: float):
     )
 
 
-def _subset_table(p: int, max_order: int | None) -> np.ndarray:
-    """All subsets of ``range(p)`` (optionally of size <= max_order) as a (s, p) bool table."""
-    sizes = range(p + 1) if max_order is None else range(min(p, max_order) + 1)
-    table = [np.isin(np.arange(p), c) for r in sizes for c in combinations(range(p), r)]
-    return np.array(table, dtype=bool).reshape(-1, p)
+@lru_cache(maxsize=None)
+def _subset_tables(p: int, max_order: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The subsets of ``range(p)`` (optionally of size <= max_order), in binary-counting order.
+
+    Returns
+    -------
+    members : (s, p) float32 array
+        1 where the position belongs to the subset.
+    gather : (s, p) int array
+        Each subset's positions in increasing order, padded with ``p``.
+    """
+    members = (np.arange(2**p)[:, None] >> np.arange(p)) & 1 == 1
+    if max_order is not None:
+        members = members[members.sum(axis=1) <= max_order]
+    # A stable sort of "not a member" puts the members first, in order; the rest become p.
+    gather = np.argsort(~members, axis=1, kind="stable")
+    gather[~np.take_along_axis(members, gather, axis=1)] = p
+    members = members.astype(np.float32)
+    for table in (members, gather):
+        table.setflags(write=False)
+    return members, gather
 
 
 def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
@@ -204,10 +220,12 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     for p in np.unique(lengths):
         at = lengths == p
         f, s_, v = feats[at, :p], sides[at, :p], values[at]
-        subsets = _subset_table(int(p), max_order)  # (s, p)
-        signs = np.where(s_ == 1, -1.0, 1.0)  # (L, p)
-        coef = v[:, None] * 2.0**-p * np.prod(np.where(subsets[None], signs[:, None, :], 1.0), axis=2)
-        rows = np.sort(np.where(subsets[None], f[:, None, :], n), axis=2).reshape(-1, p)
+        members, gather = _subset_tables(int(p), max_order)  # (s, p) each
+        # (-1)^(number of the subset's features fixed to 1), from exact small-integer counts
+        ones = s_.astype(np.float32) @ members.T  # (L, s)
+        coef = (v * 2.0**-p)[:, None] * (1.0 - 2.0 * (ones % 2))
+        f = np.hstack([f, np.full((f.shape[0], 1), n)])  # column p: the padding
+        rows = f[:, gather].reshape(-1, p)  # sorted supports: the path features are sorted
         rows = np.hstack([rows[:, :D], np.full((rows.shape[0], max(0, D - p)), n, np.int64)])
         all_rows.append(rows)
         all_values.append(coef.reshape(-1))

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from ._validation import as_masks, as_outputs
 from .masks import budget
-from .spectrum import Spectrum, pad_supports, parity_matrix
+from .spectrum import Spectrum, _csr_to_padded, _padded_to_csr, parity_matrix
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
@@ -239,6 +239,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         # stopped against. The order changes the cost, not the winner.
         configs = sorted(configs, key=lambda c: (-c.learning_rate, -(c.max_depth or np.inf)))
         fold0: dict[_Config, lgb.Booster] = {}
+        fold0_sets = _fold_sets(data, *folds[0])  # shared by the fresh fits on fold 0
         rows = []
         for i, cap in enumerate(rungs):
             incumbent = np.inf
@@ -246,7 +247,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             for c in configs:
                 if c not in fold0 or fold0[c].current_iteration() >= rungs[i - 1]:
                     bound = incumbent if self.search == "race" else np.inf
-                    fold0[c] = self._train(data, c, *folds[0], cap, y, init=fold0.get(c), incumbent=bound, keep=not last)
+                    # A continued fit gives its Datasets init scores: those must be its own.
+                    sets = fold0_sets if c not in fold0 else _fold_sets(data, *folds[0])
+                    fold0[c] = self._train(sets, c, cap, y, init=fold0.get(c), incumbent=bound, keep=not last)
                     if fold0[c].current_iteration() < cap:  # stopped early: never continued
                         _freeze(fold0[c])
                 score = _cv_mse([fold0[c]], folds)
@@ -261,20 +264,20 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         fits = {}
         for c in configs:
             _freeze(fold0[c])
-            fits[c] = [fold0[c]] + [self._train(data, c, tr, va, rungs[-1], y) for tr, va in folds[1:]]
+            fits[c] = [fold0[c]] + [self._train(_fold_sets(data, *fold), c, rungs[-1], y) for fold in folds[1:]]
             iters = int(round(np.mean([b.best_iteration for b in fits[c]])))
             rows.append(_row(c, "cv", len(folds), iters, _cv_mse(fits[c], folds)))
         best = min(fits, key=lambda c: _cv_mse(fits[c], folds))
         return best, fits[best], pd.DataFrame(rows)
 
     def _train(
-        self, data, config: _Config, train, valid, max_trees: int, y, init=None, incumbent: float = np.inf,
-        keep: bool = False,
+        self, sets, config: _Config, max_trees: int, y, init=None, incumbent: float = np.inf, keep: bool = False
     ) -> lgb.Booster:
-        """One LightGBM fit up to ``max_trees`` trees in all, scored at every prefix and
-        stopped early on ``valid``; continues ``init`` (a fit on the same rows) if given, and
-        stops as soon as it provably cannot reach ``incumbent`` (see :class:`_Hopeless`).
-        ``keep``: keep the training data in the booster, to continue it later."""
+        """One LightGBM fit on ``sets`` (training and validation Datasets) up to
+        ``max_trees`` trees in all, scored at every prefix and stopped early on the
+        validation set; continues ``init`` (a fit on the same rows) if given, and stops as
+        soon as it cannot reach ``incumbent`` (see :class:`_Hopeless`). ``keep``: keep the
+        training data in the booster, to continue it later."""
         params = config.params(self.num_threads, self.seed)
         patience = max(20, int(round(2.0 / config.learning_rate)))
         # Improvements below _MIN_GAIN of the output variance do not reset the patience.
@@ -282,9 +285,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         done = 0 if init is None else init.current_iteration()
         return lgb.train(
             params,
-            data.subset(np.asarray(train, np.int32)),
+            sets[0],
             num_boost_round=max_trees - done,
-            valid_sets=[data.subset(np.asarray(valid, np.int32))],
+            valid_sets=[sets[1]],
             valid_names=["valid"],
             init_model=init,
             keep_training_booster=keep,
@@ -300,7 +303,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         elif self.k is None:
             kept, refit = full, False
         elif self.k != "cv":
-            kept, refit = Spectrum(full.n, *_ranked_terms(full, int(self.k))), self.refit is True
+            kept, refit = _top_terms(full, int(self.k)), self.refit is True
         else:
             m_train = min(len(tr) for tr, _ in folds)
             ks = _candidate_ks(max(2, min(self.max_k, m_train // 2)))
@@ -310,7 +313,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             best = choices.loc[choices["cv_mse"].idxmin()]
             self.sparsity_cv_ = table
             refit = bool(best["refit"])
-            kept = full if best["k"] == 0 else Spectrum(full.n, *_ranked_terms(full, int(best["k"])))
+            kept = full if best["k"] == 0 else _top_terms(full, int(best["k"]))
         self.k_, self.refit_ = len(kept), refit
         return _least_squares(kept, X, y) if refit else kept
 
@@ -319,12 +322,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 class _Hopeless:
     """LightGBM callback: stop a fit that cannot beat ``incumbent`` by round ``cap``.
 
-    Boosting's validation curve is convex (each round gains less than the one before), so
-    from round t the best reachable score by ``cap`` is at least the best so far minus the
-    current gain per round times the rounds left. The gain per round is measured over the
-    last ``window`` rounds and multiplied by ``safety`` against noise in that estimate. A
-    fit whose bound still misses the incumbent is stopped; its recorded score (the best so
-    far) is then worse than the incumbent, so it loses the race as it would have at ``cap``.
+    Boosting's validation curve is convex once past its start (each round gains less than
+    the one before), so from round t the best reachable score by ``cap`` is at least the
+    best so far minus the current gain per round times the rounds left. The current gain is
+    bounded by the mean gain of the last ``window`` rounds, which on a convex curve is an
+    over-estimate, so the bound is exact there. It is used as is when the curve is visibly
+    convex (the last window gained no more than the one before it); otherwise, at the start
+    of a fit or on a noisy curve, the gain is multiplied by ``safety``. A fit whose bound
+    still misses the incumbent is stopped; its recorded score (the best so far) is then
+    worse than the incumbent, so it loses the race as it would have at ``cap``.
     """
 
     order = 40  # after LightGBM's early stopping (30)
@@ -335,15 +341,21 @@ class _Hopeless:
 
     def __call__(self, env) -> None:
         self.scores.append(env.evaluation_result_list[0][2])
-        t = len(self.scores)
-        if not np.isfinite(self.incumbent) or t <= self.window or t % 5:
+        t, w, s = len(self.scores), self.window, self.scores
+        if not np.isfinite(self.incumbent) or t <= w or t % 5:
             return
-        gain = max(0.0, (self.scores[-1 - self.window] - self.scores[-1]) / self.window)
-        best = int(np.argmin(self.scores))
-        reachable = self.scores[best] - self.safety * gain * (self.cap - env.iteration - 1)
+        gain = (s[-1 - w] - s[-1]) / w
+        convex = t > 2 * w and gain <= (s[-1 - 2 * w] - s[-1 - w]) / w
+        best = int(np.argmin(s))
+        reachable = s[best] - (1.0 if convex else self.safety) * max(0.0, gain) * (self.cap - env.iteration - 1)
         if reachable > self.incumbent:
             first = env.iteration + 1 - t  # global index of this call's first round
-            raise lgb.callback.EarlyStopException(first + best, [("valid", "l2", self.scores[best], False)])
+            raise lgb.callback.EarlyStopException(first + best, [("valid", "l2", s[best], False)])
+
+
+def _fold_sets(data: lgb.Dataset, train, valid) -> tuple[lgb.Dataset, lgb.Dataset]:
+    """The training and validation Datasets of one fold (row subsets of ``data``)."""
+    return data.subset(np.asarray(train, np.int32)), data.subset(np.asarray(valid, np.int32))
 
 
 def _freeze(booster: lgb.Booster) -> None:
@@ -381,18 +393,27 @@ def _candidate_ks(k_max: int) -> list[int]:
     return sorted(set(ks + [k_max]))
 
 
-def _ranked_terms(spectrum: Spectrum, k: int) -> tuple[list[tuple[int, ...]], np.ndarray]:
-    """The constant, then the ``k - 1`` largest other terms: supports and coefficients."""
+def _ranked_terms(spectrum: Spectrum, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The constant, then the ``k - 1`` largest other terms: (k', D) supports padded with
+    ``n`` and their coefficients."""
     nonconst = np.flatnonzero(spectrum.degrees > 0)[: k - 1]
-    return [()] + spectrum.support_tuples(nonconst), np.r_[spectrum.constant, spectrum.coefs[nonconst]]
+    rows = _csr_to_padded(spectrum.supports[nonconst], spectrum.n)
+    constant = np.full((1, rows.shape[1]), spectrum.n)
+    return np.vstack([constant, rows]), np.r_[spectrum.constant, spectrum.coefs[nonconst]]
 
 
-def _parity_features(n: int, tuples: list[tuple[int, ...]], X) -> np.ndarray:
-    """(m, len(tuples)) ±1 float32 parity features, columns in the order of ``tuples``.
+def _top_terms(spectrum: Spectrum, k: int) -> Spectrum:
+    """The spectrum truncated to :func:`_ranked_terms`."""
+    rows, coefs = _ranked_terms(spectrum, k)
+    return Spectrum(spectrum.n, _padded_to_csr(rows, spectrum.n), coefs)
+
+
+def _walsh_features(X, rows: np.ndarray) -> np.ndarray:
+    """(m, k) ±1 float32 parity features of padded supports ``rows`` (k, D) on masks ``X``.
 
     float32 is exact here: entries are ±1 and their products sum to integers below 2^24.
     """
-    return parity_matrix(X, pad_supports(tuples, n), dtype=np.float32)
+    return parity_matrix(X, rows, dtype=np.float32)
 
 
 def _cholesky(gram: np.ndarray) -> np.ndarray:
@@ -404,13 +425,13 @@ def _cholesky(gram: np.ndarray) -> np.ndarray:
 
 def _least_squares(kept: Spectrum, X, y) -> Spectrum:
     """Refit the kept supports' coefficients by least squares (constant included)."""
-    tuples = kept.support_tuples()
-    if () not in tuples:
-        tuples = [()] + tuples
-    Phi = _parity_features(kept.n, tuples, X)
+    rows = _csr_to_padded(kept.supports, kept.n)
+    if not (kept.degrees == 0).any():
+        rows = np.vstack([np.full((1, rows.shape[1]), kept.n), rows])
+    Phi = _walsh_features(X, rows)
     L = _cholesky(Phi.T @ Phi)
     z = solve_triangular(L, _projection(Phi, y), lower=True)
-    return Spectrum(kept.n, tuples, solve_triangular(L.T, z, lower=False))
+    return Spectrum(kept.n, _padded_to_csr(rows, kept.n), solve_triangular(L.T, z, lower=False))
 
 
 def _projection(P: np.ndarray, y: np.ndarray, rows: int = 4096) -> np.ndarray:
@@ -425,27 +446,27 @@ def _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, max_rows: int, seed: i
     Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
     factor of the fold's Gram matrix gives the least-squares solution of every prefix k
     (the factor of a leading block is the leading block of the factor). Beyond
-    ``max_rows`` masks the CV runs on a random subset of them, bounding its cost.
+    ``max_rows`` masks the CV runs on a random subset of them, bounding its cost. The
+    untruncated ensembles (k = 0) are scored by their early-stopping validation error, on
+    all of each fold's held-out masks.
     """
-    n, m = X.shape[1], X.shape[0]
+    m = X.shape[0]
     subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
-    sq_refit, sq_trunc, sq_full, count = np.zeros(len(ks)), np.zeros(len(ks)), 0.0, 0
-    for spectrum, booster, (train, valid) in zip(fold_spectra, boosters, folds):
+    sq_refit, sq_trunc, count = np.zeros(len(ks)), np.zeros(len(ks)), 0
+    for spectrum, (train, valid) in zip(fold_spectra, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
-        tuples, coefs = _ranked_terms(spectrum, max(ks))
-        P_train, P_valid = (_parity_features(n, tuples, X[rows]) for rows in (train, valid))
+        rows, coefs = _ranked_terms(spectrum, max(ks))
+        P_train, P_valid = _walsh_features(X[train], rows), _walsh_features(X[valid], rows)
         L = _cholesky(P_train.T @ P_train)
         z = solve_triangular(L, _projection(P_train, y[train]), lower=True)
         P_valid = P_valid.astype(np.float64)
         for i, k in enumerate(ks):
-            k = min(k, len(tuples))
+            k = min(k, len(rows))
             beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
             sq_refit[i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
             sq_trunc[i] += np.sum((P_valid[:, :k] @ coefs[:k] - y[valid]) ** 2)
-        pred = booster.predict(X[valid].astype(np.float32), num_iteration=booster.best_iteration)
-        sq_full += np.sum((pred - y[valid]) ** 2)
         count += len(valid)
-    rows = [{"k": k, "refit": True, "cv_mse": s / count} for k, s in zip(ks, sq_refit)]
-    rows += [{"k": k, "refit": False, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
-    rows.append({"k": 0, "refit": False, "cv_mse": sq_full / count})  # 0 = every tree term
-    return pd.DataFrame(rows)
+    table = [{"k": k, "refit": True, "cv_mse": s / count} for k, s in zip(ks, sq_refit)]
+    table += [{"k": k, "refit": False, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
+    table.append({"k": 0, "refit": False, "cv_mse": _cv_mse(boosters, folds)})  # 0 = every tree term
+    return pd.DataFrame(table)

@@ -202,7 +202,17 @@ class Spectrum:
         if not np.isfinite(coefs).all():
             raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
         unique, inverse = group_padded_rows(rows, n)
-        summed = np.bincount(inverse, weights=coefs, minlength=unique.shape[0])
+        self._set_terms(n, unique, np.bincount(inverse, weights=coefs, minlength=unique.shape[0]))
+
+    @classmethod
+    def _from_grouped(cls, n: int, rows: np.ndarray, coefs: np.ndarray) -> "Spectrum":
+        """A spectrum from distinct padded support ``rows`` in lexicographic order (as
+        :func:`group_padded_rows` returns them) and their finite ``coefs``: no regrouping."""
+        spectrum = cls.__new__(cls)
+        spectrum._set_terms(int(n), rows, np.asarray(coefs, dtype=np.float64))
+        return spectrum
+
+    def _set_terms(self, n: int, unique: np.ndarray, summed: np.ndarray) -> None:
         keep = summed != 0.0
         unique, summed = unique[keep], summed[keep]
         order = np.argsort(-np.abs(summed), kind="stable")
@@ -472,7 +482,7 @@ class Spectrum:
         from ._trees import extract_padded_terms
 
         rows, values = extract_padded_terms(model, n, num_iteration, max_order, max_terms)
-        return cls(n, _padded_to_csr(rows, n), values)
+        return cls._from_grouped(n, rows, values)
 
 
 def _csr_to_padded(S: sp.csr_array, n: int) -> np.ndarray:

@@ -146,16 +146,18 @@ class _Env:
         self.iteration, self.evaluation_result_list = iteration, [("valid", "l2", score, False)]
 
 
-@pytest.mark.parametrize("rate", [0.002, 0.01, 0.05])
+@pytest.mark.parametrize("rate", [0.0, 0.002, 0.01, 0.05])
 def test_hopeless_stops_only_fits_that_cannot_reach_the_incumbent(rate):
     """On convex validation curves, a fit ending just below the incumbent is never stopped,
-    and one ending well above it is stopped before the cap."""
+    and one ending well above it is stopped before the cap. Rate 0 is the straight line,
+    the convex curve whose gains never slow down: the bound is exact there."""
     import lightgbm as lgb
 
     from compattr.proxy import _Hopeless
 
     cap = 500
-    curve = 10.0 + 90.0 * (1 - rate) ** np.arange(1, cap + 1)  # convex, decreasing
+    rounds = np.arange(1, cap + 1)
+    curve = 100.0 - 0.1 * rounds if rate == 0 else 10.0 + 90.0 * (1 - rate) ** rounds  # convex, decreasing
     for incumbent, stoppable in ((curve[-1] + 1e-9, False), (curve[-1] - 0.5 * (curve[0] - curve[-1]), True)):
         callback, stopped_at = _Hopeless(incumbent, cap), None
         for t, score in enumerate(curve):
@@ -168,3 +170,20 @@ def test_hopeless_stops_only_fits_that_cannot_reach_the_incumbent(rate):
         assert (stopped_at is not None) == stoppable, (incumbent, stopped_at)
         if stoppable:
             assert stopped_at < cap - 1
+
+
+def test_hopeless_uses_the_exact_bound_once_the_curve_is_visibly_convex():
+    """A straight-line curve ending 0.5 above the incumbent cannot win: it is stopped at the
+    first check after two windows (where convexity is visible), not near the cap as the
+    safety factor alone would do."""
+    import lightgbm as lgb
+
+    from compattr.proxy import _Hopeless
+
+    cap, window = 500, 25
+    curve = 100.0 - 0.1 * np.arange(1, cap + 1)
+    callback = _Hopeless(curve[-1] - 0.5, cap, window=window)
+    with pytest.raises(lgb.callback.EarlyStopException) as stop:
+        for t, score in enumerate(curve):
+            callback(_Env(t, score))
+    assert stop.value.best_iteration == 2 * window + 4  # 0-based: the 55th round
