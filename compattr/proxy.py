@@ -262,8 +262,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if self.search == "race":
             configs = [min(configs, key=lambda c: _cv_mse([fold0[c]], folds))]
         fits = {}
-        for c in configs:
-            _freeze(fold0[c])
+        for c in configs:  # fold0[c] holds no training data: trained last with keep=False, or frozen
             fits[c] = [fold0[c]] + [self._train(_fold_sets(data, *fold), c, rungs[-1], y) for fold in folds[1:]]
             iters = int(round(np.mean([b.best_iteration for b in fits[c]])))
             rows.append(_row(c, "cv", len(folds), iters, _cv_mse(fits[c], folds)))

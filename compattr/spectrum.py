@@ -94,7 +94,7 @@ def _parity_blocks(X: np.ndarray, rows: np.ndarray):
         for d in range(block.shape[1]):
             odd ^= packed[block[:, d]]
         bits = np.unpackbits(odd.view(np.uint8), axis=1, count=m)  # (b, m)
-        yield lo, lo + block.shape[0], _SIGN[bits.T]
+        yield lo, lo + block.shape[0], _SIGN[bits].T  # (m, b), a view of contiguous rows
 
 
 def parity_matrix(X: np.ndarray, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -112,11 +112,13 @@ def parity_matrix(X: np.ndarray, rows: np.ndarray, dtype=np.float64) -> np.ndarr
     Returns
     -------
     (m, k) array
+        Column-major (the transpose of a C-ordered ``(k, m)`` array): each term's column is
+        written contiguously.
     """
-    out = np.empty((X.shape[0], rows.shape[0]), dtype=dtype)
+    out = np.empty((rows.shape[0], X.shape[0]), dtype=dtype)
     for lo, hi, parity in _parity_blocks(X, rows):
-        out[:, lo:hi] = parity
-    return out
+        out[lo:hi] = parity.T
+    return out.T
 
 
 def _padded_to_csr(rows: np.ndarray, n: int) -> sp.csr_array:
