@@ -209,9 +209,12 @@ class Spectrum:
     @classmethod
     def _from_grouped(cls, n: int, rows: np.ndarray, coefs: np.ndarray) -> "Spectrum":
         """A spectrum from distinct padded support ``rows`` in lexicographic order (as
-        :func:`group_padded_rows` returns them) and their finite ``coefs``: no regrouping."""
+        :func:`group_padded_rows` returns them) and their ``coefs``: no regrouping."""
+        coefs = np.asarray(coefs, dtype=np.float64)
+        if not np.isfinite(coefs).all():
+            raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
         spectrum = cls.__new__(cls)
-        spectrum._set_terms(int(n), rows, np.asarray(coefs, dtype=np.float64))
+        spectrum._set_terms(int(n), rows, coefs)
         return spectrum
 
     def _set_terms(self, n: int, unique: np.ndarray, summed: np.ndarray) -> None:

@@ -172,6 +172,45 @@ def test_hopeless_stops_only_fits_that_cannot_reach_the_incumbent(rate):
             assert stopped_at < cap - 1
 
 
+def _stop_round(callback, curve):
+    """Feed a validation curve to a LightGBM callback; return (round it raised at, the
+    best iteration and score it reported), or None if it never raised."""
+    import lightgbm as lgb
+
+    named = getattr(lgb.basic, "EvalResult", None)  # a named tuple since LightGBM 4.7
+    for t, score in enumerate(curve):
+        result = ("valid", "l2", score, False)
+        env = lgb.callback.CallbackEnv(
+            model=None, params={}, iteration=t, begin_iteration=0, end_iteration=len(curve),
+            evaluation_result_list=[named(*result) if named else result],
+        )
+        try:
+            callback(env)
+        except lgb.callback.EarlyStopException as stop:
+            return t, stop.best_iteration, stop.best_score[0][2]
+    return None
+
+
+@pytest.mark.parametrize("shape", ["decaying", "overfitting"])
+def test_settled_ends_a_convex_fit_with_lightgbm_early_stopping_outcome_sooner(shape):
+    """On a convex curve, _Settled reports the very iteration and score that LightGBM's own
+    early stopping (same patience and min_delta) reports, and raises no later than it."""
+    import lightgbm as lgb
+
+    from compattr.proxy import _Settled
+
+    rounds = np.arange(1, 2001)
+    curve = 10.0 + 90.0 * 0.99**rounds
+    if shape == "overfitting":  # convex, with a minimum, then rising
+        curve = curve + 0.002 * rounds
+    patience, min_delta = 20, 0.05
+    lightgbm = _stop_round(lgb.early_stopping(patience, verbose=False, min_delta=min_delta), curve)
+    settled = _stop_round(_Settled(patience, min_delta), curve)
+    assert lightgbm is not None and settled is not None
+    assert settled[1:] == lightgbm[1:]
+    assert settled[0] < lightgbm[0]
+
+
 def test_hopeless_uses_the_exact_bound_once_the_curve_is_visibly_convex():
     """A straight-line curve ending 0.5 above the incumbent cannot win: it is stopped at the
     first check after two windows (where convexity is visible), not near the cap as the
