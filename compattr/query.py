@@ -271,8 +271,9 @@ class PrefixCache(torch.nn.Module):
         )
 
     def _prefix_layers(self, prefix_inputs: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer (keys, values) of the prefix, run once per set of per-token input names."""
-        key = tuple(sorted(prefix_inputs))
+        """Per layer (keys, values) of the prefix, run once per distinct set of per-token
+        prefix inputs (names and values)."""
+        key = tuple((name, value.cpu().numpy().tobytes()) for name, value in sorted(prefix_inputs.items()))
         if key not in self._caches:
             prefix = self.prefix.to(input_device(self.model))
             with torch.inference_mode():

@@ -387,6 +387,24 @@ def test_prefix_cache_refuses_rows_with_another_prefix():
         cached(examples(E=1), logits_to_keep=0)
 
 
+def test_prefix_cache_follows_the_prefix_token_types_of_each_call():
+    """Two calls whose rows share the prefix but differ in its token_type_ids: each gets the
+    logits of the full forward with its own token types, not the first call's cache."""
+    from compattr.query import PrefixCache
+
+    model = tiny_gpt2()
+    ids = examples(E=2)
+    ids[1, :3] = ids[0, :3]
+    cached = PrefixCache(model, ids[:1, :3])
+    for prefix_type in (0, 1):
+        types = torch.zeros_like(ids)
+        types[:, :3] = prefix_type
+        with torch.no_grad():
+            full = model(input_ids=ids, token_type_ids=types).logits[:, -2:]
+            got = cached(ids, token_type_ids=types, logits_to_keep=2).logits
+        torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "rates, sizes",
     [
