@@ -130,7 +130,7 @@ def _padded_to_csr(rows: np.ndarray, n: int) -> sp.csr_array:
     return sp.csr_array((data, indices, indptr), shape=(rows.shape[0], n))
 
 
-def pad_supports(supports: Sequence[Iterable[int]], n: int) -> np.ndarray:
+def _pad_supports(supports: Sequence[Iterable[int]], n: int) -> np.ndarray:
     """Sort each support, check its features, and pad to a rectangular array."""
     sets = [sorted(set(int(i) for i in s)) for s in supports]
     D = max((len(s) for s in sets), default=0)
@@ -198,7 +198,7 @@ class Spectrum:
                 raise ValueError(f"supports have {supports.shape[1]} columns, expected n={n}.")
             rows = _csr_to_padded(supports, n)
         else:
-            rows = pad_supports(list(supports), n)
+            rows = _pad_supports(list(supports), n)
         if rows.shape[0] != coefs.size:
             raise ValueError(f"{rows.shape[0]} supports but {coefs.size} coefficients.")
         if not np.isfinite(coefs).all():

@@ -349,13 +349,17 @@ class MultipleChoice(Value):
         prompts = _prompts(inputs)
         if len(prompts) != len(self.options):
             raise ValueError(f"got {len(prompts)} questions for {len(self.options)} option lists.")
-        expanded = _with_continuations(
-            [p for p in prompts for _ in range(self.K)], [o for opts in self.options for o in opts]
-        )
+
+        def per_option(questions: range) -> tuple[dict, dict]:  # one row per (question, option)
+            return _with_continuations(
+                [prompts[q] for q in questions for _ in range(self.K)], [o for q in questions for o in self.options[q]]
+            )
+
+        everything = range(len(prompts))
         if not self.packed:
-            return expanded
+            return per_option(everything)
         packed = _packed_options(prompts, self.options, self.answers)
-        return packed if self._packing_is_exact(model, packed, expanded) else expanded
+        return packed if self._packing_is_exact(model, packed, per_option(range(1))) else per_option(everything)
 
     def score(self, model, inputs, targets):
         if "scored" in targets:  # one row per (question, option): the option's log-probability
@@ -376,16 +380,16 @@ class MultipleChoice(Value):
             return (per_option.argmax(-1) == answers).float()
         return torch.log_softmax(per_option, -1).gather(-1, answers.unsqueeze(-1)).squeeze(-1)
 
-    def _packing_is_exact(self, model, packed, expanded) -> bool:
-        """Whether the packed rows give the per-option rows' log-probabilities on the first
-        question (to rounding); False also when the model rejects the packed inputs."""
-        first = lambda z, rows: map_inputs(lambda t: t[rows], z)  # noqa: E731
+    def _packing_is_exact(self, model, packed, first_options) -> bool:
+        """Whether the packed row of the first question gives the log-probabilities of its
+        per-option rows ``first_options`` (to rounding); False also when the model rejects the
+        packed inputs."""
+        first = lambda z: map_inputs(lambda t: t[:1], z)  # noqa: E731
         try:
-            got = _option_logprobs(model, first(packed[0], slice(0, 1)), first(packed[1], slice(0, 1)), self.K)
+            got = _option_logprobs(model, first(packed[0]), first(packed[1]), self.K)
         except (TypeError, ValueError, RuntimeError, IndexError):
             return False
-        rows = slice(0, self.K)
-        want = _continuation_logprob(model, first(expanded[0], rows), expanded[1]["scored"][rows])[0]
+        want = _continuation_logprob(model, first_options[0], first_options[1]["scored"])[0]
         tolerance = 1e-3 if _dtype(model) == torch.float32 else 0.1  # got is float32 either way
         return bool(torch.allclose(got.flatten().double(), want.double(), atol=tolerance, rtol=0))
 
