@@ -32,17 +32,22 @@ def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, met
     """One (function, n, alpha, method) run in a fresh process; returns its table row."""
     import torch  # noqa: F401  (imported by compattr's features; keep it out of the timings)
 
+    from threadpoolctl import threadpool_limits
+
     import compattr
     from compattr.synthetic import add_noise, complete_hierarchy, peak
 
-    truth = (complete_hierarchy if function == "hierarchy" else peak)(n, seed=seed)
-    m = compattr.budget(n, alpha)
-    X = compattr.sample_masks(n, m, seed=seed + 1)
-    y = truth.predict(X)
-    if snr is not None:
-        y = add_noise(y, truth, snr, seed=seed + 2)
-    X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
-    y_test = truth.predict(X_test)
+    # One BLAS thread for the data: a multi-threaded BLAS call leaves its worker thread
+    # spinning for ~0.1 s, which process_time() would charge to the method timed next.
+    with threadpool_limits(1):
+        truth = (complete_hierarchy if function == "hierarchy" else peak)(n, seed=seed)
+        m = compattr.budget(n, alpha)
+        X = compattr.sample_masks(n, m, seed=seed + 1)
+        y = truth.predict(X)
+        if snr is not None:
+            y = add_noise(y, truth, snr, seed=seed + 2)
+        X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
+        y_test = truth.predict(X_test)
     row = {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": method}
     start = time.process_time()
     if method == "proxyspex":

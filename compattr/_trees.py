@@ -21,13 +21,23 @@ _MISSING_ZERO = 1
 _ZERO_THRESHOLD = 1e-35
 
 
-def _booster(model):
+def _model_text(model, num_iteration: int | None) -> tuple[str, int | None]:
+    """The LightGBM model text of ``model`` and how many of its trees to read (None: all).
+
+    ``model`` is a Booster, a fitted sklearn-API model, or model text itself (as
+    ``Booster.model_to_string()`` returns it or a saved model file holds it).
+    """
+    if isinstance(model, str):
+        if not model.lstrip().startswith("tree"):
+            raise ValueError("the string given is not LightGBM model text (it must start with 'tree').")
+        return model, (int(num_iteration) if num_iteration and num_iteration > 0 else None)
     booster = getattr(model, "booster_", model)
     if not hasattr(booster, "model_to_string"):
         raise TypeError(
-            f"expected a lightgbm.Booster or a fitted LightGBM sklearn model, got {type(model)!r}."
+            "expected a lightgbm.Booster, a fitted LightGBM sklearn model or LightGBM model "
+            f"text, got {type(model)!r}."
         )
-    return booster
+    return booster.model_to_string(num_iteration=_iteration(booster, num_iteration)), None
 
 
 def _parse_model(text: str) -> tuple[dict, list[dict]]:
@@ -195,13 +205,14 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     values : (u,) float64 array
         Their coefficients.
     """
-    booster = _booster(model)
-    header, trees = _parse_model(booster.model_to_string(num_iteration=_iteration(booster, num_iteration)))
+    text, limit = _model_text(model, num_iteration)
+    header, trees = _parse_model(text)
     if int(header.get("num_tree_per_iteration", "1")) != 1:
         raise ValueError(
             "multi-output (e.g. multiclass) boosters have one spectrum per output; "
             "fit one model per class score instead."
         )
+    trees = trees[:limit]
     scale = 1.0 / len(trees) if "average_output" in header and trees else 1.0
     feats, sides, values = _leaf_paths(trees, n, scale)
     order = np.argsort(feats, axis=1, kind="stable")  # real features first, sorted

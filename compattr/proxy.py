@@ -49,14 +49,17 @@ class _Config:
     max_depth: int | None
     learning_rate: float
 
+    @property
+    def leaves(self) -> int:
+        """Leaves per tree: a full tree of the depth, LightGBM's default 31 if unlimited."""
+        return 31 if self.max_depth is None else 2**self.max_depth
+
     def params(self, num_threads: int, seed: int) -> dict:
-        depth = -1 if self.max_depth is None else self.max_depth
-        leaves = 31 if self.max_depth is None else 2**self.max_depth
         return {
             "objective": "l2",
             "learning_rate": self.learning_rate,
-            "max_depth": depth,
-            "num_leaves": leaves,
+            "max_depth": -1 if self.max_depth is None else self.max_depth,
+            "num_leaves": self.leaves,
             "num_threads": num_threads,
             "force_row_wise": True,
             "deterministic": True,
@@ -168,31 +171,27 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.n_features_in_ = n
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
         data = lgb.Dataset(
-            X.astype(np.float32), y, params={"verbose": -1, "max_bin": 2}, free_raw_data=False
+            X.astype(np.float32), y, params={"verbose": -1, "max_bin": 2, "num_threads": self.num_threads}, free_raw_data=False
         ).construct()
         timings = {}
 
         clock = time.process_time()
-        config, boosters, self.cv_results_ = self._search(data, y, folds)
+        config, fits, self.cv_results_ = self._search(data, y, folds)
         timings["search"] = time.process_time() - clock
 
         clock = time.process_time()
-        fold_spectra = [
-            Spectrum.from_trees(b, n, num_iteration=b.best_iteration, max_order=self.max_order)
-            for b in boosters
-        ]
+        fold_spectra = [Spectrum.from_trees(f.model, n, max_order=self.max_order) for f in fits]
         self.tree_spectrum_ = _average(fold_spectra, n)
         timings["extract"] = time.process_time() - clock
 
         clock = time.process_time()
-        self.spectrum_ = self._sparsify(X, y, folds, fold_spectra, boosters)
+        self.spectrum_ = self._sparsify(X, y, folds, fold_spectra, fits)
         timings["sparsify"] = time.process_time() - clock
 
-        iterations = [b.best_iteration for b in boosters]
         self.best_params_ = {
             "max_depth": config.max_depth,
             "learning_rate": config.learning_rate,
-            "n_estimators": int(round(np.mean(iterations))),
+            "n_estimators": int(round(np.mean([f.best_iteration for f in fits]))),
         }
         self.timings_ = timings
         return self
@@ -224,59 +223,74 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         return configs, sorted(int(t) for t in grid["n_estimators"])
 
     def _search(self, data: lgb.Dataset, y: np.ndarray, folds):
-        """Choose the configuration; return it, its fold boosters and the score table.
+        """Choose the configuration; return it, its fold fits and the score table.
 
-        ``"race"``: successive halving on the first fold with the grid's tree counts as
-        rungs; all configurations are fitted up to the smallest count, the best third go on
-        to the next count, and so on. Survivors continue training where they stopped (the
-        same model as training from scratch); a fit that stopped early is reused as is,
-        since a larger cap cannot change it. The winner is then fitted on the other folds.
-        ``"full"``: every configuration on every fold, up to the largest count.
+        ``"race"``: :meth:`_race` on the first fold picks the winner, which is then fitted on
+        the other folds. ``"full"``: every configuration on every fold, up to the largest
+        tree count.
         """
         configs, tree_counts = self._grid()
-        rungs = tree_counts if self.search == "race" else tree_counts[-1:]
-        # Fast, high-capacity learners first: they set the incumbent that hopeless fits are
-        # stopped against. The order changes the cost, not the winner.
-        configs = sorted(configs, key=lambda c: (-c.learning_rate, -(c.max_depth or np.inf)))
-        fold0: dict[_Config, lgb.Booster] = {}
-        fold0_sets = _fold_sets(data, *folds[0])  # shared by the fresh fits on fold 0
-        rows = []
-        for i, cap in enumerate(rungs):
-            incumbent = np.inf
-            last = i == len(rungs) - 1
-            for c in configs:
-                if c not in fold0 or fold0[c].current_iteration() >= rungs[i - 1]:
-                    bound = incumbent if self.search == "race" else np.inf
-                    # A continued fit gives its Datasets init scores: those must be its own.
-                    sets = fold0_sets if c not in fold0 else _fold_sets(data, *folds[0])
-                    fold0[c] = self._train(sets, c, cap, y, init=fold0.get(c), incumbent=bound, keep=not last)
-                    if fold0[c].current_iteration() < cap:  # stopped early: never continued
-                        _freeze(fold0[c])
-                score = _cv_mse([fold0[c]], folds)
-                incumbent = min(incumbent, score)
-                rows.append(_row(c, f"race {cap}", 1, fold0[c].best_iteration, score))
-            if self.search == "race" and not last:
-                configs = sorted(configs, key=lambda c: _cv_mse([fold0[c]], folds))
-                configs = configs[: max(1, math.ceil(len(configs) / 3))]
-                fold0 = {c: fold0[c] for c in configs}  # the eliminated fits hold their training data
         if self.search == "race":
-            configs = [min(configs, key=lambda c: _cv_mse([fold0[c]], folds))]
+            first, rows = self._race(data, y, folds[0], configs, tree_counts)
+            started = {first.config: [first]}
+        else:
+            started, rows = {c: [] for c in configs}, []
         fits = {}
-        for c in configs:  # fold0[c] holds no training data: trained last with keep=False, or frozen
-            fits[c] = [fold0[c]] + [self._train(_fold_sets(data, *fold), c, rungs[-1], y) for fold in folds[1:]]
-            iters = int(round(np.mean([b.best_iteration for b in fits[c]])))
+        for c, done in started.items():
+            # Each booster is read into a _Fit before the next is trained (its data freed).
+            rest = folds[len(done) :]
+            fits[c] = done + [_Fit.of(self._train(_fold_sets(data, *f), c, tree_counts[-1], y), c) for f in rest]
+            iters = int(round(np.mean([f.best_iteration for f in fits[c]])))
             rows.append(_row(c, "cv", len(folds), iters, _cv_mse(fits[c], folds)))
         best = min(fits, key=lambda c: _cv_mse(fits[c], folds))
         return best, fits[best], pd.DataFrame(rows)
 
+    def _race(self, data: lgb.Dataset, y: np.ndarray, fold, configs: list[_Config], rungs: list[int]):
+        """Successive halving on one fold with the grid's tree counts as rungs.
+
+        All configurations are fitted up to the smallest count, the best third go on to the
+        next count, and so on. Survivors continue training where they stopped (the same
+        model as training from scratch); a fit that stopped early is final, since a larger
+        cap cannot change it. Each fit is stopped as soon as it cannot beat the best score
+        of its rung so far (:class:`_Hopeless`). Returns the winner's fit and the score
+        rows; only the best finished fit keeps its model.
+        """
+        # Fast, high-capacity learners first (learning rate, then leaves per tree): they set
+        # the incumbent that hopeless fits are stopped against. The order changes the cost,
+        # not the winner.
+        configs = sorted(configs, key=lambda c: (-c.learning_rate, -c.leaves))
+        fresh = _fold_sets(data, *fold)  # shared by the fresh fits
+        running: dict[_Config, lgb.Booster] = {}  # reached their cap: may go on
+        scores: dict[_Config, tuple[int, float]] = {}  # best iteration and score so far
+        winner, rows = None, []
+        for i, cap in enumerate(rungs):
+            incumbent, last = np.inf, i == len(rungs) - 1
+            for c in configs:
+                if i == 0 or c in running:
+                    init = running.pop(c, None)
+                    # A continued fit gives its Datasets init scores: those must be its own.
+                    sets = fresh if init is None else _fold_sets(data, *fold)
+                    booster = self._train(sets, c, cap, y, init=init, incumbent=incumbent)
+                    scores[c] = booster.best_iteration, booster.best_score["valid"]["l2"]
+                    if booster.current_iteration() >= cap and not last:
+                        running[c] = booster
+                    elif winner is None or scores[c][1] < winner.score:
+                        winner = _Fit.of(booster, c)
+                incumbent = min(incumbent, scores[c][1])
+                rows.append(_row(c, f"race {cap}", 1, *scores[c]))
+            if not last:
+                configs = sorted(configs, key=lambda c: scores[c][1])[: max(1, math.ceil(len(configs) / 3))]
+                running = {c: b for c, b in running.items() if c in configs}  # free the eliminated
+        return winner, rows
+
     def _train(
-        self, sets, config: _Config, max_trees: int, y, init=None, incumbent: float = np.inf, keep: bool = False
+        self, sets, config: _Config, max_trees: int, y, init=None, incumbent: float = np.inf
     ) -> lgb.Booster:
         """One LightGBM fit on ``sets`` (training and validation Datasets) up to
         ``max_trees`` trees in all, scored at every prefix and stopped early on the
         validation set; continues ``init`` (a fit on the same rows) if given, and stops as
-        soon as it cannot reach ``incumbent`` (see :class:`_Hopeless`). ``keep``: keep the
-        training data in the booster, to continue it later."""
+        soon as it cannot reach ``incumbent`` (see :class:`_Hopeless`). The booster keeps
+        its training data, to be continued or turned into a :class:`_Fit`."""
         params = config.params(self.num_threads, self.seed)
         patience = max(20, int(round(2.0 / config.learning_rate)))
         # Improvements below _MIN_GAIN of the output variance do not reset the patience.
@@ -290,12 +304,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             valid_sets=[sets[1]],
             valid_names=["valid"],
             init_model=init,
-            keep_training_booster=keep,
+            keep_training_booster=True,
             callbacks=[stop, _Hopeless(incumbent, max_trees), _Settled(patience, min_delta)],
         )
 
     # ------------------------------------------------------------------ stage 3: sparsify
-    def _sparsify(self, X, y, folds, fold_spectra, boosters) -> Spectrum:
+    def _sparsify(self, X, y, folds, fold_spectra, fits) -> Spectrum:
         full = self.tree_spectrum_
         self.sparsity_cv_ = pd.DataFrame()
         if self.energy is not None:
@@ -307,7 +321,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         else:
             m_train = min(len(tr) for tr, _ in folds)
             ks = _candidate_ks(max(2, min(self.max_k, m_train // 2)))
-            table = _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, self.max_cv_rows, self.seed)
+            table = _sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed)
             allowed = {"auto": (False, True), True: (True,), False: (False,)}[self.refit]
             choices = table[table["refit"].isin(allowed)]
             best = choices.loc[choices["cv_mse"].idxmin()]
@@ -335,7 +349,7 @@ class _Hopeless:
 
     order = 40  # after LightGBM's early stopping (30)
 
-    def __init__(self, incumbent: float, cap: int, window: int = 25, safety: float = 1.5):
+    def __init__(self, incumbent: float, cap: int, window: int = 10, safety: float = 2.0):
         self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
         self.scores: list[float] = []
 
@@ -406,10 +420,24 @@ def _fold_sets(data: lgb.Dataset, train, valid) -> tuple[lgb.Dataset, lgb.Datase
     return data.subset(np.asarray(train, np.int32)), data.subset(np.asarray(valid, np.int32))
 
 
-def _freeze(booster: lgb.Booster) -> None:
-    """Drop a fitted booster's training data (it keeps its trees and best score), as
-    ``lgb.train(keep_training_booster=False)`` does: hundreds of MB at 80,000 masks."""
-    booster.model_from_string(booster.model_to_string()).free_dataset()
+@dataclass(frozen=True)
+class _Fit:
+    """A finished fit on one fold: the configuration, the LightGBM model text of its trees
+    up to the best iteration, that iteration and its validation mean squared error.
+
+    Holding the text instead of the booster frees the booster's training data (hundreds of
+    MB at 80,000 masks) and is what extraction reads.
+    """
+
+    config: _Config
+    model: str
+    best_iteration: int
+    score: float
+
+    @classmethod
+    def of(cls, booster: lgb.Booster, config: _Config) -> "_Fit":
+        best = booster.best_iteration
+        return cls(config, booster.model_to_string(num_iteration=best), best, booster.best_score["valid"]["l2"])
 
 
 def _row(config: _Config, rung: str, folds: int, iteration: int, score: float) -> dict:
@@ -423,10 +451,10 @@ def _row(config: _Config, rung: str, folds: int, iteration: int, score: float) -
     }
 
 
-def _cv_mse(boosters, folds) -> float:
-    """Validation mean squared error pooled over the folds that ``boosters`` were fitted on."""
-    pairs = list(zip(boosters, folds))
-    sq = sum(b.best_score["valid"]["l2"] * len(va) for b, (_, va) in pairs)
+def _cv_mse(fits: list[_Fit], folds) -> float:
+    """Validation mean squared error pooled over the folds that ``fits`` were fitted on."""
+    pairs = list(zip(fits, folds))
+    sq = sum(f.score * len(va) for f, (_, va) in pairs)
     return float(sq / sum(len(va) for _, (_, va) in pairs))
 
 
@@ -488,7 +516,7 @@ def _projection(P: np.ndarray, y: np.ndarray, rows: int = 4096) -> np.ndarray:
     return sum(P[i : i + rows].T.astype(np.float64) @ y[i : i + rows] for i in range(0, len(P), rows))
 
 
-def _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, max_rows: int, seed: int) -> pd.DataFrame:
+def _sparsity_cv(X, y, folds, fold_spectra, fits, ks, max_rows: int, seed: int) -> pd.DataFrame:
     """CV mean squared error of top-k truncation, with and without refit, for each k.
 
     Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
@@ -516,5 +544,5 @@ def _sparsity_cv(X, y, folds, fold_spectra, boosters, ks, max_rows: int, seed: i
         count += len(valid)
     table = [{"k": k, "refit": True, "cv_mse": s / count} for k, s in zip(ks, sq_refit)]
     table += [{"k": k, "refit": False, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
-    table.append({"k": 0, "refit": False, "cv_mse": _cv_mse(boosters, folds)})  # 0 = every tree term
+    table.append({"k": 0, "refit": False, "cv_mse": _cv_mse(fits, folds)})  # 0 = every tree term
     return pd.DataFrame(table)

@@ -45,9 +45,26 @@ def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.n
     t, D = rows.shape
     if D == 0:
         return np.zeros((min(t, 1), 0), rows.dtype), np.zeros(t, np.int64)
+    # Pack the columns into as few int64 keys as hold them (< 2^62 each) and hash them
+    # (pandas.factorize, linear time); only the u distinct rows are then sorted.
+    keys = _row_keys(rows, sentinel)
+    codes = pd.factorize(keys[0])[0]
+    for key in keys[1:]:
+        sub, uniques = pd.factorize(key)
+        codes = pd.factorize(codes * len(uniques) + sub)[0]  # < t² < 2^63
+    count = int(codes.max()) + 1 if t else 0
+    representative = np.empty(count, np.int64)
+    representative[codes] = np.arange(t)  # any row of a group stands for it: they are equal
+    order = np.lexsort([key[representative] for key in keys[::-1]])  # the first key is the primary one
+    rank = np.empty(count, np.int64)
+    rank[order] = np.arange(count)
+    return rows[representative[order]], rank[codes]
+
+
+def _row_keys(rows: np.ndarray, sentinel: int) -> list[np.ndarray]:
+    """The padded rows (t, D) as a few int64 keys whose lexicographic order is theirs."""
+    t, D = rows.shape
     base = sentinel + 1
-    # Pack the columns into as few int64 keys as hold them (< 2^62 each), then sort the keys:
-    # far faster than np.unique(rows, axis=0), which compares whole rows.
     width = max(1, int(62 // np.log2(base)))
     keys = []
     for start in range(0, D, width):
@@ -55,13 +72,7 @@ def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.n
         for d in range(start, min(D, start + width)):
             key = key * base + rows[:, d]
         keys.append(key)
-    order = np.lexsort(keys[::-1])  # the first key is the primary one
-    sorted_keys = [k[order] for k in keys]
-    new = np.ones(t, bool)
-    new[1:] = np.any([k[1:] != k[:-1] for k in sorted_keys], axis=0)
-    inverse = np.empty(t, np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return rows[order[new]], inverse
+    return keys
 
 
 _SIGN = np.array([1.0, -1.0], np.float32)  # parity bit -> Walsh value
@@ -469,14 +480,16 @@ class Spectrum:
 
         Parameters
         ----------
-        model : lightgbm.Booster or fitted lightgbm.LGBMModel
+        model : lightgbm.Booster, fitted lightgbm.LGBMModel, or str
             A single-output model trained on 0/1 features (any objective: the spectrum is
-            that of the raw score).
+            that of the raw score), or its LightGBM model text (``Booster.model_to_string()``,
+            or a saved model file's contents).
         n : int
             Number of features (the model's feature count must not exceed it).
         num_iteration : int, optional
             Use the first ``num_iteration`` trees; default: as ``booster.predict`` does (the
-            best iteration when early stopping set one, else all trees).
+            best iteration when early stopping set one, else all trees; all trees of model
+            text).
         max_order : int, optional
             Drop terms of order above this. Exact when None (the default).
         max_terms : int

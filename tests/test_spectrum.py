@@ -130,3 +130,8 @@ def test_group_padded_rows_matches_numpy_unique(n, D):
     np.testing.assert_array_equal(unique, expected)
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
     np.testing.assert_array_equal(unique[inverse], rows)
+
+
+def test_group_padded_rows_of_no_rows():
+    unique, inverse = group_padded_rows(np.zeros((0, 4), np.int64), 10)
+    assert unique.shape == (0, 4) and inverse.shape == (0,)

@@ -69,6 +69,18 @@ def test_num_iteration_and_early_stopping_match_predict():
     first = Spectrum.from_trees(booster, n, num_iteration=7)
     np.testing.assert_allclose(first.predict(full), booster.predict(full.astype(float), num_iteration=7), atol=1e-9)
 
+    # LightGBM model text (as model_to_string returns or a saved file holds) reads the same.
+    text = booster.model_to_string()
+    assert Spectrum.from_trees(text, n) == Spectrum.from_trees(booster, n, num_iteration=booster.current_iteration())
+    assert Spectrum.from_trees(text, n, num_iteration=7) == first
+
+
+def test_text_that_is_no_lightgbm_model_gets_a_clear_error():
+    with pytest.raises(ValueError, match="not LightGBM model text"):
+        Spectrum.from_trees("version=v4\nnum_class=1", 5)
+    with pytest.raises(TypeError, match="lightgbm.Booster"):
+        Spectrum.from_trees(42, 5)
+
 
 def test_categorical_and_random_forest_models():
     n = 7
