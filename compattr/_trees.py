@@ -230,12 +230,17 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     all_rows, all_values = [], []
     for p in np.unique(lengths):
         at = lengths == p
-        f, s_, v = feats[at, :p], sides[at, :p], values[at]
         members, gather = _subset_tables(int(p), max_order)  # (s, p) each
         # (-1)^(number of the subset's features fixed to 1), from exact small-integer counts
-        ones = s_.astype(np.float32) @ members.T  # (L, s)
-        coef = (v * 2.0**-p)[:, None] * (1.0 - 2.0 * (ones % 2))
-        f = np.hstack([f, np.full((f.shape[0], 1), n)])  # column p: the padding
+        ones = sides[at, :p].astype(np.float32) @ members.T  # (L, s)
+        coef = (values[at] * 2.0**-p)[:, None] * (1.0 - 2.0 * (ones % 2))
+        # Leaves whose paths fix the same features (siblings, and repeats across trees)
+        # expand to the same supports: sum their coefficients before expanding the supports.
+        paths, path_of = group_padded_rows(feats[at, :p], n)
+        order = np.argsort(path_of, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(path_of[order]) != 0])
+        coef = np.add.reduceat(coef[order], starts, axis=0)  # (paths, s)
+        f = np.hstack([paths, np.full((paths.shape[0], 1), n)])  # column p: the padding
         rows = f[:, gather].reshape(-1, p)  # sorted supports: the path features are sorted
         rows = np.hstack([rows[:, :D], np.full((rows.shape[0], max(0, D - p)), n, np.int64)])
         all_rows.append(rows)
