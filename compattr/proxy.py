@@ -352,17 +352,20 @@ class _Hopeless:
     def __init__(self, incumbent: float, cap: int, window: int = 10, safety: float = 2.0):
         self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
         self.scores: list[float] = []
+        self.best = 0  # round of the best score so far
 
     def __call__(self, env) -> None:
-        self.scores.append(env.evaluation_result_list[0][2])
-        t, s = len(self.scores), self.scores
-        if not np.isfinite(self.incumbent) or t <= self.window or t % 5:
+        s = self.scores
+        s.append(env.evaluation_result_list[0][2])
+        t = len(s)
+        if s[-1] < s[self.best]:
+            self.best = t - 1
+        if not np.isfinite(self.incumbent) or t <= self.window:
             return
         gain, convex = _recent_gain(s, self.window)
-        best = int(np.argmin(s))
-        reachable = s[best] - (1.0 if convex else self.safety) * gain * (self.cap - env.iteration - 1)
+        reachable = s[self.best] - (1.0 if convex else self.safety) * gain * (self.cap - env.iteration - 1)
         if reachable > self.incumbent:
-            raise _stop(env, t, best, s[best])
+            raise _stop(env, t, self.best, s[self.best])
 
 
 class _Settled:
