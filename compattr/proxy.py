@@ -295,7 +295,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         patience = max(20, int(round(2.0 / config.learning_rate)))
         # Improvements below _MIN_GAIN of the output variance do not reset the patience.
         min_delta = _MIN_GAIN * float(np.var(y))
-        stop = lgb.early_stopping(patience, verbose=False, min_delta=min_delta)
         done = 0 if init is None else init.current_iteration()
         return lgb.train(
             params,
@@ -305,7 +304,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             valid_names=["valid"],
             init_model=init,
             keep_training_booster=True,
-            callbacks=[stop, _Hopeless(incumbent, max_trees), _Settled(patience, min_delta)],
+            callbacks=[_EarlyStopping(patience, min_delta), _Hopeless(incumbent, max_trees)],
         )
 
     # ------------------------------------------------------------------ stage 3: sparsify
@@ -347,7 +346,7 @@ class _Hopeless:
     worse than the incumbent, so it loses the race as it would have at ``cap``.
     """
 
-    order = 40  # after LightGBM's early stopping (30)
+    order = 40  # after early stopping (30)
 
     def __init__(self, incumbent: float, cap: int, window: int = 10, safety: float = 2.0):
         self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
@@ -368,20 +367,21 @@ class _Hopeless:
             raise _stop(env, t, self.best, s[self.best])
 
 
-class _Settled:
-    """LightGBM callback: end a fit as soon as its early-stopping outcome is settled.
+class _EarlyStopping:
+    """LightGBM callback: early stopping that ends a fit as soon as its outcome is settled.
 
-    LightGBM's early stopping (``patience`` rounds, ``min_delta``) ends a fit ``patience``
-    rounds after the last round that beat the best score by more than ``min_delta``, and
-    keeps the model of that round. On a visibly convex validation curve (see
-    :class:`_Hopeless`) no later round gains more than the recent mean gain, so once even
-    that pace cannot beat the best by ``min_delta`` before the patience runs out, the
-    outcome is known: the fit ends now with it instead of boosting the remaining rounds.
-    Real curves are only nearly convex: a late step down that the full patience would have
-    caught is missed, and the fit keeps fewer trees (docs/results.md measures the effect).
+    The rule is LightGBM's own (``lightgbm.early_stopping`` with ``min_delta``): a round
+    that beats the best score by more than ``min_delta`` becomes the best; the fit ends
+    ``patience`` rounds after the best round, or at its last round, and keeps the model of
+    the best round. On a visibly convex validation curve (see :class:`_Hopeless`) no later
+    round gains more than the recent mean gain, so once even that pace cannot beat the best
+    by ``min_delta`` before the patience runs out, the outcome is known: the fit ends then,
+    instead of boosting the remaining rounds. Real curves are only nearly convex: a late
+    step down that the full patience would have caught is missed, and the fit keeps fewer
+    trees (docs/results.md measures the effect).
     """
 
-    order = 45  # after LightGBM's early stopping (30)
+    order = 30  # LightGBM's early stopping slot: before _Hopeless
 
     def __init__(self, patience: int, min_delta: float, window: int = 25):
         self.patience, self.min_delta, self.window = patience, min_delta, window
@@ -391,14 +391,15 @@ class _Settled:
     def __call__(self, env) -> None:
         score = env.evaluation_result_list[0][2]
         self.scores.append(score)
-        if score < self.best - self.min_delta:  # LightGBM's rule for a new best
-            self.best, self.best_at = score, len(self.scores) - 1
         t = len(self.scores)
-        if t <= 2 * self.window:
-            return
-        gain, convex = _recent_gain(self.scores, self.window)
+        if score < self.best - self.min_delta:
+            self.best, self.best_at = score, t - 1
         rounds_left = self.best_at + self.patience - (t - 1)  # rounds that could still beat it
-        if convex and score - gain * rounds_left >= self.best - self.min_delta:
+        settled = False
+        if t > 2 * self.window:
+            gain, convex = _recent_gain(self.scores, self.window)
+            settled = convex and score - gain * rounds_left >= self.best - self.min_delta
+        if settled or rounds_left <= 0 or env.iteration == env.end_iteration - 1:
             raise _stop(env, t, self.best_at, self.best)
 
 

@@ -191,24 +191,30 @@ def _stop_round(callback, curve):
     return None
 
 
-@pytest.mark.parametrize("shape", ["decaying", "overfitting"])
-def test_settled_ends_a_convex_fit_with_lightgbm_early_stopping_outcome_sooner(shape):
-    """On a convex curve, _Settled reports the very iteration and score that LightGBM's own
-    early stopping (same patience and min_delta) reports, and raises no later than it."""
+@pytest.mark.parametrize("shape", ["decaying", "overfitting", "short"])
+def test_early_stopping_reports_lightgbm_outcome_and_ends_convex_fits_sooner(shape):
+    """On a convex curve, _EarlyStopping reports the very iteration and score that
+    LightGBM's own early stopping (same patience and min_delta) reports, and raises sooner;
+    on a curve still improving at its last round, at that round, like LightGBM."""
     import lightgbm as lgb
 
-    from compattr.proxy import _Settled
+    from compattr.proxy import _EarlyStopping
 
     rounds = np.arange(1, 2001)
     curve = 10.0 + 90.0 * 0.99**rounds
     if shape == "overfitting":  # convex, with a minimum, then rising
         curve = curve + 0.002 * rounds
+    elif shape == "short":  # still improving at the last round
+        curve = curve[:300]
     patience, min_delta = 20, 0.05
     lightgbm = _stop_round(lgb.early_stopping(patience, verbose=False, min_delta=min_delta), curve)
-    settled = _stop_round(_Settled(patience, min_delta), curve)
-    assert lightgbm is not None and settled is not None
-    assert settled[1:] == lightgbm[1:]
-    assert settled[0] < lightgbm[0]
+    ours = _stop_round(_EarlyStopping(patience, min_delta), curve)
+    assert lightgbm is not None and ours is not None
+    assert ours[1:] == lightgbm[1:]
+    if shape == "short":
+        assert ours[0] == lightgbm[0] == len(curve) - 1
+    else:
+        assert ours[0] < lightgbm[0]
 
 
 def test_hopeless_uses_the_exact_bound_once_the_curve_is_visibly_convex():
