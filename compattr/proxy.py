@@ -514,7 +514,7 @@ def _least_squares(kept: Spectrum, X, y) -> Spectrum:
     return Spectrum(kept.n, _padded_to_csr(rows, kept.n), solve_triangular(L.T, z, lower=False))
 
 
-def _projection(P: np.ndarray, y: np.ndarray, rows: int = 4096) -> np.ndarray:
+def _projection(P: np.ndarray, y: np.ndarray, rows: int = 512) -> np.ndarray:
     """``P.T @ y`` in float64 for float32 ``P`` (m, k), a block of rows at a time (no float64
     copy of all of ``P``)."""
     return sum(P[i : i + rows].T.astype(np.float64) @ y[i : i + rows] for i in range(0, len(P), rows))

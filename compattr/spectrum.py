@@ -55,7 +55,9 @@ def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.n
     count = int(codes.max()) + 1 if t else 0
     representative = np.empty(count, np.int64)
     representative[codes] = np.arange(t)  # any row of a group stands for it: they are equal
-    order = np.lexsort([key[representative] for key in keys[::-1]])  # the first key is the primary one
+    firsts = [key[representative] for key in keys]
+    # The rows are distinct: any sort of one key is their order; lexsort ranks several keys.
+    order = np.argsort(firsts[0]) if len(keys) == 1 else np.lexsort(firsts[::-1])
     rank = np.empty(count, np.int64)
     rank[order] = np.arange(count)
     return rows[representative[order]], rank[codes]
