@@ -3,7 +3,8 @@
 Each reachable leaf with value ``v`` whose path fixes features ``P`` to values ``s_j``
 contributes ``v · Π_{j∈P} [x_j = s_j]`` and ``[x_j = s] = (1 + (-1)^s χ_j) / 2``, so it
 expands to ``v 2^{-|P|} Σ_{T⊆P} (-1)^{#{j∈T: s_j=1}} χ_T``. All leaves of all trees are
-expanded at once per path length and summed with one sort.
+expanded at once per path length; leaves whose paths fix the same features are summed
+before their subsets are expanded, and equal supports are then summed by one grouping.
 """
 
 from __future__ import annotations

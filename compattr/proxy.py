@@ -170,9 +170,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             )
         self.n_features_in_ = n
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
-        data = lgb.Dataset(
-            X.astype(np.float32), y, params={"verbose": -1, "max_bin": 2, "num_threads": self.num_threads}, free_raw_data=False
-        ).construct()
+        params = {"verbose": -1, "max_bin": 2, "num_threads": self.num_threads}
+        data = lgb.Dataset(X.astype(np.float32), y, params=params, free_raw_data=False).construct()
         timings = {}
 
         clock = time.process_time()

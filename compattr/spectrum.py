@@ -48,11 +48,11 @@ def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.n
     # Pack the columns into as few int64 keys as hold them (< 2^62 each) and hash them
     # (pandas.factorize, linear time); only the u distinct rows are then sorted.
     keys = _row_keys(rows, sentinel)
-    codes = pd.factorize(keys[0])[0]
+    codes, groups = pd.factorize(keys[0])
     for key in keys[1:]:
-        sub, uniques = pd.factorize(key)
-        codes = pd.factorize(codes * len(uniques) + sub)[0]  # < t² < 2^63
-    count = int(codes.max()) + 1 if t else 0
+        sub, values = pd.factorize(key)
+        codes, groups = pd.factorize(codes * len(values) + sub)  # < t² < 2^63
+    count = len(groups)
     representative = np.empty(count, np.int64)
     representative[codes] = np.arange(t)  # any row of a group stands for it: they are equal
     firsts = [key[representative] for key in keys]
