@@ -77,9 +77,6 @@ def _row_keys(rows: np.ndarray, sentinel: int) -> list[np.ndarray]:
     return keys
 
 
-_SIGN = np.array([1.0, -1.0], np.float32)  # parity bit -> Walsh value
-
-
 def _parity_blocks(X: np.ndarray, rows: np.ndarray):
     """Yield ``(lo, hi, parity)``: the ±1 float32 Walsh features ``(m, hi - lo)`` of the
     supports ``rows[lo:hi]`` on masks ``X``.
@@ -106,8 +103,9 @@ def _parity_blocks(X: np.ndarray, rows: np.ndarray):
         odd = np.zeros((block.shape[0], words), np.uint64)
         for d in range(block.shape[1]):
             odd ^= packed[block[:, d]]
-        bits = np.unpackbits(odd.view(np.uint8), axis=1, count=m)  # (b, m)
-        yield lo, lo + block.shape[0], _SIGN[bits].T  # (m, b), a view of contiguous rows
+        bits = np.unpackbits(odd.view(np.uint8), axis=1, count=m).view(np.int8)  # (b, m)
+        # Walsh value 1 - 2·bit in int8 (SIMD-wide, exact), then one cast.
+        yield lo, lo + block.shape[0], (1 - 2 * bits).astype(np.float32).T  # (m, b)
 
 
 def parity_matrix(X: np.ndarray, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
