@@ -28,7 +28,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sps
-from scipy.linalg import lapack, solve_triangular
+from scipy.linalg import blas, lapack, solve_triangular
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
@@ -500,16 +500,9 @@ def _top_terms(spectrum: Spectrum, k: int) -> Spectrum:
     return Spectrum(spectrum.n, _padded_to_csr(rows, spectrum.n), coefs)
 
 
-def _walsh_features(X, rows: np.ndarray) -> np.ndarray:
-    """(m, k) ±1 float32 parity features of padded supports ``rows`` (k, D) on masks ``X``.
-
-    float32 is exact here: entries are ±1 and their products sum to integers below 2^24.
-    """
-    return parity_matrix(X, rows, dtype=np.float32)
-
-
 def _cholesky(gram: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of a Gram matrix, with a tiny ridge against exact collinearity.
+    """Lower Cholesky factor of a Gram matrix (only its lower triangle is read), with a
+    tiny ridge against exact collinearity.
 
     Only the lower triangle of the result is the factor (its strict upper triangle is left
     as it was): read it with ``solve_triangular(..., lower=True)`` or its transpose with
@@ -523,21 +516,34 @@ def _cholesky(gram: np.ndarray) -> np.ndarray:
     return factor
 
 
+def _normal_equations(X, rows: np.ndarray, y, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of ``y`` (m,) on the ±1 parity features ``P`` of the padded supports
+    ``rows`` (k, D) over masks ``X`` (m, n): the lower Cholesky factor ``L`` of ``PᵀP`` (see
+    :func:`_cholesky`) and ``z = L⁻¹ Pᵀ y``. The coefficients of the first j supports
+    solve ``L[:j, :j]ᵀ β = z[:j]``.
+
+    ``P`` is made and consumed a block of masks at a time, never held whole: its Gram
+    accumulates in float32 (exact: ±1 products sum to integers below 2^24), ``Pᵀy`` in
+    float64.
+    """
+    k = rows.shape[0]
+    gram = np.zeros((k, k), np.float32, order="F")  # lower triangle, updated in place
+    projection = np.zeros(k)
+    for lo in range(0, X.shape[0], block):
+        P = parity_matrix(X[lo : lo + block], rows, dtype=np.float32)  # (b, k), column-major
+        gram = blas.ssyrk(1.0, P, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
+        projection += P.T.astype(np.float64) @ y[lo : lo + block]
+    L = _cholesky(gram)
+    return L, solve_triangular(L, projection, lower=True)
+
+
 def _least_squares(kept: Spectrum, X, y) -> Spectrum:
     """Refit the kept supports' coefficients by least squares (constant included)."""
     rows = _csr_to_padded(kept.supports, kept.n)
     if not (kept.degrees == 0).any():
         rows = np.vstack([np.full((1, rows.shape[1]), kept.n), rows])
-    Phi = _walsh_features(X, rows)
-    L = _cholesky(Phi.T @ Phi)
-    z = solve_triangular(L, _projection(Phi, y), lower=True)
+    L, z = _normal_equations(X, rows, y)
     return Spectrum(kept.n, _padded_to_csr(rows, kept.n), solve_triangular(L.T, z, lower=False))
-
-
-def _projection(P: np.ndarray, y: np.ndarray, rows: int = 512) -> np.ndarray:
-    """``P.T @ y`` in float64 for float32 ``P`` (m, k), a block of rows at a time (no float64
-    copy of all of ``P``)."""
-    return sum(P[i : i + rows].T.astype(np.float64) @ y[i : i + rows] for i in range(0, len(P), rows))
 
 
 def _sparsity_cv(X, y, folds, fold_spectra, fits, ks, max_rows: int, seed: int) -> pd.DataFrame:
@@ -556,10 +562,8 @@ def _sparsity_cv(X, y, folds, fold_spectra, fits, ks, max_rows: int, seed: int) 
     for spectrum, (train, valid) in zip(fold_spectra, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
         rows, coefs = _ranked_terms(spectrum, max(ks))
-        P_train, P_valid = _walsh_features(X[train], rows), _walsh_features(X[valid], rows)
-        L = _cholesky(P_train.T @ P_train)
-        z = solve_triangular(L, _projection(P_train, y[train]), lower=True)
-        P_valid = P_valid.astype(np.float64)
+        L, z = _normal_equations(X[train], rows, y[train])
+        P_valid = parity_matrix(X[valid], rows)
         for i, k in enumerate(ks):
             k = min(k, len(rows))
             beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
