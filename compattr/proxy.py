@@ -425,7 +425,9 @@ def _mask_dataset(X: np.ndarray, y: np.ndarray, num_threads: int) -> lgb.Dataset
     than the rest of the construction. The trees are the same (``feature_pre_filter`` off:
     on the two rows every feature would look unsplittable).
     """
-    params = {"verbose": -1, "max_bin": 2, "min_data_in_bin": 1, "feature_pre_filter": False, "num_threads": num_threads}
+    params = {
+        "verbose": -1, "max_bin": 2, "min_data_in_bin": 1, "feature_pre_filter": False, "num_threads": num_threads,
+    }
     n = X.shape[1]
     bins = lgb.Dataset(np.array([np.zeros(n), np.ones(n)], np.float32), np.zeros(2), params=params).construct()
     return lgb.Dataset(X.astype(np.float32), y, params=params, reference=bins, free_raw_data=False).construct()
@@ -500,23 +502,26 @@ def _top_terms(spectrum: Spectrum, k: int) -> Spectrum:
     return Spectrum(spectrum.n, _padded_to_csr(rows, spectrum.n), coefs)
 
 
-def _cholesky(gram: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of a Gram matrix (only its lower triangle is read), with a
-    tiny ridge against exact collinearity.
+_POTRF = {np.dtype(np.float64): lapack.dpotrf, np.dtype(np.float32): lapack.spotrf}
+
+
+def _cholesky(gram: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Lower Cholesky factor, in ``dtype``, of a Gram matrix (only its lower triangle is
+    read), with a tiny ridge against exact collinearity (below float32's resolution).
 
     Only the lower triangle of the result is the factor (its strict upper triangle is left
     as it was): read it with ``solve_triangular(..., lower=True)`` or its transpose with
     ``lower=False``.
     """
-    gram = gram.astype(np.float64)
+    gram = gram.astype(dtype)
     gram.flat[:: len(gram) + 1] += 1e-9 * np.trace(gram) / len(gram)
-    factor, info = lapack.dpotrf(gram, lower=1, clean=0, overwrite_a=1)
+    factor, info = _POTRF[gram.dtype](gram, lower=1, clean=0, overwrite_a=1)
     if info != 0:
-        raise np.linalg.LinAlgError(f"the Gram matrix is not positive definite (LAPACK dpotrf info={info}).")
+        raise np.linalg.LinAlgError(f"the Gram matrix is not positive definite (LAPACK potrf info={info}).")
     return factor
 
 
-def _normal_equations(X, rows: np.ndarray, y, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def _normal_equations(X, rows: np.ndarray, y, block: int = 512, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Least squares of ``y`` (m,) on the ±1 parity features ``P`` of the padded supports
     ``rows`` (k, D) over masks ``X`` (m, n): the lower Cholesky factor ``L`` of ``PᵀP`` (see
     :func:`_cholesky`) and ``z = L⁻¹ Pᵀ y``. The coefficients of the first j supports
@@ -524,7 +529,9 @@ def _normal_equations(X, rows: np.ndarray, y, block: int = 512) -> tuple[np.ndar
 
     ``P`` is made and consumed a block of masks at a time, never held whole: its Gram
     accumulates in float32 (exact: ±1 products sum to integers below 2^24), ``Pᵀy`` in
-    float64.
+    float64. ``dtype`` is that of ``L`` and ``z``: float32 halves the factorisation's cost
+    for about 1e-6 relative accuracy (the Gram of parity features is well conditioned),
+    enough to choose k; a Gram that float32 cannot factor is factored in float64.
     """
     k = rows.shape[0]
     gram = np.zeros((k, k), np.float32, order="F")  # lower triangle, updated in place
@@ -533,8 +540,13 @@ def _normal_equations(X, rows: np.ndarray, y, block: int = 512) -> tuple[np.ndar
         P = parity_matrix(X[lo : lo + block], rows, dtype=np.float32)  # (b, k), column-major
         gram = blas.ssyrk(1.0, P, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
         projection += P.T.astype(np.float64) @ y[lo : lo + block]
-    L = _cholesky(gram)
-    return L, solve_triangular(L, projection, lower=True)
+    try:
+        L = _cholesky(gram, dtype)
+    except np.linalg.LinAlgError:
+        if np.dtype(dtype) == np.float64:
+            raise
+        L = _cholesky(gram)
+    return L, solve_triangular(L, projection.astype(L.dtype), lower=True)
 
 
 def _least_squares(kept: Spectrum, X, y) -> Spectrum:
@@ -562,7 +574,7 @@ def _sparsity_cv(X, y, folds, fold_spectra, fits, ks, max_rows: int, seed: int) 
     for spectrum, (train, valid) in zip(fold_spectra, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
         rows, coefs = _ranked_terms(spectrum, max(ks))
-        L, z = _normal_equations(X[train], rows, y[train])
+        L, z = _normal_equations(X[train], rows, y[train], dtype=np.float32)  # only chooses k
         P_valid = parity_matrix(X[valid], rows)
         for i, k in enumerate(ks):
             k = min(k, len(rows))

@@ -139,6 +139,51 @@ def test_least_squares_refit_equals_lstsq():
     np.testing.assert_allclose([got.get(t, 0.0) for t in tuples], expected, rtol=0, atol=1e-9 * np.abs(y).max())
 
 
+def _least_squares_problem(seed: int, n: int = 40, m: int = 1500, k: int = 300):
+    """Masks, padded supports (the constant first) and noisy outputs of a random spectrum."""
+    from compattr.proxy import _ranked_terms
+
+    rng = np.random.default_rng(seed)
+    supports = {tuple(sorted(rng.choice(n, rng.integers(1, 5), replace=False))) for _ in range(2 * k)}
+    spectrum = Spectrum(n, [()] + sorted(supports)[: k - 1], rng.standard_normal(k))
+    X = rng.random((m, n)) < 0.5
+    rows, _ = _ranked_terms(spectrum, k)
+    return X, rows, spectrum.predict(X) + 0.1 * rng.standard_normal(m)
+
+
+def _prefix_solutions(L, z, ks):
+    from scipy.linalg import solve_triangular
+
+    return [solve_triangular(L[:k, :k].T, z[:k], lower=False) for k in ks]
+
+
+def test_float32_factor_gives_the_float64_prefix_solutions():
+    """The k-CV factors in float32: its least-squares prefixes match float64's to ~1e-5."""
+    from compattr.proxy import _normal_equations
+
+    X, rows, y = _least_squares_problem(4)
+    L32, z32 = _normal_equations(X, rows, y, dtype=np.float32)
+    L64, z64 = _normal_equations(X, rows, y)
+    assert L32.dtype == z32.dtype == np.float32 and L64.dtype == np.float64
+    ks = [10, 100, len(rows)]
+    for b32, b64 in zip(_prefix_solutions(L32, z32, ks), _prefix_solutions(L64, z64, ks)):
+        np.testing.assert_allclose(b32, b64, rtol=0, atol=1e-4 * np.abs(b64).max())
+
+
+def test_normal_equations_fall_back_to_float64_when_float32_cannot_factor(monkeypatch):
+    import compattr.proxy as proxy
+
+    X, rows, y = _least_squares_problem(5)
+    expected = proxy._normal_equations(X, rows, y)
+    monkeypatch.setitem(proxy._POTRF, np.dtype(np.float32), lambda gram, **kwargs: (gram, 1))  # "not PD"
+    L, z = proxy._normal_equations(X, rows, y, dtype=np.float32)
+    assert L.dtype == np.float64
+    np.testing.assert_array_equal(np.tril(L), np.tril(expected[0]))
+    np.testing.assert_array_equal(z, expected[1])
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        proxy._cholesky(np.zeros((3, 3)), np.float32)
+
+
 class _Env:
     """The fields of LightGBM's callback environment that the race callbacks read."""
 
