@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 
 from .spectrum import group_padded_rows
 
@@ -63,9 +64,17 @@ def _arr(tree: dict, key: str, dtype) -> np.ndarray:
     return np.array(value.split(), dtype=dtype) if value else np.zeros(0, dtype)
 
 
-def _field(trees: list[dict], key: str, dtype) -> np.ndarray:
-    """One field of every tree, concatenated (trees without it contribute nothing)."""
-    return np.array(" ".join(t.get(key, "") for t in trees).split(), dtype=dtype)
+def _field(trees: list[dict], key: str, dtype, few_values: bool = False) -> np.ndarray:
+    """One field of every tree, concatenated (trees without it contribute nothing).
+
+    ``few_values``: the field takes few distinct values (split thresholds on 0/1 inputs),
+    so each distinct token is converted once.
+    """
+    tokens = " ".join(t.get(key, "") for t in trees).split()
+    if few_values:
+        codes, distinct = pd.factorize(np.asarray(tokens, dtype=object))
+        return distinct.astype(dtype)[codes]
+    return np.array(tokens, dtype=dtype)
 
 
 def _goes_left(trees: list[dict], split_trees: list[int], threshold, dtype) -> np.ndarray:
@@ -112,7 +121,7 @@ def _forest_arrays(trees: list[dict], n: int, scale: float):
     feature = _field(splitting, "split_feature", np.int64)
     if feature.size and feature.max() >= n:
         raise ValueError(f"the model splits on feature {feature.max()} but n={n}.")
-    threshold = _field(splitting, "threshold", np.float64)
+    threshold = _field(splitting, "threshold", np.float64, few_values=True)
     goes_left = _goes_left(trees, split_trees, threshold, _field(splitting, "decision_type", np.int64))
     node_offset = np.cumsum(leaves - 1) - (leaves - 1)  # first global node id of each tree
     leaf_offset = np.cumsum(leaves) - leaves
