@@ -242,8 +242,8 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
         at = lengths == p
         members, gather = _subset_tables(int(p), max_order)  # (s, p) each
         # (-1)^(number of the subset's features fixed to 1), from exact small-integer counts
-        ones = sides[at, :p].astype(np.float32) @ members.T  # (L, s)
-        coef = (values[at] * 2.0**-p)[:, None] * (1.0 - 2.0 * (ones % 2))
+        ones = (sides[at, :p].astype(np.float32) @ members.T).astype(np.int8)  # (L, s), <= p
+        coef = (values[at] * 2.0**-p)[:, None] * (1 - 2 * (ones & 1))
         # Leaves whose paths fix the same features (siblings, and repeats across trees)
         # expand to the same supports: sum their coefficients before expanding the supports.
         paths, path_of = group_padded_rows(feats[at, :p], n)
