@@ -426,7 +426,11 @@ def _mask_dataset(X: np.ndarray, y: np.ndarray, num_threads: int) -> lgb.Dataset
     on the two rows every feature would look unsplittable).
     """
     params = {
-        "verbose": -1, "max_bin": 2, "min_data_in_bin": 1, "feature_pre_filter": False, "num_threads": num_threads,
+        "verbose": -1,
+        "max_bin": 2,
+        "min_data_in_bin": 1,
+        "feature_pre_filter": False,
+        "num_threads": num_threads,
     }
     n = X.shape[1]
     bins = lgb.Dataset(np.array([np.zeros(n), np.ones(n)], np.float32), np.zeros(2), params=params).construct()
