@@ -8,7 +8,8 @@ Pipeline (paper §3.3, SPEC §2), each stage timed in ``timings_``:
    a superset of the paper's {500, 1000, 5000}). With ``search="race"`` (default) the six
    (depth, learning-rate) configurations race on the first fold by successive halving with
    the grid's tree counts as rungs (all six up to 500 trees, the best two up to 1,000, the
-   best one up to 5,000), and only the winner is fitted on the other four folds;
+   best one up to 5,000), and only the winner is fitted on the other four folds, with at
+   most the trees it kept on the first (the race chose the tree count too);
    ``search="full"`` cross-validates every configuration on all folds.
 2. **extract** – the exact Fourier spectrum of each of the 5 fold ensembles; their average
    is the proxy's spectrum (a bagged ensemble, exactly representable).
@@ -224,8 +225,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """Choose the configuration; return it, its fold fits and the score table.
 
         ``"race"``: :meth:`_race` on the first fold picks the winner, which is then fitted on
-        the other folds. ``"full"``: every configuration on every fold, up to the largest
-        tree count.
+        the other folds with at most the trees it kept there. ``"full"``: every configuration
+        on every fold, up to the largest tree count.
         """
         configs, tree_counts = self._grid()
         if self.search == "race":
@@ -236,8 +237,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         fits = {}
         for c, done in started.items():
             # Each booster is read into a _Fit before the next is trained (its data freed).
+            # The race chose the tree count too: the other folds grow at most that many.
+            cap = done[0].best_iteration if done else tree_counts[-1]
             rest = folds[len(done) :]
-            fits[c] = done + [_Fit.of(self._train(_fold_sets(data, *f), c, tree_counts[-1], y), c) for f in rest]
+            fits[c] = done + [_Fit.of(self._train(_fold_sets(data, *f), c, cap, y), c) for f in rest]
             iters = int(round(np.mean([f.best_iteration for f in fits[c]])))
             rows.append(_row(c, "cv", len(folds), iters, _cv_mse(fits[c], folds)))
         best = min(fits, key=lambda c: _cv_mse(fits[c], folds))

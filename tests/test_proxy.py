@@ -47,6 +47,28 @@ def test_fitted_attributes_record_the_choices(hierarchy_fit):
     assert bool(chosen["refit"]) == est.refit_
 
 
+def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=3)
+    X = compattr.sample_masks(n, compattr.budget(n, 6), seed=4)
+    calls = []
+    train = ProxySPEX._train
+
+    def recording(self, sets, config, max_trees, y, init=None, incumbent=np.inf):
+        booster = train(self, sets, config, max_trees, y, init=init, incumbent=incumbent)
+        calls.append((max_trees, booster.current_iteration()))
+        return booster
+
+    monkeypatch.setattr(ProxySPEX, "_train", recording)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
+    table = est.cv_results_
+    winner = table[(table["max_depth"] == est.best_params_["max_depth"]) & (table["rung"] != "cv")]
+    kept = int(winner["best_iteration"].iloc[-1])  # its trees on the race's fold
+    other_folds = calls[-4:]
+    assert all(cap == kept for cap, _ in other_folds)
+    assert all(grown <= kept for _, grown in other_folds)
+    assert kept < SMALL_GRID["n_estimators"][-1]  # the cap is the race's choice, not the grid's
+
 def test_full_search_cross_validates_every_configuration():
     n = 12
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=4)
