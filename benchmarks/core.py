@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,7 @@ def _run_isolated(*args) -> dict:
         return pool.apply(_case, args)
 
 
-def _fastest(runs: list[dict]) -> dict:
+def _fastest(runs: Sequence[dict]) -> dict:
     """The row of a method's fastest run of a case, with the slowest run's CPU seconds."""
     row = dict(min(runs, key=lambda r: r["cpu_s"]))
     if len(runs) > 1:
@@ -144,7 +145,7 @@ def main(argv=None) -> None:
                     runs.append([_run_isolated(function, n, alpha, args.snr, args.seed, m) for m in methods])
                     if args.shapiq and n <= args.shapiq_max_n:
                         runs[-1].append(_shapiq_case(args.shapiq, function, n, alpha, args.snr, args.seed))
-                case = [_fastest(list(method_runs)) for method_runs in zip(*runs)]
+                case = [_fastest(method_runs) for method_runs in zip(*runs)]
                 if case[-1]["method"] == "shapiq":
                     case[0]["speedup"] = f"{case[-1]['cpu_s'] / case[0]['cpu_s']:.1f}x"
                 rows += case

@@ -69,6 +69,7 @@ def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
     assert all(grown <= kept for _, grown in other_folds)
     assert kept < SMALL_GRID["n_estimators"][-1]  # the cap is the race's choice, not the grid's
 
+
 def test_full_search_cross_validates_every_configuration():
     n = 12
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=4)
