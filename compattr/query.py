@@ -241,8 +241,11 @@ class PrefixCache(torch.nn.Module):
 
     @staticmethod
     def supports(model: torch.nn.Module) -> bool:
-        """Whether ``model`` takes ``past_key_values`` and ``logits_to_keep`` (HF causal LMs)."""
-        return forward_takes(type(model), "past_key_values") and forward_takes(type(model), "logits_to_keep")
+        """Whether ``model`` takes a key/value cache and ``logits_to_keep`` (HF causal LMs).
+
+        The cache argument is ``cache`` from transformers 5.24 on, ``past_key_values`` before.
+        """
+        return _cache_argument(type(model)) is not None and forward_takes(type(model), "logits_to_keep")
 
     def forward(self, input_ids: torch.Tensor, attention_mask=None, logits_to_keep: int = 0, **kwargs):
         from transformers import DynamicCache
@@ -265,8 +268,9 @@ class PrefixCache(torch.nn.Module):
         layers = self._prefix_layers({k: v[:1, :P] for k, v in per_token.items()})
         cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in layers])
         kwargs.update({k: v[:, P:] for k, v in per_token.items()})
+        kwargs[_cache_argument(type(self.model))] = cache
         return self.model(
-            input_ids=input_ids[:, P:], attention_mask=attention_mask, past_key_values=cache,
+            input_ids=input_ids[:, P:], attention_mask=attention_mask,
             use_cache=True, logits_to_keep=logits_to_keep, **kwargs,
         )
 
@@ -277,9 +281,18 @@ class PrefixCache(torch.nn.Module):
         if key not in self._caches:
             prefix = self.prefix.to(input_device(self.model))
             with torch.inference_mode():
-                cache = self.model(input_ids=prefix, use_cache=True, **prefix_inputs).past_key_values
+                output = self.model(input_ids=prefix, use_cache=True, **prefix_inputs)
+            cache = output["cache"] if "cache" in output else output["past_key_values"]
             self._caches[key] = [(keys, values) for keys, values, *_ in cache]
         return self._caches[key]
+
+
+def _cache_argument(model_class: type) -> str | None:
+    """Name of the key/value cache argument of ``model_class.forward``, or None without one."""
+    for name in ("cache", "past_key_values"):
+        if forward_takes(model_class, name):
+            return name
+    return None
 
 
 def _is_oom(error: BaseException) -> bool:
