@@ -16,14 +16,18 @@ def _seeded(build, seed: int):
     return build().eval()
 
 
-def tiny_llama(layers: int = 3, heads: int = 4, kv_heads: int = 2, hidden: int = 32, seed: int = 0, vocab_size: int = VOCAB):
-    """``LlamaForCausalLM`` with grouped-query attention (``heads`` query, ``kv_heads`` KV heads)."""
+def tiny_llama(
+    layers: int = 3, heads: int = 4, kv_heads: int = 2, hidden: int = 32, seed: int = 0,
+    vocab_size: int = VOCAB, head_dim: int | None = None,
+):
+    """``LlamaForCausalLM`` with grouped-query attention (``heads`` query, ``kv_heads`` KV heads);
+    ``head_dim`` (default ``hidden // heads``) may make ``heads * head_dim`` differ from ``hidden``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        max_position_embeddings=64,
+        max_position_embeddings=64, head_dim=head_dim or hidden // heads,
     )
     return _seeded(lambda: LlamaForCausalLM(config), seed)
 
@@ -49,6 +53,51 @@ def tiny_bert(layers: int = 2, heads: int = 4, hidden: int = 32, labels: int = 3
         pad_token_id=1, initializer_range=0.2,
     )
     return _seeded(lambda: BertForSequenceClassification(config), seed)
+
+
+def _gemma3_text_config(layers: int, heads: int, kv_heads: int, hidden: int, head_dim: int):
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        head_dim=head_dim, max_position_embeddings=64, sliding_window=4,
+    )
+
+
+def tiny_gemma3(layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 32, head_dim: int = 12, seed: int = 0):
+    """``Gemma3ForCausalLM`` (text only) whose ``heads * head_dim`` (48) differs from ``hidden``."""
+    from transformers import Gemma3ForCausalLM
+
+    config = _gemma3_text_config(layers, heads, kv_heads, hidden, head_dim)
+    return _seeded(lambda: Gemma3ForCausalLM(config), seed)
+
+
+def tiny_gemma3_multimodal(layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 32, head_dim: int = 12, seed: int = 0):
+    """``Gemma3ForConditionalGeneration`` (a vision tower beside the language model, as in
+    Gemma 3 4B and larger); its top-level config has no ``num_attention_heads``."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
+
+    vision = SiglipVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=16, patch_size=8,
+    )
+    config = Gemma3Config(
+        text_config=_gemma3_text_config(layers, heads, kv_heads, hidden, head_dim),
+        vision_config=vision, mm_tokens_per_image=4,
+    )
+    return _seeded(lambda: Gemma3ForConditionalGeneration(config), seed)
+
+
+def tiny_falcon(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0):
+    """``FalconForCausalLM`` with multi-query attention (one key/value head per layer)."""
+    from transformers import FalconConfig, FalconForCausalLM
+
+    config = FalconConfig(
+        vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        multi_query=True, new_decoder_architecture=False, parallel_attn=True, bias=False,
+    )
+    return _seeded(lambda: FalconForCausalLM(config), seed)
 
 
 def word_tokenizer():

@@ -58,6 +58,8 @@ REGISTRY: dict[str, Architecture] = {
     "electra": _BERT,
     "distilbert": Architecture("transformer.layer", "attention.out_lin"),
     "opt": Architecture("decoder.layers", "self_attn.out_proj"),
+    "gemma3_text": _DECODER,
+    "falcon": Architecture("h", "self_attention.dense"),
 }
 
 _OUT_PROJ = re.compile(r"(^|\.)(self_attn|attn|attention)(\.output)?\.(o_proj|out_proj|c_proj|dense|out_lin|wo)$")
@@ -66,6 +68,42 @@ _OUT_PROJ = re.compile(r"(^|\.)(self_attn|attn|attention)(\.output)?\.(o_proj|ou
 def register_architecture(model_type: str, architecture: Architecture) -> None:
     """Teach :class:`~compattr.features.AttentionHeads` a model family (``config.model_type``)."""
     REGISTRY[model_type] = architecture
+
+
+def text_config(model: nn.Module):
+    """The configuration of the model's language part: ``config.get_text_config()`` for
+    multimodal wrappers (Gemma 3 4B+, LLaVA...), else ``config`` (None without one)."""
+    config = getattr(model, "config", None)
+    get = getattr(config, "get_text_config", None)
+    return get() if callable(get) else config
+
+
+def language_model(model: nn.Module) -> nn.Module:
+    """The module holding the language model's blocks: the decoder of a multimodal wrapper
+    (whose configuration has a separate text configuration), else the model itself."""
+    config = getattr(model, "config", None)
+    get_decoder = getattr(model, "get_decoder", None)
+    if text_config(model) is not config and callable(get_decoder):
+        decoder = get_decoder()
+        if isinstance(decoder, nn.Module):
+            return decoder
+    return model
+
+
+def kv_heads(config) -> int:
+    """Number of key/value heads per layer of a Hugging Face text configuration.
+
+    ``num_key_value_heads`` (grouped-query attention), Falcon's ``num_kv_heads``, and one
+    head for Falcon's ``multi_query`` without the new decoder architecture; else one per
+    query head.
+    """
+    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
+        return 1
+    for name in ("num_key_value_heads", "num_kv_heads"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return int(config.num_attention_heads)
 
 
 def find_blocks(model: nn.Module, architecture: Architecture) -> nn.ModuleList:
@@ -85,12 +123,17 @@ def find_blocks(model: nn.Module, architecture: Architecture) -> nn.ModuleList:
 
 
 def resolve(model: nn.Module) -> tuple[Architecture, str]:
-    """The model's :class:`Architecture` and how it was found (``'registry'``/``'discovered'``)."""
-    config = getattr(model, "config", None)
+    """The model's :class:`Architecture` and how it was found (``'registry'``/``'discovered'``).
+
+    For a multimodal wrapper, the architecture of its language model (found by the text
+    configuration's ``model_type``), whose blocks :func:`find_blocks` then finds in
+    :func:`language_model`.
+    """
+    config = text_config(model)
     model_type = getattr(config, "model_type", None)
     if model_type in REGISTRY:
         return REGISTRY[model_type], "registry"
-    discovered = _discover(model, getattr(config, "num_hidden_layers", None))
+    discovered = _discover(language_model(model), getattr(config, "num_hidden_layers", None))
     if discovered is not None:
         return discovered, "discovered"
     raise ValueError(

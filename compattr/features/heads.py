@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .._validation import as_masks
-from .architectures import find_blocks, resolve
+from .architectures import find_blocks, kv_heads, language_model, resolve, text_config
 from .base import Inputs, call_model, digest
 
 _ABLATIONS = ("zero", "mean")
@@ -107,20 +107,30 @@ class AttentionHeads:
             self.n_kv_heads = int(getattr(cfg, "n_key_value_heads", None) or self.n_heads)
             self._site_name = "hook_z"
             self._blocks = None
+            # HookedTransformer's hook_z is [batch, pos, head, d_head]; TransformerBridge hands
+            # it flattened to [batch, pos, head * d_head].
+            self._split = _is_hooked_transformer(model)
+            self._width = int(cfg.d_head) if self._split else int(cfg.n_heads) * int(cfg.d_head)
         else:
-            config = getattr(model, "config", None)
+            config = text_config(model)
             if getattr(config, "num_attention_heads", None) is None:
                 raise ValueError(
-                    f"{type(model).__name__} has no config.num_attention_heads; AttentionHeads "
-                    "needs a Hugging Face or TransformerLens model."
+                    f"{type(model).__name__} has no config.num_attention_heads (nor a text "
+                    "config with one); AttentionHeads needs a Hugging Face or TransformerLens "
+                    "model. For a multimodal wrapper, pass its language model."
                 )
             architecture, _ = resolve(model)
-            self._blocks = find_blocks(model, architecture)
+            self._blocks = find_blocks(language_model(model), architecture)
             n_layers, self.n_heads = len(self._blocks), int(config.num_attention_heads)
-            self.n_kv_heads = int(getattr(config, "num_key_value_heads", None) or self.n_heads)
+            self.n_kv_heads = kv_heads(config)
             self._site_name = architecture.out_proj
+            # A Hugging Face output projection always takes the heads' outputs concatenated.
+            self._split = False
+            self._width = None
         self.layers = _check_layers(layers, n_layers)
         self._sites = [self._site(layer) for layer in self.layers]
+        if self._width is None:
+            self._width = _input_width(self._sites[0])
         H, G = self.n_heads, self.n_kv_heads
         if H % G:
             raise ValueError(f"{H} query heads do not split into {G} key/value groups.")
@@ -208,25 +218,35 @@ class AttentionHeads:
             keep = keep * (self.n_heads / kept.clamp(min=1))
         return keep
 
+    def _heads_view(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as ``[B, ..., H, D]``, by the hook site's layout (never by comparing sizes)."""
+        width = x.shape[-1]
+        if (self._width is not None and width != self._width) or (self._split and x.shape[-2] != self.n_heads):
+            layout = "[..., heads, d_head]" if self._split else "[..., heads * d_head]"
+            raise RuntimeError(
+                f"the hooked tensor at {self._site_name} has shape {tuple(x.shape)}, not the "
+                f"{layout} layout with {self.n_heads} heads and width {self._width} this site "
+                "was registered with; the model's attention changed layout."
+            )
+        return x if self._split else x.unflatten(-1, (self.n_heads, -1))
+
     def _apply(self, pos: int, x: torch.Tensor) -> torch.Tensor:
-        """Mask the heads of layer ``self.layers[pos]`` in ``x`` ``[B, ..., H*D or H, D]``."""
+        """Mask the heads of layer ``self.layers[pos]`` in the hooked tensor ``x``."""
         factor = self._factors[:, pos]
         if factor.shape[0] not in (1, x.shape[0]):
             raise ValueError(
                 f"the head masks have {factor.shape[0]} rows but the model runs a batch of "
                 f"{x.shape[0]}; pass one mask row per example (or a single row for all)."
             )
-        H = self.n_heads
-        flat = not (x.ndim >= 3 and x.shape[-2] == H)
-        z = x.unflatten(-1, (H, -1)) if flat else x
+        z = self._heads_view(x)
         factor = factor.to(device=z.device, dtype=z.dtype)
-        factor = factor.view(factor.shape[0], *([1] * (z.ndim - 3)), H, 1)
+        factor = factor.view(factor.shape[0], *([1] * (z.ndim - 3)), self.n_heads, 1)
         if self._means is None:
             z = z * factor
         else:
             mu = self._means[pos].to(device=z.device, dtype=z.dtype)
             z = mu + (z - mu) * factor
-        return z.flatten(-2) if flat else z
+        return z if self._split else z.flatten(-2)
 
     def _input_hook(self, pos: int, module: nn.Module, args: tuple) -> tuple:
         return (self._apply(pos, args[0]),) + tuple(args[1:])
@@ -241,7 +261,7 @@ class AttentionHeads:
         counts = [0.0] * len(self._sites)
 
         def record(pos: int, x: torch.Tensor) -> None:
-            z = x.detach().float().reshape(*x.shape[:-1], self.n_heads, -1)
+            z = self._heads_view(x.detach()).float()
             if weights is not None and tuple(weights.shape) == tuple(z.shape[:2]):
                 w = weights.to(z.device, z.dtype).view(*weights.shape, 1, 1)
                 total, count = (z * w).sum((0, 1)), float(w.sum())
@@ -358,6 +378,24 @@ def _tile(obj: Any, reps: int, n: int) -> Any:
 def _is_lens(model: nn.Module) -> bool:
     hooks = getattr(model, "hook_dict", None)
     return isinstance(hooks, dict) and "blocks.0.attn.hook_z" in hooks
+
+
+def _is_hooked_transformer(model: nn.Module) -> bool:
+    """A TransformerLens ``HookedTransformer`` (``hook_z`` split by head), not a bridge."""
+    return any(
+        cls.__name__ == "HookedTransformer" and cls.__module__.startswith("transformer_lens")
+        for cls in type(model).__mro__
+    )
+
+
+def _input_width(site: nn.Module) -> int | None:
+    """Input width of an output projection (``nn.Linear`` or GPT-2's ``Conv1D``), read from
+    its attributes, never its weight; None when the module does not say."""
+    for name in ("in_features", "nx"):
+        width = getattr(site, name, None)
+        if isinstance(width, int):
+            return width
+    return None
 
 
 def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama, word_tokenizer
+from compattr._testing import (
+    tiny_bert, tiny_falcon, tiny_gemma3, tiny_gemma3_multimodal, tiny_gpt2, tiny_llama, word_tokenizer,
+)
 from compattr.features import Architecture, AttentionHeads, register_architecture
 from compattr.features.architectures import REGISTRY
 from compattr.query import Query
@@ -21,10 +23,17 @@ BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": tiny_bert}
 
 
 def out_proj(model, layer):
-    if model.config.model_type == "llama":
+    """The attention output projection of ``layer``, spelled out per family (independently of
+    compattr's architecture registry)."""
+    model_type = model.config.model_type
+    if model_type in ("llama", "gemma3_text"):
         return model.model.layers[layer].self_attn.o_proj
-    if model.config.model_type == "gpt2":
+    if model_type == "gemma3":  # multimodal wrapper
+        return model.model.language_model.layers[layer].self_attn.o_proj
+    if model_type == "gpt2":
         return model.transformer.h[layer].attn.c_proj
+    if model_type == "falcon":
+        return model.transformer.h[layer].self_attention.dense
     return model.bert.encoder.layer[layer].attention.output.dense
 
 
@@ -32,7 +41,7 @@ def scale_head_inputs(model, factors):
     """A copy of ``model`` whose output projections' weights multiply head h of layer l by
     ``factors[l][h]``: the reference for hook masking (zero = masked)."""
     model = copy.deepcopy(model)
-    H = model.config.num_attention_heads
+    H = len(factors[0])
     with torch.no_grad():
         for layer, per_head in enumerate(factors):
             proj = out_proj(model, layer)
@@ -70,6 +79,57 @@ def test_masking_equals_zeroing_weight_columns(model):
     reference = logits(scale_head_inputs(model, mask.reshape(-1, heads.n_heads).astype(float)), ids())
     assert torch.allclose(hooked, reference, atol=1e-5)
     assert not torch.allclose(hooked, logits(model, ids()), atol=1e-4)
+
+
+SURGERY_FAMILIES = {
+    "llama": tiny_llama,
+    "llama, heads * head_dim != hidden": lambda: tiny_llama(head_dim=12),
+    "gpt2": tiny_gpt2,
+    "bert": tiny_bert,
+    "gemma3": tiny_gemma3,
+    "gemma3 multimodal": tiny_gemma3_multimodal,
+    "falcon multi-query": tiny_falcon,
+}
+
+
+@pytest.mark.parametrize("family", sorted(SURGERY_FAMILIES))
+@pytest.mark.parametrize("seq", [1, 4, 5])  # 4 = the number of heads: the length that once masked tokens
+@pytest.mark.parametrize("per_row", [False, True])
+def test_masking_equals_weight_surgery_at_every_sequence_length(family, seq, per_row):
+    """Hooked masks equal zeroing the output projection's input columns of the masked heads,
+    for sequences as long as the head count (and the batch as large), shared and per-row."""
+    model = SURGERY_FAMILIES[family]()
+    heads = AttentionHeads(model, rescale=False)
+    assert heads.n_heads == 4
+    batch = 4
+    x = ids(batch=batch, seq=seq, seed=seq)
+    rng = np.random.default_rng(seq + 10 * per_row)
+    masks = rng.random((batch if per_row else 1, heads.n)) < 0.5
+    masks[:, 0], masks[:, 1] = True, False
+    with heads.masked(masks if per_row else masks[0]):
+        hooked = logits(model, x)
+    for b in range(batch):
+        row = masks[b if per_row else 0].reshape(len(heads.layers), 4).astype(float)
+        reference = logits(scale_head_inputs(model, row), x[b : b + 1])[0]
+        assert torch.allclose(hooked[b], reference, atol=1e-5), (family, seq, b)
+    assert not torch.allclose(hooked, logits(model, x), atol=1e-4)
+
+
+def test_kv_heads_of_multi_query_and_multimodal_models():
+    falcon = AttentionHeads(tiny_falcon())
+    assert (falcon.n_heads, falcon.n_kv_heads) == (4, 1) and set(falcon.kv_groups.tolist()) == {0, 1}
+    gemma = AttentionHeads(tiny_gemma3_multimodal())
+    assert (gemma.n, gemma.n_heads, gemma.n_kv_heads) == (8, 4, 2)
+    assert gemma._sites[0] is gemma.model.model.language_model.layers[0].self_attn.o_proj
+
+
+def test_a_tensor_in_another_layout_than_the_site_is_refused():
+    """The layout is fixed by the hook site; a tensor that does not fit it is an error, never
+    reinterpreted by its sizes."""
+    heads = AttentionHeads(tiny_llama(layers=1), rescale=False)
+    with heads.masked(np.ones(heads.n, bool)):
+        with pytest.raises(RuntimeError, match="layout"):
+            heads._apply(0, torch.zeros(2, 4, 4, 8))  # split by head, at a flat site
 
 
 def test_rescaling_matches_its_definition(model):
@@ -268,18 +328,20 @@ def test_transformerlens_hook_z_equals_the_hf_hook(tmp_path):
     for build in (tiny_gpt2, tiny_llama):
         model = build()
         hf = copy.deepcopy(model)
-        x = ids(batch=3)
         masks = np.random.default_rng(5).random((3, AttentionHeads(hf).n)) < 0.5
         hf_heads = AttentionHeads(hf)
-        with hf_heads.masked(masks):
-            expected = logits(hf, x)
         bridge = TransformerBridge.boot_transformers("tiny", hf_model=model, tokenizer=tokenizer)
         lens_heads = AttentionHeads(bridge)
         assert (lens_heads.n, lens_heads.n_kv_heads) == (hf_heads.n, hf_heads.n_kv_heads)
-        with lens_heads.masked(masks), torch.no_grad():
-            got = bridge(x)
-        assert torch.allclose(got, expected, atol=1e-5)
-        assert not torch.allclose(got, logits(hf, x), atol=1e-4)
+        for seq in (1, hf_heads.n_heads, 6):  # hook_z arrives flattened: T = H must not fool it
+            x = ids(batch=3, seq=seq)
+            with hf_heads.masked(masks):
+                expected = logits(hf, x)
+            with lens_heads.masked(masks), torch.no_grad():
+                got = bridge(x)
+            assert torch.allclose(got, expected, atol=1e-5), seq
+            assert not torch.allclose(got, logits(hf, x), atol=1e-4)
+        x = ids(batch=3)
         through_query = Query(bridge, lens_heads, ClassLogit(), x).evaluate(masks[:2])
         assert np.allclose(through_query, Query(hf, hf_heads, ClassLogit(), x).evaluate(masks[:2]), atol=1e-5)
 

@@ -74,18 +74,44 @@ def test_hook_z_equals_the_hf_hook_per_row():
     assert not any(hook.fwd_hooks for hook in lens.hook_dict.values())  # hooks removed
 
 
-def test_masking_equals_zeroing_w_o_rows():
+@pytest.mark.parametrize("seq", [1, 4, 7])  # 4 = the number of heads
+def test_masking_equals_zeroing_w_o_rows(seq):
     _, lens = hooked_gpt2()
     heads = AttentionHeads(lens, rescale=False)
+    assert heads.n_heads == 4
     mask = np.random.default_rng(2).random(heads.n) < 0.5
     zeroed = copy.deepcopy(lens)
     with torch.no_grad():
         for i in np.flatnonzero(~mask):
             zeroed.blocks[heads.groups[i]].attn.W_O[i % heads.n_heads] = 0.0  # (H, d_head, d_model)
-        x = ids(batch=2)
+        x = ids(batch=4, seq=seq)
         with heads.masked(mask):
             got = lens(x)
         torch.testing.assert_close(got, zeroed(x), atol=1e-5, rtol=0)
+
+
+def test_mean_ablation_replaces_masked_heads_by_their_reference_mean():
+    """hook_z is split by head here: the means are per head, whatever the sequence length."""
+    _, lens = hooked_gpt2()
+    reference = ids(batch=3, seq=4, seed=9)
+    heads = AttentionHeads(lens, rescale=False, ablation="mean", reference=reference)
+    site, z = lens.hook_dict["blocks.1.attn.hook_z"], []
+    capture = lambda t, hook: z.append(t.detach().clone())  # noqa: E731
+    mask = np.ones(heads.n, bool)
+    mask[4 + 2] = False  # layer 1, head 2
+    try:
+        with torch.no_grad():
+            site.add_hook(capture)
+            lens(reference)
+            lens.reset_hooks()
+            with heads.masked(mask):
+                site.add_hook(capture)  # after the masking hook: sees the masked tensor
+                lens(ids(batch=2, seq=4))
+    finally:
+        lens.reset_hooks()
+    ref, masked = z
+    expected = ref[:, :, 2].reshape(-1, ref.shape[-1]).mean(0)
+    torch.testing.assert_close(masked[:, :, 2], expected.expand_as(masked[:, :, 2]), atol=1e-6, rtol=0)
 
 
 def test_query_with_layer_replay_equals_full_forwards_and_skips_early_blocks():
