@@ -387,6 +387,38 @@ def test_prefix_cache_refuses_rows_with_another_prefix():
         cached(examples(E=1), logits_to_keep=0)
 
 
+class _PastKeyValuesSpelling(torch.nn.Module):
+    """A causal LM as transformers before 5.24 spelled it: the key/value cache travels as
+    ``past_key_values``, in and out."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=None, logits_to_keep=0):
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, cache=past_key_values,
+            use_cache=use_cache, logits_to_keep=logits_to_keep,
+        )
+        return {"logits": out.logits, "past_key_values": out.cache}
+
+
+def test_prefix_cache_takes_both_spellings_of_the_cache_argument():
+    """transformers 5.24 renamed ``past_key_values`` to ``cache``: both give the full forward."""
+    from compattr.query import PrefixCache
+
+    model = tiny_llama()
+    ids = examples(E=2)
+    ids[1, :3] = ids[0, :3]
+    with torch.no_grad():
+        full = model(input_ids=ids).logits[:, -2:]
+        for spelling in (model, _PastKeyValuesSpelling(model)):
+            assert PrefixCache.supports(spelling)
+            got = PrefixCache(spelling, ids[:1, :3])(ids, logits_to_keep=2)["logits"]
+            torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+    assert not PrefixCache.supports(tiny_bert())
+
+
 def test_prefix_cache_follows_the_prefix_token_types_of_each_call():
     """Two calls whose rows share the prefix but differ in its token_type_ids: each gets the
     logits of the full forward with its own token types, not the first call's cache."""
