@@ -31,10 +31,11 @@ This is the call path of ``compattr.explain``::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from contextlib import nullcontext
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -311,16 +312,21 @@ def input_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def model_fingerprint(model: torch.nn.Module, samples: int = 16) -> str:
-    """Class name plus a digest of every parameter's name, shape, dtype and a strided sample."""
-    parts: list[Any] = [type(model).__qualname__]
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Class name plus a SHA-256 of every parameter's and buffer's name, shape, dtype and bytes.
+
+    Any change of any value (fine-tuning or pruning in place, another checkpoint loaded into
+    the same object) changes it. Tensors are copied to the CPU one at a time; tensors on the
+    ``meta`` device (offloaded elsewhere) contribute their name, shape and dtype only.
+    """
+    h = hashlib.sha256(type(model).__qualname__.encode())
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            parts += [name, tuple(p.shape), str(p.dtype)]
-            if p.device.type != "meta" and p.numel():
-                flat = p.detach().reshape(-1)
-                parts.append(flat[:: max(1, flat.numel() // samples)][:samples].float().cpu())
-    return f"{type(model).__name__} params#{digest(parts)}"
+        for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+            for name, t in named:
+                h.update(f"|{kind} {name} {tuple(t.shape)} {t.dtype}|".encode())
+                if t.device.type != "meta":
+                    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return f"{type(model).__name__} weights#{h.hexdigest()[:16]}"
 
 
 # --------------------------------------------------------------------------- engine
@@ -335,19 +341,62 @@ class _Processes:
 
             # An existing state (e.g. the user's Accelerator) is reused; on a machine without
             # CUDA, processes talk over gloo (accelerate needs cpu=True for that).
-            self._state = PartialState(cpu=not torch.cuda.is_available())
-            self.rank, self.world = self._state.process_index, self._state.num_processes
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            self._state.wait_for_everyone()
+            state = PartialState(cpu=not torch.cuda.is_available())
+            self.rank, self.world = state.process_index, state.num_processes
 
     def gather(self, obj: Any) -> list:
+        """``obj`` of every process, in rank order (a collective: every process must call it)."""
         if self.world == 1:
             return [obj]
         from accelerate.utils import gather_object
 
         return gather_object([obj])
+
+
+class _ChunkSizer:
+    """Masks per ``evaluate`` call of :func:`run_queries`: calls of about ``target`` seconds.
+
+    The first call gets one mask; each later one as many as the last call's rate evaluates in
+    ``target`` seconds, but at most twice the last call's masks, so that outputs are stored
+    and the progress bar moves every few seconds even for slow models, while fast feature
+    sets soon get ``maximum`` masks per call.
+    """
+
+    target = 2.0
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        self._next = 1
+
+    def size(self, least: int = 1) -> int:
+        """Masks for the next call: at least ``least``, at most ``maximum``."""
+        return min(self.maximum, max(least, self._next))
+
+    def timed(self, evaluate: Callable[[np.ndarray], Any], masks: np.ndarray) -> Any:
+        """``evaluate(masks)``, timed to size the next call."""
+        start = self.clock()
+        outputs = evaluate(masks)
+        seconds = self.clock() - start
+        fit = len(masks) * self.target / seconds if seconds > 0 else float("inf")
+        self._next = max(1, int(min(fit, 2 * len(masks))))
+        return outputs
+
+
+def _on_accelerator(features: FeatureSet) -> bool:
+    """Whether ``features`` says it runs off the CPU (a ``device`` attribute, as a Query has)."""
+    device = getattr(features, "device", None)
+    return device is not None and torch.device(device).type != "cpu"
+
+
+def _least_chunk(features: FeatureSet) -> int:
+    """Masks for two forward passes of a :class:`Query` on an accelerator at its current
+    batch size, so that every call measures a full batch and ``batch_size="auto"`` can grow;
+    1 for other feature sets."""
+    rows, inputs = getattr(features, "batch_size", None), getattr(features, "inputs", None)
+    if not _on_accelerator(features) or not isinstance(rows, (int, np.integer)) or inputs is None:
+        return 1
+    return 2 * max(1, rows // min(n_examples(inputs), rows))
 
 
 def _cache_fingerprint(features: FeatureSet) -> Mapping[str, str]:
@@ -379,14 +428,18 @@ def run_queries(
         True = feature kept.
     cache_dir : path, optional
         A :class:`~compattr.cache.QueryCache` folder: outputs found there are not recomputed,
-        new ones are stored chunk by chunk. Needs ``features.fingerprint()``. Under
-        ``accelerate launch`` it must be on a filesystem that every process sees.
+        new ones are stored (durably) after each ``evaluate`` call. Needs
+        ``features.fingerprint()``. Several runs (other seeds, other processes) may share one
+        folder at once; under ``accelerate launch`` it must be on a filesystem that every
+        process sees.
     chunk_size : int, optional
-        Masks per ``features.evaluate`` call (and per cache flush); default 128, or 1,024 for
-        a feature set on an accelerator (a :class:`Query` there grows its batches up to
-        what one call holds).
+        Most masks per ``features.evaluate`` call; default 128, or 1,024 for a feature set on
+        an accelerator (a :class:`Query` there grows its batches up to what one call holds).
+        Calls start at one mask and grow while they take well under two seconds, so that
+        outputs are stored and the progress bar moves every few seconds; a :class:`Query` on
+        an accelerator always gets two forward passes' worth.
     progress : bool
-        Show a tqdm progress bar (on the main process).
+        Show a tqdm progress bar (of the first process's share of the masks).
 
     Returns
     -------
@@ -399,52 +452,48 @@ def run_queries(
     ValueError
         Masks of the wrong width, or non-finite outputs (nothing non-finite is cached).
     compattr.cache.CacheMismatchError
-        ``cache_dir`` was made for another model, feature set, value function or inputs.
+        ``cache_dir`` was made for another model, feature set, value function or inputs, or
+        (:class:`~compattr.cache.CacheCorruptError`) is damaged.
+    OSError
+        Outputs could not be stored (e.g. a full disk); those are not marked as stored.
     """
     X = as_masks(masks, features.n, name="masks")
     if chunk_size is None:
-        device = getattr(features, "device", None)
-        chunk_size = 128 if device is None or torch.device(device).type == "cpu" else 1024
+        chunk_size = 1024 if _on_accelerator(features) else 128
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     procs = _Processes()
-    cache = None
-    if cache_dir is None:
-        keys = np.packbits(X, axis=1)
-        _, rows = np.unique(keys, axis=0, return_inverse=True)
-        rows = rows.reshape(-1)
-    else:
-        fingerprint = _cache_fingerprint(features)
-        if procs.rank == 0:
-            cache = QueryCache(cache_dir, features.n, fingerprint)
-            rows = cache.register(X)
-        procs.barrier()
-        if procs.rank != 0:
-            cache = QueryCache(cache_dir, features.n, fingerprint)
-            rows = cache.lookup(X)
-    unique, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-    values = np.full(len(unique), np.nan)
-    done = np.zeros(len(unique), bool) if cache is None else cache.done(unique)
-    if done.any():
-        values[done] = cache.read(unique[done])
-    pending = np.flatnonzero(~done)
-    chunks = [pending[i : i + chunk_size] for i in range(0, len(pending), chunk_size)]
-    mine = chunks[procs.rank :: procs.world]
-    computed = []
-    bar = tqdm(
-        total=len(unique), initial=int(done.sum()), unit="mask", desc="queries",
-        disable=not progress or procs.rank != 0,
-    )
-    with bar:
-        for chunk in mine:
-            y = as_outputs(
-                features.evaluate(X[first[chunk]]), len(chunk), name="outputs of the feature set"
-            )
-            if cache is not None:
-                cache.write(unique[chunk], y)
-            computed.append((chunk, y))
-            bar.update(min(len(chunk) * procs.world, bar.total - bar.n))
-    for part in procs.gather(computed):
-        for chunk, y in part:
-            values[chunk] = y
-    return values[inverse.reshape(-1)]
+    _, first, inverse = np.unique(np.packbits(X, axis=1), axis=0, return_index=True, return_inverse=True)
+    share = np.arange(procs.rank, len(first), procs.world)  # this process's distinct masks
+    mine = X[first[share]]
+    opened = nullcontext() if cache_dir is None else QueryCache(cache_dir, features.n, _cache_fingerprint(features))
+    with opened as cache:
+        values = np.full(len(mine), np.nan) if cache is None else cache.lookup(mine)
+        bar = tqdm(
+            total=len(mine), initial=int(np.isfinite(values).sum()), unit="mask",
+            desc="queries" if procs.world == 1 else f"queries (process 1 of {procs.world})",
+            disable=not progress or procs.rank != 0,
+        )
+        with bar:
+            _evaluate_missing(features, mine, values, cache, chunk_size, bar)
+    out = np.empty(len(first))
+    for part, part_values in procs.gather((share, values)):
+        out[part] = part_values
+    return out[inverse.reshape(-1)]
+
+
+def _evaluate_missing(
+    features: FeatureSet, masks: np.ndarray, values: np.ndarray, cache: QueryCache | None, chunk_size: int, bar: tqdm
+) -> None:
+    """Fill the NaN entries of ``values`` ``(m,)`` with the outputs of their ``masks``
+    ``(m, n)``, evaluated in timed chunks of at most ``chunk_size``; each chunk is stored in
+    ``cache`` (whose stored outputs are taken) before the next one starts."""
+    pending = np.flatnonzero(np.isnan(values))
+    sizer = _ChunkSizer(chunk_size)
+    done = 0
+    while done < len(pending):
+        chunk = pending[done : done + sizer.size(_least_chunk(features))]
+        y = as_outputs(sizer.timed(features.evaluate, masks[chunk]), len(chunk), name="outputs of the feature set")
+        values[chunk] = y if cache is None else cache.store(masks[chunk], y)
+        done += len(chunk)
+        bar.update(len(chunk))

@@ -1,25 +1,17 @@
-"""The query engine: batching, layer replay, out-of-memory, disk cache, resume, processes."""
-
-import os
-import signal
-import socket
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+"""The query engine: batching, layer replay, out-of-memory, chunks (the disk cache, resume and
+processes: test_cache.py)."""
 
 import numpy as np
 import pytest
 import torch
 
 from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
-from compattr.cache import CacheMismatchError, QueryCache
+from compattr.cache import QueryCache
 from compattr.features import AttentionHeads, check_feature_set
 from compattr.query import Query, run_queries
 from compattr.values import ClassLogit, LogLikelihood
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def examples(E=3, seq=6, seed=0):
@@ -152,92 +144,6 @@ def test_run_queries_evaluates_each_distinct_mask_once():
     assert np.allclose(y, counting.features.evaluate(X), atol=1e-6)
 
 
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    X = random_masks(30, heads_query().n, seed=1)
-    uninterrupted = run_queries(heads_query(), X, chunk_size=4, progress=False)
-    first = Counting(heads_query(), fail_after=12)
-    with pytest.raises(KeyboardInterrupt):
-        run_queries(first, X, cache_dir=tmp_path, chunk_size=4, progress=False)
-    assert len(first.rows) == 12
-    second = Counting(heads_query())
-    resumed = run_queries(second, X, cache_dir=tmp_path, chunk_size=4, progress=False)
-    assert np.allclose(resumed, uninterrupted, atol=1e-6)
-    assert not set(first.rows) & set(second.rows)
-    assert len(second.rows) == 30 - 12
-    third = Counting(heads_query())
-    assert np.array_equal(run_queries(third, X, cache_dir=tmp_path, progress=False), resumed)
-    assert third.rows == []
-
-
-_KILLED_RUN = textwrap.dedent(
-    """
-    import os, signal, sys
-    import numpy as np
-    from compattr.query import run_queries
-
-    class Slow:
-        n, names, groups = 12, [str(i) for i in range(12)], np.zeros(12)
-        calls = 0
-        def fingerprint(self):
-            return "weighted-sum-v1"
-        def evaluate(self, masks):
-            Slow.calls += 1
-            if Slow.calls == int(sys.argv[2]):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return masks @ np.arange(1.0, 13.0)
-
-    X = np.random.default_rng(0).random((50, 12)) < 0.5
-    y = run_queries(Slow(), X, cache_dir=sys.argv[1], chunk_size=5, progress=False)
-    print("calls", Slow.calls, "ok", bool(np.allclose(y, X @ np.arange(1.0, 13.0))))
-    """
-)
-
-
-def test_a_sigkilled_process_resumes_from_its_cache(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(_KILLED_RUN)
-    cache = tmp_path / "cache"
-    run = lambda kill_at: subprocess.run(
-        [sys.executable, str(script), str(cache), str(kill_at)], capture_output=True, text=True, cwd=REPO
-    )
-    killed = run(kill_at=4)
-    assert killed.returncode == -signal.SIGKILL
-    resumed = run(kill_at=0)
-    assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.split() == ["calls", "7", "ok", "True"]  # 10 chunks, 3 were done
-
-
-@pytest.mark.parametrize(
-    "change, part",
-    [
-        (dict(seed=1), "model"),
-        (dict(layers=[1, 2]), "features"),
-        (dict(value=ClassLogit(log_odds=True)), "value"),
-    ],
-)
-def test_a_cache_made_for_something_else_is_refused(tmp_path, change, part):
-    X = random_masks(6, heads_query().n)
-    run_queries(heads_query(), X, cache_dir=tmp_path, progress=False)
-    other = heads_query(**change)
-    with pytest.raises(CacheMismatchError, match=f"made for another {part}:"):
-        run_queries(other, random_masks(6, other.n), cache_dir=tmp_path, progress=False)
-
-
-def test_cache_refuses_other_widths_and_unfingerprinted_features(tmp_path):
-    QueryCache(tmp_path, 5, {"features": "a"})
-    with pytest.raises(CacheMismatchError, match="n=5 features, this run has n=6"):
-        QueryCache(tmp_path, 6, {"features": "a"})
-
-    class Bare:
-        n = 3
-
-        def evaluate(self, masks):
-            return masks.sum(1)
-
-    with pytest.raises(TypeError, match="needs a feature set with a fingerprint"):
-        run_queries(Bare(), np.ones((1, 3), bool), cache_dir=tmp_path / "b")
-
-
 def test_bad_input_gets_clear_errors(tmp_path):
     query = heads_query()
     with pytest.raises(ValueError, match="masks has 5 columns but there are n=12 features"):
@@ -254,66 +160,8 @@ def test_bad_input_gets_clear_errors(tmp_path):
 
     with pytest.raises(ValueError, match="non-finite value"):
         run_queries(NaNs(), np.ones((2, 3), bool), cache_dir=tmp_path, progress=False)
-    cache = QueryCache(tmp_path, 3, {"features": "nans"})
-    assert not cache.done(cache.lookup(np.ones((1, 3), bool))).any()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_DISTRIBUTED_RUN = textwrap.dedent(
-    """
-    import os, sys
-    import numpy as np, torch
-    torch.set_num_threads(1)
-    from compattr._testing import tiny_llama
-    from compattr.features import AttentionHeads
-    from compattr.query import Query, run_queries
-    from compattr.values import ClassLogit
-
-    model = tiny_llama()
-    inputs = torch.randint(6, 60, (3, 6), generator=torch.Generator().manual_seed(0))
-    query = Query(model, AttentionHeads(model), ClassLogit(), inputs, batch_size=4)
-    X = np.random.default_rng(1).random((30, query.n)) < 0.5
-    seen = []
-    evaluate = query.evaluate
-    query.evaluate = lambda masks: seen.append(len(masks)) or evaluate(masks)
-    y = run_queries(query, X, cache_dir=sys.argv[1], chunk_size=4, progress=False)
-    rank = os.environ["RANK"]
-    np.save(os.path.join(sys.argv[2], f"y{rank}.npy"), y)
-    np.save(os.path.join(sys.argv[2], f"n{rank}.npy"), sum(seen))
-    from accelerate import PartialState
-    PartialState().destroy_process_group()  # a clean exit, as accelerate asks of every script
-    """
-)
-
-
-@pytest.mark.slow
-def test_two_processes_under_accelerate_launch_share_one_cache(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(_DISTRIBUTED_RUN)
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_free_port()), str(script), str(tmp_path / "cache"), str(tmp_path),
-    ]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launch, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    y0, y1 = np.load(tmp_path / "y0.npy"), np.load(tmp_path / "y1.npy")
-    n0, n1 = int(np.load(tmp_path / "n0.npy")), int(np.load(tmp_path / "n1.npy"))
-    assert np.array_equal(y0, y1) and n0 + n1 == 30 and min(n0, n1) >= 12
-    model = tiny_llama()
-    inputs = torch.randint(6, 60, (3, 6), generator=torch.Generator().manual_seed(0))
-    query = Query(model, AttentionHeads(model), ClassLogit(), inputs, batch_size=4)
-    X = np.random.default_rng(1).random((30, query.n)) < 0.5
-    assert np.allclose(y0, query.evaluate(X), atol=1e-5)
-    counting = Counting(query)
-    assert np.array_equal(run_queries(counting, X, cache_dir=tmp_path / "cache", progress=False), y0)
-    assert counting.rows == []
+    with QueryCache(tmp_path, 3, {"features": "nans"}) as cache:
+        assert len(cache) == 0 and np.isnan(cache.lookup(np.ones((1, 3), bool))).all()
 
 
 @pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
