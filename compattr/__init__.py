@@ -7,7 +7,7 @@ plans (:mod:`compattr.optimize`). :func:`explain` runs all of it.
 """
 
 from . import features, indices, metrics, models, optimize, plots, query, synthetic, tasks, values
-from .cache import CacheMismatchError
+from .cache import CacheCorruptError, CacheMismatchError
 from .explain import Explanation, explain
 from .features import (
     AttentionHeads,
@@ -22,7 +22,7 @@ from .features import (
 from .lasso import LassoBaseline
 from .masks import budget, sample_masks
 from .metrics import faithfulness
-from .optimize import PruningPlan
+from .optimize import PruningPlan, ValueRangeWarning
 from .proxy import PAPER_GRID, ProxySPEX
 from .query import Query, run_queries
 from .spectrum import EnergySplit, Spectrum
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PAPER_GRID",
     "AttentionHeads",
+    "CacheCorruptError",
     "CacheMismatchError",
     "EnergySplit",
     "Explanation",
@@ -45,6 +46,7 @@ __all__ = [
     "Spectrum",
     "Tokens",
     "TrainingSubsets",
+    "ValueRangeWarning",
     "Words",
     "budget",
     "check_feature_set",

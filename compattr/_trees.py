@@ -251,7 +251,8 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
         starts = np.flatnonzero(np.r_[True, np.diff(path_of[order]) != 0])
         coef = np.add.reduceat(coef[order], starts, axis=0)  # (paths, s)
         f = np.hstack([paths, np.full((paths.shape[0], 1), n)])  # column p: the padding
-        rows = f[:, gather].reshape(-1, p)  # sorted supports: the path features are sorted
+        # sorted supports (the path features are sorted); p = 0: a single-leaf tree's constant
+        rows = f[:, gather].reshape(paths.shape[0] * gather.shape[0], p)
         rows = np.hstack([rows[:, :D], np.full((rows.shape[0], max(0, D - p)), n, np.int64)])
         all_rows.append(rows)
         all_values.append(coef.reshape(-1))

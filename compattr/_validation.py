@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+from pathlib import Path
+
 import numpy as np
 
 
 def as_masks(X, n: int | None = None, name: str = "X") -> np.ndarray:
     """Return ``X`` as a C-contiguous ``(m, n)`` boolean array, or raise ``ValueError``.
 
-    Accepts NumPy arrays, torch tensors and nested lists whose entries are 0/1 or booleans.
+    Accepts NumPy arrays, torch tensors and nested lists whose entries are 0/1 or booleans;
+    ``n`` (the columns) must be at least 1.
     """
     if hasattr(X, "detach"):  # torch tensor, possibly on an accelerator
         X = X.detach().cpu().numpy()
@@ -17,6 +22,8 @@ def as_masks(X, n: int | None = None, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name} must be a 2-D (m, n) mask matrix, got shape {X.shape}.")
     if n is not None and X.shape[1] != n:
         raise ValueError(f"{name} has {X.shape[1]} columns but there are n={n} features.")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has no columns: there must be at least one feature to mask.")
     if X.dtype != np.bool_:
         if X.dtype.kind not in "biuf":
             raise ValueError(f"{name} must hold booleans or 0/1 numbers, got dtype {X.dtype}.")
@@ -32,10 +39,23 @@ def as_masks(X, n: int | None = None, name: str = "X") -> np.ndarray:
 
 
 def as_outputs(y, m: int | None = None, name: str = "y") -> np.ndarray:
-    """Return ``y`` as a finite float64 ``(m,)`` vector, or raise ``ValueError``."""
+    """Return ``y`` as a finite float64 ``(m,)`` vector of real numbers, or raise ``ValueError``.
+
+    Booleans, integers and floats are accepted; strings, complex numbers and other objects
+    are refused (they would otherwise be parsed or truncated into different numbers).
+    """
     if hasattr(y, "detach"):
         y = y.detach().cpu().numpy()
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y)
+    real = y.dtype.kind in "biuf" or (
+        y.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in y.ravel())
+    )
+    if not real:
+        raise ValueError(
+            f"{name} must hold real numbers (model outputs), got dtype {y.dtype}"
+            + ("" if y.size == 0 else f", e.g. {y.ravel()[0]!r}") + "."
+        )
+    y = y.astype(np.float64)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
@@ -51,3 +71,141 @@ def as_outputs(y, m: int | None = None, name: str = "y") -> np.ndarray:
             "(e.g. every token masked) or use a log-probability instead of a probability."
         )
     return y
+
+
+def output_scale(y: np.ndarray) -> float:
+    """The power of two ``s`` with ``max |y| / s`` in ``[0.5, 1)`` (1 for an all-zero ``y``).
+
+    Dividing by ``s`` and multiplying back is exact in floating point, so an estimator can
+    fit ``y / s`` (safe from overflow for outputs as large as 1e300, and from float32's
+    range inside LightGBM) and scale its result back without changing it.
+    """
+    top = float(np.max(np.abs(y), initial=0.0))
+    return math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0
+
+
+def plan_size(keep, n: int, name: str = "keep") -> int:
+    """The number of features a plan keeps, from ``keep``; the one rule for every entry point.
+
+    Parameters
+    ----------
+    keep : int or float
+        An **int** ``1 <= keep <= n`` is a count of features; a **float** in ``(0, 1]`` is a
+        fraction of ``n`` (rounded to the nearest count, ``1.0`` = all). Anything else is
+        refused: a float above 1 (``1.5``), zero or a negative number, a count above ``n``,
+        a fraction that rounds to no feature kept, a bool or a non-number.
+    n : int
+        Number of features.
+    name : str
+        How ``keep`` is called in the error message (``"--keep"`` on the command line).
+
+    Returns
+    -------
+    int
+        The count, in ``[1, n]``.
+    """
+    rule = (
+        f"{name} must be a whole number of features 1..{n} (an int) or a fraction in (0, 1] "
+        f"of them (a float; 1.0 keeps all)"
+    )
+    if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (numbers.Integral, numbers.Real)):
+        raise ValueError(f"{rule}, got {keep!r}.")
+    if isinstance(keep, numbers.Integral):
+        if not 1 <= keep <= n:
+            raise ValueError(f"{rule}, got {keep}.")
+        return int(keep)
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"{rule}, got {keep!r}.")
+    size = int(round(keep * n))
+    if size < 1:
+        raise ValueError(f"{rule}, got {keep!r}: {keep!r} x {n} rounds to no feature kept.")
+    return size
+
+
+def as_value_range(value_range) -> tuple[float, float] | None:
+    """``value_range`` as ``(low, high)`` floats (either may be infinite), or None."""
+    if value_range is None:
+        return None
+    try:
+        low, high = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"a value range must be a (low, high) pair of numbers, got {value_range!r}.") from None
+    if math.isnan(low) or math.isnan(high) or low > high:
+        raise ValueError(f"a value range needs low <= high, got {value_range!r}.")
+    return low, high
+
+
+def range_note(values, labels, value_range) -> str | None:
+    """A note naming each of ``values`` outside ``value_range``, or None if all lie inside.
+
+    Parameters
+    ----------
+    values : (k,) array_like of float
+        Predicted values.
+    labels : sequence of k str
+        What each value is (``"ProxySPEX plan"``, a method name).
+    value_range : (low, high) or None
+        The range the value function can take; None: nothing to check.
+    """
+    value_range = as_value_range(value_range)
+    if value_range is None:
+        return None
+    low, high = value_range
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    outside = [f"{label} {v:+.4g}" for label, v in zip(labels, values.tolist()) if not low <= v <= high]
+    if not outside:
+        return None
+    bounds = f"[{low:g}, {high:g}]".replace("-inf", "-∞").replace("inf", "∞")
+    return (
+        f"predicted value outside the value function's range {bounds}: {', '.join(outside)}. "
+        "The surrogate extrapolates there; trust measured values, not this prediction."
+    )
+
+
+def check_format(payload_format, payload_version, expected: str, version: int, path, what: str) -> int:
+    """Check a saved file's ``format`` and ``version`` fields; return the version.
+
+    Raises ``ValueError`` when ``path`` is not a ``what`` (another format), has no valid
+    version, or was written by a newer compattr (a version above ``version``).
+    """
+    if payload_format != expected:
+        raise ValueError(f"{Path(path)} is not a {what} (format={payload_format!r}).")
+    try:
+        found = int(payload_version)
+    except (TypeError, ValueError):
+        raise ValueError(f"{Path(path)} has no valid {what} version ({payload_version!r}).") from None
+    if found > version:
+        raise ValueError(
+            f"{Path(path)} was written by a newer compattr ({what} version {found}; this one "
+            f"reads up to {version}). Upgrade compattr to read it."
+        )
+    return found
+
+
+def as_labels(labels) -> np.ndarray:
+    """``labels`` as a 1-D int64 array of class indices (whole numbers >= 0), or ValueError."""
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-D sequence of class indices, got shape {labels.shape}.")
+    if labels.size and (labels.dtype.kind not in "iuf" or labels.dtype == np.bool_):
+        raise ValueError(f"labels must be class indices (whole numbers >= 0), got dtype {labels.dtype}.")
+    bad = np.flatnonzero((labels < 0) | (labels != np.round(labels))) if labels.size else []
+    if len(bad):
+        raise ValueError(
+            f"labels must be class indices (whole numbers >= 0); label {labels[bad[0]]!r} "
+            f"of example {bad[0]} is not."
+        )
+    return labels.astype(np.int64)
+
+
+def check_labels(labels: np.ndarray, classes: int) -> None:
+    """Raise ValueError naming the first of ``labels`` that is not one of ``classes`` classes."""
+    bad = np.flatnonzero(labels >= classes)
+    if bad.size:
+        raise ValueError(
+            f"label {int(labels[bad[0]])} of example {bad[0]} is not a class: the model's logits "
+            f"have {classes} classes (for a language model, its vocabulary), so labels must lie "
+            f"in 0..{classes - 1}."
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import tasks
+from ._validation import plan_size, range_note
 from .cache import CacheMismatchError
 from .models import ALIASES, MissingAssetError
 
@@ -55,6 +57,11 @@ settings.json; and the query cache (--cache, default OUT/queries: a rerun resume
 _PRUNE_EPILOG = _COMMON_EPILOG + """
 The first --questions questions (default 120, the paper's MMLU split) are explained; the
 plans are tested on the rest (or the next --test-questions).
+--keep K: a whole number (30) is a count of heads, 1..n; a decimal in (0, 1] (0.3) or a
+percentage (30%) is a fraction of them, 1.0 = all; anything else (1.5, 0, a count above
+n, a fraction that rounds to no head) is refused. The same rule as Explanation.plan(keep).
+When ProxySPEX predicts a value the metric cannot take (a positive log-probability, an
+accuracy above 1), the table is followed by a note: trust the measured columns there.
 
 examples:
   # keep half of SmolLM2's last 6 layers' heads, at least 2 per layer
@@ -104,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for p, command in ((explain, "explain"), (prune, "prune")):
         _add_common(p, command)
-    prune.add_argument("--keep", type=float, default=0.3, metavar="K",
-                       help="heads kept: a fraction in (0, 1] or a count (default 0.3)")
+    prune.add_argument("--keep", type=keep_value, default=0.3, metavar="K",
+                       help="heads kept: a count 1..n (30), or a fraction in (0, 1] (0.3 or 30%%); "
+                       "default 0.3")
     prune.add_argument("--min-per-layer", type=_int_at_least(0), default=None, metavar="K",
                        help="every plan keeps at least K heads in each layer")
     prune.add_argument("--best-of", type=_positive_int, default=None, metavar="N",
@@ -139,10 +147,10 @@ def _add_common(p: argparse.ArgumentParser, command: str) -> None:
     size = fit.add_mutually_exclusive_group()
     size.add_argument("--budget", type=_positive_int, default=None, metavar="M",
                       help="number of masked queries to fit on")
-    size.add_argument("--alpha", type=float, default=4.0, metavar="A",
+    size.add_argument("--alpha", type=_positive_float, default=4.0, metavar="A",
                       help="budget = ceil(A * n * log2 n) for n heads (default 4; the paper uses 2-8)")
-    fit.add_argument("--test-masks", type=_positive_int, default=1000, metavar="T",
-                     help="held-out masks for the faithfulness R^2 (default 1000)")
+    fit.add_argument("--test-masks", type=_int_at_least(2), default=1000, metavar="T",
+                     help="held-out masks for the faithfulness R^2, at least 2 (default 1000)")
     fit.add_argument("--seed", type=int, default=0, help="seeds the questions, masks and fit (default 0)")
     run = p.add_argument_group("running")
     run.add_argument("--dtype", default="float32", help="model dtype: float32 (default), bfloat16, float16")
@@ -183,6 +191,30 @@ def _int_at_least(minimum: int):
 
 
 _positive_int = _int_at_least(1)
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def keep_value(text: str) -> int | float:
+    """``--keep`` as Python sees ``keep``: ``"30"`` -> 30 (a count), ``"0.3"`` -> 0.3 and
+    ``"30%"`` -> 0.3 (fractions). Whether it fits ``n`` is :func:`plan_size`'s rule."""
+    try:
+        if text.strip().endswith("%"):
+            return float(text.strip()[:-1]) / 100
+        return int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count of heads (30), a fraction (0.3) or a percentage (30%), got {text!r}"
+        ) from None
 
 
 def _layer_list(text: str) -> list[int]:
@@ -259,7 +291,7 @@ class _Setup:
         self.heads = AttentionHeads(self.model, layers=args.layers)
         n = self.heads.n
         self.budget = args.budget or budget(n, args.alpha)
-        self.size = plan_size(args.keep, n) if args.command == "prune" else None
+        self.size = plan_size(args.keep, n, name="--keep") if args.command == "prune" else None
         if self.size is not None and args.min_per_layer is not None:
             layers = len(self.heads.layers)
             if args.min_per_layer * layers > self.size:
@@ -279,24 +311,17 @@ def _questions(args: argparse.Namespace) -> tasks.QuestionSet:
     return tasks.from_dataset(task, args.split, config=args.dataset_config)
 
 
-def plan_size(keep: float, n: int) -> int:
-    """Heads kept for ``--keep``: a fraction in (0, 1] of ``n``, or a count 1..n."""
-    if 0 < keep <= 1:
-        return max(1, int(round(keep * n)))
-    if keep == int(keep) and 1 <= keep <= n:
-        return int(keep)
-    raise ValueError(f"--keep must be a fraction in (0, 1] or a whole number of heads 1..{n}, got {keep:g}.")
-
-
 # --------------------------------------------------------------------------- subcommands
 def _explain(args: argparse.Namespace, setup: _Setup):
     from .explain import explain
 
-    inputs, value = setup.train.encode(setup.tokenizer, metric=_VALUES[args.value])
+    metric = _VALUES[args.value]
+    inputs, value = setup.train.encode(setup.tokenizer, metric=metric)
     return explain(
         setup.model, features=setup.heads, value=value, inputs=inputs, budget=setup.budget,
         test_masks=args.test_masks, seed=args.seed, cache_dir=setup.cache,
         batch_size=args.batch_size, progress=not args.quiet,
+        value_range=tasks.METRIC_RANGES[metric],
     )
 
 
@@ -321,16 +346,18 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
     )
     seconds = time.perf_counter() - start
     settings = _settings(args, setup, seconds) | {"keep": setup.size, "best_of": best_of}
+    note = range_note(table["predicted"], table["method"], ex.value_range)
+    results = markdown_table(table) + ("" if note is None else f"\n\nnote: {note}")
     text = "\n".join([
         _header(args, setup, seconds), ex.summary(), "",
         (f"pruning plans keeping {setup.size} of {setup.heads.n} heads "
          f"(train: {len(setup.train)} questions, test: {len(setup.test)}):"),
-        markdown_table(table),
+        results,
     ])
     write_explanation(ex, args.out / "explanation", ex.summary(), settings)
     write_plans(plans, args.out / "plans")
     table.to_csv(args.out / "results.csv", index=False)
-    (args.out / "results.md").write_text(markdown_table(table) + "\n")
+    (args.out / "results.md").write_text(results + "\n")
     (args.out / "summary.txt").write_text(text + "\n")
     print(text)
     print(f"\nwritten to {args.out}/")

@@ -14,7 +14,12 @@ hierarchy metrics, tables, plots, plans)::
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,7 @@ import pandas as pd
 
 from . import indices as _indices
 from . import metrics, optimize
+from ._validation import as_value_range, check_format, plan_size, range_note
 from .lasso import LassoBaseline
 from .masks import budget as _budget
 from .masks import sample_masks
@@ -32,7 +38,9 @@ from .proxy import ProxySPEX
 from .spectrum import EnergySplit, Spectrum
 
 _FORMAT = "compattr.explanation"
-_VERSION = 1
+_VERSION = 2  # 2: explanation.json lists the files of the save and their SHA-256 digests
+_META = "explanation.json"
+_FILES = ("spectrum.json", "lasso.json", "queries.npz")  # what a save may hold besides _META
 _INDICES = (
     "shapley", "banzhaf", "influence", "moebius", "or_index", "banzhaf_interaction",
     "shapley_interaction", "shapley_taylor", "faith_banzhaf", "faith_shapley",
@@ -59,6 +67,10 @@ class Explanation:
         The marginal LASSO baseline fitted on the same masks.
     fit_info : dict
         ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``timings``.
+    value_range : (low, high) or None
+        The range the value function's outputs can take (either end may be infinite), when
+        known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
+        predicted value falls outside it.
     """
 
     spectrum: Spectrum
@@ -70,6 +82,10 @@ class Explanation:
     test_outputs: np.ndarray
     lasso: Spectrum | None = None
     fit_info: dict = field(default_factory=dict)
+    value_range: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.value_range = as_value_range(self.value_range)
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -78,7 +94,8 @@ class Explanation:
 
     @property
     def faithfulness(self) -> float:
-        """Held-out R² of the spectrum on the fresh test masks."""
+        """Held-out R² of the spectrum on the fresh test masks (``ValueError`` when the
+        held-out outputs are all equal: R² is then undefined)."""
         return metrics.faithfulness(self.spectrum, self.test_masks, self.test_outputs)
 
     @property
@@ -129,27 +146,52 @@ class Explanation:
 
     # ------------------------------------------------------------------ plans
     def plan(self, keep: int | float, maximize: bool = True, **constraints) -> optimize.PruningPlan:
-        """The kept-set of ``keep`` features (a count, or a fraction if < 1) that maximises
-        (or minimises) the predicted value, solved exactly by integer programming.
+        """The kept-set of ``keep`` features that maximises (or minimises) the predicted
+        value, solved exactly by integer programming.
 
-        ``constraints`` go to :func:`compattr.optimize.best_subset` (``min_per_group``,
-        ``kv_groups``, ``min_kv_removed``, ``sense``, ``time_limit``); ``groups`` defaults
-        to this explanation's groups.
+        Parameters
+        ----------
+        keep : int or float
+            An int ``1..n`` is a count of features; a float in ``(0, 1]`` a fraction of
+            ``n`` (``1.0`` keeps all). Anything else (``1.5``, ``0``, ``-0.3``, a count
+            above ``n``, a fraction that rounds to no feature) is a ``ValueError``; the
+            rule shared with ``compattr prune --keep`` and the recipes.
+        maximize : bool
+            Maximise (default) or minimise the predicted value.
+        **constraints
+            Passed to :func:`compattr.optimize.best_subset` (``min_per_group``,
+            ``kv_groups``, ``min_kv_removed``, ``sense``, ``time_limit``); ``groups``
+            defaults to this explanation's groups.
+
+        Returns
+        -------
+        PruningPlan
+            ``value`` is the predicted value; when it lies outside :attr:`value_range`, a
+            :class:`compattr.optimize.ValueRangeWarning` says so.
         """
-        size = int(round(keep * self.n)) if 0 < keep < 1 else int(keep)
+        size = plan_size(keep, self.n)
         constraints.setdefault("groups", self.groups)
         kept = optimize.best_subset(self.spectrum, size, maximize, **constraints)
-        return optimize.PruningPlan.from_spectrum(self.spectrum, kept, self.names, self.groups)
+        plan = optimize.PruningPlan.from_spectrum(self.spectrum, kept, self.names, self.groups)
+        note = range_note([plan.value], ["the plan"], self.value_range)
+        if note:
+            warnings.warn(note, optimize.ValueRangeWarning, stacklevel=2)
+        return plan
 
     # ------------------------------------------------------------------ text
     def summary(self, k: int = 8) -> str:
         """A one-screen report: faithfulness vs LASSO, energy split, strongest terms."""
         e = self.energy()
+        if self._constant_test_outputs():
+            faithfulness = "undefined: the held-out outputs are all equal"
+        else:
+            faithfulness = f"ProxySPEX {self.faithfulness:.3f}" + (
+                "" if self.lasso is None else f" | LASSO {self.lasso_faithfulness:.3f}"
+            )
         lines = [
             f"compattr explanation: n={self.n} features, {len(self.masks)} queries "
             f"(+{len(self.test_masks)} held out), {len(self.spectrum)} Fourier terms",
-            f"faithfulness R² (held out): ProxySPEX {self.faithfulness:.3f}"
-            + ("" if self.lasso is None else f" | LASSO {self.lasso_faithfulness:.3f}"),
+            f"faithfulness R² (held out): {faithfulness}",
             f"energy: linear {e.linear:.1%} | within-group {e.within:.1%} | cross-group {e.cross:.1%}",
         ]
         if self.fit_info.get("best_params"):
@@ -165,7 +207,11 @@ class Explanation:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"Explanation(n={self.n}, terms={len(self.spectrum)}, R²={self.faithfulness:.3f})"
+        r2 = "undefined" if self._constant_test_outputs() else f"{self.faithfulness:.3f}"
+        return f"Explanation(n={self.n}, terms={len(self.spectrum)}, R²={r2})"
+
+    def _constant_test_outputs(self) -> bool:
+        return bool(np.ptp(self.test_outputs) == 0) if len(self.test_outputs) else True
 
     # ------------------------------------------------------------------ plots
     def plot_heads(self, **kwargs):
@@ -198,50 +244,104 @@ class Explanation:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder) -> Path:
-        """Write everything (spectra, masks, outputs, names, choices) to ``folder``."""
+        """Write everything (spectra, masks, outputs, names, choices) to ``folder``.
+
+        Files: ``spectrum.json``, ``lasso.json`` (when there is a baseline),
+        ``queries.npz`` and ``explanation.json``, which lists the others with their SHA-256
+        digests. They are written to a temporary folder next to ``folder`` and renamed into
+        place, ``explanation.json`` last; a file of an earlier save that this one does not
+        have (a ``lasso.json``) is removed, and other files in ``folder`` are left alone. A
+        save killed part-way therefore never loads as a mix of two runs: :meth:`load`
+        checks every file against the digests.
+
+        Returns
+        -------
+        Path
+            ``folder``.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.spectrum.save(folder / "spectrum.json")
-        if self.lasso is not None:
-            self.lasso.save(folder / "lasso.json")
-        np.savez_compressed(
-            folder / "queries.npz",
-            masks=self.masks, outputs=self.outputs,
-            test_masks=self.test_masks, test_outputs=self.test_outputs,
-        )
-        meta = {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "names": list(self.names),
-            "groups": np.asarray(self.groups).tolist(),
-            "fit_info": _jsonable(self.fit_info),
-        }
-        (folder / "explanation.json").write_text(json.dumps(meta, indent=1))
+        target = folder.resolve()
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-saving-", dir=target.parent))
+        try:
+            self.spectrum.save(staging / "spectrum.json")
+            if self.lasso is not None:
+                self.lasso.save(staging / "lasso.json")
+            np.savez_compressed(
+                staging / "queries.npz",
+                masks=self.masks, outputs=self.outputs,
+                test_masks=self.test_masks, test_outputs=self.test_outputs,
+            )
+            files = {name: _digest(staging / name) for name in _FILES if (staging / name).exists()}
+            meta = {
+                "format": _FORMAT,
+                "version": _VERSION,
+                "files": files,
+                "names": list(self.names),
+                "groups": np.asarray(self.groups).tolist(),
+                "value_range": None if self.value_range is None else [
+                    v if math.isfinite(v) else None for v in self.value_range
+                ],
+                "fit_info": _jsonable(self.fit_info),
+            }
+            (staging / _META).write_text(json.dumps(meta, indent=1))
+            for name in [*files, _META]:
+                os.replace(staging / name, target / name)
+            for name in set(_FILES) - set(files):
+                (target / name).unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return folder
 
     @classmethod
     def load(cls, folder) -> "Explanation":
-        """Read an explanation written by :meth:`save`."""
+        """Read an explanation written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``folder`` holds no ``explanation.json``.
+        ValueError
+            Not a compattr explanation, written by a newer compattr, or its files do not
+            match ``explanation.json`` (a save was interrupted, or files were replaced).
+        """
         folder = Path(folder)
-        meta_path = folder / "explanation.json"
+        meta_path = folder / _META
         if not meta_path.exists():
-            raise FileNotFoundError(f"{folder} holds no compattr explanation (no explanation.json).")
+            raise FileNotFoundError(f"{folder} holds no compattr explanation (no {_META}).")
         meta = json.loads(meta_path.read_text())
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{meta_path} is not a compattr explanation.")
-        if meta["version"] > _VERSION:
-            raise ValueError(f"{meta_path} was written by a newer compattr (version {meta['version']}).")
+        version = check_format(meta.get("format"), meta.get("version"), _FORMAT, _VERSION, meta_path, "compattr explanation")
+        if version >= 2:
+            files = meta["files"]
+            for name, digest in files.items():
+                if not (folder / name).exists() or _digest(folder / name) != digest:
+                    raise ValueError(
+                        f"{folder / name} does not match {meta_path}: the folder mixes files of "
+                        "two saves (a save was interrupted, or a file was replaced). Save the "
+                        "explanation again."
+                    )
+        else:  # version 1 listed no files: read those present
+            files = {name: None for name in _FILES if (folder / name).exists()}
         with np.load(folder / "queries.npz") as q:
             arrays = {k: q[k] for k in q.files}
-        lasso = Spectrum.load(folder / "lasso.json") if (folder / "lasso.json").exists() else None
+        value_range = meta.get("value_range")
+        if value_range is not None:
+            value_range = [-math.inf if value_range[0] is None else value_range[0],
+                           math.inf if value_range[1] is None else value_range[1]]
         return cls(
             spectrum=Spectrum.load(folder / "spectrum.json"),
             names=meta["names"],
             groups=np.asarray(meta["groups"]),
-            lasso=lasso,
+            lasso=Spectrum.load(folder / "lasso.json") if "lasso.json" in files else None,
             fit_info=meta["fit_info"],
+            value_range=value_range,
             **arrays,
         )
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, as hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -254,8 +354,8 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def held_out_masks(X, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` fresh uniform masks that are not among the fitting masks ``X`` (SPEC §1).
+def held_out_masks(X, count: int, seed: int = 0, minimum: int = 0) -> np.ndarray:
+    """``count`` fresh uniform masks that are not among the fitting masks ``X``.
 
     Drawn from the same seeded stream as ``sample_masks(n, m + ..., seed)`` after the rows of
     ``X``, skipping repeats of ``X`` and of each other; when fewer than ``count`` unused masks
@@ -267,6 +367,11 @@ def held_out_masks(X, count: int, seed: int = 0) -> np.ndarray:
         The fitting masks.
     count : int
         How many held-out masks to return (at most).
+    seed : int
+        Seeds the stream.
+    minimum : int
+        Raise ``ValueError`` (instead of warning) when fewer than this many unused masks
+        exist.
 
     Returns
     -------
@@ -275,6 +380,12 @@ def held_out_masks(X, count: int, seed: int = 0) -> np.ndarray:
     m, n = X.shape
     seen = {row.tobytes() for row in np.packbits(X, axis=1)}
     available = 2**n - len(seen) if n < 63 else count
+    if available < minimum:
+        raise ValueError(
+            f"only {available} of the 2^{n} = {2**n} masks are not among the {m} fitting masks, "
+            f"but at least {minimum} are needed for held-out testing: fit on fewer masks (a "
+            "lower budget or alpha) or explain more features."
+        )
     if available < count:
         warnings.warn(
             f"only {available} of the 2^{n} masks were not used for fitting; holding out "
@@ -313,6 +424,7 @@ def explain(
     baseline: bool = True,
     batch_size: int | str | None = None,
     progress: bool = True,
+    value_range: tuple[float, float] | None = None,
 ) -> Explanation:
     """Explain a model's output by the interactions of its features.
 
@@ -336,8 +448,9 @@ def explain(
     alpha : float
         Budget multiplier when ``budget`` is not given (the paper uses 2–8).
     test_masks : int
-        Fresh held-out queries for the faithfulness R² (default 1,000, as in the paper);
-        never one of the fitting masks (fewer when n is so small that few masks remain).
+        Fresh held-out queries for the faithfulness R² (default 1,000, as in the paper; at
+        least 2); never one of the fitting masks (fewer when n is so small that few masks
+        remain, and a ``ValueError`` before any query when fewer than 2 remain).
     seed : int
         Seeds the masks and the estimator: the same seed gives the same explanation.
     cache_dir : path, optional
@@ -350,10 +463,21 @@ def explain(
         Rows per forward pass (see :class:`compattr.query.Query`).
     progress : bool
         Show a progress bar while querying.
+    value_range : (low, high), optional
+        The range the value's outputs can take, either end possibly infinite: ``(0, 1)``
+        for an accuracy, ``(-inf, 0)`` for a log-probability. Default: the ``output_range``
+        attribute of ``value`` (or of a self-evaluating ``features``) if it has one. Plans
+        predicted outside it warn (:class:`compattr.optimize.ValueRangeWarning`).
 
     Returns
     -------
     Explanation
+
+    Raises
+    ------
+    ValueError
+        Before any query: a budget below what the estimator needs (ProxySPEX: 50 masks),
+        ``test_masks < 2``, or fewer than 2 masks left for held-out testing.
     """
     from .query import Query, run_queries
 
@@ -370,13 +494,21 @@ def explain(
         feature_set = Query(model, features, value, inputs, batch_size=batch_size)
     n = feature_set.n
     m = _budget(n, alpha) if budget is None else int(budget)
-    if m < 1 or test_masks < 1:
-        raise ValueError(f"budget and test_masks must be positive, got {m} and {test_masks}.")
+    est = estimator if estimator is not None else ProxySPEX(seed=seed)
+    needed = getattr(est, "min_masks", 1)
+    if m < needed or test_masks < 2:
+        raise ValueError(
+            f"budget must be at least {needed} masks and test_masks at least 2 (the held-out "
+            f"R² compares outputs), got {m} and {test_masks}."
+        )
+    if value_range is None:
+        value_range = getattr(value if value is not None else feature_set, "output_range", None)
+    value_range = as_value_range(value_range)
     X = sample_masks(n, m, seed=seed)
-    all_masks = np.vstack([X, held_out_masks(X, test_masks, seed=seed)])
+    all_masks = np.vstack([X, held_out_masks(X, test_masks, seed=seed, minimum=2)])
     outputs = run_queries(feature_set, all_masks, cache_dir=cache_dir, progress=progress)
     y = outputs[:m]
-    est = (estimator if estimator is not None else ProxySPEX(seed=seed)).fit(X, y)
+    est.fit(X, y)
     lasso = LassoBaseline(seed=seed).fit(X, y).spectrum_ if baseline else None
     return Explanation(
         spectrum=est.spectrum_,
@@ -393,4 +525,5 @@ def explain(
             "refit": getattr(est, "refit_", None),
             "timings": getattr(est, "timings_", None),
         },
+        value_range=value_range,
     )

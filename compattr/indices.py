@@ -1,4 +1,4 @@
-"""Attribution indices read off a sparse Fourier spectrum (SPEC §3, paper table A.1, corrected).
+"""Attribution indices read off a sparse Fourier spectrum (paper table A.1, corrected).
 
 Conventions
 -----------
@@ -217,6 +217,12 @@ def _check_spectrum(sp) -> None:
         raise TypeError(f"expected a compattr.Spectrum, got {type(sp).__name__}.")
 
 
+def _check_order(sp: Spectrum, order) -> int:
+    """The order ``ℓ`` of an interaction index as an int in ``[1, n]``, or ValueError."""
+    _check_spectrum(sp)
+    return _check_int(order, "order", 1, sp.n)
+
+
 def _check_int(value, name: str, low: int, high: int | None = None) -> int:
     """``value`` as an int in ``[low, high]``, or ValueError."""
     valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -345,7 +351,10 @@ def shapley_taylor(
     ----------
     sp : Spectrum
     order : int
-        ``ℓ >= 1``; the result holds sets with ``|T| <= ℓ``.
+        ``1 <= ℓ <= n``; the result holds sets with ``|T| <= ℓ``. An order at or above the
+        spectrum's degree (``sp.max_order``) leaves nothing to share out or fit: the result
+        is then the Möbius transform (:func:`moebius`), exact. An order above ``n`` is
+        refused (``ValueError``), like one below 1 or one that is not an int.
     max_subsets : int
         Refuse a support that expands into more subsets than this.
 
@@ -353,7 +362,7 @@ def shapley_taylor(
     -------
     dict ``{sorted feature tuple: value}``
     """
-    _check_int(order, "order", 1)
+    _check_order(sp, order)
     return _set_index(sp, partial(_shapley_taylor_weight, order=order), order, max_subsets)
 
 
@@ -368,7 +377,7 @@ def faith_banzhaf(
 
     Parameters and return value as in :func:`shapley_taylor`.
     """
-    _check_int(order, "order", 1)
+    _check_order(sp, order)
     return _set_index(sp, partial(_faith_banzhaf_weight, order=order), order, max_subsets)
 
 
@@ -384,5 +393,5 @@ def faith_shapley(
 
     Parameters and return value as in :func:`shapley_taylor`.
     """
-    _check_int(order, "order", 1)
+    _check_order(sp, order)
     return _set_index(sp, partial(_faith_shapley_weight, order=order), order, max_subsets)

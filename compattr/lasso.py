@@ -14,7 +14,7 @@ from sklearn.linear_model import LassoCV
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-from ._validation import as_masks, as_outputs
+from ._validation import as_masks, as_outputs, output_scale
 from .spectrum import Spectrum
 
 
@@ -40,6 +40,12 @@ class LassoBaseline(RegressorMixin, BaseEstimator):
         Constant plus one term per feature with a non-zero coefficient.
     alpha_ : float
         The chosen penalty.
+
+    Notes
+    -----
+    Like :class:`compattr.ProxySPEX`, it fits ``y / s`` for the power of two ``s`` that
+    brings ``max |y|`` into ``[0.5, 1)`` and scales the result back (exact), so outputs as
+    large as 1e300 fit too.
     """
 
     def __init__(self, cv: int = 5, n_alphas: int = 100, eps: float = 1e-3, num_threads: int = 1, seed: int = 0):
@@ -55,14 +61,17 @@ class LassoBaseline(RegressorMixin, BaseEstimator):
         y = as_outputs(y, X.shape[0])
         if X.shape[0] < 2 * self.cv:
             raise ValueError(f"LASSO with {self.cv}-fold CV needs at least {2 * self.cv} masks, got {X.shape[0]}.")
+        scale = output_scale(y)
+        y = y / scale
         chi = 1.0 - 2.0 * X  # (m, n) ±1 parity of each single feature
         folds = KFold(self.cv, shuffle=True, random_state=self.seed)
         with threadpool_limits(self.num_threads):
             model = LassoCV(alphas=_penalty_path(chi, y, self.n_alphas, self.eps), cv=folds, n_jobs=1).fit(chi, y)
         n = X.shape[1]
         self.n_features_in_ = n
-        self.alpha_ = float(model.alpha_)
-        self.spectrum_ = Spectrum(n, [()] + [(i,) for i in range(n)], np.r_[model.intercept_, model.coef_])
+        self.alpha_ = float(model.alpha_) * scale
+        coefs = np.r_[model.intercept_, model.coef_] * scale
+        self.spectrum_ = Spectrum(n, [()] + [(i,) for i in range(n)], coefs)
         return self
 
     def predict(self, X) -> np.ndarray:

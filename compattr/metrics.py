@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ._validation import as_masks, as_outputs
+from ._validation import as_masks, as_outputs, output_scale
 from .indices import _check_int, _check_spectrum
 from .spectrum import Spectrum
 
@@ -44,6 +44,8 @@ def faithfulness(model, X_test, y_test) -> float:
     X = as_masks(X_test, model.n if isinstance(model, Spectrum) else None, name="X_test")
     y = as_outputs(y_test, X.shape[0], name="y_test")
     y_hat = as_outputs(predict(X), X.shape[0], name="predictions")
+    scale = output_scale(y)  # a power of two: exact, and safe from overflow near 1e300
+    y, y_hat = y / scale, y_hat / scale
     total = float(np.sum((y - y.mean()) ** 2))
     if total == 0.0:
         raise ValueError(

@@ -24,6 +24,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,6 +49,10 @@ _MARKER = "compattr-source.json"
 
 class MissingAssetError(ImportError):
     """An optional asset package (model weights, data) is not installed."""
+
+
+class UnsafeWeightsError(OSError):
+    """A model's pickled weights were refused by torch's safe loader (``weights_only``)."""
 
 
 # --------------------------------------------------------------------------- public
@@ -82,7 +87,8 @@ def load_model(
     dtype : str or torch.dtype, optional
         ``"float32"``, ``"bfloat16"``, ``torch.float16``, ``"auto"``...; default float32.
     device : str or torch.device, optional
-        Where to put the model (default: CPU).
+        Where to put the model (default: CPU); checked before loading: it must name a
+        device type torch knows and that this machine has.
     cache_dir : path, optional
         Where converted GGUF models live (default: :func:`cache_root`).
     gguf_file : str, optional
@@ -98,14 +104,18 @@ def load_model(
     FileNotFoundError
         A local path (or ``gguf_file``) that does not exist.
     ValueError
-        An unknown ``task`` or ``dtype``.
+        An unknown ``task``, ``dtype`` or ``device``, or a device this machine lacks.
     OSError
         A hub id that cannot be loaded (e.g. offline and not in the Hugging Face cache).
+    UnsafeWeightsError
+        The weights are a pickle (e.g. ``pytorch_model.bin``) that torch's safe loader
+        (``weights_only=True``) refuses: unpickling it could run arbitrary code.
     MissingAssetError
         An alias whose asset package is not installed.
     """
     auto = _auto_class(task)
     torch_dtype = _dtype(dtype)
+    device = check_device(device)
     name = str(name_or_path)
     if name in ALIASES:
         return ALIASES[name](cache_dir=cache_dir, task=task, dtype=dtype, device=device)
@@ -213,6 +223,31 @@ def convert_gguf(gguf: Path, folder: Path, task: str = "causal-lm") -> Path:
     return folder
 
 
+def check_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a ``torch.device`` this machine has, or ValueError (None stays None).
+
+    ``"foo"`` is not a device type; ``"cuda"`` on a machine without CUDA (or ``"cuda:3"``
+    with two GPUs), ``"mps"`` without Apple's backend and the like are not available.
+    """
+    if device is None:
+        return None
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r} ({error}); use e.g. 'cpu', 'cuda' or 'cuda:1'.") from None
+    if resolved.type == "cpu":
+        return resolved
+    backend = getattr(torch, resolved.type, None) or getattr(torch.backends, resolved.type, None)
+    available = getattr(backend, "is_available", lambda: False)()
+    count = getattr(backend, "device_count", lambda: 1)() if available else 0
+    if not available or (resolved.index is not None and resolved.index >= count):
+        raise ValueError(
+            f"device {str(device)!r} is not available on this machine (torch {torch.__version__} "
+            f"sees {count} {resolved.type} device(s)); use 'cpu' or another device."
+        )
+    return resolved
+
+
 # --------------------------------------------------------------------------- internals
 def _auto_class(task: str):
     if task not in TASKS:
@@ -241,13 +276,31 @@ def _looks_like_path(name: str) -> bool:
 def _load_folder(source, auto, dtype, device, local: bool) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoTokenizer
 
-    model = auto.from_pretrained(source, dtype=dtype, local_files_only=local)
+    try:
+        model = auto.from_pretrained(source, dtype=dtype, local_files_only=local)
+    except pickle.UnpicklingError as error:
+        pickles = sorted(p.name for p in Path(source).glob("*.bin")) if local else []
+        what = ", ".join(pickles) or "its pickled weights"
+        raise UnsafeWeightsError(
+            f"refused to load {what} from {source}: torch's safe loader (weights_only=True) "
+            f"rejects it ({_unpickling_reason(error)}), and unpickling it could run arbitrary code. Use a "
+            "model saved as safetensors (model.safetensors), or, if you trust the file, load "
+            "it yourself and save it with save_pretrained."
+        ) from None
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def _unpickling_reason(error: Exception) -> str:
+    """The gist of torch's ``weights_only`` refusal: its "WeightsUnpickler error" sentence."""
+    for line in str(error).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(". ")[0].strip()
+    return "it holds more than tensors"
 
 
 def _gguf_cache_name(gguf: Path) -> str:

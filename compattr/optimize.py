@@ -1,4 +1,4 @@
-"""Pruning plans and feature removal: exact optimisation of a sparse spectrum (SPEC §6).
+"""Pruning plans and feature removal: exact optimisation of a sparse spectrum.
 
 Masks follow the library convention: ``True`` = feature **kept**. The spectrum is written in
 the Möbius basis on the downward closure ``K⁺`` of its supports,
@@ -26,9 +26,14 @@ import pandas as pd
 import pulp
 import scipy.sparse as sparse
 
-from ._validation import as_masks, as_outputs
+from ._validation import as_masks, as_outputs, check_format
 from .indices import _check_int, _check_spectrum, _moebius_weight, _superset_transform, banzhaf
 from .spectrum import Spectrum
+
+class ValueRangeWarning(UserWarning):
+    """A predicted value lies outside the range the value function can take (e.g. a positive
+    log-probability): the surrogate extrapolates there, so trust measured values instead."""
+
 
 #: Default cap on ILP variables (features + closure sets of order >= 2 + KV groups).
 DEFAULT_MAX_VARIABLES = 20_000
@@ -649,11 +654,7 @@ class PruningPlan:
     def from_json(cls, path) -> "PruningPlan":
         """Read a plan written by :meth:`to_json`."""
         payload = json.loads(Path(path).read_text())
-        if payload.get("format") != _PLAN_FORMAT:
-            raise ValueError(f"{path} is not a compattr pruning plan.")
-        version = payload["version"]
-        if version > _PLAN_VERSION:
-            raise ValueError(f"{path} was written by a newer compattr (version {version}).")
+        check_format(payload.get("format"), payload.get("version"), _PLAN_FORMAT, _PLAN_VERSION, path, "compattr pruning plan")
         return cls(payload["kept"], payload["names"], payload["groups"], payload["value"])
 
     def apply(self, heads):

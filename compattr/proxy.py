@@ -1,6 +1,6 @@
 """The ProxySPEX estimator: gradient-boosted trees as a proxy, read as a sparse spectrum.
 
-Pipeline (paper §3.3, SPEC §2), each stage timed in ``timings_``:
+Pipeline (paper §3.3), each stage timed in ``timings_``:
 
 1. **search** – LightGBM hyper-parameters by 5-fold CV over the paper's grid (depth 3 / 5 /
    unlimited × learning rate 0.01 / 0.1 × up to 5,000 trees). Efficiently: every fit is scored
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -34,7 +35,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-from ._validation import as_masks, as_outputs
+from ._validation import as_masks, as_outputs, output_scale
 from .masks import budget
 from .spectrum import Spectrum, _csr_to_padded, _padded_to_csr, parity_matrix
 
@@ -122,6 +123,17 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         CV mean squared error for each k, with and without refit.
     timings_ : dict
         CPU seconds per stage: ``search``, ``extract``, ``sparsify``.
+
+    Notes
+    -----
+    The trees are fitted to ``y / s``, ``s`` the power of two that brings ``max |y|`` into
+    ``[0.5, 1)``, and the spectra are scaled back by ``s``: exact in floating point, so the
+    result is the same for any scale of ``y``, and outputs as large as 1e300 fit too (the
+    CV errors are in units of ``y²``, infinite where that overflows).
+
+    Constant outputs have an exact answer: the spectrum holds only the constant (no tree is
+    fitted, ``best_params_`` is None) and a warning says so. Masks that are all the same
+    while the outputs vary cannot be attributed to any feature: ``ValueError``.
     """
 
     def __init__(
@@ -152,6 +164,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.seed = seed
 
     # ------------------------------------------------------------------ public API
+    @property
+    def min_masks(self) -> int:
+        """The fewest masks :meth:`fit` accepts: 10 per fold, and at least 50."""
+        return max(_MIN_MASKS, 10 * self.cv)
+
     def fit(self, X, y) -> "ProxySPEX":
         """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
         with threadpool_limits(self.num_threads):  # BLAS for the refit, like LightGBM
@@ -162,7 +179,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         X = as_masks(X)
         y = as_outputs(y, X.shape[0])
         m, n = X.shape
-        needed = max(_MIN_MASKS, 10 * self.cv)
+        needed = self.min_masks
         if m < needed:
             raise ValueError(
                 f"ProxySPEX needs at least {needed} masks for {self.cv}-fold cross-validation, "
@@ -170,6 +187,16 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 f"{max(needed, budget(max(n, 2), 4.0))} masks."
             )
         self.n_features_in_ = n
+        if np.all(y == y[0]):
+            return self._fit_constant(n, float(y[0]))
+        if np.all(X == X[0]):
+            raise ValueError(
+                f"all {m} masks are the same but the outputs vary: the variation cannot be "
+                "attributed to any feature. Fit on masks that differ, e.g. "
+                "compattr.sample_masks(n, m)."
+            )
+        scale = output_scale(y)
+        y = y / scale
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
         data = _mask_dataset(X, y, self.num_threads)
         timings = {}
@@ -184,7 +211,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         timings["extract"] = time.process_time() - clock
 
         clock = time.process_time()
-        self.spectrum_ = self._sparsify(X, y, folds, fold_spectra, fits)
+        self.spectrum_ = _scaled(self._sparsify(X, y, folds, fold_spectra, fits), scale)
+        self.tree_spectrum_ = _scaled(self.tree_spectrum_, scale)
+        with np.errstate(over="ignore"):  # MSEs in units of y², inf where that overflows
+            for table in (self.cv_results_, self.sparsity_cv_):
+                if len(table):
+                    table["cv_mse"] = table["cv_mse"] * scale * scale
         timings["sparsify"] = time.process_time() - clock
 
         self.best_params_ = {
@@ -193,6 +225,20 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             "n_estimators": int(round(np.mean([f.best_iteration for f in fits]))),
         }
         self.timings_ = timings
+        return self
+
+    def _fit_constant(self, n: int, value: float) -> "ProxySPEX":
+        """The exact answer for constant outputs: a spectrum holding only ``value``."""
+        warnings.warn(
+            f"every output equals {value!r}: the spectrum is that constant alone, with no "
+            "interactions (check that the value function responds to the masks).",
+            stacklevel=4,
+        )
+        self.spectrum_ = self.tree_spectrum_ = Spectrum(n, [()], [value])
+        self.best_params_ = None
+        self.k_, self.refit_ = len(self.spectrum_), False
+        self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
+        self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -481,6 +527,11 @@ def _cv_mse(fits: list[_Fit], folds) -> float:
     pairs = list(zip(fits, folds))
     sq = sum(f.score * len(va) for f, (_, va) in pairs)
     return float(sq / sum(len(va) for _, (_, va) in pairs))
+
+
+def _scaled(spectrum: Spectrum, scale: float) -> Spectrum:
+    """``spectrum`` with every coefficient multiplied by ``scale``."""
+    return spectrum.with_coefs(spectrum.coefs * scale)
 
 
 def _average(spectra: list[Spectrum], n: int) -> Spectrum:

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._validation import as_masks
+from ._validation import as_masks, check_format
 
 _FORMAT = "compattr.spectrum"
 _VERSION = 1
+_WHAT = "compattr spectrum file"
 # Cells (masks × terms) of one evaluation block: bounds its float32 parities to ~64 MB.
 _EVAL_CELLS = 1 << 24
 
@@ -443,11 +444,12 @@ class Spectrum:
         path = Path(path)
         if path.suffix == ".json":
             payload = json.loads(path.read_text())
-            _check_format(payload.get("format"), payload.get("version"), path)
+            check_format(payload.get("format"), payload.get("version"), _FORMAT, _VERSION, path, _WHAT)
             return cls(payload["n"], payload["supports"], payload["coefs"])
         if path.suffix == ".npz":
             with np.load(path) as z:
-                _check_format(str(z["format"]), int(z["version"]), path)
+                fmt = str(z["format"]) if "format" in z else None
+                check_format(fmt, z.get("version"), _FORMAT, _VERSION, path, _WHAT)
                 n = int(z["n"])
                 S = sp.csr_array(
                     (np.ones(z["indices"].size, np.int8), z["indices"], z["indptr"]),
@@ -513,10 +515,3 @@ def _csr_to_padded(S: sp.csr_array, n: int) -> np.ndarray:
     col = np.arange(S.indices.size) - np.repeat(S.indptr[:-1], deg)
     rows[np.repeat(np.arange(S.shape[0]), deg), col] = S.indices
     return rows
-
-
-def _check_format(fmt, version, path) -> None:
-    if fmt != _FORMAT:
-        raise ValueError(f"{path} is not a compattr spectrum file (format={fmt!r}).")
-    if int(version) > _VERSION:
-        raise ValueError(f"{path} was written by a newer compattr (version {version}).")

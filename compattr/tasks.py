@@ -23,18 +23,23 @@ from __future__ import annotations
 import json
 import os
 import string
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ._validation import range_note
 from .values import MultipleChoice
 
 COUNTRYINFO_PIN = "countryinfo==1.0.1"
 _LETTERS = string.ascii_uppercase
+#: The values each multiple-choice ``metric`` can take: an accuracy lies in [0, 1]; the
+#: log-probability of the right option, normalised over the options, is at most 0.
+METRIC_RANGES = MultipleChoice.RANGES
 
 
 @dataclass(frozen=True)
@@ -171,20 +176,42 @@ def from_records(
     records : iterable of mappings
         One question each.
     question, options, answer : str
-        Keys of the question text, the list of options and the right answer. The answer may
-        be an option index, a letter (``"B"``) or the text of the right option.
+        Keys of the question text, the list of options (a list of strings) and the right
+        answer. The answer may be an option index, a letter (``"B"``) or the text of the
+        right option.
     letters : bool
         MMLU style: the prompt lists the options as ``A. ...`` lines and ends in
         ``Answer:``; the options scored are the letters. Otherwise the prompt is the question
         and the options are scored as its continuation (cloze).
+
+    Raises
+    ------
+    ValueError
+        Naming the question: a record that is not a mapping, a missing field, options that
+        are not a list of strings (a string would be split into its characters, a mapping
+        into its keys), or an answer that names no option.
     """
+    located = ((f"question {row}", record) for row, record in enumerate(records))
+    return _from_located(located, question, options, answer, letters)
+
+
+def _from_located(located: Iterable[tuple[str, Any]], question: str, options: str, answer: str, letters: bool) -> QuestionSet:
+    """:func:`from_records` over ``(where, record)`` pairs; errors name ``where``."""
     prompts, option_lists, answers = [], [], []
-    for row, record in enumerate(records):
+    for where, record in located:
+        if not isinstance(record, Mapping):
+            raise ValueError(
+                f"{where} must be an object with the fields {question!r}, {options!r} and "
+                f"{answer!r}, got {_shown(record)}."
+            )
         missing = [k for k in (question, options, answer) if k not in record]
         if missing:
-            raise ValueError(f"question {row} has no field(s) {missing}; it has {sorted(record)}.")
-        text, opts = str(record[question]), [str(o) for o in record[options]]
-        answers.append(_answer_index(record[answer], opts, row))
+            raise ValueError(f"{where} has no field(s) {missing}; it has {sorted(record)}.")
+        opts = record[options]
+        if not isinstance(opts, (list, tuple)) or not all(isinstance(o, str) for o in opts):
+            raise ValueError(f"{where}: {options!r} must be a list of strings, got {_shown(opts)}.")
+        text, opts = str(record[question]), list(opts)
+        answers.append(_answer_index(record[answer], opts, where))
         if letters:
             listed = "\n".join(f"{_LETTERS[k]}. {o}" for k, o in enumerate(opts))
             text, opts = f"{text}\n{listed}\nAnswer:", list(_LETTERS[: len(opts)])
@@ -195,7 +222,13 @@ def from_records(
     return QuestionSet(prompts, option_lists, answers)
 
 
-def _answer_index(answer: Any, options: list[str], row: int) -> int:
+def _shown(value: Any, limit: int = 80) -> str:
+    """``value`` as JSON (``null``, ``5``, ``"abc"``), cut to ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _answer_index(answer: Any, options: list[str], where: str) -> int:
     if isinstance(answer, (int, np.integer)) and not isinstance(answer, bool):
         return int(answer)
     text = str(answer).strip()
@@ -205,28 +238,39 @@ def _answer_index(answer: Any, options: list[str], row: int) -> int:
         return _LETTERS.index(text.upper())
     if text.isdigit():
         return int(text)
-    raise ValueError(f"question {row}: answer {answer!r} is neither an option index, a letter nor one of the options.")
+    raise ValueError(f"{where}: answer {answer!r} is neither an option index, a letter nor one of the options.")
 
 
-def from_jsonl(path: str | os.PathLike, **columns: Any) -> QuestionSet:
+def from_jsonl(
+    path: str | os.PathLike,
+    *,
+    question: str = "prompt",
+    options: str = "options",
+    answer: str = "answer",
+    letters: bool = False,
+) -> QuestionSet:
     """Questions from a JSON-lines file, one object per line.
 
     By default each line is ``{"prompt": str, "options": [str, ...], "answer": int}`` (what
-    :meth:`QuestionSet.to_jsonl` writes); ``columns`` (``question=``, ``options=``,
-    ``answer=``, ``letters=``) map other layouts as in :func:`from_records`.
+    :meth:`QuestionSet.to_jsonl` writes); ``question``, ``options``, ``answer`` and
+    ``letters`` map other layouts as in :func:`from_records`. Blank lines are skipped;
+    errors name the file and line (``questions.jsonl:4``), as :func:`from_records` does.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"question file {path} not found.")
-    records = []
     with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{line_no} is not valid JSON: {error.msg}.") from None
-    return from_records(records, **columns)
+        return _from_located(_json_lines(path, f), question, options, answer, letters)
+
+
+def _json_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """``("path:line", object)`` for every non-blank line."""
+    for line_no, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                yield f"{path}:{line_no}", json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_no} is not valid JSON: {error.msg}.") from None
 
 
 def from_dataset(
@@ -401,8 +445,11 @@ def compare_plans(
     table : pandas.DataFrame
         One row per plan plus ``"unpruned"``: ``method``, ``heads kept``, ``predicted``
         (ProxySPEX's f̂ of the kept-set), ``train value`` and ``test accuracy`` (measured).
+        A ``predicted`` value outside the metric's range (:data:`METRIC_RANGES`: e.g. a
+        positive log-probability) issues a :class:`compattr.optimize.ValueRangeWarning` naming the
+        rows: the surrogate extrapolates there.
     """
-    from .optimize import PruningPlan, best_of_n, best_subset
+    from .optimize import PruningPlan, ValueRangeWarning, best_of_n, best_subset
     from .query import Query, run_queries
 
     if explanation.lasso is None:
@@ -421,8 +468,11 @@ def compare_plans(
         y[ok] = train_value(K[ok])
         return y
 
+    with warnings.catch_warnings():  # the table's check below covers this plan
+        warnings.simplefilter("ignore", ValueRangeWarning)
+        proxy_plan = explanation.plan(size, **constraints)
     plans = {
-        "ProxySPEX": explanation.plan(size, **constraints),
+        "ProxySPEX": proxy_plan,
         "LASSO": PruningPlan.from_spectrum(explanation.lasso, best_subset(explanation.lasso, size, **constraints), names, groups),
         "Best-of-N": PruningPlan(best_of_n(score, size, best_of, seed, n=n), names, groups),
     }
@@ -436,6 +486,9 @@ def compare_plans(
             "test accuracy": accuracy(model, tokenizer, test, heads, K, batch_size=batch_size, progress=progress),
         }
     )
+    note = range_note(table["predicted"], table["method"], METRIC_RANGES[metric])
+    if note:
+        warnings.warn(note, ValueRangeWarning, stacklevel=2)
     return plans, table
 
 

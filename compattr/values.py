@@ -31,10 +31,12 @@ Values here
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
 
+from ._validation import as_labels, check_labels
 from .features.base import Inputs, call_model, digest, forward_takes, map_inputs, n_examples
 
 Targets = Any
@@ -56,8 +58,16 @@ class Value:
         return scores.mean(-1)
 
     def fingerprint(self) -> str:
-        """Identifies the value function and its settings (used by the query cache)."""
-        return repr(self)
+        """Identifies the value function and its settings (used by the query cache).
+
+        The ``repr`` of a class that defines one; otherwise the class's qualified name and a
+        digest of its public attributes (``vars``, names not starting with ``_``), the same in
+        every process. Override it when a setting's ``repr`` holds a memory address.
+        """
+        if type(self).__repr__ is not object.__repr__:
+            return repr(self)
+        settings = {name: v for name, v in vars(self).items() if not name.startswith("_")}
+        return f"{type(self).__qualname__}(settings#{digest(settings)})"
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -137,7 +147,7 @@ class _ClassValue(Value):
     _kind = "logit"
 
     def __init__(self, labels: Sequence[int] | torch.Tensor | None = None):
-        self.labels = None if labels is None else torch.as_tensor(labels).long()
+        self.labels = None if labels is None else torch.as_tensor(as_labels(labels))
 
     def prepare(self, model, inputs, batch_size):
         E = n_examples(inputs)
@@ -149,7 +159,10 @@ class _ClassValue(Value):
         return inputs, _in_batches(predict, inputs, batch_size)
 
     def score(self, model, inputs, targets):
-        return _class_score(class_logits(model, inputs), targets, self._kind)
+        logits = class_logits(model, inputs)
+        if self.labels is not None:  # the prediction is always a class; given labels may not be
+            check_labels(self.labels.numpy(), logits.shape[-1])
+        return _class_score(logits, targets, self._kind)
 
     def __repr__(self) -> str:
         labels = "full-input prediction" if self.labels is None else f"labels#{digest(self.labels)}"
@@ -165,7 +178,9 @@ class ClassLogit(_ClassValue):
     Parameters
     ----------
     labels : (E,) ints, optional
-        Class per example; default the argmax on the unmasked input.
+        Class per example; default the argmax on the unmasked input. A label outside the
+        model's ``C`` classes (its vocabulary, for a language model) is a ``ValueError``
+        naming the label and ``C``.
     log_odds : bool
         Score ``log p / (1 - p)`` of that class instead of its logit.
 
@@ -264,7 +279,14 @@ class LogLikelihood(Value):
         Average over the answer's tokens (the negative log-perplexity) instead of summing.
 
     Inputs are ``input_ids`` (+ ``attention_mask``), left or right padded.
+
+    Attributes
+    ----------
+    output_range : (float, float)
+        ``(-inf, 0)``: a log-likelihood is never positive.
     """
+
+    output_range = (-math.inf, 0.0)
 
     def __init__(self, answers: Sequence[Sequence[int]] | None = None, max_new_tokens: int = 8, per_token: bool = True):
         if max_new_tokens < 1:
@@ -321,7 +343,15 @@ class MultipleChoice(Value):
     packed : bool
         Use the packed layout when the check passes (default); False always scores one row
         per (question, option).
+
+    Attributes
+    ----------
+    output_range : (float, float)
+        The values the metric can take (``RANGES[metric]``): ``(0, 1)`` for accuracy,
+        ``(-inf, 0)`` for a log-probability.
     """
+
+    RANGES = {"logprob": (-math.inf, 0.0), "accuracy": (0.0, 1.0)}
 
     def __init__(
         self,
@@ -344,6 +374,10 @@ class MultipleChoice(Value):
             raise ValueError(f"answers must be {len(self.options)} option indices in [0, {self.K}).")
         self.metric = metric
         self.packed = bool(packed)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        return self.RANGES[self.metric]
 
     def prepare(self, model, inputs, batch_size):
         prompts = _prompts(inputs)

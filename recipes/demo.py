@@ -37,7 +37,7 @@ import transformers
 
 import compattr
 from compattr import tasks
-from compattr.cli import markdown_table, plan_size, write_explanation, write_plans
+from compattr.cli import keep_value, markdown_table, plan_size, write_explanation, write_plans
 from compattr.models import smollm2
 
 PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
@@ -54,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-questions", type=int, default=None, help="questions the plans are tested on (default: all the rest)")
     p.add_argument("--alpha", type=float, default=2.0, help="budget = ceil(alpha n log2 n) queries (default 2)")
     p.add_argument("--test-masks", type=int, default=100, help="held-out masks for the R^2 (default 100)")
-    p.add_argument("--keep", type=float, default=0.5, help="heads each plan keeps: a fraction in (0, 1] or a count (default 0.5)")
+    p.add_argument("--keep", type=keep_value, default=0.5,
+                   help="heads each plan keeps: a count 1..n (27) or a fraction in (0, 1] (0.5, 50%%) (default 0.5)")
     p.add_argument("--min-per-layer", type=int, default=None, help="every plan keeps at least this many heads per layer")
     p.add_argument("--best-of", type=int, default=100, help="random kept-sets Best-of-N queries (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seeds the questions, masks, fit and Best-of-N (default 0)")
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
         print(f"  {row['coef']:+.4f}  {row['names']}")
 
     # 4. pruning plans at the same size, each measured on the held-out questions
-    size = plan_size(args.keep, heads.n)
+    size = plan_size(args.keep, heads.n, name="--keep")
     t = time.perf_counter()
     plans, table = tasks.compare_plans(ex, model, tokenizer, heads, train, test, size,
                                        best_of=args.best_of, min_per_layer=args.min_per_layer,

@@ -22,7 +22,7 @@ import time
 
 import compattr
 from _common import markdown_table, parser, setup, write_results
-from compattr import models, plots, tasks
+from compattr import cli, models, plots, tasks
 
 PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
 
@@ -56,7 +56,7 @@ def study_group(args, model, tokenizer, train, test, layers: list[int]) -> tuple
               "linear": e.linear, "within-layer": e.within, "cross-layer": e.cross}
     rows = []
     for keep in args.keep:
-        size = max(1, int(round(keep * heads.n)))
+        size = cli.plan_size(keep, heads.n, name="--keep")
         _, table = tasks.compare_plans(ex, model, tokenizer, heads, train, test, size, best_of=args.best_of,
                                        seed=args.seed, cache_dir=cache, progress=not args.quiet)
         rows += [{"group": label, "kept": int(r["heads kept"]), "method": r["method"],
@@ -100,7 +100,8 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="smollm2", help="'smollm2', a HF model id or a local folder")
     p.add_argument("--task", default="capitals", help="'capitals' or a JSONL question file")
     p.add_argument("--groups", nargs="+", default=["0-2", "14-16", "27-29"], help="layer groups, e.g. 0-9")
-    p.add_argument("--keep", type=float, nargs="+", default=[0.7, 0.5, 0.3], help="fractions of heads kept")
+    p.add_argument("--keep", type=cli.keep_value, nargs="+", default=[0.7, 0.5, 0.3],
+                   help="heads kept, per plan: counts 1..n (27) or fractions in (0, 1] (0.3, 30%%)")
     p.add_argument("--train-questions", type=int, default=16)
     p.add_argument("--dtype", default="bfloat16", help="model dtype (bfloat16 was ~2x faster than float32 on this CPU)")
     p.add_argument("--alpha", type=float, default=2.0)

@@ -13,6 +13,8 @@ from compattr.features import AttentionHeads
 from compattr.query import Query
 from compattr.values import LogLikelihood
 
+from conftest import random_spectrum
+
 torch.set_num_threads(1)
 
 
@@ -87,6 +89,198 @@ def test_save_load_round_trip(explanation, tmp_path):
     assert back.faithfulness == explanation.faithfulness
 
 
+def _toy_explanation(seed: int, lasso: bool = True, **fields) -> Explanation:
+    """An explanation of random numbers over 6 features, built without fitting."""
+    rng = np.random.default_rng(seed)
+    masks, test_masks = rng.random((40, 6)) < 0.5, rng.random((20, 6)) < 0.5
+    return Explanation(
+        spectrum=random_spectrum(6, 8, 3, seed), names=[f"x{i}" for i in range(6)], groups=np.arange(6) // 3,
+        masks=masks, outputs=rng.normal(size=40), test_masks=test_masks, test_outputs=rng.normal(size=20),
+        lasso=random_spectrum(6, 6, 1, seed + 1) if lasso else None, fit_info={"k": seed}, **fields,
+    )
+
+
+def _same(a: Explanation, b: Explanation) -> bool:
+    return (a.spectrum == b.spectrum and a.lasso == b.lasso and a.fit_info == b.fit_info
+            and all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("masks", "outputs", "test_masks", "test_outputs")))
+
+
+def test_save_over_an_older_run_keeps_none_of_its_files(tmp_path):
+    with_lasso, without = _toy_explanation(1), _toy_explanation(2, lasso=False)
+    with_lasso.save(tmp_path / "ex")
+    (tmp_path / "ex" / "notes.txt").write_text("mine")  # not the explanation's: left alone
+    without.save(tmp_path / "ex")
+    back = Explanation.load(tmp_path / "ex")
+    assert back.lasso is None and _same(back, without)
+    assert not (tmp_path / "ex" / "lasso.json").exists() and (tmp_path / "ex" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex"]  # no staging folder left behind
+
+
+def test_an_interrupted_save_never_loads_as_a_mix_of_two_runs(tmp_path, monkeypatch):
+    first, second = _toy_explanation(1), _toy_explanation(2)
+    first.save(tmp_path / "ex")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill while the queries are written
+
+    with monkeypatch.context() as m:
+        m.setattr(np, "savez_compressed", killed)
+        with pytest.raises(KeyboardInterrupt):
+            second.save(tmp_path / "ex")
+    assert _same(Explanation.load(tmp_path / "ex"), first)  # the first run, whole
+
+    import os
+
+    replace, moved = os.replace, []
+
+    def killed_after_one_file(src, dst):
+        if moved:
+            raise KeyboardInterrupt
+        moved.append(dst)
+        replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", killed_after_one_file)
+        with pytest.raises(KeyboardInterrupt):
+            second.save(tmp_path / "ex")
+    assert moved  # one file of the second run is in place, the rest are the first's
+    with pytest.raises(ValueError, match="mixes files of two saves"):
+        Explanation.load(tmp_path / "ex")
+    second.save(tmp_path / "ex")
+    assert _same(Explanation.load(tmp_path / "ex"), second)
+
+
+def test_files_of_older_compattr_still_load(tmp_path):
+    import json
+
+    ex = _toy_explanation(3)
+    ex.save(tmp_path / "ex")
+    meta_path = tmp_path / "ex" / "explanation.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["files"], meta["value_range"]
+    meta_path.write_text(json.dumps(meta | {"version": 1}))
+    assert _same(Explanation.load(tmp_path / "ex"), ex)
+
+
+@pytest.mark.parametrize("version, message", [(99, "newer compattr"), (None, "no valid"), ("x", "no valid")])
+def test_every_saved_format_is_checked_alike(tmp_path, version, message):
+    """Explanations, spectra and pruning plans share one format and version check."""
+    import json
+
+    ex = _toy_explanation(4)
+    ex.save(tmp_path / "ex")
+    cases = [  # (file, what its loader reads)
+        (tmp_path / "ex" / "explanation.json", lambda: Explanation.load(tmp_path / "ex")),
+        (ex.spectrum.save(tmp_path / "sp.json"), lambda: compattr.Spectrum.load(tmp_path / "sp.json")),
+        (compattr.PruningPlan(np.ones(6, bool)).to_json(tmp_path / "plan.json"),
+         lambda: compattr.PruningPlan.from_json(tmp_path / "plan.json")),
+    ]
+    for path, load in cases:
+        payload = json.loads(path.read_text())
+        path.write_text(json.dumps(payload | {"version": version}))
+        with pytest.raises(ValueError, match=message):
+            load()
+        path.write_text(json.dumps(payload | {"format": "other"}))
+        with pytest.raises(ValueError, match=r"is not a compattr .*format='other'"):
+            load()
+
+
+def test_keep_is_a_count_or_a_fraction_and_nothing_else(explanation):
+    """One rule for Explanation.plan, compattr prune --keep and the recipes."""
+    n = explanation.n  # 12
+    assert explanation.plan(keep=1.0).kept.all()  # 1.0: every feature
+    assert explanation.plan(keep=1).kept.sum() == 1  # 1: one feature
+    assert explanation.plan(keep=np.int64(3)).kept.sum() == 3
+    assert explanation.plan(keep=0.5).kept.sum() == 6
+    for bad in (1.5, 0.01, -0.3, 0, 0.0, n + 1, 12.0, True, "3", None):
+        with pytest.raises(ValueError, match=rf"keep must be a whole number of features 1..{n} .* or a fraction in \(0, 1\]"):
+            explanation.plan(keep=bad)
+
+
+def test_plans_predicted_outside_the_value_range_warn():
+    from compattr.optimize import ValueRangeWarning
+
+    ex = _toy_explanation(5, value_range=(-np.inf, 0.0))
+    with pytest.warns(ValueRangeWarning, match=r"outside the value function's range \[-∞, 0\]: the plan \+"):
+        best = ex.plan(keep=3)  # maximises f̂: the random spectrum predicts something positive
+    assert best.value > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _toy_explanation(5).plan(keep=3)  # no range known: no warning
+        _toy_explanation(5, value_range=(-np.inf, np.inf)).plan(keep=3)
+    with pytest.raises(ValueError, match="low <= high"):
+        _toy_explanation(5, value_range=(1.0, 0.0))
+
+
+def test_constant_held_out_outputs_leave_r2_undefined_but_the_summary_prints():
+    ex = _toy_explanation(6)
+    ex.test_outputs = np.full(len(ex.test_masks), 0.25)
+    assert "faithfulness R² (held out): undefined: the held-out outputs are all equal" in ex.summary()
+    assert "R²=undefined" in repr(ex)
+    with pytest.raises(ValueError, match="constant"):
+        ex.faithfulness
+
+
+class _Counting:
+    """A feature set over ``n`` features evaluating ``fn`` and counting its queries."""
+
+    def __init__(self, n: int, fn, output_range=None):
+        self.n, self.names, self.groups, self.fn, self.queried = n, [f"x{i}" for i in range(n)], np.zeros(n, int), fn, 0
+        if output_range is not None:
+            self.output_range = output_range
+
+    def evaluate(self, masks):
+        self.queried += len(masks)
+        return self.fn(masks)
+
+
+@pytest.mark.parametrize(
+    "n, kwargs, message",
+    [
+        (4, dict(budget=60, test_masks=5), r"only \d of the 2\^4 = 16 masks .* at least 2 are needed"),
+        (8, dict(budget=60, test_masks=1), "test_masks at least 2"),
+        (8, dict(budget=20, test_masks=50), "budget must be at least 50"),
+    ],
+)
+def test_too_few_masks_are_refused_before_any_query(n, kwargs, message):
+    features = _Counting(n, lambda X: X.sum(axis=1) + 0.5 * X[:, 0] * X[:, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an error, not a warning ("holding out 1 instead of 5") first
+        with pytest.raises(ValueError, match=message):
+            explain(features=features, progress=False, **kwargs)
+    assert features.queried == 0
+
+
+def test_value_range_is_declared_by_the_value_and_saved(tmp_path):
+    truth = compattr.synthetic.complete_hierarchy(8, n_sets=2, order=2, seed=0)
+    features = _Counting(8, lambda X: truth.predict(X), output_range=(-np.inf, 100.0))
+    ex = explain(features=features, budget=80, test_masks=30, progress=False)
+    assert ex.value_range == (-np.inf, 100.0)
+    ex.save(tmp_path / "ex")
+    assert Explanation.load(tmp_path / "ex").value_range == (-np.inf, 100.0)
+    assert explain(features=features, budget=80, test_masks=30, progress=False, value_range=(0, 1)).value_range == (0.0, 1.0)
+
+
+def test_built_in_values_declare_their_range():
+    from compattr.values import LogLikelihood, MultipleChoice
+
+    options, answers = [[[1], [2]], [[3], [4]]], [0, 1]
+    assert MultipleChoice(options, answers, metric="accuracy").output_range == (0.0, 1.0)
+    assert MultipleChoice(options, answers).output_range == (-np.inf, 0.0)
+    assert LogLikelihood().output_range == (-np.inf, 0.0)
+
+
+def test_outputs_near_1e300_are_explained():
+    """ProxySPEX and the LASSO fit y / 2^e and scale back: no overflow, same fit."""
+    truth = compattr.synthetic.complete_hierarchy(8, n_sets=2, order=2, seed=0)
+    small = explain(features=_Counting(8, truth.predict), budget=80, test_masks=30, progress=False)
+    huge = explain(features=_Counting(8, lambda X: truth.predict(X) * 2.0**996), budget=80, test_masks=30, progress=False)
+    np.testing.assert_array_equal(huge.spectrum.coefs, small.spectrum.coefs * 2.0**996)
+    np.testing.assert_array_equal(huge.lasso.coefs, small.lasso.coefs * 2.0**996)
+    assert huge.fit_info["best_params"] == small.fit_info["best_params"]
+    assert huge.faithfulness == pytest.approx(small.faithfulness, abs=1e-12)  # no overflow in R²
+
+
 def test_resumed_explain_makes_no_model_call(setting, tmp_path):
     model, heads, value, inputs = setting
     first = explain(model, heads, value, inputs, budget=120, test_masks=50, cache_dir=tmp_path, progress=False)
@@ -143,3 +337,5 @@ def test_held_out_masks_are_fresh_and_distinct(n, m, count):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert np.array_equal(H, held_out_masks(X, count, seed=3))  # reproducible
+    with pytest.raises(ValueError, match=f"only {distinct_unused} of the 2\\^{n}"):
+        held_out_masks(X, count, seed=3, minimum=distinct_unused + 1)

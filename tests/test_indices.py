@@ -324,11 +324,22 @@ def test_constant_and_empty_spectra():
     np.testing.assert_array_equal(indices.influence(empty), np.zeros(4))
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None, True])
-def test_bad_order(bad):
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None, True, N + 1, 10**9])
+@pytest.mark.parametrize("fn", [indices.shapley_taylor, indices.faith_banzhaf, indices.faith_shapley])
+def test_bad_order(fn, bad):
     sp = random_spectrum(N, 5, 3, 0)
-    with pytest.raises(ValueError, match="order"):
-        indices.shapley_taylor(sp, bad)
+    with pytest.raises(ValueError, match=rf"order must be an integer in \[1, {N}\]"):
+        fn(sp, bad)
+
+
+def test_order_at_the_spectrum_degree_is_the_moebius_transform():
+    sp = random_spectrum(N, 6, 3, 4)
+    assert sp.max_order == 3
+    m = indices.moebius(sp)
+    for fn in (indices.shapley_taylor, indices.faith_banzhaf, indices.faith_shapley):
+        got = fn(sp, sp.max_order)
+        assert got.keys() == m.keys()
+        np.testing.assert_allclose([got[T] for T in m], list(m.values()), rtol=1e-12)
 
 
 def test_rejects_non_spectrum():

@@ -45,6 +45,41 @@ def test_dtype_and_task_options(tiny_folder):
         models.load_model(tiny_folder, dtype="float7")
 
 
+class NotATensor:
+    """Pickled by reference to this module: torch's weights-only loader refuses it."""
+
+
+def pickled_model_folder(folder: Path) -> Path:
+    """A tiny Llama folder whose weights are a pickle (pytorch_model.bin) that holds an
+    object torch's safe loader refuses, next to its config and tokenizer."""
+    from safetensors.torch import load_file
+
+    tiny_llama().save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    weights = load_file(folder / "model.safetensors") | {"extra": NotATensor()}
+    torch.save(weights, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    return folder
+
+
+def test_unsafe_pickled_weights_are_refused_with_the_reason(tmp_path):
+    folder = pickled_model_folder(tmp_path / "pickled")
+    with pytest.raises(models.UnsafeWeightsError, match="refused to load pytorch_model.bin") as caught:
+        models.load_model(folder)
+    assert isinstance(caught.value, OSError)
+    assert "weights_only" in str(caught.value) and "NotATensor" in str(caught.value)
+
+
+def test_devices_are_checked_before_loading(tiny_folder, monkeypatch):
+    monkeypatch.setattr(models, "_load_folder", lambda *a: pytest.fail("loaded the model"))
+    with pytest.raises(ValueError, match="unknown device 'foo'"):
+        models.load_model(tiny_folder, device="foo")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda:1' is not available on this machine"):
+        models.load_model(tiny_folder, device="cuda:1")
+    assert models.check_device("cpu") == torch.device("cpu") and models.check_device(None) is None
+
+
 def test_tokenizer_without_padding_token_gets_eos(tmp_path):
     tokenizer = word_tokenizer()
     tokenizer.pad_token = None

@@ -126,11 +126,40 @@ def test_same_seed_same_result():
         (np.ones((100, 5), bool), np.r_[np.inf, np.ones(99)], "non-finite"),
         (np.ones((20, 5), bool), np.ones(20), "at least"),
         (np.ones(5, bool), np.ones(5), "2-D"),
+        (np.zeros((100, 0), bool), np.arange(100.0), "no columns"),
+        (np.eye(100, 5, dtype=bool), np.arange(100).astype(str), "real numbers"),
+        (np.eye(100, 5, dtype=bool), np.arange(100) + 1j, "real numbers"),
+        (np.eye(100, 5, dtype=bool), np.array([1.0] * 99 + ["2"], dtype=object), "real numbers"),
+        (np.ones((100, 5), bool), np.arange(100.0), "all 100 masks are the same"),
     ],
 )
 def test_bad_input_gets_clear_errors(X, y, message):
     with pytest.raises(ValueError, match=message):
         ProxySPEX().fit(X, y)
+
+
+def test_constant_outputs_give_the_constant_with_a_warning():
+    X = compattr.sample_masks(8, 100, seed=0)
+    for masks in (X, np.repeat(X[:1], 100, axis=0)):  # also when every mask is the same
+        with pytest.warns(UserWarning, match="every output equals 3.0"):
+            est = ProxySPEX(seed=0).fit(masks, np.full(100, 3.0))
+        assert est.spectrum_.to_dict() == {(): 3.0} and est.tree_spectrum_ == est.spectrum_
+        assert est.best_params_ is None and est.k_ == 1
+        np.testing.assert_array_equal(est.predict(compattr.sample_masks(8, 5, seed=1)), 3.0)
+
+
+def test_outputs_of_any_magnitude_fit_exactly_by_scaling():
+    """y is fitted as y / 2^e: scaling y by a power of two scales the spectrum exactly, and
+    outputs near 1e300 (beyond LightGBM's float32 labels) fit as well as small ones."""
+    X = compattr.sample_masks(8, 200, seed=0)
+    y = 2.0 * X[:, 0] + X[:, 1] * X[:, 2] + np.random.default_rng(0).normal(0, 0.01, 200)
+    small = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y)
+    huge = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y * 2.0**996)  # ~ 1e300
+    assert huge.spectrum_.support_tuples() == small.spectrum_.support_tuples()
+    np.testing.assert_array_equal(huge.spectrum_.coefs, small.spectrum_.coefs * 2.0**996)
+    assert huge.best_params_ == small.best_params_
+    big = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y * 1e300)
+    assert r2(big.predict(X) / 1e300, y) > 0.99
 
 
 @pytest.mark.parametrize("kwargs", [dict(k=0), dict(k="all"), dict(refit="yes"), dict(energy=1.5), dict(search="grid"), dict(cv=1)])

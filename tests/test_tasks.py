@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -82,6 +83,31 @@ def test_jsonl_errors(tmp_path):
     bad.write_text('{"prompt": "a", "options": ["x", "y"], "answer": "z"}\n')
     with pytest.raises(ValueError, match="neither"):
         tasks.from_jsonl(bad)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("null", r"bad.jsonl:3 must be an object with the fields 'prompt', 'options' and 'answer', got null"),
+        ("5", r"bad.jsonl:3 must be an object .* got 5"),
+        ('["a", ["x", "y"], 0]', r"bad.jsonl:3 must be an object"),
+        ('{"prompt": "a", "options": "xy", "answer": 0}', r"bad.jsonl:3: 'options' must be a list of strings, got \"xy\""),
+        ('{"prompt": "a", "options": {"x": 1, "y": 2}, "answer": 0}', r"bad.jsonl:3: 'options' must be a list of strings"),
+        ('{"prompt": "a", "options": ["x", 2], "answer": 0}', r"bad.jsonl:3: 'options' must be a list of strings"),
+    ],
+)
+def test_jsonl_lines_that_are_no_question_are_named(tmp_path, line, message):
+    good = '{"prompt": "a", "options": ["x", "y"], "answer": 0}'
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(f"{good}\n\n{line}\n{good}\n")  # a blank line 2: line numbers, not rows
+    with pytest.raises(ValueError, match=message):
+        tasks.from_jsonl(bad)
+
+
+def test_records_name_the_question():
+    with pytest.raises(ValueError, match="question 1: 'choices' must be a list of strings"):
+        tasks.from_records([{"q": "a", "choices": ["x", "y"], "a": 0}, {"q": "b", "choices": "xy", "a": 0}],
+                           question="q", options="choices", answer="a")
 
 
 def test_mmlu_style_records_letters_and_answer_forms():
@@ -214,3 +240,9 @@ def test_compare_plans_on_a_tiny_model(tmp_path):
     assert table["test accuracy"].iloc[1:].tolist() == pytest.approx(list(tasks.accuracy(model, tok, test, heads, K)))
     assert table["train value"].iloc[1] == pytest.approx(compattr.Query(model, heads, value, inputs).evaluate(K[:1])[0])
     assert plans["ProxySPEX"].value == pytest.approx(table["predicted"].iloc[1])
+    # A surrogate shifted up predicts positive log-probabilities, which cannot be: a warning
+    # names the rows (the train values are cached: no new model query but the test accuracy).
+    shifted = dataclasses.replace(ex, spectrum=ex.spectrum.with_coefs(ex.spectrum.coefs + (ex.spectrum.degrees == 0) * 50.0))
+    with pytest.warns(compattr.optimize.ValueRangeWarning, match=r"range \[-∞, 0\]: unpruned \+.*ProxySPEX \+"):
+        tasks.compare_plans(shifted, model, tok, heads, train, test, 6, best_of=20, min_per_layer=1,
+                            cache_dir=tmp_path / "q", progress=False)

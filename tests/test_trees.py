@@ -120,6 +120,16 @@ def test_max_order_truncates_and_max_terms_refuses():
         Spectrum.from_trees(model, n, max_terms=100)
 
 
+def test_single_leaf_trees_extract_to_their_constant():
+    """Constant labels give trees without a split (one leaf): their spectrum is the constant."""
+    X = compattr.sample_masks(6, 100, seed=0).astype(np.float32)
+    booster = lgb.train({"objective": "l2", "verbose": -1, "min_data_in_bin": 1}, lgb.Dataset(X, np.full(100, 2.5)), 5)
+    assert booster.dump_model()["tree_info"][0]["num_leaves"] == 1
+    sp = Spectrum.from_trees(booster, 6)
+    assert sp.to_dict() == {(): 2.5}
+    np.testing.assert_allclose(sp.predict(X.astype(bool)), booster.predict(X))
+
+
 def test_bad_models_get_clear_errors():
     with pytest.raises(TypeError, match="lightgbm"):
         Spectrum.from_trees(object(), 3)

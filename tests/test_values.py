@@ -48,6 +48,19 @@ def test_given_labels_replace_the_prediction_and_are_checked():
         run(ClassLogit(labels[:3]), model, ids())
 
 
+def test_labels_outside_the_classes_are_named():
+    model = tiny_bert(labels=3)
+    for value in (ClassLogit([0, 5, 1, 1]), Margin([0, 1, 3, 1]), ClassLogit([0, 1, 2, 3], log_odds=True)):
+        bad = int(value.labels.max())
+        with pytest.raises(ValueError, match=rf"label {bad} of example \d is not a class: .* 3 classes"):
+            run(value, model, ids())
+    with pytest.raises(ValueError, match=r"label 70 of example 0 .* 64 classes \(for a language model"):
+        run(ClassLogit([70, 1]), tiny_llama(), ids(E=2))  # next-token logits: the vocabulary
+    for labels in ([0, -1, 1, 1], [0.5, 1, 1, 1]):
+        with pytest.raises(ValueError, match="class indices"):
+            ClassLogit(labels)
+
+
 def test_sequence_logits_are_read_at_the_last_attended_token():
     model = tiny_llama()
     x = ids(E=2, seq=7)
