@@ -278,7 +278,10 @@ def _load_folder(source, auto, dtype, device, local: bool) -> tuple[torch.nn.Mod
 
     try:
         model = auto.from_pretrained(source, dtype=dtype, local_files_only=local)
-    except pickle.UnpicklingError as error:
+    except (pickle.UnpicklingError, OSError) as raised:
+        error = _unpickling_error(raised)  # transformers 4 wraps it in an OSError
+        if error is None:
+            raise
         pickles = sorted(p.name for p in Path(source).glob("*.bin")) if local else []
         what = ", ".join(pickles) or "its pickled weights"
         raise UnsafeWeightsError(
@@ -293,6 +296,15 @@ def _load_folder(source, auto, dtype, device, local: bool) -> tuple[torch.nn.Mod
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def _unpickling_error(error: BaseException | None) -> pickle.UnpicklingError | None:
+    """The ``UnpicklingError`` that ``error`` is or was raised from (its cause chain), if any."""
+    while error is not None:
+        if isinstance(error, pickle.UnpicklingError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _unpickling_reason(error: Exception) -> str:

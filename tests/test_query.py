@@ -235,20 +235,41 @@ def test_prefix_cache_refuses_rows_with_another_prefix():
         cached(examples(E=1), logits_to_keep=0)
 
 
+def _cache_name(model) -> str:
+    """How this transformers spells a causal LM's key/value cache argument."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
 class _PastKeyValuesSpelling(torch.nn.Module):
-    """A causal LM as transformers before 5.24 spelled it: the key/value cache travels as
-    ``past_key_values``, in and out."""
+    """A causal LM as transformers before 5.24 spelled it: ``past_key_values``, in and out."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=None, logits_to_keep=0):
-        out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, cache=past_key_values,
-            use_cache=use_cache, logits_to_keep=logits_to_keep,
-        )
-        return {"logits": out.logits, "past_key_values": out.cache}
+        return _renamed(self.model, "past_key_values", past_key_values, input_ids=input_ids,
+                        attention_mask=attention_mask, use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+
+class _CacheSpelling(torch.nn.Module):
+    """A causal LM as transformers 5.24 and later spell it: ``cache``, in and out."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, cache=None, use_cache=None, logits_to_keep=0):
+        return _renamed(self.model, "cache", cache, input_ids=input_ids,
+                        attention_mask=attention_mask, use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+
+def _renamed(model, name, cache, **kwargs):
+    inner = _cache_name(model)
+    out = model(**{inner: cache}, **kwargs)
+    return {"logits": out.logits, name: out[inner]}
 
 
 def test_prefix_cache_takes_both_spellings_of_the_cache_argument():
@@ -260,7 +281,7 @@ def test_prefix_cache_takes_both_spellings_of_the_cache_argument():
     ids[1, :3] = ids[0, :3]
     with torch.no_grad():
         full = model(input_ids=ids).logits[:, -2:]
-        for spelling in (model, _PastKeyValuesSpelling(model)):
+        for spelling in (_PastKeyValuesSpelling(model), _CacheSpelling(model)):
             assert PrefixCache.supports(spelling)
             got = PrefixCache(spelling, ids[:1, :3])(ids, logits_to_keep=2)["logits"]
             torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)

@@ -115,6 +115,49 @@ def test_masking_equals_weight_surgery_at_every_sequence_length(family, seq, per
     assert not torch.allclose(hooked, logits(model, x), atol=1e-4)
 
 
+TINY = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+GQA = dict(num_key_value_heads=2)  # families whose default key/value head count exceeds 4
+TINY_EXTRA = {
+    **{family: GQA for family in ("gemma", "mistral", "mixtral", "qwen2", "qwen3")},
+    "distilbert": dict(dim=32, n_heads=4, hidden_dim=64, n_layers=2),
+    "opt": dict(ffn_dim=64, word_embed_proj_dim=32),
+    "mixtral": dict(num_local_experts=2, num_experts_per_tok=1, **GQA),
+    "falcon": dict(multi_query=True, new_decoder_architecture=False),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(REGISTRY))
+def test_every_registered_family_masks_heads_like_weight_surgery_when_t_equals_h(model_type):
+    """Each registered family, as a tiny base model: masks at a sequence as long as the head
+    count equal zeroing the input columns of the hooked projection's weight."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(model_type, **TINY, **TINY_EXTRA.get(model_type, {}))
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config).eval()
+    heads = AttentionHeads(model, rescale=False)
+    H = heads.n_heads
+    mask = np.random.default_rng(0).random(heads.n) < 0.5
+    mask[0], mask[1] = True, False
+    x = ids(batch=H, seq=H)
+    with torch.no_grad(), heads.masked(mask):
+        hooked = model(x).last_hidden_state
+    surgery = copy.deepcopy(model)
+    sites = AttentionHeads(surgery)._sites
+    with torch.no_grad():
+        for pos, site in enumerate(sites):
+            weight = site.weight  # nn.Linear: (out, in); GPT-2's Conv1D: (in, out)
+            columns = weight.T if type(site).__name__ == "Conv1D" else weight
+            D = columns.shape[1] // H
+            for h in np.flatnonzero(~mask[pos * H : (pos + 1) * H]):
+                columns[:, h * D : (h + 1) * D] = 0
+        reference = surgery(x).last_hidden_state
+        plain = model(x).last_hidden_state
+    assert torch.allclose(hooked, reference, atol=1e-5)
+    assert not torch.allclose(hooked, plain, atol=1e-4)
+
+
 def test_kv_heads_of_multi_query_and_multimodal_models():
     falcon = AttentionHeads(tiny_falcon())
     assert (falcon.n_heads, falcon.n_kv_heads) == (4, 1) and set(falcon.kv_groups.tolist()) == {0, 1}
