@@ -401,7 +401,11 @@ def _input_width(site: nn.Module) -> int | None:
 def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
     if layers is None:
         return list(range(n_layers))
-    layers = [int(l) for l in np.atleast_1d(np.asarray(layers))]
+    given = list(layers) if isinstance(layers, (list, tuple, range, np.ndarray)) else [layers]
+    wrong = [l for l in given if isinstance(l, (bool, np.bool_)) or not isinstance(l, (int, np.integer))]
+    if wrong:
+        raise ValueError(f"layers must be integers (layer indices), got {wrong!r}.")
+    layers = [int(l) for l in given]
     if not layers:
         raise ValueError("layers is empty; pass None for all layers.")
     bad = [l for l in layers if not 0 <= l < n_layers]
