@@ -25,7 +25,7 @@ LATEST ?= .venv-latest
 # notebook) on the oldest stack we support.
 LENS2  ?= .venv-lens2
 
-.PHONY: env assets test test-lens2 test-latest lock demo bench clean
+.PHONY: env assets lint test test-fast test-lens2 test-latest lock demo bench clean
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -70,8 +70,20 @@ lock: $(VENV)/.installed $(LENS2)/.installed
 	$(PIP) freeze --exclude-editable | grep -viE '^(torch|compattr)==' > $(CONSTRAINTS)
 	$(LENS2)/bin/python -m pip freeze --exclude-editable | grep -viE '^(torch|compattr)==' > $(CONSTRAINTS_LENS2)
 
+# Lint and types: ruff (rules and format in pyproject.toml) over the code, mypy over the package.
+LINTED := compattr tests recipes benchmarks
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy compattr
+
 test: assets test-lens2
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
+
+# The unit tests only (no recipes, notebook, benchmarks or subprocesses): a few minutes at most.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow" --durations=20
 
 test-lens2: $(LENS2)/.installed
 	$(LENS2)/bin/python -m pytest -q -p no:cacheprovider tests --ignore=tests/recipes --ignore=tests/test_notebook.py

@@ -36,7 +36,6 @@ FUNCTIONS = ("hierarchy", "peak")
 def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, method: str) -> dict:
     """One (function, n, alpha, method) run in a fresh process; returns its table row."""
     import torch  # noqa: F401  (imported by compattr's features; keep it out of the timings)
-
     from threadpoolctl import threadpool_limits
 
     import compattr
@@ -59,7 +58,8 @@ def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, met
         est = compattr.ProxySPEX(seed=seed).fit(X, y)
         row.update({f"{k}_s": v for k, v in est.timings_.items()})
         row["k"] = est.k_
-        row["params"] = f"d={est.best_params_['max_depth']} lr={est.best_params_['learning_rate']} T={est.best_params_['n_estimators']}"
+        best = est.best_params_
+        row["params"] = f"d={best['max_depth']} lr={best['learning_rate']} T={best['n_estimators']}"
         pred = est.predict(X_test)
     elif method == "lasso":
         pred = compattr.LassoBaseline(seed=seed).fit(X, y).predict(X_test)
@@ -80,15 +80,33 @@ def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | 
     y_test = truth.predict(X_test)
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp, "in.npz"), Path(tmp, "out.npz")
-        np.savez(src, n=n, indptr=truth.supports.indptr, indices=truth.supports.indices, coefs=truth.coefs,
-                 budget=m, snr_db=np.nan if snr is None else snr, seed=seed, X_test=X_test)
+        np.savez(
+            src,
+            n=n,
+            indptr=truth.supports.indptr,
+            indices=truth.supports.indices,
+            coefs=truth.coefs,
+            budget=m,
+            snr_db=np.nan if snr is None else snr,
+            seed=seed,
+            X_test=X_test,
+        )
         script = Path(__file__).with_name("shapiq_reference.py")
         subprocess.run([python, str(script), str(src), str(out)], check=True)
         result = np.load(out)
         pred, cpu, peak_mb = result["pred"], float(result["cpu"]), float(result["peak_mb"])
     r2 = 1 - np.sum((pred - y_test) ** 2) / np.sum((y_test - y_test.mean()) ** 2)
-    return {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": "shapiq",
-            "cpu_s": cpu, "r2": r2, "peak_mb": peak_mb}
+    return {
+        "function": function,
+        "n": n,
+        "alpha": alpha,
+        "m": m,
+        "snr_db": snr,
+        "method": "shapiq",
+        "cpu_s": cpu,
+        "r2": r2,
+        "peak_mb": peak_mb,
+    }
 
 
 def _run_isolated(*args) -> dict:
@@ -105,8 +123,24 @@ def _fastest(runs: Sequence[dict]) -> dict:
 
 
 def _format(rows: list[dict]) -> str:
-    cols = ["function", "n", "alpha", "m", "snr_db", "method", "r2", "cpu_s", "cpu_max_s", "search_s",
-            "extract_s", "sparsify_s", "peak_mb", "k", "params", "speedup"]
+    cols = [
+        "function",
+        "n",
+        "alpha",
+        "m",
+        "snr_db",
+        "method",
+        "r2",
+        "cpu_s",
+        "cpu_max_s",
+        "search_s",
+        "extract_s",
+        "sparsify_s",
+        "peak_mb",
+        "k",
+        "params",
+        "speedup",
+    ]
     header = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
 
     def cell(v):
@@ -126,7 +160,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-lasso", action="store_true")
     parser.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.4.1")
-    parser.add_argument("--shapiq-max-n", type=int, default=500, help="run shapiq only up to this n (default %(default)s)")
+    parser.add_argument(
+        "--shapiq-max-n", type=int, default=500, help="run shapiq only up to this n (default %(default)s)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per case and method; the fastest is reported")
     parser.add_argument("--small", action="store_true", help="n=100, alpha=4, hierarchy only (quick)")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")

@@ -68,7 +68,7 @@ def induction_rows() -> tuple[int, set]:
 
     config = recipe.InductionConfig()
     model = recipe.AttentionOnlyTransformer(config).eval()
-    tokens, lengths = recipe.induction_batch(np.random.default_rng(0), 8, config)
+    tokens, _ = recipe.induction_batch(np.random.default_rng(0), 8, config)
     heads = compattr.AttentionHeads(model)
     with LengthSpy() as spy, torch.no_grad(), heads.masked(np.ones(heads.n, bool)):
         model(tokens)

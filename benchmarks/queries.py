@@ -89,8 +89,10 @@ def bench(name: str, model, vocab: int, args) -> None:
     inputs = torch.randint(0, vocab, (args.examples, args.seq), generator=torch.Generator().manual_seed(0))
     third = L // 3
     groups = {"start": range(0, third), "middle": range(third, 2 * third), "end": range(L - third, L)}
-    print(f"\n{name}: {L} layers x {model.config.num_attention_heads} heads, {args.examples} examples "
-          f"x {args.seq} tokens, {args.masks} masks, batch {args.batch} rows, 1 thread")
+    print(
+        f"\n{name}: {L} layers x {model.config.num_attention_heads} heads, {args.examples} examples "
+        f"x {args.seq} tokens, {args.masks} masks, batch {args.batch} rows, 1 thread"
+    )
     print(f"{'layers':<14}{'setting':<12}{'evals/s':>10}{'vs naive':>10}{'vs per-row':>12}")
     for group, layers in groups.items():
         heads = AttentionHeads(model, layers=list(layers))
@@ -108,9 +110,13 @@ def bench(name: str, model, vocab: int, args) -> None:
         for setting, r in results:
             print(f"{label:<14}{setting:<12}{r:>10.1f}{r / naive:>9.2f}x{r / rows:>11.2f}x")
     batch = inputs.repeat(max(1, args.batch // args.examples), 1)
-    print(f"hook overhead (all heads hooked, {len(batch)} rows): {100 * hook_overhead(model, batch, args.repeats):+.1f} %")
-    print(f"batching ceiling (unhooked forward, {len(batch)} rows vs {len(inputs)} per pass): "
-          f"{batching_ceiling(model, inputs, batch, args.repeats):.2f}x")
+    print(
+        f"hook overhead (all heads hooked, {len(batch)} rows): {100 * hook_overhead(model, batch, args.repeats):+.1f} %"
+    )
+    print(
+        f"batching ceiling (unhooked forward, {len(batch)} rows vs {len(inputs)} per pass): "
+        f"{batching_ceiling(model, inputs, batch, args.repeats):.2f}x"
+    )
     bench_prefix(model, args)
     bench_multiple_choice(model, vocab, groups["end"], args)
 
@@ -131,26 +137,35 @@ def bench_multiple_choice(model, vocab: int, layers: range, args) -> None:
         rows[packed] = len(query._prepare()[0]["input_ids"])
     assert rows[True] == args.examples, "the packed layout was not used"
     assert np.allclose(outputs[True], outputs[False], atol=agreement(model.dtype)), "packing changed the outputs"
-    print(f"multiple choice ({args.examples} questions x 4 options, heads of layers {layers.start}-{layers.stop - 1}): "
-          f"one row per option {rates[False]:.1f}/s, packed {rates[True]:.1f}/s ({rates[True] / rates[False]:.2f}x)")
+    print(
+        f"multiple choice ({args.examples} questions x 4 options, heads of layers {layers.start}-{layers.stop - 1}): "
+        f"one row per option {rates[False]:.1f}/s, packed {rates[True]:.1f}/s ({rates[True] / rates[False]:.2f}x)"
+    )
 
 
 def bench_prefix(model, args) -> None:
     """Word masks after a fixed 48-token prompt prefix: full forward vs prefix KV cache."""
-    words = Words(word_tokenizer(), " ".join(f"w{i}" for i in range(8)),
-                  prefix=" ".join(f"w{10 + i % 40}" for i in range(48)) + " ", suffix=" w9")
+    words = Words(
+        word_tokenizer(),
+        " ".join(f"w{i}" for i in range(8)),
+        prefix=" ".join(f"w{10 + i % 40}" for i in range(48)) + " ",
+        suffix=" w9",
+    )
     X = np.random.default_rng(2).random((args.masks, words.n)) < 0.5
     full, y0 = rate(Query(model, words, ClassLogit(), batch_size=args.batch, replay=False), X)
     cached, y1 = rate(Query(model, words, ClassLogit(), batch_size=args.batch), X)
     assert np.allclose(y0, y1, atol=agreement(model.dtype)), "the prefix cache changed the outputs"
-    print(f"word masks after a {words.fixed_prefix}-token prefix ({len(words.token_units)} tokens): "
-          f"full {full:.1f}/s, prefix KV cache {cached:.1f}/s ({cached / full:.2f}x)")
+    print(
+        f"word masks after a {words.fixed_prefix}-token prefix ({len(words.token_units)} tokens): "
+        f"full {full:.1f}/s, prefix KV cache {cached:.1f}/s ({cached / full:.2f}x)"
+    )
 
 
 def smollm2(dtype: str):
     """SmolLM2-135M-Instruct as users load it (:func:`compattr.models.smollm2`: the GGUF
     de-quantised once into plain weights), or None when the asset is not installed."""
-    from compattr.models import MissingAssetError, smollm2 as load
+    from compattr.models import MissingAssetError
+    from compattr.models import smollm2 as load
 
     try:
         return load(dtype=dtype)[0]
@@ -174,7 +189,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     vocab = 2048
-    model = tiny_llama(layers=args.layers, heads=args.heads, kv_heads=args.kv_heads, hidden=args.hidden, vocab_size=vocab)
+    model = tiny_llama(
+        layers=args.layers, heads=args.heads, kv_heads=args.kv_heads, hidden=args.hidden, vocab_size=vocab
+    )
     bench("tiny Llama-shaped model (random weights)", model, vocab, args)
     if args.smollm2:
         model = smollm2(args.dtype)

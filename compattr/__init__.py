@@ -1,13 +1,17 @@
 """compattr: which combinations of a model's parts drive its output (ProxySPEX).
 
-Pipeline, top-down: features (:mod:`compattr.features`) → masks (:func:`sample_masks`) →
-queries (:mod:`compattr.query`, cached and resumable) → proxy (:class:`ProxySPEX`) →
-:class:`Spectrum` → indices (:mod:`compattr.indices`), metrics (:mod:`compattr.metrics`),
-plans (:mod:`compattr.optimize`). :func:`explain` runs all of it.
+The pipeline, one subpackage per stage: features (:mod:`compattr.features`) → masks and
+queries (:mod:`compattr.query`: :func:`sample_masks`, :class:`Query`, :func:`run_queries`,
+cached and resumable) → proxy (:mod:`compattr.proxy`: :class:`ProxySPEX`) → spectrum
+(:mod:`compattr.spectrum`: :class:`Spectrum`, its indices and metrics) → plans
+(:mod:`compattr.optimize`). :func:`explain` runs all of it; :mod:`compattr.apps` holds the
+question sets, models, plots, reports and the ``compattr`` command built on it.
 """
 
-from . import features, indices, metrics, models, optimize, plots, query, synthetic, tasks, values
-from .cache import CacheCorruptError, CacheMismatchError
+import sys
+
+from . import apps, features, optimize, proxy, query, spectrum, synthetic
+from .apps import cli, models, plots, tasks
 from .explain import Explanation, explain
 from .features import (
     AttentionHeads,
@@ -19,15 +23,19 @@ from .features import (
     Words,
     check_feature_set,
 )
-from .lasso import LassoBaseline
-from .masks import budget, sample_masks
-from .metrics import faithfulness
 from .optimize import PruningPlan, ValueRangeWarning
-from .proxy import PAPER_GRID, ProxySPEX
-from .query import Query, run_queries
-from .spectrum import EnergySplit, Spectrum
+from .proxy import PAPER_GRID, LassoBaseline, ProxySPEX, lasso
+from .query import CacheCorruptError, CacheMismatchError, Query, budget, cache, masks, run_queries, sample_masks, values
+from .spectrum import EnergySplit, Spectrum, indices, metrics
+from .spectrum.metrics import faithfulness
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version number: pyproject.toml reads it from here
+
+# The modules that lived at the top level before the subpackages keep their old paths:
+# ``import compattr.values`` and ``from compattr.tasks import QuestionSet`` give the moved module.
+for _module in (values, masks, cache, lasso, indices, metrics, tasks, models, cli, plots):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
+del _module
 
 __all__ = [
     "PAPER_GRID",
@@ -48,6 +56,8 @@ __all__ = [
     "TrainingSubsets",
     "ValueRangeWarning",
     "Words",
+    "__version__",
+    "apps",
     "budget",
     "check_feature_set",
     "explain",
@@ -58,11 +68,12 @@ __all__ = [
     "models",
     "optimize",
     "plots",
+    "proxy",
     "query",
     "run_queries",
     "sample_masks",
+    "spectrum",
     "synthetic",
     "tasks",
     "values",
-    "__version__",
 ]

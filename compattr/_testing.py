@@ -17,17 +17,27 @@ def _seeded(build, seed: int):
 
 
 def tiny_llama(
-    layers: int = 3, heads: int = 4, kv_heads: int = 2, hidden: int = 32, seed: int = 0,
-    vocab_size: int = VOCAB, head_dim: int | None = None,
+    layers: int = 3,
+    heads: int = 4,
+    kv_heads: int = 2,
+    hidden: int = 32,
+    seed: int = 0,
+    vocab_size: int = VOCAB,
+    head_dim: int | None = None,
 ):
     """``LlamaForCausalLM`` with grouped-query attention (``heads`` query, ``kv_heads`` KV heads);
     ``head_dim`` (default ``hidden // heads``) may make ``heads * head_dim`` differ from ``hidden``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        max_position_embeddings=64, head_dim=head_dim or hidden // heads,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
+        head_dim=head_dim or hidden // heads,
     )
     return _seeded(lambda: LlamaForCausalLM(config), seed)
 
@@ -37,8 +47,13 @@ def tiny_gpt2(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=hidden, n_layer=layers, n_head=heads,
-        bos_token_id=5, eos_token_id=5,
+        vocab_size=VOCAB,
+        n_positions=64,
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=heads,
+        bos_token_id=5,
+        eos_token_id=5,
     )
     return _seeded(lambda: GPT2LMHeadModel(config), seed)
 
@@ -48,9 +63,15 @@ def tiny_bert(layers: int = 2, heads: int = 4, hidden: int = 32, labels: int = 3
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(
-        vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=labels,
-        pad_token_id=1, initializer_range=0.2,
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        num_labels=labels,  # type: ignore[call-arg]  # a PretrainedConfig keyword BertConfig's stub omits
+        pad_token_id=1,
+        initializer_range=0.2,
     )
     return _seeded(lambda: BertForSequenceClassification(config), seed)
 
@@ -59,13 +80,21 @@ def _gemma3_text_config(layers: int, heads: int, kv_heads: int, hidden: int, hea
     from transformers import Gemma3TextConfig
 
     return Gemma3TextConfig(
-        vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        head_dim=head_dim, max_position_embeddings=64, sliding_window=4,
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        max_position_embeddings=64,
+        sliding_window=4,
     )
 
 
-def tiny_gemma3(layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 32, head_dim: int = 12, seed: int = 0):
+def tiny_gemma3(
+    layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 32, head_dim: int = 12, seed: int = 0
+):
     """``Gemma3ForCausalLM`` (text only) whose ``heads * head_dim`` (48) differs from ``hidden``."""
     from transformers import Gemma3ForCausalLM
 
@@ -73,18 +102,25 @@ def tiny_gemma3(layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int 
     return _seeded(lambda: Gemma3ForCausalLM(config), seed)
 
 
-def tiny_gemma3_multimodal(layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 32, head_dim: int = 12, seed: int = 0):
+def tiny_gemma3_multimodal(
+    layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 32, head_dim: int = 12, seed: int = 0
+):
     """``Gemma3ForConditionalGeneration`` (a vision tower beside the language model, as in
     Gemma 3 4B and larger); its top-level config has no ``num_attention_heads``."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, SiglipVisionConfig
 
     vision = SiglipVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        image_size=16, patch_size=8,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
     )
     config = Gemma3Config(
         text_config=_gemma3_text_config(layers, heads, kv_heads, hidden, head_dim),
-        vision_config=vision, mm_tokens_per_image=4,
+        vision_config=vision,
+        mm_tokens_per_image=4,
     )
     return _seeded(lambda: Gemma3ForConditionalGeneration(config), seed)
 
@@ -94,8 +130,14 @@ def tiny_falcon(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0
     from transformers import FalconConfig, FalconForCausalLM
 
     config = FalconConfig(
-        vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        multi_query=True, new_decoder_architecture=False, parallel_attn=True, bias=False,
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        multi_query=True,
+        new_decoder_architecture=False,
+        parallel_attn=True,
+        bias=False,
     )
     return _seeded(lambda: FalconForCausalLM(config), seed)
 
@@ -110,6 +152,11 @@ def word_tokenizer():
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", mask_token="[MASK]",
-        cls_token="[CLS]", sep_token="[SEP]", bos_token="[BOS]",
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        bos_token="[BOS]",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -30,10 +31,7 @@ def as_masks(X, n: int | None = None, name: str = "X") -> np.ndarray:
         bad = (X != 0) & (X != 1)
         if bad.any():
             i, j = np.argwhere(bad)[0]
-            raise ValueError(
-                f"{name} must be binary (1 = feature kept, 0 = masked); "
-                f"{name}[{i}, {j}] = {X[i, j]!r}."
-            )
+            raise ValueError(f"{name} must be binary (1 = feature kept, 0 = masked); {name}[{i}, {j}] = {X[i, j]!r}.")
         X = X.astype(bool)
     return np.ascontiguousarray(X)
 
@@ -47,13 +45,12 @@ def as_outputs(y, m: int | None = None, name: str = "y") -> np.ndarray:
     if hasattr(y, "detach"):
         y = y.detach().cpu().numpy()
     y = np.asarray(y)
-    real = y.dtype.kind in "biuf" or (
-        y.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in y.ravel())
-    )
+    real = y.dtype.kind in "biuf" or (y.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in y.ravel()))
     if not real:
         raise ValueError(
             f"{name} must hold real numbers (model outputs), got dtype {y.dtype}"
-            + ("" if y.size == 0 else f", e.g. {y.ravel()[0]!r}") + "."
+            + ("" if y.size == 0 else f", e.g. {y.ravel()[0]!r}")
+            + "."
         )
     y = y.astype(np.float64)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -111,12 +108,13 @@ def plan_size(keep, n: int, name: str = "keep") -> int:
     if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (numbers.Integral, numbers.Real)):
         raise ValueError(f"{rule}, got {keep!r}.")
     if isinstance(keep, numbers.Integral):
-        if not 1 <= keep <= n:
+        if not 1 <= int(keep) <= n:
             raise ValueError(f"{rule}, got {keep}.")
         return int(keep)
-    if not 0.0 < keep <= 1.0:
+    fraction = cast(float, keep)  # a real number: compared and multiplied as given
+    if not 0.0 < fraction <= 1.0:
         raise ValueError(f"{rule}, got {keep!r}.")
-    size = int(round(keep * n))
+    size = int(round(fraction * n))
     if size < 1:
         raise ValueError(f"{rule}, got {keep!r}: {keep!r} x {n} rounds to no feature kept.")
     return size
@@ -182,6 +180,25 @@ def check_format(payload_format, payload_version, expected: str, version: int, p
     return found
 
 
+def check_int(value, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]`` (no upper bound when ``high`` is None), or
+    ValueError; bools and floats are refused, NumPy integers accepted."""
+    valid = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not valid or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}.")
+    return int(value)
+
+
+def check_spectrum(sp) -> None:
+    """Raise TypeError unless ``sp`` is a :class:`compattr.Spectrum`."""
+    # Imported here: the spectrum module imports this one.
+    from .spectrum.spectrum import Spectrum
+
+    if not isinstance(sp, Spectrum):
+        raise TypeError(f"expected a compattr.Spectrum, got {type(sp).__name__}.")
+
+
 def as_labels(labels) -> np.ndarray:
     """``labels`` as a 1-D int64 array of class indices (whole numbers >= 0), or ValueError."""
     if hasattr(labels, "detach"):
@@ -191,11 +208,10 @@ def as_labels(labels) -> np.ndarray:
         raise ValueError(f"labels must be a 1-D sequence of class indices, got shape {labels.shape}.")
     if labels.size and (labels.dtype.kind not in "iuf" or labels.dtype == np.bool_):
         raise ValueError(f"labels must be class indices (whole numbers >= 0), got dtype {labels.dtype}.")
-    bad = np.flatnonzero((labels < 0) | (labels != np.round(labels))) if labels.size else []
+    bad = np.flatnonzero((labels < 0) | (labels != np.round(labels))) if labels.size else np.zeros(0, np.int64)
     if len(bad):
         raise ValueError(
-            f"labels must be class indices (whole numbers >= 0); label {labels[bad[0]]!r} "
-            f"of example {bad[0]} is not."
+            f"labels must be class indices (whole numbers >= 0); label {labels[bad[0]]!r} of example {bad[0]} is not."
         )
     return labels.astype(np.int64)
 

@@ -21,29 +21,38 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import indices as _indices
-from . import metrics, optimize
+from . import optimize
 from ._validation import as_value_range, check_format, plan_size, range_note
-from .lasso import LassoBaseline
-from .masks import budget as _budget
-from .masks import sample_masks
-from .proxy import ProxySPEX
-from .spectrum import EnergySplit, Spectrum
+from .apps import plots
+from .proxy import LassoBaseline, ProxySPEX
+from .query import Query, run_queries
+from .query.masks import budget as _budget
+from .query.masks import sample_masks
+from .spectrum import EnergySplit, Spectrum, indices, metrics
 
 _FORMAT = "compattr.explanation"
 _VERSION = 2  # 2: explanation.json lists the files of the save and their SHA-256 digests
 _META = "explanation.json"
 _FILES = ("spectrum.json", "lasso.json", "queries.npz")  # what a save may hold besides _META
 _INDICES = (
-    "shapley", "banzhaf", "influence", "moebius", "or_index", "banzhaf_interaction",
-    "shapley_interaction", "shapley_taylor", "faith_banzhaf", "faith_shapley",
+    "shapley",
+    "banzhaf",
+    "influence",
+    "moebius",
+    "or_index",
+    "banzhaf_interaction",
+    "shapley_interaction",
+    "shapley_taylor",
+    "faith_banzhaf",
+    "faith_shapley",
 )
 
 
@@ -122,7 +131,7 @@ class Explanation:
         """
         if name not in _INDICES:
             raise ValueError(f"unknown index {name!r}; choose one of {', '.join(_INDICES)}.")
-        values = getattr(_indices, name)(self.spectrum, *args, **kwargs)
+        values = getattr(indices, name)(self.spectrum, *args, **kwargs)
         if isinstance(values, dict):
             return self._table(values.items())
         return pd.Series(values, index=self.names, name=name)
@@ -216,14 +225,10 @@ class Explanation:
     # ------------------------------------------------------------------ plots
     def plot_heads(self, **kwargs):
         """Head-by-head interaction heatmap ordered by layer (:func:`compattr.plots.head_interactions`)."""
-        from . import plots
-
         return plots.head_interactions(self.spectrum, self.names, self.groups, **kwargs)
 
     def plot_energy(self, **kwargs):
         """Per-group linear / within / cross energy bars (:func:`compattr.plots.layer_energy`)."""
-        from . import plots
-
         return plots.layer_energy(self.spectrum, self.groups, **kwargs)
 
     def words_html(self, words: Sequence[str] | None = None, **kwargs) -> str:
@@ -232,14 +237,10 @@ class Explanation:
         ``words`` defaults to the feature names; pass the plain words when the names carry
         positions (e.g. ``'3:movie'``).
         """
-        from . import plots
-
         return plots.words_html(self.names if words is None else words, self.spectrum, **kwargs)
 
     def plot_patches(self, image, grid: tuple[int, int], **kwargs):
         """Patch attributions over ``image`` (:func:`compattr.plots.patch_overlay`)."""
-        from . import plots
-
         return plots.patch_overlay(image, self.spectrum, grid, **kwargs)
 
     # ------------------------------------------------------------------ persistence
@@ -269,8 +270,10 @@ class Explanation:
                 self.lasso.save(staging / "lasso.json")
             np.savez_compressed(
                 staging / "queries.npz",
-                masks=self.masks, outputs=self.outputs,
-                test_masks=self.test_masks, test_outputs=self.test_outputs,
+                masks=self.masks,
+                outputs=self.outputs,
+                test_masks=self.test_masks,
+                test_outputs=self.test_outputs,
             )
             files = {name: _digest(staging / name) for name in _FILES if (staging / name).exists()}
             meta = {
@@ -279,9 +282,9 @@ class Explanation:
                 "files": files,
                 "names": list(self.names),
                 "groups": np.asarray(self.groups).tolist(),
-                "value_range": None if self.value_range is None else [
-                    v if math.isfinite(v) else None for v in self.value_range
-                ],
+                "value_range": None
+                if self.value_range is None
+                else [v if math.isfinite(v) else None for v in self.value_range],
                 "fit_info": _jsonable(self.fit_info),
             }
             (staging / _META).write_text(json.dumps(meta, indent=1))
@@ -294,7 +297,7 @@ class Explanation:
         return folder
 
     @classmethod
-    def load(cls, folder) -> "Explanation":
+    def load(cls, folder) -> Explanation:
         """Read an explanation written by :meth:`save`.
 
         Raises
@@ -310,7 +313,9 @@ class Explanation:
         if not meta_path.exists():
             raise FileNotFoundError(f"{folder} holds no compattr explanation (no {_META}).")
         meta = json.loads(meta_path.read_text())
-        version = check_format(meta.get("format"), meta.get("version"), _FORMAT, _VERSION, meta_path, "compattr explanation")
+        version = check_format(
+            meta.get("format"), meta.get("version"), _FORMAT, _VERSION, meta_path, "compattr explanation"
+        )
         if version >= 2:
             files = meta["files"]
             for name, digest in files.items():
@@ -326,8 +331,10 @@ class Explanation:
             arrays = {k: q[k] for k in q.files}
         value_range = meta.get("value_range")
         if value_range is not None:
-            value_range = [-math.inf if value_range[0] is None else value_range[0],
-                           math.inf if value_range[1] is None else value_range[1]]
+            value_range = [
+                -math.inf if value_range[0] is None else value_range[0],
+                math.inf if value_range[1] is None else value_range[1],
+            ]
         return cls(
             spectrum=Spectrum.load(folder / "spectrum.json"),
             names=meta["names"],
@@ -479,8 +486,6 @@ def explain(
         Before any query: a budget below what the estimator needs (ProxySPEX: 50 masks),
         ``test_masks < 2``, or fewer than 2 masks left for held-out testing.
     """
-    from .query import Query, run_queries
-
     if features is None:
         raise ValueError("explain needs features=, e.g. compattr.AttentionHeads(model).")
     if hasattr(features, "evaluate"):
@@ -488,8 +493,7 @@ def explain(
     else:
         if model is None or value is None:
             raise ValueError(
-                f"{type(features).__name__} masks a model: pass model= and value= "
-                "(e.g. compattr.values.ClassLogit())."
+                f"{type(features).__name__} masks a model: pass model= and value= (e.g. compattr.values.ClassLogit())."
             )
         feature_set = Query(model, features, value, inputs, batch_size=batch_size)
     n = feature_set.n

@@ -21,8 +21,8 @@ import importlib.metadata
 import io
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ def run_recipe(main: Callable[[], object]) -> None:
     try:
         main()
     except MissingAsset as missing:
-        raise SystemExit(f"error: {missing}")
+        raise SystemExit(f"error: {missing}") from None
 
 
 def cache_root() -> Path:

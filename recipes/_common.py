@@ -1,8 +1,9 @@
-"""Shared plumbing for the recipes: arguments, output folder, markdown tables, figures.
+"""Shared plumbing for the recipes: arguments, output folder and the results file.
 
 Every recipe is a runnable script (``python recipes/NAME.py --help``) with small defaults and
-paper-scale flags; it writes ``results.md`` (a markdown table of what it measured, with the
-command that produced it) and its figures into ``--out``.
+paper-scale flags; it writes ``results.md`` (markdown tables of what it measured, written by
+:func:`compattr.apps.report.markdown_table`, with the command that produced it) and its figures
+into ``--out``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
-import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
-
-from compattr import cli
 
 
 def parser(description: str, default_out: str) -> argparse.ArgumentParser:
@@ -40,14 +38,6 @@ def setup(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     return args.out
-
-
-def markdown_table(rows: Sequence[Mapping], columns: Sequence[str] | None = None, digits: int = 3) -> str:
-    """Rows of dicts as a GitHub markdown table (:func:`compattr.cli.markdown_table`)."""
-    if not rows:
-        return ""
-    frame = pd.DataFrame(list(rows), columns=list(columns or rows[0].keys()), dtype=object)
-    return cli.markdown_table(frame, digits) + "\n"
 
 
 def write_results(out: Path, title: str, sections: Iterable[tuple[str, str]]) -> Path:

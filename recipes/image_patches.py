@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 import compattr
-from compattr import Explanation, plots
+from compattr import Explanation
+from compattr.apps import plots
+from compattr.apps.report import markdown_table
 from compattr.features.base import digest
 from compattr.query import Query
-from compattr.values import ClassLogit
+from compattr.query.values import ClassLogit
 
-from _assets import PHOTOS, efficientnet_lite0, run_recipe, photo, square_crop, to_model_input
-from _common import markdown_table, parser, setup, write_results
+from _assets import PHOTOS, efficientnet_lite0, photo, run_recipe, square_crop, to_model_input
+from _common import parser, setup, write_results
 
 
 @dataclass
@@ -72,7 +74,9 @@ def explain_image(
     patches = compattr.ImagePatches(pixels, grid, fill=fill)
     query = Query(model, patches, ClassLogit(), batch_size=batch_size)
     folder = None if cache_dir is None else cache_dir / digest(query.fingerprint())
-    ex = compattr.explain(features=query, alpha=alpha, test_masks=test_masks, seed=seed, cache_dir=folder, progress=False)
+    ex = compattr.explain(
+        features=query, alpha=alpha, test_masks=test_masks, seed=seed, cache_dir=folder, progress=False
+    )
     return PhotoResult(name, rgb, int(logits.argmax()), float(logits.max()), ex)
 
 
@@ -81,9 +85,15 @@ def summary_row(res: PhotoResult) -> dict:
     ex = res.explanation
     energy = ex.energy()
     return {
-        "photo": res.name, "class": res.label, "f(full)": res.full_output, "patches": ex.n,
-        "masks": len(ex.masks), "ProxySPEX R²": ex.faithfulness, "LASSO R²": ex.lasso_faithfulness,
-        "terms": len(ex.spectrum), "interaction energy": energy.within + energy.cross,
+        "photo": res.name,
+        "class": res.label,
+        "f(full)": res.full_output,
+        "patches": ex.n,
+        "masks": len(ex.masks),
+        "ProxySPEX R²": ex.faithfulness,
+        "LASSO R²": ex.lasso_faithfulness,
+        "terms": len(ex.spectrum),
+        "interaction energy": energy.within + energy.cross,
     }
 
 
@@ -92,23 +102,44 @@ def interaction_rows(res: PhotoResult, k: int) -> list[dict]:
     table = res.explanation.interactions(len(res.explanation.spectrum))
     top = table[table["order"] >= 2].head(k)
     return [
-        {"photo": res.name, "rank": rank, "patches": row["names"], "order": int(row["order"]), "Fourier coef": float(row["coef"])}
+        {
+            "photo": res.name,
+            "rank": rank,
+            "patches": row["names"],
+            "order": int(row["order"]),
+            "Fourier coef": float(row["coef"]),
+        }
         for rank, (_, row) in enumerate(top.iterrows(), 1)
     ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(__doc__, "results/image_patches")
-    p.add_argument("--photos", nargs="+", choices=PHOTOS, default=["cat", "coffee", "astronaut", "rocket"],
-                   help="photos explained (default: cat coffee astronaut rocket)")
-    p.add_argument("--grid", type=int, nargs=2, default=[8, 8], metavar=("ROWS", "COLS"), help="patch grid (default: 8 8)")
-    p.add_argument("--fill", choices=("mean", "blur", "zero"), default="mean",
-                   help="what a masked patch shows (default: %(default)s)")
+    p.add_argument(
+        "--photos",
+        nargs="+",
+        choices=PHOTOS,
+        default=["cat", "coffee", "astronaut", "rocket"],
+        help="photos explained (default: cat coffee astronaut rocket)",
+    )
+    p.add_argument(
+        "--grid", type=int, nargs=2, default=[8, 8], metavar=("ROWS", "COLS"), help="patch grid (default: 8 8)"
+    )
+    p.add_argument(
+        "--fill",
+        choices=("mean", "blur", "zero"),
+        default="mean",
+        help="what a masked patch shows (default: %(default)s)",
+    )
     p.add_argument("--alpha", type=float, default=4.0, help="masks = ceil(alpha n log2 n) (default: %(default)s)")
     p.add_argument("--test-masks", type=int, default=1000, help="held-out masks per photo (default: %(default)s)")
     p.add_argument("--top", type=int, default=5, help="interactions listed per photo (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=4,
-                   help="masked images per forward pass; small is fastest on CPU (default: %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        help="masked images per forward pass; small is fastest on CPU (default: %(default)s)",
+    )
     return p
 
 
@@ -120,22 +151,43 @@ def main(argv: Sequence[str] | None = None) -> Path:
     grid = tuple(args.grid)
     results = []
     for name in args.photos:
-        res = explain_image(model, name, square_crop(photo(name)), grid, fill=args.fill, alpha=args.alpha,
-                            test_masks=args.test_masks, seed=args.seed, cache_dir=out / "queries",
-                            batch_size=args.batch_size)
+        res = explain_image(
+            model,
+            name,
+            square_crop(photo(name)),
+            grid,
+            fill=args.fill,
+            alpha=args.alpha,
+            test_masks=args.test_masks,
+            seed=args.seed,
+            cache_dir=out / "queries",
+            batch_size=args.batch_size,
+        )
         results.append(res)
         plots.save(res.explanation.plot_patches(res.rgb, grid), out / f"patches_{name}.png")
-        print(f"{name}: class {res.label}, R² ProxySPEX {res.explanation.faithfulness:.3f} "
-              f"LASSO {res.explanation.lasso_faithfulness:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
-    write_results(out, "Image patches: ProxySPEX vs LASSO on EfficientNet-Lite0", [
-        ("Setup", f"EfficientNet-Lite0 (ImageNet), 224 x 224 centre crops; {grid[0]} x {grid[1]} patches, "
-                  f"fill {args.fill}; value: logit of the full-image class (ImageNet index); α = {args.alpha:g}; "
-                  f"R² on {args.test_masks} held-out masks; wall time {time.perf_counter() - start:.0f} s."),
-        ("Faithfulness", markdown_table([summary_row(r) for r in results])),
-        ("Strongest patch interactions (Fourier coefficients, P(row,col))",
-         markdown_table([row for r in results for row in interaction_rows(r, args.top)])),
-        ("Figures", "\n".join(f"- `patches_{r.name}.png`" for r in results)),
-    ])
+        print(
+            f"{name}: class {res.label}, R² ProxySPEX {res.explanation.faithfulness:.3f} "
+            f"LASSO {res.explanation.lasso_faithfulness:.3f} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    write_results(
+        out,
+        "Image patches: ProxySPEX vs LASSO on EfficientNet-Lite0",
+        [
+            (
+                "Setup",
+                f"EfficientNet-Lite0 (ImageNet), 224 x 224 centre crops; {grid[0]} x {grid[1]} patches, "
+                f"fill {args.fill}; value: logit of the full-image class (ImageNet index); α = {args.alpha:g}; "
+                f"R² on {args.test_masks} held-out masks; wall time {time.perf_counter() - start:.0f} s.",
+            ),
+            ("Faithfulness", markdown_table([summary_row(r) for r in results])),
+            (
+                "Strongest patch interactions (Fourier coefficients, P(row,col))",
+                markdown_table([row for r in results for row in interaction_rows(r, args.top)]),
+            ),
+            ("Figures", "\n".join(f"- `patches_{r.name}.png`" for r in results)),
+        ],
+    )
     print(f"wrote {out / 'results.md'} in {time.perf_counter() - start:.0f} s")
     return out
 

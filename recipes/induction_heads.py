@@ -21,7 +21,7 @@ against the truth and against the circuit read off the attention patterns:
 
 Run::
 
-    python recipes/induction_heads.py                       # ~15 s on one CPU thread (9 s training)
+    python recipes/induction_heads.py                       # seconds on one CPU thread
     python recipes/induction_heads.py --steps 3000 --sequences 256 --value logprob
 
 The trained weights are cached in ``--out`` (a rerun skips training), and so are the queries.
@@ -43,12 +43,13 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import compattr
-from compattr import plots
+from compattr.apps import plots
+from compattr.apps.report import markdown_table
 from compattr.features import Architecture, register_architecture
 from compattr.features.base import digest
-from compattr.values import Value
+from compattr.query.values import Value
 
-from _common import markdown_table, parser, setup, write_results
+from _common import parser, setup, write_results
 
 MODEL_TYPE = "compattr-induction-toy"
 register_architecture(MODEL_TYPE, Architecture(blocks="layers", out_proj="attn.o_proj"))
@@ -150,9 +151,7 @@ class AttentionOnlyTransformer(nn.Module):
 
 
 # --------------------------------------------------------------------------- task
-def induction_batch(
-    rng: np.random.Generator, size: int, config: InductionConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
+def induction_batch(rng: np.random.Generator, size: int, config: InductionConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Random sequences ``[size, seq_len]``: filler, a segment of random length, its repeat.
 
     Returns
@@ -322,8 +321,14 @@ def head_roles(
     for layer, head in np.ndindex(*prev.shape):
         a, b = float(prev[layer, head]), float(induction[layer, head])
         role = "previous-token" if a >= b else "induction"
-        rows.append({"head": f"L{layer}.H{head}", "prev_token": a, "induction": b,
-                     "role": role if max(a, b) >= threshold else "-"})
+        rows.append(
+            {
+                "head": f"L{layer}.H{head}",
+                "prev_token": a,
+                "induction": b,
+                "role": role if max(a, b) >= threshold else "-",
+            }
+        )
     return pd.DataFrame(rows).set_index("head")
 
 
@@ -351,8 +356,12 @@ def pair_summary(moebius: dict[str, dict], roles: pd.DataFrame, groups: np.ndarr
     for name in sorted(set(category)):
         chosen = [t for t, c in zip(pairs, category) if c == name]
         row = {"pairs": name, "count": len(chosen)}
-        row.update({f"mean Möbius ({source})": float(np.mean([m.get(t, 0.0) for t in chosen]))
-                    for source, m in moebius.items()})
+        row.update(
+            {
+                f"mean Möbius ({source})": float(np.mean([m.get(t, 0.0) for t in chosen]))
+                for source, m in moebius.items()
+            }
+        )
         rows.append(row)
     return rows
 
@@ -371,8 +380,13 @@ def pair_ablations(f, names: list[str], heads: list[int], n: int) -> list[dict]:
     values = f(masks)
     drop = dict(zip(removals, values[0] - values[1:]))
     return [
-        {"pair": term_name((a, b), names), "Δ_a": drop[(a,)], "Δ_b": drop[(b,)], "Δ_ab": drop[(a, b)],
-         "excess": drop[(a, b)] - drop[(a,)] - drop[(b,)]}
+        {
+            "pair": term_name((a, b), names),
+            "Δ_a": drop[(a,)],
+            "Δ_b": drop[(b,)],
+            "Δ_ab": drop[(a, b)],
+            "excess": drop[(a, b)] - drop[(a,)] - drop[(b,)],
+        }
         for a, b in combinations(heads, 2)
     ]
 
@@ -388,8 +402,12 @@ def comparison_table(estimated: dict[tuple, float], exact: dict[tuple, float], n
     """The ``k`` strongest exact terms: exact value, ProxySPEX value and ProxySPEX rank."""
     rank = {t: i + 1 for i, t in enumerate(top_terms(estimated, len(estimated)))}
     return [
-        {"term": term_name(t, names), "exact": exact[t],
-         "ProxySPEX": estimated.get(t, 0.0), "ProxySPEX rank": rank.get(t, "-")}
+        {
+            "term": term_name(t, names),
+            "exact": exact[t],
+            "ProxySPEX": estimated.get(t, 0.0),
+            "ProxySPEX rank": rank.get(t, "-"),
+        }
         for t in top_terms(exact, k)
     ]
 
@@ -464,14 +482,21 @@ class InductionRun:
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(__doc__, "results/induction_heads")
-    p.add_argument("--steps", type=int, default=600, help="training steps of batch 64 (default %(default)s, ~10 s)")
+    p.add_argument("--steps", type=int, default=600, help="training steps of batch 64 (default %(default)s)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
     p.add_argument("--sequences", type=int, default=64, help="sequences the value averages over (default %(default)s)")
-    p.add_argument("--value", choices=SCORES, default="prob",
-                   help="per-token score averaged over the repeat (default %(default)s)")
-    p.add_argument("--alpha", type=float, default=8.0,
-                   help="budget m = ceil(alpha n log2 n); n = 8 heads: alpha 8 = 192 queries (default %(default)s)")
-    p.add_argument("--rescale", action="store_true", help="scale kept heads by H/k (default: zero ablation, as the paper)")
+    p.add_argument(
+        "--value", choices=SCORES, default="prob", help="per-token score averaged over the repeat (default %(default)s)"
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=8.0,
+        help="budget m = ceil(alpha n log2 n); n = 8 heads: alpha 8 = 192 queries (default %(default)s)",
+    )
+    p.add_argument(
+        "--rescale", action="store_true", help="scale kept heads by H/k (default: zero ablation, as the paper)"
+    )
     p.add_argument("--top", type=int, default=10, help="rows of the interaction tables (default %(default)s)")
     return p
 
@@ -486,8 +511,13 @@ def run(args: argparse.Namespace) -> InductionRun:
     value = InductionValue(scored_positions(lengths, config.seq_len), args.value)
     query = compattr.Query(model, heads, value, tokens, batch_size=16 * args.sequences)
     clock = time.perf_counter()
-    ex = compattr.explain(features=query, alpha=args.alpha, seed=args.seed,
-                          cache_dir=out / "queries" / digest(query.fingerprint()), progress=False)
+    ex = compattr.explain(
+        features=query,
+        alpha=args.alpha,
+        seed=args.seed,
+        cache_dir=out / "queries" / digest(query.fingerprint()),
+        progress=False,
+    )
     explain_seconds = time.perf_counter() - clock
     values = query.evaluate(all_masks(heads.n))
     roles = head_roles(model, tokens, lengths)
@@ -507,8 +537,10 @@ def comparison_figure(ex: compattr.Explanation, values: np.ndarray) -> Figure:
     masks = all_masks(ex.n)
     fig = Figure(figsize=(17, 5), layout="constrained")
     axes = fig.subplots(1, 3)
-    for ax, sp, label in [(axes[0], exact_spectrum(values), f"exact ({len(masks)} masks)"),
-                          (axes[1], ex.spectrum, f"ProxySPEX ({len(ex.masks)} queries)")]:
+    for ax, sp, label in [
+        (axes[0], exact_spectrum(values), f"exact ({len(masks)} masks)"),
+        (axes[1], ex.spectrum, f"ProxySPEX ({len(ex.masks)} queries)"),
+    ]:
         plots.head_interactions(sp, ex.names, ex.groups, index="moebius", ax=ax)
         ax.set_title(f"{label}\n{ax.get_title().splitlines()[-1]}", fontsize=10)
     for name, sp, marker in [("ProxySPEX", ex.spectrum, "o"), ("LASSO", ex.lasso, "x")]:
@@ -536,49 +568,86 @@ def report_sections(args: argparse.Namespace, r: InductionRun) -> list[tuple[str
     chance = -math.log(vocab) if args.value == "logprob" else 1 / vocab
     every = f"R² all {len(masks)} masks"
     fit = [
-        {"method": "ProxySPEX", "held-out R²": ex.faithfulness, every: check.r2_all,
-         "R² never-queried masks": check.r2_unseen, "terms": len(ex.spectrum)},
-        {"method": "LASSO", "held-out R²": ex.lasso_faithfulness,
-         every: compattr.faithfulness(ex.lasso, masks, values), "terms": len(ex.lasso)},
+        {
+            "method": "ProxySPEX",
+            "held-out R²": ex.faithfulness,
+            every: check.r2_all,
+            "R² never-queried masks": check.r2_unseen,
+            "terms": len(ex.spectrum),
+        },
+        {
+            "method": "LASSO",
+            "held-out R²": ex.lasso_faithfulness,
+            every: compattr.faithfulness(ex.lasso, masks, values),
+            "terms": len(ex.lasso),
+        },
     ]
-    energy = [{"spectrum": name, "linear": e.linear, "within-layer": e.within, "cross-layer": e.cross}
-              for name, e in [("exact", exact.energy(ex.groups)), ("ProxySPEX", ex.energy())]]
+    energy = [
+        {"spectrum": name, "linear": e.linear, "within-layer": e.within, "cross-layer": e.cross}
+        for name, e in [("exact", exact.energy(ex.groups)), ("ProxySPEX", ex.energy())]
+    ]
     checks = [
         (f"ProxySPEX {every}", f"{check.r2_all:.3f}"),
         ("top-10 Fourier terms shared with the exact top-10", f"{check.top_overlap:.0%}"),
-        ("strongest pairwise Möbius: ProxySPEX / exact",
-         f"{term_name(check.top_pair, names)} / {term_name(check.top_pair_exact, names)}"),
+        (
+            "strongest pairwise Möbius: ProxySPEX / exact",
+            f"{term_name(check.top_pair, names)} / {term_name(check.top_pair_exact, names)}",
+        ),
         ("ProxySPEX's strongest pair joins a previous-token and an induction head", str(check.circuit_pair)),
-        ("super-additive induction-head pairs: measured / ProxySPEX",
-         f"{check.super_additive} / {check.super_additive_predicted} of {check.induction_pairs}"),
+        (
+            "super-additive induction-head pairs: measured / ProxySPEX",
+            f"{check.super_additive} / {check.super_additive_predicted} of {check.induction_pairs}",
+        ),
     ]
     return [
-        ("Setup", (
-            f"2-layer attention-only transformer, {args.steps} training steps ({trained}). Value: mean "
-            f"{args.value} of the correct next token over the repeated half of {args.sequences} fixed "
-            f"sequences: {values[-1]:.3f} with all heads, {values[0]:.3f} with none (uniform guess "
-            f"{chance:.3f}). Heads zero-ablated (rescale={args.rescale}) through "
-            f"compattr.AttentionHeads. ProxySPEX fitted on {len(ex.masks)} queries (alpha={args.alpha}); "
-            f"compattr.explain took {r.explain_seconds:.1f} s.\n")),
+        (
+            "Setup",
+            (
+                f"2-layer attention-only transformer, {args.steps} training steps ({trained}). Value: mean "
+                f"{args.value} of the correct next token over the repeated half of {args.sequences} fixed "
+                f"sequences: {values[-1]:.3f} with all heads, {values[0]:.3f} with none (uniform guess "
+                f"{chance:.3f}). Heads zero-ablated (rescale={args.rescale}) through "
+                f"compattr.AttentionHeads. ProxySPEX fitted on {len(ex.masks)} queries (alpha={args.alpha}); "
+                f"compattr.explain took {r.explain_seconds:.1f} s.\n"
+            ),
+        ),
         ("Checks", markdown_table([{"check": c, "result": v} for c, v in checks])),
-        ("Head roles from attention patterns, and Banzhaf values",
-         markdown_table(roles.reset_index().to_dict("records"))),
-        ("Faithfulness", markdown_table(fit) + (
-            f"\nWith n = {ex.n} there are only {len(masks)} masks; explain holds out the "
-            f"{len(ex.test_masks)} it did not fit on, and the last column checks every mask "
-            "that was never queried.\n")),
-        ("Mean pairwise Möbius interaction by kind of pair", markdown_table(pair_summary(moebius, r.roles, ex.groups))
-         + "\nMöbius I(T) is the effect of keeping T on top of its subsets, starting from no heads: "
-         "positive = synergy (AND-like).\n"),
-        ("Strongest Möbius interactions: exact vs ProxySPEX",
-         markdown_table(comparison_table(moebius["ProxySPEX"], moebius["exact"], names, args.top))),
-        ("Strongest Fourier terms: exact vs ProxySPEX",
-         markdown_table(comparison_table(ex.spectrum.to_dict(), exact.to_dict(), names, args.top))),
-        ("Layer-1 pair ablations from the full model, measured",
-         markdown_table(pair_ablations(lookup(values), names, layer1, ex.n))
-         + "\nexcess = Δ_ab − Δ_a − Δ_b > 0: super-additive, the heads back each other up (OR-like).\n"),
-        ("Layer-1 pair ablations, as ProxySPEX predicts them",
-         markdown_table(pair_ablations(ex.spectrum.predict, names, layer1, ex.n))),
+        (
+            "Head roles from attention patterns, and Banzhaf values",
+            markdown_table(roles.reset_index().to_dict("records")),
+        ),
+        (
+            "Faithfulness",
+            markdown_table(fit)
+            + (
+                f"\n\nWith n = {ex.n} there are only {len(masks)} masks; explain holds out the "
+                f"{len(ex.test_masks)} it did not fit on, and the last column checks every mask "
+                "that was never queried.\n"
+            ),
+        ),
+        (
+            "Mean pairwise Möbius interaction by kind of pair",
+            markdown_table(pair_summary(moebius, r.roles, ex.groups))
+            + "\n\nMöbius I(T) is the effect of keeping T on top of its subsets, starting from no heads: "
+            "positive = synergy (AND-like).\n",
+        ),
+        (
+            "Strongest Möbius interactions: exact vs ProxySPEX",
+            markdown_table(comparison_table(moebius["ProxySPEX"], moebius["exact"], names, args.top)),
+        ),
+        (
+            "Strongest Fourier terms: exact vs ProxySPEX",
+            markdown_table(comparison_table(ex.spectrum.to_dict(), exact.to_dict(), names, args.top)),
+        ),
+        (
+            "Layer-1 pair ablations from the full model, measured",
+            markdown_table(pair_ablations(lookup(values), names, layer1, ex.n))
+            + "\n\nexcess = Δ_ab − Δ_a − Δ_b > 0: super-additive, the heads back each other up (OR-like).\n",
+        ),
+        (
+            "Layer-1 pair ablations, as ProxySPEX predicts them",
+            markdown_table(pair_ablations(ex.spectrum.predict, names, layer1, ex.n)),
+        ),
         ("Energy split", markdown_table(energy)),
         ("compattr summary", f"```\n{ex.summary()}\n```"),
         ("Figures", FIGURES),
@@ -600,8 +669,10 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args)
     path = write_report(args, result)
     print(result.ex.summary())
-    print(f"R² on all 256 masks {result.check.r2_all:.3f}, circuit pair {result.check.circuit_pair}; "
-          f"wrote {path} in {time.perf_counter() - clock:.0f} s")
+    print(
+        f"R² on all 256 masks {result.check.r2_all:.3f}, circuit pair {result.check.circuit_pair}; "
+        f"wrote {path} in {time.perf_counter() - clock:.0f} s"
+    )
 
 
 if __name__ == "__main__":

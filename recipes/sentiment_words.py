@@ -33,21 +33,23 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 import compattr
-from compattr import Explanation, plots
+from compattr import Explanation
+from compattr.apps import plots
+from compattr.apps.report import markdown_table
 from compattr.features.base import digest
 from compattr.query import Query
-from compattr.values import ClassLogit
+from compattr.query.values import ClassLogit
 
 from _assets import cache_root, minilm_path, movie_reviews, run_recipe
-from _common import markdown_table, parser, setup, write_results
+from _common import parser, setup, write_results
 
 DEFAULT_MODEL_DIR = "models/minilm-sentiment"
 _TRAINING_FILE = "training.json"
@@ -155,8 +157,13 @@ def predict(model, tokenizer, texts: Sequence[str], batch_size: int = 64, max_le
     labels = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True,
-                              max_length=max_length, return_tensors="pt")
+            batch = tokenizer(
+                list(texts[i : i + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
             labels.append(model(**batch).logits.argmax(-1).numpy())
     return np.concatenate(labels)
 
@@ -171,7 +178,9 @@ def train_classifier(base: Path, split: Split, config: TrainConfig):
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
     start = time.perf_counter()
     losses = fine_tune(model, tokenizer, split.train_texts, split.train_labels, config)
-    accuracy = float((predict(model, tokenizer, split.test_texts, max_length=config.max_length) == split.test_labels).mean())
+    accuracy = float(
+        (predict(model, tokenizer, split.test_texts, max_length=config.max_length) == split.test_labels).mean()
+    )
     record = {
         "base": str(base),
         "config": asdict(config),
@@ -251,8 +260,9 @@ def explain_sentence(
     query = Query(model, words, ClassLogit(log_odds=log_odds), batch_size=batch_size)
     folder = None if cache_dir is None else cache_dir / digest(query.fingerprint())
     explanations = {
-        alpha: compattr.explain(features=query, alpha=alpha, test_masks=test_masks, seed=seed,
-                                cache_dir=folder, progress=False)
+        alpha: compattr.explain(
+            features=query, alpha=alpha, test_masks=test_masks, seed=seed, cache_dir=folder, progress=False
+        )
         for alpha in alphas
     }
     full_output = float(query.evaluate(np.ones((1, words.n), bool))[0])
@@ -270,10 +280,16 @@ def removal_curve(query: Query, ex: Explanation, rs: Sequence[int], full_output:
         measured = query.evaluate(np.stack([c.kept for c in choices]))
         for r, choice, value in zip(rs, choices, measured):
             change = abs(float(value) - full_output)
-            rows.append({
-                "method": method, "r": r, "change": change, "relative": change / abs(full_output),
-                "predicted": abs(choice.predicted_change), "removed": np.flatnonzero(choice.removed).tolist(),
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "r": r,
+                    "change": change,
+                    "relative": change / abs(full_output),
+                    "predicted": abs(choice.predicted_change),
+                    "removed": np.flatnonzero(choice.removed).tolist(),
+                }
+            )
     return rows
 
 
@@ -285,12 +301,17 @@ def faithfulness_table(results: Sequence[SentenceResult]) -> list[dict]:
         spex = np.array([r.explanations[alpha].faithfulness for r in results])
         lasso = np.array([r.explanations[alpha].lasso_faithfulness for r in results])
         masks = np.mean([len(r.explanations[alpha].masks) for r in results])
-        rows.append({
-            "alpha": alpha, "masks (mean)": int(round(masks)),
-            "ProxySPEX R²": float(spex.mean()), "LASSO R²": float(lasso.mean()),
-            "ProxySPEX min": float(spex.min()), "LASSO min": float(lasso.min()),
-            "ProxySPEX better": f"{int((spex > lasso).sum())}/{len(results)}",
-        })
+        rows.append(
+            {
+                "alpha": alpha,
+                "masks (mean)": int(round(masks)),
+                "ProxySPEX R²": float(spex.mean()),
+                "LASSO R²": float(lasso.mean()),
+                "ProxySPEX min": float(spex.min()),
+                "LASSO min": float(lasso.min()),
+                "ProxySPEX better": f"{int((spex > lasso).sum())}/{len(results)}",
+            }
+        )
     return rows
 
 
@@ -314,12 +335,18 @@ def sentence_table(results: Sequence[SentenceResult]) -> list[dict]:
         ex = res.explanations[max(res.explanations)]
         terms = ex.interactions(len(ex.spectrum))
         top = terms[terms["order"] >= 2].head(1)
-        rows.append({
-            "#": i, "words": len(res.words), "f(full)": res.full_output,
-            "ProxySPEX R²": ex.faithfulness, "LASSO R²": ex.lasso_faithfulness, "terms": len(ex.spectrum),
-            "strongest interaction": "" if top.empty else f"{top['names'].iloc[0]} ({top['coef'].iloc[0]:+.3f})",
-            "sentence": res.text.replace("|", "\\|"),  # a bare | would split the table cell
-        })
+        rows.append(
+            {
+                "#": i,
+                "words": len(res.words),
+                "f(full)": res.full_output,
+                "ProxySPEX R²": ex.faithfulness,
+                "LASSO R²": ex.lasso_faithfulness,
+                "terms": len(ex.spectrum),
+                "strongest interaction": "" if top.empty else f"{top['names'].iloc[0]} ({top['coef'].iloc[0]:+.3f})",
+                "sentence": res.text.replace("|", "\\|"),  # a bare | would split the table cell
+            }
+        )
     return rows
 
 
@@ -329,8 +356,12 @@ def plot_results(faithfulness: Sequence[dict], removal: Sequence[dict]):
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for method, marker in (("ProxySPEX", "o"), ("LASSO", "s")):
-        left.plot([row["alpha"] for row in faithfulness], [row[f"{method} R²"] for row in faithfulness],
-                  marker=marker, label=method)
+        left.plot(
+            [row["alpha"] for row in faithfulness],
+            [row[f"{method} R²"] for row in faithfulness],
+            marker=marker,
+            label=method,
+        )
         right.plot([row["r"] for row in removal], [row[f"{method} Δ"] for row in removal], marker=marker, label=method)
     left.set(xlabel="α (masks = α·n·log₂ n)", ylabel="held-out R² (mean over sentences)", title="Faithfulness")
     right.set(xlabel="words removed r", ylabel="measured |f([n]) − f(S)| (mean)", title="Feature removal")
@@ -347,37 +378,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sentences", type=int, default=5, help="sentences explained (default: %(default)s)")
     p.add_argument("--min-words", type=int, default=20, help="shortest sentence, in words (default: %(default)s)")
     p.add_argument("--max-words", type=int, default=40, help="longest sentence, in words (default: %(default)s)")
-    p.add_argument("--alphas", type=float, nargs="+", default=[2, 4, 6, 8], help="budget multipliers (default: 2 4 6 8)")
+    p.add_argument(
+        "--alphas", type=float, nargs="+", default=[2, 4, 6, 8], help="budget multipliers (default: 2 4 6 8)"
+    )
     p.add_argument("--removal", type=int, default=10, help="largest number of words removed (default: %(default)s)")
     p.add_argument("--test-masks", type=int, default=1000, help="held-out masks per sentence (default: %(default)s)")
-    p.add_argument("--value", choices=("log-odds", "logit"), default="log-odds",
-                   help="what is explained: log-odds or logit of the full-input class (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=None, help="masked sentences per forward pass (default: compattr's)")
-    p.add_argument("--model-dir", type=Path, default=None,
-                   help=f"cached classifier (default: $COMPATTR_CACHE or ~/.cache/compattr, + {DEFAULT_MODEL_DIR})")
+    p.add_argument(
+        "--value",
+        choices=("log-odds", "logit"),
+        default="log-odds",
+        help="what is explained: log-odds or logit of the full-input class (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="masked sentences per forward pass (default: compattr's)"
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help=f"cached classifier (default: $COMPATTR_CACHE or ~/.cache/compattr, + {DEFAULT_MODEL_DIR})",
+    )
     p.add_argument("--retrain", action="store_true", help="fine-tune again even if a cached model exists")
-    p.add_argument("--train-steps", type=int, default=TrainConfig.steps, help="fine-tuning steps (default: %(default)s)")
+    p.add_argument(
+        "--train-steps", type=int, default=TrainConfig.steps, help="fine-tuning steps (default: %(default)s)"
+    )
     return p
 
 
-def write_report(out: Path, args: argparse.Namespace, record: dict, results: Sequence[SentenceResult], seconds: float) -> Path:
+def write_report(
+    out: Path, args: argparse.Namespace, record: dict, results: Sequence[SentenceResult], seconds: float
+) -> Path:
     """``results.md``, the figure and the words view of the first sentence."""
     top = max(args.alphas)
     faithfulness, removal = faithfulness_table(results), removal_table(results)
     plots.save(plot_results(faithfulness, removal), out / "sentiment_words.png")
-    compattr.plots.save(compattr.plots.words_html(results[0].words, results[0].explanations[top].spectrum),
-                        out / "words.html")
-    return write_results(out, "Sentiment words: ProxySPEX vs LASSO on fine-tuned MiniLM", [
-        ("Setup", f"all-MiniLM-L6-v2 fine-tuned on the movie-review snippets ({record['config']['steps']} steps, "
-                  f"test accuracy {record['test_accuracy']:.1%}); value: {args.value} of the full-input class; "
-                  f"masked words → [UNK]; {len(results)} test sentences of {args.min_words}-{args.max_words} words; "
-                  f"R² on {args.test_masks} held-out masks; wall time {seconds:.0f} s."),
-        ("Faithfulness vs budget (paper Fig. 6)", markdown_table(faithfulness)),
-        (f"Feature removal at α = {top:g}, measured on the model (paper Fig. 7)",
-         markdown_table(removal) + "\nΔ = |f([n]) − f(S)| on the real model, mean over sentences; "
-         "Δ rel = Δ / |f([n])| (paper eq. 4), large where a sentence's f([n]) is near 0."),
-        ("Sentences", markdown_table(sentence_table(results))),
-    ])
+    compattr.plots.save(
+        compattr.plots.words_html(results[0].words, results[0].explanations[top].spectrum), out / "words.html"
+    )
+    return write_results(
+        out,
+        "Sentiment words: ProxySPEX vs LASSO on fine-tuned MiniLM",
+        [
+            (
+                "Setup",
+                f"all-MiniLM-L6-v2 fine-tuned on the movie-review snippets ({record['config']['steps']} steps, "
+                f"test accuracy {record['test_accuracy']:.1%}); value: {args.value} of the full-input class; "
+                f"masked words → [UNK]; {len(results)} test sentences of {args.min_words}-{args.max_words} words; "
+                f"R² on {args.test_masks} held-out masks; wall time {seconds:.0f} s.",
+            ),
+            ("Faithfulness vs budget (paper Fig. 6)", markdown_table(faithfulness)),
+            (
+                f"Feature removal at α = {top:g}, measured on the model (paper Fig. 7)",
+                markdown_table(removal) + "\n\nΔ = |f([n]) − f(S)| on the real model, mean over sentences; "
+                "Δ rel = Δ / |f([n])| (paper eq. 4), large where a sentence's f([n]) is near 0.",
+            ),
+            ("Sentences", markdown_table(sentence_table(results))),
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -387,18 +444,35 @@ def main(argv: Sequence[str] | None = None) -> Path:
     config = TrainConfig(steps=args.train_steps)  # --seed varies sentences and masks, not the model
     model_dir = args.model_dir or cache_root() / DEFAULT_MODEL_DIR
     model, tokenizer, record = load_or_train(model_dir, config, args.retrain)
-    print(f"classifier: test accuracy {record['test_accuracy']:.1%} "
-          f"({'cached' if record['cached'] else 'trained'} in {model_dir})", flush=True)
-    sentences = pick_sentences(review_split(config).test_texts, args.sentences, args.min_words, args.max_words, args.seed)
+    print(
+        f"classifier: test accuracy {record['test_accuracy']:.1%} "
+        f"({'cached' if record['cached'] else 'trained'} in {model_dir})",
+        flush=True,
+    )
+    sentences = pick_sentences(
+        review_split(config).test_texts, args.sentences, args.min_words, args.max_words, args.seed
+    )
     results = []
     for i, text in enumerate(sentences):
-        res = explain_sentence(model, tokenizer, text, args.alphas, args.removal, log_odds=args.value == "log-odds",
-                               test_masks=args.test_masks, seed=args.seed, cache_dir=out / "queries",
-                               batch_size=args.batch_size)
+        res = explain_sentence(
+            model,
+            tokenizer,
+            text,
+            args.alphas,
+            args.removal,
+            log_odds=args.value == "log-odds",
+            test_masks=args.test_masks,
+            seed=args.seed,
+            cache_dir=out / "queries",
+            batch_size=args.batch_size,
+        )
         results.append(res)
         ex = res.explanations[max(args.alphas)]
-        print(f"sentence {i}: n={len(res.words)} R² ProxySPEX {ex.faithfulness:.3f} LASSO {ex.lasso_faithfulness:.3f} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"sentence {i}: n={len(res.words)} R² ProxySPEX {ex.faithfulness:.3f} LASSO {ex.lasso_faithfulness:.3f} "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
     path = write_report(out, args, record, results, time.perf_counter() - start)
     print(f"wrote {path} in {time.perf_counter() - start:.0f} s")
     return out

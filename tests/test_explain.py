@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import random_spectrum
 
 import compattr
 from compattr import Explanation, explain
@@ -12,8 +13,6 @@ from compattr._testing import tiny_llama
 from compattr.features import AttentionHeads
 from compattr.query import Query
 from compattr.values import LogLikelihood
-
-from conftest import random_spectrum
 
 torch.set_num_threads(1)
 
@@ -94,15 +93,28 @@ def _toy_explanation(seed: int, lasso: bool = True, **fields) -> Explanation:
     rng = np.random.default_rng(seed)
     masks, test_masks = rng.random((40, 6)) < 0.5, rng.random((20, 6)) < 0.5
     return Explanation(
-        spectrum=random_spectrum(6, 8, 3, seed), names=[f"x{i}" for i in range(6)], groups=np.arange(6) // 3,
-        masks=masks, outputs=rng.normal(size=40), test_masks=test_masks, test_outputs=rng.normal(size=20),
-        lasso=random_spectrum(6, 6, 1, seed + 1) if lasso else None, fit_info={"k": seed}, **fields,
+        spectrum=random_spectrum(6, 8, 3, seed),
+        names=[f"x{i}" for i in range(6)],
+        groups=np.arange(6) // 3,
+        masks=masks,
+        outputs=rng.normal(size=40),
+        test_masks=test_masks,
+        test_outputs=rng.normal(size=20),
+        lasso=random_spectrum(6, 6, 1, seed + 1) if lasso else None,
+        fit_info={"k": seed},
+        **fields,
     )
 
 
 def _same(a: Explanation, b: Explanation) -> bool:
-    return (a.spectrum == b.spectrum and a.lasso == b.lasso and a.fit_info == b.fit_info
-            and all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("masks", "outputs", "test_masks", "test_outputs")))
+    return (
+        a.spectrum == b.spectrum
+        and a.lasso == b.lasso
+        and a.fit_info == b.fit_info
+        and all(
+            np.array_equal(getattr(a, f), getattr(b, f)) for f in ("masks", "outputs", "test_masks", "test_outputs")
+        )
+    )
 
 
 def test_save_over_an_older_run_keeps_none_of_its_files(tmp_path):
@@ -172,8 +184,10 @@ def test_every_saved_format_is_checked_alike(tmp_path, version, message):
     cases = [  # (file, what its loader reads)
         (tmp_path / "ex" / "explanation.json", lambda: Explanation.load(tmp_path / "ex")),
         (ex.spectrum.save(tmp_path / "sp.json"), lambda: compattr.Spectrum.load(tmp_path / "sp.json")),
-        (compattr.PruningPlan(np.ones(6, bool)).to_json(tmp_path / "plan.json"),
-         lambda: compattr.PruningPlan.from_json(tmp_path / "plan.json")),
+        (
+            compattr.PruningPlan(np.ones(6, bool)).to_json(tmp_path / "plan.json"),
+            lambda: compattr.PruningPlan.from_json(tmp_path / "plan.json"),
+        ),
     ]
     for path, load in cases:
         payload = json.loads(path.read_text())
@@ -193,7 +207,9 @@ def test_keep_is_a_count_or_a_fraction_and_nothing_else(explanation):
     assert explanation.plan(keep=np.int64(3)).kept.sum() == 3
     assert explanation.plan(keep=0.5).kept.sum() == 6
     for bad in (1.5, 0.01, -0.3, 0, 0.0, n + 1, 12.0, True, "3", None):
-        with pytest.raises(ValueError, match=rf"keep must be a whole number of features 1..{n} .* or a fraction in \(0, 1\]"):
+        with pytest.raises(
+            ValueError, match=rf"keep must be a whole number of features 1..{n} .* or a fraction in \(0, 1\]"
+        ):
             explanation.plan(keep=bad)
 
 
@@ -218,7 +234,7 @@ def test_constant_held_out_outputs_leave_r2_undefined_but_the_summary_prints():
     assert "faithfulness R² (held out): undefined: the held-out outputs are all equal" in ex.summary()
     assert "R²=undefined" in repr(ex)
     with pytest.raises(ValueError, match="constant"):
-        ex.faithfulness
+        _ = ex.faithfulness
 
 
 class _Counting:
@@ -258,7 +274,10 @@ def test_value_range_is_declared_by_the_value_and_saved(tmp_path):
     assert ex.value_range == (-np.inf, 100.0)
     ex.save(tmp_path / "ex")
     assert Explanation.load(tmp_path / "ex").value_range == (-np.inf, 100.0)
-    assert explain(features=features, budget=80, test_masks=30, progress=False, value_range=(0, 1)).value_range == (0.0, 1.0)
+    assert explain(features=features, budget=80, test_masks=30, progress=False, value_range=(0, 1)).value_range == (
+        0.0,
+        1.0,
+    )
 
 
 def test_built_in_values_declare_their_range():
@@ -274,7 +293,9 @@ def test_outputs_near_1e300_are_explained():
     """ProxySPEX and the LASSO fit y / 2^e and scale back: no overflow, same fit."""
     truth = compattr.synthetic.complete_hierarchy(8, n_sets=2, order=2, seed=0)
     small = explain(features=_Counting(8, truth.predict), budget=80, test_masks=30, progress=False)
-    huge = explain(features=_Counting(8, lambda X: truth.predict(X) * 2.0**996), budget=80, test_masks=30, progress=False)
+    huge = explain(
+        features=_Counting(8, lambda X: truth.predict(X) * 2.0**996), budget=80, test_masks=30, progress=False
+    )
     np.testing.assert_array_equal(huge.spectrum.coefs, small.spectrum.coefs * 2.0**996)
     np.testing.assert_array_equal(huge.lasso.coefs, small.lasso.coefs * 2.0**996)
     assert huge.fit_info["best_params"] == small.fit_info["best_params"]

@@ -3,6 +3,7 @@
 import gc
 
 import numpy as np
+import pytest
 import torch
 
 import compattr
@@ -10,6 +11,8 @@ from compattr._testing import tiny_llama
 from compattr.values import ClassLogit
 
 torch.set_num_threads(1)
+
+pytestmark = pytest.mark.slow  # repeats whole explain runs
 
 
 def live_tensors() -> int:
@@ -29,8 +32,16 @@ def test_repeated_explain_calls_keep_memory_flat(tmp_path):
 
     def run(i):
         return compattr.explain(
-            model, features=heads, value=ClassLogit(), inputs=inputs, budget=60, test_masks=20,
-            seed=i, cache_dir=tmp_path / "queries", progress=False, baseline=False,
+            model,
+            features=heads,
+            value=ClassLogit(),
+            inputs=inputs,
+            budget=60,
+            test_masks=20,
+            seed=i,
+            cache_dir=tmp_path / "queries",
+            progress=False,
+            baseline=False,
         )
 
     for i in range(2):  # warm-up: imports, LightGBM and allocator pools

@@ -152,8 +152,7 @@ def _discover(model: nn.Module, n_layers: int | None) -> Architecture | None:
         if n_layers is not None and len(blocks) != n_layers:
             continue
         projections = [
-            sub for sub, module in blocks[0].named_modules()
-            if _OUT_PROJ.search(sub) and hasattr(module, "weight")
+            sub for sub, module in blocks[0].named_modules() if _OUT_PROJ.search(sub) and hasattr(module, "weight")
         ]
         if len(projections) == 1:
             return Architecture(name, projections[0])

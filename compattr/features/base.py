@@ -18,7 +18,8 @@ protocols describe them:
 
 Inputs travel as a tensor (passed positionally to the model) or as a mapping of named tensors
 (passed as keyword arguments, like a tokenizer's output); every tensor has the examples on its
-first axis. :func:`map_inputs` applies a function to every tensor of either form.
+first axis. :func:`map_inputs` applies a function to every tensor of either form;
+:func:`call_model` runs a model on either form and :func:`input_device` says where they go.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, NoReturn, Protocol, overload, runtime_checkable
 
 import numpy as np
 import torch
 
 from .._validation import as_masks, as_outputs
 
-Inputs = Union[torch.Tensor, Mapping[str, Any]]
+Inputs = torch.Tensor | Mapping[str, Any]
 
 
 @runtime_checkable
@@ -78,17 +80,19 @@ class Masker(Protocol):
     groups: np.ndarray
     inputs: Inputs | None
 
-    def masking(
-        self, masks: torch.Tensor, inputs: Inputs
-    ) -> AbstractContextManager[Inputs]:
+    def masking(self, masks: torch.Tensor, inputs: Inputs) -> AbstractContextManager[Inputs]:
         """Mask ``inputs`` (B examples) row by row with ``masks`` ``(B, n)`` bool."""
 
     def fingerprint(self) -> str:
         """A string that changes whenever the features would give other outputs."""
 
 
+@overload
+def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor: ...
+@overload
+def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Mapping[str, Any]) -> dict[str, Any]: ...
 def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> Inputs:
-    """Apply ``fn`` to the tensor ``inputs`` or to every tensor value of a mapping."""
+    """Apply ``fn`` to the tensor ``inputs`` or to every tensor value of a mapping (a dict)."""
     if isinstance(inputs, torch.Tensor):
         return fn(inputs)
     return {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
@@ -109,13 +113,30 @@ def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
     return model(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
 def forward_takes(model_class: type, name: str) -> bool:
     """Whether ``model_class.forward`` has a parameter called ``name`` (cached per class)."""
+    return name in _forward_parameters(model_class)
+
+
+@functools.cache
+def _forward_parameters(model_class: Any) -> frozenset[str]:
+    """The parameter names of ``model_class.forward``; none when it has no introspectable one."""
     try:
-        return name in inspect.signature(model_class.forward).parameters
-    except (AttributeError, TypeError, ValueError):  # no (introspectable) forward
-        return False
+        return frozenset(inspect.signature(model_class.forward).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return frozenset()
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's inputs go: its input embeddings' device, else its first parameter's."""
+    get = getattr(model, "get_input_embeddings", None)
+    weight = getattr(get(), "weight", None) if callable(get) else None
+    if weight is not None and weight.device.type != "meta":
+        return weight.device
+    for p in model.parameters():
+        if p.device.type != "meta":
+            return p.device
+    return torch.device("cpu")
 
 
 def n_examples(inputs: Inputs) -> int:
@@ -166,13 +187,11 @@ def digest(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise AssertionError(f"check_feature_set: {message}")
 
 
-def check_feature_set(
-    features: FeatureSet, masks: np.ndarray | None = None, seed: int = 0, atol: float = 1e-4
-) -> None:
+def check_feature_set(features: FeatureSet, masks: np.ndarray | None = None, seed: int = 0, atol: float = 1e-4) -> None:
     """Check that ``features`` behaves as compattr needs; raise ``AssertionError`` if not.
 
     Checks the attributes (``n``, ``names``, ``groups``), that ``evaluate`` returns one finite
@@ -196,6 +215,7 @@ def check_feature_set(
     n = getattr(features, "n", None)
     if not isinstance(n, (int, np.integer)) or n < 1:
         _fail(f"n must be a positive int, got {n!r}.")
+    n = int(n)
     names = list(getattr(features, "names", []))
     if len(names) != n or not all(isinstance(s, str) for s in names):
         _fail(f"names must be {n} strings, got {len(names)} entries.")
@@ -231,9 +251,7 @@ def check_feature_set(
         _fail(f"evaluate accepted masks with {n + 1} columns; it must raise ValueError.")
     if hasattr(features, "fingerprint"):
         fp = features.fingerprint()
-        readable = isinstance(fp, str) or (
-            isinstance(fp, Mapping) and all(isinstance(v, str) for v in fp.values())
-        )
+        readable = isinstance(fp, str) or (isinstance(fp, Mapping) and all(isinstance(v, str) for v in fp.values()))
         if not readable or fp != features.fingerprint():
             _fail("fingerprint() must return the same string (or str -> str mapping) every call.")
 

@@ -4,8 +4,8 @@
 :func:`compattr.values.margin`) on a target example of a model trained on the kept subset ``S``
 of the training set. Two sources:
 
-* a ``retrain(keep) -> margin`` callable, run once per mask (affordable for small models:
-  logistic regression on sklearn digits retrains in ~0.1 s);
+* a ``retrain(keep) -> margin`` callable, run once per mask (affordable for small models
+  such as logistic regression on sklearn digits; docs/results.md has its time);
 * precomputed ``(masks, margins)`` arrays, like the datamodels CIFAR-10 release, through
   :meth:`TrainingSubsets.from_arrays`; only those masks can be evaluated, so fit the proxy on
   ``features.masks`` directly.
@@ -16,7 +16,7 @@ model, value or inputs), and a complete example of implementing that protocol.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class TrainingSubsets:
         *,
         names: Sequence[str] | None = None,
         groups: Sequence | None = None,
-    ) -> "TrainingSubsets":
+    ) -> TrainingSubsets:
         """Precomputed margins of models trained on ``masks``.
 
         Parameters

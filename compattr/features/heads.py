@@ -29,9 +29,10 @@ layers before the first masked layer once per example instead of once per mask.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ from torch import nn
 from .._validation import as_masks
 from .architectures import find_blocks, kv_heads, language_model, resolve, text_config
 from .base import Inputs, call_model, digest
+from .replay import LayerReplay
 
 _ABLATIONS = ("zero", "mean")
 
@@ -101,8 +103,10 @@ class AttentionHeads:
         self.rescale = bool(rescale)
         self.ablation = ablation
         self._lens = _is_lens(model)
+        self._blocks: nn.ModuleList | None
+        self._width: int | None
         if self._lens:
-            cfg = model.cfg
+            cfg: Any = model.cfg  # TransformerLens' HookedTransformerConfig
             n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
             self.n_kv_heads = int(getattr(cfg, "n_key_value_heads", None) or self.n_heads)
             self._site_name = "hook_z"
@@ -140,7 +144,7 @@ class AttentionHeads:
         self.names = [f"L{l}.H{h}" for l, h in zip(layer, head)]
         self.groups = layer
         self.kv_groups = layer * G + head // (H // G)
-        self._means = self._head_means(reference) if ablation == "mean" else None
+        self._means = self._head_means(reference) if ablation == "mean" and reference is not None else None
         self._factors: torch.Tensor | None = None
 
     def __repr__(self) -> str:
@@ -157,7 +161,7 @@ class AttentionHeads:
 
     # ------------------------------------------------------------------ masking
     @contextmanager
-    def masked(self, masks) -> Iterator["AttentionHeads"]:
+    def masked(self, masks) -> Iterator[AttentionHeads]:
         """Mask heads while the block runs; hooks are removed on exit, also on exceptions.
 
         Parameters
@@ -188,17 +192,20 @@ class AttentionHeads:
         with self.masked(masks):
             yield inputs
 
-    def layer_replay(self) -> "LayerReplay | None":
+    def layer_replay(self) -> LayerReplay | None:
         """Replay of the blocks before the first masked layer, or None if there are none."""
         start = min(self.layers)
         if start == 0:
             return None
-        return LayerReplay(self.model.blocks if self._lens else self._blocks, start)
+        blocks: Any = self.model.blocks if self._lens else self._blocks  # TransformerLens' or found
+        return LayerReplay(blocks, start)
 
     # ------------------------------------------------------------------ internals
     def _site(self, layer: int) -> nn.Module:
         if self._lens:
-            return self.model.hook_dict[f"blocks.{layer}.attn.hook_z"]
+            hooks: Any = self.model.hook_dict  # TransformerLens: hook name -> HookPoint
+            return hooks[f"blocks.{layer}.attn.hook_z"]
+        assert self._blocks is not None  # found for every Hugging Face model
         return self._blocks[layer].get_submodule(self._site_name)
 
     def _mask_factors(self, masks) -> torch.Tensor:
@@ -206,10 +213,11 @@ class AttentionHeads:
         if isinstance(masks, torch.Tensor):
             M = masks.unsqueeze(0) if masks.ndim == 1 else masks
             if M.ndim != 2 or M.shape[1] != self.n:
-                raise ValueError(f"head masks must have shape (n,) or (B, n) with n={self.n}, got {tuple(masks.shape)}.")
-            if M.dtype != torch.bool:
-                if ((M != 0) & (M != 1)).any():
-                    raise ValueError("head masks must be boolean or 0/1 (1 = head kept).")
+                raise ValueError(
+                    f"head masks must have shape (n,) or (B, n) with n={self.n}, got {tuple(masks.shape)}."
+                )
+            if M.dtype != torch.bool and ((M != 0) & (M != 1)).any():
+                raise ValueError("head masks must be boolean or 0/1 (1 = head kept).")
         else:
             M = torch.from_numpy(as_masks(np.atleast_2d(np.asarray(masks)), self.n, name="head masks"))
         keep = M.reshape(M.shape[0], len(self.layers), self.n_heads).to(torch.float32)
@@ -232,6 +240,7 @@ class AttentionHeads:
 
     def _apply(self, pos: int, x: torch.Tensor) -> torch.Tensor:
         """Mask the heads of layer ``self.layers[pos]`` in the hooked tensor ``x``."""
+        assert self._factors is not None  # the hooks run inside masked() only
         factor = self._factors[:, pos]
         if factor.shape[0] not in (1, x.shape[0]):
             raise ValueError(
@@ -249,7 +258,7 @@ class AttentionHeads:
         return z if self._split else z.flatten(-2)
 
     def _input_hook(self, pos: int, module: nn.Module, args: tuple) -> tuple:
-        return (self._apply(pos, args[0]),) + tuple(args[1:])
+        return (self._apply(pos, args[0]), *args[1:])
 
     def _output_hook(self, pos: int, module: nn.Module, args: tuple, output: torch.Tensor):
         return self._apply(pos, output)
@@ -286,95 +295,6 @@ class AttentionHeads:
         return torch.stack([s / c for s, c in zip(sums, counts)])
 
 
-class _Captured(Exception):
-    """Stops a forward pass once the last replayed block has produced its output."""
-
-    def __init__(self, output: Any):
-        self.output = output
-
-
-class LayerReplay:
-    """Run blocks ``0 .. start-1`` once per example batch and replay their output per mask batch.
-
-    Exact when nothing masked lives in those blocks: their output is the same for every mask.
-    The replayed output is tiled to the batch of the current forward, whose rows must be the
-    captured examples repeated mask after mask (row ``r`` = example ``r % E``), as
-    :class:`compattr.query.Query` lays them out.
-    """
-
-    def __init__(self, blocks: nn.ModuleList, start: int):
-        self.blocks = blocks
-        self.start = start
-
-    def capture(self, run: Callable[[], Any]) -> Any:
-        """Run ``run()`` (a forward pass) until block ``start - 1`` and return that block's output."""
-
-        def stop(module, args, output):
-            raise _Captured(output)
-
-        handle = self.blocks[self.start - 1].register_forward_hook(stop)
-        try:
-            run()
-        except _Captured as done:
-            return done.output
-        finally:
-            handle.remove()
-        raise RuntimeError(f"the forward pass never ran block {self.start - 1}; cannot replay it.")
-
-    @contextmanager
-    def replaying(self, captured: Any) -> Iterator[None]:
-        """Inside, blocks ``0 .. start-1`` skip their computation and return ``captured`` tiled."""
-        n = _first_tensor(captured).shape[0]
-        tiled: dict[int, Any] = {}
-
-        def replay(*args, **kwargs):
-            batch = _first_tensor((args, kwargs)).shape[0]
-            if batch % n:
-                raise ValueError(f"cannot replay {n} examples into a batch of {batch} rows.")
-            reps = batch // n
-            if reps not in tiled:
-                tiled[reps] = _tile(captured, reps, n)
-            return tiled[reps]
-
-        # Set and restore the instance attribute directly: wrappers such as TransformerLens'
-        # bridges forward attribute assignment to the module they wrap.
-        blocks = self.blocks[: self.start]
-        saved = [block.__dict__.get("forward") for block in blocks]
-        try:
-            for block in blocks:
-                object.__setattr__(block, "forward", replay)
-            yield
-        finally:
-            for block, forward in zip(blocks, saved):
-                if forward is None:
-                    object.__delattr__(block, "forward")
-                else:
-                    object.__setattr__(block, "forward", forward)
-
-
-def _first_tensor(obj: Any) -> torch.Tensor:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
-    for item in items:
-        try:
-            return _first_tensor(item)
-        except LookupError:
-            continue
-    raise LookupError("no tensor found")
-
-
-def _tile(obj: Any, reps: int, n: int) -> Any:
-    """Repeat every tensor of ``obj`` whose first axis has ``n`` rows ``reps`` times along it."""
-    if isinstance(obj, torch.Tensor):
-        if reps == 1 or obj.ndim == 0 or obj.shape[0] != n:
-            return obj
-        return obj.repeat(reps, *([1] * (obj.ndim - 1)))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_tile(o, reps, n) for o in obj)
-    return obj
-
-
 def _is_lens(model: nn.Module) -> bool:
     hooks = getattr(model, "hook_dict", None)
     return isinstance(hooks, dict) and "blocks.0.attn.hook_z" in hooks
@@ -401,7 +321,7 @@ def _input_width(site: nn.Module) -> int | None:
 def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
     if layers is None:
         return list(range(n_layers))
-    given = list(layers) if isinstance(layers, (list, tuple, range, np.ndarray)) else [layers]
+    given: list[Any] = list(layers) if isinstance(layers, (list, tuple, range, np.ndarray)) else [layers]
     wrong = [l for l in given if isinstance(l, (bool, np.bool_)) or not isinstance(l, (int, np.integer))]
     if wrong:
         raise ValueError(f"layers must be integers (layer indices), got {wrong!r}.")

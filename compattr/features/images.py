@@ -12,8 +12,9 @@ model's own patch grid for ViT/CLIP-style models (e.g. 14 x 14 for 224-pixel ima
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -96,10 +97,16 @@ class ImagePatches:
     @contextmanager
     def masking(self, masks: torch.Tensor, inputs: Inputs) -> Iterator[Inputs]:
         """Images whose row ``b`` shows the fill image in the patches masked in ``masks[b]``."""
-        x = inputs if self.input_name is None else inputs[self.input_name]
+        if self.input_name is None:  # the inputs are the image tensor
+            yield self._masked(masks, cast(torch.Tensor, inputs))
+        else:  # a mapping that holds it under input_name
+            named = cast(Mapping[str, Any], inputs)
+            yield {**named, self.input_name: self._masked(masks, named[self.input_name])}
+
+    def _masked(self, masks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The images ``x`` with the fill image in the patches masked in each row of ``masks``."""
         keep = masks.bool()[:, self.pixel_patch.to(masks.device)].to(x.device)
-        masked = torch.where(keep[:, None], x, self.filled.to(device=x.device, dtype=x.dtype))
-        yield masked if self.input_name is None else {**inputs, self.input_name: masked}
+        return torch.where(keep[:, None], x, self.filled.to(device=x.device, dtype=x.dtype))
 
 
 def _fill(image: torch.Tensor, fill: str, sigma: float) -> torch.Tensor:
@@ -119,6 +126,10 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = (kernel / kernel.sum()).to(image.device)
     C = image.shape[0]
     x = image.float()[None]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+    x = F.conv2d(
+        F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C
+    )
+    x = F.conv2d(
+        F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C
+    )
     return x[0].to(image.dtype)

@@ -16,8 +16,8 @@ offsets)::
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,10 +63,10 @@ class TextSpans:
         self,
         tokenizer,
         text: str,
-        spans: Sequence[tuple[int, int]],
+        spans: Sequence[tuple[int, int]] | np.ndarray,
         *,
         names: Sequence[str] | None = None,
-        groups: Sequence | None = None,
+        groups: Sequence | np.ndarray | None = None,
         prefix: str = "",
         suffix: str = "",
         replacement: str | int | None = None,
@@ -75,11 +75,16 @@ class TextSpans:
         spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
         if len(spans) == 0:
             raise ValueError("the text has no units to mask (empty text?).")
-        if (spans[:, 0] >= spans[:, 1]).any() or (spans[1:, 0] < spans[:-1, 1]).any() or spans.min() < 0 or spans.max() > len(text):
+        if (
+            (spans[:, 0] >= spans[:, 1]).any()
+            or (spans[1:, 0] < spans[:-1, 1]).any()
+            or spans.min() < 0
+            or spans.max() > len(text)
+        ):
             raise ValueError("spans must be ordered, non-empty, non-overlapping (start, end) pairs inside the text.")
         self.text, self.prefix, self.suffix = text, prefix, suffix
         self.n = len(spans)
-        self.names = names_from(names, self.n, lambda i: f"{i}:{text[spans[i, 0]:spans[i, 1]]}")
+        self.names = names_from(names, self.n, lambda i: f"{i}:{text[spans[i, 0] : spans[i, 1]]}")
         self.groups = np.zeros(self.n, np.int64) if groups is None else np.asarray(groups)
         if self.groups.shape != (self.n,):
             raise ValueError(f"got {self.groups.shape} group labels for {self.n} units.")
@@ -92,7 +97,9 @@ class TextSpans:
         self.fixed_prefix = int(np.argmax(self.token_units < self.n))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(n={self.n}, tokens={len(self.token_units)}, replacement_id={self.replacement_id})"
+        return (
+            f"{type(self).__name__}(n={self.n}, tokens={len(self.token_units)}, replacement_id={self.replacement_id})"
+        )
 
     def fingerprint(self) -> str:
         """Identifies the tokenized text, the unit of every token and the replacement."""
@@ -104,7 +111,7 @@ class TextSpans:
 
         Token positions past the tokenized text (an appended answer) are kept.
         """
-        ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
+        ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
         if ids.shape[1] < len(self._units):
             raise ValueError(f"inputs have {ids.shape[1]} tokens, the text has {len(self._units)}.")
         units = torch.full((ids.shape[1],), self.n, dtype=torch.long)
@@ -112,7 +119,7 @@ class TextSpans:
         keep = torch.cat([masks.bool(), masks.new_ones(len(masks), 1, dtype=torch.bool)], 1)
         keep = keep[:, units.to(masks.device)].to(ids.device)
         masked = torch.where(keep, ids, torch.full_like(ids, self.replacement_id))
-        yield {**inputs, "input_ids": masked} if isinstance(inputs, dict) else masked
+        yield masked if isinstance(inputs, torch.Tensor) else {**inputs, "input_ids": masked}
 
     def unit_tokens(self, i: int) -> list[str]:
         """The tokens of unit ``i`` (to check what masking it replaces)."""
@@ -123,14 +130,22 @@ class TextSpans:
 class Tokens(TextSpans):
     """Each token of ``text`` is a feature; groups = the word (whitespace-separated) it is in."""
 
-    def __init__(self, tokenizer, text: str, *, prefix: str = "", suffix: str = "", add_special_tokens: bool = True, **kwargs):
+    def __init__(
+        self, tokenizer, text: str, *, prefix: str = "", suffix: str = "", add_special_tokens: bool = True, **kwargs
+    ):
         _, offsets = _encode(tokenizer, prefix + text + suffix, add_special_tokens)
         offsets = offsets - len(prefix)
         inside = (offsets[:, 1] > offsets[:, 0]) & (offsets[:, 0] >= 0) & (offsets[:, 1] <= len(text))
         spans = offsets[inside]
         super().__init__(
-            tokenizer, text, spans, groups=_containing(spans, _regex_spans(r"\S+", text)),
-            prefix=prefix, suffix=suffix, add_special_tokens=add_special_tokens, **kwargs,
+            tokenizer,
+            text,
+            spans,
+            groups=_containing(spans, _regex_spans(r"\S+", text)),
+            prefix=prefix,
+            suffix=suffix,
+            add_special_tokens=add_special_tokens,
+            **kwargs,
         )
 
 

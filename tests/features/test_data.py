@@ -6,8 +6,10 @@ import pytest
 from compattr.features import TrainingSubsets, check_feature_set
 from compattr.query import run_queries
 
+POINTS, LABELS = np.random.default_rng(0).normal(size=(12, 2)), np.arange(12) % 2
 
-def nearest_centroid_margin(keep, X=np.random.default_rng(0).normal(size=(12, 2)), labels=np.arange(12) % 2):
+
+def nearest_centroid_margin(keep, X=POINTS, labels=LABELS):
     """A tiny 'model': class centroids of the kept examples; margin on the point (1, 1)."""
     point, target = np.array([1.0, 1.0]), 1
     scores = []
@@ -23,7 +25,10 @@ def test_retraining_feature_set_conforms_and_caches(tmp_path):
     X = np.random.default_rng(1).random((20, 12)) < 0.5
     y = run_queries(data, X, cache_dir=tmp_path, progress=False)
     assert np.allclose(y, [nearest_centroid_margin(x) for x in X])
-    assert data.names[:2] == ["x0", "x1"] and data.fingerprint() == "TrainingSubsets(n=12, retrain, key='nearest_centroid_margin')"
+    assert (
+        data.names[:2] == ["x0", "x1"]
+        and data.fingerprint() == "TrainingSubsets(n=12, retrain, key='nearest_centroid_margin')"
+    )
 
 
 def test_precomputed_tables_average_repeats_and_refuse_unknown_masks():
@@ -44,4 +49,7 @@ def test_precomputed_tables_average_repeats_and_refuse_unknown_masks():
         TrainingSubsets.from_arrays(X, margins)
     with pytest.raises(ValueError, match="non-finite"):
         TrainingSubsets.from_arrays(X, np.where(np.eye(30, 1, dtype=bool)[:, 0], np.nan, 0.0))
-    assert TrainingSubsets.from_arrays(X, margins[:, 0]).fingerprint() != TrainingSubsets.from_arrays(X, margins[:, 1]).fingerprint()
+    assert (
+        TrainingSubsets.from_arrays(X, margins[:, 0]).fingerprint()
+        != TrainingSubsets.from_arrays(X, margins[:, 1]).fingerprint()
+    )

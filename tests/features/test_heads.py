@@ -5,17 +5,22 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import check_lens_layer_replay
 from torch import nn
 
 from compattr._testing import (
-    tiny_bert, tiny_falcon, tiny_gemma3, tiny_gemma3_multimodal, tiny_gpt2, tiny_llama, word_tokenizer,
+    tiny_bert,
+    tiny_falcon,
+    tiny_gemma3,
+    tiny_gemma3_multimodal,
+    tiny_gpt2,
+    tiny_llama,
+    word_tokenizer,
 )
 from compattr.features import Architecture, AttentionHeads, register_architecture
 from compattr.features.architectures import REGISTRY
 from compattr.query import Query
 from compattr.values import ClassLogit
-
-from conftest import check_lens_layer_replay
 
 torch.set_num_threads(1)
 
@@ -115,8 +120,17 @@ def test_masking_equals_weight_surgery_at_every_sequence_length(family, seq, per
     assert not torch.allclose(hooked, logits(model, x), atol=1e-4)
 
 
-TINY = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+TINY = dict(
+    vocab_size=64,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 GQA = dict(num_key_value_heads=2)  # families whose default key/value head count exceeds 4
 TINY_EXTRA = {
     **{family: GQA for family in ("gemma", "mistral", "mixtral", "qwen2", "qwen3")},
@@ -170,9 +184,8 @@ def test_a_tensor_in_another_layout_than_the_site_is_refused():
     """The layout is fixed by the hook site; a tensor that does not fit it is an error, never
     reinterpreted by its sizes."""
     heads = AttentionHeads(tiny_llama(layers=1), rescale=False)
-    with heads.masked(np.ones(heads.n, bool)):
-        with pytest.raises(RuntimeError, match="layout"):
-            heads._apply(0, torch.zeros(2, 4, 4, 8))  # split by head, at a flat site
+    with heads.masked(np.ones(heads.n, bool)), pytest.raises(RuntimeError, match="layout"):
+        heads._apply(0, torch.zeros(2, 4, 4, 8))  # split by head, at a flat site
 
 
 def test_rescaling_matches_its_definition(model):
@@ -250,9 +263,8 @@ def test_hooks_are_removed_also_on_exceptions():
     model = tiny_gpt2()
     heads = AttentionHeads(model)
     before = logits(model, ids())
-    with pytest.raises(KeyError):
-        with heads.masked(np.zeros(heads.n, bool)):
-            raise KeyError("boom")
+    with pytest.raises(KeyError), heads.masked(np.zeros(heads.n, bool)):
+        raise KeyError("boom")
     assert all(not out_proj(model, l)._forward_pre_hooks for l in range(2))
     assert torch.equal(logits(model, ids()), before)
     with heads.masked(np.zeros(heads.n, bool)):  # usable again
@@ -281,22 +293,26 @@ def test_bad_arguments_get_clear_errors(kwargs, match):
 def test_bad_masks_get_clear_errors():
     model = tiny_gpt2()
     heads = AttentionHeads(model)
-    with pytest.raises(ValueError, match="9 columns but there are n=8"):
-        with heads.masked(np.ones(heads.n + 1, bool)):
-            pass
-    with pytest.raises(ValueError, match=r"shape \(n,\) or \(B, n\) with n=8, got \(2, 9\)"):
-        with heads.masked(torch.ones(2, heads.n + 1, dtype=torch.bool)):
-            pass
-    with pytest.raises(ValueError, match="binary"):
-        with heads.masked(np.full(heads.n, 0.5)):
-            pass
-    with pytest.raises(ValueError, match="2 rows but the model runs a batch of 3"):
-        with heads.masked(np.ones((2, heads.n), bool)):
-            logits(model, ids(batch=3))
-    with heads.masked(np.ones(heads.n, bool)):
-        with pytest.raises(RuntimeError, match="do not nest"):
-            with heads.masked(np.ones(heads.n, bool)):
-                pass
+    with pytest.raises(ValueError, match="9 columns but there are n=8"), heads.masked(np.ones(heads.n + 1, bool)):
+        pass
+    with (
+        pytest.raises(ValueError, match=r"shape \(n,\) or \(B, n\) with n=8, got \(2, 9\)"),
+        heads.masked(torch.ones(2, heads.n + 1, dtype=torch.bool)),
+    ):
+        pass
+    with pytest.raises(ValueError, match="binary"), heads.masked(np.full(heads.n, 0.5)):
+        pass
+    with (
+        pytest.raises(ValueError, match="2 rows but the model runs a batch of 3"),
+        heads.masked(np.ones((2, heads.n), bool)),
+    ):
+        logits(model, ids(batch=3))
+    with (
+        heads.masked(np.ones(heads.n, bool)),
+        pytest.raises(RuntimeError, match="do not nest"),
+        heads.masked(np.ones(heads.n, bool)),
+    ):
+        pass
 
 
 class _Mystery(nn.Module):

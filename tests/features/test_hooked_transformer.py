@@ -11,13 +11,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import check_lens_layer_replay
 
 from compattr._testing import VOCAB, tiny_gpt2
 from compattr.features import AttentionHeads
 from compattr.query import Query
 from compattr.values import ClassLogit
-
-from conftest import check_lens_layer_replay
 
 pytest.importorskip("transformer_lens", reason="HookedTransformer needs transformer-lens 2.x: run `make test-lens2`")
 try:
@@ -38,15 +37,27 @@ def hooked_gpt2(layers: int = 3):
     hf = tiny_gpt2(layers=layers)
     c = hf.config
     cfg = HookedTransformerConfig(
-        n_layers=c.n_layer, d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head,
-        d_mlp=4 * c.n_embd, d_vocab=c.vocab_size, n_ctx=c.n_positions, act_fn="gelu_new",
-        normalization_type="LN", eps=c.layer_norm_epsilon, original_architecture="GPT2LMHeadModel",
+        n_layers=c.n_layer,
+        d_model=c.n_embd,
+        d_head=c.n_embd // c.n_head,
+        n_heads=c.n_head,
+        d_mlp=4 * c.n_embd,
+        d_vocab=c.vocab_size,
+        n_ctx=c.n_positions,
+        act_fn="gelu_new",
+        normalization_type="LN",
+        eps=c.layer_norm_epsilon,
+        original_architecture="GPT2LMHeadModel",
         device="cpu",
     )
     lens = HookedTransformer(cfg)
     lens.load_and_process_state_dict(
-        convert_gpt2_weights(hf, cfg), fold_ln=False, center_writing_weights=False,
-        center_unembed=False, fold_value_biases=False, refactor_factored_attn_matrices=False,
+        convert_gpt2_weights(hf, cfg),
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+        refactor_factored_attn_matrices=False,
     )
     return hf, lens.eval()
 
@@ -96,7 +107,7 @@ def test_mean_ablation_replaces_masked_heads_by_their_reference_mean():
     reference = ids(batch=3, seq=4, seed=9)
     heads = AttentionHeads(lens, rescale=False, ablation="mean", reference=reference)
     site, z = lens.hook_dict["blocks.1.attn.hook_z"], []
-    capture = lambda t, hook: z.append(t.detach().clone())  # noqa: E731
+    capture = lambda t, hook: z.append(t.detach().clone())
     mask = np.ones(heads.n, bool)
     mask[4 + 2] = False  # layer 1, head 2
     try:

@@ -19,7 +19,9 @@ def image(C=3, H=10, W=12, seed=0):
 
 def cnn(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5)
+    ).eval()
 
 
 def test_grid_layout_and_uneven_patches():
@@ -39,7 +41,11 @@ def test_masked_patches_show_the_fill_and_kept_ones_the_image(fill):
         out = out[0]
     kept = masks[0][patches.pixel_patch]
     assert torch.equal(out[:, kept], x[:, kept])
-    expected = {"zero": torch.zeros_like(x), "mean": x.mean((1, 2), keepdim=True).expand_as(x), "blur": gaussian_blur(x, patches.sigma)}[fill]
+    expected = {
+        "zero": torch.zeros_like(x),
+        "mean": x.mean((1, 2), keepdim=True).expand_as(x),
+        "blur": gaussian_blur(x, patches.sigma),
+    }[fill]
     assert torch.allclose(out[:, ~kept], expected[:, ~kept])
 
 

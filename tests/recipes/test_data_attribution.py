@@ -13,11 +13,14 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 
-import data_attribution as da  # noqa: E402
+import data_attribution as da
 
-import compattr  # noqa: E402
+import compattr
 
 torch.set_num_threads(1)
+
+
+pytestmark = pytest.mark.slow  # runs a whole recipe script
 
 
 def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -78,8 +81,8 @@ def test_top_pairs_follow_appendix_c1_and_drop_contradicting_signs():
 
 def test_second_differences_of_an_and_and_an_or():
     contexts = np.random.default_rng(0).random((6, 4)) < 0.5
-    both = lambda m: (m[:, 0] & m[:, 1]).astype(float)  # noqa: E731
-    either = lambda m: (m[:, 0] | m[:, 1]).astype(float)  # noqa: E731
+    both = lambda m: (m[:, 0] & m[:, 1]).astype(float)
+    either = lambda m: (m[:, 0] | m[:, 1]).astype(float)
     np.testing.assert_array_equal(da.second_differences(both, (0, 1), contexts), np.ones(6))
     np.testing.assert_array_equal(da.second_differences(either, (0, 1), contexts), -np.ones(6))
 
@@ -95,10 +98,22 @@ def test_cli_help(capsys):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("data_attribution")
-    args = da.build_parser().parse_args([
-        "--out", str(out), "--n", "40", "--targets", "2", "--alpha", "1",
-        "--test-masks", "150", "--check-contexts", "8",
-    ])
+    args = da.build_parser().parse_args(
+        [
+            "--out",
+            str(out),
+            "--n",
+            "40",
+            "--targets",
+            "2",
+            "--alpha",
+            "1",
+            "--test-masks",
+            "150",
+            "--check-contexts",
+            "8",
+        ]
+    )
     data, results = da.run(args)
     da.write_report(args, data, results, seconds=0.0)
     return args, data, results

@@ -8,7 +8,10 @@ import numpy as np
 import compattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
-import hierarchy  # noqa: E402
+import hierarchy
+import pytest
+
+pytestmark = pytest.mark.slow  # runs a whole recipe script
 
 
 def test_rates_of_a_downward_closed_spectrum_are_one():
@@ -31,8 +34,19 @@ def test_recipe_end_to_end(tmp_path):
 
     ex = compattr.explain(features=Synthetic(), budget=300, test_masks=200, progress=False)
     ex.save(tmp_path / "run" / "explanation")
-    hierarchy.main(["--out", str(tmp_path / "out"), "--explanations", str(tmp_path / "run" / "explanation"),
-                    "--k", "5", "10", "--synthetic-n", "20"])
+    hierarchy.main(
+        [
+            "--out",
+            str(tmp_path / "out"),
+            "--explanations",
+            str(tmp_path / "run" / "explanation"),
+            "--k",
+            "5",
+            "10",
+            "--synthetic-n",
+            "20",
+        ]
+    )
     text = (tmp_path / "out" / "results.md").read_text()
     assert "run/explanation" in text and "synthetic peak" in text
     assert (tmp_path / "out" / "hierarchy.png").stat().st_size > 5000

@@ -13,18 +13,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 
-import image_patches as ip  # noqa: E402
-from _assets import MissingAsset, efficientnet_lite0, photo, square_crop, to_model_input  # noqa: E402
+import image_patches as ip
+
+from _assets import MissingAsset, efficientnet_lite0, photo, square_crop, to_model_input
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.slow  # runs a whole recipe script
+
+
 GRID = (3, 3)
 
 
 def _tiny_cnn() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(16, 5),
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 5),
     ).eval()
 
 
@@ -74,7 +81,7 @@ def test_photo_loading_and_preprocessing():
     crop = square_crop(rgb)
     assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
     x = to_model_input(crop)
-    assert x.shape == (3, 224, 224) and -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert x.shape == (3, 224, 224) and float(x.min()) >= -1.0 and float(x.max()) <= 1.0
     with pytest.raises(ValueError, match="unknown photo"):
         photo("dog")
 

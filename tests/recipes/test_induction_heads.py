@@ -13,11 +13,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 
-import induction_heads as ih  # noqa: E402
+import induction_heads as ih
 
-import compattr  # noqa: E402
+import compattr
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.slow  # runs a whole recipe script
+
+
 CONFIG = ih.InductionConfig()
 
 
@@ -67,7 +70,7 @@ def test_exact_spectrum_reproduces_every_mask_and_lookup_reads_the_table():
 
 @pytest.mark.parametrize("gate, sign", [(np.logical_or, 1), (np.logical_and, -1)])
 def test_pair_ablations_excess_is_positive_for_or_and_negative_for_and(gate, sign):
-    f = lambda masks: gate(masks[:, 0], masks[:, 1]).astype(float)  # noqa: E731
+    f = lambda masks: gate(masks[:, 0], masks[:, 1]).astype(float)
     (row,) = ih.pair_ablations(f, ["a", "b", "c"], [0, 1], 3)
     assert row["pair"] == "a × b" and np.sign(row["excess"]) == sign
 
@@ -117,8 +120,10 @@ def test_the_interacting_heads_are_found(short_run):
     assert c.circuit_pair
     assert ih.pair_category(c.top_pair_exact, r.roles, r.ex.groups) == "previous-token × induction"
     assert r.ex.groups[c.top_pair[0]] == 0 and r.ex.groups[c.top_pair[1]] == 1
-    moebius = {"exact": compattr.indices.moebius(ih.exact_spectrum(r.values)),
-               "ProxySPEX": compattr.indices.moebius(r.ex.spectrum)}
+    moebius = {
+        "exact": compattr.indices.moebius(ih.exact_spectrum(r.values)),
+        "ProxySPEX": compattr.indices.moebius(r.ex.spectrum),
+    }
     means = {row["pairs"]: row for row in ih.pair_summary(moebius, r.roles, r.ex.groups)}
     for source in moebius:  # the cross-layer synergy dominates the within-layer interactions
         key = f"mean Möbius ({source})"

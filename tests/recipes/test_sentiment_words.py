@@ -12,12 +12,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 
-import sentiment_words as sw  # noqa: E402
-from _assets import MissingAsset, movie_reviews  # noqa: E402
+import sentiment_words as sw
 
-from compattr._testing import tiny_bert, word_tokenizer  # noqa: E402
+from compattr._testing import tiny_bert, word_tokenizer
+
+from _assets import MissingAsset, movie_reviews
 
 torch.set_num_threads(1)
+
+
+pytestmark = pytest.mark.slow  # runs a whole recipe script
 
 
 def _sentence(rng: np.random.Generator, words: int) -> str:
@@ -91,7 +95,9 @@ def test_removal_is_measured_on_the_model(tiny_results):
         return float(logits[label] - logits[1 - label])
 
     assert res.full_output == pytest.approx(log_odds(full), abs=1e-5) and res.full_output > 0
-    assert [(row["method"], row["r"]) for row in res.removal] == [(m, r) for m in ("ProxySPEX", "LASSO") for r in (1, 2, 3)]
+    assert [(row["method"], row["r"]) for row in res.removal] == [
+        (m, r) for m in ("ProxySPEX", "LASSO") for r in (1, 2, 3)
+    ]
     for row in res.removal:
         assert len(row["removed"]) == row["r"]
         measured = log_odds(_logits(model, tokenizer, res.text, row["removed"]))
@@ -105,7 +111,7 @@ def test_lasso_removal_takes_the_largest_marginal_coefficients(tiny_results):
     effect = 2 * np.array([lasso.to_dict().get((i,), 0.0) for i in range(lasso.n)])  # removing i adds 2 F({i})
     for row in results[0].removal:
         if row["method"] == "LASSO":
-            best = max(abs(np.sort(effect)[: row["r"]].sum()), abs(np.sort(effect)[-row["r"]:].sum()))
+            best = max(abs(np.sort(effect)[: row["r"]].sum()), abs(np.sort(effect)[-row["r"] :].sum()))
             assert row["predicted"] == pytest.approx(best)
 
 
@@ -166,10 +172,28 @@ def test_classifier_is_cached_and_reloaded(tiny_minilm):
 @pytest.mark.assets
 def test_recipe_runs_end_to_end(tiny_minilm, tmp_path):
     folder, _ = tiny_minilm
-    out = sw.main([
-        "--out", str(tmp_path), "--model-dir", str(folder), "--train-steps", "2", "--sentences", "1",
-        "--min-words", "20", "--max-words", "22", "--alphas", "1", "--removal", "2", "--test-masks", "60",
-    ])
+    out = sw.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--model-dir",
+            str(folder),
+            "--train-steps",
+            "2",
+            "--sentences",
+            "1",
+            "--min-words",
+            "20",
+            "--max-words",
+            "22",
+            "--alphas",
+            "1",
+            "--removal",
+            "2",
+            "--test-masks",
+            "60",
+        ]
+    )
     text = (out / "results.md").read_text()
     assert "Faithfulness vs budget" in text and "Feature removal" in text
     assert (out / "sentiment_words.png").exists() and "<div" in (out / "words.html").read_text()

@@ -1,0 +1,16 @@
+"""Applications built on the pipeline: question sets, models, figures, reports and the CLI.
+
+:mod:`~compattr.apps.tasks`
+    Multiple-choice question sets, their accuracy under head masks, and plan comparisons.
+:mod:`~compattr.apps.models`
+    Loading models: hub ids, local folders, GGUF files and the offline SmolLM2 asset.
+:mod:`~compattr.apps.plots`
+    Figures and HTML views of a spectrum.
+:mod:`~compattr.apps.report`
+    Markdown tables and the files an explanation or a set of plans is written to.
+:mod:`~compattr.apps.cli`
+    The ``compattr`` command (``explain`` and ``prune``).
+
+The package imports none of them itself: :mod:`compattr.explain` uses the plots, and the CLI
+uses :func:`compattr.explain`, so each module is imported where it is needed.
+"""

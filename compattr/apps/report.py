@@ -1,0 +1,70 @@
+"""Writing results: markdown tables, and an explanation or plans as the files the CLI and recipes leave.
+
+One writer of each kind, shared by ``compattr explain`` / ``compattr prune`` and the recipes:
+:func:`markdown_table` (a table or a list of row dicts), :func:`write_explanation` (the saved
+explanation plus its summary, tables and figures) and :func:`write_plans`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import plots
+
+
+def markdown_table(
+    table: pd.DataFrame | Sequence[Mapping], columns: Sequence[str] | None = None, digits: int = 3
+) -> str:
+    """``table`` as a GitHub markdown table, floats rounded to ``digits``, missing values blank.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or sequence of mappings
+        The rows. Row dicts keep each cell's own type, so a column of ints with a missing
+        value still prints its ints as ints; no row dicts at all give ``""``.
+    columns : sequence of str, optional
+        For row dicts: the columns, in order (default: the first row's keys).
+    digits : int
+        Decimals of float cells.
+    """
+    if not isinstance(table, pd.DataFrame):
+        rows = list(table)
+        if not rows:
+            return ""
+        table = pd.DataFrame(rows, columns=list(columns or rows[0].keys()), dtype=object)
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+            return ""
+        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
+
+    cells = [list(map(str, table.columns))] + [[cell(v) for v in row] for row in table.itertuples(index=False)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+
+    def line(r: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
+    """``ex.save(folder)`` plus summary.txt, interactions.csv, settings.json and the plots."""
+    ex.save(folder)
+    (folder / "summary.txt").write_text(summary + "\n")
+    (folder / "settings.json").write_text(json.dumps(settings, indent=1))
+    ex.interactions(50).to_csv(folder / "interactions.csv", index=False)
+    plots.save(ex.plot_heads(), folder / "heads.png")
+    plots.save(ex.plot_energy(), folder / "energy.png")
+
+
+def write_plans(plans: dict, folder: Path) -> None:
+    """Each plan to ``folder/<name>.json`` (``"Best-of-N"`` -> ``best_of_n.json``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, plan in plans.items():
+        plan.to_json(folder / f"{name.lower().replace('-', '_')}.json")

@@ -1,0 +1,506 @@
+"""Multiple-choice question sets: build, split, tokenize, and measure accuracy under head masks.
+
+A :class:`QuestionSet` holds prompts, ``K`` options per prompt and the index of the right
+option. Each option is scored as the continuation ``prompt + sep + option``, so a cloze
+("The capital of France is" + " Paris") and an MMLU-style lettered question ("...\\nAnswer:"
++ " B") are the same thing here.
+
+Sources::
+
+    qs = compattr.tasks.capitals()                          # offline, from countryinfo
+    qs = compattr.tasks.from_jsonl("my_questions.jsonl")    # {"prompt", "options", "answer"}
+    qs = compattr.tasks.from_dataset("cais/mmlu", "test", config="all")   # MMLU columns
+
+Use::
+
+    train, test = qs.split(train=120)                       # the paper's MMLU split
+    inputs, value = train.encode(tokenizer)                 # -> compattr.explain(..., value, inputs)
+    compattr.tasks.accuracy(model, tokenizer, test, heads, plan.kept)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .._validation import range_note
+from ..features import AttentionHeads
+from ..optimize import PruningPlan, ValueRangeWarning, best_of_n, best_subset
+from ..query import Query, run_queries
+from ..query.values import MultipleChoice
+from .models import MissingAssetError
+
+COUNTRYINFO_PIN = "countryinfo==1.0.1"
+_LETTERS = string.ascii_uppercase
+#: The values each multiple-choice ``metric`` can take: an accuracy lies in [0, 1]; the
+#: log-probability of the right option, normalised over the options, is at most 0.
+METRIC_RANGES = MultipleChoice.RANGES
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    """``Q`` multiple-choice questions with ``K`` options each.
+
+    Attributes
+    ----------
+    prompts : tuple of Q str
+        The text before the answer.
+    options : tuple of Q tuples of K str
+        The candidate answers; option ``k`` of question ``q`` is scored as the continuation
+        ``sep + options[q][k]`` of ``prompts[q]``.
+    answers : tuple of Q int
+        Index in ``[0, K)`` of the right option.
+    sep : str
+        Joins a prompt and an option (default one space).
+    """
+
+    # any sequences; __post_init__ stores them as tuples
+    prompts: Sequence[str]
+    options: Sequence[Sequence[str]]
+    answers: Sequence[int]
+    sep: str = " "
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(str(p) for p in self.prompts))
+        object.__setattr__(self, "options", tuple(tuple(str(o) for o in opts) for opts in self.options))
+        object.__setattr__(self, "answers", tuple(int(a) for a in self.answers))
+        Q = len(self.prompts)
+        if len(self.options) != Q or len(self.answers) != Q:
+            raise ValueError(f"got {Q} prompts, {len(self.options)} option lists and {len(self.answers)} answers.")
+        sizes = {len(o) for o in self.options}
+        if len(sizes) > 1 or sizes == {0} or sizes == {1}:
+            raise ValueError(f"every question needs the same number K >= 2 of options, got {sorted(sizes)}.")
+        K = sizes.pop() if sizes else 0
+        bad = [q for q, a in enumerate(self.answers) if not 0 <= a < K]
+        if bad:
+            raise ValueError(f"answers of questions {bad[:5]} are not option indices in [0, {K}).")
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, index: slice | Sequence[int] | np.ndarray) -> QuestionSet:
+        """The questions at ``index`` (a slice or integer indices) as a new set."""
+        rows = range(len(self))[index] if isinstance(index, slice) else [int(i) for i in np.asarray(index).reshape(-1)]
+        return QuestionSet(
+            tuple(self.prompts[i] for i in rows),
+            tuple(self.options[i] for i in rows),
+            tuple(self.answers[i] for i in rows),
+            self.sep,
+        )
+
+    @property
+    def n_options(self) -> int:
+        """``K``, the options per question."""
+        return len(self.options[0]) if self.options else 0
+
+    def split(self, train: int | float = 120, seed: int | None = None) -> tuple[QuestionSet, QuestionSet]:
+        """``(train, test)``: the first ``train`` questions and the rest.
+
+        Parameters
+        ----------
+        train : int or float
+            A count, or a fraction of the questions if ``0 < train < 1``. The default 120 is
+            the paper's MMLU split (first 120 questions to explain, the rest to test plans).
+        seed : int, optional
+            Shuffle the questions with this seed first (default: keep their order).
+        """
+        Q = len(self)
+        k = int(round(train * Q)) if isinstance(train, float) and 0 < train < 1 else train
+        if not isinstance(k, (int, np.integer)) or not 0 < k < Q:
+            raise ValueError(f"train must leave questions on both sides of the split (0 < train < {Q}), got {train!r}.")
+        order = np.arange(Q) if seed is None else np.random.default_rng(seed).permutation(Q)
+        return self[order[:k]], self[order[k:]]
+
+    def encode(self, tokenizer, metric: str = "logprob") -> tuple[dict[str, torch.Tensor], MultipleChoice]:
+        """Tokenize into the ``inputs`` and ``value`` of :func:`compattr.explain`.
+
+        Parameters
+        ----------
+        tokenizer : transformers tokenizer
+            Prompts get its special tokens (e.g. BOS); options do not.
+        metric : {"logprob", "accuracy"}
+            See :class:`compattr.values.MultipleChoice`.
+
+        Returns
+        -------
+        inputs : dict
+            ``input_ids`` and ``attention_mask``, ``(Q, L)`` long, right-padded (the value
+            strips padding, so the side does not matter).
+        value : MultipleChoice
+            The tokenized options and the answers.
+        """
+        if not len(self):
+            raise ValueError("cannot encode an empty question set.")
+        prompts = [tokenizer(p)["input_ids"] for p in self.prompts]
+        options = [
+            [tokenizer(self.sep + o, add_special_tokens=False)["input_ids"] for o in opts] for opts in self.options
+        ]
+        empty = [q for q, (p, opts) in enumerate(zip(prompts, options)) if not p or not all(opts)]
+        if empty:
+            raise ValueError(f"questions {empty[:5]} tokenize to an empty prompt or option.")
+        L = max(map(len, prompts))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(prompts), L), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), L), dtype=torch.long)
+        for q, p in enumerate(prompts):
+            ids[q, : len(p)] = torch.tensor(p)
+            mask[q, : len(p)] = 1
+        return {"input_ids": ids, "attention_mask": mask}, MultipleChoice(options, self.answers, metric)
+
+    def to_jsonl(self, path: str | os.PathLike) -> Path:
+        """Write one ``{"prompt", "options", "answer"}`` object per line (:func:`from_jsonl` reads it)."""
+        path = Path(path)
+        with path.open("w", encoding="utf-8") as f:
+            for p, o, a in zip(self.prompts, self.options, self.answers):
+                f.write(json.dumps({"prompt": p, "options": list(o), "answer": a}, ensure_ascii=False) + "\n")
+        return path
+
+
+# --------------------------------------------------------------------------- sources
+def from_records(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    question: str = "prompt",
+    options: str = "options",
+    answer: str = "answer",
+    letters: bool = False,
+) -> QuestionSet:
+    """A question set from mappings (JSON lines, dataset rows).
+
+    Parameters
+    ----------
+    records : iterable of mappings
+        One question each.
+    question, options, answer : str
+        Keys of the question text, the list of options (a list of strings) and the right
+        answer. The answer may be an option index, a letter (``"B"``) or the text of the
+        right option.
+    letters : bool
+        MMLU style: the prompt lists the options as ``A. ...`` lines and ends in
+        ``Answer:``; the options scored are the letters. Otherwise the prompt is the question
+        and the options are scored as its continuation (cloze).
+
+    Raises
+    ------
+    ValueError
+        Naming the question: a record that is not a mapping, a missing field, options that
+        are not a list of strings (a string would be split into its characters, a mapping
+        into its keys), or an answer that names no option.
+    """
+    located = ((f"question {row}", record) for row, record in enumerate(records))
+    return _from_located(located, question, options, answer, letters)
+
+
+def _from_located(
+    located: Iterable[tuple[str, Any]], question: str, options: str, answer: str, letters: bool
+) -> QuestionSet:
+    """:func:`from_records` over ``(where, record)`` pairs; errors name ``where``."""
+    prompts, option_lists, answers = [], [], []
+    for where, record in located:
+        if not isinstance(record, Mapping):
+            raise ValueError(
+                f"{where} must be an object with the fields {question!r}, {options!r} and "
+                f"{answer!r}, got {_shown(record)}."
+            )
+        missing = [k for k in (question, options, answer) if k not in record]
+        if missing:
+            raise ValueError(f"{where} has no field(s) {missing}; it has {sorted(record)}.")
+        opts = record[options]
+        if not isinstance(opts, (list, tuple)) or not all(isinstance(o, str) for o in opts):
+            raise ValueError(f"{where}: {options!r} must be a list of strings, got {_shown(opts)}.")
+        text, opts = str(record[question]), list(opts)
+        answers.append(_answer_index(record[answer], opts, where))
+        if letters:
+            listed = "\n".join(f"{_LETTERS[k]}. {o}" for k, o in enumerate(opts))
+            text, opts = f"{text}\n{listed}\nAnswer:", list(_LETTERS[: len(opts)])
+        prompts.append(text)
+        option_lists.append(opts)
+    if not prompts:
+        raise ValueError("no questions found.")
+    return QuestionSet(prompts, option_lists, answers)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``value`` as JSON (``null``, ``5``, ``"abc"``), cut to ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _answer_index(answer: Any, options: list[str], where: str) -> int:
+    if isinstance(answer, (int, np.integer)) and not isinstance(answer, bool):
+        return int(answer)
+    text = str(answer).strip()
+    if text in options:
+        return options.index(text)
+    if len(text) == 1 and text.upper() in _LETTERS[: len(options)]:
+        return _LETTERS.index(text.upper())
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"{where}: answer {answer!r} is neither an option index, a letter nor one of the options.")
+
+
+def from_jsonl(
+    path: str | os.PathLike,
+    *,
+    question: str = "prompt",
+    options: str = "options",
+    answer: str = "answer",
+    letters: bool = False,
+) -> QuestionSet:
+    """Questions from a JSON-lines file, one object per line.
+
+    By default each line is ``{"prompt": str, "options": [str, ...], "answer": int}`` (what
+    :meth:`QuestionSet.to_jsonl` writes); ``question``, ``options``, ``answer`` and
+    ``letters`` map other layouts as in :func:`from_records`. Blank lines are skipped;
+    errors name the file and line (``questions.jsonl:4``), as :func:`from_records` does.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"question file {path} not found.")
+    with path.open(encoding="utf-8") as f:
+        return _from_located(_json_lines(path, f), question, options, answer, letters)
+
+
+def _json_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """``("path:line", object)`` for every non-blank line."""
+    for line_no, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                yield f"{path}:{line_no}", json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_no} is not valid JSON: {error.msg}.") from None
+
+
+def from_dataset(
+    name_or_path: str,
+    split: str = "test",
+    *,
+    config: str | None = None,
+    question: str = "question",
+    options: str = "choices",
+    answer: str = "answer",
+    letters: bool = True,
+) -> QuestionSet:
+    """Questions from a ``datasets`` dataset (hub name or local folder), MMLU columns by default.
+
+    ``load_dataset(name_or_path, config, split=split)``; for MMLU: ``from_dataset("cais/mmlu",
+    "test", config="all")`` (needs hub access). Columns and ``letters`` as in
+    :func:`from_records`.
+    """
+    import datasets
+
+    data = datasets.load_dataset(name_or_path, config, split=split)
+    return from_records(data, question=question, options=options, answer=answer, letters=letters)
+
+
+def capitals(n_options: int = 4, seed: int = 0) -> QuestionSet:
+    """ "The capital of X is" cloze questions for ~240 countries, from ``countryinfo``.
+
+    Distractors are other countries' capitals, drawn with ``seed``, which also shuffles the
+    questions and places the right answer. Countries without a single capital, with a
+    comma or parenthesis in their name, or whose capital an earlier country (alphabetically)
+    already asks for, are left out. SmolLM2-135M-Instruct answers ~3/4 correctly (chance
+    ``1 / n_options``).
+
+    Raises
+    ------
+    MissingAssetError
+        ``countryinfo`` is not installed; the message gives the pip command.
+    """
+    if n_options < 2:
+        raise ValueError(f"n_options must be >= 2, got {n_options}.")
+    try:
+        from countryinfo import CountryInfo
+    except ImportError:
+        raise MissingAssetError(
+            f"the capitals task needs countryinfo: pip install --no-deps {COUNTRYINFO_PIN}"
+        ) from None
+    pairs: dict[str, str] = {}  # capital -> country
+    for _, info in sorted(CountryInfo.all().items()):
+        name, capital = info.get("name"), info.get("capital")
+        if isinstance(capital, str) and capital and "/" not in capital and not any(c in name for c in ",("):
+            pairs.setdefault(capital, name)
+    capitals_ = sorted(pairs)
+    rng = np.random.default_rng(seed)
+    prompts, options, answers = [], [], []
+    for i in rng.permutation(len(capitals_)):
+        others = rng.choice(len(capitals_) - 1, n_options - 1, replace=False)
+        distractors = [capitals_[j + (j >= i)] for j in others]  # skip index i, the answer
+        right = int(rng.integers(n_options))
+        prompts.append(f"The capital of {pairs[capitals_[i]]} is")
+        options.append([*distractors[:right], capitals_[i], *distractors[right:]])
+        answers.append(right)
+    return QuestionSet(prompts, options, answers)
+
+
+# --------------------------------------------------------------------------- measuring
+def accuracy(
+    model: torch.nn.Module,
+    tokenizer,
+    questions: QuestionSet,
+    heads=None,
+    kept=None,
+    *,
+    batch_size: int | None = None,
+    progress: bool = False,
+):
+    """Accuracy of ``model`` on ``questions``, optionally with only the ``kept`` heads.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A causal LM.
+    tokenizer
+        Its tokenizer.
+    questions : QuestionSet
+    heads : compattr.AttentionHeads, optional
+        The heads ``kept`` refers to; default all heads of ``model``.
+    kept : (n,) or (p, n) bool array or PruningPlan, optional
+        Heads kept (True); ``p`` rows measure ``p`` plans. Default: all kept.
+    batch_size : int, optional
+        Rows per forward pass (:class:`compattr.query.Query`).
+    progress : bool
+        Show a progress bar over the plans.
+
+    Returns
+    -------
+    float, or (p,) float array for a 2-D ``kept``
+        Fraction of questions whose highest-scored option is the right one.
+    """
+    if heads is None:
+        if kept is not None:
+            raise ValueError("pass the heads that kept refers to (heads=).")
+        heads = AttentionHeads(model)
+    kept = np.ones(heads.n, dtype=bool) if kept is None else np.asarray(getattr(kept, "kept", kept), dtype=bool)
+    inputs, value = questions.encode(tokenizer, metric="accuracy")
+    query = Query(model, heads, value, inputs, batch_size=batch_size)
+    scores = run_queries(query, np.atleast_2d(kept), chunk_size=1, progress=progress)
+    return float(scores[0]) if kept.ndim == 1 else scores
+
+
+def compare_plans(
+    explanation,
+    model: torch.nn.Module,
+    tokenizer,
+    heads,
+    train: QuestionSet,
+    test: QuestionSet,
+    size: int,
+    *,
+    metric: str = "logprob",
+    best_of: int = 1000,
+    min_per_layer: int | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Pruning plans of ``size`` heads by ProxySPEX, LASSO and Best-of-N, and their real accuracy.
+
+    The paper's head-pruning comparison (section 5, appendix C.2): ProxySPEX and the LASSO
+    each give a surrogate of the train value, maximised exactly by integer programming;
+    Best-of-N queries the model on ``best_of`` random kept-sets of ``size`` heads and keeps
+    the best. Every plan is then run on the model: its train value and its accuracy on the
+    held-out ``test`` questions, next to the unpruned model's.
+
+    Parameters
+    ----------
+    explanation : compattr.Explanation
+        Fitted on ``train`` with ``heads`` and ``metric`` (with its LASSO baseline).
+    model, tokenizer
+        The causal LM and its tokenizer.
+    heads : compattr.AttentionHeads
+        The features of ``explanation``.
+    train, test : QuestionSet
+        The questions explained, and those the plans are tested on.
+    size : int
+        Heads kept by every plan, ``1 <= size <= heads.n``.
+    metric : {"logprob", "accuracy"}
+        The train value (the one ``explanation`` explains); Best-of-N maximises it.
+    best_of : int
+        Random kept-sets Best-of-N queries (the paper: 5,000).
+    min_per_layer : int, optional
+        Every plan keeps at least this many heads in each layer (Best-of-N draws until its
+        sets meet it: infeasible draws are never queried nor chosen).
+    seed : int
+        Seeds Best-of-N's draws.
+    cache_dir : path, optional
+        Query cache of the train value (the one ``explain`` used): Best-of-N's and the
+        plans' train queries are stored there too.
+    batch_size : int, optional
+        Rows per forward pass.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    plans : dict of str -> PruningPlan
+        ``"ProxySPEX"``, ``"LASSO"`` and ``"Best-of-N"``; ``value`` is the prediction of
+        the surrogate that made the plan (None for Best-of-N, which has none).
+    table : pandas.DataFrame
+        One row per plan plus ``"unpruned"``: ``method``, ``heads kept``, ``predicted``
+        (ProxySPEX's f̂ of the kept-set), ``train value`` and ``test accuracy`` (measured).
+        A ``predicted`` value outside the metric's range (:data:`METRIC_RANGES`: e.g. a
+        positive log-probability) issues a :class:`compattr.optimize.ValueRangeWarning` naming the
+        rows: the surrogate extrapolates there.
+    """
+    if explanation.lasso is None:
+        raise ValueError("the explanation has no LASSO baseline; run explain(..., baseline=True).")
+    n, names, groups = heads.n, heads.names, heads.groups
+    constraints = {"groups": groups, "min_per_group": min_per_layer}
+    inputs, value = train.encode(tokenizer, metric=metric)
+    query = Query(model, heads, value, inputs, batch_size=batch_size)
+    train_value = lambda K: run_queries(query, K, cache_dir=cache_dir, progress=progress)
+
+    def score(K: np.ndarray) -> np.ndarray:
+        ok = _meets_minimum(K, groups, min_per_layer)
+        if not ok.any():
+            raise ValueError(
+                f"none of {len(K)} random kept-sets keeps {min_per_layer} heads per layer; "
+                "raise best_of or lower min_per_layer."
+            )
+        y = np.full(len(K), np.finfo(np.float64).min)  # lowest finite score: never chosen
+        y[ok] = train_value(K[ok])
+        return y
+
+    with warnings.catch_warnings():  # the table's check below covers this plan
+        warnings.simplefilter("ignore", ValueRangeWarning)
+        proxy_plan = explanation.plan(size, **constraints)
+    plans = {
+        "ProxySPEX": proxy_plan,
+        "LASSO": PruningPlan.from_spectrum(
+            explanation.lasso, best_subset(explanation.lasso, size, **constraints), names, groups
+        ),
+        "Best-of-N": PruningPlan(best_of_n(score, size, best_of, seed, n=n), names, groups),
+    }
+    K = np.stack([np.ones(n, dtype=bool)] + [p.kept for p in plans.values()])
+    table = pd.DataFrame(
+        {
+            "method": ["unpruned"] + [m if m != "Best-of-N" else f"Best-of-{best_of}" for m in plans],
+            "heads kept": K.sum(1),
+            "predicted": explanation.spectrum.predict(K),
+            "train value": train_value(K),
+            "test accuracy": accuracy(model, tokenizer, test, heads, K, batch_size=batch_size, progress=progress),
+        }
+    )
+    note = range_note(table["predicted"], table["method"], METRIC_RANGES[metric])
+    if note:
+        warnings.warn(note, ValueRangeWarning, stacklevel=2)
+    return plans, table
+
+
+def _meets_minimum(K: np.ndarray, groups: np.ndarray, minimum: int | None) -> np.ndarray:
+    """(m,) whether each kept-set ``K`` (m, n) keeps at least ``minimum`` features per group."""
+    if not minimum:
+        return np.ones(len(K), dtype=bool)
+    return np.asarray(np.stack([K[:, groups == g].sum(1) >= minimum for g in np.unique(groups)], 1).all(1))

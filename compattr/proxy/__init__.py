@@ -1,0 +1,14 @@
+"""The proxy: from (mask, output) pairs to a sparse Fourier spectrum.
+
+:class:`ProxySPEX` (:mod:`~compattr.proxy.proxyspex`) reads as the paper's four stages, each
+in a module of its own: :mod:`~compattr.proxy.search` (trees by cross-validation, with the
+early-stopping callbacks of :mod:`~compattr.proxy.stopping`), :mod:`~compattr.proxy.trees`
+(exact extraction), :mod:`~compattr.proxy.sparsify` (top-k by cross-validation) and
+:mod:`~compattr.proxy.leastsquares` (the refit). :class:`LassoBaseline` is the marginal
+baseline it is compared with.
+"""
+
+from .lasso import LassoBaseline
+from .proxyspex import PAPER_GRID, ProxySPEX
+
+__all__ = ["PAPER_GRID", "LassoBaseline", "ProxySPEX"]

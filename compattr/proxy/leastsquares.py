@@ -1,0 +1,70 @@
+"""Least squares on ±1 parity features, in raw BLAS/LAPACK: ProxySPEX's refit and its CV.
+
+The parity features ``P`` (masks × supports) are never held whole: their Gram matrix ``PᵀP``
+is accumulated a block of masks at a time (BLAS ``syrk``) and factored once (LAPACK
+``potrf``). The factor of a leading block of the Gram matrix is the leading block of the
+factor, so one factorisation solves the least squares of every prefix of the supports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import blas, lapack, solve_triangular
+
+from ..spectrum import Spectrum
+from ..spectrum.supports import csr_to_padded, padded_to_csr, parity_matrix
+
+_POTRF = {np.dtype(np.float64): lapack.dpotrf, np.dtype(np.float32): lapack.spotrf}
+
+
+def _cholesky(gram: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Lower Cholesky factor, in ``dtype``, of a Gram matrix (only its lower triangle is
+    read), with a tiny ridge against exact collinearity (below float32's resolution).
+
+    Only the lower triangle of the result is the factor (its strict upper triangle is left
+    as it was): read it with ``solve_triangular(..., lower=True)`` or its transpose with
+    ``lower=False``.
+    """
+    gram = gram.astype(dtype)
+    gram.flat[:: len(gram) + 1] += 1e-9 * np.trace(gram) / len(gram)
+    factor, info = _POTRF[gram.dtype](gram, lower=1, clean=0, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the Gram matrix is not positive definite (LAPACK potrf info={info}).")
+    return factor
+
+
+def normal_equations(X, rows: np.ndarray, y, block: int = 512, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of ``y`` (m,) on the ±1 parity features ``P`` of the padded supports
+    ``rows`` (k, D) over masks ``X`` (m, n): the lower Cholesky factor ``L`` of ``PᵀP`` (see
+    :func:`_cholesky`) and ``z = L⁻¹ Pᵀ y``. The coefficients of the first j supports
+    solve ``L[:j, :j]ᵀ β = z[:j]``.
+
+    ``P`` is made and consumed a block of masks at a time, never held whole: its Gram
+    accumulates in float32 (exact: ±1 products sum to integers below 2^24), ``Pᵀy`` in
+    float64. ``dtype`` is that of ``L`` and ``z``: float32 halves the factorisation's cost
+    for about 1e-6 relative accuracy (the Gram of parity features is well conditioned),
+    enough to choose k; a Gram that float32 cannot factor is factored in float64.
+    """
+    k = rows.shape[0]
+    gram = np.zeros((k, k), np.float32, order="F")  # lower triangle, updated in place
+    projection = np.zeros(k)
+    for lo in range(0, X.shape[0], block):
+        P = parity_matrix(X[lo : lo + block], rows, dtype=np.float32)  # (b, k), column-major
+        gram = blas.ssyrk(1.0, P, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
+        projection += P.T.astype(np.float64) @ y[lo : lo + block]
+    try:
+        L = _cholesky(gram, dtype)
+    except np.linalg.LinAlgError:
+        if np.dtype(dtype) == np.float64:
+            raise
+        L = _cholesky(gram)
+    return L, solve_triangular(L, projection.astype(L.dtype), lower=True)
+
+
+def least_squares(kept: Spectrum, X, y) -> Spectrum:
+    """Refit the kept supports' coefficients by least squares (constant included)."""
+    rows = csr_to_padded(kept.supports, kept.n)
+    if not (kept.degrees == 0).any():
+        rows = np.vstack([np.full((1, rows.shape[1]), kept.n), rows])
+    L, z = normal_equations(X, rows, y)
+    return Spectrum(kept.n, padded_to_csr(rows, kept.n), solve_triangular(L.T, z, lower=False))

@@ -1,0 +1,296 @@
+"""The ProxySPEX estimator: gradient-boosted trees as a proxy, read as a sparse spectrum.
+
+:meth:`ProxySPEX.fit` runs the paper's four stages (§3.3), each timed in ``timings_``:
+
+1. **search** (:mod:`~compattr.proxy.search`) – LightGBM hyper-parameters by 5-fold CV over
+   the paper's grid (depth 3 / 5 / unlimited × learning rate 0.01 / 0.1 × up to 5,000
+   trees). Efficiently: every fit is scored at every tree prefix and stopped early (so one fit
+   covers every tree count up to 5,000, a superset of the paper's {500, 1000, 5000}). With
+   ``search="race"`` (default) the six (depth, learning-rate) configurations race on the first
+   fold by successive halving with the grid's tree counts as rungs (all six up to 500 trees,
+   the best two up to 1,000, the best one up to 5,000), and only the winner is fitted on the
+   other four folds, with at most the trees it kept on the first (the race chose the tree
+   count too); ``search="full"`` cross-validates every configuration on all folds.
+2. **extract** (:mod:`~compattr.proxy.trees`) – the exact Fourier spectrum of each of the 5
+   fold ensembles; their average is the proxy's spectrum (a bagged ensemble, exactly
+   representable).
+3. **sparsify** (:mod:`~compattr.proxy.sparsify`) – keep the top-k terms by ``|F(T)|``, with
+   k chosen by the same 5-fold CV among powers of two. Each fold is scored with the ranking
+   of the ensemble that never saw it, so the choice of k is honest.
+4. **refit** (:mod:`~compattr.proxy.leastsquares`) – refit the kept coefficients by least
+   squares on the ±1 parity features when that lowers the CV error.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sps
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.model_selection import KFold
+from threadpoolctl import threadpool_limits
+
+from .._validation import as_masks, as_outputs, output_scale
+from ..query.masks import budget
+from ..spectrum import Spectrum
+from .leastsquares import least_squares
+from .search import mask_dataset, search
+from .sparsify import candidate_ks, sparsity_cv, top_terms
+
+#: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
+PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
+
+_MIN_MASKS = 50  # 5 folds of at least 10 masks
+
+
+class ProxySPEX(RegressorMixin, BaseEstimator):
+    """Sparse Fourier attribution through a gradient-boosted-tree proxy (Butler et al., 2025).
+
+    Parameters
+    ----------
+    k : "cv", int or None
+        Number of Fourier terms kept: chosen by cross-validation (default), a fixed number,
+        or None to keep every term of the trees.
+    refit : "auto", bool
+        Refit the kept coefficients by least squares: when it lowers the CV error ("auto"),
+        always, or never.
+    energy : float, optional
+        Instead of top-k, keep the fewest terms holding this fraction of the non-constant
+        energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.
+    max_k : int
+        Largest k of the top-k candidates in the CV (also capped at half the training
+        masks). The untruncated tree spectrum competes too and wins when its CV error is
+        lowest, so the result can hold more than ``max_k`` terms.
+    max_cv_rows : int
+        The choice of k is cross-validated on at most this many masks (a random subset),
+        which bounds its cost (masks × k²) on large budgets; the final refit uses all.
+    grid : dict, optional
+        Hyper-parameter grid with keys ``max_depth``, ``n_estimators``, ``learning_rate``;
+        default :data:`PAPER_GRID`.
+    search : {"race", "full"}
+        How the grid is searched (see module docstring).
+    cv : int
+        Number of folds.
+    num_threads : int
+        LightGBM threads. Keep 1 on small shared machines, where more threads ran slower
+        (docs/results.md); raise it on a dedicated many-core machine.
+    max_order : int, optional
+        Drop tree terms above this order (needed only for very deep trees).
+    seed : int
+        Seeds the folds, the subsamples and LightGBM.
+
+    Attributes
+    ----------
+    spectrum_ : Spectrum
+        The final sparse spectrum.
+    tree_spectrum_ : Spectrum
+        The full spectrum of the averaged fold ensembles, before sparsification.
+    best_params_ : dict
+        The chosen ``max_depth``, ``learning_rate`` and ``n_estimators`` (mean best
+        iteration of the folds).
+    k_ : int
+        Number of kept terms; ``refit_`` : bool, whether they were refitted.
+    cv_results_ : pandas.DataFrame
+        Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
+    sparsity_cv_ : pandas.DataFrame
+        CV mean squared error for each k, with and without refit.
+    timings_ : dict
+        CPU seconds per stage: ``search``, ``extract``, ``sparsify``.
+
+    Notes
+    -----
+    The trees are fitted to ``y / s``, ``s`` the power of two that brings ``max |y|`` into
+    ``[0.5, 1)``, and the spectra are scaled back by ``s``: exact in floating point, so the
+    result is the same for any scale of ``y``, and outputs as large as 1e300 fit too (the
+    CV errors are in units of ``y²``, infinite where that overflows).
+
+    Constant outputs have an exact answer: the spectrum holds only the constant (no tree is
+    fitted, ``best_params_`` is None) and a warning says so. Masks that are all the same
+    while the outputs vary cannot be attributed to any feature: ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        k="cv",
+        *,
+        refit="auto",
+        energy: float | None = None,
+        max_k: int = 1000,
+        max_cv_rows: int = 20_000,
+        grid: dict | None = None,
+        search: str = "race",
+        cv: int = 5,
+        num_threads: int = 1,
+        max_order: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.k = k
+        self.refit = refit
+        self.energy = energy
+        self.max_k = max_k
+        self.max_cv_rows = max_cv_rows
+        self.grid = grid
+        self.search = search
+        self.cv = cv
+        self.num_threads = num_threads
+        self.max_order = max_order
+        self.seed = seed
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def min_masks(self) -> int:
+        """The fewest masks :meth:`fit` accepts: 10 per fold, and at least 50."""
+        return max(_MIN_MASKS, 10 * self.cv)
+
+    def fit(self, X, y) -> ProxySPEX:
+        """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
+        with threadpool_limits(self.num_threads):  # BLAS for the refit, like LightGBM
+            return self._fit(X, y)
+
+    def _fit(self, X, y) -> ProxySPEX:
+        """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``."""
+        self._check_params()
+        X, y = self._check_inputs(X, y)
+        n = self.n_features_in_ = X.shape[1]
+        if np.all(y == y[0]):
+            return self._fit_constant(n, float(y[0]))
+        _check_masks_vary(X)
+        scale = output_scale(y)
+        y = y / scale  # exact: a power of two (see Notes)
+        folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
+        data = mask_dataset(X, y, self.num_threads)
+        timings: dict[str, float] = {}
+
+        with _timed(timings, "search"):  # 1. search: the trees' hyper-parameters by CV (race)
+            grid = {**PAPER_GRID, **(self.grid or {})}
+            config, fits, self.cv_results_ = search(
+                data, y, folds, grid, race=self.search == "race", num_threads=self.num_threads, seed=self.seed
+            )
+        with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
+            fold_spectra = [Spectrum.from_trees(f.model, n, max_order=self.max_order) for f in fits]
+            self.tree_spectrum_ = _average(fold_spectra)
+        with _timed(timings, "sparsify"):
+            kept, refit = self._sparsify(X, y, folds, fold_spectra, fits)  # 3. sparsify: top-k by CV
+            self.spectrum_ = least_squares(kept, X, y) if refit else kept  # 4. refit
+            self.k_, self.refit_ = len(kept), refit
+            self._scale_back(scale)
+
+        self.best_params_: dict | None = {
+            "max_depth": config.max_depth,
+            "learning_rate": config.learning_rate,
+            "n_estimators": int(round(np.mean([f.best_iteration for f in fits]))),
+        }
+        self.timings_ = timings
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the fitted sparse spectrum on masks ``X`` (m, n); returns (m,)."""
+        if not hasattr(self, "spectrum_"):
+            raise RuntimeError("this ProxySPEX is not fitted yet; call fit(X, y) first.")
+        return self.spectrum_.predict(X)
+
+    # ------------------------------------------------------------------ helpers of _fit
+    def _check_params(self) -> None:
+        if self.search not in ("race", "full"):
+            raise ValueError(f"search must be 'race' or 'full', got {self.search!r}.")
+        if not (self.k in ("cv", None) or (isinstance(self.k, (int, np.integer)) and self.k > 0)):
+            raise ValueError(f"k must be 'cv', None or a positive int, got {self.k!r}.")
+        if self.refit not in ("auto", True, False):
+            raise ValueError(f"refit must be 'auto', True or False, got {self.refit!r}.")
+        if self.energy is not None and not 0.0 < self.energy <= 1.0:
+            raise ValueError(f"energy must lie in (0, 1], got {self.energy}.")
+        if self.cv < 2:
+            raise ValueError(f"cv must be at least 2, got {self.cv}.")
+
+    def _check_inputs(self, X, y) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` and ``y`` checked and converted, and enough masks for the CV, or ValueError."""
+        X = as_masks(X)
+        y = as_outputs(y, X.shape[0])
+        m, n = X.shape
+        needed = self.min_masks
+        if m < needed:
+            raise ValueError(
+                f"ProxySPEX needs at least {needed} masks for {self.cv}-fold cross-validation, "
+                f"got {m}. Query at least max({needed}, compattr.budget(n={n}, alpha=4)) = "
+                f"{max(needed, budget(max(n, 2), 4.0))} masks."
+            )
+        return X, y
+
+    def _fit_constant(self, n: int, value: float) -> ProxySPEX:
+        """The exact answer for constant outputs: a spectrum holding only ``value``."""
+        warnings.warn(
+            f"every output equals {value!r}: the spectrum is that constant alone, with no "
+            "interactions (check that the value function responds to the masks).",
+            stacklevel=4,
+        )
+        self.spectrum_ = self.tree_spectrum_ = Spectrum(n, [()], [value])
+        self.best_params_ = None
+        self.k_, self.refit_ = len(self.spectrum_), False
+        self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
+        self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
+        return self
+
+    def _sparsify(self, X, y, folds, fold_spectra, fits) -> tuple[Spectrum, bool]:
+        """The kept terms of the tree spectrum and whether to refit them, by the settings
+        ``energy``, ``k`` and ``refit``; with ``k="cv"`` both are chosen by CV
+        (``sparsity_cv_``)."""
+        full = self.tree_spectrum_
+        self.sparsity_cv_ = pd.DataFrame()
+        if self.energy is not None:
+            return full.top_energy(self.energy), self.refit is True
+        if self.k is None:
+            return full, False
+        if self.k != "cv":
+            return top_terms(full, int(self.k)), self.refit is True
+        m_train = min(len(tr) for tr, _ in folds)
+        ks = candidate_ks(max(2, min(self.max_k, m_train // 2)))
+        table = sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed)
+        allowed = {"auto": (False, True), True: (True,), False: (False,)}[self.refit]
+        choices = table[table["refit"].isin(allowed)]
+        best = choices.loc[choices["cv_mse"].idxmin()]
+        self.sparsity_cv_ = table
+        return (full if best["k"] == 0 else top_terms(full, int(best["k"]))), bool(best["refit"])
+
+    def _scale_back(self, scale: float) -> None:
+        """Undo the output scaling: spectra times ``scale``, CV errors times ``scale²``."""
+        self.spectrum_ = _scaled(self.spectrum_, scale)
+        self.tree_spectrum_ = _scaled(self.tree_spectrum_, scale)
+        with np.errstate(over="ignore"):  # MSEs in units of y², inf where that overflows
+            for table in (self.cv_results_, self.sparsity_cv_):
+                if len(table):
+                    table["cv_mse"] = table["cv_mse"] * scale * scale
+
+
+def _check_masks_vary(X: np.ndarray) -> None:
+    """Raise ValueError when every mask is the same (the outputs then vary for no feature)."""
+    if np.all(X[0] == X):
+        raise ValueError(
+            f"all {X.shape[0]} masks are the same but the outputs vary: the variation cannot be "
+            "attributed to any feature. Fit on masks that differ, e.g. "
+            "compattr.sample_masks(n, m)."
+        )
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the CPU seconds the block takes in ``timings[stage]``."""
+    clock = time.process_time()
+    yield
+    timings[stage] = time.process_time() - clock
+
+
+def _average(spectra: list[Spectrum]) -> Spectrum:
+    """The mean of spectra over the same features (the spectrum of the averaged ensembles)."""
+    supports = sps.vstack([s.supports for s in spectra], format="csr")
+    coefs = np.concatenate([s.coefs for s in spectra]) / len(spectra)
+    return Spectrum(spectra[0].n, supports, coefs)
+
+
+def _scaled(spectrum: Spectrum, scale: float) -> Spectrum:
+    """``spectrum`` with every coefficient multiplied by ``scale``."""
+    return spectrum.with_coefs(spectrum.coefs * scale)

@@ -1,0 +1,73 @@
+"""Stage 3 of ProxySPEX: keep the top-k Fourier terms, with k chosen by cross-validation.
+
+The candidates are the constant plus the ``k - 1`` terms of largest ``|F(T)|`` (:func:`top_terms`),
+for ``k`` among powers of two (:func:`candidate_ks`). :func:`sparsity_cv` scores every
+candidate, with and without a least-squares refit of its coefficients, on the same folds as
+the search: each fold with the ranking of the ensemble that never saw it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import solve_triangular
+
+from ..spectrum import Spectrum
+from ..spectrum.supports import csr_to_padded, padded_to_csr, parity_matrix
+from .leastsquares import normal_equations
+from .search import Fit, cv_mse
+
+
+def candidate_ks(k_max: int) -> list[int]:
+    """The powers of two from 8 up to ``k_max``, and ``k_max`` itself."""
+    ks = [2**e for e in range(3, int(math.log2(k_max)) + 1)]
+    return sorted({*ks, k_max})
+
+
+def _ranked_terms(spectrum: Spectrum, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The constant, then the ``k - 1`` largest other terms: (k', D) supports padded with
+    ``n`` and their coefficients."""
+    nonconst = np.flatnonzero(spectrum.degrees > 0)[: k - 1]
+    rows = csr_to_padded(spectrum.supports[nonconst], spectrum.n)
+    constant = np.full((1, rows.shape[1]), spectrum.n)
+    return np.vstack([constant, rows]), np.r_[spectrum.constant, spectrum.coefs[nonconst]]
+
+
+def top_terms(spectrum: Spectrum, k: int) -> Spectrum:
+    """The spectrum truncated to the constant and its ``k - 1`` largest other terms."""
+    rows, coefs = _ranked_terms(spectrum, k)
+    return Spectrum(spectrum.n, padded_to_csr(rows, spectrum.n), coefs)
+
+
+def sparsity_cv(
+    X, y, folds, fold_spectra: list[Spectrum], fits: list[Fit], ks: list[int], max_rows: int, seed: int
+) -> pd.DataFrame:
+    """CV mean squared error of top-k truncation, with and without refit, for each k.
+
+    Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
+    factor of the fold's Gram matrix gives the least-squares solution of every prefix k
+    (the factor of a leading block is the leading block of the factor). Beyond
+    ``max_rows`` masks the CV runs on a random subset of them, bounding its cost. The
+    untruncated ensembles (k = 0) are scored by their early-stopping validation error, on
+    all of each fold's held-out masks.
+    """
+    m = X.shape[0]
+    subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
+    sq_refit, sq_trunc, count = np.zeros(len(ks)), np.zeros(len(ks)), 0
+    for spectrum, (train, valid) in zip(fold_spectra, folds):
+        train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
+        rows, coefs = _ranked_terms(spectrum, max(ks))
+        L, z = normal_equations(X[train], rows, y[train], dtype=np.float32)  # only chooses k
+        P_valid = parity_matrix(X[valid], rows)
+        for i, k in enumerate(ks):
+            k = min(k, len(rows))
+            beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
+            sq_refit[i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
+            sq_trunc[i] += np.sum((P_valid[:, :k] @ coefs[:k] - y[valid]) ** 2)
+        count += len(valid)
+    table = [{"k": k, "refit": True, "cv_mse": s / count} for k, s in zip(ks, sq_refit)]
+    table += [{"k": k, "refit": False, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
+    table.append({"k": 0, "refit": False, "cv_mse": cv_mse(fits, folds)})  # 0 = every tree term
+    return pd.DataFrame(table)

@@ -1,0 +1,35 @@
+"""Queries: which masks to evaluate, what to measure, and running the model on them.
+
+:mod:`~compattr.query.masks`
+    :func:`sample_masks` and the paper's :func:`budget` rule.
+:mod:`~compattr.query.values`
+    Value functions: what a query measures (class logit, log-likelihood, multiple choice...).
+:mod:`~compattr.query.evaluator`
+    :class:`Query`: a model, a masker, a value and inputs, evaluated on many masks per forward
+    pass; :mod:`~compattr.query.prefix` adds the key/value cache of a fixed prompt prefix
+    (:class:`PrefixCache`).
+:mod:`~compattr.query.runner`
+    :func:`run_queries`: any feature set on a mask matrix, in chunks, across processes.
+:mod:`~compattr.query.cache`
+    :class:`QueryCache`: the on-disk store that makes a run resumable.
+"""
+
+from ..features.base import input_device
+from .cache import CacheCorruptError, CacheMismatchError, QueryCache
+from .evaluator import Query, model_fingerprint
+from .masks import budget, sample_masks
+from .prefix import PrefixCache
+from .runner import run_queries
+
+__all__ = [
+    "CacheCorruptError",
+    "CacheMismatchError",
+    "PrefixCache",
+    "Query",
+    "QueryCache",
+    "budget",
+    "input_device",
+    "model_fingerprint",
+    "run_queries",
+    "sample_masks",
+]

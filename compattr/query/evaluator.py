@@ -1,0 +1,240 @@
+"""Evaluate a model on many masks: :class:`Query` binds a model, a masker, a value and inputs.
+
+A :class:`Query` binds a model, a :class:`~compattr.features.base.Masker` (heads, words,
+patches), a :class:`~compattr.query.values.Value` and inputs into a
+:class:`~compattr.features.base.FeatureSet`. Its ``evaluate(masks)`` lays masks x examples out
+as rows of one batch (row ``r`` = mask ``r // e``, example ``r % e``), so one forward pass
+evaluates many masks; picks the batch size (growing it while throughput rises, with
+``batch_size="auto"``) and halves it on out-of-memory; runs under ``torch.inference_mode``
+with masks on the inputs' device; and reuses what no mask changes, exactly: for attention
+heads, the layers before the first masked layer run once per example batch and only the later
+layers per mask batch (:class:`~compattr.features.replay.LayerReplay`); for token masks after
+a fixed prompt prefix, the prefix's key/value cache is computed once
+(:class:`~compattr.query.prefix.PrefixCache`).
+
+:func:`~compattr.query.runner.run_queries` evaluates it on a mask matrix, cached and
+resumable. This is the call path of ``compattr.explain``::
+
+    query = Query(model, features=heads, value=ClassLogit(), inputs=batch)
+    X = compattr.sample_masks(query.n, m, seed=seed)
+    y = run_queries(query, X, cache_dir=cache_dir)      # (m,) outputs
+    est = compattr.ProxySPEX(seed=seed).fit(X, y)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import as_masks
+from ..features.base import Inputs, Masker, digest, input_device, map_inputs, n_examples
+from .prefix import PrefixCache
+from .values import Value
+
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class Query:
+    """A model, a masker, a value function and inputs, evaluated as a :class:`FeatureSet`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; put it in eval mode.
+    features : Masker
+        What to mask: :class:`~compattr.features.AttentionHeads` (of this model),
+        :class:`~compattr.features.Words`, :class:`~compattr.features.ImagePatches`, ...
+    value : Value
+        What to measure, e.g. :class:`~compattr.values.ClassLogit`.
+    inputs : tensor or mapping of tensors, optional
+        ``E`` examples on the first axis; default ``features.inputs`` (text, images).
+        Moved to the device of the model's input embeddings.
+    batch_size : int or "auto", optional
+        Rows (mask x example pairs) per forward pass, halved on out-of-memory. ``"auto"``
+        starts at 256 and doubles while the masks evaluated per second rise by at least 10 %
+        (up to 8,192 rows), keeping the best size; it is the default on an accelerator. The
+        default on CPU is 64, where larger batches gained nothing (docs/results.md).
+    replay : bool
+        Reuse what no mask changes: the output of the unmasked leading layers (attention heads
+        not in layer 0), or the key/value cache of a fixed prompt prefix (text features with a
+        ``prefix``, on Hugging Face causal LMs).
+
+    Attributes
+    ----------
+    n, names, groups
+        Those of ``features``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        features: Masker,
+        value: Value,
+        inputs: Inputs | None = None,
+        *,
+        batch_size: int | str | None = None,
+        replay: bool = True,
+    ):
+        if getattr(features, "model", model) is not model:
+            raise ValueError("features were built for another model than the one given to Query.")
+        if inputs is None:
+            inputs = getattr(features, "inputs", None)
+            if inputs is None:
+                raise ValueError(f"{type(features).__name__} owns no inputs; pass inputs=.")
+        if (
+            batch_size is not None
+            and batch_size != "auto"
+            and not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1)
+        ):
+            raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}.")
+        self.model = model
+        self.features = features
+        self.value = value
+        self.n, self.names, self.groups = features.n, features.names, features.groups
+        self.device = input_device(model)
+        self.inputs = map_inputs(lambda t: t.to(self.device), inputs)
+        if batch_size is None:
+            batch_size = 64 if self.device.type == "cpu" else "auto"
+        self._sizer = _BatchSizer(256) if batch_size == "auto" else None
+        self.batch_size = self._sizer.size if self._sizer else int(batch_size)
+        layer_replay = getattr(features, "layer_replay", None)
+        self._layer_replay = layer_replay() if (replay and layer_replay is not None) else None
+        self._prefix_cache = None
+        fixed = getattr(features, "fixed_prefix", 0)
+        if replay and fixed > 0 and PrefixCache.supports(model):
+            ids = self.inputs["input_ids"] if isinstance(self.inputs, Mapping) else self.inputs
+            self._prefix_cache = PrefixCache(model, ids[:1, :fixed])
+        self._prepared: tuple[Inputs, Any] | None = None
+        self._captured: dict[tuple[int, int], Any] = {}  # layer-replay outputs per example slice
+
+    def fingerprint(self) -> dict[str, str]:
+        """What the outputs depend on: model weights, features, value function and inputs."""
+        return {
+            "model": model_fingerprint(self.model),
+            "features": self.features.fingerprint(),
+            "value": self.value.fingerprint(),
+            "inputs": f"inputs#{digest(self.inputs)}",
+        }
+
+    def evaluate(self, masks) -> np.ndarray:
+        """Outputs ``(m,)`` float64 of masks ``(m, n)`` bool (True = feature kept)."""
+        X = as_masks(masks, self.n)
+        M = torch.from_numpy(X).to(self.device)
+        out = np.empty(len(X))
+        with torch.inference_mode():
+            inputs, targets = self._prepare()
+            E = n_examples(inputs)
+            i = 0
+            while i < len(X):
+                e = min(E, self.batch_size)
+                b = max(1, self.batch_size // e)
+                start = time.perf_counter()
+                try:
+                    out[i : i + b] = self._evaluate_batch(M[i : i + b], inputs, targets, e)
+                except Exception as error:
+                    if not _is_oom(error) or self.batch_size == 1:
+                        raise
+                    self._shrink()
+                    continue
+                if self._sizer is not None and i + b <= len(X):  # full batches only
+                    self._sizer.observe(b / (time.perf_counter() - start))
+                    self.batch_size = self._sizer.size
+                i += b
+        return out
+
+    def _prepare(self) -> tuple[Inputs, Any]:
+        if self._prepared is None:
+            self._prepared = self.value.prepare(self.model, self.inputs, self.batch_size)
+        return self._prepared
+
+    def _evaluate_batch(self, masks: torch.Tensor, inputs: Inputs, targets: Any, e: int) -> np.ndarray:
+        """Outputs of ``b`` masks, their examples taken ``e`` at a time."""
+        b, E = len(masks), n_examples(inputs)
+        model = self.model if self._prefix_cache is None else self._prefix_cache
+        tile = lambda v: v.repeat(b, *([1] * (v.ndim - 1)))  # row r: example r % k
+        scores = []
+        for j in range(0, E, e):
+            k = min(j + e, E) - j
+            x, t = (map_inputs(lambda v: v[j : j + k], z) for z in (inputs, targets))
+            x_rows, t_rows = map_inputs(tile, x), map_inputs(tile, t)
+            with self._replaying(j, x, t), self.features.masking(masks.repeat_interleave(k, 0), x_rows) as xm:
+                scores.append(self.value.score(model, xm, t_rows).view(b, k))
+        return self.value.reduce(torch.cat(scores, 1)).double().cpu().numpy()
+
+    def _replaying(self, start: int, x: Inputs, t: Any):
+        if self._layer_replay is None:
+            return nullcontext()
+        key = (start, n_examples(x))
+        if key not in self._captured:
+            self._captured[key] = self._layer_replay.capture(lambda: self.value.score(self.model, x, t))
+        return self._layer_replay.replaying(self._captured[key])
+
+    def _shrink(self) -> None:
+        self.batch_size //= 2
+        if self._sizer is not None:
+            self._sizer.stop(self.batch_size)
+        self._captured.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class _BatchSizer:
+    """``batch_size="auto"``: double the rows per forward pass while throughput rises.
+
+    Each full batch reports its masks per second. The first report is a warm-up and is
+    ignored; then a size is kept and doubled (up to ``limit`` rows) when its throughput beats
+    the best so far by ``gain``, and growth stops at the first size that does not, going back
+    to the best one. Out-of-memory also stops growth (see :meth:`stop`).
+    """
+
+    def __init__(self, size: int, limit: int = 8192, gain: float = 1.1):
+        self.size, self.limit, self.gain = size, limit, gain
+        self.growing, self._warm = True, False
+        self._best: tuple[int, float] | None = None  # (size, masks per second)
+
+    def observe(self, rate: float) -> None:
+        if not self.growing:
+            return
+        if not self._warm:
+            self._warm = True
+            return
+        if self._best is not None and rate < self.gain * self._best[1]:
+            self.stop(self._best[0] if rate < self._best[1] else self.size)
+            return
+        self._best = (self.size, rate)
+        if 2 * self.size > self.limit:
+            self.growing = False
+        else:
+            self.size *= 2
+
+    def stop(self, size: int) -> None:
+        """Stop growing and use ``size`` rows from now on."""
+        self.size, self.growing = size, False
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, _OOM) or (isinstance(error, RuntimeError) and "out of memory" in str(error))
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Class name plus a SHA-256 of every parameter's and buffer's name, shape, dtype and bytes.
+
+    Any change of any value (fine-tuning or pruning in place, another checkpoint loaded into
+    the same object) changes it. Tensors are copied to the CPU one at a time; tensors on the
+    ``meta`` device (offloaded elsewhere) contribute their name, shape and dtype only.
+    """
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    with torch.no_grad():
+        for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+            for name, t in named:
+                h.update(f"|{kind} {name} {tuple(t.shape)} {t.dtype}|".encode())
+                if t.device.type != "meta":
+                    # an ndarray is a buffer (NumPy's stubs do not say so): hashed without a copy
+                    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
+    return f"{type(model).__name__} weights#{h.hexdigest()[:16]}"

@@ -1,0 +1,509 @@
+"""Value functions: turn a model's outputs on masked inputs into the scalar f(S) to explain.
+
+A :class:`Value` works in three steps, all on batches whose first axis is the examples:
+
+``prepare(model, inputs, batch_size) -> (inputs, targets)``
+    Once, on the unmasked model: fix what the value is measured against (the class predicted
+    on the full input, the full-input answer's tokens) and, if needed, extend the inputs
+    (append the answer or the options). ``targets`` is a tensor or a mapping of tensors with
+    the same examples on the first axis.
+``score(model, inputs, targets) -> (B,)``
+    One forward pass on a batch of rows (possibly masked), one score per row.
+``reduce(scores) -> (m,)``
+    Scores ``(m, E)`` of ``m`` masks on ``E`` prepared examples to one output per mask
+    (default: the mean over examples).
+
+:class:`compattr.query.Query` drives the three steps for any feature set; subclass
+:class:`Value` to measure something else.
+
+Values here
+-----------
+:class:`ClassLogit`
+    Logit (or log-odds) of the class predicted on the full input.
+:class:`Margin`
+    Logit of the true (or full-input) class minus the highest other logit.
+:class:`LogLikelihood`
+    Log-likelihood of the full-input answer of a causal LM (per token: the negative
+    log-perplexity).
+:class:`MultipleChoice`
+    Accuracy, or mean correct-option log-probability, over a question set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from .._validation import as_labels, check_labels
+from ..features.base import Inputs, call_model, digest, forward_takes, map_inputs, n_examples
+
+Targets = Any
+
+
+class Value:
+    """Base class: ``prepare`` once, ``score`` per batch, ``reduce`` over examples."""
+
+    def prepare(self, model: torch.nn.Module, inputs: Inputs, batch_size: int) -> tuple[Inputs, Targets]:
+        """Inputs to score and the targets they are scored against (computed unmasked)."""
+        raise NotImplementedError
+
+    def score(self, model: torch.nn.Module, inputs: Inputs, targets: Targets) -> torch.Tensor:
+        """``(B,)`` float scores of one forward pass over ``B`` rows."""
+        raise NotImplementedError
+
+    def reduce(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(m, E)`` scores of every example under each mask to ``(m,)`` outputs."""
+        return scores.mean(-1)
+
+    def fingerprint(self) -> str:
+        """Identifies the value function and its settings (used by the query cache).
+
+        The ``repr`` of a class that defines one; otherwise the class's qualified name and a
+        digest of its public attributes (``vars``, names not starting with ``_``), the same in
+        every process. Override it when a setting's ``repr`` holds a memory address.
+        """
+        if type(self).__repr__ is not object.__repr__:
+            return repr(self)
+        settings = {name: v for name, v in vars(self).items() if not name.startswith("_")}
+        return f"{type(self).__qualname__}(settings#{digest(settings)})"
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits of a model output: ``.logits``, a tensor, or the first element of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, (tuple, list)):
+        logits = output[0]
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}.")
+    return logits
+
+
+def sequence_logits(model: torch.nn.Module, inputs: Inputs, first: int) -> torch.Tensor:
+    """Logits ``(B, S - first, V)`` of positions ``first ..`` of a sequence model's output.
+
+    Causal LMs that take ``logits_to_keep`` (Hugging Face) compute only those positions, which
+    saves the language-model head on the others.
+    """
+    if forward_takes(type(model), "logits_to_keep"):
+        ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
+        return logits_of(call_model(model, inputs, logits_to_keep=ids.shape[1] - first))
+    return logits_of(call_model(model, inputs))[:, first:]
+
+
+def _in_batches(fn, inputs: Inputs, batch_size: int) -> torch.Tensor:
+    E = n_examples(inputs)
+    return torch.cat([fn(map_inputs(lambda t: t[i : i + batch_size], inputs)) for i in range(0, E, batch_size)])
+
+
+# --------------------------------------------------------------------------- classifiers
+def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Logit of ``labels`` minus the highest other logit; ``logits (..., C)``, ``labels (...)``."""
+    return _class_score(logits, labels, "margin")
+
+
+def _class_score(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    if logits.dtype != torch.float64:  # half precision in, float32 out; float64 stays exact
+        logits = logits.float()
+    labels = labels.long().to(logits.device)
+    chosen = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    if kind == "logit":
+        return chosen
+    others = logits.scatter(-1, labels.unsqueeze(-1), float("-inf"))
+    rest = others.amax(-1) if kind == "margin" else others.logsumexp(-1)
+    return chosen - rest
+
+
+def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
+    """Per-example logits ``(B, C)`` of a classifier, or of a sequence model at each row's
+    last attended token (the next-token prediction)."""
+    ids = inputs if isinstance(inputs, torch.Tensor) else inputs.get("input_ids")
+    mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+    if ids is None or ids.ndim != 2:
+        last = None
+    elif mask is None:
+        last = torch.full((ids.shape[0],), ids.shape[1] - 1, device=ids.device)
+    else:
+        last = (torch.arange(mask.shape[1], device=mask.device) * mask.bool()).amax(1)
+    if last is not None and forward_takes(type(model), "logits_to_keep"):
+        first = int(last.min())
+        logits = sequence_logits(model, inputs, first)
+        last = last - first
+    else:
+        logits = logits_of(call_model(model, inputs))
+    if logits.ndim == 2:
+        return logits
+    if logits.ndim != 3 or last is None:
+        raise ValueError(f"expected logits of shape (B, C) or (B, S, C), got {tuple(logits.shape)}.")
+    return logits[torch.arange(logits.shape[0], device=logits.device), last.to(logits.device)]
+
+
+class _ClassValue(Value):
+    """A score of one class per example, read from classifier (or last-token) logits."""
+
+    _kind = "logit"
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor | None = None):
+        self.labels = None if labels is None else torch.as_tensor(as_labels(labels))
+
+    def prepare(self, model, inputs, batch_size):
+        E = n_examples(inputs)
+        if self.labels is not None:
+            if self.labels.shape != (E,):
+                raise ValueError(f"got {tuple(self.labels.shape)} labels for {E} examples.")
+            return inputs, self.labels.to(_device(inputs))
+        predict = lambda x: class_logits(model, x).argmax(-1)
+        return inputs, _in_batches(predict, inputs, batch_size)
+
+    def score(self, model, inputs, targets):
+        logits = class_logits(model, inputs)
+        if self.labels is not None:  # the prediction is always a class; given labels may not be
+            check_labels(self.labels.numpy(), logits.shape[-1])
+        return _class_score(logits, targets, self._kind)
+
+    def __repr__(self) -> str:
+        labels = "full-input prediction" if self.labels is None else f"labels#{digest(self.labels)}"
+        return f"{type(self).__name__}({labels}{self._extra()})"
+
+    def _extra(self) -> str:
+        return ""
+
+
+class ClassLogit(_ClassValue):
+    """Logit of the class predicted on the full input (or of given ``labels``).
+
+    Parameters
+    ----------
+    labels : (E,) ints, optional
+        Class per example; default the argmax on the unmasked input. A label outside the
+        model's ``C`` classes (its vocabulary, for a language model) is a ``ValueError``
+        naming the label and ``C``.
+    log_odds : bool
+        Score ``log p / (1 - p)`` of that class instead of its logit.
+
+    Works for classifiers with logits ``(B, C)`` and for sequence models ``(B, S, C)``, read
+    at the last attended token (the next-token prediction).
+    """
+
+    def __init__(self, labels=None, log_odds: bool = False):
+        super().__init__(labels)
+        self.log_odds = bool(log_odds)
+        self._kind = "log_odds" if log_odds else "logit"
+
+    def _extra(self) -> str:
+        return f", log_odds={self.log_odds}"
+
+
+class Margin(_ClassValue):
+    """Logit of the true class (``labels``; default the full-input prediction) minus the
+    highest other logit: positive when the model is right."""
+
+    _kind = "margin"
+
+
+# --------------------------------------------------------------------------- causal LMs
+def _device(inputs: Inputs) -> torch.device:
+    t = inputs if isinstance(inputs, torch.Tensor) else next(v for v in inputs.values() if isinstance(v, torch.Tensor))
+    return t.device
+
+
+def _prompts(inputs: Inputs) -> list[torch.Tensor]:
+    """Each example's token ids without padding."""
+    if isinstance(inputs, torch.Tensor):
+        return list(inputs)
+    # A single segment's token_type_ids (all zero, as some tokenizers return) carry nothing.
+    single_segment = "token_type_ids" in inputs and not inputs["token_type_ids"].any()
+    extra = set(inputs) - {"input_ids", "attention_mask"} - ({"token_type_ids"} if single_segment else set())
+    if "input_ids" not in inputs or extra:
+        raise ValueError(
+            "causal-LM values take input_ids and attention_mask only (and all-zero token_type_ids), "
+            f"got keys {sorted(inputs)}."
+        )
+    ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+    if mask is None:
+        return list(ids)
+    return [row[keep.bool()] for row, keep in zip(ids, mask)]
+
+
+def _with_continuations(prompts: list[torch.Tensor], continuations: list[torch.Tensor]) -> tuple[dict, dict]:
+    """Right-padded ``prompt + continuation`` rows and the positions of the continuations."""
+    rows = [torch.cat([p, c.to(p.device)]) for p, c in zip(prompts, continuations)]
+    L = max(len(r) for r in rows)
+    device = prompts[0].device
+    ids = torch.zeros(len(rows), L, dtype=torch.long, device=device)
+    attention = torch.zeros(len(rows), L, dtype=torch.long, device=device)
+    scored = torch.zeros(len(rows), L, dtype=torch.bool, device=device)
+    for i, (p, r) in enumerate(zip(prompts, rows)):
+        ids[i, : len(r)] = r
+        attention[i, : len(r)] = 1
+        scored[i, len(p) : len(r)] = True
+    return {"input_ids": ids, "attention_mask": attention}, {"scored": scored}
+
+
+def _continuation_logprob(model, inputs: Mapping[str, Any], scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log-probabilities of the scored tokens per row, and their number."""
+    first = int(scored.any(0).nonzero()[0]) - 1  # logits at p - 1 predict the token at p
+    logits = sequence_logits(model, inputs, first)
+    ids = inputs["input_ids"].to(logits.device)
+    target = scored[:, first + 1 :].to(logits.device)
+    rows, cols = target.nonzero(as_tuple=True)
+    logp = torch.log_softmax(logits[rows, cols].float(), -1)
+    picked = logp.gather(-1, ids[rows, first + 1 + cols].unsqueeze(-1)).squeeze(-1)
+    total = torch.zeros(ids.shape[0], device=logits.device).index_add_(0, rows, picked)
+    return total, target.sum(1).float()
+
+
+def _greedy(model, prompt: torch.Tensor, max_new_tokens: int, eos: set[int]) -> torch.Tensor:
+    ids = prompt
+    for _ in range(max_new_tokens):
+        nxt = logits_of(call_model(model, {"input_ids": ids[None]}))[0, -1].argmax()
+        ids = torch.cat([ids, nxt.view(1)])
+        if int(nxt) in eos:
+            break
+    return ids[len(prompt) :]
+
+
+class LogLikelihood(Value):
+    """Log-likelihood of the full-input answer of a causal LM under masked inputs or heads.
+
+    Parameters
+    ----------
+    answers : list of token-id sequences, optional
+        The answer per example; default: greedy decoding of ``max_new_tokens`` tokens (up to
+        EOS) on the unmasked model.
+    max_new_tokens : int
+        Length of the greedy answer.
+    per_token : bool
+        Average over the answer's tokens (the negative log-perplexity) instead of summing.
+
+    Inputs are ``input_ids`` (+ ``attention_mask``), left or right padded.
+
+    Attributes
+    ----------
+    output_range : (float, float)
+        ``(-inf, 0)``: a log-likelihood is never positive.
+    """
+
+    output_range = (-math.inf, 0.0)
+
+    def __init__(self, answers: Sequence[Sequence[int]] | None = None, max_new_tokens: int = 8, per_token: bool = True):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+        self.answers = None if answers is None else [torch.as_tensor(a).long() for a in answers]
+        self.max_new_tokens = int(max_new_tokens)
+        self.per_token = bool(per_token)
+
+    def prepare(self, model, inputs, batch_size):
+        prompts = _prompts(inputs)
+        if self.answers is not None:
+            if len(self.answers) != len(prompts):
+                raise ValueError(f"got {len(self.answers)} answers for {len(prompts)} examples.")
+            answers = self.answers
+        else:
+            eos = getattr(getattr(model, "config", None), "eos_token_id", None)
+            eos = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+            answers = [_greedy(model, p, self.max_new_tokens, eos) for p in prompts]
+        if any(len(a) == 0 for a in answers):
+            raise ValueError("every answer needs at least one token.")
+        return _with_continuations(prompts, answers)
+
+    def score(self, model, inputs, targets):
+        total, count = _continuation_logprob(model, inputs, targets["scored"])
+        return total / count if self.per_token else total
+
+    def __repr__(self) -> str:
+        answers = "greedy" if self.answers is None else f"given#{digest(list(self.answers))}"
+        return f"LogLikelihood(answers={answers}, max_new_tokens={self.max_new_tokens}, per_token={self.per_token})"
+
+
+class MultipleChoice(Value):
+    """Accuracy or mean correct-option log-probability of a causal LM over a question set.
+
+    An option's score is the summed log-probability of its tokens after the question.
+
+    Each question is one row ``[prompt, option 1, ..., option K]`` with a block attention mask
+    (every option sees the prompt and its own earlier tokens, nothing else) and position ids
+    that restart each option where the prompt ends: the prompt runs once instead of ``K``
+    times. ``prepare`` checks this packed layout against one row per (question, option) on
+    the unmasked model, and falls back to those rows for models that ignore custom
+    attention masks or position ids.
+
+    Parameters
+    ----------
+    options : list (per question) of K token-id sequences
+        The options; the same ``K`` for every question.
+    answers : (Q,) ints
+        Index of the correct option per question.
+    metric : {"logprob", "accuracy"}
+        ``"accuracy"``: fraction of questions whose best-scored option is correct;
+        ``"logprob"`` (smoother): mean over questions of the log-probability of the correct
+        option normalised over the ``K`` options.
+    packed : bool
+        Use the packed layout when the check passes (default); False always scores one row
+        per (question, option).
+
+    Attributes
+    ----------
+    output_range : (float, float)
+        The values the metric can take (``RANGES[metric]``): ``(0, 1)`` for accuracy,
+        ``(-inf, 0)`` for a log-probability.
+    """
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {"logprob": (-math.inf, 0.0), "accuracy": (0.0, 1.0)}
+
+    def __init__(
+        self,
+        options: Sequence[Sequence[Sequence[int]]],
+        answers: Sequence[int],
+        metric: str = "logprob",
+        packed: bool = True,
+    ):
+        if metric not in ("logprob", "accuracy"):
+            raise ValueError(f"metric must be 'logprob' or 'accuracy', got {metric!r}.")
+        K = {len(o) for o in options}
+        if len(K) != 1 or min(K) < 2:
+            raise ValueError(f"every question needs the same number K >= 2 of options, got {sorted(K)}.")
+        self.options = [[torch.as_tensor(o).long() for o in opts] for opts in options]
+        if any(len(o) == 0 for opts in self.options for o in opts):
+            raise ValueError("every option needs at least one token.")
+        self.answers = torch.as_tensor(answers).long()
+        self.K = K.pop()
+        if self.answers.shape != (len(self.options),) or not ((self.answers >= 0) & (self.answers < self.K)).all():
+            raise ValueError(f"answers must be {len(self.options)} option indices in [0, {self.K}).")
+        self.metric = metric
+        self.packed = bool(packed)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        return self.RANGES[self.metric]
+
+    def prepare(self, model, inputs, batch_size):
+        prompts = _prompts(inputs)
+        if len(prompts) != len(self.options):
+            raise ValueError(f"got {len(prompts)} questions for {len(self.options)} option lists.")
+
+        def per_option(questions: range) -> tuple[dict, dict]:  # one row per (question, option)
+            return _with_continuations(
+                [prompts[q] for q in questions for _ in range(self.K)], [o for q in questions for o in self.options[q]]
+            )
+
+        everything = range(len(prompts))
+        if not self.packed:
+            return per_option(everything)
+        packed = _packed_options(prompts, self.options, self.answers)
+        return packed if self._packing_is_exact(model, packed, per_option(range(1))) else per_option(everything)
+
+    def score(self, model, inputs, targets):
+        if "scored" in targets:  # one row per (question, option): the option's log-probability
+            return _continuation_logprob(model, inputs, targets["scored"])[0]
+        return self._metric(_option_logprobs(model, inputs, targets, self.K), targets["answer"])
+
+    def reduce(self, scores):
+        if scores.shape[-1] == len(self.options):  # packed rows: one score per question (K >= 2)
+            return scores.mean(-1)
+        per_option = scores.view(scores.shape[0], -1, self.K)
+        answers = self.answers.to(scores.device).expand(scores.shape[0], -1)
+        return self._metric(per_option.flatten(0, 1), answers.flatten()).view(scores.shape[0], -1).mean(-1)
+
+    def _metric(self, per_option: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        """``(B, K)`` option log-probabilities and ``(B,)`` answers to ``(B,)`` scores."""
+        answers = answers.to(per_option.device)
+        if self.metric == "accuracy":
+            return (per_option.argmax(-1) == answers).float()
+        return torch.log_softmax(per_option, -1).gather(-1, answers.unsqueeze(-1)).squeeze(-1)
+
+    def _packing_is_exact(self, model, packed, first_options) -> bool:
+        """Whether the packed row of the first question gives the log-probabilities of its
+        per-option rows ``first_options`` (to rounding); False also when the model rejects the
+        packed inputs."""
+
+        def first(z: Mapping[str, Any]) -> dict[str, Any]:
+            return map_inputs(lambda t: t[:1], z)
+
+        try:
+            got = _option_logprobs(model, first(packed[0]), first(packed[1]), self.K)
+        except (TypeError, ValueError, RuntimeError, IndexError):
+            return False
+        want = _continuation_logprob(model, first_options[0], first_options[1]["scored"])[0]
+        tolerance = 1e-3 if _dtype(model) == torch.float32 else 0.1  # got is float32 either way
+        return bool(torch.allclose(got.flatten().double(), want.double(), atol=tolerance, rtol=0))
+
+    def __repr__(self) -> str:
+        options = digest([list(o) for o in self.options])
+        return (
+            f"MultipleChoice(Q={len(self.options)}, K={self.K}, metric={self.metric!r}, "
+            f"options#{options}, answers#{digest(self.answers)})"
+        )
+
+
+def _dtype(model: torch.nn.Module) -> torch.dtype:
+    parameter = next(model.parameters(), None)
+    return torch.float32 if parameter is None else parameter.dtype
+
+
+def _packed_options(
+    prompts: list[torch.Tensor], options: list[list[torch.Tensor]], answers: torch.Tensor
+) -> tuple[dict, dict]:
+    """One row per question: the prompt then its K options, each option attending to the prompt
+    and to itself, with positions continuing the prompt's.
+
+    Returns
+    -------
+    inputs : dict
+        ``input_ids`` and ``position_ids`` (Q, T); ``attention_mask`` (Q, 1, T, T) bool
+        (True = may attend). Padding attends to itself only.
+    targets : dict
+        ``predictor`` (Q, N): the position whose logits predict each option token; ``token``
+        (Q, N) its id; ``option`` (Q, N) its option, -1 for padding; ``answer`` (Q,).
+    """
+    device = prompts[0].device
+    Q = len(prompts)
+    lengths = [len(p) + sum(len(o) for o in opts) for p, opts in zip(prompts, options)]
+    T, N = max(lengths), max(sum(len(o) for o in opts) for opts in options)
+    ids = torch.zeros(Q, T, dtype=torch.long)
+    positions = torch.zeros(Q, T, dtype=torch.long)
+    block = torch.full((Q, T), -1, dtype=torch.long)  # -1: prompt, k: option k, -2: padding
+    predictor = torch.zeros(Q, N, dtype=torch.long)
+    token = torch.zeros(Q, N, dtype=torch.long)
+    option = torch.full((Q, N), -1, dtype=torch.long)
+    for q, (prompt, opts) in enumerate(zip(prompts, options)):
+        P = len(prompt)
+        ids[q, :P] = prompt.cpu()
+        positions[q, :P] = torch.arange(P)
+        start, scored = P, 0
+        for k, o in enumerate(opts):
+            end = start + len(o)
+            ids[q, start:end] = o
+            positions[q, start:end] = P + torch.arange(len(o))
+            block[q, start:end] = k
+            predictor[q, scored : scored + len(o)] = torch.cat([torch.tensor([P - 1]), torch.arange(start, end - 1)])
+            token[q, scored : scored + len(o)] = o
+            option[q, scored : scored + len(o)] = k
+            start, scored = end, scored + len(o)
+        block[q, start:] = -2
+    index = torch.arange(T)
+    causal = index[:, None] >= index[None, :]
+    key_block, query_block = block[:, None, :], block[:, :, None]
+    allowed = causal & ((key_block == -1) & (query_block != -2) | (key_block == query_block) & (query_block >= 0))
+    allowed |= torch.eye(T, dtype=torch.bool)  # padding sees itself: no empty softmax row
+    inputs = {"input_ids": ids, "attention_mask": allowed[:, None], "position_ids": positions}
+    targets = {"predictor": predictor, "token": token, "option": option, "answer": answers.clone()}
+    to = lambda z: {k: v.to(device) for k, v in z.items()}
+    return to(inputs), to(targets)
+
+
+def _option_logprobs(model, inputs: Mapping[str, Any], targets: Mapping[str, Any], K: int) -> torch.Tensor:
+    """``(B, K)`` summed log-probabilities of each option's tokens in packed rows."""
+    predictor, option = targets["predictor"], targets["option"]
+    first = int(predictor.min())
+    logits = sequence_logits(model, inputs, first)
+    predictor, option = predictor.to(logits.device), option.to(logits.device)
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    logp = torch.log_softmax(logits[rows, predictor - first].float(), -1)  # (B, N, V)
+    picked = logp.gather(-1, targets["token"].to(logits.device).unsqueeze(-1)).squeeze(-1)
+    picked = torch.where(option >= 0, picked, 0.0)
+    return torch.zeros(logits.shape[0], K, device=logits.device).scatter_add_(1, option.clamp(min=0), picked)

@@ -1,0 +1,17 @@
+"""The spectrum and what is read off it.
+
+:mod:`~compattr.spectrum.spectrum`
+    :class:`Spectrum`, the sparse Boolean Fourier spectrum every result is read from, and
+    :class:`EnergySplit`.
+:mod:`~compattr.spectrum.supports`
+    Sets of features as padded integer rows, and their ±1 parities on masks.
+:mod:`~compattr.spectrum.indices`
+    Shapley, Banzhaf, Möbius and the interaction indices, exactly from the coefficients.
+:mod:`~compattr.spectrum.metrics`
+    Held-out faithfulness and the hierarchy rates of a spectrum.
+"""
+
+from .spectrum import EnergySplit, Spectrum
+from .supports import group_padded_rows, parity_matrix
+
+__all__ = ["EnergySplit", "Spectrum", "group_padded_rows", "parity_matrix"]

@@ -1,0 +1,375 @@
+"""Sparse Boolean Fourier spectra: the object every compattr result is read from.
+
+A spectrum over ``n`` features is a set of supports ``T ⊆ [n]`` with coefficients ``F(T)``;
+it represents ``f(S) = Σ_T F(T) (-1)^{|S ∩ T|}`` where ``S`` is the set of kept features
+(mask bit 1). Supports are stored as a sparse ``(k, n)`` 0/1 matrix; evaluation on a batch of
+masks XORs bit-packed mask columns (see :func:`compattr.spectrum.supports.parity_matrix`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._validation import as_masks, check_format
+from .supports import csr_to_padded, group_padded_rows, pad_supports, padded_to_csr, parity_blocks, parity_matrix
+
+_FORMAT = "compattr.spectrum"
+_VERSION = 1
+_WHAT = "compattr spectrum file"
+
+
+@dataclass(frozen=True)
+class EnergySplit:
+    """How the non-constant Fourier energy ``Σ_{T≠∅} F(T)²`` divides between feature groups.
+
+    Attributes
+    ----------
+    linear, within, cross : float
+        Fractions of the non-constant energy in order-1 terms, in order ≥ 2 terms whose
+        features share one group, and in order ≥ 2 terms spanning several groups.
+    total : float
+        The non-constant energy itself (``‖f - F(∅)‖² / 2^n``).
+    per_group : pandas.DataFrame
+        One row per group, columns ``linear``, ``within``, ``cross``: fractions of the total.
+        A cross-group term is shared among its groups in proportion to how many of its
+        features each holds, so the table sums to ``linear + within + cross``.
+    """
+
+    linear: float
+    within: float
+    cross: float
+    total: float
+    per_group: pd.DataFrame
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+
+class Spectrum:
+    """A sparse Boolean Fourier spectrum over ``n`` features.
+
+    Parameters
+    ----------
+    n : int
+        Number of features.
+    supports : sequence of iterables of int, or scipy sparse (k, n) 0/1 matrix
+        The sets ``T``; repeated sets are merged by adding their coefficients.
+    coefs : (k,) array_like of float
+        The coefficients ``F(T)``.
+
+    Notes
+    -----
+    Terms are kept in order of decreasing ``|F(T)|`` (ties by support), so ``top(k)`` is a
+    prefix. Exact zeros are dropped.
+    """
+
+    def __init__(self, n: int, supports, coefs) -> None:
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"a spectrum needs n >= 1 features, got {n}.")
+        coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        if sp.issparse(supports):
+            supports = sp.csr_array(supports)
+            if supports.shape[1] != n:
+                raise ValueError(f"supports have {supports.shape[1]} columns, expected n={n}.")
+            rows = csr_to_padded(supports, n)
+        else:
+            rows = pad_supports(list(supports), n)
+        if rows.shape[0] != coefs.size:
+            raise ValueError(f"{rows.shape[0]} supports but {coefs.size} coefficients.")
+        if not np.isfinite(coefs).all():
+            raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
+        unique, inverse = group_padded_rows(rows, n)
+        self._set_terms(n, unique, np.bincount(inverse, weights=coefs, minlength=unique.shape[0]))
+
+    @classmethod
+    def _from_grouped(cls, n: int, rows: np.ndarray, coefs: np.ndarray) -> Spectrum:
+        """A spectrum from distinct padded support ``rows`` in lexicographic order (as
+        :func:`group_padded_rows` returns them) and their ``coefs``: no regrouping."""
+        coefs = np.asarray(coefs, dtype=np.float64)
+        if not np.isfinite(coefs).all():
+            raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
+        spectrum = cls.__new__(cls)
+        spectrum._set_terms(int(n), rows, coefs)
+        return spectrum
+
+    def _set_terms(self, n: int, unique: np.ndarray, summed: np.ndarray) -> None:
+        keep = summed != 0.0
+        unique, summed = unique[keep], summed[keep]
+        order = np.argsort(-np.abs(summed), kind="stable")
+        self.n = n
+        self.supports: sp.csr_array = padded_to_csr(unique[order], n)
+        self.coefs: np.ndarray = summed[order]
+        self.coefs.setflags(write=False)
+
+    # ------------------------------------------------------------------ basic views
+    def __len__(self) -> int:
+        return self.coefs.size
+
+    def __repr__(self) -> str:
+        return f"Spectrum(n={self.n}, terms={len(self)}, max_order={self.max_order})"
+
+    @property
+    def degrees(self) -> np.ndarray:
+        """(k,) int: ``|T|`` of each term."""
+        return np.diff(self.supports.indptr)
+
+    @property
+    def max_order(self) -> int:
+        """Largest ``|T|`` in the spectrum (0 for an empty or constant spectrum)."""
+        return int(self.degrees.max()) if len(self) else 0
+
+    @property
+    def constant(self) -> float:
+        """``F(∅)``: the mean of ``f`` over all ``2^n`` masks."""
+        empty = np.flatnonzero(self.degrees == 0)
+        return float(self.coefs[empty[0]]) if empty.size else 0.0
+
+    def support_tuples(self, rows=None) -> list[tuple[int, ...]]:
+        """The supports as sorted tuples of feature indices, in term order.
+
+        Parameters
+        ----------
+        rows : array_like of int, optional
+            Only these terms (positions in term order).
+        """
+        ip, ix = self.supports.indptr, self.supports.indices.tolist()
+        rows = range(len(self)) if rows is None else np.asarray(rows).tolist()
+        return [tuple(ix[ip[r] : ip[r + 1]]) for r in rows]
+
+    def to_dict(self) -> dict[tuple[int, ...], float]:
+        """``{sorted feature tuple: coefficient}``."""
+        return dict(zip(self.support_tuples(), self.coefs.tolist()))
+
+    @classmethod
+    def from_dict(cls, coefficients: Mapping[Iterable[int], float], n: int) -> Spectrum:
+        """Build a spectrum from ``{feature tuple: coefficient}`` (``()`` is the constant)."""
+        return cls(n, list(coefficients.keys()), list(coefficients.values()))
+
+    # ------------------------------------------------------------------ evaluation
+    def parity_matrix(self, X, dtype=np.float64) -> np.ndarray:
+        """The ±1 Walsh features ``χ_T(S) = (-1)^{|S ∩ T|}`` of every mask and term.
+
+        Parameters
+        ----------
+        X : (m, n) bool array
+            Masks, ``True`` = kept.
+        dtype : numpy dtype
+            Of the result (float32 is exact too).
+
+        Returns
+        -------
+        (m, k) array
+        """
+        return parity_matrix(as_masks(X, self.n), csr_to_padded(self.supports, self.n), dtype)
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the spectrum on masks.
+
+        Parameters
+        ----------
+        X : (m, n) bool array
+            Masks, ``True`` = kept.
+
+        Returns
+        -------
+        (m,) float64 array
+        """
+        X = as_masks(X, self.n)
+        out = np.zeros(X.shape[0])
+        for lo, hi, parity in parity_blocks(X, csr_to_padded(self.supports, self.n)):
+            out += parity @ self.coefs[lo:hi]
+        return out
+
+    __call__ = predict
+
+    # ------------------------------------------------------------------ selection
+    def top(self, k: int) -> Spectrum:
+        """The ``k`` terms of largest ``|F(T)|`` (the constant competes like any term)."""
+        if not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"k must be a non-negative integer, got {k!r}.")
+        if k > len(self):
+            raise ValueError(f"k={k} is larger than the spectrum, which has {len(self)} terms.")
+        return self._subset(np.arange(k))
+
+    def top_energy(self, fraction: float = 0.95) -> Spectrum:
+        """The fewest largest terms holding ``fraction`` of the non-constant energy.
+
+        The constant term is always kept. This is the rule of the public shapiq code.
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}.")
+        nonconst = self.degrees > 0
+        energy = np.where(nonconst, self.coefs**2, 0.0)
+        total = energy.sum()
+        if total == 0.0:
+            return self._subset(np.flatnonzero(~nonconst))
+        cum = np.cumsum(energy) / total
+        last = int(np.searchsorted(cum, fraction - 1e-12)) + 1
+        idx = np.union1d(np.arange(min(last, len(self))), np.flatnonzero(~nonconst))
+        return self._subset(idx)
+
+    def restrict_order(self, max_order: int) -> Spectrum:
+        """The terms with ``|T| <= max_order``."""
+        return self._subset(np.flatnonzero(self.degrees <= max_order))
+
+    def with_coefs(self, coefs) -> Spectrum:
+        """Same supports, new coefficients (e.g. after a least-squares refit)."""
+        return Spectrum(self.n, self.supports, coefs)
+
+    def _subset(self, idx: np.ndarray) -> Spectrum:
+        return Spectrum(self.n, self.supports[idx], self.coefs[idx])
+
+    # ------------------------------------------------------------------ summaries
+    def energy(self, groups) -> EnergySplit:
+        """Split the non-constant energy into linear / within-group / cross-group parts.
+
+        Parameters
+        ----------
+        groups : (n,) array_like
+            A label per feature (for attention heads: the layer).
+        """
+        groups = np.asarray(groups)
+        if groups.shape != (self.n,):
+            raise ValueError(f"groups must have shape ({self.n},), got {groups.shape}.")
+        labels, gid = np.unique(groups, return_inverse=True)
+        G = sp.csr_array((np.ones(self.n), (np.arange(self.n), gid)), shape=(self.n, labels.size))
+        counts = (self.supports.astype(np.float64) @ G).toarray()  # (k, groups)
+        deg = self.degrees
+        e = self.coefs**2
+        total = float(e[deg > 0].sum())
+        n_groups = (counts > 0).sum(axis=1)
+        kinds = {
+            "linear": deg == 1,
+            "within": (deg >= 2) & (n_groups == 1),
+            "cross": (deg >= 2) & (n_groups >= 2),
+        }
+        denom = total if total > 0 else 1.0
+        share = counts / np.maximum(deg, 1)[:, None]  # fraction of each term per group
+        per_group = pd.DataFrame(
+            {kind: (e * sel) @ share / denom for kind, sel in kinds.items()},
+            index=pd.Index(labels, name="group"),
+        )
+        fractions = {kind: float(e[sel].sum() / denom) for kind, sel in kinds.items()}
+        return EnergySplit(total=total, per_group=per_group, **fractions)
+
+    def to_frame(self, k: int | None = 20, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """The ``k`` strongest terms as a table (all terms when ``k`` is None).
+
+        Columns: ``features`` (tuple of indices), ``names`` (joined feature names),
+        ``order`` and ``coef``.
+        """
+        if names is not None and len(names) != self.n:
+            raise ValueError(f"names must have {self.n} entries, got {len(names)}.")
+        sub = self if k is None else self.top(min(k, len(self)))
+        tuples = sub.support_tuples()
+        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names else str
+        return pd.DataFrame(
+            {
+                "features": tuples,
+                "names": [label(t) for t in tuples],
+                "order": sub.degrees,
+                "coef": sub.coefs,
+            }
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> Path:
+        """Write to ``.json`` (readable) or ``.npz`` (compact); both round-trip exactly."""
+        path = Path(path)
+        if path.suffix == ".json":
+            payload = {
+                "format": _FORMAT,
+                "version": _VERSION,
+                "n": self.n,
+                "supports": [list(t) for t in self.support_tuples()],
+                "coefs": self.coefs.tolist(),  # repr of float64 round-trips exactly
+            }
+            path.write_text(json.dumps(payload))
+        elif path.suffix == ".npz":
+            np.savez_compressed(
+                path,
+                format=_FORMAT,
+                version=_VERSION,
+                n=self.n,
+                indptr=self.supports.indptr,
+                indices=self.supports.indices,
+                coefs=self.coefs,
+            )
+        else:
+            raise ValueError(f"unknown spectrum file type {path.suffix!r}: use .json or .npz.")
+        return path
+
+    @classmethod
+    def load(cls, path) -> Spectrum:
+        """Read a spectrum written by :meth:`save`."""
+        path = Path(path)
+        if path.suffix == ".json":
+            payload = json.loads(path.read_text())
+            check_format(payload.get("format"), payload.get("version"), _FORMAT, _VERSION, path, _WHAT)
+            return cls(payload["n"], payload["supports"], payload["coefs"])
+        if path.suffix == ".npz":
+            with np.load(path) as z:
+                fmt = str(z["format"]) if "format" in z else None
+                check_format(fmt, z.get("version"), _FORMAT, _VERSION, path, _WHAT)
+                n = int(z["n"])
+                S = sp.csr_array(
+                    (np.ones(z["indices"].size, np.int8), z["indices"], z["indptr"]),
+                    shape=(z["indptr"].size - 1, n),
+                )
+                return cls(n, S, z["coefs"])
+        raise ValueError(f"unknown spectrum file type {path.suffix!r}: use .json or .npz.")
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, Spectrum)
+            and self.n == other.n
+            and len(self) == len(other)
+            and self.to_dict() == other.to_dict()
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equality is by value
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_trees(
+        cls,
+        model,
+        n: int,
+        num_iteration: int | None = None,
+        max_order: int | None = None,
+        max_terms: int = 50_000_000,
+    ) -> Spectrum:
+        """The exact Fourier spectrum of a fitted LightGBM model on binary inputs.
+
+        Parameters
+        ----------
+        model : lightgbm.Booster, fitted lightgbm.LGBMModel, or str
+            A single-output model trained on 0/1 features (any objective: the spectrum is
+            that of the raw score), or its LightGBM model text (``Booster.model_to_string()``,
+            or a saved model file's contents).
+        n : int
+            Number of features (the model's feature count must not exceed it).
+        num_iteration : int, optional
+            Use the first ``num_iteration`` trees; default: as ``booster.predict`` does (the
+            best iteration when early stopping set one, else all trees; all trees of model
+            text).
+        max_order : int, optional
+            Drop terms of order above this. Exact when None (the default).
+        max_terms : int
+            Refuse, with a clear error, an extraction that would expand to more raw terms
+            (deep trees expand to ``2^depth`` terms per leaf); lower the depth or set
+            ``max_order``.
+        """
+        # Imported here: the extraction belongs to the proxy package, which imports this module.
+        from ..proxy.trees import extract_padded_terms
+
+        rows, values = extract_padded_terms(model, n, num_iteration, max_order, max_terms)
+        return cls._from_grouped(n, rows, values)

@@ -1,0 +1,233 @@
+"""The ``compattr`` command line, end to end on a tiny random Llama and a tiny question file."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import compattr
+from compattr.cli import main, markdown_table, parse_layers, plan_size
+
+
+@pytest.fixture(scope="module")
+def assets(tiny_mc_folder):
+    return tiny_mc_folder
+
+
+def _run(assets, tmp_path, command: str, *extra: str) -> int:
+    return main(
+        [
+            command,
+            str(assets / "model"),
+            "--task",
+            str(assets / "questions.jsonl"),
+            "--questions",
+            "6",
+            "--budget",
+            "60",
+            "--test-masks",
+            "10",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
+        ]
+    )
+
+
+def test_help_names_the_subcommands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "explain" in out and "prune" in out
+    for command in ("explain", "prune"):
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "examples:" in text and "--layers" in text and "smollm2" in text
+    assert main([]) == 2  # no subcommand
+
+
+def test_explain_writes_the_explanation(assets, tmp_path, capsys):
+    assert _run(assets, tmp_path, "explain", "--layers", "1-2") == 0
+    out = tmp_path / "out"
+    for name in (
+        "spectrum.json",
+        "lasso.json",
+        "queries.npz",
+        "explanation.json",
+        "summary.txt",
+        "interactions.csv",
+        "settings.json",
+        "heads.png",
+        "energy.png",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "queries" / "manifest.json").is_file()
+    ex = compattr.Explanation.load(out)
+    assert ex.n == 8 and ex.names[0] == "L1.H0" and len(ex.masks) == 60
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["layers"] == [1, 2] and settings["questions"] == 6
+    printed = capsys.readouterr().out
+    assert "faithfulness" in printed and "8 heads (layers 1-2 x 4)" in printed
+
+
+def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
+    code = _run(assets, tmp_path, "prune", "--keep", "0.5", "--min-per-layer", "1", "--best-of", "15")
+    assert code == 0
+    out = tmp_path / "out"
+    assert (out / "explanation" / "spectrum.json").is_file() and (out / "explanation" / "heads.png").is_file()
+    table = pd.read_csv(out / "results.csv")
+    assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-15"]
+    assert table["heads kept"].tolist() == [12, 6, 6, 6]
+    assert table["test accuracy"].between(0, 1).all()
+    for name in ("proxyspex", "lasso", "best_of_n"):
+        plan = compattr.PruningPlan.from_json(out / "plans" / f"{name}.json")
+        assert plan.kept.sum() == 6 and (plan.kept_per_group()["kept"] >= 1).all()
+    assert (out / "results.md").read_text().startswith("| method")
+    printed = capsys.readouterr().out
+    assert "test: 6" in printed and "Best-of-15" in printed
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--keep", "1.5"], "--keep must be"),
+        (["--keep", "13"], "--keep must be"),
+        (["--keep", "0"], "--keep must be"),
+        (["--keep", "-0.2"], "--keep must be"),
+        (["--keep", "0.01"], "rounds to no feature kept"),
+        (["--keep", "150%"], "--keep must be"),
+        (["--keep", "12.0"], "--keep must be"),
+        (["--keep", "a third"], "expected a count of heads (30), a fraction (0.3) or a percentage (30%)"),
+        (["--layers", "2-5"], "out of range"),
+        (["--min-per-layer", "3", "--keep", "6"], "--min-per-layer 3"),
+        (["--questions", "12"], "leaves no test questions"),
+    ],
+)
+def test_bad_prune_input_exits_2_with_a_message(assets, tmp_path, capsys, extra, message):
+    assert _run(assets, tmp_path, "prune", *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_keep_parses_like_the_api():
+    """--keep "1" is the int 1 (one head), "1.0" the fraction 1.0 (all); one rule decides."""
+    from compattr.cli import keep_value
+
+    assert keep_value("1") == 1 and isinstance(keep_value("1"), int)
+    assert keep_value("0.3") == 0.3 and keep_value("30%") == 0.3 and keep_value("1.0") == 1.0
+    assert plan_size(keep_value("1"), 90) == 1 and plan_size(keep_value("1.0"), 90) == 90
+    assert plan_size(keep_value("30%"), 90) == 27 and plan_size(keep_value("30"), 90) == 30
+
+
+@pytest.fixture
+def broken_questions(assets, tmp_path):
+    """The asset questions with line 3 replaced by ``line``."""
+
+    def write(line: str) -> str:
+        lines = (assets / "questions.jsonl").read_text().splitlines()
+        path = tmp_path / "broken.jsonl"
+        path.write_text("\n".join([*lines[:2], line, *lines[3:]]) + "\n")
+        return str(path)
+
+    return write
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("null", "broken.jsonl:3 must be an object"),
+        ("5", "broken.jsonl:3 must be an object"),
+        (
+            '{"prompt": "w1 w2", "options": "w3w4w5", "answer": 0}',
+            "broken.jsonl:3: 'options' must be a list of strings",
+        ),
+        ('{"prompt": "w1 w2", "options": {"w3": 0, "w4": 1, "w5": 2}, "answer": 0}', "must be a list of strings"),
+    ],
+)
+def test_question_lines_that_are_no_question_exit_2(assets, tmp_path, capsys, broken_questions, line, message):
+    assert main(["explain", str(assets / "model"), "--task", broken_questions(line), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--alpha", "inf"], "expected a finite number > 0, got 'inf'"),
+        (["--alpha", "0"], "expected a finite number > 0"),
+        (["--test-masks", "1"], "expected an integer >= 2"),
+        (["--device", "foo"], "unknown device 'foo'"),
+        (["--device", "cuda"], "device 'cuda' is not available on this machine"),
+        (["--layers", "2", "--test-masks", "5"], "at least 2 are needed"),  # 4 heads: 16 masks, 60 fitted
+        (["--budget", "20"], "budget must be at least 50"),
+    ],
+)
+def test_bad_run_settings_exit_2_before_any_query(assets, tmp_path, capsys, monkeypatch, extra, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _run(assets, tmp_path, "explain", *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "queries").exists()  # nothing was queried
+
+
+def test_unsafe_pickled_model_is_refused_in_one_line(assets, tmp_path, capsys):
+    from test_models import pickled_model_folder
+
+    folder = pickled_model_folder(tmp_path / "pickled")
+    code = main(["explain", str(folder), "--task", str(assets / "questions.jsonl"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "refused to load pytorch_model.bin" in err and "weights_only" in err
+
+
+def test_prune_notes_predictions_the_metric_cannot_take(assets, tmp_path, capsys, monkeypatch):
+    """A ProxySPEX prediction of a positive log-probability gets a note under the table."""
+    compare = compattr.tasks.compare_plans
+
+    def positive(*args, **kwargs):
+        plans, table = compare(*args, **kwargs)
+        table.loc[1, "predicted"] = 0.49
+        return plans, table
+
+    monkeypatch.setattr(compattr.tasks, "compare_plans", positive)
+    assert _run(assets, tmp_path, "prune", "--keep", "6", "--best-of", "15") == 0
+    note = "note: predicted value outside the value function's range [-∞, 0]: ProxySPEX +0.49"
+    assert note in capsys.readouterr().out
+    assert note in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_bad_model_task_and_flags_exit_2(assets, tmp_path, capsys):
+    q = str(assets / "questions.jsonl")
+    assert main(["explain", "./no-such-model", "--task", q]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--task", str(tmp_path / "missing.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--layers", "a-b"]) == 2
+    assert "expected layers like 20-29" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--value", "f1"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["explain", str(assets / "model"), "--budget", "5", "--alpha", "2"]) == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_unknown_alias_is_reported_with_the_aliases(assets, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert main(["explain", "smollm3", "--task", str(assets / "questions.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "smollm3" in err and "smollm2" in err
+
+
+def test_helpers():
+    assert parse_layers("20-22,5") == [5, 20, 21, 22]
+    assert parse_layers("3") == [3]
+    assert plan_size(0.3, 90) == 27 and plan_size(1.0, 90) == 90 and plan_size(12, 90) == 12
+    table = markdown_table(pd.DataFrame({"method": ["a"], "acc": [0.5]}))
+    assert table.splitlines() == ["| method | acc   |", "|--------|-------|", "| a      | 0.500 |"]

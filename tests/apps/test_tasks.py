@@ -1,0 +1,283 @@
+"""compattr.tasks: question sets (capitals, JSONL, datasets), splits, encoding, accuracy, plans."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import compattr
+from compattr import tasks
+from compattr._testing import tiny_llama, word_tokenizer
+from compattr.tasks import QuestionSet
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine run 5-30x faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _toy(Q: int = 10, K: int = 3, seed: int = 0) -> QuestionSet:
+    """Questions in the word tokenizer's vocabulary (w0 .. w57)."""
+    rng = np.random.default_rng(seed)
+    return QuestionSet(
+        [" ".join(f"w{i}" for i in rng.integers(0, 58, rng.integers(2, 6))) for _ in range(Q)],
+        [[f"w{i}" for i in rng.choice(58, K, replace=False)] for _ in range(Q)],
+        rng.integers(0, K, Q),
+    )
+
+
+# --------------------------------------------------------------------------- the type
+def test_question_set_validates():
+    with pytest.raises(ValueError, match="same number"):
+        QuestionSet(["a", "b"], [["x", "y"], ["x", "y", "z"]], [0, 0])
+    with pytest.raises(ValueError, match="K >= 2"):
+        QuestionSet(["a"], [["x"]], [0])
+    with pytest.raises(ValueError, match="option indices"):
+        QuestionSet(["a"], [["x", "y"]], [2])
+    with pytest.raises(ValueError, match="1 prompts, 2 option lists"):
+        QuestionSet(["a"], [["x", "y"], ["x", "y"]], [0])
+
+
+def test_indexing_and_split():
+    qs = _toy(10)
+    assert len(qs[:4]) == 4 and qs[:4].prompts == qs.prompts[:4]
+    assert qs[[3, 1]].answers == (qs.answers[3], qs.answers[1])
+    train, test = qs.split(train=6)
+    assert train.prompts == qs.prompts[:6] and test.prompts == qs.prompts[6:]
+    train, test = qs.split(train=0.3)
+    assert (len(train), len(test)) == (3, 7)
+    a, b = qs.split(train=5, seed=1), qs.split(train=5, seed=1)
+    assert a[0].prompts == b[0].prompts and sorted(a[0].prompts + a[1].prompts) == sorted(qs.prompts)
+    for bad in (0, 10, 11, 1.5):
+        with pytest.raises(ValueError, match="both sides"):
+            qs.split(train=bad)
+
+
+def test_jsonl_round_trip(tmp_path):
+    qs = QuestionSet(["The capital of France is", "2 + 2 ="], [["Paris", "Rome"], ["4", "5"]], [0, 0])
+    path = qs.to_jsonl(tmp_path / "q.jsonl")
+    assert json.loads(path.read_text().splitlines()[0]) == {
+        "prompt": "The capital of France is",
+        "options": ["Paris", "Rome"],
+        "answer": 0,
+    }
+    assert tasks.from_jsonl(path) == qs
+
+
+def test_jsonl_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        tasks.from_jsonl(tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "options": ["x", "y"], "answer": 0}\n{oops\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2"):
+        tasks.from_jsonl(bad)
+    bad.write_text('{"prompt": "a", "options": ["x", "y"]}\n')
+    with pytest.raises(ValueError, match=r"no field\(s\) \['answer'\]"):
+        tasks.from_jsonl(bad)
+    bad.write_text('{"prompt": "a", "options": ["x", "y"], "answer": "z"}\n')
+    with pytest.raises(ValueError, match="neither"):
+        tasks.from_jsonl(bad)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("null", r"bad.jsonl:3 must be an object with the fields 'prompt', 'options' and 'answer', got null"),
+        ("5", r"bad.jsonl:3 must be an object .* got 5"),
+        ('["a", ["x", "y"], 0]', r"bad.jsonl:3 must be an object"),
+        (
+            '{"prompt": "a", "options": "xy", "answer": 0}',
+            r"bad.jsonl:3: 'options' must be a list of strings, got \"xy\"",
+        ),
+        (
+            '{"prompt": "a", "options": {"x": 1, "y": 2}, "answer": 0}',
+            r"bad.jsonl:3: 'options' must be a list of strings",
+        ),
+        ('{"prompt": "a", "options": ["x", 2], "answer": 0}', r"bad.jsonl:3: 'options' must be a list of strings"),
+    ],
+)
+def test_jsonl_lines_that_are_no_question_are_named(tmp_path, line, message):
+    good = '{"prompt": "a", "options": ["x", "y"], "answer": 0}'
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(f"{good}\n\n{line}\n{good}\n")  # a blank line 2: line numbers, not rows
+    with pytest.raises(ValueError, match=message):
+        tasks.from_jsonl(bad)
+
+
+def test_records_name_the_question():
+    with pytest.raises(ValueError, match="question 1: 'choices' must be a list of strings"):
+        tasks.from_records(
+            [{"q": "a", "choices": ["x", "y"], "a": 0}, {"q": "b", "choices": "xy", "a": 0}],
+            question="q",
+            options="choices",
+            answer="a",
+        )
+
+
+def test_mmlu_style_records_letters_and_answer_forms():
+    rows = [
+        {"question": "Who?", "choices": ["Ada", "Bob", "Cy"], "answer": 1},
+        {"question": "What?", "choices": ["x", "y", "z"], "answer": "C"},
+        {"question": "Where?", "choices": ["here", "there", "nowhere"], "answer": "there"},
+    ]
+    qs = tasks.from_records(rows, question="question", options="choices", letters=True)
+    assert qs.prompts[0] == "Who?\nA. Ada\nB. Bob\nC. Cy\nAnswer:"
+    assert qs.options[0] == ("A", "B", "C")
+    assert qs.answers == (1, 2, 1)
+    cloze = tasks.from_records(rows, question="question", options="choices")
+    assert cloze.prompts[0] == "Who?" and cloze.options[0] == ("Ada", "Bob", "Cy")
+
+
+def test_from_dataset_reads_a_local_dataset_folder(tmp_path):
+    folder = tmp_path / "mmlu"
+    folder.mkdir()
+    rows = [{"question": f"q{i}?", "choices": ["a", "b", "c", "d"], "answer": i % 4} for i in range(6)]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    qs = tasks.from_dataset(str(folder), "test")
+    assert len(qs) == 6 and qs.answers == (0, 1, 2, 3, 0, 1)
+    assert qs.prompts[0].endswith("D. d\nAnswer:") and qs.options[0] == ("A", "B", "C", "D")
+
+
+# --------------------------------------------------------------------------- capitals
+def _capitals(**kwargs) -> QuestionSet:
+    pytest.importorskip("countryinfo", reason=f"needs {tasks.COUNTRYINFO_PIN} (pip install --no-deps)")
+    return tasks.capitals(**kwargs)
+
+
+def test_capitals_questions_are_well_formed():
+    qs = _capitals()
+    assert len(qs) > 200 and qs.n_options == 4
+    for prompt, options in zip(qs.prompts, qs.options):
+        assert prompt.startswith("The capital of ") and prompt.endswith(" is")
+        assert len(set(options)) == 4
+    by_country = {p: o[a] for p, o, a in zip(qs.prompts, qs.options, qs.answers)}
+    assert by_country["The capital of France is"] == "Paris"
+    assert by_country["The capital of Japan is"] == "Tokyo"
+    assert np.bincount(qs.answers, minlength=4).min() > len(qs) / 8  # answer positions vary
+
+
+def test_capitals_are_seeded():
+    assert _capitals(seed=0) == _capitals(seed=0)
+    assert _capitals(seed=0) != _capitals(seed=1)
+    two = _capitals(n_options=2)
+    assert two.n_options == 2
+    with pytest.raises(ValueError, match="n_options"):
+        _capitals(n_options=1)
+
+
+def test_capitals_missing_package_names_the_pip_command(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_countryinfo(name, *args, **kwargs):
+        if name == "countryinfo":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_countryinfo)
+    with pytest.raises(compattr.models.MissingAssetError, match=r"pip install --no-deps countryinfo==1\.0\.1"):
+        tasks.capitals()
+
+
+# --------------------------------------------------------------------------- encode / accuracy
+def test_encode_gives_the_right_value():
+    qs = _toy(6, K=3)
+    tok = word_tokenizer()
+    inputs, value = qs.encode(tok, metric="accuracy")
+    assert isinstance(value, compattr.values.MultipleChoice)
+    assert value.metric == "accuracy" and value.K == 3
+    assert value.answers.tolist() == list(qs.answers)
+    for q in range(len(qs)):
+        prompt = inputs["input_ids"][q][inputs["attention_mask"][q].bool()].tolist()
+        assert prompt == tok(qs.prompts[q])["input_ids"]
+        assert [o.tolist() for o in value.options[q]] == [tok(" " + o)["input_ids"] for o in qs.options[q]]
+    assert inputs["input_ids"].shape == (6, max(len(p.split()) for p in qs.prompts))
+
+
+def _manual_accuracy(model, tok, qs: QuestionSet) -> float:
+    right = 0
+    with torch.inference_mode():
+        for prompt, options, answer in zip(qs.prompts, qs.options, qs.answers):
+            p = tok(prompt)["input_ids"]
+            scores = []
+            for option in options:
+                o = tok(" " + option)["input_ids"]
+                logp = torch.log_softmax(model(input_ids=torch.tensor([p + o])).logits[0], -1)
+                scores.append(sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(o)))
+            right += int(np.argmax(scores) == answer)
+    return right / len(qs)
+
+
+def test_accuracy_matches_a_manual_forward_and_takes_plans():
+    model, tok, qs = tiny_llama(), word_tokenizer(), _toy(12, K=3)
+    assert tasks.accuracy(model, tok, qs) == pytest.approx(_manual_accuracy(model, tok, qs))
+    heads = compattr.AttentionHeads(model, layers=[1, 2])
+    none_masked = tasks.accuracy(model, tok, qs, heads, np.ones(heads.n, bool))
+    assert none_masked == pytest.approx(_manual_accuracy(model, tok, qs))
+    K = np.stack([np.ones(heads.n, bool), np.arange(heads.n) % 2 == 0])
+    both = tasks.accuracy(model, tok, qs, heads, K)
+    assert both.shape == (2,) and both[0] == pytest.approx(none_masked)
+    with heads.masked(K[1]):
+        assert both[1] == pytest.approx(_manual_accuracy(model, tok, qs))
+    plan = compattr.PruningPlan(K[1])
+    assert tasks.accuracy(model, tok, qs, heads, plan) == pytest.approx(both[1])
+    with pytest.raises(ValueError, match="heads="):
+        tasks.accuracy(model, tok, qs, kept=K[1])
+
+
+def test_compare_plans_on_a_tiny_model(tmp_path):
+    model, tok = tiny_llama(layers=3, heads=4, kv_heads=2), word_tokenizer()
+    train, test = _toy(14, K=3).split(train=8)
+    heads = compattr.AttentionHeads(model)
+    inputs, value = train.encode(tok)
+    ex = compattr.explain(
+        model,
+        features=heads,
+        value=value,
+        inputs=inputs,
+        budget=80,
+        test_masks=20,
+        seed=0,
+        progress=False,
+        cache_dir=tmp_path / "q",
+    )
+    plans, table = tasks.compare_plans(
+        ex, model, tok, heads, train, test, 6, best_of=20, min_per_layer=1, cache_dir=tmp_path / "q", progress=False
+    )
+    assert list(plans) == ["ProxySPEX", "LASSO", "Best-of-N"]
+    assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-20"]
+    assert table["heads kept"].tolist() == [12, 6, 6, 6]
+    for plan in plans.values():
+        assert (plan.kept_per_group()["kept"] >= 1).all()
+    K = np.stack([p.kept for p in plans.values()])
+    assert table["test accuracy"].iloc[1:].tolist() == pytest.approx(list(tasks.accuracy(model, tok, test, heads, K)))
+    assert table["train value"].iloc[1] == pytest.approx(compattr.Query(model, heads, value, inputs).evaluate(K[:1])[0])
+    assert plans["ProxySPEX"].value == pytest.approx(table["predicted"].iloc[1])
+    # A surrogate shifted up predicts positive log-probabilities, which cannot be: a warning
+    # names the rows (the train values are cached: no new model query but the test accuracy).
+    shifted = dataclasses.replace(
+        ex, spectrum=ex.spectrum.with_coefs(ex.spectrum.coefs + (ex.spectrum.degrees == 0) * 50.0)
+    )
+    with pytest.warns(compattr.optimize.ValueRangeWarning, match=r"range \[-∞, 0\]: unpruned \+.*ProxySPEX \+"):
+        tasks.compare_plans(
+            shifted,
+            model,
+            tok,
+            heads,
+            train,
+            test,
+            6,
+            best_of=20,
+            min_per_layer=1,
+            cache_dir=tmp_path / "q",
+            progress=False,
+        )

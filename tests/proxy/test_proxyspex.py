@@ -1,0 +1,338 @@
+"""ProxySPEX estimator: faithfulness on known functions, CV choices, errors."""
+
+import numpy as np
+import pytest
+
+import compattr
+from compattr import ProxySPEX, Spectrum
+from compattr.proxy import search
+from compattr.synthetic import add_noise, complete_hierarchy
+
+SMALL_GRID = {"max_depth": (3, 5), "n_estimators": (100, 300), "learning_rate": (0.1,)}
+
+
+def r2(pred, y):
+    return 1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)
+
+
+@pytest.fixture(scope="module")
+def hierarchy_fit():
+    n = 40
+    truth = complete_hierarchy(n, n_sets=4, order=4, seed=1)
+    X = compattr.sample_masks(n, compattr.budget(n, 6), seed=2)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
+    return truth, est
+
+
+def test_recovers_a_complete_hierarchy(hierarchy_fit):
+    truth, est = hierarchy_fit
+    X_test = compattr.sample_masks(truth.n, 1000, seed=99)
+    assert r2(est.predict(X_test), truth.predict(X_test)) > 0.98
+    assert isinstance(est.spectrum_, Spectrum)
+    found = set(est.spectrum_.top(30).to_dict())
+    strongest = set(truth.top(10).to_dict())
+    assert strongest <= found
+
+
+def test_fitted_attributes_record_the_choices(hierarchy_fit):
+    _, est = hierarchy_fit
+    assert est.best_params_["max_depth"] in (3, 5)
+    assert est.best_params_["learning_rate"] == 0.1
+    assert 1 <= est.best_params_["n_estimators"] <= 300
+    assert set(est.timings_) == {"search", "extract", "sparsify"}
+    assert est.k_ == len(est.spectrum_)
+    cv_rows = est.cv_results_[est.cv_results_["rung"] == "cv"]
+    assert len(cv_rows) == 1  # the race completes the CV of the winner only
+    assert {"k", "refit", "cv_mse"} <= set(est.sparsity_cv_.columns)
+    chosen = est.sparsity_cv_.loc[est.sparsity_cv_["cv_mse"].idxmin()]
+    assert bool(chosen["refit"]) == est.refit_
+
+
+def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=3)
+    X = compattr.sample_masks(n, compattr.budget(n, 6), seed=4)
+    calls = []
+    train = search.train
+
+    def recording(sets, config, max_trees, y, **kwargs):
+        booster = train(sets, config, max_trees, y, **kwargs)
+        calls.append((max_trees, booster.current_iteration()))
+        return booster
+
+    monkeypatch.setattr(search, "train", recording)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
+    table = est.cv_results_
+    winner = table[(table["max_depth"] == est.best_params_["max_depth"]) & (table["rung"] != "cv")]
+    kept = int(winner["best_iteration"].iloc[-1])  # its trees on the race's fold
+    other_folds = calls[-4:]
+    assert all(cap == kept for cap, _ in other_folds)
+    assert all(grown <= kept for _, grown in other_folds)
+    assert kept < SMALL_GRID["n_estimators"][-1]  # the cap is the race's choice, not the grid's
+
+
+def test_full_search_cross_validates_every_configuration():
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=4)
+    X = compattr.sample_masks(n, 400, seed=5)
+    est = ProxySPEX(seed=0, search="full", grid=SMALL_GRID).fit(X, truth.predict(X))
+    cv_rows = est.cv_results_[est.cv_results_["rung"] == "cv"]
+    assert len(cv_rows) == 2  # every (depth, learning rate) configuration
+    best = cv_rows.loc[cv_rows["cv_mse"].idxmin()]
+    assert best["max_depth"] == est.best_params_["max_depth"]
+
+
+def test_refit_helps_under_noise_and_is_chosen_by_cv():
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=7)
+    X = compattr.sample_masks(n, compattr.budget(n, 8), seed=8)
+    y = add_noise(truth.predict(X), truth, snr_db=10, seed=9)
+    X_test = compattr.sample_masks(n, 1000, seed=10)
+    fits = {r: ProxySPEX(seed=0, grid=SMALL_GRID, refit=r).fit(X, y) for r in (False, "auto")}
+    scores = {r: r2(e.predict(X_test), truth.predict(X_test)) for r, e in fits.items()}
+    assert scores["auto"] >= scores[False] - 1e-9
+    assert scores["auto"] > 0.9
+
+
+def test_fixed_k_energy_and_untruncated_modes():
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=11)
+    X = compattr.sample_masks(n, 600, seed=12)
+    y = truth.predict(X)
+    fixed = ProxySPEX(k=5, refit=True, grid=SMALL_GRID).fit(X, y)
+    assert len(fixed.spectrum_) <= 5 and () in fixed.spectrum_.to_dict()
+    energy = ProxySPEX(energy=0.9, grid=SMALL_GRID).fit(X, y)
+    nonconst = energy.tree_spectrum_.coefs[energy.tree_spectrum_.degrees > 0] ** 2
+    kept = energy.spectrum_.coefs[energy.spectrum_.degrees > 0] ** 2
+    assert kept.sum() >= 0.9 * nonconst.sum() - 1e-9
+    untruncated = ProxySPEX(k=None, grid=SMALL_GRID).fit(X, y)
+    assert untruncated.spectrum_ == untruncated.tree_spectrum_
+
+
+def test_same_seed_same_result():
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=13)
+    X = compattr.sample_masks(n, 400, seed=14)
+    a = ProxySPEX(seed=3, grid=SMALL_GRID).fit(X, truth.predict(X)).spectrum_
+    b = ProxySPEX(seed=3, grid=SMALL_GRID).fit(X, truth.predict(X)).spectrum_
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (np.ones((100, 5), bool), np.ones(99), "masks"),
+        (np.full((100, 5), 3), np.ones(100), "binary"),
+        (np.ones((100, 5), bool), np.r_[np.nan, np.ones(99)], "non-finite"),
+        (np.ones((100, 5), bool), np.r_[np.inf, np.ones(99)], "non-finite"),
+        (np.ones((20, 5), bool), np.ones(20), "at least"),
+        (np.ones(5, bool), np.ones(5), "2-D"),
+        (np.zeros((100, 0), bool), np.arange(100.0), "no columns"),
+        (np.eye(100, 5, dtype=bool), np.arange(100).astype(str), "real numbers"),
+        (np.eye(100, 5, dtype=bool), np.arange(100) + 1j, "real numbers"),
+        (np.eye(100, 5, dtype=bool), np.array([1.0] * 99 + ["2"], dtype=object), "real numbers"),
+        (np.ones((100, 5), bool), np.arange(100.0), "all 100 masks are the same"),
+    ],
+)
+def test_bad_input_gets_clear_errors(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        ProxySPEX().fit(X, y)
+
+
+def test_constant_outputs_give_the_constant_with_a_warning():
+    X = compattr.sample_masks(8, 100, seed=0)
+    for masks in (X, np.repeat(X[:1], 100, axis=0)):  # also when every mask is the same
+        with pytest.warns(UserWarning, match="every output equals 3.0"):
+            est = ProxySPEX(seed=0).fit(masks, np.full(100, 3.0))
+        assert est.spectrum_.to_dict() == {(): 3.0} and est.tree_spectrum_ == est.spectrum_
+        assert est.best_params_ is None and est.k_ == 1
+        np.testing.assert_array_equal(est.predict(compattr.sample_masks(8, 5, seed=1)), 3.0)
+
+
+def test_outputs_of_any_magnitude_fit_exactly_by_scaling():
+    """y is fitted as y / 2^e: scaling y by a power of two scales the spectrum exactly, and
+    outputs near 1e300 (beyond LightGBM's float32 labels) fit as well as small ones."""
+    X = compattr.sample_masks(8, 200, seed=0)
+    y = 2.0 * X[:, 0] + X[:, 1] * X[:, 2] + np.random.default_rng(0).normal(0, 0.01, 200)
+    small = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y)
+    huge = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y * 2.0**996)  # ~ 1e300
+    assert huge.spectrum_.support_tuples() == small.spectrum_.support_tuples()
+    np.testing.assert_array_equal(huge.spectrum_.coefs, small.spectrum_.coefs * 2.0**996)
+    assert huge.best_params_ == small.best_params_
+    big = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y * 1e300)
+    assert r2(big.predict(X) / 1e300, y) > 0.99
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(k=0), dict(k="all"), dict(refit="yes"), dict(energy=1.5), dict(search="grid"), dict(cv=1)]
+)
+def test_bad_parameters_get_clear_errors(kwargs):
+    X = compattr.sample_masks(6, 100, seed=0)
+    with pytest.raises(ValueError):
+        ProxySPEX(**kwargs).fit(X, X.sum(axis=1).astype(float))
+
+
+def test_predict_before_fit():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ProxySPEX().predict(np.ones((2, 3), bool))
+
+
+def test_least_squares_refit_equals_lstsq():
+    """The Cholesky refit (float32 parities, centred outputs) matches float64 lstsq."""
+    from compattr.proxy.leastsquares import least_squares
+
+    rng = np.random.default_rng(3)
+    n = 30
+    kept = Spectrum(n, [(1,), (2, 5), (0, 7, 9), (4,)], [1.0, 1.0, 1.0, 1.0])
+    X = rng.random((2000, n)) < 0.5
+    y = 250.0 + 3 * rng.standard_normal(2000) + kept.predict(X)
+    refit = least_squares(kept, X, y)
+    tuples = [(), *kept.support_tuples()]
+    Phi = np.column_stack([Spectrum(n, [t], [1.0]).parity_matrix(X)[:, 0] for t in tuples])
+    expected = np.linalg.lstsq(Phi, y, rcond=None)[0]
+    got = refit.to_dict()
+    np.testing.assert_allclose([got.get(t, 0.0) for t in tuples], expected, rtol=0, atol=1e-9 * np.abs(y).max())
+
+
+def _least_squares_problem(seed: int, n: int = 40, m: int = 1500, k: int = 300):
+    """Masks, padded supports (the constant first) and noisy outputs of a random spectrum."""
+    from compattr.proxy.sparsify import _ranked_terms
+
+    rng = np.random.default_rng(seed)
+    supports = {tuple(sorted(rng.choice(n, rng.integers(1, 5), replace=False))) for _ in range(2 * k)}
+    spectrum = Spectrum(n, [(), *sorted(supports)[: k - 1]], rng.standard_normal(k))
+    X = rng.random((m, n)) < 0.5
+    rows, _ = _ranked_terms(spectrum, k)
+    return X, rows, spectrum.predict(X) + 0.1 * rng.standard_normal(m)
+
+
+def _prefix_solutions(L, z, ks):
+    from scipy.linalg import solve_triangular
+
+    return [solve_triangular(L[:k, :k].T, z[:k], lower=False) for k in ks]
+
+
+def test_float32_factor_gives_the_float64_prefix_solutions():
+    """The k-CV factors in float32: its least-squares prefixes match float64's to ~1e-5."""
+    from compattr.proxy.leastsquares import normal_equations
+
+    X, rows, y = _least_squares_problem(4)
+    L32, z32 = normal_equations(X, rows, y, dtype=np.float32)
+    L64, z64 = normal_equations(X, rows, y)
+    assert L32.dtype == z32.dtype == np.float32 and L64.dtype == np.float64
+    ks = [10, 100, len(rows)]
+    for b32, b64 in zip(_prefix_solutions(L32, z32, ks), _prefix_solutions(L64, z64, ks)):
+        np.testing.assert_allclose(b32, b64, rtol=0, atol=1e-4 * np.abs(b64).max())
+
+
+def test_normal_equations_fall_back_to_float64_when_float32_cannot_factor(monkeypatch):
+    from compattr.proxy import leastsquares
+
+    X, rows, y = _least_squares_problem(5)
+    expected = leastsquares.normal_equations(X, rows, y)
+    monkeypatch.setitem(leastsquares._POTRF, np.dtype(np.float32), lambda gram, **kwargs: (gram, 1))  # "not PD"
+    L, z = leastsquares.normal_equations(X, rows, y, dtype=np.float32)
+    assert L.dtype == np.float64
+    np.testing.assert_array_equal(np.tril(L), np.tril(expected[0]))
+    np.testing.assert_array_equal(z, expected[1])
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        leastsquares._cholesky(np.zeros((3, 3)), np.float32)
+
+
+class _Env:
+    """The fields of LightGBM's callback environment that the race callbacks read."""
+
+    def __init__(self, iteration: int, score: float):
+        self.iteration, self.evaluation_result_list = iteration, [("valid", "l2", score, False)]
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.002, 0.01, 0.05])
+def test_hopeless_stops_only_fits_that_cannot_reach_the_incumbent(rate):
+    """On convex validation curves, a fit ending just below the incumbent is never stopped,
+    and one ending well above it is stopped before the cap. Rate 0 is the straight line,
+    the convex curve whose gains never slow down: the bound is exact there."""
+    import lightgbm as lgb
+
+    from compattr.proxy.stopping import Hopeless
+
+    cap = 500
+    rounds = np.arange(1, cap + 1)
+    curve = 100.0 - 0.1 * rounds if rate == 0 else 10.0 + 90.0 * (1 - rate) ** rounds  # convex, decreasing
+    for incumbent, stoppable in ((curve[-1] + 1e-9, False), (curve[-1] - 0.5 * (curve[0] - curve[-1]), True)):
+        callback, stopped_at = Hopeless(incumbent, cap), None
+        for t, score in enumerate(curve):
+            try:
+                callback(_Env(t, score))
+            except lgb.callback.EarlyStopException as stop:
+                stopped_at = t
+                assert stop.best_iteration == t and stop.best_score[0][2] == score > incumbent
+                break
+        assert (stopped_at is not None) == stoppable, (incumbent, stopped_at)
+        if stoppable:
+            assert stopped_at < cap - 1
+
+
+def _stop_round(callback, curve):
+    """Feed a validation curve to a LightGBM callback; return (round it raised at, the
+    best iteration and score it reported), or None if it never raised."""
+    import lightgbm as lgb
+
+    named = getattr(lgb.basic, "EvalResult", None)  # a named tuple since LightGBM 4.7
+    for t, score in enumerate(curve):
+        result = ("valid", "l2", score, False)
+        env = lgb.callback.CallbackEnv(
+            model=None,
+            params={},
+            iteration=t,
+            begin_iteration=0,
+            end_iteration=len(curve),
+            evaluation_result_list=[named(*result) if named else result],
+        )
+        try:
+            callback(env)
+        except lgb.callback.EarlyStopException as stop:
+            return t, stop.best_iteration, stop.best_score[0][2]
+    return None
+
+
+@pytest.mark.parametrize("shape", ["decaying", "overfitting", "short"])
+def test_early_stopping_reports_lightgbm_outcome_and_ends_convex_fits_sooner(shape):
+    """On a convex curve, EarlyStopping reports the very iteration and score that
+    LightGBM's own early stopping (same patience and min_delta) reports, and raises sooner;
+    on a curve still improving at its last round, at that round, like LightGBM."""
+    import lightgbm as lgb
+
+    from compattr.proxy.stopping import EarlyStopping
+
+    rounds = np.arange(1, 2001)
+    curve = 10.0 + 90.0 * 0.99**rounds
+    if shape == "overfitting":  # convex, with a minimum, then rising
+        curve = curve + 0.002 * rounds
+    elif shape == "short":  # still improving at the last round
+        curve = curve[:300]
+    patience, min_delta = 20, 0.05
+    lightgbm = _stop_round(lgb.early_stopping(patience, verbose=False, min_delta=min_delta), curve)
+    ours = _stop_round(EarlyStopping(patience, min_delta), curve)
+    assert lightgbm is not None and ours is not None
+    assert ours[1:] == lightgbm[1:]
+    if shape == "short":
+        assert ours[0] == lightgbm[0] == len(curve) - 1
+    else:
+        assert ours[0] < lightgbm[0]
+
+
+def test_hopeless_uses_the_exact_bound_once_the_curve_is_visibly_convex():
+    """A straight-line curve ending 0.5 above the incumbent cannot win: it is stopped at the
+    first check after two windows (where convexity is visible), not near the cap as the
+    safety factor alone would do."""
+    import lightgbm as lgb
+
+    from compattr.proxy.stopping import Hopeless
+
+    cap, window = 500, 25
+    curve = 100.0 - 0.1 * np.arange(1, cap + 1)
+    callback = Hopeless(curve[-1] - 0.5, cap, window=window)
+    with pytest.raises(lgb.callback.EarlyStopException) as stop:
+        for t, score in enumerate(curve):
+            callback(_Env(t, score))
+    assert stop.value.best_iteration == 2 * window  # 0-based: the first round after two windows

@@ -1,0 +1,194 @@
+"""Value functions, each checked against a direct computation from the model's logits."""
+
+import numpy as np
+import pytest
+import torch
+
+from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
+from compattr.values import ClassLogit, LogLikelihood, Margin, MultipleChoice, logits_of, margin
+
+torch.set_num_threads(1)
+
+
+def ids(E=4, seq=6, seed=0):
+    return torch.randint(6, 60, (E, seq), generator=torch.Generator().manual_seed(seed))
+
+
+def run(value, model, inputs):
+    with torch.no_grad():
+        x, t = value.prepare(model, inputs, 2)
+        return value.score(model, x, t), x, t
+
+
+def test_class_logit_log_odds_and_margin_of_the_full_input_prediction():
+    model = tiny_bert(labels=4)
+    x = ids()
+    with torch.no_grad():
+        logits = model(x).logits.double()
+    predicted = logits.argmax(-1)
+    score, _, target = run(ClassLogit(), model, x)
+    assert torch.equal(target, predicted)
+    assert torch.allclose(score.double(), logits[range(4), predicted], atol=1e-5)
+    p = torch.softmax(logits, -1)[range(4), predicted]
+    assert torch.allclose(run(ClassLogit(log_odds=True), model, x)[0].double(), torch.log(p / (1 - p)), atol=1e-5)
+    others = [max(l for c, l in enumerate(row.tolist()) if c != k) for row, k in zip(logits, predicted)]
+    expected = logits[range(4), predicted] - torch.tensor(others, dtype=torch.float64)
+    assert torch.allclose(run(Margin(), model, x)[0].double(), expected, atol=1e-5)
+    assert (run(Margin(), model, x)[0] >= 0).all()
+
+
+def test_given_labels_replace_the_prediction_and_are_checked():
+    model = tiny_bert(labels=3)
+    labels = torch.tensor([2, 0, 1, 1])
+    score, _, target = run(Margin(labels), model, ids())
+    assert torch.equal(target, labels)
+    with torch.no_grad():
+        assert torch.allclose(score, margin(model(ids()).logits, labels))
+    with pytest.raises(ValueError, match=r"got \(3,\) labels for 4 examples"):
+        run(ClassLogit(labels[:3]), model, ids())
+
+
+def test_labels_outside_the_classes_are_named():
+    model = tiny_bert(labels=3)
+    for value in (ClassLogit([0, 5, 1, 1]), Margin([0, 1, 3, 1]), ClassLogit([0, 1, 2, 3], log_odds=True)):
+        bad = int(value.labels.max())
+        with pytest.raises(ValueError, match=rf"label {bad} of example \d is not a class: .* 3 classes"):
+            run(value, model, ids())
+    with pytest.raises(ValueError, match=r"label 70 of example 0 .* 64 classes \(for a language model"):
+        run(ClassLogit([70, 1]), tiny_llama(), ids(E=2))  # next-token logits: the vocabulary
+    for labels in ([0, -1, 1, 1], [0.5, 1, 1, 1]):
+        with pytest.raises(ValueError, match="class indices"):
+            ClassLogit(labels)
+
+
+def test_sequence_logits_are_read_at_the_last_attended_token():
+    model = tiny_llama()
+    x = ids(E=2, seq=7)
+    mask = torch.ones_like(x)
+    mask[0, 4:] = 0  # right padding
+    score, _, target = run(ClassLogit(), model, {"input_ids": x, "attention_mask": mask})
+    with torch.no_grad():
+        alone = model(x[:1, :4]).logits[0, -1]
+    assert target[0] == alone.argmax() and torch.isclose(score[0], alone.max(), atol=1e-5)
+
+
+def test_log_likelihood_of_the_greedy_answer():
+    model = tiny_gpt2()
+    prompt = ids(E=1, seq=5)
+    with torch.no_grad():
+        generated = model.generate(prompt, max_new_tokens=3, do_sample=False, pad_token_id=0)
+        logp = torch.log_softmax(model(generated).logits[0].double(), -1)
+    answer = generated[0, 5:]
+    expected = sum(logp[4 + i, tok] for i, tok in enumerate(answer))
+    for per_token, want in ((False, expected), (True, expected / 3)):
+        score, x, t = run(LogLikelihood(max_new_tokens=3, per_token=per_token), model, {"input_ids": prompt})
+        assert torch.equal(x["input_ids"][0], generated[0]) and t["scored"][0].sum() == 3
+        assert torch.isclose(score[0].double(), want, atol=1e-4)
+
+
+def test_log_likelihood_ignores_padding_on_either_side():
+    model = tiny_llama()
+    prompts = [ids(E=1, seq=4, seed=1)[0], ids(E=1, seq=6, seed=2)[0]]
+    answers = [[7, 8], [9]]
+    value = LogLikelihood(answers=answers, per_token=False)
+    alone = [
+        run(value.__class__(answers=[a], per_token=False), model, {"input_ids": p[None]})[0]
+        for p, a in zip(prompts, answers)
+    ]
+    for side in ("left", "right"):
+        padded = torch.zeros(2, 6, dtype=torch.long)
+        mask = torch.zeros(2, 6, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            where = slice(6 - len(p), 6) if side == "left" else slice(0, len(p))
+            padded[i, where], mask[i, where] = p, 1
+        score = run(value, model, {"input_ids": padded, "attention_mask": mask})[0]
+        assert torch.allclose(score, torch.cat(alone), atol=1e-5), side
+    with pytest.raises(ValueError, match="got 2 answers for 1 examples"):
+        run(value, model, {"input_ids": prompts[0][None]})
+
+
+class _IgnoresLayout(torch.nn.Module):
+    """A causal LM that drops custom attention masks and position ids (as some do)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+        return self.model(input_ids=input_ids, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "build, pack, packed",
+    [
+        (tiny_llama, True, True),
+        (tiny_gpt2, True, True),
+        (lambda: _IgnoresLayout(tiny_llama()), True, False),
+        (tiny_llama, False, False),
+    ],
+    ids=["llama", "gpt2", "ignores-layout", "packed=False"],
+)
+def test_multiple_choice_accuracy_and_logprob(build, pack, packed):
+    """Packed rows (prompt once, options in blocks) and the per-option fallback both give the
+    definition: options scored one full forward each."""
+    model = build()
+    questions = ids(E=3, seq=5, seed=3)
+    options = [[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]]
+    answers = [1, 0, 2]
+    with torch.no_grad():
+        option_logp = torch.zeros(3, 3, dtype=torch.float64)
+        for q in range(3):
+            for k, option in enumerate(options[q]):
+                seq = torch.cat([questions[q], torch.tensor(option)])
+                logp = torch.log_softmax(logits_of(model(input_ids=seq[None]))[0].double(), -1)
+                option_logp[q, k] = sum(logp[4 + i, tok] for i, tok in enumerate(option))
+    for metric, expected in (
+        ("accuracy", (option_logp.argmax(-1) == torch.tensor(answers)).double().mean()),
+        ("logprob", torch.log_softmax(option_logp, -1)[range(3), answers].mean()),
+    ):
+        value = MultipleChoice(options, answers, metric=metric, packed=pack)
+        scores, x, _ = run(value, model, questions)
+        assert len(x["input_ids"]) == (3 if packed else 9)
+        assert torch.isclose(value.reduce(scores[None])[0].double(), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: MultipleChoice([[[1], [2]], [[3]]], [0, 0]), "same number K"),
+        (lambda: MultipleChoice([[[1]], [[3]]], [0, 0]), "K >= 2"),
+        (lambda: MultipleChoice([[[1], []]], [0]), "at least one token"),
+        (lambda: MultipleChoice([[[1], [2]]], [2]), r"option indices in \[0, 2\)"),
+        (lambda: MultipleChoice([[[1], [2]]], [0], metric="f1"), "metric must be"),
+        (lambda: LogLikelihood(max_new_tokens=0), "max_new_tokens must be >= 1"),
+    ],
+)
+def test_bad_value_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_causal_values_reject_unexpected_input_keys():
+    with pytest.raises(ValueError, match="input_ids and attention_mask only"):
+        run(LogLikelihood(), tiny_gpt2(), {"input_ids": ids(), "token_type_ids": ids()})
+
+
+def test_default_reduce_is_the_mean_over_examples():
+    scores = torch.tensor([[1.0, 2.0, 6.0], [0.0, 0.0, 3.0]])
+    assert torch.equal(ClassLogit().reduce(scores), torch.tensor([3.0, 1.0]))
+
+
+def test_fingerprints_tell_settings_apart():
+    fps = {
+        ClassLogit().fingerprint(),
+        ClassLogit(log_odds=True).fingerprint(),
+        Margin().fingerprint(),
+        ClassLogit([1, 2]).fingerprint(),
+        LogLikelihood().fingerprint(),
+        LogLikelihood(per_token=False).fingerprint(),
+        LogLikelihood(answers=[[1]]).fingerprint(),
+        MultipleChoice([[[1], [2]]], [0]).fingerprint(),
+        MultipleChoice([[[1], [2]]], [1]).fingerprint(),
+    }
+    assert len(fps) == 9
+    assert np.all([isinstance(f, str) for f in fps])

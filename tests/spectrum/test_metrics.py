@@ -1,0 +1,119 @@
+"""Faithfulness (held-out R²) and the hierarchy rates DSR, SCR and SHR on hand-made spectra."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compattr import Spectrum, sample_masks
+from compattr.metrics import dsr, faithfulness, scr, shr
+
+
+def ranked(*supports, n: int = 5) -> Spectrum:
+    """A spectrum whose term order is the given order (decreasing coefficients)."""
+    return Spectrum(n, list(supports), np.arange(len(supports), 0, -1.0))
+
+
+# ---------------------------------------------------------------------- faithfulness
+class Linear:
+    """A minimal model with predict(): anything with .predict is accepted."""
+
+    def __init__(self, w):
+        self.w = np.asarray(w, dtype=float)
+
+    def predict(self, X):
+        return np.asarray(X, dtype=float) @ self.w
+
+
+def test_faithfulness_is_r2():
+    X = sample_masks(4, 200, seed=1)
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3
+    model = Linear([1.0, -2.0, 0.0, 0.0])
+    y_hat = model.predict(X)
+    expected = 1 - np.sum((y_hat - y) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert faithfulness(model, X, y) == pytest.approx(expected)
+    assert faithfulness(Linear([1.0, -2.0, 0.5, 0.0]), X, y - 0.3) == pytest.approx(1.0)
+
+
+def test_faithfulness_of_exact_spectrum_and_mean():
+    sp = Spectrum.from_dict({(): 1.0, (0,): 0.5, (1, 2): -0.7}, n=6)
+    X = sample_masks(6, 300, seed=2)
+    y = sp.predict(X)
+    assert faithfulness(sp, X, y) == pytest.approx(1.0)
+    mean_model = Spectrum.from_dict({(): float(y.mean())}, n=6)
+    assert faithfulness(mean_model, X, y) == pytest.approx(0.0, abs=1e-12)
+    assert faithfulness(sp, X.astype(int).tolist(), list(y)) == pytest.approx(1.0)
+
+
+def test_faithfulness_accepts_lightgbm():
+    lgb = pytest.importorskip("lightgbm")
+
+    def f(X):
+        return X[:, 0] * 1.0 + X[:, 1] * X[:, 2]
+
+    X, X_test = sample_masks(5, 400, seed=3), sample_masks(5, 200, seed=4)
+    model = lgb.LGBMRegressor(n_estimators=50, verbose=-1, n_jobs=1).fit(X, f(X))
+    assert faithfulness(model, X_test, f(X_test)) > 0.95
+
+
+def test_faithfulness_errors():
+    sp = Spectrum.from_dict({(0,): 1.0}, n=3)
+    X = sample_masks(3, 10, seed=0)
+    y = sp.predict(X)
+    with pytest.raises(ValueError, match="columns"):
+        faithfulness(sp, X[:, :2], y)
+    with pytest.raises(ValueError, match="masks"):
+        faithfulness(sp, X, y[:5])
+    with pytest.raises(ValueError, match="NaN"):
+        faithfulness(sp, X, np.where(np.arange(10) == 3, np.nan, y))
+    with pytest.raises(ValueError, match="binary"):
+        faithfulness(sp, X * 2, y)
+    with pytest.raises(ValueError, match="constant"):
+        faithfulness(sp, X, np.ones(10))
+    with pytest.raises(ValueError, match="predictions"):
+        faithfulness(Linear([np.nan, 0, 0]), X, y)
+    with pytest.raises(TypeError, match="predict"):
+        faithfulness(object(), X, y)
+
+
+# ---------------------------------------------------------------------- hierarchy rates
+def test_paper_example():
+    # F_4 = {∅, {1}, {2}, {1,3}}: DSR = (1 + 1 + 1 + 1/2) / 4 = 7/8 (paper §3)
+    sp = ranked((), (1,), (2,), (1, 3))
+    assert dsr(sp, 4) == pytest.approx(7 / 8)
+    assert scr(sp, 4) == pytest.approx(1.0)  # {1,3} is reached through {1}
+    assert shr(sp, 4) == pytest.approx(3 / 4)  # {3} is missing
+
+
+def test_staircase_without_strong_hierarchy():
+    sp = ranked((), (0,), (0, 1), (0, 1, 2), (3, 4))
+    assert dsr(sp, 4) == pytest.approx((1 + 1 + 1 / 2 + 1 / 3) / 4)
+    assert scr(sp, 4) == pytest.approx(1.0)
+    assert shr(sp, 4) == pytest.approx(2 / 4)
+    assert dsr(sp, 5) == pytest.approx((1 + 1 + 1 / 2 + 1 / 3 + 0) / 5)
+    assert scr(sp, 5) == pytest.approx(4 / 5)
+    assert shr(sp, 5) == pytest.approx(2 / 5)
+
+
+def test_empty_set_counts():
+    sp = ranked((0,), (0, 1), (1,), ())
+    assert dsr(sp, 2) == pytest.approx((0 + 1 / 2) / 2)  # ∅ is not in the top 2
+    assert scr(sp, 2) == 0.0 and shr(sp, 2) == 0.0
+    assert dsr(sp, 4) == scr(sp, 4) == shr(sp, 4) == pytest.approx(1.0)
+
+
+def test_uses_top_k_by_magnitude():
+    sp = Spectrum.from_dict({(0, 1): -5.0, (): 0.1, (0,): 3.0, (1,): -0.2}, n=2)
+    assert dsr(sp, 2) == pytest.approx((1 / 2 + 0) / 2)  # F_2 = {{0,1}, {0}}
+    assert shr(sp, 4) == pytest.approx(1.0)
+
+
+def test_rate_errors():
+    sp = ranked((), (0,))
+    for fn in (dsr, scr, shr):
+        with pytest.raises(ValueError, match="larger than the spectrum"):
+            fn(sp, 3)
+        with pytest.raises(ValueError, match="integer"):
+            fn(sp, 0)
+        with pytest.raises(TypeError, match="Spectrum"):
+            fn({(): 1.0}, 1)

@@ -1,0 +1,138 @@
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import all_masks, brute_force_fourier, random_spectrum
+
+from compattr import Spectrum
+from compattr.spectrum import group_padded_rows
+
+
+def test_predict_equals_the_definition(rng):
+    sp = random_spectrum(9, 40, 4, seed=1)
+    X = all_masks(9)
+    expected = np.array(
+        [sum(c * (-1) ** len(set(t) & set(np.flatnonzero(x))) for t, c in sp.to_dict().items()) for x in X]
+    )
+    np.testing.assert_allclose(sp.predict(X), expected, atol=1e-12)
+
+
+def test_brute_force_transform_recovers_the_spectrum(rng):
+    sp = random_spectrum(8, 25, 5, seed=2)
+    X = all_masks(8)
+    F = brute_force_fourier(sp.predict(X), X)
+    d = sp.to_dict()
+    for T, c in F.items():
+        assert abs(c - d.get(T, 0.0)) < 1e-12
+
+
+def test_duplicates_merge_and_zeros_drop():
+    sp = Spectrum(4, [(1, 0), (0, 1), (2,), (3,)], [1.0, 2.0, 0.5, 0.0])
+    assert sp.to_dict() == {(0, 1): 3.0, (2,): 0.5}
+
+
+def test_terms_are_ordered_by_magnitude_and_top_is_a_prefix(rng):
+    sp = random_spectrum(12, 50, 3, seed=3)
+    assert np.all(np.diff(np.abs(sp.coefs)) <= 0)
+    top = sp.top(5)
+    assert top.to_dict() == dict(list(sp.to_dict().items())[:5])
+
+
+def test_top_energy_keeps_fraction_and_constant():
+    sp = Spectrum(3, [(), (0,), (1,), (2,)], [10.0, 3.0, 2.0, 1.0])
+    kept = sp.top_energy(0.9)  # 9/14 < 0.9 <= 13/14
+    assert set(kept.to_dict()) == {(), (0,), (1,)}
+
+
+def test_energy_split_by_group():
+    sp = Spectrum(4, [(), (0,), (0, 1), (0, 2), (2, 3)], [5.0, 1.0, 2.0, 1.0, 1.0])
+    groups = np.array([0, 0, 1, 1])
+    e = sp.energy(groups)
+    assert e.total == pytest.approx(1 + 4 + 1 + 1)
+    assert e.linear == pytest.approx(1 / 7)
+    assert e.within == pytest.approx(5 / 7)  # (0,1) in group 0, (2,3) in group 1
+    assert e.cross == pytest.approx(1 / 7)
+    assert e["cross"] == e.cross
+    np.testing.assert_allclose(e.per_group.loc[0].values, [1 / 7, 4 / 7, 0.5 / 7])
+    np.testing.assert_allclose(e.per_group.values.sum(), 1.0)
+
+
+def test_to_frame_names_features(rng):
+    sp = Spectrum(3, [(0, 2), (1,)], [2.0, -1.0])
+    frame = sp.to_frame(names=["a", "b", "c"])
+    assert isinstance(frame, pd.DataFrame)
+    assert frame["names"].tolist() == ["a × c", "b"]
+    assert frame["order"].tolist() == [2, 1]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_save_load_round_trips_exactly(tmp_path, rng, suffix):
+    sp = random_spectrum(40, 200, 6, seed=4)
+    path = sp.save(tmp_path / f"spec{suffix}")
+    back = Spectrum.load(path)
+    assert back == sp
+    assert np.array_equal(back.coefs, sp.coefs)  # bit for bit
+
+
+def test_from_dict_round_trip(rng):
+    sp = random_spectrum(10, 30, 3, seed=5)
+    assert Spectrum.from_dict(sp.to_dict(), 10) == sp
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda sp: sp.predict(np.ones((3, 5), bool)), "columns"),
+        (lambda sp: sp.predict(np.full((3, 4), 2)), "binary"),
+        (lambda sp: sp.predict(np.ones(4, bool)), "2-D"),
+        (lambda sp: sp.top(10), "larger than the spectrum"),
+        (lambda sp: sp.energy([0, 1]), "shape"),
+        (lambda sp: sp.save("x.txt"), "unknown spectrum file"),
+    ],
+)
+def test_bad_input_gets_clear_errors(call, message):
+    sp = Spectrum(4, [(), (1,)], [1.0, 2.0])
+    with pytest.raises(ValueError, match=message):
+        call(sp)
+
+
+def test_constructor_rejects_bad_supports():
+    with pytest.raises(ValueError, match="outside"):
+        Spectrum(3, [(0, 3)], [1.0])
+    with pytest.raises(ValueError, match="coefficients"):
+        Spectrum(3, [(0,)], [1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        Spectrum(3, [(0,)], [np.nan])
+
+
+def test_predict_accepts_torch_tensors():
+    torch = pytest.importorskip("torch")
+    sp = Spectrum(3, [(0,), (1, 2)], [1.0, 2.0])
+    X = torch.tensor([[1, 0, 1], [0, 1, 1]], dtype=torch.bool)
+    np.testing.assert_allclose(sp.predict(X), sp.predict(X.numpy()))
+
+
+def test_load_refuses_foreign_files(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text('{"format": "something", "version": 1}')
+    with pytest.raises(ValueError, match="not a compattr spectrum"):
+        Spectrum.load(path)
+
+
+@pytest.mark.parametrize("n, D", [(10, 3), (500, 11), (100_000, 7)])
+def test_group_padded_rows_matches_numpy_unique(n, D):
+    """One packed key (small n·D) and several lexsorted keys give numpy's row grouping."""
+    rng = np.random.default_rng(D)
+    lengths = rng.integers(0, D + 1, 3000)
+    rows = np.full((3000, D), n, np.int64)
+    for r, p in enumerate(lengths):
+        rows[r, :p] = np.sort(rng.choice(min(n, 12), p, replace=False))  # few values: many repeats
+    unique, inverse = group_padded_rows(rows, n)
+    expected, expected_inverse = np.unique(rows, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(unique, expected)
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+    np.testing.assert_array_equal(unique[inverse], rows)
+
+
+def test_group_padded_rows_of_no_rows():
+    unique, inverse = group_padded_rows(np.zeros((0, 4), np.int64), 10)
+    assert unique.shape == (0, 4) and inverse.shape == (0,)
