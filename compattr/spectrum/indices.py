@@ -20,6 +20,7 @@ Banzhaf int. ``I^B``   ``(-2)^{|T|} F(T)``
 Shapley int. ``I^S``   ``(-2)^{|T|} Σ_{S⊇T, |S|-|T| even} F(S) / (|S| - |T| + 1)``
 Shapley–Taylor         ``I^M(T)`` if ``|T| < ℓ``; ``Σ_{S⊇T} I^M(S) / C(|S|, ℓ)`` if ``|T| = ℓ``
 Faith-Banzhaf          ``(-2)^{|T|} Σ_{S⊇T, |S|≤ℓ} F(S)``
+k-SII                  ``Σ_{S⊇T, |S|≤k} B_{|S|-|T|} I^S(S)`` (Bernoulli numbers ``B_j``)
 Faith-Shapley          ``I^M(T) + (-1)^{ℓ-|T|} |T|/(ℓ+|T|) C(ℓ,|T|)``
                        ``· Σ_{S⊃T, |S|>ℓ} C(|S|-1, ℓ) / C(|S|+ℓ-1, ℓ+|T|) · I^M(S)``
 =====================  ==============================================================
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from itertools import combinations
 from math import comb
 
@@ -99,6 +100,28 @@ def _faith_shapley_weight(u: int, t: int, order: int) -> float:
         for s in range(order + 1, u + 1)
     )
     return float((-2) ** t + scale * tail)
+
+
+@cache
+def _bernoulli(j: int) -> Fraction:
+    """The Bernoulli number ``B_j`` with ``B_1 = -1/2`` (``B_0 = 1``, ``B_2 = 1/6``, ...)."""
+    if j == 0:
+        return Fraction(1)
+    return -sum((comb(j + 1, i) * _bernoulli(i) for i in range(j)), Fraction(0)) / (j + 1)
+
+
+def _k_sii_weight(u: int, t: int, order: int) -> float:
+    if t == 0:
+        return 1.0  # k-SII(∅) = f(∅) = Σ_U F(U)
+    if t > order:
+        return 0.0
+    # Σ over the sets S with T ⊆ S ⊆ U, |S| <= k, of B_{|S|-|T|} · (Shapley interaction weight)
+    terms = (
+        comb(u - t, s - t) * _bernoulli(s - t) * Fraction((-2) ** s, u - s + 1)
+        for s in range(t, min(order, u) + 1)
+        if (u - s) % 2 == 0
+    )
+    return float(sum(terms, Fraction(0)))
 
 
 # ---------------------------------------------------------------------- sparse engine
@@ -374,3 +397,18 @@ def faith_shapley(sp: Spectrum, order: int, *, max_subsets: int = DEFAULT_MAX_SU
     """
     _check_order(sp, order)
     return _set_index(sp, partial(_faith_shapley_weight, order=order), order, max_subsets)
+
+
+def k_sii(sp: Spectrum, order: int, *, max_subsets: int = DEFAULT_MAX_SUBSETS) -> dict[tuple[int, ...], float]:
+    """k-Shapley interaction index of order ``k`` (k-SII; Bordt & von Luxburg 2023).
+
+    The Shapley interactions of order up to ``k`` aggregated with the Bernoulli numbers
+    ``B_j`` (``B_1 = -1/2``): ``k-SII(T) = Σ_{S⊇T, |S|≤k} B_{|S|-|T|} I^S(S)`` for
+    ``1 <= |T| <= k`` and ``k-SII(∅) = f(∅)``. The values sum to ``f([n])`` (efficiency);
+    order 1 gives the Shapley values, an order at or above the spectrum's degree the Möbius
+    transform. This is the aggregation shapiq's ``index="k-SII"`` reports.
+
+    Parameters and return value as in :func:`shapley_taylor`.
+    """
+    _check_order(sp, order)
+    return _set_index(sp, partial(_k_sii_weight, order=order), order, max_subsets)

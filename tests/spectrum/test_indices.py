@@ -348,3 +348,45 @@ def test_large_sparse_spectrum_is_fast():
     phi = indices.shapley(sp)
     shap_int = indices.shapley_interaction(sp, max_order=1)
     np.testing.assert_allclose([shap_int.get((i,), 0.0) for i in range(400)], phi, atol=1e-9)
+
+
+def brute_force_shapley_interaction(f, n, T):
+    """Grabisch's Shapley interaction of ``T`` by its definition: weighted discrete derivatives."""
+    t, rest = len(T), [i for i in range(n) if i not in T]
+    total = 0.0
+    for s in range(len(rest) + 1):
+        weight = factorial(n - s - t) * factorial(s) / factorial(n - t + 1)
+        for S in combinations(rest, s):
+            total += weight * sum(
+                (-1) ** (t - len(L)) * f(set(S) | set(L)) for r in range(t + 1) for L in combinations(T, r)
+            )
+    return total
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_k_sii_is_the_bernoulli_aggregation_of_brute_force_shapley_interactions(order):
+    from scipy.special import bernoulli
+
+    sp = random_spectrum(5, 8, 4, seed=order)
+    f = lambda S: float(sp.predict(np.isin(np.arange(5), list(S))[None])[0])
+    sii = {T: brute_force_shapley_interaction(f, 5, T) for r in range(1, order + 1) for T in combinations(range(5), r)}
+    B = bernoulli(order)
+    expected = {(): f(set())}
+    for S, value in sii.items():
+        for r in range(1, len(S) + 1):
+            for T in combinations(S, r):
+                expected[T] = expected.get(T, 0.0) + B[len(S) - len(T)] * value
+    got = indices.k_sii(sp, order)
+    for T, value in expected.items():
+        assert got.get(T, 0.0) == pytest.approx(value, abs=1e-9), T
+    assert sum(got.values()) == pytest.approx(f(set(range(5))), abs=1e-9)  # efficiency
+
+
+def test_k_sii_of_order_one_is_shapley_and_of_full_order_is_moebius():
+    sp = random_spectrum(6, 10, 3, seed=4)
+    first = indices.k_sii(sp, 1)
+    np.testing.assert_allclose([first.get((i,), 0.0) for i in range(6)], indices.shapley(sp), atol=1e-12)
+    full, moebius = indices.k_sii(sp, sp.max_order), indices.moebius(sp)
+    assert set(full) == set(moebius)
+    for T, value in moebius.items():
+        assert full[T] == pytest.approx(value, abs=1e-9)
