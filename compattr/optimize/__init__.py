@@ -7,6 +7,10 @@
     :func:`removal`: the features whose removal moves the output most (paper eq. 4).
 :mod:`~compattr.optimize.baselines`
     :func:`lasso_subset` and :func:`best_of_n`, the baselines plans are compared with.
+:mod:`~compattr.optimize.verified`
+    Plans measured on the model at counted calls: :class:`MaskOracle`,
+    :func:`verified_plan` (the surrogate's candidates checked and refitted, best measured
+    returned), :func:`greedy_elimination` and :func:`single_feature_ablation`.
 :mod:`~compattr.optimize.plans`
     :class:`PruningPlan` (save, load, apply), :class:`ValueRangeWarning`, and
     :func:`plan_size`, the one rule for how many features a plan keeps.
@@ -17,15 +21,29 @@ from .baselines import best_of_n, lasso_subset
 from .ilp import DEFAULT_MAX_VARIABLES, best_subset
 from .plans import PruningPlan, ValueRangeWarning
 from .removal import Removal, removal
+from .verified import (
+    BudgetExhausted,
+    MaskOracle,
+    PlanSearch,
+    greedy_elimination,
+    single_feature_ablation,
+    verified_plan,
+)
 
 __all__ = [
     "DEFAULT_MAX_VARIABLES",
+    "BudgetExhausted",
+    "MaskOracle",
+    "PlanSearch",
     "PruningPlan",
     "Removal",
     "ValueRangeWarning",
     "best_of_n",
     "best_subset",
+    "greedy_elimination",
     "lasso_subset",
     "plan_size",
     "removal",
+    "single_feature_ablation",
+    "verified_plan",
 ]

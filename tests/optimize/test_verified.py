@@ -1,0 +1,145 @@
+"""Kept-sets measured on the model: the counted oracle, the verification loop, the baselines."""
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+
+import compattr
+from compattr._testing import tiny_llama
+from compattr.optimize import (
+    BudgetExhausted,
+    MaskOracle,
+    greedy_elimination,
+    single_feature_ablation,
+    verified_plan,
+)
+from compattr.query import Query
+from compattr.values import ClassLogit
+
+torch.set_num_threads(1)
+
+
+class Counting:
+    """A value function that records every mask it is asked for."""
+
+    def __init__(self, fn, n):
+        self.fn, self.n, self.asked = fn, n, []
+
+    def __call__(self, K):
+        self.asked += [k.tobytes() for k in K]
+        return self.fn(K)
+
+
+def additive(n, seed=0):
+    w = np.random.default_rng(seed).normal(size=n)
+    return w, Counting(lambda K: K.astype(float) @ w, n)
+
+
+def brute_force(fn, n, size, feasible=lambda K: True):
+    """The best kept-set of ``size`` features by evaluating every one."""
+    best, best_value = None, -np.inf
+    for kept in combinations(range(n), size):
+        K = np.zeros(n, bool)
+        K[list(kept)] = True
+        if feasible(K):
+            value = fn(K[None])[0]
+            if value > best_value:
+                best, best_value = K, value
+    return best
+
+
+def test_oracle_counts_each_distinct_new_mask_once():
+    _, fn = additive(6)
+    known = np.eye(6, dtype=bool)[:2]
+    oracle = MaskOracle(fn, 6, budget=5, known=(known, fn.fn(known)))
+    K = np.array([[1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0]], bool)
+    np.testing.assert_allclose(oracle(K), fn.fn(K))
+    assert oracle.calls == 2 and len(fn.asked) == 2  # the repeat and the known mask are free
+    oracle(K)
+    assert oracle.calls == 2 and oracle.remaining == 3
+    with pytest.raises(BudgetExhausted):
+        oracle(np.eye(6, dtype=bool)[[1, 2, 3, 4]] | np.eye(6, dtype=bool)[5])  # 4 new, 3 left
+    assert oracle.calls == 2 and len(fn.asked) == 2  # refused whole: nothing evaluated
+    X, y = oracle.data()
+    assert len(X) == 4 and np.allclose(y, fn.fn(X))
+
+
+@pytest.mark.parametrize("size", [1, 3, 5])
+def test_greedy_and_single_feature_ablation_find_the_optimum_of_an_additive_function(size):
+    _, fn = additive(7, seed=size)
+    expected = brute_force(fn.fn, 7, size)
+    assert np.array_equal(greedy_elimination(MaskOracle(fn, 7), size), expected)
+    assert np.array_equal(single_feature_ablation(MaskOracle(fn, 7), size), expected)
+
+
+def test_baselines_respect_the_group_minimum():
+    w, fn = additive(8, seed=3)
+    groups = np.repeat([0, 1], 4)
+    w[4:] = -np.abs(w[4:]) - 1  # group 1 is all bad: the minimum forces one of its features
+    fn = Counting(lambda K: K.astype(float) @ w, 8)
+    feasible = lambda K: K[4:].sum() >= 1
+    expected = brute_force(fn.fn, 8, 3, feasible)
+    for method in (greedy_elimination, single_feature_ablation):
+        kept = method(MaskOracle(fn, 8), 3, groups=groups, min_per_group=1)
+        assert np.array_equal(kept, expected), method.__name__
+
+
+def test_greedy_on_a_tiny_model_is_the_brute_force_optimum_one_step_from_the_full_set():
+    """Keeping n - 1 of n heads, greedy's one step measures every kept-set: it must pick the
+    brute-force optimum, and single-head ablation the same (it measures the same sets)."""
+    model = tiny_llama(layers=1, heads=4, kv_heads=2)
+    heads = compattr.AttentionHeads(model)
+    x = torch.randint(6, 60, (3, 6), generator=torch.Generator().manual_seed(0))
+    query = Query(model, heads, ClassLogit(), x)
+    expected = brute_force(query.evaluate, heads.n, heads.n - 1)
+    assert np.array_equal(greedy_elimination(MaskOracle(query.evaluate, heads.n), heads.n - 1), expected)
+    assert np.array_equal(single_feature_ablation(MaskOracle(query.evaluate, heads.n), heads.n - 1), expected)
+
+
+def test_greedy_with_a_spent_budget_follows_its_last_measured_step():
+    _, fn = additive(6, seed=1)
+    oracle = MaskOracle(fn, 6, budget=6 + 5)  # two full steps from 6 kept
+    kept = greedy_elimination(oracle, 2)
+    assert oracle.calls <= 11 and kept.sum() == 2
+    assert np.array_equal(kept, brute_force(fn.fn, 6, 2))  # additive: the ranking stays right
+
+
+def hierarchy_oracle(n=10, seed=0, budget=None):
+    truth = compattr.synthetic.complete_hierarchy(n, n_sets=3, order=3, seed=seed)
+    fn = Counting(truth.predict, n)
+    X = compattr.sample_masks(n, 120, seed=seed)
+    return truth, fn, MaskOracle(fn, n, budget=budget, known=(X, truth.predict(X)))
+
+
+def test_verified_plan_returns_its_best_measured_kept_set_and_counts_its_calls():
+    truth, fn, oracle = hierarchy_oracle()
+    before = len(fn.asked)
+    est = compattr.ProxySPEX(seed=0).fit(*oracle.data())
+    search = verified_plan(oracle, 4, spectrum=est.spectrum_, rounds=3, per_round=5)
+    assert search.calls == len(fn.asked) - before == len(set(fn.asked)) <= 15
+    assert search.calls == len(search.rounds)
+    assert search.kept.sum() == 4
+    assert search.value == pytest.approx(truth.predict(search.kept[None])[0])
+    assert search.value >= search.rounds["measured"].max() - 1e-12  # never worse than a candidate
+    X, y = oracle.data()
+    assert search.value == pytest.approx(y[X.sum(1) == 4].max())  # nor than any measured plan
+    assert (search.rounds["best"].diff().dropna() >= 0).all()
+
+
+def test_verified_plan_beats_the_unchecked_surrogate_optimum_when_the_surrogate_is_wrong():
+    """A surrogate that points the wrong way: its optimum measures badly, the trust region
+    around the best measured plan recovers."""
+    truth, _, oracle = hierarchy_oracle(seed=2)
+    wrong = truth.with_coefs(-truth.coefs)
+    search = verified_plan(oracle, 4, spectrum=wrong, rounds=4, per_round=6)
+    ilp = search.rounds[search.rounds["source"] == "ILP"]["measured"].iloc[0]
+    assert search.value > ilp
+
+
+def test_verified_plan_keeps_the_group_minimum():
+    _, _, oracle = hierarchy_oracle(seed=1)
+    groups = np.repeat([0, 1], 5)
+    search = verified_plan(oracle, 3, rounds=2, per_round=4, groups=groups, min_per_group=1)
+    assert search.kept[:5].any() and search.kept[5:].any()
