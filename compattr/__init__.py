@@ -1,11 +1,16 @@
 """compattr: which combinations of a model's parts drive its output (ProxySPEX).
 
 The pipeline, one subpackage per stage: features (:mod:`compattr.features`) → masks and
-queries (:mod:`compattr.query`: :func:`sample_masks`, :class:`Query`, :func:`run_queries`,
+queries (:mod:`compattr.query`: :func:`sample_masks`, :class:`MaskedModel`, :func:`run_queries`,
 cached and resumable) → proxy (:mod:`compattr.proxy`: :class:`ProxySPEX`) → spectrum
 (:mod:`compattr.spectrum`: :class:`Spectrum`, its indices and metrics) → plans
 (:mod:`compattr.optimize`). :func:`explain` runs all of it; :mod:`compattr.apps` holds the
 question sets, models, plots, reports and the ``compattr`` command built on it.
+
+Features are :class:`SetFunction` objects (``n``, ``names``, ``groups``, ``evaluate(masks)``)
+or :class:`~compattr.features.Masker` objects that a :class:`MaskedModel` turns into one.
+``FeatureSet``, ``check_feature_set`` and ``Query`` are the earlier names of
+:class:`SetFunction`, :func:`check_set_function` and :class:`MaskedModel` (the same objects).
 """
 
 import sys
@@ -18,14 +23,27 @@ from .features import (
     FeatureSet,
     ImagePatches,
     Sentences,
+    SetFunction,
     Tokens,
     TrainingSubsets,
     Words,
     check_feature_set,
+    check_set_function,
 )
 from .optimize import PruningPlan, ValueRangeWarning
 from .proxy import PAPER_GRID, LassoBaseline, ProxySPEX, lasso
-from .query import CacheCorruptError, CacheMismatchError, Query, budget, cache, masks, run_queries, sample_masks, values
+from .query import (
+    CacheCorruptError,
+    CacheMismatchError,
+    MaskedModel,
+    Query,
+    budget,
+    cache,
+    masks,
+    run_queries,
+    sample_masks,
+    values,
+)
 from .spectrum import EnergySplit, Spectrum, indices, metrics
 from .spectrum.metrics import faithfulness
 
@@ -47,10 +65,12 @@ __all__ = [
     "FeatureSet",
     "ImagePatches",
     "LassoBaseline",
+    "MaskedModel",
     "ProxySPEX",
     "PruningPlan",
     "Query",
     "Sentences",
+    "SetFunction",
     "Spectrum",
     "Tokens",
     "TrainingSubsets",
@@ -60,6 +80,7 @@ __all__ = [
     "apps",
     "budget",
     "check_feature_set",
+    "check_set_function",
     "explain",
     "faithfulness",
     "features",

@@ -5,11 +5,12 @@ The pipeline, top-down: features → masks → queries (cached, resumable) → P
 hierarchy metrics, tables, plots, plans)::
 
     heads = compattr.AttentionHeads(model)
-    ex = compattr.explain(model, features=heads, value=compattr.values.ClassLogit(), inputs=batch)
+    ex = compattr.explain(features=heads, value=compattr.values.ClassLogit(), inputs=batch)
     print(ex.summary())
     ex.interactions(10)                     # strongest interactions with feature names
     plan = ex.plan(keep=0.3)                # keep 30 % of the heads, exact ILP
-    with plan.apply(heads): model(...)      # measure the real effect
+    with plan.apply(heads):                 # the pruned model: measure the real effect
+        logits = model(batch).logits
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import optimize
 from ._validation import as_value_range, check_format, plan_size, range_note
 from .apps import plots
+from .features.base import Inputs, Masker, SetFunction
 from .proxy import LassoBaseline, ProxySPEX
-from .query import Query, run_queries
+from .query import MaskedModel, run_queries
 from .query.masks import budget as _budget
 from .query.masks import sample_masks
+from .query.values import Value
 from .spectrum import EnergySplit, Spectrum, indices, metrics
 
 _FORMAT = "compattr.explanation"
@@ -417,16 +421,16 @@ def held_out_masks(X, count: int, seed: int = 0, minimum: int = 0) -> np.ndarray
 
 
 def explain(
-    model=None,
-    features=None,
-    value=None,
-    inputs=None,
+    model: torch.nn.Module | None = None,
+    features: Masker | SetFunction | None = None,
+    value: Value | None = None,
+    inputs: Inputs | None = None,
     *,
     budget: int | None = None,
     alpha: float = 4.0,
     test_masks: int = 1000,
     seed: int = 0,
-    cache_dir=None,
+    cache_dir: str | os.PathLike | None = None,
     estimator: ProxySPEX | None = None,
     baseline: bool = True,
     batch_size: int | str | None = None,
@@ -435,21 +439,41 @@ def explain(
 ) -> Explanation:
     """Explain a model's output by the interactions of its features.
 
+    Required: ``features``, and for features that mask a model (attention heads, words,
+    image patches) also ``value`` and the examples, ``inputs`` (text and image features own
+    theirs). The model is read from the features when they carry it (``heads.model``);
+    pass ``model`` for those that do not (words, patches). A set function that evaluates
+    itself (a :class:`~compattr.query.MaskedModel`, a
+    :class:`~compattr.features.TrainingSubsets`, your own) needs nothing else::
+
+        explain(features=heads, value=value, inputs=inputs, alpha=2)   # the model: heads.model
+        explain(model, heads, value, inputs, alpha=2)                  # the same, positionally
+        explain(model, features=words, value=compattr.values.ClassLogit())
+        explain(features=compattr.TrainingSubsets(300, retrain))      # a set function: nothing else
+
+    Every argument is checked before any query, and one that would be ignored is refused.
+
     Parameters
     ----------
     model : torch.nn.Module, optional
-        The model whose ``features`` are masked. Not needed when ``features`` is already a
-        feature set that evaluates itself (``features.evaluate(masks)``), e.g. a
-        :class:`compattr.features.TrainingSubsets` or your own.
-    features : Masker or FeatureSet
-        What to mask: :class:`~compattr.features.AttentionHeads`, :class:`~compattr.features.Words`,
-        :class:`~compattr.features.ImagePatches`, ... or any object with ``n``, ``names``,
-        ``groups`` and ``evaluate(masks)``.
-    value : compattr.values.Value, optional
-        What to measure (class logit, log-likelihood, multiple-choice accuracy, ...); needed
-        with a model.
-    inputs : tensor or mapping of tensors, optional
-        The examples the value is averaged over (for heads); text and image features own theirs.
+        The model whose ``features`` are masked; the first positional argument is always the
+        model. Default: ``features.model`` (a model given must be that same object). Needed
+        for a masker that does not carry its model (:class:`~compattr.features.Words`,
+        :class:`~compattr.features.ImagePatches`); not used by a set function.
+    features : Masker or SetFunction
+        What to mask. A :class:`~compattr.features.Masker`
+        (:class:`~compattr.features.AttentionHeads`, :class:`~compattr.features.Words`,
+        :class:`~compattr.features.ImagePatches`, ...) is bound to the model, ``value`` and
+        ``inputs`` by a :class:`~compattr.query.MaskedModel`; a
+        :class:`~compattr.features.SetFunction` (any object with ``n``, ``names``, ``groups``
+        and ``evaluate(masks)``) is queried as it is.
+    value : compattr.values.Value
+        What to measure (class logit, log-likelihood, multiple-choice accuracy, ...); required
+        with a masker, refused with a set function (it measures itself).
+    inputs : tensor or mapping of tensors
+        The ``E`` examples the value is averaged over, on the first axis; required with
+        attention heads, optional with text and image features (default: the text or image
+        they own), refused with a set function.
     budget : int, optional
         Number of fitting queries; default ``ceil(alpha · n · log2 n)``.
     alpha : float
@@ -461,20 +485,26 @@ def explain(
     seed : int
         Seeds the masks and the estimator: the same seed gives the same explanation.
     cache_dir : path, optional
-        Query cache folder: a killed run resumes without re-querying.
+        A query cache root, shared by every model, feature set, value and inputs: the
+        outputs go to the subfolder named by a digest of the set function's fingerprint
+        (:func:`compattr.query.cache.cache_folder`), so a killed run resumes without
+        re-querying and other runs (another model, other questions) use their own
+        subfolders. A folder that itself holds a cache (its ``manifest.json``, the layout
+        before roots) is used as that one cache and refuses other fingerprints
+        (:class:`compattr.query.CacheMismatchError`).
     estimator : ProxySPEX, optional
         A configured estimator (default ``ProxySPEX(seed=seed)``).
     baseline : bool
         Also fit the LASSO baseline on the same masks.
     batch_size : int or "auto", optional
-        Rows per forward pass (see :class:`compattr.query.Query`).
+        Rows per forward pass (see :class:`compattr.query.MaskedModel`); with a masker only.
     progress : bool
         Show a progress bar while querying.
     value_range : (low, high), optional
         The range the value's outputs can take, either end possibly infinite: ``(0, 1)``
         for an accuracy, ``(-inf, 0)`` for a log-probability. Default: the ``output_range``
-        attribute of ``value`` (or of a self-evaluating ``features``) if it has one. Plans
-        predicted outside it warn (:class:`compattr.optimize.ValueRangeWarning`).
+        attribute of ``value`` (or of a set function, or of its ``value``) if it has one.
+        Plans predicted outside it warn (:class:`compattr.optimize.ValueRangeWarning`).
 
     Returns
     -------
@@ -482,20 +512,18 @@ def explain(
 
     Raises
     ------
+    TypeError
+        ``model`` is not a ``torch.nn.Module`` (a feature set passed first says to pass it as
+        ``features=``), or ``features`` is neither a masker nor a set function.
     ValueError
-        Before any query: a budget below what the estimator needs (ProxySPEX: 50 masks),
-        ``test_masks < 2``, or fewer than 2 masks left for held-out testing.
+        Before any query: no ``features``; a masker without ``value``, or without a model
+        (none given, none carried); a ``model`` other than ``features.model``; ``value``,
+        ``inputs`` or ``batch_size`` given with a set function (or a ``model``, when the set
+        function carries none); a budget below what the
+        estimator needs (ProxySPEX: 50 masks), ``test_masks < 2``, or fewer than 2 masks
+        left for held-out testing.
     """
-    if features is None:
-        raise ValueError("explain needs features=, e.g. compattr.AttentionHeads(model).")
-    if hasattr(features, "evaluate"):
-        feature_set = features
-    else:
-        if model is None or value is None:
-            raise ValueError(
-                f"{type(features).__name__} masks a model: pass model= and value= (e.g. compattr.values.ClassLogit())."
-            )
-        feature_set = Query(model, features, value, inputs, batch_size=batch_size)
+    feature_set = _set_function(model, features, value, inputs, batch_size)
     n = feature_set.n
     m = _budget(n, alpha) if budget is None else int(budget)
     est = estimator if estimator is not None else ProxySPEX(seed=seed)
@@ -506,7 +534,10 @@ def explain(
             f"R² compares outputs), got {m} and {test_masks}."
         )
     if value_range is None:
-        value_range = getattr(value if value is not None else feature_set, "output_range", None)
+        source = value if value is not None else feature_set
+        value_range = getattr(source, "output_range", None)
+        if value_range is None and value is None:
+            value_range = getattr(getattr(feature_set, "value", None), "output_range", None)
     value_range = as_value_range(value_range)
     X = sample_masks(n, m, seed=seed)
     all_masks = np.vstack([X, held_out_masks(X, test_masks, seed=seed, minimum=2)])
@@ -531,3 +562,57 @@ def explain(
         },
         value_range=value_range,
     )
+
+
+def _set_function(model, features, value, inputs, batch_size) -> SetFunction:
+    """What :func:`explain` queries: ``features`` itself when it evaluates masks, else a
+    :class:`MaskedModel` of the model (given or ``features.model``), features, value and
+    inputs; every argument checked first."""
+    if model is not None and not isinstance(model, torch.nn.Module):
+        if hasattr(model, "evaluate") or hasattr(model, "masking"):
+            raise TypeError(
+                f"explain's first argument is the model, got features ({type(model).__name__}). "
+                "Pass them by keyword: explain(features=heads, value=..., inputs=...); the model "
+                "is read from the features when they carry it."
+            )
+        raise TypeError(f"explain's model must be a torch.nn.Module, got {type(model).__name__}.")
+    if features is None:
+        raise ValueError(
+            "explain needs features=: what to mask, e.g. compattr.AttentionHeads(model), or a set "
+            "function with evaluate(masks)."
+        )
+    carried = getattr(features, "model", None)
+    if model is not None and carried is not None and carried is not model:
+        raise ValueError(
+            f"the {type(features).__name__} were built for another model than the one given to explain: "
+            "pass their own model, or none (it is read from the features)."
+        )
+    if hasattr(features, "evaluate"):
+        unused = (("value", value), ("inputs", inputs), ("batch_size", batch_size))
+        given = [name for name, arg in unused if arg is not None]
+        if model is not None and carried is None:  # a set function that runs no model of ours
+            given.insert(0, "model")
+        if given:
+            raise ValueError(
+                f"{type(features).__name__} evaluates masks itself (a set function), so "
+                f"{', '.join(f'{g}=' for g in given)} would be ignored: they are for features that "
+                "mask a model (heads, words, patches). Set them on the set function instead."
+            )
+        return features
+    if not hasattr(features, "masking"):
+        raise TypeError(
+            f"features must be a set function (with evaluate(masks)) or a masker (with masking(masks, "
+            f"inputs)), got {type(features).__name__}."
+        )
+    model = model if model is not None else carried
+    if model is None:
+        raise ValueError(
+            f"{type(features).__name__} masks a model but does not carry one: pass the model, "
+            f"explain(model, features=..., value=...)."
+        )
+    if value is None:
+        raise ValueError(
+            f"{type(features).__name__} masks a model: pass value= (what to measure, e.g. "
+            "compattr.values.ClassLogit())."
+        )
+    return MaskedModel(model, features, value, inputs, batch_size=batch_size)

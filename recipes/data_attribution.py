@@ -344,7 +344,7 @@ def run(args: argparse.Namespace) -> tuple[Digits, list[TargetResult]]:
     results = []
     for j, (test_id, label) in enumerate(zip(data.test_ids, data.test_y)):
         features = margins.features(j)
-        cache = out / "queries" / f"test{test_id}-{digest(features.fingerprint())}"
+        cache = out / "queries"  # a root: one folder per test digit, keyed by its fingerprint
         ex = compattr.explain(
             features=features, alpha=args.alpha, seed=args.seed, test_masks=args.test_masks, cache_dir=cache
         )

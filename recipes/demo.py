@@ -10,8 +10,10 @@ explains it. Printed:
 * faithfulness (held-out R^2) of ProxySPEX and of the marginal LASSO baseline;
 * how the output's variance splits into linear, within-layer and cross-layer parts;
 * the strongest head interactions;
-* a plan of which heads to keep (exact integer programming on the ProxySPEX surrogate) with
-  its measured accuracy on the held-out questions, next to the LASSO plan and Best-of-N.
+* a plan of which heads to keep (exact integer programming on the ProxySPEX surrogate, its
+  candidates checked on the model) with its measured accuracy on the held-out questions, next
+  to the LASSO plan, Best-of-N, greedy elimination and single-head ablation at counted model
+  calls, with paired bootstrap intervals, and which method won.
 
 Everything (explanation, plots, plans, a markdown results table) goes to ``--out``.
 The defaults run on a laptop CPU (docs/results.md records the time, with the model's
@@ -37,7 +39,7 @@ import transformers
 import compattr
 from compattr.apps import tasks
 from compattr.apps.cli import format_layers, keep_value, parse_layers
-from compattr.apps.models import smollm2
+from compattr.apps.models import fastest_dtype, smollm2
 from compattr.apps.report import markdown_table, write_explanation, write_plans
 from compattr.optimize import plan_size
 
@@ -71,7 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--min-per-layer", type=int, default=None, help="every plan keeps at least this many heads per layer"
     )
-    p.add_argument("--best-of", type=int, default=100, help="random kept-sets Best-of-N queries (default 100)")
+    p.add_argument(
+        "--best-of", type=int, default=None, help="kept-sets Best-of-N draws (default: ProxySPEX's model calls)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the questions, masks, fit and Best-of-N (default 0)")
     p.add_argument(
         "--threads",
@@ -88,27 +92,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.paper:
         vars(args).update(PAPER)
     return args
-
-
-def fastest_dtype(batch: dict, dtypes: list[str]) -> tuple[str, dict[str, float]]:
-    """The dtype of the fastest forward pass of ``batch`` through SmolLM2, and every timing.
-
-    Each dtype runs one warm-up pass and keeps the best of two timed passes. bfloat16 is
-    faster than float32 on CPUs with AVX512-BF16 and far slower on CPUs without
-    (docs/results.md); its option log-probabilities differ from float32's by ~0.01.
-    """
-    timings = {}
-    for dtype in dtypes:
-        model, _ = smollm2(dtype=dtype)
-        with torch.inference_mode():
-            model(**batch)
-            runs = []
-            for _ in range(2):
-                start = time.perf_counter()
-                model(**batch)
-                runs.append(time.perf_counter() - start)
-        timings[dtype] = min(runs)
-    return min(timings, key=timings.get), timings
 
 
 def main(argv=None) -> int:
@@ -130,7 +113,8 @@ def main(argv=None) -> int:
     # 2. the faster dtype for this workload, measured now
     torch.set_num_threads(args.threads)
     rows, _ = value.prepare(model, inputs, 0)  # the question x option rows one mask runs
-    dtype, timings = fastest_dtype(rows, [args.dtype] if args.dtype else ["float32", "bfloat16"])
+    load = lambda dtype: smollm2(dtype=dtype)[0]
+    dtype, timings = fastest_dtype(load, rows, [args.dtype] if args.dtype else ["float32", "bfloat16"])
     model, tokenizer = smollm2(dtype=dtype)
     heads = compattr.AttentionHeads(model, layers=layers)
     budget = compattr.budget(heads.n, args.alpha)
@@ -147,7 +131,7 @@ def main(argv=None) -> int:
         f"chosen: {heads.n} heads (layers {format_layers(layers)}), "
         f"{len(train)} train / {len(test)} test capitals questions, "
         f"budget {budget} (alpha {args.alpha:g}) + {args.test_masks} held-out masks, keep {args.keep:g}, "
-        f"Best-of-{args.best_of}, seed {args.seed}\n"
+        f"seed {args.seed}\n"
     )
 
     # 3. explain: masked queries (cached in OUT/queries: a rerun resumes) -> ProxySPEX + LASSO
@@ -176,7 +160,7 @@ def main(argv=None) -> int:
     for _, row in pairs.iterrows():
         print(f"  {row['coef']:+.4f}  {row['names']}")
 
-    # 4. pruning plans at the same size, each measured on the held-out questions
+    # 4. pruning plans at the same size, at counted model calls, measured on held-out questions
     size = plan_size(args.keep, heads.n, name="--keep")
     t = time.perf_counter()
     plans, table = tasks.compare_plans(
@@ -193,14 +177,21 @@ def main(argv=None) -> int:
         cache_dir=cache,
     )
     plan_s = time.perf_counter() - t
+    rounds = table.attrs["verification"]
     results = markdown_table(table)
     print(
-        f"\npruning plans keeping {size} of {heads.n} heads; train value = mean log-prob of the "
-        f"right option on the {len(train)} train questions, test accuracy on {len(test)} held-out questions:"
+        f"\npruning plans keeping {size} of {heads.n} heads; train value = mean log-prob of the right option on "
+        f"the {len(train)} train questions; model calls = masks each method ran on the model (ProxySPEX: "
+        f"{len(ex.masks)} to fit + {len(rounds)} to check its own candidates; Best-of-N and greedy get as many); "
+        f"test accuracy on {len(test)} held-out questions, with 95 % paired bootstrap intervals and each "
+        "method's difference to ProxySPEX:"
     )
     print(results)
+    print("\n" + tasks.verdict(table))
     per_layer = plans["ProxySPEX"].kept_per_group()["kept"]
     print("ProxySPEX plan keeps per layer: " + " ".join(f"L{g}:{k}" for g, k in per_layer.items()))
+    print("its verification, predicted vs measured train value per candidate:")
+    print(markdown_table(rounds))
 
     # 5. write everything
     total = time.perf_counter() - start
@@ -230,6 +221,7 @@ def main(argv=None) -> int:
         f"# SmolLM2-135M-Instruct, heads of layers {format_layers(layers)}, capitals\n\n"
         f"ProxySPEX R^2 {ex.faithfulness:.3f}, LASSO R^2 {ex.lasso_faithfulness:.3f}; energy linear "
         f"{e.linear:.1%}, within-layer {e.within:.1%}, cross-layer {e.cross:.1%}.\n\n{results}\n\n"
+        f"{tasks.verdict(table)}\n\n"
         f"```json\n{json.dumps(settings, indent=1)}\n```\n"
     )
     print(

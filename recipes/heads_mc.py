@@ -1,68 +1,90 @@
 """Head interactions and pruning by layer group on multiple choice (paper §5.2, Fig. 9).
 
-For each group of layers (start / middle / end of the network): explain the mean
+For each group of layers (start / middle / end of the network) and each seed: explain the mean
 correct-option log-probability over the train questions by the group's attention heads,
 split the energy into linear / within-layer / cross-layer parts (Fig. 9 bottom), and for
-several numbers of kept heads compare the test accuracy of the ProxySPEX plan (exact ILP on
-its spectrum) with the LASSO plan and Best-of-N random kept-sets (Fig. 9 top).
+several numbers of kept heads compare the test accuracy of the ProxySPEX plan (exact integer
+programming on its spectrum, checked on the model) with the LASSO plan, Best-of-N random
+kept-sets, greedy backward elimination and single-head ablation, every method at its counted
+model calls (Fig. 9 top). Each accuracy comes with a paired bootstrap interval over the test
+questions, as does each method's difference to ProxySPEX; ``--transfer`` also tests every plan
+on a second task it was not fitted on.
 
 Defaults run on a laptop CPU (docs/results.md records the time): SmolLM2-135M-Instruct
 (asset package) on the capital-city cloze, three groups of three layers (27 heads each), 16
-train questions.
-The paper's setup (Llama-3.1-8B on MMLU's high-school US history, 120 train questions,
-alpha 4, Best-of-5000) is ``--model meta-llama/Llama-3.1-8B-Instruct --task cais/mmlu
---paper`` on a machine with hub access and a GPU.
+train questions. ``--paper`` reproduces the paper's protocol (appendix C.2): 5,000 uniform
+masks, the train accuracy as the value, the first 120 questions as train in their order and
+the rest as test, Best-of-5,000; with its model and task that is ``--model
+meta-llama/Llama-3.1-8B-Instruct --task cais/mmlu --dataset-config high_school_us_history
+--groups 29-31 --keep 96 64 32 --paper`` on a machine with hub access and a GPU.
+
+Writes ``results.md``, ``heads_mc.png`` and ``results.json`` (one object per seed, task,
+group, kept size and method: ``group``, ``kept``, ``method``, ``model_calls``,
+``test_accuracy``, ``ci_low``, ``ci_high``, with ``diff``, ``diff_low``, ``diff_high`` to
+ProxySPEX, ``train_value``, ``seed`` and ``task``) into ``--out``.
 
     python recipes/heads_mc.py
-    python recipes/heads_mc.py --groups 0-9 10-19 20-29 --keep 0.9 0.7 0.5 --alpha 4
+    python recipes/heads_mc.py --groups 0-9 10-19 20-29 --keep 0.9 0.7 0.5 --alpha 4 --seeds 0 1
 """
 
 from __future__ import annotations
 
+import json
 import time
+
+import numpy as np
 
 import compattr
 from compattr.apps import models, plots, tasks
 from compattr.apps.cli import format_layers, keep_value, parse_layers
 from compattr.apps.report import markdown_table
+from compattr.apps.stats import paired_bootstrap
 from compattr.optimize import plan_size
 
 from _common import parser, setup, write_results
 
-PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
+#: The paper's protocol (appendix C.2); ``--paper`` sets these.
+PAPER = {"budget": 5000, "metric": "accuracy", "train_questions": 120, "ordered": True, "best_of": 5000}
 
 
 def load(args):
-    """Model, tokenizer and the (train, test) question split."""
+    """Model, tokenizer, the questions, and the transfer task's questions (or None)."""
     load_model = models.smollm2 if args.model == "smollm2" else lambda **kw: models.load_model(args.model, **kw)
+    questions = tasks.load(args.task, split=args.split, config=args.dataset_config)
+    if args.dtype == "auto":  # time one query's rows in each dtype
+        model, tokenizer = load_model(dtype="float32")
+        inputs, value = questions[: args.train_questions].encode(tokenizer, metric=args.metric)
+        rows, _ = value.prepare(model, inputs, 0)
+        args.dtype, _ = models.fastest_dtype(lambda dtype: load_model(dtype=dtype)[0], rows)
     model, tokenizer = load_model(dtype=args.dtype)
-    questions = tasks.capitals(seed=args.seed) if args.task == "capitals" else tasks.from_jsonl(args.task)
-    train, test = questions.split(train=args.train_questions, seed=args.seed)
-    return model, tokenizer, train, test
+    transfer = tasks.load(args.transfer) if args.transfer else None
+    return model, tokenizer, questions, transfer
 
 
-def study_group(args, model, tokenizer, train, test, layers: list[int]) -> tuple[dict, list[dict]]:
-    """Explain one layer group; return its energy row and one row per (kept size, method)."""
+def study_group(args, seed, model, tokenizer, train, test, transfer, layers: list[int]) -> tuple[dict, list[dict]]:
+    """Explain one layer group; return its energy row and one row per (task, kept, method)."""
     heads = compattr.AttentionHeads(model, layers=layers)
-    inputs, value = train.encode(tokenizer)
+    inputs, value = train.encode(tokenizer, metric=args.metric)
     label = f"L{format_layers(layers)}"
-    cache = args.out / "queries" / label
     start = time.perf_counter()
     ex = compattr.explain(
         model,
         heads,
         value,
         inputs,
+        budget=args.budget,
         alpha=args.alpha,
         test_masks=args.test_masks,
-        seed=args.seed,
-        cache_dir=cache,
+        seed=seed,
+        cache_dir=args.out / "queries",
         progress=not args.quiet,
     )
     e = ex.energy()
     energy = {
+        "seed": seed,
         "group": label,
         "heads": heads.n,
+        "masks": len(ex.masks),
         "R² ProxySPEX": ex.faithfulness,
         "R² LASSO": ex.lasso_faithfulness,
         "linear": e.linear,
@@ -72,7 +94,7 @@ def study_group(args, model, tokenizer, train, test, layers: list[int]) -> tuple
     rows = []
     for keep in args.keep:
         size = plan_size(keep, heads.n, name="--keep")
-        _, table = tasks.compare_plans(
+        plans, table = tasks.compare_plans(
             ex,
             model,
             tokenizer,
@@ -80,50 +102,110 @@ def study_group(args, model, tokenizer, train, test, layers: list[int]) -> tuple
             train,
             test,
             size,
+            metric=args.metric,
             best_of=args.best_of,
-            seed=args.seed,
-            cache_dir=cache,
+            seed=seed,
+            cache_dir=args.out / "queries",
             progress=not args.quiet,
         )
-        rows += [
-            {
-                "group": label,
-                "kept": int(r["heads kept"]),
-                "method": r["method"],
-                "train value": float(r["train value"]),
-                "test accuracy": float(r["test accuracy"]),
-            }
-            for _, r in table.iterrows()
-        ]
+        rows += [_row(seed, args.task, label, dict(r)) for _, r in table.iterrows()]
+        if transfer is not None:  # the same plans on questions of a task they were not fitted on
+            K = [np.ones(heads.n, bool), *(plan.kept for plan in plans.values())]
+            right = tasks.answered(model, tokenizer, transfer, heads, np.stack(K))
+            intervals = paired_bootstrap(right, table["method"], reference=1, seed=seed)
+            for (_, r), (_, ci) in zip(table.iterrows(), intervals.iterrows()):
+                rows.append(_row(seed, args.transfer, label, dict(r) | _renamed(ci)))
     energy["seconds"] = time.perf_counter() - start
-    ex.save(args.out / f"explanation-{label}")
+    ex.save(args.out / f"explanation-{label}-seed{seed}")
     return energy, rows
 
 
-def plot(energy: list[dict], rows: list[dict]):
-    """Test accuracy vs kept heads per group and method (top), energy split per group (bottom)."""
+def _row(seed: int, task: str, group: str, r: dict) -> dict:
+    """One results.json object from a row of compare_plans' table."""
+    return {
+        "seed": seed,
+        "task": task,
+        "group": group,
+        "kept": int(r["heads kept"]),
+        "method": r["method"],
+        "model_calls": int(r["model calls"]),
+        "test_accuracy": float(r["test accuracy"]),
+        "ci_low": float(r["ci low"]),
+        "ci_high": float(r["ci high"]),
+        "diff": float(r["vs ProxySPEX"]),
+        "diff_low": float(r["vs low"]),
+        "diff_high": float(r["vs high"]),
+        "train_value": float(r["train value"]),
+    }
+
+
+def _renamed(ci) -> dict:
+    """A paired_bootstrap row under compare_plans' column names."""
+    names = {"mean": "test accuracy", "ci_low": "ci low", "ci_high": "ci high"}
+    names |= {"diff": "vs ProxySPEX", "diff_low": "vs low", "diff_high": "vs high"}
+    return {names[k]: v for k, v in ci.items()}
+
+
+def verdict(rows: list[dict]) -> list[dict]:
+    """Per (task, group, kept): ProxySPEX's test accuracy against the best baseline's, and
+    how many baselines it beats with a 95 % interval of the difference above zero."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] != "unpruned":
+            cells.setdefault((r["task"], r["group"], r["kept"], r["seed"]), []).append(r)
+    out = []
+    for (task, group, kept, seed), cell in cells.items():
+        ours = next(r for r in cell if r["method"] == "ProxySPEX")
+        others = [r for r in cell if r["method"] != "ProxySPEX"]
+        best = max(others, key=lambda r: r["test_accuracy"])
+        out.append(
+            {
+                "seed": seed,
+                "task": task,
+                "group": group,
+                "kept": kept,
+                "ProxySPEX": ours["test_accuracy"],
+                "best baseline": f"{best['method']} {best['test_accuracy']:.3f}",
+                "ProxySPEX ≥ all": ours["test_accuracy"] >= best["test_accuracy"],
+                "significantly better than": sum(r["diff_high"] < 0 for r in others),
+                "of": len(others),
+            }
+        )
+    return out
+
+
+def plot(energy: list[dict], rows: list[dict], task: str):
+    """Test accuracy vs kept heads per group and method (top), energy split per group (bottom),
+    first seed."""
     from matplotlib.figure import Figure
 
+    seed = energy[0]["seed"]
+    energy = [e for e in energy if e["seed"] == seed]
+    rows = [r for r in rows if r["seed"] == seed and r["task"] == task]
     fig = Figure(figsize=(4 * len(energy), 6.5))
     axes = fig.subplots(2, len(energy), squeeze=False)
     for j, group in enumerate(e["group"] for e in energy):
         ax = axes[0, j]
         sel = [r for r in rows if r["group"] == group and r["method"] != "unpruned"]
         for method in dict.fromkeys(r["method"] for r in sel):
-            pts = sorted((r["kept"], r["test accuracy"]) for r in sel if r["method"] == method)
-            ax.plot(*zip(*pts), marker="o", label=method)
-        full = [r["test accuracy"] for r in rows if r["group"] == group and r["method"] == "unpruned"]
+            pts = sorted(
+                (r["kept"], r["test_accuracy"], r["ci_low"], r["ci_high"]) for r in sel if r["method"] == method
+            )
+            kept, acc, low, high = map(list, zip(*pts))
+            err = [[a - lo for a, lo in zip(acc, low)], [h - a for a, h in zip(acc, high)]]
+            ax.errorbar(kept, acc, yerr=err, marker="o", capsize=2, label=method)
+        full = [r["test_accuracy"] for r in rows if r["group"] == group and r["method"] == "unpruned"]
         ax.axhline(full[0], color="grey", ls="--", label="unpruned")
-        ax.set_title(group)
+        ax.set_title(f"{group} (seed {seed})")
         ax.set_xlabel("heads kept")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(f"test accuracy on {task} (95 % CI)")
     axes[0, 0].legend(fontsize=7)
     for j, e in enumerate(energy):
         ax = axes[1, j]
         parts = ("linear", "within-layer", "cross-layer")
         ax.bar(parts, [e[p] for p in parts], color=["#4c72b0", "#dd8452", "#55a868"])
         ax.set_ylim(0, 1)
-        ax.set_ylabel("share of energy")
+        ax.set_ylabel("share of the spectrum's energy")
     fig.tight_layout()
     return fig
 
@@ -131,7 +213,14 @@ def plot(energy: list[dict], rows: list[dict]):
 def main(argv=None) -> None:
     p = parser(__doc__, "results/heads_mc")
     p.add_argument("--model", default="smollm2", help="'smollm2', a HF model id or a local folder")
-    p.add_argument("--task", default="capitals", help="'capitals' or a JSONL question file")
+    p.add_argument(
+        "--task",
+        default="capitals",
+        help="'capitals', 'continents', a JSONL question file, or a datasets name or folder (MMLU columns)",
+    )
+    p.add_argument("--split", default="test", help="the datasets split of --task")
+    p.add_argument("--dataset-config", default=None, help="the datasets configuration of --task")
+    p.add_argument("--transfer", default=None, help="a second task every plan is also tested on (e.g. continents)")
     p.add_argument("--groups", nargs="+", default=["0-2", "14-16", "27-29"], help="layer groups, e.g. 0-9")
     p.add_argument(
         "--keep",
@@ -140,48 +229,62 @@ def main(argv=None) -> None:
         default=[0.7, 0.5, 0.3],
         help="heads kept, per plan: counts 1..n (27) or fractions in (0, 1] (0.3, 30%%)",
     )
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds (default: --seed)")
     p.add_argument("--train-questions", type=int, default=16)
+    p.add_argument("--metric", choices=["logprob", "accuracy"], default="logprob", help="the train value")
     p.add_argument(
         "--dtype",
-        default="bfloat16",
-        help="model dtype (bfloat16 ran faster than float32 on the CPU of docs/results.md)",
+        default="auto",
+        help="model dtype; 'auto' (default) times float32 and bfloat16 on this machine and takes the faster",
     )
     p.add_argument("--alpha", type=float, default=2.0)
+    p.add_argument("--budget", type=int, default=None, help="fitting masks (default: alpha n log2 n)")
     p.add_argument("--test-masks", type=int, default=200)
-    p.add_argument("--best-of", type=int, default=100)
+    p.add_argument("--best-of", type=int, default=None, help="Best-of-N draws (default: ProxySPEX's model calls)")
     p.add_argument(
-        "--paper", action="store_true", help="paper scale: " + ", ".join(f"{k}={v}" for k, v in PAPER.items())
+        "--paper", action="store_true", help="the paper's protocol: " + ", ".join(f"{k}={v}" for k, v in PAPER.items())
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    args.ordered = False
     if args.paper:
-        for key, val in PAPER.items():
-            setattr(args, key, val)
+        vars(args).update(PAPER)
+    seeds = args.seeds or [args.seed]
     out = setup(args)
-    model, tokenizer, train, test = load(args)
+    model, tokenizer, questions, transfer = load(args)
     energy, rows = [], []
-    for group in args.groups:
-        e, r = study_group(args, model, tokenizer, train, test, parse_layers(group))
-        energy.append(e)
-        rows += r
-        print(markdown_table([e]), flush=True)
-    figure = plots.save(plot(energy, rows), out / "heads_mc.png")
+    for seed in seeds:
+        train, test = questions.split(train=args.train_questions, seed=None if args.ordered else seed)
+        for group in args.groups:
+            e, r = study_group(args, seed, model, tokenizer, train, test, transfer, parse_layers(group))
+            energy.append(e)
+            rows += r
+            print(markdown_table([e]), flush=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    figure = plots.save(plot(energy, rows, args.task), out / "heads_mc.png")
+    verdicts = verdict(rows)
     path = write_results(
         out,
         "Heads by layer group: interactions and pruning on multiple choice",
         [
             (
                 "Setup",
-                f"model {args.model}, task {args.task}: {len(train)} train / {len(test)} test questions; "
-                f"alpha {args.alpha}, {args.test_masks} held-out masks, Best-of-{args.best_of}.",
+                f"model {args.model} ({args.dtype}), task {args.task}: {len(train)} train / {len(test)} test questions"
+                + ("" if transfer is None else f", plans also tested on {args.transfer} ({len(transfer)} questions)")
+                + f"; value {args.metric}; "
+                + (f"{args.budget} masks" if args.budget else f"alpha {args.alpha}")
+                + f", {args.test_masks} held-out masks; seeds {seeds}. Model calls: ProxySPEX = fitting masks + "
+                "verification; Best-of-N and greedy get ProxySPEX's calls; intervals: 95 % paired bootstrap "
+                "over the test questions.",
             ),
             ("Faithfulness and energy split per group (Fig. 9 bottom)", markdown_table(energy)),
+            ("Did ProxySPEX win? (per cell: its accuracy vs the best baseline's)", markdown_table(verdicts)),
             ("Test accuracy of the plans (Fig. 9 top)", markdown_table(rows)),
             ("Figure", f"`{figure.name}`"),
         ],
     )
-    print(markdown_table(rows))
-    print(f"wrote {path}")
+    print(markdown_table(verdicts))
+    print(f"wrote {path} and {out / 'results.json'}")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,6 @@ import compattr
 from compattr import Explanation
 from compattr.apps import plots
 from compattr.apps.report import markdown_table
-from compattr.features.base import digest
-from compattr.query import Query
 from compattr.query.values import ClassLogit
 
 from _assets import PHOTOS, efficientnet_lite0, photo, run_recipe, square_crop, to_model_input
@@ -66,16 +64,22 @@ def explain_image(
     """Explain the logit of ``model``'s predicted class on ``rgb`` ((H, W, 3) uint8, already
     the model's input size) by its ``grid`` of patches.
 
-    Queries go to one cache folder per (model, photo, grid, fill) under ``cache_dir``.
+    Queries go through the cache root ``cache_dir`` (one folder per model, photo, grid and fill).
     """
     pixels = to_model_input(rgb)
     with torch.inference_mode():
         logits = model(pixels[None])[0]
     patches = compattr.ImagePatches(pixels, grid, fill=fill)
-    query = Query(model, patches, ClassLogit(), batch_size=batch_size)
-    folder = None if cache_dir is None else cache_dir / digest(query.fingerprint())
     ex = compattr.explain(
-        features=query, alpha=alpha, test_masks=test_masks, seed=seed, cache_dir=folder, progress=False
+        model,
+        patches,
+        ClassLogit(),
+        alpha=alpha,
+        test_masks=test_masks,
+        seed=seed,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=False,
     )
     return PhotoResult(name, rgb, int(logits.argmax()), float(logits.max()), ex)
 

@@ -509,17 +509,21 @@ def run(args: argparse.Namespace) -> InductionRun:
     tokens, lengths = induction_batch(np.random.default_rng([args.seed, 1]), args.sequences, config)
     heads = compattr.AttentionHeads(model, rescale=args.rescale)
     value = InductionValue(scored_positions(lengths, config.seq_len), args.value)
-    query = compattr.Query(model, heads, value, tokens, batch_size=16 * args.sequences)
     clock = time.perf_counter()
-    ex = compattr.explain(
-        features=query,
+    ex = compattr.explain(  # the model is read from the heads
+        features=heads,
+        value=value,
+        inputs=tokens,
         alpha=args.alpha,
         seed=args.seed,
-        cache_dir=out / "queries" / digest(query.fingerprint()),
+        cache_dir=out / "queries",
+        batch_size=16 * args.sequences,
         progress=False,
     )
     explain_seconds = time.perf_counter() - clock
-    values = query.evaluate(all_masks(heads.n))
+    values = compattr.MaskedModel(model, heads, value, tokens, batch_size=16 * args.sequences).evaluate(
+        all_masks(heads.n)
+    )
     roles = head_roles(model, tokens, lengths)
     return InductionRun(ex, values, roles, verify(ex, values, roles), train_seconds, explain_seconds)
 

@@ -44,8 +44,7 @@ import compattr
 from compattr import Explanation
 from compattr.apps import plots
 from compattr.apps.report import markdown_table
-from compattr.features.base import digest
-from compattr.query import Query
+from compattr.query import MaskedModel
 from compattr.query.values import ClassLogit
 
 from _assets import cache_root, minilm_path, movie_reviews, run_recipe
@@ -253,31 +252,39 @@ def explain_sentence(
     """Explain ``text`` word by word at each budget ``alpha``, then measure feature removal
     with the explanation of the largest ``alpha``.
 
-    Queries go through one cache folder per (model, sentence, value) under ``cache_dir``, so
-    the budgets share their masks and a rerun re-queries nothing.
+    Queries go through the cache root ``cache_dir`` (one folder per model, sentence and value),
+    so the budgets share their masks and a rerun re-queries nothing.
     """
     words = compattr.Words(tokenizer, text)
-    query = Query(model, words, ClassLogit(log_odds=log_odds), batch_size=batch_size)
-    folder = None if cache_dir is None else cache_dir / digest(query.fingerprint())
+    value = ClassLogit(log_odds=log_odds)
     explanations = {
         alpha: compattr.explain(
-            features=query, alpha=alpha, test_masks=test_masks, seed=seed, cache_dir=folder, progress=False
+            model,
+            words,
+            value,
+            alpha=alpha,
+            test_masks=test_masks,
+            seed=seed,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            progress=False,
         )
         for alpha in alphas
     }
-    full_output = float(query.evaluate(np.ones((1, words.n), bool))[0])
-    curve = removal_curve(query, explanations[max(alphas)], range(1, min(removals, words.n) + 1), full_output)
+    masked = MaskedModel(model, words, value, batch_size=batch_size)
+    full_output = float(masked.evaluate(np.ones((1, words.n), bool))[0])
+    curve = removal_curve(masked, explanations[max(alphas)], range(1, min(removals, words.n) + 1), full_output)
     plain_words = [text[a:b] for a, b in words.spans]
     return SentenceResult(text, plain_words, full_output, explanations, curve)
 
 
-def removal_curve(query: Query, ex: Explanation, rs: Sequence[int], full_output: float) -> list[dict]:
+def removal_curve(masked: MaskedModel, ex: Explanation, rs: Sequence[int], full_output: float) -> list[dict]:
     """For each ``r``: remove the ``r`` features chosen by ProxySPEX and by LASSO (paper eq. 4)
     and measure the real change ``|f([n]) - f(S)|`` (also relative to ``|f([n])|``)."""
     rows = []
     for method, surrogate in (("ProxySPEX", ex.spectrum), ("LASSO", ex.lasso)):
         choices = [compattr.optimize.removal(surrogate, r) for r in rs]
-        measured = query.evaluate(np.stack([c.kept for c in choices]))
+        measured = masked.evaluate(np.stack([c.kept for c in choices]))
         for r, choice, value in zip(rs, choices, measured):
             change = abs(float(value) - full_output)
             rows.append(

@@ -341,6 +341,93 @@ def test_bad_input():
         Explanation.load("/nonexistent/folder")
 
 
+# --------------------------------------------------------------------------- the signature
+def _forward_calls(*models):
+    """A list that grows by one per forward pass of any of ``models``, and the hook handles."""
+    calls: list[int] = []
+    return calls, [m.register_forward_hook(lambda *a: calls.append(1)) for m in models]
+
+
+def test_the_model_is_read_from_the_heads_and_every_spelling_is_one_run(setting, tmp_path):
+    """``explain(features=heads, value=, inputs=)`` needs no model; it is the same run as the
+    positional and the mixed spellings: same outputs, the same cache folder under the root."""
+    model, heads, value, inputs = setting
+    options = dict(budget=120, test_masks=50, seed=3, progress=False)
+    keyword = explain(features=heads, value=value, inputs=inputs, cache_dir=tmp_path, **options)
+    calls, handles = _forward_calls(model)
+    try:
+        positional = explain(model, heads, value, inputs, cache_dir=tmp_path, **options)
+        mixed = compattr.explain(model, features=heads, value=value, inputs=inputs, cache_dir=tmp_path, **options)
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == []  # both read the keyword run's cache: one folder for one model x heads x value x inputs
+    assert len(list(tmp_path.iterdir())) == 1
+    for ex in (positional, mixed):
+        np.testing.assert_array_equal(ex.outputs, keyword.outputs)
+        assert ex.spectrum == keyword.spectrum and ex.names == heads.names
+    direct = Query(model, heads, value, inputs).evaluate(keyword.masks[:4])
+    np.testing.assert_allclose(keyword.outputs[:4], direct, rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_other_than_the_features_model_is_refused_before_any_query(setting):
+    model, heads, value, inputs = setting
+    other = tiny_llama(layers=3, heads=4, kv_heads=2, seed=2)
+    calls, handles = _forward_calls(model, other)
+    try:
+        with pytest.raises(ValueError, match="built for another model than the one given to explain"):
+            explain(other, heads, value, inputs, budget=120, test_masks=50, progress=False)
+        with pytest.raises(ValueError, match="built for another model"):
+            explain(other, features=compattr.MaskedModel(model, heads, value, inputs), progress=False)
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == []
+
+
+def test_features_passed_first_are_refused_with_a_hint(setting):
+    """The first positional argument is always the model: a feature set there is a TypeError
+    that says how to pass it, not a silent reinterpretation of the arguments."""
+    model, heads, value, inputs = setting
+    with pytest.raises(TypeError, match=r"first argument is the model, got features \(AttentionHeads\).*features="):
+        explain(heads, value, inputs)
+    with pytest.raises(TypeError, match=r"first argument is the model, got features \(MaskedModel\)"):
+        explain(compattr.MaskedModel(model, heads, value, inputs))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got str"):
+        explain("HuggingFaceTB/SmolLM2-135M-Instruct", heads, value, inputs)
+    with pytest.raises(TypeError, match="set function .* or a masker"):
+        explain(features=[1, 2, 3])
+
+
+def test_a_masker_without_a_model_of_its_own_needs_one():
+    """Words carry no model: ``model`` is required, and with it the words' own inputs are used."""
+    from compattr._testing import tiny_bert, word_tokenizer
+    from compattr.values import ClassLogit
+
+    words = compattr.Words(word_tokenizer(), "w1 w2 w3 w4 w5 w6 w7 w8")
+    with pytest.raises(ValueError, match="Words masks a model but does not carry one: pass the model"):
+        explain(features=words, value=ClassLogit())
+    model = tiny_bert(seed=1)
+    ex = explain(model, words, ClassLogit(), budget=60, test_masks=20, progress=False)
+    assert ex.n == 8 and ex.names == words.names
+    direct = Query(model, words, ClassLogit()).evaluate(ex.masks[:3])
+    np.testing.assert_allclose(ex.outputs[:3], direct, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("given", [dict(value=LogLikelihood()), dict(inputs=torch.zeros(2, 3)), dict(batch_size=8)])
+def test_arguments_a_set_function_would_ignore_are_refused(setting, given):
+    model, heads, value, inputs = setting
+    query = compattr.MaskedModel(model, heads, value, inputs)
+    name = next(iter(given))
+    with pytest.raises(ValueError, match=f"MaskedModel evaluates masks itself .* so {name}= would be ignored"):
+        explain(features=query, progress=False, **given)
+    explain(model, features=query, budget=60, test_masks=10, progress=False)  # its own model: fine
+    synthetic = _Counting(8, lambda X: X.sum(axis=1))  # runs no model
+    with pytest.raises(ValueError, match="_Counting evaluates masks itself .* so model=.* would be ignored"):
+        explain(model, features=synthetic, progress=False, **given)
+    assert synthetic.queried == 0
+
+
 @pytest.mark.parametrize("n, m, count", [(4, 10, 100), (10, 300, 200), (40, 500, 300)])
 def test_held_out_masks_are_fresh_and_distinct(n, m, count):
     from compattr.explain import held_out_masks

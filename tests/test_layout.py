@@ -203,6 +203,27 @@ def test_old_import_paths_still_work(module):
     assert getattr(compattr, alias) is sys.modules[module] or module == "compattr.explain"
 
 
+def test_earlier_names_are_the_same_objects_as_the_new_ones():
+    """``FeatureSet`` / ``check_feature_set`` / ``Query`` are aliases of the clearer names, exported
+    wherever the earlier names were (and the new names beside them)."""
+    from compattr.features import base, check_feature_set, check_set_function
+    from compattr.query import evaluator
+
+    assert compattr.FeatureSet is compattr.SetFunction is compattr.features.FeatureSet is base.SetFunction
+    assert compattr.features.SetFunction is base.FeatureSet
+    assert compattr.check_feature_set is compattr.check_set_function is check_feature_set is check_set_function
+    assert check_set_function is base.check_feature_set is base.check_set_function
+    assert compattr.Query is compattr.MaskedModel is compattr.query.Query is compattr.query.MaskedModel
+    assert evaluator.Query is evaluator.MaskedModel is sys.modules["compattr.query"].Query
+    assert compattr.MaskedModel.__name__ == "MaskedModel" and compattr.SetFunction.__name__ == "SetFunction"
+    for names, module in [
+        ({"SetFunction", "FeatureSet", "check_set_function", "check_feature_set", "MaskedModel", "Query"}, compattr),
+        ({"SetFunction", "FeatureSet", "check_set_function", "check_feature_set"}, compattr.features),
+        ({"MaskedModel", "Query", "cache_folder"}, compattr.query),
+    ]:
+        assert names <= set(module.__all__), module.__name__
+
+
 def test_moved_modules_are_the_old_modules():
     assert compattr.values is compattr.query.values and compattr.tasks is compattr.apps.tasks
     assert sys.modules["compattr.indices"] is compattr.spectrum.indices

@@ -34,7 +34,8 @@ _USAGE_ERRORS = (MissingAssetError, OSError, ValueError)
 
 _COMMON_EPILOG = """
 MODEL is a Hugging Face hub id, a local model folder, a .gguf file, or an alias ({aliases}).
---task is 'capitals' (offline: "The capital of X is", 4 options, from countryinfo), a
+--task is 'capitals' (offline: "The capital of X is", 4 options, from countryinfo),
+'continents' (offline: "X is a country in", 4 of 5 continents), a
 .jsonl file with one {{"prompt": ..., "options": [...], "answer": index}} per line, or a
 `datasets` name or folder with MMLU columns (question, choices, answer).
 """
@@ -55,7 +56,8 @@ examples:
 
 writes to --out: spectrum.json, lasso.json, queries.npz, explanation.json (reload with
 compattr.Explanation.load), summary.txt, interactions.csv, heads.png, energy.png,
-settings.json; and the query cache (--cache, default OUT/queries: a rerun resumes).
+settings.json; and the query cache (--cache, default OUT/queries: one subfolder per model,
+heads, value and questions, so a rerun resumes and one cache serves every run).
 """
 )
 
@@ -79,7 +81,8 @@ examples:
       --dataset-config high_school_us_history --layers 29-31 --budget 5000 \\
       --value mc-accuracy --keep 30 --best-of 5000 --dtype bfloat16
 
-writes to --out: explanation/ (as `compattr explain`), plans/{{proxyspex,lasso,best_of_n}}.json
+writes to --out: explanation/ (as `compattr explain`),
+plans/{{proxyspex,lasso,best_of_n,greedy,single_head}}.json
 (compattr.PruningPlan.from_json), results.md and results.csv (the table printed), summary.txt.
 """
 )
@@ -138,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="random kept-sets the Best-of-N baseline queries (default: the "
-        "explanation's budget, i.e. as many model queries as ProxySPEX used)",
+        help="random kept-sets the Best-of-N baseline queries (default: as many as ProxySPEX's "
+        "model calls, its budget plus the calls that checked its plan)",
     )
     prune.add_argument(
         "--test-questions",
@@ -170,7 +173,7 @@ def _add_common(p: argparse.ArgumentParser, command: str) -> None:
         "--task",
         default="capitals",
         metavar="TASK",
-        help="'capitals', a .jsonl file, or a datasets name/folder (default: capitals)",
+        help="'capitals', 'continents', a .jsonl file, or a datasets name/folder (default: capitals)",
     )
     what.add_argument("--split", default="test", help="dataset split for a datasets TASK (default: test)")
     what.add_argument(
@@ -239,7 +242,8 @@ def _add_common(p: argparse.ArgumentParser, command: str) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="query cache folder: a rerun resumes without re-querying (default OUT/queries)",
+        help="query cache root, one subfolder per model, heads, value and questions: a rerun resumes "
+        "without re-querying, and runs may share one root (default OUT/queries)",
     )
     run.add_argument(
         "--model-cache",
@@ -376,12 +380,7 @@ class _Setup:
 
 
 def _questions(args: argparse.Namespace) -> tasks.QuestionSet:
-    task = args.task
-    if task == "capitals":
-        return tasks.capitals(seed=args.seed)
-    if task.endswith(".jsonl") or Path(task).is_file():
-        return tasks.from_jsonl(task)
-    return tasks.from_dataset(task, args.split, config=args.dataset_config)
+    return tasks.load(args.task, seed=args.seed, split=args.split, config=args.dataset_config)
 
 
 # --------------------------------------------------------------------------- subcommands
@@ -417,7 +416,7 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
     assert setup.test is not None and setup.size is not None  # prune sets both
     start = time.perf_counter()
     ex = _explain(args, setup)
-    best_of = args.best_of or setup.budget
+    best_of = args.best_of
     plans, table = tasks.compare_plans(
         ex,
         setup.model,
@@ -437,7 +436,7 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
     seconds = time.perf_counter() - start
     settings = _settings(args, setup, seconds) | {"keep": setup.size, "best_of": best_of}
     note = range_note(table["predicted"], table["method"], ex.value_range)
-    results = markdown_table(table) + ("" if note is None else f"\n\nnote: {note}")
+    results = markdown_table(table) + f"\n\n{tasks.verdict(table)}" + ("" if note is None else f"\n\nnote: {note}")
     text = "\n".join(
         [
             _header(args, setup, seconds),

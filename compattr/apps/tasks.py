@@ -32,13 +32,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from .._validation import range_note
+from .._validation import check_int, range_note
 from ..features import AttentionHeads
-from ..optimize import PruningPlan, ValueRangeWarning, best_of_n, best_subset
+from ..optimize import (
+    MaskOracle,
+    PruningPlan,
+    ValueRangeWarning,
+    best_of_n,
+    best_subset,
+    greedy_elimination,
+    single_feature_ablation,
+    verified_plan,
+)
 from ..query import Query, run_queries
 from ..query.values import MultipleChoice
 from .models import MissingAssetError
+from .stats import paired_bootstrap
 
 COUNTRYINFO_PIN = "countryinfo==1.0.1"
 _LETTERS = string.ascii_uppercase
@@ -319,15 +330,9 @@ def capitals(n_options: int = 4, seed: int = 0) -> QuestionSet:
     """
     if n_options < 2:
         raise ValueError(f"n_options must be >= 2, got {n_options}.")
-    try:
-        from countryinfo import CountryInfo
-    except ImportError:
-        raise MissingAssetError(
-            f"the capitals task needs countryinfo: pip install --no-deps {COUNTRYINFO_PIN}"
-        ) from None
     pairs: dict[str, str] = {}  # capital -> country
-    for _, info in sorted(CountryInfo.all().items()):
-        name, capital = info.get("name"), info.get("capital")
+    for info in _countries():
+        name, capital = str(info.get("name", ",")), info.get("capital")
         if isinstance(capital, str) and capital and "/" not in capital and not any(c in name for c in ",("):
             pairs.setdefault(capital, name)
     capitals_ = sorted(pairs)
@@ -343,8 +348,82 @@ def capitals(n_options: int = 4, seed: int = 0) -> QuestionSet:
     return QuestionSet(prompts, options, answers)
 
 
+def continents(n_options: int = 4, seed: int = 0) -> QuestionSet:
+    """ "X is a country in" cloze questions (Africa, America, Asia, Europe, Oceania) for ~250
+    countries, from ``countryinfo``: a second factual task, on the countries of
+    :func:`capitals`, for plans fitted on another one.
+
+    The options are ``n_options`` of the five continents (the right one and random others,
+    drawn with ``seed``, which also shuffles the questions); countries with no region in
+    ``countryinfo`` or a comma or parenthesis in their name are left out.
+
+    Raises
+    ------
+    MissingAssetError
+        ``countryinfo`` is not installed; the message gives the pip command.
+    """
+    if not 2 <= n_options <= len(_CONTINENTS):
+        raise ValueError(f"n_options must be in [2, {len(_CONTINENTS)}], got {n_options}.")
+    pairs = sorted(
+        (info["name"], _CONTINENTS[info["region"]])
+        for info in _countries()
+        if info.get("region") in _CONTINENTS and not any(c in info.get("name", ",") for c in ",(")
+    )
+    rng = np.random.default_rng(seed)
+    choices = sorted(set(_CONTINENTS.values()))
+    prompts, options, answers = [], [], []
+    for i in rng.permutation(len(pairs)):
+        name, right_answer = pairs[i]
+        others = [c for c in choices if c != right_answer]
+        picked = [others[j] for j in rng.choice(len(others), n_options - 1, replace=False)]
+        right = int(rng.integers(n_options))
+        prompts.append(f"{name} is a country in")
+        options.append([*picked[:right], right_answer, *picked[right:]])
+        answers.append(right)
+    return QuestionSet(prompts, options, answers)
+
+
+#: countryinfo's regions, as the continent words the cloze scores.
+_CONTINENTS = {"Africa": "Africa", "Americas": "America", "Asia": "Asia", "Europe": "Europe", "Oceania": "Oceania"}
+
+#: The built-in question sets by name (``--task`` of the recipes and the CLI).
+TASKS = {"capitals": capitals, "continents": continents}
+
+
+def load(task: str, *, seed: int = 0, split: str = "test", config: str | None = None) -> QuestionSet:
+    """A question set by name: a built-in task, a JSONL file, or a ``datasets`` dataset.
+
+    Parameters
+    ----------
+    task : str
+        A key of :data:`TASKS` (``"capitals"``, ``"continents"``: offline, seeded by
+        ``seed``); a path to a ``.jsonl`` file (:func:`from_jsonl`); otherwise a ``datasets``
+        hub name or local folder with MMLU columns (:func:`from_dataset`).
+    seed : int
+        Seeds a built-in task's distractors and order.
+    split, config : str
+        The dataset's split and configuration (e.g. MMLU's ``"high_school_us_history"``).
+    """
+    if task in TASKS:
+        return TASKS[task](seed=seed)
+    if task.endswith(".jsonl") or Path(task).is_file():
+        return from_jsonl(task)
+    return from_dataset(task, split, config=config)
+
+
+def _countries() -> list[dict[str, Any]]:
+    """countryinfo's records, sorted by key; :class:`MissingAssetError` without the package."""
+    try:
+        from countryinfo import CountryInfo
+    except ImportError:
+        raise MissingAssetError(
+            f"the capitals and continents tasks need countryinfo: pip install --no-deps {COUNTRYINFO_PIN}"
+        ) from None
+    return [dict(info) for _, info in sorted(CountryInfo.all().items())]
+
+
 # --------------------------------------------------------------------------- measuring
-def accuracy(
+def answered(
     model: torch.nn.Module,
     tokenizer,
     questions: QuestionSet,
@@ -353,8 +432,8 @@ def accuracy(
     *,
     batch_size: int | None = None,
     progress: bool = False,
-):
-    """Accuracy of ``model`` on ``questions``, optionally with only the ``kept`` heads.
+) -> np.ndarray:
+    """Which ``questions`` ``model`` answers right, optionally with only the ``kept`` heads.
 
     Parameters
     ----------
@@ -374,8 +453,8 @@ def accuracy(
 
     Returns
     -------
-    float, or (p,) float array for a 2-D ``kept``
-        Fraction of questions whose highest-scored option is the right one.
+    (Q,) bool array, or (p, Q) for a 2-D ``kept``
+        Whether the highest-scored option of each question is the right one.
     """
     if heads is None:
         if kept is not None:
@@ -384,8 +463,37 @@ def accuracy(
     kept = np.ones(heads.n, dtype=bool) if kept is None else np.asarray(getattr(kept, "kept", kept), dtype=bool)
     inputs, value = questions.encode(tokenizer, metric="accuracy")
     query = Query(model, heads, value, inputs, batch_size=batch_size)
-    scores = run_queries(query, np.atleast_2d(kept), chunk_size=1, progress=progress)
-    return float(scores[0]) if kept.ndim == 1 else scores
+    K = np.atleast_2d(kept)
+    rows = [query.evaluate(K[i : i + 1], per_example=True)[0] for i in tqdm(range(len(K)), disable=not progress)]
+    right = np.stack(rows) > 0.5
+    return right[0] if kept.ndim == 1 else right
+
+
+def accuracy(
+    model: torch.nn.Module,
+    tokenizer,
+    questions: QuestionSet,
+    heads=None,
+    kept=None,
+    *,
+    batch_size: int | None = None,
+    progress: bool = False,
+):
+    """Accuracy of ``model`` on ``questions``, optionally with only the ``kept`` heads.
+
+    The mean of :func:`answered`, whose parameters it takes.
+
+    Returns
+    -------
+    float, or (p,) float array for a 2-D ``kept``
+        Fraction of questions whose highest-scored option is the right one.
+    """
+    right = answered(model, tokenizer, questions, heads, kept, batch_size=batch_size, progress=progress)
+    return float(right.mean()) if right.ndim == 1 else right.mean(1)
+
+
+#: The baselines :func:`compare_plans` measures the ProxySPEX plan against.
+BASELINES = ("LASSO", "Best-of-N", "greedy", "single-head")
 
 
 def compare_plans(
@@ -398,25 +506,45 @@ def compare_plans(
     size: int,
     *,
     metric: str = "logprob",
-    best_of: int = 1000,
+    baselines: Sequence[str] = BASELINES,
+    rounds: int = 4,
+    per_round: int = 8,
+    best_of: int | None = None,
     min_per_layer: int | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     batch_size: int | None = None,
+    confidence: float = 0.95,
     progress: bool = True,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Pruning plans of ``size`` heads by ProxySPEX, LASSO and Best-of-N, and their real accuracy.
+    """Pruning plans of ``size`` heads by ProxySPEX and the baselines, at counted model calls,
+    and their accuracy on held-out questions with paired bootstrap intervals.
 
-    The paper's head-pruning comparison (section 5, appendix C.2): ProxySPEX and the LASSO
-    each give a surrogate of the train value, maximised exactly by integer programming;
-    Best-of-N queries the model on ``best_of`` random kept-sets of ``size`` heads and keeps
-    the best. Every plan is then run on the model: its train value and its accuracy on the
-    held-out ``test`` questions, next to the unpruned model's.
+    Every plan maximises the same train value (``metric`` on the ``train`` questions) and
+    every model call a method makes on it is counted:
+
+    ``ProxySPEX``
+        The explanation's fitting masks, plus the calls of
+        :func:`compattr.optimize.verified_plan`: ``rounds`` rounds of ``per_round`` kept-sets
+        proposed by the spectrum (its exact optimum and swaps around the best measured
+        kept-set), measured, and refitted on; the best measured kept-set wins.
+    ``LASSO``
+        The LASSO fitted on the same masks, maximised exactly (the paper's baseline).
+    ``Best-of-N``
+        The best of ``best_of`` random kept-sets (default: as many as ProxySPEX's calls).
+    ``greedy``
+        Backward elimination measured on the model, with ProxySPEX's number of calls.
+    ``single-head``
+        Each head removed alone (``n + 1`` calls); the ``size`` costliest removals kept.
+
+    Each plan is then run on the ``test`` questions, and its accuracy, and its difference to
+    the ProxySPEX plan's, get a paired percentile-bootstrap interval over those questions.
 
     Parameters
     ----------
     explanation : compattr.Explanation
-        Fitted on ``train`` with ``heads`` and ``metric`` (with its LASSO baseline).
+        Fitted on ``train`` with ``heads`` and ``metric`` (with its LASSO baseline when
+        ``"LASSO"`` is compared).
     model, tokenizer
         The causal LM and its tokenizer.
     heads : compattr.AttentionHeads
@@ -426,77 +554,151 @@ def compare_plans(
     size : int
         Heads kept by every plan, ``1 <= size <= heads.n``.
     metric : {"logprob", "accuracy"}
-        The train value (the one ``explanation`` explains); Best-of-N maximises it.
-    best_of : int
-        Random kept-sets Best-of-N queries (the paper: 5,000).
+        The train value (the one ``explanation`` explains).
+    baselines : sequence of str
+        Which of :data:`BASELINES` to run.
+    rounds, per_round : int
+        ProxySPEX's verification: rounds, and kept-sets measured per round.
+    best_of : int, optional
+        Random kept-sets Best-of-N draws (the paper: 5,000); default ProxySPEX's calls.
     min_per_layer : int, optional
-        Every plan keeps at least this many heads in each layer (Best-of-N draws until its
-        sets meet it: infeasible draws are never queried nor chosen).
+        Every plan keeps at least this many heads in each layer (Best-of-N's infeasible draws
+        are neither queried nor chosen).
     seed : int
-        Seeds Best-of-N's draws.
+        Seeds the refits, Best-of-N's draws and the bootstrap.
     cache_dir : path, optional
-        Query cache of the train value (the one ``explain`` used): Best-of-N's and the
-        plans' train queries are stored there too.
+        Query cache of the train value (the one ``explain`` used).
     batch_size : int, optional
         Rows per forward pass.
+    confidence : float
+        Coverage of the bootstrap intervals.
     progress : bool
         Show progress bars.
 
     Returns
     -------
     plans : dict of str -> PruningPlan
-        ``"ProxySPEX"``, ``"LASSO"`` and ``"Best-of-N"``; ``value`` is the prediction of
-        the surrogate that made the plan (None for Best-of-N, which has none).
+        ``"ProxySPEX"`` and each baseline; ``value`` is ProxySPEX's prediction of the plan.
     table : pandas.DataFrame
-        One row per plan plus ``"unpruned"``: ``method``, ``heads kept``, ``predicted``
-        (ProxySPEX's f̂ of the kept-set), ``train value`` and ``test accuracy`` (measured).
-        A ``predicted`` value outside the metric's range (:data:`METRIC_RANGES`: e.g. a
-        positive log-probability) issues a :class:`compattr.optimize.ValueRangeWarning` naming the
-        rows: the surrogate extrapolates there.
+        One row per plan after ``"unpruned"``: ``method``, ``heads kept``, ``model calls``,
+        ``predicted`` (ProxySPEX's f̂), ``train value`` (measured), ``test accuracy`` with
+        ``ci low`` / ``ci high``, and ``vs ProxySPEX`` (accuracy difference) with
+        ``vs low`` / ``vs high``. ``table.attrs["verification"]`` holds ProxySPEX's rounds
+        (:class:`compattr.optimize.PlanSearch`: predicted vs measured per candidate) and
+        ``table.attrs["confidence"]`` the intervals' coverage; :func:`verdict` reads it. A
+        ``predicted`` value outside the metric's range (:data:`METRIC_RANGES`) issues a
+        :class:`compattr.optimize.ValueRangeWarning` naming the rows.
     """
-    if explanation.lasso is None:
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}.")
+    if "LASSO" in baselines and explanation.lasso is None:
         raise ValueError("the explanation has no LASSO baseline; run explain(..., baseline=True).")
     n, names, groups = heads.n, heads.names, heads.groups
-    constraints = {"groups": groups, "min_per_group": min_per_layer}
+    size = check_int(size, "size", 1, n)
     inputs, value = train.encode(tokenizer, metric=metric)
     query = Query(model, heads, value, inputs, batch_size=batch_size)
-    train_value = lambda K: run_queries(query, K, cache_dir=cache_dir, progress=progress)
+    bar = tqdm(desc="plan calls", unit="mask", disable=not progress)
 
-    def score(K: np.ndarray) -> np.ndarray:
-        ok = _meets_minimum(K, groups, min_per_layer)
-        if not ok.any():
-            raise ValueError(
-                f"none of {len(K)} random kept-sets keeps {min_per_layer} heads per layer; "
-                "raise best_of or lower min_per_layer."
-            )
-        y = np.full(len(K), np.finfo(np.float64).min)  # lowest finite score: never chosen
-        y[ok] = train_value(K[ok])
-        return y
+    def train_value(K: np.ndarray) -> np.ndarray:
+        bar.update(len(K))
+        return run_queries(query, K, cache_dir=cache_dir, progress=False)
 
-    with warnings.catch_warnings():  # the table's check below covers this plan
-        warnings.simplefilter("ignore", ValueRangeWarning)
-        proxy_plan = explanation.plan(size, **constraints)
+    constraints = {"groups": groups, "min_per_group": min_per_layer}
+    with bar:
+        oracle = MaskOracle(train_value, n, known=(explanation.masks, explanation.outputs))
+        search = verified_plan(
+            oracle, size, spectrum=explanation.spectrum, rounds=rounds, per_round=per_round, seed=seed, **constraints
+        )
+        calls = len(explanation.masks) + search.calls
+        found = {"ProxySPEX": (search.kept, calls)}
+        for method in baselines:
+            found[method] = _baseline(method, explanation, train_value, n, size, calls, best_of, seed, constraints)
     plans = {
-        "ProxySPEX": proxy_plan,
-        "LASSO": PruningPlan.from_spectrum(
-            explanation.lasso, best_subset(explanation.lasso, size, **constraints), names, groups
-        ),
-        "Best-of-N": PruningPlan(best_of_n(score, size, best_of, seed, n=n), names, groups),
+        m: PruningPlan(k, names, groups, value=float(explanation.spectrum.predict(k[None])[0]))
+        for m, (k, _) in found.items()
     }
-    K = np.stack([np.ones(n, dtype=bool)] + [p.kept for p in plans.values()])
+    K = np.stack([np.ones(n, dtype=bool)] + [k for k, _ in found.values()])
+    right = answered(model, tokenizer, test, heads, K, batch_size=batch_size, progress=progress)
+    methods = ["unpruned", *found]
+    intervals = paired_bootstrap(right, methods, reference=1, confidence=confidence, seed=seed)
     table = pd.DataFrame(
         {
-            "method": ["unpruned"] + [m if m != "Best-of-N" else f"Best-of-{best_of}" for m in plans],
+            "method": methods,
             "heads kept": K.sum(1),
+            "model calls": [0] + [c for _, c in found.values()],
             "predicted": explanation.spectrum.predict(K),
             "train value": train_value(K),
-            "test accuracy": accuracy(model, tokenizer, test, heads, K, batch_size=batch_size, progress=progress),
+            "test accuracy": intervals["mean"].to_numpy(),
+            "ci low": intervals["ci_low"].to_numpy(),
+            "ci high": intervals["ci_high"].to_numpy(),
+            "vs ProxySPEX": intervals["diff"].to_numpy(),
+            "vs low": intervals["diff_low"].to_numpy(),
+            "vs high": intervals["diff_high"].to_numpy(),
         }
     )
+    table.attrs["verification"] = search.rounds
+    table.attrs["confidence"] = confidence
     note = range_note(table["predicted"], table["method"], METRIC_RANGES[metric])
     if note:
         warnings.warn(note, ValueRangeWarning, stacklevel=2)
     return plans, table
+
+
+def verdict(table: pd.DataFrame) -> str:
+    """A plain sentence on a :func:`compare_plans` table: which plan won on test accuracy, and
+    which differences to ProxySPEX's plan the paired intervals tell apart from zero."""
+    plans = table[table["method"] != "unpruned"]
+    best = plans["test accuracy"].max()
+    winners = plans.loc[plans["test accuracy"] == best, "method"].tolist()
+    others = plans[plans["method"] != "ProxySPEX"]
+    level = f"{100 * table.attrs.get('confidence', 0.95):g} %"
+    beaten = others.loc[others["vs high"] < 0, "method"].tolist()
+    behind = others.loc[others["vs low"] > 0, "method"].tolist()
+    lead = (
+        f"{' and '.join(winners)} won with test accuracy {best:.3f}"
+        if len(winners) < len(plans)
+        else f"every plan tied at test accuracy {best:.3f}"
+    )
+    parts = [lead + "."]
+    if beaten:
+        parts.append(f"ProxySPEX is better than {', '.join(beaten)} with the {level} interval above zero.")
+    if behind:
+        parts.append(f"{', '.join(behind)} is better than ProxySPEX with the {level} interval above zero.")
+    undecided = [m for m in others["method"] if m not in beaten + behind]
+    if undecided:
+        parts.append(f"Against {', '.join(undecided)} the interval includes zero: no clear difference.")
+    return " ".join(parts)
+
+
+def _baseline(
+    method: str, explanation, train_value, n: int, size: int, calls: int, best_of, seed: int, constraints: dict
+) -> tuple[np.ndarray, int]:
+    """One baseline's kept-set and the model calls it spent (see :func:`compare_plans`)."""
+    if method == "LASSO":
+        return best_subset(explanation.lasso, size, **constraints), len(explanation.masks)
+    if method == "single-head":
+        oracle = MaskOracle(train_value, n)
+        return single_feature_ablation(oracle, size, **constraints), oracle.calls
+    if method == "greedy":
+        oracle = MaskOracle(train_value, n, budget=calls)
+        return greedy_elimination(oracle, size, **constraints), oracle.calls
+    draws = calls if best_of is None else best_of
+    oracle = MaskOracle(train_value, n, budget=draws)
+    groups, minimum = constraints["groups"], constraints["min_per_group"]
+
+    def score(K: np.ndarray) -> np.ndarray:
+        ok = _meets_minimum(K, groups, minimum)
+        if not ok.any():
+            raise ValueError(
+                f"none of {len(K)} random kept-sets keeps {minimum} heads per layer; "
+                "raise best_of or lower min_per_layer."
+            )
+        y = np.full(len(K), np.finfo(np.float64).min)  # lowest finite score: never chosen
+        y[ok] = oracle(K[ok])
+        return y
+
+    return best_of_n(score, size, draws, seed, n=n), oracle.calls
 
 
 def _meets_minimum(K: np.ndarray, groups: np.ndarray, minimum: int | None) -> np.ndarray:

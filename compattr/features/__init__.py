@@ -1,11 +1,12 @@
 """Features to attribute to: attention heads, text units, image patches, training examples.
 
-See :mod:`compattr.features.base` for the two protocols (:class:`FeatureSet`, :class:`Masker`)
-and :func:`check_feature_set`, the conformance check for feature sets you write yourself.
+See :mod:`compattr.features.base` for the two protocols (:class:`SetFunction`, :class:`Masker`)
+and :func:`check_set_function`, the conformance check for set functions you write yourself.
+``FeatureSet`` and ``check_feature_set`` are their earlier names, kept as aliases.
 """
 
 from .architectures import Architecture, register_architecture
-from .base import FeatureSet, Masker, check_feature_set
+from .base import FeatureSet, Masker, SetFunction, check_feature_set, check_set_function
 from .data import TrainingSubsets
 from .heads import AttentionHeads
 from .images import ImagePatches
@@ -18,10 +19,12 @@ __all__ = [
     "ImagePatches",
     "Masker",
     "Sentences",
+    "SetFunction",
     "TextSpans",
     "Tokens",
     "TrainingSubsets",
     "Words",
     "check_feature_set",
+    "check_set_function",
     "register_architecture",
 ]

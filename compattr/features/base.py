@@ -1,20 +1,24 @@
-"""What a feature set is, a check that yours is one, and helpers shared by the built-in ones.
+"""What a set function is, a check that yours is one, and helpers shared by the built-in features.
 
 compattr attributes a model's output to *features*: anything that can be kept or masked. Two
 protocols describe them:
 
-:class:`FeatureSet`
-    Everything ProxySPEX needs: ``n``, ``names``, ``groups`` and ``evaluate(masks)`` returning
-    one output per mask row. Implement it for your own features (see
+:class:`SetFunction`
+    Everything ProxySPEX needs: ``n`` features, their ``names`` and ``groups``, and
+    ``evaluate(masks)`` returning one output per mask row, i.e. a function of the set of kept
+    features. Implement it for your own features (see
     :class:`~compattr.features.TrainingSubsets` for a complete example) and run
-    :func:`check_feature_set` on it. An optional ``fingerprint()`` (a string, or a mapping of
+    :func:`check_set_function` on it. An optional ``fingerprint()`` (a string, or a mapping of
     readable strings such as ``{"model": ..., "value": ...}``) lets
     :func:`compattr.query.run_queries` cache the outputs on disk.
 :class:`Masker`
     Features that say *how* to mask a model or its input but need a model, a value function
     and inputs to produce outputs: :class:`~compattr.features.AttentionHeads`, the text units
     (:class:`~compattr.features.Words`, ...) and :class:`~compattr.features.ImagePatches`.
-    :class:`compattr.query.Query` binds one into a :class:`FeatureSet`.
+    :class:`compattr.query.MaskedModel` binds one into a :class:`SetFunction`.
+
+``FeatureSet`` and ``check_feature_set`` are the earlier names of :class:`SetFunction` and
+:func:`check_set_function` (the same objects).
 
 Inputs travel as a tensor (passed positionally to the model) or as a mapping of named tensors
 (passed as keyword arguments, like a tokenizer's output); every tensor has the examples on its
@@ -40,8 +44,8 @@ Inputs = torch.Tensor | Mapping[str, Any]
 
 
 @runtime_checkable
-class FeatureSet(Protocol):
-    """``n`` features and a set function over them: ``evaluate`` maps masks to outputs.
+class SetFunction(Protocol):
+    """``n`` features and a function of the set kept: ``evaluate`` maps masks to outputs.
 
     Attributes
     ----------
@@ -68,7 +72,7 @@ class FeatureSet(Protocol):
 
 @runtime_checkable
 class Masker(Protocol):
-    """Features that mask a model or its inputs; :class:`compattr.query.Query` evaluates them.
+    """Features that mask a model or its inputs; :class:`compattr.query.MaskedModel` evaluates them.
 
     ``masking(masks, inputs)`` is a context manager: inside it, running the model on the
     inputs it yields computes row ``b`` with the features of ``masks[b]`` kept. Maskers
@@ -78,7 +82,10 @@ class Masker(Protocol):
     n: int
     names: list[str]
     groups: np.ndarray
-    inputs: Inputs | None
+
+    @property
+    def inputs(self) -> Inputs | None:
+        """The examples the features own (a text, an image), or None."""
 
     def masking(self, masks: torch.Tensor, inputs: Inputs) -> AbstractContextManager[Inputs]:
         """Mask ``inputs`` (B examples) row by row with ``masks`` ``(B, n)`` bool."""
@@ -188,10 +195,12 @@ def digest(*parts: Any) -> str:
 
 
 def _fail(message: str) -> NoReturn:
-    raise AssertionError(f"check_feature_set: {message}")
+    raise AssertionError(f"check_set_function: {message}")
 
 
-def check_feature_set(features: FeatureSet, masks: np.ndarray | None = None, seed: int = 0, atol: float = 1e-4) -> None:
+def check_set_function(
+    features: SetFunction, masks: np.ndarray | None = None, seed: int = 0, atol: float = 1e-4
+) -> None:
     """Check that ``features`` behaves as compattr needs; raise ``AssertionError`` if not.
 
     Checks the attributes (``n``, ``names``, ``groups``), that ``evaluate`` returns one finite
@@ -202,8 +211,9 @@ def check_feature_set(features: FeatureSet, masks: np.ndarray | None = None, see
 
     Parameters
     ----------
-    features : FeatureSet
-        The feature set to check.
+    features : SetFunction
+        The set function to check (your own features, or a
+        :class:`~compattr.query.MaskedModel`).
     masks : (m, n) bool array, optional
         Masks to evaluate; default: the full mask, the empty mask and 6 random ones.
     seed : int
@@ -254,6 +264,11 @@ def check_feature_set(features: FeatureSet, masks: np.ndarray | None = None, see
         readable = isinstance(fp, str) or (isinstance(fp, Mapping) and all(isinstance(v, str) for v in fp.values()))
         if not readable or fp != features.fingerprint():
             _fail("fingerprint() must return the same string (or str -> str mapping) every call.")
+
+
+#: The earlier names of :class:`SetFunction` and :func:`check_set_function` (the same objects).
+FeatureSet = SetFunction
+check_feature_set = check_set_function
 
 
 def names_from(names: Sequence[str] | None, n: int, default: Callable[[int], str]) -> list[str]:

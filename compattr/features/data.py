@@ -10,7 +10,7 @@ of the training set. Two sources:
   :meth:`TrainingSubsets.from_arrays`; only those masks can be evaluated, so fit the proxy on
   ``features.masks`` directly.
 
-:class:`TrainingSubsets` is a plain :class:`~compattr.features.base.FeatureSet` (it needs no
+:class:`TrainingSubsets` is a plain :class:`~compattr.features.base.SetFunction` (it needs no
 model, value or inputs), and a complete example of implementing that protocol.
 """
 

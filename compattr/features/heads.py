@@ -23,8 +23,9 @@ Usage::
         out = model(input_ids)   # row b uses M[b]
 
 To evaluate masks, bind the heads to a value function and inputs with
-:class:`compattr.query.Query`; it also uses :meth:`AttentionHeads.layer_replay` to run the
-layers before the first masked layer once per example instead of once per mask.
+:class:`compattr.query.MaskedModel` (what :func:`compattr.explain` does); it also uses
+:meth:`AttentionHeads.layer_replay` to run the layers before the first masked layer once per
+example instead of once per mask.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class AttentionHeads:
     layers : list of int
     n_heads, n_kv_heads : int
     inputs : None
-        Heads own no inputs; pass them to :class:`compattr.query.Query`.
+        Heads own no inputs; pass them to :func:`compattr.explain` or
+        :class:`compattr.query.MaskedModel`.
     """
 
     inputs = None

@@ -7,7 +7,8 @@ model's own patch grid for ViT/CLIP-style models (e.g. 14 x 14 for 224-pixel ima
 16-pixel patches)::
 
     patches = ImagePatches(pixels, grid=(7, 7), fill="blur")
-    query = compattr.query.Query(model, patches, compattr.values.ClassLogit())
+    ex = compattr.explain(model, patches, compattr.values.ClassLogit())   # the patches own the image
+    masked = compattr.query.MaskedModel(model, patches, compattr.values.ClassLogit())  # masks -> outputs
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ When nothing masked lives in blocks ``0 .. start-1`` (attention heads of later l
 those blocks compute the same output for every mask. :class:`LayerReplay` captures it once per
 example batch and, while a batch of masks runs, makes those blocks return it (tiled to the
 batch) instead of recomputing it: exact, and as much faster as the skipped blocks cost.
-:meth:`compattr.features.AttentionHeads.layer_replay` builds one; :class:`compattr.query.Query`
+:meth:`compattr.features.AttentionHeads.layer_replay` builds one; :class:`compattr.query.MaskedModel`
 uses it.
 """
 
@@ -31,7 +31,7 @@ class LayerReplay:
     Exact when nothing masked lives in those blocks: their output is the same for every mask.
     The replayed output is tiled to the batch of the current forward, whose rows must be the
     captured examples repeated mask after mask (row ``r`` = example ``r % E``), as
-    :class:`compattr.query.Query` lays them out.
+    :class:`compattr.query.MaskedModel` lays them out.
     """
 
     def __init__(self, blocks: nn.ModuleList, start: int):

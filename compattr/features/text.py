@@ -10,7 +10,8 @@ Works for Hugging Face classifiers and causal LMs with a fast tokenizer (one tha
 offsets)::
 
     words = Words(tokenizer, "a gripping, heartfelt film", prefix=chat_start, suffix=chat_end)
-    query = compattr.query.Query(model, words, compattr.values.LogLikelihood())
+    ex = compattr.explain(model, words, compattr.values.LogLikelihood())   # the words own their inputs
+    masked = compattr.query.MaskedModel(model, words, compattr.values.LogLikelihood())  # masks -> outputs
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class TextSpans:
     token_units : (S,) int array
         The unit of each token, ``n`` for tokens that are never masked.
     fixed_prefix : int
-        Number of leading tokens that are never masked; :class:`compattr.query.Query` computes
+        Number of leading tokens that are never masked; :class:`compattr.query.MaskedModel` computes
         their key/value cache once on causal LMs.
     replacement_id : int
     """

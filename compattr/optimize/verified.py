@@ -8,6 +8,7 @@ distinct mask once and counts it, so methods are compared at equal calls.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -213,7 +214,8 @@ class PlanSearch:
     calls : int
         Model calls the search spent (its own candidates, not the fitting data it was given).
     rounds : pandas.DataFrame
-        One row per candidate: ``round``, ``source`` (``"ILP"`` or ``"trust region"``),
+        One row per candidate: ``round``, ``source`` (``"ILP"``, ``"ILP (time limit)"`` or
+        ``"trust region"``),
         ``predicted`` (the round's surrogate), ``measured``, and ``best`` (the incumbent's
         measured value after the round).
     """
@@ -236,6 +238,7 @@ def verified_plan(
     min_per_group: int | None = None,
     maximize: bool = True,
     seed: int = 0,
+    time_limit: float | None = 20.0,
 ) -> PlanSearch:
     """A kept-set of ``size`` features chosen by a surrogate and checked on the model.
 
@@ -266,6 +269,10 @@ def verified_plan(
         Maximise (default) or minimise the output.
     seed : int
         Seeds the default surrogate fit.
+    time_limit : float, optional
+        Seconds the integer program may take per round (a refitted spectrum can make it
+        hard); when it runs out, the best kept-set found so far is the candidate, and its
+        ``source`` says ``"ILP (time limit)"``. None: no limit.
 
     Returns
     -------
@@ -286,7 +293,7 @@ def verified_plan(
         if surrogate is None:
             surrogate = fit(*oracle.data())
         incumbent = _incumbent(oracle, size, groups, min_per_group, sign)
-        candidates = [("ILP", best_subset(surrogate, size, maximize, **constraints))]
+        candidates = [_ilp_candidate(surrogate, size, maximize, time_limit, constraints)]
         if incumbent is not None:
             swaps = _swaps(incumbent[0], groups, min_per_group)
             order = np.argsort(-sign * surrogate.predict(swaps), kind="stable")
@@ -312,6 +319,18 @@ def verified_plan(
         surrogate = None
     kept, value = _best_measured(oracle, size, groups, min_per_group, sign)
     return PlanSearch(kept, value, oracle.calls - start_calls, pd.DataFrame(rows))
+
+
+def _ilp_candidate(surrogate, size, maximize, time_limit, constraints) -> tuple[str, np.ndarray]:
+    """``(source, kept-set)``: the surrogate's optimum, or its best within ``time_limit``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = best_subset(surrogate, size, maximize, time_limit=time_limit, **constraints)
+    limited = any("time_limit" in str(w.message) for w in caught)
+    for w in caught:
+        if "time_limit" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ("ILP (time limit)" if limited else "ILP"), kept
 
 
 def _incumbent(oracle, size, groups, min_per_group, sign) -> tuple[np.ndarray, float] | None:

@@ -5,18 +5,19 @@
 :mod:`~compattr.query.values`
     Value functions: what a query measures (class logit, log-likelihood, multiple choice...).
 :mod:`~compattr.query.evaluator`
-    :class:`Query`: a model, a masker, a value and inputs, evaluated on many masks per forward
-    pass; :mod:`~compattr.query.prefix` adds the key/value cache of a fixed prompt prefix
-    (:class:`PrefixCache`).
+    :class:`MaskedModel`: a model, a masker, a value and inputs, evaluated on many masks per
+    forward pass; :mod:`~compattr.query.prefix` adds the key/value cache of a fixed prompt
+    prefix (:class:`PrefixCache`). ``Query`` is its earlier name (the same class).
 :mod:`~compattr.query.runner`
-    :func:`run_queries`: any feature set on a mask matrix, in chunks, across processes.
+    :func:`run_queries`: any set function on a mask matrix, in chunks, across processes.
 :mod:`~compattr.query.cache`
-    :class:`QueryCache`: the on-disk store that makes a run resumable.
+    :class:`QueryCache`: the on-disk store that makes a run resumable, one per fingerprint
+    under a cache root (:func:`cache_folder`).
 """
 
 from ..features.base import input_device
-from .cache import CacheCorruptError, CacheMismatchError, QueryCache
-from .evaluator import Query, model_fingerprint
+from .cache import CacheCorruptError, CacheMismatchError, QueryCache, cache_folder
+from .evaluator import MaskedModel, Query, model_fingerprint
 from .masks import budget, sample_masks
 from .prefix import PrefixCache
 from .runner import run_queries
@@ -24,10 +25,12 @@ from .runner import run_queries
 __all__ = [
     "CacheCorruptError",
     "CacheMismatchError",
+    "MaskedModel",
     "PrefixCache",
     "Query",
     "QueryCache",
     "budget",
+    "cache_folder",
     "input_device",
     "model_fingerprint",
     "run_queries",

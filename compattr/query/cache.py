@@ -1,6 +1,15 @@
 """On-disk store of (mask, output) pairs, so an interrupted query run resumes where it stopped.
 
-A cache is a folder for one model x feature set x value function x inputs, holding two plain
+The ``cache_dir`` of :func:`compattr.explain` and :func:`compattr.query.run_queries` is a
+*root* that serves every model, feature set, value function and inputs: the outputs of one
+set function go to the subfolder :func:`cache_folder` names after a digest of its
+``fingerprint()``, so runs of other models or questions share the root without clashing, and
+each resumes from its own subfolder. A root that itself holds a cache's files (its
+``manifest.json``: the layout before roots, or a subfolder named directly) is used as that
+one cache, as before, and refuses outputs of anything else (:class:`CacheMismatchError`).
+Neither a root nor a cache folder may be a symbolic link.
+
+A cache is a folder for one model x set function x value function x inputs, holding two plain
 files (the folder and its files must not be symbolic or hard links, so that nothing is ever
 written outside it):
 
@@ -45,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_masks
+from ..features.base import digest
 
 _FORMAT = "compattr.query-cache"
 _VERSION = 2
@@ -62,6 +72,47 @@ class CacheMismatchError(ValueError):
 
 class CacheCorruptError(CacheMismatchError):
     """The cache folder is damaged (or holds links): its outputs cannot be trusted."""
+
+
+def holds_cache(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` directly holds the files of a query cache (any of them, links
+    included: a damaged cache or one of an older format counts, so that it is checked, not
+    passed over)."""
+    folder = Path(folder)
+    return any(os.path.lexists(folder / name) for name in (_MANIFEST, _MANIFEST_TMP, _RECORDS, *_OLD_FILES))
+
+
+def cache_folder(cache_dir: str | os.PathLike, fingerprint: str | Mapping[str, str]) -> Path:
+    """The folder that caches the outputs of a set function with ``fingerprint`` under ``cache_dir``.
+
+    Parameters
+    ----------
+    cache_dir : str or Path
+        A cache root: the folder passed as ``cache_dir`` to :func:`compattr.explain` or
+        :func:`compattr.query.run_queries`.
+    fingerprint : str or mapping of str to str
+        The set function's ``fingerprint()``.
+
+    Returns
+    -------
+    Path
+        ``cache_dir`` itself when it directly holds a cache's files (:func:`holds_cache`: the
+        layout before roots; its manifest then decides whether the outputs apply), else
+        ``cache_dir / digest(fingerprint)``, 16 hex digits (the folder the word, patch and
+        induction-head recipes made by hand before, so their caches are found again).
+
+    Raises
+    ------
+    CacheCorruptError
+        ``cache_dir`` is a symbolic link (nothing is written through a link).
+    """
+    root = Path(cache_dir)
+    if root.is_symlink():
+        raise CacheCorruptError(
+            f"the query cache folder {root} is a symbolic link; a cache folder must be a plain "
+            "folder, so that nothing is written outside it."
+        )
+    return root if holds_cache(root) else root / digest(fingerprint)
 
 
 class QueryCache:

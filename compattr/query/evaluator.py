@@ -1,8 +1,8 @@
-"""Evaluate a model on many masks: :class:`Query` binds a model, a masker, a value and inputs.
+"""Evaluate a model on many masks: :class:`MaskedModel` binds a model, a masker, a value and inputs.
 
-A :class:`Query` binds a model, a :class:`~compattr.features.base.Masker` (heads, words,
+A :class:`MaskedModel` binds a model, a :class:`~compattr.features.base.Masker` (heads, words,
 patches), a :class:`~compattr.query.values.Value` and inputs into a
-:class:`~compattr.features.base.FeatureSet`. Its ``evaluate(masks)`` lays masks x examples out
+:class:`~compattr.features.base.SetFunction`. Its ``evaluate(masks)`` lays masks x examples out
 as rows of one batch (row ``r`` = mask ``r // e``, example ``r % e``), so one forward pass
 evaluates many masks; picks the batch size (growing it while throughput rises, with
 ``batch_size="auto"``) and halves it on out-of-memory; runs under ``torch.inference_mode``
@@ -15,7 +15,7 @@ a fixed prompt prefix, the prefix's key/value cache is computed once
 :func:`~compattr.query.runner.run_queries` evaluates it on a mask matrix, cached and
 resumable. This is the call path of ``compattr.explain``::
 
-    query = Query(model, features=heads, value=ClassLogit(), inputs=batch)
+    query = MaskedModel(model, features=heads, value=ClassLogit(), inputs=batch)
     X = compattr.sample_masks(query.n, m, seed=seed)
     y = run_queries(query, X, cache_dir=cache_dir)      # (m,) outputs
     est = compattr.ProxySPEX(seed=seed).fit(X, y)
@@ -40,8 +40,10 @@ from .values import Value
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
-class Query:
-    """A model, a masker, a value function and inputs, evaluated as a :class:`FeatureSet`.
+class MaskedModel:
+    """A model, a masker, a value function and inputs, evaluated as a :class:`SetFunction`.
+
+    ``Query`` is its earlier name (the same class).
 
     Parameters
     ----------
@@ -82,7 +84,7 @@ class Query:
         replay: bool = True,
     ):
         if getattr(features, "model", model) is not model:
-            raise ValueError("features were built for another model than the one given to Query.")
+            raise ValueError("features were built for another model than the one given to MaskedModel.")
         if inputs is None:
             inputs = getattr(features, "inputs", None)
             if inputs is None:
@@ -122,11 +124,23 @@ class Query:
             "inputs": f"inputs#{digest(self.inputs)}",
         }
 
-    def evaluate(self, masks) -> np.ndarray:
-        """Outputs ``(m,)`` float64 of masks ``(m, n)`` bool (True = feature kept)."""
+    def evaluate(self, masks, per_example: bool = False) -> np.ndarray:
+        """Outputs of masks ``(m, n)`` bool (True = feature kept).
+
+        Parameters
+        ----------
+        masks : (m, n) bool array
+        per_example : bool
+            Return every example's output (the value's ``per_example``, e.g. whether each
+            question was answered right) instead of their mean.
+
+        Returns
+        -------
+        (m,) float64 array, or (m, Q) with ``per_example``
+        """
         X = as_masks(masks, self.n)
         M = torch.from_numpy(X).to(self.device)
-        out = np.empty(len(X))
+        out: list[np.ndarray] = []
         with torch.inference_mode():
             inputs, targets = self._prepare()
             E = n_examples(inputs)
@@ -136,7 +150,7 @@ class Query:
                 b = max(1, self.batch_size // e)
                 start = time.perf_counter()
                 try:
-                    out[i : i + b] = self._evaluate_batch(M[i : i + b], inputs, targets, e)
+                    out.append(self._evaluate_batch(M[i : i + b], inputs, targets, e, per_example))
                 except Exception as error:
                     if not _is_oom(error) or self.batch_size == 1:
                         raise
@@ -146,15 +160,18 @@ class Query:
                     self._sizer.observe(b / (time.perf_counter() - start))
                     self.batch_size = self._sizer.size
                 i += b
-        return out
+        return np.concatenate(out) if out else np.empty((0, 0) if per_example else 0)
 
     def _prepare(self) -> tuple[Inputs, Any]:
         if self._prepared is None:
             self._prepared = self.value.prepare(self.model, self.inputs, self.batch_size)
         return self._prepared
 
-    def _evaluate_batch(self, masks: torch.Tensor, inputs: Inputs, targets: Any, e: int) -> np.ndarray:
-        """Outputs of ``b`` masks, their examples taken ``e`` at a time."""
+    def _evaluate_batch(
+        self, masks: torch.Tensor, inputs: Inputs, targets: Any, e: int, per_example: bool = False
+    ) -> np.ndarray:
+        """Outputs ``(b,)`` (or ``(b, Q)`` per example) of ``b`` masks, their examples taken
+        ``e`` at a time."""
         b, E = len(masks), n_examples(inputs)
         model = self.model if self._prefix_cache is None else self._prefix_cache
         tile = lambda v: v.repeat(b, *([1] * (v.ndim - 1)))  # row r: example r % k
@@ -165,7 +182,9 @@ class Query:
             x_rows, t_rows = map_inputs(tile, x), map_inputs(tile, t)
             with self._replaying(j, x, t), self.features.masking(masks.repeat_interleave(k, 0), x_rows) as xm:
                 scores.append(self.value.score(model, xm, t_rows).view(b, k))
-        return self.value.reduce(torch.cat(scores, 1)).double().cpu().numpy()
+        rows = torch.cat(scores, 1)
+        out = self.value.per_example(rows) if per_example else self.value.reduce(rows)
+        return out.double().cpu().numpy()
 
     def _replaying(self, start: int, x: Inputs, t: Any):
         if self._layer_replay is None:
@@ -182,6 +201,10 @@ class Query:
         self._captured.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+#: The earlier name of :class:`MaskedModel` (the same class).
+Query = MaskedModel
 
 
 class _BatchSizer:

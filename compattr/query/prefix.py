@@ -2,7 +2,7 @@
 
 Causal attention makes the keys and values of a prefix independent of the tokens after it, so
 when every masked row begins with the same unmasked prefix, :class:`PrefixCache` runs the
-prefix once and only the later tokens per row (exact). :class:`~compattr.query.Query` uses it
+prefix once and only the later tokens per row (exact). :class:`~compattr.query.MaskedModel` uses it
 for text features with a ``prefix`` on Hugging Face causal LMs.
 """
 

@@ -1,11 +1,11 @@
-"""Run a feature set on a mask matrix: in timed chunks, with a progress bar, cached, resumable.
+"""Run a set function on a mask matrix: in timed chunks, with a progress bar, cached, resumable.
 
-:func:`run_queries` evaluates any :class:`~compattr.features.base.FeatureSet` (a
-:class:`~compattr.query.Query`, or your own) on every distinct mask once, optionally through a
-:class:`~compattr.query.cache.QueryCache` folder: every chunk's outputs are stored as soon as
-they are computed, a killed run resumes where it stopped without re-querying, and a cache made
-for another model, feature set, value function or inputs is refused. Launched with
-``accelerate launch`` (or any launcher that sets ``WORLD_SIZE``), the processes split the
+:func:`run_queries` evaluates any :class:`~compattr.features.base.SetFunction` (a
+:class:`~compattr.query.MaskedModel`, or your own) on every distinct mask once, optionally
+through a :class:`~compattr.query.cache.QueryCache` under a cache root: each set function's
+outputs go to the subfolder named by its fingerprint, every chunk's outputs are stored as soon
+as they are computed, and a killed run resumes where it stopped without re-querying. Launched
+with ``accelerate launch`` (or any launcher that sets ``WORLD_SIZE``), the processes split the
 masks, share the cache and all return the gathered outputs.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -22,8 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import as_masks, as_outputs
-from ..features.base import FeatureSet, n_examples
-from .cache import QueryCache
+from ..features.base import SetFunction, n_examples
+from .cache import QueryCache, cache_folder
 
 
 class _Processes:
@@ -79,34 +79,35 @@ class _ChunkSizer:
         return outputs
 
 
-def _on_accelerator(features: FeatureSet) -> bool:
-    """Whether ``features`` says it runs off the CPU (a ``device`` attribute, as a Query has)."""
+def _on_accelerator(features: SetFunction) -> bool:
+    """Whether ``features`` says it runs off the CPU (a ``device`` attribute, as a MaskedModel has)."""
     device = getattr(features, "device", None)
     return device is not None and torch.device(device).type != "cpu"
 
 
-def _least_chunk(features: FeatureSet) -> int:
-    """Masks for two forward passes of a :class:`Query` on an accelerator at its current
+def _least_chunk(features: SetFunction) -> int:
+    """Masks for two forward passes of a :class:`MaskedModel` on an accelerator at its current
     batch size, so that every call measures a full batch and ``batch_size="auto"`` can grow;
-    1 for other feature sets."""
+    1 for other set functions."""
     rows, inputs = getattr(features, "batch_size", None), getattr(features, "inputs", None)
     if not _on_accelerator(features) or not isinstance(rows, (int, np.integer)) or inputs is None:
         return 1
     return 2 * max(1, rows // min(n_examples(inputs), rows))
 
 
-def _cache_fingerprint(features: FeatureSet) -> Mapping[str, str]:
+def _open_cache(cache_dir: str | os.PathLike, features: SetFunction) -> QueryCache:
+    """The cache of ``features``'s outputs under the root ``cache_dir`` (see :func:`cache_folder`)."""
     fingerprint = getattr(features, "fingerprint", None)
     if fingerprint is None:
         raise TypeError(
             f"cache_dir needs a feature set with a fingerprint() method; {type(features).__name__} has none."
         )
     fp = fingerprint()
-    return {"features": fp} if isinstance(fp, str) else fp
+    return QueryCache(cache_folder(cache_dir, fp), features.n, {"features": fp} if isinstance(fp, str) else fp)
 
 
 def run_queries(
-    features: FeatureSet,
+    features: SetFunction,
     masks,
     *,
     cache_dir: str | os.PathLike | None = None,
@@ -117,22 +118,27 @@ def run_queries(
 
     Parameters
     ----------
-    features : FeatureSet
-        E.g. a :class:`Query`, or any object with ``n`` and ``evaluate(masks)``.
+    features : SetFunction
+        E.g. a :class:`MaskedModel`, or any object with ``n`` and ``evaluate(masks)``.
     masks : (m, n) bool array
         True = feature kept.
     cache_dir : path, optional
-        A :class:`~compattr.query.cache.QueryCache` folder: outputs found there are not recomputed,
-        new ones are stored (durably) after each ``evaluate`` call. Needs
+        A cache root, shared by any number of models, set functions, values and inputs:
+        the outputs go to ``cache_dir / digest(features.fingerprint())``
+        (:func:`~compattr.query.cache.cache_folder`), a
+        :class:`~compattr.query.cache.QueryCache`. Outputs found there are not recomputed;
+        new ones are stored (durably) after each ``evaluate`` call. A ``cache_dir`` that
+        itself holds a cache (its ``manifest.json``) is used as that cache, as before roots,
+        and refuses a set function with another fingerprint. Needs
         ``features.fingerprint()``. Several runs (other seeds, other processes) may share one
-        folder at once; under ``accelerate launch`` it must be on a filesystem that every
+        root at once; under ``accelerate launch`` it must be on a filesystem that every
         process sees.
     chunk_size : int, optional
-        Most masks per ``features.evaluate`` call; default 128, or 1,024 for a feature set on
-        an accelerator (a :class:`Query` there grows its batches up to what one call holds).
-        Calls start at one mask and grow while they take well under two seconds, so that
-        outputs are stored and the progress bar moves every few seconds; a :class:`Query` on
-        an accelerator always gets two forward passes' worth.
+        Most masks per ``features.evaluate`` call; default 128, or 1,024 for a set function
+        on an accelerator (a :class:`MaskedModel` there grows its batches up to what one call
+        holds). Calls start at one mask and grow while they take well under two seconds, so
+        that outputs are stored and the progress bar moves every few seconds; a
+        :class:`MaskedModel` on an accelerator always gets two forward passes' worth.
     progress : bool
         Show a tqdm progress bar (of the first process's share of the masks).
 
@@ -147,8 +153,11 @@ def run_queries(
     ValueError
         Masks of the wrong width, or non-finite outputs (nothing non-finite is cached).
     compattr.query.CacheMismatchError
-        ``cache_dir`` was made for another model, feature set, value function or inputs, or
-        (:class:`~compattr.query.CacheCorruptError`) is damaged.
+        ``cache_dir`` itself holds a cache made for another model, set function, value
+        function or inputs, or (:class:`~compattr.query.CacheCorruptError`) the cache is
+        damaged or a symbolic link.
+    TypeError
+        ``cache_dir`` is given but ``features`` has no ``fingerprint()``.
     OSError
         Outputs could not be stored (e.g. a full disk); those are not marked as stored.
     """
@@ -161,7 +170,7 @@ def run_queries(
     _, first, inverse = np.unique(np.packbits(X, axis=1), axis=0, return_index=True, return_inverse=True)
     share = np.arange(procs.rank, len(first), procs.world)  # this process's distinct masks
     mine = X[first[share]]
-    opened = nullcontext() if cache_dir is None else QueryCache(cache_dir, features.n, _cache_fingerprint(features))
+    opened = nullcontext() if cache_dir is None else _open_cache(cache_dir, features)
     with opened as cache:
         values = np.full(len(mine), np.nan) if cache is None else cache.lookup(mine)
         bar = tqdm(
@@ -180,7 +189,7 @@ def run_queries(
 
 
 def _evaluate_missing(
-    features: FeatureSet, masks: np.ndarray, values: np.ndarray, cache: QueryCache | None, chunk_size: int, bar: tqdm
+    features: SetFunction, masks: np.ndarray, values: np.ndarray, cache: QueryCache | None, chunk_size: int, bar: tqdm
 ) -> None:
     """Fill the NaN entries of ``values`` ``(m,)`` with the outputs of their ``masks``
     ``(m, n)``, evaluated in timed chunks of at most ``chunk_size``; each chunk is stored in

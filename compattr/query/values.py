@@ -9,9 +9,9 @@ A :class:`Value` works in three steps, all on batches whose first axis is the ex
     the same examples on the first axis.
 ``score(model, inputs, targets) -> (B,)``
     One forward pass on a batch of rows (possibly masked), one score per row.
-``reduce(scores) -> (m,)``
-    Scores ``(m, E)`` of ``m`` masks on ``E`` prepared examples to one output per mask
-    (default: the mean over examples).
+``per_example(scores) -> (m, Q)`` and ``reduce(scores) -> (m,)``
+    Scores ``(m, E)`` of ``m`` masks on ``E`` prepared rows to one output per example and
+    mask (default: the rows themselves), and to one output per mask (the mean of those).
 
 :class:`compattr.query.Query` drives the three steps for any feature set; subclass
 :class:`Value` to measure something else.
@@ -44,7 +44,11 @@ Targets = Any
 
 
 class Value:
-    """Base class: ``prepare`` once, ``score`` per batch, ``reduce`` over examples."""
+    """Base class: ``prepare`` once, ``score`` per batch, ``reduce`` over examples.
+
+    ``per_example`` turns a batch's scores into one output per example (a question's
+    accuracy, an image's class logit); ``reduce`` averages them into the value.
+    """
 
     def prepare(self, model: torch.nn.Module, inputs: Inputs, batch_size: int) -> tuple[Inputs, Targets]:
         """Inputs to score and the targets they are scored against (computed unmasked)."""
@@ -54,9 +58,15 @@ class Value:
         """``(B,)`` float scores of one forward pass over ``B`` rows."""
         raise NotImplementedError
 
+    def per_example(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(m, E)`` scores of every scored row under each mask to ``(m, Q)`` outputs, one
+        per example (the rows themselves, unless one example spans several rows)."""
+        return scores
+
     def reduce(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(m, E)`` scores of every example under each mask to ``(m,)`` outputs."""
-        return scores.mean(-1)
+        """``(m, E)`` scores of every scored row under each mask to ``(m,)`` outputs: the
+        mean of :meth:`per_example`."""
+        return self.per_example(scores).mean(-1)
 
     def fingerprint(self) -> str:
         """Identifies the value function and its settings (used by the query cache).
@@ -83,16 +93,56 @@ def logits_of(output: Any) -> torch.Tensor:
     return logits
 
 
-def sequence_logits(model: torch.nn.Module, inputs: Inputs, first: int) -> torch.Tensor:
-    """Logits ``(B, S - first, V)`` of positions ``first ..`` of a sequence model's output.
+def sequence_logits(
+    model: torch.nn.Module,
+    inputs: Inputs,
+    first: int,
+    at: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Logits of a sequence model's output: ``(B, S - first, V)`` at positions ``first ..``,
+    or ``(P, V)`` at the ``P`` (row, position) pairs ``at`` (two ``(P,)`` index tensors,
+    positions ``>= first``, repeats allowed): ``logits[rows, positions]`` of the full output.
 
-    Causal LMs that take ``logits_to_keep`` (Hugging Face) compute only those positions, which
-    saves the language-model head on the others.
+    Causal LMs that take ``logits_to_keep`` (Hugging Face) compute only positions ``first ..``,
+    which saves the language-model head on the others. With ``at``, a model with an
+    output-embedding module (``get_output_embeddings()``) projects only those pairs' hidden
+    states onto the vocabulary (a forward pre-hook gathers the head's input), so padding and
+    unscored positions cost nothing.
     """
-    if forward_takes(type(model), "logits_to_keep"):
-        ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
-        return logits_of(call_model(model, inputs, logits_to_keep=ids.shape[1] - first))
-    return logits_of(call_model(model, inputs))[:, first:]
+    takes = forward_takes(type(model), "logits_to_keep")
+    ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
+    kwargs = {"logits_to_keep": ids.shape[1] - first} if takes else {}
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if at is None or not isinstance(head, torch.nn.Module):
+        logits = logits_of(call_model(model, inputs, **kwargs))[:, 0 if takes else first :]
+        if at is None:
+            return logits
+        return logits[at[0].to(logits.device), at[1].to(logits.device) - first]
+    rows, offsets = at[0], at[1] - (first if takes else 0)
+    calls: list[torch.Size] = []
+
+    def gather(module, args):
+        hidden = args[0]
+        if hidden.ndim != 3 or hidden.shape[0] != ids.shape[0] or calls:
+            raise RuntimeError(
+                f"the output embedding of {type(model).__name__} was called on {tuple(hidden.shape)} "
+                f"(call {len(calls) + 1}); expected one call on ({ids.shape[0]}, positions, hidden)."
+            )
+        calls.append(hidden.shape)
+        return (hidden[rows.to(hidden.device), offsets.to(hidden.device)][None], *args[1:])
+
+    handle = head.register_forward_pre_hook(gather)
+    try:
+        logits = logits_of(call_model(model, inputs, **kwargs))
+    finally:
+        handle.remove()
+    if not calls or logits.shape[:2] != (1, len(rows)):
+        raise RuntimeError(
+            f"{type(model).__name__} did not project the gathered positions through its output embedding "
+            f"(logits {tuple(logits.shape)} for {len(rows)} positions)."
+        )
+    return logits[0]
 
 
 def _in_batches(fn, inputs: Inputs, batch_size: int) -> torch.Tensor:
@@ -402,12 +452,13 @@ class MultipleChoice(Value):
             return _continuation_logprob(model, inputs, targets["scored"])[0]
         return self._metric(_option_logprobs(model, inputs, targets, self.K), targets["answer"])
 
-    def reduce(self, scores):
+    def per_example(self, scores):
+        """``(m, Q)`` scores per question (an accuracy's 0 or 1, a log-probability)."""
         if scores.shape[-1] == len(self.options):  # packed rows: one score per question (K >= 2)
-            return scores.mean(-1)
+            return scores
         per_option = scores.view(scores.shape[0], -1, self.K)
         answers = self.answers.to(scores.device).expand(scores.shape[0], -1)
-        return self._metric(per_option.flatten(0, 1), answers.flatten()).view(scores.shape[0], -1).mean(-1)
+        return self._metric(per_option.flatten(0, 1), answers.flatten()).view(scores.shape[0], -1)
 
     def _metric(self, per_option: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` option log-probabilities and ``(B,)`` answers to ``(B,)`` scores."""
@@ -498,12 +549,15 @@ def _packed_options(
 
 def _option_logprobs(model, inputs: Mapping[str, Any], targets: Mapping[str, Any], K: int) -> torch.Tensor:
     """``(B, K)`` summed log-probabilities of each option's tokens in packed rows."""
-    predictor, option = targets["predictor"], targets["option"]
-    first = int(predictor.min())
-    logits = sequence_logits(model, inputs, first)
-    predictor, option = predictor.to(logits.device), option.to(logits.device)
-    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-    logp = torch.log_softmax(logits[rows, predictor - first].float(), -1)  # (B, N, V)
-    picked = logp.gather(-1, targets["token"].to(logits.device).unsqueeze(-1)).squeeze(-1)
-    picked = torch.where(option >= 0, picked, 0.0)
-    return torch.zeros(logits.shape[0], K, device=logits.device).scatter_add_(1, option.clamp(min=0), picked)
+    predictor, option, token = targets["predictor"], targets["option"], targets["token"]
+    scored = option >= 0  # (B, N): option tokens (the rest is padding)
+    rows, slots = scored.nonzero(as_tuple=True)
+    positions = predictor[rows, slots]
+    logits = sequence_logits(model, inputs, int(positions.min()), (rows, positions))  # (P, V)
+    logp = torch.log_softmax(logits.float(), -1)
+    picked = torch.zeros(option.shape, device=logits.device)
+    picked[rows.to(logits.device), slots.to(logits.device)] = logp.gather(
+        -1, token[rows, slots].to(logits.device)[:, None]
+    ).squeeze(-1)
+    option = option.to(logits.device)
+    return torch.zeros(option.shape[0], K, device=logits.device).scatter_add_(1, option.clamp(min=0), picked)

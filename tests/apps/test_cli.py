@@ -65,7 +65,8 @@ def test_explain_writes_the_explanation(assets, tmp_path, capsys):
         "energy.png",
     ):
         assert (out / name).is_file(), name
-    assert (out / "queries" / "manifest.json").is_file()
+    (cache,) = (out / "queries").iterdir()  # the query cache root holds one cache: this run's
+    assert (cache / "manifest.json").is_file()
     ex = compattr.Explanation.load(out)
     assert ex.n == 8 and ex.names[0] == "L1.H0" and len(ex.masks) == 60
     settings = json.loads((out / "settings.json").read_text())
@@ -80,15 +81,16 @@ def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
     out = tmp_path / "out"
     assert (out / "explanation" / "spectrum.json").is_file() and (out / "explanation" / "heads.png").is_file()
     table = pd.read_csv(out / "results.csv")
-    assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-15"]
-    assert table["heads kept"].tolist() == [12, 6, 6, 6]
+    assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-N", "greedy", "single-head"]
+    assert table["heads kept"].tolist() == [12, 6, 6, 6, 6, 6]
+    assert table["model calls"].tolist()[3] == 15 and table["model calls"].tolist()[-1] == 13
     assert table["test accuracy"].between(0, 1).all()
-    for name in ("proxyspex", "lasso", "best_of_n"):
+    for name in ("proxyspex", "lasso", "best_of_n", "greedy", "single_head"):
         plan = compattr.PruningPlan.from_json(out / "plans" / f"{name}.json")
         assert plan.kept.sum() == 6 and (plan.kept_per_group()["kept"] >= 1).all()
     assert (out / "results.md").read_text().startswith("| method")
     printed = capsys.readouterr().out
-    assert "test: 6" in printed and "Best-of-15" in printed
+    assert "test: 6" in printed and "Best-of-N" in printed and " won with test accuracy " in printed
 
 
 @pytest.mark.parametrize(

@@ -209,3 +209,31 @@ def test_smollm2_asset_loads_and_knows_paris():
     assert logits.shape == (1, ids.shape[1], 49152)
     assert tokenizer.decode(logits[0, -1].argmax()).strip() == "Paris"
     assert os.path.isdir(models.cache_root() / models.SMOLLM2_NAME)
+
+
+class _Slow(torch.nn.Module):
+    """A model whose forward takes ``delay`` seconds."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+
+    def forward(self, input_ids):
+        import time
+
+        time.sleep(self.delay)
+        return input_ids
+
+
+def test_fastest_dtype_takes_the_faster_measured_forward():
+    loaded = []
+
+    def load(dtype):
+        loaded.append(dtype)
+        return _Slow(0.05 if dtype == "float32" else 0.0)
+
+    batch = {"input_ids": torch.zeros(1, 3, dtype=torch.long)}
+    dtype, seconds = models.fastest_dtype(load, batch)
+    assert dtype == "bfloat16" and loaded == ["float32", "bfloat16"]
+    assert seconds["float32"] >= 0.05 > seconds["bfloat16"]
+    assert models.fastest_dtype(lambda d: _Slow(0.0), batch, ["float16"])[0] == "float16"

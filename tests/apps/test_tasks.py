@@ -188,6 +188,25 @@ def test_capitals_missing_package_names_the_pip_command(monkeypatch):
         tasks.capitals()
 
 
+def test_continents_questions_are_well_formed_and_seeded():
+    pytest.importorskip("countryinfo", reason=f"needs {tasks.COUNTRYINFO_PIN} (pip install --no-deps)")
+    qs = tasks.continents()
+    assert len(qs) > 200 and qs.n_options == 4
+    by_country = {p: o[a] for p, o, a in zip(qs.prompts, qs.options, qs.answers)}
+    assert by_country["France is a country in"] == "Europe"
+    assert by_country["Japan is a country in"] == "Asia"
+    assert by_country["Brazil is a country in"] == "America"
+    assert by_country["Kenya is a country in"] == "Africa"
+    for options in qs.options:
+        assert len(set(options)) == 4 and set(options) <= {"Africa", "America", "Asia", "Europe", "Oceania"}
+    assert np.bincount(qs.answers, minlength=4).min() > len(qs) / 8
+    assert tasks.continents(seed=3) == tasks.continents(seed=3) != qs
+    assert tasks.continents(n_options=5).n_options == 5
+    with pytest.raises(ValueError, match="n_options"):
+        tasks.continents(n_options=6)
+    assert tasks.TASKS["continents"] is tasks.continents and tasks.TASKS["capitals"] is tasks.capitals
+
+
 # --------------------------------------------------------------------------- encode / accuracy
 def test_encode_gives_the_right_value():
     qs = _toy(6, K=3)
@@ -203,8 +222,8 @@ def test_encode_gives_the_right_value():
     assert inputs["input_ids"].shape == (6, max(len(p.split()) for p in qs.prompts))
 
 
-def _manual_accuracy(model, tok, qs: QuestionSet) -> float:
-    right = 0
+def _manual_answered(model, tok, qs: QuestionSet) -> list[bool]:
+    right = []
     with torch.inference_mode():
         for prompt, options, answer in zip(qs.prompts, qs.options, qs.answers):
             p = tok(prompt)["input_ids"]
@@ -213,8 +232,25 @@ def _manual_accuracy(model, tok, qs: QuestionSet) -> float:
                 o = tok(" " + option)["input_ids"]
                 logp = torch.log_softmax(model(input_ids=torch.tensor([p + o])).logits[0], -1)
                 scores.append(sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(o)))
-            right += int(np.argmax(scores) == answer)
-    return right / len(qs)
+            right.append(bool(np.argmax(scores) == answer))
+    return right
+
+
+def _manual_accuracy(model, tok, qs: QuestionSet) -> float:
+    return float(np.mean(_manual_answered(model, tok, qs)))
+
+
+def test_answered_matches_a_manual_forward_per_question():
+    model, tok, qs = tiny_llama(), word_tokenizer(), _toy(12, K=3)
+    heads = compattr.AttentionHeads(model, layers=[1, 2])
+    K = np.stack([np.ones(heads.n, bool), np.arange(heads.n) % 3 == 0])
+    right = tasks.answered(model, tok, qs, heads, K)
+    assert right.shape == (2, 12) and right.dtype == bool
+    assert right[0].tolist() == _manual_answered(model, tok, qs)
+    with heads.masked(K[1]):
+        assert right[1].tolist() == _manual_answered(model, tok, qs)
+    assert right[1].tolist() != right[0].tolist()  # the mask changes some answers: the test can fail
+    assert tasks.answered(model, tok, qs, heads, K[1]).tolist() == right[1].tolist()
 
 
 def test_accuracy_matches_a_manual_forward_and_takes_plans():
@@ -234,7 +270,7 @@ def test_accuracy_matches_a_manual_forward_and_takes_plans():
         tasks.accuracy(model, tok, qs, kept=K[1])
 
 
-def test_compare_plans_on_a_tiny_model(tmp_path):
+def test_compare_plans_on_a_tiny_model(tmp_path, monkeypatch):
     model, tok = tiny_llama(layers=3, heads=4, kv_heads=2), word_tokenizer()
     train, test = _toy(14, K=3).split(train=8)
     heads = compattr.AttentionHeads(model)
@@ -250,18 +286,42 @@ def test_compare_plans_on_a_tiny_model(tmp_path):
         progress=False,
         cache_dir=tmp_path / "q",
     )
+    # Every train-value mask the methods send to the model is recorded (no cache, so each
+    # one is a forward pass): their count must equal the calls the table reports.
+    sent = []
+    run_queries = tasks.run_queries
+
+    def recording(features, K, **kwargs):
+        sent.append(len(K))
+        return run_queries(features, K, **kwargs)
+
+    monkeypatch.setattr(tasks, "run_queries", recording)
     plans, table = tasks.compare_plans(
-        ex, model, tok, heads, train, test, 6, best_of=20, min_per_layer=1, cache_dir=tmp_path / "q", progress=False
+        ex, model, tok, heads, train, test, 6, rounds=2, per_round=3, min_per_layer=1, progress=False
     )
-    assert list(plans) == ["ProxySPEX", "LASSO", "Best-of-N"]
-    assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-20"]
-    assert table["heads kept"].tolist() == [12, 6, 6, 6]
+    assert list(plans) == ["ProxySPEX", *tasks.BASELINES]
+    assert table["method"].tolist() == ["unpruned", "ProxySPEX", *tasks.BASELINES]
+    assert table["heads kept"].tolist() == [12, 6, 6, 6, 6, 6]
     for plan in plans.values():
         assert (plan.kept_per_group()["kept"] >= 1).all()
+    calls = dict(zip(table["method"], table["model calls"]))
+    search = table.attrs["verification"]
+    assert 1 <= len(search) <= 6 and calls["ProxySPEX"] == 80 + len(search)
+    assert calls["LASSO"] == 80 and calls["single-head"] == 13
+    assert calls["greedy"] <= calls["ProxySPEX"] and calls["Best-of-N"] <= calls["ProxySPEX"]
+    assert sum(sent[:-1]) == len(search) + calls["Best-of-N"] + calls["greedy"] + calls["single-head"]
+    # the plan is the best measured candidate of the verification
+    assert table["train value"].iloc[1] == pytest.approx(max(search["measured"].max(), search["best"].max()))
     K = np.stack([p.kept for p in plans.values()])
-    assert table["test accuracy"].iloc[1:].tolist() == pytest.approx(list(tasks.accuracy(model, tok, test, heads, K)))
+    right = tasks.answered(model, tok, test, heads, K)
+    assert table["test accuracy"].iloc[1:].tolist() == pytest.approx(list(right.mean(1)))
+    assert table["vs ProxySPEX"].iloc[1:].tolist() == pytest.approx(list(right.mean(1) - right[0].mean()))
+    assert (table["ci low"] <= table["test accuracy"]).all() and (table["test accuracy"] <= table["ci high"]).all()
+    assert table["vs low"].iloc[1] == table["vs high"].iloc[1] == 0
     assert table["train value"].iloc[1] == pytest.approx(compattr.Query(model, heads, value, inputs).evaluate(K[:1])[0])
     assert plans["ProxySPEX"].value == pytest.approx(table["predicted"].iloc[1])
+    with pytest.raises(ValueError, match="unknown baselines"):
+        tasks.compare_plans(ex, model, tok, heads, train, test, 6, baselines=["random"], progress=False)
     # A surrogate shifted up predicts positive log-probabilities, which cannot be: a warning
     # names the rows (the train values are cached: no new model query but the test accuracy).
     shifted = dataclasses.replace(
@@ -276,7 +336,8 @@ def test_compare_plans_on_a_tiny_model(tmp_path):
             train,
             test,
             6,
-            best_of=20,
+            baselines=["LASSO"],
+            rounds=1,
             min_per_layer=1,
             cache_dir=tmp_path / "q",
             progress=False,

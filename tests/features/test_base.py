@@ -1,9 +1,9 @@
-"""The FeatureSet conformance check catches each kind of broken feature set."""
+"""The SetFunction conformance check catches each kind of broken set function."""
 
 import numpy as np
 import pytest
 
-from compattr.features import check_feature_set
+from compattr.features import check_set_function
 from compattr.features.base import digest
 
 
@@ -54,7 +54,7 @@ class NaNs(Additive):
 
 
 def test_a_correct_feature_set_passes():
-    check_feature_set(Additive())
+    check_set_function(Additive())
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_a_correct_feature_set_passes():
 )
 def test_broken_feature_sets_fail_with_the_reason(features, match):
     with pytest.raises((AssertionError, ValueError), match=match):
-        check_feature_set(features)
+        check_set_function(features)
 
 
 def test_digest_tells_values_types_and_shapes_apart():

@@ -143,3 +143,28 @@ def test_verified_plan_keeps_the_group_minimum():
     groups = np.repeat([0, 1], 5)
     search = verified_plan(oracle, 3, rounds=2, per_round=4, groups=groups, min_per_group=1)
     assert search.kept[:5].any() and search.kept[5:].any()
+
+
+def test_verified_plan_labels_an_ilp_cut_short_by_its_time_limit(monkeypatch):
+    """A refitted spectrum can make the integer program slow: its time limit is passed on, the
+    candidate it gives is labelled, and its 'not proven optimal' warning is not repeated."""
+    import warnings
+
+    from compattr.optimize import verified
+
+    truth, _, oracle = hierarchy_oracle(seed=3)
+    limits = []
+    solve = verified.best_subset
+
+    def slow(sp, size, maximize=True, *, time_limit=None, **constraints):
+        limits.append(time_limit)
+        warnings.warn(f"CBC hit time_limit={time_limit}s; returning the best kept-set found", stacklevel=2)
+        return solve(sp, size, maximize, **constraints)
+
+    monkeypatch.setattr(verified, "best_subset", slow)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping the search fails the test
+        search = verified_plan(oracle, 4, spectrum=truth, rounds=2, per_round=3, time_limit=1.5)
+    assert limits == [1.5, 1.5]
+    assert (search.rounds["source"] == "ILP (time limit)").sum() >= 1
+    assert "ILP" not in set(search.rounds["source"])

@@ -1,8 +1,9 @@
 """The query cache: never an output that was not computed for this run, resumable at any kill.
 
 Full disks, kills (SIGKILL, SIGINT, SIGTERM) mid-query and mid-write, concurrent processes,
-damaged or crafted folders, edited models, custom value functions, and the timed chunks
-that store finished masks early.
+damaged or crafted folders, edited models, custom value functions, one cache root for many
+feature sets (and the folders of the layout before roots), and the timed chunks that store
+finished masks early.
 """
 
 import errno
@@ -27,7 +28,8 @@ from test_query import Counting, examples, heads_query, random_masks
 from compattr._testing import tiny_llama
 from compattr.cache import CacheCorruptError, CacheMismatchError, QueryCache
 from compattr.features import AttentionHeads
-from compattr.query import Query, model_fingerprint, run_queries
+from compattr.features.base import digest
+from compattr.query import Query, cache_folder, model_fingerprint, run_queries
 from compattr.query.runner import _ChunkSizer
 from compattr.values import ClassLogit, Value, class_logits
 
@@ -69,6 +71,11 @@ def distinct_masks(m, n=12, seed=0):
 
 def open_cache(folder, n=12):
     return QueryCache(folder, n, {"features": Ids(n).fingerprint()})
+
+
+def folder_of(root, features=None):
+    """The folder under the cache root ``root`` that holds the outputs of ``features`` (:class:`Ids`)."""
+    return root / digest((features or Ids()).fingerprint())
 
 
 def record(mask, output):
@@ -208,7 +215,7 @@ def test_a_full_disk_marks_nothing_stored_and_the_next_run_recomputes(tmp_path, 
     later = Ids()
     np.testing.assert_array_equal(run_queries(later, X, cache_dir=tmp_path, progress=False), ids(X))
     assert len(later.evaluated) == 40 - 7
-    assert f"could not write {tmp_path / 'records.bin'}: No space left on device" in str(error.value)
+    assert f"could not write {folder_of(tmp_path) / 'records.bin'}: No space left on device" in str(error.value)
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -256,10 +263,11 @@ def test_two_processes_with_other_seeds_share_one_folder_at_once(tmp_path):
         np.vstack([np.random.default_rng([seed, r]).random((40, 10)) < 0.5 for seed in (1, 2) for r in range(25)]),
         axis=0,
     )
-    with QueryCache(folder, 10, {"features": Ids(10).fingerprint()}) as cache:
+    assert [p.name for p in folder.iterdir()] == [folder_of(folder, Ids(10)).name]  # one cache under the root
+    with QueryCache(folder_of(folder, Ids(10)), 10, {"features": Ids(10).fingerprint()}) as cache:
         assert len(cache) == len(every)  # nothing lost
         np.testing.assert_array_equal(cache.lookup(every), ids(every))  # nothing mixed
-    assert (folder / "records.bin").stat().st_size == len(every) * RECORD  # nothing twice
+    assert (folder_of(folder, Ids(10)) / "records.bin").stat().st_size == len(every) * RECORD  # nothing twice
 
 
 def _free_port():
@@ -348,22 +356,24 @@ def test_two_caches_on_one_folder_read_the_first_output_stored(tmp_path):
 
 
 # --------------------------------------------------------------------------- damage
-def stored_folder(folder, m=6):
-    """A cache folder holding the outputs of ``m`` masks; returns the masks."""
+def stored_folder(root, m=6):
+    """A cache root holding the outputs of ``m`` masks of :class:`Ids`; returns the masks and
+    the cache folder under the root that holds them."""
     X = distinct_masks(m, seed=3)
-    run_queries(Ids(), X, cache_dir=folder, progress=False)
-    return X
+    run_queries(Ids(), X, cache_dir=root, progress=False)
+    assert (folder_of(root) / "manifest.json").is_file()
+    return X, folder_of(root)
 
 
 def test_a_partial_last_record_is_dropped_with_a_warning_and_the_run_resumes(tmp_path):
-    X = stored_folder(tmp_path)
-    with open(tmp_path / "records.bin", "ab") as file:
+    X, folder = stored_folder(tmp_path)
+    with open(folder / "records.bin", "ab") as file:
         file.write(record(X[0], 1.0)[: RECORD - 3])
     later = Ids()
     with pytest.warns(UserWarning, match="partial record at the end of .*records.bin"):
         y = run_queries(later, X, cache_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(y, ids(X))
-    assert later.calls == [] and (tmp_path / "records.bin").stat().st_size == 6 * RECORD
+    assert later.calls == [] and (folder / "records.bin").stat().st_size == 6 * RECORD
 
 
 @pytest.mark.parametrize(
@@ -376,17 +386,17 @@ def test_a_partial_last_record_is_dropped_with_a_warning_and_the_run_resumes(tmp
     ids=["bit-flip", "byte-lost-mid-file", "two-outputs"],
 )
 def test_damaged_records_are_refused_naming_the_folder(tmp_path, damage, what):
-    X = stored_folder(tmp_path)
-    path = tmp_path / "records.bin"
+    X, folder = stored_folder(tmp_path)
+    path = folder / "records.bin"
     path.write_bytes(damage(path.read_bytes(), X))
-    with pytest.raises(CacheCorruptError, match=f"query cache at {re.escape(str(tmp_path))} is damaged: {what}"):
+    with pytest.raises(CacheCorruptError, match=f"query cache at {re.escape(str(folder))} is damaged: {what}"):
         run_queries(Ids(), X, cache_dir=tmp_path, progress=False)
 
 
 def test_records_that_shrink_while_in_use_are_refused(tmp_path):
-    X = stored_folder(tmp_path)
-    with open_cache(tmp_path) as cache:
-        os.truncate(tmp_path / "records.bin", 5 * RECORD)
+    X, folder = stored_folder(tmp_path)
+    with open_cache(folder) as cache:
+        os.truncate(folder / "records.bin", 5 * RECORD)
         with pytest.raises(CacheCorruptError, match=f"records.bin shrank from {6 * RECORD} to {5 * RECORD} bytes"):
             cache.store(X[:1], ids(X[:1]))
 
@@ -403,20 +413,26 @@ def test_records_that_shrink_while_in_use_are_refused(tmp_path):
     ids=["empty", "cut", "not-utf8", "not-an-object", "no-fingerprint"],
 )
 def test_an_unreadable_manifest_is_refused_naming_the_folder(tmp_path, text):
-    X = stored_folder(tmp_path)
-    (tmp_path / "manifest.json").write_bytes(text)
-    with pytest.raises(CacheCorruptError, match=f"{re.escape(str(tmp_path))} is damaged: manifest.json"):
+    X, folder = stored_folder(tmp_path)
+    (folder / "manifest.json").write_bytes(text)
+    with pytest.raises(CacheCorruptError, match=f"{re.escape(str(folder))} is damaged: manifest.json"):
         run_queries(Ids(), X, cache_dir=tmp_path, progress=False)
 
 
 def test_records_without_a_manifest_are_refused(tmp_path):
-    X = stored_folder(tmp_path)
-    (tmp_path / "manifest.json").unlink()
+    X, folder = stored_folder(tmp_path)
+    (folder / "manifest.json").unlink()
     with pytest.raises(CacheCorruptError, match="records.bin holds records but manifest.json is missing"):
         run_queries(Ids(), X, cache_dir=tmp_path, progress=False)
-    assert not (tmp_path / "manifest.json").exists()
-    (tmp_path / "records.bin").write_bytes(b"")  # no records: a new cache
+    assert not (folder / "manifest.json").exists()
+    (folder / "records.bin").write_bytes(b"")  # no records: a new cache
     np.testing.assert_array_equal(run_queries(Ids(), X, cache_dir=tmp_path, progress=False), ids(X))
+    # the same damage in a folder that is itself a cache (the layout before roots) is refused too
+    (tmp_path / "direct").mkdir()
+    (tmp_path / "direct" / "records.bin").write_bytes(record(X[0], ids(X[:1])[0]))
+    with pytest.raises(CacheCorruptError, match="records.bin holds records but manifest.json is missing"):
+        run_queries(Ids(), X, cache_dir=tmp_path / "direct", progress=False)
+    assert sorted(p.name for p in (tmp_path / "direct").iterdir()) == ["records.bin"]
 
 
 @pytest.mark.parametrize("link", ["records.bin", "manifest.json", "manifest.tmp", "folder", "hard-link"])
@@ -463,12 +479,64 @@ def test_a_folder_of_the_older_format_is_refused(tmp_path):
         (dict(value=ClassLogit(log_odds=True)), "value"),
     ],
 )
-def test_a_cache_made_for_something_else_is_refused(tmp_path, change, part):
+def test_a_folder_that_is_itself_a_cache_refuses_anything_else(tmp_path, change, part):
     X = random_masks(6, heads_query().n)
     run_queries(heads_query(), X, cache_dir=tmp_path, progress=False)
+    (folder,) = tmp_path.iterdir()  # the one cache under the root
+    fingerprint = heads_query().fingerprint()
+    assert folder == cache_folder(tmp_path, fingerprint) == tmp_path / digest(fingerprint)
     other = heads_query(**change)
     with pytest.raises(CacheMismatchError, match=f"made for another {part}:"):
-        run_queries(other, random_masks(6, other.n), cache_dir=tmp_path, progress=False)
+        run_queries(other, random_masks(6, other.n), cache_dir=folder, progress=False)
+    assert [p.name for p in folder.iterdir()] == ["manifest.json", "records.bin"]  # nothing written
+    # under the root, the other feature set gets a folder of its own
+    y = run_queries(other, random_masks(6, other.n), cache_dir=tmp_path, progress=False)
+    np.testing.assert_allclose(y, other.evaluate(random_masks(6, other.n)), atol=1e-6)
+    assert sorted(tmp_path.iterdir()) == sorted([folder, cache_folder(tmp_path, other.fingerprint())])
+
+
+def test_one_root_serves_every_feature_set_and_each_resumes(tmp_path):
+    """Other models, heads, values and inputs, and a feature set of its own, share one root
+    without a mismatch; a second run of each reads all its outputs back and queries nothing."""
+    sets = [
+        lambda: heads_query(),
+        lambda: heads_query(seed=1),
+        lambda: heads_query(layers=[1, 2]),
+        lambda: heads_query(value=ClassLogit(log_odds=True)),
+        lambda: Ids(),
+    ]
+    first = []
+    for build in sets:
+        counting = Counting(build())
+        X = random_masks(7, counting.n, seed=2)
+        first.append(run_queries(counting, X, cache_dir=tmp_path, progress=False))
+        assert len(counting.rows) == 7
+    assert len({p.name for p in tmp_path.iterdir()}) == len(sets)  # one folder each
+    for build, y in zip(sets, first):
+        again = Counting(build())
+        X = random_masks(7, again.n, seed=2)
+        np.testing.assert_array_equal(run_queries(again, X, cache_dir=tmp_path, progress=False), y)
+        assert again.rows == []  # resumed: no query
+        np.testing.assert_allclose(y, again.features.evaluate(X), atol=1e-6)  # its own outputs
+
+
+def test_a_cache_of_the_layout_before_roots_resumes_in_place(tmp_path):
+    """A folder that directly holds a cache (as ``cache_dir`` made it before roots) is used
+    as that cache: its outputs are read, the missing ones stored there, no subfolder made."""
+    query = heads_query()
+    X = random_masks(8, query.n, seed=4)
+    y = query.evaluate(X)
+    with QueryCache(tmp_path, query.n, query.fingerprint()) as cache:
+        cache.store(X[:5], y[:5])
+    counting = Counting(heads_query())
+    np.testing.assert_allclose(run_queries(counting, X, cache_dir=tmp_path, progress=False), y, atol=1e-6)
+    assert len(counting.rows) == 3  # only the masks it did not hold
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "records.bin"]
+    assert cache_folder(tmp_path, query.fingerprint()) == tmp_path
+    with QueryCache(tmp_path, query.n, query.fingerprint()) as cache:
+        assert len(cache) == 8
+    with pytest.raises(CacheMismatchError, match="made for another model:"):
+        run_queries(heads_query(seed=1), X, cache_dir=tmp_path, progress=False)
 
 
 def test_cache_refuses_other_widths_and_unfingerprinted_features(tmp_path):
@@ -501,10 +569,16 @@ def test_a_model_edited_in_place_is_noticed(tmp_path, edit):
     before = model_fingerprint(query.model)
     assert model_fingerprint(query.model) == before
     run_queries(query, X, cache_dir=tmp_path, progress=False)
+    (folder,) = tmp_path.iterdir()
     edit(query.model)
     assert model_fingerprint(query.model) != before
     with pytest.raises(CacheMismatchError, match="made for another model:"):
-        run_queries(query, X, cache_dir=tmp_path, progress=False)
+        run_queries(query, X, cache_dir=folder, progress=False)
+    # under the root, the edited model's outputs are computed in a folder of their own, not read
+    counting = Counting(query)
+    edited = run_queries(counting, X, cache_dir=tmp_path, progress=False)
+    assert len(counting.rows) == 5 and len(list(tmp_path.iterdir())) == 2
+    np.testing.assert_allclose(edited, query.evaluate(X), atol=1e-6)
 
 
 def test_model_fingerprint_covers_every_dtype():
@@ -547,7 +621,7 @@ def test_a_custom_value_without_repr_resumes_across_queries_and_processes(tmp_pa
     np.testing.assert_array_equal(run_queries(second, X, cache_dir=tmp_path, progress=False), y)
     assert len(first.rows) == 6 and second.rows == []
     with pytest.raises(CacheMismatchError, match="made for another value:"):
-        run_queries(query(TopLogit(3.0)), X, cache_dir=tmp_path, progress=False)
+        run_queries(query(TopLogit(3.0)), X, cache_dir=cache_folder(tmp_path, first.fingerprint()), progress=False)
     script = tmp_path / "fp.py"
     script.write_text(_VALUE_FINGERPRINT)
     other = subprocess.run(
@@ -580,7 +654,7 @@ def test_finished_masks_are_stored_long_before_a_full_chunk(tmp_path, clock):
         run_queries(slow, X, cache_dir=tmp_path, chunk_size=128, progress=False)
     sizes = [len(m) for m in slow.calls]
     assert sizes == [1, 2, 4, 8, 16, 16, 16]
-    with open_cache(tmp_path) as cache:
+    with open_cache(folder_of(tmp_path)) as cache:
         assert len(cache) == sum(sizes)
         np.testing.assert_array_equal(cache.lookup(slow.evaluated), ids(slow.evaluated))
 

@@ -8,7 +8,7 @@ import torch
 from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
 from compattr.cache import QueryCache
 from compattr.features import AttentionHeads, check_feature_set
-from compattr.query import Query, run_queries
+from compattr.query import Query, cache_folder, run_queries
 from compattr.values import ClassLogit, LogLikelihood
 
 torch.set_num_threads(1)
@@ -160,7 +160,8 @@ def test_bad_input_gets_clear_errors(tmp_path):
 
     with pytest.raises(ValueError, match="non-finite value"):
         run_queries(NaNs(), np.ones((2, 3), bool), cache_dir=tmp_path, progress=False)
-    with QueryCache(tmp_path, 3, {"features": "nans"}) as cache:
+    assert (cache_folder(tmp_path, "nans") / "manifest.json").is_file()
+    with QueryCache(cache_folder(tmp_path, "nans"), 3, {"features": "nans"}) as cache:
         assert len(cache) == 0 and np.isnan(cache.lookup(np.ones((1, 3), bool))).all()
 
 

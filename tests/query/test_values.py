@@ -150,6 +150,12 @@ def test_multiple_choice_accuracy_and_logprob(build, pack, packed):
         scores, x, _ = run(value, model, questions)
         assert len(x["input_ids"]) == (3 if packed else 9)
         assert torch.isclose(value.reduce(scores[None])[0].double(), expected, atol=1e-4)
+        per_question = {
+            "accuracy": (option_logp.argmax(-1) == torch.tensor(answers)).double(),
+            "logprob": torch.log_softmax(option_logp, -1)[range(3), answers],
+        }[metric]
+        got = value.per_example(scores[None])
+        assert got.shape == (1, 3) and torch.allclose(got[0].double(), per_question, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -176,6 +182,7 @@ def test_causal_values_reject_unexpected_input_keys():
 def test_default_reduce_is_the_mean_over_examples():
     scores = torch.tensor([[1.0, 2.0, 6.0], [0.0, 0.0, 3.0]])
     assert torch.equal(ClassLogit().reduce(scores), torch.tensor([3.0, 1.0]))
+    assert torch.equal(ClassLogit().per_example(scores), scores)
 
 
 def test_fingerprints_tell_settings_apart():
@@ -192,3 +199,25 @@ def test_fingerprints_tell_settings_apart():
     }
     assert len(fps) == 9
     assert np.all([isinstance(f, str) for f in fps])
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2], ids=["llama", "gpt2"])
+def test_multiple_choice_projects_only_the_scored_positions_onto_the_vocabulary(build):
+    """The output embedding sees one hidden state per option token (not every position after
+    the first scored one, nor padding), and the log-probabilities stay those of full logits."""
+    model = build()
+    questions = ids(E=2, seq=7, seed=4)
+    options = [[[10], [11, 12, 13]], [[14, 15], [16]]]
+    value = MultipleChoice(options, [1, 0], metric="logprob")
+    seen = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda m, a, out: seen.append(tuple(a[0].shape)))
+    try:
+        scores = run(value, model, questions)[0]
+    finally:
+        handle.remove()
+    tokens = sum(len(o) for opts in options for o in opts)
+    assert seen[-1][:2] == (1, tokens)  # the scoring pass: the option tokens of every question, no padding
+    full = MultipleChoice(options, [1, 0], metric="logprob", packed=False)
+    assert torch.allclose(
+        value.per_example(scores[None]), full.per_example(run(full, model, questions)[0][None]), atol=1e-5
+    )

@@ -1,5 +1,6 @@
 """recipes/heads_mc.py end to end on a tiny random Llama and a tiny question file."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,33 +22,51 @@ def test_layer_range():
 
 def test_recipe_end_to_end(tmp_path, tiny_mc_folder):
     out = tmp_path / "out"
+    questions = str(tiny_mc_folder / "questions.jsonl")
     heads_mc.main(
         [
             "--model",
             str(tiny_mc_folder / "model"),
             "--task",
-            str(tiny_mc_folder / "questions.jsonl"),
+            questions,
+            "--transfer",
+            questions,
             "--groups",
             "0-1",
             "1-2",
             "--keep",
             "0.5",
+            "--seeds",
+            "0",
+            "1",
             "--train-questions",
             "6",
             "--alpha",
             "3",
             "--test-masks",
             "20",
-            "--best-of",
-            "10",
             "--out",
             str(out),
             "--quiet",
         ]
     )
     text = (out / "results.md").read_text()
-    for needle in ("L0-1", "L1-2", "ProxySPEX", "LASSO", "Best-of-10", "cross-layer"):
+    for needle in ("L0-1", "L1-2", "ProxySPEX", "LASSO", "Best-of-N", "greedy", "single-head", "cross-layer"):
         assert needle in text
     assert (out / "heads_mc.png").stat().st_size > 5000
-    ex = Explanation.load(out / "explanation-L1-2")
+    ex = Explanation.load(out / "explanation-L1-2-seed1")
     assert ex.n == 8 and ex.names[0] == "L1.H0"
+    rows = json.loads((out / "results.json").read_text())
+    methods = ["unpruned", "ProxySPEX", "LASSO", "Best-of-N", "greedy", "single-head"]
+    # one object per seed x task (the test split, and every question as the transfer task) x group x method
+    assert len(rows) == 2 * 2 * 2 * len(methods)
+    for r in rows:
+        assert {"group", "kept", "method", "model_calls", "test_accuracy", "ci_low", "ci_high"} <= set(r)
+        assert r["ci_low"] <= r["test_accuracy"] <= r["ci_high"]
+        assert r["kept"] == (8 if r["method"] == "unpruned" else 4)
+    assert [r["method"] for r in rows[: len(methods)]] == methods
+    calls = {r["method"]: r["model_calls"] for r in rows if r["seed"] == 0 and r["group"] == "L0-1"}
+    fitted = len(Explanation.load(out / "explanation-L0-1-seed0").masks)
+    assert calls["unpruned"] == 0 and calls["single-head"] == 9 and calls["LASSO"] == fitted
+    assert fitted < calls["ProxySPEX"] <= fitted + 4 * 8  # the verification's rounds x per_round at most
+    assert calls["greedy"] <= calls["ProxySPEX"] and calls["Best-of-N"] <= calls["ProxySPEX"]
