@@ -507,7 +507,7 @@ def compare_plans(
     *,
     metric: str = "logprob",
     baselines: Sequence[str] = BASELINES,
-    rounds: int = 4,
+    rounds: int = 8,
     per_round: int = 8,
     best_of: int | None = None,
     min_per_layer: int | None = None,

@@ -232,13 +232,14 @@ def verified_plan(
     *,
     spectrum: Spectrum | None = None,
     fit: Callable[[np.ndarray, np.ndarray], Spectrum] | None = None,
-    rounds: int = 3,
+    rounds: int = 8,
     per_round: int = 8,
     groups=None,
     min_per_group: int | None = None,
     maximize: bool = True,
     seed: int = 0,
     time_limit: float | None = 20.0,
+    local_correction: bool = True,
 ) -> PlanSearch:
     """A kept-set of ``size`` features chosen by a surrogate and checked on the model.
 
@@ -273,6 +274,11 @@ def verified_plan(
         Seconds the integer program may take per round (a refitted spectrum can make it
         hard); when it runs out, the best kept-set found so far is the candidate, and its
         ``source`` says ``"ILP (time limit)"``. None: no limit.
+    local_correction : bool
+        Rank the trust region's swaps by the surrogate plus a ridge model of its errors on
+        the kept-sets of ``size`` measured so far (linear in the mask: which features it
+        over- or under-rates near the plans), so each round learns from the last one's
+        measurements.
 
     Returns
     -------
@@ -296,7 +302,10 @@ def verified_plan(
         candidates = [_ilp_candidate(surrogate, size, maximize, time_limit, constraints)]
         if incumbent is not None:
             swaps = _swaps(incumbent[0], groups, min_per_group)
-            order = np.argsort(-sign * surrogate.predict(swaps), kind="stable")
+            predicted = surrogate.predict(swaps)
+            if local_correction:
+                predicted = predicted + _local_residual(surrogate, oracle, size, swaps)
+            order = np.argsort(-sign * predicted, kind="stable")
             candidates += [("trust region", swaps[i]) for i in order]
         chosen, seen = [], set()
         for source, K in candidates:
@@ -319,6 +328,19 @@ def verified_plan(
         surrogate = None
     kept, value = _best_measured(oracle, size, groups, min_per_group, sign)
     return PlanSearch(kept, value, oracle.calls - start_calls, pd.DataFrame(rows))
+
+
+def _local_residual(surrogate: Spectrum, oracle: MaskOracle, size: int, K: np.ndarray) -> np.ndarray:
+    """(s,) the surrogate's error at kept-sets ``K`` predicted by a ridge regression of its
+    errors on the measured kept-sets of ``size`` features (zero with fewer than two)."""
+    from sklearn.linear_model import Ridge
+
+    X, y = oracle.data()
+    near = X.sum(1) == size
+    if near.sum() < 2:
+        return np.zeros(len(K))
+    errors = y[near] - surrogate.predict(X[near])
+    return Ridge(alpha=1.0).fit(X[near].astype(float), errors).predict(K.astype(float))
 
 
 def _ilp_candidate(surrogate, size, maximize, time_limit, constraints) -> tuple[str, np.ndarray]:
