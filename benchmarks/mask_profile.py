@@ -23,7 +23,7 @@ import torch
 
 import compattr
 from compattr.apps import tasks
-from compattr.apps.cli import parse_layers
+from compattr.apps.arguments import parse_layers
 from compattr.models import smollm2
 
 

@@ -38,7 +38,7 @@ import transformers
 
 import compattr
 from compattr.apps import tasks
-from compattr.apps.cli import format_layers, keep_value, parse_layers
+from compattr.apps.arguments import format_layers, keep_value, parse_layers
 from compattr.apps.models import fastest_dtype, smollm2
 from compattr.apps.report import markdown_table, write_explanation, write_plans
 from compattr.optimize import plan_size

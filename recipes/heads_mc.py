@@ -36,7 +36,7 @@ import numpy as np
 
 import compattr
 from compattr.apps import models, plots, tasks
-from compattr.apps.cli import format_layers, keep_value, parse_layers
+from compattr.apps.arguments import format_layers, keep_value, parse_layers
 from compattr.apps.report import markdown_table
 from compattr.apps.stats import paired_bootstrap
 from compattr.optimize import plan_size

@@ -24,6 +24,7 @@ from ..features import AttentionHeads
 from ..query.cache import CacheMismatchError
 from ..query.masks import budget
 from . import tasks
+from .arguments import format_layers, keep_value, parse_layers
 from .models import ALIASES, MissingAssetError, load_model
 from .report import markdown_table, write_explanation, write_plans
 
@@ -289,35 +290,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def keep_value(text: str) -> int | float:
-    """``--keep`` as Python sees ``keep``: ``"30"`` -> 30 (a count), ``"0.3"`` -> 0.3 and
-    ``"30%"`` -> 0.3 (fractions). Whether it fits ``n`` is :func:`plan_size`'s rule."""
-    try:
-        if text.strip().endswith("%"):
-            return float(text.strip()[:-1]) / 100
-        return int(text) if text.strip().lstrip("+-").isdigit() else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a count of heads (30), a fraction (0.3) or a percentage (30%), got {text!r}"
-        ) from None
-
-
-def parse_layers(text: str) -> list[int]:
-    """``"20-29"``, ``"0,5,10-12"`` -> sorted distinct layer indices (an argparse type;
-    :func:`format_layers` writes them back)."""
-    layers: set[int] = set()
-    try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            lo, hi = int(first), int(last or first)
-            if lo > hi:
-                raise ValueError
-            layers.update(range(lo, hi + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected layers like 20-29 or 0,5,10-12, got {text!r}") from None
-    return sorted(layers)
-
-
 # --------------------------------------------------------------------------- entry point
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``compattr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
@@ -466,14 +438,6 @@ def _header(args: argparse.Namespace, setup: _Setup, seconds: float) -> str:
         f"task {args.task}, value {args.value} on {len(setup.train)} questions, "
         f"budget {setup.budget} + {args.test_masks} held-out masks, seed {args.seed}; "
         f"{seconds:.0f} s"
-    )
-
-
-def format_layers(layers: list[int]) -> str:
-    """Sorted layer indices as :func:`parse_layers` reads them: ``"20-29"`` for a range,
-    else ``"0,5,10"``."""
-    return (
-        f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else ",".join(map(str, layers))
     )
 
 

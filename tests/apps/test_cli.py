@@ -90,7 +90,8 @@ def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
         assert plan.kept.sum() == 6 and (plan.kept_per_group()["kept"] >= 1).all()
     assert (out / "results.md").read_text().startswith("| method")
     printed = capsys.readouterr().out
-    assert "test: 6" in printed and "Best-of-N" in printed and " won with test accuracy " in printed
+    assert "test: 6" in printed and "Best-of-N" in printed
+    assert compattr.tasks.verdict(table) in printed  # which plan won, in words
 
 
 @pytest.mark.parametrize(

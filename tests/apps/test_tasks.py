@@ -342,3 +342,24 @@ def test_compare_plans_on_a_tiny_model(tmp_path, monkeypatch):
             cache_dir=tmp_path / "q",
             progress=False,
         )
+
+
+def test_verdict_names_the_winner_and_what_the_intervals_tell_apart():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "method": ["unpruned", "ProxySPEX", "LASSO", "Best-of-N", "greedy"],
+            "test accuracy": [0.80, 0.78, 0.70, 0.77, 0.79],
+            "vs low": [-0.01, 0.0, -0.12, -0.04, 0.005],
+            "vs high": [0.05, 0.0, -0.03, 0.02, 0.03],
+        }
+    )
+    text = tasks.verdict(table)
+    assert text.startswith("greedy won with test accuracy 0.790.")  # unpruned is no plan
+    assert "ProxySPEX is better than LASSO with the 95 % interval above zero." in text
+    assert "greedy is better than ProxySPEX" in text and "Against Best-of-N the interval includes zero" in text
+    table.attrs["confidence"] = 0.9
+    table["test accuracy"] = 0.75
+    assert tasks.verdict(table).startswith("every plan tied at test accuracy 0.750.")
+    assert "90 % interval" in tasks.verdict(table)

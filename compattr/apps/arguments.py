@@ -1,0 +1,43 @@
+"""Command-line spellings shared by the ``compattr`` command and the recipes: layer ranges
+(``20-29``, ``0,5,10-12``) and kept sizes (``30``, ``0.3``, ``30%``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def keep_value(text: str) -> int | float:
+    """``--keep`` as Python sees ``keep``: ``"30"`` -> 30 (a count), ``"0.3"`` -> 0.3 and
+    ``"30%"`` -> 0.3 (fractions). Whether it fits ``n`` is :func:`plan_size`'s rule."""
+    try:
+        if text.strip().endswith("%"):
+            return float(text.strip()[:-1]) / 100
+        return int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count of heads (30), a fraction (0.3) or a percentage (30%), got {text!r}"
+        ) from None
+
+
+def parse_layers(text: str) -> list[int]:
+    """``"20-29"``, ``"0,5,10-12"`` -> sorted distinct layer indices (an argparse type;
+    :func:`format_layers` writes them back)."""
+    layers: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            lo, hi = int(first), int(last or first)
+            if lo > hi:
+                raise ValueError
+            layers.update(range(lo, hi + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layers like 20-29 or 0,5,10-12, got {text!r}") from None
+    return sorted(layers)
+
+
+def format_layers(layers: list[int]) -> str:
+    """Sorted layer indices as :func:`parse_layers` reads them: ``"20-29"`` for a range,
+    else ``"0,5,10"``."""
+    return (
+        f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else ",".join(map(str, layers))
+    )
