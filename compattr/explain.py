@@ -40,7 +40,7 @@ from .query import MaskedModel, run_queries
 from .query.masks import budget as _budget
 from .query.masks import sample_masks
 from .query.values import Value
-from .spectrum import EnergySplit, Spectrum, indices, metrics
+from .spectrum import EnergySplit, Spectrum, SpectrumBootstrap, bootstrap, indices, metrics
 
 _FORMAT = "compattr.explanation"
 _VERSION = 2  # 2: explanation.json lists the files of the save and their SHA-256 digests
@@ -139,6 +139,17 @@ class Explanation:
         if isinstance(values, dict):
             return self._table(values.items())
         return pd.Series(values, index=self.names, name=name)
+
+    def uncertainty(self, resamples: int = 200, seed: int = 0) -> SpectrumBootstrap:
+        """Bootstrap intervals for the coefficients and every index: the spectrum's terms
+        refitted on ``resamples`` resamples of the fitting masks (no model call).
+
+        ``ex.uncertainty().to_frame(10, names=ex.names)`` gives the strongest terms with
+        their standard errors, intervals and whether the interval excludes zero;
+        ``ex.uncertainty().index("shapley", names=ex.names)`` any index's. The intervals
+        are conditional on the selected terms (see :func:`compattr.spectrum.bootstrap`).
+        """
+        return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed)
 
     def interactions(self, k: int = 20, index: str | None = None) -> pd.DataFrame:
         """The ``k`` strongest terms with feature names: Fourier (default) or an index."""

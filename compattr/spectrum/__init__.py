@@ -9,9 +9,12 @@
     Shapley, Banzhaf, Möbius and the interaction indices, exactly from the coefficients.
 :mod:`~compattr.spectrum.metrics`
     Held-out faithfulness and the hierarchy rates of a spectrum.
+:mod:`~compattr.spectrum.uncertainty`
+    Bootstrap intervals of the coefficients and of every index.
 """
 
 from .spectrum import EnergySplit, Spectrum
 from .supports import group_padded_rows, parity_matrix
+from .uncertainty import SpectrumBootstrap, bootstrap
 
-__all__ = ["EnergySplit", "Spectrum", "group_padded_rows", "parity_matrix"]
+__all__ = ["EnergySplit", "Spectrum", "SpectrumBootstrap", "bootstrap", "group_padded_rows", "parity_matrix"]

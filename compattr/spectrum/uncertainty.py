@@ -1,0 +1,178 @@
+"""What each coefficient and index is worth: bootstrap intervals over the fitting masks.
+
+ProxySPEX's last step is a least-squares fit of the outputs on the Fourier terms it selected.
+:func:`bootstrap` repeats that fit on masks drawn with replacement from the fitting data, so
+the spread of each coefficient across resamples says how well the data pin it down. Every
+index of :mod:`compattr.spectrum.indices` is a function of the coefficients, so applying it
+to each resampled spectrum gives its interval too (:meth:`SpectrumBootstrap.index`). An
+interaction whose interval excludes zero is one the data support; one whose interval
+straddles zero may be noise.
+
+The intervals are conditional on the selected terms: the uncertainty of which terms were
+selected is not in them, so read them as lower bounds on the real uncertainty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import cho_factor, cho_solve
+
+from .._validation import as_masks, as_outputs, check_int
+from . import indices
+from .spectrum import Spectrum
+
+
+@dataclass
+class SpectrumBootstrap:
+    """Bootstrap resamples of a spectrum's coefficients (see :func:`bootstrap`).
+
+    Attributes
+    ----------
+    spectrum : Spectrum
+        The point estimate.
+    coefs : (R, k) array
+        Column ``j``: term ``j`` of ``spectrum`` (in its order) refitted on each of ``R``
+        resamples of the masks.
+    """
+
+    spectrum: Spectrum
+    coefs: np.ndarray
+
+    def stderr(self) -> np.ndarray:
+        """(k,) bootstrap standard error of each coefficient."""
+        return self.coefs.std(0, ddof=1)
+
+    def interval(self, confidence: float = 0.95) -> np.ndarray:
+        """(k, 2) percentile interval of each coefficient."""
+        return np.stack(_percentiles(self.coefs, confidence), 1)
+
+    def to_frame(
+        self, k: int | None = 20, names: Sequence[str] | None = None, confidence: float = 0.95
+    ) -> pd.DataFrame:
+        """The ``k`` strongest terms (all when None) as :meth:`Spectrum.to_frame` gives them,
+        with ``stderr``, ``ci_low``, ``ci_high`` and ``nonzero`` (the interval excludes 0)."""
+        frame = self.spectrum.to_frame(k, names)
+        rows = len(frame)
+        low, high = self.interval(confidence)[:rows].T
+        return frame.assign(stderr=self.stderr()[:rows], ci_low=low, ci_high=high, nonzero=(low > 0) | (high < 0))
+
+    def resampled(self) -> list[Spectrum]:
+        """The ``R`` refitted spectra."""
+        return [self.spectrum.with_coefs(c) for c in self.coefs]
+
+    def index(
+        self,
+        index: str | Callable[..., Any],
+        *args,
+        confidence: float = 0.95,
+        names: Sequence[str] | None = None,
+        **kwargs,
+    ) -> pd.DataFrame:
+        """An index of :mod:`compattr.indices` with its bootstrap interval.
+
+        Parameters
+        ----------
+        index : str or callable
+            A name (``"shapley"``, ``"banzhaf_interaction"``, ``"k_sii"``, ...) or a function
+            ``(spectrum, *args, **kwargs)`` returning an ``(n,)`` array or a
+            ``{tuple: value}`` dict.
+        *args, **kwargs
+            Passed on (e.g. the ``order`` of ``k_sii``).
+        confidence : float
+            Coverage of the intervals.
+        names : sequence of str, optional
+            Feature names, for the ``names`` column.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per feature (per-feature indices) or per set (interaction indices),
+            sorted by the point estimate's magnitude: ``features``, ``names``, ``value``,
+            ``stderr``, ``ci_low``, ``ci_high``, ``nonzero``.
+        """
+        fn = getattr(indices, index) if isinstance(index, str) else index
+        point = fn(self.spectrum, *args, **kwargs)
+        draws = [fn(s, *args, **kwargs) for s in self.resampled()]
+        if isinstance(point, dict):
+            keys = list(point)
+            values = np.array([point[t] for t in keys])
+            samples = np.array([[d.get(t, 0.0) for t in keys] for d in draws])
+        else:
+            keys = [(i,) for i in range(len(point))]
+            values, samples = np.asarray(point, float), np.stack([np.asarray(d, float) for d in draws])
+        low, high = _percentiles(samples, confidence)
+        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
+        frame = pd.DataFrame(
+            {
+                "features": keys,
+                "names": [label(t) for t in keys],
+                "value": values,
+                "stderr": samples.std(0, ddof=1),
+                "ci_low": low,
+                "ci_high": high,
+                "nonzero": (low > 0) | (high < 0),
+            }
+        )
+        return frame.iloc[np.argsort(-np.abs(values), kind="stable")].reset_index(drop=True)
+
+
+def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0) -> SpectrumBootstrap:
+    """Refit ``spectrum``'s terms by least squares on ``resamples`` bootstrap resamples of the
+    masks it was fitted on.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        The fitted spectrum (e.g. ``ProxySPEX().fit(X, y).spectrum_``); its terms are kept,
+        their coefficients refitted.
+    X : (m, n) bool array
+        The fitting masks.
+    y : (m,) array
+        Their outputs.
+    resamples : int
+        Bootstrap resamples (each draws ``m`` masks with replacement).
+    seed : int
+        Seeds the draws.
+
+    Returns
+    -------
+    SpectrumBootstrap
+
+    Notes
+    -----
+    Each resample solves the normal equations ``Pᵀ W P c = Pᵀ W y`` of the ±1 parity features
+    ``P`` (m, k) with ``W`` the resample's counts of each mask, by Cholesky: ``O(m k²)``
+    arithmetic per resample, shared memory for ``P``.
+    """
+    X = as_masks(X, spectrum.n)
+    y = as_outputs(y, len(X))
+    resamples = check_int(resamples, "resamples", 2)
+    if len(X) <= len(spectrum):
+        raise ValueError(
+            f"{len(X)} masks cannot refit {len(spectrum)} terms: the bootstrap needs more masks than terms."
+        )
+    P = spectrum.parity_matrix(X)
+    m, k = P.shape
+    counts = np.random.default_rng(seed).multinomial(m, np.full(m, 1 / m), size=resamples)
+    coefs = np.empty((resamples, k))
+    ridge = 1e-9 * m  # the Gram's diagonal is m·(count mean): this only guards exact collinearity
+    for r, w in enumerate(counts):
+        Pw = P * w[:, None]
+        gram = P.T @ Pw
+        gram.flat[:: k + 1] += ridge
+        coefs[r] = cho_solve(cho_factor(gram, lower=True, check_finite=False), Pw.T @ y, check_finite=False)
+    return SpectrumBootstrap(spectrum, coefs)
+
+
+def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper percentile of each column of ``samples`` (R, p)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
+    return low, high
