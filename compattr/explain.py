@@ -224,7 +224,7 @@ class Explanation:
                 f"proxy: depth={p['max_depth']} lr={p['learning_rate']} trees={p['n_estimators']}, "
                 f"k={self.fit_info.get('k')}, refit={self.fit_info.get('refit')}"
             )
-        lines.append("strongest interactions (Fourier coefficient):")
+        lines.append("strongest terms (Fourier coefficient F(T); plot_heads shows Banzhaf interactions):")
         top = self.spectrum.to_frame(k + 1, names=self.names)
         for _, row in top[top["order"] > 0].head(k).iterrows():
             lines.append(f"  {row['coef']:+.4f}  {row['names']}")
@@ -238,9 +238,15 @@ class Explanation:
         return bool(np.ptp(self.test_outputs) == 0) if len(self.test_outputs) else True
 
     # ------------------------------------------------------------------ plots
-    def plot_heads(self, **kwargs):
-        """Head-by-head interaction heatmap ordered by layer (:func:`compattr.plots.head_interactions`)."""
-        return plots.head_interactions(self.spectrum, self.names, self.groups, **kwargs)
+    def plot_heads(self, title: str | None = None, **kwargs):
+        """Head-by-head interaction heatmap ordered by layer, single heads on the diagonal
+        (:func:`compattr.plots.head_interactions`). Its title names ``title`` (e.g. the model
+        and task), the value explained and the held-out R²."""
+        r2 = "undefined" if self._constant_test_outputs() else f"{self.faithfulness:.2f}"
+        value = self.fit_info.get("value")
+        parts = [title, None if value is None else f"value: {value}", f"held-out R² {r2}"]
+        heading = " · ".join(p for p in parts if p)
+        return plots.head_interactions(self.spectrum, self.names, self.groups, title=heading, **kwargs)
 
     def plot_energy(self, **kwargs):
         """Per-group linear / within / cross energy bars (:func:`compattr.plots.layer_energy`)."""
@@ -374,6 +380,12 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _describe(value: Any) -> str:
+    """A short name of what was explained: ``"MultipleChoice (logprob)"``, ``"ClassLogit"``."""
+    metric = getattr(value, "metric", None)
+    return type(value).__name__ + ("" if metric is None else f" ({metric})")
 
 
 def held_out_masks(X, count: int, seed: int = 0, minimum: int = 0) -> np.ndarray:
@@ -570,6 +582,7 @@ def explain(
             "k": getattr(est, "k_", None),
             "refit": getattr(est, "refit_", None),
             "timings": getattr(est, "timings_", None),
+            "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },
         value_range=value_range,
     )

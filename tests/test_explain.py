@@ -54,6 +54,9 @@ def test_explanation_holds_everything(explanation, setting):
     table = ex.interactions(5)
     assert len(table) == 5 and all("L" in s for s in table["names"] if s != "∅")
     assert "faithfulness" in ex.summary()
+    title = ex.plot_heads("tiny llama").axes[0].get_title()
+    assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
+    assert f"held-out R² {ex.faithfulness:.2f}" in title
 
 
 def test_outputs_are_the_model_queried_directly(explanation, setting):

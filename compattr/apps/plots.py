@@ -64,6 +64,13 @@ _SET_INDICES: dict[str, Callable[..., SetValues]] = {
 }
 # The interaction index whose singletons are each per-feature index.
 _PARTNER = {"shapley": "shapley_interaction", "banzhaf": "banzhaf_interaction"}
+#: What the heatmap's diagonal shows for each pairwise index: the same index of one feature.
+_SINGLE_LABELS = {
+    "fourier": "F({i})",
+    "banzhaf_interaction": "Banzhaf value",
+    "shapley_interaction": "Shapley value",
+    "moebius": "Möbius coefficient m({i})",
+}
 _INDEX_LABELS = {
     "shapley": "Shapley value",
     "banzhaf": "Banzhaf value",
@@ -263,6 +270,9 @@ def head_interactions(
     *,
     index: str = "banzhaf_interaction",
     aggregate: bool = False,
+    diagonal: bool = True,
+    annotate: int = 5,
+    title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure | SubFigure:
     """Head × head heatmap of pairwise interactions, heads ordered by layer.
@@ -279,7 +289,17 @@ def head_interactions(
         ``L0, L1, ...`` when ``n > 40``.
     index, aggregate
         As in :func:`pair_matrix`, whose matrix (rows and columns reordered by layer) is
-        the image drawn.
+        drawn off the diagonal; the colour bar and title name the index.
+    diagonal : bool
+        Draw each feature's own effect on the diagonal: the same index of the single feature
+        (with ``"banzhaf_interaction"`` its Banzhaf value, ``"shapley_interaction"`` its
+        Shapley value, ``"fourier"`` ``F({i})``), on the same colour scale, so a strong
+        single head is as visible as a strong pair.
+    annotate : int
+        Write the names of the strongest ``annotate`` pairs into their cells when the axes
+        carry layer labels only (``n > 40``), so they can be found among many heads.
+    title : str, optional
+        A first title line, e.g. the model, task and value explained.
     ax : matplotlib Axes, optional
 
     Returns
@@ -289,15 +309,44 @@ def head_interactions(
     n = _n_features(sp)
     names = _check_names(names, n)
     order, labels, bounds = _group_layout(_check_groups(groups, n))
-    M = pair_matrix(sp, index, aggregate=aggregate)[np.ix_(order, order)]
+    M = pair_matrix(sp, index, aggregate=aggregate)
+    if diagonal:
+        singles = _set_values(sp, index, max_order=1)
+        np.fill_diagonal(M, [singles.get((i,), 0.0) for i in range(n)])
+    M = M[np.ix_(order, order)]
     fig, ax = _figure_axes(ax, (8.5, 7.5))
     image = ax.imshow(M, cmap=_DIVERGING, norm=_symmetric_norm(M), interpolation="nearest")
-    _label_heatmap_axes(ax, [names[i] for i in order], labels, bounds)
+    ordered = [names[i] for i in order]
+    _label_heatmap_axes(ax, ordered, labels, bounds)
+    if n > _MAX_NAME_TICKS and annotate:
+        _annotate_pairs(ax, M, ordered, annotate)
     fig.colorbar(image, ax=ax, shrink=0.8, label=_INDEX_LABELS[index])
+    pairs = M - np.diag(np.diag(M))
+    lines = [] if title is None else [title]
     pooled = ", higher orders shared onto pairs" if aggregate else ""
-    title = f"Pairwise {_INDEX_LABELS[index]}{pooled}\n{_strongest_cell(M, names, order)}"
-    ax.set_title(title, fontsize=10)
+    lines.append(
+        f"Pairwise {_INDEX_LABELS[index]}{pooled}" + (f"; diagonal: {_SINGLE_LABELS[index]}" if diagonal else "")
+    )
+    lines.append(_strongest_cell(pairs, names, order))
+    ax.set_title("\n".join(lines), fontsize=10)
     return fig
+
+
+def _annotate_pairs(ax: Axes, M: np.ndarray, names: list[str], k: int) -> None:
+    """Write ``a × b`` beside the ``k`` strongest off-diagonal cells of ``M`` (upper triangle)."""
+    upper = np.triu(np.abs(M), 1)
+    for flat in np.argsort(-upper, axis=None)[:k]:
+        i, j = np.unravel_index(flat, M.shape)
+        if upper[i, j] == 0:
+            break
+        ax.annotate(
+            f"{names[i]} × {names[j]}",
+            (j, i),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=6,
+            path_effects=[withStroke(linewidth=2, foreground="white")],
+        )
 
 
 def layer_energy(sp_or_energy: Spectrum | EnergySplit, groups=None, *, ax: Axes | None = None) -> Figure | SubFigure:

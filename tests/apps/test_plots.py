@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+import compattr
 from compattr import Spectrum, indices, plots
 
 
@@ -104,7 +105,15 @@ def test_head_heatmap_draws_the_pair_matrix_in_layer_order(tmp_path):
     render(fig, tmp_path)
     order = np.argsort(groups, kind="stable")
     drawn = np.asarray(fig.axes[0].images[0].get_array())
-    np.testing.assert_array_equal(drawn, plots.pair_matrix(sp)[np.ix_(order, order)])
+    pairs = plots.pair_matrix(sp)[np.ix_(order, order)]
+    np.testing.assert_array_equal(drawn - np.diag(np.diag(drawn)), pairs)
+    # the diagonal: each head's own Banzhaf value (a strong single head is visible)
+    np.testing.assert_allclose(np.diag(drawn), compattr.indices.banzhaf(sp)[order])
+    assert np.abs(np.diag(drawn)).max() > 0
+    assert "diagonal: Banzhaf value" in fig.axes[0].get_title()
+    plain = plots.head_interactions(sp, names, groups, diagonal=False, title="tiny model, task x")
+    np.testing.assert_array_equal(np.asarray(plain.axes[0].images[0].get_array()), pairs)
+    assert plain.axes[0].get_title().startswith("tiny model, task x\nPairwise Banzhaf interaction")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == [names[i] for i in order]
     norm = ax.images[0].norm
@@ -119,6 +128,11 @@ def test_head_heatmap_labels_layers_for_many_heads(tmp_path):
     assert [t.get_text() for t in ax.get_xticklabels()] == [f"L{l}" for l in range(30)]
     assert len(ax.lines) == 2 * 29  # layer boundaries, both axes
     assert ax.images[0].get_array().shape == (270, 270)
+    # with layer labels only, the strongest pairs are named in their cells
+    M = plots.pair_matrix(sp, "fourier", aggregate=True)
+    i, j = np.unravel_index(np.argmax(np.abs(np.triu(M, 1))), M.shape)
+    notes = [t.get_text() for t in ax.texts]
+    assert len(notes) == 5 and f"{names[i]} × {names[j]}" in notes
 
 
 def test_head_heatmap_rejects_bad_names_and_groups():
