@@ -33,7 +33,7 @@ import torch
 
 from . import optimize
 from ._validation import as_value_range, check_format, plan_size, range_note
-from .apps import plots
+from .apps import export, plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import LassoBaseline, ProxySPEX
 from .query import MaskedModel, run_queries
@@ -150,6 +150,21 @@ class Explanation:
         are conditional on the selected terms (see :func:`compattr.spectrum.bootstrap`).
         """
         return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed)
+
+    def to_shapiq(self, index: str = "k-SII", max_order: int = 2):
+        """``index`` up to ``max_order`` as a ``shapiq.InteractionValues``, for shapiq's plots
+        (needs shapiq; :meth:`save_shapiq` writes its JSON file without it).
+        ``estimation_budget`` is the number of masks fitted on."""
+        return export.to_shapiq(self.spectrum, index, max_order, budget=len(self.masks))
+
+    def save_shapiq(self, path, index: str = "k-SII", max_order: int = 2) -> Path:
+        """Write ``index`` up to ``max_order`` as the JSON file that
+        ``shapiq.InteractionValues.from_json_file`` loads (shapiq's index names:
+        ``"k-SII"``, ``"SII"``, ``"STII"``, ``"FSII"``, ``"FBII"``, ``"BII"``, ``"Moebius"``)."""
+        description = f"compattr explanation of {self.fit_info.get('value') or 'a set function'}"
+        return export.write_shapiq_json(
+            self.spectrum, path, index, max_order, budget=len(self.masks), description=description
+        )
 
     def interactions(self, k: int = 20, index: str | None = None) -> pd.DataFrame:
         """The ``k`` strongest terms with feature names: Fourier (default) or an index."""

@@ -1,5 +1,6 @@
 """End to end on a tiny random-weight Llama: explain its heads, plan, apply, measure."""
 
+import json
 import warnings
 
 import numpy as np
@@ -34,7 +35,7 @@ def explanation(setting, tmp_path_factory):
     return explain(model, heads, value, inputs, budget=300, test_masks=200, seed=0, cache_dir=cache, progress=False)
 
 
-def test_explanation_holds_everything(explanation, setting):
+def test_explanation_holds_everything(explanation, setting, tmp_path):
     _, heads, _, _ = setting
     ex = explanation
     assert ex.n == heads.n == 12
@@ -57,6 +58,9 @@ def test_explanation_holds_everything(explanation, setting):
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title
+    payload = json.loads(ex.save_shapiq(tmp_path / "k_sii.json").read_text())
+    assert payload["metadata"]["estimation_budget"] == 300 and payload["metadata"]["n_players"] == 12
+    assert payload["description"].startswith("compattr explanation of ")
 
 
 def test_outputs_are_the_model_queried_directly(explanation, setting):
