@@ -33,7 +33,7 @@ import torch
 
 from . import optimize
 from ._validation import as_value_range, check_format, plan_size, range_note
-from .apps import export, plots
+from .apps import circuit, export, plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import LassoBaseline, ProxySPEX
 from .query import MaskedModel, run_queries
@@ -262,6 +262,18 @@ class Explanation:
         parts = [title, None if value is None else f"value: {value}", f"held-out R² {r2}"]
         heading = " · ".join(p for p in parts if p)
         return plots.head_interactions(self.spectrum, self.names, self.groups, title=heading, **kwargs)
+
+    def plot_circuit(self, k: int = 20, index: str = "banzhaf_interaction", title: str | None = None):
+        """The ``k`` strongest pairwise interactions as a layer-ordered graph
+        (:func:`compattr.apps.circuit.plot_circuit`); ``circuit_html`` gives it as a page."""
+        graph = circuit.circuit_graph(self.spectrum, self.names, self.groups, k, index)
+        return circuit.plot_circuit(graph, title=title)
+
+    def circuit_html(self, k: int = 20, index: str = "banzhaf_interaction", title: str | None = None) -> str:
+        """:meth:`plot_circuit` as a self-contained interactive HTML page (save it with
+        :func:`compattr.plots.save` to a ``.html`` file)."""
+        graph = circuit.circuit_graph(self.spectrum, self.names, self.groups, k, index)
+        return circuit.circuit_html(graph, title=title)
 
     def plot_energy(self, **kwargs):
         """Per-group linear / within / cross energy bars (:func:`compattr.plots.layer_energy`)."""

@@ -9,6 +9,8 @@
     Figures and HTML views of a spectrum.
 :mod:`~compattr.apps.report`
     Markdown tables and the files an explanation or a set of plans is written to.
+:mod:`~compattr.apps.circuit`
+    The circuit view: the strongest interactions as a layer-ordered graph (PNG or HTML).
 :mod:`~compattr.apps.export`
     Interaction values in shapiq's ``InteractionValues`` format (JSON, or the object).
 :mod:`~compattr.apps.stats`
