@@ -77,6 +77,9 @@ class Masker(Protocol):
     ``masking(masks, inputs)`` is a context manager: inside it, running the model on the
     inputs it yields computes row ``b`` with the features of ``masks[b]`` kept. Maskers
     that own their inputs (a text, an image) expose them as ``inputs``; others set it to None.
+    A masker whose ``masking`` also takes ``examples`` (each row's example index, e.g. to
+    patch from that example's corrupted twin) is given them by
+    :class:`~compattr.query.MaskedModel`.
     """
 
     n: int

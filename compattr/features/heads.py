@@ -15,6 +15,10 @@ Ablations
     ``H / k_l`` (``k_l`` kept heads), keeping the layer's output scale.
 ``"mean"``
     Masked heads output their mean over the tokens of ``reference`` inputs.
+``"patch"``
+    Masked heads output what they output on a paired ``corrupted`` input (activation
+    patching, e.g. IOI's name-swapped prompt): one corrupted example per clean example, same
+    token length, its head outputs recorded once and reused for every mask.
 
 Usage::
 
@@ -44,7 +48,7 @@ from .architectures import find_blocks, kv_heads, language_model, resolve, text_
 from .base import Inputs, call_model, digest
 from .replay import LayerReplay
 
-_ABLATIONS = ("zero", "mean")
+_ABLATIONS = ("zero", "mean", "patch")
 
 
 class AttentionHeads:
@@ -61,11 +65,15 @@ class AttentionHeads:
         ``layers[i // H]`` (layer-major).
     rescale : bool
         With ``ablation="zero"``, scale the kept heads of each layer by ``H / k``.
-    ablation : {"zero", "mean"}
+    ablation : {"zero", "mean", "patch"}
         What a masked head outputs.
     reference : tensor or mapping of tensors, optional
         Inputs whose token-averaged head outputs replace masked heads; required by
         ``ablation="mean"``.
+    corrupted : tensor or mapping of tensors, optional
+        With ``ablation="patch"``: one corrupted example per clean example the model will be
+        run on, in the same order and with the same token positions; a masked head of row
+        ``b`` outputs its output on the corrupted twin of row ``b``'s example.
 
     Attributes
     ----------
@@ -94,13 +102,16 @@ class AttentionHeads:
         rescale: bool = True,
         ablation: str = "zero",
         reference: Inputs | None = None,
+        corrupted: Inputs | None = None,
     ):
         if ablation not in _ABLATIONS:
             raise ValueError(f"ablation must be one of {_ABLATIONS}, got {ablation!r}.")
-        if ablation == "mean" and rescale:
+        if ablation != "zero" and rescale:
             raise ValueError("rescale applies to ablation='zero' only; pass rescale=False.")
         if ablation == "mean" and reference is None:
             raise ValueError("ablation='mean' needs reference inputs to average head outputs over.")
+        if (ablation == "patch") != (corrupted is not None):
+            raise ValueError("ablation='patch' needs corrupted= inputs (and only it takes them).")
         self.model = model
         self.rescale = bool(rescale)
         self.ablation = ablation
@@ -147,7 +158,9 @@ class AttentionHeads:
         self.groups = layer
         self.kv_groups = layer * G + head // (H // G)
         self._means = self._head_means(reference) if ablation == "mean" and reference is not None else None
+        self._patches = self._head_outputs(corrupted) if corrupted is not None else None
         self._factors: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         return (
@@ -157,13 +170,14 @@ class AttentionHeads:
         )
 
     def fingerprint(self) -> str:
-        """Identifies the masking (layers, heads, hook site, rescaling, ablation means)."""
+        """Identifies the masking (layers, heads, hook site, rescaling, ablation means or patches)."""
         means = "none" if self._means is None else digest(self._means)
-        return f"{self!r} site={self._site_name} means={means}"
+        patches = "" if self._patches is None else f" patches={digest(self._patches)}"
+        return f"{self!r} site={self._site_name} means={means}{patches}"
 
     # ------------------------------------------------------------------ masking
     @contextmanager
-    def masked(self, masks) -> Iterator[AttentionHeads]:
+    def masked(self, masks, examples=None) -> Iterator[AttentionHeads]:
         """Mask heads while the block runs; hooks are removed on exit, also on exceptions.
 
         Parameters
@@ -171,9 +185,13 @@ class AttentionHeads:
         masks : (n,) or (B, n) bool array or tensor
             True = head kept. With ``B`` rows, the model must be run on a batch of ``B``
             examples and row ``b`` uses ``masks[b]``; one row applies to every example.
+        examples : (B,) int array or tensor, optional
+            With ``ablation="patch"``: the example (index into ``corrupted``) of each batch
+            row; default row ``b`` is example ``b``.
         """
         if self._factors is not None:
             raise RuntimeError("heads are already masked; masked() contexts do not nest.")
+        self._rows = None if examples is None else torch.as_tensor(examples, dtype=torch.long)
         self._factors = self._mask_factors(masks)
         handles = []
         try:
@@ -187,11 +205,13 @@ class AttentionHeads:
             for handle in handles:
                 handle.remove()
             self._factors = None
+            self._rows = None
 
     @contextmanager
-    def masking(self, masks: torch.Tensor, inputs: Inputs) -> Iterator[Inputs]:
-        """:class:`~compattr.features.base.Masker` protocol: ``masked(masks)``, inputs unchanged."""
-        with self.masked(masks):
+    def masking(self, masks: torch.Tensor, inputs: Inputs, examples: torch.Tensor | None = None) -> Iterator[Inputs]:
+        """:class:`~compattr.features.base.Masker` protocol: ``masked(masks, examples)``, inputs
+        unchanged (``examples``: each row's example, for patching)."""
+        with self.masked(masks, examples):
             yield inputs
 
     def layer_replay(self) -> LayerReplay | None:
@@ -252,12 +272,34 @@ class AttentionHeads:
         z = self._heads_view(x)
         factor = factor.to(device=z.device, dtype=z.dtype)
         factor = factor.view(factor.shape[0], *([1] * (z.ndim - 3)), self.n_heads, 1)
-        if self._means is None:
-            z = z * factor
-        else:
+        if self._patches is not None:
+            alt = self._patch_rows(pos, z)
+            z = alt + (z - alt) * factor
+        elif self._means is not None:
             mu = self._means[pos].to(device=z.device, dtype=z.dtype)
             z = mu + (z - mu) * factor
+        else:
+            z = z * factor
         return z if self._split else z.flatten(-2)
+
+    def _patch_rows(self, pos: int, z: torch.Tensor) -> torch.Tensor:
+        """The corrupted head outputs of each row's example, shaped like ``z``."""
+        assert self._patches is not None
+        patches = self._patches[pos]
+        rows = self._rows if self._rows is not None else torch.arange(z.shape[0])
+        if len(rows) != z.shape[0] or (len(rows) and not 0 <= int(rows.min()) <= int(rows.max()) < len(patches)):
+            raise ValueError(
+                f"patching a batch of {z.shape[0]} rows needs each row's example among the "
+                f"{len(patches)} corrupted ones: pass examples= to masked() (default: row b is example b)."
+            )
+        alt = patches[rows.to(patches.device)]
+        if alt.shape != z.shape:
+            raise ValueError(
+                f"the corrupted head outputs have shape {tuple(alt.shape[1:])} per row but the model "
+                f"runs {tuple(z.shape[1:])}: patching needs the inputs' token positions as given "
+                "(a value that appends answers or options to the inputs cannot be patched)."
+            )
+        return alt.to(device=z.device, dtype=z.dtype)
 
     def _input_hook(self, pos: int, module: nn.Module, args: tuple) -> tuple:
         return (self._apply(pos, args[0]), *args[1:])
@@ -268,18 +310,23 @@ class AttentionHeads:
     def _head_means(self, reference: Inputs) -> torch.Tensor:
         """(L, H, D) token-averaged head outputs of the model on ``reference``."""
         weights = reference.get("attention_mask") if isinstance(reference, dict) else None
-        sums: list[Any] = [None] * len(self._sites)
-        counts = [0.0] * len(self._sites)
-
-        def record(pos: int, x: torch.Tensor) -> None:
-            z = self._heads_view(x.detach()).float()
+        means = []
+        for z in self._head_outputs(reference):
+            z = z.float()
             if weights is not None and tuple(weights.shape) == tuple(z.shape[:2]):
                 w = weights.to(z.device, z.dtype).view(*weights.shape, 1, 1)
-                total, count = (z * w).sum((0, 1)), float(w.sum())
+                means.append(((z * w).sum((0, 1)) / w.sum()).cpu())
             else:
-                total, count = z.flatten(0, -3).sum(0), float(np.prod(z.shape[:-2]))
-            sums[pos] = total.cpu() if sums[pos] is None else sums[pos] + total.cpu()
-            counts[pos] += count
+                means.append(z.flatten(0, -3).mean(0).cpu())
+        return torch.stack(means)
+
+    def _head_outputs(self, inputs: Inputs) -> list[torch.Tensor]:
+        """Per selected layer, the heads' outputs ``[E, ..., H, D]`` of the unmasked model on
+        ``inputs`` (one forward pass)."""
+        recorded: list[Any] = [None] * len(self._sites)
+
+        def record(pos: int, x: torch.Tensor) -> None:
+            recorded[pos] = self._heads_view(x.detach()).clone()
 
         handles = []
         for pos, site in enumerate(self._sites):
@@ -289,12 +336,12 @@ class AttentionHeads:
                 hook = site.register_forward_pre_hook(lambda m, args, pos=pos: record(pos, args[0]))
             handles.append(hook)
         try:
-            with torch.inference_mode():
-                call_model(self.model, reference)
+            with torch.no_grad():  # not inference_mode: the outputs may meet autograd later
+                call_model(self.model, inputs)
         finally:
             for handle in handles:
                 handle.remove()
-        return torch.stack([s / c for s, c in zip(sums, counts)])
+        return recorded
 
 
 def _is_lens(model: nn.Module) -> bool:

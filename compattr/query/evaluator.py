@@ -24,6 +24,7 @@ resumable. This is the call path of ``compattr.explain``::
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -112,6 +113,8 @@ class MaskedModel:
         if replay and fixed > 0 and PrefixCache.supports(model):
             ids = self.inputs["input_ids"] if isinstance(self.inputs, Mapping) else self.inputs
             self._prefix_cache = PrefixCache(model, ids[:1, :fixed])
+        # maskers that patch from paired inputs are told each batch row's example
+        self._takes_examples = "examples" in inspect.signature(features.masking).parameters
         self._prepared: tuple[Inputs, Any] | None = None
         self._captured: dict[tuple[int, int], Any] = {}  # layer-replay outputs per example slice
 
@@ -180,7 +183,9 @@ class MaskedModel:
             k = min(j + e, E) - j
             x, t = (map_inputs(lambda v: v[j : j + k], z) for z in (inputs, targets))
             x_rows, t_rows = map_inputs(tile, x), map_inputs(tile, t)
-            with self._replaying(j, x, t), self.features.masking(masks.repeat_interleave(k, 0), x_rows) as xm:
+            rows = masks.repeat_interleave(k, 0)
+            examples = {"examples": torch.arange(j, j + k).repeat(b)} if self._takes_examples else {}
+            with self._replaying(j, x, t), self.features.masking(rows, x_rows, **examples) as xm:
                 scores.append(self.value.score(model, xm, t_rows).view(b, k))
         rows = torch.cat(scores, 1)
         out = self.value.per_example(rows) if per_example else self.value.reduce(rows)

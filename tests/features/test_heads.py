@@ -422,3 +422,124 @@ def test_transformerlens_layer_replay_equals_the_full_forward(tmp_path):
     heads = AttentionHeads(bridge, layers=[2, 3])
     masks = np.random.default_rng(6).random((9, heads.n)) < 0.5
     check_lens_layer_replay(bridge, heads, ids(batch=2), masks)
+
+
+# --------------------------------------------------------------------------- patching
+def patched_by_hand(model, clean, corrupted, masks):
+    """Logits of ``clean`` with the masked heads' inputs to the output projection replaced by
+    those of the same row of ``corrupted`` (activation surgery, written independently)."""
+    layers = model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else model.config.n_layer
+    H = model.config.num_attention_heads if hasattr(model.config, "num_attention_heads") else model.config.n_head
+    seen = {}
+    handles = [
+        out_proj(model, l).register_forward_pre_hook(lambda m, a, l=l: seen.__setitem__(l, a[0].detach().clone()))
+        for l in range(layers)
+    ]
+    try:
+        logits(model, corrupted)
+    finally:
+        for h in handles:
+            h.remove()
+    keep = torch.as_tensor(np.atleast_2d(masks)).reshape(-1, layers, H)
+
+    def swap(l, module, args):
+        x = args[0].clone()
+        D = x.shape[-1] // H
+        for b in range(x.shape[0]):
+            row = keep[b if len(keep) > 1 else 0, l]
+            for h in np.flatnonzero(~row.numpy()):
+                x[b, :, h * D : (h + 1) * D] = seen[l][b, :, h * D : (h + 1) * D]
+        return (x, *args[1:])
+
+    handles = [out_proj(model, l).register_forward_pre_hook(lambda m, a, l=l: swap(l, m, a)) for l in range(layers)]
+    try:
+        return logits(model, clean)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_patching_equals_activation_surgery_per_row(model):
+    clean, corrupted = ids(batch=3, seed=1), ids(batch=3, seed=2)
+    heads = AttentionHeads(model, rescale=False, ablation="patch", corrupted=corrupted)
+    masks = np.random.default_rng(3).random((3, heads.n)) < 0.5
+    with heads.masked(masks):
+        got = logits(model, clean)
+    assert torch.allclose(got, patched_by_hand(model, clean, corrupted, masks), atol=1e-5)
+    assert not torch.allclose(got, logits(model, clean), atol=1e-4)  # the patch changes the output
+    for b in range(3):  # one row at a time, told which example it is
+        with heads.masked(masks[b], examples=[b]):
+            alone = logits(model, clean[b : b + 1])
+        assert torch.allclose(alone, got[b : b + 1], atol=1e-5)
+    with heads.masked(np.ones(heads.n, bool)):  # nothing masked: the clean model
+        assert torch.allclose(logits(model, clean), logits(model, clean), atol=1e-6)
+    with heads.masked(np.zeros(heads.n, bool)):  # everything masked: the corrupted run's heads
+        assert torch.allclose(
+            logits(model, clean), patched_by_hand(model, clean, corrupted, np.zeros(heads.n, bool)), atol=1e-5
+        )
+
+
+def test_patching_through_a_masked_model_tells_each_row_its_example():
+    """MaskedModel tiles masks x examples into batch rows in chunks; every batch size gives the
+    outputs of masking one mask at a time on all examples."""
+    model = tiny_llama(layers=2)
+    clean, corrupted = ids(batch=5, seed=4), ids(batch=5, seed=5)
+    heads = AttentionHeads(model, rescale=False, ablation="patch", corrupted=corrupted)
+    masks = np.random.default_rng(6).random((4, heads.n)) < 0.5
+    value = ClassLogit()
+    x, targets = value.prepare(model, clean, 8)
+    expected = []
+    for m in masks:
+        with heads.masked(m), torch.no_grad():
+            expected.append(float(value.score(model, x, targets).mean()))
+    for batch_size in (1, 3, 7, 64):  # examples split across forward passes, masks tiled
+        got = Query(model, heads, value, clean, batch_size=batch_size, replay=False).evaluate(masks)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    got = Query(
+        model, AttentionHeads(model, layers=[1], rescale=False, ablation="patch", corrupted=corrupted), value, clean
+    ).evaluate(masks[:, 4:])  # layer replay of layer 0
+    only_last = AttentionHeads(model, layers=[1], rescale=False, ablation="patch", corrupted=corrupted)
+    with only_last.masked(masks[0, 4:]), torch.no_grad():
+        first = float(value.score(model, x, targets).mean())
+    assert got[0] == pytest.approx(first, abs=1e-5)
+
+
+def test_patching_refuses_what_it_cannot_do():
+    model = tiny_llama(layers=2)
+    corrupted = ids(batch=3)
+    with pytest.raises(ValueError, match="needs corrupted"):
+        AttentionHeads(model, rescale=False, ablation="patch")
+    with pytest.raises(ValueError, match="needs corrupted"):
+        AttentionHeads(model, rescale=False, corrupted=corrupted)
+    with pytest.raises(ValueError, match="rescale=False"):
+        AttentionHeads(model, ablation="patch", corrupted=corrupted)
+    heads = AttentionHeads(model, rescale=False, ablation="patch", corrupted=corrupted)
+    with pytest.raises(ValueError, match="pass examples="), heads.masked(np.ones(heads.n, bool)):
+        logits(model, ids(batch=4))
+    with pytest.raises(ValueError, match="token positions as given"), heads.masked(np.ones(heads.n, bool)):
+        logits(model, ids(batch=3, seq=9))
+    assert (
+        heads.fingerprint()
+        != AttentionHeads(model, rescale=False, ablation="patch", corrupted=ids(batch=3, seed=9)).fingerprint()
+    )
+
+
+def test_transformerlens_patching_equals_the_hf_patching(tmp_path):
+    bridges = pytest.importorskip("transformer_lens.model_bridge", reason="needs the 'lens' extra (transformer-lens 4)")
+    from transformers import AutoTokenizer
+
+    word_tokenizer().save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    model = tiny_llama()
+    hf = copy.deepcopy(model)
+    clean, corrupted = ids(batch=3, seed=10), ids(batch=3, seed=11)
+    hf_heads = AttentionHeads(hf, rescale=False, ablation="patch", corrupted=corrupted)
+    bridge = bridges.TransformerBridge.boot_transformers("tiny", hf_model=model, tokenizer=tokenizer)
+    lens_heads = AttentionHeads(bridge, rescale=False, ablation="patch", corrupted=corrupted)
+    masks = np.random.default_rng(12).random((3, hf_heads.n)) < 0.5
+    with hf_heads.masked(masks):
+        expected = logits(hf, clean)
+    with lens_heads.masked(masks), torch.no_grad():
+        got = bridge(clean)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(expected, patched_by_hand(hf, clean, corrupted, masks), atol=1e-5)
