@@ -1,4 +1,4 @@
-"""Features to attribute to: attention heads, text units, image patches, training examples.
+"""Features to attribute to: attention heads, MLP blocks, text units, image patches, training examples.
 
 See :mod:`compattr.features.base` for the two protocols (:class:`SetFunction`, :class:`Masker`)
 and :func:`check_set_function`, the conformance check for set functions you write yourself.
@@ -7,16 +7,20 @@ and :func:`check_set_function`, the conformance check for set functions you writ
 
 from .architectures import Architecture, register_architecture
 from .base import FeatureSet, Masker, SetFunction, check_feature_set, check_set_function
+from .components import Components
 from .data import TrainingSubsets
 from .heads import AttentionHeads
 from .images import ImagePatches
+from .mlps import MLPBlocks
 from .text import Sentences, TextSpans, Tokens, Words
 
 __all__ = [
     "Architecture",
     "AttentionHeads",
+    "Components",
     "FeatureSet",
     "ImagePatches",
+    "MLPBlocks",
     "Masker",
     "Sentences",
     "SetFunction",

@@ -14,8 +14,11 @@ layer's attention output projection, whose input is the concatenation of the hea
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from torch import nn
 
 
@@ -31,14 +34,18 @@ class Architecture:
         ``layers`` in ``LlamaModel``.
     out_proj : str
         Dotted path of the output projection inside one block.
+    mlp : str
+        Dotted path, inside one block, of the module whose output is the MLP's contribution
+        to the residual stream (before the residual sum): ``"mlp"`` in most decoders.
     """
 
     blocks: str
     out_proj: str
+    mlp: str = "mlp"
 
 
 _DECODER = Architecture("layers", "self_attn.o_proj")
-_BERT = Architecture("encoder.layer", "attention.output.dense")
+_BERT = Architecture("encoder.layer", "attention.output.dense", "output.dense")
 
 REGISTRY: dict[str, Architecture] = {
     "llama": _DECODER,
@@ -56,8 +63,8 @@ REGISTRY: dict[str, Architecture] = {
     "roberta": _BERT,
     "xlm-roberta": _BERT,
     "electra": _BERT,
-    "distilbert": Architecture("transformer.layer", "attention.out_lin"),
-    "opt": Architecture("decoder.layers", "self_attn.out_proj"),
+    "distilbert": Architecture("transformer.layer", "attention.out_lin", "ffn"),
+    "opt": Architecture("decoder.layers", "self_attn.out_proj", "fc2"),
     "gemma3_text": _DECODER,
     "falcon": Architecture("h", "self_attention.dense"),
 }
@@ -157,3 +164,28 @@ def _discover(model: nn.Module, n_layers: int | None) -> Architecture | None:
         if len(projections) == 1:
             return Architecture(name, projections[0])
     return None
+
+
+def is_lens(model: nn.Module) -> bool:
+    """Whether ``model`` is a TransformerLens model (it has ``blocks.0.attn.hook_z``)."""
+    hooks = getattr(model, "hook_dict", None)
+    return isinstance(hooks, dict) and "blocks.0.attn.hook_z" in hooks
+
+
+def check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
+    """``layers`` as sorted distinct indices in ``[0, n_layers)`` (None: all), or a ``ValueError``."""
+    if layers is None:
+        return list(range(n_layers))
+    given: list[Any] = list(layers) if isinstance(layers, (list, tuple, range, np.ndarray)) else [layers]
+    wrong = [l for l in given if isinstance(l, (bool, np.bool_)) or not isinstance(l, (int, np.integer))]
+    if wrong:
+        raise ValueError(f"layers must be integers (layer indices), got {wrong!r}.")
+    layers = [int(l) for l in given]
+    if not layers:
+        raise ValueError("layers is empty; pass None for all layers.")
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad:
+        raise ValueError(f"layer(s) {bad} out of range: the model has layers 0..{n_layers - 1}.")
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"layers must be distinct, got {layers}.")
+    return sorted(layers)

@@ -44,8 +44,9 @@ import torch
 from torch import nn
 
 from .._validation import as_masks
-from .architectures import find_blocks, kv_heads, language_model, resolve, text_config
+from .architectures import check_layers, find_blocks, is_lens, kv_heads, language_model, resolve, text_config
 from .base import Inputs, call_model, digest
+from .components import Components
 from .replay import LayerReplay
 
 _ABLATIONS = ("zero", "mean", "patch")
@@ -115,7 +116,7 @@ class AttentionHeads:
         self.model = model
         self.rescale = bool(rescale)
         self.ablation = ablation
-        self._lens = _is_lens(model)
+        self._lens = is_lens(model)
         self._blocks: nn.ModuleList | None
         self._width: int | None
         if self._lens:
@@ -144,7 +145,7 @@ class AttentionHeads:
             # A Hugging Face output projection always takes the heads' outputs concatenated.
             self._split = False
             self._width = None
-        self.layers = _check_layers(layers, n_layers)
+        self.layers = check_layers(layers, n_layers)
         self._sites = [self._site(layer) for layer in self.layers]
         if self._width is None:
             self._width = _input_width(self._sites[0])
@@ -161,6 +162,10 @@ class AttentionHeads:
         self._patches = self._head_outputs(corrupted) if corrupted is not None else None
         self._factors: torch.Tensor | None = None
         self._rows: torch.Tensor | None = None
+
+    def __add__(self, other: Any) -> Components:
+        """These features and ``other``'s (e.g. MLP blocks) as one feature vector."""
+        return Components(self, other)
 
     def __repr__(self) -> str:
         return (
@@ -344,11 +349,6 @@ class AttentionHeads:
         return recorded
 
 
-def _is_lens(model: nn.Module) -> bool:
-    hooks = getattr(model, "hook_dict", None)
-    return isinstance(hooks, dict) and "blocks.0.attn.hook_z" in hooks
-
-
 def _is_hooked_transformer(model: nn.Module) -> bool:
     """A TransformerLens ``HookedTransformer`` (``hook_z`` split by head), not a bridge."""
     return any(
@@ -365,24 +365,6 @@ def _input_width(site: nn.Module) -> int | None:
         if isinstance(width, int):
             return width
     return None
-
-
-def _check_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
-    if layers is None:
-        return list(range(n_layers))
-    given: list[Any] = list(layers) if isinstance(layers, (list, tuple, range, np.ndarray)) else [layers]
-    wrong = [l for l in given if isinstance(l, (bool, np.bool_)) or not isinstance(l, (int, np.integer))]
-    if wrong:
-        raise ValueError(f"layers must be integers (layer indices), got {wrong!r}.")
-    layers = [int(l) for l in given]
-    if not layers:
-        raise ValueError("layers is empty; pass None for all layers.")
-    bad = [l for l in layers if not 0 <= l < n_layers]
-    if bad:
-        raise ValueError(f"layer(s) {bad} out of range: the model has layers 0..{n_layers - 1}.")
-    if len(set(layers)) != len(layers):
-        raise ValueError(f"layers must be distinct, got {layers}.")
-    return sorted(layers)
 
 
 def _span(layers: list[int]) -> str:

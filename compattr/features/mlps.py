@@ -1,0 +1,226 @@
+"""MLP blocks as features: mask the MLP of any subset of layers, a different subset per batch row.
+
+Each selected layer gets a forward hook on the module whose output is its MLP's contribution
+to the residual stream (``block.mlp`` in most decoders, BERT's ``output.dense``; located by
+:mod:`compattr.features.architectures`) or on ``blocks.{l}.hook_mlp_out`` (TransformerLens).
+A masked MLP's output ``[batch, ..., d_model]`` is replaced row by row:
+
+``"zero"``
+    by zero;
+``"mean"``
+    by its mean over the tokens of ``reference`` inputs;
+``"patch"``
+    by its output on the paired ``corrupted`` example (activation patching), recorded once.
+
+Combine with heads into one feature vector: ``compattr.AttentionHeads(model) +
+compattr.MLPBlocks(model)`` (:class:`~compattr.features.Components`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import as_masks
+from .architectures import check_layers, find_blocks, is_lens, language_model, resolve, text_config
+from .base import Inputs, call_model, digest
+from .components import Components
+from .replay import LayerReplay
+
+_ABLATIONS = ("zero", "mean", "patch")
+
+
+class MLPBlocks:
+    """The MLP blocks of an HF or TransformerLens model, one feature per layer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A Hugging Face transformer of a registered or discoverable family, or a
+        TransformerLens model (``hook_mlp_out``).
+    layers : sequence of int, optional
+        Layers whose MLPs are features; default all. Feature ``i`` is the MLP of ``layers[i]``.
+    ablation : {"zero", "mean", "patch"}
+        What a masked MLP outputs.
+    reference : tensor or mapping of tensors, optional
+        ``ablation="mean"``: inputs whose token-averaged MLP outputs replace masked MLPs.
+    corrupted : tensor or mapping of tensors, optional
+        ``ablation="patch"``: one corrupted example per clean example, same token positions.
+
+    Attributes
+    ----------
+    n : int
+    names : list of str
+        ``'L{layer}.MLP'``.
+    groups : (n,) int array
+        The layer of each MLP.
+    layers : list of int
+    inputs : None
+    """
+
+    inputs = None
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[int] | None = None,
+        ablation: str = "zero",
+        reference: Inputs | None = None,
+        corrupted: Inputs | None = None,
+    ):
+        if ablation not in _ABLATIONS:
+            raise ValueError(f"ablation must be one of {_ABLATIONS}, got {ablation!r}.")
+        if (ablation == "mean") != (reference is not None) or (ablation == "patch") != (corrupted is not None):
+            raise ValueError("ablation='mean' needs reference= and ablation='patch' needs corrupted= (and only they).")
+        self.model, self.ablation = model, ablation
+        self._lens = is_lens(model)
+        if self._lens:
+            hooks: Any = model.hook_dict
+            cfg: Any = model.cfg  # TransformerLens' config
+            n_layers = int(cfg.n_layers)
+            self._blocks: Any = model.blocks
+            site = lambda l: hooks[f"blocks.{l}.hook_mlp_out"]
+            self._site_name = "hook_mlp_out"
+        else:
+            if text_config(model) is None:
+                raise ValueError(
+                    f"{type(model).__name__} has no config; MLPBlocks needs a Hugging Face or TransformerLens model."
+                )
+            architecture, _ = resolve(model)
+            self._blocks = find_blocks(language_model(model), architecture)
+            n_layers, self._site_name = len(self._blocks), architecture.mlp
+            site = lambda l: self._blocks[l].get_submodule(self._site_name)
+        self.layers = check_layers(layers, n_layers)
+        self._sites = [site(l) for l in self.layers]
+        self.n = len(self.layers)
+        self.names = [f"L{l}.MLP" for l in self.layers]
+        self.groups = np.asarray(self.layers)
+        self._replacements: list[torch.Tensor] | None = None
+        if reference is not None:
+            weights = reference.get("attention_mask") if isinstance(reference, dict) else None
+            self._replacements = [_token_mean(out, weights) for out in self._outputs(reference)]
+        elif corrupted is not None:
+            self._replacements = self._outputs(corrupted)
+        self._keep: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None
+
+    def __add__(self, other: Any) -> Components:
+        """These features and ``other``'s (e.g. MLP blocks) as one feature vector."""
+        return Components(self, other)
+
+    def __repr__(self) -> str:
+        return f"MLPBlocks({type(self.model).__name__}, layers={self.layers}, ablation={self.ablation!r})"
+
+    def fingerprint(self) -> str:
+        """Identifies the masking (layers, hook site, ablation and its recorded outputs)."""
+        recorded = "none" if self._replacements is None else digest(self._replacements)
+        return f"{self!r} site={self._site_name} replacements={recorded}"
+
+    @contextmanager
+    def masked(self, masks, examples=None) -> Iterator[MLPBlocks]:
+        """Mask MLPs while the block runs; hooks are removed on exit, also on exceptions.
+
+        Parameters
+        ----------
+        masks : (n,) or (B, n) bool array or tensor
+            True = MLP kept; row ``b`` applies to batch row ``b`` (one row: to all).
+        examples : (B,) int array or tensor, optional
+            With ``ablation="patch"``: each batch row's example; default row ``b`` is example ``b``.
+        """
+        if self._keep is not None:
+            raise RuntimeError("MLPs are already masked; masked() contexts do not nest.")
+        M = (
+            masks
+            if isinstance(masks, torch.Tensor)
+            else torch.from_numpy(as_masks(np.atleast_2d(np.asarray(masks)), self.n, name="MLP masks"))
+        )
+        M = M.unsqueeze(0) if M.ndim == 1 else M
+        if M.ndim != 2 or M.shape[1] != self.n:
+            raise ValueError(f"MLP masks must have shape (n,) or (B, n) with n={self.n}, got {tuple(M.shape)}.")
+        self._keep = M.to(torch.float32)
+        self._rows = None if examples is None else torch.as_tensor(examples, dtype=torch.long)
+        handles = [site.register_forward_hook(self._hook(pos)) for pos, site in enumerate(self._sites)]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+            self._keep, self._rows = None, None
+
+    @contextmanager
+    def masking(self, masks: torch.Tensor, inputs: Inputs, examples: torch.Tensor | None = None) -> Iterator[Inputs]:
+        """:class:`~compattr.features.base.Masker` protocol: ``masked(masks, examples)``."""
+        with self.masked(masks, examples):
+            yield inputs
+
+    def layer_replay(self) -> LayerReplay | None:
+        """Replay of the blocks before the first masked MLP's layer, or None if there are none."""
+        start = min(self.layers)
+        return None if start == 0 else LayerReplay(self._blocks, start)
+
+    # ------------------------------------------------------------------ internals
+    def _hook(self, pos: int):
+        def hook(module: nn.Module, args: tuple, output: Any):
+            out = output[0] if isinstance(output, tuple) else output
+            masked = self._apply(pos, out)
+            return (masked, *output[1:]) if isinstance(output, tuple) else masked
+
+        return hook
+
+    def _apply(self, pos: int, out: torch.Tensor) -> torch.Tensor:
+        assert self._keep is not None
+        keep = self._keep[:, pos]
+        if keep.shape[0] not in (1, out.shape[0]):
+            raise ValueError(f"the MLP masks have {keep.shape[0]} rows but the model runs a batch of {out.shape[0]}.")
+        keep = keep.to(device=out.device, dtype=out.dtype).view(-1, *([1] * (out.ndim - 1)))
+        if self._replacements is None:
+            return out * keep
+        alt = self._replacements[pos]
+        if self.ablation == "patch":
+            rows = self._rows if self._rows is not None else torch.arange(out.shape[0])
+            if len(rows) != out.shape[0] or int(rows.max()) >= len(alt):
+                raise ValueError(
+                    f"patching a batch of {out.shape[0]} rows needs each row's example among the "
+                    f"{len(alt)} corrupted ones: pass examples= to masked()."
+                )
+            alt = alt[rows.to(alt.device)]
+            if alt.shape != out.shape:
+                raise ValueError(
+                    f"the corrupted MLP outputs have shape {tuple(alt.shape[1:])} per row but the model runs "
+                    f"{tuple(out.shape[1:])}: patching needs the inputs' token positions as given."
+                )
+        alt = alt.to(device=out.device, dtype=out.dtype)
+        return alt + (out - alt) * keep
+
+    def _outputs(self, inputs: Inputs) -> list[torch.Tensor]:
+        """Per selected layer, the MLP's output ``[E, ..., d]`` of the unmasked model on ``inputs``."""
+        recorded: list[Any] = [None] * len(self._sites)
+
+        def record(pos: int, output: Any) -> None:
+            recorded[pos] = (output[0] if isinstance(output, tuple) else output).detach().clone()
+
+        handles = [
+            site.register_forward_hook(lambda m, a, out, pos=pos: record(pos, out))
+            for pos, site in enumerate(self._sites)
+        ]
+        try:
+            with torch.no_grad():
+                call_model(self.model, inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return recorded
+
+
+def _token_mean(out: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``(d,)`` mean of ``out`` ``[E, T, d]`` over its (attended) tokens."""
+    out = out.float()
+    if weights is not None and tuple(weights.shape) == tuple(out.shape[:2]):
+        w = weights.to(out.device, out.dtype).unsqueeze(-1)
+        return (out * w).sum((0, 1)) / w.sum()
+    return out.flatten(0, -2).mean(0)

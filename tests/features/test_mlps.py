@@ -1,0 +1,169 @@
+"""MLP blocks as features, alone and combined with heads: against weight and activation surgery."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import compattr
+from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama, word_tokenizer
+from compattr.features import AttentionHeads, Components, MLPBlocks
+from compattr.query import MaskedModel
+from compattr.values import ClassLogit
+
+torch.set_num_threads(1)
+
+BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": tiny_bert}
+
+
+def mlp_out(model, layer):
+    """The module whose output is layer ``layer``'s MLP contribution, spelled out per family."""
+    kind = model.config.model_type
+    if kind == "llama":
+        return model.model.layers[layer].mlp.down_proj
+    if kind == "gpt2":
+        return model.transformer.h[layer].mlp.c_proj
+    return model.bert.encoder.layer[layer].output.dense
+
+
+def n_layers(model):
+    return getattr(model.config, "num_hidden_layers", None) or model.config.n_layer
+
+
+def zero_mlps(model, masked_layers):
+    """A copy of ``model`` whose masked layers' MLP output projections are zero (weight and bias)."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in masked_layers:
+            proj = mlp_out(model, layer)
+            proj.weight.zero_()
+            if getattr(proj, "bias", None) is not None:
+                proj.bias.zero_()
+    return model
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def ids(batch=3, seq=6, seed=0):
+    return torch.randint(6, 60, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(params=sorted(BUILDERS))
+def model(request):
+    return BUILDERS[request.param]()
+
+
+def test_masking_equals_zeroing_the_mlp_output_weights_per_row(model):
+    mlps = MLPBlocks(model)
+    L = n_layers(model)
+    assert mlps.n == L and mlps.names == [f"L{l}.MLP" for l in range(L)] and mlps.groups.tolist() == list(range(L))
+    masks = np.array([[True] * L, [False] + [True] * (L - 1), [l % 2 == 1 for l in range(L)]])
+    x = ids()
+    with mlps.masked(masks):
+        got = logits(model, x)
+    for b, row in enumerate(masks):
+        want = logits(zero_mlps(model, np.flatnonzero(~row)), x[b : b + 1])
+        assert torch.allclose(got[b : b + 1], want, atol=1e-5), b
+    assert not torch.allclose(got[1], got[0], atol=1e-4)
+
+
+def test_mean_and_patch_replace_the_mlp_output():
+    model = tiny_llama(layers=2)
+    reference, clean, corrupted = ids(batch=4, seed=3), ids(batch=3, seed=4), ids(batch=3, seed=5)
+    site = model.model.layers[1].mlp
+
+    def output_of_mlp(run):
+        """The MLP's output as the residual stream receives it (a hook registered last runs last)."""
+        seen = []
+        handle = site.register_forward_hook(lambda m, a, out: seen.append(out.detach().clone()))
+        try:
+            run()
+        finally:
+            handle.remove()
+        return seen[0]
+
+    ref = output_of_mlp(lambda: logits(model, reference))
+    bad = output_of_mlp(lambda: logits(model, corrupted))
+    plain = output_of_mlp(lambda: logits(model, clean))
+    mask = np.array([True, False])
+    with MLPBlocks(model, ablation="mean", reference=reference).masked(mask):
+        mean = output_of_mlp(lambda: logits(model, clean))
+    with MLPBlocks(model, ablation="patch", corrupted=corrupted).masked(mask):
+        patched = output_of_mlp(lambda: logits(model, clean))
+    with MLPBlocks(model, ablation="patch", corrupted=corrupted).masked(mask, examples=[2]):
+        one = output_of_mlp(lambda: logits(model, clean[2:3]))
+    with MLPBlocks(model, ablation="patch", corrupted=corrupted).masked(np.ones(2, bool)):
+        kept = output_of_mlp(lambda: logits(model, clean))
+    assert torch.allclose(mean, ref.flatten(0, 1).mean(0).expand_as(mean), atol=1e-6)
+    assert torch.allclose(patched, bad, atol=1e-6) and torch.allclose(one, bad[2:3], atol=1e-6)
+    assert torch.allclose(kept, plain, atol=1e-6) and not torch.allclose(plain, bad, atol=1e-4)
+    with pytest.raises(ValueError, match="needs corrupted"):
+        MLPBlocks(model, ablation="patch")
+    patcher = MLPBlocks(model, ablation="patch", corrupted=corrupted)
+    with pytest.raises(ValueError, match="pass examples="), patcher.masked(mask):
+        logits(model, ids(batch=5))
+
+
+def test_heads_plus_mlps_is_one_feature_vector_equal_to_both_surgeries():
+    model = tiny_llama(layers=3, heads=4)
+    heads, mlps = AttentionHeads(model, rescale=False), MLPBlocks(model)
+    both = heads + mlps
+    assert isinstance(both, Components) and both.n == 12 + 3
+    assert both.names[:2] == ["L0.H0", "L0.H1"] and both.names[-1] == "L2.MLP"
+    assert both.groups.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [0, 1, 2]
+    assert both.kinds.tolist() == ["AttentionHeads"] * 12 + ["MLPBlocks"] * 3
+    mask = np.ones(15, bool)
+    mask[[1, 6, 12 + 2]] = False  # L0.H1, L1.H2, L2.MLP
+    surgery = zero_mlps(model, [2])
+    D = model.model.layers[0].self_attn.o_proj.weight.shape[1] // 4  # head width
+    with torch.no_grad():
+        for layer, head in ((0, 1), (1, 2)):
+            surgery.model.layers[layer].self_attn.o_proj.weight[:, head * D : (head + 1) * D] = 0
+    x = ids()
+    with both.masked(mask):
+        got = logits(model, x)
+    assert torch.allclose(got, logits(surgery, x), atol=1e-5)
+    # through a MaskedModel with layer replay (the union starts at its earliest layer)
+    late = AttentionHeads(model, layers=[2], rescale=False) + MLPBlocks(model, layers=[1, 2])
+    masks = np.random.default_rng(0).random((5, late.n)) < 0.5
+    fast = MaskedModel(model, late, ClassLogit(), x).evaluate(masks)
+    full = MaskedModel(model, late, ClassLogit(), x, replay=False).evaluate(masks)
+    assert late.layer_replay().start == 1
+    np.testing.assert_allclose(fast, full, atol=1e-5)
+    with pytest.raises(ValueError, match="same model"):
+        heads + MLPBlocks(tiny_llama(layers=3, heads=4))
+
+
+def test_explain_on_heads_and_mlps_counts_both_in_its_energy_split():
+    model = tiny_llama(layers=2, heads=4)
+    features = AttentionHeads(model, rescale=False) + MLPBlocks(model)
+    ex = compattr.explain(
+        features=features, value=ClassLogit(), inputs=ids(batch=4), budget=200, test_masks=50, progress=False
+    )
+    assert ex.names[-2:] == ["L0.MLP", "L1.MLP"] and ex.groups.tolist() == [0] * 4 + [1] * 4 + [0, 1]
+    e = ex.energy()
+    assert e.linear + e.within + e.cross == pytest.approx(1.0)
+
+
+def test_transformerlens_mlp_masking_equals_the_hf_one(tmp_path):
+    bridges = pytest.importorskip("transformer_lens.model_bridge", reason="needs the 'lens' extra (transformer-lens 4)")
+    from transformers import AutoTokenizer
+
+    word_tokenizer().save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    model = tiny_llama()
+    hf = copy.deepcopy(model)
+    bridge = bridges.TransformerBridge.boot_transformers("tiny", hf_model=model, tokenizer=tokenizer)
+    masks = np.array([[True, False, True], [False, True, False]])
+    x = ids(batch=2)
+    with MLPBlocks(hf).masked(masks):
+        expected = logits(hf, x)
+    with MLPBlocks(bridge).masked(masks), torch.no_grad():
+        got = bridge(x)
+    assert torch.allclose(got, expected, atol=1e-5)
