@@ -81,3 +81,37 @@ def test_the_contributing_examples_run_as_written(tmp_path, monkeypatch):
         exec(compile(block, "CONTRIBUTING.md", "exec"), scope)
         ex = scope["ex"]
         assert np.isfinite(ex.faithfulness) and len(ex.masks) in (200, 60)
+
+
+def readme_block(heading: str) -> str:
+    """The first python block after ``heading`` in the README."""
+    text = (REPO / "README.md").read_text()
+    start = text.index(heading)
+    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
+    assert block is not None, heading
+    return block.group(1)
+
+
+@pytest.mark.slow  # explains 16 heads + 4 MLPs with ~200 patched queries: a few seconds
+def test_the_heads_and_mlps_block_runs_as_written(tmp_path, monkeypatch):
+    """The README's heads + MLPs + patching + circuit block, on a 30-layer random Llama."""
+    monkeypatch.chdir(tmp_path)
+    scope = {"compattr": compattr, "model": tiny_llama(layers=30, heads=4, kv_heads=2, hidden=16, seed=3)}
+    scope["tokenizer"] = _WordHashing()
+    exec(compile(readme_block("### Heads and MLPs together"), "README.md (heads and MLPs)", "exec"), scope)
+    ex = scope["ex"]
+    assert ex.n == 16 + 4 and ex.names[-1] == "L29.MLP" and ex.names[0] == "L26.H0"
+    assert "<line" in (tmp_path / "circuit.html").read_text() and (tmp_path / "k_sii.json").is_file()
+    assert len(ex.spectrum) > 1  # the name swap changes the output: there is something to explain
+
+
+class _WordHashing:
+    """The word tokenizer, after mapping every English word to one of its words ``w0..w57``."""
+
+    def __init__(self):
+        self.inner = word_tokenizer()
+
+    def __call__(self, texts, **kwargs):
+        import zlib
+
+        return self.inner([" ".join(f"w{zlib.crc32(w.encode()) % 58}" for w in t.split()) for t in texts], **kwargs)
