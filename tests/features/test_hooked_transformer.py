@@ -133,3 +133,23 @@ def test_query_with_layer_replay_equals_full_forwards_and_skips_early_blocks():
     full = check_lens_layer_replay(lens, heads, x, masks)
     one_by_one = np.concatenate([Query(lens, heads, ClassLogit(), x, replay=False).evaluate(m[None]) for m in masks])
     np.testing.assert_allclose(full, one_by_one, atol=1e-5)
+
+
+def test_mlps_and_patching_on_a_hooked_transformer_equal_the_hf_model():
+    """hook_mlp_out masking and head patching (split hook_z) on a HookedTransformer give the
+    Hugging Face model's outputs under the same masks, per row."""
+    from compattr.features import MLPBlocks
+
+    hf, lens = hooked_gpt2()
+    clean, corrupted = ids(seed=2), ids(seed=3)
+    hf_parts = AttentionHeads(hf, rescale=False, ablation="patch", corrupted=corrupted) + MLPBlocks(hf)
+    lens_parts = AttentionHeads(lens, rescale=False, ablation="patch", corrupted=corrupted) + MLPBlocks(lens)
+    assert lens_parts.names == hf_parts.names
+    masks = np.random.default_rng(4).random((3, hf_parts.n)) < 0.5
+    with torch.no_grad():
+        with hf_parts.masked(masks):
+            expected = hf(clean).logits
+        with lens_parts.masked(masks):
+            got = lens(clean)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    assert not torch.allclose(expected, hf(clean).logits, atol=1e-3)
