@@ -7,7 +7,7 @@ and :func:`check_set_function`, the conformance check for set functions you writ
 
 from .architectures import Architecture, register_architecture
 from .base import FeatureSet, Masker, SetFunction, check_feature_set, check_set_function
-from .components import Components
+from .components import Components, Grouped, attention_layers, kv_groups
 from .data import TrainingSubsets
 from .heads import AttentionHeads
 from .images import ImagePatches
@@ -19,6 +19,7 @@ __all__ = [
     "AttentionHeads",
     "Components",
     "FeatureSet",
+    "Grouped",
     "ImagePatches",
     "MLPBlocks",
     "Masker",
@@ -28,7 +29,9 @@ __all__ = [
     "Tokens",
     "TrainingSubsets",
     "Words",
+    "attention_layers",
     "check_feature_set",
     "check_set_function",
+    "kv_groups",
     "register_architecture",
 ]

@@ -1,4 +1,5 @@
-"""Several kinds of model components as one feature vector: ``heads + mlps``.
+"""Several kinds of model components as one feature vector (``heads + mlps``), and coarser
+features made of finer ones (key/value groups, whole attention layers).
 
 :class:`Components` concatenates maskers of the same model (attention heads, MLP blocks, ...):
 its features are theirs in order, with their names (``'L3.H5'``, ``'L3.MLP'``) and groups
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Inputs
+from .base import Inputs, digest
 from .replay import LayerReplay
 
 
@@ -96,3 +97,85 @@ class Components:
         if len(found) < len(replays):
             return None
         return min(found, key=lambda r: r.start)
+
+
+class Grouped:
+    """Features that keep or mask whole groups of another masker's features together.
+
+    One feature per distinct label: e.g. the query heads that share a key/value head
+    (:func:`kv_groups`) or all heads of a layer (:func:`attention_layers`).
+
+    Parameters
+    ----------
+    masker : masker
+        The finer features, e.g. :class:`~compattr.features.AttentionHeads`.
+    labels : (masker.n,) array_like
+        The group of each of its features; features are the sorted distinct labels.
+    names : sequence of str, optional
+        A name per group (default ``str(label)``).
+    groups : (n,) array_like, optional
+        A group per new feature for the energy split (default: the first member's group).
+    """
+
+    inputs = None
+
+    def __init__(self, masker: Any, labels, names=None, groups=None):
+        labels = np.asarray(labels)
+        if labels.shape != (masker.n,):
+            raise ValueError(f"labels must have one entry per feature of the masker ({masker.n}), got {labels.shape}.")
+        self.masker, self.model = masker, getattr(masker, "model", None)
+        self.labels, self._index = np.unique(labels, return_inverse=True)
+        self.n = len(self.labels)
+        first = np.array([np.flatnonzero(self._index == g)[0] for g in range(self.n)])
+        self.names = [str(x) for x in (self.labels if names is None else names)]
+        if len(self.names) != self.n:
+            raise ValueError(f"names must have one entry per group ({self.n}), got {len(self.names)}.")
+        self.groups = np.asarray(masker.groups)[first] if groups is None else np.asarray(groups)
+        self._examples = "examples" in inspect.signature(masker.masking).parameters
+
+    def __add__(self, other: Any) -> Components:
+        return Components(self, other)
+
+    def __repr__(self) -> str:
+        return f"Grouped({self.masker!r}, {self.n} groups)"
+
+    def fingerprint(self) -> str:
+        """The masker's fingerprint and the grouping."""
+        return f"{self.masker.fingerprint()} grouped={digest(self._index)}"
+
+    def expand(self, masks) -> torch.Tensor:
+        """Group masks ``(B, n)`` (or ``(n,)``) to the masker's feature masks ``(B, masker.n)``."""
+        M = masks if isinstance(masks, torch.Tensor) else torch.as_tensor(np.asarray(masks))
+        if M.shape[-1] != self.n:
+            raise ValueError(f"masks must have n={self.n} columns, got shape {tuple(M.shape)}.")
+        return M[..., torch.as_tensor(self._index, device=M.device)]
+
+    @contextmanager
+    def masked(self, masks, examples=None) -> Iterator[Grouped]:
+        """Mask the masker's features of every masked group."""
+        extra = {"examples": examples} if self._examples and examples is not None else {}
+        with self.masker.masked(self.expand(masks), **extra):
+            yield self
+
+    @contextmanager
+    def masking(self, masks: torch.Tensor, inputs: Inputs, examples: torch.Tensor | None = None) -> Iterator[Inputs]:
+        """:class:`~compattr.features.base.Masker` protocol: ``masked(masks, examples)``."""
+        with self.masked(masks, examples):
+            yield inputs
+
+    def layer_replay(self) -> LayerReplay | None:
+        """The masker's layer replay."""
+        replay = getattr(self.masker, "layer_replay", None)
+        return None if replay is None else replay()
+
+
+def kv_groups(heads: Any) -> Grouped:
+    """One feature per key/value head of grouped-query attention: the query heads that read
+    it, kept or masked together (``'L3.KV1'``); masking one removes its keys and values."""
+    names = [f"L{layer}.KV{g}" for layer in heads.layers for g in range(heads.n_kv_heads)]
+    return Grouped(heads, heads.kv_groups, names)
+
+
+def attention_layers(heads: Any) -> Grouped:
+    """One feature per attention layer: all its heads kept or masked together (``'L3.attn'``)."""
+    return Grouped(heads, heads.groups, [f"L{layer}.attn" for layer in heads.layers])

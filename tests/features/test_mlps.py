@@ -167,3 +167,40 @@ def test_transformerlens_mlp_masking_equals_the_hf_one(tmp_path):
     with MLPBlocks(bridge).masked(masks), torch.no_grad():
         got = bridge(x)
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_kv_groups_and_attention_layers_switch_their_heads_together():
+    from compattr.features import attention_layers, kv_groups
+
+    model = tiny_llama(layers=3, heads=4, kv_heads=2)
+    heads = AttentionHeads(model, rescale=False)
+    kv = kv_groups(heads)
+    assert kv.n == 6 and kv.names[:3] == ["L0.KV0", "L0.KV1", "L1.KV0"] and kv.groups.tolist() == [0, 0, 1, 1, 2, 2]
+    group_mask = np.array([[True, False, True, True, False, True], [False, True, True, False, True, True]])
+    by_hand = np.repeat(group_mask, 2, axis=1)  # query heads 2g, 2g + 1 read key/value head g
+    x = ids(batch=2)
+    with kv.masked(group_mask):
+        got = logits(model, x)
+    with heads.masked(by_hand):
+        assert torch.allclose(got, logits(model, x), atol=1e-6)
+    layers = attention_layers(heads)
+    assert layers.names == ["L0.attn", "L1.attn", "L2.attn"] and layers.n == 3
+    surgery = copy.deepcopy(model)
+    with torch.no_grad():
+        surgery.model.layers[1].self_attn.o_proj.weight.zero_()
+    with layers.masked(np.array([True, False, True])):
+        assert torch.allclose(logits(model, x), logits(surgery, x), atol=1e-5)
+    both = kv + MLPBlocks(model)
+    assert both.n == 9 and both.names[-1] == "L2.MLP"
+    masks = np.random.default_rng(1).random((4, both.n)) < 0.5
+    value = ClassLogit()
+    rows, targets = value.prepare(model, x, 8)
+    expected = []
+    for m in masks:  # one mask at a time, by hand: kv groups expanded to heads, plus the MLPs
+        with heads.masked(np.repeat(m[:6], 2)), MLPBlocks(model).masked(m[6:]), torch.no_grad():
+            expected.append(float(value.score(model, rows, targets).mean()))
+    np.testing.assert_allclose(MaskedModel(model, both, value, x).evaluate(masks), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="one entry per feature"):
+        from compattr.features import Grouped
+
+        Grouped(heads, np.zeros(3))
