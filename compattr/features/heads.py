@@ -47,6 +47,7 @@ from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, kv_heads, language_model, resolve, text_config
 from .base import Inputs, call_model, digest
 from .components import Components
+from .patching import patched_rows
 from .replay import LayerReplay
 
 _ABLATIONS = ("zero", "mean", "patch")
@@ -278,7 +279,7 @@ class AttentionHeads:
         factor = factor.to(device=z.device, dtype=z.dtype)
         factor = factor.view(factor.shape[0], *([1] * (z.ndim - 3)), self.n_heads, 1)
         if self._patches is not None:
-            alt = self._patch_rows(pos, z)
+            alt = patched_rows(self._patches[pos], self._rows, z, "head outputs")
             z = alt + (z - alt) * factor
         elif self._means is not None:
             mu = self._means[pos].to(device=z.device, dtype=z.dtype)
@@ -286,25 +287,6 @@ class AttentionHeads:
         else:
             z = z * factor
         return z if self._split else z.flatten(-2)
-
-    def _patch_rows(self, pos: int, z: torch.Tensor) -> torch.Tensor:
-        """The corrupted head outputs of each row's example, shaped like ``z``."""
-        assert self._patches is not None
-        patches = self._patches[pos]
-        rows = self._rows if self._rows is not None else torch.arange(z.shape[0])
-        if len(rows) != z.shape[0] or (len(rows) and not 0 <= int(rows.min()) <= int(rows.max()) < len(patches)):
-            raise ValueError(
-                f"patching a batch of {z.shape[0]} rows needs each row's example among the "
-                f"{len(patches)} corrupted ones: pass examples= to masked() (default: row b is example b)."
-            )
-        alt = patches[rows.to(patches.device)]
-        if alt.shape != z.shape:
-            raise ValueError(
-                f"the corrupted head outputs have shape {tuple(alt.shape[1:])} per row but the model "
-                f"runs {tuple(z.shape[1:])}: patching needs the inputs' token positions as given "
-                "(a value that appends answers or options to the inputs cannot be patched)."
-            )
-        return alt.to(device=z.device, dtype=z.dtype)
 
     def _input_hook(self, pos: int, module: nn.Module, args: tuple) -> tuple:
         return (self._apply(pos, args[0]), *args[1:])

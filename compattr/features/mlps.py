@@ -30,6 +30,7 @@ from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, language_model, resolve, text_config
 from .base import Inputs, call_model, digest
 from .components import Components
+from .patching import patched_rows
 from .replay import LayerReplay
 
 _ABLATIONS = ("zero", "mean", "patch")
@@ -182,18 +183,7 @@ class MLPBlocks:
             return out * keep
         alt = self._replacements[pos]
         if self.ablation == "patch":
-            rows = self._rows if self._rows is not None else torch.arange(out.shape[0])
-            if len(rows) != out.shape[0] or int(rows.max()) >= len(alt):
-                raise ValueError(
-                    f"patching a batch of {out.shape[0]} rows needs each row's example among the "
-                    f"{len(alt)} corrupted ones: pass examples= to masked()."
-                )
-            alt = alt[rows.to(alt.device)]
-            if alt.shape != out.shape:
-                raise ValueError(
-                    f"the corrupted MLP outputs have shape {tuple(alt.shape[1:])} per row but the model runs "
-                    f"{tuple(out.shape[1:])}: patching needs the inputs' token positions as given."
-                )
+            alt = patched_rows(alt, self._rows, out, "MLP outputs")
         alt = alt.to(device=out.device, dtype=out.dtype)
         return alt + (out - alt) * keep
 
