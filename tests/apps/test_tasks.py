@@ -146,6 +146,19 @@ def test_from_dataset_reads_a_local_dataset_folder(tmp_path):
     assert qs.prompts[0].endswith("D. d\nAnswer:") and qs.options[0] == ("A", "B", "C", "D")
 
 
+def test_load_reads_a_task_by_name_file_or_dataset(tmp_path):
+    folder = tmp_path / "mmlu"
+    folder.mkdir()
+    rows = [{"question": f"q{i}?", "choices": ["a", "b", "c", "d"], "answer": i % 4} for i in range(5)]
+    (folder / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert tasks.load(str(folder), split="validation") == tasks.from_dataset(str(folder), "validation")
+    path = _toy(4).to_jsonl(tmp_path / "q.jsonl")
+    assert tasks.load(str(path)) == _toy(4)
+    pytest.importorskip("countryinfo", reason=f"needs {tasks.COUNTRYINFO_PIN} (pip install --no-deps)")
+    assert tasks.load("continents", seed=2) == tasks.continents(seed=2)
+    assert tasks.load("capitals") == tasks.capitals()
+
+
 # --------------------------------------------------------------------------- capitals
 def _capitals(**kwargs) -> QuestionSet:
     pytest.importorskip("countryinfo", reason=f"needs {tasks.COUNTRYINFO_PIN} (pip install --no-deps)")
