@@ -63,6 +63,8 @@ def test_explain_writes_the_explanation(assets, tmp_path, capsys):
         "settings.json",
         "heads.png",
         "energy.png",
+        "circuit.png",
+        "circuit.html",
     ):
         assert (out / name).is_file(), name
     (cache,) = (out / "queries").iterdir()  # the query cache root holds one cache: this run's
