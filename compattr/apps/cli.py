@@ -45,9 +45,9 @@ _EXPLAIN_EPILOG = (
     _COMMON_EPILOG
     + """
 examples:
-  # SmolLM2-135M (offline asset), last 6 layers = 54 heads, 16 capitals questions
-  compattr explain smollm2 --layers 24-29 --questions 16 --alpha 2 --test-masks 100 \\
-      --dtype bfloat16 --threads 1 --out out/explain
+  # SmolLM2-135M (offline asset), last 4 layers = 36 heads, 16 capitals questions
+  compattr explain smollm2 --layers 26-29 --questions 16 --alpha 2 --test-masks 100 \\
+      --out out/explain
   # your own questions and model folder, a fixed budget of 2000 queries
   compattr explain ./my-model --task questions.jsonl --budget 2000 --out out/mine
   # the paper's setting (needs hub access and a GPU)
@@ -74,9 +74,9 @@ When ProxySPEX predicts a value the metric cannot take (a positive log-probabili
 accuracy above 1), the table is followed by a note: trust the measured columns there.
 
 examples:
-  # keep half of SmolLM2's last 6 layers' heads, at least 2 per layer
-  compattr prune smollm2 --layers 24-29 --questions 16 --alpha 2 --test-masks 100 \\
-      --keep 0.5 --min-per-layer 2 --best-of 100 --dtype bfloat16 --threads 1
+  # keep half of SmolLM2's last 4 layers' heads, at least 2 per layer
+  compattr prune smollm2 --layers 26-29 --questions 16 --alpha 2 --test-masks 100 \\
+      --keep 0.5 --min-per-layer 2
   # the paper's setting: keep 30 of 96 heads of Llama-3.1-8B's last three layers
   compattr prune meta-llama/Llama-3.1-8B-Instruct --task cais/mmlu \\
       --dataset-config high_school_us_history --layers 29-31 --budget 5000 \\
@@ -97,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Which combinations of a model's attention heads drive its answers "
         "(ProxySPEX, Butler et al. 2025).",
         epilog="example (offline; its timing is in docs/results.md):\n"
-        "  compattr prune smollm2 --layers 24-29 --questions 16 --alpha 2 --test-masks 100 \\\n"
-        "      --keep 0.5 --best-of 100 --dtype bfloat16 --threads 1\n\n"
+        "  compattr prune smollm2 --layers 26-29 --questions 16 --alpha 2 --test-masks 100 --keep 0.5\n\n"
         "run 'compattr SUBCOMMAND --help' for every option and more examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
