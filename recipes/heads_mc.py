@@ -212,7 +212,8 @@ def plot(energy: list[dict], rows: list[dict], task: str):
     return fig
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None):
+    """The recipe's settings; ``--paper`` replaces them by the paper's protocol (:data:`PAPER`)."""
     p = parser(__doc__, "results/heads_mc")
     p.add_argument("--model", default="smollm2", help="'smollm2', a HF model id or a local folder")
     p.add_argument(
@@ -251,12 +252,24 @@ def main(argv=None) -> None:
     args.ordered = False
     if args.paper:
         vars(args).update(PAPER)
-    seeds = args.seeds or [args.seed]
+    args.seeds = args.seeds or [args.seed]
+    return args
+
+
+def split(args, questions, seed: int):
+    """``(train, test)``: the first ``--train-questions`` in their order under ``--paper``,
+    else a split shuffled by ``seed``."""
+    return questions.split(train=args.train_questions, seed=None if args.ordered else seed)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    seeds = args.seeds
     out = setup(args)
     model, tokenizer, questions, transfer = load(args)
     energy, rows = [], []
     for seed in seeds:
-        train, test = questions.split(train=args.train_questions, seed=None if args.ordered else seed)
+        train, test = split(args, questions, seed)
         for group in args.groups:
             e, r = study_group(args, seed, model, tokenizer, train, test, transfer, parse_layers(group))
             energy.append(e)

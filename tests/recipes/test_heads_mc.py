@@ -70,3 +70,19 @@ def test_recipe_end_to_end(tmp_path, tiny_mc_folder):
     assert calls["unpruned"] == 0 and calls["single-head"] == 9 and calls["LASSO"] == fitted
     assert fitted < calls["ProxySPEX"] <= fitted + 8 * 8  # the verification's rounds x per_round at most
     assert calls["greedy"] <= calls["ProxySPEX"] and calls["Best-of-N"] <= calls["ProxySPEX"]
+
+
+def test_paper_flag_is_the_papers_protocol():
+    """Appendix C.2: 5,000 uniform masks, the train accuracy as the value, the first 120
+    questions as train in their order, the rest as test, Best-of-5,000."""
+    from compattr.tasks import QuestionSet
+
+    args = heads_mc.parse_args(["--paper", "--seeds", "3", "4"])
+    assert (args.budget, args.metric, args.train_questions, args.best_of) == (5000, "accuracy", 120, 5000)
+    questions = QuestionSet([f"q{i}" for i in range(150)], [["a", "b"]] * 150, [0] * 150)
+    train, test = heads_mc.split(args, questions, seed=3)
+    assert train.prompts == tuple(f"q{i}" for i in range(120)) and len(test) == 30
+    default = heads_mc.parse_args([])
+    assert (default.budget, default.metric, default.best_of, default.seeds) == (None, "logprob", None, [0])
+    shuffled, _ = heads_mc.split(default, questions, seed=0)
+    assert shuffled.prompts != train.prompts[:16] and len(shuffled) == 16
