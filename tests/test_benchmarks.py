@@ -41,3 +41,21 @@ def test_core_benchmark_reports_the_fastest_of_its_repeats():
     cells = dict(zip(cols, (c.strip() for c in row.split("|"))))
     assert cells["method"] == "proxyspex"
     assert 0 < float(cells["cpu_s"]) <= float(cells["cpu_max_s"])
+
+
+def test_shapley_benchmark_scores_compattr_against_the_exact_values():
+    out = run("shapley.py", "--n", "20", "--alpha", "4", "--seeds", "5")
+    (row,) = [line for line in out.splitlines() if line.startswith("| 20 | 4 | 5 |")]
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[5] == "compattr ProxySPEX" and float(cells[7]) >= 0 and 0 <= float(cells[8]) <= 1
+
+
+def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
+    sys.path.insert(0, str(BENCHMARKS))
+    import numpy as np
+    import shapley
+
+    truth = np.array([5.0, -4.0, 3.0, 0.1, 0.0])
+    assert shapley.errors(truth, truth, top=3) == (0.0, 1.0)
+    rel, precision = shapley.errors(np.array([5.0, -4.0, 0.0, 3.0, 0.0]), truth, top=3)
+    assert rel == pytest.approx((9 + 2.9**2) / (25 + 16 + 9 + 0.01)) and precision == pytest.approx(2 / 3)
