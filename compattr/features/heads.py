@@ -45,9 +45,9 @@ from torch import nn
 
 from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, kv_heads, language_model, resolve, text_config
-from .base import Inputs, call_model, digest
+from .base import Inputs, digest
 from .components import Components
-from .patching import patched_rows
+from .patching import patched_rows, record_activations, token_mean
 from .replay import LayerReplay
 
 _ABLATIONS = ("zero", "mean", "patch")
@@ -297,38 +297,14 @@ class AttentionHeads:
     def _head_means(self, reference: Inputs) -> torch.Tensor:
         """(L, H, D) token-averaged head outputs of the model on ``reference``."""
         weights = reference.get("attention_mask") if isinstance(reference, dict) else None
-        means = []
-        for z in self._head_outputs(reference):
-            z = z.float()
-            if weights is not None and tuple(weights.shape) == tuple(z.shape[:2]):
-                w = weights.to(z.device, z.dtype).view(*weights.shape, 1, 1)
-                means.append(((z * w).sum((0, 1)) / w.sum()).cpu())
-            else:
-                means.append(z.flatten(0, -3).mean(0).cpu())
-        return torch.stack(means)
+        read = lambda x: token_mean(self._heads_view(x), weights, tail=2).cpu()
+        return torch.stack(record_activations(self.model, self._sites, reference, read, pre=not self._lens))
 
     def _head_outputs(self, inputs: Inputs) -> list[torch.Tensor]:
         """Per selected layer, the heads' outputs ``[E, ..., H, D]`` of the unmasked model on
         ``inputs`` (one forward pass)."""
-        recorded: list[Any] = [None] * len(self._sites)
-
-        def record(pos: int, x: torch.Tensor) -> None:
-            recorded[pos] = self._heads_view(x.detach()).clone()
-
-        handles = []
-        for pos, site in enumerate(self._sites):
-            if self._lens:
-                hook = site.register_forward_hook(lambda m, a, out, pos=pos: record(pos, out))
-            else:
-                hook = site.register_forward_pre_hook(lambda m, args, pos=pos: record(pos, args[0]))
-            handles.append(hook)
-        try:
-            with torch.no_grad():  # not inference_mode: the outputs may meet autograd later
-                call_model(self.model, inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return recorded
+        read = lambda x: self._heads_view(x).clone()
+        return record_activations(self.model, self._sites, inputs, read, pre=not self._lens)
 
 
 def _is_hooked_transformer(model: nn.Module) -> bool:

@@ -28,9 +28,9 @@ from torch import nn
 
 from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, language_model, resolve, text_config
-from .base import Inputs, call_model, digest
+from .base import Inputs, digest
 from .components import Components
-from .patching import patched_rows
+from .patching import patched_rows, record_activations, token_mean
 from .replay import LayerReplay
 
 _ABLATIONS = ("zero", "mean", "patch")
@@ -104,9 +104,10 @@ class MLPBlocks:
         self._replacements: list[torch.Tensor] | None = None
         if reference is not None:
             weights = reference.get("attention_mask") if isinstance(reference, dict) else None
-            self._replacements = [_token_mean(out, weights) for out in self._outputs(reference)]
+            read = lambda x: token_mean(x, weights, tail=1)
+            self._replacements = record_activations(model, self._sites, reference, read, pre=False)
         elif corrupted is not None:
-            self._replacements = self._outputs(corrupted)
+            self._replacements = record_activations(model, self._sites, corrupted, torch.clone, pre=False)
         self._keep: torch.Tensor | None = None
         self._rows: torch.Tensor | None = None
 
@@ -186,31 +187,3 @@ class MLPBlocks:
             alt = patched_rows(alt, self._rows, out, "MLP outputs")
         alt = alt.to(device=out.device, dtype=out.dtype)
         return alt + (out - alt) * keep
-
-    def _outputs(self, inputs: Inputs) -> list[torch.Tensor]:
-        """Per selected layer, the MLP's output ``[E, ..., d]`` of the unmasked model on ``inputs``."""
-        recorded: list[Any] = [None] * len(self._sites)
-
-        def record(pos: int, output: Any) -> None:
-            recorded[pos] = (output[0] if isinstance(output, tuple) else output).detach().clone()
-
-        handles = [
-            site.register_forward_hook(lambda m, a, out, pos=pos: record(pos, out))
-            for pos, site in enumerate(self._sites)
-        ]
-        try:
-            with torch.no_grad():
-                call_model(self.model, inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return recorded
-
-
-def _token_mean(out: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """``(d,)`` mean of ``out`` ``[E, T, d]`` over its (attended) tokens."""
-    out = out.float()
-    if weights is not None and tuple(weights.shape) == tuple(out.shape[:2]):
-        w = weights.to(out.device, out.dtype).unsqueeze(-1)
-        return (out * w).sum((0, 1)) / w.sum()
-    return out.flatten(0, -2).mean(0)

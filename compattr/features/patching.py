@@ -1,8 +1,71 @@
-"""Activation patching's one shared step: the recorded corrupted activations of each batch row."""
+"""Recording a model's activations at hook sites, and patching them back in per batch row.
+
+:func:`record_activations` runs one unmasked forward pass and keeps, per site, what ``read``
+makes of its activation (the activation itself, for patching; its token mean, for mean
+ablation, so no layer's full activation is held); :func:`token_mean` is that mean;
+:func:`patched_rows` picks each batch row's recorded activation when patching.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import torch
+from torch import nn
+
+from .base import Inputs, call_model
+
+
+def record_activations(
+    model: nn.Module, sites: Sequence[nn.Module], inputs: Inputs, read: Callable[[torch.Tensor], Any], *, pre: bool
+) -> list[Any]:
+    """``read(activation)`` of every site in one unmasked forward pass of ``model`` on ``inputs``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sites : sequence of modules
+        Where to read.
+    inputs : tensor or mapping of tensors
+    read : callable
+        Applied to each site's detached activation as it is produced.
+    pre : bool
+        Read each site's input (a forward pre-hook) instead of its output (the first element
+        of a tuple output).
+
+    Returns
+    -------
+    list
+        One result per site, in order.
+    """
+    recorded: list[Any] = [None] * len(sites)
+
+    def keep(pos: int, x: Any) -> None:
+        recorded[pos] = read((x[0] if isinstance(x, tuple) else x).detach())
+
+    if pre:
+        handles = [s.register_forward_pre_hook(lambda m, a, pos=pos: keep(pos, a[0])) for pos, s in enumerate(sites)]
+    else:
+        handles = [s.register_forward_hook(lambda m, a, out, pos=pos: keep(pos, out)) for pos, s in enumerate(sites)]
+    try:
+        with torch.no_grad():  # not inference_mode: the results may meet autograd later
+            call_model(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return recorded
+
+
+def token_mean(x: torch.Tensor, weights: torch.Tensor | None, tail: int) -> torch.Tensor:
+    """Mean of ``x`` ``[E, T, *rest]`` over its attended tokens (``weights`` ``(E, T)``, e.g.
+    the attention mask), or over every axis but the last ``tail`` when ``weights`` does not
+    fit; float32."""
+    x = x.float()
+    if weights is not None and tuple(weights.shape) == tuple(x.shape[:2]):
+        w = weights.to(x.device, x.dtype).view(*weights.shape, *([1] * (x.ndim - 2)))
+        return (x * w).sum((0, 1)) / w.sum()
+    return x.flatten(0, -tail - 1).mean(0)
 
 
 def patched_rows(recorded: torch.Tensor, rows: torch.Tensor | None, like: torch.Tensor, what: str) -> torch.Tensor:
