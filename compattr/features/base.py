@@ -137,6 +137,13 @@ def _forward_parameters(model_class: Any) -> frozenset[str]:
         return frozenset()
 
 
+def masks_by_example(masker: Any) -> bool:
+    """Whether ``masker.masking`` takes ``examples`` (each batch row's example, e.g. to patch
+    from that example's corrupted twin): :class:`~compattr.query.MaskedModel` and the
+    combinators pass them only then."""
+    return "examples" in inspect.signature(masker.masking).parameters
+
+
 def input_device(model: torch.nn.Module) -> torch.device:
     """Where the model's inputs go: its input embeddings' device, else its first parameter's."""
     get = getattr(model, "get_input_embeddings", None)

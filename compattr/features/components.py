@@ -9,7 +9,6 @@ its features are theirs in order, with their names (``'L3.H5'``, ``'L3.MLP'``) a
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Inputs, digest
+from .base import Inputs, digest, masks_by_example
 from .replay import LayerReplay
 
 
@@ -60,7 +59,7 @@ class Components:
         if len(set(self.names)) != self.n:
             raise ValueError("the parts' feature names overlap; combine different components.")
         self._bounds = np.cumsum([0] + [p.n for p in flat])
-        self._examples = ["examples" in inspect.signature(p.masking).parameters for p in flat]
+        self._examples = [masks_by_example(p) for p in flat]
 
     def __add__(self, other: Any) -> Components:
         return Components(self, other)
@@ -131,7 +130,7 @@ class Grouped:
         if len(self.names) != self.n:
             raise ValueError(f"names must have one entry per group ({self.n}), got {len(self.names)}.")
         self.groups = np.asarray(masker.groups)[first] if groups is None else np.asarray(groups)
-        self._examples = "examples" in inspect.signature(masker.masking).parameters
+        self._examples = masks_by_example(masker)
 
     def __add__(self, other: Any) -> Components:
         return Components(self, other)

@@ -24,7 +24,6 @@ resumable. This is the call path of ``compattr.explain``::
 from __future__ import annotations
 
 import hashlib
-import inspect
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from .._validation import as_masks
-from ..features.base import Inputs, Masker, digest, input_device, map_inputs, n_examples
+from ..features.base import Inputs, Masker, digest, input_device, map_inputs, masks_by_example, n_examples
 from .prefix import PrefixCache
 from .values import Value
 
@@ -114,7 +113,7 @@ class MaskedModel:
             ids = self.inputs["input_ids"] if isinstance(self.inputs, Mapping) else self.inputs
             self._prefix_cache = PrefixCache(model, ids[:1, :fixed])
         # maskers that patch from paired inputs are told each batch row's example
-        self._takes_examples = "examples" in inspect.signature(features.masking).parameters
+        self._takes_examples = masks_by_example(features)
         self._prepared: tuple[Inputs, Any] | None = None
         self._captured: dict[tuple[int, int], Any] = {}  # layer-replay outputs per example slice
 
