@@ -40,7 +40,6 @@ import compattr
 from compattr.apps import models, plots, tasks
 from compattr.apps.arguments import format_layers, keep_value, parse_layers
 from compattr.apps.report import markdown_table
-from compattr.apps.stats import paired_bootstrap
 from compattr.optimize import plan_size
 
 from _common import parser, setup, write_results
@@ -114,9 +113,9 @@ def study_group(args, seed, model, tokenizer, train, test, transfer, layers: lis
         if transfer is not None:  # the same plans on questions of a task they were not fitted on
             K = [np.ones(heads.n, bool), *(plan.kept for plan in plans.values())]
             right = tasks.answered(model, tokenizer, transfer, heads, np.stack(K))
-            intervals = paired_bootstrap(right, table["method"], reference=1, seed=seed)
-            for (_, r), (_, ci) in zip(table.iterrows(), intervals.iterrows()):
-                rows.append(_row(seed, args.transfer, label, dict(r) | _renamed(ci)))
+            accuracy = tasks.accuracy_intervals(right, table["method"], seed=seed)
+            transferred = table.drop(columns=accuracy.columns).join(accuracy)
+            rows += [_row(seed, args.transfer, label, dict(r)) for _, r in transferred.iterrows()]
     energy["seconds"] = time.perf_counter() - start
     ex.save(args.out / f"explanation-{label}-seed{seed}")
     return energy, rows
@@ -139,13 +138,6 @@ def _row(seed: int, task: str, group: str, r: dict) -> dict:
         "diff_high": float(r["vs high"]),
         "train_value": float(r["train value"]),
     }
-
-
-def _renamed(ci) -> dict:
-    """A paired_bootstrap row under compare_plans' column names."""
-    names = {"mean": "test accuracy", "ci_low": "ci low", "ci_high": "ci high"}
-    names |= {"diff": "vs ProxySPEX", "diff_low": "vs low", "diff_high": "vs high"}
-    return {names[k]: v for k, v in ci.items()}
 
 
 def verdict(rows: list[dict]) -> list[dict]:

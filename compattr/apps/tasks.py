@@ -621,7 +621,6 @@ def compare_plans(
     K = np.stack([np.ones(n, dtype=bool)] + [k for k, _ in found.values()])
     right = answered(model, tokenizer, test, heads, K, batch_size=batch_size, progress=progress)
     methods = ["unpruned", *found]
-    intervals = paired_bootstrap(right, methods, reference=1, confidence=confidence, seed=seed)
     table = pd.DataFrame(
         {
             "method": methods,
@@ -629,20 +628,41 @@ def compare_plans(
             "model calls": [0] + [c for _, c in found.values()],
             "predicted": explanation.spectrum.predict(K),
             "train value": train_value(K),
-            "test accuracy": intervals["mean"].to_numpy(),
-            "ci low": intervals["ci_low"].to_numpy(),
-            "ci high": intervals["ci_high"].to_numpy(),
-            "vs ProxySPEX": intervals["diff"].to_numpy(),
-            "vs low": intervals["diff_low"].to_numpy(),
-            "vs high": intervals["diff_high"].to_numpy(),
         }
-    )
+    ).join(accuracy_intervals(right, methods, confidence=confidence, seed=seed))
     table.attrs["verification"] = search.rounds
     table.attrs["confidence"] = confidence
     note = range_note(table["predicted"], table["method"], METRIC_RANGES[metric])
     if note:
         warnings.warn(note, ValueRangeWarning, stacklevel=2)
     return plans, table
+
+
+def accuracy_intervals(right, methods: Sequence[str], *, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Test accuracy of each method with its paired bootstrap interval, and its difference to
+    the ``"ProxySPEX"`` method's with the interval of the difference.
+
+    Parameters
+    ----------
+    right : (p, Q) bool array
+        Whether each of ``p`` methods' plans answers each of ``Q`` questions right
+        (:func:`answered`).
+    methods : sequence of p str
+        Their names; one is ``"ProxySPEX"``.
+    confidence, seed
+        Coverage and seed of :func:`compattr.apps.stats.paired_bootstrap`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method, in order: ``test accuracy``, ``ci low``, ``ci high``, ``vs
+        ProxySPEX``, ``vs low``, ``vs high`` (the columns of :func:`compare_plans`' table).
+    """
+    methods = list(methods)
+    intervals = paired_bootstrap(right, methods, reference=methods.index("ProxySPEX"), confidence=confidence, seed=seed)
+    names = {"mean": "test accuracy", "ci_low": "ci low", "ci_high": "ci high"}
+    names |= {"diff": "vs ProxySPEX", "diff_low": "vs low", "diff_high": "vs high"}
+    return intervals.rename(columns=names).reset_index(drop=True)
 
 
 def verdict(table: pd.DataFrame) -> str:
