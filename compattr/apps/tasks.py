@@ -43,6 +43,7 @@ from ..optimize import (
     best_of_n,
     best_subset,
     greedy_elimination,
+    meets_group_minimum,
     single_feature_ablation,
     verified_plan,
 )
@@ -708,7 +709,7 @@ def _baseline(
     groups, minimum = constraints["groups"], constraints["min_per_group"]
 
     def score(K: np.ndarray) -> np.ndarray:
-        ok = _meets_minimum(K, groups, minimum)
+        ok = meets_group_minimum(K, groups, minimum)
         if not ok.any():
             raise ValueError(
                 f"none of {len(K)} random kept-sets keeps {minimum} heads per layer; "
@@ -719,10 +720,3 @@ def _baseline(
         return y
 
     return best_of_n(score, size, draws, seed, n=n), oracle.calls
-
-
-def _meets_minimum(K: np.ndarray, groups: np.ndarray, minimum: int | None) -> np.ndarray:
-    """(m,) whether each kept-set ``K`` (m, n) keeps at least ``minimum`` features per group."""
-    if not minimum:
-        return np.ones(len(K), dtype=bool)
-    return np.asarray(np.stack([K[:, groups == g].sum(1) >= minimum for g in np.unique(groups)], 1).all(1))

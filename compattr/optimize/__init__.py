@@ -18,6 +18,7 @@
 
 from .._validation import plan_size
 from .baselines import best_of_n, lasso_subset
+from .constraints import meets_group_minimum
 from .ilp import DEFAULT_MAX_VARIABLES, best_subset
 from .plans import PruningPlan, ValueRangeWarning
 from .removal import Removal, removal
@@ -42,6 +43,7 @@ __all__ = [
     "best_subset",
     "greedy_elimination",
     "lasso_subset",
+    "meets_group_minimum",
     "plan_size",
     "removal",
     "single_feature_ablation",

@@ -64,6 +64,18 @@ class Constraints:
         return ok
 
 
+def meets_group_minimum(K: np.ndarray, groups, minimum: int | None) -> np.ndarray:
+    """(m,) whether each kept-set of ``K`` (m, n) keeps at least ``minimum`` features of every
+    group (all True without a minimum)."""
+    if not minimum:
+        return np.ones(len(K), bool)
+    if groups is None:
+        raise ValueError("min_per_group needs groups (a label per feature).")
+    groups = np.asarray(groups)
+    counts = np.stack([K[:, groups == g].sum(1) for g in np.unique(groups)], 1)
+    return np.asarray((counts >= minimum).all(1))
+
+
 def _onehot(ids: np.ndarray, k: int) -> sparse.csr_array:
     """(n, k) 0/1 matrix with a single 1 per row, at column ``ids[i]``."""
     ones = np.ones(ids.size, np.int64)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .._validation import as_masks, as_outputs, check_int
 from ..spectrum.spectrum import Spectrum
+from .constraints import meets_group_minimum
 from .ilp import best_subset
 
 
@@ -92,16 +93,6 @@ class MaskOracle:
         return X.astype(bool), np.array([self._outputs[k] for k in keys])
 
 
-def _feasible(K: np.ndarray, groups: np.ndarray | None, min_per_group: int | None) -> np.ndarray:
-    """(m,) whether each kept-set keeps at least ``min_per_group`` features of every group."""
-    if not min_per_group:
-        return np.ones(len(K), bool)
-    if groups is None:
-        raise ValueError("min_per_group needs groups (a label per feature).")
-    counts = np.stack([K[:, groups == g].sum(1) for g in np.unique(groups)], 1)
-    return np.asarray((counts >= min_per_group).all(1))
-
-
 def single_feature_ablation(
     oracle: MaskOracle, size: int, *, groups=None, min_per_group: int | None = None, maximize: bool = True
 ) -> np.ndarray:
@@ -175,7 +166,7 @@ def greedy_elimination(
         candidates = np.flatnonzero(kept)
         K = np.repeat(kept[None], len(candidates), 0)
         K[np.arange(len(candidates)), candidates] = False
-        ok = _feasible(K, groups, min_per_group)
+        ok = meets_group_minimum(K, groups, min_per_group)
         candidates, K = candidates[ok], K[ok]
         if not len(candidates):
             raise ValueError(f"no feature can be dropped below {kept.sum()} kept and keep {min_per_group} per group.")
@@ -192,7 +183,7 @@ def greedy_elimination(
         for i in candidates[np.argsort(-values, kind="stable")]:
             trial = kept.copy()
             trial[i] = False
-            if _feasible(trial[None], groups, min_per_group)[0]:
+            if meets_group_minimum(trial[None], groups, min_per_group)[0]:
                 kept = trial
                 break
         else:
@@ -358,7 +349,7 @@ def _ilp_candidate(surrogate, size, maximize, time_limit, constraints) -> tuple[
 def _incumbent(oracle, size, groups, min_per_group, sign) -> tuple[np.ndarray, float] | None:
     """The best measured kept-set of ``size`` features meeting the group minimum, and its value."""
     X, y = oracle.data()
-    ok = (X.sum(1) == size) & _feasible(X, groups, min_per_group)
+    ok = (X.sum(1) == size) & meets_group_minimum(X, groups, min_per_group)
     if not ok.any():
         return None
     i = np.flatnonzero(ok)[np.argmax(sign * y[ok])]
@@ -381,4 +372,4 @@ def _swaps(kept: np.ndarray, groups, min_per_group) -> np.ndarray:
     K = np.repeat(kept[None], len(drop), 0)
     K[np.arange(len(drop)), drop] = False
     K[np.arange(len(drop)), add] = True
-    return K[_feasible(K, groups, min_per_group)]
+    return K[meets_group_minimum(K, groups, min_per_group)]
