@@ -44,6 +44,8 @@ from .spectrum import EnergySplit, Spectrum, SpectrumBootstrap, bootstrap, indic
 
 _FORMAT = "compattr.explanation"
 _VERSION = 2  # 2: explanation.json lists the files of the save and their SHA-256 digests
+# Its optional "kinds" needs no new version: saves without it load with kinds=None, and a
+# compattr that does not know it ignores it (its plans count every kind of a group alike).
 _META = "explanation.json"
 _FILES = ("spectrum.json", "lasso.json", "queries.npz")  # what a save may hold besides _META
 _INDICES = (
@@ -84,6 +86,10 @@ class Explanation:
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
         predicted value falls outside it.
+    kinds : (n,) array of str or None
+        The kind of each feature when the feature set says it (``Components.kinds``:
+        ``"AttentionHeads"``, ``"MLPBlocks"``): :meth:`plan` then applies per-group minimums
+        per kind. None for a feature set of one kind.
     """
 
     spectrum: Spectrum
@@ -96,9 +102,14 @@ class Explanation:
     lasso: Spectrum | None = None
     fit_info: dict = field(default_factory=dict)
     value_range: tuple[float, float] | None = None
+    kinds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.value_range = as_value_range(self.value_range)
+        if self.kinds is not None:
+            self.kinds = np.asarray(self.kinds)
+            if self.kinds.shape != (self.n,):
+                raise ValueError(f"kinds must have shape ({self.n},), a kind per feature; got {self.kinds.shape}.")
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -199,8 +210,10 @@ class Explanation:
             Maximise (default) or minimise the predicted value.
         **constraints
             Passed to :func:`compattr.optimize.best_subset` (``min_per_group``,
-            ``kv_groups``, ``min_kv_removed``, ``sense``, ``time_limit``); ``groups``
-            defaults to this explanation's groups.
+            ``kv_groups``, ``min_kv_removed``, ``sense``, ``time_limit``); ``groups`` and
+            ``kinds`` default to this explanation's, so on heads + MLP blocks
+            ``min_per_group`` counts each kind apart (``{"AttentionHeads": 1}``: a head in
+            every layer); pass ``kinds=None`` to count every feature of a layer alike.
 
         Returns
         -------
@@ -210,6 +223,7 @@ class Explanation:
         """
         size = plan_size(keep, self.n)
         constraints.setdefault("groups", self.groups)
+        constraints.setdefault("kinds", self.kinds)
         kept = optimize.best_subset(self.spectrum, size, maximize, **constraints)
         plan = optimize.PruningPlan.from_spectrum(self.spectrum, kept, self.names, self.groups)
         note = range_note([plan.value], ["the plan"], self.value_range)
@@ -293,7 +307,7 @@ class Explanation:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder) -> Path:
-        """Write everything (spectra, masks, outputs, names, choices) to ``folder``.
+        """Write everything (spectra, masks, outputs, names, groups, kinds, choices) to ``folder``.
 
         Files: ``spectrum.json``, ``lasso.json`` (when there is a baseline),
         ``queries.npz`` and ``explanation.json``, which lists the others with their SHA-256
@@ -330,6 +344,7 @@ class Explanation:
                 "files": files,
                 "names": list(self.names),
                 "groups": np.asarray(self.groups).tolist(),
+                "kinds": None if self.kinds is None else np.asarray(self.kinds).tolist(),
                 "value_range": None
                 if self.value_range is None
                 else [v if math.isfinite(v) else None for v in self.value_range],
@@ -390,6 +405,7 @@ class Explanation:
             lasso=Spectrum.load(folder / "lasso.json") if "lasso.json" in files else None,
             fit_info=meta["fit_info"],
             value_range=value_range,
+            kinds=None if meta.get("kinds") is None else np.asarray(meta["kinds"]),
             **arrays,
         )
 
@@ -595,6 +611,8 @@ def explain(
     y = outputs[:m]
     est.fit(X, y)
     lasso = LassoBaseline(seed=seed).fit(X, y).spectrum_ if baseline else None
+    # a set function's own kinds, or those of the masker a MaskedModel runs
+    kinds = getattr(feature_set, "kinds", getattr(getattr(feature_set, "features", None), "kinds", None))
     return Explanation(
         spectrum=est.spectrum_,
         names=list(getattr(feature_set, "names", [str(i) for i in range(n)])),
@@ -612,6 +630,7 @@ def explain(
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },
         value_range=value_range,
+        kinds=kinds,
     )
 
 

@@ -1,5 +1,6 @@
 """End to end on a tiny random-weight Llama: explain its heads, plan, apply, measure."""
 
+import dataclasses
 import json
 import warnings
 
@@ -454,3 +455,82 @@ def test_held_out_masks_are_fresh_and_distinct(n, m, count):
         assert np.array_equal(H, held_out_masks(X, count, seed=3))  # reproducible
     with pytest.raises(ValueError, match=f"only {distinct_unused} of the 2\\^{n}"):
         held_out_masks(X, count, seed=3, minimum=distinct_unused + 1)
+
+
+# ---------------------------------------------------------------------- kinds (heads + MLPs)
+_KINDS = np.array(["AttentionHeads", "AttentionHeads", "MLPBlocks"] * 2)  # groups: layer 0, layer 1
+
+
+def _mlp_rich_explanation(**fields) -> Explanation:
+    """A toy over 2 layers of (head, head, MLP) whose MLP blocks are worth 5 and heads cost 1:
+    ``f = Σ w_i x_i`` (x_i = 1: kept) from ``χ_i = 1 - 2 x_i``."""
+    weights = [-1, -1, 5, -1, -1, 5]
+    spectrum = compattr.Spectrum.from_dict({(i,): -w / 2 for i, w in enumerate(weights)}, n=6)
+    return dataclasses.replace(_toy_explanation(9), spectrum=spectrum, **fields)
+
+
+def test_kinds_are_saved_and_loaded_and_old_saves_load_without(tmp_path):
+    ex = _toy_explanation(4, kinds=list(_KINDS))
+    assert isinstance(ex.kinds, np.ndarray)
+    ex.save(tmp_path / "ex")
+    back = Explanation.load(tmp_path / "ex")
+    assert _same(back, ex) and back.kinds.tolist() == _KINDS.tolist()
+    meta_path = tmp_path / "ex" / "explanation.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["version"] == 2 and meta["kinds"] == _KINDS.tolist()
+    del meta["kinds"]  # as compattr wrote it before kinds: same version, no such key
+    meta_path.write_text(json.dumps(meta))
+    old = Explanation.load(tmp_path / "ex")
+    assert old.kinds is None and _same(old, ex)
+    del meta["files"], meta["value_range"]  # and a version 1 save
+    meta_path.write_text(json.dumps(meta | {"version": 1}))
+    assert Explanation.load(tmp_path / "ex").kinds is None
+    _toy_explanation(4).save(tmp_path / "plain")
+    assert Explanation.load(tmp_path / "plain").kinds is None
+    with pytest.raises(ValueError, match=r"kinds must have shape \(6,\)"):
+        _toy_explanation(4, kinds=_KINDS[:4])
+
+
+def test_plan_applies_minimums_per_kind_by_default():
+    ex = _mlp_rich_explanation(kinds=_KINDS)
+    # "a head in every layer": the MLP blocks no longer stand in for their layer's heads
+    heads = ex.plan(keep=2, min_per_group={"AttentionHeads": 1}).kept
+    assert heads[[0, 1]].sum() == 1 and heads[[3, 4]].sum() == 1 and not heads[[2, 5]].any()
+    # counting every kind of a layer alike, as without kinds: the MLP blocks suffice
+    assert np.flatnonzero(ex.plan(keep=2, min_per_group=1, kinds=None).kept).tolist() == [2, 5]
+    assert np.flatnonzero(_mlp_rich_explanation().plan(keep=2, min_per_group=1).kept).tolist() == [2, 5]
+    # an int applies to every (kind, layer): a head and the MLP of both layers
+    every = ex.plan(keep=4, min_per_group=1).kept
+    assert every[[2, 5]].all() and every[[0, 1]].sum() == 1 and every[[3, 4]].sum() == 1
+    with pytest.raises(ValueError, match="constraints"):
+        ex.plan(keep=3, min_per_group=1)
+    with pytest.raises(ValueError, match="kinds=None"):
+        ex.plan(keep=2, min_per_group={0: 1})  # a layer key: say which kind
+
+
+def test_explain_reads_the_kinds_of_the_features():
+    from compattr.features import MLPBlocks
+    from compattr.values import ClassLogit
+
+    model = tiny_llama(layers=2, heads=2, kv_heads=1)
+    features = AttentionHeads(model, rescale=False) + MLPBlocks(model)
+    inputs = torch.randint(6, 64, (2, 6), generator=torch.Generator().manual_seed(0))
+    ex = explain(features=features, value=ClassLogit(), inputs=inputs, budget=60, test_masks=10, progress=False)
+    assert ex.kinds.tolist() == ["AttentionHeads"] * 4 + ["MLPBlocks"] * 2
+
+    class Labelled:  # a set function that says its kinds
+        n, names, groups = 8, [f"x{i}" for i in range(8)], np.arange(8) // 2
+        kinds = np.array(["even", "odd"] * 4)
+
+        def evaluate(self, masks):
+            return masks @ np.arange(8.0) + masks[:, 0] * masks[:, 3]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few masks of 8 features are left to hold out
+        assert (
+            explain(features=Labelled(), budget=60, test_masks=4, progress=False).kinds.tolist() == ["even", "odd"] * 4
+        )
+
+
+def test_an_explanation_of_one_kind_has_no_kinds(explanation):
+    assert explanation.kinds is None

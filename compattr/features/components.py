@@ -4,7 +4,8 @@ features made of finer ones (key/value groups, whole attention layers).
 :class:`Components` concatenates maskers of the same model (attention heads, MLP blocks, ...):
 its features are theirs in order, with their names (``'L3.H5'``, ``'L3.MLP'``) and groups
 (the layer), so one spectrum holds head × MLP interactions and the energy split counts them.
-``kinds`` says which masker each feature came from, e.g. for per-kind plan constraints.
+``kinds`` says which masker each feature came from, e.g. for per-kind plan constraints, and
+``kv_groups`` the key/value group of each head (-1 for an MLP block), for KV-cache plans.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ class Components:
     n, names, groups
         Concatenated over ``parts``.
     kinds : (n,) array of str
-        The class name of the masker each feature belongs to (``"AttentionHeads"``, ...).
+        The class name of the masker each feature belongs to (``"AttentionHeads"``, ...):
+        ``best_subset(..., kinds=...)`` and :meth:`compattr.Explanation.plan` apply per-group
+        minimums per kind with it.
+    kv_groups : (n,) int64 array or None
+        The key/value group of each feature, for ``best_subset(..., kv_groups=...)``: a
+        part's own ``kv_groups`` (those of :class:`~compattr.features.AttentionHeads`),
+        shifted so that ids of different parts never coincide, and -1 ("in no KV group") for
+        the features of parts without them (:class:`~compattr.features.MLPBlocks`). None
+        when no part has KV groups.
     model : torch.nn.Module
         The model the parts mask.
     """
@@ -56,6 +65,7 @@ class Components:
         self.names = [name for p in flat for name in p.names]
         self.groups = np.concatenate([np.asarray(p.groups) for p in flat])
         self.kinds = np.concatenate([[type(p).__name__] * p.n for p in flat])
+        self.kv_groups = _joined_kv_groups(flat)
         if len(set(self.names)) != self.n:
             raise ValueError("the parts' feature names overlap; combine different components.")
         self._bounds = np.cumsum([0] + [p.n for p in flat])
@@ -114,6 +124,20 @@ class Grouped:
         A name per group (default ``str(label)``).
     groups : (n,) array_like, optional
         A group per new feature for the energy split (default: the first member's group).
+
+    Attributes
+    ----------
+    n, names, groups
+        One per group of the masker's features.
+    labels : (n,) array
+        The sorted distinct labels, one per feature.
+    kv_groups : (n,) int64 array or None
+        The key/value group of each feature when the masker has ``kv_groups`` and every
+        group's members lie in one KV group (-1: a group with none, e.g. only MLP blocks):
+        the KV group's id for :func:`kv_groups` (each feature is one KV group), the layer's
+        for :func:`attention_layers` of multi-query heads. None when the masker has no KV
+        groups or a group spans several (:func:`attention_layers` of grouped-query heads:
+        masking the feature removes several KV groups, which ``kv_groups`` cannot say).
     """
 
     inputs = None
@@ -130,6 +154,7 @@ class Grouped:
         if len(self.names) != self.n:
             raise ValueError(f"names must have one entry per group ({self.n}), got {len(self.names)}.")
         self.groups = np.asarray(masker.groups)[first] if groups is None else np.asarray(groups)
+        self.kv_groups = _coarse_kv_groups(getattr(masker, "kv_groups", None), self._index, self.n)
         self._examples = masks_by_example(masker)
 
     def __add__(self, other: Any) -> Components:
@@ -166,6 +191,35 @@ class Grouped:
         """The masker's layer replay."""
         replay = getattr(self.masker, "layer_replay", None)
         return None if replay is None else replay()
+
+
+def _joined_kv_groups(parts: list[Any]) -> np.ndarray | None:
+    """The parts' KV groups as one (n,) array, ids shifted to be distinct across parts, -1
+    for features of parts without KV groups; None when no part has any."""
+    found = [getattr(p, "kv_groups", None) for p in parts]
+    if all(kv is None for kv in found):
+        return None
+    joined, offset = [], 0
+    for part, kv in zip(parts, found):
+        kv = np.full(part.n, -1, np.int64) if kv is None else np.asarray(kv, np.int64)
+        joined.append(np.where(kv >= 0, kv + offset, -1))
+        offset += int(kv.max(initial=-1)) + 1
+    return np.concatenate(joined)
+
+
+def _coarse_kv_groups(fine, index: np.ndarray, n: int) -> np.ndarray | None:
+    """The KV group of each of ``n`` groups (``index``: the group of each fine feature) when
+    each group's members lie in at most one KV group (-1 for none), else None."""
+    if fine is None:
+        return None
+    fine = np.asarray(fine, np.int64)
+    coarse = np.full(n, -1, np.int64)
+    for g in range(n):
+        ids = np.unique(fine[(index == g) & (fine >= 0)])
+        if ids.size > 1:
+            return None
+        coarse[g] = ids[0] if ids.size else -1
+    return coarse
 
 
 def kv_groups(heads: Any) -> Grouped:

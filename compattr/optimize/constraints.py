@@ -2,6 +2,9 @@
 
 :func:`make_constraints` checks the user's settings and builds :class:`Constraints`, which the
 exact program, the greedy search and the final checks of :mod:`compattr.optimize.ilp` share.
+With feature kinds (heads and MLP blocks of :class:`compattr.features.Components`), a group
+of the per-group minimums is a (kind, group) pair, so the heads of a layer and its MLP block
+are counted apart; a negative KV-group label puts a feature (an MLP block) in no KV group.
 """
 
 from __future__ import annotations
@@ -24,16 +27,21 @@ class Constraints:
 
     ``lo <= #kept <= hi``; every group ``g`` keeps at least ``group_min[g]`` features; at
     most ``kv_max_kept`` KV groups have a kept head (a KV group is removed only when all of
-    its query heads are).
+    its query heads are; a feature with ``kv_ids == -1`` is in no KV group).
     """
 
     n: int
     lo: int
     hi: int
-    group_ids: np.ndarray  # (n,) int codes (all 0 without groups)
+    group_ids: np.ndarray  # (n,) int codes (all 0 without groups; (kind, group) pairs with kinds)
     group_min: np.ndarray  # (G,) int
-    kv_ids: np.ndarray | None  # (n,) int codes
+    kv_ids: np.ndarray | None  # (n,) int codes, -1 for a feature in no KV group
     kv_max_kept: int | None
+
+    @cached_property
+    def n_kv(self) -> int:
+        """Number of KV groups (0 without them)."""
+        return 0 if self.kv_ids is None else int(self.kv_ids.max(initial=-1)) + 1
 
     @cached_property
     def _group_onehot(self) -> sparse.csr_array:
@@ -42,7 +50,7 @@ class Constraints:
     @cached_property
     def _kv_onehot(self) -> sparse.csr_array:
         assert self.kv_ids is not None  # read only with KV groups
-        return _onehot(self.kv_ids, int(self.kv_ids.max()) + 1)
+        return _onehot(self.kv_ids, self.n_kv)
 
     def group_counts(self, K: np.ndarray) -> np.ndarray:
         """(m, G) kept features per group for (m, n) kept-sets."""
@@ -77,12 +85,16 @@ def meets_group_minimum(K: np.ndarray, groups, minimum: int | None) -> np.ndarra
 
 
 def _onehot(ids: np.ndarray, k: int) -> sparse.csr_array:
-    """(n, k) 0/1 matrix with a single 1 per row, at column ``ids[i]``."""
-    ones = np.ones(ids.size, np.int64)
-    return sparse.csr_array((ones, (np.arange(ids.size), ids)), shape=(ids.size, k))
+    """(n, k) 0/1 matrix with a 1 at column ``ids[i]`` in row ``i``; rows with ``ids[i] < 0``
+    are empty."""
+    rows = np.flatnonzero(ids >= 0)
+    ones = np.ones(rows.size, np.int64)
+    return sparse.csr_array((ones, (rows, ids[rows])), shape=(ids.size, k))
 
 
-def make_constraints(n: int, size, sense: str, groups, min_per_group, kv_groups, min_kv_removed) -> Constraints:
+def make_constraints(
+    n: int, size, sense: str, groups, min_per_group, kv_groups, min_kv_removed, kinds=None
+) -> Constraints:
     """The :class:`Constraints` of :func:`compattr.optimize.best_subset`'s arguments (see
     there), or ValueError naming the first setting that is not valid."""
     size = check_int(size, "size", 0, n)
@@ -90,35 +102,70 @@ def make_constraints(n: int, size, sense: str, groups, min_per_group, kv_groups,
         raise ValueError(f"sense must be one of {_SENSES}, got {sense!r}.")
     lo = 0 if sense == "<=" else size
     hi = n if sense == ">=" else size
-    group_ids, group_min = _group_minimums(n, groups, min_per_group)
+    group_ids, group_min = _group_minimums(n, groups, min_per_group, kinds)
     if (kv_groups is None) != (min_kv_removed is None):
         raise ValueError("kv_groups and min_kv_removed must be given together.")
     kv_ids = kv_max_kept = None
     if kv_groups is not None:
-        kv_ids = _codes(kv_groups, n, "kv_groups")[1]
-        n_kv = kv_ids.max() + 1
+        kv_ids = _kv_codes(kv_groups, n)
+        n_kv = int(kv_ids.max(initial=-1)) + 1
         kv_max_kept = n_kv - check_int(min_kv_removed, "min_kv_removed", 0, n_kv)
     return Constraints(n, lo, hi, group_ids, group_min, kv_ids, kv_max_kept)
 
 
-def _group_minimums(n: int, groups, min_per_group) -> tuple[np.ndarray, np.ndarray]:
+def _group_minimums(n: int, groups, min_per_group, kinds) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) group codes and (G,) minimums; with ``kinds``, a group is a (kind, group) pair."""
+    coded_kinds = None if kinds is None else _codes(kinds, n, "kinds")  # checked even if unused
     if groups is None:
         if min_per_group is not None:
             raise ValueError("min_per_group needs groups (a label per feature).")
         return np.zeros(n, np.int64), np.zeros(1, np.int64)
     labels, ids = _codes(groups, n, "groups")
-    if min_per_group is None:
-        minimum = np.zeros(labels.size, np.int64)
-    elif isinstance(min_per_group, Mapping):
-        unknown = set(min_per_group) - set(labels.tolist())
-        if unknown:
-            raise ValueError(f"min_per_group names unknown groups {sorted(map(str, unknown))}.")
-        minimum = np.array([min_per_group.get(g, 0) for g in labels.tolist()])
+    kind_labels = None
+    if coded_kinds is None:
+        keys = labels.tolist()
     else:
-        minimum = np.full(labels.size, min_per_group)
+        kind_labels, kind_ids = coded_kinds
+        pairs, ids = np.unique(kind_ids * labels.size + ids, return_inverse=True)
+        keys = [(kind_labels[p // labels.size].item(), labels[p % labels.size].item()) for p in pairs]
+    if min_per_group is None:
+        minimum = np.zeros(len(keys), np.int64)
+    elif isinstance(min_per_group, Mapping):
+        minimum = np.array(_mapped_minimums(min_per_group, keys, kind_labels))
+    else:
+        minimum = np.full(len(keys), min_per_group)
     if minimum.dtype.kind not in "iu" or (minimum < 0).any():
         raise ValueError(f"min_per_group must hold non-negative integers, got {min_per_group!r}.")
     return ids, minimum.astype(np.int64)
+
+
+def _mapped_minimums(min_per_group: Mapping, keys: list, kind_labels) -> list:
+    """The minimum of each group (a label, or a (kind, label) pair when ``kind_labels`` is
+    given) from a mapping keyed by group, or with kinds by kind or (kind, label) pair."""
+    if kind_labels is None:
+        unknown = set(min_per_group) - set(keys)
+        if unknown:
+            raise ValueError(f"min_per_group names unknown groups {sorted(map(str, unknown))}.")
+        return [min_per_group.get(g, 0) for g in keys]
+    unknown = set(min_per_group) - set(keys) - set(kind_labels.tolist())
+    if unknown:
+        raise ValueError(
+            f"min_per_group names unknown kinds or (kind, group) pairs {sorted(map(str, unknown))}: with "
+            f"kinds, its keys are kinds ({', '.join(map(repr, kind_labels.tolist()))}) or (kind, group) "
+            "pairs. Pass kinds=None to count every kind of a group together."
+        )
+    return [min_per_group.get(pair, min_per_group.get(pair[0], 0)) for pair in keys]
+
+
+def _kv_codes(kv_groups, n: int) -> np.ndarray:
+    """(n,) codes 0..K-1 of the KV groups, -1 for a feature whose label is negative."""
+    labels = np.asarray(kv_groups)
+    if labels.shape != (n,):
+        raise ValueError(f"kv_groups must have shape ({n},), a label per feature; got {labels.shape}.")
+    inside = ~(labels < 0) if labels.dtype.kind in "if" else np.ones(n, bool)
+    ids = np.full(n, -1, np.int64)
+    ids[inside] = np.unique(labels[inside], return_inverse=True)[1]
+    return ids
 
 
 def _codes(labels, n: int, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,7 @@ def best_subset(
     sense: str = "==",
     groups: Sequence | np.ndarray | None = None,
     min_per_group: int | Mapping | None = None,
+    kinds: Sequence | np.ndarray | None = None,
     kv_groups: Sequence | np.ndarray | None = None,
     min_kv_removed: int | None = None,
     time_limit: float | None = None,
@@ -59,16 +60,27 @@ def best_subset(
         How ``size`` bounds the number of kept features.
     groups : (n,) array_like, optional
         A label per feature (for attention heads: the layer, ``heads.groups``).
-    min_per_group : int or mapping label -> int, optional
-        Keep at least this many features in every group (or in the named groups).
+    min_per_group : int or mapping, optional
+        Keep at least this many features in every group (an int), or in the groups a mapping
+        names (label -> int; groups it leaves out are free). With ``kinds``, see there.
+    kinds : (n,) array_like, optional
+        The kind of each feature, e.g. ``Components.kinds`` (``"AttentionHeads"``,
+        ``"MLPBlocks"``) for heads and MLP blocks explained together. The minimums then apply
+        per kind: a group is a (kind, group label) pair, so an MLP block does not count
+        towards the heads of its layer. An int ``min_per_group`` applies to every pair
+        present; a mapping is keyed by kind (``{"AttentionHeads": 1}``: at least one head of
+        every layer, MLP blocks free) or by ``(kind, label)`` pair (overriding its kind's
+        minimum). Without ``kinds`` every feature of a group counts alike.
     kv_groups : (n,) array_like, optional
         For grouped-query attention: the KV group of each query head. Ids must be distinct
-        across layers (e.g. ``layer * n_kv_heads + kv_head``).
+        across layers (e.g. ``layer * n_kv_heads + kv_head``). A negative id puts a feature in
+        no KV group (an MLP block in ``Components.kv_groups``): it never counts towards the
+        kept or removed KV groups.
     min_kv_removed : int, optional
         Remove at least this many whole KV groups. A KV group counts as removed (its keys and
         values need not be computed or cached) only when **all** of its query heads are
         removed, so this is the constraint that turns head pruning into KV-cache savings.
-        Must be given together with ``kv_groups``.
+        Must be given together with ``kv_groups``; at most the number of KV groups.
     time_limit : float, optional
         Seconds for CBC (default: no limit). When it runs out, the best kept-set found so far
         is returned with a warning that it is not proven optimal; the search starts from the
@@ -85,7 +97,9 @@ def best_subset(
     Raises
     ------
     ValueError
-        When no kept-set satisfies the constraints.
+        When no kept-set satisfies the constraints, or a setting is not valid: labels of
+        another shape than ``(n,)``, ``min_per_group`` without ``groups``, a mapping naming
+        groups (or kinds, or (kind, label) pairs) that no feature has, a negative minimum.
 
     Notes
     -----
@@ -94,7 +108,7 @@ def best_subset(
     then improves the result by single flips and swaps until no move helps.
     """
     check_spectrum(sp)
-    cons = make_constraints(sp.n, size, sense, groups, min_per_group, kv_groups, min_kv_removed)
+    cons = make_constraints(sp.n, size, sense, groups, min_per_group, kv_groups, min_kv_removed, kinds)
     start = _greedy(sp, cons, maximize)
     closure = _closure(sp, cons, max_variables)
     if closure is None:
@@ -131,8 +145,7 @@ def _closure(sp: Spectrum, cons: Constraints, max_variables: int):
         return None
     rows, values = superset_transform(sp, moebius_weight, max_subsets=max_variables)
     lengths = (rows < sp.n).sum(axis=1)
-    n_kv = 0 if cons.kv_ids is None else cons.kv_ids.max() + 1
-    if sp.n + int((lengths >= 2).sum()) + n_kv > max_variables:
+    if sp.n + int((lengths >= 2).sum()) + cons.n_kv > max_variables:
         return None
     order = np.argsort(lengths, kind="stable")  # subsets before their supersets
     sets = [tuple(r[:m]) for r, m in zip(rows[order].tolist(), lengths[order].tolist())]
@@ -203,12 +216,13 @@ def _add_side_constraints(prob: pulp.LpProblem, x: list, cons: Constraints) -> l
     for g, minimum in enumerate(cons.group_min.tolist()):
         if minimum > 0:
             prob += pulp.lpSum(x[i] for i in np.flatnonzero(cons.group_ids == g)) >= minimum
-    if cons.kv_ids is None:
+    if cons.kv_ids is None or cons.n_kv == 0:  # no KV groups (or no feature in one)
         return []
     # z_g >= x_i for each head of group g: z_g is 1 when any of its heads is kept
-    z = [_variable(prob, f"z{g}", pulp.LpContinuous) for g in range(cons.kv_ids.max() + 1)]
+    z = [_variable(prob, f"z{g}", pulp.LpContinuous) for g in range(cons.n_kv)]
     for i, g in enumerate(cons.kv_ids.tolist()):
-        prob += z[g] >= x[i]
+        if g >= 0:  # -1: in no KV group
+            prob += z[g] >= x[i]
     prob += pulp.lpSum(z) <= cons.kv_max_kept
     return z
 
@@ -269,7 +283,7 @@ def _drop_kv_groups(sp: Spectrum, kept: np.ndarray, cons: Constraints, sign: flo
     """Remove the most helpful whole KV group until enough are removed."""
     assert cons.kv_ids is not None  # called only with KV groups
     while cons.kv_kept(kept[None])[0] > cons.kv_max_kept:
-        candidates = np.unique(cons.kv_ids[kept])
+        candidates = np.unique(cons.kv_ids[kept & (cons.kv_ids >= 0)])
         trials = kept[None, :] & (cons.kv_ids[None, :] != candidates[:, None])
         trials = trials[cons.partial_ok(trials)]
         if not len(trials):

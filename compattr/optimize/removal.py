@@ -53,8 +53,9 @@ def removal(sp: Spectrum, r: int, **options) -> Removal:
     r : int
         Number of features to remove, ``0 <= r <= n``.
     **options
-        Passed to :func:`best_subset` (``groups``, ``min_per_group``, ``kv_groups``,
-        ``min_kv_removed``, ``time_limit``, ``max_variables``).
+        Passed to :func:`best_subset` (``groups``, ``min_per_group``, ``kinds``,
+        ``kv_groups``, ``min_kv_removed``, ``time_limit``, ``max_variables``): both the
+        maximising and the minimising kept-set meet them.
 
     Returns
     -------
