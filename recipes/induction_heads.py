@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
@@ -40,114 +40,24 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from torch import nn
 
 import compattr
 from compattr.apps import plots
 from compattr.apps.report import markdown_table
-from compattr.features import Architecture, register_architecture
 from compattr.features.base import digest
 from compattr.query.values import Value
 
+from _circuits import circuit_text, exhaustive_circuit, recovery_table, single_ablation
 from _common import parser, setup, write_results
-
-MODEL_TYPE = "compattr-induction-toy"
-register_architecture(MODEL_TYPE, Architecture(blocks="layers", out_proj="attn.o_proj"))
+from _toy_transformer import ToyConfig, ToyTransformer, all_masks, exact_spectrum, load_or_train, lookup
 
 
-# --------------------------------------------------------------------------- model
 @dataclass(frozen=True)
-class InductionConfig:
-    """Shape of the model and of the task.
+class InductionConfig(ToyConfig):
+    """The model's shape (:class:`ToyConfig`) and the task's: segments of 4-16 tokens."""
 
-    The attribute names ``num_attention_heads``, ``num_hidden_layers`` and ``model_type``
-    follow Hugging Face configs, which is all :class:`compattr.AttentionHeads` needs.
-    """
-
-    vocab: int = 64
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    seq_len: int = 32
     min_segment: int = 4
     max_segment: int = 16
-
-    @property
-    def num_attention_heads(self) -> int:
-        return self.n_heads
-
-    @property
-    def num_hidden_layers(self) -> int:
-        return self.n_layers
-
-    @property
-    def model_type(self) -> str:
-        return MODEL_TYPE
-
-
-class Attention(nn.Module):
-    """Causal multi-head self-attention; ``o_proj`` reads the head-major concatenation of heads."""
-
-    def __init__(self, config: InductionConfig):
-        super().__init__()
-        self.n_heads = config.n_heads
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
-        self.o_proj = nn.Linear(config.d_model, config.d_model, bias=False)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output ``[B, S, d]`` and attention pattern ``[B, H, S, S]`` (query, key)."""
-        B, S, d = x.shape
-        q, k, v = self.qkv(x).view(B, S, 3, self.n_heads, d // self.n_heads).unbind(2)
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // self.n_heads)
-        future = torch.ones(S, S, dtype=torch.bool, device=x.device).triu(1)
-        pattern = scores.masked_fill(future, float("-inf")).softmax(-1)
-        heads = torch.einsum("bhqk,bkhd->bqhd", pattern, v).reshape(B, S, d)
-        return self.o_proj(heads), pattern
-
-
-class Block(nn.Module):
-    """Pre-norm residual attention block (no MLP)."""
-
-    def __init__(self, config: InductionConfig):
-        super().__init__()
-        self.norm = nn.LayerNorm(config.d_model)
-        self.attn = Attention(config)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, pattern = self.attn(self.norm(x))
-        return x + out, pattern
-
-
-class AttentionOnlyTransformer(nn.Module):
-    """Token and position embeddings, ``n_layers`` attention blocks, a linear unembedding."""
-
-    def __init__(self, config: InductionConfig):
-        super().__init__()
-        self.config = config
-        self.embed = nn.Embedding(config.vocab, config.d_model)
-        self.pos = nn.Embedding(config.seq_len, config.d_model)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.norm = nn.LayerNorm(config.d_model)
-        self.unembed = nn.Linear(config.d_model, config.vocab, bias=False)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``[B, S, vocab]``."""
-        return self._run(tokens)[0]
-
-    def attention_patterns(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Attention patterns ``[layers, B, H, S, S]``."""
-        return torch.stack(self._run(tokens)[1])
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed
-
-    def _run(self, tokens: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = self.embed(tokens) + self.pos.weight[: tokens.shape[1]]
-        patterns = []
-        for block in self.layers:
-            x, pattern = block(x)
-            patterns.append(pattern)
-        return self.unembed(self.norm(x)), patterns
 
 
 # --------------------------------------------------------------------------- task
@@ -168,6 +78,16 @@ def induction_batch(rng: np.random.Generator, size: int, config: InductionConfig
     return torch.from_numpy(tokens), torch.from_numpy(lengths)
 
 
+def corrupted_twins(rng: np.random.Generator, tokens: torch.Tensor, lengths: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Each sequence with its repeat replaced by fresh random tokens: same filler and first
+    segment, nothing left to copy. The paired corrupted input of patching ablation."""
+    corrupted = tokens.clone()
+    S = tokens.shape[1]
+    for row, n in zip(corrupted, lengths.tolist()):
+        row[S - n :] = torch.from_numpy(rng.integers(0, vocab, n))
+    return corrupted
+
+
 def scored_positions(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
     """``(B, seq_len - 1)`` 0/1 weights: position ``p`` is scored on predicting token ``p + 1``.
 
@@ -182,7 +102,7 @@ def scored_positions(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
 SCORES = ("prob", "logprob", "accuracy")
 
 
-def token_scores(model: nn.Module, tokens: torch.Tensor, kind: str) -> torch.Tensor:
+def token_scores(model: torch.nn.Module, tokens: torch.Tensor, kind: str) -> torch.Tensor:
     """``(B, S - 1)`` score of each actual next token: its log-probability, probability, or
     whether it is the model's top prediction (``kind`` = ``"logprob"``, ``"prob"``, ``"accuracy"``)."""
     logits = model(tokens)[:, :-1]
@@ -228,73 +148,21 @@ class InductionValue(Value):
 
 
 # --------------------------------------------------------------------------- training
-def train(
-    config: InductionConfig, steps: int, batch_size: int = 64, lr: float = 3e-3, seed: int = 0
-) -> AttentionOnlyTransformer:
-    """Train on fresh induction batches with Adam on the repeated-half next-token loss."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng([seed, 0])
-    model = AttentionOnlyTransformer(config)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
+def training_loss(config: InductionConfig, batch_size: int = 64):
+    """``loss(model, rng)`` for :func:`_toy_transformer.train`: the repeated half's mean
+    next-token negative log-likelihood on a fresh batch."""
+
+    def loss(model: ToyTransformer, rng: np.random.Generator) -> torch.Tensor:
         tokens, lengths = induction_batch(rng, batch_size, config)
-        loss = -mean_scored(token_scores(model, tokens, "logprob"), scored_positions(lengths, config.seq_len)).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+        weights = scored_positions(lengths, config.seq_len)
+        return -mean_scored(token_scores(model, tokens, "logprob"), weights).mean()
 
-
-def load_or_train(
-    folder: Path, config: InductionConfig, steps: int, lr: float = 3e-3, seed: int = 0
-) -> tuple[AttentionOnlyTransformer, float | None]:
-    """The trained model from ``folder`` if it holds one with these settings, else train
-    one and save it there (``induction-model-<digest of the settings>.pt``).
-
-    Returns
-    -------
-    model : AttentionOnlyTransformer
-        In eval mode.
-    seconds : float or None
-        Training time, or None when the weights were loaded.
-    """
-    settings = {**asdict(config), "steps": steps, "lr": lr, "seed": seed}
-    path = folder / f"induction-model-{digest(settings)}.pt"
-    if path.exists():
-        model = AttentionOnlyTransformer(config)
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval(), None
-    clock = time.perf_counter()
-    model = train(config, steps, lr=lr, seed=seed)
-    seconds = time.perf_counter() - clock
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    return model, seconds
-
-
-# --------------------------------------------------------------------------- exact spectrum
-def all_masks(n: int) -> np.ndarray:
-    """Every mask over ``n`` features, ``(2^n, n)`` bool; row ``i`` keeps the bits of ``i``."""
-    return (np.arange(2**n)[:, None] >> np.arange(n)) & 1 == 1
-
-
-def lookup(values: np.ndarray):
-    """``f(masks)`` read from ``values``, the outputs of all :func:`all_masks` in order."""
-    n = int(np.log2(len(values)))
-    bits = 1 << np.arange(n)
-    return lambda masks: values[np.asarray(masks, np.int64) @ bits]
-
-
-def exact_spectrum(values: np.ndarray) -> compattr.Spectrum:
-    """``F(T) = 2^-n Σ_S (-1)^{|S∩T|} f(S)`` from ``values`` on all :func:`all_masks`."""
-    masks = all_masks(int(np.log2(len(values)))).astype(np.int64)
-    parity = 1 - 2 * ((masks @ masks.T) % 2)
-    return compattr.Spectrum(masks.shape[1], [np.flatnonzero(t) for t in masks], parity @ values / len(masks))
+    return loss
 
 
 # --------------------------------------------------------------------------- the circuit
 def head_roles(
-    model: AttentionOnlyTransformer, tokens: torch.Tensor, lengths: torch.Tensor, threshold: float = 0.3
+    model: ToyTransformer, tokens: torch.Tensor, lengths: torch.Tensor, threshold: float = 0.3, mlps: bool = False
 ) -> pd.DataFrame:
     """Previous-token and induction scores of every head, read from its attention pattern.
 
@@ -303,9 +171,12 @@ def head_roles(
     after the first occurrence of its token (``p - length + 1``). A head whose larger score
     reaches ``threshold`` gets that role, else ``"-"``.
 
+    With ``mlps``, the model's MLP blocks follow the heads as rows with role ``"MLP"``.
+
     Returns
     -------
-    DataFrame indexed by head name (``'L0.H2'``): ``prev_token``, ``induction``, ``role``.
+    DataFrame indexed by component name (``'L0.H2'``, ``'L1.MLP'``): ``prev_token``,
+    ``induction``, ``role``.
     """
     with torch.no_grad():
         patterns = model.attention_patterns(tokens)  # [L, B, H, S, S]
@@ -329,6 +200,8 @@ def head_roles(
                 "role": role if max(a, b) >= threshold else "-",
             }
         )
+    if mlps:
+        rows += [{"head": f"L{layer}.MLP", "role": "MLP"} for layer in range(prev.shape[0])]
     return pd.DataFrame(rows).set_index("head")
 
 
@@ -476,6 +349,7 @@ class InductionRun:
     values: np.ndarray
     roles: pd.DataFrame
     check: Verification
+    recovery: list[dict]
     train_seconds: float | None
     explain_seconds: float
 
@@ -498,16 +372,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--rescale", action="store_true", help="scale kept heads by H/k (default: zero ablation, as the paper)"
     )
     p.add_argument("--top", type=int, default=10, help="rows of the interaction tables (default %(default)s)")
+    p.add_argument(
+        "--mlp", action="store_true", help="train a model with MLP blocks and explain its heads and MLPs together"
+    )
+    p.add_argument(
+        "--ablation",
+        choices=("zero", "patch"),
+        default="zero",
+        help="a masked component outputs zero, or its output on a corrupted twin whose repeat is "
+        "random (default %(default)s)",
+    )
     return p
 
 
+def components(model: ToyTransformer, args: argparse.Namespace, corrupted: torch.Tensor):
+    """The heads (and with ``--mlp`` the MLP blocks) under ``--ablation``."""
+    patch = {"ablation": "patch", "corrupted": corrupted} if args.ablation == "patch" else {}
+    heads = compattr.AttentionHeads(model, rescale=args.rescale, **patch)
+    return heads + compattr.MLPBlocks(model, **patch) if args.mlp else heads
+
+
 def run(args: argparse.Namespace) -> InductionRun:
-    """Train (or load) the model, explain its heads, evaluate all 2^8 masks, verify."""
+    """Train (or load) the model, explain its heads (and MLPs), evaluate all 2^n masks, verify,
+    and score the recovery of the circuit against single-component ablation and attribution
+    patching."""
     out = setup(args)
-    config = InductionConfig()
-    model, train_seconds = load_or_train(out, config, args.steps, args.lr, args.seed)
-    tokens, lengths = induction_batch(np.random.default_rng([args.seed, 1]), args.sequences, config)
-    heads = compattr.AttentionHeads(model, rescale=args.rescale)
+    if args.rescale and args.ablation == "patch":
+        raise SystemExit("--rescale applies to zero ablation only.")
+    config = InductionConfig(mlp=args.mlp)
+    model, train_seconds = load_or_train(
+        out, "induction", config, training_loss(config), args.steps, args.lr, args.seed
+    )
+    rng = np.random.default_rng([args.seed, 1])
+    tokens, lengths = induction_batch(rng, args.sequences, config)
+    heads = components(model, args, corrupted_twins(rng, tokens, lengths, config.vocab))
     value = InductionValue(scored_positions(lengths, config.seq_len), args.value)
     clock = time.perf_counter()
     ex = compattr.explain(  # the model is read from the heads
@@ -521,11 +419,16 @@ def run(args: argparse.Namespace) -> InductionRun:
         progress=False,
     )
     explain_seconds = time.perf_counter() - clock
-    values = compattr.MaskedModel(model, heads, value, tokens, batch_size=16 * args.sequences).evaluate(
-        all_masks(heads.n)
+    query = compattr.MaskedModel(model, heads, value, tokens, batch_size=16 * args.sequences)
+    values = query.evaluate(all_masks(heads.n))
+    roles = head_roles(model, tokens, lengths, mlps=args.mlp)
+    recovery = recovery_table(
+        exhaustive_circuit(values),
+        ex,
+        single_ablation(lookup(values), heads.n),
+        None if args.value == "accuracy" else query.mask_gradient(),
     )
-    roles = head_roles(model, tokens, lengths)
-    return InductionRun(ex, values, roles, verify(ex, values, roles), train_seconds, explain_seconds)
+    return InductionRun(ex, values, roles, verify(ex, values, roles), recovery, train_seconds, explain_seconds)
 
 
 # --------------------------------------------------------------------------- report
@@ -603,19 +506,33 @@ def report_sections(args: argparse.Namespace, r: InductionRun) -> list[tuple[str
             f"{check.super_additive} / {check.super_additive_predicted} of {check.induction_pairs}",
         ),
     ]
+    kind = "attention + MLP" if args.mlp else "attention-only"
+    features = "Heads and MLP blocks" if args.mlp else "Heads"
+    ablated = (
+        f"{features} patched from a corrupted twin of each sequence (its repeat replaced by random tokens)."
+        if args.ablation == "patch"
+        else f"{features} zero-ablated (rescale={args.rescale})."
+    )
+    circuit = exhaustive_circuit(values)
     return [
         (
             "Setup",
             (
-                f"2-layer attention-only transformer, {args.steps} training steps ({trained}). Value: mean "
+                f"2-layer {kind} transformer, {args.steps} training steps ({trained}). Value: mean "
                 f"{args.value} of the correct next token over the repeated half of {args.sequences} fixed "
-                f"sequences: {values[-1]:.3f} with all heads, {values[0]:.3f} with none (uniform guess "
-                f"{chance:.3f}). Heads zero-ablated (rescale={args.rescale}) through "
-                f"compattr.AttentionHeads. ProxySPEX fitted on {len(ex.masks)} queries (alpha={args.alpha}); "
+                f"sequences: {values[-1]:.3f} with all components, {values[0]:.3f} with none (uniform guess "
+                f"{chance:.3f}). {ablated} ProxySPEX fitted on {len(ex.masks)} queries (alpha={args.alpha}); "
                 f"compattr.explain took {r.explain_seconds:.1f} s.\n"
             ),
         ),
         ("Checks", markdown_table([{"check": c, "result": v} for c, v in checks])),
+        (
+            "Circuit recovery",
+            f"The truth by exhaustive ablation of all {len(masks)} masks (recipes/_circuits.py): "
+            "the circuit is the union of the smallest kept-sets that recover 80 % of the way "
+            "from all ablated to the full model; the true interactions are the 5 pairs with the "
+            "largest exact Banzhaf interaction. " + circuit_text(circuit, names) + "\n" + markdown_table(r.recovery),
+        ),
         (
             "Head roles from attention patterns, and Banzhaf values",
             markdown_table(roles.reset_index().to_dict("records")),

@@ -164,6 +164,45 @@ class MaskedModel:
                 i += b
         return np.concatenate(out) if out else np.empty((0, 0) if per_example else 0)
 
+    def mask_gradient(self) -> np.ndarray:
+        """``(n,)`` derivative of the value with respect to each feature's mask at the full
+        model: the first-order estimate of ``f(all) - f(all but i)``.
+
+        With attention heads or MLP blocks under ``ablation="patch"`` this is *attribution
+        patching*: a masked component outputs ``corrupted + m · (clean - corrupted)``, so the
+        derivative in ``m`` is the gradient times the clean-minus-corrupted activation
+        difference, summed over positions and averaged as the value averages examples. Under
+        zero ablation it is gradient × activation. It costs one forward and one backward pass
+        over the examples (plus the corrupted forward the features ran once when built),
+        against ``n + 1`` forwards for single-feature ablation.
+
+        The examples run as one batch with the autograd graph held, so memory grows with the
+        number of examples; the value must be differentiable (a probability or log-probability,
+        not an accuracy).
+
+        Raises
+        ------
+        TypeError
+            The features apply masks in a way gradients cannot pass (e.g. words replaced by a
+            mask token), or the value is not differentiable.
+        """
+        ones = torch.ones(1, self.n, device=self.device, requires_grad=True)
+        with torch.no_grad():
+            inputs, targets = self.value.prepare(self.model, self.inputs, self.batch_size)
+        E = n_examples(inputs)
+        examples = {"examples": torch.arange(E, device=self.device)} if self._takes_examples else {}
+        with torch.enable_grad(), self.features.masking(ones, inputs, **examples) as masked_inputs:
+            scores = self.value.score(self.model, masked_inputs, targets).view(1, E)
+            value = self.value.reduce(scores).sum()
+        if not value.requires_grad:
+            raise TypeError(
+                f"the value does not depend differentiably on the masks of {type(self.features).__name__}: "
+                "mask_gradient needs features that scale activations (heads, MLPs) and a "
+                "differentiable value (a probability or logit, not an accuracy)."
+            )
+        (gradient,) = torch.autograd.grad(value, ones)
+        return gradient[0].double().cpu().numpy()
+
     def _prepare(self) -> tuple[Inputs, Any]:
         if self._prepared is None:
             self._prepared = self.value.prepare(self.model, self.inputs, self.batch_size)

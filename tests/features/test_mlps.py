@@ -204,3 +204,55 @@ def test_kv_groups_and_attention_layers_switch_their_heads_together():
         from compattr.features import Grouped
 
         Grouped(heads, np.zeros(3))
+
+
+def test_mask_gradient_is_attribution_patching_written_out_by_hand():
+    """``MaskedModel.mask_gradient`` under patching equals gradient × (clean − corrupted)
+    activation, computed here from hooks on the raw model, per head and per MLP."""
+    model = tiny_llama(layers=2, heads=4)
+    clean, corrupted = ids(batch=3, seed=7), ids(batch=3, seed=8)
+    value = ClassLogit(labels=[5, 9, 11])
+    parts = AttentionHeads(model, rescale=False, ablation="patch", corrupted=corrupted) + MLPBlocks(
+        model, ablation="patch", corrupted=corrupted
+    )
+    got = MaskedModel(model, parts, value, clean).mask_gradient()
+
+    heads_in = [model.model.layers[l].self_attn.o_proj for l in range(2)]
+    mlps_out = [model.model.layers[l].mlp for l in range(2)]
+
+    def activations(x, keep_graph):
+        seen = {}
+        hooks = [
+            m.register_forward_pre_hook(lambda mod, a, l=l: seen.__setitem__(("h", l), a[0]))
+            for l, m in enumerate(heads_in)
+        ]
+        hooks += [
+            m.register_forward_hook(lambda mod, a, o, l=l: seen.__setitem__(("m", l), o))
+            for l, m in enumerate(mlps_out)
+        ]
+        try:
+            with torch.set_grad_enabled(keep_graph):
+                out = model(x).logits[:, -1]
+        finally:
+            for h in hooks:
+                h.remove()
+        return seen, out
+
+    bad, _ = activations(corrupted, False)
+    good, out = activations(clean, True)
+    target = out[torch.arange(3), torch.tensor([5, 9, 11])].mean()
+    keys = [("h", 0), ("h", 1), ("m", 0), ("m", 1)]
+    grads = dict(zip(keys, torch.autograd.grad(target, [good[k] for k in keys])))
+    expected = []
+    for kind in ("h", "m"):
+        for layer in range(2):
+            g, delta = grads[(kind, layer)], good[(kind, layer)].detach() - bad[(kind, layer)]
+            if kind == "h":  # [B, T, H * D] -> per head
+                expected += (g * delta).unflatten(-1, (4, -1)).sum((0, 1, 3)).tolist()
+            else:
+                expected.append(float((g * delta).sum()))
+    np.testing.assert_allclose(got[:8], expected[:8], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[8:], expected[8:], rtol=1e-4, atol=1e-6)
+    # zero ablation: gradient × activation, and the estimate is exact for a linear response
+    zero = MaskedModel(model, MLPBlocks(model), value, clean).mask_gradient()
+    assert zero.shape == (2,) and np.isfinite(zero).all() and not np.allclose(zero, got[8:])

@@ -1,0 +1,195 @@
+"""Known-circuit checks shared by the toy-model recipes: the circuit by exhaustive ablation,
+three ways to score components, and how well each score recovers the circuit.
+
+With ``n`` small enough to evaluate all ``2^n`` masks, the truth is defined without reference
+to any attribution method:
+
+* the circuit's components: a kept-set is *sufficient* when it keeps at least ``quality`` of
+  the way from the fully ablated value to the full model's; the circuit is the union of the
+  smallest sufficient sets (all of minimum size: with two redundant heads, each smallest
+  circuit holds one of them and both count);
+* its interactions: the ``k`` pairs with the largest exact Banzhaf interaction
+  ``|f(ab) - f(a) - f(b) + f(∅)|`` averaged over every context, read off the exact spectrum.
+
+Methods score every component and every pair; the recovery table reports ROC AUC and
+precision at the truth's size of those scores:
+
+* ProxySPEX: Banzhaf value of each component, ``|Banzhaf interaction|`` of each pair, read off
+  the spectrum fitted on ``m`` masks;
+* single-component ablation (``n + 1`` calls): ``f(all) - f(all but i)``;
+* attribution patching (one forward and one backward pass,
+  :meth:`compattr.query.MaskedModel.mask_gradient`): the first-order estimate of the same.
+
+Methods without interactions score a pair by the smaller magnitude of its two component
+scores, the ranking a researcher would use to guess which components work together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+import compattr
+
+#: Share of the ablated-to-full gap a kept-set must recover to be sufficient.
+QUALITY = 0.8
+#: Number of strongest exact pairwise interactions that make the true interactions.
+TOP_PAIRS = 5
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """The circuit of a function known on all masks.
+
+    Attributes
+    ----------
+    smallest_sets : list of tuple of int
+        The sufficient kept-sets of minimum size.
+    components : (n,) bool array
+        In some smallest sufficient set.
+    pairs : set of (int, int)
+        The strongest exact pairwise interactions (``a < b``).
+    threshold : float
+        The value a sufficient set reaches.
+    """
+
+    smallest_sets: list[tuple[int, ...]]
+    components: np.ndarray
+    pairs: set[tuple[int, int]]
+    threshold: float
+
+
+def walsh_hadamard(values: np.ndarray) -> np.ndarray:
+    """``F(T) = 2^-n Σ_S (-1)^{|S∩T|} f(S)`` for all ``T``, in ``O(n 2^n)``: ``values`` and the
+    result are indexed by the bits of the mask (row ``i`` keeps the bits of ``i``)."""
+    F = np.array(values, float)
+    n = int(np.log2(len(F)))
+    for i in range(n):
+        F = F.reshape(-1, 2, 2**i)
+        F = np.stack([F[:, 0] + F[:, 1], F[:, 0] - F[:, 1]], 1)
+    return F.reshape(-1) / len(F.reshape(-1))
+
+
+def exhaustive_circuit(values: np.ndarray, quality: float = QUALITY, top_pairs: int = TOP_PAIRS) -> Circuit:
+    """The :class:`Circuit` of ``values``, the outputs of all ``2^n`` masks indexed by their
+    bits (row 0 ablates everything, the last row keeps everything).
+
+    Parameters
+    ----------
+    values : (2^n,) array
+    quality : float in (0, 1]
+        Share of ``f(all) - f(none)`` a sufficient set must recover.
+    top_pairs : int
+        How many of the strongest exact pairwise interactions are the true ones.
+    """
+    values = np.asarray(values, float)
+    n = int(np.log2(len(values))) if len(values) else 0
+    if n < 2 or len(values) != 2**n:
+        raise ValueError(f"values must hold the outputs of all 2^n masks, n >= 2; got {len(values)}.")
+    if not 0 < quality <= 1:
+        raise ValueError(f"quality must lie in (0, 1], got {quality}.")
+    threshold = values[0] + quality * (values[-1] - values[0])
+    sufficient = np.flatnonzero(values >= threshold if values[-1] >= values[0] else values <= threshold)
+    bits = (sufficient[:, None] >> np.arange(n)) & 1 == 1
+    sizes = bits.sum(1)
+    smallest = bits[sizes == sizes.min()]
+    F = walsh_hadamard(values)
+    pairs = list(combinations(range(n), 2))
+    strength = np.abs([F[(1 << a) | (1 << b)] for a, b in pairs])
+    strongest = np.argsort(-strength, kind="stable")[:top_pairs]
+    return Circuit(
+        smallest_sets=[tuple(int(i) for i in np.flatnonzero(row)) for row in smallest],
+        components=smallest.any(0),
+        pairs={pairs[i] for i in strongest},
+        threshold=float(threshold),
+    )
+
+
+def single_ablation(f, n: int) -> np.ndarray:
+    """``(n,)`` drop ``f(all) - f(all but i)`` of each component (``n + 1`` calls of ``f``)."""
+    masks = ~np.eye(n + 1, n, k=-1, dtype=bool)
+    values = np.asarray(f(masks), float)
+    return values[0] - values[1:]
+
+
+def spectrum_scores(sp: compattr.Spectrum) -> tuple[np.ndarray, dict[tuple[int, int], float]]:
+    """Banzhaf value per component and ``|Banzhaf interaction|`` per pair of ``sp``."""
+    interaction = compattr.indices.banzhaf_interaction(sp, max_order=2)
+    pairs = {t: abs(interaction.get(t, 0.0)) for t in combinations(range(sp.n), 2)}
+    return compattr.indices.banzhaf(sp), pairs
+
+
+def pair_scores_from(components: np.ndarray) -> dict[tuple[int, int], float]:
+    """Each pair scored by the smaller magnitude of its two component scores."""
+    size = np.abs(components)
+    return {(a, b): float(min(size[a], size[b])) for a, b in combinations(range(len(size)), 2)}
+
+
+def _auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    return float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else float("nan")
+
+
+def _precision_at(truth: np.ndarray, scores: np.ndarray) -> float:
+    k = int(truth.sum())
+    if k == 0:
+        return float("nan")
+    top = np.argsort(-scores, kind="stable")[:k]
+    return float(truth[top].mean())
+
+
+def recovery_row(
+    method: str,
+    calls: str,
+    circuit: Circuit,
+    components: np.ndarray,
+    pairs: dict[tuple[int, int], float],
+) -> dict:
+    """One row of the recovery table: ROC AUC and precision at the truth's size (equal to
+    the recall there), for the components and for the pairwise interactions."""
+    keys = sorted(pairs)
+    pair_truth = np.array([k in circuit.pairs for k in keys])
+    pair_scores = np.array([pairs[k] for k in keys])
+    scores = np.asarray(components, float)
+    return {
+        "method": method,
+        "model calls": calls,
+        "component ROC AUC": _auc(circuit.components, scores),
+        f"component precision@{int(circuit.components.sum())}": _precision_at(circuit.components, scores),
+        "interaction ROC AUC": _auc(pair_truth, pair_scores),
+        f"interaction precision@{int(pair_truth.sum())}": _precision_at(pair_truth, pair_scores),
+    }
+
+
+def recovery_table(
+    circuit: Circuit, ex: compattr.Explanation, ablation: np.ndarray, attribution: np.ndarray | None
+) -> list[dict]:
+    """Rows for ProxySPEX, single-component ablation and attribution patching
+    (:func:`recovery_row`; no row for attribution patching when ``attribution`` is None, as
+    for a value that is not differentiable)."""
+    n = ex.n
+    rows = [
+        recovery_row("ProxySPEX", str(len(ex.masks)), circuit, *spectrum_scores(ex.spectrum)),
+        recovery_row("single-component ablation", str(n + 1), circuit, ablation, pair_scores_from(ablation)),
+    ]
+    if attribution is not None:
+        calls = "1 forward + 1 backward"
+        rows.append(recovery_row("attribution patching", calls, circuit, attribution, pair_scores_from(attribution)))
+    return rows
+
+
+def circuit_text(circuit: Circuit, names: list[str], limit: int = 12) -> str:
+    """The smallest sufficient sets (at most ``limit``) and the true interactions, in markdown."""
+    lines = [
+        f"Sufficient: value ≥ {circuit.threshold:.3f}. Smallest sufficient sets "
+        f"({len(circuit.smallest_sets)}, of {len(circuit.smallest_sets[0])} components):",
+        "",
+    ]
+    lines += ["- " + ", ".join(names[i] for i in s) for s in circuit.smallest_sets[:limit]]
+    if len(circuit.smallest_sets) > limit:
+        lines.append(f"- ... and {len(circuit.smallest_sets) - limit} more")
+    strongest = ", ".join(f"{names[a]} × {names[b]}" for a, b in sorted(circuit.pairs))
+    lines += ["", f"Strongest exact interactions: {strongest}."]
+    return "\n".join(lines) + "\n"
