@@ -128,8 +128,8 @@ def pair_scores_from(components: np.ndarray) -> dict[tuple[int, int], float]:
     return {(a, b): float(min(size[a], size[b])) for a, b in combinations(range(len(size)), 2)}
 
 
-def _auc(truth: np.ndarray, scores: np.ndarray) -> float:
-    return float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else float("nan")
+def _auc(truth: np.ndarray, scores: np.ndarray) -> float | str:
+    return float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else "—"
 
 
 def _precision_at(truth: np.ndarray, scores: np.ndarray) -> float:
@@ -148,7 +148,8 @@ def recovery_row(
     pairs: dict[tuple[int, int], float],
 ) -> dict:
     """One row of the recovery table: ROC AUC and precision at the truth's size (equal to
-    the recall there), for the components and for the pairwise interactions."""
+    the recall there), for the components and for the pairwise interactions. A ROC AUC is
+    ``"—"`` when every candidate is in the truth (nothing to rank against)."""
     keys = sorted(pairs)
     pair_truth = np.array([k in circuit.pairs for k in keys])
     pair_scores = np.array([pairs[k] for k in keys])

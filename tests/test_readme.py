@@ -83,13 +83,14 @@ def test_the_contributing_examples_run_as_written(tmp_path, monkeypatch):
         assert np.isfinite(ex.faithfulness) and len(ex.masks) in (200, 60)
 
 
-def readme_block(heading: str) -> str:
-    """The first python block after ``heading`` in the README."""
+def readme_block(heading: str, which: int = 0) -> str:
+    """The python block number ``which`` (0: the first) of the README section ``heading``."""
     text = (REPO / "README.md").read_text()
     start = text.index(heading)
-    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
-    assert block is not None, heading
-    return block.group(1)
+    section = text[start : text.find("\n#", start + len(heading))]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) > which, heading
+    return blocks[which]
 
 
 @pytest.mark.slow  # explains 16 heads + 4 MLPs with ~200 patched queries: a few seconds
@@ -103,6 +104,15 @@ def test_the_heads_and_mlps_block_runs_as_written(tmp_path, monkeypatch):
     assert ex.n == 16 + 4 and ex.names[-1] == "L29.MLP" and ex.names[0] == "L26.H0"
     assert "<line" in (tmp_path / "circuit.html").read_text() and (tmp_path / "k_sii.json").is_file()
     assert len(ex.spectrum) > 1  # the name swap changes the output: there is something to explain
+    exec(compile(readme_block("### Heads and MLPs together", 1), "README.md (plans on heads and MLPs)", "exec"), scope)
+    kept, kinds = scope["plan"].kept, ex.kinds
+    heads_kept = [int(kept[(ex.groups == layer) & (kinds == "AttentionHeads")].sum()) for layer in range(26, 30)]
+    assert min(heads_kept) >= 1 and kept.sum() == 10
+    kv = scope["features"].kv_groups
+    assert (kv[kinds == "MLPBlocks"] == -1).all()
+    removed = [g for g in np.unique(kv[kv >= 0]) if not kept[kv == g].any()]
+    assert len(removed) >= 2
+    assert scope["query"].mask_gradient().shape == (20,)
 
 
 class _WordHashing:
