@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
     path = write_report(args, result)
     print(result.ex.summary())
     print(
-        f"R² on all 256 masks {result.check.r2_all:.3f}, circuit pair {result.check.circuit_pair}; "
+        f"R² on all {len(result.values)} masks {result.check.r2_all:.3f}, circuit pair {result.check.circuit_pair}; "
         f"wrote {path} in {time.perf_counter() - clock:.0f} s"
     )
 
