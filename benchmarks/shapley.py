@@ -4,8 +4,10 @@ On the Synthetic Complete Hierarchy (a function with a known sparse spectrum, so
 Shapley values are known), each method gets the same number of model calls
 ``m = ceil(alpha n log2 n)`` and estimates the ``n`` Shapley values:
 
-* ``compattr``: ProxySPEX on ``m`` uniform masks, Shapley values read exactly off its
-  spectrum (and its held-out R² on 1,000 fresh masks);
+* ``compattr ProxySPEX``: ProxySPEX on ``m`` uniform masks, Shapley values read exactly off
+  its spectrum (and its held-out R² on 1,000 fresh masks);
+* ``compattr Shapley (paired)``: :class:`compattr.PairedShapley` on ``m`` masks drawn as
+  complementary pairs by :func:`compattr.paired_masks` (an odd ``m`` loses its last call);
 * shapiq 1.8 (its own environment, ``--shapiq PYTHON``), with its defaults: ``ProxySHAP``
   (index SV), ``OddSHAP`` and ``ProxySPEX`` (index SV), each sampling its own coalitions.
 
@@ -84,6 +86,13 @@ def ours(truth: compattr.Spectrum, n: int, m: int, seed: int) -> dict:
     return {"shapley": shapley, "cpu_s": cpu, "r2": r2}
 
 
+def paired(truth: compattr.Spectrum, n: int, m: int, seed: int) -> dict:
+    X = compattr.paired_masks(n, m, seed=seed)
+    start = time.process_time()
+    est = compattr.PairedShapley(random_state=seed).fit(X, truth.predict(X))
+    return {"shapley": est.shapley_, "cpu_s": time.process_time() - start}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
@@ -100,6 +109,7 @@ def main(argv=None) -> None:
                 truth = compattr.synthetic.complete_hierarchy(n, seed=seed)
                 exact = compattr.indices.shapley(truth)
                 results = {"compattr ProxySPEX": ours(truth, n, m, seed)}
+                results["compattr Shapley (paired)"] = paired(truth, n, m, seed)
                 if args.shapiq:
                     job = {"n": n, "budget": m, "seed": seed, "coefs": truth.coefs.tolist()}
                     job["supports"] = [list(t) for t in truth.support_tuples()]

@@ -33,7 +33,7 @@ from .features import (
     check_set_function,
 )
 from .optimize import PruningPlan, ValueRangeWarning
-from .proxy import PAPER_GRID, LassoBaseline, ProxySPEX, lasso
+from .proxy import PAPER_GRID, LassoBaseline, PairedShapley, ProxySPEX, lasso
 from .query import (
     CacheCorruptError,
     CacheMismatchError,
@@ -42,6 +42,7 @@ from .query import (
     budget,
     cache,
     masks,
+    paired_masks,
     run_queries,
     sample_masks,
     values,
@@ -70,6 +71,7 @@ __all__ = [
     "LassoBaseline",
     "MLPBlocks",
     "MaskedModel",
+    "PairedShapley",
     "ProxySPEX",
     "PruningPlan",
     "Query",
@@ -92,6 +94,7 @@ __all__ = [
     "metrics",
     "models",
     "optimize",
+    "paired_masks",
     "plots",
     "proxy",
     "query",

@@ -5,10 +5,12 @@ in a module of its own: :mod:`~compattr.proxy.search` (trees by cross-validation
 early-stopping callbacks of :mod:`~compattr.proxy.stopping`), :mod:`~compattr.proxy.trees`
 (exact extraction), :mod:`~compattr.proxy.sparsify` (top-k by cross-validation) and
 :mod:`~compattr.proxy.leastsquares` (the refit). :class:`LassoBaseline` is the marginal
-baseline it is compared with.
+baseline it is compared with. :class:`PairedShapley` (:mod:`~compattr.proxy.shapley`) estimates
+Shapley values from complementary pairs of masks: a ProxySPEX prior refitted on the odd part.
 """
 
 from .lasso import LassoBaseline
 from .proxyspex import PAPER_GRID, ProxySPEX
+from .shapley import PairedShapley
 
-__all__ = ["PAPER_GRID", "LassoBaseline", "ProxySPEX"]
+__all__ = ["PAPER_GRID", "LassoBaseline", "PairedShapley", "ProxySPEX"]

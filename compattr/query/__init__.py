@@ -1,7 +1,8 @@
 """Queries: which masks to evaluate, what to measure, and running the model on them.
 
 :mod:`~compattr.query.masks`
-    :func:`sample_masks` and the paper's :func:`budget` rule.
+    :func:`sample_masks`, :func:`paired_masks` (complementary pairs, for Shapley values) and
+    the paper's :func:`budget` rule.
 :mod:`~compattr.query.values`
     Value functions: what a query measures (class logit, log-likelihood, multiple choice...).
 :mod:`~compattr.query.evaluator`
@@ -18,7 +19,7 @@
 from ..features.base import input_device
 from .cache import CacheCorruptError, CacheMismatchError, QueryCache, cache_folder
 from .evaluator import MaskedModel, Query, model_fingerprint
-from .masks import budget, sample_masks
+from .masks import budget, paired_masks, sample_masks
 from .prefix import PrefixCache
 from .runner import run_queries
 
@@ -33,6 +34,7 @@ __all__ = [
     "cache_folder",
     "input_device",
     "model_fingerprint",
+    "paired_masks",
     "run_queries",
     "sample_masks",
 ]

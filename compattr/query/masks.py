@@ -54,3 +54,66 @@ def sample_masks(n: int, m: int, seed: int | None = 0, p: float = 0.5) -> np.nda
     for start in range(0, m, rows):
         masks[start : start + rows] = rng.random((min(rows, m - start), n)) < p
     return masks
+
+
+def paired_masks(n: int, m: int, seed: int | None = 0, kernel_power: float = 0.25) -> np.ndarray:
+    """Draw complementary pairs of masks ``S, Sᶜ`` for Shapley estimation (paired sampling).
+
+    Row ``2j + 1`` is the complement of row ``2j``. The first pair is ``([n], ∅)``: all kept,
+    then none kept (the efficiency constraint ``Σ_i φ_i = f([n]) - f(∅)``). Every other
+    pair draws the size ``k = |S|`` of its first mask from ``{1, ..., n - 1}`` with
+    probability proportional to ``(k (n - k))^(-kernel_power)``, then ``S`` uniformly among
+    the sets of that size.
+
+    Parameters
+    ----------
+    n : int
+        Number of features (n >= 2).
+    m : int
+        Number of masks, at least 2; an odd ``m`` is rounded down to ``m - 1`` so that every
+        mask has its complement and no more than ``m`` model calls are spent.
+    seed : int or None
+        Seed of the NumPy generator; the same seed always gives the same masks.
+    kernel_power : float
+        ``0`` draws every size equally often (the sizes the Shapley value averages over);
+        ``1`` draws them by the Shapley kernel (most masks near empty or full). Pass the same
+        value to :class:`compattr.proxy.PairedShapley`, which weights the pairs by it.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (2 ⌊m / 2⌋, n)
+        ``True`` = feature kept; ``X[1::2] == ~X[0::2]``.
+    """
+    if n < 2 or m < 2:
+        raise ValueError(f"paired masks need n >= 2 and m >= 2, got n={n}, m={m}.")
+    if not 0.0 <= kernel_power <= 1.0:
+        raise ValueError(f"kernel_power must lie in [0, 1], got {kernel_power}.")
+    pairs = m // 2
+    rng = np.random.default_rng(seed)
+    sizes = np.arange(1, n)
+    p = (sizes * (n - sizes)).astype(np.float64) ** -kernel_power
+    k = np.r_[n, rng.choice(sizes, size=pairs - 1, p=p / p.sum())]
+    first = np.empty((pairs, n), dtype=bool)
+    rows = max(1, _CHUNK_CELLS // n)
+    for start in range(0, pairs, rows):
+        stop = min(pairs, start + rows)
+        # the ranks of i.i.d. uniforms are a uniform random permutation: keep the k smallest
+        ranks = np.argsort(np.argsort(rng.random((stop - start, n)), axis=1), axis=1)
+        first[start:stop] = ranks < k[start:stop, None]
+    masks = np.empty((2 * pairs, n), dtype=bool)
+    masks[0::2], masks[1::2] = first, ~first
+    return masks
+
+
+def check_pairs(X: np.ndarray) -> None:
+    """Raise ValueError unless the masks ``X`` (m, n) are complementary pairs, row
+    ``2j + 1`` the complement of row ``2j`` (as :func:`paired_masks` draws them)."""
+    if X.shape[0] % 2:
+        raise ValueError(f"paired masks come in pairs: got an odd number of masks ({X.shape[0]}).")
+    bad = np.flatnonzero((X[0::2] == X[1::2]).any(axis=1))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(
+            f"masks {2 * j} and {2 * j + 1} are not complements: row 2j + 1 must be the complement "
+            "of row 2j (draw them with compattr.paired_masks(n, m))."
+        )

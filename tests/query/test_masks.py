@@ -41,3 +41,34 @@ def test_sample_masks_draws_in_chunks_without_changing_the_masks():
     n, m = 1000, 9000  # 9e6 cells: three chunks
     expected = np.random.default_rng(7).random((m, n)) < 0.5
     np.testing.assert_array_equal(compattr.sample_masks(n, m, seed=7), expected)
+
+
+@pytest.mark.parametrize("kernel_power", [0.0, 0.25, 1.0])
+def test_paired_masks_are_complementary_pairs_starting_with_all_and_none(kernel_power):
+    X = compattr.paired_masks(12, 301, seed=2, kernel_power=kernel_power)
+    assert X.shape == (300, 12) and X.dtype == bool  # an odd m is rounded down
+    np.testing.assert_array_equal(X[1::2], ~X[0::2])
+    assert X[0].all() and not X[1].any()
+    sizes = X[2::2].sum(axis=1)
+    assert sizes.min() >= 1 and sizes.max() <= 11
+
+
+def test_paired_masks_seed_and_size_distribution():
+    n = 10
+    X = compattr.paired_masks(n, 40_000, seed=3, kernel_power=0.0)
+    np.testing.assert_array_equal(X, compattr.paired_masks(n, 40_000, seed=3, kernel_power=0.0))
+    assert not np.array_equal(X, compattr.paired_masks(n, 40_000, seed=4, kernel_power=0.0))
+    counts = np.bincount(X[2::2].sum(axis=1), minlength=n + 1)[1:n] / (X.shape[0] / 2 - 1)
+    np.testing.assert_allclose(counts, 1 / (n - 1), atol=0.01)  # every size equally often
+    assert abs(X[2::2].mean(axis=0) - 0.5).max() < 0.02  # no feature favoured
+    k = np.arange(1, n)
+    p = 1.0 / (k * (n - k))
+    X = compattr.paired_masks(n, 40_000, seed=3, kernel_power=1.0)
+    counts = np.bincount(X[2::2].sum(axis=1), minlength=n + 1)[1:n] / (X.shape[0] / 2 - 1)
+    np.testing.assert_allclose(counts, p / p.sum(), atol=0.01)  # the Shapley kernel
+
+
+@pytest.mark.parametrize("kwargs", [dict(n=1, m=4), dict(n=3, m=1), dict(n=3, m=4, kernel_power=-0.1)])
+def test_paired_masks_rejects_bad_input(kwargs):
+    with pytest.raises(ValueError):
+        compattr.paired_masks(**kwargs)

@@ -1,0 +1,237 @@
+"""Shapley values from paired masks: a ProxySPEX prior, refitted on the function's odd part.
+
+The Shapley value reads only the odd-order Fourier terms: ``φ_i = -2 Σ_{T∋i, |T| odd}
+F(T) / |T|`` (:func:`compattr.spectrum.indices.shapley`). A complementary pair of masks
+``S, Sᶜ`` gives the odd part of ``f`` exactly, ``g(S) = (f(S) - f(Sᶜ)) / 2 = Σ_{|T| odd}
+F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_T(S)``.
+:class:`PairedShapley` fits on such pairs (:func:`compattr.query.masks.paired_masks`):
+
+1. **proxy** – :class:`~compattr.proxy.ProxySPEX` on every mask and output (the even terms
+   help its trees find the odd ones), untruncated; the odd part of its spectrum is the prior.
+2. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
+   ``|F(T)|``, up to ``support`` terms per pair.
+3. **refit** – the support's coefficients by ridge regression of ``g`` on the pairs,
+   shrunk towards the prior (not towards 0): the rows weighted so that the regression is
+   the Shapley kernel's (KernelSHAP's weighted least squares on odd terms, for masks drawn
+   with the same ``kernel_power``), the efficiency constraint ``Σ_i φ_i = f([n]) - f(∅)``
+   exact when the pair ``([n], ∅)`` is among the masks, the ridge chosen by
+   cross-validation over the pairs (infinite ridge keeps the prior).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sps
+from sklearn.base import BaseEstimator
+from threadpoolctl import threadpool_limits
+
+from .._validation import as_masks, as_outputs
+from ..query.masks import check_pairs
+from ..spectrum import Spectrum
+from ..spectrum.indices import shapley
+from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix
+from .proxyspex import ProxySPEX
+
+#: Ridge strengths tried, relative to the mean diagonal of the weighted Gram matrix; the
+#: infinite one keeps the proxy's coefficients.
+RIDGE_GRID = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
+
+
+class PairedShapley(BaseEstimator):
+    """Shapley values of a set function from complementary pairs of masks (module docstring).
+
+    Parameters
+    ----------
+    kernel_power : float
+        The ``kernel_power`` the masks were drawn with by
+        :func:`compattr.query.masks.paired_masks`; a pair of size ``k`` is weighted by
+        ``(k (n - k))^(kernel_power - 1)``, which makes the refit the Shapley kernel's.
+    support : float
+        Terms refitted per pair (singletons included); the rest of the prior is kept as is.
+    max_terms : int
+        At most this many terms are refitted, or ``n`` if more (every singleton is): this
+        bounds the refit's cost, cubic in the terms.
+    ridges : sequence of float
+        Ridge strengths, relative to the mean diagonal of the weighted Gram matrix, among
+        which cross-validation chooses; ``inf`` keeps the prior. Default :data:`RIDGE_GRID`.
+    cv : int
+        Folds of pairs for the ridge and of masks for the proxy.
+    num_threads : int
+        LightGBM and BLAS threads.
+    random_state : int
+        Seeds the proxy and the folds.
+
+    Attributes
+    ----------
+    shapley_ : (n,) float64 array
+        The estimated Shapley values.
+    spectrum_ : Spectrum
+        The fitted odd part ``g(S) = (f(S) - f(Sᶜ)) / 2``: odd-order terms only (no constant),
+        from which ``shapley_`` is read.
+    proxy_ : ProxySPEX
+        The fitted proxy; ``proxy_.spectrum_`` is its whole (odd and even) spectrum.
+    ridge_ : float
+        The chosen relative ridge strength (``inf``: the prior was kept).
+    cv_results_ : pandas.DataFrame
+        Weighted CV mean squared error of ``g`` for each ridge strength.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        *,
+        kernel_power: float = 0.25,
+        support: float = 0.5,
+        max_terms: int = 2048,
+        ridges=RIDGE_GRID,
+        cv: int = 5,
+        num_threads: int = 1,
+        random_state: int = 0,
+    ) -> None:
+        self.kernel_power = kernel_power
+        self.support = support
+        self.max_terms = max_terms
+        self.ridges = ridges
+        self.cv = cv
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def fit(self, X, y) -> PairedShapley:
+        """Fit on complementary pairs of masks.
+
+        Parameters
+        ----------
+        X : (m, n) bool array
+            Masks, ``True`` = kept; row ``2j + 1`` the complement of row ``2j``, as
+            :func:`compattr.query.masks.paired_masks` draws them.
+        y : (m,) float array
+            The function's outputs on ``X``.
+
+        Returns
+        -------
+        PairedShapley
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If a row ``2j + 1`` is not the complement of row ``2j``, or a parameter is out of
+            range, before anything is fitted.
+        """
+        self._check_params()
+        X = as_masks(X)
+        y = as_outputs(y, X.shape[0])
+        check_pairs(X)
+        with threadpool_limits(self.num_threads):
+            return self._fit(X, y)
+
+    def _check_params(self) -> None:
+        if not 0.0 <= self.kernel_power <= 1.0:
+            raise ValueError(f"kernel_power must lie in [0, 1], got {self.kernel_power}.")
+        if not self.support > 0:
+            raise ValueError(f"support must be positive, got {self.support}.")
+        if self.max_terms < 1:
+            raise ValueError(f"max_terms must be at least 1, got {self.max_terms}.")
+        ridges = np.asarray(self.ridges, dtype=np.float64)
+        if ridges.ndim != 1 or ridges.size == 0 or not (ridges > 0).all():
+            raise ValueError(f"ridges must be a non-empty sequence of positive numbers, got {self.ridges!r}.")
+        if self.cv < 2:
+            raise ValueError(f"cv must be at least 2, got {self.cv}.")
+
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
+        n = self.n_features_in_ = X.shape[1]
+        proxy = ProxySPEX(k=None, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
+        self.proxy_ = proxy.fit(X, y)
+        prior = _odd_part(proxy.spectrum_)
+        S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
+
+        rows, start = self._support_rows(prior, S.shape[0])
+        P = parity_matrix(S, rows)  # (pairs, k)
+        residual = g - prior.predict(S) + P @ start  # what the support's terms must explain
+        sizes = S.sum(axis=1)
+        boundary = (sizes == 0) | (sizes == n)
+        # the efficiency constraint: χ_T(∅) = 1 and χ_T([n]) = -1 for odd T
+        constraint = None
+        if boundary.any():
+            sign = np.where(sizes[boundary] == 0, 1.0, -1.0)
+            constraint = (np.ones(rows.shape[0]), float(np.mean(sign * residual[boundary])))
+        k = sizes[~boundary].astype(np.float64)
+        root = np.sqrt((k * (n - k)) ** (self.kernel_power - 1.0))
+        root /= np.sqrt(np.mean(root**2))
+        A, b = P[~boundary] * root[:, None], residual[~boundary] * root
+
+        ridges = np.asarray(self.ridges, dtype=np.float64)
+        scale = float(np.einsum("ij,ij->", A, A)) / A.shape[1] if A.size else 1.0
+        self.cv_results_ = pd.DataFrame({"ridge": ridges, "cv_mse": self._cv(A, b, start, constraint, ridges * scale)})
+        self.ridge_ = float(ridges[int(np.argmin(self.cv_results_["cv_mse"].to_numpy()))])
+        (coefs,) = _ridge_towards(A, b, start, constraint, [self.ridge_ * scale])
+
+        update = Spectrum(n, padded_to_csr(rows, n), coefs - start)
+        supports = sps.vstack([prior.supports, update.supports], format="csr")
+        self.spectrum_ = Spectrum(n, supports, np.r_[prior.coefs, update.coefs])
+        self.shapley_ = shapley(self.spectrum_)
+        return self
+
+    def _support_rows(self, prior: Spectrum, pairs: int) -> tuple[np.ndarray, np.ndarray]:
+        """The refitted terms, padded ``(k, D)``: every singleton, then the prior's largest
+        odd terms of order ≥ 3; and their prior coefficients ``(k,)``."""
+        n = prior.n
+        budget = min(self.max_terms, max(n, int(np.ceil(self.support * pairs))))
+        single = np.flatnonzero(prior.degrees == 1)
+        start = np.zeros(n)
+        start[prior.supports.indices[prior.supports.indptr[single]]] = prior.coefs[single]
+        higher = np.flatnonzero(prior.degrees >= 3)[: max(0, budget - n)]  # in order of |F(T)|
+        rows = csr_to_padded(prior.supports[higher], n)
+        singles = pad_supports([(i,) for i in range(n)], n)
+        width = max(rows.shape[1], singles.shape[1])
+        rows = np.vstack([_widen(singles, width, n), _widen(rows, width, n)])
+        return rows, np.r_[start, prior.coefs[higher]]
+
+    def _cv(self, A, b, start, constraint, ridges) -> np.ndarray:
+        """Weighted CV mean squared error of each ridge strength, over folds of pairs."""
+        folds = np.random.default_rng(self.random_state).permutation(len(b)) % self.cv
+        sq = np.zeros(len(ridges))
+        for fold in range(self.cv):
+            train, valid = folds != fold, folds == fold
+            fits = _ridge_towards(A[train], b[train], start, constraint, ridges)
+            sq += [np.sum((A[valid] @ beta - b[valid]) ** 2) for beta in fits]
+        return sq / max(1, len(b))
+
+
+def _odd_part(spectrum: Spectrum) -> Spectrum:
+    """The odd-order terms of ``spectrum``."""
+    odd = np.flatnonzero(spectrum.degrees % 2 == 1)
+    return Spectrum(spectrum.n, spectrum.supports[odd], spectrum.coefs[odd])
+
+
+def _widen(rows: np.ndarray, width: int, n: int) -> np.ndarray:
+    """Padded support rows ``(k, D)`` padded with ``n`` to ``(k, width)``."""
+    return np.hstack([rows, np.full((rows.shape[0], width - rows.shape[1]), n, dtype=rows.dtype)])
+
+
+def _ridge_towards(A, b, prior, constraint, ridges) -> list[np.ndarray]:
+    """``argmin ||A β - b||² + λ ||β - prior||²`` for each ``λ`` in ``ridges`` (``inf``: the
+    prior), subject to ``cᵀβ = d`` when ``constraint = (c, d)`` is given.
+
+    One eigendecomposition of ``AᵀA`` serves every ``λ``: with ``H = AᵀA + λI`` the free
+    solution is ``β₀ = prior + H⁻¹ Aᵀ(b - A prior)`` and the constrained one
+    ``β₀ + H⁻¹c (d - cᵀβ₀) / cᵀH⁻¹c`` (as ``λ → ∞``, ``H⁻¹c / cᵀH⁻¹c → c / cᵀc``).
+    """
+    values, vectors = np.linalg.eigh(A.T @ A)
+    z = vectors.T @ (A.T @ (b - A @ prior))
+    zc = vectors.T @ constraint[0] if constraint is not None else None
+    out = []
+    for ridge in ridges:
+        if np.isfinite(ridge):
+            inverse = 1.0 / np.maximum(values + ridge, 1e-300)
+            beta = prior + vectors @ (z * inverse)
+            direction = vectors @ (zc * inverse) if zc is not None else None
+        else:
+            beta = prior.copy()
+            direction = constraint[0] if constraint is not None else None
+        if constraint is not None and direction is not None:
+            c, d = constraint
+            beta = beta + direction * (d - c @ beta) / (c @ direction)
+        out.append(beta)
+    return out

@@ -1,0 +1,107 @@
+"""PairedShapley against brute-force Shapley values over all 2^n masks."""
+
+from itertools import product
+from math import factorial
+
+import numpy as np
+import pytest
+
+import compattr
+from compattr.proxy import PairedShapley
+
+
+def all_masks(n: int) -> np.ndarray:
+    return np.array(list(product([False, True], repeat=n)))
+
+
+def brute_force_shapley(table: np.ndarray, n: int) -> np.ndarray:
+    """``φ_i = Σ_{S ∌ i} |S|! (n - |S| - 1)! / n! (f(S ∪ i) - f(S))`` from the outputs on
+    ``all_masks(n)`` (row index = the mask's bits read as a binary number, feature 0 first)."""
+    masks = all_masks(n)
+    sizes = masks.sum(axis=1)
+    phi = np.zeros(n)
+    for i in range(n):
+        without = np.flatnonzero(~masks[:, i])
+        with_i = without + (1 << (n - 1 - i))
+        s = sizes[without]
+        weights = np.array([factorial(k) * factorial(n - k - 1) for k in s]) / factorial(n)
+        phi[i] = np.sum(weights * (table[with_i] - table[without]))
+    return phi
+
+
+def sparse_function(n: int, seed: int) -> compattr.Spectrum:
+    """A random spectrum: every singleton, and random terms of orders 2 to 5."""
+    rng = np.random.default_rng(seed)
+    supports = [(i,) for i in range(n)] + [tuple(rng.choice(n, size=d, replace=False)) for d in (2, 2, 3, 3, 3, 4, 5)]
+    return compattr.Spectrum(n, [(), *supports], rng.normal(size=len(supports) + 1))
+
+
+def fit(f, n: int, m: int, seed: int = 0) -> PairedShapley:
+    X = compattr.paired_masks(n, m, seed=seed)
+    return PairedShapley(random_state=seed).fit(X, f(X))
+
+
+def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sum((estimate - truth) ** 2) / np.sum(truth**2))
+
+
+def test_matches_brute_force_on_a_sparse_spectrum():
+    n = 9
+    f = sparse_function(n, seed=1)
+    truth = brute_force_shapley(f.predict(all_masks(n)), n)
+    est = fit(f.predict, n, 3000)
+    assert relative_error(est.shapley_, truth) < 1e-4
+    # the spectrum it fitted is the odd part: odd orders only, and it is what shapley_ reads
+    assert (est.spectrum_.degrees % 2 == 1).all()
+    np.testing.assert_allclose(compattr.indices.shapley(est.spectrum_), est.shapley_)
+
+
+@pytest.mark.slow  # about 3 s: thousands of masks for a function with every term
+def test_matches_brute_force_on_a_random_table():
+    n = 8
+    table = np.random.default_rng(2).normal(size=1 << n)
+    weights = 1 << np.arange(n - 1, -1, -1)
+
+    def f(X):
+        return table[np.asarray(X, dtype=np.int64) @ weights]
+
+    truth = brute_force_shapley(table, n)
+    est = fit(f, n, 3000)
+    assert relative_error(est.shapley_, truth) < 1e-3
+
+
+def test_shapley_values_are_efficient():
+    """The pair ([n], ∅) makes Σ φ_i = f([n]) - f(∅) exact, even from few masks."""
+    n = 12
+    f = sparse_function(n, seed=3)
+    est = fit(f.predict, n, 60)
+    ends = f.predict(np.array([[True] * n, [False] * n]))
+    assert est.shapley_.sum() == pytest.approx(ends[0] - ends[1], rel=1e-9)
+
+
+def test_the_same_seed_gives_the_same_estimate():
+    n = 10
+    f = sparse_function(n, seed=4)
+    a, b, c = fit(f.predict, n, 200, seed=5), fit(f.predict, n, 200, seed=5), fit(f.predict, n, 200, seed=6)
+    np.testing.assert_array_equal(a.shapley_, b.shapley_)
+    assert not np.array_equal(a.shapley_, c.shapley_)
+
+
+def test_rejects_masks_that_are_not_complementary_pairs():
+    n = 6
+    X = compattr.paired_masks(n, 100, seed=0)
+    f = sparse_function(n, seed=0)
+    uniform = compattr.sample_masks(n, 100, seed=0)
+    with pytest.raises(ValueError, match="not complements"):
+        PairedShapley().fit(uniform, f.predict(uniform))
+    with pytest.raises(ValueError, match="odd number"):
+        PairedShapley().fit(X[:-1], f.predict(X[:-1]))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(kernel_power=1.5), dict(support=0), dict(max_terms=0), dict(ridges=()), dict(cv=1)]
+)
+def test_rejects_bad_parameters(kwargs):
+    X = compattr.paired_masks(6, 100, seed=0)
+    with pytest.raises(ValueError):
+        PairedShapley(**kwargs).fit(X, X.sum(axis=1).astype(float))
