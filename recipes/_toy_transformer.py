@@ -10,6 +10,7 @@ registered, so :class:`compattr.AttentionHeads` hooks ``layers[i].attn.o_proj`` 
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from collections.abc import Callable
@@ -126,6 +127,12 @@ class ToyTransformer(nn.Module):
 
 
 # --------------------------------------------------------------------------- training
+def add_training_arguments(p: argparse.ArgumentParser, steps: int) -> None:
+    """``--steps`` (default ``steps``) and ``--lr``, the options of :func:`load_or_train`."""
+    p.add_argument("--steps", type=int, default=steps, help="training steps of batch 64 (default %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
+
+
 def train(
     config: ToyConfig,
     loss: Callable[[ToyTransformer, np.random.Generator], torch.Tensor],

@@ -49,7 +49,15 @@ from compattr.query.values import Value
 
 from _circuits import circuit_text, exhaustive_circuit, recovery_table, single_ablation
 from _common import parser, setup, write_results
-from _toy_transformer import ToyConfig, ToyTransformer, all_masks, exact_spectrum, load_or_train, lookup
+from _toy_transformer import (
+    ToyConfig,
+    ToyTransformer,
+    add_training_arguments,
+    all_masks,
+    exact_spectrum,
+    load_or_train,
+    lookup,
+)
 
 
 @dataclass(frozen=True)
@@ -356,8 +364,7 @@ class InductionRun:
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(__doc__, "results/induction_heads")
-    p.add_argument("--steps", type=int, default=600, help="training steps of batch 64 (default %(default)s)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
+    add_training_arguments(p, steps=600)
     p.add_argument("--sequences", type=int, default=64, help="sequences the value averages over (default %(default)s)")
     p.add_argument(
         "--value", choices=SCORES, default="prob", help="per-token score averaged over the repeat (default %(default)s)"

@@ -47,7 +47,7 @@ from compattr.query.values import Value
 
 from _circuits import circuit_text, exhaustive_circuit, recovery_table, single_ablation, walsh_hadamard
 from _common import parser, setup, write_results
-from _toy_transformer import ToyConfig, ToyTransformer, all_masks, load_or_train
+from _toy_transformer import ToyConfig, ToyTransformer, add_training_arguments, all_masks, load_or_train
 
 
 # --------------------------------------------------------------------------- task
@@ -159,8 +159,7 @@ class IOIRun:
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser(__doc__, "results/ioi_circuit")
-    p.add_argument("--steps", type=int, default=1500, help="training steps of batch 64 (default %(default)s)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default %(default)s)")
+    add_training_arguments(p, steps=1500)
     p.add_argument("--sentences", type=int, default=128, help="sentences the value averages over (default %(default)s)")
     p.add_argument(
         "--alpha",
