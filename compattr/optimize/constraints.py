@@ -74,14 +74,12 @@ class Constraints:
 
 def meets_group_minimum(K: np.ndarray, groups, minimum: int | None) -> np.ndarray:
     """(m,) whether each kept-set of ``K`` (m, n) keeps at least ``minimum`` features of every
-    group (all True without a minimum)."""
+    group (all True without a minimum): the group rule of :class:`Constraints`, for the
+    searches that measure kept-sets on the model."""
     if not minimum:
         return np.ones(len(K), bool)
-    if groups is None:
-        raise ValueError("min_per_group needs groups (a label per feature).")
-    groups = np.asarray(groups)
-    counts = np.stack([K[:, groups == g].sum(1) for g in np.unique(groups)], 1)
-    return np.asarray((counts >= minimum).all(1))
+    cons = make_constraints(K.shape[1], 0, ">=", groups, minimum, None, None)
+    return cons.partial_ok(np.asarray(K, bool))
 
 
 def _onehot(ids: np.ndarray, k: int) -> sparse.csr_array:

@@ -9,7 +9,7 @@ import pytest
 from conftest import random_spectrum
 
 from compattr import Spectrum, optimize
-from compattr.optimize import best_subset, removal
+from compattr.optimize import best_subset, meets_group_minimum, removal
 
 # n = 10, heads and MLP blocks interleaved as a user might order them: layer 0's four heads,
 # its MLP, layer 1's four heads, its MLP. Query heads 2g, 2g + 1 of a layer share a KV head.
@@ -202,3 +202,18 @@ def test_kinds_change_nothing_without_min_per_group_and_all_negative_kv_ids_form
 def test_bad_settings_say_the_rule(kwargs, match):
     with pytest.raises(ValueError, match=match):
         best_subset(random_spectrum(N, 10, 2, 0), 4, **kwargs)
+
+
+def test_meets_group_minimum_is_the_group_rule_of_the_constraints():
+    """The measured searches' check counts kept features per group as written out here."""
+    rng = np.random.default_rng(7)
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    K = rng.random((200, 10)) < 0.5
+    for minimum in (1, 2):
+        by_hand = np.array([all(k[groups == g].sum() >= minimum for g in range(4)) for k in K])
+        np.testing.assert_array_equal(meets_group_minimum(K, groups, minimum), by_hand)
+    assert meets_group_minimum(K, None, None).all() and meets_group_minimum(K, groups, 0).all()
+    with pytest.raises(ValueError, match="needs groups"):
+        meets_group_minimum(K, None, 1)
+    with pytest.raises(ValueError, match="shape"):
+        meets_group_minimum(K, groups[:9], 1)
