@@ -34,6 +34,8 @@ from sklearn.metrics import roc_auc_score
 
 import compattr
 
+from _toy_transformer import walsh_hadamard
+
 #: Share of the ablated-to-full gap a kept-set must recover to be sufficient.
 QUALITY = 0.8
 #: Number of strongest exact pairwise interactions that make the true interactions.
@@ -54,23 +56,15 @@ class Circuit:
         The strongest exact pairwise interactions (``a < b``).
     threshold : float
         The value a sufficient set reaches.
+    quality : float
+        Share of the ablated-to-full gap that ``threshold`` stands for.
     """
 
     smallest_sets: list[tuple[int, ...]]
     components: np.ndarray
     pairs: set[tuple[int, int]]
     threshold: float
-
-
-def walsh_hadamard(values: np.ndarray) -> np.ndarray:
-    """``F(T) = 2^-n Σ_S (-1)^{|S∩T|} f(S)`` for all ``T``, in ``O(n 2^n)``: ``values`` and the
-    result are indexed by the bits of the mask (row ``i`` keeps the bits of ``i``)."""
-    F = np.array(values, float)
-    n = int(np.log2(len(F)))
-    for i in range(n):
-        F = F.reshape(-1, 2, 2**i)
-        F = np.stack([F[:, 0] + F[:, 1], F[:, 0] - F[:, 1]], 1)
-    return F.reshape(-1) / len(F.reshape(-1))
+    quality: float
 
 
 def exhaustive_circuit(values: np.ndarray, quality: float = QUALITY, top_pairs: int = TOP_PAIRS) -> Circuit:
@@ -105,6 +99,7 @@ def exhaustive_circuit(values: np.ndarray, quality: float = QUALITY, top_pairs: 
         components=smallest.any(0),
         pairs={pairs[i] for i in strongest},
         threshold=float(threshold),
+        quality=quality,
     )
 
 
@@ -182,8 +177,13 @@ def recovery_table(
 
 
 def circuit_text(circuit: Circuit, names: list[str], limit: int = 12) -> str:
-    """The smallest sufficient sets (at most ``limit``) and the true interactions, in markdown."""
+    """How the truth was defined, the smallest sufficient sets (at most ``limit``) and the
+    true interactions, in markdown."""
     lines = [
+        f"The truth by exhaustive ablation of all {2 ** len(names)} masks (recipes/_circuits.py): "
+        f"the circuit is the union of the smallest kept-sets that recover {circuit.quality:.0%} of "
+        "the way from all ablated to the full model; the true interactions are the "
+        f"{len(circuit.pairs)} pairs with the largest exact Banzhaf interaction. "
         f"Sufficient: value ≥ {circuit.threshold:.3f}. Smallest sufficient sets "
         f"({len(circuit.smallest_sets)}, of {len(circuit.smallest_sets[0])} components):",
         "",

@@ -199,8 +199,30 @@ def lookup(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda masks: values[np.asarray(masks, np.int64) @ bits]
 
 
+def walsh_hadamard(values: np.ndarray) -> np.ndarray:
+    """``F(T) = 2^-n Σ_S (-1)^{|S∩T|} f(S)`` for all ``T``, in ``O(n 2^n)``: ``values`` and the
+    result are indexed by the bits of the mask (row ``i`` keeps the bits of ``i``)."""
+    F = np.array(values, float)
+    n = int(np.log2(len(F)))
+    for i in range(n):
+        F = F.reshape(-1, 2, 2**i)
+        F = np.stack([F[:, 0] + F[:, 1], F[:, 0] - F[:, 1]], 1)
+    return F.reshape(-1) / len(F.reshape(-1))
+
+
 def exact_spectrum(values: np.ndarray) -> compattr.Spectrum:
-    """``F(T) = 2^-n Σ_S (-1)^{|S∩T|} f(S)`` from ``values`` on all :func:`all_masks`."""
-    masks = all_masks(int(np.log2(len(values)))).astype(np.int64)
-    parity = 1 - 2 * ((masks @ masks.T) % 2)
-    return compattr.Spectrum(masks.shape[1], [np.flatnonzero(t) for t in masks], parity @ values / len(masks))
+    """The exact spectrum (:func:`walsh_hadamard`) of ``values`` on all :func:`all_masks`."""
+    n = int(np.log2(len(values)))
+    return compattr.Spectrum(n, [np.flatnonzero(t) for t in all_masks(n)], walsh_hadamard(values))
+
+
+def faithfulness_on_every_mask(ex: compattr.Explanation, values: np.ndarray) -> tuple[float, float]:
+    """R² of ``ex``'s spectrum on all :func:`all_masks` (outputs ``values``), and on those of
+    them it was never fitted on."""
+    masks = all_masks(ex.n)
+    seen = {m.tobytes() for m in ex.masks}
+    unseen = np.array([m.tobytes() not in seen for m in masks])
+    return (
+        compattr.faithfulness(ex.spectrum, masks, values),
+        compattr.faithfulness(ex.spectrum, masks[unseen], values[unseen]),
+    )

@@ -45,9 +45,17 @@ from compattr.apps.report import markdown_table
 from compattr.features.base import digest
 from compattr.query.values import Value
 
-from _circuits import circuit_text, exhaustive_circuit, recovery_table, single_ablation, walsh_hadamard
+from _circuits import Circuit, circuit_text, exhaustive_circuit, recovery_table, single_ablation
 from _common import parser, setup, write_results
-from _toy_transformer import ToyConfig, ToyTransformer, add_training_arguments, all_masks, load_or_train
+from _toy_transformer import (
+    ToyConfig,
+    ToyTransformer,
+    add_training_arguments,
+    all_masks,
+    exact_spectrum,
+    faithfulness_on_every_mask,
+    load_or_train,
+)
 
 
 # --------------------------------------------------------------------------- task
@@ -151,10 +159,11 @@ class IOIRun:
     ex: compattr.Explanation
     values: np.ndarray
     accuracy: float
+    circuit: Circuit
     recovery: list[dict]
     train_seconds: float | None
     explain_seconds: float
-    exhaustive_seconds: float
+    exhaustive_seconds: float | None  # None: the table came from the cache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,11 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def exhaustive_values(query: compattr.MaskedModel, folder: Path) -> tuple[np.ndarray, float]:
-    """The value on all ``2^n`` masks, cached in ``folder`` under the query's fingerprint."""
+def exhaustive_values(query: compattr.MaskedModel, folder: Path) -> tuple[np.ndarray, float | None]:
+    """The value on all ``2^n`` masks, cached in ``folder`` under the query's fingerprint, and
+    the seconds it took (None when read from the cache)."""
     path = folder / f"all-masks-{digest(query.fingerprint())}.npy"
     if path.exists():
-        return np.load(path), 0.0
+        return np.load(path), None
     clock = time.perf_counter()
     values = query.evaluate(all_masks(query.n))
     np.save(path, values)
@@ -219,22 +229,20 @@ def run(args: argparse.Namespace) -> IOIRun:
     explain_seconds = time.perf_counter() - clock
     query = compattr.MaskedModel(model, features, value, tokens, batch_size=batch_size)
     values, exhaustive_seconds = exhaustive_values(query, out)
-    recovery = recovery_table(
-        exhaustive_circuit(values), ex, single_ablation(query.evaluate, features.n), query.mask_gradient()
-    )
-    return IOIRun(ex, values, accuracy, recovery, train_seconds, explain_seconds, exhaustive_seconds)
+    circuit = exhaustive_circuit(values)
+    recovery = recovery_table(circuit, ex, single_ablation(query.evaluate, features.n), query.mask_gradient())
+    return IOIRun(ex, values, accuracy, circuit, recovery, train_seconds, explain_seconds, exhaustive_seconds)
 
 
 # --------------------------------------------------------------------------- report
-def strongest_pairs(ex: compattr.Explanation, values: np.ndarray, k: int = 8) -> list[dict]:
-    """The ``k`` strongest exact pairwise Banzhaf interactions next to ProxySPEX's estimates."""
-    F = walsh_hadamard(values)
+def strongest_pairs(ex: compattr.Explanation, exact: compattr.Spectrum, k: int = 8) -> list[dict]:
+    """The ``k`` strongest pairwise Banzhaf interactions of the ``exact`` spectrum next to
+    ProxySPEX's estimates."""
+    truth = compattr.indices.banzhaf_interaction(exact, max_order=2)
     estimated = compattr.indices.banzhaf_interaction(ex.spectrum, max_order=2)
-    pairs = [(a, b) for a in range(ex.n) for b in range(a + 1, ex.n)]
-    exact = {p: 4 * F[(1 << p[0]) | (1 << p[1])] for p in pairs}
-    top = sorted(pairs, key=lambda p: -abs(exact[p]))[:k]
+    top = sorted((t for t in truth if len(t) == 2), key=lambda t: -abs(truth[t]))[:k]
     return [
-        {"pair": f"{ex.names[a]} × {ex.names[b]}", "exact": exact[(a, b)], "ProxySPEX": estimated.get((a, b), 0.0)}
+        {"pair": f"{ex.names[a]} × {ex.names[b]}", "exact": truth[(a, b)], "ProxySPEX": estimated.get((a, b), 0.0)}
         for a, b in top
     ]
 
@@ -243,26 +251,17 @@ def report_sections(args: argparse.Namespace, r: IOIRun) -> list[tuple[str, str]
     """The (heading, markdown) sections of ``results.md``."""
     ex, values = r.ex, r.values
     masks = all_masks(ex.n)
-    seen = {m.tobytes() for m in ex.masks}
-    unseen = np.array([m.tobytes() not in seen for m in masks])
+    exact = exact_spectrum(values)
+    r2_all, r2_unseen = faithfulness_on_every_mask(ex, values)
     trained = "weights loaded from cache" if r.train_seconds is None else f"trained in {r.train_seconds:.0f} s"
     ablation = "patched from the ABC twin" if args.ablation == "patch" else "zero-ablated"
-    exhaustive = "cached" if r.exhaustive_seconds == 0 else f"{r.exhaustive_seconds:.0f} s"
-    circuit = exhaustive_circuit(values)
+    exhaustive = "cached" if r.exhaustive_seconds is None else f"{r.exhaustive_seconds:.0f} s"
     kind = "attention + MLP" if args.mlp else "attention-only"
-    banzhaf = compattr.indices.banzhaf(ex.spectrum)
-    exact_banzhaf = -2 * walsh_hadamard(values)[1 << np.arange(ex.n)]
     e = ex.energy()
     fit = [
         {"check": "ProxySPEX held-out R² (explain's test masks)", "result": f"{ex.faithfulness:.3f}"},
-        {
-            "check": f"ProxySPEX R² on all {len(masks)} masks",
-            "result": f"{compattr.faithfulness(ex.spectrum, masks, values):.3f}",
-        },
-        {
-            "check": "ProxySPEX R² on the never-queried masks",
-            "result": f"{compattr.faithfulness(ex.spectrum, masks[unseen], values[unseen]):.3f}",
-        },
+        {"check": f"ProxySPEX R² on all {len(masks)} masks", "result": f"{r2_all:.3f}"},
+        {"check": "ProxySPEX R² on the never-queried masks", "result": f"{r2_unseen:.3f}"},
         {"check": "LASSO R² on all masks", "result": f"{compattr.faithfulness(ex.lasso, masks, values):.3f}"},
         {
             "check": "energy: linear / within-layer / cross-layer",
@@ -271,7 +270,9 @@ def report_sections(args: argparse.Namespace, r: IOIRun) -> list[tuple[str, str]
     ]
     components = [
         {"component": name, "in circuit": bool(c), "exact Banzhaf": b, "ProxySPEX Banzhaf": p}
-        for name, c, b, p in zip(ex.names, circuit.components, exact_banzhaf, banzhaf)
+        for name, c, b, p in zip(
+            ex.names, r.circuit.components, compattr.indices.banzhaf(exact), compattr.indices.banzhaf(ex.spectrum)
+        )
     ]
     return [
         (
@@ -285,13 +286,10 @@ def report_sections(args: argparse.Namespace, r: IOIRun) -> list[tuple[str, str]
         ),
         (
             "Circuit recovery",
-            "The truth by exhaustive ablation (recipes/_circuits.py): the circuit is the union of "
-            "the smallest kept-sets that recover 80 % of the way from all ablated to the full "
-            "model; the true interactions are the 5 pairs with the largest exact Banzhaf "
-            "interaction. " + circuit_text(circuit, ex.names) + "\n" + markdown_table(r.recovery),
+            circuit_text(r.circuit, ex.names) + "\n" + markdown_table(r.recovery),
         ),
         ("Components", markdown_table(components)),
-        ("Strongest pairwise interactions: exact vs ProxySPEX (Banzhaf)", markdown_table(strongest_pairs(ex, values))),
+        ("Strongest pairwise interactions: exact vs ProxySPEX (Banzhaf)", markdown_table(strongest_pairs(ex, exact))),
         ("Faithfulness", markdown_table(fit)),
         ("compattr summary", f"```\n{ex.summary()}\n```"),
         ("Figures", "![circuit](circuit.png)\n\n![interactions](interactions.png)"),

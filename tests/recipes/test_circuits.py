@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 import compattr
 
 import _circuits as circuits
-from _toy_transformer import all_masks, exact_spectrum
+from _toy_transformer import all_masks, exact_spectrum, walsh_hadamard
 
 
 def table(f, n):
@@ -24,11 +24,13 @@ def table(f, n):
 
 
 def test_walsh_hadamard_equals_the_dense_transform():
+    """``F(T) = 2^-n Σ_S (-1)^{|S∩T|} f(S)`` written out as a parity matrix."""
     values = np.random.default_rng(0).normal(size=2**6)
-    dense = exact_spectrum(values)
-    fast = circuits.walsh_hadamard(values)
-    for support, coef in dense.to_dict().items():
-        assert fast[sum(1 << i for i in support)] == pytest.approx(coef, abs=1e-12)
+    masks = all_masks(6).astype(np.int64)
+    dense = (1 - 2 * ((masks @ masks.T) % 2)) @ values / len(values)
+    np.testing.assert_allclose(walsh_hadamard(values), dense, atol=1e-12)
+    for support, coef in exact_spectrum(values).to_dict().items():
+        assert dense[sum(1 << i for i in support)] == pytest.approx(coef, abs=1e-12)
 
 
 def test_the_smallest_sufficient_sets_and_strongest_pairs_of_a_known_circuit():
