@@ -611,8 +611,7 @@ def explain(
     y = outputs[:m]
     est.fit(X, y)
     lasso = LassoBaseline(seed=seed).fit(X, y).spectrum_ if baseline else None
-    # a set function's own kinds, or those of the masker a MaskedModel runs
-    kinds = getattr(feature_set, "kinds", getattr(getattr(feature_set, "features", None), "kinds", None))
+    kinds = getattr(feature_set, "kinds", None)  # a MaskedModel passes on its masker's
     return Explanation(
         spectrum=est.spectrum_,
         names=list(getattr(feature_set, "names", [str(i) for i in range(n)])),

@@ -71,6 +71,8 @@ class MaskedModel:
     ----------
     n, names, groups
         Those of ``features``.
+    kinds : (n,) array of str or None
+        ``features.kinds`` when it has them (heads and MLP blocks together), else None.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class MaskedModel:
         self.features = features
         self.value = value
         self.n, self.names, self.groups = features.n, features.names, features.groups
+        self.kinds = getattr(features, "kinds", None)
         self.device = input_device(model)
         self.inputs = map_inputs(lambda t: t.to(self.device), inputs)
         if batch_size is None:
@@ -187,7 +190,7 @@ class MaskedModel:
             mask token), or the value is not differentiable.
         """
         ones = torch.ones(1, self.n, device=self.device, requires_grad=True)
-        with torch.no_grad():
+        with torch.no_grad():  # not the cached inference-mode targets: these enter the graph
             inputs, targets = self.value.prepare(self.model, self.inputs, self.batch_size)
         E = n_examples(inputs)
         examples = {"examples": torch.arange(E, device=self.device)} if self._takes_examples else {}
