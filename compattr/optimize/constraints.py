@@ -72,13 +72,14 @@ class Constraints:
         return ok
 
 
-def meets_group_minimum(K: np.ndarray, groups, minimum: int | None) -> np.ndarray:
+def meets_group_minimum(K: np.ndarray, groups, minimum: int | Mapping | None, kinds=None) -> np.ndarray:
     """(m,) whether each kept-set of ``K`` (m, n) keeps at least ``minimum`` features of every
     group (all True without a minimum): the group rule of :class:`Constraints`, for the
-    searches that measure kept-sets on the model."""
+    searches that measure kept-sets on the model. ``minimum`` and ``kinds`` are read as
+    :func:`compattr.optimize.best_subset`'s ``min_per_group`` and ``kinds``."""
     if not minimum:
         return np.ones(len(K), bool)
-    cons = make_constraints(K.shape[1], 0, ">=", groups, minimum, None, None)
+    cons = make_constraints(K.shape[1], 0, ">=", groups, minimum, None, None, kinds)
     return cons.partial_ok(np.asarray(K, bool))
 
 

@@ -9,7 +9,7 @@ distinct mask once and counts it, so methods are compared at equal calls.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 
 from .._validation import as_masks, as_outputs, check_int
 from ..spectrum.spectrum import Spectrum
-from .constraints import meets_group_minimum
+from .constraints import Constraints, make_constraints, meets_group_minimum
 from .ilp import best_subset
 
 
@@ -89,18 +89,28 @@ class MaskOracle:
     def data(self) -> tuple[np.ndarray, np.ndarray]:
         """Every mask with a known output ``(m, n)`` bool and the outputs ``(m,)``."""
         keys = list(self._outputs)
+        if not keys:
+            return np.zeros((0, self.n), bool), np.zeros(0)
         X = np.unpackbits(np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), -1), axis=1, count=self.n)
         return X.astype(bool), np.array([self._outputs[k] for k in keys])
 
 
 def single_feature_ablation(
-    oracle: MaskOracle, size: int, *, groups=None, min_per_group: int | None = None, maximize: bool = True
+    oracle: MaskOracle,
+    size: int,
+    *,
+    groups=None,
+    min_per_group: int | Mapping | None = None,
+    kinds=None,
+    maximize: bool = True,
 ) -> np.ndarray:
     """Keep the ``size`` features whose removal alone costs the most (``n + 1`` calls).
 
     Each feature is removed on its own from the full set; features are ranked by the output
     lost, and the top ``size`` kept (then, if ``min_per_group`` asks, the best-ranked of a
     group short of its minimum replace the worst-ranked kept features of groups above it).
+    ``groups``, ``min_per_group`` and ``kinds`` are read as by
+    :func:`compattr.optimize.best_subset`.
 
     Returns
     -------
@@ -109,7 +119,6 @@ def single_feature_ablation(
     """
     n = oracle.n
     size = check_int(size, "size", 1, n)
-    groups = None if groups is None else np.asarray(groups)
     full = np.ones((1, n), bool)
     alone = ~np.eye(n, dtype=bool)
     values = oracle(np.vstack([full, alone]))
@@ -118,30 +127,38 @@ def single_feature_ablation(
     kept = np.zeros(n, bool)
     kept[order[:size]] = True
     if min_per_group:
-        kept = _meet_group_minimum(kept, order, groups, min_per_group)
+        cons = make_constraints(n, size, "==", groups, min_per_group, None, None, kinds)
+        kept = _meet_group_minimum(kept, order, cons)
     return kept
 
 
-def _meet_group_minimum(kept: np.ndarray, order: np.ndarray, groups: np.ndarray, minimum: int) -> np.ndarray:
-    """``kept`` with, for each group short of ``minimum``, its best-ranked dropped features
+def _meet_group_minimum(kept: np.ndarray, order: np.ndarray, cons: Constraints) -> np.ndarray:
+    """``kept`` with, for each group short of its minimum, its best-ranked dropped features
     swapped in for the worst-ranked kept features of groups that can spare one."""
     rank = np.empty(len(order), int)
     rank[order] = np.arange(len(order))
+    ids, need = cons.group_ids, cons.group_min
     kept = kept.copy()
-    for g in np.unique(groups):
-        while kept[groups == g].sum() < minimum:
-            counts = {h: kept[groups == h].sum() for h in np.unique(groups)}
-            spare = [i for i in np.flatnonzero(kept) if counts[groups[i]] > minimum]
-            add = [i for i in np.flatnonzero(~kept & (groups == g))]
+    for g in np.flatnonzero(need):
+        while kept[ids == g].sum() < need[g]:
+            counts = cons.group_counts(kept[None])[0]
+            spare = [i for i in np.flatnonzero(kept) if counts[ids[i]] > need[ids[i]]]
+            add = [i for i in np.flatnonzero(~kept & (ids == g))]
             if not spare or not add:
-                raise ValueError(f"no kept-set of {kept.sum()} features keeps {minimum} in every group.")
+                raise ValueError(f"no kept-set of {kept.sum()} features keeps the minimum of every group.")
             kept[min(add, key=lambda i: rank[i])] = True
             kept[max(spare, key=lambda i: rank[i])] = False
     return kept
 
 
 def greedy_elimination(
-    oracle: MaskOracle, size: int, *, groups=None, min_per_group: int | None = None, maximize: bool = True
+    oracle: MaskOracle,
+    size: int,
+    *,
+    groups=None,
+    min_per_group: int | Mapping | None = None,
+    kinds=None,
+    maximize: bool = True,
 ) -> np.ndarray:
     """Backward elimination measured on the model: drop the feature whose removal costs least.
 
@@ -149,7 +166,8 @@ def greedy_elimination(
     drops the best; it stops at ``size`` kept. When the oracle's budget cannot pay for the
     next step, the features still to drop are those whose removal cost least in the last
     step measured (with a full step of ``k`` removals on ``k`` kept features, the exact
-    greedy path costs ``sum(k for k in size+1 .. n)`` calls).
+    greedy path costs ``sum(k for k in size+1 .. n)`` calls). ``groups``, ``min_per_group``
+    and ``kinds`` are read as by :func:`compattr.optimize.best_subset`.
 
     Returns
     -------
@@ -158,7 +176,6 @@ def greedy_elimination(
     """
     n = oracle.n
     size = check_int(size, "size", 1, n)
-    groups = None if groups is None else np.asarray(groups)
     kept = np.ones(n, bool)
     sign = 1.0 if maximize else -1.0
     last: tuple[np.ndarray, np.ndarray] | None = None  # (candidate features, their values)
@@ -166,7 +183,7 @@ def greedy_elimination(
         candidates = np.flatnonzero(kept)
         K = np.repeat(kept[None], len(candidates), 0)
         K[np.arange(len(candidates)), candidates] = False
-        ok = meets_group_minimum(K, groups, min_per_group)
+        ok = meets_group_minimum(K, groups, min_per_group, kinds)
         candidates, K = candidates[ok], K[ok]
         if not len(candidates):
             raise ValueError(f"no feature can be dropped below {kept.sum()} kept and keep {min_per_group} per group.")
@@ -183,7 +200,7 @@ def greedy_elimination(
         for i in candidates[np.argsort(-values, kind="stable")]:
             trial = kept.copy()
             trial[i] = False
-            if meets_group_minimum(trial[None], groups, min_per_group)[0]:
+            if meets_group_minimum(trial[None], groups, min_per_group, kinds)[0]:
                 kept = trial
                 break
         else:
@@ -226,7 +243,8 @@ def verified_plan(
     rounds: int = 8,
     per_round: int = 8,
     groups=None,
-    min_per_group: int | None = None,
+    min_per_group: int | Mapping | None = None,
+    kinds=None,
     maximize: bool = True,
     seed: int = 0,
     time_limit: float | None = 20.0,
@@ -255,8 +273,9 @@ def verified_plan(
         ``compattr.ProxySPEX(seed=seed).fit(X, y).spectrum_``.
     rounds, per_round : int
         Rounds, and new kept-sets queried per round (at most ``rounds * per_round`` calls).
-    groups, min_per_group
-        Keep at least ``min_per_group`` features of every group (e.g. heads per layer).
+    groups, min_per_group, kinds
+        Keep at least ``min_per_group`` features of every group (e.g. heads per layer); read
+        as by :func:`compattr.optimize.best_subset` (with ``kinds``, per kind of feature).
     maximize : bool
         Maximise (default) or minimise the output.
     seed : int
@@ -280,19 +299,21 @@ def verified_plan(
     n = oracle.n
     size = check_int(size, "size", 1, n)
     rounds, per_round = check_int(rounds, "rounds", 1), check_int(per_round, "per_round", 1)
-    groups = None if groups is None else np.asarray(groups)
     fit = fit or (lambda X, y: ProxySPEX(seed=seed).fit(X, y).spectrum_)
+    if spectrum is None and not oracle.calls and not len(oracle.data()[1]):
+        raise ValueError("verified_plan needs a first surrogate: pass spectrum= or an oracle with known outputs.")
     sign = 1.0 if maximize else -1.0
-    constraints = {} if not min_per_group else {"groups": groups, "min_per_group": min_per_group}
+    constraints = {} if not min_per_group else {"groups": groups, "min_per_group": min_per_group, "kinds": kinds}
+    feasible: Callable[[np.ndarray], np.ndarray] = lambda K: meets_group_minimum(K, groups, min_per_group, kinds)
     start_calls, rows = oracle.calls, []
     surrogate = spectrum
     for r in range(rounds):
         if surrogate is None:
             surrogate = fit(*oracle.data())
-        incumbent = _incumbent(oracle, size, groups, min_per_group, sign)
+        incumbent = _incumbent(oracle, size, feasible, sign)
         candidates = [_ilp_candidate(surrogate, size, maximize, time_limit, constraints)]
         if incumbent is not None:
-            swaps = _swaps(incumbent[0], groups, min_per_group)
+            swaps = _swaps(incumbent[0], feasible)
             predicted = surrogate.predict(swaps)
             if local_correction:
                 predicted = predicted + _local_residual(surrogate, oracle, size, swaps)
@@ -311,13 +332,13 @@ def verified_plan(
         K = np.stack([k for _, k in chosen])
         measured = oracle(K)
         predicted = surrogate.predict(K)
-        best = _best_measured(oracle, size, groups, min_per_group, sign)[1]
+        best = _best_measured(oracle, size, feasible, sign)[1]
         rows += [
             {"round": r + 1, "source": s, "predicted": p, "measured": v, "best": best}
             for (s, _), p, v in zip(chosen, predicted, measured)
         ]
         surrogate = None
-    kept, value = _best_measured(oracle, size, groups, min_per_group, sign)
+    kept, value = _best_measured(oracle, size, feasible, sign)
     return PlanSearch(kept, value, oracle.calls - start_calls, pd.DataFrame(rows))
 
 
@@ -346,30 +367,30 @@ def _ilp_candidate(surrogate, size, maximize, time_limit, constraints) -> tuple[
     return ("ILP (time limit)" if limited else "ILP"), kept
 
 
-def _incumbent(oracle, size, groups, min_per_group, sign) -> tuple[np.ndarray, float] | None:
-    """The best measured kept-set of ``size`` features meeting the group minimum, and its value."""
+def _incumbent(oracle, size, feasible, sign) -> tuple[np.ndarray, float] | None:
+    """The best measured kept-set of ``size`` features that is ``feasible``, and its value."""
     X, y = oracle.data()
-    ok = (X.sum(1) == size) & meets_group_minimum(X, groups, min_per_group)
+    ok = (X.sum(1) == size) & feasible(X)
     if not ok.any():
         return None
     i = np.flatnonzero(ok)[np.argmax(sign * y[ok])]
     return X[i].copy(), float(y[i])
 
 
-def _best_measured(oracle, size, groups, min_per_group, sign) -> tuple[np.ndarray, float]:
+def _best_measured(oracle, size, feasible, sign) -> tuple[np.ndarray, float]:
     """:func:`_incumbent`, which exists once any kept-set of ``size`` was measured."""
-    best = _incumbent(oracle, size, groups, min_per_group, sign)
+    best = _incumbent(oracle, size, feasible, sign)
     if best is None:
         raise RuntimeError(f"no kept-set of {size} features meeting the constraints was measured.")
     return best
 
 
-def _swaps(kept: np.ndarray, groups, min_per_group) -> np.ndarray:
-    """Every kept-set one swap (drop a kept feature, add a dropped one) from ``kept`` that
-    meets the group minimum, ``(s, n)`` bool."""
+def _swaps(kept: np.ndarray, feasible) -> np.ndarray:
+    """Every kept-set one swap (drop a kept feature, add a dropped one) from ``kept`` that is
+    ``feasible``, ``(s, n)`` bool."""
     out_, in_ = np.flatnonzero(kept), np.flatnonzero(~kept)
     drop, add = np.repeat(out_, len(in_)), np.tile(in_, len(out_))
     K = np.repeat(kept[None], len(drop), 0)
     K[np.arange(len(drop)), drop] = False
     K[np.arange(len(drop)), add] = True
-    return K[meets_group_minimum(K, groups, min_per_group)]
+    return K[feasible(K)]

@@ -86,6 +86,30 @@ def test_baselines_respect_the_group_minimum():
         assert np.array_equal(kept, expected), method.__name__
 
 
+def test_baselines_apply_the_minimum_per_kind_of_feature():
+    """Heads (features 0-5, two layers) and MLPs (6, 7, one per layer): "a head in every layer"
+    is not met by keeping a layer's MLP. The heads of layer 1 are all bad, so without kinds a
+    kept MLP of layer 1 satisfies the layer's minimum and no head of it is kept."""
+    w = np.array([3.0, 2.5, 2.0, -2.0, -2.5, -3.0, 4.0, 3.5])
+    groups = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    kinds = np.array(["AttentionHeads"] * 6 + ["MLPBlocks"] * 2)
+    fn = Counting(lambda K: K.astype(float) @ w, 8)
+    feasible = lambda K: K[:3].sum() >= 1 and K[3:6].sum() >= 1
+    expected = brute_force(fn.fn, 8, 4, feasible)
+    assert expected[3] and not expected[4:6].any()  # the least bad head of layer 1
+    for method in (greedy_elimination, single_feature_ablation):
+        kept = method(MaskOracle(fn, 8), 4, groups=groups, min_per_group={"AttentionHeads": 1}, kinds=kinds)
+        assert np.array_equal(kept, expected), method.__name__
+        old = method(MaskOracle(fn, 8), 4, groups=groups, min_per_group=1)
+        assert not old[3:6].any()  # the old rule: layer 1's MLP stands for its heads
+    linear = compattr.Spectrum(8, [()] + [(i,) for i in range(8)], np.r_[w.sum() / 2, -w / 2])
+    rule = {"groups": groups, "min_per_group": {"AttentionHeads": 1}, "kinds": kinds}
+    search = verified_plan(MaskOracle(fn, 8), 4, spectrum=linear, fit=lambda X, y: linear, rounds=3, **rule)
+    assert np.array_equal(search.kept, expected)
+    with pytest.raises(ValueError, match="first surrogate"):
+        verified_plan(MaskOracle(fn, 8), 4, **rule)
+
+
 def test_greedy_on_a_tiny_model_is_the_brute_force_optimum_one_step_from_the_full_set():
     """Keeping n - 1 of n heads, greedy's one step measures every kept-set: it must pick the
     brute-force optimum, and single-head ablation the same (it measures the same sets)."""
