@@ -206,12 +206,14 @@ def test_kv_groups_and_attention_layers_switch_their_heads_together():
         Grouped(heads, np.zeros(3))
 
 
-def test_mask_gradient_is_attribution_patching_written_out_by_hand():
+@pytest.mark.parametrize("batch, seq", [(3, 6), (4, 4)])  # (4, 4): tokens = examples = heads
+def test_mask_gradient_is_attribution_patching_written_out_by_hand(batch, seq):
     """``MaskedModel.mask_gradient`` under patching equals gradient × (clean − corrupted)
     activation, computed here from hooks on the raw model, per head and per MLP."""
     model = tiny_llama(layers=2, heads=4)
-    clean, corrupted = ids(batch=3, seed=7), ids(batch=3, seed=8)
-    value = ClassLogit(labels=[5, 9, 11])
+    clean, corrupted = ids(batch=batch, seq=seq, seed=7), ids(batch=batch, seq=seq, seed=8)
+    labels = [5, 9, 11, 13][:batch]
+    value = ClassLogit(labels=labels)
     parts = AttentionHeads(model, rescale=False, ablation="patch", corrupted=corrupted) + MLPBlocks(
         model, ablation="patch", corrupted=corrupted
     )
@@ -240,7 +242,7 @@ def test_mask_gradient_is_attribution_patching_written_out_by_hand():
 
     bad, _ = activations(corrupted, False)
     good, out = activations(clean, True)
-    target = out[torch.arange(3), torch.tensor([5, 9, 11])].mean()
+    target = out[torch.arange(batch), torch.tensor(labels)].mean()
     keys = [("h", 0), ("h", 1), ("m", 0), ("m", 1)]
     grads = dict(zip(keys, torch.autograd.grad(target, [good[k] for k in keys])))
     expected = []
@@ -253,6 +255,21 @@ def test_mask_gradient_is_attribution_patching_written_out_by_hand():
                 expected.append(float((g * delta).sum()))
     np.testing.assert_allclose(got[:8], expected[:8], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got[8:], expected[8:], rtol=1e-4, atol=1e-6)
-    # zero ablation: gradient × activation, and the estimate is exact for a linear response
+    # zero ablation: gradient × activation; one feature alone has the same derivative
     zero = MaskedModel(model, MLPBlocks(model), value, clean).mask_gradient()
     assert zero.shape == (2,) and np.isfinite(zero).all() and not np.allclose(zero, got[8:])
+    one = MaskedModel(model, MLPBlocks(model, layers=[1]), value, clean).mask_gradient()
+    np.testing.assert_allclose(one, zero[1:], rtol=1e-5, atol=1e-7)
+
+
+def test_mask_gradient_refuses_a_value_without_a_gradient():
+    class Correct(compattr.values.Value):
+        def prepare(self, model, inputs, batch_size):
+            return inputs, None
+
+        def score(self, model, inputs, targets):
+            return (model(inputs).logits[:, -1].argmax(-1) == 5).float()
+
+    model = tiny_llama(layers=2, heads=4)
+    with pytest.raises(TypeError, match="differentiable value"):
+        MaskedModel(model, MLPBlocks(model), Correct(), ids()).mask_gradient()
