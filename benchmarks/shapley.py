@@ -1,20 +1,24 @@
 """Shapley values per model call: compattr against shapiq 1.8's newest estimators.
 
-On the Synthetic Complete Hierarchy (a function with a known sparse spectrum, so its exact
-Shapley values are known), each method gets the same number of model calls
-``m = ceil(alpha n log2 n)`` and estimates the ``n`` Shapley values:
+On the Synthetic Complete Hierarchy or Peak (functions with known sparse spectra, so their
+exact Shapley values are known), optionally with Gaussian noise (``--snr``), each method gets
+the same number of model calls ``m = ceil(alpha n log2 n)`` and estimates the ``n`` Shapley
+values:
 
 * ``compattr ProxySPEX``: ProxySPEX on ``m`` uniform masks, Shapley values read exactly off
-  its spectrum (and its held-out R² on 1,000 fresh masks);
+  its spectrum (``--paper-refit`` adds it with the paper's plain least-squares refit);
 * ``compattr Shapley (paired)``: :class:`compattr.PairedShapley` on ``m`` masks drawn as
   complementary pairs by :func:`compattr.paired_masks` (an odd ``m`` loses its last call);
-* shapiq 1.8 (its own environment, ``--shapiq PYTHON``), with its defaults: ``ProxySHAP``
-  (index SV), ``OddSHAP`` and ``ProxySPEX`` (index SV), each sampling its own coalitions.
+* shapiq 1.8 (its own environment, ``--shapiq PYTHON``): ``ProxySHAP`` (index SV) with its
+  defaults and with its grid search and MSR residual adjustment on, ``OddSHAP`` and
+  ``ProxySPEX`` (index SV), each sampling its own coalitions (``--shapiq-methods`` picks).
 
-Reported per (n, alpha, seed, method): relative squared error of the Shapley vector
-``||phi_hat - phi||^2 / ||phi||^2``, precision of its top 10 (by magnitude) against the true
-top 10, and CPU seconds. Functions and masks are drawn with seeds the run is given
-(``--seeds``); nothing is tuned here.
+Reported per (n, alpha, seed, method): held-out R² of the fitted function on 1,000 fresh
+uniform masks against the noise-free function (compattr's spectra, shapiq ProxySPEX's refined
+Fourier spectrum, ProxySHAP's tree proxy; OddSHAP fits the odd part only, so none), relative
+squared error of the Shapley vector ``||phi_hat - phi||^2 / ||phi||^2``, precision of its top
+10 (by magnitude) against the true top 10, and CPU seconds. Functions and masks are drawn with
+seeds the run is given (``--seeds``); nothing is tuned here.
 
     python benchmarks/shapley.py --shapiq /tmp/shapiq-env/bin/python --n 100 --alpha 2 4 --seeds 11 12
 
@@ -46,23 +50,43 @@ n = job["n"]
 supports = [np.array(t, dtype=int) for t in job["supports"]]
 coefs = np.array(job["coefs"])
 
+noise = np.random.default_rng(job["seed"] + 2)
+
 def game(X):
     X = np.asarray(X, dtype=bool)
     out = np.zeros(len(X))
     for t, c in zip(supports, coefs):
         out += c * (1 - 2 * (X[:, t].sum(1) % 2)) if len(t) else c
-    return out
+    return out + noise.normal(0.0, job["sigma"], len(X))
 
+X_test = np.asarray(job["X_test"], dtype=bool)
 makers = {
     "shapiq ProxySHAP": lambda: shapiq.ProxySHAP(n, max_order=1, index="SV", random_state=job["seed"]),
+    "shapiq ProxySHAP (HPO, adjusted)": lambda: shapiq.ProxySHAP(
+        n, max_order=1, index="SV", hpo=True, adjustment=True, random_state=job["seed"]
+    ),
     "shapiq OddSHAP": lambda: shapiq.OddSHAP(n, random_state=job["seed"]),
     "shapiq ProxySPEX": lambda: shapiq.ProxySPEX(n=n, max_order=1, index="SV", random_state=job["seed"]),
 }
 out = {}
 for name, make in makers.items():
+    if name not in job["methods"]:
+        continue
+    approximator = make()
+    fourier = {}
+    if name == "shapiq ProxySPEX":  # keep the refined Fourier spectrum it converts
+        convert = approximator.fourier_to_moebius
+        approximator.fourier_to_moebius = lambda f: convert(fourier.update(f) or f)
     start = time.process_time()
-    values = make().approximate(job["budget"], game)
-    out[name] = {"shapley": [float(v) for v in values.get_n_order_values(1)], "cpu_s": time.process_time() - start}
+    values = approximator.approximate(job["budget"], game)
+    row = {"shapley": [float(v) for v in values.get_n_order_values(1)], "cpu_s": time.process_time() - start}
+    if fourier:
+        row["fourier"] = [[list(map(int, t)), float(c)] for t, c in fourier.items()]
+    elif name.startswith("shapiq ProxySHAP"):  # its proxy (fitted to f - f(empty)) is its function
+        model = getattr(approximator.proxy_model, "best_estimator_", approximator.proxy_model)
+        pred = model.predict(X_test.astype(float)) + values.baseline_value
+        row["test_pred"] = [float(v) for v in pred]
+    out[name] = row
 json.dump(out, open(sys.argv[2], "w"))
 """
 
@@ -75,27 +99,69 @@ def errors(estimate: np.ndarray, truth: np.ndarray, top: int = 10) -> tuple[floa
     return rel, len(best & found) / top
 
 
-def ours(truth: compattr.Spectrum, n: int, m: int, seed: int) -> dict:
-    X = compattr.sample_masks(n, m, seed=seed)
+def function(name: str, n: int, seed: int) -> compattr.Spectrum:
+    """The benchmark function ``name`` ("hierarchy" or "peak") with ``n`` features."""
+    return (compattr.synthetic.complete_hierarchy if name == "hierarchy" else compattr.synthetic.peak)(n, seed=seed)
+
+
+def noise_sd(truth: compattr.Spectrum, snr_db: float | None) -> float:
+    """Standard deviation of Gaussian noise at ``snr_db`` (0 without noise)."""
+    if snr_db is None:
+        return 0.0
+    return float(np.sqrt(np.sum(truth.coefs[truth.degrees > 0] ** 2) / 10 ** (snr_db / 10)))
+
+
+def observe(truth: compattr.Spectrum, X: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """The function's outputs on masks ``X`` with Gaussian noise of standard deviation ``sigma``."""
+    return truth.predict(X) + np.random.default_rng(seed + 2).normal(0.0, sigma, len(X))
+
+
+def ours(truth: compattr.Spectrum, m: int, sigma: float, seed: int, ridge="cv") -> dict:
+    X = compattr.sample_masks(truth.n, m, seed=seed)
+    y = observe(truth, X, sigma, seed)
     start = time.process_time()
-    est = compattr.ProxySPEX(seed=seed).fit(X, truth.predict(X))
+    est = compattr.ProxySPEX(seed=seed, ridge=ridge).fit(X, y)
     shapley = compattr.indices.shapley(est.spectrum_)
-    cpu = time.process_time() - start
-    X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)
-    r2 = compattr.faithfulness(est.spectrum_, X_test, truth.predict(X_test))
-    return {"shapley": shapley, "cpu_s": cpu, "r2": r2}
+    return {"shapley": shapley, "cpu_s": time.process_time() - start, "function": est.spectrum_}
 
 
-def paired(truth: compattr.Spectrum, n: int, m: int, seed: int) -> dict:
-    X = compattr.paired_masks(n, m, seed=seed)
+def paired(truth: compattr.Spectrum, m: int, sigma: float, seed: int) -> dict:
+    X = compattr.paired_masks(truth.n, m, seed=seed)
+    y = observe(truth, X, sigma, seed)
     start = time.process_time()
-    est = compattr.PairedShapley(random_state=seed).fit(X, truth.predict(X))
+    est = compattr.PairedShapley(random_state=seed).fit(X, y)
     return {"shapley": est.shapley_, "cpu_s": time.process_time() - start}
+
+
+def shapiq_side(python: str, truth: compattr.Spectrum, m: int, sigma: float, seed: int, X_test, methods) -> dict:
+    """shapiq's estimators ``methods`` on the same function and budget, in its own environment;
+    each result's ``function`` is its fitted function's predictions on ``X_test`` where it has one."""
+    job = {"n": truth.n, "budget": m, "seed": seed, "coefs": truth.coefs.tolist(), "sigma": sigma}
+    job |= {"supports": [list(t) for t in truth.support_tuples()], "X_test": X_test.astype(int).tolist()}
+    job["methods"] = methods
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        src.write_text(json.dumps(job))
+        subprocess.run([python, "-c", SHAPIQ_SIDE, str(src), str(dst)], check=True)
+        results = json.loads(dst.read_text())
+    for r in results.values():
+        if "fourier" in r:
+            r["function"] = compattr.Spectrum.from_dict({tuple(t): c for t, c in r.pop("fourier")}, truth.n)
+        elif "test_pred" in r:
+            r["function"] = np.asarray(r.pop("test_pred"))
+    return results
+
+
+SHAPIQ_METHODS = ("shapiq ProxySHAP", "shapiq ProxySHAP (HPO, adjusted)", "shapiq OddSHAP", "shapiq ProxySPEX")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
+    p.add_argument("--shapiq-methods", nargs="+", default=list(SHAPIQ_METHODS), choices=SHAPIQ_METHODS, metavar="NAME")
+    p.add_argument("--function", default="hierarchy", choices=("hierarchy", "peak"))
+    p.add_argument("--snr", type=float, default=None, help="Gaussian noise at this SNR (dB)")
+    p.add_argument("--paper-refit", action="store_true", help="also ProxySPEX with plain least squares (ridge=0)")
     p.add_argument("--n", type=int, nargs="+", default=[100])
     p.add_argument("--alpha", type=float, nargs="+", default=[2, 4])
     p.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
@@ -106,21 +172,26 @@ def main(argv=None) -> None:
         for alpha in args.alpha:
             m = compattr.budget(n, alpha)
             for seed in args.seeds:
-                truth = compattr.synthetic.complete_hierarchy(n, seed=seed)
+                truth = function(args.function, n, seed)
+                sigma = noise_sd(truth, args.snr)
                 exact = compattr.indices.shapley(truth)
-                results = {"compattr ProxySPEX": ours(truth, n, m, seed)}
-                results["compattr Shapley (paired)"] = paired(truth, n, m, seed)
+                X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)
+                y_test = truth.predict(X_test)
+                results = {"compattr ProxySPEX": ours(truth, m, sigma, seed)}
+                if args.paper_refit:
+                    results["compattr ProxySPEX (ridge=0)"] = ours(truth, m, sigma, seed, ridge=0.0)
+                results["compattr Shapley (paired)"] = paired(truth, m, sigma, seed)
                 if args.shapiq:
-                    job = {"n": n, "budget": m, "seed": seed, "coefs": truth.coefs.tolist()}
-                    job["supports"] = [list(t) for t in truth.support_tuples()]
-                    with tempfile.TemporaryDirectory() as tmp:
-                        src, dst = Path(tmp) / "job.json", Path(tmp) / "out.json"
-                        src.write_text(json.dumps(job))
-                        subprocess.run([args.shapiq, "-c", SHAPIQ_SIDE, str(src), str(dst)], check=True)
-                        results |= json.loads(dst.read_text())
+                    results |= shapiq_side(args.shapiq, truth, m, sigma, seed, X_test, args.shapiq_methods)
                 for method, r in results.items():
                     rel, precision = errors(np.asarray(r["shapley"]), exact)
-                    r2 = f"{r['r2']:.3f}" if "r2" in r else "—"
+                    fitted = r.get("function")
+                    pred = fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
+                    r2 = (
+                        "—"
+                        if pred is None
+                        else f"{1 - np.sum((pred - y_test) ** 2) / np.sum((y_test - y_test.mean()) ** 2):.3f}"
+                    )
                     cells = [
                         n,
                         f"{alpha:g}",
@@ -132,7 +203,7 @@ def main(argv=None) -> None:
                         f"{precision:.1f}",
                         f"{r['cpu_s']:.1f}",
                     ]
-                    print("| " + " | ".join(map(str, cells)) + " |")
+                    print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,31 @@ def test_shapley_benchmark_scores_compattr_against_the_exact_values():
         assert float(cells[7]) >= 0 and 0 <= float(cells[8]) <= 1
 
 
+def test_shapley_benchmark_takes_peak_noise_and_the_paper_refit():
+    out = run(
+        "shapley.py", "--n", "20", "--alpha", "4", "--seeds", "6", "--function", "peak", "--snr", "10", "--paper-refit"
+    )
+    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| 20 | 4 | 6 |")]
+    assert [cells[5] for cells in rows] == [
+        "compattr ProxySPEX",
+        "compattr ProxySPEX (ridge=0)",
+        "compattr Shapley (paired)",
+    ]
+    assert float(rows[0][6]) <= 1 and rows[2][6] == "—"  # R² where a function is fitted
+
+
+def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():
+    sys.path.insert(0, str(BENCHMARKS))
+    import numpy as np
+    import shapley
+
+    truth = shapley.function("hierarchy", 30, seed=3)
+    X = np.random.default_rng(0).random((20_000, 30)) < 0.5
+    noise = shapley.observe(truth, X, shapley.noise_sd(truth, 10.0), seed=1) - truth.predict(X)
+    assert 10 * np.log10(np.var(truth.predict(X)) / np.var(noise)) == pytest.approx(10.0, abs=0.2)
+    assert shapley.noise_sd(truth, None) == 0.0
+
+
 def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
     sys.path.insert(0, str(BENCHMARKS))
     import numpy as np

@@ -17,33 +17,49 @@ from ..spectrum.supports import csr_to_padded, padded_to_csr, parity_matrix
 _POTRF = {np.dtype(np.float64): lapack.dpotrf, np.dtype(np.float32): lapack.spotrf}
 
 
-def _cholesky(gram: np.ndarray, dtype=np.float64) -> np.ndarray:
+def _cholesky(gram: np.ndarray, dtype=np.float64, penalty: np.ndarray | None = None) -> np.ndarray:
     """Lower Cholesky factor, in ``dtype``, of a Gram matrix (only its lower triangle is
-    read), with a tiny ridge against exact collinearity (below float32's resolution).
+    read) plus ``diag(penalty)``, with a tiny ridge against exact collinearity (below
+    float32's resolution). ``gram`` is left unchanged.
 
     Only the lower triangle of the result is the factor (its strict upper triangle is left
     as it was): read it with ``solve_triangular(..., lower=True)`` or its transpose with
     ``lower=False``.
     """
     gram = gram.astype(dtype)
-    gram.flat[:: len(gram) + 1] += 1e-9 * np.trace(gram) / len(gram)
+    diagonal = gram.flat[:: len(gram) + 1]
+    gram.flat[:: len(gram) + 1] = diagonal + 1e-9 * diagonal.mean() + (0.0 if penalty is None else penalty)
     factor, info = _POTRF[gram.dtype](gram, lower=1, clean=0, overwrite_a=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"the Gram matrix is not positive definite (LAPACK potrf info={info}).")
     return factor
 
 
-def normal_equations(X, rows: np.ndarray, y, block: int = 512, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+def normal_equations(
+    X, rows: np.ndarray, y, block: int = 512, dtype=np.float64, ridge: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Least squares of ``y`` (m,) on the ±1 parity features ``P`` of the padded supports
-    ``rows`` (k, D) over masks ``X`` (m, n): the lower Cholesky factor ``L`` of ``PᵀP`` (see
-    :func:`_cholesky`) and ``z = L⁻¹ Pᵀ y``. The coefficients of the first j supports
+    ``rows`` (k, D) over masks ``X`` (m, n): the lower Cholesky factor ``L`` of ``PᵀP + Λ``
+    (see :func:`_cholesky`) and ``z = L⁻¹ Pᵀ y``. The coefficients of the first j supports
     solve ``L[:j, :j]ᵀ β = z[:j]``.
+
+    ``Λ`` is the ridge penalty (:func:`ridge_penalty`): ``ridge · m`` on every non-constant
+    support, nothing on the constant; ``ridge=0`` is plain least squares.
+    ``dtype`` is that of ``L`` and ``z``: float32 halves the factorisation's cost for about
+    1e-6 relative accuracy (the Gram of parity features is well conditioned), enough to
+    choose k; a Gram that float32 cannot factor is factored in float64.
+    """
+    gram, projection = gram_and_projection(X, rows, y, block)
+    return factor(gram, projection, ridge_penalty(rows, X.shape[1], ridge * X.shape[0]), dtype)
+
+
+def gram_and_projection(X, rows: np.ndarray, y, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The Gram matrix ``PᵀP`` (k, k) float32, lower triangle only, and ``Pᵀy`` (k,) float64
+    of the ±1 parity features ``P`` of the padded supports ``rows`` (k, D) over masks ``X``.
 
     ``P`` is made and consumed a block of masks at a time, never held whole: its Gram
     accumulates in float32 (exact: ±1 products sum to integers below 2^24), ``Pᵀy`` in
-    float64. ``dtype`` is that of ``L`` and ``z``: float32 halves the factorisation's cost
-    for about 1e-6 relative accuracy (the Gram of parity features is well conditioned),
-    enough to choose k; a Gram that float32 cannot factor is factored in float64.
+    float64.
     """
     k = rows.shape[0]
     gram = np.zeros((k, k), np.float32, order="F")  # lower triangle, updated in place
@@ -52,19 +68,34 @@ def normal_equations(X, rows: np.ndarray, y, block: int = 512, dtype=np.float64)
         P = parity_matrix(X[lo : lo + block], rows, dtype=np.float32)  # (b, k), column-major
         gram = blas.ssyrk(1.0, P, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
         projection += P.T.astype(np.float64) @ y[lo : lo + block]
+    return gram, projection
+
+
+def ridge_penalty(rows: np.ndarray, n: int, strength: float) -> np.ndarray:
+    """The ridge penalty (k,) of padded supports ``rows`` (k, D): ``strength`` on each
+    non-constant support, 0 on the constant (a row of padding ``n`` only)."""
+    return np.where(np.all(rows == n, axis=1), 0.0, strength)
+
+
+def factor(
+    gram: np.ndarray, projection: np.ndarray, penalty: np.ndarray, dtype=np.float64
+) -> tuple[np.ndarray, np.ndarray]:
+    """``L``, the lower Cholesky factor of ``gram + diag(penalty)``, and ``z = L⁻¹ projection``,
+    in ``dtype`` (float64 when float32 cannot factor it); ``gram`` is left unchanged."""
     try:
-        L = _cholesky(gram, dtype)
+        L = _cholesky(gram, dtype, penalty)
     except np.linalg.LinAlgError:
         if np.dtype(dtype) == np.float64:
             raise
-        L = _cholesky(gram)
+        L = _cholesky(gram, np.float64, penalty)
     return L, solve_triangular(L, projection.astype(L.dtype), lower=True)
 
 
-def least_squares(kept: Spectrum, X, y) -> Spectrum:
-    """Refit the kept supports' coefficients by least squares (constant included)."""
+def least_squares(kept: Spectrum, X, y, ridge: float = 0.0) -> Spectrum:
+    """Refit the kept supports' coefficients by least squares (constant included), with a
+    ridge penalty ``ridge · m`` on the non-constant coefficients (see :func:`normal_equations`)."""
     rows = csr_to_padded(kept.supports, kept.n)
     if not (kept.degrees == 0).any():
         rows = np.vstack([np.full((1, rows.shape[1]), kept.n), rows])
-    L, z = normal_equations(X, rows, y)
+    L, z = normal_equations(X, rows, y, ridge=ridge)
     return Spectrum(kept.n, padded_to_csr(rows, kept.n), solve_triangular(L.T, z, lower=False))

@@ -45,6 +45,9 @@ from .sparsify import candidate_ks, sparsity_cv, top_terms
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
 
+#: Ridge strengths the refit chooses from with ``ridge="cv"`` (penalty per mask; 0 = least squares).
+RIDGES = (0.0, 0.01, 0.03, 0.1, 0.3)
+
 _MIN_MASKS = 50  # 5 folds of at least 10 masks
 
 
@@ -59,6 +62,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     refit : "auto", bool
         Refit the kept coefficients by least squares: when it lowers the CV error ("auto"),
         always, or never.
+    ridge : "cv", float or sequence of floats
+        Ridge strength of the refit: each non-constant coefficient is penalised by ``ridge``
+        times the number of masks (so a strength means the same shrinkage at any budget).
+        "cv" chooses it by the same cross-validation as k among :data:`RIDGES`; a float fixes
+        it (0 = plain least squares, the paper's refit); a sequence is the grid to choose from.
     energy : float, optional
         Instead of top-k, keep the fewest terms holding this fraction of the non-constant
         energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.
@@ -94,11 +102,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         The chosen ``max_depth``, ``learning_rate`` and ``n_estimators`` (mean best
         iteration of the folds).
     k_ : int
-        Number of kept terms; ``refit_`` : bool, whether they were refitted.
+        Number of kept terms; ``refit_`` : bool, whether they were refitted; ``ridge_`` :
+        float, the ridge strength of the refit (NaN without refit).
     cv_results_ : pandas.DataFrame
         Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
     sparsity_cv_ : pandas.DataFrame
-        CV mean squared error for each k, with and without refit.
+        CV mean squared error for each k, without refit and refitted at each ridge strength.
     timings_ : dict
         CPU seconds per stage: ``search``, ``extract``, ``sparsify``.
 
@@ -119,6 +128,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         k="cv",
         *,
         refit="auto",
+        ridge="cv",
         energy: float | None = None,
         max_k: int = 1000,
         max_cv_rows: int = 20_000,
@@ -131,6 +141,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     ) -> None:
         self.k = k
         self.refit = refit
+        self.ridge = ridge
         self.energy = energy
         self.max_k = max_k
         self.max_cv_rows = max_cv_rows
@@ -175,9 +186,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             fold_spectra = [Spectrum.from_trees(f.model, n, max_order=self.max_order) for f in fits]
             self.tree_spectrum_ = _average(fold_spectra)
         with _timed(timings, "sparsify"):
-            kept, refit = self._sparsify(X, y, folds, fold_spectra, fits)  # 3. sparsify: top-k by CV
-            self.spectrum_ = least_squares(kept, X, y) if refit else kept  # 4. refit
-            self.k_, self.refit_ = len(kept), refit
+            kept, ridge = self._sparsify(X, y, folds, fold_spectra, fits)  # 3. sparsify: top-k by CV
+            self.spectrum_ = kept if np.isnan(ridge) else least_squares(kept, X, y, ridge)  # 4. refit
+            self.k_, self.refit_, self.ridge_ = len(kept), not np.isnan(ridge), ridge
             self._scale_back(scale)
 
         self.best_params_: dict | None = {
@@ -202,6 +213,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(f"k must be 'cv', None or a positive int, got {self.k!r}.")
         if self.refit not in ("auto", True, False):
             raise ValueError(f"refit must be 'auto', True or False, got {self.refit!r}.")
+        if isinstance(self.ridge, str) and self.ridge != "cv":
+            raise ValueError(f"ridge must be 'cv', a float or a sequence of floats, got {self.ridge!r}.")
+        if not isinstance(self.ridge, str):
+            ridges = np.atleast_1d(np.asarray(self.ridge, dtype=float))
+            if ridges.ndim != 1 or ridges.size == 0 or not np.all(np.isfinite(ridges) & (ridges >= 0)):
+                raise ValueError(f"ridge strengths must be finite and >= 0 (at least one), got {self.ridge!r}.")
         if self.energy is not None and not 0.0 < self.energy <= 1.0:
             raise ValueError(f"energy must lie in (0, 1], got {self.energy}.")
         if self.cv < 2:
@@ -230,31 +247,45 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         )
         self.spectrum_ = self.tree_spectrum_ = Spectrum(n, [()], [value])
         self.best_params_ = None
-        self.k_, self.refit_ = len(self.spectrum_), False
+        self.k_, self.refit_, self.ridge_ = len(self.spectrum_), False, np.nan
         self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
         self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
         return self
 
-    def _sparsify(self, X, y, folds, fold_spectra, fits) -> tuple[Spectrum, bool]:
-        """The kept terms of the tree spectrum and whether to refit them, by the settings
-        ``energy``, ``k`` and ``refit``; with ``k="cv"`` both are chosen by CV
-        (``sparsity_cv_``)."""
+    def _sparsify(self, X, y, folds, fold_spectra, fits) -> tuple[Spectrum, float]:
+        """The kept terms of the tree spectrum and the ridge strength of their refit (NaN: no
+        refit), by the settings ``energy``, ``k``, ``refit`` and ``ridge``; what they leave
+        open (k="cv", refit="auto", several ridges) is chosen by CV (``sparsity_cv_``)."""
         full = self.tree_spectrum_
         self.sparsity_cv_ = pd.DataFrame()
-        if self.energy is not None:
-            return full.top_energy(self.energy), self.refit is True
-        if self.k is None:
-            return full, False
-        if self.k != "cv":
-            return top_terms(full, int(self.k)), self.refit is True
-        m_train = min(len(tr) for tr, _ in folds)
-        ks = candidate_ks(max(2, min(self.max_k, m_train // 2)))
-        table = sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed)
-        allowed = {"auto": (False, True), True: (True,), False: (False,)}[self.refit]
+        ridges = self._ridges()
+        kept = None
+        allowed: tuple[bool, ...] = (False, True)  # the refit choices the CV may pick
+        if self.energy is not None or self.k != "cv":
+            if self.k is None and self.energy is None:
+                return full, np.nan
+            kept = full.top_energy(self.energy) if self.energy is not None else top_terms(full, int(self.k))
+            if self.refit is not True or len(ridges) == 1:
+                return kept, ridges[0] if self.refit is True else np.nan
+            ks, allowed = [len(kept)], (True,)
+        else:
+            m_train = min(len(tr) for tr, _ in folds)
+            ks = candidate_ks(max(2, min(self.max_k, m_train // 2)))
+            if self.refit != "auto":
+                allowed = (self.refit,)
+        table = sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed, ridges)
         choices = table[table["refit"].isin(allowed)]
         best = choices.loc[choices["cv_mse"].idxmin()]
         self.sparsity_cv_ = table
-        return (full if best["k"] == 0 else top_terms(full, int(best["k"]))), bool(best["refit"])
+        if kept is None:
+            kept = full if best["k"] == 0 else top_terms(full, int(best["k"]))
+        return kept, float(best["ridge"])
+
+    def _ridges(self) -> tuple[float, ...]:
+        """The ridge strengths to choose from."""
+        if isinstance(self.ridge, str):
+            return RIDGES
+        return tuple(float(r) for r in np.atleast_1d(self.ridge))
 
     def _scale_back(self, scale: float) -> None:
         """Undo the output scaling: spectra times ``scale``, CV errors times ``scale²``."""

@@ -2,8 +2,9 @@
 
 The candidates are the constant plus the ``k - 1`` terms of largest ``|F(T)|`` (:func:`top_terms`),
 for ``k`` among powers of two (:func:`candidate_ks`). :func:`sparsity_cv` scores every
-candidate, with and without a least-squares refit of its coefficients, on the same folds as
-the search: each fold with the ranking of the ensemble that never saw it.
+candidate, with the trees' coefficients and refitted by (ridge) least squares at each ridge
+strength, on the same folds as the search: each fold with the ranking of the ensemble that
+never saw it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from scipy.linalg import solve_triangular
 
 from ..spectrum import Spectrum
 from ..spectrum.supports import csr_to_padded, padded_to_csr, parity_matrix
-from .leastsquares import normal_equations
+from .leastsquares import factor, gram_and_projection, ridge_penalty
 from .search import Fit, cv_mse
 
 
@@ -42,32 +43,57 @@ def top_terms(spectrum: Spectrum, k: int) -> Spectrum:
 
 
 def sparsity_cv(
-    X, y, folds, fold_spectra: list[Spectrum], fits: list[Fit], ks: list[int], max_rows: int, seed: int
+    X,
+    y,
+    folds,
+    fold_spectra: list[Spectrum],
+    fits: list[Fit],
+    ks: list[int],
+    max_rows: int,
+    seed: int,
+    ridges: tuple[float, ...] = (0.0,),
 ) -> pd.DataFrame:
-    """CV mean squared error of top-k truncation, with and without refit, for each k.
+    """CV mean squared error of top-k truncation, as the trees give it and refitted at each
+    ridge strength, for each k.
 
     Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
-    factor of the fold's Gram matrix gives the least-squares solution of every prefix k
-    (the factor of a leading block is the leading block of the factor). Beyond
-    ``max_rows`` masks the CV runs on a random subset of them, bounding its cost. The
-    untruncated ensembles (k = 0) are scored by their early-stopping validation error, on
-    all of each fold's held-out masks.
+    factor of the fold's (penalised) Gram matrix gives the refit of every prefix k (the factor
+    of a leading block is the leading block of the factor), so each ridge strength costs one
+    factorisation per fold. A ridge strength ``r`` penalises each non-constant coefficient by
+    ``r`` times the fold's training masks. Beyond ``max_rows`` masks the CV runs on a random
+    subset of them, bounding its cost. The untruncated ensembles (k = 0) are scored by their
+    early-stopping validation error, on all of each fold's held-out masks.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per candidate: ``k``, ``refit`` (bool), ``ridge`` (NaN without refit) and
+        ``cv_mse``.
     """
     m = X.shape[0]
     subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
-    sq_refit, sq_trunc, count = np.zeros(len(ks)), np.zeros(len(ks)), 0
+    sq_refit, sq_trunc, count = np.zeros((len(ridges), len(ks))), np.zeros(len(ks)), 0
     for spectrum, (train, valid) in zip(fold_spectra, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
         rows, coefs = _ranked_terms(spectrum, max(ks))
-        L, z = normal_equations(X[train], rows, y[train], dtype=np.float32)  # only chooses k
+        gram, projection = gram_and_projection(X[train], rows, y[train])
         P_valid = parity_matrix(X[valid], rows)
+        for r, ridge in enumerate(ridges):
+            penalty = ridge_penalty(rows, X.shape[1], ridge * len(train))
+            L, z = factor(gram, projection, penalty, dtype=np.float32)  # only chooses k and the ridge
+            for i, k in enumerate(ks):
+                k = min(k, len(rows))
+                beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
+                sq_refit[r, i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
         for i, k in enumerate(ks):
             k = min(k, len(rows))
-            beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
-            sq_refit[i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
             sq_trunc[i] += np.sum((P_valid[:, :k] @ coefs[:k] - y[valid]) ** 2)
         count += len(valid)
-    table = [{"k": k, "refit": True, "cv_mse": s / count} for k, s in zip(ks, sq_refit)]
-    table += [{"k": k, "refit": False, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
-    table.append({"k": 0, "refit": False, "cv_mse": cv_mse(fits, folds)})  # 0 = every tree term
+    table = [
+        {"k": k, "refit": True, "ridge": ridge, "cv_mse": s / count}
+        for ridge, row in zip(ridges, sq_refit)
+        for k, s in zip(ks, row)
+    ]
+    table += [{"k": k, "refit": False, "ridge": np.nan, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
+    table.append({"k": 0, "refit": False, "ridge": np.nan, "cv_mse": cv_mse(fits, folds)})  # 0 = every tree term
     return pd.DataFrame(table)

@@ -1,5 +1,7 @@
 """ProxySPEX estimator: faithfulness on known functions, CV choices, errors."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -336,3 +338,74 @@ def test_hopeless_uses_the_exact_bound_once_the_curve_is_visibly_convex():
         for t, score in enumerate(curve):
             callback(_Env(t, score))
     assert stop.value.best_iteration == 2 * window  # 0-based: the first round after two windows
+
+
+def test_ridge_refit_equals_the_closed_form_with_an_unpenalised_constant():
+    """least_squares(ridge=r) solves (PᵀP + r·m·D) β = Pᵀy, D = 1 except on the constant."""
+    from compattr.proxy.leastsquares import least_squares
+
+    rng = np.random.default_rng(7)
+    n, m, ridge = 20, 300, 0.2
+    kept = Spectrum(n, [(), (1,), (2, 5), (0, 7, 9), (4,)], [1.0] * 5)
+    X = rng.random((m, n)) < 0.5
+    y = 40.0 + rng.standard_normal(m) + kept.predict(X)
+    tuples = kept.support_tuples()
+    Phi = np.column_stack([Spectrum(n, [t], [1.0]).parity_matrix(X)[:, 0] for t in tuples])
+    D = np.diag([0.0 if t == () else 1.0 for t in tuples])
+    expected = np.linalg.solve(Phi.T @ Phi + ridge * m * D, Phi.T @ y)
+    got = least_squares(kept, X, y, ridge=ridge).to_dict()
+    np.testing.assert_allclose([got[t] for t in tuples], expected, rtol=1e-7)  # up to the 1e-9 jitter
+    assert abs(got[()] - 41.0) < 0.5  # the constant (40 + kept's 1) is not shrunk towards 0
+    plain = least_squares(kept, X, y).to_dict()
+    assert sum(v * v for t, v in got.items() if t) < sum(v * v for t, v in plain.items() if t)
+
+
+def test_sparsity_cv_scores_every_ridge_on_held_out_folds():
+    """Each (k, ridge) CV error is the held-out error of that ridge refit on each fold."""
+    from sklearn.model_selection import KFold
+
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.proxy.sparsify import sparsity_cv, top_terms
+
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=5)
+    X = compattr.sample_masks(n, 300, seed=6)
+    y = add_noise(truth.predict(X), truth, snr_db=3, seed=7)
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    spectra = [truth, truth.with_coefs(truth.coefs * 0.5), truth]
+    ridges = (0.0, 0.05, 1.0)
+    trees = [SimpleNamespace(score=0.0)] * 3  # the untruncated trees' row is not under test
+    table = sparsity_cv(X, y, folds, spectra, trees, ks=[4, 8], max_rows=10**6, seed=0, ridges=ridges).iloc[:-1]
+    for ridge in ridges:
+        for k in (4, 8):
+            sq = 0.0
+            for spectrum, (train, valid) in zip(spectra, folds):
+                refit = least_squares(top_terms(spectrum, k), X[train], y[train], ridge)
+                sq += np.sum((refit.predict(X[valid]) - y[valid]) ** 2)
+            row = table[(table["k"] == k) & (table["ridge"] == ridge)]
+            np.testing.assert_allclose(row["cv_mse"].item(), sq / len(X), rtol=1e-4)
+    assert table.loc[~table["refit"], "ridge"].isna().all()
+
+
+def test_ridge_is_chosen_by_cv_and_can_be_fixed():
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=8)
+    X = compattr.sample_masks(n, 400, seed=9)
+    y = add_noise(truth.predict(X), truth, snr_db=0, seed=10)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, refit=True).fit(X, y)
+    table = est.sparsity_cv_[est.sparsity_cv_["refit"]]
+    assert set(table["ridge"]) == set(compattr.proxy.proxyspex.RIDGES)
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert est.ridge_ == best["ridge"] and est.k_ == min(best["k"], len(est.tree_spectrum_))
+    fixed = ProxySPEX(seed=0, grid=SMALL_GRID, refit=True, ridge=0.5).fit(X, y)
+    assert fixed.ridge_ == 0.5 and set(fixed.sparsity_cv_["ridge"].dropna()) == {0.5}
+    kept = ProxySPEX(seed=0, grid=SMALL_GRID, k=12, refit=True).fit(X, y)  # fixed k: the ridge by CV
+    assert len(kept.spectrum_) == 12 and kept.ridge_ in compattr.proxy.proxyspex.RIDGES
+    assert np.isnan(ProxySPEX(seed=0, grid=SMALL_GRID, refit=False).fit(X, y).ridge_)
+
+
+@pytest.mark.parametrize("ridge", ["auto", -0.1, [], [0.1, np.inf], [[0.1]]])
+def test_bad_ridge_is_refused(ridge):
+    X = compattr.sample_masks(10, 100, seed=0)
+    with pytest.raises(ValueError, match="ridge"):
+        ProxySPEX(ridge=ridge).fit(X, X.sum(1).astype(float))
