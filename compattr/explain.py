@@ -81,7 +81,8 @@ class Explanation:
     lasso : Spectrum or None
         The marginal LASSO baseline fitted on the same masks.
     fit_info : dict
-        ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``timings``.
+        ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``ridge`` (the
+        refit's ridge strength, None without refit), ``timings``.
     value_range : (low, high) or None
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
@@ -158,9 +159,11 @@ class Explanation:
         ``ex.uncertainty().to_frame(10, names=ex.names)`` gives the strongest terms with
         their standard errors, intervals and whether the interval excludes zero;
         ``ex.uncertainty().index("shapley", names=ex.names)`` any index's. The intervals
-        are conditional on the selected terms (see :func:`compattr.spectrum.bootstrap`).
+        are conditional on the selected terms (see :func:`compattr.spectrum.bootstrap`) and
+        refitted with the fit's ridge strength (``fit_info["ridge"]``).
         """
-        return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed)
+        ridge = self.fit_info.get("ridge") or 0.0
+        return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
 
     def to_shapiq(self, index: str = "k-SII", max_order: int = 2):
         """``index`` up to ``max_order`` as a ``shapiq.InteractionValues``, for shapiq's plots
@@ -252,6 +255,7 @@ class Explanation:
             lines.append(
                 f"proxy: depth={p['max_depth']} lr={p['learning_rate']} trees={p['n_estimators']}, "
                 f"k={self.fit_info.get('k')}, refit={self.fit_info.get('refit')}"
+                + (f" (ridge {self.fit_info['ridge']:g})" if self.fit_info.get("ridge") else "")
             )
         lines.append("strongest terms (Fourier coefficient F(T); plot_heads shows Banzhaf interactions):")
         top = self.spectrum.to_frame(k + 1, names=self.names)
@@ -423,6 +427,11 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or None when it is None or NaN (kept JSON-safe in ``fit_info``)."""
+    return None if value is None or np.isnan(value) else float(value)
 
 
 def _describe(value: Any) -> str:
@@ -625,6 +634,7 @@ def explain(
             "best_params": getattr(est, "best_params_", None),
             "k": getattr(est, "k_", None),
             "refit": getattr(est, "refit_", None),
+            "ridge": _finite_or_none(getattr(est, "ridge_", None)),
             "timings": getattr(est, "timings_", None),
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },

@@ -85,3 +85,26 @@ def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
     assert shapley.errors(truth, truth, top=3) == (0.0, 1.0)
     rel, precision = shapley.errors(np.array([5.0, -4.0, 0.0, 3.0, 0.0]), truth, top=3)
     assert rel == pytest.approx((9 + 2.9**2) / (25 + 16 + 9 + 0.01)) and precision == pytest.approx(2 / 3)
+
+
+def test_saved_benchmark_refits_a_saved_explanation(tmp_path):
+    import numpy as np
+
+    import compattr
+
+    truth = compattr.synthetic.complete_hierarchy(16, n_sets=2, order=3, seed=2)
+    X, X_test = compattr.sample_masks(16, 300, seed=1), compattr.sample_masks(16, 50, seed=2)
+    ex = compattr.Explanation(
+        spectrum=truth,
+        names=[f"f{i}" for i in range(16)],
+        groups=np.zeros(16, int),
+        masks=X,
+        outputs=truth.predict(X),
+        test_masks=X_test,
+        test_outputs=truth.predict(X_test),
+    )
+    ex.save(tmp_path / "explanation-toy")
+    out = run("saved.py", str(tmp_path / "explanation-toy"))
+    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| explanation-toy")]
+    assert [cells[4] for cells in rows] == ["proxyspex", "proxyspex-ls", "lasso"]
+    assert float(rows[0][5]) > 0.9 and float(rows[0][5]) > float(rows[2][5])  # a hierarchy: trees beat LASSO

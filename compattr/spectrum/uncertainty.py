@@ -121,9 +121,9 @@ class SpectrumBootstrap:
         return frame.iloc[np.argsort(-np.abs(values), kind="stable")].reset_index(drop=True)
 
 
-def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0) -> SpectrumBootstrap:
-    """Refit ``spectrum``'s terms by least squares on ``resamples`` bootstrap resamples of the
-    masks it was fitted on.
+def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, ridge: float = 0.0) -> SpectrumBootstrap:
+    """Refit ``spectrum``'s terms by (ridge) least squares on ``resamples`` bootstrap resamples
+    of the masks it was fitted on.
 
     Parameters
     ----------
@@ -138,6 +138,9 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0) -> 
         Bootstrap resamples (each draws ``m`` masks with replacement).
     seed : int
         Seeds the draws.
+    ridge : float
+        Ridge strength of the refit, as ProxySPEX's ``ridge_``: each non-constant coefficient
+        is penalised by ``ridge · m`` (0, the default, is plain least squares).
 
     Returns
     -------
@@ -160,11 +163,14 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0) -> 
     m, k = P.shape
     counts = np.random.default_rng(seed).multinomial(m, np.full(m, 1 / m), size=resamples)
     coefs = np.empty((resamples, k))
-    ridge = 1e-9 * m  # the Gram's diagonal is m·(count mean): this only guards exact collinearity
+    if not (np.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be finite and >= 0, got {ridge}.")
+    # 1e-9·m only guards exact collinearity (the Gram's diagonal is m·(count mean))
+    penalty = 1e-9 * m + np.where(spectrum.degrees > 0, ridge * m, 0.0)
     for r, w in enumerate(counts):
         Pw = P * w[:, None]
         gram = P.T @ Pw
-        gram.flat[:: k + 1] += ridge
+        gram.flat[:: k + 1] += penalty
         coefs[r] = cho_solve(cho_factor(gram, lower=True, check_finite=False), Pw.T @ y, check_finite=False)
     return SpectrumBootstrap(spectrum, coefs)
 

@@ -30,6 +30,26 @@ def test_each_resample_is_the_least_squares_fit_of_its_resampled_masks():
     assert boot.coefs.shape == (5, len(truth))
 
 
+def test_ridge_resamples_solve_the_penalised_normal_equations_of_the_fit():
+    """With ``ridge``, each resample is the ridge refit (constant unpenalised) of its masks,
+    and the resample of every mask once equals ProxySPEX's ridge refit."""
+    truth, X, y = _noisy(noise=1.0)
+    m, ridge = len(X), 0.2
+    boot = bootstrap(truth, X, y, resamples=3, seed=4, ridge=ridge)
+    counts = np.random.default_rng(4).multinomial(m, np.full(m, 1 / m), size=3)
+    P = truth.parity_matrix(X)
+    D = np.diag((truth.degrees > 0).astype(float))
+    for r in range(3):
+        W = np.diag(counts[r].astype(float))
+        explicit = np.linalg.solve(P.T @ W @ P + ridge * m * D, P.T @ W @ y)
+        np.testing.assert_allclose(boot.coefs[r], explicit, rtol=1e-7, atol=1e-9)
+    once = np.linalg.solve(P.T @ P + ridge * m * D, P.T @ y)
+    refit = compattr.proxy.leastsquares.least_squares(truth, X, y, ridge=ridge)
+    np.testing.assert_allclose(refit.coefs, once[np.argsort(-np.abs(once), kind="stable")], rtol=1e-6)
+    with pytest.raises(ValueError, match="ridge"):
+        bootstrap(truth, X, y, ridge=-1.0)
+
+
 def test_intervals_cover_the_true_coefficients_at_about_their_level():
     """Over several noisy draws of a function with known terms, the 90 % intervals of the
     coefficients (fitted on the true terms) hold the true coefficient about 90 % of the time."""
@@ -85,6 +105,12 @@ def test_explanation_uncertainty_and_bad_input():
     )
     boot = ex.uncertainty(resamples=20, seed=1)
     assert boot.coefs.shape == (20, len(ex.spectrum))
+    ex.fit_info["ridge"] = 0.5  # the fit's ridge strength is the bootstrap's
+    np.testing.assert_array_equal(
+        ex.uncertainty(resamples=20, seed=1).coefs, bootstrap(ex.spectrum, X, y, 20, seed=1, ridge=0.5).coefs
+    )
+    assert not np.allclose(ex.uncertainty(resamples=20, seed=1).coefs, boot.coefs)
+    ex.fit_info["ridge"] = None  # no refit's ridge: plain least squares, the same draws each call
     np.testing.assert_array_equal(boot.coefs, ex.uncertainty(resamples=20, seed=1).coefs)
     with pytest.raises(ValueError, match="more masks than terms"):
         bootstrap(truth, X[:3], y[:3])
