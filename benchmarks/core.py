@@ -3,13 +3,13 @@
 For the Synthetic Complete Hierarchy and the Synthetic Peak (appendix B.4), each n and alpha: m
 = ceil(alpha n log2 n) uniform masks, held-out R^2 on 1,000 fresh masks against the noise-free
 function, CPU seconds per stage and peak memory (max RSS of a fresh process per case).
-``--paper-refit`` adds ProxySPEX with the paper's plain least-squares refit (``ridge=0``, row
-``proxyspex-ls``) beside the default ridge chosen by CV. ``--shapiq PYTHON`` also runs shapiq's
-ProxySPEX (in its own environment, e.g. ``python -m venv shapiq-env && shapiq-env/bin/pip
-install torch==2.13.0 shapiq==1.4.1 lightgbm``) on the same function with the same budget, in
-the same run. ``--repeats R`` runs every case R times, the methods taking turns, and reports
-each method's fastest run (``cpu_s``) and slowest (``cpu_max_s``): the least disturbed CPU time
-of each on a shared machine, measured under the same conditions.
+``--variants`` adds ProxySPEX rows that undo one of its default choices (:data:`VARIANTS`).
+``--shapiq PYTHON`` also runs shapiq's ProxySPEX (in its own environment, e.g. ``python -m venv
+shapiq-env && shapiq-env/bin/pip install torch==2.13.0 shapiq==1.4.1 lightgbm``) on the same
+function with the same budget, in the same run. ``--repeats R`` runs every case R times, the
+methods taking turns, and reports each method's fastest run (``cpu_s``) and slowest
+(``cpu_max_s``): the least disturbed CPU time of each on a shared machine, measured under the
+same conditions.
 
     python benchmarks/core.py --shapiq shapiq-env/bin/python --out docs/core.md   # full table
     python benchmarks/core.py --small             # a quick table (make demo)
@@ -33,6 +33,15 @@ import numpy as np
 
 FUNCTIONS = ("hierarchy", "peak")
 
+#: ProxySPEX's settings by row name: the default, and variants that undo one of its choices
+#: (``--variants``) so that a change of default is measured beside the default it replaced.
+VARIANTS = {
+    "proxyspex": {},
+    "proxyspex ridge=0": {"ridge": 0.0},  # the paper's plain least-squares refit
+    "proxyspex folds-only": {"final_fit": False},  # no fit on every mask
+    "proxyspex previous": {"ridge": 0.0, "final_fit": False},  # both: the default before them
+}
+
 
 def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, method: str) -> dict:
     """One (function, n, alpha, method) run in a fresh process; returns its table row."""
@@ -55,9 +64,8 @@ def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, met
         y_test = truth.predict(X_test)
     row = {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": method}
     start = time.process_time()
-    if method in ("proxyspex", "proxyspex-ls"):
-        ridge = "cv" if method == "proxyspex" else 0.0  # -ls: the paper's plain least-squares refit
-        est = compattr.ProxySPEX(seed=seed, ridge=ridge).fit(X, y)
+    if method in VARIANTS:
+        est = compattr.ProxySPEX(seed=seed, **VARIANTS[method]).fit(X, y)
         row.update({f"{k}_s": v for k, v in est.timings_.items()})
         row["k"] = est.k_
         row["ridge"] = est.ridge_
@@ -164,9 +172,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-lasso", action="store_true")
     parser.add_argument(
-        "--paper-refit",
-        action="store_true",
-        help="also run ProxySPEX with the paper's plain least-squares refit (ridge=0)",
+        "--variants", nargs="+", default=[], choices=list(VARIANTS)[1:], help="also these ProxySPEX variants"
     )
     parser.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.4.1")
     parser.add_argument(
@@ -184,11 +190,7 @@ def main(argv=None) -> None:
     for function in args.functions:
         for n in args.n:
             for alpha in args.alpha:
-                methods = (
-                    ["proxyspex"]
-                    + (["proxyspex-ls"] if args.paper_refit else [])
-                    + ([] if args.no_lasso else ["lasso"])
-                )
+                methods = ["proxyspex", *args.variants] + ([] if args.no_lasso else ["lasso"])
                 runs = []  # per repeat, one row per method
                 for _ in range(args.repeats):
                     runs.append([_run_isolated(function, n, alpha, args.snr, args.seed, m) for m in methods])

@@ -1,8 +1,10 @@
 """Faithfulness on real functions: refit saved explanations' queries with each estimator.
 
-An explanation saved by :meth:`compattr.Explanation.save` (``recipes/heads_mc.py`` writes one
-per layer group, ``recipes/induction_heads.py`` one in its ``--out``) holds the masks and model
-outputs it was fitted on and held-out masks with their outputs. This refits the same queries
+An explanation saved by :meth:`compattr.Explanation.save` holds the masks and model outputs it
+was fitted on and held-out masks with their outputs. The recipes save theirs in their
+``--out``: ``recipes/heads_mc.py`` one per layer group and seed, ``recipes/sentiment_words.py``
+one per sentence and budget, ``recipes/image_patches.py`` one per photo and
+``recipes/induction_heads.py`` one. This refits the same queries
 with ProxySPEX (its default, the ridge refit chosen by CV), ProxySPEX with the paper's plain
 least-squares refit (``ridge=0``) and the marginal LASSO, and prints each one's held-out R²
 and CPU seconds: the real-function rows next to the synthetic ones, without a model call.

@@ -6,7 +6,8 @@ the same number of model calls ``m = ceil(alpha n log2 n)`` and estimates the ``
 values:
 
 * ``compattr ProxySPEX``: ProxySPEX on ``m`` uniform masks, Shapley values read exactly off
-  its spectrum (``--paper-refit`` adds it with the paper's plain least-squares refit);
+  its spectrum (``--variants`` adds rows that undo one of its default choices, as in
+  ``core.py``);
 * ``compattr Shapley (paired)``: :class:`compattr.PairedShapley` on ``m`` masks drawn as
   complementary pairs by :func:`compattr.paired_masks` (an odd ``m`` loses its last call);
 * shapiq 1.8 (its own environment, ``--shapiq PYTHON``): ``ProxySHAP`` (index SV) with its
@@ -39,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 import compattr
+
+from core import VARIANTS
 
 SHAPIQ_SIDE = r"""
 import json, sys, time
@@ -116,11 +119,11 @@ def observe(truth: compattr.Spectrum, X: np.ndarray, sigma: float, seed: int) ->
     return truth.predict(X) + np.random.default_rng(seed + 2).normal(0.0, sigma, len(X))
 
 
-def ours(truth: compattr.Spectrum, m: int, sigma: float, seed: int, ridge="cv") -> dict:
+def ours(truth: compattr.Spectrum, m: int, sigma: float, seed: int, settings: dict) -> dict:
     X = compattr.sample_masks(truth.n, m, seed=seed)
     y = observe(truth, X, sigma, seed)
     start = time.process_time()
-    est = compattr.ProxySPEX(seed=seed, ridge=ridge).fit(X, y)
+    est = compattr.ProxySPEX(seed=seed, **settings).fit(X, y)
     shapley = compattr.indices.shapley(est.spectrum_)
     return {"shapley": shapley, "cpu_s": time.process_time() - start, "function": est.spectrum_}
 
@@ -161,7 +164,9 @@ def main(argv=None) -> None:
     p.add_argument("--shapiq-methods", nargs="+", default=list(SHAPIQ_METHODS), choices=SHAPIQ_METHODS, metavar="NAME")
     p.add_argument("--function", default="hierarchy", choices=("hierarchy", "peak"))
     p.add_argument("--snr", type=float, default=None, help="Gaussian noise at this SNR (dB)")
-    p.add_argument("--paper-refit", action="store_true", help="also ProxySPEX with plain least squares (ridge=0)")
+    p.add_argument(
+        "--variants", nargs="+", default=[], choices=list(VARIANTS)[1:], help="also these ProxySPEX variants"
+    )
     p.add_argument("--n", type=int, nargs="+", default=[100])
     p.add_argument("--alpha", type=float, nargs="+", default=[2, 4])
     p.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
@@ -177,9 +182,11 @@ def main(argv=None) -> None:
                 exact = compattr.indices.shapley(truth)
                 X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)
                 y_test = truth.predict(X_test)
-                results = {"compattr ProxySPEX": ours(truth, m, sigma, seed)}
-                if args.paper_refit:
-                    results["compattr ProxySPEX (ridge=0)"] = ours(truth, m, sigma, seed, ridge=0.0)
+                results = {"compattr ProxySPEX": ours(truth, m, sigma, seed, {})}
+                for variant in args.variants:
+                    results[f"compattr {variant.replace('proxyspex', 'ProxySPEX')}"] = ours(
+                        truth, m, sigma, seed, VARIANTS[variant]
+                    )
                 results["compattr Shapley (paired)"] = paired(truth, m, sigma, seed)
                 if args.shapiq:
                     results |= shapiq_side(args.shapiq, truth, m, sigma, seed, X_test, args.shapiq_methods)

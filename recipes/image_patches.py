@@ -168,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             batch_size=args.batch_size,
         )
         results.append(res)
+        res.explanation.save(out / f"explanation-{name}")  # for benchmarks/saved.py
         plots.save(res.explanation.plot_patches(res.rgb, grid), out / f"patches_{name}.png")
         print(
             f"{name}: class {res.label}, R² ProxySPEX {res.explanation.faithfulness:.3f} "

@@ -474,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
             batch_size=args.batch_size,
         )
         results.append(res)
+        for alpha, ex in res.explanations.items():  # for benchmarks/saved.py
+            ex.save(out / f"explanation-s{i}-alpha{alpha:g}")
         ex = res.explanations[max(args.alphas)]
         print(
             f"sentence {i}: n={len(res.words)} R² ProxySPEX {ex.faithfulness:.3f} LASSO {ex.lasso_faithfulness:.3f} "

@@ -53,12 +53,24 @@ def test_shapley_benchmark_scores_compattr_against_the_exact_values():
 
 def test_shapley_benchmark_takes_peak_noise_and_the_paper_refit():
     out = run(
-        "shapley.py", "--n", "20", "--alpha", "4", "--seeds", "6", "--function", "peak", "--snr", "10", "--paper-refit"
+        "shapley.py",
+        "--n",
+        "20",
+        "--alpha",
+        "4",
+        "--seeds",
+        "6",
+        "--function",
+        "peak",
+        "--snr",
+        "10",
+        "--variants",
+        "proxyspex ridge=0",
     )
     rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| 20 | 4 | 6 |")]
     assert [cells[5] for cells in rows] == [
         "compattr ProxySPEX",
-        "compattr ProxySPEX (ridge=0)",
+        "compattr ProxySPEX ridge=0",
         "compattr Shapley (paired)",
     ]
     assert float(rows[0][6]) <= 1 and rows[2][6] == "—"  # R² where a function is fitted

@@ -11,9 +11,12 @@
    the best two up to 1,000, the best one up to 5,000), and only the winner is fitted on the
    other four folds, with at most the trees it kept on the first (the race chose the tree
    count too); ``search="full"`` cross-validates every configuration on all folds.
+   With ``final_fit=True`` (default) the winner is also fitted on every mask, with the folds'
+   mean tree count scaled by the data's growth (m over a fold's training masks: 5/4 with 5
+   folds), as a model refitted after cross-validation is.
 2. **extract** (:mod:`~compattr.proxy.trees`) – the exact Fourier spectrum of each of the 5
-   fold ensembles; their average is the proxy's spectrum (a bagged ensemble, exactly
-   representable).
+   fold ensembles; their average (a bagged ensemble, exactly representable), averaged half
+   and half with the spectrum of the fit on every mask, is the proxy's spectrum.
 3. **sparsify** (:mod:`~compattr.proxy.sparsify`) – keep the top-k terms by ``|F(T)|``, with
    k chosen by the same 5-fold CV among powers of two. Each fold is scored with the ranking
    of the ensemble that never saw it, so the choice of k is honest.
@@ -39,7 +42,7 @@ from .._validation import as_masks, as_outputs, output_scale
 from ..query.masks import budget
 from ..spectrum import Spectrum
 from .leastsquares import least_squares
-from .search import mask_dataset, search
+from .search import fit_all, mask_dataset, search
 from .sparsify import candidate_ks, sparsity_cv, top_terms
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
@@ -82,6 +85,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         default :data:`PAPER_GRID`.
     search : {"race", "full"}
         How the grid is searched (see module docstring).
+    final_fit : bool
+        Also fit the chosen configuration on every mask and average its spectrum with the
+        folds' (module docstring); False keeps the folds' average alone.
     cv : int
         Number of folds.
     num_threads : int
@@ -97,10 +103,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     spectrum_ : Spectrum
         The final sparse spectrum.
     tree_spectrum_ : Spectrum
-        The full spectrum of the averaged fold ensembles, before sparsification.
+        The full spectrum of the trees (the folds' average, with the fit on every mask when
+        ``final_fit``), before sparsification.
     best_params_ : dict
         The chosen ``max_depth``, ``learning_rate`` and ``n_estimators`` (mean best
-        iteration of the folds).
+        iteration of the folds); with ``final_fit``, ``final_trees``: the trees of the fit on
+        every mask.
     k_ : int
         Number of kept terms; ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit).
@@ -134,6 +142,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         max_cv_rows: int = 20_000,
         grid: dict | None = None,
         search: str = "race",
+        final_fit: bool = True,
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -147,6 +156,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.max_cv_rows = max_cv_rows
         self.grid = grid
         self.search = search
+        self.final_fit = final_fit
         self.cv = cv
         self.num_threads = num_threads
         self.max_order = max_order
@@ -182,9 +192,16 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             config, fits, self.cv_results_ = search(
                 data, y, folds, grid, race=self.search == "race", num_threads=self.num_threads, seed=self.seed
             )
-        with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
+            trees = int(round(np.mean([f.best_iteration for f in fits])))
+            if self.final_fit:  # the winner on every mask, its tree count grown with the data
+                final_trees = int(round(trees * len(X) / np.mean([len(tr) for tr, _ in folds])))
+                final_model = fit_all(data, config, final_trees, self.num_threads, self.seed)
+        with _timed(timings, "extract"):  # 2. extract: each ensemble's exact spectrum, averaged
             fold_spectra = [Spectrum.from_trees(f.model, n, max_order=self.max_order) for f in fits]
             self.tree_spectrum_ = _average(fold_spectra)
+            if self.final_fit:
+                final = Spectrum.from_trees(final_model, n, max_order=self.max_order)
+                self.tree_spectrum_ = _average([self.tree_spectrum_, final])
         with _timed(timings, "sparsify"):
             kept, ridge = self._sparsify(X, y, folds, fold_spectra, fits)  # 3. sparsify: top-k by CV
             self.spectrum_ = kept if np.isnan(ridge) else least_squares(kept, X, y, ridge)  # 4. refit
@@ -194,8 +211,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.best_params_: dict | None = {
             "max_depth": config.max_depth,
             "learning_rate": config.learning_rate,
-            "n_estimators": int(round(np.mean([f.best_iteration for f in fits]))),
+            "n_estimators": trees,
         }
+        if self.final_fit:
+            self.best_params_["final_trees"] = final_trees
         self.timings_ = timings
         return self
 

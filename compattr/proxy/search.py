@@ -207,6 +207,13 @@ def train(
     )
 
 
+def fit_all(data: lgb.Dataset, config: Config, trees: int, num_threads: int, seed: int) -> str:
+    """The LightGBM model text of ``config`` fitted on every mask of ``data`` with ``trees``
+    trees (no validation set: the tree count was chosen on the folds)."""
+    booster = lgb.train(config.params(num_threads, seed), data, num_boost_round=max(1, trees))
+    return booster.model_to_string()
+
+
 def mask_dataset(X: np.ndarray, y: np.ndarray, num_threads: int) -> lgb.Dataset:
     """The LightGBM Dataset of masks ``X`` (m, n) and outputs ``y``.
 
