@@ -5,9 +5,10 @@ was fitted on and held-out masks with their outputs. The recipes save theirs in 
 ``--out``: ``recipes/heads_mc.py`` one per layer group and seed, ``recipes/sentiment_words.py``
 one per sentence and budget, ``recipes/image_patches.py`` one per photo and
 ``recipes/induction_heads.py`` one. This refits the same queries
-with ProxySPEX (its default, the ridge refit chosen by CV), ProxySPEX with the paper's plain
-least-squares refit (``ridge=0``) and the marginal LASSO, and prints each one's held-out R²
-and CPU seconds: the real-function rows next to the synthetic ones, without a model call.
+with ProxySPEX, its variants that undo one of its default choices (``core.VARIANTS``: the
+paper's plain least-squares refit, no fit on every mask, both) and the marginal LASSO, and
+prints each one's held-out R² and CPU seconds: the real-function rows next to the synthetic
+ones, without a model call.
 
     python benchmarks/saved.py results/heads_mc-seed0/explanation-* --seed 0
 """
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import compattr
 
+from core import VARIANTS
+
 ESTIMATORS = {
-    "proxyspex": lambda seed: compattr.ProxySPEX(seed=seed),
-    "proxyspex-ls": lambda seed: compattr.ProxySPEX(seed=seed, ridge=0.0),
-    "lasso": lambda seed: compattr.LassoBaseline(seed=seed),
+    name: (lambda seed, s=settings: compattr.ProxySPEX(seed=seed, **s)) for name, settings in VARIANTS.items()
 }
+ESTIMATORS["lasso"] = lambda seed: compattr.LassoBaseline(seed=seed)
 
 
 def rows(folder: Path, seed: int) -> list[dict]:

@@ -7,7 +7,8 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
 :class:`PairedShapley` fits on such pairs (:func:`compattr.query.masks.paired_masks`):
 
 1. **proxy** – :class:`~compattr.proxy.ProxySPEX` on every mask and output (the even terms
-   help its trees find the odd ones), untruncated; the odd part of its spectrum is the prior.
+   help its trees find the odd ones), untruncated and averaged over its folds
+   (``final_fit=False``); the odd part of its spectrum is the prior.
 2. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
    ``|F(T)|``, up to ``support`` terms per pair.
 3. **refit** – the support's coefficients by ridge regression of ``g`` on the pairs,
@@ -141,7 +142,9 @@ class PairedShapley(BaseEstimator):
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         n = self.n_features_in_ = X.shape[1]
-        proxy = ProxySPEX(k=None, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
+        # the folds' average alone: the fit on every mask did not lower the Shapley error on
+        # the tuning functions (docs/results.md)
+        proxy = ProxySPEX(k=None, final_fit=False, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
         self.proxy_ = proxy.fit(X, y)
         prior = _odd_part(proxy.spectrum_)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
