@@ -11,9 +11,10 @@
    the best two up to 1,000, the best one up to 5,000), and only the winner is fitted on the
    other four folds, with at most the trees it kept on the first (the race chose the tree
    count too); ``search="full"`` cross-validates every configuration on all folds.
-   With ``final_fit=True`` (default) the winner is also fitted on every mask, with the folds'
-   mean tree count scaled by the data's growth (m over a fold's training masks: 5/4 with 5
-   folds), as a model refitted after cross-validation is.
+   With ``final_fit`` (by default while the CV leaves more than 1 % of the variance
+   unexplained) the winner is also fitted on every mask, with the folds' mean tree count
+   scaled by the data's growth (m over a fold's training masks: 5/4 with 5 folds), as a model
+   refitted after cross-validation is.
 2. **extract** (:mod:`~compattr.proxy.trees`) – the exact Fourier spectrum of each of the 5
    fold ensembles; their average (a bagged ensemble, exactly representable), averaged half
    and half with the spectrum of the fit on every mask, is the proxy's spectrum.
@@ -47,6 +48,9 @@ from .sparsify import candidate_ks, sparsity_cv, top_terms
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
+
+#: ``final_fit="auto"`` adds the fit on every mask while the CV explains less of the variance.
+FINAL_FIT_BELOW = 0.99
 
 #: Ridge strengths the refit chooses from with ``ridge="cv"`` (penalty per mask; 0 = least squares).
 RIDGES = (0.0, 0.01, 0.03, 0.1, 0.3)
@@ -85,9 +89,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         default :data:`PAPER_GRID`.
     search : {"race", "full"}
         How the grid is searched (see module docstring).
-    final_fit : bool
+    final_fit : "auto" or bool
         Also fit the chosen configuration on every mask and average its spectrum with the
-        folds' (module docstring); False keeps the folds' average alone.
+        folds' (module docstring): always (True), never (False: the folds' average alone), or
+        ("auto") while the cross-validated fit explains less than :data:`FINAL_FIT_BELOW` of
+        the variance, where the extra fit has something to add.
     cv : int
         Number of folds.
     num_threads : int
@@ -104,11 +110,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         The final sparse spectrum.
     tree_spectrum_ : Spectrum
         The full spectrum of the trees (the folds' average, with the fit on every mask when
-        ``final_fit``), before sparsification.
+        there was one), before sparsification.
     best_params_ : dict
         The chosen ``max_depth``, ``learning_rate`` and ``n_estimators`` (mean best
-        iteration of the folds); with ``final_fit``, ``final_trees``: the trees of the fit on
-        every mask.
+        iteration of the folds); ``final_trees``: the trees of the fit on every mask, when
+        there was one.
     k_ : int
         Number of kept terms; ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit).
@@ -142,7 +148,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         max_cv_rows: int = 20_000,
         grid: dict | None = None,
         search: str = "race",
-        final_fit: bool = True,
+        final_fit="auto",
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -192,29 +198,25 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             config, fits, self.cv_results_ = search(
                 data, y, folds, grid, race=self.search == "race", num_threads=self.num_threads, seed=self.seed
             )
-            trees = int(round(np.mean([f.best_iteration for f in fits])))
-            if self.final_fit:  # the winner on every mask, its tree count grown with the data
-                final_trees = int(round(trees * len(X) / np.mean([len(tr) for tr, _ in folds])))
-                final_model = fit_all(data, config, final_trees, self.num_threads, self.seed)
-        with _timed(timings, "extract"):  # 2. extract: each ensemble's exact spectrum, averaged
+        with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
             fold_spectra = [Spectrum.from_trees(f.model, n, max_order=self.max_order) for f in fits]
             self.tree_spectrum_ = _average(fold_spectra)
-            if self.final_fit:
-                final = Spectrum.from_trees(final_model, n, max_order=self.max_order)
-                self.tree_spectrum_ = _average([self.tree_spectrum_, final])
-        with _timed(timings, "sparsify"):
-            kept, ridge = self._sparsify(X, y, folds, fold_spectra, fits)  # 3. sparsify: top-k by CV
-            self.spectrum_ = kept if np.isnan(ridge) else least_squares(kept, X, y, ridge)  # 4. refit
-            self.k_, self.refit_, self.ridge_ = len(kept), not np.isnan(ridge), ridge
-            self._scale_back(scale)
-
+        with _timed(timings, "sparsify"):  # 3. sparsify: top-k (and the refit's ridge) by CV
+            kept, ridge = self._sparsify(X, y, folds, fold_spectra, fits)
+        trees = int(round(np.mean([f.best_iteration for f in fits])))
         self.best_params_: dict | None = {
             "max_depth": config.max_depth,
             "learning_rate": config.learning_rate,
             "n_estimators": trees,
         }
-        if self.final_fit:
+        if self._wants_final_fit(y):  # the winner on every mask joins the folds' average
+            final_trees = int(round(trees * len(X) / np.mean([len(tr) for tr, _ in folds])))
+            kept = self._add_final_fit(data, config, final_trees, kept, timings)
             self.best_params_["final_trees"] = final_trees
+        with _timed(timings, "sparsify"):  # 4. refit
+            self.spectrum_ = kept if np.isnan(ridge) else least_squares(kept, X, y, ridge)
+            self.k_, self.refit_, self.ridge_ = len(kept), not np.isnan(ridge), ridge
+            self._scale_back(scale)
         self.timings_ = timings
         return self
 
@@ -232,6 +234,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(f"k must be 'cv', None or a positive int, got {self.k!r}.")
         if self.refit not in ("auto", True, False):
             raise ValueError(f"refit must be 'auto', True or False, got {self.refit!r}.")
+        if self.final_fit not in ("auto", True, False):
+            raise ValueError(f"final_fit must be 'auto', True or False, got {self.final_fit!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":
             raise ValueError(f"ridge must be 'cv', a float or a sequence of floats, got {self.ridge!r}.")
         if not isinstance(self.ridge, str):
@@ -300,6 +304,32 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             kept = full if best["k"] == 0 else top_terms(full, int(best["k"]))
         return kept, float(best["ridge"])
 
+    def _wants_final_fit(self, y: np.ndarray) -> bool:
+        """Whether to add the fit on every mask: always (True), never (False), or ("auto") when
+        the cross-validated fit explains less than :data:`FINAL_FIT_BELOW` of the variance of
+        ``y``; above it there is little left for the fit to add, and it costs about a fold."""
+        if self.final_fit != "auto":
+            return bool(self.final_fit)
+        table = self.sparsity_cv_ if len(self.sparsity_cv_) else self.cv_results_
+        return bool(1.0 - table["cv_mse"].min() / np.var(y) < FINAL_FIT_BELOW)
+
+    def _add_final_fit(self, data, config, trees: int, kept: Spectrum, timings: dict) -> Spectrum:
+        """Fit ``config`` on every mask with ``trees`` trees, average its spectrum half and half
+        with the folds' (``tree_spectrum_``), and return the terms kept from that average by
+        the rule that kept ``kept`` from the folds' (every term, the energy fraction, or as
+        many top terms)."""
+        with _timed(timings, "search"):
+            model = fit_all(data, config, trees, self.num_threads, self.seed)
+        with _timed(timings, "extract"):
+            folds = self.tree_spectrum_
+            final = Spectrum.from_trees(model, folds.n, max_order=self.max_order)
+            self.tree_spectrum_ = _average([folds, final])
+        if len(kept) == len(folds):
+            return self.tree_spectrum_
+        if self.energy is not None:
+            return self.tree_spectrum_.top_energy(self.energy)
+        return top_terms(self.tree_spectrum_, len(kept))
+
     def _ridges(self) -> tuple[float, ...]:
         """The ridge strengths to choose from."""
         if isinstance(self.ridge, str):
@@ -328,10 +358,10 @@ def _check_masks_vary(X: np.ndarray) -> None:
 
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    """Record the CPU seconds the block takes in ``timings[stage]``."""
+    """Add the CPU seconds the block takes to ``timings[stage]``."""
     clock = time.process_time()
     yield
-    timings[stage] = time.process_time() - clock
+    timings[stage] = timings.get(stage, 0.0) + time.process_time() - clock
 
 
 def _average(spectra: list[Spectrum]) -> Spectrum:

@@ -91,8 +91,9 @@ class Spectrum:
 
     @classmethod
     def _from_grouped(cls, n: int, rows: np.ndarray, coefs: np.ndarray) -> Spectrum:
-        """A spectrum from distinct padded support ``rows`` in lexicographic order (as
-        :func:`group_padded_rows` returns them) and their ``coefs``: no regrouping."""
+        """A spectrum from distinct padded support ``rows`` and their ``coefs``: no
+        regrouping. Terms of equal ``|F(T)|`` keep the order of ``rows`` (lexicographic when
+        they come from :func:`group_padded_rows`)."""
         coefs = np.asarray(coefs, dtype=np.float64)
         if not np.isfinite(coefs).all():
             raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
@@ -221,8 +222,13 @@ class Spectrum:
         return self._subset(np.flatnonzero(self.degrees <= max_order))
 
     def with_coefs(self, coefs) -> Spectrum:
-        """Same supports, new coefficients (e.g. after a least-squares refit)."""
-        return Spectrum(self.n, self.supports, coefs)
+        """Same supports, new coefficients (e.g. after a least-squares refit): ``coefs`` (k,)
+        in the order of ``supports``. The supports are already distinct, so they are only
+        re-ranked, not regrouped."""
+        coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        if coefs.size != len(self):
+            raise ValueError(f"{len(self)} supports but {coefs.size} coefficients.")
+        return Spectrum._from_grouped(self.n, csr_to_padded(self.supports, self.n), coefs)
 
     def _subset(self, idx: np.ndarray) -> Spectrum:
         return Spectrum(self.n, self.supports[idx], self.coefs[idx])

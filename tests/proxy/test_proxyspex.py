@@ -425,7 +425,7 @@ def test_final_fit_adds_the_winner_fitted_on_every_mask_with_its_trees_grown_by_
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=13)
     y = y / 2.0 ** math.frexp(np.abs(y).max())[1]  # max |y| in [0.5, 1): no output scaling
     grid = {"max_depth": (3,), "learning_rate": (0.1,), "n_estimators": (200,)}
-    with_final = ProxySPEX(seed=0, grid=grid, k=None).fit(X, y)
+    with_final = ProxySPEX(seed=0, grid=grid, k=None, final_fit=True).fit(X, y)
     folds_only = ProxySPEX(seed=0, grid=grid, k=None, final_fit=False).fit(X, y)
     trees = with_final.best_params_["n_estimators"]
     assert with_final.best_params_["final_trees"] == round(trees * 300 / 240)
@@ -441,3 +441,19 @@ def test_final_fit_adds_the_winner_fitted_on_every_mask_with_its_trees_grown_by_
     got, folds = with_final.tree_spectrum_.to_dict(), folds_only.tree_spectrum_.to_dict()
     recovered = [2 * got.get(T, 0.0) - folds.get(T, 0.0) for T in supports]
     np.testing.assert_allclose(recovered, final, rtol=0, atol=1e-9)
+
+
+def test_final_fit_auto_adds_it_only_while_the_cv_leaves_variance_unexplained():
+    n = 20
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=14)
+    X = compattr.sample_masks(n, compattr.budget(n, 8), seed=15)
+    clean = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
+    noisy = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, add_noise(truth.predict(X), truth, snr_db=3, seed=16))
+    threshold = compattr.proxy.proxyspex.FINAL_FIT_BELOW
+    assert 1 - clean.sparsity_cv_["cv_mse"].min() / np.var(truth.predict(X)) >= threshold
+    assert "final_trees" not in clean.best_params_  # the CV explains > 99 %: nothing to add
+    assert "final_trees" in noisy.best_params_  # 3 dB of noise: the CV explains ~ 2/3
+    never = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False).fit(X, truth.predict(X))
+    assert never.spectrum_ == clean.spectrum_
+    with pytest.raises(ValueError, match="final_fit"):
+        ProxySPEX(final_fit="always").fit(X, truth.predict(X))

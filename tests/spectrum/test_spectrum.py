@@ -136,3 +136,19 @@ def test_group_padded_rows_matches_numpy_unique(n, D):
 def test_group_padded_rows_of_no_rows():
     unique, inverse = group_padded_rows(np.zeros((0, 4), np.int64), 10)
     assert unique.shape == (0, 4) and inverse.shape == (0,)
+
+
+def test_with_coefs_re_ranks_the_same_supports_as_a_new_spectrum_would():
+    rng = np.random.default_rng(5)
+    supports = sorted({tuple(sorted(rng.choice(12, rng.integers(0, 4), replace=False))) for _ in range(60)})
+    sp = Spectrum(12, supports, rng.standard_normal(len(supports)))
+    coefs = rng.standard_normal(len(sp))
+    coefs[3] = 0.0  # a zero coefficient is dropped, as by the constructor
+    coefs[7] = -coefs[9]  # a tie of magnitudes
+    fast, rebuilt = sp.with_coefs(coefs), Spectrum(12, sp.supports, coefs)
+    assert fast.to_dict() == rebuilt.to_dict() and len(fast) == len(sp) - 1
+    assert np.all(np.diff(np.abs(fast.coefs)) <= 0)  # ranked by |F(T)|
+    tied = [fast.support_tuples().index(sp.support_tuples()[i]) for i in (7, 9)]
+    assert tied == sorted(tied)  # equal magnitudes keep the order they had
+    with pytest.raises(ValueError, match="coefficients"):
+        sp.with_coefs(coefs[:-1])
