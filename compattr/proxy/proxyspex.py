@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sps
@@ -111,6 +112,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     tree_spectrum_ : Spectrum
         The full spectrum of the trees (the folds' average, with the fit on every mask when
         there was one), before sparsification.
+    tree_models_ : list of (float, str)
+        The weight and LightGBM model text of each ensemble averaged into ``tree_spectrum_``
+        (fitted to the scaled outputs; :meth:`predict_trees` evaluates them).
     best_params_ : dict
         The chosen ``max_depth``, ``learning_rate`` and ``n_estimators`` (mean best
         iteration of the folds); ``final_trees``: the trees of the fit on every mask, when
@@ -187,7 +191,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if np.all(y == y[0]):
             return self._fit_constant(n, float(y[0]))
         _check_masks_vary(X)
-        scale = output_scale(y)
+        scale = self._output_scale = output_scale(y)
         y = y / scale  # exact: a power of two (see Notes)
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
         data = mask_dataset(X, y, self.num_threads)
@@ -201,6 +205,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
             fold_spectra = [Spectrum.from_trees(f.model, n, max_order=self.max_order) for f in fits]
             self.tree_spectrum_ = _average(fold_spectra)
+            self.tree_models_ = [(1.0 / len(fits), f.model) for f in fits]
         with _timed(timings, "sparsify"):  # 3. sparsify: top-k (and the refit's ridge) by CV
             kept, ridge = self._sparsify(X, y, folds, fold_spectra, fits)
         trees = int(round(np.mean([f.best_iteration for f in fits])))
@@ -225,6 +230,24 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if not hasattr(self, "spectrum_"):
             raise RuntimeError("this ProxySPEX is not fitted yet; call fit(X, y) first.")
         return self.spectrum_.predict(X)
+
+    def predict_trees(self, X) -> np.ndarray:
+        """The trees' own prediction on masks ``X`` (m, n); returns (m,).
+
+        The weighted mean of the fold ensembles (and of the fit on every mask) as LightGBM
+        evaluates them: equal to ``tree_spectrum_.predict(X)`` up to rounding (that spectrum
+        is their exact Fourier transform; with ``max_order`` it drops the higher orders), at a
+        cost that grows with the trees rather than with the spectrum's terms.
+        """
+        if not hasattr(self, "tree_spectrum_"):
+            raise RuntimeError("this ProxySPEX is not fitted yet; call fit(X, y) first.")
+        X = as_masks(X, self.n_features_in_).astype(np.float32)
+        if not self.tree_models_:  # constant outputs: no trees were fitted
+            return np.full(X.shape[0], self.tree_spectrum_.constant)
+        out = np.zeros(X.shape[0])
+        for weight, text in self.tree_models_:
+            out += weight * lgb.Booster(model_str=text).predict(X, num_threads=self.num_threads)
+        return out * self._output_scale
 
     # ------------------------------------------------------------------ helpers of _fit
     def _check_params(self) -> None:
@@ -269,6 +292,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             stacklevel=4,
         )
         self.spectrum_ = self.tree_spectrum_ = Spectrum(n, [()], [value])
+        self.tree_models_, self._output_scale = [], 1.0
         self.best_params_ = None
         self.k_, self.refit_, self.ridge_ = len(self.spectrum_), False, np.nan
         self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
@@ -324,6 +348,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             folds = self.tree_spectrum_
             final = Spectrum.from_trees(model, folds.n, max_order=self.max_order)
             self.tree_spectrum_ = _average([folds, final])
+            self.tree_models_ = [(w / 2, text) for w, text in self.tree_models_] + [(0.5, model)]
         if len(kept) == len(folds):
             return self.tree_spectrum_
         if self.energy is not None:

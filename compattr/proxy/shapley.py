@@ -151,7 +151,10 @@ class PairedShapley(BaseEstimator):
 
         rows, start = self._support_rows(prior, S.shape[0])
         P = parity_matrix(S, rows)  # (pairs, k)
-        residual = g - prior.predict(S) + P @ start  # what the support's terms must explain
+        # the prior's odd part at the pairs, through the trees (k=None: the proxy's spectrum is
+        # their exact transform) at a cost that grows with the trees, not the terms
+        prior_at_pairs = 0.5 * (proxy.predict_trees(S) - proxy.predict_trees(~S))
+        residual = g - prior_at_pairs + P @ start  # what the support's terms must explain
         sizes = S.sum(axis=1)
         boundary = (sizes == 0) | (sizes == n)
         # the efficiency constraint: χ_T(∅) = 1 and χ_T([n]) = -1 for odd T

@@ -148,6 +148,7 @@ def test_constant_outputs_give_the_constant_with_a_warning():
             est = ProxySPEX(seed=0).fit(masks, np.full(100, 3.0))
         assert est.spectrum_.to_dict() == {(): 3.0} and est.tree_spectrum_ == est.spectrum_
         assert est.best_params_ is None and est.k_ == 1
+        np.testing.assert_array_equal(est.predict_trees(X[:5]), np.full(5, 3.0))
         np.testing.assert_array_equal(est.predict(compattr.sample_masks(8, 5, seed=1)), 3.0)
 
 
@@ -457,3 +458,18 @@ def test_final_fit_auto_adds_it_only_while_the_cv_leaves_variance_unexplained():
     assert never.spectrum_ == clean.spectrum_
     with pytest.raises(ValueError, match="final_fit"):
         ProxySPEX(final_fit="always").fit(X, truth.predict(X))
+
+
+@pytest.mark.parametrize("final_fit", [False, True])
+def test_predict_trees_equals_the_tree_spectrum(final_fit):
+    n = 24
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=17)
+    X = compattr.sample_masks(n, compattr.budget(n, 4), seed=18)
+    y = 1e3 * add_noise(truth.predict(X), truth, snr_db=5, seed=19)  # outputs scaled by 2^-10 inside
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=final_fit).fit(X, y)
+    assert len(est.tree_models_) == 5 + final_fit
+    assert sum(w for w, _ in est.tree_models_) == pytest.approx(1.0)
+    X_new = compattr.sample_masks(n, 200, seed=20)
+    np.testing.assert_allclose(est.predict_trees(X_new), est.tree_spectrum_.predict(X_new), rtol=1e-9, atol=1e-6)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ProxySPEX().predict_trees(X_new)
