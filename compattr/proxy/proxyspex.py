@@ -246,7 +246,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return np.full(X.shape[0], self.tree_spectrum_.constant)
         out = np.zeros(X.shape[0])
         for weight, text in self.tree_models_:
-            out += weight * lgb.Booster(model_str=text).predict(X, num_threads=self.num_threads)
+            trees = lgb.Booster(model_str=text)
+            out += weight * np.asarray(trees.predict(X, num_threads=self.num_threads), dtype=np.float64)
         return out * self._output_scale
 
     # ------------------------------------------------------------------ helpers of _fit
