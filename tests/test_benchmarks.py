@@ -121,3 +121,18 @@ def test_saved_benchmark_refits_a_saved_explanation(tmp_path):
     names = ["proxyspex", "proxyspex ridge=0", "proxyspex folds-only", "proxyspex previous", "lasso"]
     assert [cells[4] for cells in rows] == names
     assert float(rows[0][5]) > 0.9 and float(rows[0][5]) > float(rows[-1][5])  # a hierarchy: trees beat LASSO
+
+
+def test_pair_precision_counts_the_true_strongest_pairs_found():
+    sys.path.insert(0, str(BENCHMARKS))
+    import numpy as np
+    import shapley
+
+    import compattr
+
+    pairs = [(i, i + 1) for i in range(12)]
+    truth = compattr.Spectrum(14, [(), *pairs], [1.0, *np.linspace(2.0, 0.9, 12)])
+    assert shapley.pair_precision(truth, truth) == 1.0
+    weaker = truth.to_dict()
+    weaker[(0, 1)], weaker[(1, 2)] = 0.1, 0.05  # two of the true top 10 fall below the rest
+    assert shapley.pair_precision(compattr.Spectrum.from_dict(weaker, 14), truth) == pytest.approx(0.8)
