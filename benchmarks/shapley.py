@@ -158,7 +158,9 @@ def shapiq_side(python: str, truth: compattr.Spectrum, m: int, sigma: float, see
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "job.json", Path(tmp) / "out.json"
         src.write_text(json.dumps(job))
-        subprocess.run([python, "-c", SHAPIQ_SIDE, str(src), str(dst)], check=True)
+        subprocess.run(
+            [python, "-c", SHAPIQ_SIDE, str(src), str(dst)], check=True, stdout=subprocess.DEVNULL
+        )  # its logs
         results = json.loads(dst.read_text())
     for r in results.values():
         if "fourier" in r:
