@@ -43,18 +43,26 @@ VARIANTS = {
 }
 
 
+def synthetic_function(name: str, n: int, seed: int):
+    """The benchmark function ``name`` ("hierarchy" or "peak") with ``n`` features, as its
+    exact :class:`compattr.Spectrum`."""
+    from compattr.synthetic import complete_hierarchy, peak
+
+    return (complete_hierarchy if name == "hierarchy" else peak)(n, seed=seed)
+
+
 def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, method: str) -> dict:
     """One (function, n, alpha, method) run in a fresh process; returns its table row."""
     import torch  # noqa: F401  (imported by compattr's features; keep it out of the timings)
     from threadpoolctl import threadpool_limits
 
     import compattr
-    from compattr.synthetic import add_noise, complete_hierarchy, peak
+    from compattr.synthetic import add_noise
 
     # One BLAS thread for the data: a multi-threaded BLAS call leaves its worker thread
     # spinning for ~0.1 s, which process_time() would charge to the method timed next.
     with threadpool_limits(1):
-        truth = (complete_hierarchy if function == "hierarchy" else peak)(n, seed=seed)
+        truth = synthetic_function(function, n, seed)
         m = compattr.budget(n, alpha)
         X = compattr.sample_masks(n, m, seed=seed + 1)
         y = truth.predict(X)
@@ -83,9 +91,8 @@ def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, met
 def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | None, seed: int) -> dict:
     """shapiq's ProxySPEX on the same function and budget, via benchmarks/shapiq_reference.py."""
     import compattr
-    from compattr.synthetic import complete_hierarchy, peak
 
-    truth = (complete_hierarchy if function == "hierarchy" else peak)(n, seed=seed)
+    truth = synthetic_function(function, n, seed)
     m = compattr.budget(n, alpha)
     X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
     y_test = truth.predict(X_test)

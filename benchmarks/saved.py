@@ -19,6 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 import compattr
 
 from core import VARIANTS
@@ -53,7 +55,7 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|---|---|")
     for folder in args.folders:
         for r in rows(folder, args.seed):
-            ridge = "" if r["ridge"] is None else ("no refit" if r["ridge"] != r["ridge"] else f"{r['ridge']:g}")
+            ridge = "" if r["ridge"] is None else ("no refit" if np.isnan(r["ridge"]) else f"{r['ridge']:g}")
             cells = [r["explanation"], r["n"], r["masks"], r["method"], f"{r['r2']:.3f}", ridge, f"{r['cpu_s']:.1f}"]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 

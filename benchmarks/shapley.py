@@ -43,7 +43,7 @@ import numpy as np
 
 import compattr
 
-from core import VARIANTS
+from core import VARIANTS, synthetic_function
 
 SHAPIQ_SIDE = r"""
 import json, sys, time
@@ -115,16 +115,9 @@ def errors(estimate: np.ndarray, truth: np.ndarray, top: int = 10) -> tuple[floa
     return rel, len(best & found) / top
 
 
-def function(name: str, n: int, seed: int) -> compattr.Spectrum:
-    """The benchmark function ``name`` ("hierarchy" or "peak") with ``n`` features."""
-    return (compattr.synthetic.complete_hierarchy if name == "hierarchy" else compattr.synthetic.peak)(n, seed=seed)
-
-
 def noise_sd(truth: compattr.Spectrum, snr_db: float | None) -> float:
     """Standard deviation of Gaussian noise at ``snr_db`` (0 without noise)."""
-    if snr_db is None:
-        return 0.0
-    return float(np.sqrt(np.sum(truth.coefs[truth.degrees > 0] ** 2) / 10 ** (snr_db / 10)))
+    return 0.0 if snr_db is None else compattr.synthetic.noise_sd(truth, snr_db)
 
 
 def observe(truth: compattr.Spectrum, X: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -195,7 +188,7 @@ def main(argv=None) -> None:
         for alpha in args.alpha:
             m = compattr.budget(n, alpha)
             for seed in args.seeds:
-                truth = function(args.function, n, seed)
+                truth = synthetic_function(args.function, n, seed)
                 sigma = noise_sd(truth, args.snr)
                 exact = compattr.indices.shapley(truth)
                 X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)

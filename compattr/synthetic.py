@@ -9,7 +9,7 @@ Both are sparse Boolean functions over ``n`` features built from ``n_sets`` rand
   failure case of tree proxies).
 
 Coefficients are Uniform(-1, 1). Evaluate with ``spectrum.predict(X)``; add measurement
-noise with :func:`add_noise`.
+noise with :func:`add_noise` (its level: :func:`noise_sd`).
 """
 
 from __future__ import annotations
@@ -48,11 +48,20 @@ def peak(n: int, n_sets: int = 10, order: int = 5, seed: int | None = 0) -> Spec
     return Spectrum(n, sets, rng.uniform(-1.0, 1.0, len(sets)))
 
 
+def noise_sd(spectrum: Spectrum, snr_db: float) -> float:
+    """Standard deviation of Gaussian noise at ``snr_db`` for the function ``spectrum``.
+
+    The signal power is the exact variance of the function under uniform masks,
+    ``Σ_{T≠∅} F(T)²``, so the noise level does not depend on a sample.
+    """
+    signal = float(np.sum(spectrum.coefs[spectrum.degrees > 0] ** 2))
+    return float(np.sqrt(signal / 10.0 ** (snr_db / 10.0)))
+
+
 def add_noise(y, spectrum: Spectrum, snr_db: float, seed: int | None = 0) -> np.ndarray:
     """Add Gaussian noise at a given signal-to-noise ratio.
 
-    The signal power is the exact variance of the function under uniform masks,
-    ``Σ_{T≠∅} F(T)²``, so the noise level does not depend on the sample.
+    The noise's standard deviation is :func:`noise_sd`: it does not depend on the sample.
 
     Parameters
     ----------
@@ -63,8 +72,7 @@ def add_noise(y, spectrum: Spectrum, snr_db: float, seed: int | None = 0) -> np.
     snr_db : float
         ``10 log10(signal variance / noise variance)``.
     """
-    signal = float(np.sum(spectrum.coefs[spectrum.degrees > 0] ** 2))
-    sigma = np.sqrt(signal / 10.0 ** (snr_db / 10.0))
+    sigma = noise_sd(spectrum, snr_db)
     rng = np.random.default_rng(seed)
     y = np.asarray(y, dtype=np.float64)
     return y + rng.normal(0.0, sigma, y.shape)

@@ -81,7 +81,7 @@ def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():
     import numpy as np
     import shapley
 
-    truth = shapley.function("hierarchy", 30, seed=3)
+    truth = shapley.synthetic_function("hierarchy", 30, seed=3)
     X = np.random.default_rng(0).random((20_000, 30)) < 0.5
     noise = shapley.observe(truth, X, shapley.noise_sd(truth, 10.0), seed=1) - truth.predict(X)
     assert 10 * np.log10(np.var(truth.predict(X)) / np.var(noise)) == pytest.approx(10.0, abs=0.2)

@@ -153,7 +153,8 @@ class PairedShapley(BaseEstimator):
         P = parity_matrix(S, rows)  # (pairs, k)
         # the prior's odd part at the pairs, through the trees (k=None: the proxy's spectrum is
         # their exact transform) at a cost that grows with the trees, not the terms
-        prior_at_pairs = 0.5 * (proxy.predict_trees(S) - proxy.predict_trees(~S))
+        trees = proxy.predict_trees(X)
+        prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
         residual = g - prior_at_pairs + P @ start  # what the support's terms must explain
         sizes = S.sum(axis=1)
         boundary = (sizes == 0) | (sizes == n)
