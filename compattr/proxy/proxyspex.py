@@ -119,6 +119,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         The chosen ``max_depth``, ``learning_rate`` and ``n_estimators`` (mean best
         iteration of the folds); ``final_trees``: the trees of the fit on every mask, when
         there was one.
+    cv_r2_ : float
+        Cross-validated R² of the fit: 1 - (lowest CV mean squared error of the kept terms,
+        or of the trees when no k was cross-validated) / variance of ``y``; 1 for constant
+        outputs.
     k_ : int
         Number of kept terms; ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit).
@@ -208,13 +212,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.tree_models_ = [(1.0 / len(fits), f.model) for f in fits]
         with _timed(timings, "sparsify"):  # 3. sparsify: top-k (and the refit's ridge) by CV
             kept, ridge = self._sparsify(X, y, folds, fold_spectra, fits)
+        self.cv_r2_ = self._cv_r2(y)
         trees = int(round(np.mean([f.best_iteration for f in fits])))
         self.best_params_: dict | None = {
             "max_depth": config.max_depth,
             "learning_rate": config.learning_rate,
             "n_estimators": trees,
         }
-        if self._wants_final_fit(y):  # the winner on every mask joins the folds' average
+        if self._wants_final_fit():  # the winner on every mask joins the folds' average
             final_trees = int(round(trees * len(X) / np.mean([len(tr) for tr, _ in folds])))
             kept = self._add_final_fit(data, config, final_trees, kept, timings)
             self.best_params_["final_trees"] = final_trees
@@ -297,6 +302,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.best_params_ = None
         self.k_, self.refit_, self.ridge_ = len(self.spectrum_), False, np.nan
         self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
+        self.cv_r2_ = 1.0
         self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
         return self
 
@@ -329,14 +335,19 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             kept = full if best["k"] == 0 else top_terms(full, int(best["k"]))
         return kept, float(best["ridge"])
 
-    def _wants_final_fit(self, y: np.ndarray) -> bool:
+    def _cv_r2(self, y: np.ndarray) -> float:
+        """1 - the lowest CV mean squared error (of the kept terms, or of the trees when no k
+        was cross-validated) / the variance of ``y``."""
+        table = self.sparsity_cv_ if len(self.sparsity_cv_) else self.cv_results_
+        return float(1.0 - table["cv_mse"].min() / np.var(y))
+
+    def _wants_final_fit(self) -> bool:
         """Whether to add the fit on every mask: always (True), never (False), or ("auto") when
-        the cross-validated fit explains less than :data:`FINAL_FIT_BELOW` of the variance of
-        ``y``; above it there is little left for the fit to add, and it costs about a fold."""
+        the cross-validated fit explains less than :data:`FINAL_FIT_BELOW` of the variance
+        (``cv_r2_``); above it there is little left for the fit to add, and it costs about a fold."""
         if self.final_fit != "auto":
             return bool(self.final_fit)
-        table = self.sparsity_cv_ if len(self.sparsity_cv_) else self.cv_results_
-        return bool(1.0 - table["cv_mse"].min() / np.var(y) < FINAL_FIT_BELOW)
+        return self.cv_r2_ < FINAL_FIT_BELOW
 
     def _add_final_fit(self, data, config, trees: int, kept: Spectrum, timings: dict) -> Spectrum:
         """Fit ``config`` on every mask with ``trees`` trees, average its spectrum half and half

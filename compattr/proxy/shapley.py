@@ -7,16 +7,20 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
 :class:`PairedShapley` fits on such pairs (:func:`compattr.query.masks.paired_masks`):
 
 1. **proxy** – :class:`~compattr.proxy.ProxySPEX` on every mask and output (the even terms
-   help its trees find the odd ones), untruncated and averaged over its folds
-   (``final_fit=False``); the odd part of its spectrum is the prior.
-2. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
+   help its trees find the odd ones), with the folds' average of its trees
+   (``final_fit=False``) and its sparse spectrum (top-k by cross-validation).
+2. **prior** – the odd part of the trees' untruncated spectrum; or, when the sparse
+   spectrum's cross-validated R² reaches ``sparse_above``, the odd part of that sparse
+   spectrum, kept as it is (a few well-determined terms then beat the refit of many).
+3. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
    ``|F(T)|``, up to ``support`` terms per pair.
-3. **refit** – the support's coefficients by ridge regression of ``g`` on the pairs,
+4. **refit** – the support's coefficients by ridge regression of ``g`` on the pairs,
    shrunk towards the prior (not towards 0): the rows weighted so that the regression is
    the Shapley kernel's (KernelSHAP's weighted least squares on odd terms, for masks drawn
    with the same ``kernel_power``), the efficiency constraint ``Σ_i φ_i = f([n]) - f(∅)``
    exact when the pair ``([n], ∅)`` is among the masks, the ridge chosen by
-   cross-validation over the pairs (infinite ridge keeps the prior).
+   cross-validation over the pairs (infinite ridge keeps the prior). A kept sparse prior
+   takes only the efficiency constraint (infinite ridge).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from .proxyspex import ProxySPEX
 #: infinite one keeps the proxy's coefficients.
 RIDGE_GRID = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
 
+#: The proxy's sparse spectrum is kept (not refitted) when its cross-validated R² reaches this.
+SPARSE_ABOVE = 0.85
+
 
 class PairedShapley(BaseEstimator):
     """Shapley values of a set function from complementary pairs of masks (module docstring).
@@ -56,6 +63,10 @@ class PairedShapley(BaseEstimator):
     ridges : sequence of float
         Ridge strengths, relative to the mean diagonal of the weighted Gram matrix, among
         which cross-validation chooses; ``inf`` keeps the prior. Default :data:`RIDGE_GRID`.
+    sparse_above : float
+        Keep the odd part of the proxy's sparse spectrum, instead of refitting the trees'
+        odd terms, when the proxy's cross-validated R² (``proxy_.cv_r2_``) is at least this
+        (``inf``: always refit). Default :data:`SPARSE_ABOVE`.
     cv : int
         Folds of pairs for the ridge and of masks for the proxy.
     num_threads : int
@@ -71,11 +82,16 @@ class PairedShapley(BaseEstimator):
         The fitted odd part ``g(S) = (f(S) - f(Sᶜ)) / 2``: odd-order terms only (no constant),
         from which ``shapley_`` is read.
     proxy_ : ProxySPEX
-        The fitted proxy; ``proxy_.spectrum_`` is its whole (odd and even) spectrum.
+        The fitted proxy: ``proxy_.tree_spectrum_`` its trees' whole (odd and even)
+        spectrum, ``proxy_.spectrum_`` its sparse spectrum, ``proxy_.cv_r2_`` the latter's
+        cross-validated R².
+    prior_ : {"trees", "sparse"}
+        Which odd part was the prior: the trees' (refitted) or the sparse spectrum's (kept).
     ridge_ : float
         The chosen relative ridge strength (``inf``: the prior was kept).
     cv_results_ : pandas.DataFrame
-        Weighted CV mean squared error of ``g`` for each ridge strength.
+        Weighted CV mean squared error of ``g`` for each ridge strength (empty when the
+        sparse prior was kept: there was nothing to choose).
     n_features_in_ : int
     """
 
@@ -86,6 +102,7 @@ class PairedShapley(BaseEstimator):
         support: float = 0.5,
         max_terms: int = 2048,
         ridges=RIDGE_GRID,
+        sparse_above: float = SPARSE_ABOVE,
         cv: int = 5,
         num_threads: int = 1,
         random_state: int = 0,
@@ -94,6 +111,7 @@ class PairedShapley(BaseEstimator):
         self.support = support
         self.max_terms = max_terms
         self.ridges = ridges
+        self.sparse_above = sparse_above
         self.cv = cv
         self.num_threads = num_threads
         self.random_state = random_state
@@ -137,6 +155,8 @@ class PairedShapley(BaseEstimator):
         ridges = np.asarray(self.ridges, dtype=np.float64)
         if ridges.ndim != 1 or ridges.size == 0 or not (ridges > 0).all():
             raise ValueError(f"ridges must be a non-empty sequence of positive numbers, got {self.ridges!r}.")
+        if not self.sparse_above >= 0:
+            raise ValueError(f"sparse_above must be >= 0 (inf: always refit), got {self.sparse_above}.")
         if self.cv < 2:
             raise ValueError(f"cv must be at least 2, got {self.cv}.")
 
@@ -144,17 +164,23 @@ class PairedShapley(BaseEstimator):
         n = self.n_features_in_ = X.shape[1]
         # the folds' average alone: the fit on every mask did not lower the Shapley error on
         # the tuning functions (docs/results.md)
-        proxy = ProxySPEX(k=None, final_fit=False, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
+        proxy = ProxySPEX(final_fit=False, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
         self.proxy_ = proxy.fit(X, y)
-        prior = _odd_part(proxy.spectrum_)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
+        if proxy.cv_r2_ >= self.sparse_above:
+            self.prior_, ridges = "sparse", np.array([np.inf])
+            prior = _odd_part(proxy.spectrum_)
+            prior_at_pairs = prior.predict(S)
+        else:
+            self.prior_, ridges = "trees", np.asarray(self.ridges, dtype=np.float64)
+            prior = _odd_part(proxy.tree_spectrum_)
+            # the odd part at the pairs through the trees (their exact transform is
+            # tree_spectrum_), at a cost that grows with the trees, not the terms
+            trees = proxy.predict_trees(X)
+            prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
 
         rows, start = self._support_rows(prior, S.shape[0])
         P = parity_matrix(S, rows)  # (pairs, k)
-        # the prior's odd part at the pairs, through the trees (k=None: the proxy's spectrum is
-        # their exact transform) at a cost that grows with the trees, not the terms
-        trees = proxy.predict_trees(X)
-        prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
         residual = g - prior_at_pairs + P @ start  # what the support's terms must explain
         sizes = S.sum(axis=1)
         boundary = (sizes == 0) | (sizes == n)
@@ -168,10 +194,14 @@ class PairedShapley(BaseEstimator):
         root /= np.sqrt(np.mean(root**2))
         A, b = P[~boundary] * root[:, None], residual[~boundary] * root
 
-        ridges = np.asarray(self.ridges, dtype=np.float64)
-        scale = float(np.einsum("ij,ij->", A, A)) / A.shape[1] if A.size else 1.0
-        self.cv_results_ = pd.DataFrame({"ridge": ridges, "cv_mse": self._cv(A, b, start, constraint, ridges * scale)})
-        self.ridge_ = float(ridges[int(np.argmin(self.cv_results_["cv_mse"].to_numpy()))])
+        if np.isfinite(ridges).any():
+            scale = float(np.einsum("ij,ij->", A, A)) / A.shape[1] if A.size else 1.0
+            cv_mse = self._cv(A, b, start, constraint, ridges * scale)
+            self.cv_results_ = pd.DataFrame({"ridge": ridges, "cv_mse": cv_mse})
+            self.ridge_ = float(ridges[int(np.argmin(cv_mse))])
+        else:
+            scale, self.ridge_ = 1.0, np.inf
+            self.cv_results_ = pd.DataFrame({"ridge": pd.Series(dtype=float), "cv_mse": pd.Series(dtype=float)})
         (coefs,) = _ridge_towards(A, b, start, constraint, [self.ridge_ * scale])
 
         update = Spectrum(n, padded_to_csr(rows, n), coefs - start)
@@ -225,9 +255,10 @@ def _ridge_towards(A, b, prior, constraint, ridges) -> list[np.ndarray]:
     solution is ``β₀ = prior + H⁻¹ Aᵀ(b - A prior)`` and the constrained one
     ``β₀ + H⁻¹c (d - cᵀβ₀) / cᵀH⁻¹c`` (as ``λ → ∞``, ``H⁻¹c / cᵀH⁻¹c → c / cᵀc``).
     """
-    values, vectors = np.linalg.eigh(A.T @ A)
-    z = vectors.T @ (A.T @ (b - A @ prior))
-    zc = vectors.T @ constraint[0] if constraint is not None else None
+    if np.isfinite(ridges).any():
+        values, vectors = np.linalg.eigh(A.T @ A)
+        z = vectors.T @ (A.T @ (b - A @ prior))
+        zc = vectors.T @ constraint[0] if constraint is not None else None
     out = []
     for ridge in ridges:
         if np.isfinite(ridge):

@@ -147,7 +147,7 @@ def test_constant_outputs_give_the_constant_with_a_warning():
         with pytest.warns(UserWarning, match="every output equals 3.0"):
             est = ProxySPEX(seed=0).fit(masks, np.full(100, 3.0))
         assert est.spectrum_.to_dict() == {(): 3.0} and est.tree_spectrum_ == est.spectrum_
-        assert est.best_params_ is None and est.k_ == 1
+        assert est.best_params_ is None and est.k_ == 1 and est.cv_r2_ == 1.0
         np.testing.assert_array_equal(est.predict_trees(X[:5]), np.full(5, 3.0))
         np.testing.assert_array_equal(est.predict(compattr.sample_masks(8, 5, seed=1)), 3.0)
 
@@ -448,10 +448,12 @@ def test_final_fit_auto_adds_it_only_while_the_cv_leaves_variance_unexplained():
     n = 20
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=14)
     X = compattr.sample_masks(n, compattr.budget(n, 8), seed=15)
-    clean = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
-    noisy = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, add_noise(truth.predict(X), truth, snr_db=3, seed=16))
-    threshold = compattr.proxy.proxyspex.FINAL_FIT_BELOW
-    assert 1 - clean.sparsity_cv_["cv_mse"].min() / np.var(truth.predict(X)) >= threshold
+    y_clean, y_noisy = truth.predict(X), add_noise(truth.predict(X), truth, snr_db=3, seed=16)
+    clean = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y_clean)
+    noisy = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y_noisy)
+    for est, y in ((clean, y_clean), (noisy, y_noisy)):  # cv_r2_: read off the sparsity CV
+        assert est.cv_r2_ == pytest.approx(1 - est.sparsity_cv_["cv_mse"].min() / np.var(y))
+    assert clean.cv_r2_ >= compattr.proxy.proxyspex.FINAL_FIT_BELOW > noisy.cv_r2_
     assert "final_trees" not in clean.best_params_  # the CV explains > 99 %: nothing to add
     assert "final_trees" in noisy.best_params_  # 3 dB of noise: the CV explains ~ 2/3
     never = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False).fit(X, truth.predict(X))

@@ -36,20 +36,26 @@ def sparse_function(n: int, seed: int) -> compattr.Spectrum:
     return compattr.Spectrum(n, [(), *supports], rng.normal(size=len(supports) + 1))
 
 
-def fit(f, n: int, m: int, seed: int = 0) -> PairedShapley:
+def fit(f, n: int, m: int, seed: int = 0, **kwargs) -> PairedShapley:
     X = compattr.paired_masks(n, m, seed=seed)
-    return PairedShapley(random_state=seed).fit(X, f(X))
+    return PairedShapley(random_state=seed, **kwargs).fit(X, f(X))
 
 
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum((estimate - truth) ** 2) / np.sum(truth**2))
 
 
-def test_matches_brute_force_on_a_sparse_spectrum():
+@pytest.mark.parametrize("sparse_above, prior", [(0.85, "sparse"), (np.inf, "trees")])
+def test_matches_brute_force_on_a_sparse_spectrum(sparse_above, prior):
     n = 9
     f = sparse_function(n, seed=1)
     truth = brute_force_shapley(f.predict(all_masks(n)), n)
-    est = fit(f.predict, n, 3000)
+    est = fit(f.predict, n, 3000, sparse_above=sparse_above)
+    assert est.prior_ == prior  # the proxy's CV R² is ~1 here: kept unless told never to
+    if prior == "sparse":  # kept as it is, with nothing to choose by CV
+        assert est.ridge_ == np.inf and est.cv_results_.empty
+    else:
+        assert len(est.cv_results_) == len(compattr.proxy.shapley.RIDGE_GRID)
     assert relative_error(est.shapley_, truth) < 1e-4
     # the spectrum it fitted is the odd part: odd orders only, and it is what shapley_ reads
     assert (est.spectrum_.degrees % 2 == 1).all()
@@ -70,13 +76,31 @@ def test_matches_brute_force_on_a_random_table():
     assert relative_error(est.shapley_, truth) < 1e-3
 
 
-def test_shapley_values_are_efficient():
-    """The pair ([n], ∅) makes Σ φ_i = f([n]) - f(∅) exact, even from few masks."""
+@pytest.mark.parametrize("sparse_above, prior", [(np.inf, "trees"), (0.0, "sparse")])
+def test_shapley_values_are_efficient(sparse_above, prior):
+    """The pair ([n], ∅) makes Σ φ_i = f([n]) - f(∅) exact, even from few masks, whichever
+    prior is used (the sparse one is not fitted under that constraint)."""
     n = 12
     f = sparse_function(n, seed=3)
-    est = fit(f.predict, n, 60)
+    est = fit(f.predict, n, 60, sparse_above=sparse_above)
+    assert est.prior_ == prior
     ends = f.predict(np.array([[True] * n, [False] * n]))
     assert est.shapley_.sum() == pytest.approx(ends[0] - ends[1], rel=1e-9)
+
+
+def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
+    n = 10
+    f = sparse_function(n, seed=7)
+    X = compattr.paired_masks(n, 400, seed=8)
+    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))  # noise caps the CV R²
+    est = PairedShapley(random_state=0).fit(X, y)
+    r2 = est.proxy_.cv_r2_
+    below, above = PairedShapley(random_state=0, sparse_above=r2 + 1e-9), PairedShapley(random_state=0, sparse_above=r2)
+    assert below.fit(X, y).prior_ == "trees" and above.fit(X, y).prior_ == "sparse"
+    # the sparse prior's estimate is that spectrum's odd part, moved only to be efficient
+    odd = compattr.indices.shapley(above.proxy_.spectrum_)
+    assert not np.allclose(below.shapley_, above.shapley_)
+    assert np.abs(above.shapley_ - odd).max() < 0.1 * np.abs(odd).max()
 
 
 def test_the_same_seed_gives_the_same_estimate():
@@ -99,7 +123,16 @@ def test_rejects_masks_that_are_not_complementary_pairs():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(kernel_power=1.5), dict(support=0), dict(max_terms=0), dict(ridges=()), dict(cv=1)]
+    "kwargs",
+    [
+        dict(kernel_power=1.5),
+        dict(support=0),
+        dict(max_terms=0),
+        dict(ridges=()),
+        dict(sparse_above=-0.1),
+        dict(sparse_above=np.nan),
+        dict(cv=1),
+    ],
 )
 def test_rejects_bad_parameters(kwargs):
     X = compattr.paired_masks(6, 100, seed=0)
