@@ -13,13 +13,14 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    spectrum's cross-validated R² reaches ``sparse_above``, the odd part of that sparse
    spectrum, kept as it is (a few well-determined terms then beat the refit of many).
 3. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
-   ``|F(T)|``, up to ``support`` terms per pair.
+   ``|F(T)|``, up to ``support`` terms per pair (several sizes, chosen by cross-validation:
+   at low budgets more terms than pairs, held by the ridge, fit best).
 4. **refit** – the support's coefficients by ridge regression of ``g`` on the pairs,
    shrunk towards the prior (not towards 0): the rows weighted so that the regression is
    the Shapley kernel's (KernelSHAP's weighted least squares on odd terms, for masks drawn
    with the same ``kernel_power``), the efficiency constraint ``Σ_i φ_i = f([n]) - f(∅)``
-   exact when the pair ``([n], ∅)`` is among the masks, the ridge chosen by
-   cross-validation over the pairs (infinite ridge keeps the prior). A kept sparse prior
+   exact when the pair ``([n], ∅)`` is among the masks, the ridge and the support chosen
+   together by cross-validation over the pairs (infinite ridge keeps the prior). A kept sparse prior
    takes only the efficiency constraint (infinite ridge).
 """
 
@@ -42,6 +43,9 @@ from .proxyspex import ProxySPEX
 #: infinite one keeps the proxy's coefficients.
 RIDGE_GRID = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
 
+#: Terms refitted per pair among which cross-validation chooses (at most ``max_terms``).
+SUPPORTS = (0.5, 1.0, 2.0, 4.0)
+
 #: The proxy's sparse spectrum is kept (not refitted) when its cross-validated R² reaches this.
 SPARSE_ABOVE = 0.85
 
@@ -55,11 +59,13 @@ class PairedShapley(BaseEstimator):
         The ``kernel_power`` the masks were drawn with by
         :func:`compattr.query.masks.paired_masks`; a pair of size ``k`` is weighted by
         ``(k (n - k))^(kernel_power - 1)``, which makes the refit the Shapley kernel's.
-    support : float
-        Terms refitted per pair (singletons included); the rest of the prior is kept as is.
+    support : float or sequence of float
+        Terms refitted per pair (singletons included; the rest of the prior is kept as is):
+        a number, or the sizes among which cross-validation chooses (default
+        :data:`SUPPORTS`).
     max_terms : int
         At most this many terms are refitted, or ``n`` if more (every singleton is): this
-        bounds the refit's cost, cubic in the terms.
+        bounds the refit's cost, ``pairs × terms × min(pairs, terms)``.
     ridges : sequence of float
         Ridge strengths, relative to the mean diagonal of the weighted Gram matrix, among
         which cross-validation chooses; ``inf`` keeps the prior. Default :data:`RIDGE_GRID`.
@@ -89,9 +95,12 @@ class PairedShapley(BaseEstimator):
         Which odd part was the prior: the trees' (refitted) or the sparse spectrum's (kept).
     ridge_ : float
         The chosen relative ridge strength (``inf``: the prior was kept).
+    support_ : float
+        The chosen terms per pair (NaN when the sparse prior was kept).
     cv_results_ : pandas.DataFrame
-        Weighted CV mean squared error of ``g`` for each ridge strength (empty when the
-        sparse prior was kept: there was nothing to choose).
+        Weighted CV mean squared error of ``g`` (``cv_mse``) for each ``support`` (terms per
+        pair), ``terms`` (refitted terms) and ``ridge`` strength; empty when the sparse prior
+        was kept: there was nothing to choose.
     n_features_in_ : int
     """
 
@@ -99,8 +108,8 @@ class PairedShapley(BaseEstimator):
         self,
         *,
         kernel_power: float = 0.25,
-        support: float = 0.5,
-        max_terms: int = 2048,
+        support=SUPPORTS,
+        max_terms: int = 1024,
         ridges=RIDGE_GRID,
         sparse_above: float = SPARSE_ABOVE,
         cv: int = 5,
@@ -148,8 +157,9 @@ class PairedShapley(BaseEstimator):
     def _check_params(self) -> None:
         if not 0.0 <= self.kernel_power <= 1.0:
             raise ValueError(f"kernel_power must lie in [0, 1], got {self.kernel_power}.")
-        if not self.support > 0:
-            raise ValueError(f"support must be positive, got {self.support}.")
+        support = np.atleast_1d(np.asarray(self.support, dtype=np.float64))
+        if support.ndim != 1 or support.size == 0 or not (support > 0).all():
+            raise ValueError(f"support must be a positive number or a non-empty sequence, got {self.support!r}.")
         if self.max_terms < 1:
             raise ValueError(f"max_terms must be at least 1, got {self.max_terms}.")
         ridges = np.asarray(self.ridges, dtype=np.float64)
@@ -179,30 +189,42 @@ class PairedShapley(BaseEstimator):
             trees = proxy.predict_trees(X)
             prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
 
-        rows, start = self._support_rows(prior, S.shape[0])
+        available = n + int(np.sum(prior.degrees >= 3))  # singletons and the prior's higher terms
+        candidates = self._candidates(n, S.shape[0], available)  # (terms per pair, terms): prefixes
+        rows, start = self._support_rows(prior, candidates[-1][1])
         P = parity_matrix(S, rows)  # (pairs, k)
-        residual = g - prior_at_pairs + P @ start  # what the support's terms must explain
         sizes = S.sum(axis=1)
         boundary = (sizes == 0) | (sizes == n)
         # the efficiency constraint: χ_T(∅) = 1 and χ_T([n]) = -1 for odd T
-        constraint = None
-        if boundary.any():
-            sign = np.where(sizes[boundary] == 0, 1.0, -1.0)
-            constraint = (np.ones(rows.shape[0]), float(np.mean(sign * residual[boundary])))
+        sign = np.where(sizes[boundary] == 0, 1.0, -1.0) if boundary.any() else None
         k = sizes[~boundary].astype(np.float64)
         root = np.sqrt((k * (n - k)) ** (self.kernel_power - 1.0))
         root /= np.sqrt(np.mean(root**2))
-        A, b = P[~boundary] * root[:, None], residual[~boundary] * root
 
+        def design(t: int):
+            """The weighted regression of the first ``t`` support terms (module docstring)."""
+            residual = g - prior_at_pairs + P[:, :t] @ start[:t]  # what the terms must explain
+            constraint = None if sign is None else (np.ones(t), float(np.mean(sign * residual[boundary])))
+            return P[~boundary, :t] * root[:, None], residual[~boundary] * root, constraint
+
+        # every column of A has squared norm Σ root² (= the pairs off the boundary): the scale
+        # of a relative ridge, the same for every support
+        scale = float(np.sum(root**2)) or 1.0
         if np.isfinite(ridges).any():
-            scale = float(np.einsum("ij,ij->", A, A)) / A.shape[1] if A.size else 1.0
-            cv_mse = self._cv(A, b, start, constraint, ridges * scale)
-            self.cv_results_ = pd.DataFrame({"ridge": ridges, "cv_mse": cv_mse})
-            self.ridge_ = float(ridges[int(np.argmin(cv_mse))])
+            table = []
+            for per_pair, t in candidates:
+                A, b, constraint = design(t)
+                cv_mse = self._cv(A, b, start[:t], constraint, ridges * scale)
+                table += [{"support": per_pair, "terms": t, "ridge": r, "cv_mse": e} for r, e in zip(ridges, cv_mse)]
+            self.cv_results_ = pd.DataFrame(table)
+            best = self.cv_results_.loc[self.cv_results_["cv_mse"].idxmin()]
+            self.support_, self.ridge_, t = float(best["support"]), float(best["ridge"]), int(best["terms"])
         else:
-            scale, self.ridge_ = 1.0, np.inf
-            self.cv_results_ = pd.DataFrame({"ridge": pd.Series(dtype=float), "cv_mse": pd.Series(dtype=float)})
-        (coefs,) = _ridge_towards(A, b, start, constraint, [self.ridge_ * scale])
+            self.support_, self.ridge_, t = np.nan, np.inf, candidates[-1][1]
+            self.cv_results_ = pd.DataFrame(columns=["support", "terms", "ridge", "cv_mse"], dtype=float)
+        A, b, constraint = design(t)
+        (coefs,) = _ridge_towards(A, b, start[:t], constraint, [self.ridge_ * scale])
+        rows, start = rows[:t], start[:t]
 
         update = Spectrum(n, padded_to_csr(rows, n), coefs - start)
         supports = sps.vstack([prior.supports, update.supports], format="csr")
@@ -210,11 +232,21 @@ class PairedShapley(BaseEstimator):
         self.shapley_ = shapley(self.spectrum_)
         return self
 
-    def _support_rows(self, prior: Spectrum, pairs: int) -> tuple[np.ndarray, np.ndarray]:
-        """The refitted terms, padded ``(k, D)``: every singleton, then the prior's largest
-        odd terms of order ≥ 3; and their prior coefficients ``(k,)``."""
+    def _candidates(self, n: int, pairs: int, available: int) -> list[tuple[float, int]]:
+        """The supports the CV compares, as (terms per pair, terms), ascending: ``support``
+        times the pairs, at most ``max_terms`` and the ``available`` terms, at least the ``n``
+        singletons; a count reached by several ``support`` values is compared once."""
+        out: dict[int, float] = {}
+        for per_pair in sorted(np.atleast_1d(np.asarray(self.support, dtype=np.float64))):
+            terms = min(available, max(n, min(self.max_terms, int(np.ceil(per_pair * pairs)))))
+            out.setdefault(terms, float(per_pair))
+        return [(per_pair, t) for t, per_pair in out.items()]
+
+    def _support_rows(self, prior: Spectrum, budget: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``budget`` (>= n) refitted terms, padded ``(budget, D)``: every singleton, then the
+        prior's largest odd terms of order ≥ 3 (fewer if it has fewer); and their prior
+        coefficients ``(budget,)``."""
         n = prior.n
-        budget = min(self.max_terms, max(n, int(np.ceil(self.support * pairs))))
         single = np.flatnonzero(prior.degrees == 1)
         start = np.zeros(n)
         start[prior.supports.indices[prior.supports.indptr[single]]] = prior.coefs[single]
@@ -251,20 +283,25 @@ def _ridge_towards(A, b, prior, constraint, ridges) -> list[np.ndarray]:
     """``argmin ||A β - b||² + λ ||β - prior||²`` for each ``λ`` in ``ridges`` (``inf``: the
     prior), subject to ``cᵀβ = d`` when ``constraint = (c, d)`` is given.
 
-    One eigendecomposition of ``AᵀA`` serves every ``λ``: with ``H = AᵀA + λI`` the free
-    solution is ``β₀ = prior + H⁻¹ Aᵀ(b - A prior)`` and the constrained one
+    One thin SVD ``A = U diag(s) Vᵀ`` serves every ``λ`` and costs ``p k min(p, k)`` for
+    ``A`` of shape ``(p, k)``, so more terms than rows stay cheap. With ``H = AᵀA + λI``,
+    ``H⁻¹v = V diag(1 / (s² + λ)) Vᵀv + (v - VVᵀv) / λ``; the free solution is
+    ``β₀ = prior + H⁻¹Aᵀ(b - A prior)`` and the constrained one
     ``β₀ + H⁻¹c (d - cᵀβ₀) / cᵀH⁻¹c`` (as ``λ → ∞``, ``H⁻¹c / cᵀH⁻¹c → c / cᵀc``).
     """
     if np.isfinite(ridges).any():
-        values, vectors = np.linalg.eigh(A.T @ A)
-        z = vectors.T @ (A.T @ (b - A @ prior))
-        zc = vectors.T @ constraint[0] if constraint is not None else None
+        U, s, Vt = np.linalg.svd(A, full_matrices=False)
+        z = s * (U.T @ (b - A @ prior))  # Vᵀ Aᵀ (b - A prior)
+        if constraint is not None:
+            c = constraint[0]
+            vc = Vt @ c
+            outside = c - Vt.T @ vc  # the part of c that A does not see
     out = []
     for ridge in ridges:
         if np.isfinite(ridge):
-            inverse = 1.0 / np.maximum(values + ridge, 1e-300)
-            beta = prior + vectors @ (z * inverse)
-            direction = vectors @ (zc * inverse) if zc is not None else None
+            inverse = 1.0 / np.maximum(s**2 + ridge, 1e-300)
+            beta = prior + Vt.T @ (z * inverse)
+            direction = Vt.T @ (vc * inverse) + outside / ridge if constraint is not None else None
         else:
             beta = prior.copy()
             direction = constraint[0] if constraint is not None else None

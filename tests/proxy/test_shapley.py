@@ -8,6 +8,7 @@ import pytest
 
 import compattr
 from compattr.proxy import PairedShapley
+from compattr.proxy.shapley import _ridge_towards
 
 
 def all_masks(n: int) -> np.ndarray:
@@ -138,3 +139,39 @@ def test_rejects_bad_parameters(kwargs):
     X = compattr.paired_masks(6, 100, seed=0)
     with pytest.raises(ValueError):
         PairedShapley(**kwargs).fit(X, X.sum(axis=1).astype(float))
+
+
+@pytest.mark.parametrize("rows, terms", [(40, 12), (12, 40)])  # more rows than terms, and fewer
+def test_ridge_towards_the_prior_solves_its_constrained_problem(rows, terms):
+    """Each ridge's solution against the KKT system of min ||Aβ - b||² + λ||β - β₀||²
+    subject to Σβ = d, solved directly."""
+    rng = np.random.default_rng(0)
+    A, b, prior = rng.normal(size=(rows, terms)), rng.normal(size=rows), rng.normal(size=terms)
+    c, d = np.ones(terms), 1.5
+    ridges = [1e-2, 1.0, 30.0]
+    got = _ridge_towards(A, b, prior, (c, d), [*ridges, np.inf])
+    for ridge, beta in zip(ridges, got):
+        kkt = np.block([[A.T @ A + ridge * np.eye(terms), c[:, None]], [c[None, :], np.zeros((1, 1))]])
+        want = np.linalg.solve(kkt, np.r_[A.T @ b + ridge * prior, d])[:terms]
+        np.testing.assert_allclose(beta, want, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(got[-1], prior + (d - prior.sum()) / terms)  # infinite: the prior, made to sum to d
+    (free,) = _ridge_towards(A, b, prior, None, [1.0])
+    np.testing.assert_allclose(free, np.linalg.solve(A.T @ A + np.eye(terms), A.T @ b + prior))
+
+
+def test_cross_validation_chooses_the_support_and_the_ridge_together():
+    n = 12
+    f = sparse_function(n, seed=10)
+    X = compattr.paired_masks(n, 300, seed=11)
+    y = f.predict(X) + np.random.default_rng(12).normal(0, 1.0, len(X))
+    est = PairedShapley(random_state=0, support=(0.1, 0.5, 2.0), sparse_above=np.inf).fit(X, y)
+    table = est.cv_results_
+    # 150 pairs: 0.1 gives 15 terms, 0.5 gives 75 and 2.0 every available term (at most 300)
+    assert sorted(table["support"].unique()) == [0.1, 0.5, 2.0]
+    assert table.groupby("support")["terms"].first().is_monotonic_increasing
+    assert len(table) == 3 * len(compattr.proxy.shapley.RIDGE_GRID)
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert (est.support_, est.ridge_) == (best["support"], best["ridge"])
+    # a single support is that support alone, and the same estimate when it is the one chosen
+    alone = PairedShapley(random_state=0, support=est.support_, sparse_above=np.inf).fit(X, y)
+    np.testing.assert_allclose(alone.shapley_, est.shapley_)
