@@ -210,18 +210,7 @@ class PairedShapley(BaseEstimator):
         # every column of A has squared norm Σ root² (= the pairs off the boundary): the scale
         # of a relative ridge, the same for every support
         scale = float(np.sum(root**2)) or 1.0
-        if np.isfinite(ridges).any():
-            table = []
-            for per_pair, t in candidates:
-                A, b, constraint = design(t)
-                cv_mse = self._cv(A, b, start[:t], constraint, ridges * scale)
-                table += [{"support": per_pair, "terms": t, "ridge": r, "cv_mse": e} for r, e in zip(ridges, cv_mse)]
-            self.cv_results_ = pd.DataFrame(table)
-            best = self.cv_results_.loc[self.cv_results_["cv_mse"].idxmin()]
-            self.support_, self.ridge_, t = float(best["support"]), float(best["ridge"]), int(best["terms"])
-        else:
-            self.support_, self.ridge_, t = np.nan, np.inf, candidates[-1][1]
-            self.cv_results_ = pd.DataFrame(columns=["support", "terms", "ridge", "cv_mse"], dtype=float)
+        t = self._choose(candidates, design, start, ridges, scale)  # support_, ridge_, cv_results_
         A, b, constraint = design(t)
         (coefs,) = _ridge_towards(A, b, start[:t], constraint, [self.ridge_ * scale])
         rows, start = rows[:t], start[:t]
@@ -231,6 +220,24 @@ class PairedShapley(BaseEstimator):
         self.spectrum_ = Spectrum(n, supports, np.r_[prior.coefs, update.coefs])
         self.shapley_ = shapley(self.spectrum_)
         return self
+
+    def _choose(self, candidates, design, start: np.ndarray, ridges: np.ndarray, scale: float) -> int:
+        """Choose the support and the ridge by CV over pairs (``support_``, ``ridge_``,
+        ``cv_results_``); return the chosen number of terms. Only infinite ridges (the
+        sparse prior kept): nothing to choose, the largest support."""
+        if not np.isfinite(ridges).any():
+            self.support_, self.ridge_ = np.nan, np.inf
+            self.cv_results_ = pd.DataFrame(columns=["support", "terms", "ridge", "cv_mse"], dtype=float)
+            return candidates[-1][1]
+        table = []
+        for per_pair, t in candidates:
+            A, b, constraint = design(t)
+            cv_mse = self._cv(A, b, start[:t], constraint, ridges * scale)
+            table += [{"support": per_pair, "terms": t, "ridge": r, "cv_mse": e} for r, e in zip(ridges, cv_mse)]
+        self.cv_results_ = pd.DataFrame(table)
+        best = self.cv_results_.loc[self.cv_results_["cv_mse"].idxmin()]
+        self.support_, self.ridge_ = float(best["support"]), float(best["ridge"])
+        return int(best["terms"])
 
     def _candidates(self, n: int, pairs: int, available: int) -> list[tuple[float, int]]:
         """The supports the CV compares, as (terms per pair, terms), ascending: ``support``
