@@ -39,7 +39,8 @@ VARIANTS = {
     "proxyspex": {},
     "proxyspex ridge=0": {"ridge": 0.0},  # the paper's plain least-squares refit
     "proxyspex folds-only": {"final_fit": False},  # no fit on every mask
-    "proxyspex previous": {"ridge": 0.0, "final_fit": False},  # both: the default before them
+    "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
+    "proxyspex previous": {"ridge": 0.0, "final_fit": False, "all_folds": True},  # the default before all three
 }
 
 

@@ -10,12 +10,29 @@ paper's plain least-squares refit, no fit on every mask, both) and the marginal 
 prints each one's held-out R² and CPU seconds: the real-function rows next to the synthetic
 ones, without a model call.
 
+With ``--shapiq PYTHON`` (an environment with shapiq 1.8, as in ``shapley.py``) shapiq's
+estimators that have a function refit the same queries in that environment:
+
+* ``shapiq ProxySPEX`` (its defaults, grid search on): it draws uniform masks, the design the
+  saved masks were drawn from, so it is handed the saved masks as its draw and the saved
+  outputs as the game's answers; its function is its refined Fourier spectrum;
+* ``shapiq ProxySHAP proxy`` (its default XGBoost) and ``shapiq ProxySHAP proxy (HPO)`` (its
+  grid search): ProxySHAP's function is its tree proxy, fitted here by shapiq's own
+  ``fit_proxy`` on the saved queries. ProxySHAP itself would draw masks weighted towards small
+  and large coalitions; uniform masks are the design the held-out masks share.
+
+OddSHAP fits only the odd part of the function, so it has no held-out R².
+
     python benchmarks/saved.py results/heads_mc-seed0/explanation-* --seed 0
+    python benchmarks/saved.py results/heads_mc-seed0/explanation-* --shapiq /tmp/shapiq-env/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,9 +47,70 @@ ESTIMATORS = {
 }
 ESTIMATORS["lasso"] = lambda seed: compattr.LassoBaseline(seed=seed)
 
+SHAPIQ_SIDE = r"""
+import json, sys, time
+import numpy as np
+import shapiq
+from shapiq.approximator.proxy._routes import fit_proxy, predict_proxy
 
-def rows(folder: Path, seed: int) -> list[dict]:
-    """One row per estimator: held-out R² of its refit of the explanation in ``folder``."""
+job = json.load(open(sys.argv[1]))
+X, y = np.asarray(job["X"], dtype=bool), np.asarray(job["y"], dtype=float)
+X_test = np.asarray(job["X_test"], dtype=bool)
+n, seed = X.shape[1], job["seed"]
+
+
+class SavedDraw:
+    # The saved masks as the sampler's draw (ProxySPEX samples uniform masks, as they were).
+    coalitions_matrix = X
+
+    def sample(self, budget):
+        assert budget == len(X)
+
+
+def answers(coalitions):
+    assert coalitions is X, "the estimator asked for masks that were not saved"
+    return y
+
+
+def proxyspex():
+    approximator = shapiq.ProxySPEX(n=n, max_order=1, index="SV", random_state=seed)
+    approximator._sampler = SavedDraw()
+    fourier = {}
+    convert = approximator.fourier_to_moebius  # keep the refined Fourier spectrum it converts
+    approximator.fourier_to_moebius = lambda f: convert(fourier.update(f) or f)
+    approximator.approximate(len(X), answers)
+    pred = np.zeros(len(X_test))
+    for t, c in fourier.items():
+        pred += c * (1 - 2 * (X_test[:, list(t)].sum(1) % 2)) if t else c
+    return pred
+
+
+def proxyshap(hpo):
+    approximator = shapiq.ProxySHAP(n, max_order=1, index="SV", hpo=hpo, random_state=seed)
+    offset = float(y.mean())  # ProxySHAP fits the values less f(empty); trees do not mind the shift
+    fitted = fit_proxy(approximator.proxy_model, X, y - offset, max_order=1)
+    return predict_proxy(fitted, X_test, max_order=1) + offset
+
+
+makers = {
+    "shapiq ProxySPEX": proxyspex,
+    "shapiq ProxySHAP proxy": lambda: proxyshap(False),
+    "shapiq ProxySHAP proxy (HPO)": lambda: proxyshap(True),
+}
+out = {}
+for name in job["methods"]:
+    start = time.process_time()
+    pred = makers[name]()
+    out[name] = {"test_pred": [float(v) for v in pred], "cpu_s": time.process_time() - start}
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+SHAPIQ_METHODS = ("shapiq ProxySPEX", "shapiq ProxySHAP proxy", "shapiq ProxySHAP proxy (HPO)")
+
+
+def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SHAPIQ_METHODS) -> list[dict]:
+    """One row per estimator: held-out R² of its refit of the explanation in ``folder``
+    (shapiq's ``methods`` too, in the environment of the python ``shapiq``, if given)."""
     ex = compattr.Explanation.load(folder)
     out = []
     for name, make in ESTIMATORS.items():
@@ -40,21 +118,47 @@ def rows(folder: Path, seed: int) -> list[dict]:
         est = make(seed).fit(ex.masks, ex.outputs)
         cpu = time.process_time() - start
         r2 = compattr.faithfulness(est, ex.test_masks, ex.test_outputs)
-        row = {"explanation": folder.name, "n": ex.n, "masks": len(ex.masks), "method": name, "r2": r2, "cpu_s": cpu}
-        row["ridge"] = getattr(est, "ridge_", None)
-        out.append(row)
+        out.append(_row(folder, ex, name, r2, cpu, getattr(est, "ridge_", None)))
+    if shapiq:
+        for name, r in shapiq_side(shapiq, ex, seed, methods).items():
+            out.append(_row(folder, ex, name, _r2(np.asarray(r["test_pred"]), ex.test_outputs), r["cpu_s"], None))
     return out
+
+
+def shapiq_side(python: str, ex: compattr.Explanation, seed: int, methods) -> dict:
+    """shapiq's ``methods`` refitted on the explanation's queries in the environment of
+    ``python``; each result holds its predictions on the held-out masks and its CPU seconds."""
+    job = {"X": ex.masks.astype(int).tolist(), "y": np.asarray(ex.outputs, float).tolist(), "seed": seed}
+    job |= {"X_test": ex.test_masks.astype(int).tolist(), "methods": list(methods)}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        src.write_text(json.dumps(job))
+        subprocess.run([python, "-c", SHAPIQ_SIDE, str(src), str(dst)], check=True, stdout=subprocess.DEVNULL)
+        return json.loads(dst.read_text())
+
+
+def _r2(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
+def _row(folder: Path, ex, method: str, r2: float, cpu: float, ridge) -> dict:
+    return {"explanation": folder.name, "n": ex.n, "masks": len(ex.masks), "method": method, "r2": r2} | {
+        "cpu_s": cpu,
+        "ridge": ridge,
+    }
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folders", type=Path, nargs="+", help="folders written by Explanation.save")
     p.add_argument("--seed", type=int, default=0, help="seeds the folds and LightGBM (default %(default)s)")
+    p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
+    p.add_argument("--shapiq-methods", nargs="+", default=list(SHAPIQ_METHODS), choices=SHAPIQ_METHODS, metavar="NAME")
     args = p.parse_args(argv)
     print("| explanation | n | masks | method | held-out R² | ridge | CPU s |")
     print("|---|---|---|---|---|---|---|")
     for folder in args.folders:
-        for r in rows(folder, args.seed):
+        for r in rows(folder, args.seed, args.shapiq, args.shapiq_methods):
             ridge = "" if r["ridge"] is None else ("no refit" if np.isnan(r["ridge"]) else f"{r['ridge']:g}")
             cells = [r["explanation"], r["n"], r["masks"], r["method"], f"{r['r2']:.3f}", ridge, f"{r['cpu_s']:.1f}"]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)

@@ -11,6 +11,11 @@
    the best two up to 1,000, the best one up to 5,000), and only the winner is fitted on the
    other four folds, with at most the trees it kept on the first (the race chose the tree
    count too); ``search="full"`` cross-validates every configuration on all folds.
+   With ``all_folds="auto"`` (default) the race's winner is fitted on the other folds only
+   when its first fold leaves something to learn: when the best top-k of that fold's spectrum
+   already explains :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs, the
+   first fold's ensemble alone goes on, and k is chosen on that fold. On large budgets that
+   skips four of the search's seven or so fits.
    With ``final_fit`` (by default while the CV leaves more than 1 % of the variance
    unexplained) the winner is also fitted on every mask, with the folds' mean tree count
    scaled by the data's growth (m over a fold's training masks: 5/4 with 5 folds), as a model
@@ -29,8 +34,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache, partial
 
 import lightgbm as lgb
 import numpy as np
@@ -44,7 +50,7 @@ from .._validation import as_masks, as_outputs, output_scale
 from ..query.masks import budget
 from ..spectrum import Spectrum
 from .leastsquares import least_squares
-from .search import fit_all, mask_dataset, search
+from .search import Fit, fit_all, mask_dataset, search
 from .sparsify import candidate_ks, sparsity_cv, top_terms
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
@@ -52,6 +58,10 @@ PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "lea
 
 #: ``final_fit="auto"`` adds the fit on every mask while the CV explains less of the variance.
 FINAL_FIT_BELOW = 0.99
+
+#: ``all_folds="auto"`` fits the race's winner on the other folds only while its first fold
+#: explains less of the variance.
+SETTLED_ABOVE = 0.998
 
 #: Ridge strengths the refit chooses from with ``ridge="cv"`` (penalty per mask; 0 = least squares).
 RIDGES = (0.0, 0.01, 0.03, 0.1, 0.3)
@@ -95,6 +105,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         folds' (module docstring): always (True), never (False: the folds' average alone), or
         ("auto") while the cross-validated fit explains less than :data:`FINAL_FIT_BELOW` of
         the variance, where the extra fit has something to add.
+    all_folds : "auto" or True
+        Fit the race's winner on every fold (True), or ("auto") only while its first fold
+        explains less than :data:`SETTLED_ABOVE` of its held-out variance with the best top-k
+        of its spectrum; above it, the first fold's ensemble is the trees' spectrum and k is
+        chosen on that fold (module docstring). ``search="full"`` always fits every fold.
     cv : int
         Number of folds.
     num_threads : int
@@ -157,6 +172,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         grid: dict | None = None,
         search: str = "race",
         final_fit="auto",
+        all_folds="auto",
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -171,6 +187,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.grid = grid
         self.search = search
         self.final_fit = final_fit
+        self.all_folds = all_folds
         self.cv = cv
         self.num_threads = num_threads
         self.max_order = max_order
@@ -201,13 +218,22 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         data = mask_dataset(X, y, self.num_threads)
         timings: dict[str, float] = {}
 
+        spectrum_of = cache(lambda model: Spectrum.from_trees(model, n, max_order=self.max_order))
         with _timed(timings, "search"):  # 1. search: the trees' hyper-parameters by CV (race)
             grid = {**PAPER_GRID, **(self.grid or {})}
             config, fits, self.cv_results_ = search(
-                data, y, folds, grid, race=self.search == "race", num_threads=self.num_threads, seed=self.seed
+                data,
+                y,
+                folds,
+                grid,
+                race=self.search == "race",
+                num_threads=self.num_threads,
+                seed=self.seed,
+                settled=None if self.all_folds is True else partial(self._settled, spectrum_of, X, y, folds[0]),
             )
+            folds = folds[: len(fits)]  # the folds fitted: only the first when it settled the search
         with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
-            fold_spectra = [Spectrum.from_trees(f.model, n, max_order=self.max_order) for f in fits]
+            fold_spectra = [spectrum_of(f.model) for f in fits]
             self.tree_spectrum_ = _average(fold_spectra)
             self.tree_models_ = [(1.0 / len(fits), f.model) for f in fits]
         with _timed(timings, "sparsify"):  # 3. sparsify: top-k (and the refit's ridge) by CV
@@ -265,6 +291,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(f"refit must be 'auto', True or False, got {self.refit!r}.")
         if self.final_fit not in ("auto", True, False):
             raise ValueError(f"final_fit must be 'auto', True or False, got {self.final_fit!r}.")
+        if self.all_folds not in ("auto", True):
+            raise ValueError(f"all_folds must be 'auto' or True, got {self.all_folds!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":
             raise ValueError(f"ridge must be 'cv', a float or a sequence of floats, got {self.ridge!r}.")
         if not isinstance(self.ridge, str):
@@ -323,8 +351,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 return kept, ridges[0] if self.refit is True else np.nan
             ks, allowed = [len(kept)], (True,)
         else:
-            m_train = min(len(tr) for tr, _ in folds)
-            ks = candidate_ks(max(2, min(self.max_k, m_train // 2)))
+            ks = self._candidate_ks(min(len(tr) for tr, _ in folds))
             if self.refit != "auto":
                 allowed = (self.refit,)
         table = sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed, ridges)
@@ -334,6 +361,20 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if kept is None:
             kept = full if best["k"] == 0 else top_terms(full, int(best["k"]))
         return kept, float(best["ridge"])
+
+    def _settled(self, spectrum_of: Callable[[str], Spectrum], X, y, fold, fit: Fit) -> bool:
+        """Whether the race's winner ``fit`` on the first ``fold`` settles the search: the best
+        top-k of its spectrum (``spectrum_of`` its model text), refitted or not, explains at
+        least :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs."""
+        ks = self._candidate_ks(len(fold[0]))
+        table = sparsity_cv(
+            X, y, [fold], [spectrum_of(fit.model)], [fit], ks, self.max_cv_rows, self.seed, self._ridges()
+        )
+        return 1.0 - table["cv_mse"].min() / float(np.var(y[fold[1]])) >= SETTLED_ABOVE
+
+    def _candidate_ks(self, m_train: int) -> list[int]:
+        """The k the CV chooses from, with ``m_train`` masks to fit each fold's refit on."""
+        return candidate_ks(max(2, min(self.max_k, m_train // 2)))
 
     def _cv_r2(self, y: np.ndarray) -> float:
         """1 - the lowest CV mean squared error (of the kept terms, or of the trees when no k

@@ -5,13 +5,15 @@ chosen by early stopping. Every LightGBM fit is scored at every tree prefix on i
 held-out masks and stopped early (:mod:`compattr.proxy.stopping`), so one fit covers every
 tree count up to its cap. :func:`search` either races the configurations on the first fold by
 successive halving, with the grid's tree counts as rungs, and fits only the winner on the
-other folds (``race=True``), or fits every configuration on every fold. A finished fit is
+other folds (``race=True``; none when the caller's ``settled`` test finds the first fold's fit
+good enough), or fits every configuration on every fold. A finished fit is
 kept as the LightGBM model text of its trees (:class:`Fit`): what the extraction reads.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -80,7 +82,15 @@ def configurations(grid: dict) -> tuple[list[Config], list[int]]:
 
 
 def search(
-    data: lgb.Dataset, y: np.ndarray, folds, grid: dict, *, race: bool, num_threads: int, seed: int
+    data: lgb.Dataset,
+    y: np.ndarray,
+    folds,
+    grid: dict,
+    *,
+    race: bool,
+    num_threads: int,
+    seed: int,
+    settled: Callable[[Fit], bool] | None = None,
 ) -> tuple[Config, list[Fit], pd.DataFrame]:
     """Choose the configuration; return it, its fold fits and the score table.
 
@@ -99,13 +109,17 @@ def search(
         fold, up to the largest tree count.
     num_threads, seed : int
         LightGBM's threads and seed.
+    settled : callable, optional
+        With ``race``: called with the winner's fit on the first fold; when it returns True
+        the search is settled there and the other folds are not fitted (the returned fits,
+        and the score table's ``folds``, then hold the first fold alone).
 
     Returns
     -------
     config : Config
         The configuration of lowest CV mean squared error.
     fits : list of Fit
-        Its fit on each fold, in fold order.
+        Its fit on each fold fitted, in fold order (a prefix of ``folds``).
     table : pandas.DataFrame
         One row per configuration scored: rung, folds, best iteration, CV mean squared error.
     """
@@ -120,12 +134,12 @@ def search(
         # Each booster is read into a Fit before the next is trained (its data freed).
         # The race chose the tree count too: the other folds grow at most that many.
         cap = done[0].best_iteration if done else tree_counts[-1]
-        rest = folds[len(done) :]
+        rest = [] if done and settled is not None and settled(done[0]) else folds[len(done) :]
         fits[c] = done + [
             Fit.of(train(_fold_sets(data, *f), c, cap, y, num_threads=num_threads, seed=seed), c) for f in rest
         ]
         iters = int(round(np.mean([f.best_iteration for f in fits[c]])))
-        rows.append(_row(c, "cv", len(folds), iters, cv_mse(fits[c], folds)))
+        rows.append(_row(c, "cv", len(fits[c]), iters, cv_mse(fits[c], folds)))
     best = min(fits, key=lambda c: cv_mse(fits[c], folds))
     return best, fits[best], pd.DataFrame(rows)
 

@@ -63,7 +63,7 @@ def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
         return booster
 
     monkeypatch.setattr(search, "train", recording)
-    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, all_folds=True).fit(X, truth.predict(X))
     table = est.cv_results_
     winner = table[(table["max_depth"] == est.best_params_["max_depth"]) & (table["rung"] != "cv")]
     kept = int(winner["best_iteration"].iloc[-1])  # its trees on the race's fold
@@ -460,6 +460,37 @@ def test_final_fit_auto_adds_it_only_while_the_cv_leaves_variance_unexplained():
     assert never.spectrum_ == clean.spectrum_
     with pytest.raises(ValueError, match="final_fit"):
         ProxySPEX(final_fit="always").fit(X, truth.predict(X))
+
+
+def test_all_folds_auto_keeps_the_first_fold_alone_when_its_sparse_refit_explains_the_variance():
+    """Noise-free and easy: the first fold's best top-k explains >= SETTLED_ABOVE of its held-out
+    variance, so its ensemble alone is the trees' spectrum and k is chosen on it. Noisy: every
+    fold is fitted, as with all_folds=True; search="full" fits every fold anyway."""
+    from sklearn.model_selection import KFold
+
+    n = 20
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
+    X = compattr.sample_masks(n, compattr.budget(n, 8), seed=22)
+    y = truth.predict(X)
+    settled = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False).fit(X, y)
+    every = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, all_folds=True).fit(X, y)
+    assert len(settled.tree_models_) == 1 and len(every.tree_models_) == 5
+    assert settled.tree_models_[0][1] == every.tree_models_[0][1]  # the first fold's ensemble
+    assert settled.cv_results_.query("rung == 'cv'")["folds"].tolist() == [1]
+    _, first_valid = next(KFold(5, shuffle=True, random_state=0).split(X))
+    explained = 1 - settled.sparsity_cv_["cv_mse"].min() / np.var(y[first_valid])  # k chosen on that fold
+    assert explained >= compattr.proxy.proxyspex.SETTLED_ABOVE
+    X_test = compattr.sample_masks(n, 1000, seed=23)
+    assert r2(settled.predict(X_test), truth.predict(X_test)) > 0.998
+    full = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, search="full").fit(X, y)
+    assert len(full.tree_models_) == 5
+
+    noisy = add_noise(y, truth, snr_db=10, seed=24)
+    auto = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
+    assert len(auto.tree_models_) == 6  # five folds and the fit on every mask
+    assert auto.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, all_folds=True).fit(X, noisy).spectrum_
+    with pytest.raises(ValueError, match="all_folds"):
+        ProxySPEX(all_folds=False).fit(X, y)
 
 
 @pytest.mark.parametrize("final_fit", [False, True])
