@@ -99,23 +99,30 @@ def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
     assert rel == pytest.approx((9 + 2.9**2) / (25 + 16 + 9 + 0.01)) and precision == pytest.approx(2 / 3)
 
 
-def test_saved_benchmark_refits_a_saved_explanation(tmp_path):
+def save_hierarchy(folder: Path, seed: int, offset: float = 0.0):
+    """Save an explanation of a 16-feature hierarchy (seed ``seed``) in ``folder``: 300 fitting
+    and 50 held-out masks, outputs shifted by ``offset``; returns the hierarchy and fitting masks."""
     import numpy as np
 
     import compattr
 
-    truth = compattr.synthetic.complete_hierarchy(16, n_sets=2, order=3, seed=2)
-    X, X_test = compattr.sample_masks(16, 300, seed=1), compattr.sample_masks(16, 50, seed=2)
+    truth = compattr.synthetic.complete_hierarchy(16, n_sets=2, order=3, seed=seed)
+    X, X_test = compattr.sample_masks(16, 300, seed=seed - 1), compattr.sample_masks(16, 50, seed=seed)
     ex = compattr.Explanation(
         spectrum=truth,
         names=[f"f{i}" for i in range(16)],
         groups=np.zeros(16, int),
         masks=X,
-        outputs=truth.predict(X),
+        outputs=truth.predict(X) + offset,
         test_masks=X_test,
-        test_outputs=truth.predict(X_test),
+        test_outputs=truth.predict(X_test) + offset,
     )
-    ex.save(tmp_path / "explanation-toy")
+    ex.save(folder)
+    return truth, X
+
+
+def test_saved_benchmark_refits_a_saved_explanation(tmp_path):
+    save_hierarchy(tmp_path / "explanation-toy", seed=2)
     out = run("saved.py", str(tmp_path / "explanation-toy"))
     rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| explanation-toy")]
     names = ["proxyspex", "proxyspex ridge=0", "proxyspex folds-only", "proxyspex all-folds", "proxyspex previous"]
@@ -189,23 +196,11 @@ def test_saved_benchmark_hands_shapiq_the_saved_queries(tmp_path):
 
     import numpy as np
 
-    import compattr
-
     for name, text in FAKE_SHAPIQ.items():
         (tmp_path / "fake" / "shapiq" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "fake" / "shapiq" / name).write_text(text)
-    truth = compattr.synthetic.complete_hierarchy(16, n_sets=2, order=3, seed=3)
-    X, X_test = compattr.sample_masks(16, 300, seed=4), compattr.sample_masks(16, 50, seed=5)
-    ex = compattr.Explanation(
-        spectrum=truth,
-        names=[f"f{i}" for i in range(16)],
-        groups=np.zeros(16, int),
-        masks=X,
-        outputs=truth.predict(X) + 3.0,  # an offset the proxy fits must carry back
-        test_masks=X_test,
-        test_outputs=truth.predict(X_test) + 3.0,
-    )
-    ex.save(tmp_path / "explanation-toy")
+    # an offset the proxy fits must carry back
+    truth, X = save_hierarchy(tmp_path / "explanation-toy", seed=3, offset=3.0)
     shifted = {**truth.to_dict(), (): truth.constant + 3.0}
     env = os.environ | {
         "PYTHONPATH": str(tmp_path / "fake"),

@@ -146,7 +146,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     sparsity_cv_ : pandas.DataFrame
         CV mean squared error for each k, without refit and refitted at each ridge strength.
     timings_ : dict
-        CPU seconds per stage: ``search``, ``extract``, ``sparsify``.
+        CPU seconds per stage: ``search`` (with the check whether the first fold settles it),
+        ``extract``, ``sparsify``.
 
     Notes
     -----
