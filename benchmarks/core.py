@@ -40,7 +40,8 @@ VARIANTS = {
     "proxyspex ridge=0": {"ridge": 0.0},  # the paper's plain least-squares refit
     "proxyspex folds-only": {"final_fit": False},  # no fit on every mask
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
-    "proxyspex previous": {"ridge": 0.0, "final_fit": False, "all_folds": True},  # the default before all three
+    "proxyspex tilt=1": {"tilt": 1.0},  # top-k by |F(T)| alone, the paper's ranking
+    "proxyspex previous": {"ridge": 0.0, "final_fit": False, "all_folds": True, "tilt": 1.0},  # before all four
 }
 
 

@@ -25,7 +25,8 @@
    and half with the spectrum of the fit on every mask, is the proxy's spectrum.
 3. **sparsify** (:mod:`~compattr.proxy.sparsify`) – keep the top-k terms by ``|F(T)|``, with
    k chosen by the same 5-fold CV among powers of two. Each fold is scored with the ranking
-   of the ensemble that never saw it, so the choice of k is honest.
+   of the ensemble that never saw it, so the choice of k is honest. The same CV chooses the
+   ranking's tilt towards higher orders (``|F(T)| * tilt ** |T|``, ``tilt`` 1 or 1.2).
 4. **refit** (:mod:`~compattr.proxy.leastsquares`) – refit the kept coefficients by least
    squares on the ±1 parity features when that lowers the CV error.
 """
@@ -63,6 +64,9 @@ FINAL_FIT_BELOW = 0.99
 #: explains less of the variance.
 SETTLED_ABOVE = 0.998
 
+#: Ranking tilts the top-k chooses from with ``tilt="cv"`` (terms ranked by |F(T)| tilt^|T|).
+TILTS = (1.0, 1.2)
+
 #: Ridge strengths the refit chooses from with ``ridge="cv"`` (penalty per mask; 0 = least squares).
 RIDGES = (0.0, 0.01, 0.03, 0.1, 0.3)
 
@@ -85,6 +89,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         times the number of masks (so a strength means the same shrinkage at any budget).
         "cv" chooses it by the same cross-validation as k among :data:`RIDGES`; a float fixes
         it (0 = plain least squares, the paper's refit); a sequence is the grid to choose from.
+    tilt : "cv" or float
+        Top-k ranks the trees' terms by ``|F(T)| * tilt ** |T|``: 1 is the paper's ranking by
+        magnitude; above 1 favours higher orders, whose coefficients the trees spread thin.
+        "cv" chooses it with k by the same cross-validation among :data:`TILTS` (a fixed k
+        then ranks by magnitude alone); a float fixes it.
     energy : float, optional
         Instead of top-k, keep the fewest terms holding this fraction of the non-constant
         energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.
@@ -140,11 +149,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         outputs.
     k_ : int
         Number of kept terms; ``refit_`` : bool, whether they were refitted; ``ridge_`` :
-        float, the ridge strength of the refit (NaN without refit).
+        float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
+        tilt the kept terms were ranked with.
     cv_results_ : pandas.DataFrame
         Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
     sparsity_cv_ : pandas.DataFrame
-        CV mean squared error for each k, without refit and refitted at each ridge strength.
+        CV mean squared error for each k and tilt, without refit and refitted at each ridge
+        strength.
     timings_ : dict
         CPU seconds per stage: ``search`` (with the check whether the first fold settles it),
         ``extract``, ``sparsify``.
@@ -167,6 +178,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         *,
         refit="auto",
         ridge="cv",
+        tilt="cv",
         energy: float | None = None,
         max_k: int = 1000,
         max_cv_rows: int = 20_000,
@@ -182,6 +194,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.k = k
         self.refit = refit
         self.ridge = ridge
+        self.tilt = tilt
         self.energy = energy
         self.max_k = max_k
         self.max_cv_rows = max_cv_rows
@@ -300,6 +313,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             ridges = np.atleast_1d(np.asarray(self.ridge, dtype=float))
             if ridges.ndim != 1 or ridges.size == 0 or not np.all(np.isfinite(ridges) & (ridges >= 0)):
                 raise ValueError(f"ridge strengths must be finite and >= 0 (at least one), got {self.ridge!r}.")
+        if not (self.tilt == "cv" or (isinstance(self.tilt, (int, float)) and 0.0 < self.tilt < np.inf)):
+            raise ValueError(f"tilt must be 'cv' or a positive float, got {self.tilt!r}.")
         if self.energy is not None and not 0.0 < self.energy <= 1.0:
             raise ValueError(f"energy must lie in (0, 1], got {self.energy}.")
         if self.cv < 2:
@@ -329,7 +344,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.spectrum_ = self.tree_spectrum_ = Spectrum(n, [()], [value])
         self.tree_models_, self._output_scale = [], 1.0
         self.best_params_ = None
-        self.k_, self.refit_, self.ridge_ = len(self.spectrum_), False, np.nan
+        self.k_, self.refit_, self.ridge_, self.tilt_ = len(self.spectrum_), False, np.nan, 1.0
         self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
         self.cv_r2_ = 1.0
         self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
@@ -342,12 +357,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         full = self.tree_spectrum_
         self.sparsity_cv_ = pd.DataFrame()
         ridges = self._ridges()
+        self.tilt_ = 1.0 if self.tilt == "cv" else float(self.tilt)  # k="cv" may choose another
         kept = None
         allowed: tuple[bool, ...] = (False, True)  # the refit choices the CV may pick
         if self.energy is not None or self.k != "cv":
             if self.k is None and self.energy is None:
                 return full, np.nan
-            kept = full.top_energy(self.energy) if self.energy is not None else top_terms(full, int(self.k))
+            kept = full.top_energy(self.energy) if self.energy is not None else top_terms(full, int(self.k), self.tilt_)
             if self.refit is not True or len(ridges) == 1:
                 return kept, ridges[0] if self.refit is True else np.nan
             ks, allowed = [len(kept)], (True,)
@@ -355,12 +371,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             ks = self._candidate_ks(min(len(tr) for tr, _ in folds))
             if self.refit != "auto":
                 allowed = (self.refit,)
-        table = sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed, ridges)
+        tilts = self._tilts() if kept is None else (self.tilt_,)
+        table = sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed, ridges, tilts)
         choices = table[table["refit"].isin(allowed)]
         best = choices.loc[choices["cv_mse"].idxmin()]
         self.sparsity_cv_ = table
         if kept is None:
-            kept = full if best["k"] == 0 else top_terms(full, int(best["k"]))
+            self.tilt_ = float(best["tilt"])
+            kept = full if best["k"] == 0 else top_terms(full, int(best["k"]), self.tilt_)
         return kept, float(best["ridge"])
 
     def _settled(self, spectrum_of: Callable[[str], Spectrum], X, y, fold, fit: Fit) -> bool:
@@ -368,8 +386,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         top-k of its spectrum (``spectrum_of`` its model text), refitted or not, explains at
         least :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs."""
         ks = self._candidate_ks(len(fold[0]))
+        spectra = [spectrum_of(fit.model)]
         table = sparsity_cv(
-            X, y, [fold], [spectrum_of(fit.model)], [fit], ks, self.max_cv_rows, self.seed, self._ridges()
+            X, y, [fold], spectra, [fit], ks, self.max_cv_rows, self.seed, self._ridges(), self._tilts()
         )
         return 1.0 - table["cv_mse"].min() / float(np.var(y[fold[1]])) >= SETTLED_ABOVE
 
@@ -407,7 +426,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return self.tree_spectrum_
         if self.energy is not None:
             return self.tree_spectrum_.top_energy(self.energy)
-        return top_terms(self.tree_spectrum_, len(kept))
+        return top_terms(self.tree_spectrum_, len(kept), self.tilt_)
+
+    def _tilts(self) -> tuple[float, ...]:
+        """The ranking tilts to choose from."""
+        return TILTS if self.tilt == "cv" else (float(self.tilt),)
 
     def _ridges(self) -> tuple[float, ...]:
         """The ridge strengths to choose from."""

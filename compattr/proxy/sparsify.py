@@ -27,18 +27,23 @@ def candidate_ks(k_max: int) -> list[int]:
     return sorted({*ks, k_max})
 
 
-def _ranked_terms(spectrum: Spectrum, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The constant, then the ``k - 1`` largest other terms: (k', D) supports padded with
-    ``n`` and their coefficients."""
-    nonconst = np.flatnonzero(spectrum.degrees > 0)[: k - 1]
+def _ranked_terms(spectrum: Spectrum, k: int, tilt: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The constant, then the ``k - 1`` other terms of largest ``|F(T)| * tilt ** |T|``: (k', D)
+    supports padded with ``n`` and their coefficients."""
+    nonconst = np.flatnonzero(spectrum.degrees > 0)  # ranked by |F(T)|
+    if tilt != 1.0:
+        score = np.abs(spectrum.coefs[nonconst]) * tilt ** spectrum.degrees[nonconst].astype(float)
+        nonconst = nonconst[np.argsort(-score, kind="stable")]
+    nonconst = nonconst[: k - 1]
     rows = csr_to_padded(spectrum.supports[nonconst], spectrum.n)
     constant = np.full((1, rows.shape[1]), spectrum.n)
     return np.vstack([constant, rows]), np.r_[spectrum.constant, spectrum.coefs[nonconst]]
 
 
-def top_terms(spectrum: Spectrum, k: int) -> Spectrum:
-    """The spectrum truncated to the constant and its ``k - 1`` largest other terms."""
-    rows, coefs = _ranked_terms(spectrum, k)
+def top_terms(spectrum: Spectrum, k: int, tilt: float = 1.0) -> Spectrum:
+    """The spectrum truncated to the constant and its ``k - 1`` other terms of largest
+    ``|F(T)| * tilt ** |T|`` (``tilt`` 1: the largest ``|F(T)|``, the paper's rule)."""
+    rows, coefs = _ranked_terms(spectrum, k, tilt)
     return Spectrum(spectrum.n, padded_to_csr(rows, spectrum.n), coefs)
 
 
@@ -52,9 +57,10 @@ def sparsity_cv(
     max_rows: int,
     seed: int,
     ridges: tuple[float, ...] = (0.0,),
+    tilts: tuple[float, ...] = (1.0,),
 ) -> pd.DataFrame:
     """CV mean squared error of top-k truncation, as the trees give it and refitted at each
-    ridge strength, for each k.
+    ridge strength, for each k and each ranking tilt (terms ranked by ``|F(T)| * tilt ** |T|``).
 
     Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
     factor of the fold's (penalised) Gram matrix gives the refit of every prefix k (the factor
@@ -67,33 +73,50 @@ def sparsity_cv(
     Returns
     -------
     pandas.DataFrame
-        One row per candidate: ``k``, ``refit`` (bool), ``ridge`` (NaN without refit) and
-        ``cv_mse``.
+        One row per candidate: ``k``, ``tilt``, ``refit`` (bool), ``ridge`` (NaN without
+        refit) and ``cv_mse``.
     """
     m = X.shape[0]
     subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
-    sq_refit, sq_trunc, count = np.zeros((len(ridges), len(ks))), np.zeros(len(ks)), 0
+    sq_refit, sq_trunc = np.zeros((len(tilts), len(ridges), len(ks))), np.zeros((len(tilts), len(ks)))
+    count = 0
     for spectrum, (train, valid) in zip(fold_spectra, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
-        rows, coefs = _ranked_terms(spectrum, max(ks))
-        gram, projection = gram_and_projection(X[train], rows, y[train])
-        P_valid = parity_matrix(X[valid], rows)
-        for r, ridge in enumerate(ridges):
-            penalty = ridge_penalty(rows, X.shape[1], ridge * len(train))
-            L, z = factor(gram, projection, penalty, dtype=np.float32)  # only chooses k and the ridge
-            for i, k in enumerate(ks):
-                k = min(k, len(rows))
-                beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
-                sq_refit[r, i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
-        for i, k in enumerate(ks):
-            k = min(k, len(rows))
-            sq_trunc[i] += np.sum((P_valid[:, :k] @ coefs[:k] - y[valid]) ** 2)
+        for t, tilt in enumerate(tilts):
+            _fold_errors(
+                X, y, train, valid, _ranked_terms(spectrum, max(ks), tilt), ks, ridges, sq_refit[t], sq_trunc[t]
+            )
         count += len(valid)
     table = [
-        {"k": k, "refit": True, "ridge": ridge, "cv_mse": s / count}
-        for ridge, row in zip(ridges, sq_refit)
+        {"k": k, "tilt": tilt, "refit": True, "ridge": ridge, "cv_mse": s / count}
+        for tilt, per_tilt in zip(tilts, sq_refit)
+        for ridge, row in zip(ridges, per_tilt)
         for k, s in zip(ks, row)
     ]
-    table += [{"k": k, "refit": False, "ridge": np.nan, "cv_mse": s / count} for k, s in zip(ks, sq_trunc)]
-    table.append({"k": 0, "refit": False, "ridge": np.nan, "cv_mse": cv_mse(fits, folds)})  # 0 = every tree term
+    table += [
+        {"k": k, "tilt": tilt, "refit": False, "ridge": np.nan, "cv_mse": s / count}
+        for tilt, row in zip(tilts, sq_trunc)
+        for k, s in zip(ks, row)
+    ]
+    every = cv_mse(fits, folds)  # k = 0: every tree term
+    table.append({"k": 0, "tilt": 1.0, "refit": False, "ridge": np.nan, "cv_mse": every})
     return pd.DataFrame(table)
+
+
+def _fold_errors(X, y, train, valid, ranked, ks, ridges, sq_refit, sq_trunc) -> None:
+    """Add one fold's squared validation errors of every top-k of ``ranked`` (padded supports
+    and coefficients, best first), refitted at each ridge strength (``sq_refit``, one row per
+    strength) and as the trees give them (``sq_trunc``)."""
+    rows, coefs = ranked
+    gram, projection = gram_and_projection(X[train], rows, y[train])
+    P_valid = parity_matrix(X[valid], rows)
+    for r, ridge in enumerate(ridges):
+        penalty = ridge_penalty(rows, X.shape[1], ridge * len(train))
+        L, z = factor(gram, projection, penalty, dtype=np.float32)  # only chooses k and the ridge
+        for i, k in enumerate(ks):
+            k = min(k, len(rows))
+            beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
+            sq_refit[r, i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
+    for i, k in enumerate(ks):
+        k = min(k, len(rows))
+        sq_trunc[i] += np.sum((P_valid[:, :k] @ coefs[:k] - y[valid]) ** 2)

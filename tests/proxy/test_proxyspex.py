@@ -361,8 +361,23 @@ def test_ridge_refit_equals_the_closed_form_with_an_unpenalised_constant():
     assert sum(v * v for t, v in got.items() if t) < sum(v * v for t, v in plain.items() if t)
 
 
-def test_sparsity_cv_scores_every_ridge_on_held_out_folds():
-    """Each (k, ridge) CV error is the held-out error of that ridge refit on each fold."""
+def test_top_terms_ranks_by_magnitude_tilted_towards_higher_orders():
+    """The constant, then the k - 1 terms of largest |F(T)| tilt^|T| (brute force)."""
+    from compattr.proxy.sparsify import top_terms
+
+    truth = complete_hierarchy(16, n_sets=3, order=4, seed=25)
+    terms = {t: c for t, c in truth.to_dict().items() if t}
+    for tilt in (1.0, 1.5, 3.0):
+        for k in (1, 5, 20):
+            best = sorted(terms, key=lambda t: -abs(terms[t]) * tilt ** len(t))[: k - 1]
+            got = top_terms(truth, k, tilt).to_dict()
+            assert set(got) == {(), *best}
+            assert all(got[t] == truth.to_dict()[t] for t in got)
+    assert set(top_terms(truth, 20, 3.0).to_dict()) != set(top_terms(truth, 20).to_dict())  # the tilt matters here
+
+
+def test_sparsity_cv_scores_every_ridge_and_tilt_on_held_out_folds():
+    """Each (k, tilt, ridge) CV error is the held-out error of that ridge refit on each fold."""
     from sklearn.model_selection import KFold
 
     from compattr.proxy.leastsquares import least_squares
@@ -376,16 +391,43 @@ def test_sparsity_cv_scores_every_ridge_on_held_out_folds():
     spectra = [truth, truth.with_coefs(truth.coefs * 0.5), truth]
     ridges = (0.0, 0.05, 1.0)
     trees = [SimpleNamespace(score=0.0)] * 3  # the untruncated trees' row is not under test
-    table = sparsity_cv(X, y, folds, spectra, trees, ks=[4, 8], max_rows=10**6, seed=0, ridges=ridges).iloc[:-1]
-    for ridge in ridges:
-        for k in (4, 8):
-            sq = 0.0
-            for spectrum, (train, valid) in zip(spectra, folds):
-                refit = least_squares(top_terms(spectrum, k), X[train], y[train], ridge)
-                sq += np.sum((refit.predict(X[valid]) - y[valid]) ** 2)
-            row = table[(table["k"] == k) & (table["ridge"] == ridge)]
-            np.testing.assert_allclose(row["cv_mse"].item(), sq / len(X), rtol=1e-4)
+    tilts = (1.0, 2.0)
+    table = sparsity_cv(X, y, folds, spectra, trees, [4, 8], 10**6, 0, ridges, tilts).iloc[:-1]
+    for tilt in tilts:
+        for ridge in ridges:
+            for k in (4, 8):
+                sq = 0.0
+                for spectrum, (train, valid) in zip(spectra, folds):
+                    refit = least_squares(top_terms(spectrum, k, tilt), X[train], y[train], ridge)
+                    sq += np.sum((refit.predict(X[valid]) - y[valid]) ** 2)
+                row = table[(table["k"] == k) & (table["ridge"] == ridge) & (table["tilt"] == tilt)]
+                np.testing.assert_allclose(row["cv_mse"].item(), sq / len(X), rtol=1e-4)
     assert table.loc[~table["refit"], "ridge"].isna().all()
+    untilted = sparsity_cv(X, y, folds, spectra, trees, [4, 8], 10**6, 0, ridges).iloc[:-1]
+    np.testing.assert_array_equal(untilted["cv_mse"], table.loc[table["tilt"] == 1.0, "cv_mse"])
+
+
+def test_tilt_is_chosen_with_k_by_cv_and_can_be_fixed():
+    from compattr.proxy.sparsify import top_terms
+
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=26)
+    X = compattr.sample_masks(n, compattr.budget(n, 3), seed=27)
+    y = truth.predict(X)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False).fit(X, y)
+    table = est.sparsity_cv_
+    assert set(table.loc[table["k"] > 0, "tilt"]) == set(compattr.proxy.proxyspex.TILTS)
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert est.tilt_ == best["tilt"] and est.k_ == best["k"]
+    expected = top_terms(est.tree_spectrum_, est.k_, est.tilt_)
+    assert set(est.spectrum_.to_dict()) == set(expected.to_dict())  # the refit keeps the ranked terms
+    fixed = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, tilt=1.0).fit(X, y)
+    assert fixed.tilt_ == 1.0 and set(fixed.sparsity_cv_["tilt"]) == {1.0}
+    twelve = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, k=12, tilt=2.0).fit(X, y)  # a fixed tilt
+    assert twelve.spectrum_.to_dict().keys() == top_terms(est.tree_spectrum_, 12, 2.0).to_dict().keys()
+    for bad in ("auto", 0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="tilt"):
+            ProxySPEX(tilt=bad).fit(X, y)
 
 
 def test_ridge_is_chosen_by_cv_and_can_be_fixed():
