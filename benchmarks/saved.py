@@ -138,14 +138,14 @@ def shapiq_side(python: str, ex: compattr.Explanation, seed: int, methods) -> di
 
 
 def _r2(pred: np.ndarray, y: np.ndarray) -> float:
+    """R² of predictions ``pred`` of the outputs ``y``."""
     return float(1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
-def _row(folder: Path, ex, method: str, r2: float, cpu: float, ridge) -> dict:
-    return {"explanation": folder.name, "n": ex.n, "masks": len(ex.masks), "method": method, "r2": r2} | {
-        "cpu_s": cpu,
-        "ridge": ridge,
-    }
+def _row(folder: Path, ex: compattr.Explanation, method: str, r2: float, cpu: float, ridge) -> dict:
+    """A printed row: the explanation, its size, the method, its R², CPU seconds and ridge."""
+    size = {"explanation": folder.name, "n": ex.n, "masks": len(ex.masks)}
+    return size | {"method": method, "r2": r2, "cpu_s": cpu, "ridge": ridge}
 
 
 def main(argv=None) -> None:
