@@ -56,6 +56,8 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     table = ex.interactions(5)
     assert len(table) == 5 and all("L" in s for s in table["names"] if s != "∅")
     assert "faithfulness" in ex.summary()
+    assert ex.fit_info["tilt"] in compattr.proxy.proxyspex.TILTS
+    assert ("ranked with tilt" in ex.summary()) == (ex.fit_info["tilt"] != 1.0)
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title
