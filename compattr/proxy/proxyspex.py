@@ -233,6 +233,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         timings: dict[str, float] = {}
 
         spectrum_of = cache(lambda model: Spectrum.from_trees(model, n, max_order=self.max_order))
+
+        @cache  # the first fold's table serves the settle check and, when it settled, sparsify
+        def sparsity_table(fits: tuple[Fit, ...], ks: tuple[int, ...], tilts: tuple[float, ...]) -> pd.DataFrame:
+            """The sparsity CV (:func:`sparsity_cv`) of the fits on the first ``len(fits)`` folds."""
+            spectra = [spectrum_of(f.model) for f in fits]
+            options = (self.max_cv_rows, self.seed, self._ridges(), tilts)
+            return sparsity_cv(X, y, folds[: len(fits)], spectra, list(fits), list(ks), *options)
+
         with _timed(timings, "search"):  # 1. search: the trees' hyper-parameters by CV (race)
             grid = {**PAPER_GRID, **(self.grid or {})}
             config, fits, self.cv_results_ = search(
@@ -243,15 +251,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 race=self.search == "race",
                 num_threads=self.num_threads,
                 seed=self.seed,
-                settled=None if self.all_folds is True else partial(self._settled, spectrum_of, X, y, folds[0]),
+                settled=None if self.all_folds is True else partial(self._settled, sparsity_table, y, folds[0]),
             )
-            folds = folds[: len(fits)]  # the folds fitted: only the first when it settled the search
+        fitted = folds[: len(fits)]  # the folds fitted: only the first when it settled the search
         with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
-            fold_spectra = [spectrum_of(f.model) for f in fits]
-            self.tree_spectrum_ = _average(fold_spectra)
+            self.tree_spectrum_ = _average([spectrum_of(f.model) for f in fits])
             self.tree_models_ = [(1.0 / len(fits), f.model) for f in fits]
         with _timed(timings, "sparsify"):  # 3. sparsify: top-k (and the refit's ridge) by CV
-            kept, ridge = self._sparsify(X, y, folds, fold_spectra, fits)
+            kept, ridge = self._sparsify(fitted, fits, sparsity_table)
         self.cv_r2_ = self._cv_r2(y)
         trees = int(round(np.mean([f.best_iteration for f in fits])))
         self.best_params_: dict | None = {
@@ -260,7 +267,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             "n_estimators": trees,
         }
         if self._wants_final_fit():  # the winner on every mask joins the folds' average
-            final_trees = int(round(trees * len(X) / np.mean([len(tr) for tr, _ in folds])))
+            final_trees = int(round(trees * len(X) / np.mean([len(tr) for tr, _ in fitted])))
             kept = self._add_final_fit(data, config, final_trees, kept, timings)
             self.best_params_["final_trees"] = final_trees
         with _timed(timings, "sparsify"):  # 4. refit
@@ -350,10 +357,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
         return self
 
-    def _sparsify(self, X, y, folds, fold_spectra, fits) -> tuple[Spectrum, float]:
+    def _sparsify(self, folds, fits: list[Fit], sparsity_table: Callable[..., pd.DataFrame]) -> tuple[Spectrum, float]:
         """The kept terms of the tree spectrum and the ridge strength of their refit (NaN: no
         refit), by the settings ``energy``, ``k``, ``refit`` and ``ridge``; what they leave
-        open (k="cv", refit="auto", several ridges) is chosen by CV (``sparsity_cv_``)."""
+        open (k="cv", refit="auto", several ridges) is chosen by CV (``sparsity_cv_``, read
+        from ``sparsity_table(fits, ks, tilts)``)."""
         full = self.tree_spectrum_
         self.sparsity_cv_ = pd.DataFrame()
         ridges = self._ridges()
@@ -372,7 +380,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             if self.refit != "auto":
                 allowed = (self.refit,)
         tilts = self._tilts() if kept is None else (self.tilt_,)
-        table = sparsity_cv(X, y, folds, fold_spectra, fits, ks, self.max_cv_rows, self.seed, ridges, tilts)
+        table = sparsity_table(tuple(fits), tuple(ks), tilts)
         choices = table[table["refit"].isin(allowed)]
         best = choices.loc[choices["cv_mse"].idxmin()]
         self.sparsity_cv_ = table
@@ -381,26 +389,21 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             kept = full if best["k"] == 0 else top_terms(full, int(best["k"]), self.tilt_)
         return kept, float(best["ridge"])
 
-    def _settled(self, spectrum_of: Callable[[str], Spectrum], X, y, fold, fit: Fit) -> bool:
+    def _settled(self, sparsity_table: Callable[..., pd.DataFrame], y: np.ndarray, fold, fit: Fit) -> bool:
         """Whether the race's winner ``fit`` on the first ``fold`` settles the search: the best
-        top-k of its spectrum (``spectrum_of`` its model text), refitted or not, explains at
-        least :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs."""
-        ks = self._candidate_ks(len(fold[0]))
-        spectra = [spectrum_of(fit.model)]
-        table = sparsity_cv(
-            X, y, [fold], spectra, [fit], ks, self.max_cv_rows, self.seed, self._ridges(), self._tilts()
-        )
-        return 1.0 - table["cv_mse"].min() / float(np.var(y[fold[1]])) >= SETTLED_ABOVE
+        top-k of its spectrum, refitted or not (``sparsity_table``), explains at least
+        :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs."""
+        table = sparsity_table((fit,), tuple(self._candidate_ks(len(fold[0]))), self._tilts())
+        return _explained(table, y[fold[1]]) >= SETTLED_ABOVE
 
     def _candidate_ks(self, m_train: int) -> list[int]:
         """The k the CV chooses from, with ``m_train`` masks to fit each fold's refit on."""
         return candidate_ks(max(2, min(self.max_k, m_train // 2)))
 
     def _cv_r2(self, y: np.ndarray) -> float:
-        """1 - the lowest CV mean squared error (of the kept terms, or of the trees when no k
-        was cross-validated) / the variance of ``y``."""
-        table = self.sparsity_cv_ if len(self.sparsity_cv_) else self.cv_results_
-        return float(1.0 - table["cv_mse"].min() / np.var(y))
+        """The CV's explained variance of ``y``: of the kept terms, or of the trees when no k
+        was cross-validated."""
+        return _explained(self.sparsity_cv_ if len(self.sparsity_cv_) else self.cv_results_, y)
 
     def _wants_final_fit(self) -> bool:
         """Whether to add the fit on every mask: always (True), never (False), or ("auto") when
@@ -446,6 +449,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             for table in (self.cv_results_, self.sparsity_cv_):
                 if len(table):
                     table["cv_mse"] = table["cv_mse"] * scale * scale
+
+
+def _explained(table: pd.DataFrame, y: np.ndarray) -> float:
+    """1 - the lowest ``cv_mse`` of a CV table / the variance of the outputs ``y`` it scored."""
+    return float(1.0 - table["cv_mse"].min() / np.var(y))
 
 
 def _check_masks_vary(X: np.ndarray) -> None:

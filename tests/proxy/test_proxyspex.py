@@ -504,17 +504,25 @@ def test_final_fit_auto_adds_it_only_while_the_cv_leaves_variance_unexplained():
         ProxySPEX(final_fit="always").fit(X, truth.predict(X))
 
 
-def test_all_folds_auto_keeps_the_first_fold_alone_when_its_sparse_refit_explains_the_variance():
+def test_all_folds_auto_keeps_the_first_fold_alone_when_its_sparse_refit_explains_the_variance(monkeypatch):
     """Noise-free and easy: the first fold's best top-k explains >= SETTLED_ABOVE of its held-out
-    variance, so its ensemble alone is the trees' spectrum and k is chosen on it. Noisy: every
-    fold is fitted, as with all_folds=True; search="full" fits every fold anyway."""
+    variance, so its ensemble alone is the trees' spectrum and k is chosen on it (by the settle
+    check's own sparsity CV, not run twice). Noisy: every fold is fitted, as with
+    all_folds=True; search="full" fits every fold anyway."""
     from sklearn.model_selection import KFold
 
     n = 20
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, compattr.budget(n, 8), seed=22)
     y = truth.predict(X)
+    calls = []
+    sparsity_cv = compattr.proxy.proxyspex.sparsity_cv
+    monkeypatch.setattr(
+        compattr.proxy.proxyspex, "sparsity_cv", lambda *a, **kw: calls.append(a) or sparsity_cv(*a, **kw)
+    )
     settled = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False).fit(X, y)
+    assert len(calls) == 1  # the settle check's table chose k
+    monkeypatch.undo()
     every = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, all_folds=True).fit(X, y)
     assert len(settled.tree_models_) == 1 and len(every.tree_models_) == 5
     assert settled.tree_models_[0][1] == every.tree_models_[0][1]  # the first fold's ensemble
