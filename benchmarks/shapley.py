@@ -220,7 +220,7 @@ def main(argv=None) -> None:
                         f"{rel:.3f}",
                         f"{precision:.1f}",
                         f"{pair_precision(fitted, truth):.1f}" if isinstance(fitted, compattr.Spectrum) else "—",
-                        f"{r['cpu_s']:.1f}",
+                        f"{r['cpu_s']:.2f}",
                     ]
                     print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
