@@ -41,7 +41,9 @@ VARIANTS = {
     "proxyspex folds-only": {"final_fit": False},  # no fit on every mask
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
     "proxyspex tilt=1": {"tilt": 1.0},  # top-k by |F(T)| alone, the paper's ranking
-    "proxyspex previous": {"ridge": 0.0, "final_fit": False, "all_folds": True, "tilt": 1.0},  # before all four
+    "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
+    # the defaults before all five of the above
+    "proxyspex previous": {"ridge": 0.0, "final_fit": False, "all_folds": True, "tilt": 1.0, "ranking": "trees"},
 }
 
 

@@ -83,7 +83,8 @@ class Explanation:
     fit_info : dict
         ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``ridge`` (the
         refit's ridge strength, None without refit), ``tilt`` (the top-k ranking's tilt
-        towards higher orders), ``timings``.
+        towards higher orders), ``ranking`` ("trees", or "refit" when the top terms were
+        re-ranked by their refitted coefficients), ``timings``.
     value_range : (low, high) or None
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
@@ -258,6 +259,7 @@ class Explanation:
                 f"k={self.fit_info.get('k')}, refit={self.fit_info.get('refit')}"
                 + (f" (ridge {self.fit_info['ridge']:g})" if self.fit_info.get("ridge") else "")
                 + (f", ranked with tilt {self.fit_info['tilt']:g}" if (self.fit_info.get("tilt") or 1.0) != 1.0 else "")
+                + (", re-ranked by the refit" if self.fit_info.get("ranking") == "refit" else "")
             )
         lines.append("strongest terms (Fourier coefficient F(T); plot_heads shows Banzhaf interactions):")
         top = self.spectrum.to_frame(k + 1, names=self.names)
@@ -638,6 +640,7 @@ def explain(
             "refit": getattr(est, "refit_", None),
             "ridge": _finite_or_none(getattr(est, "ridge_", None)),
             "tilt": getattr(est, "tilt_", None),
+            "ranking": getattr(est, "ranking_", None),
             "timings": getattr(est, "timings_", None),
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },

@@ -58,6 +58,8 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     assert "faithfulness" in ex.summary()
     assert ex.fit_info["tilt"] in compattr.proxy.proxyspex.TILTS
     assert ("ranked with tilt" in ex.summary()) == (ex.fit_info["tilt"] != 1.0)
+    assert ex.fit_info["ranking"] in compattr.proxy.proxyspex.RANKINGS
+    assert ("re-ranked by the refit" in ex.summary()) == (ex.fit_info["ranking"] == "refit")
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title

@@ -26,7 +26,10 @@
 3. **sparsify** (:mod:`~compattr.proxy.sparsify`) – keep the top-k terms by ``|F(T)|``, with
    k chosen by the same 5-fold CV among powers of two. Each fold is scored with the ranking
    of the ensemble that never saw it, so the choice of k is honest. The same CV chooses the
-   ranking's tilt towards higher orders (``|F(T)| * tilt ** |T|``, ``tilt`` 1 or 1.2).
+   ranking's tilt towards higher orders (``|F(T)| * tilt ** |T|``, ``tilt`` 1 or 1.2), and
+   whether the top terms are re-ranked by their refitted coefficients (``ranking``: the
+   largest candidate's terms refitted by ridge least squares, the k of largest ``|β(T)|``
+   kept), which drops terms the trees rank high only by spreading a true term's weight.
 4. **refit** (:mod:`~compattr.proxy.leastsquares`) – refit the kept coefficients by least
    squares on the ±1 parity features when that lowers the CV error.
 """
@@ -52,7 +55,7 @@ from ..query.masks import budget
 from ..spectrum import Spectrum
 from .leastsquares import least_squares
 from .search import Fit, fit_all, mask_dataset, search
-from .sparsify import candidate_ks, sparsity_cv, top_terms
+from .sparsify import candidate_ks, refit_ranked_terms, sparsity_cv, top_terms
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
@@ -66,6 +69,10 @@ SETTLED_ABOVE = 0.998
 
 #: Ranking tilts the top-k chooses from with ``tilt="cv"`` (terms ranked by |F(T)| tilt^|T|).
 TILTS = (1.0, 1.2)
+
+#: Rankings the top-k chooses from with ``ranking="cv"``: the trees' coefficients, or the
+#: pool of the largest candidate k re-ranked by its ridge refit.
+RANKINGS = ("trees", "refit")
 
 #: Ridge strengths the refit chooses from with ``ridge="cv"`` (penalty per mask; 0 = least squares).
 RIDGES = (0.0, 0.01, 0.03, 0.1, 0.3)
@@ -94,6 +101,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         magnitude; above 1 favours higher orders, whose coefficients the trees spread thin.
         "cv" chooses it with k by the same cross-validation among :data:`TILTS` (a fixed k
         then ranks by magnitude alone); a float fixes it.
+    ranking : {"cv", "trees", "refit"}
+        With k="cv": keep the top k by the trees' coefficients ("trees", the paper's rule), or
+        refit the top ``max(candidate k)`` terms by ridge least squares and keep the k of
+        largest refitted ``|β(T)|`` ("refit"; the CV does the same on each fold's training
+        masks); "cv" lets the same cross-validation choose (:data:`RANKINGS`). A fixed k or
+        ``energy`` ranks by the trees.
     energy : float, optional
         Instead of top-k, keep the fewest terms holding this fraction of the non-constant
         energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.
@@ -150,12 +163,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     k_ : int
         Number of kept terms; ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
-        tilt the kept terms were ranked with.
+        tilt the kept terms were ranked with; ``ranking_`` : str, "trees" or "refit", how
+        they were ranked.
     cv_results_ : pandas.DataFrame
         Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
     sparsity_cv_ : pandas.DataFrame
-        CV mean squared error for each k and tilt, without refit and refitted at each ridge
-        strength.
+        CV mean squared error for each k, tilt and ranking, without refit and refitted at each
+        ridge strength.
     timings_ : dict
         CPU seconds per stage: ``search`` (with the check whether the first fold settles it),
         ``extract``, ``sparsify``.
@@ -179,6 +193,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         refit="auto",
         ridge="cv",
         tilt="cv",
+        ranking: str = "cv",
         energy: float | None = None,
         max_k: int = 1000,
         max_cv_rows: int = 20_000,
@@ -195,6 +210,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.refit = refit
         self.ridge = ridge
         self.tilt = tilt
+        self.ranking = ranking
         self.energy = energy
         self.max_k = max_k
         self.max_cv_rows = max_cv_rows
@@ -235,10 +251,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         spectrum_of = cache(lambda model: Spectrum.from_trees(model, n, max_order=self.max_order))
 
         @cache  # the first fold's table serves the settle check and, when it settled, sparsify
-        def sparsity_table(fits: tuple[Fit, ...], ks: tuple[int, ...], tilts: tuple[float, ...]) -> pd.DataFrame:
+        def sparsity_table(fits: tuple[Fit, ...], ks: tuple[int, ...], tilts: tuple, rankings: tuple) -> pd.DataFrame:
             """The sparsity CV (:func:`sparsity_cv`) of the fits on the first ``len(fits)`` folds."""
             spectra = [spectrum_of(f.model) for f in fits]
-            options = (self.max_cv_rows, self.seed, self._ridges(), tilts)
+            options = (self.max_cv_rows, self.seed, self._ridges(), tilts, rankings)
             return sparsity_cv(X, y, folds[: len(fits)], spectra, list(fits), list(ks), *options)
 
         with _timed(timings, "search"):  # 1. search: the trees' hyper-parameters by CV (race)
@@ -258,7 +274,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.tree_spectrum_ = _average([spectrum_of(f.model) for f in fits])
             self.tree_models_ = [(1.0 / len(fits), f.model) for f in fits]
         with _timed(timings, "sparsify"):  # 3. sparsify: top-k (and the refit's ridge) by CV
-            kept, ridge = self._sparsify(fitted, fits, sparsity_table)
+            keep, ridge = self._sparsify(X, y, fitted, fits, sparsity_table)
         self.cv_r2_ = self._cv_r2(y)
         trees = int(round(np.mean([f.best_iteration for f in fits])))
         self.best_params_: dict | None = {
@@ -268,9 +284,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         }
         if self._wants_final_fit():  # the winner on every mask joins the folds' average
             final_trees = int(round(trees * len(X) / np.mean([len(tr) for tr, _ in fitted])))
-            kept = self._add_final_fit(data, config, final_trees, kept, timings)
+            self._add_final_fit(data, config, final_trees, timings)
             self.best_params_["final_trees"] = final_trees
         with _timed(timings, "sparsify"):  # 4. refit
+            kept = keep(self.tree_spectrum_)
             self.spectrum_ = kept if np.isnan(ridge) else least_squares(kept, X, y, ridge)
             self.k_, self.refit_, self.ridge_ = len(kept), not np.isnan(ridge), ridge
             self._scale_back(scale)
@@ -322,6 +339,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 raise ValueError(f"ridge strengths must be finite and >= 0 (at least one), got {self.ridge!r}.")
         if not (self.tilt == "cv" or (isinstance(self.tilt, (int, float)) and 0.0 < self.tilt < np.inf)):
             raise ValueError(f"tilt must be 'cv' or a positive float, got {self.tilt!r}.")
+        if self.ranking not in ("cv", *RANKINGS):
+            raise ValueError(f"ranking must be 'cv', 'trees' or 'refit', got {self.ranking!r}.")
+        if self.ranking == "refit" and self.refit is False:
+            raise ValueError("ranking='refit' keeps terms by their refit: it needs refit='auto' or True.")
         if self.energy is not None and not 0.0 < self.energy <= 1.0:
             raise ValueError(f"energy must lie in (0, 1], got {self.energy}.")
         if self.cv < 2:
@@ -351,49 +372,61 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.spectrum_ = self.tree_spectrum_ = Spectrum(n, [()], [value])
         self.tree_models_, self._output_scale = [], 1.0
         self.best_params_ = None
-        self.k_, self.refit_, self.ridge_, self.tilt_ = len(self.spectrum_), False, np.nan, 1.0
+        self.k_, self.refit_, self.ridge_, self.tilt_, self.ranking_ = len(self.spectrum_), False, np.nan, 1.0, "trees"
         self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
         self.cv_r2_ = 1.0
         self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
         return self
 
-    def _sparsify(self, folds, fits: list[Fit], sparsity_table: Callable[..., pd.DataFrame]) -> tuple[Spectrum, float]:
-        """The kept terms of the tree spectrum and the ridge strength of their refit (NaN: no
-        refit), by the settings ``energy``, ``k``, ``refit`` and ``ridge``; what they leave
-        open (k="cv", refit="auto", several ridges) is chosen by CV (``sparsity_cv_``, read
-        from ``sparsity_table(fits, ks, tilts)``)."""
-        full = self.tree_spectrum_
+    def _sparsify(
+        self, X, y, folds, fits: list[Fit], sparsity_table: Callable[..., pd.DataFrame]
+    ) -> tuple[Callable[[Spectrum], Spectrum], float]:
+        """The rule that keeps terms of a tree spectrum, and the ridge strength of their refit
+        (NaN: no refit), by the settings ``energy``, ``k``, ``refit``, ``ridge``, ``tilt`` and
+        ``ranking``; what they leave open (k="cv", refit="auto", several ridges, tilts or
+        rankings) is chosen by CV (``sparsity_cv_``, read from ``sparsity_table(fits, ks,
+        tilts, rankings)``)."""
         self.sparsity_cv_ = pd.DataFrame()
         ridges = self._ridges()
         self.tilt_ = 1.0 if self.tilt == "cv" else float(self.tilt)  # k="cv" may choose another
-        kept = None
+        self.ranking_ = "trees"  # k="cv" may choose another
+        chosen = self.k == "cv" and self.energy is None
+        keep: Callable[[Spectrum], Spectrum]
+        if self.energy is not None:
+            keep = partial(Spectrum.top_energy, fraction=self.energy)
+        elif self.k is None:
+            return _every_term, np.nan
+        elif not chosen:
+            keep = partial(top_terms, k=int(self.k), tilt=self.tilt_)
         allowed: tuple[bool, ...] = (False, True)  # the refit choices the CV may pick
-        if self.energy is not None or self.k != "cv":
-            if self.k is None and self.energy is None:
-                return full, np.nan
-            kept = full.top_energy(self.energy) if self.energy is not None else top_terms(full, int(self.k), self.tilt_)
-            if self.refit is not True or len(ridges) == 1:
-                return kept, ridges[0] if self.refit is True else np.nan
-            ks, allowed = [len(kept)], (True,)
-        else:
-            ks = self._candidate_ks(min(len(tr) for tr, _ in folds))
+        if chosen:
+            ks, tilts, rankings = self._candidate_ks(min(len(tr) for tr, _ in folds)), self._tilts(), self._rankings()
             if self.refit != "auto":
                 allowed = (self.refit,)
-        tilts = self._tilts() if kept is None else (self.tilt_,)
-        table = sparsity_table(tuple(fits), tuple(ks), tilts)
-        choices = table[table["refit"].isin(allowed)]
+        elif self.refit is not True or len(ridges) == 1:
+            return keep, ridges[0] if self.refit is True else np.nan
+        else:  # a fixed rule: the CV chooses the ridge of its refit
+            ks, tilts, rankings, allowed = [len(keep(self.tree_spectrum_))], (self.tilt_,), ("trees",), (True,)
+        table = sparsity_table(tuple(fits), tuple(ks), tilts, rankings)
+        choices = table[table["refit"].isin(allowed) & table["ranking"].isin(rankings)]
         best = choices.loc[choices["cv_mse"].idxmin()]
         self.sparsity_cv_ = table
-        if kept is None:
-            self.tilt_ = float(best["tilt"])
-            kept = full if best["k"] == 0 else top_terms(full, int(best["k"]), self.tilt_)
-        return kept, float(best["ridge"])
+        ridge, k = float(best["ridge"]), int(best["k"])
+        if chosen:
+            self.tilt_, self.ranking_ = float(best["tilt"]), str(best["ranking"])
+            if k == 0:
+                keep = _every_term
+            elif self.ranking_ == "refit":
+                keep = partial(refit_ranked_terms, k=k, tilt=self.tilt_, pool=max(ks), X=X, y=y, ridge=ridge)
+            else:
+                keep = partial(top_terms, k=k, tilt=self.tilt_)
+        return keep, ridge
 
     def _settled(self, sparsity_table: Callable[..., pd.DataFrame], y: np.ndarray, fold, fit: Fit) -> bool:
         """Whether the race's winner ``fit`` on the first ``fold`` settles the search: the best
         top-k of its spectrum, refitted or not (``sparsity_table``), explains at least
         :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs."""
-        table = sparsity_table((fit,), tuple(self._candidate_ks(len(fold[0]))), self._tilts())
+        table = sparsity_table((fit,), tuple(self._candidate_ks(len(fold[0]))), self._tilts(), self._rankings())
         return _explained(table, y[fold[1]]) >= SETTLED_ABOVE
 
     def _candidate_ks(self, m_train: int) -> list[int]:
@@ -413,11 +446,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return bool(self.final_fit)
         return self.cv_r2_ < FINAL_FIT_BELOW
 
-    def _add_final_fit(self, data, config, trees: int, kept: Spectrum, timings: dict) -> Spectrum:
-        """Fit ``config`` on every mask with ``trees`` trees, average its spectrum half and half
-        with the folds' (``tree_spectrum_``), and return the terms kept from that average by
-        the rule that kept ``kept`` from the folds' (every term, the energy fraction, or as
-        many top terms)."""
+    def _add_final_fit(self, data, config, trees: int, timings: dict) -> None:
+        """Fit ``config`` on every mask with ``trees`` trees and average its spectrum half and
+        half with the folds' (``tree_spectrum_``, ``tree_models_``)."""
         with _timed(timings, "search"):
             model = fit_all(data, config, trees, self.num_threads, self.seed)
         with _timed(timings, "extract"):
@@ -425,15 +456,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             final = Spectrum.from_trees(model, folds.n, max_order=self.max_order)
             self.tree_spectrum_ = _average([folds, final])
             self.tree_models_ = [(w / 2, text) for w, text in self.tree_models_] + [(0.5, model)]
-        if len(kept) == len(folds):
-            return self.tree_spectrum_
-        if self.energy is not None:
-            return self.tree_spectrum_.top_energy(self.energy)
-        return top_terms(self.tree_spectrum_, len(kept), self.tilt_)
 
     def _tilts(self) -> tuple[float, ...]:
         """The ranking tilts to choose from."""
         return TILTS if self.tilt == "cv" else (float(self.tilt),)
+
+    def _rankings(self) -> tuple[str, ...]:
+        """The rankings to choose from."""
+        return RANKINGS if self.ranking == "cv" else (self.ranking,)
 
     def _ridges(self) -> tuple[float, ...]:
         """The ridge strengths to choose from."""
@@ -454,6 +484,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 def _explained(table: pd.DataFrame, y: np.ndarray) -> float:
     """1 - the lowest ``cv_mse`` of a CV table / the variance of the outputs ``y`` it scored."""
     return float(1.0 - table["cv_mse"].min() / np.var(y))
+
+
+def _every_term(spectrum: Spectrum) -> Spectrum:
+    """The rule that keeps every term."""
+    return spectrum
 
 
 def _check_masks_vary(X: np.ndarray) -> None:

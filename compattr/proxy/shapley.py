@@ -8,7 +8,8 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
 
 1. **proxy** – :class:`~compattr.proxy.ProxySPEX` on every mask and output (the even terms
    help its trees find the odd ones), with the folds' average of its trees
-   (``final_fit=False``) and its sparse spectrum (top-k by cross-validation).
+   (``final_fit=False``) and its sparse spectrum (top-k of the trees' ranking by
+   cross-validation, ``ranking="trees"``).
 2. **prior** – the odd part of the trees' untruncated spectrum; or, when the sparse
    spectrum's cross-validated R² reaches ``sparse_above``, the odd part of that sparse
    spectrum, kept as it is (a few well-determined terms then beat the refit of many).
@@ -172,9 +173,12 @@ class PairedShapley(BaseEstimator):
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         n = self.n_features_in_ = X.shape[1]
-        # the folds' average alone: the fit on every mask did not lower the Shapley error on
-        # the tuning functions (docs/results.md)
-        proxy = ProxySPEX(final_fit=False, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
+        # the folds' average alone, ranked by the trees: neither the fit on every mask nor
+        # re-ranking by the refit lowered the Shapley error on the tuning functions
+        # (docs/results.md)
+        proxy = ProxySPEX(
+            final_fit=False, ranking="trees", cv=self.cv, num_threads=self.num_threads, seed=self.random_state
+        )
         self.proxy_ = proxy.fit(X, y)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         if proxy.cv_r2_ >= self.sparse_above:

@@ -1,10 +1,13 @@
 """Stage 3 of ProxySPEX: keep the top-k Fourier terms, with k chosen by cross-validation.
 
 The candidates are the constant plus the ``k - 1`` terms of largest ``|F(T)|`` (:func:`top_terms`),
-for ``k`` among powers of two (:func:`candidate_ks`). :func:`sparsity_cv` scores every
-candidate, with the trees' coefficients and refitted by (ridge) least squares at each ridge
-strength, on the same folds as the search: each fold with the ranking of the ensemble that
-never saw it.
+for ``k`` among powers of two (:func:`candidate_ks`), or the same number re-ranked by their
+refitted coefficients: the largest candidate's terms (the pool) are refitted by ridge least
+squares, and the ``k - 1`` of largest refitted ``|β(T)|`` are kept (:func:`refit_ranked_terms`),
+which drops terms the trees rank high only because they spread a true term's weight.
+:func:`sparsity_cv` scores every candidate, with the trees' coefficients and refitted by
+(ridge) least squares at each ridge strength, on the same folds as the search: each fold with
+the ranking of the ensemble that never saw it (and, re-ranked, of its own training refit).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from scipy.linalg import solve_triangular
 
 from ..spectrum import Spectrum
 from ..spectrum.supports import csr_to_padded, padded_to_csr, parity_matrix
-from .leastsquares import factor, gram_and_projection, ridge_penalty
+from .leastsquares import factor, gram_and_projection, least_squares, ridge_penalty
 from .search import Fit, cv_mse
 
 
@@ -47,6 +50,14 @@ def top_terms(spectrum: Spectrum, k: int, tilt: float = 1.0) -> Spectrum:
     return Spectrum(spectrum.n, padded_to_csr(rows, spectrum.n), coefs)
 
 
+def refit_ranked_terms(spectrum: Spectrum, k: int, tilt: float, pool: int, X, y, ridge: float) -> Spectrum:
+    """The constant and the ``k - 1`` terms of largest refitted ``|β(T)|`` among the ``pool``
+    top terms of ``spectrum`` (:func:`top_terms` with ``tilt``), refitted on masks ``X`` (m, n)
+    and outputs ``y`` (m,) by least squares with ridge strength ``ridge`` (per mask); the
+    coefficients returned are those of that refit of the pool."""
+    return top_terms(least_squares(top_terms(spectrum, pool, tilt), X, y, ridge), k)
+
+
 def sparsity_cv(
     X,
     y,
@@ -58,9 +69,13 @@ def sparsity_cv(
     seed: int,
     ridges: tuple[float, ...] = (0.0,),
     tilts: tuple[float, ...] = (1.0,),
+    rankings: tuple[str, ...] = ("trees",),
 ) -> pd.DataFrame:
     """CV mean squared error of top-k truncation, as the trees give it and refitted at each
-    ridge strength, for each k and each ranking tilt (terms ranked by ``|F(T)| * tilt ** |T|``).
+    ridge strength, for each k and each ranking tilt (terms ranked by ``|F(T)| * tilt ** |T|``);
+    with ``"refit"`` among ``rankings``, also refitted after re-ranking the top ``max(ks)``
+    terms by their coefficients refitted on the fold's training masks, at each ridge strength
+    (:func:`refit_ranked_terms`).
 
     Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
     factor of the fold's (penalised) Gram matrix gives the refit of every prefix k (the factor
@@ -73,50 +88,71 @@ def sparsity_cv(
     Returns
     -------
     pandas.DataFrame
-        One row per candidate: ``k``, ``tilt``, ``refit`` (bool), ``ridge`` (NaN without
-        refit) and ``cv_mse``.
+        One row per candidate: ``k``, ``tilt``, ``ranking`` ("trees" or "refit"), ``refit``
+        (bool), ``ridge`` (NaN without refit) and ``cv_mse``.
     """
     m = X.shape[0]
     subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
-    sq_refit, sq_trunc = np.zeros((len(tilts), len(ridges), len(ks))), np.zeros((len(tilts), len(ks)))
+    reranked = "refit" in rankings
+    shape = (len(tilts), len(ridges), len(ks))
+    sq_refit, sq_reranked, sq_trunc = np.zeros(shape), np.zeros(shape), np.zeros((len(tilts), len(ks)))
     count = 0
     for spectrum, (train, valid) in zip(fold_spectra, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
         for t, tilt in enumerate(tilts):
-            _fold_errors(
-                X, y, train, valid, _ranked_terms(spectrum, max(ks), tilt), ks, ridges, sq_refit[t], sq_trunc[t]
-            )
+            ranked = _ranked_terms(spectrum, max(ks), tilt)
+            errors = _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked)
+            sq_refit[t] += errors[0]
+            sq_trunc[t] += errors[1]
+            sq_reranked[t] += errors[2]
         count += len(valid)
     table = [
-        {"k": k, "tilt": tilt, "refit": True, "ridge": ridge, "cv_mse": s / count}
-        for tilt, per_tilt in zip(tilts, sq_refit)
+        {"k": k, "tilt": tilt, "ranking": ranking, "refit": True, "ridge": ridge, "cv_mse": s / count}
+        for ranking, sq in (("trees", sq_refit), ("refit", sq_reranked))
+        if ranking in rankings
+        for tilt, per_tilt in zip(tilts, sq)
         for ridge, row in zip(ridges, per_tilt)
         for k, s in zip(ks, row)
     ]
     table += [
-        {"k": k, "tilt": tilt, "refit": False, "ridge": np.nan, "cv_mse": s / count}
+        {"k": k, "tilt": tilt, "ranking": "trees", "refit": False, "ridge": np.nan, "cv_mse": s / count}
         for tilt, row in zip(tilts, sq_trunc)
         for k, s in zip(ks, row)
     ]
     every = cv_mse(fits, folds)  # k = 0: every tree term
-    table.append({"k": 0, "tilt": 1.0, "refit": False, "ridge": np.nan, "cv_mse": every})
+    table.append({"k": 0, "tilt": 1.0, "ranking": "trees", "refit": False, "ridge": np.nan, "cv_mse": every})
     return pd.DataFrame(table)
 
 
-def _fold_errors(X, y, train, valid, ranked, ks, ridges, sq_refit, sq_trunc) -> None:
-    """Add one fold's squared validation errors of every top-k of ``ranked`` (padded supports
-    and coefficients, best first), refitted at each ridge strength (``sq_refit``, one row per
-    strength) and as the trees give them (``sq_trunc``)."""
+def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool) -> tuple[np.ndarray, ...]:
+    """One fold's squared validation errors of every top-k of ``ranked`` (padded supports and
+    coefficients, best first): refitted at each ridge strength (ridges × ks), as the trees give
+    them (ks), and refitted after re-ranking all of ``ranked`` by their refit at that strength
+    (ridges × ks; zeros unless ``reranked``)."""
     rows, coefs = ranked
     gram, projection = gram_and_projection(X[train], rows, y[train])
-    P_valid = parity_matrix(X[valid], rows)
+    P_valid, y_valid = parity_matrix(X[valid], rows), y[valid]
+    if reranked:
+        gram = np.tril(gram) + np.tril(gram, -1).T  # whole: its rows and columns are permuted
+    sq_refit, sq_reranked = np.zeros((len(ridges), len(ks))), np.zeros((len(ridges), len(ks)))
     for r, ridge in enumerate(ridges):
         penalty = ridge_penalty(rows, X.shape[1], ridge * len(train))
         L, z = factor(gram, projection, penalty, dtype=np.float32)  # only chooses k and the ridge
-        for i, k in enumerate(ks):
-            k = min(k, len(rows))
-            beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
-            sq_refit[r, i] += np.sum((P_valid[:, :k] @ beta - y[valid]) ** 2)
-    for i, k in enumerate(ks):
-        k = min(k, len(rows))
-        sq_trunc[i] += np.sum((P_valid[:, :k] @ coefs[:k] - y[valid]) ** 2)
+        sq_refit[r] = _prefix_errors(L, z, P_valid, y_valid, ks)
+        if reranked:  # the constant first, then by decreasing refitted |β|
+            beta = solve_triangular(L.T, z, lower=False)
+            order = np.r_[0, 1 + np.argsort(-np.abs(beta[1:]), kind="stable")]
+            L, z = factor(gram[np.ix_(order, order)], projection[order], penalty[order], dtype=np.float32)
+            sq_reranked[r] = _prefix_errors(L, z, P_valid[:, order], y_valid, ks)
+    sq_trunc = np.array([np.sum((P_valid[:, :k] @ coefs[:k] - y_valid) ** 2) for k in np.minimum(ks, len(rows))])
+    return sq_refit, sq_trunc, sq_reranked
+
+
+def _prefix_errors(L: np.ndarray, z: np.ndarray, P_valid: np.ndarray, y_valid: np.ndarray, ks) -> np.ndarray:
+    """Squared validation errors (len(ks),) of the least squares of each prefix of k columns,
+    from the Cholesky factor ``L`` of the training Gram matrix and ``z = L⁻¹ Pᵀy``."""
+    out = np.empty(len(ks))
+    for i, k in enumerate(np.minimum(ks, len(z))):
+        beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
+        out[i] = np.sum((P_valid[:, :k] @ beta - y_valid) ** 2)
+    return out

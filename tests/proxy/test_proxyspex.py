@@ -407,6 +407,74 @@ def test_sparsity_cv_scores_every_ridge_and_tilt_on_held_out_folds():
     np.testing.assert_array_equal(untilted["cv_mse"], table.loc[table["tilt"] == 1.0, "cv_mse"])
 
 
+def test_sparsity_cv_scores_the_refit_ranking_on_held_out_folds():
+    """Each re-ranked (k, tilt, ridge) CV error is the held-out error of: the fold ensemble's top
+    max(ks) terms refitted on the fold's training masks, the k of largest refitted |β| kept,
+    and those refitted again."""
+    from sklearn.model_selection import KFold
+
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.proxy.sparsify import refit_ranked_terms, sparsity_cv
+
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=8)
+    X = compattr.sample_masks(n, 400, seed=9)
+    y = add_noise(truth.predict(X), truth, snr_db=3, seed=10)
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    spectra = [truth.with_coefs(truth.coefs * s) for s in (1.0, 0.5, 2.0)]
+    ridges, tilts, ks = (0.0, 0.05), (1.0, 2.0), [4, 8, 16]
+    trees = [SimpleNamespace(score=0.0)] * 3  # the untruncated trees' row is not under test
+    table = sparsity_cv(X, y, folds, spectra, trees, ks, 10**6, 0, ridges, tilts, ("trees", "refit"))
+    reranked = table[table["ranking"] == "refit"]
+    assert len(reranked) == len(ridges) * len(tilts) * len(ks) and reranked["refit"].all()
+    for tilt in tilts:
+        for ridge in ridges:
+            for k in ks:
+                sq = 0.0
+                for spectrum, (train, valid) in zip(spectra, folds):
+                    kept = refit_ranked_terms(spectrum, k, tilt, max(ks), X[train], y[train], ridge)
+                    refit = least_squares(kept, X[train], y[train], ridge)
+                    sq += np.sum((refit.predict(X[valid]) - y[valid]) ** 2)
+                row = reranked[(reranked["k"] == k) & (reranked["ridge"] == ridge) & (reranked["tilt"] == tilt)]
+                np.testing.assert_allclose(row["cv_mse"].item(), sq / len(X), rtol=1e-4)
+    # the pool itself (k = max(ks)) is the same set of terms in either ranking
+    pool = table[(table["k"] == max(ks)) & table["refit"]].groupby(["tilt", "ridge"])["cv_mse"]
+    np.testing.assert_allclose(pool.min(), pool.max(), rtol=1e-4)
+    trees_only = sparsity_cv(X, y, folds, spectra, trees, ks, 10**6, 0, ridges, tilts)
+    assert set(trees_only["ranking"]) == {"trees"}
+    np.testing.assert_array_equal(trees_only["cv_mse"], table.loc[table["ranking"] == "trees", "cv_mse"])
+
+
+def test_refit_ranking_is_chosen_by_cv_and_keeps_the_largest_refitted_terms():
+    """A noise-free hierarchy whose trees spread weight over spurious terms: the CV re-ranks,
+    the kept terms are the largest of the pool's refit, and held-out R² is at least the trees'
+    ranking's. ranking="trees" is the paper's rule; bad values are refused."""
+    from compattr.proxy.sparsify import refit_ranked_terms
+
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=26)
+    X = compattr.sample_masks(n, compattr.budget(n, 3), seed=27)
+    y = truth.predict(X)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y)
+    table = est.sparsity_cv_
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert est.ranking_ == best["ranking"] == "refit" and est.k_ == best["k"] and est.tilt_ == best["tilt"]
+    pool = int(table["k"].max())
+    expected = refit_ranked_terms(est.tree_spectrum_, est.k_, est.tilt_, pool, X, y, est.ridge_)
+    assert set(est.spectrum_.to_dict()) == set(expected.to_dict())
+    trees = ProxySPEX(seed=0, grid=SMALL_GRID, ranking="trees").fit(X, y)
+    assert trees.ranking_ == "trees" and set(trees.sparsity_cv_["ranking"]) == {"trees"}
+    X_test = compattr.sample_masks(n, 2000, seed=28)
+    assert r2(est.predict(X_test), truth.predict(X_test)) >= r2(trees.predict(X_test), truth.predict(X_test))
+    forced = ProxySPEX(seed=0, grid=SMALL_GRID, ranking="refit").fit(X, y)
+    assert forced.ranking_ == "refit"
+    for bad in ("auto", "magnitude", None):
+        with pytest.raises(ValueError, match="ranking"):
+            ProxySPEX(ranking=bad).fit(X, y)
+    with pytest.raises(ValueError, match="ranking='refit'"):
+        ProxySPEX(ranking="refit", refit=False).fit(X, y)
+
+
 def test_tilt_is_chosen_with_k_by_cv_and_can_be_fixed():
     from compattr.proxy.sparsify import top_terms
 
@@ -414,14 +482,14 @@ def test_tilt_is_chosen_with_k_by_cv_and_can_be_fixed():
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=26)
     X = compattr.sample_masks(n, compattr.budget(n, 3), seed=27)
     y = truth.predict(X)
-    est = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False).fit(X, y)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, ranking="trees").fit(X, y)
     table = est.sparsity_cv_
     assert set(table.loc[table["k"] > 0, "tilt"]) == set(compattr.proxy.proxyspex.TILTS)
     best = table.loc[table["cv_mse"].idxmin()]
     assert est.tilt_ == best["tilt"] and est.k_ == best["k"]
     expected = top_terms(est.tree_spectrum_, est.k_, est.tilt_)
     assert set(est.spectrum_.to_dict()) == set(expected.to_dict())  # the refit keeps the ranked terms
-    fixed = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, tilt=1.0).fit(X, y)
+    fixed = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, tilt=1.0, ranking="trees").fit(X, y)
     assert fixed.tilt_ == 1.0 and set(fixed.sparsity_cv_["tilt"]) == {1.0}
     twelve = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, k=12, tilt=2.0).fit(X, y)  # a fixed tilt
     assert twelve.spectrum_.to_dict().keys() == top_terms(est.tree_spectrum_, 12, 2.0).to_dict().keys()
