@@ -387,40 +387,45 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         rankings) is chosen by CV (``sparsity_cv_``, read from ``sparsity_table(fits, ks,
         tilts, rankings)``)."""
         self.sparsity_cv_ = pd.DataFrame()
-        ridges = self._ridges()
         self.tilt_ = 1.0 if self.tilt == "cv" else float(self.tilt)  # k="cv" may choose another
         self.ranking_ = "trees"  # k="cv" may choose another
-        chosen = self.k == "cv" and self.energy is None
+        if self.k == "cv" and self.energy is None:
+            return self._chosen_rule(X, y, folds, fits, sparsity_table)
+        if self.energy is None and self.k is None:
+            return _every_term, np.nan
         keep: Callable[[Spectrum], Spectrum]
         if self.energy is not None:
             keep = partial(Spectrum.top_energy, fraction=self.energy)
-        elif self.k is None:
-            return _every_term, np.nan
-        elif not chosen:
+        else:
             keep = partial(top_terms, k=int(self.k), tilt=self.tilt_)
-        allowed: tuple[bool, ...] = (False, True)  # the refit choices the CV may pick
-        if chosen:
-            ks, tilts, rankings = self._candidate_ks(min(len(tr) for tr, _ in folds)), self._tilts(), self._rankings()
-            if self.refit != "auto":
-                allowed = (self.refit,)
-        elif self.refit is not True or len(ridges) == 1:
+        ridges = self._ridges()
+        if self.refit is not True or len(ridges) == 1:
             return keep, ridges[0] if self.refit is True else np.nan
-        else:  # a fixed rule: the CV chooses the ridge of its refit
-            ks, tilts, rankings, allowed = [len(keep(self.tree_spectrum_))], (self.tilt_,), ("trees",), (True,)
-        table = sparsity_table(tuple(fits), tuple(ks), tilts, rankings)
+        # a fixed rule, always refitted: the CV chooses the ridge of its refit
+        table = self.sparsity_cv_ = sparsity_table(
+            tuple(fits), (len(keep(self.tree_spectrum_)),), (self.tilt_,), ("trees",)
+        )
+        refitted = table[table["refit"]]
+        return keep, float(refitted.loc[refitted["cv_mse"].idxmin(), "ridge"])
+
+    def _chosen_rule(
+        self, X, y, folds, fits: list[Fit], sparsity_table: Callable[..., pd.DataFrame]
+    ) -> tuple[Callable[[Spectrum], Spectrum], float]:
+        """With k="cv": the k, tilt, ranking, refit and ridge of lowest CV error (setting
+        ``sparsity_cv_``, ``tilt_`` and ``ranking_``), as the rule that keeps those terms of a
+        tree spectrum, and the ridge strength of their refit (NaN: no refit)."""
+        ks, rankings = self._candidate_ks(min(len(tr) for tr, _ in folds)), self._rankings()
+        table = self.sparsity_cv_ = sparsity_table(tuple(fits), tuple(ks), self._tilts(), rankings)
+        allowed = (False, True) if self.refit == "auto" else (self.refit,)
         choices = table[table["refit"].isin(allowed) & table["ranking"].isin(rankings)]
         best = choices.loc[choices["cv_mse"].idxmin()]
-        self.sparsity_cv_ = table
         ridge, k = float(best["ridge"]), int(best["k"])
-        if chosen:
-            self.tilt_, self.ranking_ = float(best["tilt"]), str(best["ranking"])
-            if k == 0:
-                keep = _every_term
-            elif self.ranking_ == "refit":
-                keep = partial(refit_ranked_terms, k=k, tilt=self.tilt_, pool=max(ks), X=X, y=y, ridge=ridge)
-            else:
-                keep = partial(top_terms, k=k, tilt=self.tilt_)
-        return keep, ridge
+        self.tilt_, self.ranking_ = float(best["tilt"]), str(best["ranking"])
+        if k == 0:
+            return _every_term, ridge
+        if self.ranking_ == "refit":
+            return partial(refit_ranked_terms, k=k, tilt=self.tilt_, pool=max(ks), X=X, y=y, ridge=ridge), ridge
+        return partial(top_terms, k=k, tilt=self.tilt_), ridge
 
     def _settled(self, sparsity_table: Callable[..., pd.DataFrame], y: np.ndarray, fold, fit: Fit) -> bool:
         """Whether the race's winner ``fit`` on the first ``fold`` settles the search: the best
