@@ -20,6 +20,7 @@ same conditions.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import resource
 import subprocess
@@ -45,6 +46,23 @@ VARIANTS = {
     # the defaults before all five of the above
     "proxyspex previous": {"ridge": 0.0, "final_fit": False, "all_folds": True, "tilt": 1.0, "ranking": "trees"},
 }
+
+
+def run_elsewhere(python: str, script: str, job):
+    """Run the Python source ``script`` with the interpreter ``python`` (another environment,
+    e.g. shapiq's) on ``job``: the paths of ``job`` as JSON and of the JSON to write back are
+    its two arguments. Returns what it wrote; its standard output (that library's logs) is
+    dropped."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp, "job.json"), Path(tmp, "out.json")
+        src.write_text(json.dumps(job))
+        subprocess.run([python, "-c", script, str(src), str(dst)], check=True, stdout=subprocess.DEVNULL)
+        return json.loads(dst.read_text())
+
+
+def held_out_r2(pred: np.ndarray, y: np.ndarray) -> float:
+    """R² of predictions ``pred`` (m,) of the outputs ``y`` (m,)."""
+    return float(1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
 def synthetic_function(name: str, n: int, seed: int):
@@ -117,7 +135,7 @@ def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | 
         subprocess.run([python, str(script), str(src), str(out)], check=True)
         result = np.load(out)
         pred, cpu, peak_mb = result["pred"], float(result["cpu"]), float(result["peak_mb"])
-    r2 = 1 - np.sum((pred - y_test) ** 2) / np.sum((y_test - y_test.mean()) ** 2)
+    r2 = held_out_r2(pred, y_test)
     return {
         "function": function,
         "n": n,

@@ -30,9 +30,6 @@ OddSHAP fits only the odd part of the function, so it has no held-out R².
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +37,7 @@ import numpy as np
 
 import compattr
 
-from core import VARIANTS
+from core import VARIANTS, held_out_r2, run_elsewhere
 
 ESTIMATORS = {
     name: (lambda seed, s=settings: compattr.ProxySPEX(seed=seed, **s)) for name, settings in VARIANTS.items()
@@ -122,7 +119,7 @@ def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SHAPIQ_METH
                 pred = compattr.Spectrum.from_dict({tuple(t): c for t, c in r["fourier"]}, ex.n).predict(ex.test_masks)
             else:
                 pred = np.asarray(r["test_pred"])
-            out.append(_row(folder, ex, name, _r2(pred, ex.test_outputs), r["cpu_s"], None))
+            out.append(_row(folder, ex, name, held_out_r2(pred, ex.test_outputs), r["cpu_s"], None))
     return out
 
 
@@ -133,16 +130,7 @@ def shapiq_side(python: str, ex: compattr.Explanation, seed: int, methods) -> di
     (``test_pred``)."""
     job = {"X": ex.masks.astype(int).tolist(), "y": np.asarray(ex.outputs, float).tolist(), "seed": seed}
     job |= {"X_test": ex.test_masks.astype(int).tolist(), "methods": list(methods)}
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "job.json", Path(tmp) / "out.json"
-        src.write_text(json.dumps(job))
-        subprocess.run([python, "-c", SHAPIQ_SIDE, str(src), str(dst)], check=True, stdout=subprocess.DEVNULL)
-        return json.loads(dst.read_text())
-
-
-def _r2(pred: np.ndarray, y: np.ndarray) -> float:
-    """R² of predictions ``pred`` of the outputs ``y``."""
-    return float(1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2))
+    return run_elsewhere(python, SHAPIQ_SIDE, job)
 
 
 def _row(folder: Path, ex: compattr.Explanation, method: str, r2: float, cpu: float, ridge) -> dict:

@@ -15,15 +15,13 @@ shapiq-env/bin/pip install shapiq==1.8.0``.)
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from compattr import Spectrum, indices
+
+from core import run_elsewhere
 
 #: shapiq's index name -> compattr's function (order-limited indices take ``order``).
 INDICES = {"k-SII": indices.k_sii, "STII": indices.shapley_taylor, "FSII": indices.faith_shapley}
@@ -79,13 +77,7 @@ def main(argv=None) -> None:
                 "indices": [[index, order] for index in INDICES for order in orders],
             }
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp, "job.json"), Path(tmp, "out.json")
-        src.write_text(json.dumps(job))
-        script = Path(tmp, "side.py")
-        script.write_text(SHAPIQ_SIDE)
-        subprocess.run([args.shapiq, str(script), str(src), str(dst)], check=True)
-        theirs = json.loads(dst.read_text())
+    theirs = run_elsewhere(args.shapiq, SHAPIQ_SIDE, job)
     print(f"{len(spectra)} random spectra (n, terms, max degree in {settings})")
     print("| index | order | largest |ours - shapiq| over all sets | sets compared |")
     print("|---|---|---|---|")

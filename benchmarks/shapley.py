@@ -33,17 +33,13 @@ ProxySHAP and ProxySPEX fall back to a decision tree.)
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 import compattr
 
-from core import VARIANTS, synthetic_function
+from core import VARIANTS, held_out_r2, run_elsewhere, synthetic_function
 
 SHAPIQ_SIDE = r"""
 import json, sys, time
@@ -148,13 +144,7 @@ def shapiq_side(python: str, truth: compattr.Spectrum, m: int, sigma: float, see
     job = {"n": truth.n, "budget": m, "seed": seed, "coefs": truth.coefs.tolist(), "sigma": sigma}
     job |= {"supports": [list(t) for t in truth.support_tuples()], "X_test": X_test.astype(int).tolist()}
     job["methods"] = methods
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "job.json", Path(tmp) / "out.json"
-        src.write_text(json.dumps(job))
-        subprocess.run(
-            [python, "-c", SHAPIQ_SIDE, str(src), str(dst)], check=True, stdout=subprocess.DEVNULL
-        )  # its logs
-        results = json.loads(dst.read_text())
+    results = run_elsewhere(python, SHAPIQ_SIDE, job)
     for r in results.values():
         if "fourier" in r:
             r["function"] = compattr.Spectrum.from_dict({tuple(t): c for t, c in r.pop("fourier")}, truth.n)
@@ -205,11 +195,7 @@ def main(argv=None) -> None:
                     rel, precision = errors(np.asarray(r["shapley"]), exact)
                     fitted = r.get("function")
                     pred = fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
-                    r2 = (
-                        "—"
-                        if pred is None
-                        else f"{1 - np.sum((pred - y_test) ** 2) / np.sum((y_test - y_test.mean()) ** 2):.3f}"
-                    )
+                    r2 = "—" if pred is None else f"{held_out_r2(pred, y_test):.3f}"
                     cells = [
                         n,
                         f"{alpha:g}",
