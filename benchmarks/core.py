@@ -4,12 +4,14 @@ For the Synthetic Complete Hierarchy and the Synthetic Peak (appendix B.4), each
 = ceil(alpha n log2 n) uniform masks, held-out R^2 on 1,000 fresh masks against the noise-free
 function, CPU seconds per stage and peak memory (max RSS of a fresh process per case).
 ``--variants`` adds ProxySPEX rows that undo one of its default choices (:data:`VARIANTS`).
-``--shapiq PYTHON`` also runs shapiq's ProxySPEX (in its own environment, e.g. ``python -m venv
-shapiq-env && shapiq-env/bin/pip install torch==2.13.0 shapiq==1.4.1 lightgbm``) on the same
-function with the same budget, in the same run. ``--repeats R`` runs every case R times, the
-methods taking turns, and reports each method's fastest run (``cpu_s``) and slowest
-(``cpu_max_s``): the least disturbed CPU time of each on a shared machine, measured under the
-same conditions.
+``--shapiq PYTHON`` also runs shapiq 1.8's estimators that fit a function (``--shapiq-methods``:
+its ProxySPEX by default, ProxySHAP's tree proxy with or without its grid search) in their own
+environment (``benchmarks/shapiq_side.py``: ``python3.12 -m venv shapiq-env &&
+shapiq-env/bin/pip install "shapiq[proxy]==1.8.0"``) on the same function with the same
+budget, in the same run; ``speedup`` is shapiq ProxySPEX's CPU over compattr's. ``--repeats
+R`` runs every case R times, the methods taking turns, and reports each method's fastest run
+(``cpu_s``) and slowest (``cpu_max_s``): the least disturbed CPU time of each on a shared
+machine, measured under the same conditions.
 
     python benchmarks/core.py --shapiq shapiq-env/bin/python --out docs/core.md   # full table
     python benchmarks/core.py --small             # a quick table (make demo)
@@ -32,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shapiq_side import GAME_METHODS as SHAPIQ_GAME_METHODS
+
 FUNCTIONS = ("hierarchy", "peak")
 
 #: ProxySPEX's settings by row name: the default, and variants that undo one of its choices
@@ -48,16 +52,49 @@ VARIANTS = {
 }
 
 
-def run_elsewhere(python: str, script: str, job):
-    """Run the Python source ``script`` with the interpreter ``python`` (another environment,
-    e.g. shapiq's) on ``job``: the paths of ``job`` as JSON and of the JSON to write back are
-    its two arguments. Returns what it wrote; its standard output (that library's logs) is
-    dropped."""
+#: shapiq's estimators that fit a function, whose held-out R² this benchmark can report.
+SHAPIQ_FUNCTIONS = tuple(m for m in SHAPIQ_GAME_METHODS if m != "shapiq OddSHAP")  # OddSHAP: the odd part only
+
+
+def run_shapiq(python: str, job: dict):
+    """Run ``benchmarks/shapiq_side.py`` (its docstring: the jobs and what they return) with the
+    interpreter ``python`` of shapiq's environment on ``job``, in a process of its own. Returns
+    what it wrote; its standard output (shapiq's logs) is dropped."""
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "job.json"), Path(tmp, "out.json")
         src.write_text(json.dumps(job))
-        subprocess.run([python, "-c", script, str(src), str(dst)], check=True, stdout=subprocess.DEVNULL)
+        script = Path(__file__).with_name("shapiq_side.py")
+        subprocess.run([python, str(script), str(src), str(dst)], check=True, stdout=subprocess.DEVNULL)
         return json.loads(dst.read_text())
+
+
+def shapiq_game(python: str, truth, budget: int, sigma: float, seed: int, X_test: np.ndarray, method: str) -> dict:
+    """shapiq's estimator ``method`` on the function ``truth`` (a :class:`compattr.Spectrum`)
+    with ``budget`` calls and Gaussian noise of standard deviation ``sigma``. Returns its CPU
+    seconds, peak memory, Shapley values and, where it fits a function, ``function``: a
+    :class:`compattr.Spectrum` (ProxySPEX) or its predictions on ``X_test`` (ProxySHAP)."""
+    import compattr
+
+    job = {"mode": "game", "method": method, "n": truth.n, "budget": budget, "seed": seed, "sigma": sigma}
+    job |= {"noise_seed": seed + 2, "coefs": truth.coefs.tolist(), "X_test": X_test.astype(int).tolist()}
+    job["supports"] = [list(t) for t in truth.support_tuples()]
+    result = run_shapiq(python, job)
+    if "fourier" in result:
+        result["function"] = compattr.Spectrum.from_dict({tuple(t): c for t, c in result.pop("fourier")}, truth.n)
+    elif "test_pred" in result:
+        result["function"] = np.asarray(result.pop("test_pred"))
+    return result
+
+
+def in_fresh_process(fn, *args) -> dict:
+    """``fn(*args)`` (a dict) in a fresh process, with that process's peak memory as ``peak_mb``
+    (so each method's peak is its own, and methods run one after the other take turns)."""
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_with_peak_memory, (fn, *args))
+
+
+def _with_peak_memory(fn, *args) -> dict:
+    return fn(*args) | {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def held_out_r2(pred: np.ndarray, y: np.ndarray) -> float:
@@ -105,53 +142,25 @@ def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, met
     elif method == "lasso":
         pred = compattr.LassoBaseline(seed=seed).fit(X, y).predict(X_test)
     row["cpu_s"] = time.process_time() - start
-    row["r2"] = 1 - np.sum((pred - y_test) ** 2) / np.sum((y_test - y_test.mean()) ** 2)
-    row["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["r2"] = held_out_r2(pred, y_test)
     return row
 
 
-def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | None, seed: int) -> dict:
-    """shapiq's ProxySPEX on the same function and budget, via benchmarks/shapiq_reference.py."""
+def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | None, seed: int, method: str) -> dict:
+    """shapiq's ``method`` on the same function and budget (:func:`shapiq_game`); its table row."""
     import compattr
+    from compattr.synthetic import noise_sd
 
     truth = synthetic_function(function, n, seed)
     m = compattr.budget(n, alpha)
     X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
-    y_test = truth.predict(X_test)
-    with tempfile.TemporaryDirectory() as tmp:
-        src, out = Path(tmp, "in.npz"), Path(tmp, "out.npz")
-        np.savez(
-            src,
-            n=n,
-            indptr=truth.supports.indptr,
-            indices=truth.supports.indices,
-            coefs=truth.coefs,
-            budget=m,
-            snr_db=np.nan if snr is None else snr,
-            seed=seed,
-            X_test=X_test,
-        )
-        script = Path(__file__).with_name("shapiq_reference.py")
-        subprocess.run([python, str(script), str(src), str(out)], check=True)
-        result = np.load(out)
-        pred, cpu, peak_mb = result["pred"], float(result["cpu"]), float(result["peak_mb"])
-    r2 = held_out_r2(pred, y_test)
-    return {
-        "function": function,
-        "n": n,
-        "alpha": alpha,
-        "m": m,
-        "snr_db": snr,
-        "method": "shapiq",
-        "cpu_s": cpu,
-        "r2": r2,
-        "peak_mb": peak_mb,
-    }
-
-
-def _run_isolated(*args) -> dict:
-    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(_case, args)
+    sigma = 0.0 if snr is None else noise_sd(truth, snr)
+    result = shapiq_game(python, truth, m, sigma, seed, X_test, method)
+    fitted = result["function"]
+    pred = fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
+    row = {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": method}
+    r2 = held_out_r2(pred, truth.predict(X_test))
+    return row | {"cpu_s": result["cpu_s"], "r2": r2, "peak_mb": result["peak_mb"]}
 
 
 def _fastest(runs: Sequence[dict]) -> dict:
@@ -203,7 +212,10 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--variants", nargs="+", default=[], choices=list(VARIANTS)[1:], help="also these ProxySPEX variants"
     )
-    parser.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.4.1")
+    parser.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
+    parser.add_argument(
+        "--shapiq-methods", nargs="+", default=["shapiq ProxySPEX"], choices=SHAPIQ_FUNCTIONS, metavar="NAME"
+    )
     parser.add_argument(
         "--shapiq-max-n", type=int, default=500, help="run shapiq only up to this n (default %(default)s)"
     )
@@ -222,12 +234,14 @@ def main(argv=None) -> None:
                 methods = ["proxyspex", *args.variants] + ([] if args.no_lasso else ["lasso"])
                 runs = []  # per repeat, one row per method
                 for _ in range(args.repeats):
-                    runs.append([_run_isolated(function, n, alpha, args.snr, args.seed, m) for m in methods])
+                    case = (function, n, alpha, args.snr, args.seed)
+                    runs.append([in_fresh_process(_case, *case, m) for m in methods])
                     if args.shapiq and n <= args.shapiq_max_n:
-                        runs[-1].append(_shapiq_case(args.shapiq, function, n, alpha, args.snr, args.seed))
+                        runs[-1] += [_shapiq_case(args.shapiq, *case, m) for m in args.shapiq_methods]
                 case = [_fastest(method_runs) for method_runs in zip(*runs)]
-                if case[-1]["method"] == "shapiq":
-                    case[0]["speedup"] = f"{case[-1]['cpu_s'] / case[0]['cpu_s']:.1f}x"
+                theirs = [r for r in case if r["method"] == "shapiq ProxySPEX"]
+                if theirs:
+                    case[0]["speedup"] = f"{theirs[0]['cpu_s'] / case[0]['cpu_s']:.1f}x"
                 rows += case
                 print(f"done: {function} n={n} alpha={alpha}", file=sys.stderr, flush=True)
     table = _format(rows)

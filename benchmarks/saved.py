@@ -37,72 +37,16 @@ import numpy as np
 
 import compattr
 
-from core import VARIANTS, held_out_r2, run_elsewhere
+from core import VARIANTS, held_out_r2, run_shapiq
+from shapiq_side import SAVED_METHODS
 
 ESTIMATORS = {
     name: (lambda seed, s=settings: compattr.ProxySPEX(seed=seed, **s)) for name, settings in VARIANTS.items()
 }
 ESTIMATORS["lasso"] = lambda seed: compattr.LassoBaseline(seed=seed)
 
-SHAPIQ_SIDE = r"""
-import json, sys, time
-import numpy as np
-import shapiq
-from shapiq.approximator.proxy._routes import fit_proxy, predict_proxy
 
-job = json.load(open(sys.argv[1]))
-X, y = np.asarray(job["X"], dtype=bool), np.asarray(job["y"], dtype=float)
-X_test = np.asarray(job["X_test"], dtype=bool)
-n, seed = X.shape[1], job["seed"]
-
-
-class SavedDraw:
-    # The saved masks as the sampler's draw (ProxySPEX samples uniform masks, as they were).
-    coalitions_matrix = X
-
-    def sample(self, budget):
-        assert budget == len(X)
-
-
-def answers(coalitions):
-    assert coalitions is X, "the estimator asked for masks that were not saved"
-    return y
-
-
-def proxyspex():
-    approximator = shapiq.ProxySPEX(n=n, max_order=1, index="SV", random_state=seed)
-    approximator._sampler = SavedDraw()
-    fourier = {}
-    convert = approximator.fourier_to_moebius  # keep the refined Fourier spectrum it converts
-    approximator.fourier_to_moebius = lambda f: convert(fourier.update(f) or f)
-    approximator.approximate(len(X), answers)
-    return {"fourier": [[list(map(int, t)), float(c)] for t, c in fourier.items()]}
-
-
-def proxyshap(hpo):
-    approximator = shapiq.ProxySHAP(n, max_order=1, index="SV", hpo=hpo, random_state=seed)
-    offset = float(y.mean())  # ProxySHAP fits the values less f(empty); trees do not mind the shift
-    fitted = fit_proxy(approximator.proxy_model, X, y - offset, max_order=1)
-    return {"test_pred": [float(v) for v in predict_proxy(fitted, X_test, max_order=1) + offset]}
-
-
-makers = {
-    "shapiq ProxySPEX": proxyspex,
-    "shapiq ProxySHAP proxy": lambda: proxyshap(False),
-    "shapiq ProxySHAP proxy (HPO)": lambda: proxyshap(True),
-}
-out = {}
-for name in job["methods"]:
-    start = time.process_time()
-    out[name] = makers[name]()
-    out[name]["cpu_s"] = time.process_time() - start
-json.dump(out, open(sys.argv[2], "w"))
-"""
-
-SHAPIQ_METHODS = ("shapiq ProxySPEX", "shapiq ProxySHAP proxy", "shapiq ProxySHAP proxy (HPO)")
-
-
-def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SHAPIQ_METHODS) -> list[dict]:
+def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SAVED_METHODS) -> list[dict]:
     """One row per estimator: held-out R² of its refit of the explanation in ``folder``
     (shapiq's ``methods`` too, in the environment of the python ``shapiq``, if given)."""
     ex = compattr.Explanation.load(folder)
@@ -125,12 +69,12 @@ def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SHAPIQ_METH
 
 def shapiq_side(python: str, ex: compattr.Explanation, seed: int, methods) -> dict:
     """shapiq's ``methods`` refitted on the explanation's queries in the environment of
-    ``python``; each result holds its CPU seconds and its function: a Fourier spectrum
-    (``fourier``: [support, coefficient] pairs) or its predictions on the held-out masks
-    (``test_pred``)."""
-    job = {"X": ex.masks.astype(int).tolist(), "y": np.asarray(ex.outputs, float).tolist(), "seed": seed}
-    job |= {"X_test": ex.test_masks.astype(int).tolist(), "methods": list(methods)}
-    return run_elsewhere(python, SHAPIQ_SIDE, job)
+    ``python``, each in a process of its own; each result holds its CPU seconds and its
+    function: a Fourier spectrum (``fourier``: [support, coefficient] pairs) or its
+    predictions on the held-out masks (``test_pred``)."""
+    job = {"mode": "saved", "X": ex.masks.astype(int).tolist(), "y": np.asarray(ex.outputs, float).tolist()}
+    job |= {"seed": seed, "X_test": ex.test_masks.astype(int).tolist()}
+    return {method: run_shapiq(python, job | {"method": method}) for method in methods}
 
 
 def _row(folder: Path, ex: compattr.Explanation, method: str, r2: float, cpu: float, ridge) -> dict:
@@ -144,7 +88,7 @@ def main(argv=None) -> None:
     p.add_argument("folders", type=Path, nargs="+", help="folders written by Explanation.save")
     p.add_argument("--seed", type=int, default=0, help="seeds the folds and LightGBM (default %(default)s)")
     p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
-    p.add_argument("--shapiq-methods", nargs="+", default=list(SHAPIQ_METHODS), choices=SHAPIQ_METHODS, metavar="NAME")
+    p.add_argument("--shapiq-methods", nargs="+", default=list(SAVED_METHODS), choices=SAVED_METHODS, metavar="NAME")
     args = p.parse_args(argv)
     print("| explanation | n | masks | method | held-out R² | ridge | CPU s |")
     print("|---|---|---|---|---|---|---|")

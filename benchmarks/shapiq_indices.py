@@ -21,34 +21,10 @@ import numpy as np
 
 from compattr import Spectrum, indices
 
-from core import run_elsewhere
+from core import run_shapiq
 
 #: shapiq's index name -> compattr's function (order-limited indices take ``order``).
 INDICES = {"k-SII": indices.k_sii, "STII": indices.shapley_taylor, "FSII": indices.faith_shapley}
-
-SHAPIQ_SIDE = r"""
-import json, sys
-import numpy as np
-from shapiq.interaction_values import InteractionValues
-from shapiq.game_theory.moebius_converter import MoebiusConverter
-
-job = json.load(open(sys.argv[1]))
-out = []
-for case in job:
-    sets = [tuple(s) for s in case["sets"]]
-    moebius = InteractionValues(
-        values=np.array(case["values"]), index="Moebius", n_players=case["n"], min_order=0,
-        max_order=case["n"], interaction_lookup={s: i for i, s in enumerate(sets)},
-        baseline_value=case["empty"],
-    )
-    converter = MoebiusConverter(moebius)
-    result = {}
-    for index, order in case["indices"]:
-        values = converter(index=index, order=order)
-        result[f"{index}/{order}"] = [[list(s), float(values[s])] for s in values.interaction_lookup]
-    out.append(result)
-json.dump(out, open(sys.argv[2], "w"))
-"""
 
 
 def random_spectrum(n: int, terms: int, max_degree: int, seed: int) -> Spectrum:
@@ -77,7 +53,7 @@ def main(argv=None) -> None:
                 "indices": [[index, order] for index in INDICES for order in orders],
             }
         )
-    theirs = run_elsewhere(args.shapiq, SHAPIQ_SIDE, job)
+    theirs = run_shapiq(args.shapiq, {"mode": "indices", "cases": job})
     print(f"{len(spectra)} random spectra (n, terms, max degree in {settings})")
     print("| index | order | largest |ours - shapiq| over all sets | sets compared |")
     print("|---|---|---|---|")

@@ -39,57 +39,7 @@ import numpy as np
 
 import compattr
 
-from core import VARIANTS, held_out_r2, run_elsewhere, synthetic_function
-
-SHAPIQ_SIDE = r"""
-import json, sys, time
-import numpy as np
-import shapiq
-
-job = json.load(open(sys.argv[1]))
-n = job["n"]
-supports = [np.array(t, dtype=int) for t in job["supports"]]
-coefs = np.array(job["coefs"])
-
-noise = np.random.default_rng(job["seed"] + 2)
-
-def game(X):
-    X = np.asarray(X, dtype=bool)
-    out = np.zeros(len(X))
-    for t, c in zip(supports, coefs):
-        out += c * (1 - 2 * (X[:, t].sum(1) % 2)) if len(t) else c
-    return out + noise.normal(0.0, job["sigma"], len(X))
-
-X_test = np.asarray(job["X_test"], dtype=bool)
-makers = {
-    "shapiq ProxySHAP": lambda: shapiq.ProxySHAP(n, max_order=1, index="SV", random_state=job["seed"]),
-    "shapiq ProxySHAP (HPO, adjusted)": lambda: shapiq.ProxySHAP(
-        n, max_order=1, index="SV", hpo=True, adjustment=True, random_state=job["seed"]
-    ),
-    "shapiq OddSHAP": lambda: shapiq.OddSHAP(n, random_state=job["seed"]),
-    "shapiq ProxySPEX": lambda: shapiq.ProxySPEX(n=n, max_order=1, index="SV", random_state=job["seed"]),
-}
-out = {}
-for name, make in makers.items():
-    if name not in job["methods"]:
-        continue
-    approximator = make()
-    fourier = {}
-    if name == "shapiq ProxySPEX":  # keep the refined Fourier spectrum it converts
-        convert = approximator.fourier_to_moebius
-        approximator.fourier_to_moebius = lambda f: convert(fourier.update(f) or f)
-    start = time.process_time()
-    values = approximator.approximate(job["budget"], game)
-    row = {"shapley": [float(v) for v in values.get_n_order_values(1)], "cpu_s": time.process_time() - start}
-    if fourier:
-        row["fourier"] = [[list(map(int, t)), float(c)] for t, c in fourier.items()]
-    elif name.startswith("shapiq ProxySHAP"):  # its proxy (fitted to f - f(empty)) is its function
-        model = getattr(approximator.proxy_model, "best_estimator_", approximator.proxy_model)
-        pred = model.predict(X_test.astype(float)) + values.baseline_value
-        row["test_pred"] = [float(v) for v in pred]
-    out[name] = row
-json.dump(out, open(sys.argv[2], "w"))
-"""
+from core import SHAPIQ_GAME_METHODS, VARIANTS, held_out_r2, in_fresh_process, shapiq_game, synthetic_function
 
 
 def pair_precision(estimate: compattr.Spectrum, truth: compattr.Spectrum, top: int = 10) -> float:
@@ -138,28 +88,12 @@ def paired(truth: compattr.Spectrum, m: int, sigma: float, seed: int) -> dict:
     return {"shapley": est.shapley_, "cpu_s": time.process_time() - start}
 
 
-def shapiq_side(python: str, truth: compattr.Spectrum, m: int, sigma: float, seed: int, X_test, methods) -> dict:
-    """shapiq's estimators ``methods`` on the same function and budget, in its own environment;
-    each result's ``function`` is its fitted function's predictions on ``X_test`` where it has one."""
-    job = {"n": truth.n, "budget": m, "seed": seed, "coefs": truth.coefs.tolist(), "sigma": sigma}
-    job |= {"supports": [list(t) for t in truth.support_tuples()], "X_test": X_test.astype(int).tolist()}
-    job["methods"] = methods
-    results = run_elsewhere(python, SHAPIQ_SIDE, job)
-    for r in results.values():
-        if "fourier" in r:
-            r["function"] = compattr.Spectrum.from_dict({tuple(t): c for t, c in r.pop("fourier")}, truth.n)
-        elif "test_pred" in r:
-            r["function"] = np.asarray(r.pop("test_pred"))
-    return results
-
-
-SHAPIQ_METHODS = ("shapiq ProxySHAP", "shapiq ProxySHAP (HPO, adjusted)", "shapiq OddSHAP", "shapiq ProxySPEX")
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
-    p.add_argument("--shapiq-methods", nargs="+", default=list(SHAPIQ_METHODS), choices=SHAPIQ_METHODS, metavar="NAME")
+    p.add_argument(
+        "--shapiq-methods", nargs="+", default=list(SHAPIQ_GAME_METHODS), choices=SHAPIQ_GAME_METHODS, metavar="NAME"
+    )
     p.add_argument("--function", default="hierarchy", choices=("hierarchy", "peak"))
     p.add_argument("--snr", type=float, default=None, help="Gaussian noise at this SNR (dB)")
     p.add_argument(
@@ -171,9 +105,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     print(
         "| n | alpha | seed | masks | method | held-out R² | Shapley rel. sq. error | top-10 precision "
-        "| top-10 pair precision (SII) | CPU s |"
+        "| top-10 pair precision (SII) | CPU s | peak MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.n:
         for alpha in args.alpha:
             m = compattr.budget(n, alpha)
@@ -183,14 +117,13 @@ def main(argv=None) -> None:
                 exact = compattr.indices.shapley(truth)
                 X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)
                 y_test = truth.predict(X_test)
-                results = {"compattr ProxySPEX": ours(truth, m, sigma, seed, {})}
+                results = {"compattr ProxySPEX": in_fresh_process(ours, truth, m, sigma, seed, {})}
                 for variant in args.variants:
-                    results[f"compattr {variant.replace('proxyspex', 'ProxySPEX')}"] = ours(
-                        truth, m, sigma, seed, VARIANTS[variant]
-                    )
-                results["compattr Shapley (paired)"] = paired(truth, m, sigma, seed)
-                if args.shapiq:
-                    results |= shapiq_side(args.shapiq, truth, m, sigma, seed, X_test, args.shapiq_methods)
+                    name = f"compattr {variant.replace('proxyspex', 'ProxySPEX')}"
+                    results[name] = in_fresh_process(ours, truth, m, sigma, seed, VARIANTS[variant])
+                results["compattr Shapley (paired)"] = in_fresh_process(paired, truth, m, sigma, seed)
+                for method in args.shapiq_methods if args.shapiq else []:
+                    results[method] = shapiq_game(args.shapiq, truth, m, sigma, seed, X_test, method)
                 for method, r in results.items():
                     rel, precision = errors(np.asarray(r["shapley"]), exact)
                     fitted = r.get("function")
@@ -207,6 +140,7 @@ def main(argv=None) -> None:
                         f"{precision:.1f}",
                         f"{pair_precision(fitted, truth):.1f}" if isinstance(fitted, compattr.Spectrum) else "—",
                         f"{r['cpu_s']:.2f}",
+                        f"{r['peak_mb']:.0f}",
                     ]
                     print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 

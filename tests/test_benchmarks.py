@@ -137,6 +137,7 @@ import json, os
 import numpy as np
 
 TRUTH = {tuple(t): c for t, c in json.loads(os.environ["FAKE_SHAPIQ_TRUTH"])}
+SHAPLEY = json.loads(os.environ.get("FAKE_SHAPIQ_SHAPLEY", "[]"))
 
 
 def truth(X):
@@ -144,24 +145,58 @@ def truth(X):
     return sum(c * (1 - 2 * (X[:, list(t)].sum(1) % 2)) if t else c * np.ones(len(X)) for t, c in TRUTH.items())
 
 
+class Values:  # the exact Shapley values, and f(empty) (every parity is +1 there)
+    baseline_value = sum(TRUTH.values())
+
+    def get_n_order_values(self, order):
+        return np.array(SHAPLEY)
+
+
+def asks(n, budget, game):  # its own coalitions: the game must answer with the exact, noise-free function
+    X = np.random.default_rng(0).random((budget, n)) < 0.5
+    assert np.allclose(game(X), truth(X))
+
+
 class ProxySPEX:  # hands the exact spectrum, in shapiq's (tuple -> coefficient) form, to be converted
     def __init__(self, n, max_order, index, random_state):
-        self._sampler = None
+        self.n, self._sampler = n, None
 
     def fourier_to_moebius(self, fourier):
         return fourier
 
     def approximate(self, budget, game):
-        self._sampler.sample(budget)
-        X = self._sampler.coalitions_matrix
-        np.save(os.environ["FAKE_SHAPIQ_SEEN"], X)
-        assert np.allclose(game(X), truth(X))
+        if self._sampler is None:
+            asks(self.n, budget, game)
+        else:
+            self._sampler.sample(budget)
+            X = self._sampler.coalitions_matrix
+            np.save(os.environ["FAKE_SHAPIQ_SEEN"], X)
+            assert np.allclose(game(X), truth(X))
         self.fourier_to_moebius(dict(TRUTH))
+        return Values()
+
+
+class Proxy:  # the exact function less f(empty), as ProxySHAP fits it
+    def predict(self, X):
+        return truth(X) - Values.baseline_value
 
 
 class ProxySHAP:
-    def __init__(self, n, max_order, index, hpo, random_state):
-        self.proxy_model = None
+    def __init__(self, n, max_order, index, hpo=False, adjustment=False, random_state=None):
+        self.n, self.proxy_model = n, Proxy()
+
+    def approximate(self, budget, game):
+        asks(self.n, budget, game)
+        return Values()
+
+
+class OddSHAP:
+    def __init__(self, n, random_state):
+        self.n = n
+
+    def approximate(self, budget, game):
+        asks(self.n, budget, game)
+        return Values()
 """,
     "approximator/__init__.py": "",
     "approximator/proxy/__init__.py": "",
@@ -188,39 +223,88 @@ def predict_proxy(fitted, X, max_order):
 }
 
 
-def test_saved_benchmark_hands_shapiq_the_saved_queries(tmp_path):
-    """With --shapiq, shapiq's ProxySPEX gets the saved masks as its draw and the saved outputs as
-    the game's answers, and each shapiq function is scored on the held-out masks: a stand-in
-    shapiq that returns the exact function must score R² 1 (Fourier signs and offsets right)."""
+def fake_shapiq(tmp_path: Path, truth: dict, shapley=()) -> dict:
+    """The environment of a stand-in shapiq whose estimators return the exact function
+    ``truth`` (support -> coefficient) and Shapley values ``shapley``."""
     import json
     import os
-
-    import numpy as np
 
     for name, text in FAKE_SHAPIQ.items():
         (tmp_path / "fake" / "shapiq" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "fake" / "shapiq" / name).write_text(text)
-    # an offset the proxy fits must carry back
-    truth, X = save_hierarchy(tmp_path / "explanation-toy", seed=3, offset=3.0)
-    shifted = {**truth.to_dict(), (): truth.constant + 3.0}
-    env = os.environ | {
+    return os.environ | {
         "PYTHONPATH": str(tmp_path / "fake"),
-        "FAKE_SHAPIQ_TRUTH": json.dumps([[list(t), c] for t, c in shifted.items()]),
+        "FAKE_SHAPIQ_TRUTH": json.dumps([[list(t), c] for t, c in truth.items()]),
+        "FAKE_SHAPIQ_SHAPLEY": json.dumps(list(shapley)),
         "FAKE_SHAPIQ_SEEN": str(tmp_path / "seen.npy"),
     }
-    args = [str(tmp_path / "explanation-toy"), "--shapiq", sys.executable]
+
+
+def run_with(env: dict, script: str, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "saved.py"), *args], capture_output=True, text=True, timeout=600, env=env
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=600, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_saved_benchmark_hands_shapiq_the_saved_queries(tmp_path):
+    """With --shapiq, shapiq's ProxySPEX gets the saved masks as its draw and the saved outputs as
+    the game's answers, and each shapiq function is scored on the held-out masks: a stand-in
+    shapiq that returns the exact function must score R² 1 (Fourier signs and offsets right)."""
+    import numpy as np
+
+    # an offset the proxy fits must carry back
+    truth, X = save_hierarchy(tmp_path / "explanation-toy", seed=3, offset=3.0)
+    env = fake_shapiq(tmp_path, {**truth.to_dict(), (): truth.constant + 3.0})
+    out = run_with(env, "saved.py", str(tmp_path / "explanation-toy"), "--shapiq", sys.executable)
     rows = {
         cells[4]: float(cells[5])
-        for cells in ([c.strip() for c in line.split("|")] for line in done.stdout.splitlines())
+        for cells in ([c.strip() for c in line.split("|")] for line in out.splitlines())
         if len(cells) > 5 and cells[4].startswith("shapiq")
     }
     assert set(rows) == {"shapiq ProxySPEX", "shapiq ProxySHAP proxy", "shapiq ProxySHAP proxy (HPO)"}
     assert all(r2 == 1.0 for r2 in rows.values())
     np.testing.assert_array_equal(np.load(tmp_path / "seen.npy"), X)  # the saved masks were its draw
+
+
+def test_shapley_benchmark_scores_shapiq_in_its_own_processes(tmp_path):
+    """Each shapiq estimator samples the benchmark's function itself (noise-free here) and is
+    scored like compattr's rows: a stand-in shapiq returning the exact function and Shapley
+    values scores R² 1 and error 0, and every row has its own peak memory."""
+    import compattr
+
+    sys.path.insert(0, str(BENCHMARKS))
+    import shapley
+
+    truth = shapley.synthetic_function("hierarchy", 12, seed=5)
+    env = fake_shapiq(tmp_path, truth.to_dict(), compattr.indices.shapley(truth))
+    out = run_with(env, "shapley.py", "--n", "12", "--alpha", "4", "--seeds", "5", "--shapiq", sys.executable)
+    lines = [line for line in out.splitlines() if line.startswith("| 12 | 4 | 5 |")]
+    rows = {cells[5]: cells[6:] for cells in ([c.strip() for c in line.split("|")] for line in lines)}
+    assert list(rows) == ["compattr ProxySPEX", "compattr Shapley (paired)", *shapley.SHAPIQ_GAME_METHODS]
+    for method in shapley.SHAPIQ_GAME_METHODS:
+        r2, error, precision = rows[method][:3]
+        assert r2 == ("—" if method == "shapiq OddSHAP" else "1.000")
+        assert (float(error), float(precision)) == (0.0, 1.0)
+    assert all(float(cells[-2]) > 0 for cells in rows.values())  # peak MB
+
+
+def test_core_benchmark_runs_shapiq_beside_compattr(tmp_path):
+    """``core.py --shapiq``: shapiq's functions scored on the same held-out masks, with the
+    speedup over shapiq's ProxySPEX."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import core
+
+    env = fake_shapiq(tmp_path, core.synthetic_function("hierarchy", 100, seed=0).to_dict())
+    methods = ["shapiq ProxySPEX", "shapiq ProxySHAP"]
+    out = run_with(env, "core.py", "--small", "--no-lasso", "--shapiq", sys.executable, "--shapiq-methods", *methods)
+    header = next(line for line in out.splitlines() if line.startswith("| function"))
+    cols = [c.strip() for c in header.split("|")]
+    rows = [dict(zip(cols, (c.strip() for c in line.split("|")))) for line in out.splitlines() if "| 100 | 4" in line]
+    assert [r["method"] for r in rows] == ["proxyspex", *methods]
+    assert [float(r["r2"]) for r in rows[1:]] == [1.0, 1.0] and float(rows[1]["peak_mb"]) > 0
+    assert rows[0]["speedup"].endswith("x")
 
 
 def test_pair_precision_counts_the_true_strongest_pairs_found():
