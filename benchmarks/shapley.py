@@ -19,11 +19,14 @@ uniform masks against the noise-free function (compattr's spectra, shapiq ProxyS
 Fourier spectrum, ProxySHAP's tree proxy; OddSHAP fits the odd part only, so none), relative
 squared error of the Shapley vector ``||phi_hat - phi||^2 / ||phi||^2``, precision of its top
 10 (by magnitude) against the true top 10, precision of the 10 strongest pairwise Shapley
-interactions where a method gives a whole spectrum (compattr ProxySPEX, shapiq ProxySPEX), and
-CPU seconds. Functions and masks are drawn with
-seeds the run is given (``--seeds``); nothing is tuned here.
+interactions where a method gives a whole spectrum (compattr ProxySPEX, shapiq ProxySPEX), CPU
+seconds and peak memory (each method runs in a process of its own, one after the other). A
+last table names, per case, the method with the best R² and the one with the lowest Shapley
+error. Functions and masks are drawn with the seeds the run is given (``--seeds``) or draws
+afresh (``--draw K``, printed first so that the run can be repeated); nothing is tuned here.
 
     python benchmarks/shapley.py --shapiq /tmp/shapiq-env/bin/python --n 100 --alpha 2 4 --seeds 11 12
+    python benchmarks/shapley.py --shapiq /tmp/shapiq-env/bin/python --n 100 --alpha 1 2 4 8 --draw 2
 
 (shapiq >= 1.5 needs Python >= 3.12: ``python3.12 -m venv shapiq-env &&
 shapiq-env/bin/pip install "shapiq[proxy]==1.8.0"``; without the ``proxy`` extra its
@@ -88,6 +91,66 @@ def paired(truth: compattr.Spectrum, m: int, sigma: float, seed: int) -> dict:
     return {"shapley": est.shapley_, "cpu_s": time.process_time() - start}
 
 
+def case_rows(n: int, alpha: float, seed: int, args) -> list[dict]:
+    """Every method's row of one case: its held-out R² (None without a function), Shapley
+    error and precision, pair precision (None without a spectrum), CPU seconds, peak memory."""
+    m = compattr.budget(n, alpha)
+    truth = synthetic_function(args.function, n, seed)
+    sigma = noise_sd(truth, args.snr)
+    exact = compattr.indices.shapley(truth)
+    X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)
+    y_test = truth.predict(X_test)
+    results = {"compattr ProxySPEX": in_fresh_process(ours, truth, m, sigma, seed, {})}
+    for variant in args.variants:
+        name = f"compattr {variant.replace('proxyspex', 'ProxySPEX')}"
+        results[name] = in_fresh_process(ours, truth, m, sigma, seed, VARIANTS[variant])
+    results["compattr Shapley (paired)"] = in_fresh_process(paired, truth, m, sigma, seed)
+    for method in args.shapiq_methods if args.shapiq else []:
+        results[method] = shapiq_game(args.shapiq, truth, m, sigma, seed, X_test, method)
+    rows = []
+    for method, r in results.items():
+        rel, precision = errors(np.asarray(r["shapley"]), exact)
+        fitted = r.get("function")
+        pred = fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
+        spectrum = isinstance(fitted, compattr.Spectrum)
+        rows.append(
+            {"n": n, "alpha": alpha, "seed": seed, "masks": m, "method": method}
+            | {"r2": None if pred is None else held_out_r2(pred, y_test), "error": rel, "precision": precision}
+            | {
+                "pairs": pair_precision(fitted, truth) if spectrum else None,
+                "cpu_s": r["cpu_s"],
+                "peak_mb": r["peak_mb"],
+            }
+        )
+    return rows
+
+
+def verdict(rows: list[dict]) -> str:
+    """Per case, the method with the best held-out R² and the one with the lowest Shapley
+    error (ties to three decimals named together), as a markdown table."""
+    out = "| n | alpha | seed | best held-out R² | lowest Shapley rel. sq. error |\n|---|---|---|---|---|\n"
+    cases = dict.fromkeys((r["n"], r["alpha"], r["seed"]) for r in rows)
+    for n, alpha, seed in cases:
+        case = [r for r in rows if (r["n"], r["alpha"], r["seed"]) == (n, alpha, seed)]
+
+        def best(key, sign):
+            scored = [(round(sign * r[key], 3), r["method"]) for r in case if r[key] is not None]
+            top = max(v for v, _ in scored)
+            return " = ".join(m for v, m in scored if v == top) + f" ({sign * top:.3f})"
+
+        out += f"| {n} | {alpha:g} | {seed} | {best('r2', 1)} | {best('error', -1)} |\n"
+    return out
+
+
+def _format(r: dict) -> str:
+    """One row of the table."""
+    missing = "—"
+    cells = [r["n"], f"{r['alpha']:g}", r["seed"], r["masks"], r["method"]]
+    cells += [missing if r["r2"] is None else f"{r['r2']:.3f}", f"{r['error']:.3f}", f"{r['precision']:.1f}"]
+    cells += [missing if r["pairs"] is None else f"{r['pairs']:.1f}", f"{r['cpu_s']:.2f}", f"{r['peak_mb']:.0f}"]
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
@@ -101,48 +164,39 @@ def main(argv=None) -> None:
     )
     p.add_argument("--n", type=int, nargs="+", default=[100])
     p.add_argument("--alpha", type=float, nargs="+", default=[2, 4])
-    p.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
+    seeds.add_argument("--draw", type=int, metavar="K", help="draw K seeds afresh (printed first), instead of --seeds")
     args = p.parse_args(argv)
+    if args.draw is not None:
+        if args.draw < 1:
+            p.error(f"--draw must be at least 1, got {args.draw}")
+        args.seeds = [int(s) for s in np.random.default_rng().integers(1_000, 1_000_000, args.draw)]
+        print(f"Seeds drawn by this run: {' '.join(map(str, args.seeds))}\n")
     print(
         "| n | alpha | seed | masks | method | held-out R² | Shapley rel. sq. error | top-10 precision "
         "| top-10 pair precision (SII) | CPU s | peak MB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for n in args.n:
         for alpha in args.alpha:
-            m = compattr.budget(n, alpha)
             for seed in args.seeds:
-                truth = synthetic_function(args.function, n, seed)
-                sigma = noise_sd(truth, args.snr)
-                exact = compattr.indices.shapley(truth)
-                X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)
-                y_test = truth.predict(X_test)
-                results = {"compattr ProxySPEX": in_fresh_process(ours, truth, m, sigma, seed, {})}
-                for variant in args.variants:
-                    name = f"compattr {variant.replace('proxyspex', 'ProxySPEX')}"
-                    results[name] = in_fresh_process(ours, truth, m, sigma, seed, VARIANTS[variant])
-                results["compattr Shapley (paired)"] = in_fresh_process(paired, truth, m, sigma, seed)
-                for method in args.shapiq_methods if args.shapiq else []:
-                    results[method] = shapiq_game(args.shapiq, truth, m, sigma, seed, X_test, method)
-                for method, r in results.items():
-                    rel, precision = errors(np.asarray(r["shapley"]), exact)
-                    fitted = r.get("function")
-                    pred = fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
-                    r2 = "—" if pred is None else f"{held_out_r2(pred, y_test):.3f}"
-                    cells = [
-                        n,
-                        f"{alpha:g}",
-                        seed,
-                        m,
-                        method,
-                        r2,
-                        f"{rel:.3f}",
-                        f"{precision:.1f}",
-                        f"{pair_precision(fitted, truth):.1f}" if isinstance(fitted, compattr.Spectrum) else "—",
+                for r in case_rows(n, alpha, seed, args):
+                    cells = [r["n"], f"{alpha:g}", seed, r["masks"], r["method"]]
+                    cells += [
+                        "—" if r["r2"] is None else f"{r['r2']:.3f}",
+                        f"{r['error']:.3f}",
+                        f"{r['precision']:.1f}",
+                    ]
+                    cells += [
+                        "—" if r["pairs"] is None else f"{r['pairs']:.1f}",
                         f"{r['cpu_s']:.2f}",
                         f"{r['peak_mb']:.0f}",
                     ]
                     print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+                    rows.append(r)
+    print("\n" + verdict(rows))
 
 
 if __name__ == "__main__":
