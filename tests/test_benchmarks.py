@@ -320,3 +320,16 @@ def test_pair_precision_counts_the_true_strongest_pairs_found():
     weaker = truth.to_dict()
     weaker[(0, 1)], weaker[(1, 2)] = 0.1, 0.05  # two of the true top 10 fall below the rest
     assert shapley.pair_precision(compattr.Spectrum.from_dict(weaker, 14), truth) == pytest.approx(0.8)
+
+
+def test_shapley_verdict_names_the_best_method_of_each_case_and_ties():
+    sys.path.insert(0, str(BENCHMARKS))
+    import shapley
+
+    def row(seed, method, r2, error):
+        return {"n": 10, "alpha": 2.0, "seed": seed, "method": method, "r2": r2, "error": error}
+
+    rows = [row(1, "a", 0.5, 0.2), row(1, "b", None, 0.1), row(1, "c", 0.7, 0.3)]
+    rows += [row(2, "a", 0.9, 0.1004), row(2, "b", 0.8, 0.1001)]
+    lines = [line for line in shapley.verdict(rows).splitlines() if line.startswith("| 10 |")]
+    assert lines == ["| 10 | 2 | 1 | c (0.700) | b (0.100) |", "| 10 | 2 | 2 | a (0.900) | a = b (0.100) |"]
