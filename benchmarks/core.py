@@ -44,6 +44,7 @@ VARIANTS = {
     "proxyspex": {},
     "proxyspex ridge=0": {"ridge": 0.0},  # the paper's plain least-squares refit
     "proxyspex folds-only": {"final_fit": False},  # no fit on every mask
+    "proxyspex final-fit<0.99": {"final_fit": 0.99},  # the fit on every mask only below a CV R² of 0.99
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
     "proxyspex tilt=1": {"tilt": 1.0},  # top-k by |F(T)| alone, the paper's ranking
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked

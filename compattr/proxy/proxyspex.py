@@ -60,8 +60,9 @@ from .sparsify import candidate_ks, refit_ranked_terms, sparsity_cv, top_terms
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
 
-#: ``final_fit="auto"`` adds the fit on every mask while the CV explains less of the variance.
-FINAL_FIT_BELOW = 0.99
+#: ``final_fit="auto"`` adds the fit on every mask while the CV explains less of the variance
+#: (where the search settles on its first fold, above :data:`SETTLED_ABOVE`, it has nothing to add).
+FINAL_FIT_BELOW = 0.998
 
 #: ``all_folds="auto"`` fits the race's winner on the other folds only while its first fold
 #: explains less of the variance.
@@ -122,11 +123,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         default :data:`PAPER_GRID`.
     search : {"race", "full"}
         How the grid is searched (see module docstring).
-    final_fit : "auto" or bool
+    final_fit : "auto", bool or float
         Also fit the chosen configuration on every mask and average its spectrum with the
         folds' (module docstring): always (True), never (False: the folds' average alone), or
-        ("auto") while the cross-validated fit explains less than :data:`FINAL_FIT_BELOW` of
-        the variance, where the extra fit has something to add.
+        while the cross-validated fit explains less than this fraction (a float in (0, 1]) or
+        ("auto") :data:`FINAL_FIT_BELOW` of the variance, where the extra fit has something
+        to add.
     all_folds : "auto" or True
         Fit the race's winner on every fold (True), or ("auto") only while its first fold
         explains less than :data:`SETTLED_ABOVE` of its held-out variance with the best top-k
@@ -327,8 +329,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(f"k must be 'cv', None or a positive int, got {self.k!r}.")
         if self.refit not in ("auto", True, False):
             raise ValueError(f"refit must be 'auto', True or False, got {self.refit!r}.")
-        if self.final_fit not in ("auto", True, False):
-            raise ValueError(f"final_fit must be 'auto', True or False, got {self.final_fit!r}.")
+        if isinstance(self.final_fit, float):
+            valid = 0.0 < self.final_fit <= 1.0
+        else:
+            valid = isinstance(self.final_fit, bool) or self.final_fit == "auto"
+        if not valid:
+            raise ValueError(f"final_fit must be 'auto', True, False or a float in (0, 1], got {self.final_fit!r}.")
         if self.all_folds not in ("auto", True):
             raise ValueError(f"all_folds must be 'auto' or True, got {self.all_folds!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":
@@ -444,12 +450,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         return _explained(self.sparsity_cv_ if len(self.sparsity_cv_) else self.cv_results_, y)
 
     def _wants_final_fit(self) -> bool:
-        """Whether to add the fit on every mask: always (True), never (False), or ("auto") when
-        the cross-validated fit explains less than :data:`FINAL_FIT_BELOW` of the variance
-        (``cv_r2_``); above it there is little left for the fit to add, and it costs about a fold."""
-        if self.final_fit != "auto":
-            return bool(self.final_fit)
-        return self.cv_r2_ < FINAL_FIT_BELOW
+        """Whether to add the fit on every mask: always (True), never (False), or when the
+        cross-validated fit explains less than ``final_fit`` (a float) or ("auto")
+        :data:`FINAL_FIT_BELOW` of the variance (``cv_r2_``); above it there is little left for
+        the fit to add, and it costs about a fold."""
+        if isinstance(self.final_fit, bool):
+            return self.final_fit
+        return self.cv_r2_ < (FINAL_FIT_BELOW if self.final_fit == "auto" else self.final_fit)
 
     def _add_final_fit(self, data, config, trees: int, timings: dict) -> None:
         """Fit ``config`` on every mask with ``trees`` trees and average its spectrum half and

@@ -564,12 +564,18 @@ def test_final_fit_auto_adds_it_only_while_the_cv_leaves_variance_unexplained():
     for est, y in ((clean, y_clean), (noisy, y_noisy)):  # cv_r2_: read off the sparsity CV
         assert est.cv_r2_ == pytest.approx(1 - est.sparsity_cv_["cv_mse"].min() / np.var(y))
     assert clean.cv_r2_ >= compattr.proxy.proxyspex.FINAL_FIT_BELOW > noisy.cv_r2_
-    assert "final_trees" not in clean.best_params_  # the CV explains > 99 %: nothing to add
+    assert "final_trees" not in clean.best_params_  # the CV explains > 99.8 %: nothing to add
     assert "final_trees" in noisy.best_params_  # 3 dB of noise: the CV explains ~ 2/3
     never = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False).fit(X, truth.predict(X))
     assert never.spectrum_ == clean.spectrum_
-    with pytest.raises(ValueError, match="final_fit"):
-        ProxySPEX(final_fit="always").fit(X, truth.predict(X))
+    # a threshold of its own: below the noisy fit's CV, nothing is added; above it, the fit is
+    below = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=noisy.cv_r2_ / 2).fit(X, y_noisy)
+    above = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=(1 + noisy.cv_r2_) / 2).fit(X, y_noisy)
+    assert "final_trees" not in below.best_params_ and "final_trees" in above.best_params_
+    assert above.spectrum_ == noisy.spectrum_
+    for bad in ("always", 0.0, 1.5):
+        with pytest.raises(ValueError, match="final_fit"):
+            ProxySPEX(final_fit=bad).fit(X, truth.predict(X))
 
 
 def test_all_folds_auto_keeps_the_first_fold_alone_when_its_sparse_refit_explains_the_variance(monkeypatch):
