@@ -45,11 +45,19 @@ VARIANTS = {
     "proxyspex ridge=0": {"ridge": 0.0},  # the paper's plain least-squares refit
     "proxyspex folds-only": {"final_fit": False},  # no fit on every mask
     "proxyspex final-fit<0.99": {"final_fit": 0.99},  # the fit on every mask only below a CV R² of 0.99
+    "proxyspex repeats=1": {"repeats": 1},  # one fit, even where its CV explains little
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
     "proxyspex tilt=1": {"tilt": 1.0},  # top-k by |F(T)| alone, the paper's ranking
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
-    # the defaults before all five of the above
-    "proxyspex previous": {"ridge": 0.0, "final_fit": False, "all_folds": True, "tilt": 1.0, "ranking": "trees"},
+    # the defaults before all of the above
+    "proxyspex previous": {
+        "ridge": 0.0,
+        "final_fit": False,
+        "all_folds": True,
+        "tilt": 1.0,
+        "ranking": "trees",
+        "repeats": 1,
+    },
 }
 
 

@@ -84,7 +84,8 @@ class Explanation:
         ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``ridge`` (the
         refit's ridge strength, None without refit), ``tilt`` (the top-k ranking's tilt
         towards higher orders), ``ranking`` ("trees", or "refit" when the top terms were
-        re-ranked by their refitted coefficients), ``timings``.
+        re-ranked by their refitted coefficients), ``repeats`` (fits averaged; the other
+        choices are the first fit's), ``timings``.
     value_range : (low, high) or None
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
@@ -261,6 +262,8 @@ class Explanation:
                 + (f", ranked with tilt {self.fit_info['tilt']:g}" if (self.fit_info.get("tilt") or 1.0) != 1.0 else "")
                 + (", re-ranked by the refit" if self.fit_info.get("ranking") == "refit" else "")
             )
+            if (self.fit_info.get("repeats") or 1) > 1:
+                lines[-1] += f"; the spectrum averages {self.fit_info['repeats']} fits (these choices: the first's)"
         lines.append("strongest terms (Fourier coefficient F(T); plot_heads shows Banzhaf interactions):")
         top = self.spectrum.to_frame(k + 1, names=self.names)
         for _, row in top[top["order"] > 0].head(k).iterrows():
@@ -641,6 +644,7 @@ def explain(
             "ridge": _finite_or_none(getattr(est, "ridge_", None)),
             "tilt": getattr(est, "tilt_", None),
             "ranking": getattr(est, "ranking_", None),
+            "repeats": getattr(est, "repeats_", None),
             "timings": getattr(est, "timings_", None),
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },

@@ -60,6 +60,8 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     assert ("ranked with tilt" in ex.summary()) == (ex.fit_info["tilt"] != 1.0)
     assert ex.fit_info["ranking"] in compattr.proxy.proxyspex.RANKINGS
     assert ("re-ranked by the refit" in ex.summary()) == (ex.fit_info["ranking"] == "refit")
+    assert ex.fit_info["repeats"] in (1, compattr.proxy.proxyspex.REPEATS)
+    assert ("fits (these choices: the first's)" in ex.summary()) == (ex.fit_info["repeats"] > 1)
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title
@@ -538,3 +540,11 @@ def test_explain_reads_the_kinds_of_the_features():
 
 def test_an_explanation_of_one_kind_has_no_kinds(explanation):
     assert explanation.kinds is None
+
+
+def test_summary_says_when_the_spectrum_averages_several_fits():
+    proxy = {"best_params": {"max_depth": 5, "learning_rate": 0.1, "n_estimators": 40}, "k": 8, "refit": True}
+    ex = _toy_explanation(3)
+    for repeats, said in ((None, False), (1, False), (3, True)):
+        ex.fit_info = proxy | {"repeats": repeats}
+        assert ("the spectrum averages 3 fits" in ex.summary()) == said

@@ -16,7 +16,7 @@
    already explains :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs, the
    first fold's ensemble alone goes on, and k is chosen on that fold. On large budgets that
    skips four of the search's seven or so fits.
-   With ``final_fit`` (by default while the CV leaves more than 1 % of the variance
+   With ``final_fit`` (by default while the CV leaves more than 0.2 % of the variance
    unexplained) the winner is also fitted on every mask, with the folds' mean tree count
    scaled by the data's growth (m over a fold's training masks: 5/4 with 5 folds), as a model
    refitted after cross-validation is.
@@ -32,6 +32,11 @@
    kept), which drops terms the trees rank high only by spreading a true term's weight.
 4. **refit** (:mod:`~compattr.proxy.leastsquares`) – refit the kept coefficients by least
    squares on the ±1 parity features when that lowers the CV error.
+
+With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains less than
+:data:`REPEAT_BELOW` of the variance) the four stages run again with other fold splits and
+seeds, and the final spectra are averaged: at small budgets the CV's choices (the trees, k,
+the ranking, the ridge) vary with the split, and their average is steadier than any one.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sps
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
@@ -67,6 +72,11 @@ FINAL_FIT_BELOW = 0.998
 #: ``all_folds="auto"`` fits the race's winner on the other folds only while its first fold
 #: explains less of the variance.
 SETTLED_ABOVE = 0.998
+
+#: ``repeats="auto"`` averages this many fits when the first one's CV explains less of the
+#: variance than :data:`REPEAT_BELOW`.
+REPEATS = 3
+REPEAT_BELOW = 0.5
 
 #: Ranking tilts the top-k chooses from with ``tilt="cv"`` (terms ranked by |F(T)| tilt^|T|).
 TILTS = (1.0, 1.2)
@@ -134,6 +144,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         explains less than :data:`SETTLED_ABOVE` of its held-out variance with the best top-k
         of its spectrum; above it, the first fold's ensemble is the trees' spectrum and k is
         chosen on that fold (module docstring). ``search="full"`` always fits every fold.
+    repeats : "auto" or int
+        Fit this many times, with the fold splits and LightGBM seeded by ``seed``,
+        ``seed + 1``, ..., and average the final spectra; "auto": :data:`REPEATS` fits while
+        the first fit's CV explains less than :data:`REPEAT_BELOW` of the variance (small or
+        noisy budgets, where one fit's choices vary most with its split), else one.
     cv : int
         Number of folds.
     num_threads : int
@@ -147,7 +162,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     spectrum_ : Spectrum
-        The final sparse spectrum.
+        The final sparse spectrum (the average of the repeats' when there were several).
+    repeats_ : int
+        Number of fits averaged into ``spectrum_``; the other attributes describe the first.
     tree_spectrum_ : Spectrum
         The full spectrum of the trees (the folds' average, with the fit on every mask when
         there was one), before sparsification.
@@ -163,7 +180,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         or of the trees when no k was cross-validated) / variance of ``y``; 1 for constant
         outputs.
     k_ : int
-        Number of kept terms; ``refit_`` : bool, whether they were refitted; ``ridge_`` :
+        Number of kept terms (of the first fit); ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
         tilt the kept terms were ranked with; ``ranking_`` : str, "trees" or "refit", how
         they were ranked.
@@ -203,6 +220,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         search: str = "race",
         final_fit="auto",
         all_folds="auto",
+        repeats="auto",
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -220,6 +238,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.search = search
         self.final_fit = final_fit
         self.all_folds = all_folds
+        self.repeats = repeats
         self.cv = cv
         self.num_threads = num_threads
         self.max_order = max_order
@@ -234,7 +253,32 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     def fit(self, X, y) -> ProxySPEX:
         """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
         with threadpool_limits(self.num_threads):  # BLAS for the refit, like LightGBM
-            return self._fit(X, y)
+            self._fit(X, y)
+            self.repeats_ = self._wanted_repeats()
+            if self.repeats_ > 1:
+                self._average_repeats(X, y)
+            return self
+
+    def _wanted_repeats(self) -> int:
+        """How many fits to average: ``repeats``, or ("auto") :data:`REPEATS` while the first
+        fit's CV explains less than :data:`REPEAT_BELOW` of the variance, else one (and one
+        for constant outputs, whose answer is exact)."""
+        if self.best_params_ is None:
+            return 1
+        if self.repeats != "auto":
+            return int(self.repeats)
+        return REPEATS if self.cv_r2_ < REPEAT_BELOW else 1
+
+    def _average_repeats(self, X, y) -> None:
+        """Fit ``repeats_ - 1`` more times with seeds ``seed + 1, ...`` and average the final
+        spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
+        spectra = [self.spectrum_]
+        for r in range(1, self.repeats_):
+            other = clone(self).set_params(repeats=1, seed=self.seed + r)._fit(X, y)
+            spectra.append(other.spectrum_)
+            for stage, seconds in other.timings_.items():
+                self.timings_[stage] = self.timings_.get(stage, 0.0) + seconds
+        self.spectrum_ = _average(spectra)
 
     def _fit(self, X, y) -> ProxySPEX:
         """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``."""
@@ -335,6 +379,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             valid = isinstance(self.final_fit, bool) or self.final_fit == "auto"
         if not valid:
             raise ValueError(f"final_fit must be 'auto', True, False or a float in (0, 1], got {self.final_fit!r}.")
+        repeats_ok = isinstance(self.repeats, (int, np.integer)) and not isinstance(self.repeats, bool)
+        if not (self.repeats == "auto" or (repeats_ok and self.repeats >= 1)):
+            raise ValueError(f"repeats must be 'auto' or a positive int, got {self.repeats!r}.")
         if self.all_folds not in ("auto", True):
             raise ValueError(f"all_folds must be 'auto' or True, got {self.all_folds!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":

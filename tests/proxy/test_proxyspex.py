@@ -148,6 +148,7 @@ def test_constant_outputs_give_the_constant_with_a_warning():
             est = ProxySPEX(seed=0).fit(masks, np.full(100, 3.0))
         assert est.spectrum_.to_dict() == {(): 3.0} and est.tree_spectrum_ == est.spectrum_
         assert est.best_params_ is None and est.k_ == 1 and est.cv_r2_ == 1.0
+        assert est.repeats_ == 1
         np.testing.assert_array_equal(est.predict_trees(X[:5]), np.full(5, 3.0))
         np.testing.assert_array_equal(est.predict(compattr.sample_masks(8, 5, seed=1)), 3.0)
 
@@ -630,3 +631,40 @@ def test_predict_trees_equals_the_tree_spectrum(final_fit):
     np.testing.assert_allclose(est.predict_trees(X_new), est.tree_spectrum_.predict(X_new), rtol=1e-9, atol=1e-6)
     with pytest.raises(RuntimeError, match="not fitted"):
         ProxySPEX().predict_trees(X_new)
+
+
+def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
+    X = compattr.sample_masks(n, 200, seed=22)
+    y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
+    singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1).fit(X, y) for r in range(3)]
+    assert three.repeats_ == 3 and all(single.repeats_ == 1 for single in singles)
+    X_test = compattr.sample_masks(n, 50, seed=24)
+    expected = np.mean([single.predict(X_test) for single in singles], axis=0)
+    np.testing.assert_allclose(three.predict(X_test), expected, rtol=1e-10, atol=1e-12)
+    # the other attributes are the first fit's; the CPU seconds are every fit's
+    assert three.k_ == singles[0].k_ and three.cv_r2_ == singles[0].cv_r2_
+    assert three.tree_spectrum_ == singles[0].tree_spectrum_
+    assert three.timings_["search"] > singles[0].timings_["search"]
+
+
+def test_repeats_auto_repeats_only_while_the_first_fit_explains_little():
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=25)
+    X = compattr.sample_masks(n, 200, seed=26)
+    noisy = add_noise(truth.predict(X), truth, snr_db=0, seed=27)
+    weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
+    strong = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
+    assert weak.cv_r2_ < compattr.proxy.proxyspex.REPEAT_BELOW <= strong.cv_r2_
+    assert weak.repeats_ == compattr.proxy.proxyspex.REPEATS and strong.repeats_ == 1
+    once = ProxySPEX(seed=0, grid=SMALL_GRID, repeats=1).fit(X, noisy)
+    assert once.repeats_ == 1 and once.tree_spectrum_ == weak.tree_spectrum_
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "always"])
+def test_repeats_must_be_auto_or_a_positive_int(bad):
+    X = compattr.sample_masks(8, 100, seed=0)
+    with pytest.raises(ValueError, match="repeats"):
+        ProxySPEX(repeats=bad).fit(X, X.sum(axis=1).astype(float))
