@@ -20,6 +20,12 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
+def table_rows(out: str, start: str) -> list[str]:
+    """The Shapley benchmark's main-table rows that begin with ``start`` (its last table, the
+    verdict, has fewer columns)."""
+    return [line for line in out.splitlines() if line.startswith(start) and line.count("|") > 8]
+
+
 def test_queries_benchmark_prints_every_setting():
     out = run("queries.py", "--layers", "3", "--masks", "4", "--batch", "8", "--repeats", "1")
     for setting in ("naive", "per-row", "+ replay", "hook overhead", "batching ceiling", "prefix KV cache", "packed"):
@@ -45,7 +51,7 @@ def test_core_benchmark_reports_the_fastest_of_its_repeats():
 
 def test_shapley_benchmark_scores_compattr_against_the_exact_values():
     out = run("shapley.py", "--n", "20", "--alpha", "4", "--seeds", "5")
-    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| 20 | 4 | 5 |")]
+    rows = [[c.strip() for c in line.split("|")] for line in table_rows(out, "| 20 | 4 | 5 |")]
     assert [cells[5] for cells in rows] == ["compattr ProxySPEX", "compattr Shapley (paired)"]
     for cells in rows:
         assert float(cells[7]) >= 0 and 0 <= float(cells[8]) <= 1
@@ -67,7 +73,7 @@ def test_shapley_benchmark_takes_peak_noise_and_the_paper_refit():
         "--variants",
         "proxyspex ridge=0",
     )
-    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| 20 | 4 | 6 |")]
+    rows = [[c.strip() for c in line.split("|")] for line in table_rows(out, "| 20 | 4 | 6 |")]
     assert [cells[5] for cells in rows] == [
         "compattr ProxySPEX",
         "compattr ProxySPEX ridge=0",
@@ -281,7 +287,7 @@ def test_shapley_benchmark_scores_shapiq_in_its_own_processes(tmp_path):
     truth = shapley.synthetic_function("hierarchy", 12, seed=5)
     env = fake_shapiq(tmp_path, truth.to_dict(), compattr.indices.shapley(truth))
     out = run_with(env, "shapley.py", "--n", "12", "--alpha", "4", "--seeds", "5", "--shapiq", sys.executable)
-    lines = [line for line in out.splitlines() if line.startswith("| 12 | 4 | 5 |")]
+    lines = table_rows(out, "| 12 | 4 | 5 |")
     rows = {cells[5]: cells[6:] for cells in ([c.strip() for c in line.split("|")] for line in lines)}
     assert list(rows) == ["compattr ProxySPEX", "compattr Shapley (paired)", *shapley.SHAPIQ_GAME_METHODS]
     for method in shapley.SHAPIQ_GAME_METHODS:

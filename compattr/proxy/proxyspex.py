@@ -146,9 +146,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         chosen on that fold (module docstring). ``search="full"`` always fits every fold.
     repeats : "auto" or int
         Fit this many times, with the fold splits and LightGBM seeded by ``seed``,
-        ``seed + 1``, ..., and average the final spectra; "auto": :data:`REPEATS` fits while
-        the first fit's CV explains less than :data:`REPEAT_BELOW` of the variance (small or
-        noisy budgets, where one fit's choices vary most with its split), else one.
+        ``seed + 1``, ..., and average the final spectra (which can then hold more terms than
+        one fit's k); "auto": :data:`REPEATS` fits while the first fit's CV explains less
+        than :data:`REPEAT_BELOW` of the variance (small or noisy budgets, where one fit's
+        choices vary most with its split), else one; one with a fixed k or ``energy``.
     cv : int
         Number of folds.
     num_threads : int
@@ -261,12 +262,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def _wanted_repeats(self) -> int:
         """How many fits to average: ``repeats``, or ("auto") :data:`REPEATS` while the first
-        fit's CV explains less than :data:`REPEAT_BELOW` of the variance, else one (and one
-        for constant outputs, whose answer is exact)."""
+        fit's CV explains less than :data:`REPEAT_BELOW` of the variance with k="cv", else one
+        (and one for constant outputs, whose answer is exact)."""
         if self.best_params_ is None:
             return 1
         if self.repeats != "auto":
             return int(self.repeats)
+        if self.k != "cv" or self.energy is not None:  # the sparsity asked for stays as asked
+            return 1
         return REPEATS if self.cv_r2_ < REPEAT_BELOW else 1
 
     def _average_repeats(self, X, y) -> None:

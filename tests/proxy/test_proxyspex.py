@@ -661,6 +661,8 @@ def test_repeats_auto_repeats_only_while_the_first_fit_explains_little():
     assert weak.repeats_ == compattr.proxy.proxyspex.REPEATS and strong.repeats_ == 1
     once = ProxySPEX(seed=0, grid=SMALL_GRID, repeats=1).fit(X, noisy)
     assert once.repeats_ == 1 and once.tree_spectrum_ == weak.tree_spectrum_
+    for asked in ({"k": 6}, {"energy": 0.9}):  # the sparsity asked for: one fit
+        assert ProxySPEX(seed=0, grid=SMALL_GRID, **asked).fit(X, noisy).repeats_ == 1
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "always"])
