@@ -260,29 +260,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 self._average_repeats(X, y)
             return self
 
-    def _wanted_repeats(self) -> int:
-        """How many fits to average: ``repeats``, or ("auto") :data:`REPEATS` while the first
-        fit's CV explains less than :data:`REPEAT_BELOW` of the variance with k="cv", else one
-        (and one for constant outputs, whose answer is exact)."""
-        if self.best_params_ is None:
-            return 1
-        if self.repeats != "auto":
-            return int(self.repeats)
-        if self.k != "cv" or self.energy is not None:  # the sparsity asked for stays as asked
-            return 1
-        return REPEATS if self.cv_r2_ < REPEAT_BELOW else 1
-
-    def _average_repeats(self, X, y) -> None:
-        """Fit ``repeats_ - 1`` more times with seeds ``seed + 1, ...`` and average the final
-        spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
-        spectra = [self.spectrum_]
-        for r in range(1, self.repeats_):
-            other = clone(self).set_params(repeats=1, seed=self.seed + r)._fit(X, y)
-            spectra.append(other.spectrum_)
-            for stage, seconds in other.timings_.items():
-                self.timings_[stage] = self.timings_.get(stage, 0.0) + seconds
-        self.spectrum_ = _average(spectra)
-
     def _fit(self, X, y) -> ProxySPEX:
         """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``."""
         self._check_params()
@@ -342,6 +319,30 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self._scale_back(scale)
         self.timings_ = timings
         return self
+
+    def _wanted_repeats(self) -> int:
+        """How many fits to average: ``repeats``, or ("auto") :data:`REPEATS` while the first
+        fit's CV explains less than :data:`REPEAT_BELOW` of the variance with k="cv", else one
+        (and one for constant outputs, whose answer is exact)."""
+        if self.best_params_ is None:
+            return 1
+        if self.repeats != "auto":
+            return int(self.repeats)
+        if self.k != "cv" or self.energy is not None:  # the sparsity asked for stays as asked
+            return 1
+        return REPEATS if self.cv_r2_ < REPEAT_BELOW else 1
+
+    def _average_repeats(self, X, y) -> None:
+        """Fit ``repeats_ - 1`` more times with seeds ``seed + 1, ...`` and average the final
+        spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
+        spectra: list[Spectrum] = [self.spectrum_]
+        timings: dict[str, float] = self.timings_
+        for r in range(1, self.repeats_):
+            other = clone(self).set_params(repeats=1, seed=self.seed + r)._fit(X, y)
+            spectra.append(other.spectrum_)
+            for stage, seconds in other.timings_.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+        self.spectrum_ = _average(spectra)
 
     def predict(self, X) -> np.ndarray:
         """Evaluate the fitted sparse spectrum on masks ``X`` (m, n); returns (m,)."""
