@@ -82,17 +82,31 @@ def shapiq_game(python: str, truth, budget: int, sigma: float, seed: int, X_test
     with ``budget`` calls and Gaussian noise of standard deviation ``sigma``. Returns its CPU
     seconds, peak memory, Shapley values and, where it fits a function, ``function``: a
     :class:`compattr.Spectrum` (ProxySPEX) or its predictions on ``X_test`` (ProxySHAP)."""
-    import compattr
-
     job = {"mode": "game", "method": method, "n": truth.n, "budget": budget, "seed": seed, "sigma": sigma}
     job |= {"noise_seed": seed + 2, "coefs": truth.coefs.tolist(), "X_test": X_test.astype(int).tolist()}
     job["supports"] = [list(t) for t in truth.support_tuples()]
-    result = run_shapiq(python, job)
+    return with_function(run_shapiq(python, job), truth.n)
+
+
+def with_function(result: dict, n: int) -> dict:
+    """A ``shapiq_side.py`` result with its fitted function, where it has one, as ``function``:
+    a :class:`compattr.Spectrum` over ``n`` features (its ``fourier`` pairs) or its
+    predictions on the held-out masks (its ``test_pred``)."""
+    import compattr
+
     if "fourier" in result:
-        result["function"] = compattr.Spectrum.from_dict({tuple(t): c for t, c in result.pop("fourier")}, truth.n)
+        result["function"] = compattr.Spectrum.from_dict({tuple(t): c for t, c in result.pop("fourier")}, n)
     elif "test_pred" in result:
         result["function"] = np.asarray(result.pop("test_pred"))
     return result
+
+
+def predictions(fitted, X_test: np.ndarray) -> np.ndarray | None:
+    """A fitted function's outputs on ``X_test``: a spectrum evaluated there, predictions
+    already made there as they are, or None for none."""
+    import compattr
+
+    return fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
 
 
 def in_fresh_process(fn, *args) -> dict:
@@ -165,8 +179,7 @@ def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | 
     X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
     sigma = 0.0 if snr is None else noise_sd(truth, snr)
     result = shapiq_game(python, truth, m, sigma, seed, X_test, method)
-    fitted = result["function"]
-    pred = fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
+    pred = predictions(result["function"], X_test)
     row = {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": method}
     r2 = held_out_r2(pred, truth.predict(X_test))
     return row | {"cpu_s": result["cpu_s"], "r2": r2, "peak_mb": result["peak_mb"]}

@@ -37,7 +37,7 @@ import numpy as np
 
 import compattr
 
-from core import VARIANTS, held_out_r2, run_shapiq
+from core import VARIANTS, held_out_r2, predictions, run_shapiq, with_function
 from shapiq_side import SAVED_METHODS
 
 ESTIMATORS = {
@@ -59,10 +59,7 @@ def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SAVED_METHO
         out.append(_row(folder, ex, name, r2, cpu, getattr(est, "ridge_", None)))
     if shapiq:
         for name, r in shapiq_side(shapiq, ex, seed, methods).items():
-            if "fourier" in r:  # a Fourier spectrum: evaluated as compattr evaluates its own
-                pred = compattr.Spectrum.from_dict({tuple(t): c for t, c in r["fourier"]}, ex.n).predict(ex.test_masks)
-            else:
-                pred = np.asarray(r["test_pred"])
+            pred = predictions(r["function"], ex.test_masks)  # a Fourier spectrum evaluated as ours are
             out.append(_row(folder, ex, name, held_out_r2(pred, ex.test_outputs), r["cpu_s"], None))
     return out
 
@@ -70,11 +67,10 @@ def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SAVED_METHO
 def shapiq_side(python: str, ex: compattr.Explanation, seed: int, methods) -> dict:
     """shapiq's ``methods`` refitted on the explanation's queries in the environment of
     ``python``, each in a process of its own; each result holds its CPU seconds and its
-    function: a Fourier spectrum (``fourier``: [support, coefficient] pairs) or its
-    predictions on the held-out masks (``test_pred``)."""
+    ``function`` (:func:`core.with_function`)."""
     job = {"mode": "saved", "X": ex.masks.astype(int).tolist(), "y": np.asarray(ex.outputs, float).tolist()}
     job |= {"seed": seed, "X_test": ex.test_masks.astype(int).tolist()}
-    return {method: run_shapiq(python, job | {"method": method}) for method in methods}
+    return {method: with_function(run_shapiq(python, job | {"method": method}), ex.n) for method in methods}
 
 
 def _row(folder: Path, ex: compattr.Explanation, method: str, r2: float, cpu: float, ridge) -> dict:

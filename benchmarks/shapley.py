@@ -42,7 +42,15 @@ import numpy as np
 
 import compattr
 
-from core import SHAPIQ_GAME_METHODS, VARIANTS, held_out_r2, in_fresh_process, shapiq_game, synthetic_function
+from core import (
+    SHAPIQ_GAME_METHODS,
+    VARIANTS,
+    held_out_r2,
+    in_fresh_process,
+    predictions,
+    shapiq_game,
+    synthetic_function,
+)
 
 
 def pair_precision(estimate: compattr.Spectrum, truth: compattr.Spectrum, top: int = 10) -> float:
@@ -111,7 +119,7 @@ def case_rows(n: int, alpha: float, seed: int, args) -> list[dict]:
     for method, r in results.items():
         rel, precision = errors(np.asarray(r["shapley"]), exact)
         fitted = r.get("function")
-        pred = fitted.predict(X_test) if isinstance(fitted, compattr.Spectrum) else fitted
+        pred = predictions(fitted, X_test)
         spectrum = isinstance(fitted, compattr.Spectrum)
         rows.append(
             {"n": n, "alpha": alpha, "seed": seed, "masks": m, "method": method}

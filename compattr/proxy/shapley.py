@@ -176,8 +176,14 @@ class PairedShapley(BaseEstimator):
         # one fit, the folds' average alone, ranked by the trees: neither the fit on every
         # mask nor re-ranking by the refit lowered the Shapley error on the tuning functions
         # (docs/results.md); the prior is the trees' spectrum of that one fit
-        proxy = ProxySPEX(final_fit=False, ranking="trees", repeats=1, cv=self.cv, seed=self.random_state)
-        proxy.set_params(num_threads=self.num_threads)
+        proxy = ProxySPEX(
+            final_fit=False,
+            ranking="trees",
+            repeats=1,
+            cv=self.cv,
+            num_threads=self.num_threads,
+            seed=self.random_state,
+        )
         self.proxy_ = proxy.fit(X, y)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         if proxy.cv_r2_ >= self.sparse_above:
