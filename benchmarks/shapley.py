@@ -191,18 +191,7 @@ def main(argv=None) -> None:
         for alpha in args.alpha:
             for seed in args.seeds:
                 for r in case_rows(n, alpha, seed, args):
-                    cells = [r["n"], f"{alpha:g}", seed, r["masks"], r["method"]]
-                    cells += [
-                        "—" if r["r2"] is None else f"{r['r2']:.3f}",
-                        f"{r['error']:.3f}",
-                        f"{r['precision']:.1f}",
-                    ]
-                    cells += [
-                        "—" if r["pairs"] is None else f"{r['pairs']:.1f}",
-                        f"{r['cpu_s']:.2f}",
-                        f"{r['peak_mb']:.0f}",
-                    ]
-                    print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+                    print(_format(r), flush=True)
                     rows.append(r)
     print("\n" + verdict(rows))
 

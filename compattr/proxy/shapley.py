@@ -188,11 +188,11 @@ class PairedShapley(BaseEstimator):
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         if proxy.cv_r2_ >= self.sparse_above:
             self.prior_, ridges = "sparse", np.array([np.inf])
-            prior = _odd_part(proxy.spectrum_)
+            prior = proxy.spectrum_.odd_part()
             prior_at_pairs = prior.predict(S)
         else:
             self.prior_, ridges = "trees", np.asarray(self.ridges, dtype=np.float64)
-            prior = _odd_part(proxy.tree_spectrum_)
+            prior = proxy.tree_spectrum_.odd_part()
             # the odd part at the pairs through the trees (their exact transform is
             # tree_spectrum_), at a cost that grows with the trees, not the terms
             trees = proxy.predict_trees(X)
@@ -282,12 +282,6 @@ class PairedShapley(BaseEstimator):
             fits = _ridge_towards(A[train], b[train], start, constraint, ridges)
             sq += [np.sum((A[valid] @ beta - b[valid]) ** 2) for beta in fits]
         return sq / max(1, len(b))
-
-
-def _odd_part(spectrum: Spectrum) -> Spectrum:
-    """The odd-order terms of ``spectrum``."""
-    odd = np.flatnonzero(spectrum.degrees % 2 == 1)
-    return Spectrum(spectrum.n, spectrum.supports[odd], spectrum.coefs[odd])
 
 
 def _widen(rows: np.ndarray, width: int, n: int) -> np.ndarray:

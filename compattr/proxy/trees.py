@@ -213,7 +213,7 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
 
     Returns
     -------
-    rows : (u, D) int64 array
+    rows : (u, D) int32 array
         Sorted supports padded with ``n``.
     values : (u,) float64 array
         Their coefficients.
@@ -229,7 +229,7 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     scale = 1.0 / len(trees) if "average_output" in header and trees else 1.0
     feats, sides, values = _leaf_paths(trees, n, scale)
     order = np.argsort(feats, axis=1, kind="stable")  # real features first, sorted
-    feats = np.take_along_axis(feats, order, axis=1)
+    feats = np.take_along_axis(feats, order, axis=1).astype(np.int32)  # n < 2^31: half the memory
     sides = np.take_along_axis(sides, order, axis=1)
     lengths = (feats < n).sum(axis=1)
     n_terms = int(np.sum(2.0**lengths))
@@ -253,14 +253,14 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
         order = np.argsort(path_of, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(path_of[order]) != 0])
         coef = np.add.reduceat(coef[order], starts, axis=0)  # (paths, s)
-        f = np.hstack([paths, np.full((paths.shape[0], 1), n)])  # column p: the padding
+        f = np.hstack([paths, np.full((paths.shape[0], 1), n, paths.dtype)])  # column p: the padding
         # sorted supports (the path features are sorted); p = 0: a single-leaf tree's constant
         rows = f[:, gather].reshape(paths.shape[0] * gather.shape[0], p)
-        rows = np.hstack([rows[:, :D], np.full((rows.shape[0], max(0, D - p)), n, np.int64)])
+        rows = np.hstack([rows[:, :D], np.full((rows.shape[0], max(0, D - p)), n, rows.dtype)])
         all_rows.append(rows)
         all_values.append(coef.reshape(-1))
     if not all_rows:
-        return np.zeros((0, 0), np.int64), np.zeros(0)
+        return np.zeros((0, 0), np.int32), np.zeros(0)
     unique, inverse = group_padded_rows(np.vstack(all_rows), n)
     values = np.bincount(inverse, weights=np.concatenate(all_values), minlength=unique.shape[0])
     return unique, values

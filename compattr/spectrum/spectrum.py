@@ -102,12 +102,11 @@ class Spectrum:
         return spectrum
 
     def _set_terms(self, n: int, unique: np.ndarray, summed: np.ndarray) -> None:
-        keep = summed != 0.0
-        unique, summed = unique[keep], summed[keep]
-        order = np.argsort(-np.abs(summed), kind="stable")
+        kept = np.flatnonzero(summed != 0.0)
+        kept = kept[np.argsort(-np.abs(summed[kept]), kind="stable")]  # by decreasing |F(T)|
         self.n = n
-        self.supports: sp.csr_array = padded_to_csr(unique[order], n)
-        self.coefs: np.ndarray = summed[order]
+        self.supports: sp.csr_array = padded_to_csr(unique[kept], n)
+        self.coefs: np.ndarray = summed[kept]
         self.coefs.setflags(write=False)
 
     # ------------------------------------------------------------------ basic views
@@ -230,8 +229,20 @@ class Spectrum:
             raise ValueError(f"{len(self)} supports but {coefs.size} coefficients.")
         return Spectrum._from_grouped(self.n, csr_to_padded(self.supports, self.n), coefs)
 
+    def odd_part(self) -> Spectrum:
+        """The terms of odd order: the spectrum of ``(f(S) - f(Sᶜ)) / 2``, since
+        ``χ_T(Sᶜ) = (-1)^{|T|} χ_T(S)``; the Shapley values read only these terms."""
+        return self._subset(np.flatnonzero(self.degrees % 2 == 1))
+
     def _subset(self, idx: np.ndarray) -> Spectrum:
-        return Spectrum(self.n, self.supports[idx], self.coefs[idx])
+        """The terms at increasing positions ``idx``: distinct, nonzero and in order already,
+        so nothing is regrouped or re-ranked."""
+        spectrum = Spectrum.__new__(Spectrum)
+        spectrum.n = self.n
+        spectrum.supports = self.supports[idx]
+        spectrum.coefs = self.coefs[idx]
+        spectrum.coefs.setflags(write=False)
+        return spectrum
 
     # ------------------------------------------------------------------ summaries
     def energy(self, groups) -> EnergySplit:

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sps
 from conftest import all_masks, brute_force_fourier, random_spectrum
 
 from compattr import Spectrum
@@ -152,3 +153,37 @@ def test_with_coefs_re_ranks_the_same_supports_as_a_new_spectrum_would():
     assert tied == sorted(tied)  # equal magnitudes keep the order they had
     with pytest.raises(ValueError, match="coefficients"):
         sp.with_coefs(coefs[:-1])
+
+
+def test_odd_part_is_the_odd_half_of_the_function():
+    """``odd_part`` predicts ``(f(S) - f(Sᶜ)) / 2`` on every mask, and keeps only odd orders."""
+    sp = random_spectrum(8, 60, 5, seed=7)
+    X = all_masks(8)
+    odd = sp.odd_part()
+    np.testing.assert_allclose(odd.predict(X), 0.5 * (sp.predict(X) - sp.predict(~X)), atol=1e-12)
+    assert len(odd) and np.all(odd.degrees % 2 == 1)
+    assert len(odd) < len(sp)
+
+
+@pytest.mark.parametrize("select", ["top", "restrict_order", "top_energy", "odd_part"])
+def test_subsets_equal_the_spectrum_of_their_terms(select):
+    """A subset keeps the terms as they are (no regrouping): the same spectrum, ordered the
+    same way, as one built afresh from its terms."""
+    sp = random_spectrum(10, 80, 4, seed=8)
+    part = {"top": lambda: sp.top(17), "restrict_order": lambda: sp.restrict_order(2)}.get(
+        select, lambda: getattr(sp, select)()
+    )()
+    rebuilt = Spectrum.from_dict(part.to_dict(), sp.n)
+    assert part == rebuilt
+    assert part.support_tuples() == rebuilt.support_tuples()
+    assert np.all(np.diff(np.abs(part.coefs)) <= 0)
+    with pytest.raises(ValueError):
+        part.coefs[0] = 1.0  # read-only, as a spectrum's coefficients are
+
+
+def test_supports_given_as_an_uncanonical_sparse_matrix_are_sorted_and_merged():
+    """Unsorted column indices and repeated entries in a row still name one sorted support."""
+    # row 0: {1, 3} with 3 twice; row 1: {0, 2} unsorted
+    S = sps.csr_array((np.ones(5, np.int8), np.array([3, 1, 3, 2, 0]), np.array([0, 3, 5])), shape=(2, 5))
+    sp = Spectrum(5, S, [1.0, 2.0])
+    assert sp.to_dict() == {(0, 2): 2.0, (1, 3): 1.0}
