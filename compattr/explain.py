@@ -85,7 +85,8 @@ class Explanation:
         refit's ridge strength, None without refit), ``tilt`` (the top-k ranking's tilt
         towards higher orders), ``ranking`` ("trees", or "refit" when the top terms were
         re-ranked by their refitted coefficients), ``repeats`` (fits averaged; the other
-        choices are the first fit's), ``timings``.
+        choices are the first fit's), ``cv_r2`` (the fitted spectrum's cross-validated R² on
+        the fitting masks, the first fit's), ``timings``.
     value_range : (low, high) or None
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
@@ -645,6 +646,7 @@ def explain(
             "tilt": getattr(est, "tilt_", None),
             "ranking": getattr(est, "ranking_", None),
             "repeats": getattr(est, "repeats_", None),
+            "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
             "timings": getattr(est, "timings_", None),
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },

@@ -62,6 +62,7 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     assert ("re-ranked by the refit" in ex.summary()) == (ex.fit_info["ranking"] == "refit")
     assert ex.fit_info["repeats"] in (1, compattr.proxy.proxyspex.REPEATS)
     assert ("fits (these choices: the first's)" in ex.summary()) == (ex.fit_info["repeats"] > 1)
+    assert ex.fit_info["cv_r2"] == compattr.ProxySPEX(seed=0).fit(ex.masks, ex.outputs).cv_r2_
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title
