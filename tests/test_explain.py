@@ -12,6 +12,7 @@ from conftest import random_spectrum
 import compattr
 from compattr import Explanation, explain
 from compattr._testing import tiny_llama
+from compattr.explain import PAIRED_SHAPLEY_BELOW
 from compattr.features import AttentionHeads
 from compattr.query import Query
 from compattr.values import LogLikelihood
@@ -549,3 +550,11 @@ def test_summary_says_when_the_spectrum_averages_several_fits():
     for repeats, said in ((None, False), (1, False), (3, True)):
         ex.fit_info = proxy | {"repeats": repeats}
         assert ("the spectrum averages 3 fits" in ex.summary()) == said
+
+
+def test_summary_points_to_the_paired_mode_where_the_fit_explains_little():
+    ex = _toy_explanation(3)
+    below = PAIRED_SHAPLEY_BELOW
+    for cv_r2, said in ((None, False), (below - 0.01, True), (below, False), (0.95, False)):
+        ex.fit_info = {"cv_r2": cv_r2}
+        assert ("compattr.PairedShapley" in ex.summary()) == said
