@@ -133,6 +133,14 @@ def synthetic_function(name: str, n: int, seed: int):
     return (complete_hierarchy if name == "hierarchy" else peak)(n, seed=seed)
 
 
+def noise_sd(truth, snr_db: float | None) -> float:
+    """Standard deviation of Gaussian noise at ``snr_db`` dB for the function ``truth`` (a
+    :class:`compattr.Spectrum`): :func:`compattr.synthetic.noise_sd`, or 0 without noise (None)."""
+    from compattr import synthetic
+
+    return 0.0 if snr_db is None else synthetic.noise_sd(truth, snr_db)
+
+
 def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, method: str) -> dict:
     """One (function, n, alpha, method) run in a fresh process; returns its table row."""
     import torch  # noqa: F401  (imported by compattr's features; keep it out of the timings)
@@ -172,12 +180,11 @@ def _case(function: str, n: int, alpha: float, snr: float | None, seed: int, met
 def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | None, seed: int, method: str) -> dict:
     """shapiq's ``method`` on the same function and budget (:func:`shapiq_game`); its table row."""
     import compattr
-    from compattr.synthetic import noise_sd
 
     truth = synthetic_function(function, n, seed)
     m = compattr.budget(n, alpha)
     X_test = compattr.sample_masks(n, 1000, seed=seed + 3)
-    sigma = 0.0 if snr is None else noise_sd(truth, snr)
+    sigma = noise_sd(truth, snr)
     result = shapiq_game(python, truth, m, sigma, seed, X_test, method)
     pred = predictions(result["function"], X_test)
     row = {"function": function, "n": n, "alpha": alpha, "m": m, "snr_db": snr, "method": method}

@@ -47,6 +47,7 @@ from core import (
     VARIANTS,
     held_out_r2,
     in_fresh_process,
+    noise_sd,
     predictions,
     shapiq_game,
     synthetic_function,
@@ -70,11 +71,6 @@ def errors(estimate: np.ndarray, truth: np.ndarray, top: int = 10) -> tuple[floa
     best = set(np.argsort(-np.abs(truth))[:top])
     found = set(np.argsort(-np.abs(estimate))[:top])
     return rel, len(best & found) / top
-
-
-def noise_sd(truth: compattr.Spectrum, snr_db: float | None) -> float:
-    """Standard deviation of Gaussian noise at ``snr_db`` (0 without noise)."""
-    return 0.0 if snr_db is None else compattr.synthetic.noise_sd(truth, snr_db)
 
 
 def observe(truth: compattr.Spectrum, X: np.ndarray, sigma: float, seed: int) -> np.ndarray:
