@@ -104,9 +104,14 @@ class Spectrum:
     def _set_terms(self, n: int, unique: np.ndarray, summed: np.ndarray) -> None:
         kept = np.flatnonzero(summed != 0.0)
         kept = kept[np.argsort(-np.abs(summed[kept]), kind="stable")]  # by decreasing |F(T)|
+        self._assign(n, padded_to_csr(unique[kept], n), summed[kept])
+
+    def _assign(self, n: int, supports: sp.csr_array, coefs: np.ndarray) -> None:
+        """Hold distinct, nonzero terms ranked by decreasing ``|F(T)|``; the coefficients
+        become read-only."""
         self.n = n
-        self.supports: sp.csr_array = padded_to_csr(unique[kept], n)
-        self.coefs: np.ndarray = summed[kept]
+        self.supports: sp.csr_array = supports
+        self.coefs: np.ndarray = coefs
         self.coefs.setflags(write=False)
 
     # ------------------------------------------------------------------ basic views
@@ -238,10 +243,7 @@ class Spectrum:
         """The terms at increasing positions ``idx``: distinct, nonzero and in order already,
         so nothing is regrouped or re-ranked."""
         spectrum = Spectrum.__new__(Spectrum)
-        spectrum.n = self.n
-        spectrum.supports = self.supports[idx]
-        spectrum.coefs = self.coefs[idx]
-        spectrum.coefs.setflags(write=False)
+        spectrum._assign(self.n, self.supports[idx], self.coefs[idx])
         return spectrum
 
     # ------------------------------------------------------------------ summaries
