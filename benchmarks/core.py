@@ -49,6 +49,7 @@ VARIANTS = {
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
     "proxyspex tilt=1": {"tilt": 1.0},  # top-k by |F(T)| alone, the paper's ranking
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
+    "proxyspex no-closure": {"ranking": ("trees", "refit")},  # top-k never extended by its subsets
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,

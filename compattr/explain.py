@@ -53,6 +53,7 @@ _VERSION = 2  # 2: explanation.json lists the files of the save and their SHA-25
 # compattr that does not know it ignores it (its plans count every kind of a group alike).
 _META = "explanation.json"
 _FILES = ("spectrum.json", "lasso.json", "queries.npz")  # what a save may hold besides _META
+_RANKING_NOTES = {"refit": ", re-ranked by the refit", "closure": ", re-ranked by the refit, with every subset"}
 _INDICES = (
     "shapley",
     "banzhaf",
@@ -88,8 +89,9 @@ class Explanation:
     fit_info : dict
         ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``ridge`` (the
         refit's ridge strength, None without refit), ``tilt`` (the top-k ranking's tilt
-        towards higher orders), ``ranking`` ("trees", or "refit" when the top terms were
-        re-ranked by their refitted coefficients), ``repeats`` (fits averaged; the other
+        towards higher orders), ``ranking`` ("trees"; "refit" when the top terms were
+        re-ranked by their refitted coefficients; "closure" when those re-ranked terms were
+        kept with all their subsets), ``repeats`` (fits averaged; the other
         choices are the first fit's), ``cv_r2`` (the fitted spectrum's cross-validated R² on
         the fitting masks, the first fit's), ``timings``.
     value_range : (low, high) or None
@@ -268,7 +270,7 @@ class Explanation:
                 f"k={self.fit_info.get('k')}, refit={self.fit_info.get('refit')}"
                 + (f" (ridge {self.fit_info['ridge']:g})" if self.fit_info.get("ridge") else "")
                 + (f", ranked with tilt {self.fit_info['tilt']:g}" if (self.fit_info.get("tilt") or 1.0) != 1.0 else "")
-                + (", re-ranked by the refit" if self.fit_info.get("ranking") == "refit" else "")
+                + _RANKING_NOTES.get(str(self.fit_info.get("ranking")), "")
             )
             if (self.fit_info.get("repeats") or 1) > 1:
                 lines[-1] += f"; the spectrum averages {self.fit_info['repeats']} fits (these choices: the first's)"

@@ -94,8 +94,15 @@ def factor(
 def least_squares(kept: Spectrum, X, y, ridge: float = 0.0) -> Spectrum:
     """Refit the kept supports' coefficients by least squares (constant included), with a
     ridge penalty ``ridge · m`` on the non-constant coefficients (see :func:`normal_equations`)."""
-    rows = csr_to_padded(kept.supports, kept.n)
-    if not (kept.degrees == 0).any():
-        rows = np.vstack([np.full((1, rows.shape[1]), kept.n), rows])
+    return least_squares_on(csr_to_padded(kept.supports, kept.n), kept.n, X, y, ridge)
+
+
+def least_squares_on(rows: np.ndarray, n: int, X, y, ridge: float = 0.0) -> Spectrum:
+    """The spectrum fitted by least squares on the distinct padded supports ``rows`` (k, D)
+    over ``n`` features (the constant added when absent), with a ridge penalty ``ridge · m``
+    on the non-constant coefficients (see :func:`normal_equations`). Unlike
+    :func:`least_squares`, supports need no coefficient beforehand."""
+    if not np.all(rows == n, axis=1).any():
+        rows = np.vstack([np.full((1, rows.shape[1]), n), rows])
     L, z = normal_equations(X, rows, y, ridge=ridge)
-    return Spectrum(kept.n, padded_to_csr(rows, kept.n), solve_triangular(L.T, z, lower=False))
+    return Spectrum(n, padded_to_csr(rows, n), solve_triangular(L.T, z, lower=False))

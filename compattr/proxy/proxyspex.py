@@ -29,7 +29,9 @@
    ranking's tilt towards higher orders (``|F(T)| * tilt ** |T|``, ``tilt`` 1 or 1.2), and
    whether the top terms are re-ranked by their refitted coefficients (``ranking``: the
    largest candidate's terms refitted by ridge least squares, the k of largest ``|β(T)|``
-   kept), which drops terms the trees rank high only by spreading a true term's weight.
+   kept), which drops terms the trees rank high only by spreading a true term's weight, or
+   the re-ranked top k are kept with every subset of theirs (their downward closure,
+   refitted), which restores the lower-order terms of a hierarchy that the top k leave out.
 4. **refit** (:mod:`~compattr.proxy.leastsquares`) – refit the kept coefficients by least
    squares on the ±1 parity features when that lowers the CV error.
 
@@ -60,7 +62,7 @@ from ..query.masks import budget
 from ..spectrum import Spectrum
 from .leastsquares import least_squares
 from .search import Fit, fit_all, mask_dataset, search
-from .sparsify import candidate_ks, refit_ranked_terms, sparsity_cv, top_terms
+from .sparsify import candidate_ks, closed_terms, refit_ranked_terms, sparsity_cv, top_terms
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
@@ -81,9 +83,10 @@ REPEAT_BELOW = 0.5
 #: Ranking tilts the top-k chooses from with ``tilt="cv"`` (terms ranked by |F(T)| tilt^|T|).
 TILTS = (1.0, 1.2)
 
-#: Rankings the top-k chooses from with ``ranking="cv"``: the trees' coefficients, or the
-#: pool of the largest candidate k re-ranked by its ridge refit.
-RANKINGS = ("trees", "refit")
+#: Rankings the top-k chooses from with ``ranking="cv"``: the trees' coefficients, the pool of
+#: the largest candidate k re-ranked by its ridge refit, or that re-ranked top k with all
+#: their subsets (their downward closure), refitted.
+RANKINGS = ("trees", "refit", "closure")
 
 #: Ridge strengths the refit chooses from with ``ridge="cv"`` (penalty per mask; 0 = least squares).
 RIDGES = (0.0, 0.01, 0.03, 0.1, 0.3)
@@ -112,12 +115,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         magnitude; above 1 favours higher orders, whose coefficients the trees spread thin.
         "cv" chooses it with k by the same cross-validation among :data:`TILTS` (a fixed k
         then ranks by magnitude alone); a float fixes it.
-    ranking : {"cv", "trees", "refit"}
-        With k="cv": keep the top k by the trees' coefficients ("trees", the paper's rule), or
+    ranking : "cv", {"trees", "refit", "closure"} or a sequence of them
+        With k="cv": keep the top k by the trees' coefficients ("trees", the paper's rule);
         refit the top ``max(candidate k)`` terms by ridge least squares and keep the k of
         largest refitted ``|β(T)|`` ("refit"; the CV does the same on each fold's training
-        masks); "cv" lets the same cross-validation choose (:data:`RANKINGS`). A fixed k or
-        ``energy`` ranks by the trees.
+        masks); or keep those re-ranked top k with every subset of theirs, refitted
+        ("closure": a term's lower-order subsets, which a hierarchy holds and the top k may
+        leave out, for the k whose closure holds at most ``max(candidate k)`` terms). "cv" lets the same
+        cross-validation choose among :data:`RANKINGS`, a sequence among those it names. A
+        fixed k or ``energy`` ranks by the trees.
     energy : float, optional
         Instead of top-k, keep the fewest terms holding this fraction of the non-constant
         energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.
@@ -183,8 +189,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     k_ : int
         Number of kept terms (of the first fit); ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
-        tilt the kept terms were ranked with; ``ranking_`` : str, "trees" or "refit", how
-        they were ranked.
+        tilt the kept terms were ranked with; ``ranking_`` : str, "trees", "refit" or
+        "closure", how they were ranked.
     cv_results_ : pandas.DataFrame
         Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
     sparsity_cv_ : pandas.DataFrame
@@ -213,7 +219,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         refit="auto",
         ridge="cv",
         tilt="cv",
-        ranking: str = "cv",
+        ranking="cv",
         energy: float | None = None,
         max_k: int = 1000,
         max_cv_rows: int = 20_000,
@@ -396,10 +402,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 raise ValueError(f"ridge strengths must be finite and >= 0 (at least one), got {self.ridge!r}.")
         if not (self.tilt == "cv" or (isinstance(self.tilt, (int, float)) and 0.0 < self.tilt < np.inf)):
             raise ValueError(f"tilt must be 'cv' or a positive float, got {self.tilt!r}.")
-        if self.ranking not in ("cv", *RANKINGS):
-            raise ValueError(f"ranking must be 'cv', 'trees' or 'refit', got {self.ranking!r}.")
-        if self.ranking == "refit" and self.refit is False:
-            raise ValueError("ranking='refit' keeps terms by their refit: it needs refit='auto' or True.")
+        rankings = self._rankings()
+        if not (rankings and set(rankings) <= set(RANKINGS)):
+            raise ValueError(f"ranking must be 'cv', one of {RANKINGS} or a sequence of them, got {self.ranking!r}.")
+        if self.refit is False and set(rankings) <= {"refit", "closure"}:
+            raise ValueError(f"ranking={self.ranking!r} keeps refitted terms: it needs refit='auto' or True.")
         if self.energy is not None and not 0.0 < self.energy <= 1.0:
             raise ValueError(f"energy must lie in (0, 1], got {self.energy}.")
         if self.cv < 2:
@@ -480,8 +487,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.tilt_, self.ranking_ = float(best["tilt"]), str(best["ranking"])
         if k == 0:
             return _every_term, ridge
+        reranked = {"k": k, "tilt": self.tilt_, "pool": max(ks), "X": X, "y": y, "ridge": ridge}
         if self.ranking_ == "refit":
-            return partial(refit_ranked_terms, k=k, tilt=self.tilt_, pool=max(ks), X=X, y=y, ridge=ridge), ridge
+            return partial(refit_ranked_terms, **reranked), ridge
+        if self.ranking_ == "closure":  # re-ranked at the first ridge strength, as the CV does
+            return partial(closed_terms, **reranked, rank_ridge=self._ridges()[0]), ridge
         return partial(top_terms, k=k, tilt=self.tilt_), ridge
 
     def _settled(self, sparsity_table: Callable[..., pd.DataFrame], y: np.ndarray, fold, fit: Fit) -> bool:
@@ -526,6 +536,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def _rankings(self) -> tuple[str, ...]:
         """The rankings to choose from."""
+        if isinstance(self.ranking, (tuple, list)):
+            return tuple(self.ranking)
         return RANKINGS if self.ranking == "cv" else (self.ranking,)
 
     def _ridges(self) -> tuple[float, ...]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 import scipy.sparse as sps
 from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
@@ -289,6 +290,16 @@ def _widen(rows: np.ndarray, width: int, n: int) -> np.ndarray:
     return np.hstack([rows, np.full((rows.shape[0], width - rows.shape[1]), n, dtype=rows.dtype)])
 
 
+def _thin_svd(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``U, s, Vt`` of ``A`` (p, k), thin. LAPACK's divide-and-conquer driver (fast) may fail
+    to converge on a nearly rank-deficient ``A`` (seen at n = 100 on paired masks); the
+    QR-iteration driver then takes over."""
+    try:
+        return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesdd", check_finite=False)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesvd", check_finite=False)
+
+
 def _ridge_towards(A, b, prior, constraint, ridges) -> list[np.ndarray]:
     """``argmin ||A β - b||² + λ ||β - prior||²`` for each ``λ`` in ``ridges`` (``inf``: the
     prior), subject to ``cᵀβ = d`` when ``constraint = (c, d)`` is given.
@@ -300,7 +311,7 @@ def _ridge_towards(A, b, prior, constraint, ridges) -> list[np.ndarray]:
     ``β₀ + H⁻¹c (d - cᵀβ₀) / cᵀH⁻¹c`` (as ``λ → ∞``, ``H⁻¹c / cᵀH⁻¹c → c / cᵀc``).
     """
     if np.isfinite(ridges).any():
-        U, s, Vt = np.linalg.svd(A, full_matrices=False)
+        U, s, Vt = _thin_svd(A)
         z = s * (U.T @ (b - A @ prior))  # Vᵀ Aᵀ (b - A prior)
         if constraint is not None:
             c = constraint[0]

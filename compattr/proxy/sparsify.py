@@ -4,7 +4,9 @@ The candidates are the constant plus the ``k - 1`` terms of largest ``|F(T)|`` (
 for ``k`` among powers of two (:func:`candidate_ks`), or the same number re-ranked by their
 refitted coefficients: the largest candidate's terms (the pool) are refitted by ridge least
 squares, and the ``k - 1`` of largest refitted ``|β(T)|`` are kept (:func:`refit_ranked_terms`),
-which drops terms the trees rank high only because they spread a true term's weight.
+which drops terms the trees rank high only because they spread a true term's weight; or those
+re-ranked terms with every subset of theirs (their downward closure, :func:`closed_terms`),
+refitted, which restores the lower-order terms of a hierarchy that the top k leave out.
 :func:`sparsity_cv` scores every candidate, with the trees' coefficients and refitted by
 (ridge) least squares at each ridge strength, on the same folds as the search: each fold with
 the ranking of the ensemble that never saw it (and, re-ranked, of its own training refit).
@@ -13,14 +15,15 @@ the ranking of the ensemble that never saw it (and, re-ranked, of its own traini
 from __future__ import annotations
 
 import math
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
 from scipy.linalg import solve_triangular
 
 from ..spectrum import Spectrum
-from ..spectrum.supports import csr_to_padded, padded_to_csr, parity_matrix
-from .leastsquares import factor, gram_and_projection, least_squares, ridge_penalty
+from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix
+from .leastsquares import factor, gram_and_projection, least_squares, least_squares_on, ridge_penalty
 from .search import Fit, cv_mse
 
 
@@ -58,6 +61,44 @@ def refit_ranked_terms(spectrum: Spectrum, k: int, tilt: float, pool: int, X, y,
     return top_terms(least_squares(top_terms(spectrum, pool, tilt), X, y, ridge), k)
 
 
+def closed_terms(spectrum: Spectrum, k: int, tilt: float, pool: int, X, y, ridge: float, rank_ridge: float) -> Spectrum:
+    """The terms :func:`refit_ranked_terms` keeps (re-ranked at ridge strength ``rank_ridge``)
+    with every subset of theirs, refitted on masks ``X`` (m, n) and outputs ``y`` (m,) by
+    least squares with ridge strength ``ridge`` (per mask). When that closure holds more than
+    ``pool`` terms: the closure of the most of those terms, best first, that fits."""
+    kept = refit_ranked_terms(spectrum, k, tilt, pool, X, y, rank_ridge)
+    closure, _ = _closure_order(csr_to_padded(kept.supports, kept.n), kept.n, pool)
+    return least_squares_on(closure, kept.n, X, y, ridge)
+
+
+def _closure_order(rows: np.ndarray, n: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ranked padded supports ``rows`` (k, D), each preceded by its subsets not listed
+    before it, as long as at most ``limit`` supports are listed.
+
+    Returns
+    -------
+    closure : (K, D') int array
+        The listed supports, padded with ``n``; K <= ``limit``.
+    ends : (j,) int array
+        ``ends[i]``: how many leading rows of ``closure`` hold the first ``i + 1`` ranked
+        supports and all their subsets (the closure of the top ``i + 1``), for every ``i``
+        whose closure fits in ``limit``.
+    """
+    listed: dict[tuple[int, ...], None] = {}  # downward closed after each ranked support
+    ends = []
+    for row in rows:
+        support = tuple(int(i) for i in row[row < n])
+        if support not in listed:  # else its subsets are listed already
+            if 2 ** len(support) > limit:
+                break
+            new = [s for r in range(len(support) + 1) for s in combinations(support, r) if s not in listed]
+            if len(listed) + len(new) > limit:
+                break
+            listed.update(dict.fromkeys(new))
+        ends.append(len(listed))
+    return pad_supports(list(listed), n), np.asarray(ends, dtype=np.int64)
+
+
 def sparsity_cv(
     X,
     y,
@@ -75,7 +116,9 @@ def sparsity_cv(
     ridge strength, for each k and each ranking tilt (terms ranked by ``|F(T)| * tilt ** |T|``);
     with ``"refit"`` among ``rankings``, also refitted after re-ranking the top ``max(ks)``
     terms by their coefficients refitted on the fold's training masks, at each ridge strength
-    (:func:`refit_ranked_terms`).
+    (:func:`refit_ranked_terms`); with ``"closure"``, also the top k re-ranked at the first
+    ridge strength with all their subsets, refitted at each ridge strength, for the k whose
+    closure holds at most ``max(ks)`` terms (the others score ``inf``; :func:`closed_terms`).
 
     Every fold is scored with the ranking of the ensemble trained without it. One Cholesky
     factor of the fold's (penalised) Gram matrix gives the refit of every prefix k (the factor
@@ -88,27 +131,30 @@ def sparsity_cv(
     Returns
     -------
     pandas.DataFrame
-        One row per candidate: ``k``, ``tilt``, ``ranking`` ("trees" or "refit"), ``refit``
+        One row per candidate: ``k``, ``tilt``, ``ranking`` ("trees", "refit" or "closure"), ``refit``
         (bool), ``ridge`` (NaN without refit) and ``cv_mse``.
     """
     m = X.shape[0]
     subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
-    reranked = "refit" in rankings
+    closed = "closure" in rankings
+    reranked = closed or "refit" in rankings
     shape = (len(tilts), len(ridges), len(ks))
-    sq_refit, sq_reranked, sq_trunc = np.zeros(shape), np.zeros(shape), np.zeros((len(tilts), len(ks)))
+    sq_refit, sq_reranked, sq_closed = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    sq_trunc = np.zeros((len(tilts), len(ks)))
     count = 0
     for spectrum, (train, valid) in zip(fold_spectra, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
         for t, tilt in enumerate(tilts):
             ranked = _ranked_terms(spectrum, max(ks), tilt)
-            errors = _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked)
+            errors = _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked, closed)
             sq_refit[t] += errors[0]
             sq_trunc[t] += errors[1]
             sq_reranked[t] += errors[2]
+            sq_closed[t] += errors[3]
         count += len(valid)
     table = [
         {"k": k, "tilt": tilt, "ranking": ranking, "refit": True, "ridge": ridge, "cv_mse": s / count}
-        for ranking, sq in (("trees", sq_refit), ("refit", sq_reranked))
+        for ranking, sq in (("trees", sq_refit), ("refit", sq_reranked), ("closure", sq_closed))
         if ranking in rankings
         for tilt, per_tilt in zip(tilts, sq)
         for ridge, row in zip(ridges, per_tilt)
@@ -124,35 +170,59 @@ def sparsity_cv(
     return pd.DataFrame(table)
 
 
-def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool) -> tuple[np.ndarray, ...]:
+def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool, closed: bool) -> tuple[np.ndarray, ...]:
     """One fold's squared validation errors of every top-k of ``ranked`` (padded supports and
     coefficients, best first): refitted at each ridge strength (ridges × ks), as the trees give
-    them (ks), and refitted after re-ranking all of ``ranked`` by their refit at that strength
-    (ridges × ks; zeros unless ``reranked``)."""
+    them (ks), refitted after re-ranking all of ``ranked`` by their refit at that strength
+    (ridges × ks; zeros unless ``reranked``), and the top k re-ranked at the first strength
+    with all their subsets, refitted at each (ridges × ks, :func:`_closure_errors`; zeros
+    unless ``closed``, which needs ``reranked``)."""
     rows, coefs = ranked
     gram, projection = gram_and_projection(X[train], rows, y[train])
     P_valid, y_valid = parity_matrix(X[valid], rows), y[valid]
     if reranked:
         gram = np.tril(gram) + np.tril(gram, -1).T  # whole: its rows and columns are permuted
-    sq_refit, sq_reranked = np.zeros((len(ridges), len(ks))), np.zeros((len(ridges), len(ks)))
+    sq_refit, sq_reranked, sq_closed = (np.zeros((len(ridges), len(ks))) for _ in range(3))
+    prefixes = np.minimum(ks, len(rows))
     for r, ridge in enumerate(ridges):
         penalty = ridge_penalty(rows, X.shape[1], ridge * len(train))
         L, z = factor(gram, projection, penalty, dtype=np.float32)  # only chooses k and the ridge
-        sq_refit[r] = _prefix_errors(L, z, P_valid, y_valid, ks)
+        sq_refit[r] = _prefix_errors(L, z, P_valid, y_valid, prefixes)
         if reranked:  # the constant first, then by decreasing refitted |β|
             beta = solve_triangular(L.T, z, lower=False)
             order = np.r_[0, 1 + np.argsort(-np.abs(beta[1:]), kind="stable")]
             L, z = factor(gram[np.ix_(order, order)], projection[order], penalty[order], dtype=np.float32)
-            sq_reranked[r] = _prefix_errors(L, z, P_valid[:, order], y_valid, ks)
-    sq_trunc = np.array([np.sum((P_valid[:, :k] @ coefs[:k] - y_valid) ** 2) for k in np.minimum(ks, len(rows))])
-    return sq_refit, sq_trunc, sq_reranked
+            sq_reranked[r] = _prefix_errors(L, z, P_valid[:, order], y_valid, prefixes)
+            if closed and r == 0:  # ranked by the refit at the first strength, refitted at each
+                sq_closed = _closure_errors(X, y, train, valid, rows[order], ks, ridges)
+    sq_trunc = np.array([np.sum((P_valid[:, :k] @ coefs[:k] - y_valid) ** 2) for k in prefixes])
+    return sq_refit, sq_trunc, sq_reranked, sq_closed
 
 
-def _prefix_errors(L: np.ndarray, z: np.ndarray, P_valid: np.ndarray, y_valid: np.ndarray, ks) -> np.ndarray:
-    """Squared validation errors (len(ks),) of the least squares of each prefix of k columns,
-    from the Cholesky factor ``L`` of the training Gram matrix and ``z = L⁻¹ Pᵀy``."""
-    out = np.empty(len(ks))
-    for i, k in enumerate(np.minimum(ks, len(z))):
-        beta = solve_triangular(L[:k, :k].T, z[:k], lower=False)
-        out[i] = np.sum((P_valid[:, :k] @ beta - y_valid) ** 2)
+def _closure_errors(X, y, train, valid, rows: np.ndarray, ks, ridges) -> np.ndarray:
+    """One fold's squared validation errors (ridges × ks) of the top k of the ranked padded
+    supports ``rows`` with all their subsets, refitted at each ridge strength; ``inf`` for
+    the k whose closure holds more than ``max(ks)`` supports."""
+    n = X.shape[1]
+    closure, ends = _closure_order(rows, n, max(ks))
+    prefixes = np.minimum(ks, len(rows))
+    fits = prefixes <= len(ends)
+    out = np.full((len(ridges), len(ks)), np.inf)
+    if fits.any():
+        gram, projection = gram_and_projection(X[train], closure, y[train])
+        P_valid = parity_matrix(X[valid], closure)
+        for r, ridge in enumerate(ridges):
+            L, z = factor(gram, projection, ridge_penalty(closure, n, ridge * len(train)), dtype=np.float32)
+            out[r, fits] = _prefix_errors(L, z, P_valid, y[valid], ends[prefixes[fits] - 1])
+    return out
+
+
+def _prefix_errors(L: np.ndarray, z: np.ndarray, P_valid: np.ndarray, y_valid: np.ndarray, lengths) -> np.ndarray:
+    """Squared validation errors (len(lengths),) of the least squares of the first j columns
+    for each j in ``lengths``, from the Cholesky factor ``L`` of the training Gram matrix and
+    ``z = L⁻¹ Pᵀy``."""
+    out = np.empty(len(lengths))
+    for i, j in enumerate(lengths):
+        beta = solve_triangular(L[:j, :j].T, z[:j], lower=False)
+        out[i] = np.sum((P_valid[:, :j] @ beta - y_valid) ** 2)
     return out

@@ -1,5 +1,6 @@
 """ProxySPEX estimator: faithfulness on known functions, CV choices, errors."""
 
+import itertools
 from types import SimpleNamespace
 
 import numpy as np
@@ -98,7 +99,7 @@ def test_refit_helps_under_noise_and_is_chosen_by_cv():
 
 def test_fixed_k_energy_and_untruncated_modes():
     n = 16
-    truth = complete_hierarchy(n, n_sets=2, order=3, seed=11)
+    truth = complete_hierarchy(n, n_sets=2, order=4, seed=11)
     X = compattr.sample_masks(n, 600, seed=12)
     y = truth.predict(X)
     fixed = ProxySPEX(k=5, refit=True, grid=SMALL_GRID).fit(X, y)
@@ -446,6 +447,79 @@ def test_sparsity_cv_scores_the_refit_ranking_on_held_out_folds():
     np.testing.assert_array_equal(trees_only["cv_mse"], table.loc[table["ranking"] == "trees", "cv_mse"])
 
 
+def _all_subsets(supports) -> set[tuple[int, ...]]:
+    return {s for t in supports for r in range(len(t) + 1) for s in itertools.combinations(sorted(t), r)}
+
+
+def test_closure_order_lists_each_ranked_support_after_its_subsets():
+    """Each prefix of the order holds exactly the subsets of the leading ranked supports (their
+    downward closure), nothing is listed twice, and the order stops before exceeding its limit."""
+    from compattr.proxy.sparsify import _closure_order
+    from compattr.spectrum.supports import pad_supports
+
+    n, rng = 12, np.random.default_rng(3)
+    ranked = [()] + [tuple(rng.choice(n, size=rng.integers(1, 5), replace=False)) for _ in range(30)]
+    rows = pad_supports(ranked, n)
+    for limit in (1, 9, 40, 10**4):
+        closure, ends = _closure_order(rows, n, limit)
+        listed = [tuple(int(i) for i in row[row < n]) for row in closure]
+        assert len(listed) == len(set(listed)) == (ends[-1] if len(ends) else 0) <= limit
+        for i, end in enumerate(ends):
+            assert set(listed[:end]) == _all_subsets(ranked[: i + 1])
+        if len(ends) < len(ranked):  # stopped: the next support's closure would not fit
+            assert len(_all_subsets(ranked[: len(ends) + 1])) > limit
+    assert len(ends) == len(ranked)
+
+
+def test_sparsity_cv_scores_the_closure_on_held_out_folds():
+    """Each closure (k, tilt, ridge) CV error is the held-out error of: the fold's top k
+    re-ranked by the refit at the first ridge strength, with all their subsets, refitted at
+    that ridge strength on the fold's training masks; inf where that closure holds more than
+    max(ks) terms. closed_terms gives the same terms on every mask."""
+    from sklearn.model_selection import KFold
+
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.proxy.sparsify import closed_terms, refit_ranked_terms, sparsity_cv
+
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=4, seed=11)
+    X = compattr.sample_masks(n, 400, seed=12)
+    y = add_noise(truth.predict(X), truth, snr_db=3, seed=13)
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    spectra = [truth.with_coefs(truth.coefs * s) for s in (1.0, 0.5, 2.0)]
+    ridges, tilts, ks = (1.0, 0.0), (1.0, 2.0), [4, 8, 16]  # the two rank some k differently
+    trees = [SimpleNamespace(score=0.0)] * 3  # the untruncated trees' row is not under test
+
+    def closure_fit(spectrum, k, tilt, X, y, ridge):
+        top = refit_ranked_terms(spectrum, k, tilt, max(ks), X, y, ridges[0]).support_tuples()
+        closure = _all_subsets(top)
+        if len(closure) > max(ks):
+            return None
+        return least_squares(Spectrum.from_dict(dict.fromkeys(closure, 1.0), n), X, y, ridge)
+
+    table = sparsity_cv(X, y, folds, spectra, trees, ks, 10**6, 0, ridges, tilts, ("trees", "closure"))
+    closed = table[table["ranking"] == "closure"]
+    assert len(closed) == len(ridges) * len(tilts) * len(ks) and closed["refit"].all()
+    for tilt in tilts:
+        for ridge in ridges:
+            for k in ks:
+                fits = [closure_fit(s, k, tilt, X[tr], y[tr], ridge) for s, (tr, _) in zip(spectra, folds)]
+                row = closed[(closed["k"] == k) & (closed["ridge"] == ridge) & (closed["tilt"] == tilt)]
+                if any(fit is None for fit in fits):
+                    assert row["cv_mse"].item() == np.inf
+                    continue
+                sq = sum(np.sum((fit.predict(X[va]) - y[va]) ** 2) for fit, (_, va) in zip(fits, folds))
+                np.testing.assert_allclose(row["cv_mse"].item(), sq / len(X), rtol=1e-4)
+                whole = closed_terms(spectra[0], k, tilt, max(ks), X, y, ridge, rank_ridge=ridges[0])
+                expected = closure_fit(spectra[0], k, tilt, X, y, ridge)
+                if expected is not None:
+                    assert whole.to_dict().keys() == expected.to_dict().keys()
+                    np.testing.assert_allclose(whole.predict(X), expected.predict(X), rtol=1e-6, atol=1e-9)
+    assert np.isinf(closed["cv_mse"]).any() and np.isfinite(closed["cv_mse"]).any()
+    trees_only = sparsity_cv(X, y, folds, spectra, trees, ks, 10**6, 0, ridges, tilts)
+    np.testing.assert_array_equal(trees_only["cv_mse"], table.loc[table["ranking"] == "trees", "cv_mse"])
+
+
 def test_refit_ranking_is_chosen_by_cv_and_keeps_the_largest_refitted_terms():
     """A noise-free hierarchy whose trees spread weight over spurious terms: the CV re-ranks,
     the kept terms are the largest of the pool's refit, and held-out R² is at least the trees'
@@ -456,8 +530,9 @@ def test_refit_ranking_is_chosen_by_cv_and_keeps_the_largest_refitted_terms():
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=26)
     X = compattr.sample_masks(n, compattr.budget(n, 3), seed=27)
     y = truth.predict(X)
-    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, ranking=("trees", "refit")).fit(X, y)
     table = est.sparsity_cv_
+    assert set(table["ranking"]) == {"trees", "refit"}
     best = table.loc[table["cv_mse"].idxmin()]
     assert est.ranking_ == best["ranking"] == "refit" and est.k_ == best["k"] and est.tilt_ == best["tilt"]
     pool = int(table["k"].max())
@@ -474,6 +549,41 @@ def test_refit_ranking_is_chosen_by_cv_and_keeps_the_largest_refitted_terms():
             ProxySPEX(ranking=bad).fit(X, y)
     with pytest.raises(ValueError, match="ranking='refit'"):
         ProxySPEX(ranking="refit", refit=False).fit(X, y)
+
+
+@pytest.mark.parametrize("seeds", [(26, 27, 28), (40, 41, 42)])
+def test_closure_ranking_is_chosen_by_cv_and_keeps_every_subset_of_the_re_ranked_terms(seeds):
+    """A noise-free hierarchy whose top k leave out lower-order terms: the CV (default
+    ranking) chooses the closure; the kept terms are closed_terms' (re-ranked at the first
+    ridge strength), hold every subset of each kept term, and predict held-out masks at least
+    as well as the fit without the closure. Bad rankings are refused."""
+    from compattr.proxy.proxyspex import RIDGES
+    from compattr.proxy.sparsify import closed_terms
+
+    n = 30
+    truth = complete_hierarchy(n, n_sets=3, order=4, seed=seeds[0])
+    X = compattr.sample_masks(n, compattr.budget(n, 3), seed=seeds[1])
+    y = truth.predict(X)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y)
+    table = est.sparsity_cv_
+    assert set(table["ranking"]) == {"trees", "refit", "closure"}
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert est.ranking_ == best["ranking"] == "closure" and est.tilt_ == best["tilt"] and est.ridge_ == best["ridge"]
+    pool = int(table["k"].max())
+    expected = closed_terms(est.tree_spectrum_, int(best["k"]), est.tilt_, pool, X, y, est.ridge_, RIDGES[0])
+    kept = est.spectrum_.support_tuples()
+    assert set(kept) == set(expected.support_tuples()) and est.k_ == len(kept) <= pool
+    assert all(sub in set(kept) for t in kept for r in range(len(t)) for sub in itertools.combinations(t, r))
+    np.testing.assert_allclose(est.spectrum_.predict(X), expected.predict(X), rtol=1e-9, atol=1e-9)
+    unclosed = ProxySPEX(seed=0, grid=SMALL_GRID, ranking=("trees", "refit")).fit(X, y)
+    X_test = compattr.sample_masks(n, 2000, seed=seeds[2])
+    assert r2(est.predict(X_test), truth.predict(X_test)) >= r2(unclosed.predict(X_test), truth.predict(X_test))
+    for bad in (("trees", "closed"), [], ["refit", None]):
+        with pytest.raises(ValueError, match="ranking"):
+            ProxySPEX(ranking=bad).fit(X, y)
+    with pytest.raises(ValueError, match="needs refit"):
+        ProxySPEX(ranking=("refit", "closure"), refit=False).fit(X, y)
+    assert ProxySPEX(ranking=("trees", "closure"), refit=False).fit(X, y).ranking_ == "trees"
 
 
 def test_tilt_is_chosen_with_k_by_cv_and_can_be_fixed():

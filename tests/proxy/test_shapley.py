@@ -141,10 +141,22 @@ def test_rejects_bad_parameters(kwargs):
         PairedShapley(**kwargs).fit(X, X.sum(axis=1).astype(float))
 
 
+@pytest.mark.parametrize("gesdd_fails", [False, True])
 @pytest.mark.parametrize("rows, terms", [(40, 12), (12, 40)])  # more rows than terms, and fewer
-def test_ridge_towards_the_prior_solves_its_constrained_problem(rows, terms):
+def test_ridge_towards_the_prior_solves_its_constrained_problem(rows, terms, gesdd_fails, monkeypatch):
     """Each ridge's solution against the KKT system of min ||Aβ - b||² + λ||β - β₀||²
-    subject to Σβ = d, solved directly."""
+    subject to Σβ = d, solved directly; the same when LAPACK's fast SVD does not converge."""
+    import scipy.linalg
+
+    if gesdd_fails:
+        svd = scipy.linalg.svd
+
+        def failing(A, *args, lapack_driver="gesdd", **kwargs):
+            if lapack_driver == "gesdd":
+                raise np.linalg.LinAlgError("SVD did not converge")
+            return svd(A, *args, lapack_driver=lapack_driver, **kwargs)
+
+        monkeypatch.setattr(scipy.linalg, "svd", failing)
     rng = np.random.default_rng(0)
     A, b, prior = rng.normal(size=(rows, terms)), rng.normal(size=rows), rng.normal(size=terms)
     c, d = np.ones(terms), 1.5

@@ -120,6 +120,7 @@ _KILLED_RUN = textwrap.dedent(
     from compattr.query import run_queries
 
     folder, where, sig, kill_at = sys.argv[2], sys.argv[3], getattr(signal, sys.argv[4]), int(sys.argv[5])
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if started with SIGINT ignored
 
     class Dying(Ids):
         def evaluate(self, masks):
