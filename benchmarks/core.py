@@ -2,7 +2,7 @@
 
 For the Synthetic Complete Hierarchy and the Synthetic Peak (appendix B.4), each n and alpha: m
 = ceil(alpha n log2 n) uniform masks, held-out R^2 on 1,000 fresh masks against the noise-free
-function, CPU seconds per stage and peak memory (max RSS of a fresh process per case).
+function, CPU seconds per stage and peak memory (of a fresh process per case, its own alone).
 ``--variants`` adds ProxySPEX rows that undo one of its default choices (:data:`VARIANTS`).
 ``--shapiq PYTHON`` also runs shapiq 1.8's estimators that fit a function (``--shapiq-methods``:
 its ProxySPEX by default, ProxySHAP's tree proxy with or without its grid search) in their own
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memory import peak_mb
 from shapiq_side import GAME_METHODS as SHAPIQ_GAME_METHODS
 
 FUNCTIONS = ("hierarchy", "peak")
@@ -118,7 +118,7 @@ def in_fresh_process(fn, *args) -> dict:
 
 
 def _with_peak_memory(fn, *args) -> dict:
-    return fn(*args) | {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return fn(*args) | {"peak_mb": peak_mb()}
 
 
 def held_out_r2(pred: np.ndarray, y: np.ndarray) -> float:

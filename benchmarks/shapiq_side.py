@@ -31,11 +31,11 @@ fitted without). For ``"indices"``: per case, ``"INDEX/ORDER"`` -> [set, value] 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
 import numpy as np
+from memory import peak_mb
 
 #: Estimators that sample the function themselves (``"game"`` jobs).
 GAME_METHODS = ("shapiq ProxySHAP", "shapiq ProxySHAP (HPO, adjusted)", "shapiq OddSHAP", "shapiq ProxySPEX")
@@ -167,7 +167,7 @@ def main(path_in: str, path_out: str) -> None:
         out = run_indices(job)
     else:
         out = (run_game if job["mode"] == "game" else run_saved)(job)
-        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["peak_mb"] = peak_mb()
     with open(path_out, "w") as f:
         json.dump(out, f)
 

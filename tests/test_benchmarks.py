@@ -94,6 +94,27 @@ def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():
     assert shapley.noise_sd(truth, None) == 0.0
 
 
+def _allocate_mb(mb: int) -> dict:
+    """Touch ``mb`` MB in this process; the benchmark adds its peak memory."""
+    import numpy as np
+
+    return {"sum": float(np.ones(mb * 2**17).sum())}
+
+
+def test_a_fresh_process_reports_its_own_peak_memory_not_its_parents():
+    """A process spawned by a parent holding 600 MB reports its own peak (ru_maxrss would
+    report at least the parent's), and grows with what it allocates."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import numpy as np
+
+    from core import in_fresh_process
+
+    held = np.ones(600 * 2**17)  # 600 MB in this process
+    small, large = in_fresh_process(_allocate_mb, 1), in_fresh_process(_allocate_mb, 300)
+    assert small["peak_mb"] < 400 < held.nbytes / 2**20
+    assert large["peak_mb"] - small["peak_mb"] == pytest.approx(300, abs=60)
+
+
 def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
     sys.path.insert(0, str(BENCHMARKS))
     import numpy as np
