@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from memory import peak_mb
+
 from shapiq_side import GAME_METHODS as SHAPIQ_GAME_METHODS
 
 FUNCTIONS = ("hierarchy", "peak")
