@@ -409,23 +409,30 @@ def test_sparsity_cv_scores_every_ridge_and_tilt_on_held_out_folds():
     np.testing.assert_array_equal(untilted["cv_mse"], table.loc[table["tilt"] == 1.0, "cv_mse"])
 
 
+def _sparsity_cv_case(order: int, seed: int):
+    """A noisy hierarchy on 16 features: 400 masks, their outputs at 3 dB, three folds, the
+    spectra each fold is ranked by (the truth scaled by 1, 0.5 and 2), and the fold
+    ensembles' scores (the untruncated trees' row is not under test)."""
+    from sklearn.model_selection import KFold
+
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=order, seed=seed)
+    X = compattr.sample_masks(n, 400, seed=seed + 1)
+    y = add_noise(truth.predict(X), truth, snr_db=3, seed=seed + 2)
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    spectra = [truth.with_coefs(truth.coefs * s) for s in (1.0, 0.5, 2.0)]
+    return X, y, folds, spectra, [SimpleNamespace(score=0.0)] * 3
+
+
 def test_sparsity_cv_scores_the_refit_ranking_on_held_out_folds():
     """Each re-ranked (k, tilt, ridge) CV error is the held-out error of: the fold ensemble's top
     max(ks) terms refitted on the fold's training masks, the k of largest refitted |β| kept,
     and those refitted again."""
-    from sklearn.model_selection import KFold
-
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import refit_ranked_terms, sparsity_cv
 
-    n = 16
-    truth = complete_hierarchy(n, n_sets=2, order=3, seed=8)
-    X = compattr.sample_masks(n, 400, seed=9)
-    y = add_noise(truth.predict(X), truth, snr_db=3, seed=10)
-    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
-    spectra = [truth.with_coefs(truth.coefs * s) for s in (1.0, 0.5, 2.0)]
+    X, y, folds, spectra, trees = _sparsity_cv_case(order=3, seed=8)
     ridges, tilts, ks = (0.0, 0.05), (1.0, 2.0), [4, 8, 16]
-    trees = [SimpleNamespace(score=0.0)] * 3  # the untruncated trees' row is not under test
     table = sparsity_cv(X, y, folds, spectra, trees, ks, 10**6, 0, ridges, tilts, ("trees", "refit"))
     reranked = table[table["ranking"] == "refit"]
     assert len(reranked) == len(ridges) * len(tilts) * len(ks) and reranked["refit"].all()
@@ -476,19 +483,12 @@ def test_sparsity_cv_scores_the_closure_on_held_out_folds():
     re-ranked by the refit at the first ridge strength, with all their subsets, refitted at
     that ridge strength on the fold's training masks; inf where that closure holds more than
     max(ks) terms. closed_terms gives the same terms on every mask."""
-    from sklearn.model_selection import KFold
-
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import closed_terms, refit_ranked_terms, sparsity_cv
 
-    n = 16
-    truth = complete_hierarchy(n, n_sets=2, order=4, seed=11)
-    X = compattr.sample_masks(n, 400, seed=12)
-    y = add_noise(truth.predict(X), truth, snr_db=3, seed=13)
-    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
-    spectra = [truth.with_coefs(truth.coefs * s) for s in (1.0, 0.5, 2.0)]
+    X, y, folds, spectra, trees = _sparsity_cv_case(order=4, seed=11)
+    n = X.shape[1]
     ridges, tilts, ks = (1.0, 0.0), (1.0, 2.0), [4, 8, 16]  # the two rank some k differently
-    trees = [SimpleNamespace(score=0.0)] * 3  # the untruncated trees' row is not under test
 
     def closure_fit(spectrum, k, tilt, X, y, ridge):
         top = refit_ranked_terms(spectrum, k, tilt, max(ks), X, y, ridges[0]).support_tuples()
