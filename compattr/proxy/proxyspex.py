@@ -121,9 +121,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         largest refitted ``|β(T)|`` ("refit"; the CV does the same on each fold's training
         masks); or keep those re-ranked top k with every subset of theirs, refitted
         ("closure": a term's lower-order subsets, which a hierarchy holds and the top k may
-        leave out, for the k whose closure holds at most ``max(candidate k)`` terms). "cv" lets the same
-        cross-validation choose among :data:`RANKINGS`, a sequence among those it names. A
-        fixed k or ``energy`` ranks by the trees.
+        leave out; for the k whose closure holds at most ``max(candidate k)`` terms, the
+        first strength of ``ridge`` re-ranking). "cv" lets the same cross-validation choose
+        among :data:`RANKINGS`, a sequence among those it names, e.g. ``("trees", "refit")``.
+        A fixed k or ``energy`` ranks by the trees.
     energy : float, optional
         Instead of top-k, keep the fewest terms holding this fraction of the non-constant
         energy (the public shapiq rule, e.g. 0.95). Overrides ``k``.

@@ -223,6 +223,6 @@ def _prefix_errors(L: np.ndarray, z: np.ndarray, P_valid: np.ndarray, y_valid: n
     ``z = L⁻¹ Pᵀy``."""
     out = np.empty(len(lengths))
     for i, j in enumerate(lengths):
-        beta = solve_triangular(L[:j, :j].T, z[:j], lower=False)
+        beta = solve_triangular(L[:j, :j].T, z[:j], lower=False, check_finite=False)
         out[i] = np.sum((P_valid[:, :j] @ beta - y_valid) ** 2)
     return out
