@@ -404,7 +404,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if not (self.tilt == "cv" or (isinstance(self.tilt, (int, float)) and 0.0 < self.tilt < np.inf)):
             raise ValueError(f"tilt must be 'cv' or a positive float, got {self.tilt!r}.")
         rankings = self._rankings()
-        if not (rankings and set(rankings) <= set(RANKINGS)):
+        if not (rankings and all(isinstance(r, str) and r in RANKINGS for r in rankings)):
             raise ValueError(f"ranking must be 'cv', one of {RANKINGS} or a sequence of them, got {self.ranking!r}.")
         if self.refit is False and set(rankings) <= {"refit", "closure"}:
             raise ValueError(f"ranking={self.ranking!r} keeps refitted terms: it needs refit='auto' or True.")

@@ -578,7 +578,7 @@ def test_closure_ranking_is_chosen_by_cv_and_keeps_every_subset_of_the_re_ranked
     unclosed = ProxySPEX(seed=0, grid=SMALL_GRID, ranking=("trees", "refit")).fit(X, y)
     X_test = compattr.sample_masks(n, 2000, seed=seeds[2])
     assert r2(est.predict(X_test), truth.predict(X_test)) >= r2(unclosed.predict(X_test), truth.predict(X_test))
-    for bad in (("trees", "closed"), [], ["refit", None]):
+    for bad in (("trees", "closed"), [], ["refit", None], [["trees"]]):
         with pytest.raises(ValueError, match="ranking"):
             ProxySPEX(ranking=bad).fit(X, y)
     with pytest.raises(ValueError, match="needs refit"):
