@@ -23,7 +23,9 @@ meta-llama/Llama-3.1-8B-Instruct --task cais/mmlu --dataset-config high_school_u
 Writes ``results.md``, ``heads_mc.png`` and ``results.json`` (one object per seed, task,
 group, kept size and method: ``group``, ``kept``, ``method``, ``model_calls``,
 ``test_accuracy``, ``ci_low``, ``ci_high``, with ``diff``, ``diff_low``, ``diff_high`` to
-ProxySPEX, ``train_value``, ``seed`` and ``task``) into ``--out``.
+ProxySPEX, ``train_value``, ``seed`` and ``task``) into ``--out``, rewritten after every layer
+group so that a stopped run keeps the groups it finished. ``--device cuda`` runs the model on a
+GPU; the query cache in ``--out`` lets a rerun skip every model call already made.
 
     python recipes/heads_mc.py
     python recipes/heads_mc.py --groups 0-9 10-19 20-29 --keep 0.9 0.7 0.5 --alpha 4 --seeds 0 1
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -50,14 +53,19 @@ PAPER = {"budget": 5000, "metric": "accuracy", "train_questions": 120, "ordered"
 
 def load(args):
     """Model, tokenizer, the questions, and the transfer task's questions (or None)."""
-    load_model = models.smollm2 if args.model == "smollm2" else lambda **kw: models.load_model(args.model, **kw)
+    named = models.smollm2 if args.model == "smollm2" else lambda **kw: models.load_model(args.model, **kw)
+
+    def load_model(dtype: str):
+        return named(dtype=dtype, device=args.device)
+
     questions = tasks.load(args.task, split=args.split, config=args.dataset_config)
-    if args.dtype == "auto":  # time one query's rows in each dtype
-        model, tokenizer = load_model(dtype="float32")
+    if args.dtype == "auto":  # time one query's rows in each dtype, on the model's device
+        model, tokenizer = load_model("float32")
         inputs, value = questions[: args.train_questions].encode(tokenizer, metric=args.metric)
+        inputs = {k: v.to(model.device) for k, v in inputs.items()}
         rows, _ = value.prepare(model, inputs, 0)
-        args.dtype, _ = models.fastest_dtype(lambda dtype: load_model(dtype=dtype)[0], rows)
-    model, tokenizer = load_model(dtype=args.dtype)
+        args.dtype, _ = models.fastest_dtype(lambda dtype: load_model(dtype)[0], rows)
+    model, tokenizer = load_model(args.dtype)
     transfer = tasks.load(args.transfer) if args.transfer else None
     return model, tokenizer, questions, transfer
 
@@ -232,6 +240,7 @@ def parse_args(argv=None):
         default="auto",
         help="model dtype; 'auto' (default) times float32 and bfloat16 on this machine and takes the faster",
     )
+    p.add_argument("--device", default=None, help="where the model runs, e.g. cuda (default: CPU)")
     p.add_argument("--alpha", type=float, default=2.0)
     p.add_argument("--budget", type=int, default=None, help="fitting masks (default: alpha n log2 n)")
     p.add_argument("--test-masks", type=int, default=100)
@@ -256,42 +265,46 @@ def split(args, questions, seed: int):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    seeds = args.seeds
     out = setup(args)
     model, tokenizer, questions, transfer = load(args)
     energy, rows = [], []
-    for seed in seeds:
+    for seed in args.seeds:
         train, test = split(args, questions, seed)
         for group in args.groups:
             e, r = study_group(args, seed, model, tokenizer, train, test, transfer, parse_layers(group))
             energy.append(e)
             rows += r
             print(markdown_table([e]), flush=True)
+            path = report(args, out, energy, rows, len(train), len(test), transfer)  # nothing lost on a crash
+    print(markdown_table(verdict(rows)))
+    print(f"wrote {path} and {out / 'results.json'}")
+
+
+def report(args, out, energy: list[dict], rows: list[dict], n_train: int, n_test: int, transfer) -> Path:
+    """Write ``results.json``, ``heads_mc.png`` and ``results.md`` for the groups done so far."""
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     figure = plots.save(plot(energy, rows, args.task), out / "heads_mc.png")
-    verdicts = verdict(rows)
-    path = write_results(
+    return write_results(
         out,
         "Heads by layer group: interactions and pruning on multiple choice",
         [
             (
                 "Setup",
-                f"model {args.model} ({args.dtype}), task {args.task}: {len(train)} train / {len(test)} test questions"
+                f"model {args.model} ({args.dtype}{'' if args.device is None else ', ' + args.device}), "
+                f"task {args.task}: {n_train} train / {n_test} test questions"
                 + ("" if transfer is None else f", plans also tested on {args.transfer} ({len(transfer)} questions)")
                 + f"; value {args.metric}; "
                 + (f"{args.budget} masks" if args.budget else f"alpha {args.alpha}")
-                + f", {args.test_masks} held-out masks; seeds {seeds}. Model calls: ProxySPEX = fitting masks + "
+                + f", {args.test_masks} held-out masks; seeds {args.seeds}. Model calls: ProxySPEX = fitting masks + "
                 "verification; Best-of-N and greedy get ProxySPEX's calls; intervals: 95 % paired bootstrap "
                 "over the test questions.",
             ),
             ("Faithfulness and energy split per group (Fig. 9 bottom)", markdown_table(energy)),
-            ("Did ProxySPEX win? (per cell: its accuracy vs the best baseline's)", markdown_table(verdicts)),
+            ("Did ProxySPEX win? (per cell: its accuracy vs the best baseline's)", markdown_table(verdict(rows))),
             ("Test accuracy of the plans (Fig. 9 top)", markdown_table(rows)),
             ("Figure", f"`{figure.name}`"),
         ],
     )
-    print(markdown_table(verdicts))
-    print(f"wrote {path} and {out / 'results.json'}")
 
 
 if __name__ == "__main__":

@@ -558,8 +558,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
 
 def _explained(table: pd.DataFrame, y: np.ndarray) -> float:
-    """1 - the lowest ``cv_mse`` of a CV table / the variance of the outputs ``y`` it scored."""
-    return float(1.0 - table["cv_mse"].min() / np.var(y))
+    """1 - the lowest ``cv_mse`` of a CV table / the variance of the outputs ``y`` it scored.
+
+    Constant ``y`` (a held-out fold of an accuracy over few questions can be) is explained
+    (1.0) only when predicted without error, else not at all (-inf).
+    """
+    error, variance = float(table["cv_mse"].min()), float(np.var(y))
+    if variance == 0.0:
+        return 1.0 if error == 0.0 else -np.inf
+    return 1.0 - error / variance
 
 
 def _every_term(spectrum: Spectrum) -> Spectrum:

@@ -728,6 +728,29 @@ def test_all_folds_auto_keeps_the_first_fold_alone_when_its_sparse_refit_explain
         ProxySPEX(all_folds=False).fit(X, y)
 
 
+def test_constant_first_fold_is_not_settled_and_warns_nothing():
+    """An accuracy over few questions can be constant on the first fold's held-out masks while
+    it varies elsewhere: that fold does not settle the search (its variance explains nothing),
+    and no division by its zero variance is warned about."""
+    import warnings
+
+    from sklearn.model_selection import KFold
+
+    n = 10
+    X = compattr.sample_masks(n, 120, seed=5)
+    y = (X[:, 0] & X[:, 1]).astype(float) + 0.5 * X[:, 2]
+    _, first_valid = next(KFold(5, shuffle=True, random_state=0).split(X))
+    y[first_valid] = 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y)
+    assert len(est.tree_models_) >= 5  # every fold fitted: the first did not settle it
+    explained = compattr.proxy.proxyspex._explained
+    table = est.sparsity_cv_
+    assert explained(table.assign(cv_mse=0.0), y[first_valid]) == 1.0
+    assert explained(table.assign(cv_mse=0.1), y[first_valid]) == -np.inf
+
+
 @pytest.mark.parametrize("final_fit", [False, True])
 def test_predict_trees_equals_the_tree_spectrum(final_fit):
     n = 24

@@ -378,3 +378,23 @@ def test_run_queries_chunks_follow_the_device(device, chunk):
     X = random_masks(3000, 20, seed=1)  # (almost) all distinct
     np.testing.assert_array_equal(run_queries(features, X, progress=False), X.sum(1))
     assert max(features.calls) == chunk
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("layers", [[0, 1], [2, 3]])
+def test_query_on_cuda_equals_cpu(layers):
+    """Heads masked on a GPU (packed multiple choice, layer replay, auto batch size) give the
+    CPU's outputs, and the rows never leave the model's device."""
+    from compattr.values import MultipleChoice
+
+    prompts = torch.randint(6, 60, (3, 5), generator=torch.Generator().manual_seed(2))
+    value = MultipleChoice([[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]], [1, 0, 2])
+    X = random_masks(300, 8)
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        model = tiny_llama(layers=4).to(device)
+        query = Query(model, AttentionHeads(model, layers=layers), value, prompts, batch_size="auto")
+        assert query._prepare()[0]["input_ids"].device.type == device
+        outputs[device] = query.evaluate(X)
+    np.testing.assert_allclose(outputs["cuda"], outputs["cpu"], atol=1e-4)
+    assert np.ptp(outputs["cpu"]) > 0

@@ -86,3 +86,27 @@ def test_paper_flag_is_the_papers_protocol():
     assert (default.budget, default.metric, default.best_of, default.seeds) == (None, "logprob", None, [0])
     shuffled, _ = heads_mc.split(default, questions, seed=0)
     assert shuffled.prompts != train.prompts[:16] and len(shuffled) == 16
+
+
+def test_results_of_finished_groups_survive_a_crash(tmp_path, tiny_mc_folder, monkeypatch):
+    """results.json and results.md are written after every group: a failure in the second
+    group (here, forced) leaves the first group's rows. The model runs on --device."""
+    out = tmp_path / "out"
+    study_group = heads_mc.study_group
+
+    def failing_second(args, seed, model, *rest):
+        assert model.device.type == "cpu" and args.device == "cpu"
+        if rest[-1] == [1, 2]:
+            raise RuntimeError("stopped in the second group")
+        return study_group(args, seed, model, *rest)
+
+    monkeypatch.setattr(heads_mc, "study_group", failing_second)
+    argv = ["--model", str(tiny_mc_folder / "model"), "--task", str(tiny_mc_folder / "questions.jsonl")]
+    argv += ["--groups", "0-1", "1-2", "--keep", "0.5", "--train-questions", "6", "--alpha", "3"]
+    with pytest.raises(RuntimeError, match="second group"):
+        heads_mc.main([*argv, "--test-masks", "20", "--device", "cpu", "--dtype", "float32", "--out", str(out), "--quiet"])
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["group"] for r in rows} == {"L0-1"} and len(rows) == 6
+    assert "L0-1" in (out / "results.md").read_text() and "L1-2" not in (out / "results.md").read_text()
+    with pytest.raises(ValueError, match="device"):
+        heads_mc.main([*argv, "--device", "nonsense", "--out", str(tmp_path / "bad"), "--quiet"])
