@@ -102,11 +102,11 @@ def test_results_of_finished_groups_survive_a_crash(tmp_path, tiny_mc_folder, mo
 
     monkeypatch.setattr(heads_mc, "study_group", failing_second)
     argv = ["--model", str(tiny_mc_folder / "model"), "--task", str(tiny_mc_folder / "questions.jsonl")]
-    argv += ["--groups", "0-1", "1-2", "--keep", "0.5", "--train-questions", "6", "--alpha", "3"]
+    argv += ["--groups", "0-1", "1-2", "--keep", "0.5", "--train-questions", "6", "--alpha", "3", "--quiet"]
     with pytest.raises(RuntimeError, match="second group"):
-        heads_mc.main([*argv, "--test-masks", "20", "--device", "cpu", "--dtype", "float32", "--out", str(out), "--quiet"])
+        heads_mc.main([*argv, "--test-masks", "20", "--device", "cpu", "--dtype", "float32", "--out", str(out)])
     rows = json.loads((out / "results.json").read_text())
     assert {r["group"] for r in rows} == {"L0-1"} and len(rows) == 6
     assert "L0-1" in (out / "results.md").read_text() and "L1-2" not in (out / "results.md").read_text()
     with pytest.raises(ValueError, match="device"):
-        heads_mc.main([*argv, "--device", "nonsense", "--out", str(tmp_path / "bad"), "--quiet"])
+        heads_mc.main([*argv, "--device", "nonsense", "--out", str(tmp_path / "bad")])
