@@ -282,12 +282,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         timings: dict[str, float] = {}
 
         spectrum_of = cache(lambda model: Spectrum.from_trees(model, n, max_order=self.max_order))
+        fold_errors: dict = {}  # the settle check's first fold, not scored twice
 
         @cache  # the first fold's table serves the settle check and, when it settled, sparsify
         def sparsity_table(fits: tuple[Fit, ...], ks: tuple[int, ...], tilts: tuple, rankings: tuple) -> pd.DataFrame:
             """The sparsity CV (:func:`sparsity_cv`) of the fits on the first ``len(fits)`` folds."""
             spectra = [spectrum_of(f.model) for f in fits]
-            options = (self.max_cv_rows, self.seed, self._ridges(), tilts, rankings)
+            options = (self.max_cv_rows, self.seed, self._ridges(), tilts, rankings, fold_errors)
             return sparsity_cv(X, y, folds[: len(fits)], spectra, list(fits), list(ks), *options)
 
         with _timed(timings, "search"):  # 1. search: the trees' hyper-parameters by CV (race)

@@ -111,6 +111,7 @@ def sparsity_cv(
     ridges: tuple[float, ...] = (0.0,),
     tilts: tuple[float, ...] = (1.0,),
     rankings: tuple[str, ...] = ("trees",),
+    memo: dict | None = None,
 ) -> pd.DataFrame:
     """CV mean squared error of top-k truncation, as the trees give it and refitted at each
     ridge strength, for each k and each ranking tilt (terms ranked by ``|F(T)| * tilt ** |T|``);
@@ -126,7 +127,10 @@ def sparsity_cv(
     factorisation per fold. A ridge strength ``r`` penalises each non-constant coefficient by
     ``r`` times the fold's training masks. Beyond ``max_rows`` masks the CV runs on a random
     subset of them, bounding its cost. The untruncated ensembles (k = 0) are scored by their
-    early-stopping validation error, on all of each fold's held-out masks.
+    early-stopping validation error, on all of each fold's held-out masks. A ``memo`` dict
+    shared by calls on the same ``X``, ``y``, folds, ``max_rows`` and ``seed`` keeps each
+    fold's errors, so a fold scored again with the same fit and settings is not recomputed
+    (ProxySPEX's settle check scores the first fold, then its full CV scores every fold).
 
     Returns
     -------
@@ -142,11 +146,19 @@ def sparsity_cv(
     sq_refit, sq_reranked, sq_closed = np.zeros(shape), np.zeros(shape), np.zeros(shape)
     sq_trunc = np.zeros((len(tilts), len(ks)))
     count = 0
-    for spectrum, (train, valid) in zip(fold_spectra, folds):
+    for i, (spectrum, fit, (train, valid)) in enumerate(zip(fold_spectra, fits, folds)):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
-        for t, tilt in enumerate(tilts):
-            ranked = _ranked_terms(spectrum, max(ks), tilt)
-            errors = _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked, closed)
+        key = None if memo is None else (i, fit, tuple(ks), tuple(ridges), tuple(tilts), tuple(rankings))
+        if memo is None or key not in memo:
+            per_tilt = [
+                _fold_errors(X, y, train, valid, _ranked_terms(spectrum, max(ks), tilt), ks, ridges, reranked, closed)
+                for tilt in tilts
+            ]
+            if memo is not None:
+                memo[key] = per_tilt
+        else:
+            per_tilt = memo[key]
+        for t, errors in enumerate(per_tilt):
             sq_refit[t] += errors[0]
             sq_trunc[t] += errors[1]
             sq_reranked[t] += errors[2]
@@ -180,8 +192,9 @@ def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool, closed:
     rows, coefs = ranked
     gram, projection = gram_and_projection(X[train], rows, y[train])
     P_valid, y_valid = parity_matrix(X[valid], rows), y[valid]
-    if reranked:
-        gram = np.tril(gram) + np.tril(gram, -1).T  # whole: its rows and columns are permuted
+    if reranked:  # whole: its rows and columns are permuted (its strict upper triangle is zero)
+        gram = gram + gram.T
+        gram.flat[:: len(gram) + 1] *= 0.5
     sq_refit, sq_reranked, sq_closed = (np.zeros((len(ridges), len(ks))) for _ in range(3))
     prefixes = np.minimum(ks, len(rows))
     for r, ridge in enumerate(ridges):
@@ -191,7 +204,8 @@ def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool, closed:
         if reranked:  # the constant first, then by decreasing refitted |β|
             beta = solve_triangular(L.T, z, lower=False)
             order = np.r_[0, 1 + np.argsort(-np.abs(beta[1:]), kind="stable")]
-            L, z = factor(gram[np.ix_(order, order)], projection[order], penalty[order], dtype=np.float32)
+            permuted = gram.take(order, axis=0).take(order, axis=1)
+            L, z = factor(permuted, projection[order], penalty[order], dtype=np.float32)
             sq_reranked[r] = _prefix_errors(L, z, P_valid[:, order], y_valid, prefixes)
             if closed and r == 0:  # ranked by the refit at the first strength, refitted at each
                 sq_closed = _closure_errors(X, y, train, valid, rows[order], ks, ridges)

@@ -424,6 +424,30 @@ def _sparsity_cv_case(order: int, seed: int):
     return X, y, folds, spectra, [SimpleNamespace(score=0.0)] * 3
 
 
+def test_sparsity_cv_memo_scores_a_fold_once(monkeypatch):
+    """With a shared memo, the first fold scored alone (the settle check) is not scored again
+    by the CV over every fold, and the tables equal those computed without it; another fit
+    on that fold is scored afresh."""
+    from compattr.proxy import sparsify
+
+    X, y, folds, spectra, _ = _sparsity_cv_case(order=3, seed=30)
+    fits = [search.Fit(search.Config(3, 0.1), f"model {i}", 10, 0.0) for i in range(3)]  # hashable
+    calls = []
+    fold_errors = sparsify._fold_errors
+    monkeypatch.setattr(sparsify, "_fold_errors", lambda *a: calls.append(a[2]) or fold_errors(*a))
+    options = ([4, 8], 10**6, 0, (0.0, 0.05), (1.0, 2.0), ("trees", "refit", "closure"))
+    memo: dict = {}
+    first = sparsify.sparsity_cv(X, y, folds[:1], spectra[:1], fits[:1], *options, memo)
+    every = sparsify.sparsity_cv(X, y, folds, spectra, fits, *options, memo)
+    assert len(calls) == 2 * 3  # two tilts per fold, each fold once
+    assert first.equals(sparsify.sparsity_cv(X, y, folds[:1], spectra[:1], fits[:1], *options))
+    assert every.equals(sparsify.sparsity_cv(X, y, folds, spectra, fits, *options))
+    calls.clear()
+    other = search.Fit(search.Config(3, 0.1), "another model", 10, 0.0)
+    sparsify.sparsity_cv(X, y, folds[:1], spectra[1:2], [other], *options, memo)
+    assert len(calls) == 2
+
+
 def test_sparsity_cv_scores_the_refit_ranking_on_held_out_folds():
     """Each re-ranked (k, tilt, ridge) CV error is the held-out error of: the fold ensemble's top
     max(ks) terms refitted on the fold's training masks, the k of largest refitted |β| kept,
