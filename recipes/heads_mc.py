@@ -43,7 +43,7 @@ import compattr
 from compattr.apps import models, plots, tasks
 from compattr.apps.arguments import format_layers, keep_value, parse_layers
 from compattr.apps.report import markdown_table
-from compattr.optimize import plan_size
+from compattr.optimize import ROUND_TIME_LIMIT, plan_size
 
 from _common import parser, setup, write_results
 
@@ -113,6 +113,7 @@ def study_group(args, seed, model, tokenizer, train, test, transfer, layers: lis
             size,
             metric=args.metric,
             best_of=args.best_of,
+            time_limit=args.ilp_seconds,
             seed=seed,
             cache_dir=args.out / "queries",
             progress=not args.quiet,
@@ -245,6 +246,13 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=int, default=None, help="fitting masks (default: alpha n log2 n)")
     p.add_argument("--test-masks", type=int, default=100)
     p.add_argument("--best-of", type=int, default=None, help="Best-of-N draws (default: ProxySPEX's model calls)")
+    p.add_argument(
+        "--ilp-seconds",
+        type=float,
+        default=ROUND_TIME_LIMIT,
+        help="seconds for each verification round's integer program (default %(default)g; a thousand "
+        "terms at --paper's 5,000 masks make the exact program take minutes)",
+    )
     p.add_argument(
         "--paper", action="store_true", help="the paper's protocol: " + ", ".join(f"{k}={v}" for k, v in PAPER.items())
     )

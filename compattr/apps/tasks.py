@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from .._validation import check_int, range_note
 from ..features import AttentionHeads
 from ..optimize import (
+    ROUND_TIME_LIMIT,
     MaskOracle,
     PruningPlan,
     ValueRangeWarning,
@@ -510,6 +511,7 @@ def compare_plans(
     baselines: Sequence[str] = BASELINES,
     rounds: int = 8,
     per_round: int = 8,
+    time_limit: float | None = ROUND_TIME_LIMIT,
     best_of: int | None = None,
     min_per_layer: int | None = None,
     seed: int = 0,
@@ -560,6 +562,10 @@ def compare_plans(
         Which of :data:`BASELINES` to run.
     rounds, per_round : int
         ProxySPEX's verification: rounds, and kept-sets measured per round.
+    time_limit : float, optional
+        Seconds each verification round's integer program may take (None: no limit). With
+        thousands of masks the spectrum holds about a thousand terms, and the exact program
+        can take minutes (docs/results.md).
     best_of : int, optional
         Random kept-sets Best-of-N draws (the paper: 5,000); default ProxySPEX's calls.
     min_per_layer : int, optional
@@ -609,7 +615,14 @@ def compare_plans(
     with bar:
         oracle = MaskOracle(train_value, n, known=(explanation.masks, explanation.outputs))
         search = verified_plan(
-            oracle, size, spectrum=explanation.spectrum, rounds=rounds, per_round=per_round, seed=seed, **constraints
+            oracle,
+            size,
+            spectrum=explanation.spectrum,
+            rounds=rounds,
+            per_round=per_round,
+            seed=seed,
+            time_limit=time_limit,
+            **constraints,
         )
         calls = len(explanation.masks) + search.calls
         found = {"ProxySPEX": (search.kept, calls)}

@@ -23,6 +23,7 @@ from .ilp import DEFAULT_MAX_VARIABLES, best_subset
 from .plans import PruningPlan, ValueRangeWarning
 from .removal import Removal, removal
 from .verified import (
+    ROUND_TIME_LIMIT,
     BudgetExhausted,
     MaskOracle,
     PlanSearch,
@@ -33,6 +34,7 @@ from .verified import (
 
 __all__ = [
     "DEFAULT_MAX_VARIABLES",
+    "ROUND_TIME_LIMIT",
     "BudgetExhausted",
     "MaskOracle",
     "PlanSearch",

@@ -309,9 +309,18 @@ def test_compare_plans_on_a_tiny_model(tmp_path, monkeypatch):
         return run_queries(features, K, **kwargs)
 
     monkeypatch.setattr(tasks, "run_queries", recording)
+    limits = []  # each verification round's ILP time limit reaches verified_plan
+    verified_plan = tasks.verified_plan
+
+    def recording_limit(*args, **kwargs):
+        limits.append(kwargs["time_limit"])
+        return verified_plan(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "verified_plan", recording_limit)
     plans, table = tasks.compare_plans(
         ex, model, tok, heads, train, test, 6, rounds=2, per_round=3, min_per_layer=1, progress=False
     )
+    assert limits == [compattr.optimize.ROUND_TIME_LIMIT]
     assert list(plans) == ["ProxySPEX", *tasks.BASELINES]
     assert table["method"].tolist() == ["unpruned", "ProxySPEX", *tasks.BASELINES]
     assert table["heads kept"].tolist() == [12, 6, 6, 6, 6, 6]
@@ -335,6 +344,8 @@ def test_compare_plans_on_a_tiny_model(tmp_path, monkeypatch):
     assert plans["ProxySPEX"].value == pytest.approx(table["predicted"].iloc[1])
     with pytest.raises(ValueError, match="unknown baselines"):
         tasks.compare_plans(ex, model, tok, heads, train, test, 6, baselines=["random"], progress=False)
+    tasks.compare_plans(ex, model, tok, heads, train, test, 6, baselines=[], rounds=1, time_limit=0.5, progress=False)
+    assert limits[-1] == 0.5
     # A surrogate shifted up predicts positive log-probabilities, which cannot be: a warning
     # names the rows (the train values are cached: no new model query but the test accuracy).
     shifted = dataclasses.replace(

@@ -82,6 +82,7 @@ def test_paper_flag_is_the_papers_protocol():
     questions = QuestionSet([f"q{i}" for i in range(150)], [["a", "b"]] * 150, [0] * 150)
     train, test = heads_mc.split(args, questions, seed=3)
     assert train.prompts == tuple(f"q{i}" for i in range(120)) and len(test) == 30
+    assert heads_mc.parse_args(["--paper", "--ilp-seconds", "5"]).ilp_seconds == 5.0
     default = heads_mc.parse_args([])
     assert (default.budget, default.metric, default.best_of, default.seeds) == (None, "logprob", None, [0])
     shuffled, _ = heads_mc.split(default, questions, seed=0)
