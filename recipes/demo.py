@@ -86,6 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="torch CPU threads (default 1: more ran slower on small shared machines, docs/results.md)",
     )
     p.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: the faster, measured)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available, else cpu)")
     p.add_argument(
         "--paper", action="store_true", help="the paper's scale: " + ", ".join(f"{k}={v}" for k, v in PAPER.items())
     )
@@ -93,6 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.paper:
         vars(args).update(PAPER)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return args
 
 
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
 
     # 1. model (converted from the package's GGUF on the first run) and questions
     t = time.perf_counter()
-    model, tokenizer = smollm2()
+    model, tokenizer = smollm2(device=args.device)
     load_s = time.perf_counter() - t
     questions = tasks.capitals(seed=args.seed)
     train, test = questions.split(train=args.train_questions)
@@ -114,10 +116,11 @@ def main(argv=None) -> int:
 
     # 2. the faster dtype for this workload, measured now
     torch.set_num_threads(args.threads)
-    rows, _ = value.prepare(model, inputs, 0)  # the question x option rows one mask runs
-    load = lambda dtype: smollm2(dtype=dtype)[0]
+    on_device = {name: tensor.to(model.device) for name, tensor in inputs.items()}
+    rows, _ = value.prepare(model, on_device, 0)  # the question x option rows one mask runs
+    load = lambda dtype: smollm2(dtype=dtype, device=args.device)[0]
     dtype, timings = fastest_dtype(load, rows, [args.dtype] if args.dtype else ["float32", "bfloat16"])
-    model, tokenizer = smollm2(dtype=dtype)
+    model, tokenizer = smollm2(dtype=dtype, device=args.device)
     heads = compattr.AttentionHeads(model, layers=layers)
     budget = compattr.budget(heads.n, args.alpha)
     print(
@@ -125,7 +128,7 @@ def main(argv=None) -> int:
         f"{heads.n_kv_heads} KV heads); model ready in {load_s:.1f} s"
     )
     print(
-        f"one mask's {len(rows['input_ids'])} rows through all layers, {args.threads} thread(s): "
+        f"one mask's {len(rows['input_ids'])} rows through all layers on {args.device}, {args.threads} thread(s): "
         + ", ".join(f"{d} {s:.2f} s" for d, s in timings.items())
         + f" -> {dtype}"
     )
@@ -209,6 +212,7 @@ def main(argv=None) -> int:
         "best_of": args.best_of,
         "seed": args.seed,
         "dtype": dtype,
+        "device": args.device,
         "threads": args.threads,
         "seconds": {
             "model": round(load_s, 1),

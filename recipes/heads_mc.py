@@ -25,7 +25,8 @@ group, kept size and method: ``group``, ``kept``, ``method``, ``model_calls``,
 ``test_accuracy``, ``ci_low``, ``ci_high``, with ``diff``, ``diff_low``, ``diff_high`` to
 ProxySPEX, ``train_value``, ``seed`` and ``task``) into ``--out``, rewritten after every layer
 group so that a stopped run keeps the groups it finished. ``--device cuda`` runs the model on a
-GPU; the query cache in ``--out`` lets a rerun skip every model call already made.
+GPU (the default when one is available); the query cache in ``--out`` lets a rerun skip every
+model call already made.
 
     python recipes/heads_mc.py
     python recipes/heads_mc.py --groups 0-9 10-19 20-29 --keep 0.9 0.7 0.5 --alpha 4 --seeds 0 1
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import compattr
 from compattr.apps import models, plots, tasks
@@ -241,7 +243,7 @@ def parse_args(argv=None):
         default="auto",
         help="model dtype; 'auto' (default) times float32 and bfloat16 on this machine and takes the faster",
     )
-    p.add_argument("--device", default=None, help="where the model runs, e.g. cuda (default: CPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available, else cpu)")
     p.add_argument("--alpha", type=float, default=2.0)
     p.add_argument("--budget", type=int, default=None, help="fitting masks (default: alpha n log2 n)")
     p.add_argument("--test-masks", type=int, default=100)
@@ -262,6 +264,7 @@ def parse_args(argv=None):
     if args.paper:
         vars(args).update(PAPER)
     args.seeds = args.seeds or [args.seed]
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return args
 
 
@@ -298,7 +301,7 @@ def report(args, out, energy: list[dict], rows: list[dict], n_train: int, n_test
         [
             (
                 "Setup",
-                f"model {args.model} ({args.dtype}{'' if args.device is None else ', ' + args.device}), "
+                f"model {args.model} ({args.dtype}, {args.device}), "
                 f"task {args.task}: {n_train} train / {n_test} test questions"
                 + ("" if transfer is None else f", plans also tested on {args.transfer} ({len(transfer)} questions)")
                 + f"; value {args.metric}; "
