@@ -54,7 +54,7 @@ def normal_equations(
 
 
 def gram_and_projection(X, rows: np.ndarray, y, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """The Gram matrix ``PᵀP`` (k, k) float32, lower triangle only, and ``Pᵀy`` (k,) float64
+    """The Gram matrix ``PᵀP`` (k, k) float32, lower triangle only (the rest zero), and ``Pᵀy`` (k,) float64
     of the ±1 parity features ``P`` of the padded supports ``rows`` (k, D) over masks ``X``.
 
     ``P`` is made and consumed a block of masks at a time, never held whole: its Gram

@@ -148,16 +148,15 @@ def sparsity_cv(
     count = 0
     for i, (spectrum, fit, (train, valid)) in enumerate(zip(fold_spectra, fits, folds)):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
-        key = None if memo is None else (i, fit, tuple(ks), tuple(ridges), tuple(tilts), tuple(rankings))
-        if memo is None or key not in memo:
+        key = (i, fit, tuple(ks), tuple(ridges), tuple(tilts), tuple(rankings))
+        per_tilt = None if memo is None else memo.get(key)
+        if per_tilt is None:
             per_tilt = [
                 _fold_errors(X, y, train, valid, _ranked_terms(spectrum, max(ks), tilt), ks, ridges, reranked, closed)
                 for tilt in tilts
             ]
             if memo is not None:
                 memo[key] = per_tilt
-        else:
-            per_tilt = memo[key]
         for t, errors in enumerate(per_tilt):
             sq_refit[t] += errors[0]
             sq_trunc[t] += errors[1]
