@@ -41,7 +41,7 @@ import transformers
 import compattr
 from compattr.apps import tasks
 from compattr.apps.arguments import format_layers, keep_value, parse_layers
-from compattr.apps.models import fastest_dtype, smollm2
+from compattr.apps.models import default_device, fastest_dtype, smollm2
 from compattr.apps.report import markdown_table, write_explanation, write_plans
 from compattr.optimize import plan_size
 
@@ -94,7 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.paper:
         vars(args).update(PAPER)
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = args.device or default_device()
     return args
 
 

@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import compattr
 from compattr.apps import models, plots, tasks
@@ -55,10 +54,9 @@ PAPER = {"budget": 5000, "metric": "accuracy", "train_questions": 120, "ordered"
 
 def load(args):
     """Model, tokenizer, the questions, and the transfer task's questions (or None)."""
-    named = models.smollm2 if args.model == "smollm2" else lambda **kw: models.load_model(args.model, **kw)
 
     def load_model(dtype: str):
-        return named(dtype=dtype, device=args.device)
+        return models.load_model(args.model, dtype=dtype, device=args.device)  # "smollm2" is an alias
 
     questions = tasks.load(args.task, split=args.split, config=args.dataset_config)
     if args.dtype == "auto":  # time one query's rows in each dtype, on the model's device
@@ -264,7 +262,7 @@ def parse_args(argv=None):
     if args.paper:
         vars(args).update(PAPER)
     args.seeds = args.seeds or [args.seed]
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = args.device or models.default_device()
     return args
 
 

@@ -25,7 +25,7 @@ from ..query.cache import CacheMismatchError
 from ..query.masks import budget
 from . import tasks
 from .arguments import format_layers, keep_value, parse_layers
-from .models import ALIASES, MissingAssetError, load_model
+from .models import ALIASES, MissingAssetError, default_device, load_model
 from .report import markdown_table, write_explanation, write_plans
 
 _VALUES = {"mc-logprob": "logprob", "mc-accuracy": "accuracy"}
@@ -334,7 +334,7 @@ class _Setup:
                 self.test = self.test[: args.test_questions]
         else:
             self.train, self.test = questions[: args.questions], None
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = args.device or default_device()
         self.model, self.tokenizer = load_model(args.model, dtype=args.dtype, device=device, cache_dir=args.model_cache)
         self.heads = AttentionHeads(self.model, layers=args.layers)
         n = self.heads.n

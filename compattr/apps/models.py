@@ -263,6 +263,12 @@ def fastest_dtype(
     return min(seconds, key=seconds.__getitem__), seconds
 
 
+def default_device() -> str:
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"``: where the command line and the recipes
+    run a model when no device is given."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def check_device(device: str | torch.device | None) -> torch.device | None:
     """``device`` as a ``torch.device`` this machine has, or ValueError (None stays None).
 
