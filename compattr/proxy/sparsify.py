@@ -20,6 +20,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import get_lapack_funcs
 
 from ..spectrum import Spectrum
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix
@@ -234,8 +235,11 @@ def _prefix_errors(L: np.ndarray, z: np.ndarray, P_valid: np.ndarray, y_valid: n
     """Squared validation errors (len(lengths),) of the least squares of the first j columns
     for each j in ``lengths``, from the Cholesky factor ``L`` of the training Gram matrix and
     ``z = L⁻¹ Pᵀy``."""
+    trtrs = get_lapack_funcs("trtrs", (L,))  # LAPACK itself: scipy's checks cost more than these small solves
     out = np.empty(len(lengths))
     for i, j in enumerate(lengths):
-        beta = solve_triangular(L[:j, :j].T, z[:j], lower=False, check_finite=False)
+        beta, info = trtrs(L[:j, :j], z[:j], lower=1, trans=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"the Cholesky factor is singular (LAPACK trtrs info={info}).")
         out[i] = np.sum((P_valid[:, :j] @ beta - y_valid) ** 2)
     return out
