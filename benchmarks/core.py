@@ -50,6 +50,7 @@ VARIANTS = {
     "proxyspex tilt=1": {"tilt": 1.0},  # top-k by |F(T)| alone, the paper's ranking
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
     "proxyspex no-closure": {"ranking": ("trees", "refit")},  # top-k never extended by its subsets
+    "proxyspex no-grow": {"grow": False},  # the kept terms' hierarchy never grown by one order
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,
@@ -58,6 +59,7 @@ VARIANTS = {
         "tilt": 1.0,
         "ranking": "trees",
         "repeats": 1,
+        "grow": False,
     },
 }
 

@@ -34,6 +34,15 @@
    refitted), which restores the lower-order terms of a hierarchy that the top k leave out.
 4. **refit** (:mod:`~compattr.proxy.leastsquares`) – refit the kept coefficients by least
    squares on the ±1 parity features when that lowers the CV error.
+5. **grow** (:func:`~compattr.proxy.sparsify.grown_pool`) – trees of limited depth cannot hold
+   a term of higher order than their depth, and deep ones rank a hierarchy's top terms low.
+   The kept terms with all their subsets are joined by every set one order above whose
+   subsets one order below are all kept (the Apriori algorithm's candidates), and the terms
+   are chosen again from that pool, re-ranked by their ridge refit, k and the closure by the
+   same CV; the result replaces the kept terms when its CV error is lower. The pool comes
+   from the spectrum fitted on every mask, so this CV is somewhat optimistic: with
+   ``grow="auto"`` it runs only where the first fit's CV explains at least
+   :data:`GROW_ABOVE` of the variance (and less than :data:`FINAL_FIT_BELOW`).
 
 With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains less than
 :data:`REPEAT_BELOW` of the variance) the four stages run again with other fold splits and
@@ -60,9 +69,10 @@ from threadpoolctl import threadpool_limits
 from .._validation import as_masks, as_outputs, output_scale
 from ..query.masks import budget
 from ..spectrum import Spectrum
+from ..spectrum.supports import padded_to_csr
 from .leastsquares import least_squares
 from .search import Fit, fit_all, mask_dataset, search
-from .sparsify import candidate_ks, closed_terms, refit_ranked_terms, sparsity_cv, top_terms
+from .sparsify import candidate_ks, closed_terms, grown_cv, grown_pool, refit_ranked_terms, sparsity_cv, top_terms
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
@@ -79,6 +89,10 @@ SETTLED_ABOVE = 0.998
 #: variance than :data:`REPEAT_BELOW`.
 REPEATS = 3
 REPEAT_BELOW = 0.5
+
+#: ``grow="auto"`` grows the kept terms' hierarchy while the first fit's CV explains at least
+#: this much of the variance (and less than :data:`FINAL_FIT_BELOW`).
+GROW_ABOVE = 0.5
 
 #: Ranking tilts the top-k chooses from with ``tilt="cv"`` (terms ranked by |F(T)| tilt^|T|).
 TILTS = (1.0, 1.2)
@@ -157,6 +171,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         one fit's k); "auto": :data:`REPEATS` fits while the first fit's CV explains less
         than :data:`REPEAT_BELOW` of the variance (small or noisy budgets, where one fit's
         choices vary most with its split), else one; one with a fixed k or ``energy``.
+    grow : "auto" or bool
+        Grow the kept terms' hierarchy by one order and choose the terms again (stage 5 in the
+        module docstring), keeping the result when its CV error is lower: always (True),
+        never (False, the paper's procedure), or ("auto") while the first fit's CV explains
+        between :data:`GROW_ABOVE` and :data:`FINAL_FIT_BELOW` of the variance. Only with
+        k="cv" and refit not False (the grown terms are refitted); after the repeats, on
+        their average.
     cv : int
         Number of folds.
     num_threads : int
@@ -197,9 +218,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     sparsity_cv_ : pandas.DataFrame
         CV mean squared error for each k, tilt and ranking, without refit and refitted at each
         ridge strength.
+    grown_ : bool
+        Whether ``spectrum_`` is the grown one (stage 5).
+    grow_cv_ : pandas.DataFrame
+        CV mean squared error of the grown pool for each k, ranking ("refit" or "closure") and
+        ridge strength (:func:`~compattr.proxy.sparsify.grown_cv`); empty when nothing was grown.
     timings_ : dict
         CPU seconds per stage: ``search`` (with the check whether the first fold settles it),
-        ``extract``, ``sparsify``.
+        ``extract``, ``sparsify``, and ``grow`` when it ran.
 
     Notes
     -----
@@ -229,6 +255,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         final_fit="auto",
         all_folds="auto",
         repeats="auto",
+        grow="auto",
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -247,6 +274,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.final_fit = final_fit
         self.all_folds = all_folds
         self.repeats = repeats
+        self.grow = grow
         self.cv = cv
         self.num_threads = num_threads
         self.max_order = max_order
@@ -265,6 +293,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.repeats_ = self._wanted_repeats()
             if self.repeats_ > 1:
                 self._average_repeats(X, y)
+            self.grown_, self.grow_cv_ = False, pd.DataFrame()
+            if self._wants_grow():
+                with _timed(self.timings_, "grow"):
+                    self._grow(X, y)
             return self
 
     def _fit(self, X, y) -> ProxySPEX:
@@ -352,6 +384,43 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 timings[stage] = timings.get(stage, 0.0) + seconds
         self.spectrum_ = _average(spectra)
 
+    def _wants_grow(self) -> bool:
+        """Whether to grow the kept terms' hierarchy (:meth:`_grow`): with k="cv", always
+        (True), never (False), or ("auto") while the first fit's CV explains between
+        :data:`GROW_ABOVE` and :data:`FINAL_FIT_BELOW` of the variance: below, the CV that
+        judges the grown terms is too noisy to trust; above, there is nothing left to grow."""
+        asked = self.k != "cv" or self.energy is not None or self.refit is False  # kept as asked
+        if self.grow is False or self.best_params_ is None or asked:
+            return False
+        return self.grow is True or GROW_ABOVE <= self.cv_r2_ < FINAL_FIT_BELOW
+
+    def _grow(self, X, y) -> None:
+        """Stage 5: grow the kept terms' hierarchy by one order and choose the terms again
+        (:func:`grown_pool`, :func:`grown_cv`: on the first fit's folds, at its ridge strength,
+        or at the first of ``ridge`` where it kept the trees' coefficients); keep the result
+        (``grown_``) when its CV explains more of the variance than the first fit's (``cv_r2_``)."""
+        X, y = self._check_inputs(X, y)
+        scale = output_scale(y)
+        y = y / scale  # as in _fit: exact, and no overflow in the refits
+        folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
+        ks = self._candidate_ks(min(len(train) for train, _ in folds))
+        pool = grown_pool(self.spectrum_, max(ks))
+        ks = sorted({*(k for k in ks if k < len(pool)), len(pool)})
+        ridges = (self.ridge_,) if self.refit_ else self._ridges()[:1]  # the first fit's choice
+        table = grown_cv(X, y, folds, pool, ks, ridges, self.max_cv_rows, self.seed)
+        best, explained = table.loc[table["cv_mse"].idxmin()], _explained(table, y)
+        with np.errstate(over="ignore"):  # in units of y², as the other CV tables
+            self.grow_cv_ = table.assign(cv_mse=table["cv_mse"] * scale * scale)
+        if explained <= self.cv_r2_:
+            return
+        pooled = Spectrum(self.n_features_in_, padded_to_csr(pool, self.n_features_in_), np.ones(len(pool)))
+        chosen = {"k": int(best["k"]), "tilt": 1.0, "pool": len(pool), "X": X, "y": y, "ridge": float(best["ridge"])}
+        if best["ranking"] == "closure":
+            grown = closed_terms(pooled, **chosen, rank_ridge=ridges[0])
+        else:
+            grown = refit_ranked_terms(pooled, **chosen)
+        self.spectrum_, self.grown_ = _scaled(grown, scale), True
+
     def predict(self, X) -> np.ndarray:
         """Evaluate the fitted sparse spectrum on masks ``X`` (m, n); returns (m,)."""
         if not hasattr(self, "spectrum_"):
@@ -394,6 +463,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         repeats_ok = isinstance(self.repeats, (int, np.integer)) and not isinstance(self.repeats, bool)
         if not (self.repeats == "auto" or (repeats_ok and self.repeats >= 1)):
             raise ValueError(f"repeats must be 'auto' or a positive int, got {self.repeats!r}.")
+        if not (self.grow == "auto" or isinstance(self.grow, bool)):
+            raise ValueError(f"grow must be 'auto', True or False, got {self.grow!r}.")
         if self.all_folds not in ("auto", True):
             raise ValueError(f"all_folds must be 'auto' or True, got {self.all_folds!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":

@@ -10,6 +10,8 @@ refitted, which restores the lower-order terms of a hierarchy that the top k lea
 :func:`sparsity_cv` scores every candidate, with the trees' coefficients and refitted by
 (ridge) least squares at each ridge strength, on the same folds as the search: each fold with
 the ranking of the ensemble that never saw it (and, re-ranked, of its own training refit).
+:func:`grown_pool` grows the kept terms' hierarchy by one order (ProxySPEX's stage 5) and
+:func:`grown_cv` scores the terms chosen again from that pool.
 """
 
 from __future__ import annotations
@@ -100,6 +102,88 @@ def _closure_order(rows: np.ndarray, n: int, limit: int) -> tuple[np.ndarray, np
     return pad_supports(list(listed), n), np.asarray(ends, dtype=np.int64)
 
 
+def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
+    """The terms of ``spectrum`` with their hierarchy grown by one order, to re-select from.
+
+    First its terms by decreasing ``|F(T)|``, each preceded by its subsets (the downward
+    closure, as long as it holds at most ``limit`` terms); then every set one order above a
+    listed term all of whose subsets one order below are listed (the candidates a hierarchy
+    would hold next: the features not listed, the pairs of listed features, ...), by
+    decreasing sum of those subsets' ``|F|``, up to ``limit`` terms in all. A term whose
+    subsets the trees found, but which they split too shallowly to hold, is a candidate.
+
+    Returns
+    -------
+    (K, D) int array
+        Padded supports (padding ``n``), the constant first; ``K <= limit``.
+    """
+    n = spectrum.n
+    ranked = np.argsort(-np.abs(spectrum.coefs), kind="stable")
+    closure, _ = _closure_order(csr_to_padded(spectrum.supports[ranked], n), n, limit)
+    listed = [tuple(int(i) for i in row[row < n]) for row in closure]
+    strength = dict(zip(spectrum.support_tuples(), np.abs(spectrum.coefs)))
+    joined = _one_order_up(set(listed), n)
+    score = {t: sum(strength.get(s, 0.0) for s in combinations(t, len(t) - 1)) for t in joined}
+    grown = sorted(joined, key=lambda t: (-score[t], t))[: max(0, limit - len(listed))]
+    return pad_supports(listed + grown, n)  # the closure lists the constant first
+
+
+def _one_order_up(closed: set[tuple[int, ...]], n: int) -> set[tuple[int, ...]]:
+    """The sets of ``n`` features not in the downward-closed ``closed`` whose subsets one order
+    below are all in it: the features not in it, and the unions of two members of the same
+    order that share all but one feature (as the Apriori algorithm grows frequent itemsets)."""
+    out: set[tuple[int, ...]] = {(i,) for i in range(n) if (i,) not in closed} if () in closed else set()
+    by_rest: dict[tuple[int, ...], list[int]] = {}  # a member without one feature -> that feature
+    for t in closed:
+        for i in range(len(t)):
+            by_rest.setdefault(t[:i] + t[i + 1 :], []).append(t[i])
+    for rest, extra in by_rest.items():
+        for a, b in combinations(sorted(extra), 2):
+            t = tuple(sorted((*rest, a, b)))
+            if t not in closed and all(s in closed for s in combinations(t, len(t) - 1)):
+                out.add(t)
+    return out
+
+
+def grown_cv(
+    X, y, folds, pool: np.ndarray, ks: list[int], ridges: tuple[float, ...], max_rows: int, seed: int
+) -> pd.DataFrame:
+    """CV mean squared error of re-selecting terms from ``pool`` (padded supports (K, D), the
+    constant first; :func:`grown_pool`): on each fold the pool is refitted on the training
+    masks at each ridge strength, and the top k by refitted ``|β(T)|`` are refitted at that
+    strength ("refit"), or the top k re-ranked at the first strength with all their subsets,
+    refitted at each ("closure"; :func:`sparsity_cv` does the same with the trees' terms).
+    Beyond ``max_rows`` masks the CV runs on the same random subset as :func:`sparsity_cv`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per candidate: ``k``, ``ranking`` ("refit" or "closure"), ``ridge`` and ``cv_mse``.
+    """
+    subset = _cv_subset(X.shape[0], max_rows, seed)
+    shape = (len(ridges), len(ks))
+    sq_refit, sq_closed, count = np.zeros(shape), np.zeros(shape), 0
+    for train, valid in folds:
+        train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
+        _, _, refit, closed = _fold_errors(X, y, train, valid, (pool, np.zeros(len(pool))), ks, ridges, True, True)
+        sq_refit += refit
+        sq_closed += closed
+        count += len(valid)
+    return pd.DataFrame(
+        [
+            {"k": k, "ranking": ranking, "ridge": ridge, "cv_mse": s / count}
+            for ranking, sq in (("refit", sq_refit), ("closure", sq_closed))
+            for ridge, row in zip(ridges, sq)
+            for k, s in zip(ks, row)
+        ]
+    )
+
+
+def _cv_subset(m: int, max_rows: int, seed: int) -> np.ndarray:
+    """The masks a CV scores: all ``m``, or a random ``max_rows`` of them, sorted."""
+    return np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
+
+
 def sparsity_cv(
     X,
     y,
@@ -140,7 +224,7 @@ def sparsity_cv(
         (bool), ``ridge`` (NaN without refit) and ``cv_mse``.
     """
     m = X.shape[0]
-    subset = np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
+    subset = _cv_subset(m, max_rows, seed)
     closed = "closure" in rankings
     reranked = closed or "refit" in rankings
     shape = (len(tilts), len(ridges), len(ks))

@@ -795,8 +795,9 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, 200, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
-    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
-    singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1).fit(X, y) for r in range(3)]
+    # growth (grow) acts on the averaged spectrum, after the repeats: off here
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=False).fit(X, y)
+    singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1, grow=False).fit(X, y) for r in range(3)]
     assert three.repeats_ == 3 and all(single.repeats_ == 1 for single in singles)
     X_test = compattr.sample_masks(n, 50, seed=24)
     expected = np.mean([single.predict(X_test) for single in singles], axis=0)
@@ -827,3 +828,102 @@ def test_repeats_must_be_auto_or_a_positive_int(bad):
     X = compattr.sample_masks(8, 100, seed=0)
     with pytest.raises(ValueError, match="repeats"):
         ProxySPEX(repeats=bad).fit(X, X.sum(axis=1).astype(float))
+
+
+def test_grown_pool_adds_every_set_one_order_above_whose_subsets_are_listed():
+    """The pool is the kept terms' downward closure (constant first), then, by brute force over
+    every set, exactly those one order above a listed set whose subsets one order below are
+    all listed, strongest subsets first; the limit cuts the candidates, never the closure."""
+    from compattr.proxy.sparsify import grown_pool
+
+    n, rng = 8, np.random.default_rng(5)
+    terms = [tuple(sorted(rng.choice(n, size=rng.integers(1, 4), replace=False))) for _ in range(6)]
+    spectrum = Spectrum.from_dict({t: rng.uniform(0.5, 2.0) * rng.choice([-1, 1]) for t in terms}, n)
+    closure = _all_subsets(spectrum.support_tuples())
+    expected = {
+        t
+        for d in range(1, n + 1)
+        for t in itertools.combinations(range(n), d)
+        if t not in closure and all(s in closure for s in itertools.combinations(t, d - 1))
+    }
+    assert expected  # the case has something to grow
+    pool = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4)]
+    assert pool[0] == () and len(pool) == len(set(pool))
+    assert set(pool[: len(closure)]) == closure and set(pool[len(closure) :]) == expected
+    strength = dict(zip(spectrum.support_tuples(), np.abs(spectrum.coefs)))
+    scores = [sum(strength.get(s, 0.0) for s in itertools.combinations(t, len(t) - 1)) for t in pool[len(closure) :]]
+    assert scores == sorted(scores, reverse=True)
+    cut = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, len(closure) + 2)]
+    assert cut == pool[: len(closure) + 2]
+
+
+def test_grown_cv_scores_the_pool_re_ranked_on_held_out_folds():
+    """Each (ranking, k, ridge) CV error is the held-out error of: the pool refitted on the
+    fold's training masks, its top k by refitted |β| (with all their subsets for "closure"),
+    refitted at that ridge strength."""
+    from compattr.proxy.leastsquares import least_squares, least_squares_on
+    from compattr.proxy.sparsify import grown_cv, grown_pool
+
+    X, y, folds, spectra, _ = _sparsity_cv_case(order=3, seed=12)
+    n = X.shape[1]
+    pool = grown_pool(spectra[0], 40)
+    ks, ridge = [4, 8, len(pool)], 0.05
+    table = grown_cv(X, y, folds, pool, ks, (ridge,), 10**6, 0)
+    assert set(table["ranking"]) == {"refit", "closure"} and len(table) == 2 * len(ks)
+    for k in ks:
+        sq, too_big = {"refit": 0.0, "closure": 0.0}, False
+        for train, valid in folds:
+            refit = least_squares_on(pool, n, X[train], y[train], ridge).to_dict()
+            kept = sorted((t for t in refit if t), key=lambda t: -abs(refit[t]))[: k - 1]
+            fits = {
+                "refit": least_squares(Spectrum.from_dict(dict.fromkeys(kept, 1.0), n), X[train], y[train], ridge),
+                "closure": least_squares(
+                    Spectrum.from_dict(dict.fromkeys(_all_subsets(kept), 1.0), n), X[train], y[train], ridge
+                ),
+            }
+            too_big |= len(_all_subsets(kept)) > max(ks)
+            for ranking, fit in fits.items():
+                sq[ranking] += np.sum((fit.predict(X[valid]) - y[valid]) ** 2)
+        sq["closure"] = np.inf if too_big else sq["closure"]  # a closure beyond the pool's size
+        for ranking, total in sq.items():
+            row = table[(table["k"] == k) & (table["ranking"] == ranking)]
+            np.testing.assert_allclose(row["cv_mse"].item(), total / len(X), rtol=1e-4)
+
+
+def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
+    """Trees of depth 2 hold no term of order 3; a hierarchy's order-3 term, whose subsets
+    they do find, is grown, kept and fitted: held-out R² near 1 against well below without
+    growth. grow=False is the fit without it; bad values are refused."""
+    n = 10
+    truth = Spectrum.from_dict({s: 1.0 for s in _all_subsets([(0, 1, 2)])} | {(0, 1, 2): 2.5, (5,): 1.0}, n)
+    X = compattr.sample_masks(n, 300, seed=40)
+    y = truth.predict(X)
+    grid = {"max_depth": (2,), "n_estimators": (100, 300), "learning_rate": (0.1,)}
+    grown = ProxySPEX(seed=0, grid=grid, grow=True).fit(X, y)
+    plain = ProxySPEX(seed=0, grid=grid, grow=False).fit(X, y)
+    assert (0, 1, 2) not in grown.tree_spectrum_.support_tuples()
+    assert grown.grown_ and not plain.grown_ and len(plain.grow_cv_) == 0
+    assert (0, 1, 2) in grown.spectrum_.support_tuples()
+    assert 1.0 - grown.grow_cv_["cv_mse"].min() / np.var(y) > grown.cv_r2_
+    X_test = compattr.sample_masks(n, 200, seed=41)
+    r2 = lambda est: 1.0 - np.mean((est.predict(X_test) - truth.predict(X_test)) ** 2) / np.var(truth.predict(X_test))
+    assert r2(grown) > 0.999 and r2(plain) < 0.9
+    assert ProxySPEX(seed=0, grid=grid, grow=False, repeats=1).fit(X, y).spectrum_ == plain.spectrum_
+    with pytest.raises(ValueError, match="grow"):
+        ProxySPEX(grow="always").fit(X, y)
+
+
+def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
+    """grow="auto" leaves a fit whose CV explains less than GROW_ABOVE as it is, and a fixed k
+    is never grown."""
+    from compattr.proxy import proxyspex
+
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=25)
+    X = compattr.sample_masks(n, 200, seed=26)
+    noisy = add_noise(truth.predict(X), truth, snr_db=0, seed=27)
+    weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
+    assert weak.cv_r2_ < proxyspex.GROW_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
+    assert weak.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, grow=False).fit(X, noisy).spectrum_
+    fixed = ProxySPEX(seed=0, grid=SMALL_GRID, k=6, grow=True).fit(X, truth.predict(X))
+    assert not fixed.grown_ and len(fixed.spectrum_) <= 6
