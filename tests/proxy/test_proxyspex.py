@@ -795,9 +795,8 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, 200, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
-    # growth (grow) acts on the averaged spectrum, after the repeats: off here
-    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=False).fit(X, y)
-    singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1, grow=False).fit(X, y) for r in range(3)]
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True).fit(X, y)  # each fit grows
+    singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1, grow=True).fit(X, y) for r in range(3)]
     assert three.repeats_ == 3 and all(single.repeats_ == 1 for single in singles)
     X_test = compattr.sample_masks(n, 50, seed=24)
     expected = np.mean([single.predict(X_test) for single in singles], axis=0)
@@ -858,21 +857,21 @@ def test_grown_pool_adds_every_set_one_order_above_whose_subsets_are_listed():
 
 
 def test_grown_cv_scores_the_pool_re_ranked_on_held_out_folds():
-    """Each (ranking, k, ridge) CV error is the held-out error of: the pool refitted on the
-    fold's training masks, its top k by refitted |β| (with all their subsets for "closure"),
+    """Each (ranking, k, ridge) CV error is the held-out error of: the fold's own pool refitted
+    on its training masks, its top k by refitted |β| (with all their subsets for "closure"),
     refitted at that ridge strength."""
     from compattr.proxy.leastsquares import least_squares, least_squares_on
-    from compattr.proxy.sparsify import grown_cv, grown_pool
+    from compattr.proxy.sparsify import grown_cv, grown_pool, top_terms
 
     X, y, folds, spectra, _ = _sparsity_cv_case(order=3, seed=12)
     n = X.shape[1]
-    pool = grown_pool(spectra[0], 40)
-    ks, ridge = [4, 8, len(pool)], 0.05
-    table = grown_cv(X, y, folds, pool, ks, (ridge,), 10**6, 0)
+    pools = [grown_pool(top_terms(s, size), 40) for s, size in zip(spectra, (4, 6, 8))]  # one per fold
+    ks, ridge = [4, 8, 40], 0.05
+    table = grown_cv(X, y, folds, pools, ks, (ridge,), 10**6, 0)
     assert set(table["ranking"]) == {"refit", "closure"} and len(table) == 2 * len(ks)
     for k in ks:
         sq, too_big = {"refit": 0.0, "closure": 0.0}, False
-        for train, valid in folds:
+        for pool, (train, valid) in zip(pools, folds):
             refit = least_squares_on(pool, n, X[train], y[train], ridge).to_dict()
             kept = sorted((t for t in refit if t), key=lambda t: -abs(refit[t]))[: k - 1]
             fits = {
