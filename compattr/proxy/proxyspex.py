@@ -178,7 +178,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         module docstring), keeping the result when its CV error is lower: always (True),
         never (False, the paper's procedure), or ("auto") while the fit's CV explains
         between :data:`GROW_ABOVE` and :data:`FINAL_FIT_BELOW` of the variance. Only with
-        k="cv" and refit not False (the grown terms are refitted); each of the repeats
+        k="cv" and refit not False (the grown terms are refitted and ranked by their refit,
+        closed under subsets only where ``ranking`` allows "closure"); each of the repeats
         grows its own fit.
     cv : int
         Number of folds.
@@ -407,17 +408,20 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         ridges = (self.ridge_,) if self.refit_ else self._ridges()[:1]
         pools = [grown_pool(_on_masks(keep, X[tr], y[tr])(s), max(ks)) for s, (tr, _) in zip(fold_spectra, folds)]
         table = self.grow_cv_ = grown_cv(X, y, folds, pools, ks, ridges, self.max_cv_rows, self.seed)
-        best = table.loc[table["cv_mse"].idxmin()]
-        if not best["cv_mse"] < self.sparsity_cv_["cv_mse"].min():
+        # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
+        allowed = table[table["ranking"].isin(("refit", *(r for r in self._rankings() if r == "closure")))]
+        best = allowed.loc[allowed["cv_mse"].idxmin()]
+        # both CVs factor in float32 (they only choose): a gain below its resolution is a tie
+        if not best["cv_mse"] < (1.0 - 1e-5) * self.sparsity_cv_["cv_mse"].min():
             return
         pool = grown_pool(kept, max(ks))
         pooled = Spectrum(self.n_features_in_, padded_to_csr(pool, self.n_features_in_), np.ones(len(pool)))
         k = min(int(best["k"]), len(pool))
         chosen = {"k": k, "tilt": 1.0, "pool": len(pool), "X": X, "y": y, "ridge": float(best["ridge"])}
-        if best["ranking"] == "closure":
+        if best["ranking"] == "closure":  # refitted: the closure of the top k
             self.spectrum_ = closed_terms(pooled, **chosen, rank_ridge=ridges[0])
-        else:
-            self.spectrum_ = refit_ranked_terms(pooled, **chosen)
+        else:  # the top k of the pool's refit, refitted alone as the CV scored them
+            self.spectrum_ = least_squares(refit_ranked_terms(pooled, **chosen), X, y, chosen["ridge"])
         self.grown_ = True
 
     def predict(self, X) -> np.ndarray:

@@ -904,6 +904,18 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
     assert grown.grown_ and not plain.grown_ and len(plain.grow_cv_) == 0
     assert (0, 1, 2) in grown.spectrum_.support_tuples()
     assert 1.0 - grown.grow_cv_["cv_mse"].min() / np.var(y) > grown.cv_r2_
+    # the kept terms carry their own refit at the chosen ridge strength, as the CV scored them;
+    # a ranking without "closure" keeps the top k of the pool's refit, never closed
+    from compattr.proxy.leastsquares import least_squares
+
+    noisy = add_noise(y, truth, snr_db=10, seed=42)  # the pool's refit is not the top k's
+    for rankings in ("cv", ("trees", "refit")):  # the closure of the top k, or the top k alone
+        est = ProxySPEX(seed=0, grid=grid, grow=True, ranking=rankings, repeats=1).fit(X, noisy)
+        table = est.grow_cv_ if rankings == "cv" else est.grow_cv_[est.grow_cv_["ranking"] == "refit"]
+        best = table.loc[table["cv_mse"].idxmin()]
+        assert est.grown_ and best["k"] < table["k"].max()
+        refit = least_squares(est.spectrum_, X, noisy, best["ridge"])
+        np.testing.assert_allclose(est.predict(X), refit.predict(X), atol=1e-8)
     X_test = compattr.sample_masks(n, 200, seed=41)
     r2 = lambda est: 1.0 - np.mean((est.predict(X_test) - truth.predict(X_test)) ** 2) / np.var(truth.predict(X_test))
     assert r2(grown) > 0.999 and r2(plain) < 0.9
@@ -913,7 +925,8 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
 
 
 def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
-    """grow="auto" leaves a fit whose CV explains less than GROW_ABOVE as it is, and a fixed k
+    """grow="auto" leaves a fit whose CV explains less than GROW_ABOVE as it is; grow=True
+    keeps the grown terms exactly when their CV error is below the sparsity CV's; a fixed k
     is never grown."""
     from compattr.proxy import proxyspex
 
@@ -924,5 +937,15 @@ def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
     weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
     assert weak.cv_r2_ < proxyspex.GROW_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
     assert weak.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, grow=False).fit(X, noisy).spectrum_
+    scarce = complete_hierarchy(20, n_sets=3, order=4, seed=1)  # 80 masks for 20 features
+    X_scarce = compattr.sample_masks(20, 80, seed=1)
+    cases = [(X, add_noise(truth.predict(X), truth, snr_db=10, seed=27)), (X_scarce, scarce.predict(X_scarce))]
+    grown = []
+    for masks, outputs in cases:  # grown only where its honest CV error is lower
+        forced = ProxySPEX(seed=0, grid=SMALL_GRID, grow=True, repeats=1).fit(masks, outputs)
+        lower = forced.grow_cv_["cv_mse"].min() < (1 - 1e-5) * forced.sparsity_cv_["cv_mse"].min()
+        assert len(forced.grow_cv_) > 0 and forced.grown_ == lower
+        grown.append(forced.grown_)
+    assert grown == [True, False]  # the case covers both outcomes
     fixed = ProxySPEX(seed=0, grid=SMALL_GRID, k=6, grow=True).fit(X, truth.predict(X))
     assert not fixed.grown_ and len(fixed.spectrum_) <= 6
