@@ -73,7 +73,16 @@ from ..spectrum import Spectrum
 from ..spectrum.supports import padded_to_csr
 from .leastsquares import least_squares
 from .search import Fit, fit_all, mask_dataset, search
-from .sparsify import candidate_ks, closed_terms, grown_cv, grown_pool, refit_ranked_terms, sparsity_cv, top_terms
+from .sparsify import (
+    candidate_ks,
+    closed_terms,
+    cv_subset,
+    grown_cv,
+    grown_pool,
+    refit_ranked_terms,
+    sparsity_cv,
+    top_terms,
+)
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
@@ -402,11 +411,16 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """Stage 5: grow the kept terms' hierarchy by one order and choose the terms again
         (:func:`grown_pool`, :func:`grown_cv`), at the refit's ridge strength (or the first of
         ``ridge`` where the trees' coefficients were kept). Each fold grows the terms its own
-        ensemble and training masks keep, so its CV error compares with the sparsity CV's;
-        the grown terms replace ``spectrum_`` (``grown_``) when it is lower."""
+        ensemble and training masks keep (the CV's subset of at most ``max_cv_rows``), so its
+        CV error compares with the sparsity CV's; the grown terms replace ``spectrum_``
+        (``grown_``) when it is lower."""
         ks = self._candidate_ks(min(len(train) for train, _ in folds))
         ridges = (self.ridge_,) if self.refit_ else self._ridges()[:1]
-        pools = [grown_pool(_on_masks(keep, X[tr], y[tr])(s), max(ks)) for s, (tr, _) in zip(fold_spectra, folds)]
+        subset = cv_subset(len(X), self.max_cv_rows, self.seed)  # the masks the CVs fit on
+        pools = []
+        for spectrum, (train, _) in zip(fold_spectra, folds):
+            train = np.intersect1d(train, subset)
+            pools.append(grown_pool(_on_masks(keep, X[train], y[train])(spectrum), max(ks)))
         table = self.grow_cv_ = grown_cv(X, y, folds, pools, ks, ridges, self.max_cv_rows, self.seed)
         # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
         allowed = table[table["ranking"].isin(("refit", *(r for r in self._rankings() if r == "closure")))]

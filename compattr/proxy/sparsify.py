@@ -161,7 +161,7 @@ def grown_cv(
     pandas.DataFrame
         One row per candidate: ``k``, ``ranking`` ("refit" or "closure"), ``ridge`` and ``cv_mse``.
     """
-    subset = _cv_subset(X.shape[0], max_rows, seed)
+    subset = cv_subset(X.shape[0], max_rows, seed)
     shape = (len(ridges), len(ks))
     sq_refit, sq_closed, count = np.zeros(shape), np.zeros(shape), 0
     for pool, (train, valid) in zip(pools, folds):
@@ -180,7 +180,7 @@ def grown_cv(
     )
 
 
-def _cv_subset(m: int, max_rows: int, seed: int) -> np.ndarray:
+def cv_subset(m: int, max_rows: int, seed: int) -> np.ndarray:
     """The masks a CV scores: all ``m``, or a random ``max_rows`` of them, sorted."""
     return np.sort(np.random.default_rng(seed).permutation(m)[:max_rows]) if m > max_rows else np.arange(m)
 
@@ -225,7 +225,7 @@ def sparsity_cv(
         (bool), ``ridge`` (NaN without refit) and ``cv_mse``.
     """
     m = X.shape[0]
-    subset = _cv_subset(m, max_rows, seed)
+    subset = cv_subset(m, max_rows, seed)
     closed = "closure" in rankings
     reranked = closed or "refit" in rankings
     shape = (len(tilts), len(ridges), len(ks))

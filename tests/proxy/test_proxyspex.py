@@ -920,6 +920,8 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
     r2 = lambda est: 1.0 - np.mean((est.predict(X_test) - truth.predict(X_test)) ** 2) / np.var(truth.predict(X_test))
     assert r2(grown) > 0.999 and r2(plain) < 0.9
     assert ProxySPEX(seed=0, grid=grid, grow=False, repeats=1).fit(X, y).spectrum_ == plain.spectrum_
+    subset = ProxySPEX(seed=0, grid=grid, grow=True, max_cv_rows=200).fit(X, y)  # CVs on 200 of 300 masks
+    assert subset.grown_ and (0, 1, 2) in subset.spectrum_.support_tuples() and r2(subset) > 0.999
     with pytest.raises(ValueError, match="grow"):
         ProxySPEX(grow="always").fit(X, y)
 
