@@ -421,10 +421,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         for spectrum, (train, _) in zip(fold_spectra, folds):
             train = np.intersect1d(train, subset)
             pools.append(grown_pool(_on_masks(keep, X[train], y[train])(spectrum), max(ks)))
-        table = self.grow_cv_ = grown_cv(X, y, folds, pools, ks, ridges, self.max_cv_rows, self.seed)
         # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
-        allowed = table[table["ranking"].isin(("refit", *(r for r in self._rankings() if r == "closure")))]
-        best = allowed.loc[allowed["cv_mse"].idxmin()]
+        rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
+        options = (self.max_cv_rows, self.seed, rankings)
+        table = self.grow_cv_ = grown_cv(X, y, folds, pools, ks, ridges, *options)
+        best = table.loc[table["cv_mse"].idxmin()]
         # both CVs factor in float32 (they only choose): a gain below its resolution is a tie
         if not best["cv_mse"] < (1.0 - 1e-5) * self.sparsity_cv_["cv_mse"].min():
             return

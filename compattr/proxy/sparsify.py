@@ -146,15 +146,24 @@ def _one_order_up(closed: set[tuple[int, ...]], n: int) -> set[tuple[int, ...]]:
 
 
 def grown_cv(
-    X, y, folds, pools: list[np.ndarray], ks: list[int], ridges: tuple[float, ...], max_rows: int, seed: int
+    X,
+    y,
+    folds,
+    pools: list[np.ndarray],
+    ks: list[int],
+    ridges: tuple[float, ...],
+    max_rows: int,
+    seed: int,
+    rankings: tuple[str, ...] = ("refit", "closure"),
 ) -> pd.DataFrame:
     """CV mean squared error of choosing terms again from grown pools (padded supports (K, D),
     the constant first; :func:`grown_pool`), one per fold (grown from the terms kept on that
     fold's training masks): on each fold its pool is refitted on the training masks at each
     ridge strength, and the top k by refitted ``|β(T)|`` are refitted at that
     strength ("refit"), or the top k re-ranked at the first strength with all their subsets,
-    refitted at each ("closure"; :func:`sparsity_cv` does the same with the trees' terms).
-    Beyond ``max_rows`` masks the CV runs on the same random subset as :func:`sparsity_cv`.
+    refitted at each ("closure"; :func:`sparsity_cv` does the same with the trees' terms), for
+    the ``rankings`` asked. Beyond ``max_rows`` masks the CV runs on the same random subset as
+    :func:`sparsity_cv`.
 
     Returns
     -------
@@ -162,18 +171,20 @@ def grown_cv(
         One row per candidate: ``k``, ``ranking`` ("refit" or "closure"), ``ridge`` and ``cv_mse``.
     """
     subset = cv_subset(X.shape[0], max_rows, seed)
+    closed = "closure" in rankings
     shape = (len(ridges), len(ks))
     sq_refit, sq_closed, count = np.zeros(shape), np.zeros(shape), 0
     for pool, (train, valid) in zip(pools, folds):
         train, valid = np.intersect1d(train, subset), np.intersect1d(valid, subset)
-        _, _, refit, closed = _fold_errors(X, y, train, valid, (pool, np.zeros(len(pool))), ks, ridges, True, True)
+        _, _, refit, closure = _fold_errors(X, y, train, valid, (pool, np.zeros(len(pool))), ks, ridges, True, closed)
         sq_refit += refit
-        sq_closed += closed
+        sq_closed += closure
         count += len(valid)
     return pd.DataFrame(
         [
             {"k": k, "ranking": ranking, "ridge": ridge, "cv_mse": s / count}
             for ranking, sq in (("refit", sq_refit), ("closure", sq_closed))
+            if ranking in rankings
             for ridge, row in zip(ridges, sq)
             for k, s in zip(ks, row)
         ]

@@ -869,6 +869,9 @@ def test_grown_cv_scores_the_pool_re_ranked_on_held_out_folds():
     ks, ridge = [4, 8, 40], 0.05
     table = grown_cv(X, y, folds, pools, ks, (ridge,), 10**6, 0)
     assert set(table["ranking"]) == {"refit", "closure"} and len(table) == 2 * len(ks)
+    refit_only = grown_cv(X, y, folds, pools, ks, (ridge,), 10**6, 0, rankings=("refit",))
+    np.testing.assert_array_equal(refit_only["cv_mse"], table.loc[table["ranking"] == "refit", "cv_mse"])
+    assert set(refit_only["ranking"]) == {"refit"}
     for k in ks:
         sq, too_big = {"refit": 0.0, "closure": 0.0}, False
         for pool, (train, valid) in zip(pools, folds):
@@ -911,7 +914,8 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
     noisy = add_noise(y, truth, snr_db=10, seed=42)  # the pool's refit is not the top k's
     for rankings in ("cv", ("trees", "refit")):  # the closure of the top k, or the top k alone
         est = ProxySPEX(seed=0, grid=grid, grow=True, ranking=rankings, repeats=1).fit(X, noisy)
-        table = est.grow_cv_ if rankings == "cv" else est.grow_cv_[est.grow_cv_["ranking"] == "refit"]
+        table = est.grow_cv_
+        assert set(table["ranking"]) == ({"refit", "closure"} if rankings == "cv" else {"refit"})
         best = table.loc[table["cv_mse"].idxmin()]
         assert est.grown_ and best["k"] < table["k"].max()
         refit = least_squares(est.spectrum_, X, noisy, best["ridge"])
