@@ -43,6 +43,7 @@ from compattr.apps import tasks
 from compattr.apps.arguments import format_layers, keep_value, parse_layers
 from compattr.apps.models import default_device, fastest_dtype, smollm2
 from compattr.apps.report import markdown_table, write_explanation, write_plans
+from compattr.features.base import input_device, map_inputs
 from compattr.optimize import plan_size
 
 PAPER = {"train_questions": 120, "alpha": 4.0, "test_masks": 1000, "best_of": 5000}
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
 
     # 2. the faster dtype for this workload, measured now
     torch.set_num_threads(args.threads)
-    on_device = {name: tensor.to(model.device) for name, tensor in inputs.items()}
+    on_device = map_inputs(lambda t: t.to(input_device(model)), inputs)
     rows, _ = value.prepare(model, on_device, 0)  # the question x option rows one mask runs
     load = lambda dtype: smollm2(dtype=dtype, device=args.device)[0]
     dtype, timings = fastest_dtype(load, rows, [args.dtype] if args.dtype else ["float32", "bfloat16"])

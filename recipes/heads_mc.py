@@ -44,6 +44,7 @@ import compattr
 from compattr.apps import models, plots, tasks
 from compattr.apps.arguments import format_layers, keep_value, parse_layers
 from compattr.apps.report import markdown_table
+from compattr.features.base import input_device, map_inputs
 from compattr.optimize import ROUND_TIME_LIMIT, plan_size
 
 from _common import parser, setup, write_results
@@ -62,7 +63,7 @@ def load(args):
     if args.dtype == "auto":  # time one query's rows in each dtype, on the model's device
         model, tokenizer = load_model("float32")
         inputs, value = questions[: args.train_questions].encode(tokenizer, metric=args.metric)
-        inputs = {k: v.to(model.device) for k, v in inputs.items()}
+        inputs = map_inputs(lambda t: t.to(input_device(model)), inputs)
         rows, _ = value.prepare(model, inputs, 0)
         args.dtype, _ = models.fastest_dtype(lambda dtype: load_model(dtype)[0], rows)
     model, tokenizer = load_model(args.dtype)
