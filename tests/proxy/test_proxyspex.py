@@ -955,3 +955,20 @@ def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
     assert grown == [True, False]  # the case covers both outcomes
     fixed = ProxySPEX(seed=0, grid=SMALL_GRID, k=6, grow=True).fit(X, truth.predict(X))
     assert not fixed.grown_ and len(fixed.spectrum_) <= 6
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_grow_on_one_or_two_features_stays_within_them(n):
+    """With one or two features there is little to grow: the pool is every subset at most,
+    and the fit runs and keeps only sets of the features there are."""
+    from compattr.proxy.sparsify import grown_pool
+
+    rng = np.random.default_rng(n)
+    X = rng.random((120, n)) < 0.5
+    y = X.sum(axis=1) + 0.5 * X.all(axis=1) + rng.normal(0.0, 0.3, 120)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, grow=True).fit(X, y)
+    assert len(est.grow_cv_) > 0
+    subsets = _all_subsets([tuple(range(n))])
+    assert set(est.spectrum_.support_tuples()) <= subsets
+    pool = {tuple(int(i) for i in row[row < n]) for row in grown_pool(est.spectrum_, 10**4)}
+    assert pool <= subsets
