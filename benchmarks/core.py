@@ -51,6 +51,7 @@ VARIANTS = {
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
     "proxyspex no-closure": {"ranking": ("trees", "refit")},  # top-k never extended by its subsets
     "proxyspex no-grow": {"grow": False},  # the kept terms' hierarchy never grown by one order
+    "proxyspex no-pursuit": {"pursue": False},  # grown without the trees' terms the residual picks
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,
@@ -60,6 +61,7 @@ VARIANTS = {
         "ranking": "trees",
         "repeats": 1,
         "grow": False,
+        "pursue": False,
     },
 }
 

@@ -44,6 +44,10 @@
    when it is lower. ``grow="auto"`` runs it where the CV explains between
    :data:`GROW_ABOVE` and :data:`FINAL_FIT_BELOW` of the variance: below, the three fits of
    ``repeats`` would each pay for it (about a fifth more CPU for +0.02 of R² at α = 2).
+   With ``pursue`` the kept terms first gain the trees' terms that their residual
+   correlates with most (:func:`~compattr.proxy.sparsify.pursued_terms`, one round of
+   matching pursuit), and the pool grows from both: trees rank a hierarchy's high-order
+   terms below their own fragments, and in the residual of the kept terms they stand out.
 
 With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains less than
 :data:`REPEAT_BELOW` of the variance) the four stages run again with other fold splits and
@@ -79,6 +83,7 @@ from .sparsify import (
     cv_subset,
     grown_cv,
     grown_pool,
+    pursued_terms,
     refit_ranked_terms,
     sparsity_cv,
     top_terms,
@@ -104,6 +109,12 @@ REPEAT_BELOW = 0.5
 #: much of the variance (and less than :data:`FINAL_FIT_BELOW`): where ``repeats`` fits
 #: once.
 GROW_ABOVE = 0.5
+
+#: ``pursue=True``: rounds of matching pursuit before the growth, each adding
+#: ``PURSUE_SHARE × len(kept)`` terms from the trees' ``PURSUE_POOL × max k`` largest.
+PURSUE_ROUNDS = 1
+PURSUE_POOL = 4
+PURSUE_SHARE = 0.5
 
 #: Ranking tilts the top-k chooses from with ``tilt="cv"`` (terms ranked by |F(T)| tilt^|T|).
 TILTS = (1.0, 1.2)
@@ -190,6 +201,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         k="cv" and refit not False (the grown terms are refitted and ranked by their refit,
         closed under subsets only where ``ranking`` allows "closure"); each of the repeats
         grows its own fit.
+    pursue : bool
+        Before growing, add to the kept terms the trees' terms their residual correlates with
+        most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
+        :func:`~compattr.proxy.sparsify.pursued_terms`), on each fold as on every mask, so the
+        same CV judges them. False: the growth alone.
     cv : int
         Number of folds.
     num_threads : int
@@ -269,6 +285,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         all_folds="auto",
         repeats="auto",
         grow="auto",
+        pursue: bool = True,
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -288,6 +305,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.all_folds = all_folds
         self.repeats = repeats
         self.grow = grow
+        self.pursue = pursue
         self.cv = cv
         self.num_threads = num_threads
         self.max_order = max_order
@@ -408,7 +426,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         return self.grow is True or GROW_ABOVE <= self.cv_r2_ < FINAL_FIT_BELOW
 
     def _grow(self, X, y, folds, fold_spectra: list[Spectrum], keep: Callable, kept: Spectrum) -> None:
-        """Stage 5: grow the kept terms' hierarchy by one order and choose the terms again
+        """Stage 5: grow the kept terms' hierarchy by one order, after adding the trees' terms
+        their residual correlates with most (:meth:`_pursued`), and choose the terms again
         (:func:`grown_pool`, :func:`grown_cv`), at the refit's ridge strength (or the first of
         ``ridge`` where the trees' coefficients were kept). Each fold grows the terms its own
         ensemble and training masks keep (the CV's subset of at most ``max_cv_rows``), so its
@@ -420,7 +439,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         pools = []
         for spectrum, (train, _) in zip(fold_spectra, folds):
             train = np.intersect1d(train, subset)
-            pools.append(grown_pool(_on_masks(keep, X[train], y[train])(spectrum), max(ks)))
+            kept_here = _on_masks(keep, X[train], y[train])(spectrum)
+            pools.append(grown_pool(self._pursued(kept_here, spectrum, X[train], y[train], ks, ridges), max(ks)))
         # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
         rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
         options = (self.max_cv_rows, self.seed, rankings)
@@ -429,7 +449,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         # both CVs factor in float32 (they only choose): a gain below its resolution is a tie
         if not best["cv_mse"] < (1.0 - 1e-5) * self.sparsity_cv_["cv_mse"].min():
             return
-        pool = grown_pool(kept, max(ks))
+        pool = grown_pool(self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges), max(ks))
         pooled = Spectrum(self.n_features_in_, padded_to_csr(pool, self.n_features_in_), np.ones(len(pool)))
         k = min(int(best["k"]), len(pool))
         chosen = {"k": k, "tilt": 1.0, "pool": len(pool), "X": X, "y": y, "ridge": float(best["ridge"])}
@@ -438,6 +458,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         else:  # the top k of the pool's refit, refitted alone as the CV scored them
             self.spectrum_ = least_squares(refit_ranked_terms(pooled, **chosen), X, y, chosen["ridge"])
         self.grown_ = True
+
+    def _pursued(self, kept: Spectrum, trees: Spectrum, X, y, ks, ridges) -> Spectrum:
+        """``kept`` with the trees' terms its residual correlates with most (:func:`pursued_terms`:
+        :data:`PURSUE_ROUNDS` rounds of :data:`PURSUE_SHARE` ``× len(kept)`` terms, from the
+        trees' :data:`PURSUE_POOL` ``× max(ks)`` largest), or ``kept`` itself without ``pursue``."""
+        if not self.pursue:
+            return kept
+        add = max(1, int(len(kept) * PURSUE_SHARE))
+        return pursued_terms(kept, trees, X, y, add, PURSUE_ROUNDS, PURSUE_POOL * max(ks), ridges[0])
 
     def predict(self, X) -> np.ndarray:
         """Evaluate the fitted sparse spectrum on masks ``X`` (m, n); returns (m,)."""
@@ -483,6 +512,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(f"repeats must be 'auto' or a positive int, got {self.repeats!r}.")
         if not (self.grow == "auto" or isinstance(self.grow, bool)):
             raise ValueError(f"grow must be 'auto', True or False, got {self.grow!r}.")
+        if not isinstance(self.pursue, bool):
+            raise ValueError(f"pursue must be True or False, got {self.pursue!r}.")
         if self.all_folds not in ("auto", True):
             raise ValueError(f"all_folds must be 'auto' or True, got {self.all_folds!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":

@@ -10,14 +10,15 @@ refitted, which restores the lower-order terms of a hierarchy that the top k lea
 :func:`sparsity_cv` scores every candidate, with the trees' coefficients and refitted by
 (ridge) least squares at each ridge strength, on the same folds as the search: each fold with
 the ranking of the ensemble that never saw it (and, re-ranked, of its own training refit).
-:func:`grown_pool` grows the kept terms' hierarchy by one order (ProxySPEX's stage 5) and
+:func:`grown_pool` grows the kept terms' hierarchy by one order (ProxySPEX's stage 5), after
+:func:`pursued_terms` adds the trees' terms the kept terms' residual correlates with most, and
 :func:`grown_cv` scores the terms chosen again from that pool.
 """
 
 from __future__ import annotations
 
 import math
-from itertools import combinations
+from itertools import combinations, islice
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import get_lapack_funcs
 
 from ..spectrum import Spectrum
-from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix
+from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_blocks, parity_matrix
 from .leastsquares import factor, gram_and_projection, least_squares, least_squares_on, ridge_penalty
 from .search import Fit, cv_mse
 
@@ -90,7 +91,7 @@ def _closure_order(rows: np.ndarray, n: int, limit: int) -> tuple[np.ndarray, np
     listed: dict[tuple[int, ...], None] = {}  # downward closed after each ranked support
     ends = []
     for row in rows:
-        support = tuple(int(i) for i in row[row < n])
+        support = _support(row, n)
         if support not in listed:  # else its subsets are listed already
             if 2 ** len(support) > limit:
                 break
@@ -120,12 +121,58 @@ def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
     n = spectrum.n
     ranked = np.argsort(-np.abs(spectrum.coefs), kind="stable")
     closure, _ = _closure_order(csr_to_padded(spectrum.supports[ranked], n), n, limit)
-    listed = [tuple(int(i) for i in row[row < n]) for row in closure]
+    listed = [_support(row, n) for row in closure]
     strength = dict(zip(spectrum.support_tuples(), np.abs(spectrum.coefs)))
     joined = _one_order_up(set(listed), n)
     score = {t: sum(strength.get(s, 0.0) for s in combinations(t, len(t) - 1)) for t in joined}
     grown = sorted(joined, key=lambda t: (-score[t], t))[: max(0, limit - len(listed))]
     return pad_supports(listed + grown, n)  # the closure lists the constant first
+
+
+def pursued_terms(
+    kept: Spectrum, candidates: Spectrum, X, y, add: int, rounds: int, limit: int, ridge: float
+) -> Spectrum:
+    """``kept`` with the terms of ``candidates`` its residual correlates with most.
+
+    Each of ``rounds`` rounds (matching pursuit in blocks) adds the ``add`` terms, among the
+    ``limit`` of largest ``|F(T)|`` in ``candidates`` (the trees' spectrum) and not held yet,
+    whose Walsh features correlate most with the residual ``r = y - current(X)`` on masks
+    ``X`` (m, n) and outputs ``y`` (m,): largest ``|c(T)|``, ``c(T) = Σ_i r_i χ_T(x_i) / m``.
+    Between rounds the terms are refitted by least squares with ridge strength ``ridge``
+    (per mask). Trees rank a hierarchy's high-order terms below their own fragments, and the
+    kept terms' strong ones hide the weaker ones in ``y``; in the residual these stand out.
+
+    Returns
+    -------
+    Spectrum
+        The terms after the last round: those of the last refit (``kept``'s own with one
+        round) with their coefficients, and the last round's with ``c(T)``, their least-squares
+        coefficient were they orthogonal to the rest (the Walsh features of uniform masks
+        nearly are).
+    """
+    n = kept.n
+    ranked = np.argsort(-np.abs(candidates.coefs), kind="stable")[:limit]
+    rows = csr_to_padded(candidates.supports[ranked[candidates.degrees[ranked] > 0]], n)
+    current = kept
+    for round_ in range(rounds):
+        if round_:
+            current = least_squares(current, X, y, ridge)
+        residual = (y - current.predict(X)).astype(np.float32)
+        corr = np.empty(len(rows))
+        for lo, hi, parity in parity_blocks(X, rows):
+            corr[lo:hi] = residual @ parity / len(y)
+        held = set(current.support_tuples())
+        order = np.argsort(-np.abs(corr), kind="stable")
+        picks = list(islice((i for i in order if _support(rows[i], n) not in held), add))
+        if not picks:
+            break
+        current = Spectrum.from_dict(current.to_dict() | {_support(rows[i], n): corr[i] for i in picks}, n)
+    return current
+
+
+def _support(row: np.ndarray, n: int) -> tuple[int, ...]:
+    """The features of one support padded with ``n``."""
+    return tuple(int(i) for i in row[row < n])
 
 
 def _one_order_up(closed: set[tuple[int, ...]], n: int) -> set[tuple[int, ...]]:
