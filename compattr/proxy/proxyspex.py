@@ -439,8 +439,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         pools = []
         for spectrum, (train, _) in zip(fold_spectra, folds):
             train = np.intersect1d(train, subset)
-            kept_here = _on_masks(keep, X[train], y[train])(spectrum)
-            pools.append(grown_pool(self._pursued(kept_here, spectrum, X[train], y[train], ks, ridges), max(ks)))
+            X_train, y_train = X[train], y[train]
+            kept_here = _on_masks(keep, X_train, y_train)(spectrum)
+            pools.append(grown_pool(self._pursued(kept_here, spectrum, X_train, y_train, ks, ridges), max(ks)))
         # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
         rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
         options = (self.max_cv_rows, self.seed, rankings)

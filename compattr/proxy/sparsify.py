@@ -162,11 +162,11 @@ def pursued_terms(
         for lo, hi, parity in parity_blocks(X, rows):
             corr[lo:hi] = residual @ parity / len(y)
         held = set(current.support_tuples())
-        order = np.argsort(-np.abs(corr), kind="stable")
-        picks = list(islice((i for i in order if _support(rows[i], n) not in held), add))
+        ranked_by_corr = ((_support(rows[i], n), corr[i]) for i in np.argsort(-np.abs(corr), kind="stable"))
+        picks = list(islice(((t, c) for t, c in ranked_by_corr if t not in held), add))
         if not picks:
             break
-        current = Spectrum.from_dict(current.to_dict() | {_support(rows[i], n): corr[i] for i in picks}, n)
+        current = Spectrum.from_dict(current.to_dict() | {t: c for t, c in picks}, n)
     return current
 
 
