@@ -38,7 +38,7 @@ from .._validation import as_masks, as_outputs
 from ..query.masks import check_pairs
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
-from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix
+from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
 from .proxyspex import ProxySPEX
 
 #: Ridge strengths tried, relative to the mean diagonal of the weighted Gram matrix; the
@@ -269,7 +269,7 @@ class PairedShapley(BaseEstimator):
         rows = csr_to_padded(prior.supports[higher], n)
         singles = pad_supports([(i,) for i in range(n)], n)
         width = max(rows.shape[1], singles.shape[1])
-        rows = np.vstack([_widen(singles, width, n), _widen(rows, width, n)])
+        rows = np.vstack([widen_padded(singles, width, n), widen_padded(rows, width, n)])
         return rows, np.r_[start, prior.coefs[higher]]
 
     def _cv(self, A, b, start, constraint, ridges) -> np.ndarray:
@@ -281,11 +281,6 @@ class PairedShapley(BaseEstimator):
             fits = _ridge_towards(A[train], b[train], start, constraint, ridges)
             sq += [np.sum((A[valid] @ beta - b[valid]) ** 2) for beta in fits]
         return sq / max(1, len(b))
-
-
-def _widen(rows: np.ndarray, width: int, n: int) -> np.ndarray:
-    """Padded support rows ``(k, D)`` padded with ``n`` to ``(k, width)``."""
-    return np.hstack([rows, np.full((rows.shape[0], width - rows.shape[1]), n, dtype=rows.dtype)])
 
 
 def _thin_svd(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -26,7 +26,15 @@ from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import get_lapack_funcs
 
 from ..spectrum import Spectrum
-from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_blocks, parity_matrix
+from ..spectrum.supports import (
+    csr_to_padded,
+    find_rows,
+    pad_supports,
+    padded_to_csr,
+    parity_blocks,
+    parity_matrix,
+    widen_padded,
+)
 from .leastsquares import factor, gram_and_projection, least_squares, least_squares_on, ridge_penalty
 from .search import Fit, cv_mse
 
@@ -110,8 +118,9 @@ def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
     closure, as long as it holds at most ``limit`` terms); then every set one order above a
     listed term all of whose subsets one order below are listed (the candidates a hierarchy
     would hold next: the features not listed, the pairs of listed features, ...), by
-    decreasing sum of those subsets' ``|F|``, up to ``limit`` terms in all. A term whose
-    subsets the trees found, but which they split too shallowly to hold, is a candidate.
+    decreasing sum of those subsets' ``|F|`` (ties in the order of their sorted feature
+    tuples), up to ``limit`` terms in all. A term whose subsets the trees found, but which
+    they split too shallowly to hold, is a candidate.
 
     Returns
     -------
@@ -121,12 +130,69 @@ def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
     n = spectrum.n
     ranked = np.argsort(-np.abs(spectrum.coefs), kind="stable")
     closure, _ = _closure_order(csr_to_padded(spectrum.supports[ranked], n), n, limit)
-    listed = [_support(row, n) for row in closure]
-    strength = dict(zip(spectrum.support_tuples(), np.abs(spectrum.coefs)))
-    joined = _one_order_up(set(listed), n)
-    score = {t: sum(strength.get(s, 0.0) for s in combinations(t, len(t) - 1)) for t in joined}
-    grown = sorted(joined, key=lambda t: (-score[t], t))[: max(0, limit - len(listed))]
-    return pad_supports(listed + grown, n)  # the closure lists the constant first
+    found = find_rows(csr_to_padded(spectrum.supports, n), closure, n)
+    strength = np.where(found >= 0, np.abs(spectrum.coefs)[found], 0.0)  # |F| of each listed set
+    joined, score = _one_order_up(closure, strength, n)
+    as_tuples = np.where(joined == n, -1, joined)  # a shorter tuple sorts before its extensions
+    order = np.lexsort((*as_tuples.T[::-1], -score))
+    return _stacked([closure, joined[order[: max(0, limit - len(closure))]]], n)  # constant first
+
+
+def _one_order_up(closed: np.ndarray, strength: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sets of ``n`` features not among the downward-closed padded supports ``closed``
+    (K, D) whose subsets one order below are all among them, and the sum of those subsets'
+    ``strength`` (K,) each: the features not listed (when the constant is), and the unions
+    of two members of the same order that share all but their last feature (the Apriori
+    algorithm's join, which lists each candidate once).
+
+    Returns
+    -------
+    rows : (p, D + 1) int array
+        The candidates, padded with ``n``.
+    score : (p,) float array
+    """
+    degrees = np.sum(closed < n, axis=1)
+    width = closed.shape[1] + 1
+    rows, scores = [np.zeros((0, width), np.int64)], [np.zeros(0)]
+    constant = np.flatnonzero(degrees == 0)
+    if constant.size:
+        singles = np.setdiff1d(np.arange(n), closed[degrees == 1, :1].ravel())
+        rows.append(widen_padded(singles[:, None], width, n))
+        scores.append(np.full(len(singles), strength[constant[0]]))
+    for d in range(1, width):
+        members = closed[degrees == d, :d]
+        members = members[np.lexsort(members.T[::-1])]
+        first, second = _prefix_pairs(members)
+        joined = np.hstack([members[first], members[second, d - 1 :]])  # sorted: second's last is larger
+        # the subsets one order below, in the order itertools.combinations lists them
+        score, complete = np.zeros(len(joined)), np.ones(len(joined), bool)
+        for left_out in range(d, -1, -1):
+            where = find_rows(closed, np.delete(joined, left_out, axis=1), n)
+            complete &= where >= 0
+            score = score + np.where(where >= 0, strength[where], 0.0)
+        fresh = complete & (find_rows(closed, joined, n) < 0)
+        rows.append(widen_padded(joined[fresh], width, n))
+        scores.append(score[fresh])
+    return np.vstack(rows), np.concatenate(scores)
+
+
+def _prefix_pairs(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` of rows of the lexicographically sorted ``members`` (c, d) that
+    share their first ``d - 1`` entries, as two index arrays."""
+    c = len(members)
+    same = np.all(members[1:, :-1] == members[:-1, :-1], axis=1)
+    run = np.r_[0, np.cumsum(~same)]  # the run of equal prefixes each row is in
+    run_end = np.searchsorted(run, run, side="right")  # one past each row's run
+    after = run_end - np.arange(c) - 1  # partners after each row in its run
+    first = np.repeat(np.arange(c), after)
+    offset = np.arange(len(first)) - np.repeat(np.cumsum(after) - after, after)
+    return first, first + 1 + offset
+
+
+def _stacked(blocks: list[np.ndarray], n: int) -> np.ndarray:
+    """Padded supports of several widths stacked, as wide as their largest support."""
+    width = max((int(np.max(np.sum(b < n, axis=1), initial=0)) for b in blocks), default=0)
+    return np.vstack([widen_padded(b[:, :width], width, n) for b in blocks])
 
 
 def pursued_terms(
@@ -173,23 +239,6 @@ def pursued_terms(
 def _support(row: np.ndarray, n: int) -> tuple[int, ...]:
     """The features of one support padded with ``n``."""
     return tuple(int(i) for i in row[row < n])
-
-
-def _one_order_up(closed: set[tuple[int, ...]], n: int) -> set[tuple[int, ...]]:
-    """The sets of ``n`` features not in the downward-closed ``closed`` whose subsets one order
-    below are all in it: the features not in it, and the unions of two members of the same
-    order that share all but one feature (as the Apriori algorithm grows frequent itemsets)."""
-    out: set[tuple[int, ...]] = {(i,) for i in range(n) if (i,) not in closed} if () in closed else set()
-    by_rest: dict[tuple[int, ...], list[int]] = {}  # a member without one feature -> that feature
-    for t in closed:
-        for i in range(len(t)):
-            by_rest.setdefault(t[:i] + t[i + 1 :], []).append(t[i])
-    for rest, extra in by_rest.items():
-        for a, b in combinations(sorted(extra), 2):
-            t = tuple(sorted((*rest, a, b)))
-            if t not in closed and all(s in closed for s in combinations(t, len(t) - 1)):
-                out.add(t)
-    return out
 
 
 def grown_cv(

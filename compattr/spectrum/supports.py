@@ -58,6 +58,40 @@ def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.n
     return rows[representative[order]], rank[codes]
 
 
+def widen_padded(rows: np.ndarray, width: int, sentinel: int) -> np.ndarray:
+    """Padded supports ``rows`` (k, D), D <= ``width``, padded with ``sentinel`` to
+    ``(k, width)`` int64."""
+    out = np.full((len(rows), width), sentinel, dtype=np.int64)
+    out[:, : rows.shape[1]] = rows
+    return out
+
+
+def find_rows(table: np.ndarray, queries: np.ndarray, sentinel: int) -> np.ndarray:
+    """Where each padded support of ``queries`` is in ``table``.
+
+    Parameters
+    ----------
+    table : (t, D1) int array
+        Distinct sorted supports padded with ``sentinel``.
+    queries : (q, D2) int array
+        Sorted supports padded with ``sentinel`` (any width: both are padded to the wider).
+    sentinel : int
+
+    Returns
+    -------
+    (q,) int64 array
+        The row of ``table`` equal to each query, or -1 where none is.
+    """
+    width = max(table.shape[1], queries.shape[1])
+    both = np.full((len(table) + len(queries), width), sentinel, dtype=np.int64)
+    both[: len(table), : table.shape[1]] = table
+    both[len(table) :, : queries.shape[1]] = queries
+    unique, inverse = group_padded_rows(both, sentinel)
+    row_of = np.full(len(unique), -1, np.int64)
+    row_of[inverse[: len(table)]] = np.arange(len(table))
+    return row_of[inverse[len(table) :]]
+
+
 def _row_keys(rows: np.ndarray, sentinel: int) -> list[np.ndarray]:
     """The padded rows (t, D) as a few int64 keys whose lexicographic order is theirs."""
     t, D = rows.shape

@@ -933,7 +933,8 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
 
 
 def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
-    """grow="auto" leaves a fit whose CV explains less than GROW_ABOVE as it is; grow=True
+    """grow="auto" leaves a fit whose CV explains nothing (at most GROW_ABOVE) as it is and
+    grows one that explains a little (0 dB noise: the three repeats each grow); grow=True
     keeps the grown terms exactly when their CV error is below the sparsity CV's; a fixed k
     is never grown."""
     from compattr.proxy import proxyspex
@@ -941,10 +942,14 @@ def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
     n = 12
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=25)
     X = compattr.sample_masks(n, 200, seed=26)
+    noise = np.random.default_rng(3).normal(size=len(X))  # nothing to explain
+    weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noise)
+    assert weak.cv_r2_ <= proxyspex.GROW_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
+    assert weak.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, grow=False).fit(X, noise).spectrum_
     noisy = add_noise(truth.predict(X), truth, snr_db=0, seed=27)
-    weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
-    assert weak.cv_r2_ < proxyspex.GROW_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
-    assert weak.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, grow=False).fit(X, noisy).spectrum_
+    little = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
+    assert proxyspex.GROW_ABOVE < little.cv_r2_ < proxyspex.FINAL_FIT_BELOW and little.repeats_ > 1
+    assert len(little.grow_cv_) > 0
     scarce = complete_hierarchy(20, n_sets=3, order=4, seed=1)  # 80 masks for 20 features
     X_scarce = compattr.sample_masks(20, 80, seed=1)
     cases = [(X, add_noise(truth.predict(X), truth, snr_db=10, seed=27)), (X_scarce, scarce.predict(X_scarce))]

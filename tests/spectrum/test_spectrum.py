@@ -139,6 +139,28 @@ def test_group_padded_rows_of_no_rows():
     assert unique.shape == (0, 4) and inverse.shape == (0,)
 
 
+@pytest.mark.parametrize("n, D", [(10, 3), (500, 11)])
+def test_find_rows_matches_a_dictionary_of_tuples(n, D):
+    """Each query's row in the table, or -1, as a dict of tuples gives it: widths that differ
+    (the query wider and narrower), the constant, supports absent from the table."""
+    from compattr.spectrum.supports import find_rows, pad_supports, widen_padded
+
+    rng = np.random.default_rng(n)
+    draw = lambda: tuple(sorted(rng.choice(min(n, D + 4), rng.integers(0, D + 1), replace=False)))  # noqa: E731
+    table = sorted({draw() for _ in range(300)}, key=lambda t: rng.random())
+    queries = [draw() for _ in range(500)] + [(), table[0], table[-1]]
+    position = {t: i for i, t in enumerate(table)}
+    expected = [position.get(t, -1) for t in queries]
+    assert -1 in expected and max(expected) > 0  # both outcomes occur
+    table_rows, query_rows = pad_supports(table, n), pad_supports(queries, n)
+    np.testing.assert_array_equal(find_rows(table_rows, query_rows, n), expected)
+    wider = widen_padded(query_rows, query_rows.shape[1] + 2, n)
+    assert wider.shape == (len(queries), query_rows.shape[1] + 2) and np.all(wider[:, -2:] == n)
+    np.testing.assert_array_equal(find_rows(table_rows, wider, n), expected)
+    np.testing.assert_array_equal(find_rows(widen_padded(table_rows, D + 3, n), query_rows, n), expected)
+    assert find_rows(table_rows[:0], query_rows, n).tolist() == [-1] * len(queries)
+
+
 def test_with_coefs_re_ranks_the_same_supports_as_a_new_spectrum_would():
     rng = np.random.default_rng(5)
     supports = sorted({tuple(sorted(rng.choice(12, rng.integers(0, 4), replace=False))) for _ in range(60)})
