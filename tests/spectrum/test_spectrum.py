@@ -146,7 +146,7 @@ def test_find_rows_matches_a_dictionary_of_tuples(n, D):
     from compattr.spectrum.supports import find_rows, pad_supports, widen_padded
 
     rng = np.random.default_rng(n)
-    draw = lambda: tuple(sorted(rng.choice(min(n, D + 4), rng.integers(0, D + 1), replace=False)))  # noqa: E731
+    draw = lambda: tuple(sorted(rng.choice(min(n, D + 4), rng.integers(0, D + 1), replace=False)))
     table = sorted({draw() for _ in range(300)}, key=lambda t: rng.random())
     queries = [draw() for _ in range(500)] + [(), table[0], table[-1]]
     position = {t: i for i, t in enumerate(table)}
