@@ -42,7 +42,7 @@
    same CV. Each fold grows the terms that its own ensemble and training masks keep, so the
    CV error is as honest as the sparsity CV's, and the grown terms replace the kept ones
    when it is lower. ``grow="auto"`` runs it wherever the CV explains something and less
-   than :data:`FINAL_FIT_BELOW` of the variance (above :data:`GROW_ABOVE`): with pursuit it
+   than :data:`FINAL_FIT_BELOW` of the variance (from :data:`GROW_ABOVE`): with pursuit it
    lifts a hierarchy's R² at small budgets too, where each of the ``repeats`` grows its own
    fit (at n = 100, α = 2 about +0.08 of R² for a quarter more CPU).
    With ``pursue`` the kept terms first gain the trees' terms that their residual
@@ -106,7 +106,7 @@ SETTLED_ABOVE = 0.998
 REPEATS = 3
 REPEAT_BELOW = 0.5
 
-#: ``grow="auto"`` grows the kept terms' hierarchy while the fit's CV explains more than this
+#: ``grow="auto"`` grows the kept terms' hierarchy while the fit's CV explains at least this
 #: much of the variance (and less than :data:`FINAL_FIT_BELOW`): a fit that explains
 #: nothing has no hierarchy to grow.
 GROW_ABOVE = 0.0
@@ -194,11 +194,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         one fit's k); "auto": :data:`REPEATS` fits while the first fit's CV explains less
         than :data:`REPEAT_BELOW` of the variance (small or noisy budgets, where one fit's
         choices vary most with its split), else one; one with a fixed k or ``energy``.
-    grow : "auto" or bool
+    grow : "auto", bool or float
         Grow the kept terms' hierarchy by one order and choose the terms again (stage 5 in the
         module docstring), keeping the result when its CV error is lower: always (True),
-        never (False, the paper's procedure), or ("auto") while the fit's CV explains more
-        than :data:`GROW_ABOVE` and less than :data:`FINAL_FIT_BELOW` of the variance. Only with
+        never (False, the paper's procedure), or while the fit's CV explains at least this
+        fraction (a float in [0, 1)) or ("auto") :data:`GROW_ABOVE` of the variance, and less
+        than :data:`FINAL_FIT_BELOW`. Only with
         k="cv" and refit not False (the grown terms are refitted and ranked by their refit,
         closed under subsets only where ``ranking`` allows "closure"); each of the repeats
         grows its own fit.
@@ -418,13 +419,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def _wants_grow(self) -> bool:
         """Whether to grow the kept terms' hierarchy (:meth:`_grow`): with k="cv", always
-        (True), never (False), or ("auto") while the fit's CV explains more than
-        :data:`GROW_ABOVE` and less than :data:`FINAL_FIT_BELOW` of the variance: a fit that
-        explains nothing has no hierarchy to grow, and above, there is little left to grow."""
+        (True), never (False), or while the fit's CV explains at least ``grow`` (a float) or
+        ("auto") :data:`GROW_ABOVE` and less than :data:`FINAL_FIT_BELOW` of the variance: a
+        fit that explains nothing has no hierarchy to grow, and above, there is little left
+        to grow."""
         asked = self.k != "cv" or self.energy is not None or self.refit is False  # kept as asked
         if self.grow is False or self.best_params_ is None or asked:
             return False
-        return self.grow is True or GROW_ABOVE < self.cv_r2_ < FINAL_FIT_BELOW
+        above = GROW_ABOVE if self.grow == "auto" else self.grow
+        return self.grow is True or above <= self.cv_r2_ < FINAL_FIT_BELOW
 
     def _grow(self, X, y, folds, fold_spectra: list[Spectrum], keep: Callable, kept: Spectrum) -> None:
         """Stage 5: grow the kept terms' hierarchy by one order, after adding the trees' terms
@@ -512,8 +515,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         repeats_ok = isinstance(self.repeats, (int, np.integer)) and not isinstance(self.repeats, bool)
         if not (self.repeats == "auto" or (repeats_ok and self.repeats >= 1)):
             raise ValueError(f"repeats must be 'auto' or a positive int, got {self.repeats!r}.")
-        if not (self.grow == "auto" or isinstance(self.grow, bool)):
-            raise ValueError(f"grow must be 'auto', True or False, got {self.grow!r}.")
+        fraction = isinstance(self.grow, float) and 0.0 <= self.grow < 1.0
+        if not (self.grow == "auto" or isinstance(self.grow, bool) or fraction):
+            raise ValueError(f"grow must be 'auto', True, False or a float in [0, 1), got {self.grow!r}.")
         if not isinstance(self.pursue, bool):
             raise ValueError(f"pursue must be True or False, got {self.pursue!r}.")
         if self.all_folds not in ("auto", True):

@@ -9,7 +9,8 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
 1. **proxy** – :class:`~compattr.proxy.ProxySPEX` on every mask and output (the even terms
    help its trees find the odd ones), with the folds' average of its trees
    (``final_fit=False``) and its sparse spectrum (its default top-k: chosen by
-   cross-validation, re-ranked and closed under subsets where that fits better).
+   cross-validation, re-ranked and closed under subsets where that fits better, grown by
+   one order only where the spectrum will be the prior: a CV R² above ``sparse_above``).
 2. **prior** – the odd part of the trees' untruncated spectrum; or, when the sparse
    spectrum's cross-validated R² reaches ``sparse_above``, the odd part of that sparse
    spectrum, kept as it is (a few well-determined terms then beat the refit of many).
@@ -179,6 +180,7 @@ class PairedShapley(BaseEstimator):
         proxy = ProxySPEX(
             final_fit=False,
             repeats=1,
+            grow=float(self.sparse_above) if self.sparse_above < 1.0 else False,  # where it is used
             cv=self.cv,
             num_threads=self.num_threads,
             seed=self.random_state,

@@ -930,13 +930,16 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
     assert subset.grown_ and (0, 1, 2) in subset.spectrum_.support_tuples() and r2(subset) > 0.999
     with pytest.raises(ValueError, match="grow"):
         ProxySPEX(grow="always").fit(X, y)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="grow"):
+            ProxySPEX(grow=bad).fit(X, y)
 
 
 def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
-    """grow="auto" leaves a fit whose CV explains nothing (at most GROW_ABOVE) as it is and
-    grows one that explains a little (0 dB noise: the three repeats each grow); grow=True
-    keeps the grown terms exactly when their CV error is below the sparsity CV's; a fixed k
-    is never grown."""
+    """grow="auto" leaves a fit whose CV explains nothing (below GROW_ABOVE) as it is and
+    grows one that explains a little (0 dB noise: the three repeats each grow); a float
+    grows from that CV R² on; grow=True keeps the grown terms exactly when their CV error is
+    below the sparsity CV's; a fixed k is never grown."""
     from compattr.proxy import proxyspex
 
     n = 12
@@ -944,12 +947,16 @@ def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
     X = compattr.sample_masks(n, 200, seed=26)
     noise = np.random.default_rng(3).normal(size=len(X))  # nothing to explain
     weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noise)
-    assert weak.cv_r2_ <= proxyspex.GROW_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
+    assert weak.cv_r2_ < proxyspex.GROW_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
     assert weak.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, grow=False).fit(X, noise).spectrum_
     noisy = add_noise(truth.predict(X), truth, snr_db=0, seed=27)
     little = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
     assert proxyspex.GROW_ABOVE < little.cv_r2_ < proxyspex.FINAL_FIT_BELOW and little.repeats_ > 1
     assert len(little.grow_cv_) > 0
+    r2 = little.cv_r2_
+    for above, grows in ((r2, True), (float(np.nextafter(r2, 1.0)), False)):
+        fitted = ProxySPEX(seed=0, grid=SMALL_GRID, grow=above, repeats=1).fit(X, noisy)
+        assert fitted.cv_r2_ == r2 and (len(fitted.grow_cv_) > 0) == grows
     scarce = complete_hierarchy(20, n_sets=3, order=4, seed=1)  # 80 masks for 20 features
     X_scarce = compattr.sample_masks(20, 80, seed=1)
     cases = [(X, add_noise(truth.predict(X), truth, snr_db=10, seed=27)), (X_scarce, scarce.predict(X_scarce))]

@@ -98,6 +98,8 @@ def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
     r2 = est.proxy_.cv_r2_
     below, above = PairedShapley(random_state=0, sparse_above=r2 + 1e-9), PairedShapley(random_state=0, sparse_above=r2)
     assert below.fit(X, y).prior_ == "trees" and above.fit(X, y).prior_ == "sparse"
+    # the proxy grows its hierarchy only where its sparse spectrum is the prior
+    assert len(below.proxy_.grow_cv_) == 0 and len(above.proxy_.grow_cv_) > 0
     # the sparse spectrum is ProxySPEX's default top-k: every ranking scored by its CV
     assert set(above.proxy_.sparsity_cv_["ranking"]) == set(compattr.proxy.proxyspex.RANKINGS)
     # the sparse prior's estimate is that spectrum's odd part, moved only to be efficient
