@@ -10,7 +10,7 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    help its trees find the odd ones), with the folds' average of its trees
    (``final_fit=False``) and its sparse spectrum (its default top-k: chosen by
    cross-validation, re-ranked and closed under subsets where that fits better, grown by
-   one order only where the spectrum will be the prior: a CV R² above ``sparse_above``).
+   one order only where that spectrum will be the prior: from a CV R² of ``sparse_above``).
 2. **prior** – the odd part of the trees' untruncated spectrum; or, when the sparse
    spectrum's cross-validated R² reaches ``sparse_above``, the odd part of that sparse
    spectrum, kept as it is (a few well-determined terms then beat the refit of many).

@@ -83,9 +83,7 @@ def find_rows(table: np.ndarray, queries: np.ndarray, sentinel: int) -> np.ndarr
         The row of ``table`` equal to each query, or -1 where none is.
     """
     width = max(table.shape[1], queries.shape[1])
-    both = np.full((len(table) + len(queries), width), sentinel, dtype=np.int64)
-    both[: len(table), : table.shape[1]] = table
-    both[len(table) :, : queries.shape[1]] = queries
+    both = np.vstack([widen_padded(table, width, sentinel), widen_padded(queries, width, sentinel)])
     unique, inverse = group_padded_rows(both, sentinel)
     row_of = np.full(len(unique), -1, np.int64)
     row_of[inverse[: len(table)]] = np.arange(len(table))
