@@ -426,8 +426,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         asked = self.k != "cv" or self.energy is not None or self.refit is False  # kept as asked
         if self.grow is False or self.best_params_ is None or asked:
             return False
+        if self.grow is True:
+            return True
         above = GROW_ABOVE if self.grow == "auto" else self.grow
-        return self.grow is True or above <= self.cv_r2_ < FINAL_FIT_BELOW
+        return above <= self.cv_r2_ < FINAL_FIT_BELOW
 
     def _grow(self, X, y, folds, fold_spectra: list[Spectrum], keep: Callable, kept: Spectrum) -> None:
         """Stage 5: grow the kept terms' hierarchy by one order, after adding the trees' terms

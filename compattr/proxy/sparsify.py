@@ -18,10 +18,11 @@ the ranking of the ensemble that never saw it (and, re-ranked, of its own traini
 from __future__ import annotations
 
 import math
-from itertools import combinations, islice
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sps
 from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import get_lapack_funcs
 
@@ -128,9 +129,9 @@ def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
         Padded supports (padding ``n``), the constant first; ``K <= limit``.
     """
     n = spectrum.n
-    ranked = np.argsort(-np.abs(spectrum.coefs), kind="stable")
-    closure, _ = _closure_order(csr_to_padded(spectrum.supports[ranked], n), n, limit)
-    found = find_rows(csr_to_padded(spectrum.supports, n), closure, n)
+    rows = csr_to_padded(spectrum.supports, n)
+    closure, _ = _closure_order(rows[np.argsort(-np.abs(spectrum.coefs), kind="stable")], n, limit)
+    found = find_rows(rows, closure, n)
     strength = np.where(found >= 0, np.abs(spectrum.coefs)[found], 0.0)  # |F| of each listed set
     joined, score = _one_order_up(closure, strength, n)
     as_tuples = np.where(joined == n, -1, joined)  # a shorter tuple sorts before its extensions
@@ -227,12 +228,13 @@ def pursued_terms(
         corr = np.empty(len(rows))
         for lo, hi, parity in parity_blocks(X, rows):
             corr[lo:hi] = residual @ parity / len(y)
-        held = set(current.support_tuples())
-        ranked_by_corr = ((_support(rows[i], n), corr[i]) for i in np.argsort(-np.abs(corr), kind="stable"))
-        picks = list(islice(((t, c) for t, c in ranked_by_corr if t not in held), add))
-        if not picks:
+        by_corr = np.argsort(-np.abs(corr), kind="stable")
+        fresh = find_rows(csr_to_padded(current.supports, n), rows, n) < 0  # not held yet
+        picks = by_corr[fresh[by_corr]][:add]
+        if not len(picks):
             break
-        current = Spectrum.from_dict(current.to_dict() | {t: c for t, c in picks}, n)
+        supports = sps.vstack([current.supports, padded_to_csr(rows[picks], n)], format="csr")
+        current = Spectrum(n, supports, np.r_[current.coefs, corr[picks]])
     return current
 
 
