@@ -23,8 +23,8 @@ meta-llama/Llama-3.1-8B-Instruct --task cais/mmlu --dataset-config high_school_u
 Writes ``results.md``, ``heads_mc.png`` and ``results.json`` (one object per seed, task,
 group, kept size and method: ``group``, ``kept``, ``method``, ``model_calls``,
 ``test_accuracy``, ``ci_low``, ``ci_high``, with ``diff``, ``diff_low``, ``diff_high`` to
-ProxySPEX, ``train_value``, ``seed`` and ``task``) into ``--out``, rewritten after every layer
-group so that a stopped run keeps the groups it finished. ``--device cuda`` runs the model on a
+ProxySPEX, ``train_value``, ``seed`` and ``task``) into ``--out``, rewritten after every kept
+size so that a stopped run keeps the plans it finished. ``--device cuda`` runs the model on a
 GPU (the default when one is available); the query cache in ``--out`` lets a rerun skip every
 model call already made.
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,14 @@ def load(args):
     return model, tokenizer, questions, transfer
 
 
-def study_group(args, seed, model, tokenizer, train, test, transfer, layers: list[int]) -> tuple[dict, list[dict]]:
-    """Explain one layer group; return its energy row and one row per (task, kept, method)."""
+def study_group(
+    args, seed, model, tokenizer, train, test, transfer, layers: list[int], save: Callable[[dict, list[dict]], None]
+) -> tuple[dict, list[dict]]:
+    """Explain one layer group; return its energy row and one row per (task, kept, method).
+
+    ``save(energy, rows)`` is called with the rows so far after the explanation and after each
+    kept size, so that a stopped run keeps every plan it finished.
+    """
     heads = compattr.AttentionHeads(model, layers=layers)
     inputs, value = train.encode(tokenizer, metric=args.metric)
     label = f"L{format_layers(layers)}"
@@ -101,7 +108,14 @@ def study_group(args, seed, model, tokenizer, train, test, transfer, layers: lis
         "within-layer": e.within,
         "cross-layer": e.cross,
     }
-    rows = []
+    ex.save(args.out / f"explanation-{label}-seed{seed}")
+    rows: list[dict] = []
+
+    def checkpoint() -> None:
+        energy["seconds"] = time.perf_counter() - start
+        save(energy, rows)
+
+    checkpoint()
     for keep in args.keep:
         size = plan_size(keep, heads.n, name="--keep")
         plans, table = tasks.compare_plans(
@@ -126,8 +140,7 @@ def study_group(args, seed, model, tokenizer, train, test, transfer, layers: lis
             accuracy = tasks.accuracy_intervals(right, table["method"], seed=seed)
             transferred = table.drop(columns=accuracy.columns).join(accuracy)
             rows += [_row(seed, args.transfer, label, dict(r)) for _, r in transferred.iterrows()]
-    energy["seconds"] = time.perf_counter() - start
-    ex.save(args.out / f"explanation-{label}-seed{seed}")
+        checkpoint()
     return energy, rows
 
 
@@ -198,12 +211,13 @@ def plot(energy: list[dict], rows: list[dict], task: str):
             kept, acc, low, high = map(list, zip(*pts))
             err = [[a - lo for a, lo in zip(acc, low)], [h - a for a, h in zip(acc, high)]]
             ax.errorbar(kept, acc, yerr=err, marker="o", capsize=2, label=method)
-        full = [r["test_accuracy"] for r in rows if r["group"] == group and r["method"] == "unpruned"]
-        ax.axhline(full[0], color="grey", ls="--", label="unpruned")
+        for full in [r["test_accuracy"] for r in rows if r["group"] == group and r["method"] == "unpruned"][:1]:
+            ax.axhline(full, color="grey", ls="--", label="unpruned")  # none before the first plan
         ax.set_title(f"{group} (seed {seed})")
         ax.set_xlabel("heads kept")
         ax.set_ylabel(f"test accuracy on {task} (95 % CI)")
-    axes[0, 0].legend(fontsize=7)
+    if rows:  # none before the first plan
+        axes[0, 0].legend(fontsize=7)
     for j, e in enumerate(energy):
         ax = axes[1, j]
         parts = ("linear", "within-layer", "cross-layer")
@@ -281,17 +295,21 @@ def main(argv=None) -> None:
     for seed in args.seeds:
         train, test = split(args, questions, seed)
         for group in args.groups:
-            e, r = study_group(args, seed, model, tokenizer, train, test, transfer, parse_layers(group))
+
+            def save(e: dict, r: list[dict]) -> None:  # nothing lost on a crash
+                report(args, out, [*energy, e], [*rows, *r], len(train), len(test), transfer)
+
+            e, r = study_group(args, seed, model, tokenizer, train, test, transfer, parse_layers(group), save)
             energy.append(e)
             rows += r
             print(markdown_table([e]), flush=True)
-            path = report(args, out, energy, rows, len(train), len(test), transfer)  # nothing lost on a crash
+    path = out / "results.md"
     print(markdown_table(verdict(rows)))
     print(f"wrote {path} and {out / 'results.json'}")
 
 
 def report(args, out, energy: list[dict], rows: list[dict], n_train: int, n_test: int, transfer) -> Path:
-    """Write ``results.json``, ``heads_mc.png`` and ``results.md`` for the groups done so far."""
+    """Write ``results.json``, ``heads_mc.png`` and ``results.md`` for the plans done so far."""
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     figure = plots.save(plot(energy, rows, args.task), out / "heads_mc.png")
     return write_results(

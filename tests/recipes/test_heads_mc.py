@@ -72,6 +72,30 @@ def test_recipe_end_to_end(tmp_path, tiny_mc_folder):
     assert calls["greedy"] <= calls["ProxySPEX"] and calls["Best-of-N"] <= calls["ProxySPEX"]
 
 
+def test_a_stopped_run_keeps_the_plans_it_finished(tmp_path, tiny_mc_folder, monkeypatch):
+    """results.json and the explanation are written before the run is stopped in its second
+    kept size: the first kept size's rows survive."""
+    compare_plans, calls = heads_mc.tasks.compare_plans, []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(args[6])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return compare_plans(*args, **kwargs)
+
+    monkeypatch.setattr(heads_mc.tasks, "compare_plans", stopped_at_the_second)
+    out, questions = tmp_path / "out", str(tiny_mc_folder / "questions.jsonl")
+    argv = ["--model", str(tiny_mc_folder / "model"), "--task", questions, "--groups", "0-1", "--keep", "6", "2"]
+    argv += ["--train-questions", "6", "--alpha", "3", "--test-masks", "20", "--out", str(out), "--quiet"]
+    with pytest.raises(KeyboardInterrupt):
+        heads_mc.main(argv)
+    assert calls == [6, 2]
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 6 and {r["kept"] for r in rows} == {8, 6}  # unpruned, then the plans keeping 6
+    assert "L0-1" in (out / "results.md").read_text()
+    assert Explanation.load(out / "explanation-L0-1-seed0").n == 8
+
+
 def test_paper_flag_is_the_papers_protocol():
     """Appendix C.2: 5,000 uniform masks, the train accuracy as the value, the first 120
     questions as train in their order, the rest as test, Best-of-5,000."""
@@ -90,14 +114,14 @@ def test_paper_flag_is_the_papers_protocol():
 
 
 def test_results_of_finished_groups_survive_a_crash(tmp_path, tiny_mc_folder, monkeypatch):
-    """results.json and results.md are written after every group: a failure in the second
+    """results.json and results.md are written as each group goes: a failure in the second
     group (here, forced) leaves the first group's rows. The model runs on --device."""
     out = tmp_path / "out"
     study_group = heads_mc.study_group
 
     def failing_second(args, seed, model, *rest):
         assert model.device.type == "cpu" and args.device == "cpu"
-        if rest[-1] == [1, 2]:
+        if rest[-2] == [1, 2]:
             raise RuntimeError("stopped in the second group")
         return study_group(args, seed, model, *rest)
 
