@@ -26,17 +26,23 @@ group, kept size and method: ``group``, ``kept``, ``method``, ``model_calls``,
 ProxySPEX, ``train_value``, ``seed`` and ``task``) into ``--out``, rewritten after every kept
 size so that a stopped run keeps the plans it finished. ``--device cuda`` runs the model on a
 GPU (the default when one is available); the query cache in ``--out`` lets a rerun skip every
-model call already made.
+model call already made. ``--jobs N`` runs N (seed, group) studies at once, each in a process
+with its own copy of the model, sharing that cache: a CPU's cores, or a few processes on one
+GPU, which a single process leaves idle while it solves integer programs.
 
     python recipes/heads_mc.py
     python recipes/heads_mc.py --groups 0-9 10-19 20-29 --keep 0.9 0.7 0.5 --alpha 4 --seeds 0 1
+    python recipes/heads_mc.py --seeds 0 1 --jobs 2 --quiet      # one study per core
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -271,8 +277,17 @@ def parse_args(argv=None):
     p.add_argument(
         "--paper", action="store_true", help="the paper's protocol: " + ", ".join(f"{k}={v}" for k, v in PAPER.items())
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="(seed, group) studies run at once, each in a process with its own copy of the model on --device "
+        "(a GPU's few processes, a CPU's cores); they share the query cache",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     args.ordered = False
     if args.paper:
         vars(args).update(PAPER)
@@ -290,22 +305,72 @@ def split(args, questions, seed: int):
 def main(argv=None) -> None:
     args = parse_args(argv)
     out = setup(args)
-    model, tokenizer, questions, transfer = load(args)
-    energy, rows = [], []
-    for seed in args.seeds:
-        train, test = split(args, questions, seed)
-        for group in args.groups:
+    model, tokenizer, questions, transfer = load(args)  # also fixes args.dtype for the workers
+    studies = [(seed, parse_layers(group)) for seed in args.seeds for group in args.groups]
+    n_train, n_test = (len(part) for part in split(args, questions, args.seeds[0]))
+    found: dict[int, tuple[dict, list[dict]]] = {}  # study -> its energy row and rows so far
 
-            def save(e: dict, r: list[dict]) -> None:  # nothing lost on a crash
-                report(args, out, [*energy, e], [*rows, *r], len(train), len(test), transfer)
+    def save(study: int, e: dict, r: list[dict]) -> None:  # nothing lost on a crash
+        found[study] = e, r
+        done = [found[i] for i in sorted(found)]  # in the order of a run with --jobs 1
+        report(args, out, [e for e, _ in done], [row for _, r in done for row in r], n_train, n_test, transfer)
 
-            e, r = study_group(args, seed, model, tokenizer, train, test, transfer, parse_layers(group), save)
-            energy.append(e)
-            rows += r
+    if args.jobs == 1:
+        for i, (seed, layers) in enumerate(studies):
+            train, test = split(args, questions, seed)
+            e, _ = study_group(args, seed, model, tokenizer, train, test, transfer, layers, partial(save, i))
             print(markdown_table([e]), flush=True)
+    else:
+        del model  # each worker loads its own
+        for i in _in_workers(args, studies, save):
+            print(markdown_table([found[i][0]]), flush=True)
     path = out / "results.md"
-    print(markdown_table(verdict(rows)))
+    print(markdown_table(verdict([row for i in sorted(found) for row in found[i][1]])))
     print(f"wrote {path} and {out / 'results.json'}")
+
+
+def _in_workers(args, studies: list[tuple[int, list[int]]], save: Callable[[int, dict, list[dict]], None]):
+    """Run the ``(seed, layers)`` studies in ``args.jobs`` processes, each with its own model
+    (they share the query cache, which several processes may append to). Every worker's
+    rows reach ``save(study, energy, rows)`` in this process as they come; yields each study
+    when it is done, and raises a worker's error."""
+    context = mp.get_context("spawn")  # CUDA cannot be forked
+    with context.Manager() as manager:
+        updates = manager.Queue()
+        with ProcessPoolExecutor(args.jobs, context, initializer=_worker_start, initargs=(args, updates)) as pool:
+            pending = {pool.submit(_worker_study, i, seed, layers) for i, (seed, layers) in enumerate(studies)}
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    while not updates.empty():  # a worker's last update is queued before it returns
+                        save(*updates.get())
+                    for future in finished:
+                        yield future.result()
+            except BaseException:
+                for future in pending:  # the studies not started yet
+                    future.cancel()
+                raise
+
+
+_WORKER: dict = {}  # a worker process's model, questions and update queue (_worker_start)
+
+
+def _worker_start(args, updates) -> None:
+    setup(args)
+    model, tokenizer, questions, transfer = load(args)
+    _WORKER.update(args=args, model=model, tokenizer=tokenizer, questions=questions, transfer=transfer)
+    _WORKER["updates"] = updates
+
+
+def _worker_study(study: int, seed: int, layers: list[int]) -> int:
+    w = _WORKER
+    train, test = split(w["args"], w["questions"], seed)
+
+    def send(e: dict, r: list[dict]) -> None:
+        w["updates"].put((study, dict(e), list(r)))
+
+    study_group(w["args"], seed, w["model"], w["tokenizer"], train, test, w["transfer"], layers, send)
+    return study
 
 
 def report(args, out, energy: list[dict], rows: list[dict], n_train: int, n_test: int, transfer) -> Path:

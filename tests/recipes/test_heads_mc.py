@@ -135,3 +135,24 @@ def test_results_of_finished_groups_survive_a_crash(tmp_path, tiny_mc_folder, mo
     assert "L0-1" in (out / "results.md").read_text() and "L1-2" not in (out / "results.md").read_text()
     with pytest.raises(ValueError, match="device"):
         heads_mc.main([*argv, "--device", "nonsense", "--out", str(tmp_path / "bad")])
+
+
+def test_jobs_run_the_studies_in_processes_with_the_same_results(tmp_path, tiny_mc_folder, monkeypatch):
+    """--jobs 2 runs each (seed, group) in a worker process of its own, sharing the query
+    cache, and writes the same results.json as one process."""
+    argv = ["--model", str(tiny_mc_folder / "model"), "--task", str(tiny_mc_folder / "questions.jsonl")]
+    argv += ["--groups", "0-1", "1-2", "--keep", "0.5", "--seeds", "0", "1", "--train-questions", "6"]
+    argv += ["--alpha", "3", "--test-masks", "20", "--device", "cpu", "--dtype", "float32", "--quiet"]
+    heads_mc.main([*argv, "--out", str(tmp_path / "one")])
+
+    def in_this_process(*args, **kwargs):
+        raise AssertionError("a study ran in the parent process")
+
+    monkeypatch.setattr(heads_mc, "study_group", in_this_process)  # the spawned workers import their own
+    heads_mc.main([*argv, "--jobs", "2", "--out", str(tmp_path / "two")])
+    one, two = (json.loads((tmp_path / f / "results.json").read_text()) for f in ("one", "two"))
+    assert len(one) == 2 * 2 * 6 and two == one
+    assert "L1-2" in (tmp_path / "two" / "results.md").read_text()
+    assert Explanation.load(tmp_path / "two" / "explanation-L1-2-seed1").n == 8
+    with pytest.raises(SystemExit):
+        heads_mc.parse_args(["--jobs", "0"])
