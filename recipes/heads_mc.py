@@ -333,23 +333,29 @@ def _in_workers(args, studies: list[tuple[int, list[int]]], save: Callable[[int,
     """Run the ``(seed, layers)`` studies in ``args.jobs`` processes, each with its own model
     (they share the query cache, which several processes may append to). Every worker's
     rows reach ``save(study, energy, rows)`` in this process as they come; yields each study
-    when it is done, and raises a worker's error."""
+    when it is done. A study that fails cancels those not started; the running ones finish
+    and are saved, then its error is raised."""
     context = mp.get_context("spawn")  # CUDA cannot be forked
+    error: BaseException | None = None
     with context.Manager() as manager:
         updates = manager.Queue()
         with ProcessPoolExecutor(args.jobs, context, initializer=_worker_start, initargs=(args, updates)) as pool:
             pending = {pool.submit(_worker_study, i, seed, layers) for i, (seed, layers) in enumerate(studies)}
-            try:
-                while pending:
-                    finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                    while not updates.empty():  # a worker's last update is queued before it returns
-                        save(*updates.get())
-                    for future in finished:
+            while pending:
+                finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                while not updates.empty():  # a worker's last update is queued before it returns
+                    save(*updates.get())
+                for future in finished:
+                    if future.cancelled():
+                        continue
+                    if future.exception() is None:
                         yield future.result()
-            except BaseException:
-                for future in pending:  # the studies not started yet
-                    future.cancel()
-                raise
+                    elif error is None:
+                        error = future.exception()
+                        for other in pending:  # only those not started yet can be cancelled
+                            other.cancel()
+    if error is not None:
+        raise error
 
 
 _WORKER: dict = {}  # a worker process's model, questions and update queue (_worker_start)

@@ -156,3 +156,16 @@ def test_jobs_run_the_studies_in_processes_with_the_same_results(tmp_path, tiny_
     assert Explanation.load(tmp_path / "two" / "explanation-L1-2-seed1").n == 8
     with pytest.raises(SystemExit):
         heads_mc.parse_args(["--jobs", "0"])
+
+
+def test_a_failing_worker_lets_the_others_finish_then_raises(tmp_path, tiny_mc_folder):
+    """With --jobs, a study that fails (layers the model lacks) does not lose the study
+    running beside it: its rows are written, then the failure is raised."""
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_mc_folder / "model"), "--task", str(tiny_mc_folder / "questions.jsonl")]
+    argv += ["--groups", "0-1", "7-8", "--keep", "0.5", "--train-questions", "6", "--alpha", "3"]
+    argv += ["--test-masks", "20", "--device", "cpu", "--dtype", "float32", "--quiet", "--jobs", "2"]
+    with pytest.raises(ValueError, match="out of range"):
+        heads_mc.main([*argv, "--out", str(out)])
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["group"] for r in rows} == {"L0-1"} and len(rows) == 6
