@@ -364,8 +364,7 @@ _WORKER: dict = {}  # a worker process's model, questions and update queue (_wor
 def _worker_start(args, updates) -> None:
     setup(args)
     model, tokenizer, questions, transfer = load(args)
-    _WORKER.update(args=args, model=model, tokenizer=tokenizer, questions=questions, transfer=transfer)
-    _WORKER["updates"] = updates
+    _WORKER.update(args=args, model=model, tokenizer=tokenizer, questions=questions, transfer=transfer, updates=updates)
 
 
 def _worker_study(study: int, seed: int, layers: list[int]) -> int:
