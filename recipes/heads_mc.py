@@ -60,22 +60,26 @@ from _common import parser, setup, write_results
 PAPER = {"budget": 5000, "metric": "accuracy", "train_questions": 120, "ordered": True, "best_of": 5000}
 
 
-def load(args):
-    """Model, tokenizer, the questions, and the transfer task's questions (or None)."""
+def load_tasks(args):
+    """The questions, and the transfer task's questions (or None)."""
+    questions = tasks.load(args.task, split=args.split, config=args.dataset_config)
+    return questions, tasks.load(args.transfer) if args.transfer else None
 
-    def load_model(dtype: str):
+
+def load_model(args, questions):
+    """Model and tokenizer in ``args.dtype``; "auto" is first replaced by the faster dtype on
+    this machine, timed on one query's rows of ``questions``."""
+
+    def in_dtype(dtype: str):
         return models.load_model(args.model, dtype=dtype, device=args.device)  # "smollm2" is an alias
 
-    questions = tasks.load(args.task, split=args.split, config=args.dataset_config)
     if args.dtype == "auto":  # time one query's rows in each dtype, on the model's device
-        model, tokenizer = load_model("float32")
+        model, tokenizer = in_dtype("float32")
         inputs, value = questions[: args.train_questions].encode(tokenizer, metric=args.metric)
         inputs = map_inputs(lambda t: t.to(input_device(model)), inputs)
         rows, _ = value.prepare(model, inputs, 0)
-        args.dtype, _ = models.fastest_dtype(lambda dtype: load_model(dtype)[0], rows)
-    model, tokenizer = load_model(args.dtype)
-    transfer = tasks.load(args.transfer) if args.transfer else None
-    return model, tokenizer, questions, transfer
+        args.dtype, _ = models.fastest_dtype(lambda dtype: in_dtype(dtype)[0], rows)
+    return in_dtype(args.dtype)
 
 
 def study_group(
@@ -305,7 +309,7 @@ def split(args, questions, seed: int):
 def main(argv=None) -> None:
     args = parse_args(argv)
     out = setup(args)
-    model, tokenizer, questions, transfer = load(args)  # also fixes args.dtype for the workers
+    questions, transfer = load_tasks(args)
     studies = [(seed, parse_layers(group)) for seed in args.seeds for group in args.groups]
     n_train, n_test = (len(part) for part in split(args, questions, args.seeds[0]))
     found: dict[int, tuple[dict, list[dict]]] = {}  # study -> its energy row and rows so far
@@ -316,12 +320,14 @@ def main(argv=None) -> None:
         report(args, out, [e for e, _ in done], [row for _, r in done for row in r], n_train, n_test, transfer)
 
     if args.jobs == 1:
+        model, tokenizer = load_model(args, questions)
         for i, (seed, layers) in enumerate(studies):
             train, test = split(args, questions, seed)
             e, _ = study_group(args, seed, model, tokenizer, train, test, transfer, layers, partial(save, i))
             print(markdown_table([e]), flush=True)
-    else:
-        del model  # each worker loads its own
+    else:  # each worker loads its own model
+        if args.dtype == "auto":  # chosen once, here, so that every worker uses the same
+            load_model(args, questions)
         for i in _in_workers(args, studies, save):
             print(markdown_table([found[i][0]]), flush=True)
     path = out / "results.md"
@@ -363,7 +369,8 @@ _WORKER: dict = {}  # a worker process's model, questions and update queue (_wor
 
 def _worker_start(args, updates) -> None:
     setup(args)
-    model, tokenizer, questions, transfer = load(args)
+    questions, transfer = load_tasks(args)
+    model, tokenizer = load_model(args, questions)
     _WORKER.update(args=args, model=model, tokenizer=tokenizer, questions=questions, transfer=transfer, updates=updates)
 
 
