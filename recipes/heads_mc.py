@@ -378,8 +378,8 @@ def _worker_study(study: int, seed: int, layers: list[int]) -> int:
     w = _WORKER
     train, test = split(w["args"], w["questions"], seed)
 
-    def send(e: dict, r: list[dict]) -> None:
-        w["updates"].put((study, dict(e), list(r)))
+    def send(e: dict, r: list[dict]) -> None:  # pickled by put, before the study goes on
+        w["updates"].put((study, e, r))
 
     study_group(w["args"], seed, w["model"], w["tokenizer"], train, test, w["transfer"], layers, send)
     return study
