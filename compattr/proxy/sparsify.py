@@ -18,7 +18,6 @@ the ranking of the ensemble that never saw it (and, re-ranked, of its own traini
 from __future__ import annotations
 
 import math
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -99,17 +98,30 @@ def _closure_order(rows: np.ndarray, n: int, limit: int) -> tuple[np.ndarray, np
     """
     listed: dict[tuple[int, ...], None] = {}  # downward closed after each ranked support
     ends = []
-    for row in rows:
-        support = _support(row, n)
+    for row in rows.tolist():
+        support = tuple(i for i in row if i < n)
         if support not in listed:  # else its subsets are listed already
             if 2 ** len(support) > limit:
                 break
-            new = [s for r in range(len(support) + 1) for s in combinations(support, r) if s not in listed]
+            new = _subsets_not_in(support, listed)
             if len(listed) + len(new) > limit:
                 break
             listed.update(dict.fromkeys(new))
         ends.append(len(listed))
     return pad_supports(list(listed), n), np.asarray(ends, dtype=np.int64)
+
+
+def _subsets_not_in(support: tuple[int, ...], closed) -> list[tuple[int, ...]]:
+    """The subsets of the sorted ``support`` that the downward-closed collection ``closed``
+    lacks, in the order :func:`itertools.combinations` lists them by size. A subset in
+    ``closed`` has all its own subsets there, so only the subsets of missing ones are visited."""
+    missing, stack = set(), [support]
+    while stack:
+        subset = stack.pop()
+        if subset not in closed and subset not in missing:
+            missing.add(subset)
+            stack.extend(subset[:i] + subset[i + 1 :] for i in range(len(subset)))
+    return sorted(missing, key=lambda subset: (len(subset), subset))
 
 
 def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
@@ -236,11 +248,6 @@ def pursued_terms(
         supports = sps.vstack([current.supports, padded_to_csr(rows[picks], n)], format="csr")
         current = Spectrum(n, supports, np.r_[current.coefs, corr[picks]])
     return current
-
-
-def _support(row: np.ndarray, n: int) -> tuple[int, ...]:
-    """The features of one support padded with ``n``."""
-    return tuple(int(i) for i in row[row < n])
 
 
 def grown_cv(
