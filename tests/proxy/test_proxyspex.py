@@ -807,15 +807,21 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     assert three.timings_["search"] > singles[0].timings_["search"]
 
 
-def test_repeats_auto_repeats_only_while_the_first_fit_explains_little():
+def test_repeats_auto_repeats_only_while_the_first_fit_explains_little_but_something():
+    from compattr.proxy import proxyspex
+
     n = 12
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=25)
     X = compattr.sample_masks(n, 200, seed=26)
     noisy = add_noise(truth.predict(X), truth, snr_db=0, seed=27)
     weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
     strong = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, truth.predict(X))
-    assert weak.cv_r2_ < compattr.proxy.proxyspex.REPEAT_BELOW <= strong.cv_r2_
-    assert weak.repeats_ == compattr.proxy.proxyspex.REPEATS and strong.repeats_ == 1
+    assert proxyspex.EXPLAINS_ABOVE <= weak.cv_r2_ < proxyspex.REPEAT_BELOW <= strong.cv_r2_
+    assert weak.repeats_ == proxyspex.REPEATS and strong.repeats_ == 1
+    noise = np.random.default_rng(3).normal(size=len(X))  # nothing to explain, nothing to steady
+    nothing = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noise)
+    assert nothing.cv_r2_ < proxyspex.EXPLAINS_ABOVE and nothing.repeats_ == 1
+    assert nothing.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, repeats=1).fit(X, noise).spectrum_
     once = ProxySPEX(seed=0, grid=SMALL_GRID, repeats=1).fit(X, noisy)
     assert once.repeats_ == 1 and once.tree_spectrum_ == weak.tree_spectrum_
     for asked in ({"k": 6}, {"energy": 0.9}):  # the sparsity asked for: one fit
@@ -936,7 +942,7 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
 
 
 def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
-    """grow="auto" leaves a fit whose CV explains nothing (below GROW_ABOVE) as it is and
+    """grow="auto" leaves a fit whose CV explains nothing (below EXPLAINS_ABOVE) as it is and
     grows one that explains a little (0 dB noise: the three repeats each grow); a float
     grows from that CV R² on; grow=True keeps the grown terms exactly when their CV error is
     below the sparsity CV's; a fixed k is never grown."""
@@ -947,11 +953,11 @@ def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
     X = compattr.sample_masks(n, 200, seed=26)
     noise = np.random.default_rng(3).normal(size=len(X))  # nothing to explain
     weak = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noise)
-    assert weak.cv_r2_ < proxyspex.GROW_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
+    assert weak.cv_r2_ < proxyspex.EXPLAINS_ABOVE and not weak.grown_ and len(weak.grow_cv_) == 0
     assert weak.spectrum_ == ProxySPEX(seed=0, grid=SMALL_GRID, grow=False).fit(X, noise).spectrum_
     noisy = add_noise(truth.predict(X), truth, snr_db=0, seed=27)
     little = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
-    assert proxyspex.GROW_ABOVE < little.cv_r2_ < proxyspex.FINAL_FIT_BELOW and little.repeats_ > 1
+    assert proxyspex.EXPLAINS_ABOVE < little.cv_r2_ < proxyspex.FINAL_FIT_BELOW and little.repeats_ > 1
     assert len(little.grow_cv_) > 0
     r2 = little.cv_r2_
     for above, grows in ((r2, True), (float(np.nextafter(r2, 1.0)), False)):
