@@ -35,7 +35,7 @@ from . import optimize
 from ._validation import as_value_range, check_format, plan_size, range_note
 from .apps import circuit, export, plots
 from .features.base import Inputs, Masker, SetFunction
-from .proxy import LassoBaseline, ProxySPEX
+from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
 from .query import MaskedModel, run_queries
 from .query.masks import budget as _budget
 from .query.masks import sample_masks
@@ -248,7 +248,8 @@ class Explanation:
     # ------------------------------------------------------------------ text
     def summary(self, k: int = 8) -> str:
         """A one-screen report: faithfulness vs LASSO, energy split, the proxy's choices, a
-        pointer to :class:`compattr.PairedShapley` when the fit's CV R² is below
+        note when the fit's CV R² is below :data:`compattr.proxy.EXPLAINS_ABOVE` (it explains
+        nothing) or else a pointer to :class:`compattr.PairedShapley` when it is below
         :data:`PAIRED_SHAPLEY_BELOW`, strongest terms."""
         e = self.energy()
         if self._constant_test_outputs():
@@ -275,7 +276,12 @@ class Explanation:
             if (self.fit_info.get("repeats") or 1) > 1:
                 lines[-1] += f"; the spectrum averages {self.fit_info['repeats']} fits (these choices: the first's)"
         cv_r2 = self.fit_info.get("cv_r2")
-        if cv_r2 is not None and cv_r2 < PAIRED_SHAPLEY_BELOW:
+        if cv_r2 is not None and cv_r2 < EXPLAINS_ABOVE:
+            lines.append(
+                f"the fit's CV R² is {cv_r2:.3f}: the masks of these features explain nothing of the outputs, "
+                "so the terms below are noise (check that the value responds to these features)"
+            )
+        elif cv_r2 is not None and cv_r2 < PAIRED_SHAPLEY_BELOW:
             lines.append(
                 f"the fit's CV R² is {cv_r2:.2f}: for Shapley values, compattr.PairedShapley on paired "
                 "masks was 2-5x more accurate than a spectrum fitted this weakly (docs/results.md)"

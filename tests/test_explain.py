@@ -553,9 +553,18 @@ def test_summary_says_when_the_spectrum_averages_several_fits():
         assert ("the spectrum averages 3 fits" in ex.summary()) == said
 
 
-def test_summary_points_to_the_paired_mode_where_the_fit_explains_little():
+def test_summary_points_to_the_paired_mode_where_the_fit_explains_little_but_something():
     ex = _toy_explanation(3)
-    below = PAIRED_SHAPLEY_BELOW
-    for cv_r2, said in ((None, False), (below - 0.01, True), (below, False), (0.95, False)):
+    below, nothing = PAIRED_SHAPLEY_BELOW, compattr.proxy.EXPLAINS_ABOVE
+    cases = ((None, False), (nothing - 0.001, False), (nothing, True), (below - 0.01, True), (below, False), (0.95, False))
+    for cv_r2, said in cases:
         ex.fit_info = {"cv_r2": cv_r2}
         assert ("compattr.PairedShapley" in ex.summary()) == said
+
+
+def test_summary_says_when_the_fit_explains_nothing():
+    ex = _toy_explanation(3)
+    nothing = compattr.proxy.EXPLAINS_ABOVE
+    for cv_r2, said in ((None, False), (-0.002, True), (nothing - 0.001, True), (nothing, False), (0.3, False)):
+        ex.fit_info = {"cv_r2": cv_r2}
+        assert ("the terms below are noise" in ex.summary()) == said

@@ -10,7 +10,7 @@ Shapley values from complementary pairs of masks: a ProxySPEX prior refitted on 
 """
 
 from .lasso import LassoBaseline
-from .proxyspex import PAPER_GRID, ProxySPEX
+from .proxyspex import EXPLAINS_ABOVE, PAPER_GRID, ProxySPEX
 from .shapley import PairedShapley
 
-__all__ = ["PAPER_GRID", "LassoBaseline", "PairedShapley", "ProxySPEX"]
+__all__ = ["EXPLAINS_ABOVE", "PAPER_GRID", "LassoBaseline", "PairedShapley", "ProxySPEX"]
