@@ -354,10 +354,15 @@ def test_shapley_verdict_names_the_best_method_of_each_case_and_ties():
     sys.path.insert(0, str(BENCHMARKS))
     import shapley
 
-    def row(seed, method, r2, error):
-        return {"n": 10, "alpha": 2.0, "seed": seed, "method": method, "r2": r2, "error": error}
+    def row(seed, method, r2, error, cpu_s=1.0):
+        return {"n": 10, "alpha": 2.0, "seed": seed, "method": method, "r2": r2, "error": error, "cpu_s": cpu_s}
 
     rows = [row(1, "a", 0.5, 0.2), row(1, "b", None, 0.1), row(1, "c", 0.7, 0.3)]
     rows += [row(2, "a", 0.9, 0.1004), row(2, "b", 0.8, 0.1001)]
+    rows += [row(3, "compattr ProxySPEX", 0.9, 0.1, 2.0), row(3, "shapiq ProxySPEX", 0.8, 0.2, 25.0)]
     lines = [line for line in shapley.verdict(rows).splitlines() if line.startswith("| 10 |")]
-    assert lines == ["| 10 | 2 | 1 | c (0.700) | b (0.100) |", "| 10 | 2 | 2 | a (0.900) | a = b (0.100) |"]
+    assert lines == [
+        "| 10 | 2 | 1 | c (0.700) | b (0.100) | — |",
+        "| 10 | 2 | 2 | a (0.900) | a = b (0.100) | — |",
+        "| 10 | 2 | 3 | compattr ProxySPEX (0.900) | compattr ProxySPEX (0.100) | 12.5× |",
+    ]
