@@ -23,8 +23,9 @@ interactions where a method gives a whole spectrum (compattr ProxySPEX, shapiq P
 seconds and peak memory (each method runs in a process of its own, one after the other). A
 last table names, per case, the method with the best R² and the one with the lowest Shapley
 error, and how many times faster compattr's ProxySPEX ran than shapiq's (CPU seconds; the
-methods run one after the other, so load on the machine skews the ratio). Functions and masks are drawn with the seeds the run is given (``--seeds``) or draws
-afresh (``--draw K``, printed first so that the run can be repeated); nothing is tuned here.
+methods run one after the other, so load on the machine skews the ratio). Functions and
+masks are drawn with the seeds the run is given (``--seeds``) or draws afresh (``--draw K``,
+printed first so that the run can be repeated); nothing is tuned here.
 
     python benchmarks/shapley.py --shapiq /tmp/shapiq-env/bin/python --n 100 --alpha 2 4 --seeds 11 12
     python benchmarks/shapley.py --shapiq /tmp/shapiq-env/bin/python --n 100 --alpha 1 2 4 8 --draw 2
