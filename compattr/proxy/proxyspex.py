@@ -50,8 +50,9 @@
    matching pursuit), and the pool grows from both: trees rank a hierarchy's high-order
    terms below their own fragments, and in the residual of the kept terms they stand out.
 
-With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains less than
-:data:`REPEAT_BELOW` of the variance, and something) the four stages run again with other fold splits and
+With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains something
+and less than :data:`REPEAT_BELOW` of the variance, or, on fewer than :data:`REPEAT_MASKS`
+masks, anything short of an exact fit) the four stages run again with other fold splits and
 seeds, and the final spectra are averaged: at small budgets the CV's choices (the trees, k,
 the ranking, the ridge) vary with the split, and their average is steadier than any one.
 """
@@ -108,10 +109,14 @@ SETTLED_ABOVE = 0.998
 #: with 10 dB noise too.
 EXPLAINS_ABOVE = 0.01
 
-#: ``repeats="auto"`` averages this many fits when the first one's CV explains less of the
-#: variance than :data:`REPEAT_BELOW` (and at least :data:`EXPLAINS_ABOVE`).
+#: ``repeats="auto"`` averages this many fits when the first one's CV explains at least
+#: :data:`EXPLAINS_ABOVE` of the variance and less than :data:`REPEAT_BELOW`, or, on fewer
+#: than :data:`REPEAT_MASKS` masks, less than :data:`FINAL_FIT_BELOW`: on folds of a few
+#: hundred masks the CV's choices vary with the split whatever it explains, and there three
+#: fits cost a few seconds.
 REPEATS = 3
 REPEAT_BELOW = 0.5
+REPEAT_MASKS = 2000
 
 #: ``pursue=True``: rounds of matching pursuit before the growth, each adding
 #: ``PURSUE_SHARE × len(kept)`` terms from the trees' ``PURSUE_POOL × max k`` largest.
@@ -193,10 +198,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     repeats : "auto" or int
         Fit this many times, with the fold splits and LightGBM seeded by ``seed``,
         ``seed + 1``, ..., and average the final spectra (which can then hold more terms than
-        one fit's k); "auto": :data:`REPEATS` fits while the first fit's CV explains less
-        than :data:`REPEAT_BELOW` of the variance (small or noisy budgets, where one fit's
-        choices vary most with its split) and at least :data:`EXPLAINS_ABOVE` (below it,
-        there is nothing to steady), else one; one with a fixed k or ``energy``.
+        one fit's k); "auto": :data:`REPEATS` fits while the first fit's CV explains at least
+        :data:`EXPLAINS_ABOVE` of the variance (below it, there is nothing to steady) and
+        less than :data:`REPEAT_BELOW` (small or noisy budgets, where one fit's choices vary
+        most with its split), or, on fewer than :data:`REPEAT_MASKS` masks, less than
+        :data:`FINAL_FIT_BELOW` (folds of a few hundred masks vary whatever they explain);
+        else one; one with a fixed k or ``energy``.
     grow : "auto", bool or float
         Grow the kept terms' hierarchy by one order and choose the terms again (stage 5 in the
         module docstring), keeping the result when its CV error is lower: always (True),
@@ -326,7 +333,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
         with threadpool_limits(self.num_threads):  # BLAS for the refit, like LightGBM
             self._fit(X, y)
-            self.repeats_ = self._wanted_repeats()
+            self.repeats_ = self._wanted_repeats(len(y))
             if self.repeats_ > 1:
                 self._average_repeats(X, y)
             return self
@@ -396,18 +403,20 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.timings_ = timings
         return self
 
-    def _wanted_repeats(self) -> int:
-        """How many fits to average: ``repeats``, or ("auto") :data:`REPEATS` while the first
-        fit's CV explains less than :data:`REPEAT_BELOW` and at least :data:`EXPLAINS_ABOVE` of
-        the variance with k="cv", else one (and one for constant outputs, whose answer is
-        exact)."""
+    def _wanted_repeats(self, m: int) -> int:
+        """How many fits to average on ``m`` masks: ``repeats``, or ("auto") :data:`REPEATS`
+        while the first fit's CV explains at least :data:`EXPLAINS_ABOVE` of the variance with
+        k="cv" and less than :data:`REPEAT_BELOW` (on fewer than :data:`REPEAT_MASKS` masks,
+        less than :data:`FINAL_FIT_BELOW`), else one (and one for constant outputs, whose
+        answer is exact)."""
         if self.best_params_ is None:
             return 1
         if self.repeats != "auto":
             return int(self.repeats)
         if self.k != "cv" or self.energy is not None:  # the sparsity asked for stays as asked
             return 1
-        return REPEATS if EXPLAINS_ABOVE <= self.cv_r2_ < REPEAT_BELOW else 1
+        below = FINAL_FIT_BELOW if m < REPEAT_MASKS else REPEAT_BELOW
+        return REPEATS if EXPLAINS_ABOVE <= self.cv_r2_ < below else 1
 
     def _average_repeats(self, X, y) -> None:
         """Fit ``repeats_ - 1`` more times with seeds ``seed + 1, ...`` and average the final

@@ -828,6 +828,21 @@ def test_repeats_auto_repeats_only_while_the_first_fit_explains_little_but_somet
         assert ProxySPEX(seed=0, grid=SMALL_GRID, **asked).fit(X, noisy).repeats_ == 1
 
 
+def test_repeats_auto_repeats_any_inexact_fit_on_fewer_masks_than_repeat_masks():
+    """The same noisy function, explained above REPEAT_BELOW by its CV: averaged on a few hundred
+    masks, fitted once from REPEAT_MASKS masks on."""
+    from compattr.proxy import proxyspex
+
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=25)
+    for m, repeats in ((300, proxyspex.REPEATS), (proxyspex.REPEAT_MASKS, 1)):
+        X = compattr.sample_masks(n, m, seed=26)
+        noisy = add_noise(truth.predict(X), truth, snr_db=10, seed=27)
+        est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, noisy)
+        assert proxyspex.REPEAT_BELOW <= est.cv_r2_ < proxyspex.FINAL_FIT_BELOW
+        assert est.repeats_ == repeats
+
+
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "always"])
 def test_repeats_must_be_auto_or_a_positive_int(bad):
     X = compattr.sample_masks(8, 100, seed=0)
@@ -907,8 +922,8 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
     X = compattr.sample_masks(n, 300, seed=40)
     y = truth.predict(X)
     grid = {"max_depth": (2,), "n_estimators": (100, 300), "learning_rate": (0.1,)}
-    grown = ProxySPEX(seed=0, grid=grid, grow=True).fit(X, y)
-    plain = ProxySPEX(seed=0, grid=grid, grow=False).fit(X, y)
+    grown = ProxySPEX(seed=0, grid=grid, grow=True, repeats=1).fit(X, y)
+    plain = ProxySPEX(seed=0, grid=grid, grow=False, repeats=1).fit(X, y)
     assert (0, 1, 2) not in grown.tree_spectrum_.support_tuples()
     assert grown.grown_ and not plain.grown_ and len(plain.grow_cv_) == 0
     assert (0, 1, 2) in grown.spectrum_.support_tuples()
@@ -929,7 +944,6 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
     X_test = compattr.sample_masks(n, 200, seed=41)
     r2 = lambda est: 1.0 - np.mean((est.predict(X_test) - truth.predict(X_test)) ** 2) / np.var(truth.predict(X_test))
     assert r2(grown) > 0.999 and r2(plain) < 0.9
-    assert ProxySPEX(seed=0, grid=grid, grow=False, repeats=1).fit(X, y).spectrum_ == plain.spectrum_
     # the CVs on 200 of the 300 masks; the growth alone (pursuit adds near-zero terms to a
     # 9-term function, which the CV keeps at k = 16)
     subset = ProxySPEX(seed=0, grid=grid, grow=True, pursue=False, max_cv_rows=200).fit(X, y)
