@@ -140,7 +140,9 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
         Seeds the draws.
     ridge : float
         Ridge strength of the refit, as ProxySPEX's ``ridge_``: each non-constant coefficient
-        is penalised by ``ridge · m`` (0, the default, is plain least squares).
+        is penalised by ``ridge · m`` (0, the default, is plain least squares, which needs more
+        masks than terms; a spectrum averaged over several fits can hold more terms than masks,
+        and a ridge above 0 refits it).
 
     Returns
     -------
@@ -155,16 +157,17 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     X = as_masks(X, spectrum.n)
     y = as_outputs(y, len(X))
     resamples = check_int(resamples, "resamples", 2)
-    if len(X) <= len(spectrum):
+    if not (np.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be finite and >= 0, got {ridge}.")
+    if ridge == 0 and len(X) <= len(spectrum):
         raise ValueError(
-            f"{len(X)} masks cannot refit {len(spectrum)} terms: the bootstrap needs more masks than terms."
+            f"{len(X)} masks cannot refit {len(spectrum)} terms by plain least squares: the bootstrap "
+            "needs more masks than terms, or a ridge strength above 0."
         )
     P = spectrum.parity_matrix(X)
     m, k = P.shape
     counts = np.random.default_rng(seed).multinomial(m, np.full(m, 1 / m), size=resamples)
     coefs = np.empty((resamples, k))
-    if not (np.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be finite and >= 0, got {ridge}.")
     # 1e-9·m only guards exact collinearity (the Gram's diagonal is m·(count mean))
     penalty = 1e-9 * m + np.where(spectrum.degrees > 0, ridge * m, 0.0)
     for r, w in enumerate(counts):

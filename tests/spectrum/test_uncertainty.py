@@ -114,5 +114,7 @@ def test_explanation_uncertainty_and_bad_input():
     np.testing.assert_array_equal(boot.coefs, ex.uncertainty(resamples=20, seed=1).coefs)
     with pytest.raises(ValueError, match="more masks than terms"):
         bootstrap(truth, X[:3], y[:3])
+    few = bootstrap(truth, X[:3], y[:3], resamples=5, ridge=0.1)  # more terms than masks: the ridge refits
+    assert few.coefs.shape == (5, len(truth)) and np.all(np.isfinite(few.coefs))
     with pytest.raises(ValueError, match="confidence"):
         boot.interval(1.2)
