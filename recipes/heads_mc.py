@@ -66,20 +66,22 @@ def load_tasks(args):
     return questions, tasks.load(args.transfer) if args.transfer else None
 
 
-def load_model(args, questions):
-    """Model and tokenizer in ``args.dtype``; "auto" is first replaced by the faster dtype on
-    this machine, timed on one query's rows of ``questions``."""
+def load_model(args, dtype: str | None = None):
+    """Model and tokenizer in ``dtype`` (default ``args.dtype``, which must not be "auto":
+    :func:`choose_dtype` first)."""
+    return models.load_model(args.model, dtype=dtype or args.dtype, device=args.device)  # "smollm2" is an alias
 
-    def in_dtype(dtype: str):
-        return models.load_model(args.model, dtype=dtype, device=args.device)  # "smollm2" is an alias
 
-    if args.dtype == "auto":  # time one query's rows in each dtype, on the model's device
-        model, tokenizer = in_dtype("float32")
-        inputs, value = questions[: args.train_questions].encode(tokenizer, metric=args.metric)
-        inputs = map_inputs(lambda t: t.to(input_device(model)), inputs)
-        rows, _ = value.prepare(model, inputs, 0)
-        args.dtype, _ = models.fastest_dtype(lambda dtype: in_dtype(dtype)[0], rows)
-    return in_dtype(args.dtype)
+def choose_dtype(args, questions) -> None:
+    """Replace ``args.dtype`` "auto" by the faster dtype on this machine, timed on one
+    query's rows of ``questions`` on the model's device; any other dtype stays."""
+    if args.dtype != "auto":
+        return
+    model, tokenizer = load_model(args, "float32")
+    inputs, value = questions[: args.train_questions].encode(tokenizer, metric=args.metric)
+    inputs = map_inputs(lambda t: t.to(input_device(model)), inputs)
+    rows, _ = value.prepare(model, inputs, 0)
+    args.dtype, _ = models.fastest_dtype(lambda dtype: load_model(args, dtype)[0], rows)
 
 
 def study_group(
@@ -319,15 +321,14 @@ def main(argv=None) -> None:
         done = [found[i] for i in sorted(found)]  # in the order of a run with --jobs 1
         report(args, out, [e for e, _ in done], [row for _, r in done for row in r], n_train, n_test, transfer)
 
+    choose_dtype(args, questions)  # once, here, so that every worker uses the same
     if args.jobs == 1:
-        model, tokenizer = load_model(args, questions)
+        model, tokenizer = load_model(args)
         for i, (seed, layers) in enumerate(studies):
             train, test = split(args, questions, seed)
             e, _ = study_group(args, seed, model, tokenizer, train, test, transfer, layers, partial(save, i))
             print(markdown_table([e]), flush=True)
     else:  # each worker loads its own model
-        if args.dtype == "auto":  # chosen once, here, so that every worker uses the same
-            load_model(args, questions)
         for i in _in_workers(args, studies, save):
             print(markdown_table([found[i][0]]), flush=True)
     path = out / "results.md"
@@ -370,7 +371,7 @@ _WORKER: dict = {}  # a worker process's model, questions and update queue (_wor
 def _worker_start(args, updates) -> None:
     setup(args)
     questions, transfer = load_tasks(args)
-    model, tokenizer = load_model(args, questions)
+    model, tokenizer = load_model(args)  # in the dtype the parent chose
     _WORKER.update(args=args, model=model, tokenizer=tokenizer, questions=questions, transfer=transfer, updates=updates)
 
 
