@@ -557,6 +557,7 @@ def test_summary_points_to_the_paired_mode_where_the_fit_explains_little_but_som
     ex = _toy_explanation(3)
     below, nothing = PAIRED_SHAPLEY_BELOW, compattr.proxy.EXPLAINS_ABOVE
     cases = ((None, False), (nothing - 0.001, False), (nothing, True), (below - 0.01, True), (below, False))
+    cases += ((0.95, False),)
     for cv_r2, said in cases:
         ex.fit_info = {"cv_r2": cv_r2}
         assert ("compattr.PairedShapley" in ex.summary()) == said
