@@ -47,7 +47,7 @@ VARIANTS = {
     "proxyspex final-fit<0.99": {"final_fit": 0.99},  # the fit on every mask only below a CV R² of 0.99
     "proxyspex repeats=1": {"repeats": 1},  # one fit, even where its CV explains little
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
-    "proxyspex tilt=1": {"tilt": 1.0},  # top-k by |F(T)| alone, the paper's ranking
+    "proxyspex tilt=cv": {"tilt": "cv"},  # the top-k's tilt towards higher orders chosen by the CV
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
     "proxyspex no-closure": {"ranking": ("trees", "refit")},  # top-k never extended by its subsets
     "proxyspex no-grow": {"grow": False},  # the kept terms' hierarchy never grown by one order

@@ -547,14 +547,16 @@ def test_sparsity_cv_scores_the_closure_on_held_out_folds():
 def test_refit_ranking_is_chosen_by_cv_and_keeps_the_largest_refitted_terms():
     """A noise-free hierarchy whose trees spread weight over spurious terms: the CV re-ranks,
     the kept terms are the largest of the pool's refit, and held-out R² is at least the trees'
-    ranking's. ranking="trees" is the paper's rule; bad values are refused."""
+    ranking's. ranking="trees" is the paper's rule; bad values are refused. One fit, not
+    grown: its spectrum is the kept terms themselves."""
     from compattr.proxy.sparsify import refit_ranked_terms
 
     n = 30
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=26)
     X = compattr.sample_masks(n, compattr.budget(n, 3), seed=27)
     y = truth.predict(X)
-    est = ProxySPEX(seed=0, grid=SMALL_GRID, ranking=("trees", "refit")).fit(X, y)
+    one_fit = {"seed": 0, "grid": SMALL_GRID, "repeats": 1, "grow": False}
+    est = ProxySPEX(ranking=("trees", "refit"), **one_fit).fit(X, y)
     table = est.sparsity_cv_
     assert set(table["ranking"]) == {"trees", "refit"}
     best = table.loc[table["cv_mse"].idxmin()]
@@ -562,7 +564,7 @@ def test_refit_ranking_is_chosen_by_cv_and_keeps_the_largest_refitted_terms():
     pool = int(table["k"].max())
     expected = refit_ranked_terms(est.tree_spectrum_, est.k_, est.tilt_, pool, X, y, est.ridge_)
     assert set(est.spectrum_.to_dict()) == set(expected.to_dict())
-    trees = ProxySPEX(seed=0, grid=SMALL_GRID, ranking="trees").fit(X, y)
+    trees = ProxySPEX(ranking="trees", **one_fit).fit(X, y)
     assert trees.ranking_ == "trees" and set(trees.sparsity_cv_["ranking"]) == {"trees"}
     X_test = compattr.sample_masks(n, 2000, seed=28)
     assert r2(est.predict(X_test), truth.predict(X_test)) >= r2(trees.predict(X_test), truth.predict(X_test))
@@ -580,7 +582,8 @@ def test_closure_ranking_is_chosen_by_cv_and_keeps_every_subset_of_the_re_ranked
     """A noise-free hierarchy whose top k leave out lower-order terms: the CV (default
     ranking) chooses the closure; the kept terms are closed_terms' (re-ranked at the first
     ridge strength), hold every subset of each kept term, and predict held-out masks at least
-    as well as the fit without the closure. Bad rankings are refused."""
+    as well as the fit without the closure. Bad rankings are refused. One fit, not grown:
+    its spectrum is the kept terms themselves."""
     from compattr.proxy.proxyspex import RIDGES
     from compattr.proxy.sparsify import closed_terms
 
@@ -588,7 +591,8 @@ def test_closure_ranking_is_chosen_by_cv_and_keeps_every_subset_of_the_re_ranked
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=seeds[0])
     X = compattr.sample_masks(n, compattr.budget(n, 3), seed=seeds[1])
     y = truth.predict(X)
-    est = ProxySPEX(seed=0, grid=SMALL_GRID).fit(X, y)
+    one_fit = {"seed": 0, "grid": SMALL_GRID, "repeats": 1, "grow": False}
+    est = ProxySPEX(**one_fit).fit(X, y)
     table = est.sparsity_cv_
     assert set(table["ranking"]) == {"trees", "refit", "closure"}
     best = table.loc[table["cv_mse"].idxmin()]
@@ -599,7 +603,7 @@ def test_closure_ranking_is_chosen_by_cv_and_keeps_every_subset_of_the_re_ranked
     assert set(kept) == set(expected.support_tuples()) and est.k_ == len(kept) <= pool
     assert all(sub in set(kept) for t in kept for r in range(len(t)) for sub in itertools.combinations(t, r))
     np.testing.assert_allclose(est.spectrum_.predict(X), expected.predict(X), rtol=1e-9, atol=1e-9)
-    unclosed = ProxySPEX(seed=0, grid=SMALL_GRID, ranking=("trees", "refit")).fit(X, y)
+    unclosed = ProxySPEX(ranking=("trees", "refit"), **one_fit).fit(X, y)
     X_test = compattr.sample_masks(n, 2000, seed=seeds[2])
     assert r2(est.predict(X_test), truth.predict(X_test)) >= r2(unclosed.predict(X_test), truth.predict(X_test))
     for bad in (("trees", "closed"), [], ["refit", None], [["trees"]]):
@@ -610,22 +614,24 @@ def test_closure_ranking_is_chosen_by_cv_and_keeps_every_subset_of_the_re_ranked
     assert ProxySPEX(ranking=("trees", "closure"), refit=False).fit(X, y).ranking_ == "trees"
 
 
-def test_tilt_is_chosen_with_k_by_cv_and_can_be_fixed():
+def test_tilt_is_the_papers_by_default_chosen_with_k_by_cv_on_request_and_can_be_fixed():
     from compattr.proxy.sparsify import top_terms
 
     n = 30
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=26)
     X = compattr.sample_masks(n, compattr.budget(n, 3), seed=27)
     y = truth.predict(X)
-    est = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, ranking="trees").fit(X, y)
+    default = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, ranking="trees").fit(X, y)
+    assert default.tilt_ == 1.0 and set(default.sparsity_cv_["tilt"]) == {1.0}
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, ranking="trees", tilt="cv").fit(X, y)
     table = est.sparsity_cv_
     assert set(table.loc[table["k"] > 0, "tilt"]) == set(compattr.proxy.proxyspex.TILTS)
     best = table.loc[table["cv_mse"].idxmin()]
     assert est.tilt_ == best["tilt"] and est.k_ == best["k"]
     expected = top_terms(est.tree_spectrum_, est.k_, est.tilt_)
     assert set(est.spectrum_.to_dict()) == set(expected.to_dict())  # the refit keeps the ranked terms
-    fixed = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, tilt=1.0, ranking="trees").fit(X, y)
-    assert fixed.tilt_ == 1.0 and set(fixed.sparsity_cv_["tilt"]) == {1.0}
+    fixed = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, tilt=1.2, ranking="trees").fit(X, y)
+    assert fixed.tilt_ == 1.2 and set(fixed.sparsity_cv_.query("k > 0")["tilt"]) == {1.2}
     twelve = ProxySPEX(seed=0, grid=SMALL_GRID, final_fit=False, k=12, tilt=2.0).fit(X, y)  # a fixed tilt
     assert twelve.spectrum_.to_dict().keys() == top_terms(est.tree_spectrum_, 12, 2.0).to_dict().keys()
     for bad in ("auto", 0.0, -1.0, np.nan, np.inf):
