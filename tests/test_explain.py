@@ -553,6 +553,16 @@ def test_summary_says_when_the_spectrum_averages_several_fits():
         assert ("the spectrum averages 3 fits" in ex.summary()) == said
 
 
+def test_summary_says_a_tilted_ranking():
+    """The default explanation ranks by |F(T)| alone (tilt 1), so the summary's tilt note is
+    checked here on the choices a tilt="cv" fit can record."""
+    proxy = {"best_params": {"max_depth": 5, "learning_rate": 0.1, "n_estimators": 40}, "k": 8, "refit": True}
+    ex = _toy_explanation(3)
+    for tilt, said in ((None, False), (1.0, False), (1.2, True)):
+        ex.fit_info = proxy | {"tilt": tilt}
+        assert ("ranked with tilt 1.2" in ex.summary()) == said
+
+
 def test_summary_points_to_the_paired_mode_where_the_fit_explains_little_but_something():
     ex = _toy_explanation(3)
     below, nothing = PAIRED_SHAPLEY_BELOW, compattr.proxy.EXPLAINS_ABOVE
