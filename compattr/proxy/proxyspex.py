@@ -55,8 +55,11 @@
 With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains something
 and less than :data:`REPEAT_BELOW` of the variance, or, on fewer than :data:`REPEAT_MASKS`
 masks, anything short of an exact fit) the four stages run again with other fold splits and
-seeds, and the final spectra are averaged: at small budgets the CV's choices (the trees, k,
-the ranking, the ridge) vary with the split, and their average is steadier than any one.
+seeds, and the final spectra are averaged: at small budgets the CV's choices (the tree count,
+k, the ranking, the ridge) vary with the split, and their average is steadier than any one.
+The repeats keep the first fit's tree depth and learning rate, so they skip the race. On
+fewer than :data:`REPEAT_MASKS` masks, a first fit whose CV explains nothing gets a second
+opinion from the next seed, since one split of a few hundred masks can miss a weak function.
 """
 
 from __future__ import annotations
@@ -206,7 +209,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         less than :data:`REPEAT_BELOW` (small or noisy budgets, where one fit's choices vary
         most with its split), or, on fewer than :data:`REPEAT_MASKS` masks, less than
         :data:`FINAL_FIT_BELOW` (folds of a few hundred masks vary whatever they explain);
-        else one; one with a fixed k or ``energy``.
+        else one; one with a fixed k or ``energy``. The repeats keep the first fit's tree
+        depth and learning rate. With "auto", a first fit that explains less than
+        :data:`EXPLAINS_ABOVE` on fewer than :data:`REPEAT_MASKS` masks gets a second opinion:
+        the fit seeded ``seed + 1`` replaces it when that one explains at least that much.
     grow : "auto", bool or float
         Grow the kept terms' hierarchy by one order and choose the terms again (stage 5 in the
         module docstring), keeping the result when its CV error is lower: always (True),
@@ -237,6 +243,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         The final sparse spectrum (the average of the repeats' when there were several).
     repeats_ : int
         Number of fits averaged into ``spectrum_``; the other attributes describe the first.
+    seed_ : int
+        The seed of that first fit: ``seed``, or ``seed + 1`` where a second opinion replaced
+        a fit that explained nothing (``repeats``).
     tree_spectrum_ : Spectrum
         The full spectrum of the trees (the folds' average, with the fit on every mask when
         there was one), before sparsification.
@@ -336,6 +345,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
         with threadpool_limits(self.num_threads):  # BLAS for the refit, like LightGBM
             self._fit(X, y)
+            self.seed_ = self.seed
+            if self._wants_second_opinion(len(y)):
+                self._second_opinion(X, y)
             self.repeats_ = self._wanted_repeats(len(y))
             if self.repeats_ > 1:
                 self._average_repeats(X, y)
@@ -421,13 +433,39 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         below = FINAL_FIT_BELOW if m < REPEAT_MASKS else REPEAT_BELOW
         return REPEATS if EXPLAINS_ABOVE <= self.cv_r2_ < below else 1
 
+    def _wants_second_opinion(self, m: int) -> bool:
+        """Whether to fit again with the next seed (:meth:`_second_opinion`): with
+        ``repeats="auto"`` and k="cv", when the fit's CV explains less than
+        :data:`EXPLAINS_ABOVE` of the variance on fewer than :data:`REPEAT_MASKS` masks."""
+        if self.repeats != "auto" or self.k != "cv" or self.energy is not None or self.best_params_ is None:
+            return False
+        return m < REPEAT_MASKS and self.cv_r2_ < EXPLAINS_ABOVE
+
+    def _second_opinion(self, X, y) -> None:
+        """Fit with seed ``seed + 1`` and keep that fit instead (``seed_``) when its CV explains
+        at least :data:`EXPLAINS_ABOVE` of the variance; the CPU seconds of both join
+        ``timings_``. On a few hundred masks, a weak function's first fold can find nothing
+        by the luck of its split (at n = 100, α = 1, one complete hierarchy in ten)."""
+        second = clone(self).set_params(repeats=1, seed=self.seed + 1)._fit(X, y)
+        timings = {stage: self.timings_.get(stage, 0.0) + second.timings_.get(stage, 0.0) for stage in second.timings_}
+        if second.cv_r2_ >= EXPLAINS_ABOVE:
+            fitted = {name: value for name, value in vars(second).items() if name.endswith("_")}
+            self.__dict__.update(fitted, _output_scale=second._output_scale, seed_=second.seed)
+        self.timings_ = timings
+
     def _average_repeats(self, X, y) -> None:
-        """Fit ``repeats_ - 1`` more times with seeds ``seed + 1, ...`` and average the final
-        spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
+        """Fit ``repeats_ - 1`` more times with seeds ``seed_ + 1, ...`` and average the final
+        spectra into ``spectrum_``; their CPU seconds join ``timings_``. The repeats keep this
+        fit's tree depth and learning rate (their grid holds that configuration alone, so
+        they skip the race); the tree count, k, the ranking and the ridge are chosen again
+        on each repeat's folds."""
         spectra: list[Spectrum] = [self.spectrum_]
         timings: dict[str, float] = self.timings_
+        assert self.best_params_ is not None  # a constant fit is not repeated
+        chosen = self.best_params_
+        grid = {**(self.grid or {}), "max_depth": (chosen["max_depth"],), "learning_rate": (chosen["learning_rate"],)}
         for r in range(1, self.repeats_):
-            other = clone(self).set_params(repeats=1, seed=self.seed + r)._fit(X, y)
+            other = clone(self).set_params(repeats=1, seed=self.seed_ + r, grid=grid)._fit(X, y)
             spectra.append(other.spectrum_)
             for stage, seconds in other.timings_.items():
                 timings[stage] = timings.get(stage, 0.0) + seconds
