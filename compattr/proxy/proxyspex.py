@@ -55,9 +55,8 @@
 With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains something
 and less than :data:`REPEAT_BELOW` of the variance, or, on fewer than :data:`REPEAT_MASKS`
 masks, anything short of an exact fit) the four stages run again with other fold splits and
-seeds, and the final spectra are averaged: at small budgets the CV's choices (the tree count,
-k, the ranking, the ridge) vary with the split, and their average is steadier than any one.
-The repeats keep the first fit's tree depth and learning rate, so they skip the race. On
+seeds, and the final spectra are averaged: at small budgets the CV's choices (the trees, k,
+the ranking, the ridge) vary with the split, and their average is steadier than any one. On
 fewer than :data:`REPEAT_MASKS` masks, a first fit whose CV explains nothing gets a second
 opinion from the next seed, since one split of a few hundred masks can miss a weak function.
 """
@@ -209,8 +208,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         less than :data:`REPEAT_BELOW` (small or noisy budgets, where one fit's choices vary
         most with its split), or, on fewer than :data:`REPEAT_MASKS` masks, less than
         :data:`FINAL_FIT_BELOW` (folds of a few hundred masks vary whatever they explain);
-        else one; one with a fixed k or ``energy``. The repeats keep the first fit's tree
-        depth and learning rate. With "auto", a first fit that explains less than
+        else one; one with a fixed k or ``energy``. With "auto", a first fit that explains less than
         :data:`EXPLAINS_ABOVE` on fewer than :data:`REPEAT_MASKS` masks gets a second opinion:
         the fit seeded ``seed + 1`` replaces it when that one explains at least that much.
     grow : "auto", bool or float
@@ -455,17 +453,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def _average_repeats(self, X, y) -> None:
         """Fit ``repeats_ - 1`` more times with seeds ``seed_ + 1, ...`` and average the final
-        spectra into ``spectrum_``; their CPU seconds join ``timings_``. The repeats keep this
-        fit's tree depth and learning rate (their grid holds that configuration alone, so
-        they skip the race); the tree count, k, the ranking and the ridge are chosen again
-        on each repeat's folds."""
+        spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
         spectra: list[Spectrum] = [self.spectrum_]
         timings: dict[str, float] = self.timings_
-        assert self.best_params_ is not None  # a constant fit is not repeated
-        chosen = self.best_params_
-        grid = {**(self.grid or {}), "max_depth": (chosen["max_depth"],), "learning_rate": (chosen["learning_rate"],)}
         for r in range(1, self.repeats_):
-            other = clone(self).set_params(repeats=1, seed=self.seed_ + r, grid=grid)._fit(X, y)
+            other = clone(self).set_params(repeats=1, seed=self.seed_ + r)._fit(X, y)
             spectra.append(other.spectrum_)
             for stage, seconds in other.timings_.items():
                 timings[stage] = timings.get(stage, 0.0) + seconds
