@@ -480,13 +480,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     def _grow(self, X, y, folds, fold_spectra: list[Spectrum], keep: Callable, kept: Spectrum) -> None:
         """Stage 5: grow the kept terms' hierarchy by one order, after adding the trees' terms
         their residual correlates with most (:meth:`_pursued`), and choose the terms again
-        (:func:`grown_pool`, :func:`grown_cv`), at the refit's ridge strength (or the first of
-        ``ridge`` where the trees' coefficients were kept). Each fold grows the terms its own
+        (:func:`grown_pool`, :func:`grown_cv`), at the refit's ridge strength (where the trees'
+        coefficients were kept, at that of the best refitted candidate: :meth:`_refit_ridge`;
+        a pool of hundreds of terms on as few masks needs the ridge). Each fold grows the terms its own
         ensemble and training masks keep (the CV's subset of at most ``max_cv_rows``), so its
         CV error compares with the sparsity CV's; the grown terms replace ``spectrum_``
         (``grown_``) when it is lower."""
         ks = self._candidate_ks(min(len(train) for train, _ in folds))
-        ridges = (self.ridge_,) if self.refit_ else self._ridges()[:1]
+        ridges = (self.ridge_,) if self.refit_ else (self._refit_ridge(),)
         subset = cv_subset(len(X), self.max_cv_rows, self.seed)  # the masks the CVs fit on
         pools = []
         for spectrum, (train, _) in zip(fold_spectra, folds):
@@ -511,6 +512,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         else:  # the top k of the pool's refit, refitted alone as the CV scored them
             self.spectrum_ = least_squares(refit_ranked_terms(pooled, **chosen), X, y, chosen["ridge"])
         self.grown_ = True
+
+    def _refit_ridge(self) -> float:
+        """The ridge strength of the refitted candidate of lowest CV error (``sparsity_cv_``):
+        the grown terms are refitted even where the trees' coefficients were kept."""
+        refitted = self.sparsity_cv_[self.sparsity_cv_["refit"]]
+        return float(refitted.loc[refitted["cv_mse"].idxmin(), "ridge"])
 
     def _pursued(self, kept: Spectrum, trees: Spectrum, X, y, ks, ridges) -> Spectrum:
         """``kept`` with the trees' terms its residual correlates with most (:func:`pursued_terms`:

@@ -834,6 +834,18 @@ def test_repeats_auto_repeats_only_while_the_first_fit_explains_little_but_somet
         assert ProxySPEX(seed=0, grid=SMALL_GRID, **asked).fit(X, noisy).repeats_ == 1
 
 
+def test_growth_after_unrefitted_terms_refits_at_the_ridge_of_the_best_refitted_candidate():
+    """Where the trees' coefficients win the sparsity CV, the grown pool (hundreds of terms on
+    about a thousand masks per fold) is refitted at the ridge the refitted candidates chose."""
+    truth = complete_hierarchy(100, seed=7)
+    X = compattr.sample_masks(100, 1329, seed=7)
+    est = ProxySPEX(seed=7, repeats=1).fit(X, truth.predict(X))
+    assert not est.refit_ and len(est.grow_cv_)  # the case this test needs
+    refitted = est.sparsity_cv_[est.sparsity_cv_["refit"]]
+    best = refitted.loc[refitted["cv_mse"].idxmin(), "ridge"]
+    assert best > 0 and set(est.grow_cv_["ridge"]) == {best}
+
+
 def test_a_first_fit_that_explains_nothing_on_few_masks_gets_a_second_opinion():
     """A weak hierarchy (n = 100, 665 masks) whose first fit finds nothing by its split: the
     next seed's fit explains something, replaces it and is repeated from its seed on."""
