@@ -208,9 +208,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         less than :data:`REPEAT_BELOW` (small or noisy budgets, where one fit's choices vary
         most with its split), or, on fewer than :data:`REPEAT_MASKS` masks, less than
         :data:`FINAL_FIT_BELOW` (folds of a few hundred masks vary whatever they explain);
-        else one; one with a fixed k or ``energy``. With "auto", a first fit that explains less than
-        :data:`EXPLAINS_ABOVE` on fewer than :data:`REPEAT_MASKS` masks gets a second opinion:
-        the fit seeded ``seed + 1`` replaces it when that one explains at least that much.
+        else one; one with a fixed k or ``energy``. With "auto", a first fit that explains
+        less than :data:`EXPLAINS_ABOVE` on fewer than :data:`REPEAT_MASKS` masks gets a
+        second opinion: the fit seeded ``seed + 1`` replaces it when that one explains at
+        least that much (``seed_``), and the repeats follow from its seed.
     grow : "auto", bool or float
         Grow the kept terms' hierarchy by one order and choose the terms again (stage 5 in the
         module docstring), keeping the result when its CV error is lower: always (True),
