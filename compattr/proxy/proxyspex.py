@@ -427,42 +427,46 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return 1
         if self.repeats != "auto":
             return int(self.repeats)
-        if self.k != "cv" or self.energy is not None:  # the sparsity asked for stays as asked
+        if not self._repeats_decided_here():  # the sparsity asked for stays as asked
             return 1
         below = FINAL_FIT_BELOW if m < REPEAT_MASKS else REPEAT_BELOW
         return REPEATS if EXPLAINS_ABOVE <= self.cv_r2_ < below else 1
+
+    def _repeats_decided_here(self) -> bool:
+        """Whether ``repeats="auto"`` decides how many fits there are: with k="cv" (no
+        ``energy``) on outputs that are not constant."""
+        return self.repeats == "auto" and self.k == "cv" and self.energy is None and self.best_params_ is not None
 
     def _wants_second_opinion(self, m: int) -> bool:
         """Whether to fit again with the next seed (:meth:`_second_opinion`): with
         ``repeats="auto"`` and k="cv", when the fit's CV explains less than
         :data:`EXPLAINS_ABOVE` of the variance on fewer than :data:`REPEAT_MASKS` masks."""
-        if self.repeats != "auto" or self.k != "cv" or self.energy is not None or self.best_params_ is None:
-            return False
-        return m < REPEAT_MASKS and self.cv_r2_ < EXPLAINS_ABOVE
+        return self._repeats_decided_here() and m < REPEAT_MASKS and self.cv_r2_ < EXPLAINS_ABOVE
 
     def _second_opinion(self, X, y) -> None:
         """Fit with seed ``seed + 1`` and keep that fit instead (``seed_``) when its CV explains
         at least :data:`EXPLAINS_ABOVE` of the variance; the CPU seconds of both join
         ``timings_``. On a few hundred masks, a weak function's first fold can find nothing
         by the luck of its split (at n = 100, α = 1, one complete hierarchy in ten)."""
-        second = clone(self).set_params(repeats=1, seed=self.seed + 1)._fit(X, y)
-        timings = {stage: self.timings_.get(stage, 0.0) + second.timings_.get(stage, 0.0) for stage in second.timings_}
+        second = self._fitted_again(X, y, self.seed + 1)
         if second.cv_r2_ >= EXPLAINS_ABOVE:
             fitted = {name: value for name, value in vars(second).items() if name.endswith("_")}
+            del fitted["timings_"]  # both fits' seconds, counted by _fitted_again
             self.__dict__.update(fitted, _output_scale=second._output_scale, seed_=second.seed)
-        self.timings_ = timings
 
     def _average_repeats(self, X, y) -> None:
         """Fit ``repeats_ - 1`` more times with seeds ``seed_ + 1, ...`` and average the final
         spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
-        spectra: list[Spectrum] = [self.spectrum_]
-        timings: dict[str, float] = self.timings_
-        for r in range(1, self.repeats_):
-            other = clone(self).set_params(repeats=1, seed=self.seed_ + r)._fit(X, y)
-            spectra.append(other.spectrum_)
-            for stage, seconds in other.timings_.items():
-                timings[stage] = timings.get(stage, 0.0) + seconds
-        self.spectrum_ = _average(spectra)
+        others = [self._fitted_again(X, y, self.seed_ + r) for r in range(1, self.repeats_)]
+        self.spectrum_ = _average([self.spectrum_, *(other.spectrum_ for other in others)])
+
+    def _fitted_again(self, X, y, seed: int) -> ProxySPEX:
+        """One more fit of these settings (``repeats=1``) seeded ``seed``; its CPU seconds per
+        stage join ``timings_``."""
+        other = clone(self).set_params(repeats=1, seed=seed)._fit(X, y)
+        for stage, seconds in other.timings_.items():
+            self.timings_[stage] = self.timings_.get(stage, 0.0) + seconds
+        return other
 
     def _wants_grow(self) -> bool:
         """Whether to grow the kept terms' hierarchy (:meth:`_grow`): with k="cv", always
@@ -481,14 +485,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     def _grow(self, X, y, folds, fold_spectra: list[Spectrum], keep: Callable, kept: Spectrum) -> None:
         """Stage 5: grow the kept terms' hierarchy by one order, after adding the trees' terms
         their residual correlates with most (:meth:`_pursued`), and choose the terms again
-        (:func:`grown_pool`, :func:`grown_cv`), at the refit's ridge strength (where the trees'
-        coefficients were kept, at that of the best refitted candidate: :meth:`_refit_ridge`;
-        a pool of hundreds of terms on as few masks needs the ridge). Each fold grows the terms its own
-        ensemble and training masks keep (the CV's subset of at most ``max_cv_rows``), so its
-        CV error compares with the sparsity CV's; the grown terms replace ``spectrum_``
-        (``grown_``) when it is lower."""
+        (:func:`grown_pool`, :func:`grown_cv`), at the ridge strength of the best refitted
+        candidate (:meth:`_refit_ridge`: the refit's own, or where the trees' coefficients were
+        kept, the one a refit would have had; a pool of hundreds of terms on as few masks
+        needs the ridge). Each fold grows the terms its own ensemble and training masks keep
+        (the CV's subset of at most ``max_cv_rows``), so its CV error compares with the
+        sparsity CV's; the grown terms replace ``spectrum_`` (``grown_``) when it is lower."""
         ks = self._candidate_ks(min(len(train) for train, _ in folds))
-        ridges = (self.ridge_,) if self.refit_ else (self._refit_ridge(),)
+        ridges = (self._refit_ridge(),)
         subset = cv_subset(len(X), self.max_cv_rows, self.seed)  # the masks the CVs fit on
         pools = []
         for spectrum, (train, _) in zip(fold_spectra, folds):
