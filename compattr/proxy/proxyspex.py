@@ -56,7 +56,10 @@ With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV expla
 and less than :data:`REPEAT_BELOW` of the variance, or, on fewer than :data:`REPEAT_MASKS`
 masks, anything short of an exact fit) the four stages run again with other fold splits and
 seeds, and the final spectra are averaged: at small budgets the CV's choices (the trees, k,
-the ranking, the ridge) vary with the split, and their average is steadier than any one. On
+the ranking, the ridge) vary with the split, and their average is steadier than any one. The
+fits after the first search the grid without the first one's tree depth (``vary_depth``): a
+few hundred masks often favour shallow trees, which hold no term above their depth, and an
+average of other shapes recovers what one shape misses. On
 fewer than :data:`REPEAT_MASKS` masks, a first fit whose CV explains nothing gets a second
 opinion from the next seed, since one split of a few hundred masks can miss a weak function.
 """
@@ -212,6 +215,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         less than :data:`EXPLAINS_ABOVE` on fewer than :data:`REPEAT_MASKS` masks gets a
         second opinion: the fit seeded ``seed + 1`` replaces it when that one explains at
         least that much (``seed_``), and the repeats follow from its seed.
+    vary_depth : bool
+        With several ``repeats``: the fits after the first search the grid without the tree
+        depth the first one chose (True, default; when the grid has another), so the average
+        mixes tree shapes; False: every fit searches the whole grid. On a few hundred masks
+        the search often prefers shallow trees, which hold no term above their depth, and
+        three fits of depth 3 then miss the same high-order terms.
     grow : "auto", bool or float
         Grow the kept terms' hierarchy by one order and choose the terms again (stage 5 in the
         module docstring), keeping the result when its CV error is lower: always (True),
@@ -307,6 +316,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         final_fit="auto",
         all_folds="auto",
         repeats="auto",
+        vary_depth: bool = True,
         grow="auto",
         pursue: bool = True,
         cv: int = 5,
@@ -327,6 +337,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.final_fit = final_fit
         self.all_folds = all_folds
         self.repeats = repeats
+        self.vary_depth = vary_depth
         self.grow = grow
         self.pursue = pursue
         self.cv = cv
@@ -455,15 +466,24 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.__dict__.update(fitted, _output_scale=second._output_scale, seed_=second.seed)
 
     def _average_repeats(self, X, y) -> None:
-        """Fit ``repeats_ - 1`` more times with seeds ``seed_ + 1, ...`` and average the final
-        spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
-        others = [self._fitted_again(X, y, self.seed_ + r) for r in range(1, self.repeats_)]
+        """Fit ``repeats_ - 1`` more times with seeds ``seed_ + 1, ...`` (on the grid without
+        the first fit's depth with ``vary_depth``, :meth:`_other_depths`) and average the
+        final spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
+        grid = self._other_depths() if self.vary_depth else self.grid
+        others = [self._fitted_again(X, y, self.seed_ + r, grid) for r in range(1, self.repeats_)]
         self.spectrum_ = _average([self.spectrum_, *(other.spectrum_ for other in others)])
 
-    def _fitted_again(self, X, y, seed: int) -> ProxySPEX:
-        """One more fit of these settings (``repeats=1``) seeded ``seed``; its CPU seconds per
-        stage join ``timings_``."""
-        other = clone(self).set_params(repeats=1, seed=seed)._fit(X, y)
+    def _other_depths(self) -> dict | None:
+        """The ``grid`` without the tree depth of this fit (``best_params_``), or the grid
+        itself when that depth is its only one."""
+        grid = {**PAPER_GRID, **(self.grid or {})}
+        others = tuple(d for d in grid["max_depth"] if d != self.best_params_["max_depth"])
+        return {**grid, "max_depth": others} if others else self.grid
+
+    def _fitted_again(self, X, y, seed: int, grid: dict | None = None) -> ProxySPEX:
+        """One more fit of these settings (``repeats=1``) seeded ``seed``, on ``grid`` if given
+        (else this fit's); its CPU seconds per stage join ``timings_``."""
+        other = clone(self).set_params(repeats=1, seed=seed, grid=self.grid if grid is None else grid)._fit(X, y)
         for stage, seconds in other.timings_.items():
             self.timings_[stage] = self.timings_.get(stage, 0.0) + seconds
         return other
@@ -578,6 +598,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         fraction = isinstance(self.grow, float) and 0.0 <= self.grow < 1.0
         if not (self.grow == "auto" or isinstance(self.grow, bool) or fraction):
             raise ValueError(f"grow must be 'auto', True, False or a float in [0, 1), got {self.grow!r}.")
+        if not isinstance(self.vary_depth, bool):
+            raise ValueError(f"vary_depth must be True or False, got {self.vary_depth!r}.")
         if not isinstance(self.pursue, bool):
             raise ValueError(f"pursue must be True or False, got {self.pursue!r}.")
         if self.all_folds not in ("auto", True):

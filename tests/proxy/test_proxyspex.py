@@ -801,7 +801,7 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, 200, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
-    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True).fit(X, y)  # each fit grows
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True, vary_depth=False).fit(X, y)  # each grows
     singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1, grow=True).fit(X, y) for r in range(3)]
     assert three.repeats_ == 3 and all(single.repeats_ == 1 for single in singles)
     X_test = compattr.sample_masks(n, 50, seed=24)
@@ -811,6 +811,37 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     assert three.k_ == singles[0].k_ and three.cv_r2_ == singles[0].cv_r2_
     assert three.tree_spectrum_ == singles[0].tree_spectrum_
     assert three.timings_["search"] > singles[0].timings_["search"]
+
+
+def test_repeats_after_the_first_search_the_grid_without_its_depth():
+    """With ``vary_depth`` (default) the second and third fits race only the depths the first
+    did not choose; the average then differs from that of fits on the whole grid."""
+    n = 20
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=24)
+    X = compattr.sample_masks(n, 300, seed=25)
+    y = add_noise(truth.predict(X), truth, snr_db=5, seed=26)
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
+    first = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=1).fit(X, y)
+    other = {**SMALL_GRID, "max_depth": tuple(d for d in SMALL_GRID["max_depth"] if d != first.best_params_["max_depth"])}
+    singles = [first, *(ProxySPEX(seed=4 + r, grid=other, repeats=1).fit(X, y) for r in (1, 2))]
+    assert all(single.best_params_["max_depth"] != first.best_params_["max_depth"] for single in singles[1:])
+    X_test = compattr.sample_masks(n, 50, seed=24)
+    expected = np.mean([single.predict(X_test) for single in singles], axis=0)
+    np.testing.assert_allclose(three.predict(X_test), expected, rtol=1e-10, atol=1e-12)
+    same = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, vary_depth=False).fit(X, y)
+    assert not np.allclose(same.predict(X_test), expected)  # the case this test needs
+    assert three.best_params_ == first.best_params_ and three.grid == SMALL_GRID  # the first fit's, unchanged
+    # a grid of one depth has no other: every fit searches it
+    one = {**SMALL_GRID, "max_depth": (3,)}
+    alone = ProxySPEX(seed=4, grid=one, repeats=3).fit(X, y)
+    np.testing.assert_array_equal(alone.predict(X_test), ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False).fit(X, y).predict(X_test))
+
+
+@pytest.mark.parametrize("bad", [None, 1, "auto"])
+def test_vary_depth_must_be_a_bool(bad):
+    X = compattr.sample_masks(8, 100, seed=0)
+    with pytest.raises(ValueError, match="vary_depth"):
+        ProxySPEX(vary_depth=bad).fit(X, X.sum(axis=1).astype(float))
 
 
 def test_repeats_auto_repeats_only_while_the_first_fit_explains_little_but_something():
@@ -860,7 +891,8 @@ def test_a_first_fit_that_explains_nothing_on_few_masks_gets_a_second_opinion():
     est = ProxySPEX(seed=15).fit(X, y)
     assert est.seed_ == 16 and est.repeats_ == proxyspex.REPEATS
     assert est.cv_r2_ == second.cv_r2_ and est.best_params_ == second.best_params_
-    repeats = [ProxySPEX(seed=16 + r, repeats=1).fit(X, y) for r in (1, 2)]
+    other = tuple(d for d in proxyspex.PAPER_GRID["max_depth"] if d != second.best_params_["max_depth"])
+    repeats = [ProxySPEX(seed=16 + r, repeats=1, grid={"max_depth": other}).fit(X, y) for r in (1, 2)]
     X_test = compattr.sample_masks(100, 50, seed=99)
     expected = np.mean([fit.predict(X_test) for fit in [second, *repeats]], axis=0)
     np.testing.assert_allclose(est.predict(X_test), expected, rtol=1e-10, atol=1e-12)
