@@ -29,7 +29,7 @@ from ..spectrum import Spectrum
 from ..spectrum.supports import (
     csr_to_padded,
     find_rows,
-    pad_supports,
+    group_padded_rows,
     padded_to_csr,
     parity_blocks,
     parity_matrix,
@@ -84,8 +84,9 @@ def closed_terms(spectrum: Spectrum, k: int, tilt: float, pool: int, X, y, ridge
 
 
 def _closure_order(rows: np.ndarray, n: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ranked padded supports ``rows`` (k, D), each preceded by its subsets not listed
-    before it, as long as at most ``limit`` supports are listed.
+    """The ranked distinct padded supports ``rows`` (k, D), each preceded by its subsets not
+    listed before it (by size, then as sorted tuples), as long as at most ``limit`` supports
+    are listed.
 
     Returns
     -------
@@ -96,32 +97,36 @@ def _closure_order(rows: np.ndarray, n: int, limit: int) -> tuple[np.ndarray, np
         supports and all their subsets (the closure of the top ``i + 1``), for every ``i``
         whose closure fits in ``limit``.
     """
-    listed: dict[tuple[int, ...], None] = {}  # downward closed after each ranked support
-    ends = []
-    for row in rows.tolist():
-        support = tuple(i for i in row if i < n)
-        if support not in listed:  # else its subsets are listed already
-            if 2 ** len(support) > limit:
-                break
-            new = _subsets_not_in(support, listed)
-            if len(listed) + len(new) > limit:
-                break
-            listed.update(dict.fromkeys(new))
-        ends.append(len(listed))
-    return pad_supports(list(listed), n), np.asarray(ends, dtype=np.int64)
+    # A support of 2^d > limit subsets ends the order (its closure cannot fit), and so does
+    # the (limit + 1)-th support (a closure holds each of the distinct supports before it).
+    degrees = np.sum(rows < n, axis=1)
+    too_big = np.flatnonzero(degrees > np.log2(max(limit, 1)))
+    rows = rows[: min(limit, too_big[0] if too_big.size else len(rows))]
+    subsets, rank = _every_subset(rows, degrees[: len(rows)], n)
+    unique, inverse = group_padded_rows(subsets, n)
+    first = np.full(len(unique), len(rows), np.int64)  # the first ranked support holding each
+    np.minimum.at(first, inverse, rank)
+    ends = np.cumsum(np.bincount(first, minlength=len(rows)))
+    fits = int(np.searchsorted(ends, limit, side="right"))  # ends never decrease
+    size = np.sum(unique < n, axis=1)
+    order = np.lexsort((*unique.T[::-1], size, first))  # by ranked support, size, tuple
+    order = order[first[order] < fits]
+    width = int(size[order].max(initial=0))
+    return unique[order, :width].astype(np.int64), ends[:fits].astype(np.int64)
 
 
-def _subsets_not_in(support: tuple[int, ...], closed) -> list[tuple[int, ...]]:
-    """The subsets of the sorted ``support`` that the downward-closed collection ``closed``
-    lacks, in the order :func:`itertools.combinations` lists them by size. A subset in
-    ``closed`` has all its own subsets there, so only the subsets of missing ones are visited."""
-    missing, stack = set(), [support]
-    while stack:
-        subset = stack.pop()
-        if subset not in closed and subset not in missing:
-            missing.add(subset)
-            stack.extend(subset[:i] + subset[i + 1 :] for i in range(len(subset)))
-    return sorted(missing, key=lambda subset: (len(subset), subset))
+def _every_subset(rows: np.ndarray, degrees: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every subset of each padded support of ``rows`` (k, D) with ``degrees`` (k,) features,
+    padded with ``n`` (Σ 2^degree, D), and the row each came from."""
+    blocks, ranks = [np.zeros((0, rows.shape[1]), np.int64)], [np.zeros(0, np.int64)]
+    for d in np.unique(degrees):
+        which = np.flatnonzero(degrees == d)
+        chosen = (np.arange(2**d)[:, None] >> np.arange(d)) & 1 == 1  # (2^d, d): each subset's features
+        picked = np.where(chosen, rows[which, None, :d], n)  # (rows, 2^d, d)
+        picked = np.sort(picked, axis=2).reshape(len(which) * 2**d, d)  # the padding n sorts last
+        blocks.append(widen_padded(picked, rows.shape[1], n))
+        ranks.append(np.repeat(which, 2**d))
+    return np.vstack(blocks), np.concatenate(ranks)
 
 
 def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:

@@ -497,9 +497,13 @@ def test_closure_order_lists_each_ranked_support_after_its_subsets():
         assert len(listed) == len(set(listed)) == (ends[-1] if len(ends) else 0) <= limit
         for i, end in enumerate(ends):
             assert set(listed[:end]) == _all_subsets(ranked[: i + 1])
+            block = listed[ends[i - 1] if i else 0 : end]  # the subsets new with ranked[i]
+            assert block == sorted(block, key=lambda t: (len(t), t))
         if len(ends) < len(ranked):  # stopped: the next support's closure would not fit
             assert len(_all_subsets(ranked[: len(ends) + 1])) > limit
     assert len(ends) == len(ranked)
+    closure, ends = _closure_order(rows, n, 0)  # nothing fits
+    assert closure.shape == (0, 0) and len(ends) == 0
 
 
 def test_sparsity_cv_scores_the_closure_on_held_out_folds():
