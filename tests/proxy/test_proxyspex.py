@@ -826,9 +826,10 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=26)
     three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
     first = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=1).fit(X, y)
-    other = {**SMALL_GRID, "max_depth": tuple(d for d in SMALL_GRID["max_depth"] if d != first.best_params_["max_depth"])}
+    depth = first.best_params_["max_depth"]
+    other = {**SMALL_GRID, "max_depth": tuple(d for d in SMALL_GRID["max_depth"] if d != depth)}
     singles = [first, *(ProxySPEX(seed=4 + r, grid=other, repeats=1).fit(X, y) for r in (1, 2))]
-    assert all(single.best_params_["max_depth"] != first.best_params_["max_depth"] for single in singles[1:])
+    assert all(single.best_params_["max_depth"] != depth for single in singles[1:])
     X_test = compattr.sample_masks(n, 50, seed=24)
     expected = np.mean([single.predict(X_test) for single in singles], axis=0)
     np.testing.assert_allclose(three.predict(X_test), expected, rtol=1e-10, atol=1e-12)
@@ -838,7 +839,8 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     # a grid of one depth has no other: every fit searches it
     one = {**SMALL_GRID, "max_depth": (3,)}
     alone = ProxySPEX(seed=4, grid=one, repeats=3).fit(X, y)
-    np.testing.assert_array_equal(alone.predict(X_test), ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False).fit(X, y).predict(X_test))
+    whole = ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False).fit(X, y)
+    np.testing.assert_array_equal(alone.predict(X_test), whole.predict(X_test))
 
 
 @pytest.mark.parametrize("bad", [None, 1, "auto"])
