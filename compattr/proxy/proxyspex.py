@@ -476,6 +476,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     def _other_depths(self) -> dict | None:
         """The ``grid`` without the tree depth of this fit (``best_params_``), or the grid
         itself when that depth is its only one."""
+        assert self.best_params_ is not None  # repeats follow a search, never constant outputs
         grid = {**PAPER_GRID, **(self.grid or {})}
         others = tuple(d for d in grid["max_depth"] if d != self.best_params_["max_depth"])
         return {**grid, "max_depth": others} if others else self.grid
