@@ -189,7 +189,7 @@ class Spectrum:
         """
         X = as_masks(X, self.n)
         out = np.zeros(X.shape[0])
-        for lo, hi, parity in parity_blocks(X, csr_to_padded(self.supports, self.n)):
+        for lo, hi, parity in parity_blocks(X, csr_to_padded(self.supports, self.n), np.float64):
             out += parity @ self.coefs[lo:hi]
         return out
 

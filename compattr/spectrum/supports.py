@@ -104,9 +104,9 @@ def _row_keys(rows: np.ndarray, sentinel: int) -> list[np.ndarray]:
     return keys
 
 
-def parity_blocks(X: np.ndarray, rows: np.ndarray):
-    """Yield ``(lo, hi, parity)``: the ±1 float32 Walsh features ``(m, hi - lo)`` of the
-    supports ``rows[lo:hi]`` on masks ``X``.
+def parity_blocks(X: np.ndarray, rows: np.ndarray, dtype=np.float32):
+    """Yield ``(lo, hi, parity)``: the ±1 Walsh features ``(m, hi - lo)``, in ``dtype``, of
+    the supports ``rows[lo:hi]`` on masks ``X``.
 
     Each feature's column of ``X`` is packed into bits, 64 masks per word; a support's
     parity ``|S ∩ T| mod 2`` is the XOR of its features' words, so a term costs
@@ -118,13 +118,16 @@ def parity_blocks(X: np.ndarray, rows: np.ndarray):
     X : (m, n) bool array
     rows : (k, D) int array
         Supports padded with ``n`` (see :func:`group_padded_rows`).
+    dtype : numpy dtype
+        Of the features (float32 or float64 are exact): the dtype they are multiplied in, as
+        NumPy multiplies mixed dtypes without BLAS, several times slower.
     """
     m, n = X.shape
     words = -(-m // 64)
     packed = np.zeros((n + 1, 8 * words), np.uint8)  # row n is the padding: parity 0
     packed[:n, : -(-m // 8)] = np.packbits(np.ascontiguousarray(X.T), axis=1)
     packed = packed.view(np.uint64)
-    step = max(1, _EVAL_CELLS // max(m, 1))
+    step = max(1, _EVAL_CELLS * 4 // (np.dtype(dtype).itemsize * max(m, 1)))  # ~64 MB a block
     for lo in range(0, rows.shape[0], step):
         block = rows[lo : lo + step]
         odd = np.zeros((block.shape[0], words), np.uint64)
@@ -132,7 +135,7 @@ def parity_blocks(X: np.ndarray, rows: np.ndarray):
             odd ^= packed[block[:, d]]
         bits = np.unpackbits(odd.view(np.uint8), axis=1, count=m).view(np.int8)  # (b, m)
         # Walsh value 1 - 2·bit in int8 (SIMD-wide, exact), then one cast.
-        yield lo, lo + block.shape[0], (1 - 2 * bits).astype(np.float32).T  # (m, b)
+        yield lo, lo + block.shape[0], (1 - 2 * bits).astype(dtype).T  # (m, b)
 
 
 def parity_matrix(X: np.ndarray, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -154,7 +157,7 @@ def parity_matrix(X: np.ndarray, rows: np.ndarray, dtype=np.float64) -> np.ndarr
         written contiguously.
     """
     out = np.empty((rows.shape[0], X.shape[0]), dtype=dtype)
-    for lo, hi, parity in parity_blocks(X, rows):
+    for lo, hi, parity in parity_blocks(X, rows, dtype):
         out[lo:hi] = parity.T
     return out.T
 
