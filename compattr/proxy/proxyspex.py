@@ -388,12 +388,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return sparsity_cv(X, y, folds[: len(fits)], spectra, list(fits), list(ks), *options)
 
         with _timed(timings, "search"):  # 1. search: the trees' hyper-parameters by CV (race)
-            grid = {**PAPER_GRID, **(self.grid or {})}
             config, fits, self.cv_results_ = search(
                 data,
                 y,
                 folds,
-                grid,
+                self._search_grid(),
                 race=self.search == "race",
                 num_threads=self.num_threads,
                 seed=self.seed,
@@ -477,9 +476,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """The ``grid`` without the tree depth of this fit (``best_params_``), or the grid
         itself when that depth is its only one."""
         assert self.best_params_ is not None  # repeats follow a search, never constant outputs
-        grid = {**PAPER_GRID, **(self.grid or {})}
+        grid = self._search_grid()
         others = tuple(d for d in grid["max_depth"] if d != self.best_params_["max_depth"])
         return {**grid, "max_depth": others} if others else self.grid
+
+    def _search_grid(self) -> dict:
+        """The grid the search runs on: :data:`PAPER_GRID` with ``grid``'s entries in place of its own."""
+        return {**PAPER_GRID, **(self.grid or {})}
 
     def _fitted_again(self, X, y, seed: int, grid: dict | None = None) -> ProxySPEX:
         """One more fit of these settings (``repeats=1``) seeded ``seed``, on ``grid`` if given
