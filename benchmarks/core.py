@@ -47,6 +47,7 @@ VARIANTS = {
     "proxyspex final-fit<0.99": {"final_fit": 0.99},  # the fit on every mask only below a CV R² of 0.99
     "proxyspex repeats=1": {"repeats": 1},  # one fit, even where its CV explains little
     "proxyspex same-depth": {"vary_depth": False},  # every repeat searches the whole grid
+    "proxyspex unchallenged": {"challenge": False},  # the race's winner goes on, however little its spectrum explains
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
     "proxyspex tilt=cv": {"tilt": "cv"},  # the top-k's tilt towards higher orders chosen by the CV
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
@@ -63,6 +64,7 @@ VARIANTS = {
         "repeats": 1,
         "grow": False,
         "pursue": False,
+        "challenge": False,
     },
 }
 

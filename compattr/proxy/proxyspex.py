@@ -11,6 +11,10 @@
    the best two up to 1,000, the best one up to 5,000), and only the winner is fitted on the
    other four folds, with at most the trees it kept on the first (the race chose the tree
    count too); ``search="full"`` cross-validates every configuration on all folds.
+   With ``challenge`` (default), on :data:`REPEAT_MASKS` masks or more, a winner whose
+   spectrum explains less than :data:`REPEAT_BELOW` on the first fold meets the best fit of
+   each other depth there, and the one whose spectrum explains most goes on: in noise,
+   shallow trees can score best as trees while holding no term above their depth.
    With ``all_folds="auto"`` (default) the race's winner is fitted on the other folds only
    when its first fold leaves something to learn: when the best top-k of that fold's spectrum
    already explains :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs, the
@@ -198,6 +202,16 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         while the cross-validated fit explains less than this fraction (a float in (0, 1]) or
         ("auto") :data:`FINAL_FIT_BELOW` of the variance, where the extra fit has something
         to add.
+    challenge : bool
+        With ``search="race"`` on :data:`REPEAT_MASKS` masks or more (True, default): when the
+        best top-k of the race winner's spectrum explains less than :data:`REPEAT_BELOW` of
+        the variance of the first fold's held-out outputs, the best fit of each other tree
+        depth on that fold (by validation error, as far as the race trained it) is scored the
+        same way, and the fit whose spectrum's best top-k has the lowest error goes on in the
+        winner's place (``challenge_``). Trees hold no term above their depth: on noisy
+        outputs depth-3 trees can score best as trees while their spectrum misses a
+        hierarchy's higher orders. False: the race's winner goes on (the paper's choice, by
+        the trees' validation error).
     all_folds : "auto" or True
         Fit the race's winner on every fold (True), or ("auto") only while its first fold
         explains less than :data:`SETTLED_ABOVE` of its held-out variance with the best top-k
@@ -275,6 +289,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         "closure", how they were ranked.
     cv_results_ : pandas.DataFrame
         Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
+    challenge_ : pandas.DataFrame
+        When the race's winner was challenged (``challenge``): one row per fit compared on
+        the first fold, the winner first, with its ``max_depth``, ``learning_rate``,
+        ``best_iteration``, the trees' validation error ``tree_mse``, the error of its
+        spectrum's best top-k ``spectrum_mse`` and whether it went on (``chosen``); else empty.
     sparsity_cv_ : pandas.DataFrame
         CV mean squared error for each k, tilt and ranking, without refit and refitted at each
         ridge strength.
@@ -313,6 +332,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         max_cv_rows: int = 20_000,
         grid: dict | None = None,
         search: str = "race",
+        challenge: bool = True,
         final_fit="auto",
         all_folds="auto",
         repeats="auto",
@@ -334,6 +354,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.max_cv_rows = max_cv_rows
         self.grid = grid
         self.search = search
+        self.challenge = challenge
         self.final_fit = final_fit
         self.all_folds = all_folds
         self.repeats = repeats
@@ -379,6 +400,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
         spectrum_of = cache(lambda model: Spectrum.from_trees(model, n, max_order=self.max_order))
         fold_errors: dict = {}  # the settle check's first fold, not scored twice
+        self.challenge_ = pd.DataFrame()
 
         @cache  # the first fold's table serves the settle check and, when it settled, sparsify
         def sparsity_table(fits: tuple[Fit, ...], ks: tuple[int, ...], tilts: tuple, rankings: tuple) -> pd.DataFrame:
@@ -397,6 +419,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 num_threads=self.num_threads,
                 seed=self.seed,
                 settled=None if self.all_folds is True else partial(self._settled, sparsity_table, y, folds[0]),
+                challenge=partial(self._challenged, sparsity_table, y, folds[0]) if self._challenges(len(y)) else None,
             )
         fitted = folds[: len(fits)]  # the folds fitted: only the first when it settled the search
         with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
@@ -602,6 +625,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         fraction = isinstance(self.grow, float) and 0.0 <= self.grow < 1.0
         if not (self.grow == "auto" or isinstance(self.grow, bool) or fraction):
             raise ValueError(f"grow must be 'auto', True, False or a float in [0, 1), got {self.grow!r}.")
+        if not isinstance(self.challenge, bool):
+            raise ValueError(f"challenge must be True or False, got {self.challenge!r}.")
         if not isinstance(self.vary_depth, bool):
             raise ValueError(f"vary_depth must be True or False, got {self.vary_depth!r}.")
         if not isinstance(self.pursue, bool):
@@ -651,7 +676,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.tree_models_, self._output_scale = [], 1.0
         self.best_params_ = None
         self.k_, self.refit_, self.ridge_, self.tilt_, self.ranking_ = len(self.spectrum_), False, np.nan, 1.0, "trees"
-        self.cv_results_, self.sparsity_cv_ = pd.DataFrame(), pd.DataFrame()
+        self.cv_results_, self.sparsity_cv_, self.challenge_ = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
         self.cv_r2_ = 1.0
         self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
         return self
@@ -715,6 +740,36 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         table = sparsity_table((fit,), tuple(self._candidate_ks(len(fold[0]))), self._tilts(), self._rankings())
         return _explained(table, y[fold[1]]) >= SETTLED_ABOVE
 
+    def _challenged(
+        self, sparsity_table: Callable[..., pd.DataFrame], y: np.ndarray, fold, winner: Fit, rivals: list[Fit]
+    ) -> Fit:
+        """The fit the search goes on with (``challenge``): the race's ``winner`` on the first
+        ``fold``, unless the best top-k of its spectrum explains less than :data:`REPEAT_BELOW`
+        of the variance of the fold's held-out outputs; then, of it and the best fit of each
+        other depth (``rivals``), the one whose best top-k has the lowest error there
+        (``sparsity_table``), recorded in ``challenge_``."""
+        ks, tilts, rankings = tuple(self._candidate_ks(len(fold[0]))), self._tilts(), self._rankings()
+        if _explained(sparsity_table((winner,), ks, tilts, rankings), y[fold[1]]) >= REPEAT_BELOW:
+            return winner
+        fits = [winner, *rivals]
+        errors = [float(sparsity_table((fit,), ks, tilts, rankings)["cv_mse"].min()) for fit in fits]
+        chosen = int(np.argmin(errors))
+        self.challenge_ = pd.DataFrame(
+            {
+                "max_depth": [fit.config.max_depth for fit in fits],
+                "learning_rate": [fit.config.learning_rate for fit in fits],
+                "best_iteration": [fit.best_iteration for fit in fits],
+                "tree_mse": [fit.score for fit in fits],
+                "spectrum_mse": errors,
+                "chosen": np.arange(len(fits)) == chosen,
+            }
+        )
+        return fits[chosen]
+
+    def _challenges(self, m: int) -> bool:
+        """Whether the race's winner may be challenged on ``m`` masks (``challenge``)."""
+        return self.challenge and self.search == "race" and m >= REPEAT_MASKS
+
     def _candidate_ks(self, m_train: int) -> list[int]:
         """The k the CV chooses from, with ``m_train`` masks to fit each fold's refit on."""
         return candidate_ks(max(2, min(self.max_k, m_train // 2)))
@@ -768,6 +823,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             for table in (self.cv_results_, self.sparsity_cv_, self.grow_cv_):
                 if len(table):
                     table["cv_mse"] = table["cv_mse"] * scale * scale
+            for column in ("tree_mse", "spectrum_mse") if len(self.challenge_) else ():
+                self.challenge_[column] = self.challenge_[column] * scale * scale
 
 
 def _explained(table: pd.DataFrame, y: np.ndarray) -> float:

@@ -6,7 +6,8 @@ held-out masks and stopped early (:mod:`compattr.proxy.stopping`), so one fit co
 tree count up to its cap. :func:`search` either races the configurations on the first fold by
 successive halving, with the grid's tree counts as rungs, and fits only the winner on the
 other folds (``race=True``; none when the caller's ``settled`` test finds the first fold's fit
-good enough), or fits every configuration on every fold. A finished fit is
+good enough; the caller's ``challenge`` may put the best fit of another tree depth in the
+winner's place), or fits every configuration on every fold. A finished fit is
 kept as the LightGBM model text of its trees (:class:`Fit`): what the extraction reads.
 """
 
@@ -91,6 +92,7 @@ def search(
     num_threads: int,
     seed: int,
     settled: Callable[[Fit], bool] | None = None,
+    challenge: Callable[[Fit, list[Fit]], Fit] | None = None,
 ) -> tuple[Config, list[Fit], pd.DataFrame]:
     """Choose the configuration; return it, its fold fits and the score table.
 
@@ -113,6 +115,11 @@ def search(
         With ``race``: called with the winner's fit on the first fold; when it returns True
         the search is settled there and the other folds are not fitted (the returned fits,
         and the score table's ``folds``, then hold the first fold alone).
+    challenge : callable, optional
+        With ``race``: called with the race's winner on the first fold and the best fit of
+        each other tree depth there (lowest validation error, stopped where the race stopped
+        it), when the grid has several depths; the fit it returns goes on in the winner's
+        place (to the settle check and the other folds).
 
     Returns
     -------
@@ -125,7 +132,9 @@ def search(
     """
     configs, tree_counts = configurations(grid)
     if race:
-        first, rows = _race(data, y, folds[0], configs, tree_counts, num_threads, seed)
+        first, rows, rivals = _race(data, y, folds[0], configs, tree_counts, num_threads, seed, challenge is not None)
+        if challenge is not None and rivals:
+            first = challenge(first, rivals)
         started = {first.config: [first]}
     else:
         started, rows = {c: [] for c in configs}, []
@@ -145,8 +154,15 @@ def search(
 
 
 def _race(
-    data: lgb.Dataset, y: np.ndarray, fold, configs: list[Config], rungs: list[int], num_threads: int, seed: int
-) -> tuple[Fit, list[dict]]:
+    data: lgb.Dataset,
+    y: np.ndarray,
+    fold,
+    configs: list[Config],
+    rungs: list[int],
+    num_threads: int,
+    seed: int,
+    keep_rivals: bool = False,
+) -> tuple[Fit, list[dict], list[Fit]]:
     """Successive halving on one fold with the grid's tree counts as rungs.
 
     All configurations are fitted up to the smallest count, the best third go on to the
@@ -154,7 +170,8 @@ def _race(
     model as training from scratch); a fit that stopped early is final, since a larger
     cap cannot change it. Each fit is stopped as soon as it cannot beat the best score
     of its rung so far (:class:`~compattr.proxy.stopping.Hopeless`). Returns the winner's
-    fit and the score rows; only the best finished fit keeps its model.
+    fit, the score rows and, with ``keep_rivals``, the best fit of each other tree depth
+    (else none): only those fits keep their models.
     """
     # Fast, high-capacity learners first (learning rate, then leaves per tree): they set
     # the incumbent that hopeless fits are stopped against. The order changes the cost,
@@ -164,6 +181,7 @@ def _race(
     running: dict[Config, lgb.Booster] = {}  # reached their cap: may go on
     scores: dict[Config, tuple[int, float]] = {}  # best iteration and score so far
     winner, rows = None, []
+    best_of_depth: dict[int | None, Fit] = {}  # with keep_rivals: each depth's best fit so far
     for i, cap in enumerate(rungs):
         incumbent, last = np.inf, i == len(rungs) - 1
         for c in configs:
@@ -173,6 +191,9 @@ def _race(
                 sets = fresh if init is None else _fold_sets(data, *fold)
                 booster = train(sets, c, cap, y, num_threads=num_threads, seed=seed, init=init, incumbent=incumbent)
                 scores[c] = booster.best_iteration, booster.best_score["valid"]["l2"]
+                best = best_of_depth.get(c.max_depth)
+                if keep_rivals and (best is None or scores[c][1] < best.score):
+                    best_of_depth[c.max_depth] = Fit.of(booster, c)
                 if booster.current_iteration() >= cap and not last:
                     running[c] = booster
                 elif winner is None or scores[c][1] < winner.score:
@@ -183,7 +204,8 @@ def _race(
             configs = sorted(configs, key=lambda c: scores[c][1])[: max(1, math.ceil(len(configs) / 3))]
             running = {c: b for c, b in running.items() if c in configs}  # free the eliminated
     assert winner is not None  # the last rung finishes every fit it trains
-    return winner, rows
+    rivals = [fit for depth, fit in best_of_depth.items() if depth != winner.config.max_depth]
+    return winner, rows, rivals
 
 
 def train(

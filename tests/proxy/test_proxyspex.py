@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sklearn.model_selection import KFold
 
 import compattr
 from compattr import ProxySPEX, Spectrum
@@ -841,6 +842,93 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     alone = ProxySPEX(seed=4, grid=one, repeats=3).fit(X, y)
     whole = ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False).fit(X, y)
     np.testing.assert_array_equal(alone.predict(X_test), whole.predict(X_test))
+
+
+def test_search_challenge_puts_the_best_fit_of_another_depth_in_the_winners_place():
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=5)
+    X = compattr.sample_masks(n, 400, seed=6)
+    y = add_noise(truth.predict(X), truth, snr_db=5, seed=7)
+    data = search.mask_dataset(X, y, 1)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+    grid = {"max_depth": (2, 3, None), "n_estimators": (50, 100, 300), "learning_rate": (0.01, 0.1)}
+    seen = {}
+
+    def challenge(winner, rivals):
+        seen.update(winner=winner, rivals=rivals)
+        return max(rivals, key=lambda fit: fit.score)  # the worst rival: surely not the race's choice
+
+    config, fits, table = search.search(data, y, folds, grid, race=True, num_threads=1, seed=0, challenge=challenge)
+    winner, rivals = seen["winner"], seen["rivals"]
+    assert sorted(str(f.config.max_depth) for f in rivals) == sorted(
+        str(d) for d in grid["max_depth"] if d != winner.config.max_depth
+    )
+    race = table[table["rung"] != "cv"]
+    for rival in rivals:  # the best score of its depth in the race (NaN stands for no limit)
+        depth = rival.config.max_depth
+        same = race["max_depth"].isna() if depth is None else race["max_depth"] == depth
+        assert rival.score == race.loc[same, "cv_mse"].min()
+    chosen = max(rivals, key=lambda fit: fit.score)
+    assert config == chosen.config != winner.config
+    assert fits[0] == chosen and len(fits) == 5 and all(f.config == chosen.config for f in fits)
+    assert all(f.best_iteration <= chosen.best_iteration for f in fits[1:])  # capped at its trees
+    unchallenged, *_ = search.search(data, y, folds, grid, race=True, num_threads=1, seed=0)
+    assert unchallenged == winner.config
+
+
+def _challenged_case(scale: float = 1.0):
+    """Noisy order-5 interactions on 400 masks, where the race's depth-2 winner explains
+    little on the first fold and its depth-6 rival's spectrum explains more."""
+    n = 20
+    truth = complete_hierarchy(n, n_sets=2, order=5, seed=38)
+    X = compattr.sample_masks(n, 400, seed=39)
+    return X, scale * add_noise(truth.predict(X), truth, snr_db=0, seed=40)
+
+
+def test_a_winner_whose_spectrum_explains_little_is_challenged_by_the_other_depths(monkeypatch):
+    from compattr.proxy import proxyspex
+
+    monkeypatch.setattr(proxyspex, "REPEAT_MASKS", 400)  # the rule's mask count, reached here
+    X, y = _challenged_case()
+    grid = {"max_depth": (2, 6), "n_estimators": (100, 300), "learning_rate": (0.1,)}
+    est = ProxySPEX(seed=0, grid=grid, repeats=1).fit(X, y)
+    plain = ProxySPEX(seed=0, grid=grid, repeats=1, challenge=False).fit(X, y)
+    table = est.challenge_
+    assert list(table["max_depth"]) == [plain.best_params_["max_depth"], 6] == [2, 6]  # the race's winner first
+    # the winner's best top-k explains less than REPEAT_BELOW of the first fold's variance
+    _, valid = next(iter(KFold(5, shuffle=True, random_state=0).split(X)))
+    assert 1 - table["spectrum_mse"].iloc[0] / np.var(y[valid]) < proxyspex.REPEAT_BELOW
+    assert table["tree_mse"].iloc[0] < table["tree_mse"].iloc[1]  # the trees preferred depth 2
+    assert list(table["chosen"]) == list(table["spectrum_mse"] == table["spectrum_mse"].min()) == [False, True]
+    assert est.best_params_["max_depth"] == 6 and plain.challenge_.empty
+    X_test = compattr.sample_masks(20, 50, seed=41)
+    assert not np.allclose(est.predict(X_test), plain.predict(X_test))
+    # the errors are in units of y², like the other CV tables
+    scaled = ProxySPEX(seed=0, grid=grid, repeats=1).fit(X, 8.0 * y).challenge_
+    np.testing.assert_allclose(scaled[["tree_mse", "spectrum_mse"]], 64.0 * table[["tree_mse", "spectrum_mse"]])
+    # below REPEAT_MASKS masks, and with search="full", nothing is challenged
+    monkeypatch.setattr(proxyspex, "REPEAT_MASKS", 401)
+    assert ProxySPEX(seed=0, grid=grid, repeats=1).fit(X, y).challenge_.empty
+    monkeypatch.setattr(proxyspex, "REPEAT_MASKS", 400)
+    assert ProxySPEX(seed=0, grid=grid, repeats=1, search="full").fit(X, y).challenge_.empty
+
+
+def test_a_winner_whose_spectrum_explains_enough_is_not_challenged(monkeypatch):
+    from compattr.proxy import proxyspex
+
+    monkeypatch.setattr(proxyspex, "REPEAT_MASKS", 0)
+    n = 16
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=5)
+    X = compattr.sample_masks(n, 400, seed=6)
+    est = ProxySPEX(seed=0, grid=SMALL_GRID, repeats=1).fit(X, add_noise(truth.predict(X), truth, snr_db=20, seed=7))
+    assert est.cv_r2_ > proxyspex.REPEAT_BELOW and est.challenge_.empty
+
+
+@pytest.mark.parametrize("bad", [None, 1, "auto"])
+def test_challenge_must_be_a_bool(bad):
+    X = compattr.sample_masks(8, 100, seed=0)
+    with pytest.raises(ValueError, match="challenge"):
+        ProxySPEX(challenge=bad).fit(X, X.sum(axis=1).astype(float))
 
 
 @pytest.mark.parametrize("bad", [None, 1, "auto"])
