@@ -12,9 +12,9 @@
    other four folds, with at most the trees it kept on the first (the race chose the tree
    count too); ``search="full"`` cross-validates every configuration on all folds.
    With ``challenge`` (default), on :data:`REPEAT_MASKS` masks or more, a winner whose
-   spectrum explains less than :data:`REPEAT_BELOW` on the first fold meets the best fit of
-   each other depth there, and the one whose spectrum explains most goes on: in noise,
-   shallow trees can score best as trees while holding no term above their depth.
+   spectrum explains something but less than :data:`REPEAT_BELOW` on the first fold meets the
+   best fit of each other depth there, and the one whose spectrum explains most goes on: in
+   noise, shallow trees can score best as trees while holding no term above their depth.
    With ``all_folds="auto"`` (default) the race's winner is fitted on the other folds only
    when its first fold leaves something to learn: when the best top-k of that fold's spectrum
    already explains :data:`SETTLED_ABOVE` of the variance of the fold's held-out outputs, the
@@ -124,7 +124,8 @@ EXPLAINS_ABOVE = 0.01
 #: :data:`EXPLAINS_ABOVE` of the variance and less than :data:`REPEAT_BELOW`, or, on fewer
 #: than :data:`REPEAT_MASKS` masks, less than :data:`FINAL_FIT_BELOW`: on folds of a few
 #: hundred masks the CV's choices vary with the split whatever it explains, and there three
-#: fits cost a few seconds.
+#: fits cost a few seconds. From :data:`REPEAT_MASKS` masks, a race winner whose first fold
+#: explains that little is first challenged by the other tree depths (``challenge``).
 REPEATS = 3
 REPEAT_BELOW = 0.5
 REPEAT_MASKS = 2000
@@ -204,8 +205,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         to add.
     challenge : bool
         With ``search="race"`` on :data:`REPEAT_MASKS` masks or more (True, default): when the
-        best top-k of the race winner's spectrum explains less than :data:`REPEAT_BELOW` of
-        the variance of the first fold's held-out outputs, the best fit of each other tree
+        best top-k of the race winner's spectrum explains at least :data:`EXPLAINS_ABOVE` and
+        less than :data:`REPEAT_BELOW` of the variance of the first fold's held-out outputs
+        (where ``repeats`` would repeat the fit), the best fit of each other tree
         depth on that fold (by validation error, as far as the race trained it) is scored the
         same way, and the fit whose spectrum's best top-k has the lowest error goes on in the
         winner's place (``challenge_``). Trees hold no term above their depth: on noisy
@@ -744,12 +746,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self, sparsity_table: Callable[..., pd.DataFrame], y: np.ndarray, fold, winner: Fit, rivals: list[Fit]
     ) -> Fit:
         """The fit the search goes on with (``challenge``): the race's ``winner`` on the first
-        ``fold``, unless the best top-k of its spectrum explains less than :data:`REPEAT_BELOW`
-        of the variance of the fold's held-out outputs; then, of it and the best fit of each
-        other depth (``rivals``), the one whose best top-k has the lowest error there
-        (``sparsity_table``), recorded in ``challenge_``."""
+        ``fold``, unless the best top-k of its spectrum explains at least :data:`EXPLAINS_ABOVE`
+        and less than :data:`REPEAT_BELOW` of the variance of the fold's held-out outputs (a fit
+        that ``repeats`` would repeat); then, of it and the best fit of each other depth
+        (``rivals``), the one whose best top-k has the lowest error there (``sparsity_table``),
+        recorded in ``challenge_``."""
         ks, tilts, rankings = tuple(self._candidate_ks(len(fold[0]))), self._tilts(), self._rankings()
-        if _explained(sparsity_table((winner,), ks, tilts, rankings), y[fold[1]]) >= REPEAT_BELOW:
+        explained = _explained(sparsity_table((winner,), ks, tilts, rankings), y[fold[1]])
+        if not EXPLAINS_ABOVE <= explained < REPEAT_BELOW:
             return winner
         fits = [winner, *rivals]
         errors = [float(sparsity_table((fit,), ks, tilts, rankings)["cv_mse"].min()) for fit in fits]

@@ -897,7 +897,8 @@ def test_a_winner_whose_spectrum_explains_little_is_challenged_by_the_other_dept
     assert list(table["max_depth"]) == [plain.best_params_["max_depth"], 6] == [2, 6]  # the race's winner first
     # the winner's best top-k explains less than REPEAT_BELOW of the first fold's variance
     _, valid = next(iter(KFold(5, shuffle=True, random_state=0).split(X)))
-    assert 1 - table["spectrum_mse"].iloc[0] / np.var(y[valid]) < proxyspex.REPEAT_BELOW
+    explained = 1 - table["spectrum_mse"].iloc[0] / np.var(y[valid])
+    assert proxyspex.EXPLAINS_ABOVE <= explained < proxyspex.REPEAT_BELOW
     assert table["tree_mse"].iloc[0] < table["tree_mse"].iloc[1]  # the trees preferred depth 2
     assert list(table["chosen"]) == list(table["spectrum_mse"] == table["spectrum_mse"].min()) == [False, True]
     assert est.best_params_["max_depth"] == 6 and plain.challenge_.empty
@@ -906,6 +907,11 @@ def test_a_winner_whose_spectrum_explains_little_is_challenged_by_the_other_dept
     # the errors are in units of y², like the other CV tables
     scaled = ProxySPEX(seed=0, grid=grid, repeats=1).fit(X, 8.0 * y).challenge_
     np.testing.assert_allclose(scaled[["tree_mse", "spectrum_mse"]], 64.0 * table[["tree_mse", "spectrum_mse"]])
+    # a winner that explains less than EXPLAINS_ABOVE explains nothing: not challenged
+    explains_above = proxyspex.EXPLAINS_ABOVE
+    monkeypatch.setattr(proxyspex, "EXPLAINS_ABOVE", explained + 1e-6)
+    assert ProxySPEX(seed=0, grid=grid, repeats=1).fit(X, y).challenge_.empty
+    monkeypatch.setattr(proxyspex, "EXPLAINS_ABOVE", explains_above)
     # below REPEAT_MASKS masks, and with search="full", nothing is challenged
     monkeypatch.setattr(proxyspex, "REPEAT_MASKS", 401)
     assert ProxySPEX(seed=0, grid=grid, repeats=1).fit(X, y).challenge_.empty
