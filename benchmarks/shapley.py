@@ -9,7 +9,9 @@ values:
   its spectrum (``--variants`` adds rows that undo one of its default choices, as in
   ``core.py``);
 * ``compattr Shapley (paired)``: :class:`compattr.PairedShapley` on ``m`` masks drawn as
-  complementary pairs by :func:`compattr.paired_masks` (an odd ``m`` loses its last call);
+  complementary pairs by :func:`compattr.paired_masks` (an odd ``m`` loses its last call;
+  ``--paired-variants`` adds rows that undo one of its default choices,
+  :data:`PAIRED_VARIANTS`);
 * shapiq 1.8 (its own environment, ``--shapiq PYTHON``): ``ProxySHAP`` (index SV) with its
   defaults and with its grid search and MSR residual adjustment on, ``OddSHAP`` and
   ``ProxySPEX`` (index SV), each sampling its own coalitions (``--shapiq-methods`` picks).
@@ -55,6 +57,11 @@ from core import (
     synthetic_function,
 )
 
+#: PairedShapley's settings by row name: variants that undo one of its default choices.
+PAIRED_VARIANTS = {
+    "paired proxies=1": {"proxies": 1},  # the prior from one fit's trees, not three averaged
+}
+
 
 def pair_precision(estimate: compattr.Spectrum, truth: compattr.Spectrum, top: int = 10) -> float:
     """Precision of the ``top`` strongest pairwise Shapley interactions (SII) of a spectrum
@@ -89,11 +96,11 @@ def ours(truth: compattr.Spectrum, m: int, sigma: float, seed: int, settings: di
     return {"shapley": shapley, "cpu_s": time.process_time() - start, "function": est.spectrum_}
 
 
-def paired(truth: compattr.Spectrum, m: int, sigma: float, seed: int) -> dict:
+def paired(truth: compattr.Spectrum, m: int, sigma: float, seed: int, settings: dict) -> dict:
     X = compattr.paired_masks(truth.n, m, seed=seed)
     y = observe(truth, X, sigma, seed)
     start = time.process_time()
-    est = compattr.PairedShapley(random_state=seed).fit(X, y)
+    est = compattr.PairedShapley(random_state=seed, **settings).fit(X, y)
     return {"shapley": est.shapley_, "cpu_s": time.process_time() - start}
 
 
@@ -110,7 +117,10 @@ def case_rows(n: int, alpha: float, seed: int, args) -> list[dict]:
     for variant in args.variants:
         name = f"compattr {variant.replace('proxyspex', 'ProxySPEX')}"
         results[name] = in_fresh_process(ours, truth, m, sigma, seed, VARIANTS[variant])
-    results["compattr Shapley (paired)"] = in_fresh_process(paired, truth, m, sigma, seed)
+    results["compattr Shapley (paired)"] = in_fresh_process(paired, truth, m, sigma, seed, {})
+    for variant in args.paired_variants:
+        settings = PAIRED_VARIANTS[variant]
+        results[f"compattr Shapley ({variant})"] = in_fresh_process(paired, truth, m, sigma, seed, settings)
     for method in args.shapiq_methods if args.shapiq else []:
         results[method] = shapiq_game(args.shapiq, truth, m, sigma, seed, X_test, method)
     rows = []
@@ -174,6 +184,13 @@ def main(argv=None) -> None:
     p.add_argument("--snr", type=float, default=None, help="Gaussian noise at this SNR (dB)")
     p.add_argument(
         "--variants", nargs="+", default=[], choices=list(VARIANTS)[1:], help="also these ProxySPEX variants"
+    )
+    p.add_argument(
+        "--paired-variants",
+        nargs="+",
+        default=[],
+        choices=list(PAIRED_VARIANTS),
+        help="also these PairedShapley variants",
     )
     p.add_argument("--n", type=int, nargs="+", default=[100])
     p.add_argument("--alpha", type=float, nargs="+", default=[2, 4])

@@ -57,7 +57,7 @@ def test_shapley_benchmark_scores_compattr_against_the_exact_values():
         assert float(cells[7]) >= 0 and 0 <= float(cells[8]) <= 1
 
 
-def test_shapley_benchmark_takes_peak_noise_and_the_paper_refit():
+def test_shapley_benchmark_takes_peak_noise_and_variants():
     out = run(
         "shapley.py",
         "--n",
@@ -72,14 +72,17 @@ def test_shapley_benchmark_takes_peak_noise_and_the_paper_refit():
         "10",
         "--variants",
         "proxyspex ridge=0",
+        "--paired-variants",
+        "paired proxies=1",
     )
     rows = [[c.strip() for c in line.split("|")] for line in table_rows(out, "| 20 | 4 | 6 |")]
     assert [cells[5] for cells in rows] == [
         "compattr ProxySPEX",
         "compattr ProxySPEX ridge=0",
         "compattr Shapley (paired)",
+        "compattr Shapley (paired proxies=1)",
     ]
-    assert float(rows[0][6]) <= 1 and rows[2][6] == "—"  # R² where a function is fitted
+    assert float(rows[0][6]) <= 1 and rows[2][6] == rows[3][6] == "—"  # R² where a function is fitted
 
 
 def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():

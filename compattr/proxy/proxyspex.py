@@ -79,7 +79,6 @@ from functools import cache, partial
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-import scipy.sparse as sps
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
@@ -89,7 +88,7 @@ from ..query.masks import budget
 from ..spectrum import Spectrum
 from ..spectrum.supports import padded_to_csr
 from .leastsquares import least_squares
-from .search import Fit, fit_all, mask_dataset, search
+from .search import Fit, fit_all, mask_dataset, search, without_depth
 from .sparsify import (
     candidate_ks,
     closed_terms,
@@ -425,7 +424,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             )
         fitted = folds[: len(fits)]  # the folds fitted: only the first when it settled the search
         with _timed(timings, "extract"):  # 2. extract: each fold ensemble's exact spectrum, averaged
-            self.tree_spectrum_ = _average([spectrum_of(f.model) for f in fits])
+            self.tree_spectrum_ = Spectrum.mean([spectrum_of(f.model) for f in fits])
             self.tree_models_ = [(1.0 / len(fits), f.model) for f in fits]
         with _timed(timings, "sparsify"):  # 3. sparsify: top-k (and the refit's ridge) by CV
             keep, ridge = self._sparsify(X, y, fitted, fits, sparsity_table)
@@ -495,15 +494,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         final spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
         grid = self._other_depths() if self.vary_depth else self.grid
         others = [self._fitted_again(X, y, self.seed_ + r, grid) for r in range(1, self.repeats_)]
-        self.spectrum_ = _average([self.spectrum_, *(other.spectrum_ for other in others)])
+        self.spectrum_ = Spectrum.mean([self.spectrum_, *(other.spectrum_ for other in others)])
 
     def _other_depths(self) -> dict | None:
         """The ``grid`` without the tree depth of this fit (``best_params_``), or the grid
         itself when that depth is its only one."""
         assert self.best_params_ is not None  # repeats follow a search, never constant outputs
-        grid = self._search_grid()
-        others = tuple(d for d in grid["max_depth"] if d != self.best_params_["max_depth"])
-        return {**grid, "max_depth": others} if others else self.grid
+        others = without_depth(self._search_grid(), self.best_params_["max_depth"])
+        return self.grid if others is None else others
 
     def _search_grid(self) -> dict:
         """The grid the search runs on: :data:`PAPER_GRID` with ``grid``'s entries in place of its own."""
@@ -800,7 +798,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         with _timed(timings, "extract"):
             folds = self.tree_spectrum_
             final = Spectrum.from_trees(model, folds.n, max_order=self.max_order)
-            self.tree_spectrum_ = _average([folds, final])
+            self.tree_spectrum_ = Spectrum.mean([folds, final])
             self.tree_models_ = [(w / 2, text) for w, text in self.tree_models_] + [(0.5, model)]
 
     def _tilts(self) -> tuple[float, ...]:
@@ -871,13 +869,6 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     clock = time.process_time()
     yield
     timings[stage] = timings.get(stage, 0.0) + time.process_time() - clock
-
-
-def _average(spectra: list[Spectrum]) -> Spectrum:
-    """The mean of spectra over the same features (the spectrum of the averaged ensembles)."""
-    supports = sps.vstack([s.supports for s in spectra], format="csr")
-    coefs = np.concatenate([s.coefs for s in spectra]) / len(spectra)
-    return Spectrum(spectra[0].n, supports, coefs)
 
 
 def _scaled(spectrum: Spectrum, scale: float) -> Spectrum:

@@ -82,6 +82,13 @@ def configurations(grid: dict) -> tuple[list[Config], list[int]]:
     return configs, sorted(int(t) for t in grid["n_estimators"])
 
 
+def without_depth(grid: dict, depth: int | None) -> dict | None:
+    """``grid`` (keys ``max_depth``, ``n_estimators``, ``learning_rate``) without the tree
+    depth ``depth`` (None = unlimited), or None when that is its only depth."""
+    others = tuple(d for d in grid["max_depth"] if d != depth)
+    return {**grid, "max_depth": others} if others else None
+
+
 def search(
     data: lgb.Dataset,
     y: np.ndarray,

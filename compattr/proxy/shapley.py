@@ -11,9 +11,13 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    (``final_fit=False``) and its sparse spectrum (its default top-k: chosen by
    cross-validation, re-ranked and closed under subsets where that fits better, grown by
    one order only where that spectrum will be the prior: from a CV R² of ``sparse_above``).
-2. **prior** – the odd part of the trees' untruncated spectrum; or, when the sparse
-   spectrum's cross-validated R² reaches ``sparse_above``, the odd part of that sparse
-   spectrum, kept as it is (a few well-determined terms then beat the refit of many).
+2. **prior** – the odd part of the trees' untruncated spectrum, averaged over ``proxies``
+   fits on fewer than :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks (the others
+   seeded one after another on the grid without the first fit's tree depth, their trees
+   alone: an average of tree shapes is steadier than one ensemble on a few hundred pairs);
+   or, when the sparse spectrum's cross-validated R² reaches
+   ``sparse_above``, the odd part of that sparse spectrum, kept as it is (a few
+   well-determined terms then beat the refit of many).
 3. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
    ``|F(T)|``, up to ``support`` terms per pair (several sizes, chosen by cross-validation:
    at low budgets more terms than pairs, held by the ridge, fit best).
@@ -40,7 +44,8 @@ from ..query.masks import check_pairs
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
-from .proxyspex import ProxySPEX
+from .proxyspex import PAPER_GRID, REPEAT_MASKS, ProxySPEX
+from .search import without_depth
 
 #: Ridge strengths tried, relative to the mean diagonal of the weighted Gram matrix; the
 #: infinite one keeps the proxy's coefficients.
@@ -51,6 +56,11 @@ SUPPORTS = (0.5, 1.0, 2.0, 4.0)
 
 #: The proxy's sparse spectrum is kept (not refitted) when its cross-validated R² reaches this.
 SPARSE_ABOVE = 0.65
+
+#: Fits whose trees are averaged into the trees' prior with ``proxies="auto"`` on fewer than
+#: :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks (one from there: at n = 100, 10 dB,
+#: α = 4 three changed the Shapley error by 1 % for 60 % more CPU).
+PROXIES = 3
 
 
 class PairedShapley(BaseEstimator):
@@ -76,6 +86,13 @@ class PairedShapley(BaseEstimator):
         Keep the odd part of the proxy's sparse spectrum, instead of refitting the trees'
         odd terms, when the proxy's cross-validated R² (``proxy_.cv_r2_``) is at least this
         (``inf``: always refit). Default :data:`SPARSE_ABOVE`.
+    proxies : "auto" or int
+        When the prior is the trees': the number of tree fits averaged into it; "auto"
+        (default): :data:`PROXIES` on fewer than
+        :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks, else one. The first is
+        ``proxy_``; the others are seeded ``random_state + 1``, ``+ 2``, ... on the grid
+        without ``proxy_``'s tree depth (their trees alone: every fold, no sparsity CV), so
+        the average mixes tree shapes. 1: ``proxy_``'s trees alone.
     cv : int
         Folds of pairs for the ridge and of masks for the proxy.
     num_threads : int
@@ -96,6 +113,9 @@ class PairedShapley(BaseEstimator):
         cross-validated R².
     prior_ : {"trees", "sparse"}
         Which odd part was the prior: the trees' (refitted) or the sparse spectrum's (kept).
+    tree_proxies_ : list of ProxySPEX
+        With the trees' prior: the fits whose trees' average it is, ``proxy_`` first; else
+        empty.
     ridge_ : float
         The chosen relative ridge strength (``inf``: the prior was kept).
     support_ : float
@@ -115,6 +135,7 @@ class PairedShapley(BaseEstimator):
         max_terms: int = 1024,
         ridges=RIDGE_GRID,
         sparse_above: float = SPARSE_ABOVE,
+        proxies="auto",
         cv: int = 5,
         num_threads: int = 1,
         random_state: int = 0,
@@ -124,6 +145,7 @@ class PairedShapley(BaseEstimator):
         self.max_terms = max_terms
         self.ridges = ridges
         self.sparse_above = sparse_above
+        self.proxies = proxies
         self.cv = cv
         self.num_threads = num_threads
         self.random_state = random_state
@@ -172,6 +194,9 @@ class PairedShapley(BaseEstimator):
             raise ValueError(f"sparse_above must be >= 0 (inf: always refit), got {self.sparse_above}.")
         if self.cv < 2:
             raise ValueError(f"cv must be at least 2, got {self.cv}.")
+        integer = isinstance(self.proxies, (int, np.integer)) and not isinstance(self.proxies, bool)
+        if not (self.proxies == "auto" if isinstance(self.proxies, str) else integer and self.proxies >= 1):
+            raise ValueError(f'proxies must be "auto" or an integer >= 1, got {self.proxies!r}.')
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         n = self.n_features_in_ = X.shape[1]
@@ -188,15 +213,16 @@ class PairedShapley(BaseEstimator):
         self.proxy_ = proxy.fit(X, y)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         if proxy.cv_r2_ >= self.sparse_above:
-            self.prior_, ridges = "sparse", np.array([np.inf])
+            self.prior_, ridges, self.tree_proxies_ = "sparse", np.array([np.inf]), []
             prior = proxy.spectrum_.odd_part()
             prior_at_pairs = prior.predict(S)
         else:
             self.prior_, ridges = "trees", np.asarray(self.ridges, dtype=np.float64)
-            prior = proxy.tree_spectrum_.odd_part()
+            fits = self.tree_proxies_ = [proxy, *self._other_trees(X, y)]
+            prior = Spectrum.mean([fit.tree_spectrum_ for fit in fits]).odd_part()
             # the odd part at the pairs through the trees (their exact transform is
             # tree_spectrum_), at a cost that grows with the trees, not the terms
-            trees = proxy.predict_trees(X)
+            trees = np.mean([fit.predict_trees(X) for fit in fits], axis=0)
             prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
 
         available = n + int(np.sum(prior.degrees >= 3))  # singletons and the prior's higher terms
@@ -230,6 +256,34 @@ class PairedShapley(BaseEstimator):
         self.spectrum_ = Spectrum(n, supports, np.r_[prior.coefs, update.coefs])
         self.shapley_ = shapley(self.spectrum_)
         return self
+
+    def _other_trees(self, X: np.ndarray, y: np.ndarray) -> list[ProxySPEX]:
+        """The tree fits after ``proxy_`` (``proxies`` in all): seeded ``random_state + 1``, ...,
+        on the grid without ``proxy_``'s depth (the whole grid when it has no other), their
+        trees alone (every fold, no top-k, no fit on every mask); none for constant outputs,
+        whose constant is exact."""
+        if self.proxy_.best_params_ is None:
+            return []
+        grid = without_depth(PAPER_GRID, self.proxy_.best_params_["max_depth"])
+        return [
+            ProxySPEX(
+                k=None,
+                all_folds=True,
+                final_fit=False,
+                repeats=1,
+                grid=grid,
+                cv=self.cv,
+                num_threads=self.num_threads,
+                seed=self.random_state + r,
+            ).fit(X, y)
+            for r in range(1, self._proxies(len(y)))
+        ]
+
+    def _proxies(self, m: int) -> int:
+        """How many tree fits make the trees' prior on ``m`` masks (``proxies``)."""
+        if self.proxies != "auto":
+            return int(self.proxies)
+        return PROXIES if m < REPEAT_MASKS else 1
 
     def _choose(self, candidates, design, start: np.ndarray, ridges: np.ndarray, scale: float) -> int:
         """Choose the support and the ridge by CV over pairs (``support_``, ``ridge_``,

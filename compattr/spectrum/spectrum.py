@@ -154,6 +154,18 @@ class Spectrum:
         return dict(zip(self.support_tuples(), self.coefs.tolist()))
 
     @classmethod
+    def mean(cls, spectra: Sequence[Spectrum]) -> Spectrum:
+        """The mean of spectra over the same ``n`` features: the spectrum of the mean of
+        their functions (of averaged tree ensembles, for example)."""
+        if not spectra:
+            raise ValueError("the mean needs at least one spectrum.")
+        n = spectra[0].n
+        if any(s.n != n for s in spectra):
+            raise ValueError(f"spectra over different feature counts: {sorted({s.n for s in spectra})}.")
+        supports = sp.vstack([s.supports for s in spectra], format="csr")
+        return cls(n, supports, np.concatenate([s.coefs for s in spectra]) / len(spectra))
+
+    @classmethod
     def from_dict(cls, coefficients: Mapping[Iterable[int], float], n: int) -> Spectrum:
         """Build a spectrum from ``{feature tuple: coefficient}`` (``()`` is the constant)."""
         return cls(n, list(coefficients.keys()), list(coefficients.values()))

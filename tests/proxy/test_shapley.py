@@ -98,6 +98,7 @@ def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
     r2 = est.proxy_.cv_r2_
     below, above = PairedShapley(random_state=0, sparse_above=r2 + 1e-9), PairedShapley(random_state=0, sparse_above=r2)
     assert below.fit(X, y).prior_ == "trees" and above.fit(X, y).prior_ == "sparse"
+    assert len(below.tree_proxies_) == compattr.proxy.shapley.PROXIES and above.tree_proxies_ == []
     # the proxy grows its hierarchy only where its sparse spectrum is the prior
     assert len(below.proxy_.grow_cv_) == 0 and len(above.proxy_.grow_cv_) > 0
     # the sparse spectrum is ProxySPEX's default top-k: every ranking scored by its CV
@@ -106,6 +107,47 @@ def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
     odd = compattr.indices.shapley(above.proxy_.spectrum_)
     assert not np.allclose(below.shapley_, above.shapley_)
     assert np.abs(above.shapley_ - odd).max() < 0.1 * np.abs(odd).max()
+
+
+def test_proxies_auto_averages_fits_only_below_repeat_masks(monkeypatch):
+    from compattr.proxy import shapley
+
+    n = 10
+    f = sparse_function(n, seed=7)
+    X = compattr.paired_masks(n, 400, seed=8)
+    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))
+    monkeypatch.setattr(shapley, "REPEAT_MASKS", 401)
+    assert len(PairedShapley(random_state=0, sparse_above=np.inf).fit(X, y).tree_proxies_) == shapley.PROXIES
+    monkeypatch.setattr(shapley, "REPEAT_MASKS", 400)
+    auto = PairedShapley(random_state=0, sparse_above=np.inf).fit(X, y)
+    assert auto.tree_proxies_ == [auto.proxy_]
+    forced = PairedShapley(random_state=0, sparse_above=np.inf, proxies=2).fit(X, y)
+    assert len(forced.tree_proxies_) == 2
+
+
+def test_the_trees_prior_averages_fits_of_other_depths():
+    """With the trees' prior, ``proxies`` tree fits are averaged: ``proxy_``, then fits seeded
+    one after another on the grid without its depth, their trees alone. With an infinite
+    ridge and no ([n], ∅) pair (no efficiency constraint) the estimate is that prior."""
+    n = 10
+    f = sparse_function(n, seed=11)
+    X = compattr.paired_masks(n, 300, seed=12)[2:]  # without the pair ([n], ∅)
+    y = f.predict(X) + np.random.default_rng(13).normal(0, 1.0, len(X))
+    est = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), proxies=3).fit(X, y)
+    first, *others = est.tree_proxies_
+    assert first is est.proxy_ and len(others) == 2
+    assert [o.seed for o in others] == [4, 5]
+    depth = first.best_params_["max_depth"]
+    assert all(depth not in o.grid["max_depth"] for o in others)
+    assert all(o.sparsity_cv_.empty for o in others)  # their trees alone: no top-k chosen
+    prior = compattr.Spectrum.mean([p.tree_spectrum_ for p in est.tree_proxies_]).odd_part()
+    X_test = compattr.sample_masks(n, 64, seed=14)
+    np.testing.assert_allclose(est.spectrum_.predict(X_test), prior.predict(X_test), atol=1e-9)
+    one = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), proxies=1).fit(X, y)
+    assert one.tree_proxies_ == [one.proxy_]
+    alone = one.proxy_.tree_spectrum_.odd_part()
+    np.testing.assert_allclose(one.spectrum_.predict(X_test), alone.predict(X_test), atol=1e-9)
+    assert not np.allclose(one.shapley_, est.shapley_)
 
 
 def test_the_same_seed_gives_the_same_estimate():
@@ -137,6 +179,10 @@ def test_rejects_masks_that_are_not_complementary_pairs():
         dict(sparse_above=-0.1),
         dict(sparse_above=np.nan),
         dict(cv=1),
+        dict(proxies=0),
+        dict(proxies=1.5),
+        dict(proxies=True),
+        dict(proxies="all"),
     ],
 )
 def test_rejects_bad_parameters(kwargs):

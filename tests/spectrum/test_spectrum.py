@@ -31,6 +31,18 @@ def test_duplicates_merge_and_zeros_drop():
     assert sp.to_dict() == {(0, 1): 3.0, (2,): 0.5}
 
 
+def test_mean_is_the_spectrum_of_the_mean_function():
+    spectra = [random_spectrum(9, 30, 4, seed=s) for s in (4, 5, 6)]
+    X = all_masks(9)
+    mean = Spectrum.mean(spectra)
+    np.testing.assert_allclose(mean.predict(X), np.mean([sp.predict(X) for sp in spectra], axis=0), atol=1e-12)
+    assert Spectrum.mean(spectra[:1]) == spectra[0]
+    with pytest.raises(ValueError, match="at least one"):
+        Spectrum.mean([])
+    with pytest.raises(ValueError, match="different feature counts"):
+        Spectrum.mean([spectra[0], random_spectrum(8, 10, 3, seed=7)])
+
+
 def test_terms_are_ordered_by_magnitude_and_top_is_a_prefix(rng):
     sp = random_spectrum(12, 50, 3, seed=3)
     assert np.all(np.diff(np.abs(sp.coefs)) <= 0)
