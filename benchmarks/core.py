@@ -48,6 +48,7 @@ VARIANTS = {
     "proxyspex repeats=1": {"repeats": 1},  # one fit, even where its CV explains little
     "proxyspex same-depth": {"vary_depth": False},  # every repeat searches the whole grid
     "proxyspex unchallenged": {"challenge": False},  # the race's winner goes on, however little its spectrum explains
+    "proxyspex paper-rates": {"grid": {"learning_rate": (0.01, 0.1)}},  # the paper's learning rates at every budget
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
     "proxyspex tilt=cv": {"tilt": "cv"},  # the top-k's tilt towards higher orders chosen by the CV
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
@@ -65,6 +66,7 @@ VARIANTS = {
         "grow": False,
         "pursue": False,
         "challenge": False,
+        "grid": {"learning_rate": (0.01, 0.1)},
     },
 }
 

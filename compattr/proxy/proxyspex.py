@@ -10,7 +10,9 @@
    fold by successive halving with the grid's tree counts as rungs (all six up to 500 trees,
    the best two up to 1,000, the best one up to 5,000), and only the winner is fitted on the
    other four folds, with at most the trees it kept on the first (the race chose the tree
-   count too); ``search="full"`` cross-validates every configuration on all folds.
+   count too); ``search="full"`` cross-validates every configuration on all folds. On fewer
+   than :data:`REPEAT_MASKS` masks the default grid keeps learning rate 0.1 alone
+   (:data:`SMALL_BUDGET_RATES`): there 0.01 costs ten times the trees and fits no better.
    With ``challenge`` (default), on :data:`REPEAT_MASKS` masks or more, a winner whose
    spectrum explains something but less than :data:`REPEAT_BELOW` on the first fold meets the
    best fit of each other depth there, and the one whose spectrum explains most goes on: in
@@ -129,6 +131,12 @@ REPEATS = 3
 REPEAT_BELOW = 0.5
 REPEAT_MASKS = 2000
 
+#: The learning rates of the default grid (``grid=None``) on fewer than :data:`REPEAT_MASKS`
+#: masks: the paper's 0.01 needs ten times the trees of 0.1 and, on a few hundred masks per
+#: fold, fits no better (hierarchy at n = 100, α = 1 and 2, tuning seeds: the same mean R²
+#: for 16–20 % less CPU; docs/results.md).
+SMALL_BUDGET_RATES = (0.1,)
+
 #: ``pursue=True``: rounds of matching pursuit before the growth, each adding
 #: ``PURSUE_SHARE × len(kept)`` terms from the trees' ``PURSUE_POOL × max k`` largest.
 PURSUE_ROUNDS = 1
@@ -192,8 +200,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         The choice of k is cross-validated on at most this many masks (a random subset),
         which bounds its cost (masks × k²) on large budgets; the final refit uses all.
     grid : dict, optional
-        Hyper-parameter grid with keys ``max_depth``, ``n_estimators``, ``learning_rate``;
-        default :data:`PAPER_GRID`.
+        Hyper-parameter grid with keys ``max_depth``, ``n_estimators``, ``learning_rate``
+        (a key left out takes :data:`PAPER_GRID`'s values). Default: :data:`PAPER_GRID`, on
+        fewer than :data:`REPEAT_MASKS` masks with the learning rates
+        :data:`SMALL_BUDGET_RATES` only (0.1: on a few hundred masks per fold, 0.01 costs ten
+        times the trees and fits no better); ``grid=PAPER_GRID`` is the paper's grid at any
+        budget.
     search : {"race", "full"}
         How the grid is searched (see module docstring).
     final_fit : "auto", bool or float
@@ -288,6 +300,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
         tilt the kept terms were ranked with; ``ranking_`` : str, "trees", "refit" or
         "closure", how they were ranked.
+    search_grid_ : dict
+        The grid the search ran on (``grid``; of the first fit).
     cv_results_ : pandas.DataFrame
         Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
     challenge_ : pandas.DataFrame
@@ -390,6 +404,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self._check_params()
         X, y = self._check_inputs(X, y)
         n = self.n_features_in_ = X.shape[1]
+        self.search_grid_ = self._search_grid(len(y))
         if np.all(y == y[0]):
             return self._fit_constant(n, float(y[0]))
         _check_masks_vary(X)
@@ -415,7 +430,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 data,
                 y,
                 folds,
-                self._search_grid(),
+                self.search_grid_,
                 race=self.search == "race",
                 num_threads=self.num_threads,
                 seed=self.seed,
@@ -500,11 +515,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """The ``grid`` without the tree depth of this fit (``best_params_``), or the grid
         itself when that depth is its only one."""
         assert self.best_params_ is not None  # repeats follow a search, never constant outputs
-        others = without_depth(self._search_grid(), self.best_params_["max_depth"])
-        return self.grid if others is None else others
+        others = without_depth(self.search_grid_, self.best_params_["max_depth"])
+        return self.search_grid_ if others is None else others
 
-    def _search_grid(self) -> dict:
-        """The grid the search runs on: :data:`PAPER_GRID` with ``grid``'s entries in place of its own."""
+    def _search_grid(self, m: int) -> dict:
+        """The grid the search runs on over ``m`` masks: :data:`PAPER_GRID` with ``grid``'s
+        entries in place of its own; without ``grid``, on fewer than :data:`REPEAT_MASKS` masks,
+        with the learning rates :data:`SMALL_BUDGET_RATES`."""
+        if self.grid is None and m < REPEAT_MASKS:
+            return {**PAPER_GRID, "learning_rate": SMALL_BUDGET_RATES}
         return {**PAPER_GRID, **(self.grid or {})}
 
     def _fitted_again(self, X, y, seed: int, grid: dict | None = None) -> ProxySPEX:

@@ -44,7 +44,7 @@ from ..query.masks import check_pairs
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
-from .proxyspex import PAPER_GRID, REPEAT_MASKS, ProxySPEX
+from .proxyspex import REPEAT_MASKS, ProxySPEX
 from .search import without_depth
 
 #: Ridge strengths tried, relative to the mean diagonal of the weighted Gram matrix; the
@@ -264,7 +264,7 @@ class PairedShapley(BaseEstimator):
         whose constant is exact."""
         if self.proxy_.best_params_ is None:
             return []
-        grid = without_depth(PAPER_GRID, self.proxy_.best_params_["max_depth"])
+        grid = without_depth(self.proxy_.search_grid_, self.proxy_.best_params_["max_depth"])
         return [
             ProxySPEX(
                 k=None,

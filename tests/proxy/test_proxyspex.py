@@ -844,6 +844,33 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     np.testing.assert_array_equal(alone.predict(X_test), whole.predict(X_test))
 
 
+def test_the_default_grid_races_learning_rate_0_1_alone_below_repeat_masks(monkeypatch):
+    from compattr.proxy import proxyspex
+
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=3, seed=4)
+    X = compattr.sample_masks(n, 400, seed=5)
+    y = add_noise(truth.predict(X), truth, snr_db=10, seed=6)
+
+    def rates(est):
+        return set(est.cv_results_["learning_rate"])
+
+    small = ProxySPEX(seed=0, repeats=1).fit(X, y)
+    assert small.search_grid_ == {**compattr.PAPER_GRID, "learning_rate": proxyspex.SMALL_BUDGET_RATES}
+    assert rates(small) == set(proxyspex.SMALL_BUDGET_RATES) == {0.1}
+    paper = ProxySPEX(seed=0, repeats=1, grid=compattr.PAPER_GRID).fit(X, y)
+    assert paper.search_grid_ == compattr.PAPER_GRID and rates(paper) == {0.01, 0.1}
+    partial_grid = ProxySPEX(seed=0, repeats=1, grid={"max_depth": (3, 5)}).fit(X, y)  # the paper's rates
+    assert rates(partial_grid) == {0.01, 0.1} and set(partial_grid.cv_results_["max_depth"]) == {3, 5}
+    monkeypatch.setattr(proxyspex, "REPEAT_MASKS", 400)  # from REPEAT_MASKS masks: the paper's grid
+    large = ProxySPEX(seed=0, repeats=1).fit(X, y)
+    assert large.search_grid_ == compattr.PAPER_GRID and rates(large) == {0.01, 0.1}
+    # the repeats race the first fit's grid without its depth
+    monkeypatch.setattr(proxyspex, "REPEAT_MASKS", 2000)
+    three = ProxySPEX(seed=0, repeats=3).fit(X, y)
+    assert three._other_depths()["learning_rate"] == proxyspex.SMALL_BUDGET_RATES
+
+
 def test_search_challenge_puts_the_best_fit_of_another_depth_in_the_winners_place():
     n = 16
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=5)
