@@ -38,6 +38,10 @@ from shapiq_side import GAME_METHODS as SHAPIQ_GAME_METHODS
 
 FUNCTIONS = ("hierarchy", "peak")
 
+#: The paper's learning rates, as a ``grid`` (:data:`compattr.PAPER_GRID`'s; importing compattr
+#: here would load it into every fresh process the benchmarks measure).
+PAPER_RATES = {"learning_rate": (0.01, 0.1)}
+
 #: ProxySPEX's settings by row name: the default, and variants that undo one of its choices
 #: (``--variants``) so that a change of default is measured beside the default it replaced.
 VARIANTS = {
@@ -48,7 +52,7 @@ VARIANTS = {
     "proxyspex repeats=1": {"repeats": 1},  # one fit, even where its CV explains little
     "proxyspex same-depth": {"vary_depth": False},  # every repeat searches the whole grid
     "proxyspex unchallenged": {"challenge": False},  # the race's winner goes on, however little its spectrum explains
-    "proxyspex paper-rates": {"grid": {"learning_rate": (0.01, 0.1)}},  # the paper's learning rates at every budget
+    "proxyspex paper-rates": {"grid": PAPER_RATES},  # the paper's learning rates at every budget
     "proxyspex all-folds": {"all_folds": True},  # every fold fitted, even when the first settles it
     "proxyspex tilt=cv": {"tilt": "cv"},  # the top-k's tilt towards higher orders chosen by the CV
     "proxyspex ranking=trees": {"ranking": "trees"},  # top-k by the trees' coefficients, never re-ranked
@@ -66,7 +70,7 @@ VARIANTS = {
         "grow": False,
         "pursue": False,
         "challenge": False,
-        "grid": {"learning_rate": (0.01, 0.1)},
+        "grid": PAPER_RATES,
     },
 }
 

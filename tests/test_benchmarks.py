@@ -370,3 +370,12 @@ def test_shapley_verdict_names_the_best_method_of_each_case_and_ties():
         "| 10 | 2 | 2 | a (0.900) | a = b (0.100) | — |",
         "| 10 | 2 | 3 | compattr ProxySPEX (0.900) | compattr ProxySPEX (0.100) | 12.5× |",
     ]
+
+
+def test_the_paper_rates_variant_is_the_papers_grid():
+    sys.path.insert(0, str(BENCHMARKS))
+    import compattr
+
+    import core
+
+    assert {**compattr.PAPER_GRID, **core.PAPER_RATES} == compattr.PAPER_GRID
