@@ -627,16 +627,21 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """Stage 6: the repeats' average ``spectrum_`` grown by one order
         (:func:`grown_pool`), its terms chosen again by CV over the folds of ``seed_``
         (:func:`grown_cv`: k, ranking and ridge) and refitted on every mask (``regrown_``,
-        ``regrow_cv_``)."""
+        ``regrow_cv_``), on the outputs scaled as in :meth:`_fit` (see Notes)."""
+        scale = self._output_scale
+        y = y / scale  # exact: a power of two
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed_).split(X))
         ks = self._candidate_ks(min(len(train) for train, _ in folds))
         pool = grown_pool(self.spectrum_, max(ks))
         rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
         ridges = self._ridges()
         options = (self.max_cv_rows, self.seed, rankings)
-        table = self.regrow_cv_ = grown_cv(X, y, folds, [pool] * len(folds), ks, ridges, *options)
-        self.spectrum_ = self._chosen_from_pool(pool, table.loc[table["cv_mse"].idxmin()], X, y, ridges[0])
-        self.regrown_ = True
+        table = grown_cv(X, y, folds, [pool] * len(folds), ks, ridges, *options)
+        chosen = self._chosen_from_pool(pool, table.loc[table["cv_mse"].idxmin()], X, y, ridges[0])
+        self.spectrum_, self.regrown_ = _scaled(chosen, scale), True
+        with np.errstate(over="ignore"):  # in units of y², inf where that overflows
+            table["cv_mse"] = table["cv_mse"] * scale * scale
+        self.regrow_cv_ = table
 
     def _chosen_from_pool(self, pool: np.ndarray, best: pd.Series, X, y, rank_ridge: float) -> Spectrum:
         """The terms of the padded supports ``pool`` (K, D) that a row ``best`` of
