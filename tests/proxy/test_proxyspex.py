@@ -829,7 +829,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
 
     n = 12
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
-    X = compattr.sample_masks(n, 200, seed=22)
+    X = compattr.sample_masks(n, 100, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
     average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
     regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X, y)
@@ -837,8 +837,10 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     assert regrown.regrown_ and regrown.timings_["regrow"] >= 0.0
     # the CV, recomputed from the average's pool and the first fit's folds
     folds = list(KFold(5, shuffle=True, random_state=regrown.seed_).split(X))
-    ks = regrown._candidate_ks(min(len(train) for train, _ in folds))
-    pool = grown_pool(average.spectrum_, max(ks))
+    m_train = min(len(train) for train, _ in folds)
+    pool = grown_pool(average.spectrum_, max(regrown._candidate_ks(m_train)))
+    ks = regrown._candidate_ks(m_train // 2)  # at most a quarter of the masks are kept
+    assert max(ks) == m_train // 4 < len(pool)  # the case this test needs: the cap binds
     table = grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
     np.testing.assert_allclose(regrown.regrow_cv_["cv_mse"], table["cv_mse"], rtol=1e-9)
     best = table.loc[table["cv_mse"].idxmin()]
@@ -846,6 +848,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     assert set(regrown.spectrum_.support_tuples()) <= pooled | {()}
     if best["ranking"] == "refit":
         assert len(regrown.spectrum_) == min(int(best["k"]), len(pool))
+    assert set(regrown.regrow_cv_["k"]) == set(ks)
     # the chosen terms carry their refit on every mask at the chosen ridge strength
     refit = least_squares(regrown.spectrum_, X, y, best["ridge"])
     np.testing.assert_allclose(regrown.predict(X), refit.predict(X), atol=1e-8)
