@@ -806,7 +806,7 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, 200, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
-    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True, vary_depth=False, regrow=False).fit(X, y)
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True, vary_depth=False).fit(X, y)  # each grows
     singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1, grow=True).fit(X, y) for r in range(3)]
     assert three.repeats_ == 3 and all(single.repeats_ == 1 for single in singles)
     X_test = compattr.sample_masks(n, 50, seed=24)
@@ -821,8 +821,8 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
 def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(monkeypatch):
     """With several repeats, regrow=True grows the average's terms one order (the pool of
     grown_pool), chooses k, ranking and ridge by the CV of grown_cv on the folds of seed_, and
-    refits the chosen terms on every mask; "auto" regrows exactly from REGROW_ABOVE; one fit,
-    a fixed k, regrow=False are never regrown; bad values are refused."""
+    refits the chosen terms on every mask; "auto" regrows from REGROW_ABOVE to REPEAT_BELOW;
+    one fit, a fixed k, regrow=False (the default) are never regrown; bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import grown_cv, grown_pool
@@ -831,7 +831,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, 100, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
-    average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
+    average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)  # regrow=False by default
     regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X, y)
     assert not average.regrown_ and len(average.regrow_cv_) == 0 and "regrow" not in average.timings_
     assert regrown.regrown_ and regrown.timings_["regrow"] >= 0.0
@@ -853,11 +853,13 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     refit = least_squares(regrown.spectrum_, X, y, best["ridge"])
     np.testing.assert_allclose(regrown.predict(X), refit.predict(X), atol=1e-8)
     assert regrown.spectrum_ != average.spectrum_  # the case this test needs
-    # "auto": from REGROW_ABOVE on
+    # "auto": from REGROW_ABOVE on, below REPEAT_BELOW
     r2 = regrown.cv_r2_
-    for above, expected in ((r2, True), (float(np.nextafter(r2, 1.0)), False)):
+    above_r2 = float(np.nextafter(r2, 1.0))
+    for above, below, expected in ((r2, above_r2, True), (above_r2, 1.0, False), (0.0, r2, False)):
         monkeypatch.setattr(proxyspex, "REGROW_ABOVE", above)
-        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
+        monkeypatch.setattr(proxyspex, "REPEAT_BELOW", below)  # 100 masks: the repeats do not read it
+        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow="auto").fit(X, y)
         assert auto.regrown_ == expected and (auto.spectrum_ == regrown.spectrum_) == expected
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
@@ -873,7 +875,7 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=24)
     X = compattr.sample_masks(n, 300, seed=25)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=26)
-    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
     first = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=1).fit(X, y)
     depth = first.best_params_["max_depth"]
     other = {**SMALL_GRID, "max_depth": tuple(d for d in SMALL_GRID["max_depth"] if d != depth)}
@@ -882,13 +884,13 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     X_test = compattr.sample_masks(n, 50, seed=24)
     expected = np.mean([single.predict(X_test) for single in singles], axis=0)
     np.testing.assert_allclose(three.predict(X_test), expected, rtol=1e-10, atol=1e-12)
-    same = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, vary_depth=False, regrow=False).fit(X, y)
+    same = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, vary_depth=False).fit(X, y)
     assert not np.allclose(same.predict(X_test), expected)  # the case this test needs
     assert three.best_params_ == first.best_params_ and three.grid == SMALL_GRID  # the first fit's, unchanged
     # a grid of one depth has no other: every fit searches it
     one = {**SMALL_GRID, "max_depth": (3,)}
-    alone = ProxySPEX(seed=4, grid=one, repeats=3, regrow=False).fit(X, y)
-    whole = ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False, regrow=False).fit(X, y)
+    alone = ProxySPEX(seed=4, grid=one, repeats=3).fit(X, y)
+    whole = ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False).fit(X, y)
     np.testing.assert_array_equal(alone.predict(X_test), whole.predict(X_test))
 
 
