@@ -59,16 +59,16 @@
    terms below their own fragments, and in the residual of the kept terms they stand out.
 6. **regrow** (an option, ``regrow``; off by default) – with several ``repeats``, their
    average keeps each term some fit found, but with a third of its weight where one fit
-   alone found it. From a first fit whose CV
-   explains at least :data:`REGROW_ABOVE` and less than :data:`REPEAT_BELOW` of the variance
-   (where one fit's terms are few and uncertain), the average's terms are grown by
-   one order as in stage 5 and chosen again (k, ranking and ridge by CV over the ``cv``
-   folds, k at most a quarter of a fold's training masks), then refitted on every mask: the
-   fits' terms together hold more of a hierarchy than any one of them. The pool comes from
-   every mask, so this CV flatters it, and the more so the more terms it keeps: hence the
-   threshold and the cap. It lifts a complete hierarchy's R² at n = 100, α = 2 (mean 0.50 →
-   0.61 on tuning functions), but lowered it on the real functions measured (the demo's
-   heads 0.302 → 0.263), whose terms a hierarchy's growth does not find: hence not a default.
+   alone found it. From a first fit whose CV explains at least :data:`REGROW_ABOVE` and less
+   than :data:`REPEAT_BELOW` of the variance (where one fit's terms are few and uncertain),
+   the average's terms are grown by one order as in stage 5 and chosen again (k, ranking and
+   ridge by CV over the ``cv`` folds, k at most a quarter of a fold's training masks), then
+   refitted on every mask: the fits' terms together hold more of a hierarchy than any one of
+   them. The pool comes from every mask, so this CV flatters it, and the more so the more
+   terms it keeps: hence the threshold and the cap. It lifts a complete hierarchy's R² at
+   n = 100, α = 2 (mean 0.50 → 0.61 on tuning functions), but lowered it on the real
+   functions measured (the demo's heads 0.302 → 0.263), whose terms a hierarchy's growth
+   does not find: hence not a default.
 
 With ``repeats`` (by default :data:`REPEATS` fits while the first one's CV explains something
 and less than :data:`REPEAT_BELOW` of the variance, or, on fewer than :data:`REPEAT_MASKS`
