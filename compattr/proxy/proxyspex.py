@@ -151,7 +151,8 @@ REPEAT_MASKS = 2000
 #: α = 2 it regrew 5 and 12 of 20, the mean R² 0.172 → 0.174 and 0.358 → 0.379. Not from
 #: :data:`REPEAT_BELOW` on: there the average is steady, and on the sentence explanations
 #: (CV R² about 0.9) regrowing lowered the held-out R² of all twenty by 0.001–0.02. The demo's
-#: heads (CV R² 0.33) lost too (0.302 → 0.263), so ``regrow`` is off by default.
+#: heads (CV R² 0.33) lost too (0.302 → 0.263), and two of six other head explanations
+#: (0.686 → 0.378, 0.545 → 0.508), so ``regrow`` is off by default.
 REGROW_ABOVE = 0.14
 
 #: The learning rates of the default grid (``grid=None``) on fewer than :data:`REPEAT_MASKS`
@@ -286,8 +287,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         (True), never (False, default: the average as it is), or ("auto") when the first
         fit's CV explains at least :data:`REGROW_ABOVE` and less than :data:`REPEAT_BELOW` of
         the variance. Only with k="cv" and refit not False, like ``grow``. "auto" suits
-        functions with a hierarchy (a term's subsets present with it) at small budgets;
-        on the real functions measured it lowered the held-out R².
+        functions with a hierarchy (a term's subsets present with it) at small budgets; on
+        the real functions measured it lowered the held-out R² (attention heads: by up to
+        0.31), so check ``faithfulness`` on held-out masks before relying on it.
     pursue : bool
         Before growing, add to the kept terms the trees' terms their residual correlates with
         most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
