@@ -822,7 +822,8 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     """With several repeats, regrow=True grows the average's terms one order (the pool of
     grown_pool), chooses k, ranking and ridge by the CV of grown_cv on the folds of seed_, and
     refits the chosen terms on every mask; "auto" regrows from REGROW_ABOVE to REPEAT_BELOW;
-    one fit, a fixed k, regrow=False (the default) are never regrown; bad values are refused."""
+    one fit, a fixed k, regrow=False (the default) are never regrown, nor is a CV that chooses
+    the largest k it may; bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import grown_cv, grown_pool
@@ -863,6 +864,14 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
         assert auto.regrown_ == expected and (auto.spectrum_ == regrown.spectrum_) == expected
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
+    # where the CV chooses the largest k it may (60 masks: at most 12), the average stays
+    X_few = compattr.sample_masks(n, 60, seed=22)
+    y_few = add_noise(truth.predict(X_few), truth, snr_db=5, seed=23)
+    capped = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X_few, y_few)
+    table = capped.regrow_cv_
+    assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 12  # the case this needs
+    assert not capped.regrown_ and "regrow" in capped.timings_
+    assert capped.spectrum_ == ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X_few, y_few).spectrum_
     for bad in ("always", 1):
         with pytest.raises(ValueError, match="regrow"):
             ProxySPEX(regrow=bad).fit(X, y)
