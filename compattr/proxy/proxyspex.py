@@ -658,9 +658,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if best["k"] < max(ks):  # at the cap the CV wants more terms than it can judge: kept as is
             self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, ridges[0]), scale)
             self.regrown_ = True
-        with np.errstate(over="ignore"):  # in units of y², inf where that overflows
-            table["cv_mse"] = table["cv_mse"] * scale * scale
-        self.regrow_cv_ = table
+        self.regrow_cv_ = _scale_errors(table, ("cv_mse",), scale)
 
     def _chosen_from_pool(self, pool: np.ndarray, best: pd.Series, X, y, rank_ridge: float) -> Spectrum:
         """The terms of the padded supports ``pool`` (K, D) that a row ``best`` of
@@ -932,12 +930,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """Undo the output scaling: spectra times ``scale``, CV errors times ``scale²``."""
         self.spectrum_ = _scaled(self.spectrum_, scale)
         self.tree_spectrum_ = _scaled(self.tree_spectrum_, scale)
-        with np.errstate(over="ignore"):  # MSEs in units of y², inf where that overflows
-            for table in (self.cv_results_, self.sparsity_cv_, self.grow_cv_):
-                if len(table):
-                    table["cv_mse"] = table["cv_mse"] * scale * scale
-            for column in ("tree_mse", "spectrum_mse") if len(self.challenge_) else ():
-                self.challenge_[column] = self.challenge_[column] * scale * scale
+        for table in (self.cv_results_, self.sparsity_cv_, self.grow_cv_):
+            _scale_errors(table, ("cv_mse",), scale)
+        _scale_errors(self.challenge_, ("tree_mse", "spectrum_mse"), scale)
 
 
 def _explained(table: pd.DataFrame, y: np.ndarray) -> float:
@@ -980,6 +975,16 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     clock = time.process_time()
     yield
     timings[stage] = timings.get(stage, 0.0) + time.process_time() - clock
+
+
+def _scale_errors(table: pd.DataFrame, columns: tuple[str, ...], scale: float) -> pd.DataFrame:
+    """Multiply the squared errors in ``columns`` of ``table`` by ``scale²`` in place (units of
+    y², inf where that overflows); an empty table is left as it is. Returns ``table``."""
+    if len(table):
+        with np.errstate(over="ignore"):
+            for column in columns:
+                table[column] = table[column] * scale * scale
+    return table
 
 
 def _scaled(spectrum: Spectrum, scale: float) -> Spectrum:
