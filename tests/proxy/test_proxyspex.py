@@ -1253,7 +1253,8 @@ def test_grow_auto_grows_only_where_the_cv_explains_between_the_bounds():
 @pytest.mark.parametrize("n", [1, 2])
 def test_grow_on_one_or_two_features_stays_within_them(n):
     """With one or two features there is little to grow: the pool is every subset at most,
-    and the fit runs and keeps only sets of the features there are."""
+    and the fit (and the regrown average of three) runs and keeps only sets of the features
+    there are."""
     from compattr.proxy.sparsify import grown_pool
 
     rng = np.random.default_rng(n)
@@ -1265,6 +1266,9 @@ def test_grow_on_one_or_two_features_stays_within_them(n):
     assert set(est.spectrum_.support_tuples()) <= subsets
     pool = {tuple(int(i) for i in row[row < n]) for row in grown_pool(est.spectrum_, 10**4)}
     assert pool <= subsets
+    # the repeats' average regrown stays within them too
+    regrown = ProxySPEX(seed=0, grid=SMALL_GRID, grow=True, repeats=3, regrow=True).fit(X, y)
+    assert len(regrown.regrow_cv_) > 0 and set(regrown.spectrum_.support_tuples()) <= subsets
 
 
 def _walsh(X: np.ndarray, term: tuple[int, ...]) -> np.ndarray:
