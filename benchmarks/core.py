@@ -59,7 +59,7 @@ VARIANTS = {
     "proxyspex no-closure": {"ranking": ("trees", "refit")},  # top-k never extended by its subsets
     "proxyspex no-grow": {"grow": False},  # the kept terms' hierarchy never grown by one order
     "proxyspex no-pursuit": {"pursue": False},  # grown without the trees' terms the residual picks
-    "proxyspex regrow": {"regrow": "auto"},  # the repeats' average regrown (an option, off by default)
+    "proxyspex no-regrow": {"regrow": False},  # the repeats' average as it is, never regrown
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,
@@ -72,6 +72,7 @@ VARIANTS = {
         "pursue": False,
         "challenge": False,
         "grid": PAPER_RATES,
+        "regrow": False,
     },
 }
 

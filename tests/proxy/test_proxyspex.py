@@ -821,8 +821,8 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
 def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(monkeypatch):
     """With several repeats, regrow=True grows the average's terms one order (the pool of
     grown_pool), chooses k, ranking and ridge by the CV of grown_cv on the folds of seed_, and
-    refits the chosen terms on every mask; "auto" regrows from REGROW_ABOVE to REPEAT_BELOW;
-    one fit, a fixed k, regrow=False (the default) are never regrown, nor is a CV that chooses
+    refits the chosen terms on every mask; "auto" (the default) regrows from REGROW_ABOVE to
+    REPEAT_BELOW; one fit, a fixed k, regrow=False are never regrown, nor is a CV that chooses
     the largest k it may; bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
@@ -832,7 +832,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, 100, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
-    average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)  # regrow=False by default
+    average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
     regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X, y)
     assert not average.regrown_ and len(average.regrow_cv_) == 0 and "regrow" not in average.timings_
     assert regrown.regrown_ and regrown.timings_["regrow"] >= 0.0
@@ -854,13 +854,13 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     refit = least_squares(regrown.spectrum_, X, y, best["ridge"])
     np.testing.assert_allclose(regrown.predict(X), refit.predict(X), atol=1e-8)
     assert regrown.spectrum_ != average.spectrum_  # the case this test needs
-    # "auto": from REGROW_ABOVE on, below REPEAT_BELOW
+    # "auto", the default: from REGROW_ABOVE on, below REPEAT_BELOW
     r2 = regrown.cv_r2_
     above_r2 = float(np.nextafter(r2, 1.0))
     for above, below, expected in ((r2, above_r2, True), (above_r2, 1.0, False), (0.0, r2, False)):
         monkeypatch.setattr(proxyspex, "REGROW_ABOVE", above)
         monkeypatch.setattr(proxyspex, "REPEAT_BELOW", below)  # 100 masks: the repeats do not read it
-        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow="auto").fit(X, y)
+        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
         assert auto.regrown_ == expected and (auto.spectrum_ == regrown.spectrum_) == expected
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
@@ -871,7 +871,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     table = capped.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 12  # the case this needs
     assert not capped.regrown_ and "regrow" in capped.timings_
-    assert capped.spectrum_ == ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X_few, y_few).spectrum_
+    assert capped.spectrum_ == ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X_few, y_few).spectrum_
     for bad in ("always", 1):
         with pytest.raises(ValueError, match="regrow"):
             ProxySPEX(regrow=bad).fit(X, y)
