@@ -288,10 +288,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         again by CV and refit them on every mask (stage 6 in the module docstring): always
         (True), never (False: the average as it is), or ("auto", default) when the first
         fit's CV explains at least :data:`REGROW_ABOVE` and less than :data:`REPEAT_BELOW` of
-        the variance. Either way the average stays where the CV's best k is the largest it
-        may choose. Only with k="cv" and refit not False, like ``grow``. It helps functions
-        with a hierarchy (a term's subsets present with it) at small budgets; without its
-        guards it lowered the held-out R² of real attention-head functions by up to 0.31.
+        the variance. With True and "auto" alike, the average stays where the CV's best k
+        is the largest it may choose. Only with k="cv" and refit not False, like ``grow``.
+        It helps functions with a hierarchy (a term's subsets present with it) at small
+        budgets; without its guards it lowered the held-out R² of real attention-head
+        functions by up to 0.31.
     pursue : bool
         Before growing, add to the kept terms the trees' terms their residual correlates with
         most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
