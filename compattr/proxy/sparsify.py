@@ -12,7 +12,7 @@ refitted, which restores the lower-order terms of a hierarchy that the top k lea
 the ranking of the ensemble that never saw it (and, re-ranked, of its own training refit).
 :func:`grown_pool` grows the kept terms' hierarchy by one order (ProxySPEX's stage 5), after
 :func:`pursued_terms` adds the trees' terms the kept terms' residual correlates with most, and
-:func:`grown_cv` scores the terms chosen again from that pool (stage 6, an option, grows and
+:func:`grown_cv` scores the terms chosen again from that pool (stage 6 grows and
 scores the repeats' average the same way).
 """
 
