@@ -92,8 +92,10 @@ class Explanation:
         towards higher orders), ``ranking`` ("trees"; "refit" when the top terms were
         re-ranked by their refitted coefficients; "closure" when those re-ranked terms were
         kept with all their subsets), ``repeats`` (fits averaged; the other
-        choices are the first fit's), ``cv_r2`` (the fitted spectrum's cross-validated R² on
-        the fitting masks, the first fit's), ``timings``.
+        choices are the first fit's), ``grown`` (whether the kept terms were grown one order
+        and chosen again), ``regrown`` (whether the repeats' average was), ``cv_r2`` (the
+        fitted spectrum's cross-validated R² on the fitting masks, the first fit's),
+        ``timings``.
     value_range : (low, high) or None
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
@@ -272,9 +274,12 @@ class Explanation:
                 + (f" (ridge {self.fit_info['ridge']:g})" if self.fit_info.get("ridge") else "")
                 + (f", ranked with tilt {self.fit_info['tilt']:g}" if (self.fit_info.get("tilt") or 1.0) != 1.0 else "")
                 + _RANKING_NOTES.get(str(self.fit_info.get("ranking")), "")
+                + (", grown one order" if self.fit_info.get("grown") else "")
             )
             if (self.fit_info.get("repeats") or 1) > 1:
                 lines[-1] += f"; the spectrum averages {self.fit_info['repeats']} fits (these choices: the first's)"
+            if self.fit_info.get("regrown"):
+                lines[-1] += ", its terms grown one order and chosen again"
         cv_r2 = self.fit_info.get("cv_r2")
         if cv_r2 is not None and cv_r2 < EXPLAINS_ABOVE:
             lines.append(
@@ -667,6 +672,8 @@ def explain(
             "tilt": getattr(est, "tilt_", None),
             "ranking": getattr(est, "ranking_", None),
             "repeats": getattr(est, "repeats_", None),
+            "grown": getattr(est, "grown_", None),
+            "regrown": getattr(est, "regrown_", None),
             "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
             "timings": getattr(est, "timings_", None),
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),

@@ -64,7 +64,10 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     assert ("with every subset" in ex.summary()) == (ex.fit_info["ranking"] == "closure")
     assert ex.fit_info["repeats"] in (1, compattr.proxy.proxyspex.REPEATS)
     assert ("fits (these choices: the first's)" in ex.summary()) == (ex.fit_info["repeats"] > 1)
-    assert ex.fit_info["cv_r2"] == compattr.ProxySPEX(seed=0).fit(ex.masks, ex.outputs).cv_r2_
+    refitted = compattr.ProxySPEX(seed=0).fit(ex.masks, ex.outputs)
+    assert ex.fit_info["cv_r2"] == refitted.cv_r2_
+    assert (ex.fit_info["grown"], ex.fit_info["regrown"]) == (refitted.grown_, refitted.regrown_)
+    assert ("grown one order" in ex.summary()) == (ex.fit_info["grown"] or ex.fit_info["regrown"])
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title
@@ -551,6 +554,16 @@ def test_summary_says_when_the_spectrum_averages_several_fits():
     for repeats, said in ((None, False), (1, False), (3, True)):
         ex.fit_info = proxy | {"repeats": repeats}
         assert ("the spectrum averages 3 fits" in ex.summary()) == said
+
+
+def test_summary_says_when_the_terms_were_grown_or_the_average_regrown():
+    proxy = {"best_params": {"max_depth": 5, "learning_rate": 0.1, "n_estimators": 40}, "k": 8, "refit": True}
+    ex = _toy_explanation(3)
+    for grown, regrown in ((None, None), (False, False), (True, False), (False, True), (True, True)):
+        ex.fit_info = proxy | {"repeats": 3, "grown": grown, "regrown": regrown}
+        line = next(line for line in ex.summary().splitlines() if line.startswith("proxy:"))
+        assert (", grown one order" in line.split(";")[0]) == bool(grown)
+        assert ("its terms grown one order and chosen again" in line) == bool(regrown)
 
 
 def test_summary_says_a_tilted_ranking():
