@@ -279,7 +279,7 @@ class Explanation:
             if (self.fit_info.get("repeats") or 1) > 1:
                 lines[-1] += f"; the spectrum averages {self.fit_info['repeats']} fits (these choices: the first's)"
             if self.fit_info.get("regrown"):
-                lines[-1] += ", its terms grown one order and chosen again"
+                lines[-1] += ", the average's terms grown one order and chosen again"
         cv_r2 = self.fit_info.get("cv_r2")
         if cv_r2 is not None and cv_r2 < EXPLAINS_ABOVE:
             lines.append(

@@ -563,7 +563,7 @@ def test_summary_says_when_the_terms_were_grown_or_the_average_regrown():
         ex.fit_info = proxy | {"repeats": 3, "grown": grown, "regrown": regrown}
         line = next(line for line in ex.summary().splitlines() if line.startswith("proxy:"))
         assert (", grown one order" in line.split(";")[0]) == bool(grown)
-        assert ("its terms grown one order and chosen again" in line) == bool(regrown)
+        assert ("the average's terms grown one order and chosen again" in line) == bool(regrown)
 
 
 def test_summary_says_a_tilted_ranking():
