@@ -806,7 +806,7 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
     X = compattr.sample_masks(n, 200, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
-    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True, vary_depth=False).fit(X, y)  # each grows
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True, vary_depth=False, regrow=False).fit(X, y)
     singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1, grow=True).fit(X, y) for r in range(3)]
     assert three.repeats_ == 3 and all(single.repeats_ == 1 for single in singles)
     X_test = compattr.sample_masks(n, 50, seed=24)
@@ -884,7 +884,7 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     truth = complete_hierarchy(n, n_sets=2, order=3, seed=24)
     X = compattr.sample_masks(n, 300, seed=25)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=26)
-    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
+    three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
     first = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=1).fit(X, y)
     depth = first.best_params_["max_depth"]
     other = {**SMALL_GRID, "max_depth": tuple(d for d in SMALL_GRID["max_depth"] if d != depth)}
@@ -893,13 +893,13 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     X_test = compattr.sample_masks(n, 50, seed=24)
     expected = np.mean([single.predict(X_test) for single in singles], axis=0)
     np.testing.assert_allclose(three.predict(X_test), expected, rtol=1e-10, atol=1e-12)
-    same = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, vary_depth=False).fit(X, y)
+    same = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, vary_depth=False, regrow=False).fit(X, y)
     assert not np.allclose(same.predict(X_test), expected)  # the case this test needs
     assert three.best_params_ == first.best_params_ and three.grid == SMALL_GRID  # the first fit's, unchanged
     # a grid of one depth has no other: every fit searches it
     one = {**SMALL_GRID, "max_depth": (3,)}
-    alone = ProxySPEX(seed=4, grid=one, repeats=3).fit(X, y)
-    whole = ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False).fit(X, y)
+    alone = ProxySPEX(seed=4, grid=one, repeats=3, regrow=False).fit(X, y)
+    whole = ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False, regrow=False).fit(X, y)
     np.testing.assert_array_equal(alone.predict(X_test), whole.predict(X_test))
 
 
