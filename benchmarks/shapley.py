@@ -60,6 +60,7 @@ from core import (
 #: PairedShapley's settings by row name: variants that undo one of its default choices.
 PAIRED_VARIANTS = {
     "paired proxies=1": {"proxies": 1},  # the prior from one fit's trees, not three averaged
+    "paired no-blend": {"blend": False},  # the trees' odd part alone, even where the proxy grew
 }
 
 

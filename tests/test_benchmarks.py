@@ -74,6 +74,7 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "proxyspex ridge=0",
         "--paired-variants",
         "paired proxies=1",
+        "paired no-blend",
     )
     rows = [[c.strip() for c in line.split("|")] for line in table_rows(out, "| 20 | 4 | 6 |")]
     assert [cells[5] for cells in rows] == [
@@ -81,8 +82,9 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "compattr ProxySPEX ridge=0",
         "compattr Shapley (paired)",
         "compattr Shapley (paired proxies=1)",
+        "compattr Shapley (paired no-blend)",
     ]
-    assert float(rows[0][6]) <= 1 and rows[2][6] == rows[3][6] == "—"  # R² where a function is fitted
+    assert float(rows[0][6]) <= 1 and rows[2][6] == rows[3][6] == rows[4][6] == "—"  # R² where a function is fitted
 
 
 def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():

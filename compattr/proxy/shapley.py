@@ -10,12 +10,15 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    help its trees find the odd ones), with the folds' average of its trees
    (``final_fit=False``) and its sparse spectrum (its default top-k: chosen by
    cross-validation, re-ranked and closed under subsets where that fits better, grown by
-   one order only where that spectrum will be the prior: from a CV R² of ``sparse_above``).
+   one order where that lowers the CV error).
 2. **prior** – the odd part of the trees' untruncated spectrum, averaged over ``proxies``
    fits on fewer than :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks (the others
    seeded one after another on the grid without the first fit's tree depth, their trees
-   alone: an average of tree shapes is steadier than one ensemble on a few hundred pairs);
-   or, when the sparse spectrum's cross-validated R² reaches
+   alone: an average of tree shapes is steadier than one ensemble on a few hundred pairs),
+   averaged half and half with the sparse spectrum's odd part where the proxy's terms were
+   grown (``blend``): the grown terms hold a hierarchy's higher orders, which the trees
+   spread over many fragments (unless that odd part holds many times the trees' energy: a
+   refit inflating fragments the trees barely see); or, when the sparse spectrum's cross-validated R² reaches
    ``sparse_above``, the odd part of that sparse spectrum, kept as it is (a few
    well-determined terms then beat the refit of many).
 3. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
@@ -57,6 +60,15 @@ SUPPORTS = (0.5, 1.0, 2.0, 4.0)
 #: The proxy's sparse spectrum is kept (not refitted) when its cross-validated R² reaches this.
 SPARSE_ABOVE = 0.65
 
+#: ``blend="auto"`` averages the trees' odd part with the proxy's grown sparse spectrum's
+#: while the latter holds less than this many times the former's energy (sum of squared
+#: coefficients). Tuning functions at n = 100 (docs/results.md): on complete hierarchies
+#: (α = 2 and 4, with and without 10 dB noise) the ratio was 1.2–3.4 wherever the proxy grew,
+#: and the blend lowered the Shapley error on most; on the Synthetic Peak (order-5 terms and
+#: nothing below) it was 10–100, the grown refit inflating fragments the trees barely see, and
+#: the blend raised the error on 4 of 5.
+BLEND_BELOW = 5.0
+
 #: Fits whose trees are averaged into the trees' prior with ``proxies="auto"`` on fewer than
 #: :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks (one from there: at n = 100, 10 dB,
 #: α = 4 three changed the Shapley error by 1 % for 60 % more CPU).
@@ -86,6 +98,12 @@ class PairedShapley(BaseEstimator):
         Keep the odd part of the proxy's sparse spectrum, instead of refitting the trees'
         odd terms, when the proxy's cross-validated R² (``proxy_.cv_r2_``) is at least this
         (``inf``: always refit). Default :data:`SPARSE_ABOVE`.
+    blend : "auto" or bool
+        Below ``sparse_above``: average the trees' odd part half and half with the odd part
+        of the proxy's sparse spectrum before the refit: where the proxy's terms were grown
+        by one order (``proxy_.grown_``) and their odd part holds less than
+        :data:`BLEND_BELOW` times the trees' energy ("auto", default), always (True) or never
+        (False: the trees' odd part alone).
     proxies : "auto" or int
         When the prior is the trees': the number of tree fits averaged into it; "auto"
         (default): :data:`PROXIES` on fewer than
@@ -111,11 +129,12 @@ class PairedShapley(BaseEstimator):
         The fitted proxy: ``proxy_.tree_spectrum_`` its trees' whole (odd and even)
         spectrum, ``proxy_.spectrum_`` its sparse spectrum, ``proxy_.cv_r2_`` the latter's
         cross-validated R².
-    prior_ : {"trees", "sparse"}
-        Which odd part was the prior: the trees' (refitted) or the sparse spectrum's (kept).
+    prior_ : {"trees", "blend", "sparse"}
+        Which odd part was the prior: the trees' (refitted), the trees' averaged with the
+        sparse spectrum's (refitted; ``blend``) or the sparse spectrum's (kept).
     tree_proxies_ : list of ProxySPEX
-        With the trees' prior: the fits whose trees' average it is, ``proxy_`` first; else
-        empty.
+        With the trees' prior (blended or not): the fits whose trees are averaged into it,
+        ``proxy_`` first; else empty.
     ridge_ : float
         The chosen relative ridge strength (``inf``: the prior was kept).
     support_ : float
@@ -135,6 +154,7 @@ class PairedShapley(BaseEstimator):
         max_terms: int = 1024,
         ridges=RIDGE_GRID,
         sparse_above: float = SPARSE_ABOVE,
+        blend="auto",
         proxies="auto",
         cv: int = 5,
         num_threads: int = 1,
@@ -145,6 +165,7 @@ class PairedShapley(BaseEstimator):
         self.max_terms = max_terms
         self.ridges = ridges
         self.sparse_above = sparse_above
+        self.blend = blend
         self.proxies = proxies
         self.cv = cv
         self.num_threads = num_threads
@@ -192,6 +213,8 @@ class PairedShapley(BaseEstimator):
             raise ValueError(f"ridges must be a non-empty sequence of positive numbers, got {self.ridges!r}.")
         if not self.sparse_above >= 0:
             raise ValueError(f"sparse_above must be >= 0 (inf: always refit), got {self.sparse_above}.")
+        if not (self.blend == "auto" if isinstance(self.blend, str) else isinstance(self.blend, bool)):
+            raise ValueError(f'blend must be "auto", True or False, got {self.blend!r}.')
         if self.cv < 2:
             raise ValueError(f"cv must be at least 2, got {self.cv}.")
         integer = isinstance(self.proxies, (int, np.integer)) and not isinstance(self.proxies, bool)
@@ -202,14 +225,7 @@ class PairedShapley(BaseEstimator):
         n = self.n_features_in_ = X.shape[1]
         # one fit, the folds' average alone: the fit on every mask did not lower the Shapley
         # error on the tuning functions (docs/results.md)
-        proxy = ProxySPEX(
-            final_fit=False,
-            repeats=1,
-            grow=float(self.sparse_above) if self.sparse_above < 1.0 else False,  # where it is used
-            cv=self.cv,
-            num_threads=self.num_threads,
-            seed=self.random_state,
-        )
+        proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
         self.proxy_ = proxy.fit(X, y)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         if proxy.cv_r2_ >= self.sparse_above:
@@ -224,6 +240,10 @@ class PairedShapley(BaseEstimator):
             # tree_spectrum_), at a cost that grows with the trees, not the terms
             trees = np.mean([fit.predict_trees(X) for fit in fits], axis=0)
             prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
+            sparse = proxy.spectrum_.odd_part()
+            if self._blends(sparse, prior):
+                self.prior_, prior = "blend", Spectrum.mean([prior, sparse])
+                prior_at_pairs = 0.5 * (prior_at_pairs + sparse.predict(S))
 
         available = n + int(np.sum(prior.degrees >= 3))  # singletons and the prior's higher terms
         candidates = self._candidates(n, S.shape[0], available)  # (terms per pair, terms): prefixes
@@ -256,6 +276,14 @@ class PairedShapley(BaseEstimator):
         self.spectrum_ = Spectrum(n, supports, np.r_[prior.coefs, update.coefs])
         self.shapley_ = shapley(self.spectrum_)
         return self
+
+    def _blends(self, sparse: Spectrum, trees: Spectrum) -> bool:
+        """Whether the prior averages the trees' odd part ``trees`` with the sparse spectrum's
+        ``sparse`` (``blend``): "auto" where the proxy's terms were grown and ``sparse``
+        holds less than :data:`BLEND_BELOW` times the energy of ``trees``."""
+        if self.blend != "auto":
+            return bool(self.blend)
+        return bool(self.proxy_.grown_) and np.sum(sparse.coefs**2) < BLEND_BELOW * np.sum(trees.coefs**2)
 
     def _other_trees(self, X: np.ndarray, y: np.ndarray) -> list[ProxySPEX]:
         """The tree fits after ``proxy_`` (``proxies`` in all): seeded ``random_state + 1``, ...,

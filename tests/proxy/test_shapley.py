@@ -77,13 +77,15 @@ def test_matches_brute_force_on_a_random_table():
     assert relative_error(est.shapley_, truth) < 1e-3
 
 
-@pytest.mark.parametrize("sparse_above, prior", [(np.inf, "trees"), (0.0, "sparse")])
-def test_shapley_values_are_efficient(sparse_above, prior):
+@pytest.mark.parametrize(
+    "sparse_above, blend, prior", [(np.inf, False, "trees"), (np.inf, True, "blend"), (0.0, "auto", "sparse")]
+)
+def test_shapley_values_are_efficient(sparse_above, blend, prior):
     """The pair ([n], ∅) makes Σ φ_i = f([n]) - f(∅) exact, even from few masks, whichever
     prior is used (the sparse one is not fitted under that constraint)."""
     n = 12
     f = sparse_function(n, seed=3)
-    est = fit(f.predict, n, 60, sparse_above=sparse_above)
+    est = fit(f.predict, n, 60, sparse_above=sparse_above, blend=blend)
     assert est.prior_ == prior
     ends = f.predict(np.array([[True] * n, [False] * n]))
     assert est.shapley_.sum() == pytest.approx(ends[0] - ends[1], rel=1e-9)
@@ -97,10 +99,9 @@ def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
     est = PairedShapley(random_state=0).fit(X, y)
     r2 = est.proxy_.cv_r2_
     below, above = PairedShapley(random_state=0, sparse_above=r2 + 1e-9), PairedShapley(random_state=0, sparse_above=r2)
-    assert below.fit(X, y).prior_ == "trees" and above.fit(X, y).prior_ == "sparse"
+    below.fit(X, y), above.fit(X, y)
+    assert below.prior_ in ("trees", "blend") and above.prior_ == "sparse"
     assert len(below.tree_proxies_) == compattr.proxy.shapley.PROXIES and above.tree_proxies_ == []
-    # the proxy grows its hierarchy only where its sparse spectrum is the prior
-    assert len(below.proxy_.grow_cv_) == 0 and len(above.proxy_.grow_cv_) > 0
     # the sparse spectrum is ProxySPEX's default top-k: every ranking scored by its CV
     assert set(above.proxy_.sparsity_cv_["ranking"]) == set(compattr.proxy.proxyspex.RANKINGS)
     # the sparse prior's estimate is that spectrum's odd part, moved only to be efficient
@@ -126,14 +127,15 @@ def test_proxies_auto_averages_fits_only_below_repeat_masks(monkeypatch):
 
 
 def test_the_trees_prior_averages_fits_of_other_depths():
-    """With the trees' prior, ``proxies`` tree fits are averaged: ``proxy_``, then fits seeded
-    one after another on the grid without its depth, their trees alone. With an infinite
-    ridge and no ([n], ∅) pair (no efficiency constraint) the estimate is that prior."""
+    """With the trees' prior (``blend=False``), ``proxies`` tree fits are averaged:
+    ``proxy_``, then fits seeded one after another on the grid without its depth, their trees
+    alone. With an infinite ridge and no ([n], ∅) pair (no efficiency constraint) the
+    estimate is that prior."""
     n = 10
     f = sparse_function(n, seed=11)
     X = compattr.paired_masks(n, 300, seed=12)[2:]  # without the pair ([n], ∅)
     y = f.predict(X) + np.random.default_rng(13).normal(0, 1.0, len(X))
-    est = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), proxies=3).fit(X, y)
+    est = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), blend=False, proxies=3).fit(X, y)
     first, *others = est.tree_proxies_
     assert first is est.proxy_ and len(others) == 2
     assert [o.seed for o in others] == [4, 5]
@@ -143,11 +145,49 @@ def test_the_trees_prior_averages_fits_of_other_depths():
     prior = compattr.Spectrum.mean([p.tree_spectrum_ for p in est.tree_proxies_]).odd_part()
     X_test = compattr.sample_masks(n, 64, seed=14)
     np.testing.assert_allclose(est.spectrum_.predict(X_test), prior.predict(X_test), atol=1e-9)
-    one = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), proxies=1).fit(X, y)
+    one = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), blend=False, proxies=1).fit(X, y)
     assert one.tree_proxies_ == [one.proxy_]
     alone = one.proxy_.tree_spectrum_.odd_part()
     np.testing.assert_allclose(one.spectrum_.predict(X_test), alone.predict(X_test), atol=1e-9)
     assert not np.allclose(one.shapley_, est.shapley_)
+
+
+def test_the_blend_averages_the_trees_odd_part_with_the_proxys_grown_terms(monkeypatch):
+    """With ``blend`` the prior is the trees' odd part averaged half and half with the odd
+    part of the proxy's sparse spectrum; "auto" blends exactly where the proxy's terms were
+    grown and their odd part holds less than ``BLEND_BELOW`` times the trees' energy. With an
+    infinite ridge and no ([n], ∅) pair the estimate is the prior."""
+    from compattr.proxy import shapley
+
+    n = 12
+    X_test = compattr.sample_masks(n, 64, seed=20)
+    kept = dict(sparse_above=np.inf, ridges=(np.inf,))
+    grown_seen = set()
+    for seed in (0, 2):  # the proxy grows its terms on the first, not on the second
+        truth = compattr.synthetic.complete_hierarchy(n, n_sets=3, order=4, seed=seed)
+        X = compattr.paired_masks(n, 300, seed=seed)[2:]  # without the pair ([n], ∅)
+        y = compattr.synthetic.add_noise(truth.predict(X), truth, snr_db=10, seed=seed)
+        trees = PairedShapley(random_state=seed, blend=False, **kept).fit(X, y)
+        blended = PairedShapley(random_state=seed, blend=True, **kept).fit(X, y)
+        auto = PairedShapley(random_state=seed, **kept).fit(X, y)
+        assert (trees.prior_, blended.prior_) == ("trees", "blend")
+        tree_prior = compattr.Spectrum.mean([p.tree_spectrum_ for p in blended.tree_proxies_]).odd_part()
+        sparse = blended.proxy_.spectrum_.odd_part()
+        np.testing.assert_allclose(trees.spectrum_.predict(X_test), tree_prior.predict(X_test), atol=1e-9)
+        blend = 0.5 * (tree_prior.predict(X_test) + sparse.predict(X_test))
+        np.testing.assert_allclose(blended.spectrum_.predict(X_test), blend, atol=1e-9)
+        grown = auto.proxy_.grown_
+        grown_seen.add(grown)
+        ratio = np.sum(sparse.coefs**2) / np.sum(tree_prior.coefs**2)
+        assert ratio < shapley.BLEND_BELOW  # a hierarchy: the grown terms hold about the trees' energy
+        assert auto.prior_ == ("blend" if grown else "trees")
+        np.testing.assert_array_equal(auto.shapley_, (blended if grown else trees).shapley_)
+        if grown:  # the energy bound: a sparse odd part above it is not blended
+            monkeypatch.setattr(shapley, "BLEND_BELOW", 0.99 * ratio)
+            assert PairedShapley(random_state=seed, **kept).fit(X, y).prior_ == "trees"
+            monkeypatch.setattr(shapley, "BLEND_BELOW", 1.01 * ratio)
+            assert PairedShapley(random_state=seed, **kept).fit(X, y).prior_ == "blend"
+    assert grown_seen == {True, False}
 
 
 def test_the_same_seed_gives_the_same_estimate():
@@ -178,6 +218,8 @@ def test_rejects_masks_that_are_not_complementary_pairs():
         dict(ridges=()),
         dict(sparse_above=-0.1),
         dict(sparse_above=np.nan),
+        dict(blend="always"),
+        dict(blend=1),
         dict(cv=1),
         dict(proxies=0),
         dict(proxies=1.5),
