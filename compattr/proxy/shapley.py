@@ -18,9 +18,9 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    averaged half and half with the sparse spectrum's odd part where the proxy's terms were
    grown (``blend``): the grown terms hold a hierarchy's higher orders, which the trees
    spread over many fragments (unless that odd part holds many times the trees' energy: a
-   refit inflating fragments the trees barely see); or, when the sparse spectrum's cross-validated R² reaches
-   ``sparse_above``, the odd part of that sparse spectrum, kept as it is (a few
-   well-determined terms then beat the refit of many).
+   refit inflating fragments the trees barely see); or, when the sparse spectrum's
+   cross-validated R² reaches ``sparse_above``, the odd part of that sparse spectrum, kept
+   as it is (a few well-determined terms then beat the refit of many).
 3. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
    ``|F(T)|``, up to ``support`` terms per pair (several sizes, chosen by cross-validation:
    at low budgets more terms than pairs, held by the ridge, fit best).
