@@ -63,10 +63,10 @@ SPARSE_ABOVE = 0.65
 #: ``blend="auto"`` averages the trees' odd part with the proxy's grown sparse spectrum's
 #: while the latter holds less than this many times the former's energy (sum of squared
 #: coefficients). Tuning functions at n = 100 (docs/results.md): on complete hierarchies
-#: (α = 2 and 4, with and without 10 dB noise) the ratio was 1.2–3.4 wherever the proxy grew,
-#: and the blend lowered the Shapley error on most; on the Synthetic Peak (order-5 terms and
-#: nothing below) it was 10–100, the grown refit inflating fragments the trees barely see, and
-#: the blend raised the error on 4 of 5.
+#: (α = 2 and 4, with and without 10 dB noise) the ratio was 1.2–3.4 wherever the proxy grew
+#: below :data:`SPARSE_ABOVE` (up to 4.2 above it), and the blend lowered the Shapley error on
+#: most; on the Synthetic Peak (order-5 terms and nothing below) it was 10–100, the grown
+#: refit inflating fragments the trees barely see, and the blend raised the error on 4 of 5.
 BLEND_BELOW = 5.0
 
 #: Fits whose trees are averaged into the trees' prior with ``proxies="auto"`` on fewer than
