@@ -75,6 +75,7 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "--paired-variants",
         "paired proxies=1",
         "paired no-blend",
+        "paired sparse>=0.65",
     )
     rows = [[c.strip() for c in line.split("|")] for line in table_rows(out, "| 20 | 4 | 6 |")]
     assert [cells[5] for cells in rows] == [
@@ -83,8 +84,10 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "compattr Shapley (paired)",
         "compattr Shapley (paired proxies=1)",
         "compattr Shapley (paired no-blend)",
+        "compattr Shapley (paired sparse>=0.65)",
     ]
-    assert float(rows[0][6]) <= 1 and rows[2][6] == rows[3][6] == rows[4][6] == "—"  # R² where a function is fitted
+    # R² where a function is fitted
+    assert float(rows[0][6]) <= 1 and rows[2][6] == rows[3][6] == rows[4][6] == rows[5][6] == "—"
 
 
 def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():

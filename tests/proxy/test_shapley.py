@@ -110,6 +110,37 @@ def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
     assert np.abs(above.shapley_ - odd).max() < 0.1 * np.abs(odd).max()
 
 
+def test_sparse_above_auto_keeps_the_sparse_prior_lower_on_many_masks_within_the_energy_bound(monkeypatch):
+    """``sparse_above="auto"``: the sparse prior from ``SPARSE_ABOVE``, and on
+    ``REPEAT_MASKS`` masks or more also from ``SPARSE_ABOVE_MANY`` where its odd part holds
+    less than ``BLEND_BELOW`` times the energy of the proxy's trees' odd part."""
+    from compattr.proxy import shapley
+
+    n = 10
+    f = sparse_function(n, seed=7)
+    X = compattr.paired_masks(n, 400, seed=8)
+    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))
+    fitted = PairedShapley(random_state=0).fit(X, y)
+    r2 = fitted.proxy_.cv_r2_
+    energy = lambda sp: np.sum(sp.coefs**2)
+    ratio = energy(fitted.proxy_.spectrum_.odd_part()) / energy(fitted.proxy_.tree_spectrum_.odd_part())
+    monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2 + 1e-9)  # just out of reach
+    monkeypatch.setattr(shapley, "SPARSE_ABOVE_MANY", r2)  # just reached
+    monkeypatch.setattr(shapley, "BLEND_BELOW", 1.01 * ratio)  # just within the bound
+    monkeypatch.setattr(shapley, "REPEAT_MASKS", 400)
+    assert PairedShapley(random_state=0).fit(X, y).prior_ == "sparse"
+    monkeypatch.setattr(shapley, "BLEND_BELOW", 0.99 * ratio)  # just outside it
+    assert PairedShapley(random_state=0).fit(X, y).prior_ in ("trees", "blend")
+    monkeypatch.setattr(shapley, "BLEND_BELOW", 1.01 * ratio)
+    monkeypatch.setattr(shapley, "REPEAT_MASKS", 401)  # too few masks
+    assert PairedShapley(random_state=0).fit(X, y).prior_ in ("trees", "blend")
+    monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2)  # from SPARSE_ABOVE on any budget
+    assert PairedShapley(random_state=0).fit(X, y).prior_ == "sparse"
+    # a number is a plain threshold
+    monkeypatch.setattr(shapley, "REPEAT_MASKS", 400)
+    assert PairedShapley(random_state=0, sparse_above=r2 + 1e-9).fit(X, y).prior_ in ("trees", "blend")
+
+
 def test_proxies_auto_averages_fits_only_below_repeat_masks(monkeypatch):
     from compattr.proxy import shapley
 
@@ -218,6 +249,7 @@ def test_rejects_masks_that_are_not_complementary_pairs():
         dict(ridges=()),
         dict(sparse_above=-0.1),
         dict(sparse_above=np.nan),
+        dict(sparse_above="always"),
         dict(blend="always"),
         dict(blend=1),
         dict(cv=1),
