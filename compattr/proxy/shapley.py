@@ -21,7 +21,9 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    refit inflating fragments the trees barely see); or, when the sparse spectrum's
    cross-validated R² reaches ``sparse_above`` (lower on many masks, where that odd part's
    energy stays within the same bound), the odd part of that sparse spectrum, kept as it is
-   (a few well-determined terms then beat the refit of many).
+   (a few well-determined terms then beat the refit of many), or kept and averaged with the
+   refit of the trees' prior where its odd part holds many times the trees' energy (two
+   estimates of similar error, made from different terms).
 3. **support** – every singleton, then the prior's odd terms of order ≥ 3 by decreasing
    ``|F(T)|``, up to ``support`` terms per pair (several sizes, chosen by cross-validation:
    at low budgets more terms than pairs, held by the ridge, fit best).
@@ -78,6 +80,19 @@ SPARSE_ABOVE_MANY = 0.5
 #: refit inflating fragments the trees barely see, and the blend raised the error on 4 of 5.
 BLEND_BELOW = 5.0
 
+#: ``sparse_above="auto"``: from :data:`SPARSE_ABOVE` up to :data:`HEDGE_BELOW`, where the
+#: sparse spectrum's odd part holds this many times the energy of the trees' or more, the kept
+#: sparse prior's estimate is averaged half and half with the trees' refit (``hedged_``).
+#: Tuning functions (docs/results.md): on the Synthetic Peak, kept from a CV R² of 0.66–0.93
+#: with a ratio of 13–80 (n = 100 and 500), the average lowered the Shapley error on 16 of 17
+#: (one level); on complete hierarchies, where keeping was better, the ratio was at most 7.1
+#: (n = 100, 500 and 1000).
+HEDGE_RATIO = 10.0
+
+#: Above this cross-validated R² the sparse prior is kept whatever its energy: on the Peak at
+#: n = 500 (CV R² 1.000) it was exact (0.0002), and the average ten times worse.
+HEDGE_BELOW = 0.95
+
 #: Fits whose trees are averaged into the trees' prior with ``proxies="auto"`` on fewer than
 #: :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks (one from there: at n = 100, 10 dB,
 #: α = 4 three changed the Shapley error by 1 % for 60 % more CPU).
@@ -109,7 +124,10 @@ class PairedShapley(BaseEstimator):
         (``inf``: always refit). "auto" (default): from :data:`SPARSE_ABOVE`, and on
         :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks or more also from
         :data:`SPARSE_ABOVE_MANY` where that odd part holds less than :data:`BLEND_BELOW`
-        times the energy of the odd part of the proxy's trees.
+        times the energy of the odd part of the proxy's trees; from :data:`SPARSE_ABOVE` up
+        to :data:`HEDGE_BELOW`, where it holds :data:`HEDGE_RATIO` times that energy or
+        more, the kept estimate is averaged half and half with the trees' refit
+        (``hedged_``).
     blend : "auto" or bool
         Below ``sparse_above``: average the trees' odd part half and half with the odd part
         of the proxy's sparse spectrum before the refit: where the proxy's terms were grown
@@ -144,17 +162,21 @@ class PairedShapley(BaseEstimator):
     prior_ : {"trees", "blend", "sparse"}
         Which odd part was the prior: the trees' (refitted), the trees' averaged with the
         sparse spectrum's (refitted; ``blend``) or the sparse spectrum's (kept).
+    hedged_ : bool
+        Whether ``spectrum_`` is the average, half and half, of the sparse spectrum's odd part
+        kept (made efficient) and the refit of ``prior_`` ("trees" or "blend"; see
+        ``sparse_above``).
     tree_proxies_ : list of ProxySPEX
         With the trees' prior (blended or not): the fits whose trees are averaged into it,
         ``proxy_`` first; else empty.
     ridge_ : float
-        The chosen relative ridge strength (``inf``: the prior was kept).
+        The refit's chosen relative ridge strength (``inf``: the prior was kept).
     support_ : float
-        The chosen terms per pair (NaN when the sparse prior was kept).
+        The refit's chosen terms per pair (NaN when the sparse prior was kept alone).
     cv_results_ : pandas.DataFrame
         Weighted CV mean squared error of ``g`` (``cv_mse``) for each ``support`` (terms per
         pair), ``terms`` (refitted terms) and ``ridge`` strength; empty when the sparse prior
-        was kept: there was nothing to choose.
+        was kept alone: there was nothing to choose.
     n_features_in_ : int
     """
 
@@ -234,29 +256,52 @@ class PairedShapley(BaseEstimator):
             raise ValueError(f'proxies must be "auto" or an integer >= 1, got {self.proxies!r}.')
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
-        n = self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
         # one fit, the folds' average alone: the fit on every mask did not lower the Shapley
         # error on the tuning functions (docs/results.md)
         proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
         self.proxy_ = proxy.fit(X, y)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         sparse = proxy.spectrum_.odd_part()
-        if self._keeps_sparse(len(y), sparse):
-            self.prior_, ridges, self.tree_proxies_ = "sparse", np.array([np.inf]), []
-            prior = sparse
-            prior_at_pairs = prior.predict(S)
-        else:
-            self.prior_, ridges = "trees", np.asarray(self.ridges, dtype=np.float64)
-            fits = self.tree_proxies_ = [proxy, *self._other_trees(X, y)]
-            prior = Spectrum.mean([fit.tree_spectrum_ for fit in fits]).odd_part()
-            # the odd part at the pairs through the trees (their exact transform is
-            # tree_spectrum_), at a cost that grows with the trees, not the terms
-            trees = np.mean([fit.predict_trees(X) for fit in fits], axis=0)
-            prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
-            if self._blends(sparse, prior):
-                self.prior_, prior = "blend", Spectrum.mean([prior, sparse])
-                prior_at_pairs = 0.5 * (prior_at_pairs + sparse.predict(S))
+        role = self._sparse_role(len(y), sparse)
+        estimates = []
+        if role != "refitted":  # kept as it is: only the efficiency constraint (infinite ridge)
+            estimates.append(self._refit(sparse, sparse.predict(S), S, g, np.array([np.inf])))
+            self.prior_ = "sparse"
+            self.tree_proxies_: list[ProxySPEX] = []
+        if role != "kept":
+            prior, prior_at_pairs = self._trees_prior(X, y, sparse)  # prior_, tree_proxies_
+            estimates.append(self._refit(prior, prior_at_pairs, S, g, np.asarray(self.ridges, dtype=np.float64)))
+        self.hedged_ = role == "hedged"
+        self.spectrum_, self.support_, self.ridge_, self.cv_results_ = estimates[-1]
+        if self.hedged_:
+            self.spectrum_ = Spectrum.mean([estimate[0] for estimate in estimates])
+        self.shapley_ = shapley(self.spectrum_)
+        return self
 
+    def _trees_prior(self, X: np.ndarray, y: np.ndarray, sparse: Spectrum) -> tuple[Spectrum, np.ndarray]:
+        """The trees' odd part, averaged over ``proxies`` fits and blended with ``sparse``
+        where :meth:`_blends` (``prior_``, ``tree_proxies_``); and its values at the pairs."""
+        self.prior_ = "trees"
+        fits = self.tree_proxies_ = [self.proxy_, *self._other_trees(X, y)]
+        prior = Spectrum.mean([fit.tree_spectrum_ for fit in fits]).odd_part()
+        # the odd part at the pairs through the trees (their exact transform is
+        # tree_spectrum_), at a cost that grows with the trees, not the terms
+        trees = np.mean([fit.predict_trees(X) for fit in fits], axis=0)
+        prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
+        if self._blends(sparse, prior):
+            self.prior_, prior = "blend", Spectrum.mean([prior, sparse])
+            prior_at_pairs = 0.5 * (prior_at_pairs + sparse.predict(X[0::2]))
+        return prior, prior_at_pairs
+
+    def _refit(self, prior: Spectrum, prior_at_pairs: np.ndarray, S: np.ndarray, g: np.ndarray, ridges: np.ndarray):
+        """The odd part ``g`` (pairs,) at the pairs' first masks ``S`` (pairs, n), refitted
+        from ``prior`` (whose values at ``S`` are ``prior_at_pairs``): its singletons and
+        largest higher terms by ridge regression towards it (module docstring), the support
+        and the ridge chosen by CV over pairs among ``ridges`` (only ``inf``: the prior, made
+        efficient). Returns the spectrum, the chosen terms per pair and ridge, and the CV
+        table."""
+        n = prior.n
         available = n + int(np.sum(prior.degrees >= 3))  # singletons and the prior's higher terms
         candidates = self._candidates(n, S.shape[0], available)  # (terms per pair, terms): prefixes
         rows, start = self._support_rows(prior, candidates[-1][1])
@@ -278,27 +323,25 @@ class PairedShapley(BaseEstimator):
         # every column of A has squared norm Σ root² (= the pairs off the boundary): the scale
         # of a relative ridge, the same for every support
         scale = float(np.sum(root**2)) or 1.0
-        t = self._choose(candidates, design, start, ridges, scale)  # support_, ridge_, cv_results_
+        t, support, ridge, table = self._choose(candidates, design, start, ridges, scale)
         A, b, constraint = design(t)
-        (coefs,) = _ridge_towards(A, b, start[:t], constraint, [self.ridge_ * scale])
-        rows, start = rows[:t], start[:t]
-
-        update = Spectrum(n, padded_to_csr(rows, n), coefs - start)
+        (coefs,) = _ridge_towards(A, b, start[:t], constraint, [ridge * scale])
+        update = Spectrum(n, padded_to_csr(rows[:t], n), coefs - start[:t])
         supports = sps.vstack([prior.supports, update.supports], format="csr")
-        self.spectrum_ = Spectrum(n, supports, np.r_[prior.coefs, update.coefs])
-        self.shapley_ = shapley(self.spectrum_)
-        return self
+        return Spectrum(n, supports, np.r_[prior.coefs, update.coefs]), support, ridge, table
 
-    def _keeps_sparse(self, m: int, sparse: Spectrum) -> bool:
-        """Whether the prior is the proxy's sparse spectrum's odd part ``sparse``, kept, on
-        ``m`` masks (``sparse_above``)."""
+    def _sparse_role(self, m: int, sparse: Spectrum) -> str:
+        """What becomes of the proxy's sparse spectrum's odd part ``sparse`` on ``m`` masks
+        (``sparse_above``): "kept" as the estimate, "hedged" (kept, and averaged with the
+        trees' refit) or "refitted" (the trees' prior is refitted instead)."""
         r2 = self.proxy_.cv_r2_
         if self.sparse_above != "auto":
-            return bool(r2 >= self.sparse_above)
+            return "kept" if r2 >= self.sparse_above else "refitted"
+        ratio = _energy_ratio(sparse, self.proxy_.tree_spectrum_.odd_part())
         if r2 >= SPARSE_ABOVE:
-            return True
+            return "hedged" if ratio >= HEDGE_RATIO and r2 < HEDGE_BELOW else "kept"
         many = m >= REPEAT_MASKS and r2 >= SPARSE_ABOVE_MANY
-        return many and _bounded(sparse, self.proxy_.tree_spectrum_.odd_part())
+        return "kept" if many and ratio < BLEND_BELOW else "refitted"
 
     def _blends(self, sparse: Spectrum, trees: Spectrum) -> bool:
         """Whether the prior averages the trees' odd part ``trees`` with the sparse spectrum's
@@ -306,7 +349,7 @@ class PairedShapley(BaseEstimator):
         holds less than :data:`BLEND_BELOW` times the energy of ``trees``."""
         if self.blend != "auto":
             return bool(self.blend)
-        return bool(self.proxy_.grown_) and _bounded(sparse, trees)
+        return bool(self.proxy_.grown_) and _energy_ratio(sparse, trees) < BLEND_BELOW
 
     def _other_trees(self, X: np.ndarray, y: np.ndarray) -> list[ProxySPEX]:
         """The tree fits after ``proxy_`` (``proxies`` in all): seeded ``random_state + 1``, ...,
@@ -336,23 +379,21 @@ class PairedShapley(BaseEstimator):
             return int(self.proxies)
         return PROXIES if m < REPEAT_MASKS else 1
 
-    def _choose(self, candidates, design, start: np.ndarray, ridges: np.ndarray, scale: float) -> int:
-        """Choose the support and the ridge by CV over pairs (``support_``, ``ridge_``,
-        ``cv_results_``); return the chosen number of terms. Only infinite ridges (the
-        sparse prior kept): nothing to choose, the largest support."""
+    def _choose(self, candidates, design, start: np.ndarray, ridges: np.ndarray, scale: float):
+        """Choose the support and the ridge together by CV over pairs; return the chosen
+        number of terms, terms per pair (NaN with only infinite ridges: nothing to choose, the
+        largest support) and ridge, and the CV table (empty then)."""
         if not np.isfinite(ridges).any():
-            self.support_, self.ridge_ = np.nan, np.inf
-            self.cv_results_ = pd.DataFrame(columns=["support", "terms", "ridge", "cv_mse"], dtype=float)
-            return candidates[-1][1]
-        table = []
+            table = pd.DataFrame(columns=["support", "terms", "ridge", "cv_mse"], dtype=float)
+            return candidates[-1][1], np.nan, np.inf, table
+        rows = []
         for per_pair, t in candidates:
             A, b, constraint = design(t)
             cv_mse = self._cv(A, b, start[:t], constraint, ridges * scale)
-            table += [{"support": per_pair, "terms": t, "ridge": r, "cv_mse": e} for r, e in zip(ridges, cv_mse)]
-        self.cv_results_ = pd.DataFrame(table)
-        best = self.cv_results_.loc[self.cv_results_["cv_mse"].idxmin()]
-        self.support_, self.ridge_ = float(best["support"]), float(best["ridge"])
-        return int(best["terms"])
+            rows += [{"support": per_pair, "terms": t, "ridge": r, "cv_mse": e} for r, e in zip(ridges, cv_mse)]
+        table = pd.DataFrame(rows)
+        best = table.loc[table["cv_mse"].idxmin()]
+        return int(best["terms"]), float(best["support"]), float(best["ridge"]), table
 
     def _candidates(self, n: int, pairs: int, available: int) -> list[tuple[float, int]]:
         """The supports the CV compares, as (terms per pair, terms), ascending: ``support``
@@ -390,10 +431,11 @@ class PairedShapley(BaseEstimator):
         return sq / max(1, len(b))
 
 
-def _bounded(sparse: Spectrum, trees: Spectrum) -> bool:
-    """Whether ``sparse`` holds less than :data:`BLEND_BELOW` times the energy (sum of squared
-    coefficients) of ``trees``: more, and a refit has inflated fragments the trees barely see."""
-    return bool(np.sum(sparse.coefs**2) < BLEND_BELOW * np.sum(trees.coefs**2))
+def _energy_ratio(sparse: Spectrum, trees: Spectrum) -> float:
+    """The energy (sum of squared coefficients) of ``sparse`` over that of ``trees`` (``inf``
+    when ``trees`` has none): large where a refit has inflated fragments the trees barely see."""
+    energy = np.sum(trees.coefs**2)
+    return float(np.sum(sparse.coefs**2) / energy) if energy > 0 else np.inf
 
 
 def _thin_svd(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -156,12 +156,15 @@ class Spectrum:
     @classmethod
     def mean(cls, spectra: Sequence[Spectrum]) -> Spectrum:
         """The mean of spectra over the same ``n`` features: the spectrum of the mean of
-        their functions (of averaged tree ensembles, for example)."""
+        their functions (of averaged tree ensembles, for example). The mean of one spectrum
+        is that spectrum (spectra are not changed in place), without regrouping its terms."""
         if not spectra:
             raise ValueError("the mean needs at least one spectrum.")
         n = spectra[0].n
         if any(s.n != n for s in spectra):
             raise ValueError(f"spectra over different feature counts: {sorted({s.n for s in spectra})}.")
+        if len(spectra) == 1:
+            return spectra[0]
         supports = sp.vstack([s.supports for s in spectra], format="csr")
         return cls(n, supports, np.concatenate([s.coefs for s in spectra]) / len(spectra))
 

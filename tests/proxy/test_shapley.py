@@ -4,6 +4,7 @@ from itertools import product
 from math import factorial
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import compattr
@@ -139,6 +140,48 @@ def test_sparse_above_auto_keeps_the_sparse_prior_lower_on_many_masks_within_the
     # a number is a plain threshold
     monkeypatch.setattr(shapley, "REPEAT_MASKS", 400)
     assert PairedShapley(random_state=0, sparse_above=r2 + 1e-9).fit(X, y).prior_ in ("trees", "blend")
+
+
+def test_sparse_above_auto_averages_the_kept_sparse_prior_with_the_refit_where_its_energy_is_large(monkeypatch):
+    """From ``SPARSE_ABOVE`` up to ``HEDGE_BELOW``, where the sparse odd part holds
+    ``HEDGE_RATIO`` times the energy of the trees' odd part or more, the estimate is the
+    average of the kept sparse prior's and the trees' refit's; a number is a plain threshold."""
+    from compattr.proxy import shapley
+
+    n = 10
+    f = sparse_function(n, seed=7)
+    X = compattr.paired_masks(n, 400, seed=8)
+    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))
+    fitted = PairedShapley(random_state=0).fit(X, y)
+    r2 = fitted.proxy_.cv_r2_
+    energy = lambda sp: np.sum(sp.coefs**2)
+    ratio = energy(fitted.proxy_.spectrum_.odd_part()) / energy(fitted.proxy_.tree_spectrum_.odd_part())
+    kept = PairedShapley(random_state=0, sparse_above=r2).fit(X, y)
+    refit = PairedShapley(random_state=0, sparse_above=np.inf).fit(X, y)
+    assert not kept.hedged_ and not refit.hedged_ and kept.prior_ == "sparse"
+    monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2)  # just reached
+    monkeypatch.setattr(shapley, "HEDGE_RATIO", 0.99 * ratio)  # just reached
+    monkeypatch.setattr(shapley, "HEDGE_BELOW", r2 + 1e-9)  # just out of reach
+    hedged = PairedShapley(random_state=0).fit(X, y)
+    assert hedged.hedged_ and hedged.prior_ == refit.prior_ and hedged.ridge_ == refit.ridge_
+    assert len(hedged.tree_proxies_) == len(refit.tree_proxies_)
+    pd.testing.assert_frame_equal(hedged.cv_results_, refit.cv_results_)
+    np.testing.assert_allclose(hedged.shapley_, 0.5 * (kept.shapley_ + refit.shapley_), atol=1e-12)
+    X_test = compattr.sample_masks(n, 64, seed=10)
+    average = 0.5 * (kept.spectrum_.predict(X_test) + refit.spectrum_.predict(X_test))
+    np.testing.assert_allclose(hedged.spectrum_.predict(X_test), average, atol=1e-9)
+    assert X[0].all() and not X[1].any()  # the pair ([n], ∅): both estimates, and so their average, are efficient
+    assert hedged.shapley_.sum() == pytest.approx(y[0] - y[1], rel=1e-9)
+    # each bound just missed: the sparse prior kept alone
+    monkeypatch.setattr(shapley, "HEDGE_RATIO", 1.01 * ratio)
+    alone = PairedShapley(random_state=0).fit(X, y)
+    assert not alone.hedged_ and alone.prior_ == "sparse"
+    np.testing.assert_array_equal(alone.shapley_, kept.shapley_)
+    monkeypatch.setattr(shapley, "HEDGE_RATIO", 0.99 * ratio)
+    monkeypatch.setattr(shapley, "HEDGE_BELOW", r2)
+    assert not PairedShapley(random_state=0).fit(X, y).hedged_
+    monkeypatch.setattr(shapley, "HEDGE_BELOW", r2 + 1e-9)
+    assert not PairedShapley(random_state=0, sparse_above=r2).fit(X, y).hedged_
 
 
 def test_proxies_auto_averages_fits_only_below_repeat_masks(monkeypatch):
