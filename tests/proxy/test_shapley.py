@@ -47,6 +47,17 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum((estimate - truth) ** 2) / np.sum(truth**2))
 
 
+def noisy_pairs():
+    """400 paired masks of a sparse function (n = 10) and its outputs with noise that caps the
+    CV R²; the default fit's proxy's CV R², and its sparse odd part's energy over its trees'."""
+    f = sparse_function(10, seed=7)
+    X = compattr.paired_masks(10, 400, seed=8)
+    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))
+    proxy = PairedShapley(random_state=0).fit(X, y).proxy_
+    energy = lambda sp: np.sum(sp.coefs**2)
+    return X, y, proxy.cv_r2_, energy(proxy.spectrum_.odd_part()) / energy(proxy.tree_spectrum_.odd_part())
+
+
 @pytest.mark.parametrize("sparse_above, prior", [(0.85, "sparse"), (np.inf, "trees")])
 def test_matches_brute_force_on_a_sparse_spectrum(sparse_above, prior):
     n = 9
@@ -117,14 +128,7 @@ def test_sparse_above_auto_keeps_the_sparse_prior_lower_on_many_masks_within_the
     less than ``BLEND_BELOW`` times the energy of the proxy's trees' odd part."""
     from compattr.proxy import shapley
 
-    n = 10
-    f = sparse_function(n, seed=7)
-    X = compattr.paired_masks(n, 400, seed=8)
-    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))
-    fitted = PairedShapley(random_state=0).fit(X, y)
-    r2 = fitted.proxy_.cv_r2_
-    energy = lambda sp: np.sum(sp.coefs**2)
-    ratio = energy(fitted.proxy_.spectrum_.odd_part()) / energy(fitted.proxy_.tree_spectrum_.odd_part())
+    X, y, r2, ratio = noisy_pairs()
     monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2 + 1e-9)  # just out of reach
     monkeypatch.setattr(shapley, "SPARSE_ABOVE_MANY", r2)  # just reached
     monkeypatch.setattr(shapley, "BLEND_BELOW", 1.01 * ratio)  # just within the bound
@@ -148,14 +152,7 @@ def test_sparse_above_auto_averages_the_kept_sparse_prior_with_the_refit_where_i
     average of the kept sparse prior's and the trees' refit's; a number is a plain threshold."""
     from compattr.proxy import shapley
 
-    n = 10
-    f = sparse_function(n, seed=7)
-    X = compattr.paired_masks(n, 400, seed=8)
-    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))
-    fitted = PairedShapley(random_state=0).fit(X, y)
-    r2 = fitted.proxy_.cv_r2_
-    energy = lambda sp: np.sum(sp.coefs**2)
-    ratio = energy(fitted.proxy_.spectrum_.odd_part()) / energy(fitted.proxy_.tree_spectrum_.odd_part())
+    X, y, r2, ratio = noisy_pairs()
     kept = PairedShapley(random_state=0, sparse_above=r2).fit(X, y)
     refit = PairedShapley(random_state=0, sparse_above=np.inf).fit(X, y)
     assert not kept.hedged_ and not refit.hedged_ and kept.prior_ == "sparse"
@@ -167,7 +164,7 @@ def test_sparse_above_auto_averages_the_kept_sparse_prior_with_the_refit_where_i
     assert len(hedged.tree_proxies_) == len(refit.tree_proxies_)
     pd.testing.assert_frame_equal(hedged.cv_results_, refit.cv_results_)
     np.testing.assert_allclose(hedged.shapley_, 0.5 * (kept.shapley_ + refit.shapley_), atol=1e-12)
-    X_test = compattr.sample_masks(n, 64, seed=10)
+    X_test = compattr.sample_masks(X.shape[1], 64, seed=10)
     average = 0.5 * (kept.spectrum_.predict(X_test) + refit.spectrum_.predict(X_test))
     np.testing.assert_allclose(hedged.spectrum_.predict(X_test), average, atol=1e-9)
     assert X[0].all() and not X[1].any()  # the pair ([n], ∅): both estimates, and so their average, are efficient
