@@ -20,7 +20,7 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    spread over many fragments (unless that odd part holds many times the trees' energy: a
    refit inflating fragments the trees barely see); or, when the sparse spectrum's
    cross-validated R² reaches ``sparse_above`` (lower on many masks, where that odd part's
-   energy stays within the same bound), the odd part of that sparse spectrum, kept as it is
+   energy stays within a similar bound), the odd part of that sparse spectrum, kept as it is
    (a few well-determined terms then beat the refit of many), or kept and averaged with the
    refit of the trees' prior where its odd part holds many times the trees' energy (two
    estimates of similar error, made from different terms).
@@ -65,10 +65,11 @@ SPARSE_ABOVE = 0.65
 
 #: ``sparse_above="auto"``: from :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks the
 #: sparse spectrum is kept from this cross-validated R² too, where its odd part holds less
-#: than :data:`BLEND_BELOW` times the energy of the trees' (docs/results.md). Tuning
+#: than :data:`KEEP_BELOW` times the energy of the trees' (docs/results.md). Tuning
 #: functions: on 2,658 masks (hierarchy, n = 100, 10 dB, α = 4) with a CV R² of 0.50–0.64
-#: keeping it lowered the Shapley error on all six seeds (the energy ratio 2–4); on the
-#: Synthetic Peak it raised it on two of three (a ratio of 10 or more).
+#: keeping it lowered the Shapley error on all six seeds (the energy ratio 2–4), and at
+#: n = 500 (10 dB, α = 1) on the one seed it changed (ratio 5.6: 0.191 → 0.046); on the
+#: Synthetic Peak it raised it on two of three (a ratio of 11 or more).
 SPARSE_ABOVE_MANY = 0.5
 
 #: ``blend="auto"`` averages the trees' odd part with the proxy's grown sparse spectrum's
@@ -80,14 +81,16 @@ SPARSE_ABOVE_MANY = 0.5
 #: refit inflating fragments the trees barely see, and the blend raised the error on 4 of 5.
 BLEND_BELOW = 5.0
 
-#: ``sparse_above="auto"``: from :data:`SPARSE_ABOVE` up to :data:`HEDGE_BELOW`, where the
-#: sparse spectrum's odd part holds this many times the energy of the trees' or more, the kept
-#: sparse prior's estimate is averaged half and half with the trees' refit (``hedged_``).
-#: Tuning functions (docs/results.md): on the Synthetic Peak, kept from a CV R² of 0.66–0.93
-#: with a ratio of 13–80 (n = 100 and 500), the average lowered the Shapley error on 16 of 17
-#: (one level); on complete hierarchies, where keeping was better, the ratio was at most 7.1
-#: (n = 100, 500 and 1000).
-HEDGE_RATIO = 10.0
+#: ``sparse_above="auto"`` keeps the sparse spectrum alone only where its odd part holds
+#: less than this many times the energy of the trees' (sum of squared coefficients): from
+#: :data:`SPARSE_ABOVE` up to :data:`HEDGE_BELOW`, at or above it the kept estimate is
+#: averaged half and half with the trees' refit (``hedged_``); from
+#: :data:`SPARSE_ABOVE_MANY` on many masks, the trees' prior is refitted instead. Tuning
+#: functions (docs/results.md): on the Synthetic Peak, kept from a CV R² of 0.66–0.93 with a
+#: ratio of 13–80 (n = 100 and 500), the average lowered the Shapley error on 16 of 17 (one
+#: level), and in the band from 0.5 the ratio was 11 or more; on complete hierarchies, where
+#: keeping was better, it was at most 7.1 (n = 100, 500 and 1000).
+KEEP_BELOW = 10.0
 
 #: Above this cross-validated R² the sparse prior is kept whatever its energy: on the Peak at
 #: n = 500 (CV R² 1.000) it was exact (0.0002), and the average ten times worse.
@@ -123,11 +126,10 @@ class PairedShapley(BaseEstimator):
         odd terms, when the proxy's cross-validated R² (``proxy_.cv_r2_``) is at least this
         (``inf``: always refit). "auto" (default): from :data:`SPARSE_ABOVE`, and on
         :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks or more also from
-        :data:`SPARSE_ABOVE_MANY` where that odd part holds less than :data:`BLEND_BELOW`
+        :data:`SPARSE_ABOVE_MANY` where that odd part holds less than :data:`KEEP_BELOW`
         times the energy of the odd part of the proxy's trees; from :data:`SPARSE_ABOVE` up
-        to :data:`HEDGE_BELOW`, where it holds :data:`HEDGE_RATIO` times that energy or
-        more, the kept estimate is averaged half and half with the trees' refit
-        (``hedged_``).
+        to :data:`HEDGE_BELOW`, where it holds :data:`KEEP_BELOW` times that energy or more,
+        the kept estimate is averaged half and half with the trees' refit (``hedged_``).
     blend : "auto" or bool
         Below ``sparse_above``: average the trees' odd part half and half with the odd part
         of the proxy's sparse spectrum before the refit: where the proxy's terms were grown
@@ -339,9 +341,9 @@ class PairedShapley(BaseEstimator):
             return "kept" if r2 >= self.sparse_above else "refitted"
         ratio = _energy_ratio(sparse, self.proxy_.tree_spectrum_.odd_part())
         if r2 >= SPARSE_ABOVE:
-            return "hedged" if ratio >= HEDGE_RATIO and r2 < HEDGE_BELOW else "kept"
+            return "hedged" if ratio >= KEEP_BELOW and r2 < HEDGE_BELOW else "kept"
         many = m >= REPEAT_MASKS and r2 >= SPARSE_ABOVE_MANY
-        return "kept" if many and ratio < BLEND_BELOW else "refitted"
+        return "kept" if many and ratio < KEEP_BELOW else "refitted"
 
     def _blends(self, sparse: Spectrum, trees: Spectrum) -> bool:
         """Whether the prior averages the trees' odd part ``trees`` with the sparse spectrum's

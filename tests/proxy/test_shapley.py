@@ -125,18 +125,18 @@ def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
 def test_sparse_above_auto_keeps_the_sparse_prior_lower_on_many_masks_within_the_energy_bound(monkeypatch):
     """``sparse_above="auto"``: the sparse prior from ``SPARSE_ABOVE``, and on
     ``REPEAT_MASKS`` masks or more also from ``SPARSE_ABOVE_MANY`` where its odd part holds
-    less than ``BLEND_BELOW`` times the energy of the proxy's trees' odd part."""
+    less than ``KEEP_BELOW`` times the energy of the proxy's trees' odd part."""
     from compattr.proxy import shapley
 
     X, y, r2, ratio = noisy_pairs()
     monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2 + 1e-9)  # just out of reach
     monkeypatch.setattr(shapley, "SPARSE_ABOVE_MANY", r2)  # just reached
-    monkeypatch.setattr(shapley, "BLEND_BELOW", 1.01 * ratio)  # just within the bound
+    monkeypatch.setattr(shapley, "KEEP_BELOW", 1.01 * ratio)  # just within the bound
     monkeypatch.setattr(shapley, "REPEAT_MASKS", 400)
     assert PairedShapley(random_state=0).fit(X, y).prior_ == "sparse"
-    monkeypatch.setattr(shapley, "BLEND_BELOW", 0.99 * ratio)  # just outside it
+    monkeypatch.setattr(shapley, "KEEP_BELOW", 0.99 * ratio)  # just outside it
     assert PairedShapley(random_state=0).fit(X, y).prior_ in ("trees", "blend")
-    monkeypatch.setattr(shapley, "BLEND_BELOW", 1.01 * ratio)
+    monkeypatch.setattr(shapley, "KEEP_BELOW", 1.01 * ratio)
     monkeypatch.setattr(shapley, "REPEAT_MASKS", 401)  # too few masks
     assert PairedShapley(random_state=0).fit(X, y).prior_ in ("trees", "blend")
     monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2)  # from SPARSE_ABOVE on any budget
@@ -148,7 +148,7 @@ def test_sparse_above_auto_keeps_the_sparse_prior_lower_on_many_masks_within_the
 
 def test_sparse_above_auto_averages_the_kept_sparse_prior_with_the_refit_where_its_energy_is_large(monkeypatch):
     """From ``SPARSE_ABOVE`` up to ``HEDGE_BELOW``, where the sparse odd part holds
-    ``HEDGE_RATIO`` times the energy of the trees' odd part or more, the estimate is the
+    ``KEEP_BELOW`` times the energy of the trees' odd part or more, the estimate is the
     average of the kept sparse prior's and the trees' refit's; a number is a plain threshold."""
     from compattr.proxy import shapley
 
@@ -157,7 +157,7 @@ def test_sparse_above_auto_averages_the_kept_sparse_prior_with_the_refit_where_i
     refit = PairedShapley(random_state=0, sparse_above=np.inf).fit(X, y)
     assert not kept.hedged_ and not refit.hedged_ and kept.prior_ == "sparse"
     monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2)  # just reached
-    monkeypatch.setattr(shapley, "HEDGE_RATIO", 0.99 * ratio)  # just reached
+    monkeypatch.setattr(shapley, "KEEP_BELOW", 0.99 * ratio)  # just reached
     monkeypatch.setattr(shapley, "HEDGE_BELOW", r2 + 1e-9)  # just out of reach
     hedged = PairedShapley(random_state=0).fit(X, y)
     assert hedged.hedged_ and hedged.prior_ == refit.prior_ and hedged.ridge_ == refit.ridge_
@@ -170,11 +170,11 @@ def test_sparse_above_auto_averages_the_kept_sparse_prior_with_the_refit_where_i
     assert X[0].all() and not X[1].any()  # the pair ([n], ∅): both estimates, and so their average, are efficient
     assert hedged.shapley_.sum() == pytest.approx(y[0] - y[1], rel=1e-9)
     # each bound just missed: the sparse prior kept alone
-    monkeypatch.setattr(shapley, "HEDGE_RATIO", 1.01 * ratio)
+    monkeypatch.setattr(shapley, "KEEP_BELOW", 1.01 * ratio)
     alone = PairedShapley(random_state=0).fit(X, y)
     assert not alone.hedged_ and alone.prior_ == "sparse"
     np.testing.assert_array_equal(alone.shapley_, kept.shapley_)
-    monkeypatch.setattr(shapley, "HEDGE_RATIO", 0.99 * ratio)
+    monkeypatch.setattr(shapley, "KEEP_BELOW", 0.99 * ratio)
     monkeypatch.setattr(shapley, "HEDGE_BELOW", r2)
     assert not PairedShapley(random_state=0).fit(X, y).hedged_
     monkeypatch.setattr(shapley, "HEDGE_BELOW", r2 + 1e-9)
