@@ -275,6 +275,7 @@ class PairedShapley(BaseEstimator):
             prior, prior_at_pairs = self._trees_prior(X, y, sparse)  # prior_, tree_proxies_
             estimates.append(self._refit(prior, prior_at_pairs, S, g, np.asarray(self.ridges, dtype=np.float64)))
         self.hedged_ = role == "hedged"
+        # the refit's choices where it ran, else the kept prior's (nothing chosen)
         self.spectrum_, self.support_, self.ridge_, self.cv_results_ = estimates[-1]
         if self.hedged_:
             self.spectrum_ = Spectrum.mean([estimate[0] for estimate in estimates])
@@ -339,11 +340,15 @@ class PairedShapley(BaseEstimator):
         r2 = self.proxy_.cv_r2_
         if self.sparse_above != "auto":
             return "kept" if r2 >= self.sparse_above else "refitted"
-        ratio = _energy_ratio(sparse, self.proxy_.tree_spectrum_.odd_part())
+        if r2 >= HEDGE_BELOW:
+            return "kept"
+        if r2 < SPARSE_ABOVE and (m < REPEAT_MASKS or r2 < SPARSE_ABOVE_MANY):
+            return "refitted"
+        # the trees' odd part only where it decides: on deep trees it has millions of terms
+        alone = _energy_ratio(sparse, self.proxy_.tree_spectrum_.odd_part()) < KEEP_BELOW
         if r2 >= SPARSE_ABOVE:
-            return "hedged" if ratio >= KEEP_BELOW and r2 < HEDGE_BELOW else "kept"
-        many = m >= REPEAT_MASKS and r2 >= SPARSE_ABOVE_MANY
-        return "kept" if many and ratio < KEEP_BELOW else "refitted"
+            return "kept" if alone else "hedged"
+        return "kept" if alone else "refitted"
 
     def _blends(self, sparse: Spectrum, trees: Spectrum) -> bool:
         """Whether the prior averages the trees' odd part ``trees`` with the sparse spectrum's
