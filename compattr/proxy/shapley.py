@@ -69,7 +69,8 @@ SPARSE_ABOVE = 0.65
 #: functions: on 2,658 masks (hierarchy, n = 100, 10 dB, α = 4) with a CV R² of 0.50–0.64
 #: keeping it lowered the Shapley error on all six seeds (the energy ratio 2–4), and at
 #: n = 500 (10 dB, α = 1) on the one seed it changed (ratio 5.6: 0.191 → 0.046); on the
-#: Synthetic Peak it raised it on two of three (a ratio of 11 or more).
+#: Synthetic Peak it raised it on two of three, and on five of six more at α = 4 (the ratio
+#: 11–64 there).
 SPARSE_ABOVE_MANY = 0.5
 
 #: ``blend="auto"`` averages the trees' odd part with the proxy's grown sparse spectrum's
