@@ -104,12 +104,7 @@ def test_shapley_values_are_efficient(sparse_above, blend, prior):
 
 
 def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
-    n = 10
-    f = sparse_function(n, seed=7)
-    X = compattr.paired_masks(n, 400, seed=8)
-    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.5, len(X))  # noise caps the CV R²
-    est = PairedShapley(random_state=0).fit(X, y)
-    r2 = est.proxy_.cv_r2_
+    X, y, r2, _ = noisy_pairs()
     below, above = PairedShapley(random_state=0, sparse_above=r2 + 1e-9), PairedShapley(random_state=0, sparse_above=r2)
     below.fit(X, y), above.fit(X, y)
     assert below.prior_ in ("trees", "blend") and above.prior_ == "sparse"
