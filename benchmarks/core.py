@@ -60,6 +60,7 @@ VARIANTS = {
     "proxyspex no-grow": {"grow": False},  # the kept terms' hierarchy never grown by one order
     "proxyspex no-pursuit": {"pursue": False},  # grown without the trees' terms the residual picks
     "proxyspex no-regrow": {"regrow": False},  # the repeats' average as it is, never regrown
+    "proxyspex regrow-once": {"regrow_rounds": 1},  # the repeats' average regrown by one order alone
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,

@@ -93,7 +93,8 @@ class Explanation:
         re-ranked by their refitted coefficients; "closure" when those re-ranked terms were
         kept with all their subsets), ``repeats`` (fits averaged; the other
         choices are the first fit's), ``grown`` (whether the kept terms were grown one order
-        and chosen again), ``regrown`` (whether the repeats' average was), ``cv_r2`` (the
+        and chosen again), ``regrown`` (whether the repeats' average was), ``regrow_rounds``
+        (by how many orders it was, in as many rounds), ``cv_r2`` (the
         fitted spectrum's cross-validated R² on the fitting masks, the first fit's),
         ``timings``.
     value_range : (low, high) or None
@@ -279,7 +280,9 @@ class Explanation:
             if (self.fit_info.get("repeats") or 1) > 1:
                 lines[-1] += f"; the spectrum averages {self.fit_info['repeats']} fits (these choices: the first's)"
             if self.fit_info.get("regrown"):
-                lines[-1] += ", the average's terms grown one order and chosen again"
+                rounds = self.fit_info.get("regrow_rounds") or 1
+                orders = "one order" if rounds == 1 else f"{rounds} orders"
+                lines[-1] += f", the average's terms grown {orders} and chosen again"
         cv_r2 = self.fit_info.get("cv_r2")
         if cv_r2 is not None and cv_r2 < EXPLAINS_ABOVE:
             lines.append(
@@ -674,6 +677,7 @@ def explain(
             "repeats": getattr(est, "repeats_", None),
             "grown": getattr(est, "grown_", None),
             "regrown": getattr(est, "regrown_", None),
+            "regrow_rounds": getattr(est, "regrow_rounds_", None),
             "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
             "timings": getattr(est, "timings_", None),
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),

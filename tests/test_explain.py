@@ -66,8 +66,11 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     assert ("fits (these choices: the first's)" in ex.summary()) == (ex.fit_info["repeats"] > 1)
     refitted = compattr.ProxySPEX(seed=0).fit(ex.masks, ex.outputs)
     assert ex.fit_info["cv_r2"] == refitted.cv_r2_
-    assert (ex.fit_info["grown"], ex.fit_info["regrown"]) == (refitted.grown_, refitted.regrown_)
-    assert ("grown one order" in ex.summary()) == (ex.fit_info["grown"] or ex.fit_info["regrown"])
+    fitted = (refitted.grown_, refitted.regrown_, refitted.regrow_rounds_)
+    assert (ex.fit_info["grown"], ex.fit_info["regrown"], ex.fit_info["regrow_rounds"]) == fitted
+    proxy_line = next(line for line in ex.summary().splitlines() if line.startswith("proxy:"))
+    assert (", grown one order" in proxy_line) == ex.fit_info["grown"]
+    assert ("the average's terms grown" in proxy_line) == ex.fit_info["regrown"]
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title
@@ -564,6 +567,10 @@ def test_summary_says_when_the_terms_were_grown_or_the_average_regrown():
         line = next(line for line in ex.summary().splitlines() if line.startswith("proxy:"))
         assert (", grown one order" in line.split(";")[0]) == bool(grown)
         assert ("the average's terms grown one order and chosen again" in line) == bool(regrown)
+    # the regrow's rounds: one order per round (explanations saved before it say nothing)
+    for rounds, said in ((None, "one order"), (1, "one order"), (2, "2 orders")):
+        ex.fit_info = proxy | {"repeats": 3, "grown": False, "regrown": True, "regrow_rounds": rounds}
+        assert f"the average's terms grown {said} and chosen again" in ex.summary()
 
 
 def test_summary_says_a_tilted_ranking():

@@ -4,6 +4,7 @@ import itertools
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.model_selection import KFold
 
@@ -821,9 +822,10 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
 def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(monkeypatch):
     """With several repeats, regrow=True grows the average's terms one order (the pool of
     grown_pool), chooses k, ranking and ridge by the CV of grown_cv on the folds of seed_, and
-    refits the chosen terms on every mask; "auto" (the default) regrows from REGROW_ABOVE to
-    REPEAT_BELOW; one fit, a fixed k, regrow=False are never regrown, nor is a CV that chooses
-    the largest k it may; bad values are refused."""
+    refits the chosen terms on every mask (one round: regrow_rounds=1); "auto" (the default)
+    regrows from REGROW_ABOVE to REPEAT_BELOW; one fit, a fixed k, regrow=False are never
+    regrown, nor is a CV that chooses the largest k it may (and no further round runs); bad
+    values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import grown_cv, grown_pool
@@ -833,9 +835,10 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     X = compattr.sample_masks(n, 100, seed=22)
     y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
     average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
-    regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X, y)
+    regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True, regrow_rounds=1).fit(X, y)
     assert not average.regrown_ and len(average.regrow_cv_) == 0 and "regrow" not in average.timings_
-    assert regrown.regrown_ and regrown.timings_["regrow"] >= 0.0
+    assert average.regrow_rounds_ == 0
+    assert regrown.regrown_ and regrown.regrow_rounds_ == 1 and regrown.timings_["regrow"] >= 0.0
     # the CV, recomputed from the average's pool and the first fit's folds
     folds = list(KFold(5, shuffle=True, random_state=regrown.seed_).split(X))
     m_train = min(len(train) for train, _ in folds)
@@ -844,6 +847,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     assert max(ks) == m_train // 4 < len(pool)  # the case this test needs: the cap binds
     table = grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
     np.testing.assert_allclose(regrown.regrow_cv_["cv_mse"], table["cv_mse"], rtol=1e-9)
+    assert set(regrown.regrow_cv_["round"]) == {1}
     best = table.loc[table["cv_mse"].idxmin()]
     pooled = {tuple(int(i) for i in row if i < n) for row in pool}
     assert set(regrown.spectrum_.support_tuples()) <= pooled | {()}
@@ -860,7 +864,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     for above, below, expected in ((r2, above_r2, True), (above_r2, 1.0, False), (0.0, r2, False)):
         monkeypatch.setattr(proxyspex, "REGROW_ABOVE", above)
         monkeypatch.setattr(proxyspex, "REPEAT_BELOW", below)  # 100 masks: the repeats do not read it
-        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X, y)
+        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow_rounds=1).fit(X, y)
         assert auto.regrown_ == expected and (auto.spectrum_ == regrown.spectrum_) == expected
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
@@ -870,11 +874,51 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     capped = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X_few, y_few)
     table = capped.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 12  # the case this needs
-    assert not capped.regrown_ and "regrow" in capped.timings_
+    assert not capped.regrown_ and capped.regrow_rounds_ == 0 and "regrow" in capped.timings_
+    assert set(table["round"]) == {1}  # and no further round
     assert capped.spectrum_ == ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X_few, y_few).spectrum_
     for bad in ("always", 1):
         with pytest.raises(ValueError, match="regrow"):
             ProxySPEX(regrow=bad).fit(X, y)
+
+
+def test_each_regrow_round_grows_the_last_rounds_terms_again():
+    """regrow_rounds=2: the first round is the regrow of one order (regrow_rounds=1); the
+    second grows its terms by one more order and chooses them by the same CV (grown_cv on
+    the folds of seed_), its table in regrow_cv_ under round 2, the chosen terms refitted
+    on every mask; bad values are refused."""
+    from compattr.proxy import proxyspex
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.proxy.sparsify import grown_cv, grown_pool
+
+    n = 12
+    truth = complete_hierarchy(n, n_sets=2, order=4, seed=21)
+    X = compattr.sample_masks(n, 160, seed=22)
+    y = add_noise(truth.predict(X), truth, snr_db=10, seed=23)
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
+    once = ProxySPEX(**settings, regrow_rounds=1).fit(X, y)
+    twice = ProxySPEX(**settings, regrow_rounds=2).fit(X, y)
+    assert once.regrow_rounds_ == 1 and twice.regrow_rounds_ == 2 and twice.regrown_
+    first = twice.regrow_cv_[twice.regrow_cv_["round"] == 1].drop(columns="round")
+    pd.testing.assert_frame_equal(first, once.regrow_cv_.drop(columns="round"))
+    # the second round's CV, recomputed from the first round's terms
+    folds = list(KFold(5, shuffle=True, random_state=twice.seed_).split(X))
+    m_train = min(len(train) for train, _ in folds)
+    pool = grown_pool(once.spectrum_, max(twice._candidate_ks(m_train)))
+    ks = twice._candidate_ks(m_train // 2)
+    table = grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
+    second = twice.regrow_cv_[twice.regrow_cv_["round"] == 2]
+    np.testing.assert_allclose(second["cv_mse"], table["cv_mse"], rtol=1e-9)
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert best["k"] < max(ks)  # the case this test needs: the second round is taken
+    pooled = {tuple(int(i) for i in row if i < n) for row in pool}
+    assert set(twice.spectrum_.support_tuples()) <= pooled | {()}
+    assert twice.spectrum_ != once.spectrum_
+    refit = least_squares(twice.spectrum_, X, y, best["ridge"])
+    np.testing.assert_allclose(twice.predict(X), refit.predict(X), atol=1e-8)
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="regrow_rounds"):
+            ProxySPEX(regrow_rounds=bad).fit(X, y)
 
 
 def test_repeats_after_the_first_search_the_grid_without_its_depth():
