@@ -61,6 +61,7 @@ VARIANTS = {
     "proxyspex no-pursuit": {"pursue": False},  # grown without the trees' terms the residual picks
     "proxyspex no-regrow": {"regrow": False},  # the repeats' average as it is, never regrown
     "proxyspex regrow-once": {"regrow_rounds": 1},  # the repeats' average regrown by one order alone
+    "proxyspex regrow>=0.14": {"regrow": 0.14},  # regrown only from a first-fit CV R² of 0.14
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,

@@ -823,9 +823,9 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     """With several repeats, regrow=True grows the average's terms one order (the pool of
     grown_pool), chooses k, ranking and ridge by the CV of grown_cv on the folds of seed_, and
     refits the chosen terms on every mask (one round: regrow_rounds=1); "auto" (the default)
-    regrows from REGROW_ABOVE to REPEAT_BELOW; one fit, a fixed k, regrow=False are never
-    regrown, nor is a CV that chooses the largest k it may (and no further round runs); bad
-    values are refused."""
+    regrows from REGROW_ABOVE to REPEAT_BELOW, a float from that CV R²; one fit, a fixed k,
+    regrow=False are never regrown, nor is a CV that chooses the largest k it may (and no
+    further round runs); bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import grown_cv, grown_pool
@@ -866,6 +866,11 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
         monkeypatch.setattr(proxyspex, "REPEAT_BELOW", below)  # 100 masks: the repeats do not read it
         auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow_rounds=1).fit(X, y)
         assert auto.regrown_ == expected and (auto.spectrum_ == regrown.spectrum_) == expected
+    # a float: from that CV R² on, below REPEAT_BELOW
+    monkeypatch.setattr(proxyspex, "REPEAT_BELOW", 1.0)
+    for above, expected in ((r2, True), (above_r2, False)):
+        asked = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=above, regrow_rounds=1).fit(X, y)
+        assert asked.regrown_ == expected and (asked.spectrum_ == regrown.spectrum_) == expected
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
     # where the CV chooses the largest k it may (60 masks: at most 12), the average stays
@@ -877,7 +882,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     assert not capped.regrown_ and capped.regrow_rounds_ == 0 and "regrow" in capped.timings_
     assert set(table["round"]) == {1}  # and no further round
     assert capped.spectrum_ == ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X_few, y_few).spectrum_
-    for bad in ("always", 1):
+    for bad in ("always", 1, 1.0, -0.1):
         with pytest.raises(ValueError, match="regrow"):
             ProxySPEX(regrow=bad).fit(X, y)
 
