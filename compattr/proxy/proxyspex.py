@@ -101,7 +101,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, output_scale
+from .._validation import as_masks, as_outputs, check_int, output_scale
 from ..query.masks import budget
 from ..spectrum import Spectrum
 from ..spectrum.supports import padded_to_csr
@@ -615,10 +615,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         to grow."""
         if self.grow is False or self.best_params_ is None or self._terms_asked():
             return False
-        if self.grow is True:
-            return True
-        above = EXPLAINS_ABOVE if self.grow == "auto" else self.grow
-        return above <= self.cv_r2_ < FINAL_FIT_BELOW
+        return self._explains_enough(self.grow, EXPLAINS_ABOVE, FINAL_FIT_BELOW)
 
     def _terms_asked(self) -> bool:
         """Whether the kept terms are as asked (a fixed k, ``energy`` or refit=False), which
@@ -662,10 +659,16 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         variance; never with terms kept as asked (a fixed k, ``energy`` or refit=False)."""
         if self.regrow is False or self.repeats_ < 2 or self._terms_asked():
             return False
-        if self.regrow is True:
+        return self._explains_enough(self.regrow, REGROW_ABOVE, REPEAT_BELOW)
+
+    def _explains_enough(self, setting, auto_above: float, below: float) -> bool:
+        """Whether a ``grow`` or ``regrow`` setting other than False lets this fit go on: True
+        always; a float or "auto" (``auto_above``) while the CV explains at least that and
+        less than ``below`` of the variance (``cv_r2_``)."""
+        if setting is True:
             return True
-        above = REGROW_ABOVE if self.regrow == "auto" else self.regrow
-        return above <= self.cv_r2_ < REPEAT_BELOW
+        above = auto_above if setting == "auto" else setting
+        return above <= self.cv_r2_ < below
 
     def _regrow(self, X: np.ndarray, y: np.ndarray) -> None:
         """Stage 6, up to ``regrow_rounds`` rounds: the repeats' average ``spectrum_`` grown
@@ -765,16 +768,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         repeats_ok = isinstance(self.repeats, (int, np.integer)) and not isinstance(self.repeats, bool)
         if not (self.repeats == "auto" or (repeats_ok and self.repeats >= 1)):
             raise ValueError(f"repeats must be 'auto' or a positive int, got {self.repeats!r}.")
-        fraction = isinstance(self.grow, float) and 0.0 <= self.grow < 1.0
-        if not (self.grow == "auto" or isinstance(self.grow, bool) or fraction):
-            raise ValueError(f"grow must be 'auto', True, False or a float in [0, 1), got {self.grow!r}.")
-        fraction = isinstance(self.regrow, float) and 0.0 <= self.regrow < 1.0
-        if not (self.regrow == "auto" or isinstance(self.regrow, bool) or fraction):
-            raise ValueError(f"regrow must be 'auto', True, False or a float in [0, 1), got {self.regrow!r}.")
-        if isinstance(self.regrow_rounds, bool) or not isinstance(self.regrow_rounds, (int, np.integer)):
-            raise ValueError(f"regrow_rounds must be a positive int, got {self.regrow_rounds!r}.")
-        if self.regrow_rounds < 1:
-            raise ValueError(f"regrow_rounds must be a positive int, got {self.regrow_rounds!r}.")
+        for name in ("grow", "regrow"):
+            value = getattr(self, name)
+            fraction = isinstance(value, float) and 0.0 <= value < 1.0
+            if not (value == "auto" or isinstance(value, bool) or fraction):
+                raise ValueError(f"{name} must be 'auto', True, False or a float in [0, 1), got {value!r}.")
+        check_int(self.regrow_rounds, "regrow_rounds", 1)
         if not isinstance(self.challenge, bool):
             raise ValueError(f"challenge must be True or False, got {self.challenge!r}.")
         if not isinstance(self.vary_depth, bool):
