@@ -62,6 +62,7 @@ VARIANTS = {
     "proxyspex no-regrow": {"regrow": False},  # the repeats' average as it is, never regrown
     "proxyspex regrow-once": {"regrow_rounds": 1},  # the repeats' average regrown by one order alone
     "proxyspex regrow>=0.14": {"regrow": 0.14},  # regrown only from a first-fit CV R² of 0.14
+    "proxyspex capped-stays": {"regrow_capped": 0.0},  # a regrow round whose CV chooses the cap never taken
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,

@@ -164,7 +164,7 @@ def test_saved_benchmark_refits_a_saved_explanation(tmp_path):
     names += ["proxyspex repeats=1", "proxyspex same-depth", "proxyspex unchallenged", "proxyspex paper-rates"]
     names += ["proxyspex all-folds", "proxyspex tilt=cv", "proxyspex ranking=trees"]
     names += ["proxyspex no-closure", "proxyspex no-grow", "proxyspex no-pursuit", "proxyspex no-regrow"]
-    names += ["proxyspex regrow-once", "proxyspex regrow>=0.14"]
+    names += ["proxyspex regrow-once", "proxyspex regrow>=0.14", "proxyspex capped-stays"]
     names += ["proxyspex previous"]
     assert [cells[4] for cells in rows] == [*names, "lasso"]
     assert float(rows[0][5]) > 0.9 and float(rows[0][5]) > float(rows[-1][5])  # a hierarchy: trees beat LASSO

@@ -66,7 +66,9 @@
    refitted on every mask: the fits' terms together hold more of a hierarchy than any one of
    them. The pool comes from every mask, so this CV flatters it, and the more so the more
    terms it keeps: hence the threshold and the cap; and where the CV chooses the cap itself
-   (it wants more terms than it can judge), the average stays. A second round
+   (it wants more terms than it can judge), the average stays, unless the regrown terms
+   still halve the first fit's CV error or so (``regrow_capped``: below
+   :data:`REGROW_CAPPED_BELOW` of it), where they are taken at half the cap. A second round
    (``regrow_rounds``) grows the regrown terms by one more order and chooses again, unless
    the CV again chooses the cap. It lifts a complete hierarchy's R² at n = 100, α = 2 (mean
    0.50 → 0.61 on tuning functions, and a second round a further 0.015). On real
@@ -171,6 +173,20 @@ REGROW_ABOVE = 0.09
 #: higher, 2 lower by at most 0.003), with 10 dB noise by 0.008 (6 of 7 higher), each round
 #: for about 0.13 CPU s; a third added 0.002 without noise, with a loss of 0.02 on one seed.
 REGROW_ROUNDS = 2
+
+#: ``regrow_capped``: a regrow round whose CV chooses the cap (the largest k it may) is still
+#: taken, at the best k of at most half the cap, when its CV error is below this share of the
+#: first fit's (``1 - cv_r2_`` of the variance); the rounds then end. At the cap the CV
+#: flatters the regrown terms the most (their pool has seen every mask), which is why
+#: otherwise the average stays; but where the regrow halves the first fit's error, it has
+#: found a hierarchy the average misses, and half the cap is what a flattered CV still judges.
+#: Tuning functions (complete hierarchy, n = 100, seeds 1–30 at α = 2 with and without 10 dB
+#: noise, seeds 1–20 at α = 1 and 1.5 with and without it; docs/results.md): the capped
+#: rounds with a share below 0.65 gained on 14 of 16 (mean +0.07 of held-out R²; the two
+#: losses 0.008 and 0.028); every capped round of the saved real head functions had a share
+#: of 0.70–0.96, and there half the cap lost on seven of eight, up to 0.45 (the demo's
+#: heads: a share of 0.699, −0.16).
+REGROW_CAPPED_BELOW = 0.65
 
 #: The learning rates of the default grid (``grid=None``) on fewer than :data:`REPEAT_MASKS`
 #: masks: the paper's 0.01 needs ten times the trees of 0.1 and, on a few hundred masks per
@@ -304,7 +320,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         (True), never (False: the average as it is), or when the first fit's CV explains at
         least this fraction (a float in [0, 1)) or ("auto", default) :data:`REGROW_ABOVE`,
         and less than :data:`REPEAT_BELOW` of the variance. With True, a float and "auto"
-        alike, the average stays where the CV's best k is the largest it may choose. Only
+        alike, the average stays where the CV's best k is the largest it may choose (but see
+        ``regrow_capped``). Only
         with k="cv" and refit not False, like ``grow``. It helps functions with a hierarchy
         (a term's subsets present with it) at small budgets; without its guards it lowered
         the held-out R² of real attention-head functions by up to 0.31.
@@ -312,7 +329,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         Rounds of the regrow at most (default :data:`REGROW_ROUNDS`): each further round
         grows the last round's terms by one more order and chooses them again the same way;
         the rounds end at the first whose CV chooses the largest k it may (that round's
-        terms are not taken). 1: the regrow of one order alone.
+        terms are not taken, unless ``regrow_capped`` says otherwise). 1: the regrow of one
+        order alone.
+    regrow_capped : float
+        A first regrow round whose CV chooses the largest k it may is taken all the same, at
+        the best k of at most half that largest, when its CV error is below this share of the
+        first fit's (a float in [0, 1]; default :data:`REGROW_CAPPED_BELOW`); the rounds then
+        end. 0: such a round is never taken (the average stays).
     pursue : bool
         Before growing, add to the kept terms the trees' terms their residual correlates with
         most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
@@ -420,6 +443,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         grow="auto",
         regrow="auto",
         regrow_rounds: int = REGROW_ROUNDS,
+        regrow_capped: float = REGROW_CAPPED_BELOW,
         pursue: bool = True,
         cv: int = 5,
         num_threads: int = 1,
@@ -444,6 +468,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.grow = grow
         self.regrow = regrow
         self.regrow_rounds = regrow_rounds
+        self.regrow_capped = regrow_capped
         self.pursue = pursue
         self.cv = cv
         self.num_threads = num_threads
@@ -675,9 +700,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         by one order (:func:`grown_pool`), its terms chosen again by CV over the folds of
         ``seed_`` (:func:`grown_cv`: k, ranking and ridge) and refitted on every mask
         (``regrown_``, ``regrow_cv_``), on the outputs scaled as in :meth:`_fit` (see
-        Notes); each further round grows the last one's terms by one more order. The
-        spectrum stays as it was, and the rounds end, where the CV chooses the largest k it
-        may (the cap binds)."""
+        Notes); each further round grows the last one's terms by one more order. Where the
+        CV chooses the largest k it may (the cap binds), the rounds end: the spectrum stays
+        as it was, unless it is the first round and its CV error is below ``regrow_capped``
+        times the first fit's (:meth:`_capped_choice`)."""
         scale = self._output_scale
         y = y / scale  # exact: a power of two
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed_).split(X))
@@ -693,11 +719,30 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             table = grown_cv(X, y, folds, [pool] * len(folds), ks, ridges, *options)
             tables.append(_scale_errors(table, ("cv_mse",), scale).assign(round=round_))
             best = table.loc[table["cv_mse"].idxmin()]
-            if best["k"] == max(ks):  # at the cap the CV wants more terms than it can judge
-                break
+            capped = best["k"] == max(ks)  # the CV wants more terms than it can judge
+            if capped:
+                best = self._capped_choice(table, round_, float(np.var(y)) * scale * scale)  # in y²
+                if best is None:
+                    break
             self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, ridges[0]), scale)
             self.regrown_, self.regrow_rounds_ = True, round_
+            if capped:
+                break
         self.regrow_cv_ = pd.concat(tables, ignore_index=True)
+
+    def _capped_choice(self, table: pd.DataFrame, round_: int, variance: float) -> pd.Series | None:
+        """The row of a regrow round's CV ``table`` to take where its best k is the cap: in
+        the first round, when the best CV error is below ``regrow_capped`` times the first
+        fit's (``1 - cv_r2_`` of the outputs' ``variance``, in the table's units), the best
+        row of k at most half the cap; else None (the round is not taken). The pool has seen
+        every mask, so the CV flatters it the more, the more terms it keeps; where the
+        regrown terms still halve the first fit's error, they hold a hierarchy the average
+        misses (:data:`REGROW_CAPPED_BELOW`)."""
+        first_error = (1.0 - self.cv_r2_) * variance
+        if round_ > 1 or not table["cv_mse"].min() < self.regrow_capped * first_error:
+            return None
+        below = table[table["k"] <= table["k"].max() // 2]
+        return below.loc[below["cv_mse"].idxmin()] if len(below) else None
 
     def _chosen_from_pool(self, pool: np.ndarray, best: pd.Series, X, y, rank_ridge: float) -> Spectrum:
         """The terms of the padded supports ``pool`` (K, D) that a row ``best`` of
@@ -774,6 +819,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             if not (value == "auto" or isinstance(value, bool) or fraction):
                 raise ValueError(f"{name} must be 'auto', True, False or a float in [0, 1), got {value!r}.")
         check_int(self.regrow_rounds, "regrow_rounds", 1)
+        capped = self.regrow_capped
+        if isinstance(capped, bool) or not (isinstance(capped, (int, float)) and 0.0 <= capped <= 1.0):
+            raise ValueError(f"regrow_capped must be a float in [0, 1], got {capped!r}.")
         if not isinstance(self.challenge, bool):
             raise ValueError(f"challenge must be True or False, got {self.challenge!r}.")
         if not isinstance(self.vary_depth, bool):

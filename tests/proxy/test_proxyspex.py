@@ -926,6 +926,47 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
             ProxySPEX(regrow_rounds=bad).fit(X, y)
 
 
+def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_more():
+    """Where the regrow's CV chooses the largest k it may, the round is taken all the same
+    when its best CV error is below regrow_capped times the first fit's (1 - cv_r2_ of the
+    variance): at the best k of at most half the cap, refitted on every mask, and no round
+    follows (by default below REGROW_CAPPED_BELOW); below that share (just: 1e-9 of it),
+    and with regrow_capped=0, the average stays; bad values are refused."""
+    from compattr.proxy import proxyspex
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.proxy.sparsify import grown_pool
+
+    n = 12
+    truth = complete_hierarchy(n, n_sets=3, order=3, seed=21)
+    X = compattr.sample_masks(n, 120, seed=22)
+    y = add_noise(truth.predict(X), truth, snr_db=10, seed=23)
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
+    average = ProxySPEX(**settings, regrow_capped=0.0).fit(X, y)
+    table = average.regrow_cv_
+    assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 24  # the case this needs
+    assert not average.regrown_ and average.spectrum_ == ProxySPEX(**{**settings, "regrow": False}).fit(X, y).spectrum_
+    share = table["cv_mse"].min() / ((1.0 - average.cv_r2_) * np.var(y))
+    assert 0.0 < share < 1.0  # the case this test needs
+    taken = ProxySPEX(**settings, regrow_capped=float(share * (1 + 1e-9))).fit(X, y)
+    assert taken.regrown_ and taken.regrow_rounds_ == 1 and set(taken.regrow_cv_["round"]) == {1}
+    pd.testing.assert_frame_equal(taken.regrow_cv_, table)
+    half = table[table["k"] <= 12]
+    best = half.loc[half["cv_mse"].idxmin()]
+    folds = list(KFold(5, shuffle=True, random_state=taken.seed_).split(X))
+    pool = grown_pool(average.spectrum_, max(taken._candidate_ks(min(len(train) for train, _ in folds))))
+    assert set(taken.spectrum_.support_tuples()) <= {tuple(int(i) for i in row if i < n) for row in pool} | {()}
+    if best["ranking"] == "refit":
+        assert len(taken.spectrum_) == int(best["k"])
+    refit = least_squares(taken.spectrum_, X, y, best["ridge"])
+    np.testing.assert_allclose(taken.predict(X), refit.predict(X), atol=1e-8)
+    assert share < proxyspex.REGROW_CAPPED_BELOW and ProxySPEX(**settings).fit(X, y).spectrum_ == taken.spectrum_
+    kept = ProxySPEX(**settings, regrow_capped=float(share * (1 - 1e-9))).fit(X, y)  # not below the share
+    assert not kept.regrown_ and kept.spectrum_ == average.spectrum_
+    for bad in (-0.1, 1.5, True, "auto"):
+        with pytest.raises(ValueError, match="regrow_capped"):
+            ProxySPEX(regrow_capped=bad).fit(X, y)
+
+
 def test_repeats_after_the_first_search_the_grid_without_its_depth():
     """With ``vary_depth`` (default) the second and third fits race only the depths the first
     did not choose; the average then differs from that of fits on the whole grid."""
