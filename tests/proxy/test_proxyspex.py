@@ -929,9 +929,9 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
 def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_more():
     """Where the regrow's CV chooses the largest k it may, the round is taken all the same
     when its best CV error is below regrow_capped times the first fit's (1 - cv_r2_ of the
-    variance): at the best k of at most half the cap, refitted on every mask, and no round
-    follows (by default below REGROW_CAPPED_BELOW); below that share (just: 1e-9 of it),
-    and with regrow_capped=0, the average stays; bad values are refused."""
+    variance): at the best k of at most half the cap, refitted on every mask (by default
+    below REGROW_CAPPED_BELOW), and the next round follows; below that share (just: 1e-9 of
+    it), and with regrow_capped=0, the average stays; bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import grown_pool
@@ -947,8 +947,8 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     assert not average.regrown_ and average.spectrum_ == ProxySPEX(**{**settings, "regrow": False}).fit(X, y).spectrum_
     share = table["cv_mse"].min() / ((1.0 - average.cv_r2_) * np.var(y))
     assert 0.0 < share < 1.0  # the case this test needs
-    taken = ProxySPEX(**settings, regrow_capped=float(share * (1 + 1e-9))).fit(X, y)
-    assert taken.regrown_ and taken.regrow_rounds_ == 1 and set(taken.regrow_cv_["round"]) == {1}
+    taken = ProxySPEX(**settings, regrow_capped=float(share * (1 + 1e-9)), regrow_rounds=1).fit(X, y)
+    assert taken.regrown_ and taken.regrow_rounds_ == 1
     pd.testing.assert_frame_equal(taken.regrow_cv_, table)
     half = table[table["k"] <= 12]
     best = half.loc[half["cv_mse"].idxmin()]
@@ -959,7 +959,12 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
         assert len(taken.spectrum_) == int(best["k"])
     refit = least_squares(taken.spectrum_, X, y, best["ridge"])
     np.testing.assert_allclose(taken.predict(X), refit.predict(X), atol=1e-8)
-    assert share < proxyspex.REGROW_CAPPED_BELOW and ProxySPEX(**settings).fit(X, y).spectrum_ == taken.spectrum_
+    default = ProxySPEX(**settings, regrow_rounds=1).fit(X, y)
+    assert share < proxyspex.REGROW_CAPPED_BELOW and default.spectrum_ == taken.spectrum_
+    # the next round follows it, grown from its terms
+    twice = ProxySPEX(**settings).fit(X, y)
+    assert set(twice.regrow_cv_["round"]) == {1, 2} and twice.regrow_rounds_ >= 1
+    pd.testing.assert_frame_equal(twice.regrow_cv_[twice.regrow_cv_["round"] == 1], table)
     kept = ProxySPEX(**settings, regrow_capped=float(share * (1 - 1e-9))).fit(X, y)  # not below the share
     assert not kept.regrown_ and kept.spectrum_ == average.spectrum_
     for bad in (-0.1, 1.5, True, "auto"):
