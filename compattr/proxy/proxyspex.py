@@ -67,7 +67,7 @@
    them. The pool comes from every mask, so this CV flatters it, and the more so the more
    terms it keeps: hence the threshold and the cap; and where the CV chooses the cap itself
    (it wants more terms than it can judge), the average stays, unless the regrown terms
-   still halve the first fit's CV error or so (``regrow_capped``: below
+   still cut the first fit's CV error by more than a third (``regrow_capped``: to below
    :data:`REGROW_CAPPED_BELOW` of it), where they are taken at half the cap. A second round
    (``regrow_rounds``) grows the regrown terms by one more order and chooses again, unless
    the CV again chooses the cap. It lifts a complete hierarchy's R² at n = 100, α = 2 (mean
@@ -178,8 +178,9 @@ REGROW_ROUNDS = 2
 #: still taken, at the best k of at most half the cap, when its CV error is below this share of
 #: the first fit's (``1 - cv_r2_`` of the variance), and the next round follows. At the cap the CV
 #: flatters the regrown terms the most (their pool has seen every mask), which is why
-#: otherwise the average stays; but where the regrow halves the first fit's error, it has
-#: found a hierarchy the average misses, and half the cap is what a flattered CV still judges.
+#: otherwise the average stays; but where the regrow cuts the first fit's error by more than a
+#: third, it has found a hierarchy the average misses, and half the cap is what a flattered CV
+#: still judges.
 #: Tuning functions (complete hierarchy, n = 100, seeds 1–30 at α = 2 with and without 10 dB
 #: noise, seeds 1–20 at α = 1 and 1.5 with and without it; docs/results.md): the capped
 #: rounds with a share below 0.65 gained on 14 of 16 (mean +0.07 of held-out R²; the two
@@ -735,8 +736,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         fit's (``1 - cv_r2_`` of the outputs' ``variance``, in the table's units), the best
         row of k at most half the cap; else None (the round is not taken). The pool has seen
         every mask, so the CV flatters it the more, the more terms it keeps; where the
-        regrown terms still halve the first fit's error, they hold a hierarchy the average
-        misses (:data:`REGROW_CAPPED_BELOW`)."""
+        regrown terms still cut the first fit's error by more than a third, they hold a
+        hierarchy the average misses (:data:`REGROW_CAPPED_BELOW`)."""
         first_error = (1.0 - self.cv_r2_) * variance
         if round_ > 1 or not table["cv_mse"].min() < self.regrow_capped * first_error:
             return None
