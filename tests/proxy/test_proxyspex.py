@@ -802,11 +802,17 @@ def test_predict_trees_equals_the_tree_spectrum(final_fit):
         ProxySPEX().predict_trees(X_new)
 
 
+def _noisy_hierarchy(n_sets: int, order: int, masks: int, snr_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (masks, 12) and noisy outputs of a complete hierarchy on 12 features (seeds 21-23),
+    the functions of the repeats' and regrow tests."""
+    truth = complete_hierarchy(12, n_sets=n_sets, order=order, seed=21)
+    X = compattr.sample_masks(12, masks, seed=22)
+    return X, add_noise(truth.predict(X), truth, snr_db=snr_db, seed=23)
+
+
 def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     n = 12
-    truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
-    X = compattr.sample_masks(n, 200, seed=22)
-    y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
+    X, y = _noisy_hierarchy(n_sets=2, order=3, masks=200, snr_db=5)
     three = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, grow=True, vary_depth=False, regrow=False).fit(X, y)
     singles = [ProxySPEX(seed=4 + r, grid=SMALL_GRID, repeats=1, grow=True).fit(X, y) for r in range(3)]
     assert three.repeats_ == 3 and all(single.repeats_ == 1 for single in singles)
@@ -831,9 +837,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     from compattr.proxy.sparsify import grown_cv, grown_pool
 
     n = 12
-    truth = complete_hierarchy(n, n_sets=2, order=3, seed=21)
-    X = compattr.sample_masks(n, 100, seed=22)
-    y = add_noise(truth.predict(X), truth, snr_db=5, seed=23)
+    X, y = _noisy_hierarchy(n_sets=2, order=3, masks=100, snr_db=5)
     average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
     regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True, regrow_rounds=1).fit(X, y)
     assert not average.regrown_ and len(average.regrow_cv_) == 0 and "regrow" not in average.timings_
@@ -874,8 +878,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
     # where the CV chooses the largest k it may (60 masks: at most 12), the average stays
-    X_few = compattr.sample_masks(n, 60, seed=22)
-    y_few = add_noise(truth.predict(X_few), truth, snr_db=5, seed=23)
+    X_few, y_few = _noisy_hierarchy(n_sets=2, order=3, masks=60, snr_db=5)
     capped = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X_few, y_few)
     table = capped.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 12  # the case this needs
@@ -897,9 +900,7 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
     from compattr.proxy.sparsify import grown_cv, grown_pool
 
     n = 12
-    truth = complete_hierarchy(n, n_sets=2, order=4, seed=21)
-    X = compattr.sample_masks(n, 160, seed=22)
-    y = add_noise(truth.predict(X), truth, snr_db=10, seed=23)
+    X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
     settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
     once = ProxySPEX(**settings, regrow_rounds=1).fit(X, y)
     twice = ProxySPEX(**settings, regrow_rounds=2).fit(X, y)
@@ -937,9 +938,7 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     from compattr.proxy.sparsify import grown_pool
 
     n = 12
-    truth = complete_hierarchy(n, n_sets=3, order=3, seed=21)
-    X = compattr.sample_masks(n, 120, seed=22)
-    y = add_noise(truth.predict(X), truth, snr_db=10, seed=23)
+    X, y = _noisy_hierarchy(n_sets=3, order=3, masks=120, snr_db=10)
     settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
     average = ProxySPEX(**settings, regrow_capped=0.0).fit(X, y)
     table = average.regrow_cv_
