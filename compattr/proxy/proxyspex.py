@@ -185,8 +185,8 @@ REGROW_ROUNDS = 2
 #: noise, seeds 1–20 at α = 1 and 1.5 with and without it; docs/results.md): the capped
 #: rounds with a share below 0.65 gained on 14 of 16 (mean +0.07 of held-out R²; the two
 #: losses 0.008 and 0.028); every capped round of the saved real head functions had a share
-#: of 0.70–0.96, and there half the cap lost on seven of eight, up to 0.45 (the demo's
-#: heads: a share of 0.699, −0.16). The second round after such a round added 0.013 more on
+#: of 0.699 (the demo's heads) to 0.96, and there half the cap lost on seven of eight, up to
+#: 0.45 (the demo's: −0.16). The second round after such a round added 0.013 more on
 #: average (9 higher, 4 lower by at most 0.016).
 REGROW_CAPPED_BELOW = 0.65
 
