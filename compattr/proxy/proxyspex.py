@@ -720,15 +720,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         for round_ in range(1, self.regrow_rounds + 1):
             pool = grown_pool(self.spectrum_, limit)
             table = grown_cv(X, y, folds, [pool] * len(folds), ks, ridges, *options)
-            tables.append(_scale_errors(table, ("cv_mse",), scale).assign(round=round_))
+            tables.append(table.assign(round=round_))
             best = table.loc[table["cv_mse"].idxmin()]
             if best["k"] == max(ks):  # the CV wants more terms than it can judge
-                best = self._capped_choice(table, round_, float(np.var(y)) * scale * scale)  # in y²
+                best = self._capped_choice(table, round_, float(np.var(y)))
                 if best is None:
                     break
             self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, ridges[0]), scale)
             self.regrown_, self.regrow_rounds_ = True, round_
-        self.regrow_cv_ = pd.concat(tables, ignore_index=True)
+        self.regrow_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
 
     def _capped_choice(self, table: pd.DataFrame, round_: int, variance: float) -> pd.Series | None:
         """The row of a regrow round's CV ``table`` to take where its best k is the cap: in
