@@ -825,6 +825,20 @@ def test_repeats_average_the_spectra_of_fits_seeded_one_after_the_other():
     assert three.timings_["search"] > singles[0].timings_["search"]
 
 
+def _regrow_round_recomputed(est: ProxySPEX, grown_from, X, y) -> tuple[np.ndarray, list[int], pd.DataFrame]:
+    """A regrow round of ``est`` recomputed on its folds (``seed_``): the pool grown from the
+    spectrum ``grown_from``, the k it chooses from (at most a quarter of a fold's masks) and
+    its CV table (grown_cv with the default ridges and rankings)."""
+    from compattr.proxy import proxyspex
+    from compattr.proxy.sparsify import grown_cv, grown_pool
+
+    folds = list(KFold(5, shuffle=True, random_state=est.seed_).split(X))
+    m_train = min(len(train) for train, _ in folds)
+    pool = grown_pool(grown_from, max(est._candidate_ks(m_train)))
+    ks = est._candidate_ks(m_train // 2)
+    return pool, ks, grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
+
+
 def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(monkeypatch):
     """With several repeats, regrow=True grows the average's terms one order (the pool of
     grown_pool), chooses k, ranking and ridge by the CV of grown_cv on the folds of seed_, and
@@ -834,7 +848,6 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     further round runs); bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
-    from compattr.proxy.sparsify import grown_cv, grown_pool
 
     n = 12
     X, y = _noisy_hierarchy(n_sets=2, order=3, masks=100, snr_db=5)
@@ -844,12 +857,8 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     assert average.regrow_rounds_ == 0
     assert regrown.regrown_ and regrown.regrow_rounds_ == 1 and regrown.timings_["regrow"] >= 0.0
     # the CV, recomputed from the average's pool and the first fit's folds
-    folds = list(KFold(5, shuffle=True, random_state=regrown.seed_).split(X))
-    m_train = min(len(train) for train, _ in folds)
-    pool = grown_pool(average.spectrum_, max(regrown._candidate_ks(m_train)))
-    ks = regrown._candidate_ks(m_train // 2)  # at most a quarter of the masks are kept
-    assert max(ks) == m_train // 4 < len(pool)  # the case this test needs: the cap binds
-    table = grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
+    pool, ks, table = _regrow_round_recomputed(regrown, average.spectrum_, X, y)
+    assert max(ks) == len(X) * 4 // 5 // 4 < len(pool)  # a fold's masks / 4; the cap binds (the case this needs)
     np.testing.assert_allclose(regrown.regrow_cv_["cv_mse"], table["cv_mse"], rtol=1e-9)
     assert set(regrown.regrow_cv_["round"]) == {1}
     best = table.loc[table["cv_mse"].idxmin()]
@@ -895,9 +904,7 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
     second grows its terms by one more order and chooses them by the same CV (grown_cv on
     the folds of seed_), its table in regrow_cv_ under round 2, the chosen terms refitted
     on every mask; bad values are refused."""
-    from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
-    from compattr.proxy.sparsify import grown_cv, grown_pool
 
     n = 12
     X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
@@ -908,11 +915,7 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
     first = twice.regrow_cv_[twice.regrow_cv_["round"] == 1].drop(columns="round")
     pd.testing.assert_frame_equal(first, once.regrow_cv_.drop(columns="round"))
     # the second round's CV, recomputed from the first round's terms
-    folds = list(KFold(5, shuffle=True, random_state=twice.seed_).split(X))
-    m_train = min(len(train) for train, _ in folds)
-    pool = grown_pool(once.spectrum_, max(twice._candidate_ks(m_train)))
-    ks = twice._candidate_ks(m_train // 2)
-    table = grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
+    pool, ks, table = _regrow_round_recomputed(twice, once.spectrum_, X, y)
     second = twice.regrow_cv_[twice.regrow_cv_["round"] == 2]
     np.testing.assert_allclose(second["cv_mse"], table["cv_mse"], rtol=1e-9)
     best = table.loc[table["cv_mse"].idxmin()]
@@ -935,7 +938,6 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     it), and with regrow_capped=0, the average stays; bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
-    from compattr.proxy.sparsify import grown_pool
 
     n = 12
     X, y = _noisy_hierarchy(n_sets=3, order=3, masks=120, snr_db=10)
@@ -951,8 +953,8 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     pd.testing.assert_frame_equal(taken.regrow_cv_, table)
     half = table[table["k"] <= 12]
     best = half.loc[half["cv_mse"].idxmin()]
-    folds = list(KFold(5, shuffle=True, random_state=taken.seed_).split(X))
-    pool = grown_pool(average.spectrum_, max(taken._candidate_ks(min(len(train) for train, _ in folds))))
+    pool, _, recomputed = _regrow_round_recomputed(taken, average.spectrum_, X, y)
+    np.testing.assert_allclose(recomputed["cv_mse"], table["cv_mse"], rtol=1e-9)
     assert set(taken.spectrum_.support_tuples()) <= {tuple(int(i) for i in row if i < n) for row in pool} | {()}
     if best["ranking"] == "refit":
         assert len(taken.spectrum_) == int(best["k"])
