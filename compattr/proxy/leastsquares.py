@@ -12,7 +12,7 @@ import numpy as np
 from scipy.linalg import blas, lapack, solve_triangular
 
 from ..spectrum import Spectrum
-from ..spectrum.supports import csr_to_padded, padded_to_csr, parity_matrix
+from ..spectrum.supports import csr_to_padded, find_rows, padded_to_csr, parity_matrix
 
 _POTRF = {np.dtype(np.float64): lapack.dpotrf, np.dtype(np.float32): lapack.spotrf}
 
@@ -68,6 +68,38 @@ def gram_and_projection(X, rows: np.ndarray, y, block: int = 512) -> tuple[np.nd
         P = parity_matrix(X[lo : lo + block], rows, dtype=np.float32)  # (b, k), column-major
         gram = blas.ssyrk(1.0, P, beta=1.0, c=gram, trans=1, lower=1, overwrite_c=1)
         projection += P.T.astype(np.float64) @ y[lo : lo + block]
+    return gram, projection
+
+
+def gram_reusing(
+    X,
+    rows: np.ndarray,
+    y,
+    known_rows: np.ndarray,
+    known_gram: np.ndarray,
+    known_projection: np.ndarray,
+    block: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`gram_and_projection` of the padded supports ``rows`` (k, D), whole (both
+    triangles), reusing the entries of those among ``known_rows`` (K, D'), whose whole Gram
+    matrix ``known_gram`` (K, K) and projection ``known_projection`` (K,) on the same masks
+    ``X`` and outputs ``y`` are given: only the rows and columns of the supports not known
+    are computed, a block of masks at a time."""
+    n = X.shape[1]
+    at = find_rows(known_rows, rows, n)
+    old, new = np.flatnonzero(at >= 0), np.flatnonzero(at < 0)
+    gram = np.empty((len(rows), len(rows)), np.float32, order="F")
+    gram[np.ix_(old, old)] = known_gram[np.ix_(at[old], at[old])]
+    projection = np.empty(len(rows))
+    projection[old] = known_projection[at[old]]
+    if new.size:
+        cross, projection[new] = np.zeros((new.size, len(rows)), np.float32), 0.0
+        for lo in range(0, X.shape[0], block):
+            P = parity_matrix(X[lo : lo + block], rows, dtype=np.float32)  # (b, k), column-major
+            cross += P[:, new].T @ P
+            projection[new] += P[:, new].T.astype(np.float64) @ y[lo : lo + block]
+        gram[new, :] = cross
+        gram[:, new] = cross.T
     return gram, projection
 
 

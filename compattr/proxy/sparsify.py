@@ -36,7 +36,7 @@ from ..spectrum.supports import (
     parity_matrix,
     widen_padded,
 )
-from .leastsquares import factor, gram_and_projection, least_squares, least_squares_on, ridge_penalty
+from .leastsquares import factor, gram_and_projection, gram_reusing, least_squares, least_squares_on, ridge_penalty
 from .search import Fit, cv_mse
 
 
@@ -395,7 +395,11 @@ def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool, closed:
     them (ks), refitted after re-ranking all of ``ranked`` by their refit at that strength
     (ridges × ks; zeros unless ``reranked``), and the top k re-ranked at the first strength
     with all their subsets, refitted at each (ridges × ks, :func:`_closure_errors`; zeros
-    unless ``closed``, which needs ``reranked``)."""
+    unless ``closed``, which needs ``reranked``).
+
+    Only the leading ``max(ks)`` rows of a ranking are factored (the factor of a leading
+    block is the leading block of the factor), except the refit that re-ranks: it needs
+    every coefficient."""
     rows, coefs = ranked
     gram, projection = gram_and_projection(X[train], rows, y[train])
     P_valid, y_valid = parity_matrix(X[valid], rows), y[valid]
@@ -404,33 +408,38 @@ def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool, closed:
         gram.flat[:: len(gram) + 1] *= 0.5
     sq_refit, sq_reranked, sq_closed = (np.zeros((len(ridges), len(ks))) for _ in range(3))
     prefixes = np.minimum(ks, len(rows))
+    lead = int(prefixes.max())  # the rows a prefix reaches
+    factored = slice(None) if reranked else slice(lead)
     for r, ridge in enumerate(ridges):
         penalty = ridge_penalty(rows, X.shape[1], ridge * len(train))
-        L, z = factor(gram, projection, penalty, dtype=np.float32)  # only chooses k and the ridge
+        # float32: the factor only chooses k and the ridge
+        L, z = factor(gram[factored, factored], projection[factored], penalty[factored], dtype=np.float32)
         sq_refit[r] = _prefix_errors(L, z, P_valid, y_valid, prefixes)
         if reranked:  # the constant first, then by decreasing refitted |β|
             beta = solve_triangular(L.T, z, lower=False)
             order = np.r_[0, 1 + np.argsort(-np.abs(beta[1:]), kind="stable")]
-            permuted = gram.take(order, axis=0).take(order, axis=1)
-            L, z = factor(permuted, projection[order], penalty[order], dtype=np.float32)
-            sq_reranked[r] = _prefix_errors(L, z, P_valid[:, order], y_valid, prefixes)
+            top = order[:lead]
+            L, z = factor(gram[np.ix_(top, top)], projection[top], penalty[top], dtype=np.float32)
+            sq_reranked[r] = _prefix_errors(L, z, P_valid[:, top], y_valid, prefixes)
             if closed and r == 0:  # ranked by the refit at the first strength, refitted at each
-                sq_closed = _closure_errors(X, y, train, valid, rows[order], ks, ridges)
+                sq_closed = _closure_errors(X, y, train, valid, rows[order], ks, ridges, (rows, gram, projection))
     sq_trunc = np.array([np.sum((P_valid[:, :k] @ coefs[:k] - y_valid) ** 2) for k in prefixes])
     return sq_refit, sq_trunc, sq_reranked, sq_closed
 
 
-def _closure_errors(X, y, train, valid, rows: np.ndarray, ks, ridges) -> np.ndarray:
+def _closure_errors(X, y, train, valid, rows: np.ndarray, ks, ridges, known: tuple) -> np.ndarray:
     """One fold's squared validation errors (ridges × ks) of the top k of the ranked padded
     supports ``rows`` with all their subsets, refitted at each ridge strength; ``inf`` for
-    the k whose closure holds more than ``max(ks)`` supports."""
+    the k whose closure holds more than ``max(ks)`` supports. ``known``: padded supports,
+    their whole Gram matrix and projection on the fold's training masks, whose entries the
+    closure's reuse (:func:`~compattr.proxy.leastsquares.gram_reusing`)."""
     n = X.shape[1]
     closure, ends = _closure_order(rows, n, max(ks))
     prefixes = np.minimum(ks, len(rows))
     fits = prefixes <= len(ends)
     out = np.full((len(ridges), len(ks)), np.inf)
     if fits.any():
-        gram, projection = gram_and_projection(X[train], closure, y[train])
+        gram, projection = gram_reusing(X[train], closure, y[train], *known)
         P_valid = parity_matrix(X[valid], closure)
         for r, ridge in enumerate(ridges):
             L, z = factor(gram, projection, ridge_penalty(closure, n, ridge * len(train)), dtype=np.float32)

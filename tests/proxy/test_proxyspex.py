@@ -1232,17 +1232,18 @@ def test_grown_pool_adds_every_set_one_order_above_whose_subsets_are_listed():
     assert cut == pool[: len(closure) + 2]
 
 
-def test_grown_cv_scores_the_pool_re_ranked_on_held_out_folds():
+@pytest.mark.parametrize("ks", [[4, 8, 40], [4, 8, 16]])  # the largest k: the pool's size, or fewer
+def test_grown_cv_scores_the_pool_re_ranked_on_held_out_folds(ks):
     """Each (ranking, k, ridge) CV error is the held-out error of: the fold's own pool refitted
     on its training masks, its top k by refitted |β| (with all their subsets for "closure"),
-    refitted at that ridge strength."""
+    refitted at that ridge strength; also where the pool is longer than the largest k."""
     from compattr.proxy.leastsquares import least_squares, least_squares_on
     from compattr.proxy.sparsify import grown_cv, grown_pool, top_terms
 
     X, y, folds, spectra, _ = _sparsity_cv_case(order=3, seed=12)
     n = X.shape[1]
     pools = [grown_pool(top_terms(s, size), 40) for s, size in zip(spectra, (4, 6, 8))]  # one per fold
-    ks, ridge = [4, 8, 40], 0.05
+    ridge = 0.05
     table = grown_cv(X, y, folds, pools, ks, (ridge,), 10**6, 0)
     assert set(table["ranking"]) == {"refit", "closure"} and len(table) == 2 * len(ks)
     refit_only = grown_cv(X, y, folds, pools, ks, (ridge,), 10**6, 0, rankings=("refit",))
