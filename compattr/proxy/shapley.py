@@ -34,22 +34,30 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    exact when the pair ``([n], ∅)`` is among the masks, the ridge and the support chosen
    together by cross-validation over the pairs (infinite ridge keeps the prior). A kept sparse prior
    takes only the efficiency constraint (infinite ridge).
+
+:meth:`PairedShapley.uncertainty` gives each Shapley value a standard error and an interval,
+from the whole estimator fitted again without each of a few groups of pairs (a jackknife).
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
 import scipy.sparse as sps
-from sklearn.base import BaseEstimator
+import scipy.stats
+from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs
+from .._validation import as_masks, as_outputs, check_int
 from ..query.masks import check_pairs
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
+from ..spectrum.uncertainty import interval_frame
 from .proxyspex import REPEAT_MASKS, ProxySPEX
 from .search import without_depth
 
@@ -237,6 +245,81 @@ class PairedShapley(BaseEstimator):
         with threadpool_limits(self.num_threads):
             return self._fit(X, y)
 
+    def uncertainty(
+        self,
+        X,
+        y,
+        folds: int = 5,
+        confidence: float = 0.95,
+        names: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Jackknife intervals for ``shapley_``: which features' Shapley values the pairs pin
+        down (no model call; ``folds`` more fits).
+
+        The pairs are split at random (seeded by ``random_state``) into ``folds`` groups, and
+        the whole estimator, its proxy, prior, support and ridge included, is fitted again
+        without each group. The pair ``([n], ∅)`` is in one group like any other: its noise,
+        which the efficiency constraint spreads over every feature alike, is measured too
+        (the fit without it has no constraint). The spread of the ``K = folds`` estimates
+        ``φ_k`` gives each Shapley value a grouped (delete-a-group) jackknife standard error,
+        ``sqrt((K - 1) / K · Σ_k (φ_k - φ̄)²)``, and a Student-t interval with ``K - 1``
+        degrees of freedom around ``shapley_``. Every fit chooses its terms afresh, so the
+        intervals hold that choice's variability, which a bootstrap of the chosen terms'
+        refit would leave out. On complete hierarchies and the Synthetic Peak (n = 100, α =
+        1–8, with and without 10 dB noise; nine functions) the 95 % intervals held 84–100 %
+        of each function's non-zero Shapley values (95 % of all) and called 4 of 535 zero
+        ones non-zero (docs/results.md).
+
+        Parameters
+        ----------
+        X : (m, n) bool array
+            The masks the estimator was fitted on.
+        y : (m,) float array
+            Their outputs.
+        folds : int
+            Groups of pairs (at least 2), each left out of one fit: the CPU is ``folds``
+            fits on ``(folds - 1) / folds`` of the pairs.
+        confidence : float
+            Coverage of the intervals.
+        names : sequence of str, optional
+            Feature names, for the ``names`` column.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per feature, by decreasing ``|shapley_|``: ``features``, ``names``,
+            ``value`` (``shapley_``), ``stderr``, ``ci_low``, ``ci_high``, ``nonzero`` (the
+            interval excludes 0).
+
+        Raises
+        ------
+        ValueError
+            If the estimator is not fitted, ``X`` and ``y`` are not the data it was fitted
+            on, ``folds`` is below 2 or above the number of pairs, or ``confidence`` is
+            outside (0, 1).
+        """
+        if not hasattr(self, "shapley_"):
+            raise ValueError("PairedShapley is not fitted yet: call fit(X, y) first.")
+        X = as_masks(X, self.n_features_in_)
+        y = as_outputs(y, X.shape[0])
+        if _digest(X, y) != self._fitted_on:
+            raise ValueError("uncertainty() needs the masks and outputs the estimator was fitted on.")
+        pairs = X.shape[0] // 2
+        folds = check_int(folds, "folds", 2, pairs)
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+        group = np.random.default_rng(self.random_state).permutation(pairs) % folds
+        estimates = []
+        for k in range(folds):
+            kept = np.flatnonzero(group != k)
+            rows = np.ravel(np.c_[2 * kept, 2 * kept + 1])  # each pair's two masks, in order
+            estimates.append(clone(self).fit(X[rows], y[rows]).shapley_)
+        spread = np.asarray(estimates) - np.mean(estimates, axis=0)
+        stderr = np.sqrt((folds - 1) / folds * np.sum(spread**2, axis=0))
+        half = scipy.stats.t.ppf(0.5 + confidence / 2, folds - 1) * stderr
+        keys = [(i,) for i in range(self.n_features_in_)]
+        return interval_frame(keys, self.shapley_, stderr, self.shapley_ - half, self.shapley_ + half, names)
+
     def _check_params(self) -> None:
         if not 0.0 <= self.kernel_power <= 1.0:
             raise ValueError(f"kernel_power must lie in [0, 1], got {self.kernel_power}.")
@@ -281,6 +364,7 @@ class PairedShapley(BaseEstimator):
         if self.hedged_:
             self.spectrum_ = Spectrum.mean([estimate[0] for estimate in estimates])
         self.shapley_ = shapley(self.spectrum_)
+        self._fitted_on = _digest(X, y)
         return self
 
     def _trees_prior(self, X: np.ndarray, y: np.ndarray, sparse: Spectrum) -> tuple[Spectrum, np.ndarray]:
@@ -437,6 +521,11 @@ class PairedShapley(BaseEstimator):
             fits = _ridge_towards(A[train], b[train], start, constraint, ridges)
             sq += [np.sum((A[valid] @ beta - b[valid]) ** 2) for beta in fits]
         return sq / max(1, len(b))
+
+
+def _digest(X: np.ndarray, y: np.ndarray) -> str:
+    """A fingerprint of masks and outputs (:meth:`PairedShapley.uncertainty` checks it)."""
+    return hashlib.blake2b(np.packbits(X).tobytes() + np.ascontiguousarray(y, np.float64).tobytes()).hexdigest()
 
 
 def _energy_ratio(sparse: Spectrum, trees: Spectrum) -> float:

@@ -106,19 +106,47 @@ class SpectrumBootstrap:
             keys = [(i,) for i in range(len(point))]
             values, samples = np.asarray(point, float), np.stack([np.asarray(d, float) for d in draws])
         low, high = _percentiles(samples, confidence)
-        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
-        frame = pd.DataFrame(
-            {
-                "features": keys,
-                "names": [label(t) for t in keys],
-                "value": values,
-                "stderr": samples.std(0, ddof=1),
-                "ci_low": low,
-                "ci_high": high,
-                "nonzero": (low > 0) | (high < 0),
-            }
-        )
-        return frame.iloc[np.argsort(-np.abs(values), kind="stable")].reset_index(drop=True)
+        return interval_frame(keys, values, samples.std(0, ddof=1), low, high, names)
+
+
+def interval_frame(
+    keys: Sequence[tuple[int, ...]],
+    values: np.ndarray,
+    stderr: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """An index's estimates with their standard errors and intervals, as a table.
+
+    Parameters
+    ----------
+    keys : sequence of tuple of int
+        The feature sets the values belong to (``(i,)`` for a per-feature index).
+    values, stderr, low, high : (p,) arrays
+        The estimates, their standard errors and the bounds of their intervals.
+    names : sequence of str, optional
+        Feature names, for the ``names`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per key, sorted by the estimate's magnitude: ``features``, ``names``,
+        ``value``, ``stderr``, ``ci_low``, ``ci_high``, ``nonzero`` (the interval excludes 0).
+    """
+    label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
+    frame = pd.DataFrame(
+        {
+            "features": list(keys),
+            "names": [label(t) for t in keys],
+            "value": values,
+            "stderr": stderr,
+            "ci_low": low,
+            "ci_high": high,
+            "nonzero": (low > 0) | (high < 0),
+        }
+    )
+    return frame.iloc[np.argsort(-np.abs(values), kind="stable")].reset_index(drop=True)
 
 
 def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, ridge: float = 0.0) -> SpectrumBootstrap:

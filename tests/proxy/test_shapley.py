@@ -1,5 +1,6 @@
 """PairedShapley against brute-force Shapley values over all 2^n masks."""
 
+from collections import Counter
 from itertools import product
 from math import factorial
 
@@ -346,3 +347,88 @@ def test_cross_validation_chooses_the_support_and_the_ridge_together():
     # a single support is that support alone, and the same estimate when it is the one chosen
     alone = PairedShapley(random_state=0, support=est.support_, sparse_above=np.inf).fit(X, y)
     np.testing.assert_allclose(alone.shapley_, est.shapley_)
+
+
+def _with_null_features(f: compattr.Spectrum, extra: int) -> compattr.Spectrum:
+    """``f`` on ``extra`` more features that no term holds (their Shapley values are 0)."""
+    return compattr.Spectrum(f.n + extra, f.support_tuples(), f.coefs)
+
+
+def test_uncertainty_is_the_grouped_jackknife_of_fits_without_each_group_of_pairs(monkeypatch):
+    """Each of the K fits leaves out one group of pairs (a pair's two masks together, each
+    pair, ([n], ∅) too, left out once); the standard error is the
+    delete-a-group jackknife's and the interval Student-t's with K - 1 degrees of freedom
+    around shapley_."""
+    from scipy import stats
+
+    n, folds = 20, 4
+    f = sparse_function(n, seed=3)
+    X = compattr.paired_masks(n, 300, seed=4)
+    y = f.predict(X) + np.random.default_rng(5).normal(0, 0.5, len(X))
+    est = PairedShapley(random_state=6).fit(X, y)
+    fits, fit_once = [], PairedShapley.fit
+
+    def spy(self, X_k, y_k):
+        fitted = fit_once(self, X_k, y_k)
+        fits.append((X_k, fitted.shapley_))
+        return fitted
+
+    monkeypatch.setattr(PairedShapley, "fit", spy)
+    table = est.uncertainty(X, y, folds=folds, confidence=0.9).set_index("features")
+    monkeypatch.undo()
+    assert len(fits) == folds
+    # every pair, ([n], ∅) too, in folds - 1 fits (some pairs were drawn more than once)
+    drawn = Counter(row.tobytes() for row in X[0::2])
+    fitted = Counter(row.tobytes() for X_k, _ in fits for row in X_k[0::2])
+    assert fitted == {pair: count * (folds - 1) for pair, count in drawn.items()}
+    for X_k, _ in fits:
+        np.testing.assert_array_equal(X_k[1::2], ~X_k[0::2])
+    estimates = np.array([shapley for _, shapley in fits])
+    stderr = np.sqrt((folds - 1) / folds * np.sum((estimates - estimates.mean(0)) ** 2, axis=0))
+    half = stats.t.ppf(0.95, folds - 1) * stderr
+    for i in range(n):
+        row = table.loc[[(i,)]].iloc[0]
+        assert row["value"] == est.shapley_[i]
+        np.testing.assert_allclose(row["stderr"], stderr[i], rtol=1e-9)
+        bounds = [est.shapley_[i] - half[i], est.shapley_[i] + half[i]]
+        np.testing.assert_allclose([row["ci_low"], row["ci_high"]], bounds, rtol=1e-9)
+        assert row["nonzero"] == (row["ci_low"] > 0 or row["ci_high"] < 0)
+    assert list(table["value"].abs()) == sorted(table["value"].abs(), reverse=True)
+
+
+def test_uncertainty_intervals_hold_the_exact_values_and_leave_null_features_at_zero():
+    """On a noisy function of 24 features and 4 that no term holds, the 95 % intervals hold
+    at least 80 % of the exact Shapley values of the 24, call the null ones zero, and tell
+    the strongest apart from zero."""
+    f = _with_null_features(sparse_function(24, seed=7), 4)
+    X = compattr.paired_masks(f.n, 600, seed=8)
+    y = f.predict(X) + np.random.default_rng(9).normal(0, 1.0, len(X))
+    est = PairedShapley(random_state=0).fit(X, y)
+    table = est.uncertainty(X, y, names=[f"x{i}" for i in range(f.n)]).set_index("features")
+    exact = compattr.indices.shapley(f)
+    low, high = (np.array([table.loc[[(i,)], column].item() for i in range(f.n)]) for column in ("ci_low", "ci_high"))
+    held = (low <= exact) & (exact <= high)
+    assert held[:24].mean() >= 0.8 and held[24:].all()
+    assert not table.loc[[(i,) for i in range(24, 28)], "nonzero"].any()
+    strongest = (int(np.argmax(np.abs(exact))),)
+    assert table.loc[[strongest], "nonzero"].item() and table.loc[[strongest], "names"].item() == f"x{strongest[0]}"
+    assert (table["stderr"] > 0).all()
+
+
+def test_uncertainty_refuses_other_data_and_bad_settings():
+    n = 6
+    f = sparse_function(n, seed=0)
+    X = compattr.paired_masks(n, 100, seed=0)
+    y = f.predict(X)
+    with pytest.raises(ValueError, match="not fitted"):
+        PairedShapley().uncertainty(X, y)
+    est = PairedShapley().fit(X, y)
+    with pytest.raises(ValueError, match="fitted on"):
+        est.uncertainty(X, y + 1.0)
+    with pytest.raises(ValueError, match="fitted on"):
+        est.uncertainty(X[::-1], y[::-1])
+    for folds in (1, 10**6, 2.5):
+        with pytest.raises(ValueError, match="folds"):
+            est.uncertainty(X, y, folds=folds)
+    with pytest.raises(ValueError, match="confidence"):
+        est.uncertainty(X, y, confidence=1.0)
