@@ -48,16 +48,15 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 import scipy.sparse as sps
-import scipy.stats
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_int
+from .._validation import as_masks, as_outputs
 from ..query.masks import check_pairs
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
-from ..spectrum.uncertainty import interval_frame
+from ..spectrum.uncertainty import jackknife
 from .proxyspex import REPEAT_MASKS, ProxySPEX
 from .search import without_depth
 
@@ -258,17 +257,17 @@ class PairedShapley(BaseEstimator):
 
         The pairs are split at random (seeded by ``random_state``) into ``folds`` groups, and
         the whole estimator, its proxy, prior, support and ridge included, is fitted again
-        without each group. The pair ``([n], ∅)`` is in one group like any other: its noise,
-        which the efficiency constraint spreads over every feature alike, is measured too
-        (the fit without it has no constraint). The spread of the ``K = folds`` estimates
-        ``φ_k`` gives each Shapley value a grouped (delete-a-group) jackknife standard error,
-        ``sqrt((K - 1) / K · Σ_k (φ_k - φ̄)²)``, and a Student-t interval with ``K - 1``
-        degrees of freedom around ``shapley_``. Every fit chooses its terms afresh, so the
-        intervals hold that choice's variability, which a bootstrap of the chosen terms'
-        refit would leave out. On complete hierarchies and the Synthetic Peak (n = 100, α =
-        1–8, with and without 10 dB noise; nine functions) the 95 % intervals held 84–100 %
-        of each function's non-zero Shapley values (95 % of all) and called 4 of 535 zero
-        ones non-zero (docs/results.md).
+        without each group (:func:`compattr.spectrum.jackknife`). The pair ``([n], ∅)`` is
+        in one group like any other: its noise, which the efficiency constraint spreads over
+        every feature alike, is measured too (the fit without it has no constraint). The
+        spread of the ``K = folds`` estimates ``φ_k`` gives each Shapley value a grouped
+        (delete-a-group) jackknife standard error, ``sqrt((K - 1) / K · Σ_k (φ_k - φ̄)²)``,
+        and a Student-t interval with ``K - 1`` degrees of freedom around ``shapley_``.
+        Every fit chooses its terms afresh, so the intervals hold that choice's variability,
+        which a bootstrap of the chosen terms' refit would leave out. On complete
+        hierarchies and the Synthetic Peak (n = 100, α = 1–8, with and without 10 dB noise;
+        nine functions) the 95 % intervals held 84–100 % of each function's non-zero Shapley
+        values (95 % of all) and called 4 of 535 zero ones non-zero (docs/results.md).
 
         Parameters
         ----------
@@ -304,21 +303,11 @@ class PairedShapley(BaseEstimator):
         y = as_outputs(y, X.shape[0])
         if _digest(X, y) != self._fitted_on:
             raise ValueError("uncertainty() needs the masks and outputs the estimator was fitted on.")
-        pairs = X.shape[0] // 2
-        folds = check_int(folds, "folds", 2, pairs)
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
-        group = np.random.default_rng(self.random_state).permutation(pairs) % folds
-        estimates = []
-        for k in range(folds):
-            kept = np.flatnonzero(group != k)
-            rows = np.ravel(np.c_[2 * kept, 2 * kept + 1])  # each pair's two masks, in order
-            estimates.append(clone(self).fit(X[rows], y[rows]).shapley_)
-        spread = np.asarray(estimates) - np.mean(estimates, axis=0)
-        stderr = np.sqrt((folds - 1) / folds * np.sum(spread**2, axis=0))
-        half = scipy.stats.t.ppf(0.5 + confidence / 2, folds - 1) * stderr
-        keys = [(i,) for i in range(self.n_features_in_)]
-        return interval_frame(keys, self.shapley_, stderr, self.shapley_ - half, self.shapley_ + half, names)
+        pairs = np.repeat(np.arange(X.shape[0] // 2), 2)  # a pair's two masks stay together
+        refits = jackknife(self, X, y, folds, seed=self.random_state, groups=pairs)
+        return refits.index("shapley", confidence=confidence, names=names)
 
     def _check_params(self) -> None:
         if not 0.0 <= self.kernel_power <= 1.0:

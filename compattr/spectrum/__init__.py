@@ -10,11 +10,20 @@
 :mod:`~compattr.spectrum.metrics`
     Held-out faithfulness and the hierarchy rates of a spectrum.
 :mod:`~compattr.spectrum.uncertainty`
-    Bootstrap intervals of the coefficients and of every index.
+    Bootstrap and jackknife intervals of the coefficients and of every index.
 """
 
 from .spectrum import EnergySplit, Spectrum
 from .supports import group_padded_rows, parity_matrix
-from .uncertainty import SpectrumBootstrap, bootstrap
+from .uncertainty import SpectrumBootstrap, SpectrumJackknife, bootstrap, jackknife
 
-__all__ = ["EnergySplit", "Spectrum", "SpectrumBootstrap", "bootstrap", "group_padded_rows", "parity_matrix"]
+__all__ = [
+    "EnergySplit",
+    "Spectrum",
+    "SpectrumBootstrap",
+    "SpectrumJackknife",
+    "bootstrap",
+    "group_padded_rows",
+    "jackknife",
+    "parity_matrix",
+]

@@ -118,3 +118,66 @@ def test_explanation_uncertainty_and_bad_input():
     assert few.coefs.shape == (5, len(truth)) and np.all(np.isfinite(few.coefs))
     with pytest.raises(ValueError, match="confidence"):
         boot.interval(1.2)
+
+
+def test_jackknife_refits_without_each_group_of_labels_and_reads_their_spread(monkeypatch):
+    """Each of the K refits is the estimator's clone fitted on the masks outside one group of
+    labels (equal labels stay together, each left out once); coefficient and index standard
+    errors are the delete-a-group jackknife's (a term a refit lacks counts as 0 there), the
+    intervals Student-t's with K - 1 degrees of freedom around the point estimate."""
+    from scipy import stats
+
+    from compattr.spectrum import jackknife
+
+    truth, X, y = _noisy(m=300, noise=0.5)
+    labels = np.arange(len(X)) // 3  # three masks a label
+    est = compattr.ProxySPEX(seed=0, repeats=1).fit(X, y)
+    fits, fit_once = [], compattr.ProxySPEX.fit
+
+    def spy(self, X_k, y_k):
+        fitted = fit_once(self, X_k, y_k)
+        fits.append((y_k, fitted.spectrum_))
+        return fitted
+
+    monkeypatch.setattr(compattr.ProxySPEX, "fit", spy)
+    folds = 4
+    refits = jackknife(est, X, y, folds=folds, seed=2, groups=labels)
+    monkeypatch.undo()
+    assert len(fits) == len(refits.spectra) == folds and refits.spectrum is est.spectrum_
+    assert len(np.unique(y)) == len(y)  # noisy outputs: each names its mask
+    left_out = np.zeros(labels.max() + 1, int)
+    for (y_k, spectrum), refit in zip(fits, refits.spectra):
+        assert refit is spectrum
+        kept = np.isin(y, y_k)
+        np.testing.assert_array_equal(y[kept], y_k)  # in their order
+        out = np.unique(labels[~kept])
+        assert not np.isin(labels[kept], out).any()  # a label's masks stay together
+        left_out[out] += 1
+    assert np.all(left_out == 1)
+    K, point = folds, est.spectrum_
+    coefs = np.array([[s.to_dict().get(t, 0.0) for t in point.support_tuples()] for _, s in fits])
+    stderr = np.sqrt((K - 1) / K * np.sum((coefs - coefs.mean(0)) ** 2, axis=0))
+    np.testing.assert_allclose(refits.stderr(), stderr, rtol=1e-9, atol=1e-15)
+    half = stats.t.ppf(0.9, K - 1) * stderr
+    np.testing.assert_allclose(refits.interval(0.8), np.c_[point.coefs - half, point.coefs + half], rtol=1e-9)
+    frame = refits.to_frame(5, confidence=0.8)
+    np.testing.assert_allclose(frame["stderr"], stderr[:5], rtol=1e-9, atol=1e-15)
+    shapley = np.array([compattr.indices.shapley(s) for _, s in fits])
+    table = refits.index("shapley", confidence=0.8).set_index("features")
+    expected = np.sqrt((K - 1) / K * np.sum((shapley - shapley.mean(0)) ** 2, axis=0))
+    np.testing.assert_allclose([table.loc[[(i,)], "stderr"].item() for i in range(truth.n)], expected, rtol=1e-9)
+    pairs = refits.index("shapley_interaction", 2)
+    assert set(pairs["features"]) == set(compattr.indices.shapley_interaction(point, 2))
+
+
+def test_jackknife_refuses_bad_groups_and_folds():
+    from compattr.spectrum import jackknife
+
+    _, X, y = _noisy(m=100)
+    est = compattr.ProxySPEX(seed=0, repeats=1).fit(X, y)
+    with pytest.raises(ValueError, match="one label per mask"):
+        jackknife(est, X, y, groups=np.zeros(3))
+    with pytest.raises(ValueError, match="folds"):
+        jackknife(est, X, y, folds=3, groups=np.arange(len(X)) % 2)  # two labels
+    with pytest.raises(ValueError, match="folds"):
+        jackknife(est, X, y, folds=1)
