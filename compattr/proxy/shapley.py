@@ -278,17 +278,16 @@ class PairedShapley(BaseEstimator):
         folds : int
             Groups of pairs (at least 2), each left out of one fit: the CPU is ``folds``
             fits on ``(folds - 1) / folds`` of the pairs.
-        confidence : float
-            Coverage of the intervals.
-        names : sequence of str, optional
-            Feature names, for the ``names`` column.
+        confidence, names
+            The intervals' coverage and the features' names, as
+            :meth:`compattr.spectrum.SpectrumJackknife.index` takes them.
 
         Returns
         -------
         pandas.DataFrame
-            One row per feature, by decreasing ``|shapley_|``: ``features``, ``names``,
-            ``value`` (``shapley_``), ``stderr``, ``ci_low``, ``ci_high``, ``nonzero`` (the
-            interval excludes 0).
+            :meth:`~compattr.spectrum.SpectrumJackknife.index`'s table of the Shapley values:
+            one row per feature by decreasing ``|shapley_|``, its ``value`` (``shapley_``),
+            ``stderr``, ``ci_low``, ``ci_high`` and ``nonzero`` (the interval excludes 0).
 
         Raises
         ------

@@ -38,29 +38,20 @@ from .spectrum import Spectrum
 from .supports import csr_to_padded, find_rows
 
 
-@dataclass
-class SpectrumBootstrap:
-    """Bootstrap resamples of a spectrum's coefficients (see :func:`bootstrap`).
-
-    Attributes
-    ----------
-    spectrum : Spectrum
-        The point estimate.
-    coefs : (R, k) array
-        Column ``j``: term ``j`` of ``spectrum`` (in its order) refitted on each of ``R``
-        resamples of the masks.
-    """
+class _Refitted:
+    """What :class:`SpectrumBootstrap` and :class:`SpectrumJackknife` share: the strongest
+    terms and any index, each with its standard error and interval, from the refitted
+    spectra (``_refits``) and the way their spread makes an interval (``_spread``)."""
 
     spectrum: Spectrum
-    coefs: np.ndarray
 
     def stderr(self) -> np.ndarray:
-        """(k,) bootstrap standard error of each coefficient."""
-        return self.coefs.std(0, ddof=1)
+        """(k,) standard error of each coefficient of ``spectrum``."""
+        return self._spread(self.spectrum.coefs, self._refit_coefs(), 0.95)[0]
 
     def interval(self, confidence: float = 0.95) -> np.ndarray:
-        """(k, 2) percentile interval of each coefficient."""
-        return np.stack(_percentiles(self.coefs, confidence), 1)
+        """(k, 2) interval of each coefficient of ``spectrum``."""
+        return np.stack(self._spread(self.spectrum.coefs, self._refit_coefs(), confidence)[1:], 1)
 
     def to_frame(
         self, k: int | None = 20, names: Sequence[str] | None = None, confidence: float = 0.95
@@ -72,10 +63,6 @@ class SpectrumBootstrap:
         low, high = self.interval(confidence)[:rows].T
         return frame.assign(stderr=self.stderr()[:rows], ci_low=low, ci_high=high, nonzero=(low > 0) | (high < 0))
 
-    def resampled(self) -> list[Spectrum]:
-        """The ``R`` refitted spectra."""
-        return [self.spectrum.with_coefs(c) for c in self.coefs]
-
     def index(
         self,
         index: str | Callable[..., Any],
@@ -84,7 +71,7 @@ class SpectrumBootstrap:
         names: Sequence[str] | None = None,
         **kwargs,
     ) -> pd.DataFrame:
-        """An index of :mod:`compattr.indices` with its bootstrap interval.
+        """An index of :mod:`compattr.indices` with its interval.
 
         Parameters
         ----------
@@ -102,27 +89,69 @@ class SpectrumBootstrap:
         Returns
         -------
         pandas.DataFrame
-            One row per feature (per-feature indices) or per set (interaction indices),
-            sorted by the point estimate's magnitude: ``features``, ``names``, ``value``,
-            ``stderr``, ``ci_low``, ``ci_high``, ``nonzero``.
+            One row per feature (per-feature indices) or per set of the point estimate
+            (interaction indices), sorted by the point estimate's magnitude: ``features``,
+            ``names``, ``value``, ``stderr``, ``ci_low``, ``ci_high``, ``nonzero``.
         """
         fn = getattr(indices, index) if isinstance(index, str) else index
         point = fn(self.spectrum, *args, **kwargs)
-        draws = [fn(s, *args, **kwargs) for s in self.resampled()]
+        refits = [fn(s, *args, **kwargs) for s in self._refits()]
         if isinstance(point, dict):
             keys = list(point)
             values = np.array([point[t] for t in keys])
-            samples = np.array([[d.get(t, 0.0) for t in keys] for d in draws])
+            samples = np.array([[d.get(t, 0.0) for t in keys] for d in refits])
         else:
             keys = [(i,) for i in range(len(point))]
-            values, samples = np.asarray(point, float), np.stack([np.asarray(d, float) for d in draws])
-        low, high = _percentiles(samples, confidence)
-        return interval_frame(keys, values, samples.std(0, ddof=1), low, high, names)
+            values, samples = np.asarray(point, float), np.stack([np.asarray(d, float) for d in refits])
+        return interval_frame(keys, values, *self._spread(values, samples, confidence), names)
+
+    def _refits(self) -> list[Spectrum]:
+        raise NotImplementedError
+
+    def _refit_coefs(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _spread(self, values, samples, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Standard errors and interval bounds (p,) of ``values`` from ``samples`` (R, p)."""
+        raise NotImplementedError
 
 
 @dataclass
-class SpectrumJackknife:
-    """A spectrum and its refits without each of ``K`` groups of masks (see :func:`jackknife`).
+class SpectrumBootstrap(_Refitted):
+    """Bootstrap resamples of a spectrum's coefficients (see :func:`bootstrap`): standard
+    errors are the resamples' standard deviations, intervals their percentiles.
+
+    Attributes
+    ----------
+    spectrum : Spectrum
+        The point estimate.
+    coefs : (R, k) array
+        Column ``j``: term ``j`` of ``spectrum`` (in its order) refitted on each of ``R``
+        resamples of the masks.
+    """
+
+    spectrum: Spectrum
+    coefs: np.ndarray
+
+    def resampled(self) -> list[Spectrum]:
+        """The ``R`` refitted spectra."""
+        return [self.spectrum.with_coefs(c) for c in self.coefs]
+
+    def _refits(self) -> list[Spectrum]:
+        return self.resampled()
+
+    def _refit_coefs(self) -> np.ndarray:
+        return self.coefs
+
+    def _spread(self, values, samples, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (samples.std(0, ddof=1), *_percentiles(samples, confidence))
+
+
+@dataclass
+class SpectrumJackknife(_Refitted):
+    """A spectrum and its refits without each of ``K`` groups of masks (see :func:`jackknife`):
+    standard errors are the grouped jackknife's, intervals Student-t's with ``K - 1`` degrees
+    of freedom around the point estimate.
 
     Attributes
     ----------
@@ -136,48 +165,8 @@ class SpectrumJackknife:
     spectrum: Spectrum
     spectra: list[Spectrum]
 
-    def stderr(self) -> np.ndarray:
-        """(k,) jackknife standard error of each coefficient of ``spectrum``."""
-        return _jackknife_stderr(self._refit_coefs())
-
-    def interval(self, confidence: float = 0.95) -> np.ndarray:
-        """(k, 2) Student-t interval of each coefficient, ``K - 1`` degrees of freedom."""
-        return np.stack(_t_interval(self.spectrum.coefs, self.stderr(), len(self.spectra), confidence), 1)
-
-    def to_frame(
-        self, k: int | None = 20, names: Sequence[str] | None = None, confidence: float = 0.95
-    ) -> pd.DataFrame:
-        """The ``k`` strongest terms (all when None) as :meth:`Spectrum.to_frame` gives them,
-        with ``stderr``, ``ci_low``, ``ci_high`` and ``nonzero`` (the interval excludes 0)."""
-        frame = self.spectrum.to_frame(k, names)
-        rows = len(frame)
-        low, high = self.interval(confidence)[:rows].T
-        return frame.assign(stderr=self.stderr()[:rows], ci_low=low, ci_high=high, nonzero=(low > 0) | (high < 0))
-
-    def index(
-        self,
-        index: str | Callable[..., Any],
-        *args,
-        confidence: float = 0.95,
-        names: Sequence[str] | None = None,
-        **kwargs,
-    ) -> pd.DataFrame:
-        """An index of :mod:`compattr.indices` with its jackknife interval, as
-        :meth:`SpectrumBootstrap.index` gives it (the same columns); the keys of an
-        interaction index are the point estimate's."""
-        fn = getattr(indices, index) if isinstance(index, str) else index
-        point = fn(self.spectrum, *args, **kwargs)
-        refits = [fn(s, *args, **kwargs) for s in self.spectra]
-        if isinstance(point, dict):
-            keys = list(point)
-            values = np.array([point[t] for t in keys])
-            samples = np.array([[d.get(t, 0.0) for t in keys] for d in refits])
-        else:
-            keys = [(i,) for i in range(len(point))]
-            values, samples = np.asarray(point, float), np.stack([np.asarray(d, float) for d in refits])
-        stderr = _jackknife_stderr(samples)
-        low, high = _t_interval(values, stderr, len(self.spectra), confidence)
-        return interval_frame(keys, values, stderr, low, high, names)
+    def _refits(self) -> list[Spectrum]:
+        return self.spectra
 
     def _refit_coefs(self) -> np.ndarray:
         """(K, k): each refit's coefficient on each term of ``spectrum`` (0 where it lacks it)."""
@@ -188,6 +177,14 @@ class SpectrumJackknife:
             at = find_rows(csr_to_padded(refit.supports, n), rows, n)
             out[r, at >= 0] = refit.coefs[at[at >= 0]]
         return out
+
+    def _spread(self, values, samples, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+        K = len(samples)
+        stderr = np.sqrt((K - 1) / K * np.sum((samples - samples.mean(0)) ** 2, axis=0))
+        half = scipy.stats.t.ppf(0.5 + confidence / 2, K - 1) * stderr
+        return stderr, values - half, values + half
 
 
 def jackknife(estimator, X, y, folds: int = 5, seed: int = 0, groups=None) -> SpectrumJackknife:
@@ -232,20 +229,6 @@ def jackknife(estimator, X, y, folds: int = 5, seed: int = 0, groups=None) -> Sp
     group = (np.random.default_rng(seed).permutation(len(unique)) % folds)[inverse]
     spectra = [clone(estimator).fit(X[group != k], y[group != k]).spectrum_ for k in range(folds)]
     return SpectrumJackknife(estimator.spectrum_, spectra)
-
-
-def _jackknife_stderr(samples: np.ndarray) -> np.ndarray:
-    """The grouped jackknife's standard error of each column of ``samples`` (K, p)."""
-    K = len(samples)
-    return np.sqrt((K - 1) / K * np.sum((samples - samples.mean(0)) ** 2, axis=0))
-
-
-def _t_interval(values, stderr, K: int, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Student-t interval, ``K - 1`` degrees of freedom, of ``values`` with ``stderr``."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
-    half = scipy.stats.t.ppf(0.5 + confidence / 2, K - 1) * np.asarray(stderr)
-    return values - half, values + half
 
 
 def interval_frame(
