@@ -175,9 +175,9 @@ class Explanation:
         ``ex.uncertainty().index("shapley", names=ex.names)`` any index's. The intervals
         are conditional on the selected terms (see :func:`compattr.spectrum.bootstrap`) and
         refitted with the fit's ridge strength (``fit_info["ridge"]``). Where the fit explains
-        little (low budgets) they are too narrow: on complete hierarchies at α = 2 the 95 %
-        intervals of the Shapley values held 39–61 % of the non-zero exact ones
-        (:func:`compattr.spectrum.jackknife`, which refits the whole estimator, held 78–92 %;
+        little (low budgets) they are too narrow: on complete hierarchies at α = 1–2 the 95 %
+        intervals of the Shapley values held 30–54 % of the non-zero exact ones
+        (:func:`compattr.spectrum.jackknife`, which refits the whole estimator, held 79–95 %;
         for Shapley values at such budgets, :class:`compattr.PairedShapley` and its
         ``uncertainty``; docs/results.md).
         """

@@ -384,7 +384,7 @@ def test_uncertainty_is_the_grouped_jackknife_of_fits_without_each_group_of_pair
     for X_k, _ in fits:
         np.testing.assert_array_equal(X_k[1::2], ~X_k[0::2])
     estimates = np.array([shapley for _, shapley in fits])
-    stderr = np.sqrt((folds - 1) / folds * np.sum((estimates - estimates.mean(0)) ** 2, axis=0))
+    stderr = np.sqrt((folds - 1) / folds * np.sum((estimates - est.shapley_) ** 2, axis=0))
     half = stats.t.ppf(0.95, folds - 1) * stderr
     for i in range(n):
         row = table.loc[[(i,)]].iloc[0]
