@@ -263,9 +263,9 @@ class PairedShapley(BaseEstimator):
         spread of the ``K = folds`` estimates ``φ_k`` around ``shapley_`` (``φ̂``) gives each
         Shapley value a grouped (delete-a-group) jackknife standard error,
         ``sqrt((K - 1) / K · Σ_k (φ_k - φ̂)²)``, and a Student-t interval with ``K - 1``
-        degrees of freedom around ``φ̂``.
-        Every fit chooses its terms afresh, so the intervals hold that choice's variability,
-        which a bootstrap of the chosen terms' refit would leave out. On complete
+        degrees of freedom around ``φ̂``. Every fit chooses its terms afresh, so the
+        intervals hold that choice's variability, which a bootstrap of the chosen terms'
+        refit would leave out. On complete
         hierarchies and the Synthetic Peak (n = 100, α = 1–8, with and without 10 dB noise;
         nine functions) the 95 % intervals held 90–100 % of each function's non-zero Shapley
         values (96 % of all) and called 2 of 545 zero ones non-zero (docs/results.md).
