@@ -60,8 +60,8 @@ class _Refitted:
         with ``stderr``, ``ci_low``, ``ci_high`` and ``nonzero`` (the interval excludes 0)."""
         frame = self.spectrum.to_frame(k, names)
         rows = len(frame)
-        low, high = self.interval(confidence)[:rows].T
-        return frame.assign(stderr=self.stderr()[:rows], ci_low=low, ci_high=high, nonzero=(low > 0) | (high < 0))
+        stderr, low, high = (a[:rows] for a in self._spread(self.spectrum.coefs, self._refit_coefs(), confidence))
+        return frame.assign(stderr=stderr, ci_low=low, ci_high=high, nonzero=(low > 0) | (high < 0))
 
     def index(
         self,
@@ -103,7 +103,20 @@ class _Refitted:
         else:
             keys = [(i,) for i in range(len(point))]
             values, samples = np.asarray(point, float), np.stack([np.asarray(d, float) for d in refits])
-        return interval_frame(keys, values, *self._spread(values, samples, confidence), names)
+        stderr, low, high = self._spread(values, samples, confidence)
+        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
+        frame = pd.DataFrame(
+            {
+                "features": keys,
+                "names": [label(t) for t in keys],
+                "value": values,
+                "stderr": stderr,
+                "ci_low": low,
+                "ci_high": high,
+                "nonzero": (low > 0) | (high < 0),
+            }
+        )
+        return frame.iloc[np.argsort(-np.abs(values), kind="stable")].reset_index(drop=True)
 
     def _refits(self) -> list[Spectrum]:
         raise NotImplementedError
@@ -230,46 +243,6 @@ def jackknife(estimator, X, y, folds: int = 5, seed: int = 0, groups=None) -> Sp
     group = (np.random.default_rng(seed).permutation(len(unique)) % folds)[inverse]
     spectra = [clone(estimator).fit(X[group != k], y[group != k]).spectrum_ for k in range(folds)]
     return SpectrumJackknife(estimator.spectrum_, spectra)
-
-
-def interval_frame(
-    keys: Sequence[tuple[int, ...]],
-    values: np.ndarray,
-    stderr: np.ndarray,
-    low: np.ndarray,
-    high: np.ndarray,
-    names: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """An index's estimates with their standard errors and intervals, as a table.
-
-    Parameters
-    ----------
-    keys : sequence of tuple of int
-        The feature sets the values belong to (``(i,)`` for a per-feature index).
-    values, stderr, low, high : (p,) arrays
-        The estimates, their standard errors and the bounds of their intervals.
-    names : sequence of str, optional
-        Feature names, for the ``names`` column.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per key, sorted by the estimate's magnitude: ``features``, ``names``,
-        ``value``, ``stderr``, ``ci_low``, ``ci_high``, ``nonzero`` (the interval excludes 0).
-    """
-    label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
-    frame = pd.DataFrame(
-        {
-            "features": list(keys),
-            "names": [label(t) for t in keys],
-            "value": values,
-            "stderr": stderr,
-            "ci_low": low,
-            "ci_high": high,
-            "nonzero": (low > 0) | (high < 0),
-        }
-    )
-    return frame.iloc[np.argsort(-np.abs(values), kind="stable")].reset_index(drop=True)
 
 
 def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, ridge: float = 0.0) -> SpectrumBootstrap:
