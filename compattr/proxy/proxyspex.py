@@ -349,7 +349,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         LightGBM threads. Keep 1 on small shared machines, where more threads ran slower
         (docs/results.md); raise it on a dedicated many-core machine.
     max_order : int, optional
-        Drop tree terms above this order (needed only for very deep trees).
+        No term above this order: the trees' terms above it are dropped, and the growth
+        (stages 5 and 6) stops at it. Default: no limit.
     seed : int
         Seeds the folds, the subsamples and LightGBM.
 
@@ -666,7 +667,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             train = np.intersect1d(train, subset)
             X_train, y_train = X[train], y[train]
             kept_here = _on_masks(keep, X_train, y_train)(spectrum)
-            pools.append(grown_pool(self._pursued(kept_here, spectrum, X_train, y_train, ks, ridges), max(ks)))
+            pursued = self._pursued(kept_here, spectrum, X_train, y_train, ks, ridges)
+            pools.append(grown_pool(pursued, max(ks), self.max_order))
         # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
         rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
         options = (self.max_cv_rows, self.seed, rankings)
@@ -675,7 +677,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         # both CVs factor in float32 (they only choose): a gain below its resolution is a tie
         if not best["cv_mse"] < (1.0 - 1e-5) * self.sparsity_cv_["cv_mse"].min():
             return
-        pool = grown_pool(self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges), max(ks))
+        pool = grown_pool(self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges), max(ks), self.max_order)
         self.spectrum_ = self._chosen_from_pool(pool, best, X, y, ridges[0])
         self.grown_ = True
 
@@ -718,7 +720,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         options = (self.max_cv_rows, self.seed, rankings)
         tables = []
         for round_ in range(1, self.regrow_rounds + 1):
-            pool = grown_pool(self.spectrum_, limit)
+            pool = grown_pool(self.spectrum_, limit, self.max_order)
             table = grown_cv(X, y, folds, [pool] * len(folds), ks, ridges, *options)
             tables.append(table.assign(round=round_))
             best = table.loc[table["cv_mse"].idxmin()]

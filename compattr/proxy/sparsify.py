@@ -130,7 +130,7 @@ def _every_subset(rows: np.ndarray, degrees: np.ndarray, n: int) -> tuple[np.nda
     return np.vstack(blocks), np.concatenate(ranks)
 
 
-def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
+def grown_pool(spectrum: Spectrum, limit: int, max_order: int | None = None) -> np.ndarray:
     """The terms of ``spectrum`` with their hierarchy grown by one order, to re-select from.
 
     First its terms by decreasing ``|F(T)|``, each preceded by its subsets (the downward
@@ -139,7 +139,7 @@ def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
     would hold next: the features not listed, the pairs of listed features, ...), by
     decreasing sum of those subsets' ``|F|`` (ties in the order of their sorted feature
     tuples), up to ``limit`` terms in all. A term whose subsets the trees found, but which
-    they split too shallowly to hold, is a candidate.
+    they split too shallowly to hold, is a candidate. No candidate is above ``max_order``.
 
     Returns
     -------
@@ -152,6 +152,9 @@ def grown_pool(spectrum: Spectrum, limit: int) -> np.ndarray:
     found = find_rows(rows, closure, n)
     strength = np.where(found >= 0, np.abs(spectrum.coefs)[found], 0.0)  # |F| of each listed set
     joined, score = _one_order_up(closure, strength, n)
+    if max_order is not None:
+        within = np.sum(joined < n, axis=1) <= max_order
+        joined, score = joined[within], score[within]
     as_tuples = np.where(joined == n, -1, joined)  # a shorter tuple sorts before its extensions
     order = np.lexsort((*as_tuples.T[::-1], -score))
     return _stacked([closure, joined[order[: max(0, limit - len(closure))]]], n)  # constant first

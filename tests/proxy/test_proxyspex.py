@@ -1230,6 +1230,21 @@ def test_grown_pool_adds_every_set_one_order_above_whose_subsets_are_listed():
     assert scores == sorted(scores, reverse=True)
     cut = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, len(closure) + 2)]
     assert cut == pool[: len(closure) + 2]
+    for top in (1, 2):  # no candidate above max_order; the rest in the same order
+        capped = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4, max_order=top)]
+        assert capped == pool[: len(closure)] + [t for t in pool[len(closure) :] if len(t) <= top]
+
+
+def test_max_order_bounds_the_grown_and_regrown_terms_too():
+    """``max_order`` caps every term of the spectrum, also those the growth and the repeats'
+    regrow add one order above the trees' (here where they grow without it)."""
+    truth = compattr.synthetic.complete_hierarchy(30, n_sets=4, order=4, seed=2)
+    X = compattr.sample_masks(30, 600, seed=2)
+    y = truth.predict(X)
+    free = ProxySPEX(seed=0, grow=True, regrow=True, repeats=2).fit(X, y)
+    capped = ProxySPEX(seed=0, grow=True, regrow=True, repeats=2, max_order=2).fit(X, y)
+    assert free.spectrum_.max_order > 2 and (free.grown_ or free.regrown_)
+    assert capped.spectrum_.max_order <= 2 and capped.tree_spectrum_.max_order <= 2
 
 
 @pytest.mark.parametrize("ks", [[4, 8, 40], [4, 8, 16]])  # the largest k: the pool's size, or fewer
