@@ -40,7 +40,16 @@ from .query import MaskedModel, run_queries
 from .query.masks import budget as _budget
 from .query.masks import sample_masks
 from .query.values import Value
-from .spectrum import EnergySplit, Spectrum, SpectrumBootstrap, bootstrap, indices, metrics
+from .spectrum import (
+    EnergySplit,
+    Spectrum,
+    SpectrumBootstrap,
+    SpectrumJackknife,
+    bootstrap,
+    indices,
+    jackknife,
+    metrics,
+)
 
 #: Below this cross-validated R² of the fit, :meth:`Explanation.summary` points to
 #: :class:`compattr.PairedShapley` for Shapley values (2–5× more accurate there in
@@ -96,7 +105,8 @@ class Explanation:
         and chosen again), ``regrown`` (whether the repeats' average was), ``regrow_rounds``
         (by how many orders it was, in as many rounds), ``cv_r2`` (the
         fitted spectrum's cross-validated R² on the fitting masks, the first fit's),
-        ``timings``.
+        ``timings``, ``estimator`` (its class name) and ``params`` (its parameters, which
+        :meth:`uncertainty` refits it with).
     value_range : (low, high) or None
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
@@ -166,23 +176,74 @@ class Explanation:
             return self._table(values.items())
         return pd.Series(values, index=self.names, name=name)
 
-    def uncertainty(self, resamples: int = 200, seed: int = 0) -> SpectrumBootstrap:
-        """Bootstrap intervals for the coefficients and every index: the spectrum's terms
-        refitted on ``resamples`` resamples of the fitting masks (no model call).
+    def uncertainty(
+        self,
+        resamples: int = 200,
+        seed: int = 0,
+        *,
+        method: str = "auto",
+        folds: int = 5,
+        estimator: ProxySPEX | None = None,
+    ) -> SpectrumBootstrap | SpectrumJackknife:
+        """Intervals for the coefficients and every index, from refits on the fitting masks
+        (no model call).
 
         ``ex.uncertainty().to_frame(10, names=ex.names)`` gives the strongest terms with
         their standard errors, intervals and whether the interval excludes zero;
-        ``ex.uncertainty().index("shapley", names=ex.names)`` any index's. The intervals
-        are conditional on the selected terms (see :func:`compattr.spectrum.bootstrap`) and
-        refitted with the fit's ridge strength (``fit_info["ridge"]``). Where the fit explains
-        little (low budgets) they are too narrow: on complete hierarchies at α = 1–2 the 95 %
-        intervals of the Shapley values held 30–54 % of the non-zero exact ones
-        (:func:`compattr.spectrum.jackknife`, which refits the whole estimator, held 79–95 %;
-        for Shapley values at such budgets, :class:`compattr.PairedShapley` and its
-        ``uncertainty``; docs/results.md).
+        ``ex.uncertainty().index("shapley", names=ex.names)`` any index's.
+
+        Parameters
+        ----------
+        resamples : int
+            The bootstrap's resamples of the masks.
+        seed : int
+            Seeds the resamples, or the jackknife's split of the masks into groups.
+        method : {"auto", "bootstrap", "jackknife"}
+            "bootstrap": the spectrum's terms refitted on ``resamples`` resamples of the
+            masks, with the fit's ridge strength (``fit_info["ridge"]``;
+            :func:`compattr.spectrum.bootstrap`). The intervals are conditional on the
+            selected terms, cheap, and where the fit explains little (low budgets) too
+            narrow: on complete hierarchies at α = 2 the 95 % intervals of the Shapley values
+            held 34–55 % of the non-zero exact ones, though the strongest terms it called
+            non-zero were nearly all real. "jackknife": the whole estimator fitted again
+            without each of ``folds`` groups of masks, so that each refit chooses its terms
+            afresh (:func:`compattr.spectrum.jackknife`): ``folds`` fits' CPU, and wider
+            intervals (there 95–100 %, no zero value called non-zero), which call few values
+            non-zero where the fit is poor, and still miss its bias where it explains
+            nothing (α = 1: 42–47 %). "auto" (default): the bootstrap, unless the spectrum
+            has at least as many terms as masks and no ridge (a fit that kept its trees'
+            whole spectrum, common at α ≤ 1), which the bootstrap cannot refit: then the
+            jackknife. For Shapley values at low budgets, :class:`compattr.PairedShapley`
+            and its ``uncertainty``. Measured by ``benchmarks/uncertainty.py``
+            (docs/results.md).
+        folds : int
+            The jackknife's groups of masks, left out one at a time (at least 2).
+        estimator : ProxySPEX, optional
+            The jackknife's estimator (its parameters and seed; it
+            need not be fitted). Default: a ``ProxySPEX`` with the parameters
+            :func:`explain` fitted with (``fit_info["params"]``, kept by a save); required
+            for explanations that do not record them (saved before compattr kept them, or
+            fitted by another estimator).
+
+        Returns
+        -------
+        SpectrumBootstrap or SpectrumJackknife
+            Either gives ``stderr()``, ``interval()``, ``to_frame()`` and ``index()``.
         """
+        if method not in ("auto", "bootstrap", "jackknife"):
+            raise ValueError(f"method must be 'auto', 'bootstrap' or 'jackknife', got {method!r}.")
         ridge = self.fit_info.get("ridge") or 0.0
-        return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
+        refittable = ridge > 0 or len(self.masks) > len(self.spectrum)  # what the bootstrap needs
+        if method == "bootstrap" or (method == "auto" and refittable):
+            return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
+        if estimator is None:
+            if self.fit_info.get("estimator") != ProxySPEX.__name__ or "params" not in self.fit_info:
+                raise ValueError(
+                    "this explanation does not record the ProxySPEX parameters it was fitted with "
+                    "(fit_info['params']); pass the estimator to refit as estimator=."
+                )
+            estimator = ProxySPEX(**self.fit_info["params"])
+        return jackknife(estimator, self.masks, self.outputs, folds, seed, spectrum=self.spectrum)
 
     def to_shapiq(self, index: str = "k-SII", max_order: int = 2):
         """``index`` up to ``max_order`` as a ``shapiq.InteractionValues``, for shapiq's plots
@@ -466,8 +527,8 @@ def _jsonable(obj: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
     return obj
 
 
@@ -685,6 +746,8 @@ def explain(
             "regrow_rounds": getattr(est, "regrow_rounds_", None),
             "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
             "timings": getattr(est, "timings_", None),
+            "estimator": type(est).__name__,
+            "params": est.get_params(),
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },
         value_range=value_range,

@@ -134,6 +134,39 @@ def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
     assert rel == pytest.approx((9 + 2.9**2) / (25 + 16 + 9 + 0.01)) and precision == pytest.approx(2 / 3)
 
 
+def test_uncertainty_benchmark_prints_every_method_and_its_totals():
+    out = run("uncertainty.py", "--n", "20", "--alpha", "2", "--seeds", "3", "--folds", "3")
+    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| hierarchy | 20 |")]
+    assert [cells[6] for cells in rows] == ["bootstrap", "jackknife", "paired jackknife"]
+    for cells in rows:
+        if cells[8].startswith("refused"):  # the bootstrap, where the spectrum has more terms than masks
+            assert cells[6] == "bootstrap"
+            continue
+        for cell in cells[8:10]:  # held: at most every feature of its kind
+            held, count = map(int, cell.split("/"))
+            assert 0 <= held <= count
+        assert sum(int(c.split("/")[1]) for c in cells[8:10]) == 20
+    totals = [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") == 8 and "%" in line]
+    assert totals == ["bootstrap", "jackknife", "paired jackknife"]
+
+
+def test_uncertainty_benchmark_counts_held_and_called_by_exact_value():
+    sys.path.insert(0, str(BENCHMARKS))
+    import numpy as np
+    import uncertainty
+
+    exact = np.array([1.0, 0.0, -2.0, 0.0])
+    low, high = np.array([0.5, -1.0, -1.0, 0.1]), np.array([2.0, 1.0, 1.0, 0.5])
+    assert uncertainty.held_and_called(low, high, exact) == {
+        "real": 2,
+        "zero": 2,
+        "held_real": 1,  # 1 in [0.5, 2]; -2 outside [-1, 1]
+        "held_zero": 1,  # 0 in [-1, 1]; 0 outside [0.1, 0.5]
+        "called_real": 1,  # [0.5, 2] excludes 0
+        "called_zero": 1,  # [0.1, 0.5] does: a false alarm
+    }
+
+
 def save_hierarchy(folder: Path, seed: int, offset: float = 0.0):
     """Save an explanation of a 16-feature hierarchy (seed ``seed``) in ``folder``: 300 fitting
     and 50 held-out masks, outputs shifted by ``offset``; returns the hierarchy and fitting masks."""

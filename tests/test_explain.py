@@ -1,6 +1,7 @@
 """End to end on a tiny random-weight Llama: explain its heads, plan, apply, measure."""
 
 import dataclasses
+import itertools
 import json
 import warnings
 
@@ -301,6 +302,49 @@ def test_value_range_is_declared_by_the_value_and_saved(tmp_path):
         0.0,
         1.0,
     )
+
+
+def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_save(tmp_path):
+    """``uncertainty(method="jackknife")`` refits a ProxySPEX with the parameters and seed the
+    explanation was fitted with (kept by a save), around the explanation's own spectrum."""
+    from compattr.spectrum import jackknife
+
+    truth = compattr.synthetic.complete_hierarchy(10, n_sets=2, order=2, seed=1)
+    weights = np.random.default_rng(5).normal(size=10)
+    features = _Counting(10, lambda X: truth.predict(X) + 0.3 * np.sin(X @ weights * 7.0))
+    settings = dict(seed=3, repeats=1, max_order=1)  # not the defaults: refits must keep them
+    ex = explain(features=features, budget=150, test_masks=20, seed=3, estimator=compattr.ProxySPEX(**settings))
+    ex.save(tmp_path / "ex")
+    back = Explanation.load(tmp_path / "ex")
+    queried = features.queried
+    refits = back.uncertainty(seed=2, method="jackknife", folds=3)
+    assert features.queried == queried  # no model call
+    expected = jackknife(compattr.ProxySPEX(**settings).fit(ex.masks, ex.outputs), ex.masks, ex.outputs, 3, seed=2)
+    assert len(refits.spectra) == 3 and refits.spectrum is back.spectrum
+    for got, want in zip(refits.spectra, expected.spectra):
+        assert got.to_dict() == want.to_dict() and got.degrees.max() <= 1
+    np.testing.assert_allclose(refits.stderr(), expected.stderr(), rtol=1e-12)
+    assert np.any(refits.stderr() > 0)
+    mine = back.uncertainty(method="jackknife", folds=3, estimator=compattr.ProxySPEX(seed=3, repeats=1))
+    assert any(s.degrees.max() > 1 for s in mine.spectra)  # the estimator given is the one refitted
+    assert isinstance(back.uncertainty(resamples=5), compattr.spectrum.SpectrumBootstrap)  # "auto": it refits
+    terms = [t for d in range(4) for t in itertools.combinations(range(10), d)]  # 176 terms, 150 masks
+    wide = dataclasses.replace(
+        back,
+        spectrum=compattr.Spectrum.from_dict(dict.fromkeys(terms, 0.1), 10),
+        fit_info={**back.fit_info, "ridge": None},
+    )
+    with pytest.raises(ValueError, match="more masks than terms"):
+        wide.uncertainty(method="bootstrap")
+    auto = wide.uncertainty(seed=2, folds=3)  # the bootstrap cannot refit it: the jackknife
+    assert isinstance(auto, compattr.spectrum.SpectrumJackknife) and auto.spectrum is wide.spectrum
+    for got, want in zip(auto.spectra, expected.spectra):
+        assert got.to_dict() == want.to_dict()
+    del back.fit_info["params"]  # an explanation saved before they were kept
+    with pytest.raises(ValueError, match="estimator="):
+        back.uncertainty(method="jackknife")
+    with pytest.raises(ValueError, match="method"):
+        back.uncertainty(method="jacknife")
 
 
 def test_built_in_values_declare_their_range():

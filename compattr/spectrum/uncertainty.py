@@ -200,7 +200,9 @@ class SpectrumJackknife(_Refitted):
         return stderr, values - half, values + half
 
 
-def jackknife(estimator, X, y, folds: int = 5, seed: int = 0, groups=None) -> SpectrumJackknife:
+def jackknife(
+    estimator, X, y, folds: int = 5, seed: int = 0, groups=None, spectrum: Spectrum | None = None
+) -> SpectrumJackknife:
     """Refit a fitted estimator without each of ``folds`` random groups of masks: a grouped
     (delete-a-group) jackknife of its spectrum and of every index read from it.
 
@@ -214,9 +216,10 @@ def jackknife(estimator, X, y, folds: int = 5, seed: int = 0, groups=None) -> Sp
 
     Parameters
     ----------
-    estimator : fitted estimator
+    estimator : estimator
         With ``fit(X, y)`` and ``spectrum_`` (``ProxySPEX``, ``PairedShapley``), fitted on
-        ``X`` and ``y``; its ``spectrum_`` is the point estimate.
+        ``X`` and ``y``; its ``spectrum_`` is the point estimate. It need not be fitted when
+        ``spectrum`` is given.
     X : (m, n) bool array
         The masks it was fitted on.
     y : (m,) array
@@ -228,12 +231,17 @@ def jackknife(estimator, X, y, folds: int = 5, seed: int = 0, groups=None) -> Sp
     groups : (m,) array, optional
         Masks that must stay together (equal labels: complementary pairs, a mask and its
         repeats); the labels, not the masks, are split into groups. Default: each mask alone.
+    spectrum : Spectrum, optional
+        The point estimate: what ``estimator`` (with its parameters and seed) fits on ``X``
+        and ``y``, when that fit is at hand already (a saved explanation's spectrum).
+        Default: ``estimator.spectrum_``.
 
     Returns
     -------
     SpectrumJackknife
     """
-    X = as_masks(X, estimator.spectrum_.n)
+    spectrum = estimator.spectrum_ if spectrum is None else spectrum
+    X = as_masks(X, spectrum.n)
     y = as_outputs(y, len(X))
     labels = np.arange(len(X)) if groups is None else np.asarray(groups)
     if labels.shape != (len(X),):
@@ -242,7 +250,7 @@ def jackknife(estimator, X, y, folds: int = 5, seed: int = 0, groups=None) -> Sp
     folds = check_int(folds, "folds", 2, len(unique))
     group = (np.random.default_rng(seed).permutation(len(unique)) % folds)[inverse]
     spectra = [clone(estimator).fit(X[group != k], y[group != k]).spectrum_ for k in range(folds)]
-    return SpectrumJackknife(estimator.spectrum_, spectra)
+    return SpectrumJackknife(spectrum, spectra)
 
 
 def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, ridge: float = 0.0) -> SpectrumBootstrap:
@@ -286,7 +294,8 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     if ridge == 0 and len(X) <= len(spectrum):
         raise ValueError(
             f"{len(X)} masks cannot refit {len(spectrum)} terms by plain least squares: the bootstrap "
-            "needs more masks than terms, or a ridge strength above 0."
+            "needs more masks than terms, or a ridge strength above 0. The jackknife refits the whole "
+            "estimator instead (compattr.spectrum.jackknife; Explanation.uncertainty(method='jackknife'))."
         )
     P = spectrum.parity_matrix(X)
     m, k = P.shape
