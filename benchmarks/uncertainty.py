@@ -31,11 +31,12 @@ import time
 from collections import defaultdict
 
 import numpy as np
+from shapley import observe
 from threadpoolctl import threadpool_limits
 
 import compattr
+
 from core import FUNCTIONS, noise_sd, synthetic_function
-from shapley import observe
 
 METHODS = ("bootstrap", "jackknife", "paired jackknife")
 CONFIDENCE = 0.95
@@ -123,7 +124,11 @@ def _format(r: dict) -> str:
     cells = [r["function"], r["n"], f"{r['alpha']:g}", noise, r["seed"], r["method"], f"{r['error']:.3f}"]
     if r.get("refused"):
         return "| " + " | ".join(map(str, cells + ["refused: more terms than masks"] + ["—"] * 5)) + " |"
-    cells += [f"{r['held_real']}/{r['real']}", f"{r['held_zero']}/{r['zero']}", f"{r['called_real']} / {r['called_zero']}"]
+    cells += [
+        f"{r['held_real']}/{r['real']}",
+        f"{r['held_zero']}/{r['zero']}",
+        f"{r['called_real']} / {r['called_zero']}",
+    ]
     if "terms_real" in r:
         held = r["terms_held_real"] + r["terms_held_zero"]
         cells += [f"{held}/{r['terms_real'] + r['terms_zero']}", f"{r['terms_called_real']} / {r['terms_called_zero']}"]
@@ -155,7 +160,10 @@ def totals(rows: list[dict]) -> str:
         ]
         if "terms_real" in s:
             held, count = s["terms_held_real"] + s["terms_held_zero"], s["terms_real"] + s["terms_zero"]
-            cells += [f"{held}/{count} ({held / max(count, 1):.0%})", f"{s['terms_called_real']} / {s['terms_called_zero']}"]
+            cells += [
+                f"{held}/{count} ({held / max(count, 1):.0%})",
+                f"{s['terms_called_real']} / {s['terms_called_zero']}",
+            ]
         else:
             cells += ["—", "—"]
         lines.append("| " + " | ".join([*cells, str(s["refused"])]) + " |")
