@@ -31,12 +31,12 @@ import time
 from collections import defaultdict
 
 import numpy as np
-from shapley import observe
 from threadpoolctl import threadpool_limits
 
 import compattr
 
 from core import FUNCTIONS, noise_sd, synthetic_function
+from shapley import observe
 
 METHODS = ("bootstrap", "jackknife", "paired jackknife")
 CONFIDENCE = 0.95

@@ -93,6 +93,7 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
 def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():
     sys.path.insert(0, str(BENCHMARKS))
     import numpy as np
+
     import shapley
 
     truth = shapley.synthetic_function("hierarchy", 30, seed=3)
@@ -126,6 +127,7 @@ def test_a_fresh_process_reports_its_own_peak_memory_not_its_parents():
 def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
     sys.path.insert(0, str(BENCHMARKS))
     import numpy as np
+
     import shapley
 
     truth = np.array([5.0, -4.0, 3.0, 0.1, 0.0])
@@ -382,9 +384,10 @@ def test_core_benchmark_runs_shapiq_beside_compattr(tmp_path):
 def test_pair_precision_counts_the_true_strongest_pairs_found():
     sys.path.insert(0, str(BENCHMARKS))
     import numpy as np
-    import shapley
 
     import compattr
+
+    import shapley
 
     pairs = [(i, i + 1) for i in range(12)]
     truth = compattr.Spectrum(14, [(), *pairs], [1.0, *np.linspace(2.0, 0.9, 12)])
