@@ -204,15 +204,18 @@ class Explanation:
             :func:`compattr.spectrum.bootstrap`). The intervals are conditional on the
             selected terms, cheap, and where the fit explains little (low budgets) too
             narrow: on complete hierarchies at α = 2 the 95 % intervals of the Shapley values
-            held 34–55 % of the non-zero exact ones, though the strongest terms it called
+            held 34–53 % of the non-zero exact ones, though the strongest terms it called
             non-zero were nearly all real. "jackknife": the whole estimator fitted again
             without each of ``folds`` groups of masks, so that each refit chooses its terms
             afresh (:func:`compattr.spectrum.jackknife`): ``folds`` fits' CPU, and wider
             intervals (there 95–100 %, no zero value called non-zero), which call few values
             non-zero where the fit is poor, and still miss its bias where it explains
-            nothing (α = 1: 42–47 %). "auto" (default): the bootstrap, unless the spectrum
+            nothing (α = 1: 42–46 %). "auto" (default): the bootstrap, unless the spectrum
             has at least as many terms as masks and no ridge (a fit that kept its trees'
-            whole spectrum, common at α ≤ 1), which the bootstrap cannot refit: then the
+            whole spectrum, common at α ≤ 1), which the bootstrap cannot refit, or the fit's
+            cross-validated R² (``fit_info["cv_r2"]``) is below
+            :data:`~compattr.proxy.EXPLAINS_ABOVE` (it explains nothing: on the Synthetic
+            Peak the bootstrap called 4–6 of its 8 spurious terms non-zero): then the
             jackknife. For Shapley values at low budgets, :class:`compattr.PairedShapley`
             and its ``uncertainty``. Measured by ``benchmarks/uncertainty.py``
             (docs/results.md).
@@ -234,7 +237,9 @@ class Explanation:
             raise ValueError(f"method must be 'auto', 'bootstrap' or 'jackknife', got {method!r}.")
         ridge = self.fit_info.get("ridge") or 0.0
         refittable = ridge > 0 or len(self.masks) > len(self.spectrum)  # what the bootstrap needs
-        if method == "bootstrap" or (method == "auto" and refittable):
+        cv_r2 = self.fit_info.get("cv_r2")
+        explains = cv_r2 is None or cv_r2 >= EXPLAINS_ABOVE  # else its terms are noise to refit
+        if method == "bootstrap" or (method == "auto" and refittable and explains):
             return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
         if estimator is None:
             if self.fit_info.get("estimator") != ProxySPEX.__name__ or "params" not in self.fit_info:

@@ -340,6 +340,9 @@ def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_
     assert isinstance(auto, compattr.spectrum.SpectrumJackknife) and auto.spectrum is wide.spectrum
     for got, want in zip(auto.spectra, expected.spectra):
         assert got.to_dict() == want.to_dict()
+    nothing = dataclasses.replace(back, fit_info={**back.fit_info, "cv_r2": 0.0})  # a fit that explains nothing
+    assert isinstance(nothing.uncertainty(folds=3), compattr.spectrum.SpectrumJackknife)
+    assert isinstance(nothing.uncertainty(5, method="bootstrap"), compattr.spectrum.SpectrumBootstrap)
     del back.fit_info["params"]  # an explanation saved before they were kept
     with pytest.raises(ValueError, match="estimator="):
         back.uncertainty(method="jackknife")
