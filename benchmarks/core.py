@@ -144,6 +144,26 @@ def held_out_r2(pred: np.ndarray, y: np.ndarray) -> float:
     return float(1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
+def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--seeds S ...`` (default 11 12) or ``--draw K``, one of the two; read them back with
+    :func:`chosen_seeds`."""
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
+    seeds.add_argument("--draw", type=int, metavar="K", help="draw K seeds afresh (printed first), instead of --seeds")
+
+
+def chosen_seeds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """The seeds of :func:`add_seed_arguments`: ``--seeds``, or ``--draw K`` seeds drawn afresh
+    and printed first, so that the run can be repeated with ``--seeds``."""
+    if args.draw is None:
+        return list(args.seeds)
+    if args.draw < 1:
+        parser.error(f"--draw must be at least 1, got {args.draw}")
+    seeds = [int(s) for s in np.random.default_rng().integers(1_000, 1_000_000, args.draw)]
+    print(f"Seeds drawn by this run: {' '.join(map(str, seeds))}\n")
+    return seeds
+
+
 def synthetic_function(name: str, n: int, seed: int):
     """The benchmark function ``name`` ("hierarchy" or "peak") with ``n`` features, as its
     exact :class:`compattr.Spectrum`."""

@@ -49,6 +49,8 @@ import compattr
 from core import (
     SHAPIQ_GAME_METHODS,
     VARIANTS,
+    add_seed_arguments,
+    chosen_seeds,
     held_out_r2,
     in_fresh_process,
     noise_sd,
@@ -196,15 +198,9 @@ def main(argv=None) -> None:
     )
     p.add_argument("--n", type=int, nargs="+", default=[100])
     p.add_argument("--alpha", type=float, nargs="+", default=[2, 4])
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
-    seeds.add_argument("--draw", type=int, metavar="K", help="draw K seeds afresh (printed first), instead of --seeds")
+    add_seed_arguments(p)
     args = p.parse_args(argv)
-    if args.draw is not None:
-        if args.draw < 1:
-            p.error(f"--draw must be at least 1, got {args.draw}")
-        args.seeds = [int(s) for s in np.random.default_rng().integers(1_000, 1_000_000, args.draw)]
-        print(f"Seeds drawn by this run: {' '.join(map(str, args.seeds))}\n")
+    args.seeds = chosen_seeds(p, args)
     print(
         "| n | alpha | seed | masks | method | held-out R² | Shapley rel. sq. error | top-10 precision "
         "| top-10 pair precision (SII) | CPU s | peak MB |"

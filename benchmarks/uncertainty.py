@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 import compattr
 
-from core import FUNCTIONS, noise_sd, synthetic_function
+from core import FUNCTIONS, add_seed_arguments, chosen_seeds, noise_sd, synthetic_function
 from shapley import observe
 
 METHODS = ("bootstrap", "jackknife", "paired jackknife")
@@ -177,15 +177,9 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, nargs="+", default=[100])
     p.add_argument("--alpha", type=float, nargs="+", default=[1, 2, 4])
     p.add_argument("--folds", type=int, default=5, help="groups of the jackknives")
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, nargs="+", default=[11, 12])
-    seeds.add_argument("--draw", type=int, metavar="K", help="draw K seeds afresh (printed first), instead of --seeds")
+    add_seed_arguments(p)
     args = p.parse_args(argv)
-    if args.draw is not None:
-        if args.draw < 1:
-            p.error(f"--draw must be at least 1, got {args.draw}")
-        args.seeds = [int(s) for s in np.random.default_rng().integers(1_000, 1_000_000, args.draw)]
-        print(f"Seeds drawn by this run: {' '.join(map(str, args.seeds))}\n")
+    args.seeds = chosen_seeds(p, args)
     print(
         f"{CONFIDENCE:.0%} intervals. held: exact value inside; called: interval excludes 0 "
         f"(real / false); top terms: the spectrum's {TOP_TERMS} strongest.\n"
