@@ -56,9 +56,10 @@ examples:
       --value mc-accuracy --dtype bfloat16
 
 writes to --out: spectrum.json, lasso.json, queries.npz, explanation.json (reload with
-compattr.Explanation.load), summary.txt, interactions.csv, heads.png, energy.png,
-settings.json; and the query cache (--cache, default OUT/queries: one subfolder per model,
-heads, value and questions, so a rerun resumes and one cache serves every run).
+compattr.Explanation.load), summary.txt, interactions.csv (the 50 strongest terms with
+95 % intervals), heads.png, energy.png, settings.json; and the query cache (--cache,
+default OUT/queries: one subfolder per model, heads, value and questions, so a rerun
+resumes and one cache serves every run).
 """
 )
 

@@ -54,12 +54,14 @@ def markdown_table(
 
 
 def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
-    """``ex.save(folder)`` plus summary.txt, interactions.csv, settings.json, the plots (heads,
-    energy, circuit) and the circuit as an interactive page (circuit.html)."""
+    """``ex.save(folder)`` plus summary.txt, interactions.csv (the 50 strongest terms with
+    their standard errors, 95 % intervals and ``nonzero``: ``ex.uncertainty()``, no model
+    call), settings.json, the plots (heads, energy, circuit) and the circuit as an
+    interactive page (circuit.html)."""
     ex.save(folder)
     (folder / "summary.txt").write_text(summary + "\n")
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))
-    ex.interactions(50).to_csv(folder / "interactions.csv", index=False)
+    ex.uncertainty().to_frame(50, names=ex.names).to_csv(folder / "interactions.csv", index=False)
     plots.save(ex.plot_heads(), folder / "heads.png")
     plots.save(ex.plot_energy(), folder / "energy.png")
     plots.save(ex.plot_circuit(), folder / "circuit.png")

@@ -284,7 +284,9 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     -----
     Each resample solves the normal equations ``Pᵀ W P c = Pᵀ W y`` of the ±1 parity features
     ``P`` (m, k) with ``W`` the resample's counts of each mask, by Cholesky: ``O(m k²)``
-    arithmetic per resample, shared memory for ``P``.
+    arithmetic per resample, shared memory for ``P``. With a ridge and more terms than masks
+    it solves the same ridge problem in the dual instead, a system over the masks drawn:
+    ``O(m² k)``.
     """
     X = as_masks(X, spectrum.n)
     y = as_outputs(y, len(X))
@@ -301,14 +303,45 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     m, k = P.shape
     counts = np.random.default_rng(seed).multinomial(m, np.full(m, 1 / m), size=resamples)
     coefs = np.empty((resamples, k))
+    penalised = spectrum.degrees > 0
+    if ridge > 0 and k > m:  # more terms than masks: the m × m dual system is the smaller one
+        for r, w in enumerate(counts):
+            coefs[r] = _ridge_in_dual(P, y, w, penalised, ridge * m)
+        return SpectrumBootstrap(spectrum, coefs)
     # 1e-9·m only guards exact collinearity (the Gram's diagonal is m·(count mean))
-    penalty = 1e-9 * m + np.where(spectrum.degrees > 0, ridge * m, 0.0)
+    penalty = 1e-9 * m + np.where(penalised, ridge * m, 0.0)
     for r, w in enumerate(counts):
         Pw = P * w[:, None]
         gram = P.T @ Pw
         gram.flat[:: k + 1] += penalty
         coefs[r] = cho_solve(cho_factor(gram, lower=True, check_finite=False), Pw.T @ y, check_finite=False)
     return SpectrumBootstrap(spectrum, coefs)
+
+
+def _ridge_in_dual(P: np.ndarray, y: np.ndarray, w: np.ndarray, penalised: np.ndarray, strength: float) -> np.ndarray:
+    """The minimiser ``c`` (k,) of ``Σ_i w_i (y_i - P_i c)² + strength Σ_{j penalised} c_j²``:
+    the ridge refit of one resample (``w``: each mask's count), solved in the dual.
+
+    The unpenalised column, the constant's (all ones; at most one), is taken out by centring
+    on the weighted means; the penalised ones ``B`` (rows scaled by ``sqrt(w)``) then give
+    ``c = Bᵀ (B Bᵀ + strength I)⁻¹ sqrt(w) y``, an ``r × r`` system for the ``r`` masks drawn
+    (``O(r² k)``) where the normal equations are ``k × k`` (``O(r k² + k³)``).
+    """
+    drawn = w > 0
+    A, t, w = P[drawn][:, penalised], y[drawn], w[drawn].astype(np.float64)
+    free = ~penalised
+    if free.any():  # the constant: fitted by the weighted means
+        mean_A, mean_t = (w @ A) / w.sum(), (w @ t) / w.sum()
+        A, t = A - mean_A, t - mean_t
+    root = np.sqrt(w)
+    B = A * root[:, None]
+    gram = B @ B.T
+    gram.flat[:: len(gram) + 1] += strength
+    coefs = np.empty(P.shape[1])
+    coefs[penalised] = B.T @ cho_solve(cho_factor(gram, lower=True, check_finite=False), root * t, check_finite=False)
+    if free.any():
+        coefs[free] = mean_t - mean_A @ coefs[penalised]
+    return coefs
 
 
 def _percentiles(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -71,6 +72,11 @@ def test_explain_writes_the_explanation(assets, tmp_path, capsys):
     assert (cache / "manifest.json").is_file()
     ex = compattr.Explanation.load(out)
     assert ex.n == 8 and ex.names[0] == "L1.H0" and len(ex.masks) == 60
+    table = pd.read_csv(out / "interactions.csv")  # the strongest terms, each with its interval
+    strongest = ex.interactions(50)
+    assert list(table["names"]) == list(strongest["names"]) and np.allclose(table["coef"], strongest["coef"])
+    assert (table["ci_low"] <= table["ci_high"]).all() and (table["stderr"] >= 0).all()
+    assert table["nonzero"].tolist() == ((table["ci_low"] > 0) | (table["ci_high"] < 0)).tolist()
     settings = json.loads((out / "settings.json").read_text())
     assert settings["layers"] == [1, 2] and settings["questions"] == 6
     printed = capsys.readouterr().out

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 import compattr
+from compattr import Spectrum
 from compattr.spectrum import bootstrap
 
 
@@ -48,6 +51,28 @@ def test_ridge_resamples_solve_the_penalised_normal_equations_of_the_fit():
     np.testing.assert_allclose(refit.coefs, once[np.argsort(-np.abs(once), kind="stable")], rtol=1e-6)
     with pytest.raises(ValueError, match="ridge"):
         bootstrap(truth, X, y, ridge=-1.0)
+
+
+@pytest.mark.parametrize("constant", [True, False])
+def test_ridge_resamples_with_more_terms_than_masks_solve_the_same_penalised_equations(constant):
+    """More terms than masks (solved in the dual): each resample is still the minimiser of its
+    weighted squares plus the ridge on the non-constant terms, the constant free (when the
+    spectrum has one)."""
+    n, m, ridge = 10, 60, 0.05
+    terms = [t for d in range(0 if constant else 1, 4) for t in itertools.combinations(range(n), d)]
+    rng = np.random.default_rng(7)
+    wide = Spectrum.from_dict({t: rng.normal() for t in terms}, n)
+    X = compattr.sample_masks(n, m, seed=7)
+    y = wide.predict(X) + rng.normal(0, 0.5, m)
+    assert len(wide) > m
+    boot = bootstrap(wide, X, y, resamples=4, seed=2, ridge=ridge)
+    counts = np.random.default_rng(2).multinomial(m, np.full(m, 1 / m), size=4)
+    P = wide.parity_matrix(X)
+    D = np.diag((wide.degrees > 0).astype(float))
+    for r in range(4):
+        W = np.diag(counts[r].astype(float))
+        explicit = np.linalg.solve(P.T @ W @ P + ridge * m * D, P.T @ W @ y)
+        np.testing.assert_allclose(boot.coefs[r], explicit, rtol=1e-7, atol=1e-9)
 
 
 def test_intervals_cover_the_true_coefficients_at_about_their_level():
