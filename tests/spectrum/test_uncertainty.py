@@ -55,10 +55,10 @@ def test_ridge_resamples_solve_the_penalised_normal_equations_of_the_fit():
 
 @pytest.mark.parametrize("m", [60, 300])  # more terms than masks; fewer, but more than half
 @pytest.mark.parametrize("constant", [True, False])
-def test_ridge_resamples_with_more_terms_than_masks_solve_the_same_penalised_equations(constant, m):
-    """More terms than masks (solved in the dual, as from half as many): each resample is still the minimiser of its
-    weighted squares plus the ridge on the non-constant terms, the constant free (when the
-    spectrum has one)."""
+def test_ridge_resamples_with_many_terms_solve_the_same_penalised_equations(constant, m):
+    """Many terms (from half as many as masks, solved in the dual): each resample is still the
+    minimiser of its weighted squares plus the ridge on the non-constant terms, the constant
+    free (when the spectrum has one)."""
     n, ridge = 10, 0.05
     terms = [t for d in range(0 if constant else 1, 4) for t in itertools.combinations(range(n), d)]
     rng = np.random.default_rng(7)
