@@ -184,6 +184,7 @@ class Explanation:
         method: str = "auto",
         folds: int = 5,
         estimator: ProxySPEX | None = None,
+        progress: bool = True,
     ) -> SpectrumBootstrap | SpectrumJackknife:
         """Intervals for the coefficients and every index, from refits on the fitting masks
         (no model call).
@@ -227,6 +228,8 @@ class Explanation:
             :func:`explain` fitted with (``fit_info["params"]``, kept by a save); required
             for explanations that do not record them (saved before compattr kept them, or
             fitted by another estimator).
+        progress : bool
+            Show a progress bar over the jackknife's fits.
 
         Returns
         -------
@@ -248,7 +251,7 @@ class Explanation:
                     "(fit_info['params']); pass the estimator to refit as estimator=."
                 )
             estimator = ProxySPEX(**self.fit_info["params"])
-        return jackknife(estimator, self.masks, self.outputs, folds, seed, spectrum=self.spectrum)
+        return jackknife(estimator, self.masks, self.outputs, folds, seed, spectrum=self.spectrum, progress=progress)
 
     def to_shapiq(self, index: str = "k-SII", max_order: int = 2):
         """``index`` up to ``max_order`` as a ``shapiq.InteractionValues``, for shapiq's plots

@@ -304,7 +304,7 @@ def test_value_range_is_declared_by_the_value_and_saved(tmp_path):
     )
 
 
-def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_save(tmp_path):
+def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_save(tmp_path, capsys):
     """``uncertainty(method="jackknife")`` refits a ProxySPEX with the parameters and seed the
     explanation was fitted with (kept by a save), around the explanation's own spectrum."""
     from compattr.spectrum import jackknife
@@ -317,15 +317,20 @@ def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_
     ex.save(tmp_path / "ex")
     back = Explanation.load(tmp_path / "ex")
     queried = features.queried
+    capsys.readouterr()
     refits = back.uncertainty(seed=2, method="jackknife", folds=3)
     assert features.queried == queried  # no model call
+    assert "jackknife fits" in capsys.readouterr().err  # a progress bar over the fits
     expected = jackknife(compattr.ProxySPEX(**settings).fit(ex.masks, ex.outputs), ex.masks, ex.outputs, 3, seed=2)
     assert len(refits.spectra) == 3 and refits.spectrum is back.spectrum
     for got, want in zip(refits.spectra, expected.spectra):
         assert got.to_dict() == want.to_dict() and got.degrees.max() <= 1
     np.testing.assert_allclose(refits.stderr(), expected.stderr(), rtol=1e-12)
     assert np.any(refits.stderr() > 0)
-    mine = back.uncertainty(method="jackknife", folds=3, estimator=compattr.ProxySPEX(seed=3, repeats=1))
+    mine = back.uncertainty(
+        method="jackknife", folds=3, estimator=compattr.ProxySPEX(seed=3, repeats=1), progress=False
+    )
+    assert "jackknife" not in capsys.readouterr().err
     assert any(s.degrees.max() > 1 for s in mine.spectra)  # the estimator given is the one refitted
     assert isinstance(back.uncertainty(resamples=5), compattr.spectrum.SpectrumBootstrap)  # "auto": it refits
     terms = [t for d in range(4) for t in itertools.combinations(range(10), d)]  # 176 terms, 150 masks

@@ -251,6 +251,7 @@ class PairedShapley(BaseEstimator):
         folds: int = 5,
         confidence: float = 0.95,
         names: Sequence[str] | None = None,
+        progress: bool = False,
     ) -> pd.DataFrame:
         """Jackknife intervals for ``shapley_``: which features' Shapley values the pairs pin
         down (no model call; ``folds`` more fits).
@@ -282,6 +283,8 @@ class PairedShapley(BaseEstimator):
         confidence, names
             The intervals' coverage and the features' names, as
             :meth:`compattr.spectrum.SpectrumJackknife.index` takes them.
+        progress : bool
+            Show a progress bar over the ``folds`` fits.
 
         Returns
         -------
@@ -306,7 +309,7 @@ class PairedShapley(BaseEstimator):
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
         pairs = np.repeat(np.arange(X.shape[0] // 2), 2)  # a pair's two masks stay together
-        refits = jackknife(self, X, y, folds, seed=self.random_state, groups=pairs)
+        refits = jackknife(self, X, y, folds, seed=self.random_state, groups=pairs, progress=progress)
         return refits.index("shapley", confidence=confidence, names=names)
 
     def _check_params(self) -> None:

@@ -31,6 +31,7 @@ import pandas as pd
 import scipy.stats
 from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import clone
+from tqdm.auto import tqdm
 
 from .._validation import as_masks, as_outputs, check_int
 from . import indices
@@ -201,7 +202,14 @@ class SpectrumJackknife(_Refitted):
 
 
 def jackknife(
-    estimator, X, y, folds: int = 5, seed: int = 0, groups=None, spectrum: Spectrum | None = None
+    estimator,
+    X,
+    y,
+    folds: int = 5,
+    seed: int = 0,
+    groups=None,
+    spectrum: Spectrum | None = None,
+    progress: bool = False,
 ) -> SpectrumJackknife:
     """Refit a fitted estimator without each of ``folds`` random groups of masks: a grouped
     (delete-a-group) jackknife of its spectrum and of every index read from it.
@@ -235,6 +243,8 @@ def jackknife(
         The point estimate: what ``estimator`` (with its parameters and seed) fits on ``X``
         and ``y``, when that fit is at hand already (a saved explanation's spectrum).
         Default: ``estimator.spectrum_``.
+    progress : bool
+        Show a progress bar over the ``folds`` fits.
 
     Returns
     -------
@@ -249,7 +259,8 @@ def jackknife(
     unique, inverse = np.unique(labels, return_inverse=True)
     folds = check_int(folds, "folds", 2, len(unique))
     group = (np.random.default_rng(seed).permutation(len(unique)) % folds)[inverse]
-    spectra = [clone(estimator).fit(X[group != k], y[group != k]).spectrum_ for k in range(folds)]
+    fits = tqdm(range(folds), desc="jackknife fits", unit="fit", disable=not progress)
+    spectra = [clone(estimator).fit(X[group != k], y[group != k]).spectrum_ for k in fits]
     return SpectrumJackknife(spectrum, spectra)
 
 
