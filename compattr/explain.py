@@ -105,8 +105,8 @@ class Explanation:
         and chosen again), ``regrown`` (whether the repeats' average was), ``regrow_rounds``
         (by how many orders it was, in as many rounds), ``cv_r2`` (the
         fitted spectrum's cross-validated R² on the fitting masks, the first fit's),
-        ``timings``, ``estimator`` (its class name) and ``params`` (its parameters, which
-        :meth:`uncertainty` refits it with).
+        ``timings``, ``estimator`` (its class name) and ``params`` (a ``ProxySPEX``'s
+        parameters, which :meth:`uncertainty` refits it with; None for another class).
     value_range : (low, high) or None
         The range the value function's outputs can take (either end may be infinite), when
         known: :meth:`plan` warns (:class:`compattr.optimize.ValueRangeWarning`) when a plan's
@@ -245,7 +245,7 @@ class Explanation:
         if method == "bootstrap" or (method == "auto" and refittable and explains):
             return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
         if estimator is None:
-            if self.fit_info.get("estimator") != ProxySPEX.__name__ or "params" not in self.fit_info:
+            if self.fit_info.get("estimator") != ProxySPEX.__name__ or self.fit_info.get("params") is None:
                 raise ValueError(
                     "this explanation does not record the ProxySPEX parameters it was fitted with "
                     "(fit_info['params']); pass the estimator to refit as estimator=."
@@ -755,7 +755,7 @@ def explain(
             "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
             "timings": getattr(est, "timings_", None),
             "estimator": type(est).__name__,
-            "params": est.get_params(),
+            "params": est.get_params() if type(est) is ProxySPEX else None,  # what uncertainty() refits
             "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
         },
         value_range=value_range,

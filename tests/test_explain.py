@@ -351,6 +351,15 @@ def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_
     del back.fit_info["params"]  # an explanation saved before they were kept
     with pytest.raises(ValueError, match="estimator="):
         back.uncertainty(method="jackknife")
+
+    class Mine(compattr.ProxySPEX):  # another class: its parameters are not kept, it is named
+        pass
+
+    other = explain(features=features, budget=150, test_masks=20, seed=3, estimator=Mine(**settings))
+    assert other.fit_info["estimator"] == "Mine" and other.fit_info["params"] is None
+    with pytest.raises(ValueError, match="estimator="):
+        other.uncertainty(method="jackknife")
+    assert len(other.uncertainty(method="jackknife", folds=2, estimator=Mine(**settings), progress=False).spectra) == 2
     with pytest.raises(ValueError, match="method"):
         back.uncertainty(method="jacknife")
 
