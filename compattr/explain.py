@@ -41,6 +41,7 @@ from .query.masks import budget as _budget
 from .query.masks import sample_masks
 from .query.values import Value
 from .spectrum import (
+    REFIT_GAP,
     EnergySplit,
     Spectrum,
     SpectrumBootstrap,
@@ -49,6 +50,7 @@ from .spectrum import (
     indices,
     jackknife,
     metrics,
+    refit_gap,
 )
 
 #: Below this cross-validated R² of the fit, :meth:`Explanation.summary` points to
@@ -211,15 +213,20 @@ class Explanation:
             afresh (:func:`compattr.spectrum.jackknife`): ``folds`` fits' CPU, and wider
             intervals (there 95–100 %, no zero value called non-zero), which call few values
             non-zero where the fit is poor, and still miss its bias where it explains
-            nothing (α = 1: 42–46 %). "auto" (default): the bootstrap, unless the spectrum
-            has at least as many terms as masks and no ridge (a fit that kept its trees'
-            whole spectrum, common at α ≤ 1), which the bootstrap cannot refit, or the fit's
-            cross-validated R² (``fit_info["cv_r2"]``) is below
-            :data:`~compattr.proxy.EXPLAINS_ABOVE` (it explains nothing: on the Synthetic
-            Peak the bootstrap called 4–6 of its 8 spurious terms non-zero): then the
-            jackknife. For Shapley values at low budgets, :class:`compattr.PairedShapley`
-            and its ``uncertainty``. Measured by ``benchmarks/uncertainty.py``
-            (docs/results.md).
+            nothing (α = 1: 42–46 %). "auto" (default): the bootstrap where it varies this
+            explanation's own estimate, the jackknife elsewhere: where the spectrum is not
+            the refit of its terms at the fit's ridge (:func:`compattr.spectrum.refit_gap`;
+            an average of ProxySPEX's ``repeats``, below 2,000 masks wherever one fit
+            explains little: on the real explanations measured it was 7–99 % away from that
+            refit), has as many terms as masks or more with no ridge (a fit that kept its
+            trees' whole spectrum), or explains nothing (CV R² ``fit_info["cv_r2"]`` below
+            :data:`~compattr.proxy.EXPLAINS_ABOVE`; on the Synthetic Peak the bootstrap
+            called 4–6 of its 8 spurious terms non-zero). Where the jackknife cannot refit
+            either (no recorded estimator; too few masks to leave a group out), "auto" is
+            the bootstrap, which then warns (:class:`compattr.spectrum.RefitMismatchWarning`)
+            where it varies another estimate. For Shapley values at low budgets,
+            :class:`compattr.PairedShapley` and its ``uncertainty``. Measured by
+            ``benchmarks/uncertainty.py`` (docs/results.md).
         folds : int
             The jackknife's groups of masks, left out one at a time (at least 2).
         estimator : ProxySPEX, optional
@@ -239,19 +246,37 @@ class Explanation:
         if method not in ("auto", "bootstrap", "jackknife"):
             raise ValueError(f"method must be 'auto', 'bootstrap' or 'jackknife', got {method!r}.")
         ridge = self.fit_info.get("ridge") or 0.0
-        refittable = ridge > 0 or len(self.masks) > len(self.spectrum)  # what the bootstrap needs
-        cv_r2 = self.fit_info.get("cv_r2")
-        explains = cv_r2 is None or cv_r2 >= EXPLAINS_ABOVE  # else its terms are noise to refit
-        if method == "bootstrap" or (method == "auto" and refittable and explains):
+        if method == "bootstrap" or (method == "auto" and self._bootstrap_describes_the_fit(ridge)):
+            return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
+        if estimator is None and self.fit_info.get("estimator") == ProxySPEX.__name__ and self.fit_info.get("params"):
+            estimator = ProxySPEX(**self.fit_info["params"])
+        if method == "auto" and not self._jackknife_can_refit(estimator, folds):
+            # the bootstrap as before (it warns where it varies another estimate), or its error
             return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
         if estimator is None:
-            if self.fit_info.get("estimator") != ProxySPEX.__name__ or self.fit_info.get("params") is None:
-                raise ValueError(
-                    "this explanation does not record the ProxySPEX parameters it was fitted with "
-                    "(fit_info['params']); pass the estimator to refit as estimator=."
-                )
-            estimator = ProxySPEX(**self.fit_info["params"])
+            raise ValueError(
+                "this explanation does not record the ProxySPEX parameters it was fitted with "
+                "(fit_info['params']); pass the estimator to refit as estimator=."
+            )
         return jackknife(estimator, self.masks, self.outputs, folds, seed, spectrum=self.spectrum, progress=progress)
+
+    def _jackknife_can_refit(self, estimator: ProxySPEX | None, folds: int) -> bool:
+        """Whether there is an estimator to refit and it can fit the masks left when the
+        largest of ``folds`` groups is left out (its ``min_masks``)."""
+        m = len(self.masks)
+        return estimator is not None and m - -(-m // max(folds, 1)) >= getattr(estimator, "min_masks", 1)
+
+    def _bootstrap_describes_the_fit(self, ridge: float) -> bool:
+        """Whether :func:`bootstrap` at ``ridge`` varies this explanation's own estimate: the
+        fit explains something (CV R² at least ``EXPLAINS_ABOVE``, else its terms are noise),
+        and its spectrum is the refit of its terms on the masks (:func:`refit_gap`; not an
+        average of repeats, which may hold more terms than masks)."""
+        cv_r2 = self.fit_info.get("cv_r2")
+        if cv_r2 is not None and cv_r2 < EXPLAINS_ABOVE:
+            return False
+        if ridge == 0 and len(self.masks) <= len(self.spectrum):
+            return False
+        return refit_gap(self.spectrum, self.masks, self.outputs, ridge) <= REFIT_GAP
 
     def to_shapiq(self, index: str = "k-SII", max_order: int = 2):
         """``index`` up to ``max_order`` as a ``shapiq.InteractionValues``, for shapiq's plots

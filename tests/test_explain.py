@@ -332,7 +332,6 @@ def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_
     )
     assert "jackknife" not in capsys.readouterr().err
     assert any(s.degrees.max() > 1 for s in mine.spectra)  # the estimator given is the one refitted
-    assert isinstance(back.uncertainty(resamples=5), compattr.spectrum.SpectrumBootstrap)  # "auto": it refits
     terms = [t for d in range(4) for t in itertools.combinations(range(10), d)]  # 176 terms, 150 masks
     wide = dataclasses.replace(
         back,
@@ -362,6 +361,35 @@ def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_
     assert len(other.uncertainty(method="jackknife", folds=2, estimator=Mine(**settings), progress=False).spectra) == 2
     with pytest.raises(ValueError, match="method"):
         back.uncertainty(method="jacknife")
+
+
+def test_uncertainty_bootstraps_by_default_only_a_spectrum_that_is_the_refit_of_its_terms():
+    """ "auto" takes the bootstrap where its resamples vary the explanation's own estimate (the
+    spectrum is its terms' refit at the fit's ridge, and the fit explains something), else the
+    jackknife; an explicit bootstrap of another estimate warns."""
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.spectrum import RefitMismatchWarning, refit_gap
+
+    truth = compattr.synthetic.complete_hierarchy(8, n_sets=2, order=2, seed=0)
+    X = compattr.sample_masks(8, 400, seed=0)
+    y = truth.predict(X) + np.random.default_rng(1).normal(0, 0.3, len(X))
+    refit = least_squares(truth, X, y, ridge=0.2)
+    info = {"ridge": 0.2, "cv_r2": 0.9, "estimator": "ProxySPEX", "params": compattr.ProxySPEX(seed=0).get_params()}
+    ex = Explanation(refit, [str(i) for i in range(8)], np.zeros(8, int), X, y, X[:20], y[:20], fit_info=info)
+    assert refit_gap(refit, X, y, 0.2) < 1e-12 and refit_gap(refit, X, y, 0.5) > 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(ex.uncertainty(resamples=5), compattr.spectrum.SpectrumBootstrap)
+    halved = refit.with_coefs(refit.coefs * np.where(refit.degrees > 0, 0.5, 1.0))  # as an average might be
+    assert refit_gap(halved, X, y, 0.2) == pytest.approx(1.0)
+    for other in (
+        dataclasses.replace(ex, fit_info={**info, "ridge": 0.5}),  # refitted at another ridge
+        dataclasses.replace(ex, spectrum=halved),
+        dataclasses.replace(ex, fit_info={**info, "cv_r2": 0.0}),  # explains nothing
+    ):
+        assert isinstance(other.uncertainty(folds=2, progress=False), compattr.spectrum.SpectrumJackknife)
+    with pytest.warns(RefitMismatchWarning, match="jackknife"):
+        dataclasses.replace(ex, spectrum=halved).uncertainty(5, method="bootstrap")
 
 
 def test_built_in_values_declare_their_range():

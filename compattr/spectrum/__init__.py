@@ -15,10 +15,20 @@
 
 from .spectrum import EnergySplit, Spectrum
 from .supports import group_padded_rows, parity_matrix
-from .uncertainty import SpectrumBootstrap, SpectrumJackknife, bootstrap, jackknife
+from .uncertainty import (
+    REFIT_GAP,
+    RefitMismatchWarning,
+    SpectrumBootstrap,
+    SpectrumJackknife,
+    bootstrap,
+    jackknife,
+    refit_gap,
+)
 
 __all__ = [
+    "REFIT_GAP",
     "EnergySplit",
+    "RefitMismatchWarning",
     "Spectrum",
     "SpectrumBootstrap",
     "SpectrumJackknife",
@@ -26,4 +36,5 @@ __all__ = [
     "group_padded_rows",
     "jackknife",
     "parity_matrix",
+    "refit_gap",
 ]

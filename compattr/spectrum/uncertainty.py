@@ -22,6 +22,7 @@ functions measured. ``benchmarks/uncertainty.py`` measures all three against exa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,15 @@ from .._validation import as_masks, as_outputs, check_int
 from . import indices
 from .spectrum import Spectrum
 from .supports import csr_to_padded, find_rows
+
+#: :func:`refit_gap` above which a spectrum is not the refit of its terms (a refit is at about
+#: 1e-15; an average of ProxySPEX's repeats was 0.07–0.99 on the saved real explanations).
+REFIT_GAP = 1e-6
+
+
+class RefitMismatchWarning(UserWarning):
+    """:func:`bootstrap` was given a spectrum that is not the refit of its terms on the masks:
+    its intervals vary that refit, not the spectrum."""
 
 
 class _Refitted:
@@ -291,6 +301,14 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     -------
     SpectrumBootstrap
 
+    Warns
+    -----
+    RefitMismatchWarning
+        When ``spectrum`` is not the refit of its terms on every mask at ``ridge``
+        (:func:`refit_gap` above :data:`REFIT_GAP`): the resamples then vary that refit, not
+        the spectrum (ProxySPEX's average of several ``repeats``, or a spectrum refitted at
+        another ridge). :func:`jackknife` refits the estimator itself.
+
     Notes
     -----
     Each resample solves the normal equations ``Pᵀ W P c = Pᵀ W y`` of the ±1 parity features
@@ -302,31 +320,78 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     X = as_masks(X, spectrum.n)
     y = as_outputs(y, len(X))
     resamples = check_int(resamples, "resamples", 2)
+    _check_refittable(spectrum, len(X), ridge)
+    P = spectrum.parity_matrix(X)
+    m = len(P)
+    gap = _gap(spectrum, _weighted_refit(P, y, np.ones(m), spectrum.degrees > 0, ridge))
+    if gap > REFIT_GAP:
+        warnings.warn(
+            f"the spectrum's coefficients are not the refit of its terms on these masks at ridge={ridge:g} "
+            f"(relative distance {gap:.2g}; an average of several fits, or a refit at another ridge): the "
+            "intervals vary that refit, not this spectrum. compattr.spectrum.jackknife refits the "
+            "estimator that made it.",
+            RefitMismatchWarning,
+            stacklevel=2,
+        )
+    counts = np.random.default_rng(seed).multinomial(m, np.full(m, 1 / m), size=resamples)
+    coefs = np.stack([_weighted_refit(P, y, w, spectrum.degrees > 0, ridge) for w in counts])
+    return SpectrumBootstrap(spectrum, coefs)
+
+
+def refit_gap(spectrum: Spectrum, X, y, ridge: float = 0.0) -> float:
+    """How far ``spectrum``'s coefficients are from the (ridge) least-squares refit of its
+    terms on masks ``X`` (m, n) and outputs ``y`` (m,): ``||c_refit − c|| / ||c||`` over the
+    non-constant terms (the constant's too when it is the only one), ``ridge`` as in
+    :func:`bootstrap`. About 1e-15 for a spectrum that is that refit (ProxySPEX's on one fit);
+    far from 0 for an average of several fits or a refit at another ridge, whose
+    :func:`bootstrap` intervals vary a different estimate than the spectrum's.
+
+    Raises
+    ------
+    ValueError
+        ``ridge`` is 0 and the spectrum has as many terms as masks or more (no refit).
+    """
+    X = as_masks(X, spectrum.n)
+    y = as_outputs(y, len(X))
+    _check_refittable(spectrum, len(X), ridge)
+    P = spectrum.parity_matrix(X)
+    return _gap(spectrum, _weighted_refit(P, y, np.ones(len(P)), spectrum.degrees > 0, ridge))
+
+
+def _gap(spectrum: Spectrum, refit: np.ndarray) -> float:
+    """``refit_gap`` of ``spectrum`` against its terms' refitted coefficients ``refit`` (k,)."""
+    terms = spectrum.degrees > 0 if np.any(spectrum.degrees > 0) else np.ones(len(spectrum), bool)
+    scale = float(np.linalg.norm(spectrum.coefs[terms]))
+    distance = float(np.linalg.norm(refit[terms] - spectrum.coefs[terms]))
+    return distance / scale if scale > 0 else distance
+
+
+def _check_refittable(spectrum: Spectrum, m: int, ridge: float) -> None:
+    """Refuse a ridge that is not finite and >= 0, and a plain least-squares refit of as many
+    terms as masks or more."""
     if not (np.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be finite and >= 0, got {ridge}.")
-    if ridge == 0 and len(X) <= len(spectrum):
+    if ridge == 0 and m <= len(spectrum):
         raise ValueError(
-            f"{len(X)} masks cannot refit {len(spectrum)} terms by plain least squares: the bootstrap "
+            f"{m} masks cannot refit {len(spectrum)} terms by plain least squares: the bootstrap "
             "needs more masks than terms, or a ridge strength above 0. The jackknife refits the whole "
             "estimator instead (compattr.spectrum.jackknife; Explanation.uncertainty(method='jackknife'))."
         )
-    P = spectrum.parity_matrix(X)
+
+
+def _weighted_refit(P: np.ndarray, y: np.ndarray, w: np.ndarray, penalised: np.ndarray, ridge: float) -> np.ndarray:
+    """The coefficients (k,) minimising ``Σ_i w_i (y_i − P_i c)² + ridge · m Σ_{j penalised} c_j²``
+    for parities ``P`` (m, k) and weights ``w`` (m,) (a resample's counts of each mask): by
+    the normal equations, or with a ridge and more than half as many terms as masks in the
+    dual (:func:`_ridge_in_dual`), whose system over the masks drawn is then the cheaper."""
     m, k = P.shape
-    counts = np.random.default_rng(seed).multinomial(m, np.full(m, 1 / m), size=resamples)
-    coefs = np.empty((resamples, k))
-    penalised = spectrum.degrees > 0
-    if ridge > 0 and 2 * k > m:  # the dual's r × r system (r ≤ m masks drawn) is then cheaper
-        for r, w in enumerate(counts):
-            coefs[r] = _ridge_in_dual(P, y, w, penalised, ridge * m)
-        return SpectrumBootstrap(spectrum, coefs)
+    if ridge > 0 and 2 * k > m:
+        return _ridge_in_dual(P, y, w, penalised, ridge * m)
     # 1e-9·m only guards exact collinearity (the Gram's diagonal is m·(count mean))
-    penalty = 1e-9 * m + np.where(penalised, ridge * m, 0.0)
-    for r, w in enumerate(counts):
-        Pw = P * w[:, None]
-        gram = P.T @ Pw
-        gram.flat[:: k + 1] += penalty
-        coefs[r] = cho_solve(cho_factor(gram, lower=True, check_finite=False), Pw.T @ y, check_finite=False)
-    return SpectrumBootstrap(spectrum, coefs)
+    Pw = P * w[:, None]
+    gram = P.T @ Pw
+    gram.flat[:: k + 1] += 1e-9 * m + np.where(penalised, ridge * m, 0.0)
+    return cho_solve(cho_factor(gram, lower=True, check_finite=False), Pw.T @ y, check_finite=False)
 
 
 def _ridge_in_dual(P: np.ndarray, y: np.ndarray, w: np.ndarray, penalised: np.ndarray, strength: float) -> np.ndarray:

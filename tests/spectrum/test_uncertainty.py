@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 
 import compattr
 from compattr import Spectrum
-from compattr.spectrum import bootstrap
+from compattr.spectrum import RefitMismatchWarning, bootstrap
 
 
 def _noisy(n=8, m=400, noise=0.3, seed=0):
@@ -19,6 +20,7 @@ def _noisy(n=8, m=400, noise=0.3, seed=0):
     return truth, X, y
 
 
+@pytest.mark.filterwarnings("ignore::compattr.spectrum.RefitMismatchWarning")  # the arithmetic, of any spectrum
 def test_each_resample_is_the_least_squares_fit_of_its_resampled_masks():
     """The weighted normal equations equal an explicit refit on the masks each resample draws."""
     truth, X, y = _noisy()
@@ -33,6 +35,7 @@ def test_each_resample_is_the_least_squares_fit_of_its_resampled_masks():
     assert boot.coefs.shape == (5, len(truth))
 
 
+@pytest.mark.filterwarnings("ignore::compattr.spectrum.RefitMismatchWarning")  # the arithmetic, of any spectrum
 def test_ridge_resamples_solve_the_penalised_normal_equations_of_the_fit():
     """With ``ridge``, each resample is the ridge refit (constant unpenalised) of its masks,
     and the resample of every mask once equals ProxySPEX's ridge refit."""
@@ -53,6 +56,7 @@ def test_ridge_resamples_solve_the_penalised_normal_equations_of_the_fit():
         bootstrap(truth, X, y, ridge=-1.0)
 
 
+@pytest.mark.filterwarnings("ignore::compattr.spectrum.RefitMismatchWarning")  # the arithmetic, of any spectrum
 @pytest.mark.parametrize("m", [60, 300])  # more terms than masks; fewer, but more than half
 @pytest.mark.parametrize("constant", [True, False])
 def test_ridge_resamples_with_many_terms_solve_the_same_penalised_equations(constant, m):
@@ -74,6 +78,24 @@ def test_ridge_resamples_with_many_terms_solve_the_same_penalised_equations(cons
         W = np.diag(counts[r].astype(float))
         explicit = np.linalg.solve(P.T @ W @ P + ridge * m * D, P.T @ W @ y)
         np.testing.assert_allclose(boot.coefs[r], explicit, rtol=1e-7, atol=1e-9)
+
+
+def test_bootstrap_warns_exactly_when_the_spectrum_is_not_its_terms_refit():
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.spectrum import REFIT_GAP, refit_gap
+
+    truth, X, y = _noisy(noise=0.5)
+    refit = least_squares(truth, X, y, ridge=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bootstrap(refit, X, y, resamples=3, ridge=0.1)
+    assert refit_gap(refit, X, y, 0.1) < REFIT_GAP < refit_gap(truth, X, y, 0.1)
+    with pytest.warns(RefitMismatchWarning, match="relative distance"):
+        bootstrap(truth, X, y, resamples=3, ridge=0.1)
+    with pytest.warns(RefitMismatchWarning):  # the refit at another ridge is another estimate
+        bootstrap(refit, X, y, resamples=3, ridge=0.3)
+    with pytest.raises(ValueError, match="more masks than terms"):
+        refit_gap(truth, X[:3], y[:3])
 
 
 def test_intervals_cover_the_true_coefficients_at_about_their_level():
@@ -132,15 +154,19 @@ def test_explanation_uncertainty_and_bad_input():
     boot = ex.uncertainty(resamples=20, seed=1)
     assert boot.coefs.shape == (20, len(ex.spectrum))
     ex.fit_info["ridge"] = 0.5  # the fit's ridge strength is the bootstrap's
-    np.testing.assert_array_equal(
-        ex.uncertainty(resamples=20, seed=1).coefs, bootstrap(ex.spectrum, X, y, 20, seed=1, ridge=0.5).coefs
-    )
-    assert not np.allclose(ex.uncertainty(resamples=20, seed=1).coefs, boot.coefs)
+    with pytest.warns(RefitMismatchWarning):  # the spectrum is the plain least-squares refit
+        ridged = ex.uncertainty(resamples=20, seed=1, method="bootstrap").coefs
+    with pytest.warns(RefitMismatchWarning):
+        np.testing.assert_array_equal(ridged, bootstrap(ex.spectrum, X, y, 20, seed=1, ridge=0.5).coefs)
+    with pytest.warns(RefitMismatchWarning):  # no estimator recorded to refit: "auto" bootstraps, warning
+        np.testing.assert_array_equal(ridged, ex.uncertainty(resamples=20, seed=1).coefs)
+    assert not np.allclose(ridged, boot.coefs)
     ex.fit_info["ridge"] = None  # no refit's ridge: plain least squares, the same draws each call
     np.testing.assert_array_equal(boot.coefs, ex.uncertainty(resamples=20, seed=1).coefs)
     with pytest.raises(ValueError, match="more masks than terms"):
         bootstrap(truth, X[:3], y[:3])
-    few = bootstrap(truth, X[:3], y[:3], resamples=5, ridge=0.1)  # more terms than masks: the ridge refits
+    with pytest.warns(RefitMismatchWarning):  # more terms than masks: the ridge refits (not the truth)
+        few = bootstrap(truth, X[:3], y[:3], resamples=5, ridge=0.1)
     assert few.coefs.shape == (5, len(truth)) and np.all(np.isfinite(few.coefs))
     with pytest.raises(ValueError, match="confidence"):
         boot.interval(1.2)
