@@ -35,20 +35,28 @@ def test_each_resample_is_the_least_squares_fit_of_its_resampled_masks():
     assert boot.coefs.shape == (5, len(truth))
 
 
+def _assert_penalised_refits(boot, X, y, ridge: float, seed: int) -> None:
+    """Each resample of ``boot`` solves ``(Pᵀ W P + ridge · m · D) c = Pᵀ W y``: ``W`` its counts
+    of each mask (drawn as ``bootstrap`` draws them with ``seed``), ``D`` the non-constant terms."""
+    m, resamples = len(X), len(boot.coefs)
+    counts = np.random.default_rng(seed).multinomial(m, np.full(m, 1 / m), size=resamples)
+    P = boot.spectrum.parity_matrix(X)
+    D = np.diag((boot.spectrum.degrees > 0).astype(float))
+    for r in range(resamples):
+        W = np.diag(counts[r].astype(float))
+        explicit = np.linalg.solve(P.T @ W @ P + ridge * m * D, P.T @ W @ y)
+        np.testing.assert_allclose(boot.coefs[r], explicit, rtol=1e-7, atol=1e-9)
+
+
 @pytest.mark.filterwarnings("ignore::compattr.spectrum.RefitMismatchWarning")  # the arithmetic, of any spectrum
 def test_ridge_resamples_solve_the_penalised_normal_equations_of_the_fit():
     """With ``ridge``, each resample is the ridge refit (constant unpenalised) of its masks,
     and the resample of every mask once equals ProxySPEX's ridge refit."""
     truth, X, y = _noisy(noise=1.0)
     m, ridge = len(X), 0.2
-    boot = bootstrap(truth, X, y, resamples=3, seed=4, ridge=ridge)
-    counts = np.random.default_rng(4).multinomial(m, np.full(m, 1 / m), size=3)
+    _assert_penalised_refits(bootstrap(truth, X, y, resamples=3, seed=4, ridge=ridge), X, y, ridge, seed=4)
     P = truth.parity_matrix(X)
     D = np.diag((truth.degrees > 0).astype(float))
-    for r in range(3):
-        W = np.diag(counts[r].astype(float))
-        explicit = np.linalg.solve(P.T @ W @ P + ridge * m * D, P.T @ W @ y)
-        np.testing.assert_allclose(boot.coefs[r], explicit, rtol=1e-7, atol=1e-9)
     once = np.linalg.solve(P.T @ P + ridge * m * D, P.T @ y)
     refit = compattr.proxy.leastsquares.least_squares(truth, X, y, ridge=ridge)
     np.testing.assert_allclose(refit.coefs, once[np.argsort(-np.abs(once), kind="stable")], rtol=1e-6)
@@ -70,14 +78,7 @@ def test_ridge_resamples_with_many_terms_solve_the_same_penalised_equations(cons
     X = compattr.sample_masks(n, m, seed=7)
     y = wide.predict(X) + rng.normal(0, 0.5, m)
     assert 2 * len(wide) > m
-    boot = bootstrap(wide, X, y, resamples=4, seed=2, ridge=ridge)
-    counts = np.random.default_rng(2).multinomial(m, np.full(m, 1 / m), size=4)
-    P = wide.parity_matrix(X)
-    D = np.diag((wide.degrees > 0).astype(float))
-    for r in range(4):
-        W = np.diag(counts[r].astype(float))
-        explicit = np.linalg.solve(P.T @ W @ P + ridge * m * D, P.T @ W @ y)
-        np.testing.assert_allclose(boot.coefs[r], explicit, rtol=1e-7, atol=1e-9)
+    _assert_penalised_refits(bootstrap(wide, X, y, resamples=4, seed=2, ridge=ridge), X, y, ridge, seed=2)
 
 
 def test_bootstrap_warns_exactly_when_the_spectrum_is_not_its_terms_refit():
