@@ -7,6 +7,9 @@ case fits on ``m = ceil(alpha n log2 n)`` masks and asks for 95 % intervals thre
   terms refitted on 200 bootstrap resamples (:func:`compattr.spectrum.bootstrap`);
 * ``jackknife``: ``Explanation.uncertainty(method="jackknife")``: the same ProxySPEX fitted
   again without each of 5 groups of masks (:func:`compattr.spectrum.jackknife`);
+* ``auto (...)``: ``Explanation.uncertainty()``'s default on the same fit, and which of the
+  two it picked (the bootstrap only where the spectrum is its terms' refit and the fit
+  explains something);
 * ``paired jackknife``: :meth:`compattr.PairedShapley.uncertainty` on as many masks drawn as
   complementary pairs (Shapley values only).
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -38,7 +42,7 @@ import compattr
 from core import FUNCTIONS, add_seed_arguments, chosen_seeds, noise_sd, synthetic_function
 from shapley import observe
 
-METHODS = ("bootstrap", "jackknife", "paired jackknife")
+METHODS = ("bootstrap", "jackknife", "paired jackknife")  # and "auto": what Explanation.uncertainty() picks
 CONFIDENCE = 0.95
 TOP_TERMS = 30
 
@@ -103,6 +107,7 @@ def case_rows(function: str, n: int, alpha: float, snr: float | None, seed: int,
         low, high = shapley_rows(refitted.index("shapley", confidence=CONFIDENCE), n)
         counts = held_and_called(low, high, exact) | term_counts(refitted, truth)
         rows.append(case | counts | {"method": method, "error": error, "cpu_s": time.process_time() - start})
+    rows.append(case | {"error": error} | auto_row(est, X, y, truth, exact, folds, seed))
 
     X = compattr.paired_masks(n, m, seed=seed)
     y = observe(truth, X, sigma, seed)
@@ -115,13 +120,37 @@ def case_rows(function: str, n: int, alpha: float, snr: float | None, seed: int,
     return rows
 
 
+def auto_row(est, X, y, truth, exact, folds: int, seed: int) -> dict:
+    """What ``Explanation.uncertainty()`` (``method="auto"``) gives for the fit ``est``: the
+    explanation ``explain`` would have made of it (the fit's ridge, CV R² and parameters), its
+    intervals counted as the others', and which method it picked."""
+    n = truth.n
+    fit_info = {
+        "ridge": float(est.ridge_) if np.isfinite(est.ridge_) else None,
+        "cv_r2": float(est.cv_r2_),
+        "estimator": type(est).__name__,
+        "params": est.get_params(),
+    }
+    names, groups = [str(i) for i in range(n)], np.zeros(n, int)
+    ex = compattr.Explanation(est.spectrum_, names, groups, X, y, X[:2], y[:2], fit_info=fit_info)
+    start = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", compattr.spectrum.RefitMismatchWarning)
+        refitted = ex.uncertainty(seed=seed, folds=folds, progress=False)
+    low, high = shapley_rows(refitted.index("shapley", confidence=CONFIDENCE), n)
+    picked = "jackknife" if isinstance(refitted, compattr.spectrum.SpectrumJackknife) else "bootstrap"
+    counts = held_and_called(low, high, exact) | term_counts(refitted, truth)
+    return counts | {"method": "auto", "picked": picked, "cpu_s": time.process_time() - start}
+
+
 def _error(estimate: np.ndarray, exact: np.ndarray) -> float:
     return float(np.sum((estimate - exact) ** 2) / np.sum(exact**2))
 
 
 def _format(r: dict) -> str:
     noise = "—" if r["snr"] is None else f"{r['snr']:g} dB"
-    cells = [r["function"], r["n"], f"{r['alpha']:g}", noise, r["seed"], r["method"], f"{r['error']:.3f}"]
+    method = f"auto ({r['picked']})" if "picked" in r else r["method"]
+    cells = [r["function"], r["n"], f"{r['alpha']:g}", noise, r["seed"], method, f"{r['error']:.3f}"]
     if r.get("refused"):
         return "| " + " | ".join(map(str, cells + ["refused: more terms than masks"] + ["—"] * 5)) + " |"
     cells += [

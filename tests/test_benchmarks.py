@@ -139,7 +139,8 @@ def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
 def test_uncertainty_benchmark_prints_every_method_and_its_totals():
     out = run("uncertainty.py", "--n", "20", "--alpha", "2", "--seeds", "3", "--folds", "3")
     rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| hierarchy | 20 |")]
-    assert [cells[6] for cells in rows] == ["bootstrap", "jackknife", "paired jackknife"]
+    assert [cells[6] for cells in rows][:2] == ["bootstrap", "jackknife"] and rows[3][6] == "paired jackknife"
+    assert rows[2][6] in ("auto (bootstrap)", "auto (jackknife)")
     for cells in rows:
         if cells[8].startswith("refused"):  # the bootstrap, where the spectrum has more terms than masks
             assert cells[6] == "bootstrap"
@@ -149,7 +150,7 @@ def test_uncertainty_benchmark_prints_every_method_and_its_totals():
             assert 0 <= held <= count
         assert sum(int(c.split("/")[1]) for c in cells[8:10]) == 20
     totals = [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") == 8 and "%" in line]
-    assert totals == ["bootstrap", "jackknife", "paired jackknife"]
+    assert totals == ["bootstrap", "jackknife", "auto", "paired jackknife"]
 
 
 def test_uncertainty_benchmark_counts_held_and_called_by_exact_value():
