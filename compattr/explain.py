@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from . import optimize
-from ._validation import as_value_range, check_format, plan_size, range_note
+from ._validation import as_value_range, check_format, check_int, plan_size, range_note
 from .apps import circuit, export, plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
@@ -245,6 +245,7 @@ class Explanation:
         """
         if method not in ("auto", "bootstrap", "jackknife"):
             raise ValueError(f"method must be 'auto', 'bootstrap' or 'jackknife', got {method!r}.")
+        folds = check_int(folds, "folds", 2)  # before "auto" reads it
         ridge = self.fit_info.get("ridge") or 0.0
         if method == "bootstrap" or (method == "auto" and self._bootstrap_describes_the_fit(ridge)):
             return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
@@ -264,7 +265,7 @@ class Explanation:
         """Whether there is an estimator to refit and it can fit the masks left when the
         largest of ``folds`` groups is left out (its ``min_masks``)."""
         m = len(self.masks)
-        return estimator is not None and m - -(-m // max(folds, 1)) >= getattr(estimator, "min_masks", 1)
+        return estimator is not None and m - -(-m // folds) >= getattr(estimator, "min_masks", 1)
 
     def _bootstrap_describes_the_fit(self, ridge: float) -> bool:
         """Whether :func:`bootstrap` at ``ridge`` varies this explanation's own estimate: the

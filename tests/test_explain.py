@@ -390,6 +390,10 @@ def test_uncertainty_bootstraps_by_default_only_a_spectrum_that_is_the_refit_of_
         assert isinstance(other.uncertainty(folds=2, progress=False), compattr.spectrum.SpectrumJackknife)
     with pytest.warns(RefitMismatchWarning, match="jackknife"):
         dataclasses.replace(ex, spectrum=halved).uncertainty(5, method="bootstrap")
+    for bad in (1, 0, 2.5):  # refused up front, whichever method "auto" would pick
+        for which in (ex, dataclasses.replace(ex, spectrum=halved)):
+            with pytest.raises(ValueError, match="folds"):
+                which.uncertainty(folds=bad)
 
 
 def test_built_in_values_declare_their_range():
