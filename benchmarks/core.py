@@ -59,6 +59,7 @@ VARIANTS = {
     "proxyspex no-closure": {"ranking": ("trees", "refit")},  # top-k never extended by its subsets
     "proxyspex no-grow": {"grow": False},  # the kept terms' hierarchy never grown by one order
     "proxyspex no-pursuit": {"pursue": False},  # grown without the trees' terms the residual picks
+    "proxyspex no-cliques": {"cliques": False},  # grown by one order only, not to the cliques of the kept pairs
     "proxyspex no-regrow": {"regrow": False},  # the repeats' average as it is, never regrown
     "proxyspex regrow-once": {"regrow_rounds": 1},  # the repeats' average regrown by one order alone
     "proxyspex regrow>=0.14": {"regrow": 0.14},  # regrown only from a first-fit CV R² of 0.14

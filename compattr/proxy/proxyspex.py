@@ -343,6 +343,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
         :func:`~compattr.proxy.sparsify.pursued_terms`), on each fold as on every mask, so the
         same CV judges them. False: the growth alone.
+    cliques : bool
+        The growth (stages 5 and 6) also offers every set of three or more features all of
+        whose pairs are among the terms it grows from (the cliques of their pairs' graph),
+        ahead of the one-order-up candidates (True, default): a hierarchy's higher-order
+        terms then need their pairs found, not every subset one order below (at n = 100,
+        α = 2 about +0.08 of R² on tuning functions, for no more CPU). False: the
+        one-order-up candidates alone.
     cv : int
         Number of folds.
     num_threads : int
@@ -448,6 +455,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         regrow_rounds: int = REGROW_ROUNDS,
         regrow_capped: float = REGROW_CAPPED_BELOW,
         pursue: bool = True,
+        cliques: bool = True,
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -473,6 +481,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.regrow_rounds = regrow_rounds
         self.regrow_capped = regrow_capped
         self.pursue = pursue
+        self.cliques = cliques
         self.cv = cv
         self.num_threads = num_threads
         self.max_order = max_order
@@ -668,7 +677,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             X_train, y_train = X[train], y[train]
             kept_here = _on_masks(keep, X_train, y_train)(spectrum)
             pursued = self._pursued(kept_here, spectrum, X_train, y_train, ks, ridges)
-            pools.append(grown_pool(pursued, max(ks), self.max_order))
+            pools.append(grown_pool(pursued, max(ks), self.max_order, self.cliques))
         # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
         rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
         options = (self.max_cv_rows, self.seed, rankings)
@@ -677,7 +686,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         # both CVs factor in float32 (they only choose): a gain below its resolution is a tie
         if not best["cv_mse"] < (1.0 - 1e-5) * self.sparsity_cv_["cv_mse"].min():
             return
-        pool = grown_pool(self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges), max(ks), self.max_order)
+        pursued = self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges)
+        pool = grown_pool(pursued, max(ks), self.max_order, self.cliques)
         self.spectrum_ = self._chosen_from_pool(pool, best, X, y, ridges[0])
         self.grown_ = True
 
@@ -720,7 +730,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         options = (self.max_cv_rows, self.seed, rankings)
         tables = []
         for round_ in range(1, self.regrow_rounds + 1):
-            pool = grown_pool(self.spectrum_, limit, self.max_order)
+            pool = grown_pool(self.spectrum_, limit, self.max_order, self.cliques)
             table = grown_cv(X, y, folds, [pool] * len(folds), ks, ridges, *options)
             tables.append(table.assign(round=round_))
             best = table.loc[table["cv_mse"].idxmin()]
@@ -830,6 +840,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(f"vary_depth must be True or False, got {self.vary_depth!r}.")
         if not isinstance(self.pursue, bool):
             raise ValueError(f"pursue must be True or False, got {self.pursue!r}.")
+        if not isinstance(self.cliques, bool):
+            raise ValueError(f"cliques must be True or False, got {self.cliques!r}.")
         if self.all_folds not in ("auto", True):
             raise ValueError(f"all_folds must be 'auto' or True, got {self.all_folds!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":

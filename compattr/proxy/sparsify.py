@@ -130,16 +130,20 @@ def _every_subset(rows: np.ndarray, degrees: np.ndarray, n: int) -> tuple[np.nda
     return np.vstack(blocks), np.concatenate(ranks)
 
 
-def grown_pool(spectrum: Spectrum, limit: int, max_order: int | None = None) -> np.ndarray:
-    """The terms of ``spectrum`` with their hierarchy grown by one order, to re-select from.
+def grown_pool(spectrum: Spectrum, limit: int, max_order: int | None = None, cliques: bool = True) -> np.ndarray:
+    """The terms of ``spectrum`` with their hierarchy grown, to re-select from.
 
     First its terms by decreasing ``|F(T)|``, each preceded by its subsets (the downward
-    closure, as long as it holds at most ``limit`` terms); then every set one order above a
-    listed term all of whose subsets one order below are listed (the candidates a hierarchy
-    would hold next: the features not listed, the pairs of listed features, ...), by
-    decreasing sum of those subsets' ``|F|`` (ties in the order of their sorted feature
-    tuples), up to ``limit`` terms in all. A term whose subsets the trees found, but which
-    they split too shallowly to hold, is a candidate. No candidate is above ``max_order``.
+    closure, as long as it holds at most ``limit`` terms); with ``cliques``, then every set
+    of three or more features all of whose pairs are listed, by decreasing sum of those
+    pairs' ``|F|`` (the cliques of the listed pairs' graph, :func:`_pair_cliques`: a
+    hierarchy's higher-order terms whose subsets in between the fit missed); then every set
+    one order above a listed term all of whose subsets one order below are listed (the
+    candidates a hierarchy would hold next: the features not listed, the pairs of listed
+    features, ...), by decreasing sum of those subsets' ``|F|`` (ties in the order of their
+    sorted feature tuples), up to ``limit`` terms in all. A term whose subsets the trees
+    found, but which they split too shallowly to hold, is a candidate. No candidate is above
+    ``max_order``.
 
     Returns
     -------
@@ -156,8 +160,56 @@ def grown_pool(spectrum: Spectrum, limit: int, max_order: int | None = None) -> 
         within = np.sum(joined < n, axis=1) <= max_order
         joined, score = joined[within], score[within]
     as_tuples = np.where(joined == n, -1, joined)  # a shorter tuple sorts before its extensions
-    order = np.lexsort((*as_tuples.T[::-1], -score))
-    return _stacked([closure, joined[order[: max(0, limit - len(closure))]]], n)  # constant first
+    joined = joined[np.lexsort((*as_tuples.T[::-1], -score))]
+    room = max(0, limit - len(closure))
+    cliqued = _pair_cliques(closure, strength, n, limit, max_order) if cliques and room else np.zeros((0, 0), np.int64)
+    joined = joined[find_rows(cliqued, joined, n) < 0] if len(cliqued) else joined  # triangles are both
+    return _stacked([closure, cliqued[:room], joined[: max(0, room - len(cliqued))]], n)  # constant first
+
+
+def _pair_cliques(closed: np.ndarray, strength: np.ndarray, n: int, limit: int, max_order: int | None) -> np.ndarray:
+    """The sets of three or more of ``n`` features not among the padded supports ``closed``
+    (K, D) all of whose pairs are among them (the cliques of their pairs' graph), up to
+    ``max_order`` features, by decreasing sum of their pairs' ``strength`` (K,).
+
+    The cliques of each size extend those one smaller by a larger feature adjacent to all
+    their members; only the ``limit`` strongest of each size are listed and extended, which
+    bounds the cost where the graph is dense. The graph holds only the features of some
+    pair, so its size does not grow with ``n``.
+
+    Returns
+    -------
+    (p, D') int array
+        The cliques, padded with ``n``; the same set never twice.
+    """
+    degrees = np.sum(closed < n, axis=1)
+    pairs = np.flatnonzero(degrees == 2)
+    if not pairs.size:
+        return np.zeros((0, 3), np.int64)
+    # the graph on the features of some pair only, numbered in order (cliques stay sorted)
+    features, ends = np.unique(closed[pairs, :2], return_inverse=True)
+    a, b = ends.reshape(-1, 2).T
+    v = len(features)
+    adjacent, weight = np.zeros((v, v), bool), np.zeros((v, v))
+    adjacent[a, b] = adjacent[b, a] = True
+    weight[a, b] = weight[b, a] = strength[pairs]
+    members, score = np.stack([a, b], axis=1), strength[pairs]
+    found, scores = [np.zeros((0, 2), np.int64)], [np.zeros(0)]
+    largest = n if max_order is None else max_order
+    for _ in range(3, largest + 1):  # the cliques of 3, 4, ... features
+        joins = np.logical_and.reduce(adjacent[members], axis=1) & (np.arange(v) > members[:, -1:])
+        if not joins.any():
+            break
+        clique, added = np.nonzero(joins)  # each clique extended by a larger feature: no repeats
+        score = score[clique] + weight[members[clique], added[:, None]].sum(axis=1)
+        members = np.hstack([members[clique], added[:, None]])
+        strongest = np.argsort(-score, kind="stable")[:limit]
+        members, score = members[strongest], score[strongest]
+        fresh = find_rows(closed, features[members], n) < 0
+        found.append(features[members[fresh]])
+        scores.append(score[fresh])
+    cliques = _stacked(found, n)
+    return cliques[np.argsort(-np.concatenate(scores), kind="stable")]
 
 
 def _one_order_up(closed: np.ndarray, strength: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

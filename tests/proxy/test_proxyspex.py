@@ -834,7 +834,7 @@ def _regrow_round_recomputed(est: ProxySPEX, grown_from, X, y) -> tuple[np.ndarr
 
     folds = list(KFold(5, shuffle=True, random_state=est.seed_).split(X))
     m_train = min(len(train) for train, _ in folds)
-    pool = grown_pool(grown_from, max(est._candidate_ks(m_train)))
+    pool = grown_pool(grown_from, max(est._candidate_ks(m_train)), cliques=est.cliques)
     ks = est._candidate_ks(m_train // 2)
     return pool, ks, grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
 
@@ -908,7 +908,8 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
 
     n = 12
     X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
-    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
+    # without the cliques, whose first round already holds the orders the second would add here
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "cliques": False}
     once = ProxySPEX(**settings, regrow_rounds=1).fit(X, y)
     twice = ProxySPEX(**settings, regrow_rounds=2).fit(X, y)
     assert once.regrow_rounds_ == 1 and twice.regrow_rounds_ == 2 and twice.regrown_
@@ -1222,17 +1223,62 @@ def test_grown_pool_adds_every_set_one_order_above_whose_subsets_are_listed():
         if t not in closure and all(s in closure for s in itertools.combinations(t, d - 1))
     }
     assert expected  # the case has something to grow
-    pool = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4)]
+    pool = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4, cliques=False)]
     assert pool[0] == () and len(pool) == len(set(pool))
     assert set(pool[: len(closure)]) == closure and set(pool[len(closure) :]) == expected
     strength = dict(zip(spectrum.support_tuples(), np.abs(spectrum.coefs)))
     scores = [sum(strength.get(s, 0.0) for s in itertools.combinations(t, len(t) - 1)) for t in pool[len(closure) :]]
     assert scores == sorted(scores, reverse=True)
-    cut = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, len(closure) + 2)]
+    cut = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, len(closure) + 2, cliques=False)]
     assert cut == pool[: len(closure) + 2]
     for top in (1, 2):  # no candidate above max_order; the rest in the same order
-        capped = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4, max_order=top)]
+        capped = [
+            tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4, max_order=top, cliques=False)
+        ]
         assert capped == pool[: len(closure)] + [t for t in pool[len(closure) :] if len(t) <= top]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grown_pool_offers_the_cliques_of_the_listed_pairs_first(seed):
+    """With cliques (the default), the closure is followed, by brute force over every set, by
+    exactly the sets of three or more features all of whose pairs are listed and which are
+    not, by decreasing sum of their pairs' |F|, then by the one-order-up candidates not among
+    them in their own order; the limit cuts the candidates, never the closure, and max_order
+    bounds the cliques too."""
+    from compattr.proxy.sparsify import grown_pool
+
+    n, rng = 10, np.random.default_rng(seed)
+    features = [int(i) for i in rng.permutation(n)]
+    # every pair of five features (a clique of 5), of four features but one, and a few others
+    terms = [tuple(sorted(p)) for p in itertools.combinations(features[:5], 2)]
+    terms += [tuple(sorted(p)) for p in itertools.combinations(features[5:9], 2)][1:]
+    terms += [tuple(sorted(rng.choice(n, size=2, replace=False))) for _ in range(2)] + [(features[0],)]
+    terms += [tuple(sorted(features[:3]))]  # a listed clique, which is not offered again
+    spectrum = Spectrum.from_dict({t: rng.uniform(0.5, 2.0) * rng.choice([-1, 1]) for t in terms}, n)
+    closure = _all_subsets(spectrum.support_tuples())
+    strength = dict(zip(spectrum.support_tuples(), np.abs(spectrum.coefs)))
+    cliques = {
+        t
+        for d in range(3, n + 1)
+        for t in itertools.combinations(range(n), d)
+        if t not in closure and all(p in closure for p in itertools.combinations(t, 2))
+    }
+    assert any(len(t) >= 4 for t in cliques)  # some the one-order-up join cannot offer
+
+    def listed(pool) -> list[tuple]:
+        return [tuple(int(i) for i in row[row < n]) for row in pool]
+
+    pool, plain = listed(grown_pool(spectrum, 10**4)), listed(grown_pool(spectrum, 10**4, cliques=False))
+    assert len(pool) == len(set(pool)) and set(pool[: len(closure)]) == closure
+    offered = pool[len(closure) : len(closure) + len(cliques)]
+    assert set(offered) == cliques
+    scores = [sum(strength.get(p, 0.0) for p in itertools.combinations(t, 2)) for t in offered]
+    assert scores == sorted(scores, reverse=True)
+    assert pool[len(closure) + len(cliques) :] == [t for t in plain[len(closure) :] if t not in cliques]
+    cut = listed(grown_pool(spectrum, len(closure) + 3))
+    assert cut == pool[: len(closure) + 3]
+    capped = listed(grown_pool(spectrum, 10**4, max_order=3))
+    assert capped == [t for t in pool if len(t) <= 3]
 
 
 def test_max_order_bounds_the_grown_and_regrown_terms_too():
@@ -1245,6 +1291,28 @@ def test_max_order_bounds_the_grown_and_regrown_terms_too():
     capped = ProxySPEX(seed=0, grow=True, regrow=True, repeats=2, max_order=2).fit(X, y)
     assert free.spectrum_.max_order > 2 and (free.grown_ or free.regrown_)
     assert capped.spectrum_.max_order <= 2 and capped.tree_spectrum_.max_order <= 2
+
+
+@pytest.mark.parametrize("cliques", [True, False])
+def test_cliques_reach_every_growth_and_must_be_a_bool(monkeypatch, cliques):
+    """``cliques`` is passed to every pool the growth (each fold's and the final one) and the
+    regrow build; anything but a bool is refused."""
+    from compattr.proxy import proxyspex
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(args[3] if len(args) > 3 else kwargs["cliques"])
+        return grown_pool(*args, **kwargs)
+
+    grown_pool = proxyspex.grown_pool
+    monkeypatch.setattr(proxyspex, "grown_pool", spy)
+    X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
+    est = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=2, grow=True, regrow=True, cliques=cliques).fit(X, y)
+    assert est.regrow_rounds_ >= 1 and len(seen) > 5 and set(seen) == {cliques}
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="cliques"):
+            ProxySPEX(cliques=bad).fit(X, y)
 
 
 @pytest.mark.parametrize("ks", [[4, 8, 40], [4, 8, 16]])  # the largest k: the pool's size, or fewer
@@ -1434,8 +1502,9 @@ def test_pursuit_finds_the_terms_a_hierarchy_hides_under_its_strong_ones():
     truth = complete_hierarchy(n, n_sets=4, order=4, seed=1)
     X = compattr.sample_masks(n, 400, seed=101)
     y = truth.predict(X)
-    pursued = ProxySPEX(seed=0, grow=True, repeats=1).fit(X, y)
-    plain = ProxySPEX(seed=0, grow=True, repeats=1, pursue=False).fit(X, y)
+    # without the cliques, which recover some of those terms by themselves here
+    pursued = ProxySPEX(seed=0, grow=True, repeats=1, cliques=False).fit(X, y)
+    plain = ProxySPEX(seed=0, grow=True, repeats=1, cliques=False, pursue=False).fit(X, y)
     X_test = compattr.sample_masks(n, 500, seed=201)
     y_test = truth.predict(X_test)
     on, off = (compattr.faithfulness(est, X_test, y_test) for est in (pursued, plain))
