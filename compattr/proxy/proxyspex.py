@@ -44,15 +44,17 @@
    squares on the ±1 parity features when that lowers the CV error.
 5. **grow** (:func:`~compattr.proxy.sparsify.grown_pool`) – trees of limited depth cannot hold
    a term of higher order than their depth, and deep ones rank a hierarchy's top terms low.
-   The kept terms with all their subsets are joined by every set one order above whose
-   subsets one order below are all kept (the Apriori algorithm's candidates), and the terms
-   are chosen again from that pool, re-ranked by their ridge refit, k and the closure by the
-   same CV. Each fold grows the terms that its own ensemble and training masks keep, so the
-   CV error is as honest as the sparsity CV's, and the grown terms replace the kept ones
-   when it is lower. ``grow="auto"`` runs it wherever the CV explains something and less
-   than :data:`FINAL_FIT_BELOW` of the variance (from :data:`EXPLAINS_ABOVE`): with pursuit it
-   lifts a hierarchy's R² at small budgets too, where each of the ``repeats`` grows its own
-   fit (at n = 100, α = 2 about +0.08 of R² for a quarter more CPU).
+   The kept terms with all their subsets are joined by every set of three or more features
+   all of whose pairs are kept (the cliques of the kept pairs' graph, with ``cliques``) and
+   by every set one order above whose subsets one order below are all kept (the Apriori
+   algorithm's candidates), and the terms are chosen again from that pool, re-ranked by
+   their ridge refit, k and the closure by the same CV. Each fold grows the terms that its
+   own ensemble and training masks keep, so the CV error is as honest as the sparsity CV's,
+   and the grown terms replace the kept ones when it is lower. ``grow="auto"`` runs it
+   wherever the CV explains something and less than :data:`FINAL_FIT_BELOW` of the variance
+   (from :data:`EXPLAINS_ABOVE`): with pursuit it lifts a hierarchy's R² at small budgets
+   too, where each of the ``repeats`` grows its own fit (at n = 100, α = 2 about +0.08 of R²
+   for a quarter more CPU, and the cliques about +0.08 more).
    With ``pursue`` the kept terms first gain the trees' terms that their residual
    correlates with most (:func:`~compattr.proxy.sparsify.pursued_terms`, one round of
    matching pursuit), and the pool grows from both: trees rank a hierarchy's high-order
@@ -61,7 +63,7 @@
    average keeps each term some fit found, but with a third of its weight where one fit
    alone found it. From a first fit whose CV explains at least :data:`REGROW_ABOVE` and less
    than :data:`REPEAT_BELOW` of the variance (where one fit's terms are few and uncertain),
-   the average's terms are grown by one order as in stage 5 and chosen again (k, ranking and
+   the average's terms are grown as in stage 5 and chosen again (k, ranking and
    ridge by CV over the ``cv`` folds, k at most a quarter of a fold's training masks), then
    refitted on every mask: the fits' terms together hold more of a hierarchy than any one of
    them. The pool comes from every mask, so this CV flatters it, and the more so the more
