@@ -10,10 +10,10 @@ refitted, which restores the lower-order terms of a hierarchy that the top k lea
 :func:`sparsity_cv` scores every candidate, with the trees' coefficients and refitted by
 (ridge) least squares at each ridge strength, on the same folds as the search: each fold with
 the ranking of the ensemble that never saw it (and, re-ranked, of its own training refit).
-:func:`grown_pool` grows the kept terms' hierarchy by one order (ProxySPEX's stage 5), after
-:func:`pursued_terms` adds the trees' terms the kept terms' residual correlates with most, and
-:func:`grown_cv` scores the terms chosen again from that pool (stage 6 grows and
-scores the repeats' average the same way).
+:func:`grown_pool` grows the kept terms' hierarchy (the cliques of their pairs, and one order
+up: ProxySPEX's stage 5), after :func:`pursued_terms` adds the trees' terms the kept terms'
+residual correlates with most, and :func:`grown_cv` scores the terms chosen again from that
+pool (stage 6 grows and scores the repeats' average the same way).
 """
 
 from __future__ import annotations
