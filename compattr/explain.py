@@ -247,12 +247,14 @@ class Explanation:
             raise ValueError(f"method must be 'auto', 'bootstrap' or 'jackknife', got {method!r}.")
         folds = check_int(folds, "folds", 2)  # before "auto" reads it
         ridge = self.fit_info.get("ridge") or 0.0
-        if method == "bootstrap" or (method == "auto" and self._bootstrap_describes_the_fit(ridge)):
-            return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
         if estimator is None and self.fit_info.get("estimator") == ProxySPEX.__name__ and self.fit_info.get("params"):
             estimator = ProxySPEX(**self.fit_info["params"])
-        if method == "auto" and not self._jackknife_can_refit(estimator, folds):
-            # the bootstrap as before (it warns where it varies another estimate), or its error
+        # "auto" where the jackknife cannot refit: the bootstrap all the same (it warns where
+        # it varies another estimate), or its error
+        if method == "bootstrap" or (
+            method == "auto"
+            and (self._bootstrap_describes_the_fit(ridge) or not self._jackknife_can_refit(estimator, folds))
+        ):
             return bootstrap(self.spectrum, self.masks, self.outputs, resamples, seed, ridge=ridge)
         if estimator is None:
             raise ValueError(

@@ -323,7 +323,7 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     _check_refittable(spectrum, len(X), ridge)
     P = spectrum.parity_matrix(X)
     m = len(P)
-    gap = _gap(spectrum, _weighted_refit(P, y, np.ones(m), spectrum.degrees > 0, ridge))
+    gap = _refit_gap_on(spectrum, P, y, ridge)
     if gap > REFIT_GAP:
         warnings.warn(
             f"the spectrum's coefficients are not the refit of its terms on these masks at ridge={ridge:g} "
@@ -354,12 +354,12 @@ def refit_gap(spectrum: Spectrum, X, y, ridge: float = 0.0) -> float:
     X = as_masks(X, spectrum.n)
     y = as_outputs(y, len(X))
     _check_refittable(spectrum, len(X), ridge)
-    P = spectrum.parity_matrix(X)
-    return _gap(spectrum, _weighted_refit(P, y, np.ones(len(P)), spectrum.degrees > 0, ridge))
+    return _refit_gap_on(spectrum, spectrum.parity_matrix(X), y, ridge)
 
 
-def _gap(spectrum: Spectrum, refit: np.ndarray) -> float:
-    """``refit_gap`` of ``spectrum`` against its terms' refitted coefficients ``refit`` (k,)."""
+def _refit_gap_on(spectrum: Spectrum, P: np.ndarray, y: np.ndarray, ridge: float) -> float:
+    """``refit_gap`` of ``spectrum`` from its parities ``P`` (m, k) on the masks and outputs ``y``."""
+    refit = _weighted_refit(P, y, np.ones(len(P)), spectrum.degrees > 0, ridge)
     terms = spectrum.degrees > 0 if np.any(spectrum.degrees > 0) else np.ones(len(spectrum), bool)
     scale = float(np.linalg.norm(spectrum.coefs[terms]))
     distance = float(np.linalg.norm(refit[terms] - spectrum.coefs[terms]))
