@@ -64,6 +64,7 @@ PAIRED_VARIANTS = {
     "paired proxies=1": {"proxies": 1},  # the prior from one fit's trees, not three averaged
     "paired no-blend": {"blend": False},  # the trees' odd part alone, even where the proxy grew
     "paired sparse>=0.65": {"sparse_above": 0.65},  # the sparse prior kept from 0.65 on any budget
+    "paired no-untuned": {"untuned_trees": False},  # the tuned fits' trees alone in the prior
 }
 
 

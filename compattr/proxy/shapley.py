@@ -14,7 +14,9 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
 2. **prior** – the odd part of the trees' untruncated spectrum, averaged over ``proxies``
    fits on fewer than :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks (the others
    seeded one after another on the grid without the first fit's tree depth, their trees
-   alone: an average of tree shapes is steadier than one ensemble on a few hundred pairs),
+   alone: an average of tree shapes is steadier than one ensemble on a few hundred pairs)
+   and, there too, one untuned ensemble of deep trees whose leaves hold single masks
+   (``untuned_trees``: they reach the high orders the tuned leaves cannot),
    averaged half and half with the sparse spectrum's odd part where the proxy's terms were
    grown (``blend``): the grown terms hold a hierarchy's higher orders, which the trees
    spread over many fragments (unless that odd part holds many times the trees' energy: a
@@ -44,6 +46,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.linalg
@@ -58,7 +61,7 @@ from ..spectrum.indices import shapley
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
 from ..spectrum.uncertainty import jackknife
 from .proxyspex import REPEAT_MASKS, ProxySPEX
-from .search import without_depth
+from .search import mask_dataset, without_depth
 
 #: Ridge strengths tried, relative to the mean diagonal of the weighted Gram matrix; the
 #: infinite one keeps the proxy's coefficients.
@@ -109,6 +112,31 @@ HEDGE_BELOW = 0.95
 #: α = 4 three changed the Shapley error by 1 % for 60 % more CPU).
 PROXIES = 3
 
+#: LightGBM's parameters of the untuned ensemble that ``untuned_trees`` averages into the
+#: trees' prior: trees of depth 6 split down to single masks, their leaves shrunk by an L2
+#: penalty, :data:`UNTUNED_ROUNDS` of them without early stopping. The tuned fits' leaves
+#: hold at least 20 masks (LightGBM's default); these reach the high orders a few hundred
+#: pairs cannot fill such leaves with, and their errors are not the tuned fits'. Tuning
+#: functions (docs/results.md; n = 100, seeds 1–8, mean Shapley error): the Synthetic Peak at
+#: α = 1 and 2 0.776 → 0.716 and 0.431 → 0.348, complete hierarchies at α = 1 0.268 → 0.258
+#: (with 10 dB noise 0.376 → 0.364), at α = 2 level (0.102; with 10 dB 0.168 → 0.163); trees
+#: of that depth with leaves of at least 20 masks (learning rate 0.3) raised it instead.
+UNTUNED_TREES = {
+    "objective": "l2",
+    "max_depth": 6,
+    "num_leaves": 64,
+    "learning_rate": 0.1,
+    "min_data_in_leaf": 1,
+    "min_sum_hessian_in_leaf": 1.0,
+    "lambda_l2": 1.0,
+    "force_row_wise": True,
+    "deterministic": True,
+    "verbose": -1,
+}
+
+#: Trees of the untuned ensemble (:data:`UNTUNED_TREES`).
+UNTUNED_ROUNDS = 300
+
 
 class PairedShapley(BaseEstimator):
     """Shapley values of a set function from complementary pairs of masks (module docstring).
@@ -151,6 +179,12 @@ class PairedShapley(BaseEstimator):
         ``proxy_``; the others are seeded ``random_state + 1``, ``+ 2``, ... on the grid
         without ``proxy_``'s tree depth (their trees alone: every fold, no sparsity CV), so
         the average mixes tree shapes. 1: ``proxy_``'s trees alone.
+    untuned_trees : "auto" or bool
+        When the prior is the trees': also average into it one LightGBM ensemble fitted on
+        every mask without tuning (:data:`UNTUNED_TREES`, :data:`UNTUNED_ROUNDS` trees of
+        depth 6 whose leaves may hold a single mask; ``untuned_trees_``), one fit among the
+        ``proxies`` + 1 averaged; "auto" (default): on fewer than
+        :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks.
     cv : int
         Folds of pairs for the ridge and of masks for the proxy.
     num_threads : int
@@ -179,6 +213,9 @@ class PairedShapley(BaseEstimator):
     tree_proxies_ : list of ProxySPEX
         With the trees' prior (blended or not): the fits whose trees are averaged into it,
         ``proxy_`` first; else empty.
+    untuned_trees_ : lightgbm.Booster or None
+        The untuned ensemble averaged into the trees' prior with them (``untuned_trees``;
+        its spectrum is ``Spectrum.from_trees(untuned_trees_, n)``); else None.
     ridge_ : float
         The refit's chosen relative ridge strength (``inf``: the prior was kept).
     support_ : float
@@ -200,6 +237,7 @@ class PairedShapley(BaseEstimator):
         sparse_above="auto",
         blend="auto",
         proxies="auto",
+        untuned_trees="auto",
         cv: int = 5,
         num_threads: int = 1,
         random_state: int = 0,
@@ -211,6 +249,7 @@ class PairedShapley(BaseEstimator):
         self.sparse_above = sparse_above
         self.blend = blend
         self.proxies = proxies
+        self.untuned_trees = untuned_trees
         self.cv = cv
         self.num_threads = num_threads
         self.random_state = random_state
@@ -325,8 +364,10 @@ class PairedShapley(BaseEstimator):
             raise ValueError(f"ridges must be a non-empty sequence of positive numbers, got {self.ridges!r}.")
         if not (self.sparse_above == "auto" if isinstance(self.sparse_above, str) else self.sparse_above >= 0):
             raise ValueError(f'sparse_above must be "auto" or >= 0 (inf: always refit), got {self.sparse_above!r}.')
-        if not (self.blend == "auto" if isinstance(self.blend, str) else isinstance(self.blend, bool)):
-            raise ValueError(f'blend must be "auto", True or False, got {self.blend!r}.')
+        for name in ("blend", "untuned_trees"):
+            value = getattr(self, name)
+            if not (value == "auto" if isinstance(value, str) else isinstance(value, bool)):
+                raise ValueError(f'{name} must be "auto", True or False, got {value!r}.')
         if self.cv < 2:
             raise ValueError(f"cv must be at least 2, got {self.cv}.")
         integer = isinstance(self.proxies, (int, np.integer)) and not isinstance(self.proxies, bool)
@@ -347,6 +388,7 @@ class PairedShapley(BaseEstimator):
             estimates.append(self._refit(sparse, sparse.predict(S), S, g, np.array([np.inf])))
             self.prior_ = "sparse"
             self.tree_proxies_: list[ProxySPEX] = []
+            self.untuned_trees_: lgb.Booster | None = None
         if role != "kept":
             prior, prior_at_pairs = self._trees_prior(X, y, sparse)  # prior_, tree_proxies_
             estimates.append(self._refit(prior, prior_at_pairs, S, g, np.asarray(self.ridges, dtype=np.float64)))
@@ -360,14 +402,21 @@ class PairedShapley(BaseEstimator):
         return self
 
     def _trees_prior(self, X: np.ndarray, y: np.ndarray, sparse: Spectrum) -> tuple[Spectrum, np.ndarray]:
-        """The trees' odd part, averaged over ``proxies`` fits and blended with ``sparse``
-        where :meth:`_blends` (``prior_``, ``tree_proxies_``); and its values at the pairs."""
+        """The trees' odd part, averaged over ``proxies`` fits and the untuned ensemble where
+        :meth:`_untuned` fits one, blended with ``sparse`` where :meth:`_blends` (``prior_``,
+        ``tree_proxies_``, ``untuned_trees_``); and its values at the pairs."""
         self.prior_ = "trees"
         fits = self.tree_proxies_ = [self.proxy_, *self._other_trees(X, y)]
-        prior = Spectrum.mean([fit.tree_spectrum_ for fit in fits]).odd_part()
-        # the odd part at the pairs through the trees (their exact transform is
-        # tree_spectrum_), at a cost that grows with the trees, not the terms
-        trees = np.mean([fit.predict_trees(X) for fit in fits], axis=0)
+        spectra = [fit.tree_spectrum_ for fit in fits]
+        # the values at the masks through the trees (their exact transform is the spectrum),
+        # at a cost that grows with the trees, not the terms
+        at_masks = [fit.predict_trees(X) for fit in fits]
+        untuned = self.untuned_trees_ = self._untuned(X, y)
+        if untuned is not None:
+            spectra.append(Spectrum.from_trees(untuned, X.shape[1]))
+            at_masks.append(np.asarray(untuned.predict(X.astype(np.float32)), dtype=np.float64))
+        prior = Spectrum.mean(spectra).odd_part()
+        trees = np.mean(at_masks, axis=0)
         prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
         if self._blends(sparse, prior):
             self.prior_, prior = "blend", Spectrum.mean([prior, sparse])
@@ -456,6 +505,15 @@ class PairedShapley(BaseEstimator):
             ).fit(X, y)
             for r in range(1, self._proxies(len(y)))
         ]
+
+    def _untuned(self, X: np.ndarray, y: np.ndarray) -> lgb.Booster | None:
+        """The untuned ensemble (:data:`UNTUNED_TREES`) fitted on every mask where
+        ``untuned_trees`` asks for one; None for constant outputs, whose constant is exact."""
+        wanted = len(y) < REPEAT_MASKS if self.untuned_trees == "auto" else self.untuned_trees
+        if not wanted or self.proxy_.best_params_ is None:
+            return None
+        params = {**UNTUNED_TREES, "num_threads": self.num_threads, "seed": self.random_state}
+        return lgb.train(params, mask_dataset(X, y, self.num_threads), num_boost_round=UNTUNED_ROUNDS)
 
     def _proxies(self, m: int) -> int:
         """How many tree fits make the trees' prior on ``m`` masks (``proxies``)."""

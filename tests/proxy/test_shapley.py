@@ -202,7 +202,8 @@ def test_the_trees_prior_averages_fits_of_other_depths():
     f = sparse_function(n, seed=11)
     X = compattr.paired_masks(n, 300, seed=12)[2:]  # without the pair ([n], ∅)
     y = f.predict(X) + np.random.default_rng(13).normal(0, 1.0, len(X))
-    est = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), blend=False, proxies=3).fit(X, y)
+    kept = dict(sparse_above=np.inf, ridges=(np.inf,), blend=False, untuned_trees=False)
+    est = PairedShapley(random_state=3, proxies=3, **kept).fit(X, y)
     first, *others = est.tree_proxies_
     assert first is est.proxy_ and len(others) == 2
     assert [o.seed for o in others] == [4, 5]
@@ -212,11 +213,55 @@ def test_the_trees_prior_averages_fits_of_other_depths():
     prior = compattr.Spectrum.mean([p.tree_spectrum_ for p in est.tree_proxies_]).odd_part()
     X_test = compattr.sample_masks(n, 64, seed=14)
     np.testing.assert_allclose(est.spectrum_.predict(X_test), prior.predict(X_test), atol=1e-9)
-    one = PairedShapley(random_state=3, sparse_above=np.inf, ridges=(np.inf,), blend=False, proxies=1).fit(X, y)
+    one = PairedShapley(random_state=3, proxies=1, **kept).fit(X, y)
     assert one.tree_proxies_ == [one.proxy_]
     alone = one.proxy_.tree_spectrum_.odd_part()
     np.testing.assert_allclose(one.spectrum_.predict(X_test), alone.predict(X_test), atol=1e-9)
     assert not np.allclose(one.shapley_, est.shapley_)
+
+
+def test_the_untuned_trees_join_the_trees_prior(monkeypatch):
+    """``untuned_trees`` averages one untuned LightGBM ensemble (deep trees whose leaves may
+    hold a single mask) into the trees' prior, as one more fit; "auto" fits it on fewer than
+    ``REPEAT_MASKS`` masks. With an infinite ridge and no ([n], ∅) pair the estimate is the
+    prior: its Shapley values are the brute-force ones of the fits' average over all masks."""
+    from compattr.proxy import shapley
+
+    n = 10
+    f = sparse_function(n, seed=21)
+    X = compattr.paired_masks(n, 300, seed=22)[2:]  # without the pair ([n], ∅)
+    y = f.predict(X) + np.random.default_rng(23).normal(0, 1.0, len(X))
+    kept = dict(sparse_above=np.inf, ridges=(np.inf,), blend=False, proxies=2)
+    est = PairedShapley(random_state=1, **kept).fit(X, y)
+    untuned = est.untuned_trees_
+    assert untuned is not None and untuned.num_trees() == shapley.UNTUNED_ROUNDS
+    structures = [tree["tree_structure"] for tree in untuned.dump_model()["tree_info"]]
+
+    def leaves(node, depth=0):
+        if "leaf_value" in node:
+            return [(depth, node["leaf_count"])]
+        return leaves(node["left_child"], depth + 1) + leaves(node["right_child"], depth + 1)
+
+    depth_count = np.array([leaf for tree in structures for leaf in leaves(tree)])
+    assert depth_count[:, 0].max() == shapley.UNTUNED_TREES["max_depth"] and depth_count[:, 1].min() == 1
+    # its exact spectrum, and the prior's Shapley values, against brute force over all 2^n masks
+    masks = all_masks(n)
+    at_masks = untuned.predict(masks.astype(np.float32))
+    np.testing.assert_allclose(compattr.Spectrum.from_trees(untuned, n).predict(masks), at_masks, atol=1e-9)
+    table = np.mean([fit.predict_trees(masks) for fit in est.tree_proxies_] + [at_masks], axis=0)
+    np.testing.assert_allclose(est.shapley_, brute_force_shapley(table, n), atol=1e-9)
+    # without it, the tuned fits' average alone
+    without = PairedShapley(random_state=1, untuned_trees=False, **kept).fit(X, y)
+    assert without.untuned_trees_ is None
+    tuned = np.mean([fit.predict_trees(masks) for fit in without.tree_proxies_], axis=0)
+    np.testing.assert_allclose(without.shapley_, brute_force_shapley(tuned, n), atol=1e-9)
+    assert not np.allclose(without.shapley_, est.shapley_)
+    # "auto": only on fewer than REPEAT_MASKS masks; True on any budget; never with a kept sparse prior
+    monkeypatch.setattr(shapley, "REPEAT_MASKS", len(y))
+    assert PairedShapley(random_state=1, **kept).fit(X, y).untuned_trees_ is None
+    assert PairedShapley(random_state=1, untuned_trees=True, **kept).fit(X, y).untuned_trees_ is not None
+    sparse = PairedShapley(random_state=1, sparse_above=0.0, untuned_trees=True).fit(X, y)
+    assert sparse.prior_ == "sparse" and sparse.untuned_trees_ is None
 
 
 def test_the_blend_averages_the_trees_odd_part_with_the_proxys_grown_terms(monkeypatch):
@@ -228,7 +273,7 @@ def test_the_blend_averages_the_trees_odd_part_with_the_proxys_grown_terms(monke
 
     n = 12
     X_test = compattr.sample_masks(n, 64, seed=20)
-    kept = dict(sparse_above=np.inf, ridges=(np.inf,))
+    kept = dict(sparse_above=np.inf, ridges=(np.inf,), untuned_trees=False)
     grown_seen = set()
     for seed, masks in ((0, 300), (4, 200)):  # the proxy grows its terms on the first, not on the second
         truth = compattr.synthetic.complete_hierarchy(n, n_sets=3, order=4, seed=seed)
@@ -288,6 +333,8 @@ def test_rejects_masks_that_are_not_complementary_pairs():
         dict(sparse_above="always"),
         dict(blend="always"),
         dict(blend=1),
+        dict(untuned_trees="always"),
+        dict(untuned_trees=1),
         dict(cv=1),
         dict(proxies=0),
         dict(proxies=1.5),
