@@ -125,14 +125,7 @@ def auto_row(est, X, y, truth, exact, folds: int, seed: int) -> dict:
     explanation ``explain`` would have made of it (the fit's ridge, CV R² and parameters), its
     intervals counted as the others', and which method it picked."""
     n = truth.n
-    fit_info = {
-        "ridge": float(est.ridge_) if np.isfinite(est.ridge_) else None,
-        "cv_r2": float(est.cv_r2_),
-        "estimator": type(est).__name__,
-        "params": est.get_params(),
-    }
-    names, groups = [str(i) for i in range(n)], np.zeros(n, int)
-    ex = compattr.Explanation(est.spectrum_, names, groups, X, y, X[:2], y[:2], fit_info=fit_info)
+    ex = compattr.Explanation.from_fit(est, X, y, X[:2], y[:2])
     start = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", compattr.spectrum.RefitMismatchWarning)

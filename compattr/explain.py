@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from . import optimize
-from ._validation import as_value_range, check_format, check_int, plan_size, range_note
+from ._validation import as_masks, as_outputs, as_value_range, check_format, check_int, plan_size, range_note
 from .apps import circuit, export, plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
@@ -137,6 +137,60 @@ class Explanation:
             self.kinds = np.asarray(self.kinds)
             if self.kinds.shape != (self.n,):
                 raise ValueError(f"kinds must have shape ({self.n},), a kind per feature; got {self.kinds.shape}.")
+
+    @classmethod
+    def from_fit(
+        cls,
+        estimator,
+        masks,
+        outputs,
+        test_masks,
+        test_outputs,
+        names: Sequence[str] | None = None,
+        groups=None,
+        **fields,
+    ) -> Explanation:
+        """The explanation of a spectrum estimator fitted on masks of the caller's own: what
+        :func:`explain` makes of the fit it runs.
+
+        Parameters
+        ----------
+        estimator : fitted ProxySPEX or another estimator with ``spectrum_``
+            Fitted on ``masks`` and ``outputs``; its choices and costs become ``fit_info``
+            (``params`` only for a ``ProxySPEX``, which :meth:`uncertainty` refits).
+        masks, outputs : (m, n) bool array, (m,) float array
+            The queries it was fitted on.
+        test_masks, test_outputs : (t, n) bool array, (t,) float array
+            Held-out queries (at least two), never used for fitting.
+        names : sequence of str, optional
+            A name per feature; default ``"0"``, ``"1"``, ...
+        groups : (n,) array, optional
+            A group per feature; default one group.
+        **fields
+            ``lasso``, ``value_range``, ``kinds``: as the attributes.
+
+        Raises
+        ------
+        ValueError
+            If the estimator is not fitted, or the masks, outputs, names or groups do not
+            match its ``n`` features and one another.
+        """
+        spectrum = getattr(estimator, "spectrum_", None)
+        if not isinstance(spectrum, Spectrum):
+            raise ValueError(f"{type(estimator).__name__} is not fitted (no Spectrum in spectrum_): fit it first.")
+        n = spectrum.n
+        masks, test_masks = as_masks(masks, n), as_masks(test_masks, n)
+        outputs, test_outputs = as_outputs(outputs, masks.shape[0]), as_outputs(test_outputs, test_masks.shape[0])
+        if test_masks.shape[0] < 2:
+            raise ValueError(
+                f"test_masks must hold at least 2 masks (the held-out R² compares outputs), got {test_masks.shape[0]}."
+            )
+        names = [str(i) for i in range(n)] if names is None else [str(name) for name in names]
+        groups = np.zeros(n, int) if groups is None else np.asarray(groups)
+        if len(names) != n or groups.shape != (n,):
+            raise ValueError(f"names and groups need one entry per feature ({n}), got {len(names)} and {groups.shape}.")
+        info = _fit_info(estimator)
+        return cls(spectrum, names, groups, masks, outputs, test_masks, test_outputs, fit_info=info, **fields)
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -759,36 +813,42 @@ def explain(
     y = outputs[:m]
     est.fit(X, y)
     lasso = LassoBaseline(seed=seed).fit(X, y).spectrum_ if baseline else None
-    kinds = getattr(feature_set, "kinds", None)  # a MaskedModel passes on its masker's
-    return Explanation(
-        spectrum=est.spectrum_,
-        names=list(getattr(feature_set, "names", [str(i) for i in range(n)])),
-        groups=np.asarray(getattr(feature_set, "groups", np.zeros(n, int))),
-        masks=X,
-        outputs=y,
-        test_masks=all_masks[m:],
-        test_outputs=outputs[m:],
+    explanation = Explanation.from_fit(
+        est,
+        X,
+        y,
+        all_masks[m:],
+        outputs[m:],
+        names=getattr(feature_set, "names", None),
+        groups=getattr(feature_set, "groups", None),
         lasso=lasso,
-        fit_info={
-            "best_params": getattr(est, "best_params_", None),
-            "k": getattr(est, "k_", None),
-            "refit": getattr(est, "refit_", None),
-            "ridge": _finite_or_none(getattr(est, "ridge_", None)),
-            "tilt": getattr(est, "tilt_", None),
-            "ranking": getattr(est, "ranking_", None),
-            "repeats": getattr(est, "repeats_", None),
-            "grown": getattr(est, "grown_", None),
-            "regrown": getattr(est, "regrown_", None),
-            "regrow_rounds": getattr(est, "regrow_rounds_", None),
-            "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
-            "timings": getattr(est, "timings_", None),
-            "estimator": type(est).__name__,
-            "params": est.get_params() if type(est) is ProxySPEX else None,  # what uncertainty() refits
-            "value": _describe(value if value is not None else getattr(feature_set, "value", feature_set)),
-        },
         value_range=value_range,
-        kinds=kinds,
+        kinds=getattr(feature_set, "kinds", None),  # a MaskedModel passes on its masker's
     )
+    described = value if value is not None else getattr(feature_set, "value", feature_set)
+    explanation.fit_info["value"] = _describe(described)
+    return explanation
+
+
+def _fit_info(est) -> dict:
+    """A fitted estimator's choices and costs, as :attr:`Explanation.fit_info` holds them
+    (None where it has no such attribute)."""
+    return {
+        "best_params": getattr(est, "best_params_", None),
+        "k": getattr(est, "k_", None),
+        "refit": getattr(est, "refit_", None),
+        "ridge": _finite_or_none(getattr(est, "ridge_", None)),
+        "tilt": getattr(est, "tilt_", None),
+        "ranking": getattr(est, "ranking_", None),
+        "repeats": getattr(est, "repeats_", None),
+        "grown": getattr(est, "grown_", None),
+        "regrown": getattr(est, "regrown_", None),
+        "regrow_rounds": getattr(est, "regrow_rounds_", None),
+        "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
+        "timings": getattr(est, "timings_", None),
+        "estimator": type(est).__name__,
+        "params": est.get_params() if type(est) is ProxySPEX else None,  # what uncertainty() refits
+    }
 
 
 def _set_function(model, features, value, inputs, batch_size) -> SetFunction:

@@ -363,6 +363,40 @@ def test_jackknife_uncertainty_refits_the_estimator_explain_fitted_even_after_a_
         back.uncertainty(method="jacknife")
 
 
+def test_from_fit_makes_of_a_users_fit_what_explain_makes_of_its_own():
+    """``Explanation.from_fit``: the explanation of a ProxySPEX fitted on the caller's masks is
+    the one ``explain`` makes of the same fit (spectrum, queries, ``fit_info`` but the value's
+    description), and its jackknife refits that estimator's parameters; bad input is refused."""
+    truth = compattr.synthetic.complete_hierarchy(10, n_sets=2, order=3, seed=4)
+    features = _Counting(10, truth.predict)
+    settings = dict(seed=5, repeats=1, max_order=2)
+    ex = explain(features=features, budget=150, test_masks=20, seed=5, estimator=compattr.ProxySPEX(**settings))
+    est = compattr.ProxySPEX(**settings).fit(ex.masks, ex.outputs)
+    mine = Explanation.from_fit(est, ex.masks, ex.outputs, ex.test_masks, ex.test_outputs)
+    assert mine.spectrum.to_dict() == ex.spectrum.to_dict() and mine.faithfulness == ex.faithfulness
+    assert mine.names == [str(i) for i in range(10)] and not mine.groups.any()
+    timings = ("timings",)  # CPU seconds differ from fit to fit
+    same = {k: v for k, v in ex.fit_info.items() if k not in ("value", *timings)}
+    assert {k: v for k, v in mine.fit_info.items() if k not in timings} == same
+    refits = mine.uncertainty(seed=2, method="jackknife", folds=3, progress=False)
+    assert all(s.degrees.max() <= 2 for s in refits.spectra)  # the estimator's own max_order
+    queries = (ex.masks, ex.outputs, ex.test_masks, ex.test_outputs)
+    named = Explanation.from_fit(est, *queries, names="abcdefghij", groups=np.arange(10) // 5)
+    assert named.names == list("abcdefghij") and len(named.energy().per_group) == 2
+    with pytest.raises(ValueError, match="not fitted"):
+        Explanation.from_fit(compattr.ProxySPEX(), ex.masks, ex.outputs, ex.test_masks, ex.test_outputs)
+    bad = [
+        (ex.masks[:, :9], ex.outputs, ex.test_masks, ex.test_outputs, {}),  # masks of another n
+        (ex.masks, ex.outputs[:-1], ex.test_masks, ex.test_outputs, {}),  # an output missing
+        (ex.masks, ex.outputs, ex.test_masks[:1], ex.test_outputs[:1], {}),  # one held-out mask
+        (ex.masks, ex.outputs, ex.test_masks, ex.test_outputs, {"names": list("abc")}),
+        (ex.masks, ex.outputs, ex.test_masks, ex.test_outputs, {"groups": np.zeros(9, int)}),
+    ]
+    for masks, outputs, test_masks, test_outputs, kwargs in bad:
+        with pytest.raises(ValueError):
+            Explanation.from_fit(est, masks, outputs, test_masks, test_outputs, **kwargs)
+
+
 def test_uncertainty_bootstraps_by_default_only_a_spectrum_that_is_the_refit_of_its_terms():
     """ "auto" takes the bootstrap where its resamples vary the explanation's own estimate (the
     spectrum is its terms' refit at the fit's ridge, and the fit explains something), else the
