@@ -232,7 +232,7 @@ def _shapiq_case(python: str, function: str, n: int, alpha: float, snr: float | 
     return row | {"cpu_s": result["cpu_s"], "r2": r2, "peak_mb": result["peak_mb"]}
 
 
-def _fastest(runs: Sequence[dict]) -> dict:
+def fastest(runs: Sequence[dict]) -> dict:
     """The row of a method's fastest run of a case, with the slowest run's CPU seconds."""
     row = dict(min(runs, key=lambda r: r["cpu_s"]))
     if len(runs) > 1:
@@ -307,7 +307,7 @@ def main(argv=None) -> None:
                     runs.append([in_fresh_process(_case, *case, m) for m in methods])
                     if args.shapiq and n <= args.shapiq_max_n:
                         runs[-1] += [_shapiq_case(args.shapiq, *case, m) for m in args.shapiq_methods]
-                case = [_fastest(method_runs) for method_runs in zip(*runs)]
+                case = [fastest(method_runs) for method_runs in zip(*runs)]
                 theirs = [r for r in case if r["method"] == "shapiq ProxySPEX"]
                 if theirs:
                     case[0]["speedup"] = f"{theirs[0]['cpu_s'] / case[0]['cpu_s']:.1f}x"

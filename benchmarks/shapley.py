@@ -25,7 +25,9 @@ interactions where a method gives a whole spectrum (compattr ProxySPEX, shapiq P
 seconds and peak memory (each method runs in a process of its own, one after the other). A
 last table names, per case, the method with the best R² and the one with the lowest Shapley
 error, and how many times faster compattr's ProxySPEX ran than shapiq's (CPU seconds; the
-methods run one after the other, so load on the machine skews the ratio). Functions and
+methods run one after the other, so load on the machine skews the ratio: ``--repeats R``
+runs every method of a case R times, the methods taking turns, and reports each one's
+fastest run). Functions and
 masks are drawn with the seeds the run is given (``--seeds``) or draws afresh (``--draw K``,
 printed first so that the run can be repeated); nothing is tuned here.
 
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 
@@ -51,6 +54,7 @@ from core import (
     VARIANTS,
     add_seed_arguments,
     chosen_seeds,
+    fastest,
     held_out_r2,
     in_fresh_process,
     noise_sd,
@@ -118,16 +122,18 @@ def case_rows(n: int, alpha: float, seed: int, args) -> list[dict]:
     exact = compattr.indices.shapley(truth)
     X_test = compattr.sample_masks(n, 1000, seed=seed + 10_000)
     y_test = truth.predict(X_test)
-    results = {"compattr ProxySPEX": in_fresh_process(ours, truth, m, sigma, seed, {})}
+    runs = {"compattr ProxySPEX": partial(in_fresh_process, ours, truth, m, sigma, seed, {})}
     for variant in args.variants:
         name = f"compattr {variant.replace('proxyspex', 'ProxySPEX')}"
-        results[name] = in_fresh_process(ours, truth, m, sigma, seed, VARIANTS[variant])
-    results["compattr Shapley (paired)"] = in_fresh_process(paired, truth, m, sigma, seed, {})
+        runs[name] = partial(in_fresh_process, ours, truth, m, sigma, seed, VARIANTS[variant])
+    runs["compattr Shapley (paired)"] = partial(in_fresh_process, paired, truth, m, sigma, seed, {})
     for variant in args.paired_variants:
         settings = PAIRED_VARIANTS[variant]
-        results[f"compattr Shapley ({variant})"] = in_fresh_process(paired, truth, m, sigma, seed, settings)
+        runs[f"compattr Shapley ({variant})"] = partial(in_fresh_process, paired, truth, m, sigma, seed, settings)
     for method in args.shapiq_methods if args.shapiq else []:
-        results[method] = shapiq_game(args.shapiq, truth, m, sigma, seed, X_test, method)
+        runs[method] = partial(shapiq_game, args.shapiq, truth, m, sigma, seed, X_test, method)
+    trials = [{name: run() for name, run in runs.items()} for _ in range(args.repeats)]  # methods take turns
+    results = {name: fastest([trial[name] for trial in trials]) for name in runs}
     rows = []
     for method, r in results.items():
         rel, precision = errors(np.asarray(r["shapley"]), exact)
@@ -199,8 +205,13 @@ def main(argv=None) -> None:
     )
     p.add_argument("--n", type=int, nargs="+", default=[100])
     p.add_argument("--alpha", type=float, nargs="+", default=[2, 4])
+    p.add_argument(
+        "--repeats", type=int, default=1, help="runs per case and method, taking turns; the fastest is reported"
+    )
     add_seed_arguments(p)
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
     args.seeds = chosen_seeds(p, args)
     print(
         "| n | alpha | seed | masks | method | held-out R² | Shapley rel. sq. error | top-10 precision "

@@ -105,6 +105,31 @@ def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():
     assert shapley.noise_sd(truth, None) == 0.0
 
 
+def test_shapley_benchmark_reports_each_methods_fastest_of_its_repeats(monkeypatch):
+    """``--repeats R``: every method of a case runs R times, the methods taking turns, and
+    its row holds its fastest run's CPU seconds."""
+    import argparse
+
+    sys.path.insert(0, str(BENCHMARKS))
+    import compattr
+
+    import shapley
+
+    calls, cpu = [], iter([3.0, 5.0, 1.0, 2.0, 4.0, 6.0])  # run 1: ours 3, paired 5; run 2: 1, 2; ...
+
+    def fake_run(fn, truth, m, sigma, seed, settings):
+        calls.append(fn.__name__)
+        return {"shapley": compattr.indices.shapley(truth), "cpu_s": next(cpu), "peak_mb": 1.0}
+
+    monkeypatch.setattr(shapley, "in_fresh_process", fake_run)
+    args = argparse.Namespace(function="hierarchy", snr=None, variants=[], paired_variants=[], shapiq=None, repeats=3)
+    rows = shapley.case_rows(12, 2.0, 7, args)
+    assert calls == ["ours", "paired"] * 3  # taking turns
+    assert {r["method"]: r["cpu_s"] for r in rows} == {"compattr ProxySPEX": 1.0, "compattr Shapley (paired)": 2.0}
+    refused = subprocess.run([sys.executable, str(BENCHMARKS / "shapley.py"), "--repeats", "0"], capture_output=True)
+    assert refused.returncode != 0 and b"--repeats must be at least 1" in refused.stderr
+
+
 def _allocate_mb(mb: int) -> dict:
     """Touch ``mb`` MB in this process; the benchmark adds its peak memory."""
     import numpy as np
