@@ -4,8 +4,10 @@ The pipeline, one subpackage per stage: features (:mod:`compattr.features`) → 
 queries (:mod:`compattr.query`: :func:`sample_masks`, :class:`MaskedModel`, :func:`run_queries`,
 cached and resumable) → proxy (:mod:`compattr.proxy`: :class:`ProxySPEX`) → spectrum
 (:mod:`compattr.spectrum`: :class:`Spectrum`, its indices and metrics) → plans
-(:mod:`compattr.optimize`). :func:`explain` runs all of it; :mod:`compattr.apps` holds the
-question sets, models, plots, reports and the ``compattr`` command built on it.
+(:mod:`compattr.optimize`). :func:`explain` runs all of it, and :func:`explain_shapley` the
+Shapley values alone, from complementary pairs of masks, with their intervals;
+:mod:`compattr.apps` holds the question sets, models, plots, reports and the ``compattr``
+command built on it.
 
 Features are :class:`SetFunction` objects (``n``, ``names``, ``groups``, ``evaluate(masks)``)
 or :class:`~compattr.features.Masker` objects that a :class:`MaskedModel` turns into one.
@@ -18,6 +20,7 @@ import sys
 from . import apps, features, optimize, proxy, query, spectrum, synthetic
 from .apps import cli, models, plots, tasks
 from .explain import Explanation, explain
+from .explain_shapley import ShapleyExplanation, explain_shapley
 from .features import (
     AttentionHeads,
     Components,
@@ -77,6 +80,7 @@ __all__ = [
     "Query",
     "Sentences",
     "SetFunction",
+    "ShapleyExplanation",
     "Spectrum",
     "Tokens",
     "TrainingSubsets",
@@ -88,6 +92,7 @@ __all__ = [
     "check_feature_set",
     "check_set_function",
     "explain",
+    "explain_shapley",
     "faithfulness",
     "features",
     "indices",

@@ -36,10 +36,10 @@ from ._validation import as_masks, as_outputs, as_value_range, check_format, che
 from .apps import circuit, export, plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
-from .query import MaskedModel, run_queries
+from .query import bind, run_queries
 from .query.masks import budget as _budget
 from .query.masks import sample_masks
-from .query.values import Value
+from .query.values import Value, describe
 from .spectrum import (
     REFIT_GAP,
     EnergySplit,
@@ -54,8 +54,8 @@ from .spectrum import (
 )
 
 #: Below this cross-validated R² of the fit, :meth:`Explanation.summary` points to
-#: :class:`compattr.PairedShapley` for Shapley values (2–5× more accurate there in
-#: docs/results.md).
+#: :func:`compattr.explain_shapley` (:class:`compattr.PairedShapley`) for Shapley values
+#: (2–5× more accurate there in docs/results.md).
 PAIRED_SHAPLEY_BELOW = 0.5
 
 _FORMAT = "compattr.explanation"
@@ -408,7 +408,7 @@ class Explanation:
     def summary(self, k: int = 8) -> str:
         """A one-screen report: faithfulness vs LASSO, energy split, the proxy's choices, a
         note when the fit's CV R² is below :data:`compattr.proxy.EXPLAINS_ABOVE` (it explains
-        nothing) or else a pointer to :class:`compattr.PairedShapley` when it is below
+        nothing) or else a pointer to :func:`compattr.explain_shapley` when it is below
         :data:`PAIRED_SHAPLEY_BELOW`, strongest terms."""
         e = self.energy()
         if self._constant_test_outputs():
@@ -447,8 +447,9 @@ class Explanation:
             )
         elif cv_r2 is not None and cv_r2 < PAIRED_SHAPLEY_BELOW:
             lines.append(
-                f"the fit's CV R² is {cv_r2:.2f}: for Shapley values, compattr.PairedShapley on paired "
-                "masks was 2-5x more accurate than a spectrum fitted this weakly (docs/results.md)"
+                f"the fit's CV R² is {cv_r2:.2f}: for Shapley values, compattr.explain_shapley (complementary "
+                "pairs of masks, compattr.PairedShapley) was 2-5x more accurate than a spectrum fitted this "
+                "weakly, on as many queries (docs/results.md)"
             )
         lines.append("strongest terms (Fourier coefficient F(T); plot_heads shows Banzhaf interactions):")
         top = self.spectrum.to_frame(k + 1, names=self.names)
@@ -627,12 +628,6 @@ def _finite_or_none(value: Any) -> float | None:
     return None if value is None or np.isnan(value) else float(value)
 
 
-def _describe(value: Any) -> str:
-    """A short name of what was explained: ``"MultipleChoice (logprob)"``, ``"ClassLogit"``."""
-    metric = getattr(value, "metric", None)
-    return type(value).__name__ + ("" if metric is None else f" ({metric})")
-
-
 def held_out_masks(X, count: int, seed: int = 0, minimum: int = 0) -> np.ndarray:
     """``count`` fresh uniform masks that are not among the fitting masks ``X``.
 
@@ -791,7 +786,7 @@ def explain(
         estimator needs (ProxySPEX: 50 masks), ``test_masks < 2``, or fewer than 2 masks
         left for held-out testing.
     """
-    feature_set = _set_function(model, features, value, inputs, batch_size)
+    feature_set = bind(model, features, value, inputs, batch_size)
     n = feature_set.n
     m = _budget(n, alpha) if budget is None else int(budget)
     est = estimator if estimator is not None else ProxySPEX(seed=seed)
@@ -826,7 +821,7 @@ def explain(
         kinds=getattr(feature_set, "kinds", None),  # a MaskedModel passes on its masker's
     )
     described = value if value is not None else getattr(feature_set, "value", feature_set)
-    explanation.fit_info["value"] = _describe(described)
+    explanation.fit_info["value"] = describe(described)
     return explanation
 
 
@@ -849,57 +844,3 @@ def _fit_info(est) -> dict:
         "estimator": type(est).__name__,
         "params": est.get_params() if type(est) is ProxySPEX else None,  # what uncertainty() refits
     }
-
-
-def _set_function(model, features, value, inputs, batch_size) -> SetFunction:
-    """What :func:`explain` queries: ``features`` itself when it evaluates masks, else a
-    :class:`MaskedModel` of the model (given or ``features.model``), features, value and
-    inputs; every argument checked first."""
-    if model is not None and not isinstance(model, torch.nn.Module):
-        if hasattr(model, "evaluate") or hasattr(model, "masking"):
-            raise TypeError(
-                f"explain's first argument is the model, got features ({type(model).__name__}). "
-                "Pass them by keyword: explain(features=heads, value=..., inputs=...); the model "
-                "is read from the features when they carry it."
-            )
-        raise TypeError(f"explain's model must be a torch.nn.Module, got {type(model).__name__}.")
-    if features is None:
-        raise ValueError(
-            "explain needs features=: what to mask, e.g. compattr.AttentionHeads(model), or a set "
-            "function with evaluate(masks)."
-        )
-    carried = getattr(features, "model", None)
-    if model is not None and carried is not None and carried is not model:
-        raise ValueError(
-            f"the {type(features).__name__} were built for another model than the one given to explain: "
-            "pass their own model, or none (it is read from the features)."
-        )
-    if hasattr(features, "evaluate"):
-        unused = (("value", value), ("inputs", inputs), ("batch_size", batch_size))
-        given = [name for name, arg in unused if arg is not None]
-        if model is not None and carried is None:  # a set function that runs no model of ours
-            given.insert(0, "model")
-        if given:
-            raise ValueError(
-                f"{type(features).__name__} evaluates masks itself (a set function), so "
-                f"{', '.join(f'{g}=' for g in given)} would be ignored: they are for features that "
-                "mask a model (heads, words, patches). Set them on the set function instead."
-            )
-        return features
-    if not hasattr(features, "masking"):
-        raise TypeError(
-            f"features must be a set function (with evaluate(masks)) or a masker (with masking(masks, "
-            f"inputs)), got {type(features).__name__}."
-        )
-    model = model if model is not None else carried
-    if model is None:
-        raise ValueError(
-            f"{type(features).__name__} masks a model but does not carry one: pass the model, "
-            f"explain(model, features=..., value=...)."
-        )
-    if value is None:
-        raise ValueError(
-            f"{type(features).__name__} masks a model: pass value= (what to measure, e.g. "
-            "compattr.values.ClassLogit())."
-        )
-    return MaskedModel(model, features, value, inputs, batch_size=batch_size)

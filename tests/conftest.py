@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from math import factorial
 
 import numpy as np
 import pytest
@@ -20,6 +21,21 @@ def brute_force_fourier(values: np.ndarray, masks: np.ndarray) -> dict[tuple, fl
     chi = 1 - 2 * ((M @ M.T) % 2)  # rows: T, columns: S
     F = chi @ values / 2**n
     return {tuple(np.flatnonzero(t)): float(c) for t, c in zip(masks, F)}
+
+
+def brute_force_shapley(table: np.ndarray, n: int) -> np.ndarray:
+    """``φ_i = Σ_{S ∌ i} |S|! (n - |S| - 1)! / n! (f(S ∪ i) - f(S))`` from the outputs on
+    ``all_masks(n)`` (row index = the mask's bits read as a binary number, feature 0 first)."""
+    masks = all_masks(n)
+    sizes = masks.sum(axis=1)
+    phi = np.zeros(n)
+    for i in range(n):
+        without = np.flatnonzero(~masks[:, i])
+        with_i = without + (1 << (n - 1 - i))
+        s = sizes[without]
+        weights = np.array([factorial(k) * factorial(n - k - 1) for k in s]) / factorial(n)
+        phi[i] = np.sum(weights * (table[with_i] - table[without]))
+    return phi
 
 
 def random_spectrum(n: int, k: int, max_degree: int, seed: int, constant: bool = True):

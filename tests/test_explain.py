@@ -717,7 +717,7 @@ def test_summary_points_to_the_paired_mode_where_the_fit_explains_little_but_som
     cases += ((0.95, False),)
     for cv_r2, said in cases:
         ex.fit_info = {"cv_r2": cv_r2}
-        assert ("compattr.PairedShapley" in ex.summary()) == said
+        assert ("compattr.explain_shapley" in ex.summary()) == said
 
 
 def test_summary_says_when_the_fit_explains_nothing():

@@ -149,7 +149,8 @@ def test_the_package_has_the_pipeline_layout():
         assert f"compattr.{package}" in MODULES and (PACKAGE / package / "__init__.py").exists()
     top = {name for name in MODULES if name.count(".") == 1}
     packages = {f"compattr.{p}" for p in ("features", "query", "proxy", "spectrum", "optimize", "apps")}
-    assert top == {"compattr._testing", "compattr._validation", "compattr.explain", "compattr.synthetic", *packages}
+    entry_points = {"compattr.explain", "compattr.explain_shapley"}  # the whole pipeline in one call each
+    assert top == {"compattr._testing", "compattr._validation", "compattr.synthetic", *entry_points, *packages}
     assert _imported_modules("compattr.spectrum.supports", ast.parse("from .. import _validation").body[0]) == [
         "compattr._validation"
     ]

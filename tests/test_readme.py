@@ -138,3 +138,27 @@ def test_the_paired_shapley_block_runs_as_written():
     exact = compattr.indices.shapley(truth)
     fitted = compattr.PairedShapley(random_state=0).fit(X, truth.predict(X)).shapley_
     assert np.sum((fitted - exact) ** 2) < 0.5 * np.sum(exact**2)
+
+
+def shapley_block() -> str:
+    """The python block of the README's ``explain_shapley`` section."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("\n### Shapley values alone")
+    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
+    assert block is not None and block.start() < text[start:].index("\n### ", 1), "no python block there"
+    return block.group(1)
+
+
+@pytest.mark.slow  # 16 heads, 128 masked queries in pairs, PairedShapley and its jackknife: ~15 s
+def test_the_shapley_section_runs_as_written(tmp_path, monkeypatch, capsys):
+    model, tokenizer = tiny_llama(layers=30, heads=4, kv_heads=2, hidden=16, seed=3), word_tokenizer()
+    inputs, value = tiny_questions(8).encode(tokenizer)
+    heads = compattr.AttentionHeads(model, layers=range(26, 30))
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {"compattr": compattr, "heads": heads, "value": value, "inputs": inputs}
+    exec(compile(shapley_block(), "README.md (explain_shapley)", "exec"), scope)
+    sv = scope["sv"]
+    assert len(sv.masks) == compattr.budget(16, 2) and sv.intervals is not None
+    assert (tmp_path / "shapley.png").stat().st_size > 0 and any((tmp_path / "cache").iterdir())
+    assert "f(all kept) - f(none kept)" in capsys.readouterr().out
+

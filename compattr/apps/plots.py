@@ -5,6 +5,7 @@
 * :func:`words_html`: words highlighted by attribution, plus their strongest interactions.
 * :func:`patch_overlay`: per-patch attribution over an image, strongest pair marked.
 * :func:`top_interactions`: the strongest terms as labelled bars, coloured by order.
+* :func:`feature_bars`: the largest per-feature values (Shapley values) with their intervals.
 * :func:`spectrum_orders`: how the energy divides between interaction orders.
 * :func:`pair_matrix`: the ``(n, n)`` matrix :func:`head_interactions` draws.
 
@@ -512,6 +513,67 @@ def top_interactions(
     handles = [Patch(color=c, label=f"order {d}") for d, c in colors.items()]
     ax.legend(handles=handles, frameon=False)
     ax.set_title(f"{len(terms)} strongest terms", fontsize=10)
+    return fig
+
+
+def feature_bars(
+    values,
+    names: Sequence[str],
+    k: int = 20,
+    *,
+    intervals=None,
+    label: str = "Shapley value",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure | SubFigure:
+    """Horizontal bars of the ``k`` features of largest ``|value|``, with their intervals.
+
+    Parameters
+    ----------
+    values : (n,) array_like
+        One value per feature (e.g. Shapley values).
+    names : sequence of n str
+        Bar labels.
+    k : int
+        Number of features (all when there are fewer).
+    intervals : (n, 2) array_like, optional
+        Each feature's ``(low, high)`` interval, drawn as whiskers; a bar whose interval
+        holds 0 is drawn pale (the data do not tell its sign).
+    label : str
+        The x-axis label.
+    title : str, optional
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    Figure
+        Largest ``|value|`` on top; red raises the output, blue lowers it.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    names = _check_names(names, values.size)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}.")
+    top = np.argsort(-np.abs(values), kind="stable")[:k]
+    colors = np.array([_POSITIVE_RGB if v > 0 else _NEGATIVE_RGB for v in values[top]], dtype=np.float64) / 255
+    alpha = np.ones(len(top))
+    errors = None
+    if intervals is not None:
+        bounds = np.asarray(intervals, dtype=np.float64)
+        if bounds.shape != (values.size, 2):
+            raise ValueError(f"intervals must have shape ({values.size}, 2), got {bounds.shape}.")
+        low, high = bounds[top, 0], bounds[top, 1]
+        alpha = np.where((low > 0) | (high < 0), 1.0, 0.35)  # pale where the interval holds 0
+        errors = np.vstack([values[top] - low, high - values[top]]).clip(min=0.0)
+    fig, ax = _figure_axes(ax, (7.0, 1.2 + 0.3 * max(len(top), 1)))
+    rgba = np.column_stack([colors.reshape(-1, 3), alpha])
+    ax.barh(np.arange(len(top)), values[top], color=rgba, tick_label=[names[i] for i in top])
+    if errors is not None:
+        ax.errorbar(values[top], np.arange(len(top)), xerr=errors, fmt="none", ecolor="k", elinewidth=0.8, capsize=2)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="k", lw=0.8)
+    ax.set_xlabel(label)
+    pale = "; pale: the interval holds 0" if intervals is not None else ""
+    ax.set_title(title or f"{len(top)} largest of {values.size}{pale}", fontsize=10)
     return fig
 
 

@@ -256,6 +256,13 @@ class PairedShapley(BaseEstimator):
         self.num_threads = num_threads
         self.random_state = random_state
 
+    @property
+    def min_masks(self) -> int:
+        """The fewest masks :meth:`fit` accepts: its proxy's
+        (:attr:`ProxySPEX.min_masks <compattr.proxy.ProxySPEX.min_masks>`), in whole pairs."""
+        needed = ProxySPEX(cv=self.cv).min_masks
+        return needed + needed % 2
+
     def fit(self, X, y) -> PairedShapley:
         """Fit on complementary pairs of masks.
 

@@ -7,7 +7,8 @@
     Value functions: what a query measures (class logit, log-likelihood, multiple choice...).
 :mod:`~compattr.query.evaluator`
     :class:`MaskedModel`: a model, a masker, a value and inputs, evaluated on many masks per
-    forward pass; :mod:`~compattr.query.prefix` adds the key/value cache of a fixed prompt
+    forward pass (:func:`bind` makes one from the arguments of :func:`compattr.explain`, or
+    passes a set function through); :mod:`~compattr.query.prefix` adds the key/value cache of a fixed prompt
     prefix (:class:`PrefixCache`). ``Query`` is its earlier name (the same class).
 :mod:`~compattr.query.runner`
     :func:`run_queries`: any set function on a mask matrix, in chunks, across processes.
@@ -18,7 +19,7 @@
 
 from ..features.base import input_device
 from .cache import CacheCorruptError, CacheMismatchError, QueryCache, cache_folder
-from .evaluator import MaskedModel, Query, model_fingerprint
+from .evaluator import MaskedModel, Query, bind, model_fingerprint
 from .masks import budget, paired_masks, sample_masks
 from .prefix import PrefixCache
 from .runner import run_queries
@@ -30,6 +31,7 @@ __all__ = [
     "PrefixCache",
     "Query",
     "QueryCache",
+    "bind",
     "budget",
     "cache_folder",
     "input_device",

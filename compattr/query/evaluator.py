@@ -27,13 +27,22 @@ import hashlib
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from .._validation import as_masks
-from ..features.base import Inputs, Masker, digest, input_device, map_inputs, masks_by_example, n_examples
+from ..features.base import (
+    Inputs,
+    Masker,
+    SetFunction,
+    digest,
+    input_device,
+    map_inputs,
+    masks_by_example,
+    n_examples,
+)
 from .prefix import PrefixCache
 from .values import Value
 
@@ -307,3 +316,76 @@ def model_fingerprint(model: torch.nn.Module) -> str:
                     # an ndarray is a buffer (NumPy's stubs do not say so): hashed without a copy
                     h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
     return f"{type(model).__name__} weights#{h.hexdigest()[:16]}"
+
+
+def bind(
+    model: torch.nn.Module | None,
+    features: Masker | SetFunction | None,
+    value: Value | None,
+    inputs: Inputs | None,
+    batch_size: int | str | None = None,
+    caller: str = "explain",
+) -> SetFunction:
+    """The set function to query: ``features`` itself when it evaluates masks (a
+    :class:`~compattr.features.base.SetFunction`), else a :class:`MaskedModel` of the model
+    (given or ``features.model``), the masker ``features``, ``value`` and ``inputs``.
+
+    Every argument is checked first, as :func:`compattr.explain` and
+    :func:`compattr.explain_shapley` take them (``caller`` names the function in the
+    messages): a model that is not a ``torch.nn.Module`` (features passed first), no
+    ``features``, a model other than the one the features carry, arguments a set function
+    would ignore, a masker without a model or without ``value``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As listed above, before any query.
+    """
+    if model is not None and not isinstance(model, torch.nn.Module):
+        if hasattr(model, "evaluate") or hasattr(model, "masking"):
+            raise TypeError(
+                f"{caller}'s first argument is the model, got features ({type(model).__name__}). "
+                f"Pass them by keyword: {caller}(features=heads, value=..., inputs=...); the model "
+                "is read from the features when they carry it."
+            )
+        raise TypeError(f"{caller}'s model must be a torch.nn.Module, got {type(model).__name__}.")
+    if features is None:
+        raise ValueError(
+            f"{caller} needs features=: what to mask, e.g. compattr.AttentionHeads(model), or a set "
+            "function with evaluate(masks)."
+        )
+    carried = getattr(features, "model", None)
+    if model is not None and carried is not None and carried is not model:
+        raise ValueError(
+            f"the {type(features).__name__} were built for another model than the one given to {caller}: "
+            "pass their own model, or none (it is read from the features)."
+        )
+    if hasattr(features, "evaluate"):
+        unused = (("value", value), ("inputs", inputs), ("batch_size", batch_size))
+        given = [name for name, arg in unused if arg is not None]
+        if model is not None and carried is None:  # a set function that runs no model of ours
+            given.insert(0, "model")
+        if given:
+            raise ValueError(
+                f"{type(features).__name__} evaluates masks itself (a set function), so "
+                f"{', '.join(f'{g}=' for g in given)} would be ignored: they are for features that "
+                "mask a model (heads, words, patches). Set them on the set function instead."
+            )
+        return cast(SetFunction, features)  # it evaluates masks itself
+    if not hasattr(features, "masking"):
+        raise TypeError(
+            f"features must be a set function (with evaluate(masks)) or a masker (with masking(masks, "
+            f"inputs)), got {type(features).__name__}."
+        )
+    model = model if model is not None else carried
+    if model is None:
+        raise ValueError(
+            f"{type(features).__name__} masks a model but does not carry one: pass the model, "
+            f"{caller}(model, features=..., value=...)."
+        )
+    if value is None:
+        raise ValueError(
+            f"{type(features).__name__} masks a model: pass value= (what to measure, e.g. "
+            "compattr.values.ClassLogit())."
+        )
+    return MaskedModel(model, features, value, inputs, batch_size=batch_size)

@@ -81,6 +81,13 @@ class Value:
         return f"{type(self).__qualname__}(settings#{digest(settings)})"
 
 
+def describe(value: Any) -> str:
+    """A short name of what ``value`` measures: ``"MultipleChoice (logprob)"``, ``"ClassLogit"``
+    (its class, and its ``metric`` where it has one); any object is named by its class."""
+    metric = getattr(value, "metric", None)
+    return type(value).__name__ + ("" if metric is None else f" ({metric})")
+
+
 def logits_of(output: Any) -> torch.Tensor:
     """The logits of a model output: ``.logits``, a tensor, or the first element of a tuple."""
     if isinstance(output, torch.Tensor):

@@ -262,6 +262,30 @@ def test_top_interactions_bars_are_the_strongest_terms_coloured_by_order(tmp_pat
         plots.top_interactions(sp, ["a", "b"])
 
 
+def test_feature_bars_are_the_largest_values_pale_where_the_interval_holds_zero(tmp_path):
+    values = np.array([0.5, -2.0, 0.1, 1.0])
+    intervals = np.array([[0.2, 0.8], [-3.0, 0.4], [-0.1, 0.3], [0.5, 1.5]])
+    fig = plots.feature_bars(values, ["a", "b", "c", "d"], k=3, intervals=intervals)
+    render(fig, tmp_path)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "d", "a"]
+    assert [bar.get_width() for bar in ax.patches] == [-2.0, 1.0, 0.5]
+    alphas = [bar.get_facecolor()[3] for bar in ax.patches]
+    assert alphas[0] < 1.0 and alphas[1] == alphas[2] == 1.0  # b's interval holds 0
+    red, blue = ax.patches[1].get_facecolor(), ax.patches[0].get_facecolor()
+    assert red[0] > red[2] and blue[2] > blue[0]  # red raises, blue lowers
+    (whiskers,) = [c for c in ax.collections if len(c.get_segments()) == 3]
+    ends = sorted(tuple(sorted((seg[0][0], seg[1][0]))) for seg in whiskers.get_segments())
+    np.testing.assert_allclose(ends, [(-3.0, 0.4), (0.2, 0.8), (0.5, 1.5)])
+    assert len(plots.feature_bars(values, list("abcd")).axes[0].patches) == 4  # k above n: all
+    with pytest.raises(ValueError, match=r"intervals must have shape \(4, 2\)"):
+        plots.feature_bars(values, list("abcd"), intervals=intervals[:3])
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        plots.feature_bars(values, list("abcd"), k=0)
+    with pytest.raises(ValueError, match="names must hold"):
+        plots.feature_bars(values, ["a"])
+
+
 def test_spectrum_orders_bars_are_energy_fractions(tmp_path):
     sp = Spectrum.from_dict({(): 5.0, (0,): 1.0, (1,): 1.0, (0, 1): 2.0, (0, 1, 2): 1.0}, n=3)
     fig = plots.spectrum_orders(sp)

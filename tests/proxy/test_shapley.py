@@ -1,35 +1,15 @@
 """PairedShapley against brute-force Shapley values over all 2^n masks."""
 
 from collections import Counter
-from itertools import product
-from math import factorial
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import all_masks, brute_force_shapley
 
 import compattr
 from compattr.proxy import PairedShapley
 from compattr.proxy.shapley import _ridge_towards
-
-
-def all_masks(n: int) -> np.ndarray:
-    return np.array(list(product([False, True], repeat=n)))
-
-
-def brute_force_shapley(table: np.ndarray, n: int) -> np.ndarray:
-    """``φ_i = Σ_{S ∌ i} |S|! (n - |S| - 1)! / n! (f(S ∪ i) - f(S))`` from the outputs on
-    ``all_masks(n)`` (row index = the mask's bits read as a binary number, feature 0 first)."""
-    masks = all_masks(n)
-    sizes = masks.sum(axis=1)
-    phi = np.zeros(n)
-    for i in range(n):
-        without = np.flatnonzero(~masks[:, i])
-        with_i = without + (1 << (n - 1 - i))
-        s = sizes[without]
-        weights = np.array([factorial(k) * factorial(n - k - 1) for k in s]) / factorial(n)
-        phi[i] = np.sum(weights * (table[with_i] - table[without]))
-    return phi
 
 
 def sparse_function(n: int, seed: int) -> compattr.Spectrum:

@@ -1,0 +1,187 @@
+"""explain_shapley: Shapley values per model call, against brute force and a tiny Llama's heads."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import all_masks, brute_force_shapley
+
+import compattr
+from compattr import PairedShapley, ProxySPEX, ShapleyExplanation, explain_shapley
+from compattr._testing import tiny_llama
+from compattr.features import AttentionHeads
+from compattr.query import Query
+from compattr.values import LogLikelihood
+
+torch.set_num_threads(1)
+
+
+class Counting:
+    """A set function from a spectrum that counts the masks it evaluates."""
+
+    def __init__(self, spectrum: compattr.Spectrum, noise: float = 0.0, groups=None):
+        self.spectrum, self.noise, self.n = spectrum, noise, spectrum.n
+        self.names = [f"x{i}" for i in range(self.n)]
+        self.groups = groups
+        self.calls = 0
+
+    def evaluate(self, masks):
+        masks = np.asarray(masks)
+        self.calls += len(masks)
+        # noise drawn from each mask's bits: the same mask always gives the same output
+        seeds = np.packbits(masks, axis=1) @ (256 ** np.arange(-(-self.n // 8)))
+        jitter = np.array([np.random.default_rng(int(s)).normal() for s in seeds])
+        return self.spectrum.predict(masks) + self.noise * jitter
+
+    def fingerprint(self):
+        return {"function": f"spectrum of {len(self.spectrum)} terms", "noise": str(self.noise)}
+
+
+def sparse_function(n: int, seed: int) -> compattr.Spectrum:
+    """Every singleton and random terms of orders 2 to 5."""
+    rng = np.random.default_rng(seed)
+    supports = [(i,) for i in range(n)] + [tuple(rng.choice(n, size=d, replace=False)) for d in (2, 3, 3, 4, 5)]
+    return compattr.Spectrum(n, [(), *supports], rng.normal(size=len(supports) + 1))
+
+
+def test_values_match_brute_force_and_the_estimator_on_the_same_pairs():
+    n = 9
+    f = sparse_function(n, seed=1)
+    features = Counting(f)
+    sv = explain_shapley(features=features, budget=1001, seed=3, intervals=False, progress=False)
+    assert isinstance(sv, ShapleyExplanation) and sv.intervals is None
+    # 1,001 asked: 500 complementary pairs, drawn as paired_masks draws them, each queried
+    assert np.array_equal(sv.masks, compattr.paired_masks(n, 1000, seed=3))
+    assert features.calls == len(np.unique(sv.masks, axis=0))
+    np.testing.assert_allclose(sv.outputs, f.predict(sv.masks), rtol=1e-12)  # queried in chunks
+    truth = brute_force_shapley(f.predict(all_masks(n)), n)
+    assert np.sum((sv.values - truth) ** 2) / np.sum(truth**2) < 1e-3
+    refit = PairedShapley(random_state=3).fit(sv.masks, sv.outputs)
+    np.testing.assert_array_equal(sv.values, refit.shapley_)
+    # efficiency: the values sum to f(all) - f(none), both queried
+    full_minus_empty = f.predict(np.ones((1, n), bool))[0] - f.predict(np.zeros((1, n), bool))[0]
+    assert sv.full_minus_empty == pytest.approx(full_minus_empty)
+    assert sv.values.sum() == pytest.approx(full_minus_empty)
+    assert sv.names == features.names and sv.groups is None
+    assert sv.value == "Counting"
+    with pytest.raises(ValueError, match="no groups"):
+        sv.by_group()
+
+
+def test_intervals_belong_to_their_features():
+    n = 12
+    features = Counting(sparse_function(n, seed=4), noise=1.0, groups=np.arange(n) // 4)
+    sv = explain_shapley(features=features, budget=300, seed=0, folds=4, confidence=0.9, progress=False)
+    assert sv.intervals["features"].tolist() == [(i,) for i in range(n)]  # feature order
+    np.testing.assert_array_equal(sv.intervals["value"], sv.values)
+    direct = sv.estimator.uncertainty(sv.masks, sv.outputs, folds=4, confidence=0.9, names=sv.names)
+    direct = direct.set_index(direct["features"].map(lambda t: t[0])).sort_index()
+    frame = sv.to_frame()
+    assert list(frame.columns) == ["feature", "name", "group", "shapley", "stderr", "ci_low", "ci_high", "nonzero"]
+    assert np.all(np.diff(np.abs(frame["shapley"])) <= 0)  # largest |φ| first
+    for row in frame.itertuples():
+        assert row.name == f"x{row.feature}" and row.group == row.feature // 4
+        assert row.shapley == sv.values[row.feature]
+        assert row.stderr == pytest.approx(direct.loc[row.feature, "stderr"])
+        assert row.ci_low == pytest.approx(direct.loc[row.feature, "ci_low"])
+        assert row.nonzero == direct.loc[row.feature, "nonzero"]
+        assert row.ci_low <= row.shapley <= row.ci_high
+    assert frame["stderr"].nunique() > 1  # the noise makes the intervals differ
+    assert len(sv.to_frame(3)) == 3
+    groups = sv.by_group()
+    assert list(groups.index) == [0, 1, 2]
+    assert groups[1] == pytest.approx(sv.values[4:8].sum())
+    text = sv.summary(4)
+    assert "90% jackknife intervals" in text and f"{int(frame['nonzero'].sum())} of {n}" in text
+    assert repr(sv) == f"ShapleyExplanation(n={n}, queries=300, {int(frame['nonzero'].sum())} nonzero)"
+
+
+def test_cache_serves_a_second_run(tmp_path):
+    f = sparse_function(10, seed=2)
+    first = explain_shapley(features=Counting(f), budget=200, cache_dir=tmp_path, intervals=False, progress=False)
+    again = Counting(f)
+    second = explain_shapley(features=again, budget=200, cache_dir=tmp_path, intervals=False, progress=False)
+    assert again.calls == 0
+    np.testing.assert_array_equal(first.values, second.values)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            {"budget": 48, "intervals": False},
+            ValueError,
+            r"48 masks \(24 complementary pairs\) leaves 48 masks; .* at least 50",
+        ),
+        ({"budget": 60}, ValueError, "leaves 48 masks after the jackknife leaves out 1/5 of the pairs"),
+        ({"budget": 100, "folds": 60}, ValueError, "folds=60 groups of pairs need at least as many pairs, got 50"),
+        ({"folds": 1}, ValueError, "folds"),
+        ({"confidence": 1.0}, ValueError, "confidence"),
+        ({"estimator": ProxySPEX()}, TypeError, "PairedShapley, got ProxySPEX"),
+        ({"value": LogLikelihood(answers=[[1]])}, ValueError, "value= would be ignored"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_query(kwargs, error, message):
+    features = Counting(sparse_function(10, seed=0))
+    with pytest.raises(error, match=message):
+        explain_shapley(features=features, progress=False, **kwargs)
+    assert features.calls == 0
+
+
+def test_budget_without_intervals_needs_only_the_fit():
+    features = Counting(sparse_function(10, seed=0))
+    sv = explain_shapley(features=features, budget=60, intervals=False, progress=False)  # 48 < 60: no jackknife
+    assert len(sv.masks) == 60
+
+
+def test_messages_name_explain_shapley():
+    features = Counting(sparse_function(10, seed=0))
+    with pytest.raises(TypeError, match="explain_shapley's first argument is the model"):
+        explain_shapley(features, progress=False)
+    with pytest.raises(ValueError, match="explain_shapley needs features="):
+        explain_shapley(progress=False)
+
+
+def test_one_feature_is_refused():
+    features = Counting(compattr.Spectrum(1, [(0,)], [1.0]))
+    with pytest.raises(ValueError, match="at least 2 features"):
+        explain_shapley(features=features, progress=False)
+    assert features.calls == 0
+
+
+def test_heads_of_a_tiny_llama():
+    model = tiny_llama(layers=2, heads=4, kv_heads=2, seed=3)
+    heads = AttentionHeads(model)
+    inputs = torch.randint(6, 64, (2, 8), generator=torch.Generator().manual_seed(1))
+    value = LogLikelihood(answers=[[7, 9], [11, 13]])
+    sv = explain_shapley(model, heads, value, inputs, budget=160, folds=3, seed=1, progress=False)
+    assert sv.names == heads.names and np.array_equal(sv.groups, heads.groups)
+    ends = Query(model, heads, value, inputs).evaluate(np.array([[True] * heads.n, [False] * heads.n]))
+    assert sv.values.sum() == pytest.approx(ends[0] - ends[1], rel=1e-6)
+    np.testing.assert_allclose(sv.outputs[:2], ends, rtol=1e-6)
+    layers = sv.by_group()
+    assert list(layers.index) == sorted(set(heads.groups)) and layers.sum() == pytest.approx(sv.values.sum())
+    assert sv.value == "LogLikelihood"
+    assert "LogLikelihood" in sv.summary() and sv.to_frame(1)["name"][0] in sv.summary()
+    fig = sv.plot(5)
+    assert len(fig.axes[0].patches) == 5
+    assert "LogLikelihood" in fig.axes[0].get_xlabel()
+
+
+def test_min_masks_is_the_proxys_in_whole_pairs():
+    assert PairedShapley().min_masks == ProxySPEX().min_masks == 50
+    assert PairedShapley(cv=7).min_masks == 70
+    f = sparse_function(9, seed=1)
+    X = compattr.paired_masks(9, 48, seed=0)
+    with pytest.raises(ValueError, match="at least 50 masks"):
+        PairedShapley().fit(X, f.predict(X))
+    X = compattr.paired_masks(9, 50, seed=0)
+    assert PairedShapley().fit(X, f.predict(X)).shapley_.shape == (9,)
+
+
+def test_to_frame_without_intervals():
+    sv = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, intervals=False, progress=False)
+    frame = sv.to_frame()
+    assert list(frame.columns) == ["feature", "name", "shapley"]
+    assert isinstance(frame, pd.DataFrame) and sorted(frame["feature"]) == list(range(10))
+    assert "intervals" not in sv.summary()
