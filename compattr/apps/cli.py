@@ -4,7 +4,9 @@
 questions, fits ProxySPEX and writes the explanation, plots and a summary.
 ``compattr prune`` does the same on a train split, then plans which heads to keep (ProxySPEX
 by integer programming, against the LASSO and Best-of-N baselines) and measures every plan's
-real accuracy on the held-out questions. ``compattr SUBCOMMAND --help`` has examples.
+real accuracy on the held-out questions. ``compattr shapley`` measures complementary pairs of
+masks and writes each head's Shapley value with its interval (:func:`compattr.explain_shapley`).
+``compattr SUBCOMMAND --help`` has examples.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import torch
 
 from .._validation import plan_size, range_note
 from ..explain import explain
+from ..explain_shapley import explain_shapley
 from ..features import AttentionHeads
 from ..query.cache import CacheMismatchError
 from ..query.masks import budget
 from . import tasks
 from .arguments import format_layers, keep_value, parse_layers
 from .models import ALIASES, MissingAssetError, default_device, load_model
-from .report import markdown_table, write_explanation, write_plans
+from .report import markdown_table, write_explanation, write_plans, write_shapley
 
 _VALUES = {"mc-logprob": "logprob", "mc-accuracy": "accuracy"}
 # Errors in what the user asked for (compattr raises ValueError for bad input, OSError for
@@ -90,6 +93,24 @@ plans/{{proxyspex,lasso,best_of_n,greedy,single_head}}.json
 )
 
 
+_SHAPLEY_EPILOG = (
+    _COMMON_EPILOG
+    + """
+The budget is spent on complementary pairs of masks (a head set and its complement), from
+which Shapley values are the more accurate at low budgets; each value gets a jackknife
+interval from --folds more fits (no model call; --no-intervals skips them).
+
+examples:
+  # SmolLM2-135M (offline asset), last 4 layers = 36 heads, 16 capitals questions
+  compattr shapley smollm2 --layers 26-29 --questions 16 --alpha 2 --out out/shapley
+
+writes to --out: shapley.csv (every head by decreasing |Shapley value|, with its interval),
+groups.csv (summed per layer), shapley.png, summary.txt, queries.npz (masks, outputs),
+settings.json; and the query cache (--cache, default OUT/queries, shared with explain).
+"""
+)
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``compattr`` argument parser with its ``explain`` and ``prune`` subcommands."""
@@ -102,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run 'compattr SUBCOMMAND --help' for every option and more examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,prune}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,prune,shapley}")
     aliases = ", ".join(ALIASES)
     explain = sub.add_parser(
         "explain",
@@ -121,8 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_PRUNE_EPILOG.format(aliases=aliases),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    for p, command in ((explain, "explain"), (prune, "prune")):
+    shapley = sub.add_parser(
+        "shapley",
+        help="Shapley value of each head on a question set, with intervals",
+        description="Measure the model on complementary pairs of head masks, fit the paired "
+        "Shapley estimator and write each head's Shapley value with its jackknife interval.",
+        epilog=_SHAPLEY_EPILOG.format(aliases=aliases),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for p, command in ((explain, "explain"), (prune, "prune"), (shapley, "shapley")):
         _add_common(p, command)
+    shapley.add_argument(
+        "--folds",
+        type=_int_at_least(2),
+        default=5,
+        metavar="K",
+        help="groups of pairs the jackknife leaves out in turn, one more fit each (default 5)",
+    )
+    shapley.add_argument("--no-intervals", action="store_true", help="skip the intervals (and their fits)")
     prune.add_argument(
         "--keep",
         type=keep_value,
@@ -154,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.set_defaults(run=_run_explain)
     prune.set_defaults(run=_run_prune)
+    shapley.set_defaults(run=_run_shapley)
     return parser
 
 
@@ -202,20 +240,22 @@ def _add_common(p: argparse.ArgumentParser, command: str) -> None:
     size.add_argument(
         "--budget", type=_positive_int, default=None, metavar="M", help="number of masked queries to fit on"
     )
+    alpha = 2.0 if command == "shapley" else 4.0  # the paired mode is for low budgets
     size.add_argument(
         "--alpha",
         type=_positive_float,
-        default=4.0,
+        default=alpha,
         metavar="A",
-        help="budget = ceil(A * n * log2 n) for n heads (default 4; the paper uses 2-8)",
+        help=f"budget = ceil(A * n * log2 n) for n heads (default {alpha:g}; the paper uses 2-8)",
     )
-    fit.add_argument(
-        "--test-masks",
-        type=_int_at_least(2),
-        default=1000,
-        metavar="T",
-        help="held-out masks for the faithfulness R^2, at least 2 (default 1000)",
-    )
+    if command != "shapley":  # Shapley values need no held-out masks: they sum to f(all) - f(none)
+        fit.add_argument(
+            "--test-masks",
+            type=_int_at_least(2),
+            default=1000,
+            metavar="T",
+            help="held-out masks for the faithfulness R^2, at least 2 (default 1000)",
+        )
     fit.add_argument("--seed", type=int, default=0, help="seeds the questions, masks and fit (default 0)")
     run = p.add_argument_group("running")
     run.add_argument("--dtype", default="float32", help="model dtype: float32 (default), bfloat16, float16")
@@ -340,6 +380,8 @@ class _Setup:
         self.heads = AttentionHeads(self.model, layers=args.layers)
         n = self.heads.n
         self.budget = args.budget or budget(n, args.alpha)
+        if args.command == "shapley":  # whole complementary pairs
+            self.budget -= self.budget % 2
         self.size = plan_size(args.keep, n, name="--keep") if args.command == "prune" else None
         if self.size is not None and args.min_per_layer is not None:
             layers = len(self.heads.layers)
@@ -380,6 +422,30 @@ def _run_explain(args: argparse.Namespace, setup: _Setup) -> None:
     seconds = time.perf_counter() - start
     text = _header(args, setup, seconds) + "\n" + ex.summary()
     write_explanation(ex, args.out, text, _settings(args, setup, seconds))
+    print(text)
+    print(f"\nwritten to {args.out}/")
+
+
+def _run_shapley(args: argparse.Namespace, setup: _Setup) -> None:
+    start = time.perf_counter()
+    metric = _VALUES[args.value]
+    inputs, value = setup.train.encode(setup.tokenizer, metric=metric)
+    sv = explain_shapley(
+        setup.model,
+        features=setup.heads,
+        value=value,
+        inputs=inputs,
+        budget=setup.budget,
+        seed=args.seed,
+        cache_dir=setup.cache,
+        intervals=not args.no_intervals,
+        folds=args.folds,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    text = _header(args, setup, seconds) + "\n" + sv.summary()
+    write_shapley(sv, args.out, text, _settings(args, setup, seconds) | {"folds": args.folds})
     print(text)
     print(f"\nwritten to {args.out}/")
 
@@ -433,11 +499,11 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
 # --------------------------------------------------------------------------- output
 def _header(args: argparse.Namespace, setup: _Setup, seconds: float) -> str:
     heads = setup.heads
+    held_out = "" if args.command == "shapley" else f" + {args.test_masks} held-out masks"
     return (
         f"{args.model}: {heads.n} heads (layers {format_layers(heads.layers)} x {heads.n_heads}), "
         f"task {args.task}, value {args.value} on {len(setup.train)} questions, "
-        f"budget {setup.budget} + {args.test_masks} held-out masks, seed {args.seed}; "
-        f"{seconds:.0f} s"
+        f"budget {setup.budget}{held_out}, seed {args.seed}; {seconds:.0f} s"
     )
 
 
@@ -451,7 +517,7 @@ def _settings(args: argparse.Namespace, setup: _Setup, seconds: float) -> dict:
         "value": args.value,
         "questions": len(setup.train),
         "budget": setup.budget,
-        "test_masks": args.test_masks,
+        "test_masks": getattr(args, "test_masks", None),  # shapley has none
         "seed": args.seed,
         "dtype": args.dtype,
         "seconds": round(seconds, 1),

@@ -1,8 +1,9 @@
 """Writing results: markdown tables, and an explanation or plans as the files the CLI and recipes leave.
 
-One writer of each kind, shared by ``compattr explain`` / ``compattr prune`` and the recipes:
-:func:`markdown_table` (a table or a list of row dicts), :func:`write_explanation` (the saved
-explanation plus its summary, tables and figures) and :func:`write_plans`.
+One writer of each kind, shared by ``compattr explain`` / ``prune`` / ``shapley`` and the
+recipes: :func:`markdown_table` (a table or a list of row dicts), :func:`write_explanation`
+(the saved explanation plus its summary, tables and figures), :func:`write_shapley` (Shapley
+values with their intervals) and :func:`write_plans`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,21 @@ def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
     plots.save(ex.plot_energy(), folder / "energy.png")
     plots.save(ex.plot_circuit(), folder / "circuit.png")
     plots.save(ex.circuit_html(), folder / "circuit.html")
+
+
+def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
+    """A :class:`~compattr.ShapleyExplanation` to ``folder``: summary.txt, shapley.csv (every
+    feature by decreasing ``|φ|``, with its interval when there is one), groups.csv (the
+    values summed per group, when the features have groups), shapley.png (the 20 largest),
+    queries.npz (``masks``, ``outputs``: the pairs it was fitted on) and settings.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.txt").write_text(summary + "\n")
+    (folder / "settings.json").write_text(json.dumps(settings, indent=1))
+    sv.to_frame().to_csv(folder / "shapley.csv", index=False)
+    if sv.groups is not None:
+        sv.by_group().rename_axis("group").to_csv(folder / "groups.csv")
+    plots.save(sv.plot(20), folder / "shapley.png")
+    np.savez_compressed(folder / "queries.npz", masks=sv.masks, outputs=sv.outputs)
 
 
 def write_plans(plans: dict, folder: Path) -> None:

@@ -43,8 +43,8 @@ def _run(assets, tmp_path, command: str, *extra: str) -> int:
 def test_help_names_the_subcommands(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "explain" in out and "prune" in out
-    for command in ("explain", "prune"):
+    assert "explain" in out and "prune" in out and "shapley" in out
+    for command in ("explain", "prune", "shapley"):
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out
         assert "examples:" in text and "--layers" in text and "smollm2" in text
@@ -81,6 +81,51 @@ def test_explain_writes_the_explanation(assets, tmp_path, capsys):
     assert settings["layers"] == [1, 2] and settings["questions"] == 6
     printed = capsys.readouterr().out
     assert "faithfulness" in printed and "8 heads (layers 1-2 x 4)" in printed
+
+
+def _shapley(assets, tmp_path, *extra: str) -> int:
+    model, questions = str(assets / "model"), str(assets / "questions.jsonl")
+    common = ["--task", questions, "--questions", "6", "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"]
+    return main(["shapley", model, *common, *extra])
+
+
+def test_shapley_writes_the_values_with_their_intervals(assets, tmp_path, capsys):
+    assert _shapley(assets, tmp_path, "--layers", "1-2", "--budget", "121", "--folds", "3") == 0
+    out = tmp_path / "out"
+    for name in ("shapley.csv", "groups.csv", "shapley.png", "summary.txt", "queries.npz", "settings.json"):
+        assert (out / name).is_file(), name
+    (cache,) = (out / "queries").iterdir()
+    assert (cache / "manifest.json").is_file()
+    queries = np.load(out / "queries.npz")
+    assert queries["masks"].shape == (120, 8)  # 121 asked: 60 complementary pairs
+    assert (queries["masks"][1::2] == ~queries["masks"][0::2]).all()
+    refit = compattr.PairedShapley(random_state=0).fit(queries["masks"], queries["outputs"])
+    table = pd.read_csv(out / "shapley.csv")
+    assert list(table.columns) == ["feature", "name", "group", "shapley", "stderr", "ci_low", "ci_high", "nonzero"]
+    np.testing.assert_allclose(table.sort_values("feature")["shapley"], refit.shapley_)
+    assert table["name"][table["feature"] == 0].item() == "L1.H0" and set(table["group"]) == {1, 2}
+    assert (table["ci_low"] <= table["shapley"]).all() and (table["shapley"] <= table["ci_high"]).all()
+    groups = pd.read_csv(out / "groups.csv")
+    assert list(groups["group"]) == [1, 2] and groups["shapley"].sum() == pytest.approx(refit.shapley_.sum())
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["command"] == "shapley" and settings["folds"] == 3 and settings["test_masks"] is None
+    printed = capsys.readouterr().out
+    assert "budget 120, seed 0" in printed and "f(all kept) - f(none kept)" in printed
+    assert "jackknife intervals" in printed
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--budget", "60"), "leaves 48 masks after the jackknife"),
+        (("--budget", "48", "--no-intervals"), "needs at least 50"),
+        (("--test-masks", "10"), "unrecognized arguments: --test-masks"),
+    ],
+)
+def test_bad_shapley_input_exits_2_before_any_query(assets, tmp_path, capsys, extra, message):
+    assert _shapley(assets, tmp_path, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "queries").exists()
 
 
 def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
