@@ -21,15 +21,18 @@ Shapley values alone do not.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ._validation import check_int
+from ._validation import check_format, check_int
 from .apps import plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import PairedShapley
@@ -39,6 +42,8 @@ from .query.masks import paired_masks
 from .query.values import Value, describe
 
 _INTERVAL_COLUMNS = ["stderr", "ci_low", "ci_high", "nonzero"]
+_FORMAT = "compattr.shapley_explanation"
+_VERSION = 1
 
 
 @dataclass
@@ -57,8 +62,9 @@ class ShapleyExplanation:
         all kept, none kept.
     outputs : (m,) float64 array
         The model's outputs on ``masks``.
-    estimator : PairedShapley
-        Fitted on ``masks`` and ``outputs``.
+    estimator : PairedShapley or None
+        Fitted on ``masks`` and ``outputs``; None after :meth:`load` (refit it with
+        ``PairedShapley(**fit_info["params"]).fit(masks, outputs)``).
     intervals : pandas.DataFrame or None
         Each feature's jackknife ``stderr``, ``ci_low``, ``ci_high`` and ``nonzero`` (the
         interval excludes 0), in feature order (:meth:`compattr.PairedShapley.uncertainty`);
@@ -69,21 +75,28 @@ class ShapleyExplanation:
         A group label per feature (the layer of each head), when the features have them.
     value : str or None
         What was measured (e.g. ``"ClassLogit"``).
+    fit_info : dict
+        The estimator's choices: its proxy's CV R² (``proxy_cv_r2``), ``prior``, ``hedged``,
+        ``ridge``, ``support`` and its ``params``.
     """
 
     values: np.ndarray
     names: list[str]
     masks: np.ndarray
     outputs: np.ndarray
-    estimator: PairedShapley
+    estimator: PairedShapley | None = None
     intervals: pd.DataFrame | None = None
     confidence: float = 0.95
     groups: np.ndarray | None = None
     value: str | None = None
-    fit_info: dict[str, Any] = field(init=False)
+    fit_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.fit_info:
+            return
         est = self.estimator
+        if est is None:
+            raise ValueError("a ShapleyExplanation needs its fitted estimator, or the fit_info of one.")
         self.fit_info = {
             "proxy_cv_r2": float(est.proxy_.cv_r2_),
             "prior": est.prior_,
@@ -170,6 +183,71 @@ class ShapleyExplanation:
         intervals = None if self.intervals is None else self.intervals[["ci_low", "ci_high"]].to_numpy()
         label = "Shapley value" + (f" ({self.value})" if self.value else "")
         return plots.feature_bars(self.values, self.names, k, intervals=intervals, label=label, title=title, ax=ax)
+
+    def save(self, path) -> Path:
+        """Write everything (values, intervals, masks, outputs, names, groups, choices) to one
+        ``.npz`` file, through a temporary file renamed into place: a save killed part-way
+        leaves the previous file whole. :meth:`load` reads it back.
+
+        Returns
+        -------
+        Path
+            ``path``.
+        """
+        path = Path(path)
+        meta = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "names": list(self.names),
+            "confidence": self.confidence,
+            "value": self.value,
+            "fit_info": self.fit_info,
+        }
+        arrays: dict[str, Any] = {"values": self.values, "masks": self.masks, "outputs": self.outputs}
+        if self.groups is not None:
+            arrays["groups"] = np.asarray(self.groups)
+        if self.intervals is not None:
+            arrays |= {column: self.intervals[column].to_numpy() for column in _INTERVAL_COLUMNS}
+        handle, staging = tempfile.mkstemp(prefix=f".{path.name}-saving-", suffix=".npz", dir=path.resolve().parent)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez_compressed(file, meta=np.array(json.dumps(meta)), **arrays)
+            os.replace(staging, path)
+        finally:
+            Path(staging).unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path) -> ShapleyExplanation:
+        """Read a file written by :meth:`save` (its ``estimator`` is None).
+
+        Raises
+        ------
+        ValueError
+            Not a compattr Shapley explanation, or written by a newer compattr.
+        """
+        with np.load(Path(path), allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
+        check_format(meta.get("format"), meta.get("version"), _FORMAT, _VERSION, path, "compattr Shapley explanation")
+        intervals = None
+        if all(column in arrays for column in _INTERVAL_COLUMNS):
+            n = len(arrays["values"])
+            intervals = pd.DataFrame(
+                {"features": [(i,) for i in range(n)], "names": meta["names"], "value": arrays["values"]}
+                | {column: arrays.pop(column) for column in _INTERVAL_COLUMNS}
+            )
+        return cls(
+            values=arrays["values"],
+            names=meta["names"],
+            masks=arrays["masks"],
+            outputs=arrays["outputs"],
+            intervals=intervals,
+            confidence=meta["confidence"],
+            groups=arrays.get("groups"),
+            value=meta["value"],
+            fit_info=meta["fit_info"],
+        )
 
     def __repr__(self) -> str:
         held = "" if self.intervals is None else f", {int(self.intervals['nonzero'].sum())} nonzero"

@@ -1,5 +1,7 @@
 """explain_shapley: Shapley values per model call, against brute force and a tiny Llama's heads."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -185,3 +187,33 @@ def test_to_frame_without_intervals():
     assert list(frame.columns) == ["feature", "name", "shapley"]
     assert isinstance(frame, pd.DataFrame) and sorted(frame["feature"]) == list(range(10))
     assert "intervals" not in sv.summary()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    n = 12
+    features = Counting(sparse_function(n, seed=4), noise=1.0, groups=np.arange(n) // 4)
+    sv = explain_shapley(features=features, budget=300, seed=0, folds=4, progress=False)
+    path = sv.save(tmp_path / "sv.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["sv.npz"]  # no staging file left behind
+    back = ShapleyExplanation.load(path)
+    assert back.estimator is None and json.dumps(back.fit_info) == json.dumps(sv.fit_info)  # NaN, tuples as lists
+    np.testing.assert_array_equal(back.values, sv.values)
+    np.testing.assert_array_equal(back.masks, sv.masks)
+    np.testing.assert_array_equal(back.outputs, sv.outputs)
+    np.testing.assert_array_equal(back.groups, sv.groups)
+    pd.testing.assert_frame_equal(back.to_frame(), sv.to_frame())
+    assert back.summary() == sv.summary() and back.names == sv.names and back.confidence == sv.confidence
+    refit = PairedShapley(**back.fit_info["params"]).fit(back.masks, back.outputs)  # as the docstring says
+    np.testing.assert_array_equal(refit.shapley_, sv.values)
+    bare = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, intervals=False, progress=False)
+    again = ShapleyExplanation.load(bare.save(tmp_path / "bare.npz"))
+    assert again.intervals is None and again.groups is None
+    np.testing.assert_array_equal(again.values, bare.values)
+
+
+def test_load_refuses_other_files(tmp_path):
+    np.savez(tmp_path / "other.npz", values=np.zeros(3))
+    with pytest.raises(ValueError, match="is not a compattr Shapley explanation"):
+        ShapleyExplanation.load(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="fitted estimator, or the fit_info"):
+        ShapleyExplanation(values=np.zeros(2), names=["a", "b"], masks=np.zeros((2, 2), bool), outputs=np.zeros(2))

@@ -161,4 +161,3 @@ def test_the_shapley_section_runs_as_written(tmp_path, monkeypatch, capsys):
     assert len(sv.masks) == compattr.budget(16, 2) and sv.intervals is not None
     assert (tmp_path / "shapley.png").stat().st_size > 0 and any((tmp_path / "cache").iterdir())
     assert "f(all kept) - f(none kept)" in capsys.readouterr().out
-

@@ -73,7 +73,8 @@ def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
     """A :class:`~compattr.ShapleyExplanation` to ``folder``: summary.txt, shapley.csv (every
     feature by decreasing ``|φ|``, with its interval when there is one), groups.csv (the
     values summed per group, when the features have groups), shapley.png (the 20 largest),
-    queries.npz (``masks``, ``outputs``: the pairs it was fitted on) and settings.json."""
+    shapley.npz (everything, the queried pairs included: ``ShapleyExplanation.load``) and
+    settings.json."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.txt").write_text(summary + "\n")
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))
@@ -81,7 +82,7 @@ def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
     if sv.groups is not None:
         sv.by_group().rename_axis("group").to_csv(folder / "groups.csv")
     plots.save(sv.plot(20), folder / "shapley.png")
-    np.savez_compressed(folder / "queries.npz", masks=sv.masks, outputs=sv.outputs)
+    sv.save(folder / "shapley.npz")
 
 
 def write_plans(plans: dict, folder: Path) -> None:

@@ -92,14 +92,15 @@ def _shapley(assets, tmp_path, *extra: str) -> int:
 def test_shapley_writes_the_values_with_their_intervals(assets, tmp_path, capsys):
     assert _shapley(assets, tmp_path, "--layers", "1-2", "--budget", "121", "--folds", "3") == 0
     out = tmp_path / "out"
-    for name in ("shapley.csv", "groups.csv", "shapley.png", "summary.txt", "queries.npz", "settings.json"):
+    for name in ("shapley.csv", "groups.csv", "shapley.png", "summary.txt", "shapley.npz", "settings.json"):
         assert (out / name).is_file(), name
     (cache,) = (out / "queries").iterdir()
     assert (cache / "manifest.json").is_file()
-    queries = np.load(out / "queries.npz")
-    assert queries["masks"].shape == (120, 8)  # 121 asked: 60 complementary pairs
-    assert (queries["masks"][1::2] == ~queries["masks"][0::2]).all()
-    refit = compattr.PairedShapley(random_state=0).fit(queries["masks"], queries["outputs"])
+    sv = compattr.ShapleyExplanation.load(out / "shapley.npz")
+    assert sv.masks.shape == (120, 8)  # 121 asked: 60 complementary pairs
+    assert (sv.masks[1::2] == ~sv.masks[0::2]).all() and sv.names[0] == "L1.H0"
+    refit = compattr.PairedShapley(random_state=0).fit(sv.masks, sv.outputs)
+    np.testing.assert_array_equal(sv.values, refit.shapley_)
     table = pd.read_csv(out / "shapley.csv")
     assert list(table.columns) == ["feature", "name", "group", "shapley", "stderr", "ci_low", "ci_high", "nonzero"]
     np.testing.assert_allclose(table.sort_values("feature")["shapley"], refit.shapley_)
