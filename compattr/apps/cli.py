@@ -106,7 +106,8 @@ examples:
 
 writes to --out: shapley.csv (every head by decreasing |Shapley value|, with its interval),
 groups.csv (summed per layer), shapley.png, summary.txt, shapley.npz (everything, the
-queries included; reload with compattr.ShapleyExplanation.load), settings.json; and the query cache (--cache, default OUT/queries, shared with explain).
+queries included; reload with compattr.ShapleyExplanation.load), settings.json; and the
+query cache (--cache, default OUT/queries, shared with explain).
 """
 )
 
