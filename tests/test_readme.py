@@ -19,13 +19,19 @@ from compattr.tasks import QuestionSet
 REPO = Path(__file__).resolve().parents[1]
 
 
+def python_block(heading: str) -> str:
+    """The first python block of the README's section that starts with ``heading``."""
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"\n{heading}")
+    level = heading.split(" ", 1)[0]  # "##" or "###": the section ends at the next of its level
+    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
+    assert block is not None and block.start() < text[start:].index(f"\n{level} ", 1), f"no python block in {heading}"
+    return block.group(1)
+
+
 def quick_start() -> str:
     """The python block of the README's "Quick start" section (its first)."""
-    text = (REPO / "README.md").read_text()
-    start = text.index("\n## Quick start")
-    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
-    assert block is not None and block.start() < text[start:].index("\n## ", 1), "no python block in the quick start"
-    return block.group(1)
+    return python_block("## Quick start")
 
 
 def tiny_questions(count: int = 60, seed: int = 0) -> QuestionSet:
@@ -140,15 +146,6 @@ def test_the_paired_shapley_block_runs_as_written():
     assert np.sum((fitted - exact) ** 2) < 0.5 * np.sum(exact**2)
 
 
-def shapley_block() -> str:
-    """The python block of the README's ``explain_shapley`` section."""
-    text = (REPO / "README.md").read_text()
-    start = text.index("\n### Shapley values alone")
-    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
-    assert block is not None and block.start() < text[start:].index("\n### ", 1), "no python block there"
-    return block.group(1)
-
-
 @pytest.mark.slow  # 16 heads, 128 masked queries in pairs, PairedShapley and its jackknife: ~15 s
 def test_the_shapley_section_runs_as_written(tmp_path, monkeypatch, capsys):
     model, tokenizer = tiny_llama(layers=30, heads=4, kv_heads=2, hidden=16, seed=3), word_tokenizer()
@@ -156,7 +153,7 @@ def test_the_shapley_section_runs_as_written(tmp_path, monkeypatch, capsys):
     heads = compattr.AttentionHeads(model, layers=range(26, 30))
     monkeypatch.chdir(tmp_path)
     scope: dict = {"compattr": compattr, "heads": heads, "value": value, "inputs": inputs}
-    exec(compile(shapley_block(), "README.md (explain_shapley)", "exec"), scope)
+    exec(compile(python_block("### Shapley values alone"), "README.md (explain_shapley)", "exec"), scope)
     sv = scope["sv"]
     assert len(sv.masks) == compattr.budget(16, 2) and sv.intervals is not None
     assert (tmp_path / "shapley.png").stat().st_size > 0 and any((tmp_path / "cache").iterdir())

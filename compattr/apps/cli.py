@@ -112,6 +112,29 @@ query cache (--cache, default OUT/queries, shared with explain).
 )
 
 
+#: Each subcommand's help, description and epilog.
+_SUBCOMMANDS = {
+    "explain": (
+        "interactions of heads on a question set",
+        "Mask random subsets of the heads, measure the model on the questions, fit ProxySPEX and "
+        "the LASSO baseline, write the explanation, plots and a summary.",
+        _EXPLAIN_EPILOG,
+    ),
+    "prune": (
+        "which heads to keep, checked on held-out questions",
+        "Explain the heads on the train questions, plan which to keep by ProxySPEX (exact integer "
+        "programming), LASSO and Best-of-N, and measure each plan's accuracy on the held-out questions.",
+        _PRUNE_EPILOG,
+    ),
+    "shapley": (
+        "Shapley value of each head on a question set, with intervals",
+        "Measure the model on complementary pairs of head masks, fit the paired Shapley estimator "
+        "and write each head's Shapley value with its jackknife interval.",
+        _SHAPLEY_EPILOG,
+    ),
+}
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``compattr`` argument parser with its ``explain`` and ``prune`` subcommands."""
@@ -126,30 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{explain,prune,shapley}")
     aliases = ", ".join(ALIASES)
-    explain = sub.add_parser(
-        "explain",
-        help="interactions of heads on a question set",
-        description="Mask random subsets of the heads, measure the model on the questions, "
-        "fit ProxySPEX and the LASSO baseline, write the explanation, plots and a summary.",
-        epilog=_EXPLAIN_EPILOG.format(aliases=aliases),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    prune = sub.add_parser(
-        "prune",
-        help="which heads to keep, checked on held-out questions",
-        description="Explain the heads on the train questions, plan which to keep by "
-        "ProxySPEX (exact integer programming), LASSO and Best-of-N, and measure each plan's "
-        "accuracy on the held-out questions.",
-        epilog=_PRUNE_EPILOG.format(aliases=aliases),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    shapley = sub.add_parser(
-        "shapley",
-        help="Shapley value of each head on a question set, with intervals",
-        description="Measure the model on complementary pairs of head masks, fit the paired "
-        "Shapley estimator and write each head's Shapley value with its jackknife interval.",
-        epilog=_SHAPLEY_EPILOG.format(aliases=aliases),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    explain, prune, shapley = (
+        sub.add_parser(
+            command,
+            help=help_,
+            description=description,
+            epilog=epilog.format(aliases=aliases),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for command, (help_, description, epilog) in _SUBCOMMANDS.items()
     )
     for p, command in ((explain, "explain"), (prune, "prune"), (shapley, "shapley")):
         _add_common(p, command)
