@@ -407,22 +407,25 @@ def _questions(args: argparse.Namespace) -> tasks.QuestionSet:
 
 
 # --------------------------------------------------------------------------- subcommands
+def _pipeline_arguments(args: argparse.Namespace, setup: _Setup) -> dict:
+    """What ``explain`` and ``explain_shapley`` take alike: the heads, the value and inputs of
+    the train questions, the budget, seed, cache, batch size and progress bars."""
+    inputs, value = setup.train.encode(setup.tokenizer, metric=_VALUES[args.value])
+    return {
+        "features": setup.heads,
+        "value": value,
+        "inputs": inputs,
+        "budget": setup.budget,
+        "seed": args.seed,
+        "cache_dir": setup.cache,
+        "batch_size": args.batch_size,
+        "progress": not args.quiet,
+    }
+
+
 def _explain(args: argparse.Namespace, setup: _Setup):
-    metric = _VALUES[args.value]
-    inputs, value = setup.train.encode(setup.tokenizer, metric=metric)
-    return explain(
-        setup.model,
-        features=setup.heads,
-        value=value,
-        inputs=inputs,
-        budget=setup.budget,
-        test_masks=args.test_masks,
-        seed=args.seed,
-        cache_dir=setup.cache,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        value_range=tasks.METRIC_RANGES[metric],
-    )
+    value_range = tasks.METRIC_RANGES[_VALUES[args.value]]
+    return explain(setup.model, test_masks=args.test_masks, value_range=value_range, **_pipeline_arguments(args, setup))
 
 
 def _run_explain(args: argparse.Namespace, setup: _Setup) -> None:
@@ -437,21 +440,8 @@ def _run_explain(args: argparse.Namespace, setup: _Setup) -> None:
 
 def _run_shapley(args: argparse.Namespace, setup: _Setup) -> None:
     start = time.perf_counter()
-    metric = _VALUES[args.value]
-    inputs, value = setup.train.encode(setup.tokenizer, metric=metric)
-    sv = explain_shapley(
-        setup.model,
-        features=setup.heads,
-        value=value,
-        inputs=inputs,
-        budget=setup.budget,
-        seed=args.seed,
-        cache_dir=setup.cache,
-        intervals=not args.no_intervals,
-        folds=args.folds,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-    )
+    intervals = not args.no_intervals
+    sv = explain_shapley(setup.model, intervals=intervals, folds=args.folds, **_pipeline_arguments(args, setup))
     seconds = time.perf_counter() - start
     text = _header(args, setup, seconds) + "\n" + sv.summary()
     write_shapley(sv, args.out, text, _settings(args, setup, seconds) | {"folds": args.folds})
