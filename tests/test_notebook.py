@@ -26,6 +26,7 @@ def test_walkthrough_executes(tmp_path):
         for o in cell.outputs
     )
     assert "R² ProxySPEX" in outputs and "pruned (measured)" in outputs
+    assert "compattr Shapley values" in outputs and "jackknife intervals" in outputs
     assert (tmp_path / "walkthrough-explanation" / "spectrum.json").exists()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
