@@ -328,22 +328,23 @@ def test_rejects_bad_parameters(kwargs):
         PairedShapley(**kwargs).fit(X, X.sum(axis=1).astype(float))
 
 
-@pytest.mark.parametrize("gesdd_fails", [False, True])
+@pytest.mark.parametrize("evd_fails", [False, True])
 @pytest.mark.parametrize("rows, terms", [(40, 12), (12, 40)])  # more rows than terms, and fewer
-def test_ridge_towards_the_prior_solves_its_constrained_problem(rows, terms, gesdd_fails, monkeypatch):
+def test_ridge_towards_the_prior_solves_its_constrained_problem(rows, terms, evd_fails, monkeypatch):
     """Each ridge's solution against the KKT system of min ||Aβ - b||² + λ||β - β₀||²
-    subject to Σβ = d, solved directly; the same when LAPACK's fast SVD does not converge."""
+    subject to Σβ = d, solved directly; the same when LAPACK's fast eigensolver does not
+    converge."""
     import scipy.linalg
 
-    if gesdd_fails:
-        svd = scipy.linalg.svd
+    if evd_fails:
+        eigh = scipy.linalg.eigh
 
-        def failing(A, *args, lapack_driver="gesdd", **kwargs):
-            if lapack_driver == "gesdd":
-                raise np.linalg.LinAlgError("SVD did not converge")
-            return svd(A, *args, lapack_driver=lapack_driver, **kwargs)
+        def failing(a, *args, driver=None, **kwargs):
+            if driver == "evd":
+                raise np.linalg.LinAlgError("the eigensolver did not converge")
+            return eigh(a, *args, driver=driver, **kwargs)
 
-        monkeypatch.setattr(scipy.linalg, "svd", failing)
+        monkeypatch.setattr(scipy.linalg, "eigh", failing)
     rng = np.random.default_rng(0)
     A, b, prior = rng.normal(size=(rows, terms)), rng.normal(size=rows), rng.normal(size=terms)
     c, d = np.ones(terms), 1.5
@@ -356,6 +357,19 @@ def test_ridge_towards_the_prior_solves_its_constrained_problem(rows, terms, ges
     np.testing.assert_allclose(got[-1], prior + (d - prior.sum()) / terms)  # infinite: the prior, made to sum to d
     (free,) = _ridge_towards(A, b, prior, None, [1.0])
     np.testing.assert_allclose(free, np.linalg.solve(A.T @ A + np.eye(terms), A.T @ b + prior))
+
+
+@pytest.mark.parametrize("rows, terms", [(30, 10), (10, 30)])
+def test_ridge_towards_the_prior_on_a_rank_deficient_design(rows, terms):
+    """Repeated columns and rows (rank 5): every ridge still solves its KKT system, with no
+    threshold on small eigenvalues."""
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(rows, 5)) @ rng.normal(size=(5, terms))
+    b, prior, c = rng.normal(size=rows), rng.normal(size=terms), rng.normal(size=terms)
+    for ridge, beta in zip([1e-3, 1.0], _ridge_towards(A, b, prior, (c, 0.7), [1e-3, 1.0])):
+        kkt = np.block([[A.T @ A + ridge * np.eye(terms), c[:, None]], [c[None, :], np.zeros((1, 1))]])
+        want = np.linalg.solve(kkt, np.r_[A.T @ b + ridge * prior, 0.7])[:terms]
+        np.testing.assert_allclose(beta, want, rtol=1e-7, atol=1e-9)
 
 
 def test_cross_validation_chooses_the_support_and_the_ridge_together():
