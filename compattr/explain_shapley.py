@@ -127,7 +127,8 @@ class ShapleyExplanation:
             frame["group"] = self.groups
         frame["shapley"] = self.values
         if self.intervals is not None:
-            frame[_INTERVAL_COLUMNS] = self.intervals[_INTERVAL_COLUMNS].to_numpy()
+            for column in _INTERVAL_COLUMNS:  # one at a time: each keeps its dtype
+                frame[column] = self.intervals[column].to_numpy()
         frame = frame.iloc[np.argsort(-np.abs(self.values), kind="stable")].reset_index(drop=True)
         return frame if k is None else frame.head(check_int(k, "k", 1))
 

@@ -89,6 +89,7 @@ def test_intervals_belong_to_their_features():
         assert row.nonzero == direct.loc[row.feature, "nonzero"]
         assert row.ci_low <= row.shapley <= row.ci_high
     assert frame["stderr"].nunique() > 1  # the noise makes the intervals differ
+    assert frame["nonzero"].dtype == bool and frame["stderr"].dtype == np.float64
     assert len(sv.to_frame(3)) == 3
     groups = sv.by_group()
     assert list(groups.index) == [0, 1, 2]
