@@ -297,15 +297,15 @@ def pursued_terms(
     for round_ in range(rounds):
         if round_:
             current = least_squares(current, X, y, ridge)
+        fresh = find_rows(csr_to_padded(current.supports, n), rows, n) < 0  # not held yet
+        if not fresh.any():  # e.g. every tree term kept (k = 0): nothing to add
+            break
         residual = (y - current.predict(X)).astype(np.float32)
         corr = np.empty(len(rows))
         for lo, hi, parity in parity_blocks(X, rows):
             corr[lo:hi] = residual @ parity / len(y)
         by_corr = np.argsort(-np.abs(corr), kind="stable")
-        fresh = find_rows(csr_to_padded(current.supports, n), rows, n) < 0  # not held yet
         picks = by_corr[fresh[by_corr]][:add]
-        if not len(picks):
-            break
         supports = sps.vstack([current.supports, padded_to_csr(rows[picks], n)], format="csr")
         current = Spectrum(n, supports, np.r_[current.coefs, corr[picks]])
     return current

@@ -1494,6 +1494,23 @@ def test_pursued_terms_add_the_candidates_the_residual_correlates_with_most(roun
     assert set(wide.support_tuples()) == set(kept.support_tuples()) | set(hidden)
 
 
+def test_pursuit_with_every_candidate_held_returns_the_terms_without_evaluating_them(monkeypatch):
+    """Where the kept terms hold every candidate (ProxySPEX's k = 0 keeps every tree term),
+    there is nothing to add: the terms come back as they are, and the residual, which would
+    evaluate all of them on every mask, is not computed."""
+    from compattr.proxy.sparsify import pursued_terms
+
+    n = 8
+    trees = Spectrum.from_dict({(): 0.1, (0,): 1.0, (1, 2): -0.5, (3, 4, 5): 0.25}, n)
+    X = compattr.sample_masks(n, 64, seed=0)
+
+    def no_evaluation(self, X):
+        raise AssertionError("the residual was computed")
+
+    monkeypatch.setattr(Spectrum, "predict", no_evaluation)
+    assert pursued_terms(trees, trees, X, np.zeros(len(X)), 2, 1, 10, 0.0) is trees
+
+
 def test_pursuit_finds_the_terms_a_hierarchy_hides_under_its_strong_ones():
     """On a complete hierarchy the grown fit misses terms the trees rank low; adding the
     ones the residual picks (pursue=True, the default) recovers them: held-out R² near 1
