@@ -40,6 +40,8 @@ from .query import bind, run_queries
 from .query.masks import budget as _budget
 from .query.masks import paired_masks
 from .query.values import Value, describe
+from .spectrum import SpectrumJackknife
+from .spectrum.indices import shapley
 
 _INTERVAL_COLUMNS = ["stderr", "ci_low", "ci_high", "nonzero"]
 _FORMAT = "compattr.shapley_explanation"
@@ -73,6 +75,9 @@ class ShapleyExplanation:
         The intervals' coverage.
     groups : (n,) array or None
         A group label per feature (the layer of each head), when the features have them.
+    group_intervals : pandas.DataFrame or None
+        With groups and intervals: the jackknife ``stderr``, ``ci_low``, ``ci_high`` and
+        ``nonzero`` of each group's sum of Shapley values, indexed by group label (sorted).
     value : str or None
         What was measured (e.g. ``"ClassLogit"``).
     fit_info : dict
@@ -88,6 +93,7 @@ class ShapleyExplanation:
     intervals: pd.DataFrame | None = None
     confidence: float = 0.95
     groups: np.ndarray | None = None
+    group_intervals: pd.DataFrame | None = None
     value: str | None = None
     fit_info: dict[str, Any] = field(default_factory=dict)
 
@@ -132,9 +138,11 @@ class ShapleyExplanation:
         frame = frame.iloc[np.argsort(-np.abs(self.values), kind="stable")].reset_index(drop=True)
         return frame if k is None else frame.head(check_int(k, "k", 1))
 
-    def by_group(self) -> pd.Series:
-        """The Shapley values summed per group (e.g. per layer of heads): each group's share of
-        ``f(all kept) - f(none kept)``.
+    def by_group(self) -> pd.DataFrame:
+        """The Shapley values summed per group (e.g. per layer of heads), each group's share of
+        ``f(all kept) - f(none kept)``: ``shapley`` and, with intervals, ``stderr``,
+        ``ci_low``, ``ci_high`` and ``nonzero`` of the sum (from the same jackknife fits as
+        the features' intervals), indexed by group label (sorted).
 
         Raises
         ------
@@ -143,7 +151,11 @@ class ShapleyExplanation:
         """
         if self.groups is None:
             raise ValueError("these features have no groups (e.g. the layer of each head) to sum over.")
-        return pd.Series(self.values, name="shapley").groupby(np.asarray(self.groups)).sum()
+        frame = pd.Series(self.values, name="shapley").groupby(np.asarray(self.groups)).sum().to_frame()
+        frame.index.name = "group"
+        if self.group_intervals is not None:
+            frame = frame.join(self.group_intervals[_INTERVAL_COLUMNS])
+        return frame
 
     def summary(self, k: int = 10) -> str:
         """A one-screen report: the queries, efficiency, the estimator's choices, how many
@@ -209,6 +221,9 @@ class ShapleyExplanation:
             arrays["groups"] = np.asarray(self.groups)
         if self.intervals is not None:
             arrays |= {column: self.intervals[column].to_numpy() for column in _INTERVAL_COLUMNS}
+        if self.group_intervals is not None:
+            arrays["group_labels"] = self.group_intervals.index.to_numpy()
+            arrays |= {f"group_{column}": self.group_intervals[column].to_numpy() for column in _INTERVAL_COLUMNS}
         handle, staging = tempfile.mkstemp(prefix=f".{path.name}-saving-", suffix=".npz", dir=path.resolve().parent)
         try:
             with os.fdopen(handle, "wb") as file:
@@ -238,6 +253,12 @@ class ShapleyExplanation:
                 {"features": [(i,) for i in range(n)], "names": meta["names"], "value": arrays["values"]}
                 | {column: arrays.pop(column) for column in _INTERVAL_COLUMNS}
             )
+        group_intervals = None
+        if "group_labels" in arrays:
+            index = pd.Index(arrays["group_labels"], name="group")
+            group_intervals = pd.DataFrame(
+                {column: arrays[f"group_{column}"] for column in _INTERVAL_COLUMNS}, index=index
+            )
         return cls(
             values=arrays["values"],
             names=meta["names"],
@@ -246,6 +267,7 @@ class ShapleyExplanation:
             intervals=intervals,
             confidence=meta["confidence"],
             groups=arrays.get("groups"),
+            group_intervals=group_intervals,
             value=meta["value"],
             fit_info=meta["fit_info"],
         )
@@ -341,11 +363,15 @@ def explain_shapley(
     est.fit(X, y)
     names = getattr(feature_set, "names", None)
     names = [str(i) for i in range(n)] if names is None else [str(name) for name in names]
-    table = None
-    if intervals:
-        table = est.uncertainty(X, y, folds=folds, confidence=confidence, names=names, progress=progress)
-        table = table.sort_values("features").reset_index(drop=True)  # feature order: (0,), (1,), ...
     groups = getattr(feature_set, "groups", None)
+    groups = None if groups is None else np.asarray(groups)
+    table = group_table = None
+    if intervals:
+        refits = est.jackknife(X, y, folds=folds, progress=progress)
+        table = refits.index("shapley", confidence=confidence, names=names)
+        table = table.sort_values("features").reset_index(drop=True)  # feature order: (0,), (1,), ...
+        if groups is not None:
+            group_table = _group_intervals(refits, groups, confidence)
     described = value if value is not None else getattr(feature_set, "value", feature_set)
     return ShapleyExplanation(
         values=est.shapley_,
@@ -355,9 +381,23 @@ def explain_shapley(
         estimator=est,
         intervals=table,
         confidence=confidence,
-        groups=None if groups is None else np.asarray(groups),
+        groups=groups,
+        group_intervals=group_table,
         value=describe(described),
     )
+
+
+def _group_intervals(refits: SpectrumJackknife, groups: np.ndarray, confidence: float) -> pd.DataFrame:
+    """The jackknife interval of each group's sum of Shapley values, indexed by group label."""
+    labels = np.unique(groups)
+    members = [tuple(int(i) for i in np.flatnonzero(groups == label)) for label in labels]
+
+    def sums(spectrum) -> dict[tuple[int, ...], float]:
+        values = shapley(spectrum)
+        return {features: float(values[list(features)].sum()) for features in members}
+
+    table = refits.index(sums, confidence=confidence).set_index("features").loc[members]
+    return table[_INTERVAL_COLUMNS].set_axis(pd.Index(labels, name="group"))
 
 
 def _check_pairs_suffice(pairs: int, needed: int, folds: int | None) -> None:

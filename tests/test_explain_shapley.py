@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 from conftest import all_masks, brute_force_shapley
 
@@ -92,8 +93,17 @@ def test_intervals_belong_to_their_features():
     assert frame["nonzero"].dtype == bool and frame["stderr"].dtype == np.float64
     assert len(sv.to_frame(3)) == 3
     groups = sv.by_group()
-    assert list(groups.index) == [0, 1, 2]
-    assert groups[1] == pytest.approx(sv.values[4:8].sum())
+    assert list(groups.index) == [0, 1, 2] and groups.index.name == "group"
+    assert list(groups.columns) == ["shapley", "stderr", "ci_low", "ci_high", "nonzero"]
+    assert groups.loc[1, "shapley"] == pytest.approx(sv.values[4:8].sum())
+    # each group's interval from the same jackknife fits: the spread of the refits' sums
+    refits = sv.estimator.jackknife(sv.masks, sv.outputs, folds=4)
+    sums = np.array([compattr.indices.shapley(refit)[4:8].sum() for refit in refits.spectra])
+    stderr = np.sqrt(3 / 4 * np.sum((sums - sv.values[4:8].sum()) ** 2))
+    assert groups.loc[1, "stderr"] == pytest.approx(stderr)
+    half = groups.loc[1, "ci_high"] - groups.loc[1, "shapley"]
+    assert half == pytest.approx(stderr * scipy.stats.t.ppf(0.95, 3))  # 90 %: Student-t, 3 degrees of freedom
+    assert groups["nonzero"].tolist() == ((groups["ci_low"] > 0) | (groups["ci_high"] < 0)).tolist()
     text = sv.summary(4)
     assert "90% jackknife intervals" in text and f"{int(frame['nonzero'].sum())} of {n}" in text
     assert repr(sv) == f"ShapleyExplanation(n={n}, queries=300, {int(frame['nonzero'].sum())} nonzero)"
@@ -163,7 +173,9 @@ def test_heads_of_a_tiny_llama():
     assert sv.values.sum() == pytest.approx(ends[0] - ends[1], rel=1e-6)
     np.testing.assert_allclose(sv.outputs[:2], ends, rtol=1e-6)
     layers = sv.by_group()
-    assert list(layers.index) == sorted(set(heads.groups)) and layers.sum() == pytest.approx(sv.values.sum())
+    assert list(layers.index) == sorted(set(heads.groups))
+    assert layers["shapley"].sum() == pytest.approx(sv.values.sum())
+    assert (layers["ci_low"] <= layers["shapley"]).all() and (layers["shapley"] <= layers["ci_high"]).all()
     assert sv.value == "LogLikelihood"
     assert "LogLikelihood" in sv.summary() and sv.to_frame(1)["name"][0] in sv.summary()
     fig = sv.plot(5)
@@ -202,13 +214,14 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(back.masks, sv.masks)
     np.testing.assert_array_equal(back.outputs, sv.outputs)
     np.testing.assert_array_equal(back.groups, sv.groups)
+    pd.testing.assert_frame_equal(back.by_group(), sv.by_group())
     pd.testing.assert_frame_equal(back.to_frame(), sv.to_frame())
     assert back.summary() == sv.summary() and back.names == sv.names and back.confidence == sv.confidence
     refit = PairedShapley(**back.fit_info["params"]).fit(back.masks, back.outputs)  # as the docstring says
     np.testing.assert_array_equal(refit.shapley_, sv.values)
     bare = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, intervals=False, progress=False)
     again = ShapleyExplanation.load(bare.save(tmp_path / "bare.npz"))
-    assert again.intervals is None and again.groups is None
+    assert again.intervals is None and again.groups is None and again.group_intervals is None
     np.testing.assert_array_equal(again.values, bare.values)
 
 

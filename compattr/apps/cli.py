@@ -105,9 +105,9 @@ examples:
   compattr shapley smollm2 --layers 26-29 --questions 16 --alpha 2 --out out/shapley
 
 writes to --out: shapley.csv (every head by decreasing |Shapley value|, with its interval),
-groups.csv (summed per layer), shapley.png, summary.txt, shapley.npz (everything, the
-queries included; reload with compattr.ShapleyExplanation.load), settings.json; and the
-query cache (--cache, default OUT/queries, shared with explain).
+groups.csv (summed per layer, with intervals), shapley.png, summary.txt, shapley.npz
+(everything, the queries included; reload with compattr.ShapleyExplanation.load),
+settings.json; and the query cache (--cache, default OUT/queries, shared with explain).
 """
 )
 

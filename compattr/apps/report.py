@@ -72,7 +72,7 @@ def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
 def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
     """A :class:`~compattr.ShapleyExplanation` to ``folder``: summary.txt, shapley.csv (every
     feature by decreasing ``|φ|``, with its interval when there is one), groups.csv (the
-    values summed per group, when the features have groups), shapley.png (the 20 largest),
+    values summed per group, with their intervals, when the features have groups), shapley.png (the 20 largest),
     shapley.npz (everything, the queried pairs included: ``ShapleyExplanation.load``) and
     settings.json."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))
     sv.to_frame().to_csv(folder / "shapley.csv", index=False)
     if sv.groups is not None:
-        sv.by_group().rename_axis("group").to_csv(folder / "groups.csv")
+        sv.by_group().to_csv(folder / "groups.csv")
     plots.save(sv.plot(20), folder / "shapley.png")
     sv.save(folder / "shapley.npz")
 

@@ -59,7 +59,7 @@ from ..query.masks import check_pairs
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
-from ..spectrum.uncertainty import jackknife
+from ..spectrum.uncertainty import SpectrumJackknife, jackknife
 from .proxyspex import REPEAT_MASKS, ProxySPEX
 from .search import mask_dataset, without_depth
 
@@ -350,17 +350,32 @@ class PairedShapley(BaseEstimator):
             on, ``folds`` is below 2 or above the number of pairs, or ``confidence`` is
             outside (0, 1).
         """
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+        refits = self.jackknife(X, y, folds, progress)
+        return refits.index("shapley", confidence=confidence, names=names)
+
+    def jackknife(self, X, y, folds: int = 5, progress: bool = False) -> SpectrumJackknife:
+        """The fits behind :meth:`uncertainty`: the whole estimator fitted again without each
+        of ``folds`` random groups of pairs (seeded by ``random_state``; a pair's two masks
+        stay together), as a :class:`~compattr.spectrum.SpectrumJackknife` around
+        ``spectrum_``, from which any quantity read off the spectrum gets its interval
+        (``index(fn)``: sums of Shapley values per layer, say).
+
+        Raises
+        ------
+        ValueError
+            If the estimator is not fitted, ``X`` and ``y`` are not the data it was fitted
+            on, or ``folds`` is below 2 or above the number of pairs.
+        """
         if not hasattr(self, "shapley_"):
             raise ValueError("PairedShapley is not fitted yet: call fit(X, y) first.")
         X = as_masks(X, self.n_features_in_)
         y = as_outputs(y, X.shape[0])
         if _digest(X, y) != self._fitted_on:
-            raise ValueError("uncertainty() needs the masks and outputs the estimator was fitted on.")
-        if not 0 < confidence < 1:
-            raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+            raise ValueError("uncertainty() and jackknife() need the masks and outputs the estimator was fitted on.")
         pairs = np.repeat(np.arange(X.shape[0] // 2), 2)  # a pair's two masks stay together
-        refits = jackknife(self, X, y, folds, seed=self.random_state, groups=pairs, progress=progress)
-        return refits.index("shapley", confidence=confidence, names=names)
+        return jackknife(self, X, y, folds, seed=self.random_state, groups=pairs, progress=progress)
 
     def _check_params(self) -> None:
         if not 0.0 <= self.kernel_power <= 1.0:

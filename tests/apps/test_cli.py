@@ -107,6 +107,7 @@ def test_shapley_writes_the_values_with_their_intervals(assets, tmp_path, capsys
     assert table["name"][table["feature"] == 0].item() == "L1.H0" and set(table["group"]) == {1, 2}
     assert (table["ci_low"] <= table["shapley"]).all() and (table["shapley"] <= table["ci_high"]).all()
     groups = pd.read_csv(out / "groups.csv")
+    assert list(groups.columns) == ["group", "shapley", "stderr", "ci_low", "ci_high", "nonzero"]
     assert list(groups["group"]) == [1, 2] and groups["shapley"].sum() == pytest.approx(refit.shapley_.sum())
     settings = json.loads((out / "settings.json").read_text())
     assert settings["command"] == "shapley" and settings["folds"] == 3 and settings["test_masks"] is None
