@@ -820,8 +820,7 @@ def explain(
         value_range=value_range,
         kinds=getattr(feature_set, "kinds", None),  # a MaskedModel passes on its masker's
     )
-    described = value if value is not None else getattr(feature_set, "value", feature_set)
-    explanation.fit_info["value"] = describe(described)
+    explanation.fit_info["value"] = describe(feature_set)  # a MaskedModel's value, or the set function
     return explanation
 
 

@@ -372,7 +372,6 @@ def explain_shapley(
         table = table.sort_values("features").reset_index(drop=True)  # feature order: (0,), (1,), ...
         if groups is not None:
             group_table = _group_intervals(refits, groups, confidence)
-    described = value if value is not None else getattr(feature_set, "value", feature_set)
     return ShapleyExplanation(
         values=est.shapley_,
         names=names,
@@ -383,7 +382,7 @@ def explain_shapley(
         confidence=confidence,
         groups=groups,
         group_intervals=group_table,
-        value=describe(described),
+        value=describe(feature_set),  # a MaskedModel's value, or the set function
     )
 
 

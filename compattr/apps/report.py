@@ -72,9 +72,9 @@ def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
 def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
     """A :class:`~compattr.ShapleyExplanation` to ``folder``: summary.txt, shapley.csv (every
     feature by decreasing ``|φ|``, with its interval when there is one), groups.csv (the
-    values summed per group, with their intervals, when the features have groups), shapley.png (the 20 largest),
-    shapley.npz (everything, the queried pairs included: ``ShapleyExplanation.load``) and
-    settings.json."""
+    values summed per group, with their intervals, when the features have groups),
+    shapley.png (the 20 largest), shapley.npz (everything, the queried pairs included:
+    ``ShapleyExplanation.load``) and settings.json."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.txt").write_text(summary + "\n")
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))

@@ -639,31 +639,29 @@ def _ridge_towards(A, b, prior, constraint, ridges) -> list[np.ndarray]:
     (Woodbury). Nothing is divided by a singular value, so a rank-deficient ``A`` needs no
     threshold.
     """
-    finite = np.isfinite(ridges).any()
-    if finite:
+    c, d = (None, None) if constraint is None else constraint
+    if np.isfinite(ridges).any():
         w, Q, dual = _smaller_gram_eigh(A)
         r = b - A @ prior
         Qr = Q.T @ (r if dual else A.T @ r)
-        if constraint is not None:
-            c = constraint[0]
+        if c is not None:
             Qc = Q.T @ (A @ c if dual else c)
     out = []
     for ridge in ridges:
-        direction = None if constraint is None else constraint[0]  # infinite ridge: c
+        direction = c  # an infinite ridge: the prior moved along c
         if np.isfinite(ridge):
             inverse = 1.0 / (w + ridge)
             if dual:
                 beta = prior + A.T @ (Q @ (inverse * Qr))
-                if constraint is not None:
+                if c is not None:
                     direction = (c - A.T @ (Q @ (inverse * Qc))) / ridge
             else:
                 beta = prior + Q @ (inverse * Qr)
-                if constraint is not None:
+                if c is not None:
                     direction = Q @ (inverse * Qc)
         else:
             beta = prior.copy()
-        if constraint is not None:
-            d = constraint[1]
-            beta = beta + direction * (d - constraint[0] @ beta) / (constraint[0] @ direction)
+        if c is not None:
+            beta = beta + direction * (d - c @ beta) / (c @ direction)
         out.append(beta)
     return out

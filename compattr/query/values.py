@@ -81,9 +81,12 @@ class Value:
         return f"{type(self).__qualname__}(settings#{digest(settings)})"
 
 
-def describe(value: Any) -> str:
-    """A short name of what ``value`` measures: ``"MultipleChoice (logprob)"``, ``"ClassLogit"``
-    (its class, and its ``metric`` where it has one); any object is named by its class."""
+def describe(measured: Any) -> str:
+    """A short name of what a value, or a set function, measures: ``"MultipleChoice
+    (logprob)"``, ``"ClassLogit"``. A set function's is its ``value``'s where it has one (a
+    :class:`~compattr.query.MaskedModel`'s), else its own class; a value's is its class, with
+    its ``metric`` where it has one."""
+    value = getattr(measured, "value", measured)
     metric = getattr(value, "metric", None)
     return type(value).__name__ + ("" if metric is None else f" ({metric})")
 
