@@ -64,6 +64,7 @@ VARIANTS = {
     "proxyspex regrow-once": {"regrow_rounds": 1},  # the repeats' average regrown by one order alone
     "proxyspex regrow>=0.14": {"regrow": 0.14},  # regrown only from a first-fit CV R² of 0.14
     "proxyspex capped-stays": {"regrow_capped": 0.0},  # a regrow round whose CV chooses the cap never taken
+    "proxyspex no-guide": {"guide_rounds": 0},  # no guided trees after the regrow
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,
@@ -77,6 +78,7 @@ VARIANTS = {
         "challenge": False,
         "grid": PAPER_RATES,
         "regrow": False,
+        "guide_rounds": 0,
     },
 }
 

@@ -67,8 +67,9 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     assert ("fits (these choices: the first's)" in ex.summary()) == (ex.fit_info["repeats"] > 1)
     refitted = compattr.ProxySPEX(seed=0).fit(ex.masks, ex.outputs)
     assert ex.fit_info["cv_r2"] == refitted.cv_r2_
-    fitted = (refitted.grown_, refitted.regrown_, refitted.regrow_rounds_)
-    assert (ex.fit_info["grown"], ex.fit_info["regrown"], ex.fit_info["regrow_rounds"]) == fitted
+    fitted = (refitted.grown_, refitted.regrown_, refitted.regrow_rounds_, refitted.guide_rounds_)
+    info = ex.fit_info
+    assert (info["grown"], info["regrown"], info["regrow_rounds"], info["guide_rounds"]) == fitted
     proxy_line = next(line for line in ex.summary().splitlines() if line.startswith("proxy:"))
     assert (", grown one order" in proxy_line) == ex.fit_info["grown"]
     assert ("the average's terms grown" in proxy_line) == ex.fit_info["regrown"]
@@ -698,6 +699,12 @@ def test_summary_says_when_the_terms_were_grown_or_the_average_regrown():
     for rounds, said in ((None, "one order"), (1, "one order"), (2, "2 orders")):
         ex.fit_info = proxy | {"repeats": 3, "grown": False, "regrown": True, "regrow_rounds": rounds}
         assert f"the average's terms grown {said} and chosen again" in ex.summary()
+    # the guided rounds after it (explanations saved before stage 7 say nothing)
+    for rounds, said in ((None, None), (0, None), (1, "(1 round)"), (2, "(2 rounds)")):
+        ex.fit_info = proxy | {"repeats": 3, "regrown": True, "regrow_rounds": 1, "guide_rounds": rounds}
+        line = next(line for line in ex.summary().splitlines() if line.startswith("proxy:"))
+        assert ("guided trees' terms" in line) == (said is not None)
+        assert said is None or line.endswith(f"then with guided trees' terms {said}")
 
 
 def test_summary_says_a_tilted_ranking():

@@ -852,7 +852,7 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     n = 12
     X, y = _noisy_hierarchy(n_sets=2, order=3, masks=100, snr_db=5)
     average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
-    regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True, regrow_rounds=1).fit(X, y)
+    regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True, regrow_rounds=1, guide_rounds=0).fit(X, y)
     assert not average.regrown_ and len(average.regrow_cv_) == 0 and "regrow" not in average.timings_
     assert average.regrow_rounds_ == 0
     assert regrown.regrown_ and regrown.regrow_rounds_ == 1 and regrown.timings_["regrow"] >= 0.0
@@ -877,12 +877,12 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     for above, below, expected in ((r2, above_r2, True), (above_r2, 1.0, False), (0.0, r2, False)):
         monkeypatch.setattr(proxyspex, "REGROW_ABOVE", above)
         monkeypatch.setattr(proxyspex, "REPEAT_BELOW", below)  # 100 masks: the repeats do not read it
-        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow_rounds=1).fit(X, y)
+        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow_rounds=1, guide_rounds=0).fit(X, y)
         assert auto.regrown_ == expected and (auto.spectrum_ == regrown.spectrum_) == expected
     # a float: from that CV R² on, below REPEAT_BELOW
     monkeypatch.setattr(proxyspex, "REPEAT_BELOW", 1.0)
     for above, expected in ((r2, True), (above_r2, False)):
-        asked = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=above, regrow_rounds=1).fit(X, y)
+        asked = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=above, regrow_rounds=1, guide_rounds=0).fit(X, y)
         assert asked.regrown_ == expected and (asked.spectrum_ == regrown.spectrum_) == expected
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
@@ -909,7 +909,7 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
     n = 12
     X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
     # without the cliques, whose first round already holds the orders the second would add here
-    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "cliques": False}
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "cliques": False, "guide_rounds": 0}
     once = ProxySPEX(**settings, regrow_rounds=1).fit(X, y)
     twice = ProxySPEX(**settings, regrow_rounds=2).fit(X, y)
     assert once.regrow_rounds_ == 1 and twice.regrow_rounds_ == 2 and twice.regrown_
@@ -942,7 +942,7 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
 
     n = 12
     X, y = _noisy_hierarchy(n_sets=3, order=3, masks=120, snr_db=10)
-    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "guide_rounds": 0}
     average = ProxySPEX(**settings, regrow_capped=0.0).fit(X, y)
     table = average.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 24  # the case this needs
@@ -972,6 +972,97 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     for bad in (-0.1, 1.5, True, "auto"):
         with pytest.raises(ValueError, match="regrow_capped"):
             ProxySPEX(regrow_capped=bad).fit(X, y)
+
+
+def _hierarchy_scaled(n: int, n_sets: int, order: int, masks: int) -> tuple[Spectrum, np.ndarray, np.ndarray]:
+    """A noise-free complete hierarchy (seed 21), its masks (seed 22) and outputs scaled to
+    ``max |y| = 0.75`` (so ProxySPEX's output scale is 1 and its CV errors are in y's units)."""
+    truth = complete_hierarchy(n, n_sets=n_sets, order=order, seed=21)
+    X = compattr.sample_masks(n, masks, seed=22)
+    scale = 0.75 / np.abs(truth.predict(X)).max()
+    truth = truth.with_coefs(truth.coefs * scale)
+    return truth, X, truth.predict(X)
+
+
+def test_guided_trees_recover_the_hierarchy_a_regrown_fit_missed():
+    """Stage 7 on a noise-free complete hierarchy over 12 features (2 sets of order 4, 160
+    masks): the regrown average leaves part of the function out (R² below 0.99 over all
+    4,096 masks, brute force); the guided rounds recover it exactly, every true term with its
+    coefficient."""
+    n = 12
+    truth, X, y = _hierarchy_scaled(n, n_sets=2, order=4, masks=160)
+    every = np.array(list(itertools.product([False, True], repeat=n)))
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
+    regrown = ProxySPEX(**settings, guide_rounds=0).fit(X, y)
+    guided = ProxySPEX(**settings).fit(X, y)
+    assert regrown.regrown_ and compattr.faithfulness(regrown, every, truth.predict(every)) < 0.99
+    assert guided.guide_rounds_ >= 1
+    expected, found = truth.to_dict(), guided.spectrum_.to_dict()
+    assert {t for t, c in found.items() if abs(c) > 1e-8} == set(expected)
+    for term, coef in expected.items():
+        assert found[term] == pytest.approx(coef, abs=1e-8)
+
+
+def test_a_guided_round_chooses_again_from_pools_grown_on_each_folds_trees():
+    """A round of stage 7 (guide_rounds=1) recomputed: trees with the first fit's depth,
+    learning rate and tree count fitted on each fold's training masks (folds of seed_) to the
+    outputs less the regrown spectrum's terms of order 3 and above; each fold's pool the
+    spectrum's terms with as many of its trees' largest, grown (grown_pool); the CV of
+    grown_cv over those pools is guide_cv_; the round is taken where its best CV error is
+    below the regrow's, its terms from the pool of the folds' mean trees, refitted on every
+    mask; a round whose CV does not fall leaves the regrown spectrum; no stage 7 without a
+    regrow or with guide_rounds=0; bad values are refused."""
+    from compattr.proxy import proxyspex
+    from compattr.proxy.leastsquares import least_squares
+    from compattr.proxy.sparsify import grown_cv, grown_pool, top_terms
+
+    n = 12
+    _, X, y = _hierarchy_scaled(n, n_sets=2, order=4, masks=160)
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "regrow_rounds": 1}
+    regrown = ProxySPEX(**settings, guide_rounds=0).fit(X, y)
+    guided = ProxySPEX(**settings, guide_rounds=1).fit(X, y)
+    assert regrown.regrown_ and len(regrown.guide_cv_) == 0 and "guide" not in regrown.timings_
+    assert guided.guide_rounds_ == 1 and guided.timings_["guide"] >= 0.0 and set(guided.guide_cv_["round"]) == {1}
+    current = regrown.spectrum_
+    target = y - current.predict(X) + current.restrict_order(2).predict(X)
+    params = guided.best_params_
+    config = search.Config(params["max_depth"], params["learning_rate"])
+
+    def trees(rows) -> Spectrum:
+        data = search.mask_dataset(X[rows], target[rows], 1)
+        return Spectrum.from_trees(search.fit_all(data, config, params["n_estimators"], 1, guided.seed_), n)
+
+    folds = list(KFold(5, shuffle=True, random_state=guided.seed_).split(X))
+    fold_trees = [trees(train) for train, _ in folds]
+    m_train = min(len(train) for train, _ in folds)
+    limit, ks = max(guided._candidate_ks(m_train)), guided._candidate_ks(m_train // 2)
+
+    def pool(of: Spectrum) -> np.ndarray:
+        return grown_pool(Spectrum.mean([current, top_terms(of, len(current))]), limit, cliques=True)
+
+    pools = [pool(t) for t in fold_trees]
+    table = grown_cv(X, y, folds, pools, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
+    np.testing.assert_allclose(guided.guide_cv_["cv_mse"], table["cv_mse"], rtol=1e-9)
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert best["cv_mse"] < regrown.regrow_cv_["cv_mse"].min()  # taken: below the regrow's
+    chosen = pool(Spectrum.mean(fold_trees))
+    assert set(guided.spectrum_.support_tuples()) <= {tuple(int(i) for i in row if i < n) for row in chosen} | {()}
+    assert guided.spectrum_ != current
+    refit = least_squares(guided.spectrum_, X, y, best["ridge"])
+    np.testing.assert_allclose(guided.predict(X), refit.predict(X), atol=1e-8)
+    # a round whose CV does not fall below the regrow's leaves the regrown spectrum
+    _, X_flat, y_flat = _hierarchy_scaled(n, n_sets=2, order=3, masks=100)
+    kept = ProxySPEX(**settings).fit(X_flat, y_flat)
+    assert kept.regrown_ and len(kept.guide_cv_) and kept.guide_rounds_ == 0  # the case this needs
+    assert kept.guide_cv_["cv_mse"].min() >= kept.regrow_cv_["cv_mse"].min()
+    assert kept.spectrum_ == ProxySPEX(**settings, guide_rounds=0).fit(X_flat, y_flat).spectrum_
+    # no regrow, no guide
+    for others in ({"regrow": False}, {"repeats": 1}):
+        alone = ProxySPEX(**{**settings, **others}).fit(X, y)
+        assert len(alone.guide_cv_) == 0 and alone.guide_rounds_ == 0 and "guide" not in alone.timings_
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="guide_rounds"):
+            ProxySPEX(guide_rounds=bad).fit(X, y)
 
 
 def test_repeats_after_the_first_search_the_grid_without_its_depth():
