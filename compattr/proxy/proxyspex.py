@@ -766,24 +766,18 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         last (in the scaled outputs' units), or None where no round was taken."""
         scale = self._output_scale
         y = y / scale  # exact: a power of two
-        folds = list(KFold(self.cv, shuffle=True, random_state=self.seed_).split(X))
-        m_train = min(len(train) for train, _ in folds)
-        limit = max(self._candidate_ks(m_train))
-        ks = self._candidate_ks(m_train // 2)  # at most a quarter of the masks (module docstring)
-        rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
-        ridges = self._ridges()
-        options = (self.max_cv_rows, self.seed, rankings)
+        folds, limit, ks, cv = self._chosen_again_by(X, y)
         tables, error = [], None
         for round_ in range(1, self.regrow_rounds + 1):
             pool = grown_pool(self.spectrum_, limit, self.max_order, self.cliques)
-            table = grown_cv(X, y, folds, [pool] * len(folds), ks, ridges, *options)
+            table = cv([pool] * len(folds))
             tables.append(table.assign(round=round_))
             best = table.loc[table["cv_mse"].idxmin()]
             if best["k"] == max(ks):  # the CV wants more terms than it can judge
                 best = self._capped_choice(table, round_, float(np.var(y)))
                 if best is None:
                     break
-            self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, ridges[0]), scale)
+            self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, self._ridges()[0]), scale)
             self.regrown_, self.regrow_rounds_, error = True, round_, float(best["cv_mse"])
         self.regrow_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
@@ -797,28 +791,37 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         on every mask while the CV error falls (``guide_rounds_``, ``guide_cv_``)."""
         scale = self._output_scale
         y = y / scale  # exact: a power of two
-        folds = list(KFold(self.cv, shuffle=True, random_state=self.seed_).split(X))
-        m_train = min(len(train) for train, _ in folds)
-        limit = max(self._candidate_ks(m_train))
-        ks = self._candidate_ks(m_train // 2)  # as the regrow's
-        rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
-        ridges = self._ridges()
-        options = (self.max_cv_rows, self.seed, rankings)
+        folds, limit, _, cv = self._chosen_again_by(X, y)
         tables = []
         for round_ in range(1, self.guide_rounds + 1):
             current = _scaled(self.spectrum_, 1.0 / scale)
             target = y - current.predict(X) + current.restrict_order(GUIDE_FROM_ORDER - 1).predict(X)
             fold_trees = [self._guided_trees(X[train], target[train]) for train, _ in folds]
-            pools = [self._guided_pool(current, trees, limit) for trees in fold_trees]
-            table = grown_cv(X, y, folds, pools, ks, ridges, *options)
+            table = cv([self._guided_pool(current, trees, limit) for trees in fold_trees])
             tables.append(table.assign(round=round_))
             best = table.loc[table["cv_mse"].idxmin()]
             if not best["cv_mse"] < error:
                 break
             pool = self._guided_pool(current, Spectrum.mean(fold_trees), limit)
-            self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, ridges[0]), scale)
+            self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, self._ridges()[0]), scale)
             self.guide_rounds_, error = round_, float(best["cv_mse"])
         self.guide_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
+
+    def _chosen_again_by(self, X: np.ndarray, y: np.ndarray) -> tuple[list, int, list[int], Callable]:
+        """The CV by which stages 6 and 7 choose terms again on masks ``X`` and (scaled)
+        outputs ``y``: the folds of ``seed_``, the most terms a pool holds (the largest k of a
+        fold's training masks), the k chosen from (at most a quarter of a fold's training
+        masks: module docstring), and the CV of one pool per fold (:func:`grown_cv` at every
+        ridge strength, ranked by the refit and, where ``ranking`` allows, closed)."""
+        folds = list(KFold(self.cv, shuffle=True, random_state=self.seed_).split(X))
+        m_train = min(len(train) for train, _ in folds)
+        ks = self._candidate_ks(m_train // 2)
+        rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
+        ridges = self._ridges()
+        cv = partial(
+            grown_cv, X, y, folds, ks=ks, ridges=ridges, max_rows=self.max_cv_rows, seed=self.seed, rankings=rankings
+        )
+        return folds, max(self._candidate_ks(m_train)), ks, cv
 
     def _guided_trees(self, X: np.ndarray, target: np.ndarray) -> Spectrum:
         """The exact spectrum of one LightGBM ensemble with the first fit's depth, learning
