@@ -370,7 +370,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         After a regrow that was taken, rounds of guided trees at most (stage 7 in the module
         docstring; default :data:`GUIDE_ROUNDS`): trees fitted to the outputs less the
         spectrum's terms of order :data:`GUIDE_FROM_ORDER` and above offer the terms the fit
-        missed, and the terms are chosen again by CV, kept where its error falls. 0: none.
+        missed, and the terms are chosen again by CV, kept where its error falls. 0: none;
+        none either with a ``max_order`` below :data:`GUIDE_FROM_ORDER` (no such terms).
     pursue : bool
         Before growing, add to the kept terms the trees' terms their residual correlates with
         most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
@@ -548,7 +549,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 if self._wants_regrow():
                     with _timed(self.timings_, "regrow"):
                         error = self._regrow(*self._check_inputs(X, y))
-                    if error is not None and self.guide_rounds > 0:
+                    if error is not None and self._wants_guide():
                         with _timed(self.timings_, "guide"):
                             self._guide(*self._check_inputs(X, y), error)
             return self
@@ -781,6 +782,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.regrown_, self.regrow_rounds_, error = True, round_, float(best["cv_mse"])
         self.regrow_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
+
+    def _wants_guide(self) -> bool:
+        """Whether stage 7 follows a regrow that was taken: with ``guide_rounds`` above 0 and
+        terms of order :data:`GUIDE_FROM_ORDER` allowed (``max_order``), for the guided trees'
+        outputs to leave out."""
+        return self.guide_rounds > 0 and (self.max_order is None or self.max_order >= GUIDE_FROM_ORDER)
 
     def _guide(self, X: np.ndarray, y: np.ndarray, error: float) -> None:
         """Stage 7, up to ``guide_rounds`` rounds after a regrow whose terms' CV error was

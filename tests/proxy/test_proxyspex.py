@@ -1011,7 +1011,8 @@ def test_a_guided_round_chooses_again_from_pools_grown_on_each_folds_trees():
     grown_cv over those pools is guide_cv_; the round is taken where its best CV error is
     below the regrow's, its terms from the pool of the folds' mean trees, refitted on every
     mask; a round whose CV does not fall leaves the regrown spectrum; no stage 7 without a
-    regrow or with guide_rounds=0; bad values are refused."""
+    regrow, with guide_rounds=0 or with max_order below 3 (nothing to leave out); bad values
+    are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
     from compattr.proxy.sparsify import grown_cv, grown_pool, top_terms
@@ -1057,9 +1058,10 @@ def test_a_guided_round_chooses_again_from_pools_grown_on_each_folds_trees():
     assert kept.guide_cv_["cv_mse"].min() >= kept.regrow_cv_["cv_mse"].min()
     assert kept.spectrum_ == ProxySPEX(**settings, guide_rounds=0).fit(X_flat, y_flat).spectrum_
     # no regrow, no guide
-    for others in ({"regrow": False}, {"repeats": 1}):
+    for others in ({"regrow": False}, {"repeats": 1}, {"max_order": 2}):
         alone = ProxySPEX(**{**settings, **others}).fit(X, y)
         assert len(alone.guide_cv_) == 0 and alone.guide_rounds_ == 0 and "guide" not in alone.timings_
+        assert alone.regrown_ == ("max_order" in others)  # max_order=2: regrown, yet no stage 7
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="guide_rounds"):
             ProxySPEX(guide_rounds=bad).fit(X, y)
