@@ -190,6 +190,11 @@ def check_int(value, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def feature_names(names, n: int) -> list[str]:
+    """``names`` as ``n`` strings, or ``"0"``, ..., ``"n-1"`` where there are none (None)."""
+    return [str(i) for i in range(n)] if names is None else [str(name) for name in names]
+
+
 def check_spectrum(sp) -> None:
     """Raise TypeError unless ``sp`` is a :class:`compattr.Spectrum`."""
     # Imported here: the spectrum module imports this one.

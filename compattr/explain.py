@@ -32,7 +32,16 @@ import pandas as pd
 import torch
 
 from . import optimize
-from ._validation import as_masks, as_outputs, as_value_range, check_format, check_int, plan_size, range_note
+from ._validation import (
+    as_masks,
+    as_outputs,
+    as_value_range,
+    check_format,
+    check_int,
+    feature_names,
+    plan_size,
+    range_note,
+)
 from .apps import circuit, export, plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
@@ -186,7 +195,7 @@ class Explanation:
             raise ValueError(
                 f"test_masks must hold at least 2 masks (the held-out R² compares outputs), got {test_masks.shape[0]}."
             )
-        names = [str(i) for i in range(n)] if names is None else [str(name) for name in names]
+        names = feature_names(names, n)
         groups = np.zeros(n, int) if groups is None else np.asarray(groups)
         if len(names) != n or groups.shape != (n,):
             raise ValueError(f"names and groups need one entry per feature ({n}), got {len(names)} and {groups.shape}.")

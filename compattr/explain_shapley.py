@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._validation import check_format, check_int
+from ._validation import check_format, check_int, feature_names
 from .apps import plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import PairedShapley
@@ -361,8 +361,7 @@ def explain_shapley(
     X = paired_masks(n, 2 * pairs, seed=seed, kernel_power=est.kernel_power)
     y = run_queries(feature_set, X, cache_dir=cache_dir, progress=progress)
     est.fit(X, y)
-    names = getattr(feature_set, "names", None)
-    names = [str(i) for i in range(n)] if names is None else [str(name) for name in names]
+    names = feature_names(getattr(feature_set, "names", None), n)
     groups = getattr(feature_set, "groups", None)
     groups = None if groups is None else np.asarray(groups)
     table = group_table = None

@@ -547,11 +547,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             if self.repeats_ > 1:
                 self._average_repeats(X, y)
                 if self._wants_regrow():
+                    X, y = self._check_inputs(X, y)
                     with _timed(self.timings_, "regrow"):
-                        error = self._regrow(*self._check_inputs(X, y))
+                        error = self._regrow(X, y)
                     if error is not None and self._wants_guide():
                         with _timed(self.timings_, "guide"):
-                            self._guide(*self._check_inputs(X, y), error)
+                            self._guide(X, y, error)
             return self
 
     def _fit(self, X, y) -> ProxySPEX:
@@ -723,9 +724,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             kept_here = _on_masks(keep, X_train, y_train)(spectrum)
             pursued = self._pursued(kept_here, spectrum, X_train, y_train, ks, ridges)
             pools.append(grown_pool(pursued, max(ks), self.max_order, self.cliques))
-        # the grown terms have no trees' coefficients: ranked by their refit, closed if allowed
-        rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
-        options = (self.max_cv_rows, self.seed, rankings)
+        options = (self.max_cv_rows, self.seed, self._grown_rankings())
         table = self.grow_cv_ = grown_cv(X, y, folds, pools, ks, ridges, *options)
         best = table.loc[table["cv_mse"].idxmin()]
         # both CVs factor in float32 (they only choose): a gain below its resolution is a tie
@@ -823,12 +822,16 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed_).split(X))
         m_train = min(len(train) for train, _ in folds)
         ks = self._candidate_ks(m_train // 2)
-        rankings = ("refit", "closure") if "closure" in self._rankings() else ("refit",)
-        ridges = self._ridges()
+        rankings, ridges = self._grown_rankings(), self._ridges()
         cv = partial(
             grown_cv, X, y, folds, ks=ks, ridges=ridges, max_rows=self.max_cv_rows, seed=self.seed, rankings=rankings
         )
         return folds, max(self._candidate_ks(m_train)), ks, cv
+
+    def _grown_rankings(self) -> tuple[str, ...]:
+        """How the grown terms of stages 5–7 are ranked: they have no trees' coefficients, so
+        by their refit, and closed under subsets where ``ranking`` allows "closure"."""
+        return ("refit", "closure") if "closure" in self._rankings() else ("refit",)
 
     def _guided_trees(self, X: np.ndarray, target: np.ndarray) -> Spectrum:
         """The exact spectrum of one LightGBM ensemble with the first fit's depth, learning
