@@ -11,7 +11,8 @@ values:
 * ``compattr Shapley (paired)``: :class:`compattr.PairedShapley` on ``m`` masks drawn as
   complementary pairs by :func:`compattr.paired_masks` (an odd ``m`` loses its last call;
   ``--paired-variants`` adds rows that undo one of its default choices,
-  :data:`PAIRED_VARIANTS`);
+  :data:`PAIRED_VARIANTS`, the masks drawn with the variant's ``kernel_power`` where it sets
+  one);
 * shapiq 1.8 (its own environment, ``--shapiq PYTHON``): ``ProxySHAP`` (index SV) with its
   defaults and with its grid search and MSR residual adjustment on, ``OddSHAP`` and
   ``ProxySPEX`` (index SV), each sampling its own coalitions (``--shapiq-methods`` picks).
@@ -69,6 +70,7 @@ PAIRED_VARIANTS = {
     "paired no-blend": {"blend": False},  # the trees' odd part alone, even where the proxy grew
     "paired sparse>=0.65": {"sparse_above": 0.65},  # the sparse prior kept from 0.65 on any budget
     "paired no-untuned": {"untuned_trees": False},  # the tuned fits' trees alone in the prior
+    "paired kernel=0.25": {"kernel_power": 0.25},  # the pairs' sizes drawn by 0.25 at any budget
 }
 
 
@@ -106,7 +108,7 @@ def ours(truth: compattr.Spectrum, m: int, sigma: float, seed: int, settings: di
 
 
 def paired(truth: compattr.Spectrum, m: int, sigma: float, seed: int, settings: dict) -> dict:
-    X = compattr.paired_masks(truth.n, m, seed=seed)
+    X = compattr.paired_masks(truth.n, m, seed=seed, kernel_power=settings.get("kernel_power", "auto"))
     y = observe(truth, X, sigma, seed)
     start = time.process_time()
     est = compattr.PairedShapley(random_state=seed, **settings).fit(X, y)

@@ -82,7 +82,9 @@ class ShapleyExplanation:
         What was measured (e.g. ``"ClassLogit"``).
     fit_info : dict
         The estimator's choices: its proxy's CV R² (``proxy_cv_r2``), ``prior``, ``hedged``,
-        ``ridge``, ``support`` and its ``params``.
+        ``ridge``, ``support``, the ``kernel_power`` the pairs were drawn and weighted with
+        (``kernel_power_``; absent from explanations saved before it was recorded) and its
+        ``params``.
     """
 
     values: np.ndarray
@@ -110,6 +112,7 @@ class ShapleyExplanation:
             "ridge": float(est.ridge_),
             "support": float(est.support_),
             "params": est.get_params(),
+            "kernel_power": float(est.kernel_power_),
         }
 
     @property
@@ -166,9 +169,11 @@ class ShapleyExplanation:
             if info["prior"] == "sparse"
             else f"refitted (relative ridge {info['ridge']:g}, {info['support']:g} terms per pair)"
         )
+        power = info.get("kernel_power")  # absent from explanations saved before it was recorded
+        drawn = "" if power is None else f", sizes drawn with kernel power {power:g}"
         lines = [
             f"compattr Shapley values: n={self.n} features, {len(self.masks)} queries "
-            f"({len(self.masks) // 2} complementary pairs)" + (f", {self.value}" if self.value else ""),
+            f"({len(self.masks) // 2} complementary pairs{drawn})" + (f", {self.value}" if self.value else ""),
             f"f(all kept) - f(none kept) = {self.full_minus_empty:+.4f}; the values sum to {self.values.sum():+.4f}",
             f"prior: {info['prior']}, {refit}"
             + ("; averaged with the kept sparse spectrum" if info["hedged"] else "")

@@ -77,6 +77,7 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "paired no-blend",
         "paired sparse>=0.65",
         "paired no-untuned",
+        "paired kernel=0.25",
     )
     rows = [[c.strip() for c in line.split("|")] for line in table_rows(out, "| 20 | 4 | 6 |")]
     assert [cells[5] for cells in rows] == [
@@ -87,9 +88,34 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "compattr Shapley (paired no-blend)",
         "compattr Shapley (paired sparse>=0.65)",
         "compattr Shapley (paired no-untuned)",
+        "compattr Shapley (paired kernel=0.25)",
     ]
     # R² where a function is fitted
     assert float(rows[0][6]) <= 1 and all(cells[6] == "—" for cells in rows[2:])
+
+
+def test_shapley_benchmark_draws_a_variants_pairs_with_its_kernel_power(monkeypatch):
+    """A paired variant that sets ``kernel_power`` is fitted on pairs drawn with it; the
+    others on pairs drawn with the default ("auto")."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import compattr
+
+    import shapley
+
+    drawn, fitted = [], []
+    draw, estimator = compattr.paired_masks, compattr.PairedShapley
+
+    def paired_masks(n, m, seed=0, kernel_power="auto"):
+        drawn.append(kernel_power)
+        return draw(n, m, seed=seed, kernel_power=kernel_power)
+
+    monkeypatch.setattr(shapley.compattr, "paired_masks", paired_masks)
+    monkeypatch.setattr(shapley.compattr, "PairedShapley", lambda **kw: fitted.append(kw) or estimator(**kw))
+    truth = shapley.synthetic_function("hierarchy", 12, seed=3)
+    for settings in ({}, shapley.PAIRED_VARIANTS["paired kernel=0.25"]):
+        shapley.paired(truth, 120, 0.0, 1, settings)
+    assert drawn == ["auto", 0.25]
+    assert [f.get("kernel_power", "auto") for f in fitted] == ["auto", 0.25]
 
 
 def test_shapley_benchmark_noise_has_the_asked_signal_to_noise_ratio():

@@ -1,5 +1,6 @@
 """explain_shapley: Shapley values per model call, against brute force and a tiny Llama's heads."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ from compattr import PairedShapley, ProxySPEX, ShapleyExplanation, explain_shapl
 from compattr._testing import tiny_llama
 from compattr.features import AttentionHeads
 from compattr.query import Query
+from compattr.query.masks import FEW_PAIRS_KERNEL_POWER
 from compattr.values import LogLikelihood
 
 torch.set_num_threads(1)
@@ -219,6 +221,11 @@ def test_save_and_load_round_trip(tmp_path):
     assert back.summary() == sv.summary() and back.names == sv.names and back.confidence == sv.confidence
     refit = PairedShapley(**back.fit_info["params"]).fit(back.masks, back.outputs)  # as the docstring says
     np.testing.assert_array_equal(refit.shapley_, sv.values)
+    assert sv.fit_info["kernel_power"] == sv.estimator.kernel_power_ == FEW_PAIRS_KERNEL_POWER  # 150 pairs
+    assert f"(150 complementary pairs, sizes drawn with kernel power {FEW_PAIRS_KERNEL_POWER:g})" in sv.summary()
+    # an explanation saved before the power was recorded still reports
+    older = dataclasses.replace(back, fit_info={k: v for k, v in back.fit_info.items() if k != "kernel_power"})
+    assert "(150 complementary pairs)" in older.summary()
     bare = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, intervals=False, progress=False)
     again = ShapleyExplanation.load(bare.save(tmp_path / "bare.npz"))
     assert again.intervals is None and again.groups is None and again.group_intervals is None

@@ -51,11 +51,11 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 import scipy.sparse as sps
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
 from .._validation import as_masks, as_outputs
-from ..query.masks import check_pairs
+from ..query.masks import check_pairs, resolve_kernel_power
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
 from ..spectrum.supports import csr_to_padded, pad_supports, padded_to_csr, parity_matrix, widen_padded
@@ -145,10 +145,13 @@ class PairedShapley(BaseEstimator):
 
     Parameters
     ----------
-    kernel_power : float
+    kernel_power : float or "auto"
         The ``kernel_power`` the masks were drawn with by
-        :func:`compattr.query.masks.paired_masks`; a pair of size ``k`` is weighted by
-        ``(k (n - k))^(kernel_power - 1)``, which makes the refit the Shapley kernel's.
+        :func:`compattr.query.masks.paired_masks` (``kernel_power_``); a pair of size ``k``
+        is weighted by ``(k (n - k))^(kernel_power_ - 1)``, which makes the refit the Shapley
+        kernel's. "auto" (default, as :func:`~compattr.query.masks.paired_masks`'s):
+        :func:`~compattr.query.masks.resolve_kernel_power` of the masks' pairs, the power
+        ``paired_masks`` drew them with by default.
     support : float or sequence of float
         Terms refitted per pair (singletons included; the rest of the prior is kept as is):
         a number, or the sizes among which cross-validation chooses (default
@@ -198,6 +201,8 @@ class PairedShapley(BaseEstimator):
     ----------
     shapley_ : (n,) float64 array
         The estimated Shapley values.
+    kernel_power_ : float
+        The power the pairs are weighted by (``kernel_power``, "auto" resolved).
     spectrum_ : Spectrum
         The fitted odd part ``g(S) = (f(S) - f(Sᶜ)) / 2``: odd-order terms only (no constant),
         from which ``shapley_`` is read.
@@ -232,7 +237,7 @@ class PairedShapley(BaseEstimator):
     def __init__(
         self,
         *,
-        kernel_power: float = 0.25,
+        kernel_power: float | str = "auto",
         support=SUPPORTS,
         max_terms: int = 1024,
         ridges=RIDGE_GRID,
@@ -289,6 +294,7 @@ class PairedShapley(BaseEstimator):
         X = as_masks(X)
         y = as_outputs(y, X.shape[0])
         check_pairs(X)
+        self.kernel_power_ = resolve_kernel_power(self.kernel_power, X.shape[0] // 2)
         with threadpool_limits(self.num_threads):
             return self._fit(X, y)
 
@@ -360,7 +366,9 @@ class PairedShapley(BaseEstimator):
         of ``folds`` random groups of pairs (seeded by ``random_state``; a pair's two masks
         stay together), as a :class:`~compattr.spectrum.SpectrumJackknife` around
         ``spectrum_``, from which any quantity read off the spectrum gets its interval
-        (``index(fn)``: sums of Shapley values per layer, say).
+        (``index(fn)``: sums of Shapley values per layer, say). Each refit weights the pairs
+        by the power they were drawn with (``kernel_power_``), which "auto" might resolve
+        otherwise on fewer pairs.
 
         Raises
         ------
@@ -375,11 +383,14 @@ class PairedShapley(BaseEstimator):
         if _digest(X, y) != self._fitted_on:
             raise ValueError("uncertainty() and jackknife() need the masks and outputs the estimator was fitted on.")
         pairs = np.repeat(np.arange(X.shape[0] // 2), 2)  # a pair's two masks stay together
-        return jackknife(self, X, y, folds, seed=self.random_state, groups=pairs, progress=progress)
+        # the refits weight the pairs as they were drawn, whatever "auto" says for fewer of them
+        drawn = clone(self).set_params(kernel_power=self.kernel_power_)
+        return jackknife(
+            drawn, X, y, folds, seed=self.random_state, groups=pairs, spectrum=self.spectrum_, progress=progress
+        )
 
     def _check_params(self) -> None:
-        if not 0.0 <= self.kernel_power <= 1.0:
-            raise ValueError(f"kernel_power must lie in [0, 1], got {self.kernel_power}.")
+        resolve_kernel_power(self.kernel_power, 0)  # its ValueError on a bad value
         support = np.atleast_1d(np.asarray(self.support, dtype=np.float64))
         if support.ndim != 1 or support.size == 0 or not (support > 0).all():
             raise ValueError(f"support must be a positive number or a non-empty sequence, got {self.support!r}.")
@@ -466,7 +477,7 @@ class PairedShapley(BaseEstimator):
         # the efficiency constraint: χ_T(∅) = 1 and χ_T([n]) = -1 for odd T
         sign = np.where(sizes[boundary] == 0, 1.0, -1.0) if boundary.any() else None
         k = sizes[~boundary].astype(np.float64)
-        root = np.sqrt((k * (n - k)) ** (self.kernel_power - 1.0))
+        root = np.sqrt((k * (n - k)) ** (self.kernel_power_ - 1.0))
         root /= np.sqrt(np.mean(root**2))
 
         def design(t: int):

@@ -10,6 +10,7 @@ from conftest import all_masks, brute_force_shapley
 import compattr
 from compattr.proxy import PairedShapley
 from compattr.proxy.shapley import _ridge_towards
+from compattr.query.masks import FEW_PAIRS, FEW_PAIRS_KERNEL_POWER, KERNEL_POWER
 
 
 def sparse_function(n: int, seed: int) -> compattr.Spectrum:
@@ -253,11 +254,12 @@ def test_the_blend_averages_the_trees_odd_part_with_the_proxys_grown_terms(monke
 
     n = 12
     X_test = compattr.sample_masks(n, 64, seed=20)
-    kept = dict(sparse_above=np.inf, ridges=(np.inf,), untuned_trees=False)
+    # pairs drawn (and weighted) by KERNEL_POWER: the proxy grows its terms on the first case, not on the second
+    kept = dict(sparse_above=np.inf, ridges=(np.inf,), untuned_trees=False, kernel_power=KERNEL_POWER)
     grown_seen = set()
-    for seed, masks in ((0, 300), (4, 200)):  # the proxy grows its terms on the first, not on the second
+    for seed, masks in ((0, 300), (4, 200)):
         truth = compattr.synthetic.complete_hierarchy(n, n_sets=3, order=4, seed=seed)
-        X = compattr.paired_masks(n, masks, seed=seed)[2:]  # without the pair ([n], ∅)
+        X = compattr.paired_masks(n, masks, seed=seed, kernel_power=KERNEL_POWER)[2:]  # without the pair ([n], ∅)
         y = compattr.synthetic.add_noise(truth.predict(X), truth, snr_db=10, seed=seed)
         trees = PairedShapley(random_state=seed, blend=False, **kept).fit(X, y)
         blended = PairedShapley(random_state=seed, blend=True, **kept).fit(X, y)
@@ -305,6 +307,8 @@ def test_rejects_masks_that_are_not_complementary_pairs():
     "kwargs",
     [
         dict(kernel_power=1.5),
+        dict(kernel_power="shapley"),
+        dict(kernel_power=True),
         dict(support=0),
         dict(max_terms=0),
         dict(ridges=()),
@@ -473,3 +477,46 @@ def test_uncertainty_refuses_other_data_and_bad_settings():
             est.uncertainty(X, y, folds=folds)
     with pytest.raises(ValueError, match="confidence"):
         est.uncertainty(X, y, confidence=1.0)
+
+
+def noisy_outputs(f: compattr.Spectrum, X: np.ndarray, seed: int) -> np.ndarray:
+    return f.predict(X) + np.random.default_rng(seed).normal(0, 1.5, len(X))
+
+
+def test_kernel_power_auto_weights_the_pairs_as_paired_masks_drew_them():
+    """ "auto" resolves on the fitted masks' pairs as paired_masks' default does: the power
+    below FEW_PAIRS pairs and the one from there on, each fit equal to the fit told it (the
+    trees' prior refitted at a finite ridge: the pairs' weights matter)."""
+    n = 14  # pairs of 8 features fall in 2^7 classes: a refit of every odd term ignores the weights
+    f = sparse_function(n, seed=2)
+    for pairs, power in ((FEW_PAIRS - 1, FEW_PAIRS_KERNEL_POWER), (FEW_PAIRS, KERNEL_POWER)):
+        X = compattr.paired_masks(n, 2 * pairs, seed=3, kernel_power=power)
+        y = noisy_outputs(f, X, seed=4)
+        refitted = dict(random_state=0, sparse_above=np.inf, ridges=(0.1,))
+        fitted = {
+            kernel_power: PairedShapley(**refitted, kernel_power=kernel_power).fit(X, y)
+            for kernel_power in ("auto", KERNEL_POWER, FEW_PAIRS_KERNEL_POWER)
+        }
+        other = KERNEL_POWER if power == FEW_PAIRS_KERNEL_POWER else FEW_PAIRS_KERNEL_POWER
+        assert fitted["auto"].kernel_power_ == power
+        np.testing.assert_array_equal(fitted["auto"].shapley_, fitted[power].shapley_)
+        assert not np.array_equal(fitted["auto"].shapley_, fitted[other].shapley_)
+
+
+def test_the_jackknife_refits_weight_the_pairs_as_they_were_drawn():
+    """On FEW_PAIRS pairs "auto" is KERNEL_POWER, but on the half a two-group jackknife refits
+    it would be FEW_PAIRS_KERNEL_POWER: the refits keep the power the pairs were drawn with."""
+    n = 14
+    X = compattr.paired_masks(n, 2 * FEW_PAIRS, seed=3)
+    y = noisy_outputs(sparse_function(n, seed=2), X, seed=4)
+    refits = {
+        power: PairedShapley(random_state=0, sparse_above=np.inf, kernel_power=power)
+        .fit(X, y)
+        .jackknife(X, y, folds=2)
+        .spectra
+        for power in ("auto", KERNEL_POWER, FEW_PAIRS_KERNEL_POWER)
+    }
+    shapley = compattr.indices.shapley
+    for auto, drawn, other in zip(*refits.values()):
+        np.testing.assert_array_equal(shapley(auto), shapley(drawn))
+        assert not np.array_equal(shapley(auto), shapley(other))

@@ -68,7 +68,35 @@ def test_paired_masks_seed_and_size_distribution():
     np.testing.assert_allclose(counts, p / p.sum(), atol=0.01)  # the Shapley kernel
 
 
-@pytest.mark.parametrize("kwargs", [dict(n=1, m=4), dict(n=3, m=1), dict(n=3, m=4, kernel_power=-0.1)])
+def test_paired_masks_auto_draws_sizes_nearer_empty_and_full_below_few_pairs():
+    """ "auto" (the default) is FEW_PAIRS_KERNEL_POWER below FEW_PAIRS pairs and KERNEL_POWER
+    from there on, counted in whole pairs (an odd m loses its last mask)."""
+    from compattr.query.masks import FEW_PAIRS, FEW_PAIRS_KERNEL_POWER, KERNEL_POWER
+
+    n = 10
+    for m, power in (
+        (2 * FEW_PAIRS - 1, FEW_PAIRS_KERNEL_POWER),
+        (2 * FEW_PAIRS - 2, FEW_PAIRS_KERNEL_POWER),
+        (2 * FEW_PAIRS, KERNEL_POWER),
+        (2 * FEW_PAIRS + 1, KERNEL_POWER),
+    ):
+        X = compattr.paired_masks(n, m, seed=5)
+        np.testing.assert_array_equal(X, compattr.paired_masks(n, m, seed=5, kernel_power=power))
+        other = KERNEL_POWER if power == FEW_PAIRS_KERNEL_POWER else FEW_PAIRS_KERNEL_POWER
+        assert not np.array_equal(X, compattr.paired_masks(n, m, seed=5, kernel_power=other))
+    assert FEW_PAIRS_KERNEL_POWER > KERNEL_POWER  # more pairs near empty and full with few pairs
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n=1, m=4),
+        dict(n=3, m=1),
+        dict(n=3, m=4, kernel_power=-0.1),
+        dict(n=3, m=4, kernel_power="shapley"),
+        dict(n=3, m=4, kernel_power=True),
+    ],
+)
 def test_paired_masks_rejects_bad_input(kwargs):
     with pytest.raises(ValueError):
         compattr.paired_masks(**kwargs)
