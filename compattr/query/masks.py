@@ -16,7 +16,7 @@ KERNEL_POWER = 0.25
 #: near empty and full, which pin the single features' effects down, more often. Tuning
 #: functions (complete hierarchies, mean Shapley error of :class:`compattr.PairedShapley`,
 #: docs/results.md): 0.5 was lower at n = 100, α = 1 (332 pairs; seeds 1–5 0.275 → 0.231,
-#: with 10 dB noise 0.382 → 0.299), at n = 20 and 40, α = 1 and 2 (86–212 pairs), and level
+#: with 10 dB noise 0.382 → 0.299), at n = 20 and 40, α = 1 and 2 (43–212 pairs), and level
 #: at n = 200, α = 1 (764 pairs); 0.25 was lower at n = 100, α = 1.5 and 2 (498 and 664
 #: pairs) and at n = 500, α = 1.
 FEW_PAIRS = 400
