@@ -71,6 +71,7 @@ PAIRED_VARIANTS = {
     "paired sparse>=0.65": {"sparse_above": 0.65},  # the sparse prior kept from 0.65 on any budget
     "paired no-untuned": {"untuned_trees": False},  # the tuned fits' trees alone in the prior
     "paired kernel=0.25": {"kernel_power": 0.25},  # the pairs' sizes drawn by 0.25 at any budget
+    "paired max_terms=1024": {"max_terms": 1024},  # the refit's terms bounded below 400 pairs too
 }
 
 

@@ -78,6 +78,7 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "paired sparse>=0.65",
         "paired no-untuned",
         "paired kernel=0.25",
+        "paired max_terms=1024",
     )
     rows = [[c.strip() for c in line.split("|")] for line in table_rows(out, "| 20 | 4 | 6 |")]
     assert [cells[5] for cells in rows] == [
@@ -89,6 +90,7 @@ def test_shapley_benchmark_takes_peak_noise_and_variants():
         "compattr Shapley (paired sparse>=0.65)",
         "compattr Shapley (paired no-untuned)",
         "compattr Shapley (paired kernel=0.25)",
+        "compattr Shapley (paired max_terms=1024)",
     ]
     # R² where a function is fitted
     assert float(rows[0][6]) <= 1 and all(cells[6] == "—" for cells in rows[2:])

@@ -311,6 +311,9 @@ def test_rejects_masks_that_are_not_complementary_pairs():
         dict(kernel_power=True),
         dict(support=0),
         dict(max_terms=0),
+        dict(max_terms=1.5),
+        dict(max_terms=True),
+        dict(max_terms="all"),
         dict(ridges=()),
         dict(sparse_above=-0.1),
         dict(sparse_above=np.nan),
@@ -392,6 +395,30 @@ def test_cross_validation_chooses_the_support_and_the_ridge_together():
     # a single support is that support alone, and the same estimate when it is the one chosen
     alone = PairedShapley(random_state=0, support=est.support_, sparse_above=np.inf).fit(X, y)
     np.testing.assert_allclose(alone.shapley_, est.shapley_)
+
+
+def test_max_terms_auto_bounds_the_refit_only_from_few_pairs_on(monkeypatch):
+    """ "auto" refits every candidate term below FEW_PAIRS pairs and at most MAX_TERMS from
+    there on, as the integer bound does; an integer bounds it at any budget."""
+    from compattr.proxy import shapley
+
+    n = 12
+    f = sparse_function(n, seed=10)
+    X = compattr.paired_masks(n, 300, seed=11)  # 150 pairs
+    y = f.predict(X) + np.random.default_rng(12).normal(0, 1.0, len(X))
+    settings = dict(random_state=0, support=(0.1, 0.5, 2.0), sparse_above=np.inf)
+    most = lambda est: est.cv_results_["terms"].max()
+    monkeypatch.setattr(shapley, "MAX_TERMS", 40)
+    below = PairedShapley(**settings).fit(X, y)
+    unbounded = PairedShapley(**settings, max_terms=10**6).fit(X, y)
+    assert most(below) == most(unbounded) > 40
+    np.testing.assert_array_equal(below.shapley_, unbounded.shapley_)
+    monkeypatch.setattr(shapley, "FEW_PAIRS", 150)  # the same pairs, no longer few
+    above = PairedShapley(**settings).fit(X, y)
+    bounded = PairedShapley(**settings, max_terms=40).fit(X, y)
+    assert most(above) == most(bounded) == 40
+    np.testing.assert_array_equal(above.shapley_, bounded.shapley_)
+    assert not np.array_equal(above.shapley_, below.shapley_)
 
 
 def _with_null_features(f: compattr.Spectrum, extra: int) -> compattr.Spectrum:
