@@ -47,8 +47,10 @@
    The kept terms with all their subsets are joined by every set of three or more features
    all of whose pairs are kept (the cliques of the kept pairs' graph, with ``cliques``) and
    by every set one order above whose subsets one order below are all kept (the Apriori
-   algorithm's candidates), and the terms are chosen again from that pool, re-ranked by
-   their ridge refit, k and the closure by the same CV. Each fold grows the terms that its
+   algorithm's candidates), or all but one for sets of three or more features
+   (``missing_subsets``: a triple of which the fit kept every pair but one; the closure
+   restores that pair), and the terms are chosen again from that pool, re-ranked by their
+   ridge refit, k and the closure by the same CV. Each fold grows the terms that its
    own ensemble and training masks keep, so the CV error is as honest as the sparsity CV's,
    and the grown terms replace the kept ones when it is lower. ``grow="auto"`` runs it
    wherever the CV explains something and less than :data:`FINAL_FIT_BELOW` of the variance
@@ -218,6 +220,12 @@ GUIDE_ROUNDS = 2
 #: order and above (from order 2 or 4 they raised the tuning functions' mean R² less).
 GUIDE_FROM_ORDER = 3
 
+#: The growth (stages 5–7) offers a set of three or more features one order above the terms
+#: it grows from where at most this many of its subsets one order below are missing among
+#: them (0: none, the Apriori algorithm's candidates). A hierarchy's term of order 3 of
+#: which the fit kept every pair but one is then offered, and the closure restores that pair.
+MISSING_SUBSETS = 1
+
 #: The learning rates of the default grid (``grid=None``) on fewer than :data:`REPEAT_MASKS`
 #: masks: the paper's 0.01 needs ten times the trees of 0.1 and, on a few hundred masks per
 #: fold, fits no better (hierarchy at n = 100, α = 1 and 2, tuning seeds: the same mean R²
@@ -384,6 +392,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         terms then need their pairs found, not every subset one order below (at n = 100,
         α = 2 about +0.08 of R² on tuning functions, for no more CPU). False: the
         one-order-up candidates alone.
+    missing_subsets : {0, 1}
+        The growth (stages 5–7) offers a set of three or more features one order above the
+        terms it grows from where all its subsets one order below are among them but at most
+        this many (default :data:`MISSING_SUBSETS`, 1): a hierarchy's triple is offered where
+        the fit found two of its pairs, and the closure restores the third. 0: every subset
+        (the Apriori algorithm's candidates). A pair needs both its features either way.
     cv : int
         Number of folds.
     num_threads : int
@@ -496,6 +510,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         guide_rounds: int = GUIDE_ROUNDS,
         pursue: bool = True,
         cliques: bool = True,
+        missing_subsets: int = MISSING_SUBSETS,
         cv: int = 5,
         num_threads: int = 1,
         max_order: int | None = None,
@@ -523,6 +538,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.guide_rounds = guide_rounds
         self.pursue = pursue
         self.cliques = cliques
+        self.missing_subsets = missing_subsets
         self.cv = cv
         self.num_threads = num_threads
         self.max_order = max_order
@@ -723,7 +739,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             X_train, y_train = X[train], y[train]
             kept_here = _on_masks(keep, X_train, y_train)(spectrum)
             pursued = self._pursued(kept_here, spectrum, X_train, y_train, ks, ridges)
-            pools.append(grown_pool(pursued, max(ks), self.max_order, self.cliques))
+            pools.append(grown_pool(pursued, max(ks), *self._growth()))
         options = (self.max_cv_rows, self.seed, self._grown_rankings())
         table = self.grow_cv_ = grown_cv(X, y, folds, pools, ks, ridges, *options)
         best = table.loc[table["cv_mse"].idxmin()]
@@ -731,7 +747,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if not best["cv_mse"] < (1.0 - 1e-5) * self.sparsity_cv_["cv_mse"].min():
             return
         pursued = self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges)
-        pool = grown_pool(pursued, max(ks), self.max_order, self.cliques)
+        pool = grown_pool(pursued, max(ks), *self._growth())
         self.spectrum_ = self._chosen_from_pool(pool, best, X, y, ridges[0])
         self.grown_ = True
 
@@ -769,7 +785,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         folds, limit, ks, cv = self._chosen_again_by(X, y)
         tables, error = [], None
         for round_ in range(1, self.regrow_rounds + 1):
-            pool = grown_pool(self.spectrum_, limit, self.max_order, self.cliques)
+            pool = grown_pool(self.spectrum_, limit, *self._growth())
             table = cv([pool] * len(folds))
             tables.append(table.assign(round=round_))
             best = table.loc[table["cv_mse"].idxmin()]
@@ -833,6 +849,11 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         by their refit, and closed under subsets where ``ranking`` allows "closure"."""
         return ("refit", "closure") if "closure" in self._rankings() else ("refit",)
 
+    def _growth(self) -> tuple[int | None, bool, int]:
+        """:func:`grown_pool`'s settings of stages 5–7: ``max_order``, ``cliques`` and
+        ``missing_subsets``."""
+        return self.max_order, self.cliques, self.missing_subsets
+
     def _guided_trees(self, X: np.ndarray, target: np.ndarray) -> Spectrum:
         """The exact spectrum of one LightGBM ensemble with the first fit's depth, learning
         rate and tree count (``best_params_``), fitted to ``target`` (m,) on masks ``X`` (m, n)."""
@@ -847,7 +868,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         """The padded supports to choose from (:func:`grown_pool`, at most ``limit``): the
         terms of ``current`` with as many of the largest of ``trees``, ranked by their mean."""
         joined = Spectrum.mean([current, top_terms(trees, len(current))])
-        return grown_pool(joined, limit, self.max_order, self.cliques)
+        return grown_pool(joined, limit, *self._growth())
 
     def _capped_choice(self, table: pd.DataFrame, round_: int, variance: float) -> pd.Series | None:
         """The row of a regrow round's CV ``table`` to take where its best k is the cap: in
@@ -950,6 +971,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             raise ValueError(f"pursue must be True or False, got {self.pursue!r}.")
         if not isinstance(self.cliques, bool):
             raise ValueError(f"cliques must be True or False, got {self.cliques!r}.")
+        check_int(self.missing_subsets, "missing_subsets", 0, 1)
         if self.all_folds not in ("auto", True):
             raise ValueError(f"all_folds must be 'auto' or True, got {self.all_folds!r}.")
         if isinstance(self.ridge, str) and self.ridge != "cv":

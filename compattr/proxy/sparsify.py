@@ -130,7 +130,9 @@ def _every_subset(rows: np.ndarray, degrees: np.ndarray, n: int) -> tuple[np.nda
     return np.vstack(blocks), np.concatenate(ranks)
 
 
-def grown_pool(spectrum: Spectrum, limit: int, max_order: int | None = None, cliques: bool = True) -> np.ndarray:
+def grown_pool(
+    spectrum: Spectrum, limit: int, max_order: int | None = None, cliques: bool = True, missing_subsets: int = 0
+) -> np.ndarray:
     """The terms of ``spectrum`` with their hierarchy grown, to re-select from.
 
     First its terms by decreasing ``|F(T)|``, each preceded by its subsets (the downward
@@ -138,12 +140,13 @@ def grown_pool(spectrum: Spectrum, limit: int, max_order: int | None = None, cli
     of three or more features all of whose pairs are listed, by decreasing sum of those
     pairs' ``|F|`` (the cliques of the listed pairs' graph, :func:`_pair_cliques`: a
     hierarchy's higher-order terms whose subsets in between the fit missed); then every set
-    one order above a listed term all of whose subsets one order below are listed (the
-    candidates a hierarchy would hold next: the features not listed, the pairs of listed
-    features, ...), by decreasing sum of those subsets' ``|F|`` (ties in the order of their
-    sorted feature tuples), up to ``limit`` terms in all. A term whose subsets the trees
-    found, but which they split too shallowly to hold, is a candidate. No candidate is above
-    ``max_order``.
+    one order above a listed term all of whose subsets one order below are listed, but
+    ``missing_subsets`` (0 or 1) of them for sets of three or more features (the candidates
+    a hierarchy would hold next: the features not listed, the pairs of listed features, ...;
+    :func:`_one_order_up`), by decreasing sum of the listed subsets' ``|F|`` (ties in the
+    order of their sorted feature tuples), up to ``limit`` terms in all. A term whose subsets
+    the trees found, but which they split too shallowly to hold, is a candidate. No
+    candidate is above ``max_order``.
 
     Returns
     -------
@@ -155,7 +158,7 @@ def grown_pool(spectrum: Spectrum, limit: int, max_order: int | None = None, cli
     closure, _ = _closure_order(rows[np.argsort(-np.abs(spectrum.coefs), kind="stable")], n, limit)
     found = find_rows(rows, closure, n)
     strength = np.where(found >= 0, np.abs(spectrum.coefs)[found], 0.0)  # |F| of each listed set
-    joined, score = _one_order_up(closure, strength, n)
+    joined, score = _one_order_up(closure, strength, n, missing_subsets)
     if max_order is not None:
         within = np.sum(joined < n, axis=1) <= max_order
         joined, score = joined[within], score[within]
@@ -212,17 +215,24 @@ def _pair_cliques(closed: np.ndarray, strength: np.ndarray, n: int, limit: int, 
     return cliques[np.argsort(-np.concatenate(scores), kind="stable")]
 
 
-def _one_order_up(closed: np.ndarray, strength: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _one_order_up(
+    closed: np.ndarray, strength: np.ndarray, n: int, missing_subsets: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """The sets of ``n`` features not among the downward-closed padded supports ``closed``
-    (K, D) whose subsets one order below are all among them, and the sum of those subsets'
-    ``strength`` (K,) each: the features not listed (when the constant is), and the unions
-    of two members of the same order that share all but their last feature (the Apriori
-    algorithm's join, which lists each candidate once).
+    (K, D) whose subsets one order below are all among them, or (sets of three or more
+    features, ``missing_subsets=1``) all but one, and the sum of the listed subsets' ``strength``
+    (K,) each: the features not listed (when the constant is), the pairs of listed features,
+    and the unions of two listed members of the same order that share all but one feature.
+
+    With ``missing_subsets=0`` those unions are the Apriori algorithm's candidates (joined from the
+    members sharing all but their last feature, which lists each once); with ``missing_subsets=1`` a
+    hierarchy's term is a candidate even where the fit missed one of its subsets, which the
+    closure then restores.
 
     Returns
     -------
     rows : (p, D + 1) int array
-        The candidates, padded with ``n``.
+        The candidates, padded with ``n``; the same set never twice.
     score : (p,) float array
     """
     degrees = np.sum(closed < n, axis=1)
@@ -235,19 +245,40 @@ def _one_order_up(closed: np.ndarray, strength: np.ndarray, n: int) -> tuple[np.
         scores.append(np.full(len(singles), strength[constant[0]]))
     for d in range(1, width):
         members = closed[degrees == d, :d]
-        members = members[np.lexsort(members.T[::-1])]
-        first, second = _prefix_pairs(members)
-        joined = np.hstack([members[first], members[second, d - 1 :]])  # sorted: second's last is larger
+        allowed = missing_subsets if d >= 2 else 0  # a pair needs both its features
+        joined = _joins_sharing_all_but_one(members) if allowed else _apriori_joins(members)
         # the subsets one order below, in the order itertools.combinations lists them
-        score, complete = np.zeros(len(joined)), np.ones(len(joined), bool)
+        score, listed = np.zeros(len(joined)), np.zeros(len(joined), np.int64)
         for left_out in range(d, -1, -1):
             where = find_rows(closed, np.delete(joined, left_out, axis=1), n)
-            complete &= where >= 0
+            listed += where >= 0
             score = score + np.where(where >= 0, strength[where], 0.0)
-        fresh = complete & (find_rows(closed, joined, n) < 0)
+        fresh = (listed >= d + 1 - allowed) & (find_rows(closed, joined, n) < 0)
         rows.append(widen_padded(joined[fresh], width, n))
         scores.append(score[fresh])
     return np.vstack(rows), np.concatenate(scores)
+
+
+def _apriori_joins(members: np.ndarray) -> np.ndarray:
+    """The unions (p, d + 1), sorted, of two distinct sorted sets ``members`` (c, d) that
+    share their first ``d - 1`` features: each once."""
+    members = members[np.lexsort(members.T[::-1])]
+    first, second = _prefix_pairs(members)
+    d = members.shape[1]
+    return np.hstack([members[first], members[second, d - 1 :]])  # sorted: second's last is larger
+
+
+def _joins_sharing_all_but_one(members: np.ndarray) -> np.ndarray:
+    """The distinct unions (p, d + 1), sorted, of two sorted sets ``members`` (c, d) that
+    share all but one feature: each member is listed once per feature it leaves out, after
+    the ``d - 1`` it keeps, and the rows of equal prefixes are joined."""
+    d = members.shape[1]
+    kept = np.vstack([np.delete(members, j, axis=1) for j in range(d)])  # (d * c, d - 1)
+    table = np.hstack([kept, members.T.reshape(-1, 1)])  # the left-out feature last
+    table = table[np.lexsort(table.T[::-1])]
+    first, second = _prefix_pairs(table)
+    joined = np.sort(np.hstack([table[first], table[second, -1:]]), axis=1)
+    return np.unique(joined, axis=0) if len(joined) else joined.reshape(0, d + 1)
 
 
 def _prefix_pairs(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -834,7 +834,9 @@ def _regrow_round_recomputed(est: ProxySPEX, grown_from, X, y) -> tuple[np.ndarr
 
     folds = list(KFold(5, shuffle=True, random_state=est.seed_).split(X))
     m_train = min(len(train) for train, _ in folds)
-    pool = grown_pool(grown_from, max(est._candidate_ks(m_train)), cliques=est.cliques)
+    pool = grown_pool(
+        grown_from, max(est._candidate_ks(m_train)), cliques=est.cliques, missing_subsets=est.missing_subsets
+    )
     ks = est._candidate_ks(m_train // 2)
     return pool, ks, grown_cv(X, y, folds, [pool] * 5, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
 
@@ -909,7 +911,16 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
     n = 12
     X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
     # without the cliques, whose first round already holds the orders the second would add here
-    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "cliques": False, "guide_rounds": 0}
+    # a case chosen on the growth's candidates that need every subset (missing_subsets=0)
+    settings = {
+        "seed": 4,
+        "grid": SMALL_GRID,
+        "repeats": 3,
+        "regrow": True,
+        "cliques": False,
+        "guide_rounds": 0,
+        "missing_subsets": 0,
+    }
     once = ProxySPEX(**settings, regrow_rounds=1).fit(X, y)
     twice = ProxySPEX(**settings, regrow_rounds=2).fit(X, y)
     assert once.regrow_rounds_ == 1 and twice.regrow_rounds_ == 2 and twice.regrown_
@@ -942,7 +953,8 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
 
     n = 12
     X, y = _noisy_hierarchy(n_sets=3, order=3, masks=120, snr_db=10)
-    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "guide_rounds": 0}
+    # a case chosen on the growth's candidates that need every subset (missing_subsets=0)
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "guide_rounds": 0, "missing_subsets": 0}
     average = ProxySPEX(**settings, regrow_capped=0.0).fit(X, y)
     table = average.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 24  # the case this needs
@@ -1019,7 +1031,8 @@ def test_a_guided_round_chooses_again_from_pools_grown_on_each_folds_trees():
 
     n = 12
     _, X, y = _hierarchy_scaled(n, n_sets=2, order=4, masks=160)
-    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "regrow_rounds": 1}
+    # a case chosen on the growth's candidates that need every subset (missing_subsets=0)
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "regrow_rounds": 1, "missing_subsets": 0}
     regrown = ProxySPEX(**settings, guide_rounds=0).fit(X, y)
     guided = ProxySPEX(**settings, guide_rounds=1).fit(X, y)
     assert regrown.regrown_ and len(regrown.guide_cv_) == 0 and "guide" not in regrown.timings_
@@ -1039,7 +1052,9 @@ def test_a_guided_round_chooses_again_from_pools_grown_on_each_folds_trees():
     limit, ks = max(guided._candidate_ks(m_train)), guided._candidate_ks(m_train // 2)
 
     def pool(of: Spectrum) -> np.ndarray:
-        return grown_pool(Spectrum.mean([current, top_terms(of, len(current))]), limit, cliques=True)
+        return grown_pool(
+            Spectrum.mean([current, top_terms(of, len(current))]), limit, None, True, guided.missing_subsets
+        )
 
     pools = [pool(t) for t in fold_trees]
     table = grown_cv(X, y, folds, pools, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
@@ -1299,36 +1314,49 @@ def test_repeats_must_be_auto_or_a_positive_int(bad):
         ProxySPEX(repeats=bad).fit(X, X.sum(axis=1).astype(float))
 
 
-def test_grown_pool_adds_every_set_one_order_above_whose_subsets_are_listed():
+@pytest.mark.parametrize("missing", [0, 1])
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_grown_pool_adds_every_set_one_order_above_whose_subsets_are_listed(seed, missing):
     """The pool is the kept terms' downward closure (constant first), then, by brute force over
     every set, exactly those one order above a listed set whose subsets one order below are
-    all listed, strongest subsets first; the limit cuts the candidates, never the closure."""
+    all listed (``missing_subsets=0``), or all but one for sets of three or more features
+    (``missing_subsets=1``), strongest listed subsets first; the limit cuts the candidates,
+    never the closure."""
     from compattr.proxy.sparsify import grown_pool
 
-    n, rng = 8, np.random.default_rng(5)
+    n, rng = 8, np.random.default_rng(seed)
     terms = [tuple(sorted(rng.choice(n, size=rng.integers(1, 4), replace=False))) for _ in range(6)]
     spectrum = Spectrum.from_dict({t: rng.uniform(0.5, 2.0) * rng.choice([-1, 1]) for t in terms}, n)
     closure = _all_subsets(spectrum.support_tuples())
+
+    def allowed(d: int) -> int:
+        return missing if d >= 3 else 0
+
     expected = {
         t
         for d in range(1, n + 1)
         for t in itertools.combinations(range(n), d)
-        if t not in closure and all(s in closure for s in itertools.combinations(t, d - 1))
+        if t not in closure
+        and any(t[:i] + t[i + 1 :] in closure for i in range(d))  # one order above a listed set
+        and sum(s in closure for s in itertools.combinations(t, d - 1)) >= d - allowed(d)
     }
+    if missing:  # the case holds a set only the rule with a missing subset offers
+        assert any(not all(s in closure for s in itertools.combinations(t, len(t) - 1)) for t in expected)
     assert expected  # the case has something to grow
-    pool = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4, cliques=False)]
+
+    def grown(limit: int, max_order: int | None = None) -> list[tuple]:
+        pool = grown_pool(spectrum, limit, max_order=max_order, cliques=False, missing_subsets=missing)
+        return [tuple(int(i) for i in row[row < n]) for row in pool]
+
+    pool = grown(10**4)
     assert pool[0] == () and len(pool) == len(set(pool))
     assert set(pool[: len(closure)]) == closure and set(pool[len(closure) :]) == expected
     strength = dict(zip(spectrum.support_tuples(), np.abs(spectrum.coefs)))
     scores = [sum(strength.get(s, 0.0) for s in itertools.combinations(t, len(t) - 1)) for t in pool[len(closure) :]]
     assert scores == sorted(scores, reverse=True)
-    cut = [tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, len(closure) + 2, cliques=False)]
-    assert cut == pool[: len(closure) + 2]
+    assert grown(len(closure) + 2) == pool[: len(closure) + 2]
     for top in (1, 2):  # no candidate above max_order; the rest in the same order
-        capped = [
-            tuple(int(i) for i in row[row < n]) for row in grown_pool(spectrum, 10**4, max_order=top, cliques=False)
-        ]
-        assert capped == pool[: len(closure)] + [t for t in pool[len(closure) :] if len(t) <= top]
+        assert grown(10**4, top) == pool[: len(closure)] + [t for t in pool[len(closure) :] if len(t) <= top]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -1406,6 +1434,28 @@ def test_cliques_reach_every_growth_and_must_be_a_bool(monkeypatch, cliques):
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match="cliques"):
             ProxySPEX(cliques=bad).fit(X, y)
+
+
+@pytest.mark.parametrize("missing", [0, 1])
+def test_missing_subsets_reach_every_growth_and_must_be_0_or_1(monkeypatch, missing):
+    """``missing_subsets`` is passed to every pool the growth (each fold's and the final one),
+    the regrow and the guided trees build; anything but 0 or 1 is refused."""
+    from compattr.proxy import proxyspex
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(args[4] if len(args) > 4 else kwargs["missing_subsets"])
+        return grown_pool(*args, **kwargs)
+
+    grown_pool = proxyspex.grown_pool
+    monkeypatch.setattr(proxyspex, "grown_pool", spy)
+    X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
+    est = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=2, grow=True, regrow=True, missing_subsets=missing).fit(X, y)
+    assert est.regrow_rounds_ >= 1 and len(seen) > 5 and set(seen) == {missing}
+    for bad in (2, -1, True, 0.5, "1", None):
+        with pytest.raises(ValueError, match="missing_subsets"):
+            ProxySPEX(missing_subsets=bad).fit(X, y)
 
 
 @pytest.mark.parametrize("ks", [[4, 8, 40], [4, 8, 16]])  # the largest k: the pool's size, or fewer
@@ -1612,9 +1662,11 @@ def test_pursuit_finds_the_terms_a_hierarchy_hides_under_its_strong_ones():
     truth = complete_hierarchy(n, n_sets=4, order=4, seed=1)
     X = compattr.sample_masks(n, 400, seed=101)
     y = truth.predict(X)
-    # without the cliques, which recover some of those terms by themselves here
-    pursued = ProxySPEX(seed=0, grow=True, repeats=1, cliques=False).fit(X, y)
-    plain = ProxySPEX(seed=0, grow=True, repeats=1, cliques=False, pursue=False).fit(X, y)
+    # without the cliques and the candidates missing a subset, which recover some of those
+    # terms by themselves here
+    growth = {"cliques": False, "missing_subsets": 0}
+    pursued = ProxySPEX(seed=0, grow=True, repeats=1, **growth).fit(X, y)
+    plain = ProxySPEX(seed=0, grow=True, repeats=1, pursue=False, **growth).fit(X, y)
     X_test = compattr.sample_masks(n, 500, seed=201)
     y_test = truth.predict(X_test)
     on, off = (compattr.faithfulness(est, X_test, y_test) for est in (pursued, plain))
