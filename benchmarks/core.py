@@ -65,6 +65,7 @@ VARIANTS = {
     "proxyspex regrow>=0.14": {"regrow": 0.14},  # regrown only from a first-fit CV R² of 0.14
     "proxyspex capped-stays": {"regrow_capped": 0.0},  # a regrow round whose CV chooses the cap never taken
     "proxyspex no-guide": {"guide_rounds": 0},  # no guided trees after the regrow
+    "proxyspex every-subset": {"missing_subsets": 0},  # grown only to sets whose subsets one order below are all kept
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,
@@ -79,6 +80,7 @@ VARIANTS = {
         "grid": PAPER_RATES,
         "regrow": False,
         "guide_rounds": 0,
+        "missing_subsets": 0,
     },
 }
 

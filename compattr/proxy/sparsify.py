@@ -34,6 +34,7 @@ from ..spectrum.supports import (
     padded_to_csr,
     parity_blocks,
     parity_matrix,
+    row_finder,
     widen_padded,
 )
 from .leastsquares import factor, gram_and_projection, gram_reusing, least_squares, least_squares_on, ridge_penalty
@@ -237,6 +238,7 @@ def _one_order_up(
     """
     degrees = np.sum(closed < n, axis=1)
     width = closed.shape[1] + 1
+    listed_at = row_finder(closed, n)
     rows, scores = [np.zeros((0, width), np.int64)], [np.zeros(0)]
     constant = np.flatnonzero(degrees == 0)
     if constant.size:
@@ -250,10 +252,10 @@ def _one_order_up(
         # the subsets one order below, in the order itertools.combinations lists them
         score, listed = np.zeros(len(joined)), np.zeros(len(joined), np.int64)
         for left_out in range(d, -1, -1):
-            where = find_rows(closed, np.delete(joined, left_out, axis=1), n)
+            where = listed_at(np.delete(joined, left_out, axis=1))
             listed += where >= 0
             score = score + np.where(where >= 0, strength[where], 0.0)
-        fresh = (listed >= d + 1 - allowed) & (find_rows(closed, joined, n) < 0)
+        fresh = (listed >= d + 1 - allowed) & (listed_at(joined) < 0)
         rows.append(widen_padded(joined[fresh], width, n))
         scores.append(score[fresh])
     return np.vstack(rows), np.concatenate(scores)

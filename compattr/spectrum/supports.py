@@ -10,7 +10,7 @@ least squares all build on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -88,6 +88,28 @@ def find_rows(table: np.ndarray, queries: np.ndarray, sentinel: int) -> np.ndarr
     row_of = np.full(len(unique), -1, np.int64)
     row_of[inverse[: len(table)]] = np.arange(len(table))
     return row_of[inverse[len(table) :]]
+
+
+def row_finder(table: np.ndarray, sentinel: int) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`find_rows` on a fixed ``table`` (t, D) of distinct sorted supports padded with
+    ``sentinel``: a function of the queries (q, D') returning the row of ``table`` equal to
+    each, or -1. Where a row fits one int64 key (D at most 62 / log2(sentinel + 1)
+    features: 9 at n = 100), the table's keys are sorted once and each call is a binary
+    search; otherwise each call is :func:`find_rows`."""
+    width = table.shape[1]
+    keys = _row_keys(table, sentinel) if width else []
+    if len(keys) != 1 or not len(table):
+        return lambda queries: find_rows(table, queries, sentinel)
+    order = np.argsort(keys[0])
+    ranked = keys[0][order]
+
+    def find(queries: np.ndarray) -> np.ndarray:
+        longer = np.any(queries[:, width:] != sentinel, axis=1)  # more features than any row
+        key = _row_keys(widen_padded(queries[:, :width], width, sentinel), sentinel)[0]
+        at = np.minimum(np.searchsorted(ranked, key), len(ranked) - 1)
+        return np.where((ranked[at] == key) & ~longer, order[at], -1)
+
+    return find
 
 
 def _row_keys(rows: np.ndarray, sentinel: int) -> list[np.ndarray]:

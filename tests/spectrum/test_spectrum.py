@@ -152,25 +152,36 @@ def test_group_padded_rows_of_no_rows():
 
 
 @pytest.mark.parametrize("n, D", [(10, 3), (500, 11)])
-def test_find_rows_matches_a_dictionary_of_tuples(n, D):
+@pytest.mark.parametrize("finder", ["find_rows", "row_finder"])
+def test_find_rows_matches_a_dictionary_of_tuples(n, D, finder):
     """Each query's row in the table, or -1, as a dict of tuples gives it: widths that differ
-    (the query wider and narrower), the constant, supports absent from the table."""
-    from compattr.spectrum.supports import find_rows, pad_supports, widen_padded
+    (the query wider and narrower), the constant, supports absent from the table, queries of
+    more features than any of its rows; by find_rows and by row_finder's function of the
+    table (one int64 key per row at n = 10, several at n = 500)."""
+    from compattr.spectrum import supports
+    from compattr.spectrum.supports import pad_supports, widen_padded
+
+    def find_rows(table, queries, sentinel):
+        if finder == "find_rows":
+            return supports.find_rows(table, queries, sentinel)
+        return supports.row_finder(table, sentinel)(queries)
 
     rng = np.random.default_rng(n)
     draw = lambda: tuple(sorted(rng.choice(min(n, D + 4), rng.integers(0, D + 1), replace=False)))
     table = sorted({draw() for _ in range(300)}, key=lambda t: rng.random())
-    queries = [draw() for _ in range(500)] + [(), table[0], table[-1]]
+    queries = [draw() for _ in range(500)] + [(), table[0], table[-1], tuple(range(D + 2))]
     position = {t: i for i, t in enumerate(table)}
     expected = [position.get(t, -1) for t in queries]
     assert -1 in expected and max(expected) > 0  # both outcomes occur
     table_rows, query_rows = pad_supports(table, n), pad_supports(queries, n)
+    assert query_rows.shape[1] > table_rows.shape[1]  # a query longer than every row
     np.testing.assert_array_equal(find_rows(table_rows, query_rows, n), expected)
     wider = widen_padded(query_rows, query_rows.shape[1] + 2, n)
     assert wider.shape == (len(queries), query_rows.shape[1] + 2) and np.all(wider[:, -2:] == n)
     np.testing.assert_array_equal(find_rows(table_rows, wider, n), expected)
     np.testing.assert_array_equal(find_rows(widen_padded(table_rows, D + 3, n), query_rows, n), expected)
     assert find_rows(table_rows[:0], query_rows, n).tolist() == [-1] * len(queries)
+    assert find_rows(table_rows, query_rows[:0], n).shape == (0,)
 
 
 def test_with_coefs_re_ranks_the_same_supports_as_a_new_spectrum_would():
