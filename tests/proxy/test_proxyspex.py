@@ -1414,48 +1414,39 @@ def test_max_order_bounds_the_grown_and_regrown_terms_too():
     assert capped.spectrum_.max_order <= 2 and capped.tree_spectrum_.max_order <= 2
 
 
-@pytest.mark.parametrize("cliques", [True, False])
-def test_cliques_reach_every_growth_and_must_be_a_bool(monkeypatch, cliques):
-    """``cliques`` is passed to every pool the growth (each fold's and the final one) and the
-    regrow build; anything but a bool is refused."""
+_BAD_CLIQUES = ("yes", 1, None)
+_BAD_MISSING = (2, -1, True, 0.5, "1", None)
+
+
+@pytest.mark.parametrize(
+    "name, position, value, bad",
+    [
+        ("cliques", 3, True, _BAD_CLIQUES),
+        ("cliques", 3, False, _BAD_CLIQUES),
+        ("missing_subsets", 4, 0, _BAD_MISSING),
+        ("missing_subsets", 4, 1, _BAD_MISSING),
+    ],
+)
+def test_growth_settings_reach_every_pool_and_are_checked(monkeypatch, name, position, value, bad):
+    """``cliques`` and ``missing_subsets`` (``grown_pool``'s arguments at ``position``) are
+    passed to every pool the growth (each fold's and the final one), the regrow and the
+    guided trees build; anything but a bool (cliques) or 0 or 1 (missing_subsets) is refused."""
     from compattr.proxy import proxyspex
 
     seen = []
 
     def spy(*args, **kwargs):
-        seen.append(args[3] if len(args) > 3 else kwargs["cliques"])
+        seen.append(args[position] if len(args) > position else kwargs[name])
         return grown_pool(*args, **kwargs)
 
     grown_pool = proxyspex.grown_pool
     monkeypatch.setattr(proxyspex, "grown_pool", spy)
     X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
-    est = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=2, grow=True, regrow=True, cliques=cliques).fit(X, y)
-    assert est.regrow_rounds_ >= 1 and len(seen) > 5 and set(seen) == {cliques}
-    for bad in ("yes", 1, None):
-        with pytest.raises(ValueError, match="cliques"):
-            ProxySPEX(cliques=bad).fit(X, y)
-
-
-@pytest.mark.parametrize("missing", [0, 1])
-def test_missing_subsets_reach_every_growth_and_must_be_0_or_1(monkeypatch, missing):
-    """``missing_subsets`` is passed to every pool the growth (each fold's and the final one),
-    the regrow and the guided trees build; anything but 0 or 1 is refused."""
-    from compattr.proxy import proxyspex
-
-    seen = []
-
-    def spy(*args, **kwargs):
-        seen.append(args[4] if len(args) > 4 else kwargs["missing_subsets"])
-        return grown_pool(*args, **kwargs)
-
-    grown_pool = proxyspex.grown_pool
-    monkeypatch.setattr(proxyspex, "grown_pool", spy)
-    X, y = _noisy_hierarchy(n_sets=2, order=4, masks=160, snr_db=10)
-    est = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=2, grow=True, regrow=True, missing_subsets=missing).fit(X, y)
-    assert est.regrow_rounds_ >= 1 and len(seen) > 5 and set(seen) == {missing}
-    for bad in (2, -1, True, 0.5, "1", None):
-        with pytest.raises(ValueError, match="missing_subsets"):
-            ProxySPEX(missing_subsets=bad).fit(X, y)
+    est = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=2, grow=True, regrow=True, **{name: value}).fit(X, y)
+    assert est.regrow_rounds_ >= 1 and len(seen) > 5 and set(seen) == {value}
+    for setting in bad:
+        with pytest.raises(ValueError, match=name):
+            ProxySPEX(**{name: setting}).fit(X, y)
 
 
 @pytest.mark.parametrize("ks", [[4, 8, 40], [4, 8, 16]])  # the largest k: the pool's size, or fewer
