@@ -49,7 +49,7 @@
    by every set one order above whose subsets one order below are all kept (the Apriori
    algorithm's candidates), or all but one for sets of three or more features
    (``missing_subsets``: a triple of which the fit kept every pair but one; the closure
-   restores that pair), and the terms are chosen again from that pool, re-ranked by their
+   ranking restores that pair), and the terms are chosen again from that pool, re-ranked by their
    ridge refit, k and the closure by the same CV. Each fold grows the terms that its
    own ensemble and training masks keep, so the CV error is as honest as the sparsity CV's,
    and the grown terms replace the kept ones when it is lower. ``grow="auto"`` runs it
@@ -223,7 +223,8 @@ GUIDE_FROM_ORDER = 3
 #: The growth (stages 5–7) offers a set of three or more features one order above the terms
 #: it grows from where at most this many of its subsets one order below are missing among
 #: them (0: none, the Apriori algorithm's candidates). A hierarchy's term of order 3 of
-#: which the fit kept every pair but one is then offered, and the closure restores that pair.
+#: which the fit kept every pair but one is then offered, and the closure ranking restores
+#: that pair.
 MISSING_SUBSETS = 1
 
 #: The learning rates of the default grid (``grid=None``) on fewer than :data:`REPEAT_MASKS`
@@ -396,7 +397,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         The growth (stages 5–7) offers a set of three or more features one order above the
         terms it grows from where all its subsets one order below are among them but at most
         this many (default :data:`MISSING_SUBSETS`, 1): a hierarchy's triple is offered where
-        the fit found two of its pairs, and the closure restores the third. 0: every subset
+        the fit found two of its pairs, and the closure ranking restores the third. 0: every subset
         (the Apriori algorithm's candidates). A pair needs both its features either way.
     cv : int
         Number of folds.

@@ -221,14 +221,15 @@ def _one_order_up(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The sets of ``n`` features not among the downward-closed padded supports ``closed``
     (K, D) whose subsets one order below are all among them, or (sets of three or more
-    features, ``missing_subsets=1``) all but one, and the sum of the listed subsets' ``strength``
-    (K,) each: the features not listed (when the constant is), the pairs of listed features,
-    and the unions of two listed members of the same order that share all but one feature.
+    features, ``missing_subsets=1``) all but one, and the sum of the listed subsets'
+    ``strength`` (K,) each: the features not listed (when the constant is), the pairs of
+    listed features, and the unions of two listed members of the same order that share all
+    but one feature.
 
-    With ``missing_subsets=0`` those unions are the Apriori algorithm's candidates (joined from the
-    members sharing all but their last feature, which lists each once); with ``missing_subsets=1`` a
-    hierarchy's term is a candidate even where the fit missed one of its subsets, which the
-    closure then restores.
+    With ``missing_subsets=0`` those unions are the Apriori algorithm's candidates (joined
+    from the members sharing all but their last feature, which lists each once); with
+    ``missing_subsets=1`` a hierarchy's term is a candidate even where the fit missed one of
+    its subsets, which the closure ranking then restores.
 
     Returns
     -------
