@@ -190,6 +190,17 @@ def check_int(value, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def check_auto_or_int(value, name: str, low: int) -> None:
+    """ValueError unless ``value`` is "auto" or an integer of at least ``low`` (as
+    :func:`check_int` takes one: no bool, no float)."""
+    if isinstance(value, str) and value == "auto":
+        return
+    try:
+        check_int(value, name, low)
+    except ValueError:
+        raise ValueError(f'{name} must be "auto" or an integer >= {low}, got {value!r}.') from None
+
+
 def feature_names(names, n: int) -> list[str]:
     """``names`` as ``n`` strings, or ``"0"``, ..., ``"n-1"`` where there are none (None)."""
     return [str(i) for i in range(n)] if names is None else [str(name) for name in names]

@@ -120,7 +120,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_int, output_scale
+from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, output_scale
 from ..query.masks import budget
 from ..spectrum import Spectrum
 from ..spectrum.supports import padded_to_csr
@@ -954,9 +954,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             valid = isinstance(self.final_fit, bool) or self.final_fit == "auto"
         if not valid:
             raise ValueError(f"final_fit must be 'auto', True, False or a float in (0, 1], got {self.final_fit!r}.")
-        repeats_ok = isinstance(self.repeats, (int, np.integer)) and not isinstance(self.repeats, bool)
-        if not (self.repeats == "auto" or (repeats_ok and self.repeats >= 1)):
-            raise ValueError(f"repeats must be 'auto' or a positive int, got {self.repeats!r}.")
+        check_auto_or_int(self.repeats, "repeats", 1)
         for name in ("grow", "regrow"):
             value = getattr(self, name)
             fraction = isinstance(value, float) and 0.0 <= value < 1.0

@@ -54,7 +54,7 @@ import scipy.sparse as sps
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_int
+from .._validation import as_masks, as_outputs, check_auto_or_int
 from ..query.masks import FEW_PAIRS, check_pairs, resolve_kernel_power
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
@@ -405,7 +405,7 @@ class PairedShapley(BaseEstimator):
         support = np.atleast_1d(np.asarray(self.support, dtype=np.float64))
         if support.ndim != 1 or support.size == 0 or not (support > 0).all():
             raise ValueError(f"support must be a positive number or a non-empty sequence, got {self.support!r}.")
-        _check_auto_or_int(self.max_terms, "max_terms", 1)
+        check_auto_or_int(self.max_terms, "max_terms", 1)
         ridges = np.asarray(self.ridges, dtype=np.float64)
         if ridges.ndim != 1 or ridges.size == 0 or not (ridges > 0).all():
             raise ValueError(f"ridges must be a non-empty sequence of positive numbers, got {self.ridges!r}.")
@@ -417,7 +417,7 @@ class PairedShapley(BaseEstimator):
                 raise ValueError(f'{name} must be "auto", True or False, got {value!r}.')
         if self.cv < 2:
             raise ValueError(f"cv must be at least 2, got {self.cv}.")
-        _check_auto_or_int(self.proxies, "proxies", 1)
+        check_auto_or_int(self.proxies, "proxies", 1)
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         self.n_features_in_ = X.shape[1]
@@ -626,17 +626,6 @@ class PairedShapley(BaseEstimator):
             fits = _ridge_towards(A[train], b[train], start, constraint, ridges)
             sq += [np.sum((A[valid] @ beta - b[valid]) ** 2) for beta in fits]
         return sq / max(1, len(b))
-
-
-def _check_auto_or_int(value, name: str, low: int) -> None:
-    """ValueError unless ``value`` is "auto" or an integer of at least ``low`` (as
-    :func:`~compattr._validation.check_int` takes one: no bool, no float)."""
-    if isinstance(value, str) and value == "auto":
-        return
-    try:
-        check_int(value, name, low)
-    except ValueError:
-        raise ValueError(f'{name} must be "auto" or an integer >= {low}, got {value!r}.') from None
 
 
 def _digest(X: np.ndarray, y: np.ndarray) -> str:
