@@ -198,6 +198,7 @@ def _pair_cliques(closed: np.ndarray, strength: np.ndarray, n: int, limit: int, 
     adjacent[a, b] = adjacent[b, a] = True
     weight[a, b] = weight[b, a] = strength[pairs]
     members, score = np.stack([a, b], axis=1), strength[pairs]
+    listed_at = row_finder(closed, n)
     found, scores = [np.zeros((0, 2), np.int64)], [np.zeros(0)]
     largest = n if max_order is None else max_order
     for _ in range(3, largest + 1):  # the cliques of 3, 4, ... features
@@ -209,7 +210,7 @@ def _pair_cliques(closed: np.ndarray, strength: np.ndarray, n: int, limit: int, 
         members = np.hstack([members[clique], added[:, None]])
         strongest = np.argsort(-score, kind="stable")[:limit]
         members, score = members[strongest], score[strongest]
-        fresh = find_rows(closed, features[members], n) < 0
+        fresh = listed_at(features[members]) < 0
         found.append(features[members[fresh]])
         scores.append(score[fresh])
     cliques = _stacked(found, n)

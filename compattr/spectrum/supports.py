@@ -97,7 +97,7 @@ def row_finder(table: np.ndarray, sentinel: int) -> Callable[[np.ndarray], np.nd
     features: 9 at n = 100), the table's keys are sorted once and each call is a binary
     search; otherwise each call is :func:`find_rows`."""
     width = table.shape[1]
-    keys = _row_keys(table, sentinel) if width else []
+    keys = _row_keys(table, sentinel)  # none for a table of width 0
     if len(keys) != 1 or not len(table):
         return lambda queries: find_rows(table, queries, sentinel)
     order = np.argsort(keys[0])
