@@ -49,8 +49,8 @@
    by every set one order above whose subsets one order below are all kept (the Apriori
    algorithm's candidates), or all but one for sets of three or more features
    (``missing_subsets``: a triple of which the fit kept every pair but one; the closure
-   ranking restores that pair), and the terms are chosen again from that pool, re-ranked by their
-   ridge refit, k and the closure by the same CV. Each fold grows the terms that its
+   ranking restores that pair), and the terms are chosen again from that pool, re-ranked by
+   their ridge refit, k and the closure by the same CV. Each fold grows the terms that its
    own ensemble and training masks keep, so the CV error is as honest as the sparsity CV's,
    and the grown terms replace the kept ones when it is lower. ``grow="auto"`` runs it
    wherever the CV explains something and less than :data:`FINAL_FIT_BELOW` of the variance
@@ -225,7 +225,7 @@ GUIDE_FROM_ORDER = 3
 #: them (0: none, the Apriori algorithm's candidates). A hierarchy's term of order 3 of
 #: which the fit kept every pair but one is then offered, and the closure ranking restores
 #: that pair. Tuning functions (complete hierarchy, n = 100, α = 2, seeds 1–24;
-#: docs/results.md): mean held-out R² 0.730 → 0.769 (0 → 1); on seeds 101–116, not tuned
+#: docs/results.md): mean held-out R² 0.730 with 0, 0.769 with 1; on seeds 101–116, not tuned
 #: on, 0.731 → 0.779 (14 higher, 1 lower). Where nothing is regrown it changes little: the
 #: saved sentence and photo explanations and the hierarchies at α = 1 and 4 are level.
 MISSING_SUBSETS = 1
@@ -400,8 +400,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         The growth (stages 5–7) offers a set of three or more features one order above the
         terms it grows from where all its subsets one order below are among them but at most
         this many (default :data:`MISSING_SUBSETS`, 1): a hierarchy's triple is offered where
-        the fit found two of its pairs, and the closure ranking restores the third. 0: every subset
-        (the Apriori algorithm's candidates). A pair needs both its features either way.
+        the fit found two of its pairs, and the closure ranking restores the third. 0: every
+        subset (the Apriori algorithm's candidates). A pair needs both its features either way.
     cv : int
         Number of folds.
     num_threads : int
