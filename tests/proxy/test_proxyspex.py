@@ -1052,9 +1052,8 @@ def test_a_guided_round_chooses_again_from_pools_grown_on_each_folds_trees():
     limit, ks = max(guided._candidate_ks(m_train)), guided._candidate_ks(m_train // 2)
 
     def pool(of: Spectrum) -> np.ndarray:
-        return grown_pool(
-            Spectrum.mean([current, top_terms(of, len(current))]), limit, None, True, guided.missing_subsets
-        )
+        joined = Spectrum.mean([current, top_terms(of, len(current))])
+        return grown_pool(joined, limit, cliques=guided.cliques, missing_subsets=guided.missing_subsets)
 
     pools = [pool(t) for t in fold_trees]
     table = grown_cv(X, y, folds, pools, ks, proxyspex.RIDGES, 10**9, 4, ("refit", "closure"))
