@@ -66,6 +66,7 @@ VARIANTS = {
     "proxyspex capped-stays": {"regrow_capped": 0.0},  # a regrow round whose CV chooses the cap never taken
     "proxyspex no-guide": {"guide_rounds": 0},  # no guided trees after the regrow
     "proxyspex every-subset": {"missing_subsets": 0},  # grown only to sets whose subsets one order below are all kept
+    "proxyspex no-extension": {"extend_rounds": 0},  # without stage 8 (the terms extended where their residual points)
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,
@@ -81,6 +82,7 @@ VARIANTS = {
         "regrow": False,
         "guide_rounds": 0,
         "missing_subsets": 0,
+        "extend_rounds": 0,
     },
 }
 

@@ -115,7 +115,9 @@ class Explanation:
         choices are the first fit's), ``grown`` (whether the kept terms were grown one order
         and chosen again), ``regrown`` (whether the repeats' average was), ``regrow_rounds``
         (by how many orders it was, in as many rounds), ``guide_rounds`` (the rounds of
-        guided trees whose terms were chosen again after the regrow), ``cv_r2`` (the
+        guided trees whose terms were chosen again after the regrow), ``extend_rounds`` (the
+        rounds in which the terms were extended one feature at a time where their residual
+        pointed), ``cv_r2`` (the
         fitted spectrum's cross-validated R² on the fitting masks, the first fit's),
         ``timings``, ``estimator`` (its class name) and ``params`` (a ``ProxySPEX``'s
         parameters, which :meth:`uncertainty` refits it with; None for another class).
@@ -452,6 +454,9 @@ class Explanation:
             guided = self.fit_info.get("guide_rounds") or 0
             if guided:
                 lines[-1] += f", then with guided trees' terms ({guided} round{'s' if guided > 1 else ''})"
+            extended = self.fit_info.get("extend_rounds") or 0
+            if extended:
+                lines[-1] += f", extended where the residual pointed ({extended} round{'s' if extended > 1 else ''})"
         cv_r2 = self.fit_info.get("cv_r2")
         if cv_r2 is not None and cv_r2 < EXPLAINS_ABOVE:
             lines.append(
@@ -852,6 +857,7 @@ def _fit_info(est) -> dict:
         "regrown": getattr(est, "regrown_", None),
         "regrow_rounds": getattr(est, "regrow_rounds_", None),
         "guide_rounds": getattr(est, "guide_rounds_", None),
+        "extend_rounds": getattr(est, "extend_rounds_", None),
         "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
         "timings": getattr(est, "timings_", None),
         "estimator": type(est).__name__,

@@ -70,9 +70,11 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     fitted = (refitted.grown_, refitted.regrown_, refitted.regrow_rounds_, refitted.guide_rounds_)
     info = ex.fit_info
     assert (info["grown"], info["regrown"], info["regrow_rounds"], info["guide_rounds"]) == fitted
+    assert info["extend_rounds"] == refitted.extend_rounds_
     proxy_line = next(line for line in ex.summary().splitlines() if line.startswith("proxy:"))
     assert (", grown one order" in proxy_line) == ex.fit_info["grown"]
     assert ("the average's terms grown" in proxy_line) == ex.fit_info["regrown"]
+    assert ("extended where the residual pointed" in proxy_line) == (ex.fit_info["extend_rounds"] > 0)
     title = ex.plot_heads("tiny llama").axes[0].get_title()
     assert title.startswith(f"tiny llama · value: {type(setting[2]).__name__}")
     assert f"held-out R² {ex.faithfulness:.2f}" in title

@@ -561,7 +561,7 @@ def test_refit_ranking_is_chosen_by_cv_and_keeps_the_largest_refitted_terms():
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=26)
     X = compattr.sample_masks(n, compattr.budget(n, 3), seed=27)
     y = truth.predict(X)
-    one_fit = {"seed": 0, "grid": SMALL_GRID, "repeats": 1, "grow": False}
+    one_fit = {"seed": 0, "grid": SMALL_GRID, "repeats": 1, "grow": False, "extend_rounds": 0}  # the kept terms last
     est = ProxySPEX(ranking=("trees", "refit"), **one_fit).fit(X, y)
     table = est.sparsity_cv_
     assert set(table["ranking"]) == {"trees", "refit"}
@@ -597,7 +597,7 @@ def test_closure_ranking_is_chosen_by_cv_and_keeps_every_subset_of_the_re_ranked
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=seeds[0])
     X = compattr.sample_masks(n, compattr.budget(n, 3), seed=seeds[1])
     y = truth.predict(X)
-    one_fit = {"seed": 0, "grid": SMALL_GRID, "repeats": 1, "grow": False}
+    one_fit = {"seed": 0, "grid": SMALL_GRID, "repeats": 1, "grow": False, "extend_rounds": 0}  # the kept terms last
     est = ProxySPEX(**one_fit).fit(X, y)
     table = est.sparsity_cv_
     assert set(table["ranking"]) == {"trees", "refit", "closure"}
@@ -853,8 +853,11 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
 
     n = 12
     X, y = _noisy_hierarchy(n_sets=2, order=3, masks=100, snr_db=5)
-    average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X, y)
-    regrown = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True, regrow_rounds=1, guide_rounds=0).fit(X, y)
+    stage_8_off = {"extend_rounds": 0}  # the regrow is the last stage here
+    average = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False, **stage_8_off).fit(X, y)
+    regrown = ProxySPEX(
+        seed=4, grid=SMALL_GRID, repeats=3, regrow=True, regrow_rounds=1, guide_rounds=0, **stage_8_off
+    ).fit(X, y)
     assert not average.regrown_ and len(average.regrow_cv_) == 0 and "regrow" not in average.timings_
     assert average.regrow_rounds_ == 0
     assert regrown.regrown_ and regrown.regrow_rounds_ == 1 and regrown.timings_["regrow"] >= 0.0
@@ -879,23 +882,26 @@ def test_regrow_chooses_the_terms_of_the_repeats_average_again_and_refits_them(m
     for above, below, expected in ((r2, above_r2, True), (above_r2, 1.0, False), (0.0, r2, False)):
         monkeypatch.setattr(proxyspex, "REGROW_ABOVE", above)
         monkeypatch.setattr(proxyspex, "REPEAT_BELOW", below)  # 100 masks: the repeats do not read it
-        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow_rounds=1, guide_rounds=0).fit(X, y)
+        auto = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow_rounds=1, guide_rounds=0, **stage_8_off).fit(X, y)
         assert auto.regrown_ == expected and (auto.spectrum_ == regrown.spectrum_) == expected
     # a float: from that CV R² on, below REPEAT_BELOW
     monkeypatch.setattr(proxyspex, "REPEAT_BELOW", 1.0)
     for above, expected in ((r2, True), (above_r2, False)):
-        asked = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=above, regrow_rounds=1, guide_rounds=0).fit(X, y)
+        asked = ProxySPEX(
+            seed=4, grid=SMALL_GRID, repeats=3, regrow=above, regrow_rounds=1, guide_rounds=0, **stage_8_off
+        ).fit(X, y)
         assert asked.regrown_ == expected and (asked.spectrum_ == regrown.spectrum_) == expected
     for settings in ({"repeats": 1}, {"repeats": 3, "k": 6}):
         assert not ProxySPEX(seed=4, grid=SMALL_GRID, regrow=True, **settings).fit(X, y).regrown_
     # where the CV chooses the largest k it may (60 masks: at most 12), the average stays
     X_few, y_few = _noisy_hierarchy(n_sets=2, order=3, masks=60, snr_db=5)
-    capped = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True).fit(X_few, y_few)
+    capped = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=True, **stage_8_off).fit(X_few, y_few)
     table = capped.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 12  # the case this needs
     assert not capped.regrown_ and capped.regrow_rounds_ == 0 and "regrow" in capped.timings_
     assert set(table["round"]) == {1}  # and no further round
-    assert capped.spectrum_ == ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False).fit(X_few, y_few).spectrum_
+    average_few = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False, **stage_8_off).fit(X_few, y_few)
+    assert capped.spectrum_ == average_few.spectrum_
     for bad in ("always", 1, 1.0, -0.1):
         with pytest.raises(ValueError, match="regrow"):
             ProxySPEX(regrow=bad).fit(X, y)
@@ -920,6 +926,7 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
         "cliques": False,
         "guide_rounds": 0,
         "missing_subsets": 0,
+        "extend_rounds": 0,  # the regrow is the last stage here
     }
     once = ProxySPEX(**settings, regrow_rounds=1).fit(X, y)
     twice = ProxySPEX(**settings, regrow_rounds=2).fit(X, y)
@@ -955,6 +962,7 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     X, y = _noisy_hierarchy(n_sets=3, order=3, masks=120, snr_db=10)
     # a case chosen on the growth's candidates that need every subset (missing_subsets=0)
     settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "guide_rounds": 0, "missing_subsets": 0}
+    settings["extend_rounds"] = 0  # the regrow is the last stage here
     average = ProxySPEX(**settings, regrow_capped=0.0).fit(X, y)
     table = average.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 24  # the case this needs
@@ -1004,7 +1012,7 @@ def test_guided_trees_recover_the_hierarchy_a_regrown_fit_missed():
     n = 12
     truth, X, y = _hierarchy_scaled(n, n_sets=2, order=4, masks=160)
     every = np.array(list(itertools.product([False, True], repeat=n)))
-    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True}
+    settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "extend_rounds": 0}  # stage 7 the last
     regrown = ProxySPEX(**settings, guide_rounds=0).fit(X, y)
     guided = ProxySPEX(**settings).fit(X, y)
     assert regrown.regrown_ and compattr.faithfulness(regrown, every, truth.predict(every)) < 0.99
@@ -1033,6 +1041,7 @@ def test_a_guided_round_chooses_again_from_pools_grown_on_each_folds_trees():
     _, X, y = _hierarchy_scaled(n, n_sets=2, order=4, masks=160)
     # a case chosen on the growth's candidates that need every subset (missing_subsets=0)
     settings = {"seed": 4, "grid": SMALL_GRID, "repeats": 3, "regrow": True, "regrow_rounds": 1, "missing_subsets": 0}
+    settings["extend_rounds"] = 0  # stage 7 the last
     regrown = ProxySPEX(**settings, guide_rounds=0).fit(X, y)
     guided = ProxySPEX(**settings, guide_rounds=1).fit(X, y)
     assert regrown.regrown_ and len(regrown.guide_cv_) == 0 and "guide" not in regrown.timings_
@@ -1494,8 +1503,9 @@ def test_grow_finds_a_term_the_trees_are_too_shallow_to_split():
     X = compattr.sample_masks(n, 300, seed=40)
     y = truth.predict(X)
     grid = {"max_depth": (2,), "n_estimators": (100, 300), "learning_rate": (0.1,)}
-    grown = ProxySPEX(seed=0, grid=grid, grow=True, repeats=1).fit(X, y)
-    plain = ProxySPEX(seed=0, grid=grid, grow=False, repeats=1).fit(X, y)
+    # without stage 8, which extends the subsets to that term by itself
+    grown = ProxySPEX(seed=0, grid=grid, grow=True, repeats=1, extend_rounds=0).fit(X, y)
+    plain = ProxySPEX(seed=0, grid=grid, grow=False, repeats=1, extend_rounds=0).fit(X, y)
     assert (0, 1, 2) not in grown.tree_spectrum_.support_tuples()
     assert grown.grown_ and not plain.grown_ and len(plain.grow_cv_) == 0
     assert (0, 1, 2) in grown.spectrum_.support_tuples()
@@ -1654,7 +1664,7 @@ def test_pursuit_finds_the_terms_a_hierarchy_hides_under_its_strong_ones():
     y = truth.predict(X)
     # without the cliques and the candidates missing a subset, which recover some of those
     # terms by themselves here
-    growth = {"cliques": False, "missing_subsets": 0}
+    growth = {"cliques": False, "missing_subsets": 0, "extend_rounds": 0}  # nor stage 8
     pursued = ProxySPEX(seed=0, grow=True, repeats=1, **growth).fit(X, y)
     plain = ProxySPEX(seed=0, grow=True, repeats=1, pursue=False, **growth).fit(X, y)
     X_test = compattr.sample_masks(n, 500, seed=201)
