@@ -8,11 +8,13 @@ kept term ``S`` extended by every feature ``i`` are the entries of one matrix pr
 
     ``C[S, i] = Σ_j r_j χ_S(x_j) χ_{i}(x_j) / m = ((P ∘ r)ᵀ X±)[S, i] / m``,
 
-with ``X± = 1 - 2 X`` the masks' ±1 features. :func:`extended_rows` adds the ``add`` new
-sets of largest ``|C|`` (matching pursuit over one-feature extensions, in blocks) and the
-terms are refitted by ridge least squares; :func:`extension_cv` scores each round and ridge
-strength by cross-validation, every fold's path run on its training masks alone, and
-:func:`extended` runs the chosen number of rounds on every mask.
+with ``X± = 1 - 2 X`` the masks' ±1 features (for ``i`` in ``S`` the product is ``S``
+less ``i``, not an extension: left out). A round (matching pursuit over one-feature
+extensions, in blocks) adds the ``add`` sets not held of largest ``|C|``
+(:func:`extended_rows`) and refits every term by least squares; :func:`extension_cv` scores
+each round at each ridge strength by cross-validation, every fold's path run on its
+training masks alone, and :func:`extended` runs the chosen number of rounds on every mask.
+A round's Gram matrix reuses the last one's: only the new sets' rows are computed.
 """
 
 from __future__ import annotations
