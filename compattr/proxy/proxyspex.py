@@ -608,7 +608,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.guide_rounds_, self.guide_cv_ = 0, pd.DataFrame()
             self.extend_rounds_, self.extend_cv_ = 0, pd.DataFrame()
             X, y = self._check_inputs(X, y)
-            error = None  # the CV error of spectrum_'s terms where stage 6 or 7 chose them
+            error: float | None = None  # the CV error of spectrum_'s terms where stage 6 or 7 chose them
             if self.repeats_ > 1:
                 self._average_repeats(X, y)
                 if self._wants_regrow():
@@ -686,10 +686,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             with _timed(timings, "grow"):  # 5. grow: the kept terms' hierarchy, one order up
                 self._grow(X, y, fitted, [spectrum_of(f.model) for f in fits], keep, kept)
         # the lowest CV error of the terms kept (stage 8 compares with it), in the scaled units
-        errors = [table["cv_mse"].min() for table in (self.sparsity_cv_, self.grow_cv_) if len(table)]
-        self._first_cv_error = float(min(errors, default=np.inf))
+        self._first_cv_error: float = _lowest_error(self.sparsity_cv_, self.grow_cv_)
         self._scale_back(scale)
-        self.timings_ = timings
+        self.timings_: dict[str, float] = timings
         return self
 
     def _wanted_repeats(self, m: int) -> int:
@@ -1305,6 +1304,11 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     clock = time.process_time()
     yield
     timings[stage] = timings.get(stage, 0.0) + time.process_time() - clock
+
+
+def _lowest_error(*tables: pd.DataFrame) -> float:
+    """The lowest ``cv_mse`` of the non-empty ``tables`` (inf where all are empty)."""
+    return float(min((table["cv_mse"].min() for table in tables if len(table)), default=np.inf))
 
 
 def _scale_errors(table: pd.DataFrame, columns: tuple[str, ...], scale: float) -> pd.DataFrame:
