@@ -1,5 +1,6 @@
 """ProxySPEX estimator: faithfulness on known functions, CV choices, errors."""
 
+import copy
 import itertools
 from types import SimpleNamespace
 
@@ -1675,3 +1676,63 @@ def test_pursuit_finds_the_terms_a_hierarchy_hides_under_its_strong_ones():
     assert len(true & set(pursued.spectrum_.support_tuples())) > len(true & set(plain.spectrum_.support_tuples()))
     with pytest.raises(ValueError, match="pursue"):
         ProxySPEX(pursue="yes").fit(X, y)
+
+
+def test_stage_8_extends_the_terms_as_its_cv_chooses_and_only_where_the_error_falls():
+    """Stage 8 recomputed on a complete hierarchy (n = 30, 400 masks, outputs scaled to
+    ``max |y| = 0.75`` so the CV is in y's units) whose grown fit, without the pursuit,
+    the cliques and the candidates missing a subset, misses terms: extension_cv on the
+    folds of seed_ from the terms before the stage (the fit with extend_rounds=0), 4 % of a
+    fold's training masks a round, the ridge grid, the path at ridge 0, patience 2, at
+    most half a fold's training masks in terms, is ``extend_cv_``; the rounds and ridge of
+    its lowest error are taken (below the first fit's CV error) and the spectrum is
+    extended() on every mask, recovering the function; against a CV error of the terms
+    below the one it chose, or where its lowest is at 0 rounds, the terms stay as they
+    were. Not run with extend_rounds=0 or a fixed k; bad values are refused."""
+    from compattr.proxy import proxyspex
+    from compattr.proxy.extension import extended, extension_cv
+    from compattr.spectrum.supports import csr_to_padded
+
+    n = 30
+    truth = complete_hierarchy(n, n_sets=4, order=4, seed=1)
+    X = compattr.sample_masks(n, 400, seed=101)
+    truth = truth.with_coefs(truth.coefs * 0.75 / np.abs(truth.predict(X)).max())
+    y = truth.predict(X)
+    settings = {"seed": 0, "grow": True, "repeats": 1, "pursue": False, "cliques": False, "missing_subsets": 0}
+    before = ProxySPEX(**settings, extend_rounds=0).fit(X, y)
+    est = ProxySPEX(**settings).fit(X, y)
+    assert len(before.extend_cv_) == 0 and "extend" not in before.timings_ and before.extend_rounds_ == 0
+    assert est.extend_rounds_ >= 1 and est.timings_["extend"] >= 0.0  # the case this test needs
+    folds = list(KFold(5, shuffle=True, random_state=est.seed_).split(X))
+    m_train = min(len(train) for train, _ in folds)
+    add = int(np.ceil(proxyspex.EXTEND_SHARE * m_train))
+    rows = csr_to_padded(before.spectrum_.supports, n)
+    options = (proxyspex.EXTEND_ROUNDS, proxyspex.EXTEND_PATIENCE, None, m_train // 2)
+    table = extension_cv(rows, X, y, folds, add, proxyspex.RIDGES, 0.0, *options)
+    pd.testing.assert_frame_equal(est.extend_cv_, table)
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert est.extend_rounds_ == best["rounds"] and best["cv_mse"] < before.sparsity_cv_["cv_mse"].min()
+    expected = extended(rows, X, y, add, int(best["rounds"]), 0.0, best["ridge"])
+    assert est.spectrum_ == expected
+    X_test = compattr.sample_masks(n, 500, seed=201)
+    y_test = truth.predict(X_test)
+    assert compattr.faithfulness(est, X_test, y_test) > 0.999 > compattr.faithfulness(before, X_test, y_test)
+    # taken only below the terms' own CV error: the same stage against an error just below
+    # and just above the one it chose
+    for factor, taken in ((0.999, False), (1.001, True)):
+        again = copy.deepcopy(before).set_params(extend_rounds=proxyspex.EXTEND_ROUNDS)
+        again._extend(X, y, float(best["cv_mse"]) * factor)
+        pd.testing.assert_frame_equal(again.extend_cv_, table)
+        assert (again.extend_rounds_ > 0) == taken and (again.spectrum_ == expected) == taken
+        assert (again.spectrum_ == before.spectrum_) != taken
+    # where the CV's lowest error is the terms' own (0 rounds), they stay as they were
+    X_noisy, y_noisy = _noisy_hierarchy(n_sets=2, order=3, masks=200, snr_db=5)
+    kept = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3).fit(X_noisy, y_noisy)
+    assert len(kept.extend_cv_) and kept.extend_rounds_ == 0  # the case this needs
+    without = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, extend_rounds=0).fit(X_noisy, y_noisy)
+    assert kept.spectrum_ == without.spectrum_
+    fixed = ProxySPEX(**settings, k=40).fit(X, y)
+    assert len(fixed.extend_cv_) == 0 and fixed.extend_rounds_ == 0
+    for bad in (-1, True, 1.5, "12", None):
+        with pytest.raises(ValueError, match="extend_rounds"):
+            ProxySPEX(extend_rounds=bad).fit(X, y)
