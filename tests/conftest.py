@@ -14,6 +14,11 @@ def all_masks(n: int) -> np.ndarray:
     return np.array(list(itertools.product([False, True], repeat=n)), dtype=bool)
 
 
+def walsh(X: np.ndarray, term) -> np.ndarray:
+    """χ_T(S) = (-1)^|S ∩ T| of each mask (X: (m, n) bool), by its definition."""
+    return np.prod(1.0 - 2.0 * X[:, list(term)], axis=1) if len(term) else np.ones(len(X))
+
+
 def brute_force_fourier(values: np.ndarray, masks: np.ndarray) -> dict[tuple, float]:
     """F(T) = 2^-n Σ_S (-1)^{|S ∩ T|} f(S), by the definition, for every T."""
     n = masks.shape[1]

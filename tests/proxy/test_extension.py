@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import walsh
 from sklearn.model_selection import KFold
 
 import compattr
 from compattr import Spectrum
 from compattr.proxy.extension import extended, extended_rows, extension_cv
 from compattr.spectrum.supports import pad_supports, parity_matrix
-
-
-def _walsh(X: np.ndarray, term) -> np.ndarray:
-    """χ_T(x) = (-1)^{|x ∩ T|}, straight from the definition."""
-    return (-1.0) ** X[:, list(term)].sum(axis=1)
 
 
 def _sets(rows: np.ndarray, n: int) -> list[tuple[int, ...]]:
@@ -32,7 +28,7 @@ def test_extended_rows_are_the_extensions_the_residual_correlates_with_most(seed
     n, m, add = 7, 300, 6
     X = rng.random((m, n)) < 0.5
     held = [(), (0,), (3,), (1, 4), (2, 5, 6)]
-    y = rng.normal(size=m) + sum(rng.normal() * _walsh(X, t) for t in [(0,), (1, 4), (0, 2), (1, 4, 5), (3, 6)])
+    y = rng.normal(size=m) + sum(rng.normal() * walsh(X, t) for t in [(0,), (1, 4), (0, 2), (1, 4, 5), (3, 6)])
     rows = pad_supports(held, n)
     coefs = rng.normal(size=len(held))
     residual = y - parity_matrix(X, rows) @ coefs
@@ -41,7 +37,7 @@ def test_extended_rows_are_the_extensions_the_residual_correlates_with_most(seed
         for i in set(range(n)) - set(parent):
             term = tuple(sorted((*parent, i)))
             if term not in held and (max_order is None or len(term) <= max_order):
-                scores[term] = abs(residual @ _walsh(X, term))
+                scores[term] = abs(residual @ walsh(X, term))
     expected = sorted(scores, key=lambda t: -scores[t])[:add]
     found = _sets(extended_rows(rows, parity_matrix(X, rows, np.float32), coefs, X, y, add, max_order), n)
     assert found == expected

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import walsh
 from sklearn.model_selection import KFold
 
 import compattr
@@ -1595,11 +1596,6 @@ def test_grow_on_one_or_two_features_stays_within_them(n):
     assert len(regrown.regrow_cv_) > 0 and set(regrown.spectrum_.support_tuples()) <= subsets
 
 
-def _walsh(X: np.ndarray, term: tuple[int, ...]) -> np.ndarray:
-    """χ_T(S) = (-1)^|S ∩ T| of each mask, by its definition."""
-    return np.prod(1.0 - 2.0 * X[:, list(term)], axis=1) if term else np.ones(len(X))
-
-
 @pytest.mark.parametrize("rounds", [1, 2])
 def test_pursued_terms_add_the_candidates_the_residual_correlates_with_most(rounds):
     """Each round adds, among the candidates' ``limit`` largest |F| not yet held, the ``add``
@@ -1626,7 +1622,7 @@ def test_pursued_terms_add_the_candidates_the_residual_correlates_with_most(roun
         if r:
             current = least_squares(Spectrum.from_dict(current, n), X, y, ridge).to_dict()
         residual = y - Spectrum.from_dict(current, n).predict(X)
-        corr = {t: residual @ _walsh(X, t) / len(X) for t in ranked if t not in current}
+        corr = {t: residual @ walsh(X, t) / len(X) for t in ranked if t not in current}
         current |= {t: corr[t] for t in sorted(corr, key=lambda t: -abs(corr[t]))[:add]}
     found = got.to_dict()
     assert set(found) == set(current) and len(found) == len(kept) + rounds * add
