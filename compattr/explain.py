@@ -453,10 +453,10 @@ class Explanation:
                 lines[-1] += f", the average's terms grown {orders} and chosen again"
             guided = self.fit_info.get("guide_rounds") or 0
             if guided:
-                lines[-1] += f", then with guided trees' terms ({guided} round{'s' if guided > 1 else ''})"
+                lines[-1] += f", then with guided trees' terms ({_rounds(guided)})"
             extended = self.fit_info.get("extend_rounds") or 0
             if extended:
-                lines[-1] += f", extended where the residual pointed ({extended} round{'s' if extended > 1 else ''})"
+                lines[-1] += f", extended where the residual pointed ({_rounds(extended)})"
         cv_r2 = self.fit_info.get("cv_r2")
         if cv_r2 is not None and cv_r2 < EXPLAINS_ABOVE:
             lines.append(
@@ -840,6 +840,11 @@ def explain(
     )
     explanation.fit_info["value"] = describe(feature_set)  # a MaskedModel's value, or the set function
     return explanation
+
+
+def _rounds(count: int) -> str:
+    """``count`` rounds, in words: "1 round", "2 rounds"."""
+    return f"{count} round{'s' if count > 1 else ''}"
 
 
 def _fit_info(est) -> dict:

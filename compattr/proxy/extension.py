@@ -66,13 +66,14 @@ def extended_rows(
         C[np.sum(rows < n, axis=1) >= max_order] = 0.0
     shortlist = min(C.size, _SHORTLIST * add)
     top = np.argpartition(-C.ravel(), shortlist - 1)[:shortlist]
-    top = top[C.ravel()[top] > 0]
+    strength = C.ravel()[top]
+    top, strength = top[strength > 0], strength[strength > 0]
     parent, feature = np.divmod(top, n)
     sets = np.sort(np.c_[rows[parent], feature], axis=1)
     sets = sets[:, : max(1, int(np.max(np.sum(sets < n, axis=1), initial=1)))]
     sets, first = np.unique(sets, axis=0, return_index=True)
     fresh = find_rows(rows, sets, n) < 0
-    sets, strength = sets[fresh], C.ravel()[top][first][fresh]
+    sets, strength = sets[fresh], strength[first][fresh]
     return sets[np.argsort(-strength, kind="stable")[:add]]
 
 
