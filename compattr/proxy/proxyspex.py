@@ -150,9 +150,14 @@ from .sparsify import (
     sparsity_cv,
     top_terms,
 )
+from .trees import TreesTooDeep
 
 #: The paper's grid (appendix B): tree depth (None = unlimited), trees, learning rate.
 PAPER_GRID = {"max_depth": (3, 5, None), "n_estimators": (500, 1000, 5000), "learning_rate": (0.01, 0.1)}
+
+#: The most raw terms an ensemble's exact extraction may expand to (``2^depth`` per leaf). A
+#: search whose trees of unlimited depth pass it runs again without them (:meth:`ProxySPEX.fit`).
+MAX_TREE_TERMS = 50_000_000
 
 #: ``final_fit="auto"`` adds the fit on every mask while the CV explains less of the variance
 #: (where the search settles on its first fold, above :data:`SETTLED_ABOVE`, it has nothing to add).
@@ -333,7 +338,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         fewer than :data:`REPEAT_MASKS` masks with the learning rates
         :data:`SMALL_BUDGET_RATES` only (0.1: on a few hundred masks per fold, 0.01 costs ten
         times the trees and fits no better); ``grid=PAPER_GRID`` is the paper's grid at any
-        budget.
+        budget. Where trees of unlimited depth grow too deep to read exactly (more than
+        :data:`MAX_TREE_TERMS` raw terms), the search runs again without them, with a
+        warning (``search_grid_`` is the grid searched).
     search : {"race", "full"}
         How the grid is searched (see module docstring).
     final_fit : "auto", bool or float
@@ -623,11 +630,27 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return self
 
     def _fit(self, X, y) -> ProxySPEX:
-        """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``."""
+        """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``.
+
+        Trees of unlimited depth can grow so deep that their exact spectrum would expand to
+        more than :data:`MAX_TREE_TERMS` raw terms (on a few thousand masks concentrated at
+        extreme sizes, for one); the search then runs again on the grid without them."""
         self._check_params()
         X, y = self._check_inputs(X, y)
+        grid = self._search_grid(len(y))
+        try:
+            return self._fit_on(X, y, grid)
+        except TreesTooDeep as error:
+            bounded = without_depth(grid, None)
+            if None not in grid["max_depth"] or bounded is None:
+                raise
+            warnings.warn(f"{error} Searched again without unlimited depth.", UserWarning, stacklevel=3)
+            return self._fit_on(X, y, bounded)
+
+    def _fit_on(self, X: np.ndarray, y: np.ndarray, grid: dict) -> ProxySPEX:
+        """:meth:`_fit` with the search on ``grid``."""
         n = self.n_features_in_ = X.shape[1]
-        self.search_grid_ = self._search_grid(len(y))
+        self.search_grid_ = grid
         if np.all(y == y[0]):
             return self._fit_constant(n, float(y[0]))
         _check_masks_vary(X)
@@ -637,7 +660,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         data = mask_dataset(X, y, self.num_threads)
         timings: dict[str, float] = {}
 
-        spectrum_of = cache(lambda model: Spectrum.from_trees(model, n, max_order=self.max_order))
+        spectrum_of = cache(partial(self._tree_spectrum, n=n))
         fold_errors: dict = {}  # the settle check's first fold, not scored twice
         self.challenge_ = pd.DataFrame()
 
@@ -960,7 +983,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         config = Config(params["max_depth"], params["learning_rate"])
         data = mask_dataset(X, target, self.num_threads)
         model = fit_all(data, config, params["n_estimators"], self.num_threads, self.seed_)
-        return Spectrum.from_trees(model, self.n_features_in_, max_order=self.max_order)
+        return self._tree_spectrum(model, self.n_features_in_)
+
+    def _tree_spectrum(self, model: str, n: int) -> Spectrum:
+        """The exact spectrum of the LightGBM model text ``model`` over ``n`` features (above
+        ``max_order`` dropped), refused beyond :data:`MAX_TREE_TERMS` raw terms."""
+        return Spectrum.from_trees(model, n, max_order=self.max_order, max_terms=MAX_TREE_TERMS)
 
     def _guided_pool(self, current: Spectrum, trees: Spectrum, limit: int) -> np.ndarray:
         """The padded supports to choose from (:func:`grown_pool`, at most ``limit``): the
@@ -1235,7 +1263,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             model = fit_all(data, config, trees, self.num_threads, self.seed)
         with _timed(timings, "extract"):
             folds = self.tree_spectrum_
-            final = Spectrum.from_trees(model, folds.n, max_order=self.max_order)
+            final = self._tree_spectrum(model, folds.n)
             self.tree_spectrum_ = Spectrum.mean([folds, final])
             self.tree_models_ = [(w / 2, text) for w, text in self.tree_models_] + [(0.5, model)]
 

@@ -23,6 +23,11 @@ _MISSING_ZERO = 1
 _ZERO_THRESHOLD = 1e-35
 
 
+class TreesTooDeep(ValueError):
+    """An exact extraction that would expand to more raw terms than allowed: trees this deep
+    expand to ``2^depth`` terms per leaf."""
+
+
 def _model_text(model, num_iteration: int | None) -> tuple[str, int | None]:
     """The LightGBM model text of ``model`` and how many of its trees to read (None: all).
 
@@ -234,7 +239,7 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     lengths = (feats < n).sum(axis=1)
     n_terms = int(np.sum(2.0**lengths))
     if max_order is None and n_terms > max_terms:
-        raise ValueError(
+        raise TreesTooDeep(
             f"exact extraction would expand {n_terms:,} raw terms (> max_terms={max_terms:,}); "
             "the trees are too deep. Limit the depth or pass max_order to drop high orders."
         )

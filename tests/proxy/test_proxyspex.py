@@ -12,7 +12,8 @@ from sklearn.model_selection import KFold
 
 import compattr
 from compattr import ProxySPEX, Spectrum
-from compattr.proxy import search
+from compattr.proxy import proxyspex, search
+from compattr.proxy.trees import TreesTooDeep
 from compattr.synthetic import add_noise, complete_hierarchy
 
 SMALL_GRID = {"max_depth": (3, 5), "n_estimators": (100, 300), "learning_rate": (0.1,)}
@@ -1116,6 +1117,30 @@ def test_repeats_after_the_first_search_the_grid_without_its_depth():
     alone = ProxySPEX(seed=4, grid=one, repeats=3, regrow=False).fit(X, y)
     whole = ProxySPEX(seed=4, grid=one, repeats=3, vary_depth=False, regrow=False).fit(X, y)
     np.testing.assert_array_equal(alone.predict(X_test), whole.predict(X_test))
+
+
+def test_trees_too_deep_to_read_exactly_are_searched_again_without_unlimited_depth(monkeypatch):
+    """Where the trees of unlimited depth would expand to more than ``MAX_TREE_TERMS`` raw
+    terms, the fit warns and is that of the grid without them; a grid of unlimited depth
+    alone keeps the clear error. Depth-2 trees expand to at most 16 terms a tree (8,000 at
+    the grid's 500 trees), the unlimited ones here to 61,752 on the first fold."""
+    n = 12
+    truth = complete_hierarchy(n, n_sets=4, order=5, seed=0)
+    X = compattr.sample_masks(n, 400, seed=0)
+    y = truth.predict(X)
+    grid = {"max_depth": (2, None), "learning_rate": (0.1,)}
+    unbounded = ProxySPEX(grid=grid, seed=0).fit(X, y)
+    assert unbounded.best_params_["max_depth"] is None  # the case this test needs
+    monkeypatch.setattr(proxyspex, "MAX_TREE_TERMS", 10_000)
+    with pytest.warns(UserWarning, match="without unlimited depth"):
+        est = ProxySPEX(grid=grid, seed=0).fit(X, y)
+    bounded = ProxySPEX(grid={**grid, "max_depth": (2,)}, seed=0).fit(X, y)
+    assert est.best_params_ == bounded.best_params_ and est.best_params_["max_depth"] == 2
+    assert est.search_grid_["max_depth"] == (2,) and est.grid == grid  # the parameter as given
+    X_test = compattr.sample_masks(n, 200, seed=1)
+    np.testing.assert_array_equal(est.predict(X_test), bounded.predict(X_test))
+    with pytest.raises(TreesTooDeep, match="max_terms=10,000"):
+        ProxySPEX(grid={**grid, "max_depth": (None,)}, seed=0).fit(X, y)
 
 
 def test_the_default_grid_races_learning_rate_0_1_alone_below_repeat_masks(monkeypatch):
