@@ -12,17 +12,19 @@ values:
   complementary pairs by :func:`compattr.paired_masks` (an odd ``m`` loses its last call;
   ``--paired-variants`` adds rows that undo one of its default choices,
   :data:`PAIRED_VARIANTS`, the masks drawn with the variant's ``kernel_power`` where it sets
-  one);
+  one); its function is its proxy's spectrum (``proxy_``: ProxySPEX on the pairs' masks,
+  whose sizes lean towards the extremes);
 * shapiq 1.8 (its own environment, ``--shapiq PYTHON``): ``ProxySHAP`` (index SV) with its
   defaults and with its grid search and MSR residual adjustment on, ``OddSHAP`` and
   ``ProxySPEX`` (index SV), each sampling its own coalitions (``--shapiq-methods`` picks).
 
 Reported per (n, alpha, seed, method): held-out R² of the fitted function on 1,000 fresh
-uniform masks against the noise-free function (compattr's spectra, shapiq ProxySPEX's refined
-Fourier spectrum, ProxySHAP's tree proxy; OddSHAP fits the odd part only, so none), relative
+uniform masks against the noise-free function (compattr's spectra, the paired mode's that of
+its proxy, shapiq ProxySPEX's refined Fourier spectrum, ProxySHAP's tree proxy; OddSHAP fits
+the odd part only, so none), relative
 squared error of the Shapley vector ``||phi_hat - phi||^2 / ||phi||^2``, precision of its top
 10 (by magnitude) against the true top 10, precision of the 10 strongest pairwise Shapley
-interactions where a method gives a whole spectrum (compattr ProxySPEX, shapiq ProxySPEX), CPU
+interactions where a method gives a whole spectrum (compattr's rows, shapiq ProxySPEX), CPU
 seconds and peak memory (each method runs in a process of its own, one after the other). A
 last table names, per case, the method with the best R² and the one with the lowest Shapley
 error, and how many times faster compattr's ProxySPEX ran than shapiq's (CPU seconds; the
@@ -113,7 +115,7 @@ def paired(truth: compattr.Spectrum, m: int, sigma: float, seed: int, settings: 
     y = observe(truth, X, sigma, seed)
     start = time.process_time()
     est = compattr.PairedShapley(random_state=seed, **settings).fit(X, y)
-    return {"shapley": est.shapley_, "cpu_s": time.process_time() - start}
+    return {"shapley": est.shapley_, "cpu_s": time.process_time() - start, "function": est.proxy_.spectrum_}
 
 
 def case_rows(n: int, alpha: float, seed: int, args) -> list[dict]:
