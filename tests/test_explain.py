@@ -719,14 +719,25 @@ def test_summary_says_a_tilted_ranking():
         assert ("ranked with tilt 1.2" in ex.summary()) == said
 
 
-def test_summary_points_to_the_paired_mode_where_the_fit_explains_little_but_something():
-    ex = _toy_explanation(3)
-    below, nothing = PAIRED_SHAPLEY_BELOW, compattr.proxy.EXPLAINS_ABOVE
-    cases = ((None, False), (nothing - 0.001, False), (nothing, True), (below - 0.01, True), (below, False))
-    cases += ((0.95, False),)
-    for cv_r2, said in cases:
-        ex.fit_info = {"cv_r2": cv_r2}
-        assert ("compattr.explain_shapley" in ex.summary()) == said
+def test_summary_points_to_the_paired_mode_where_the_spectrum_holds_out_little_but_explains_something():
+    """The pointer follows the held-out R² of the spectrum (whatever the first fit's CV R²),
+    except where that CV says the fit explains nothing, or the held-out outputs are equal."""
+    base = _toy_explanation(3)
+    predicted = base.spectrum.predict(base.test_masks)
+    noise = np.random.default_rng(0).normal(size=len(predicted))
+    nothing, seen = compattr.proxy.EXPLAINS_ABOVE, set()
+    for scale in (0.05, 0.3, 0.6, 1.0, 3.0):
+        ex = dataclasses.replace(base, test_outputs=predicted + scale * np.std(predicted) * noise)
+        low = ex.faithfulness < PAIRED_SHAPLEY_BELOW
+        seen.add(low)
+        for cv_r2 in (None, 0.2, 0.95):
+            ex.fit_info = {"cv_r2": cv_r2}
+            assert ("compattr.explain_shapley" in ex.summary()) == low
+        ex.fit_info = {"cv_r2": nothing - 0.001}  # explains nothing: the other note instead
+        assert "compattr.explain_shapley" not in ex.summary()
+    assert seen == {True, False}  # both sides of the bound
+    constant = dataclasses.replace(base, test_outputs=np.ones(len(predicted)))
+    assert "compattr.explain_shapley" not in constant.summary()
 
 
 def test_summary_says_when_the_fit_explains_nothing():
