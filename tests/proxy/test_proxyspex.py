@@ -954,10 +954,11 @@ def test_each_regrow_round_grows_the_last_rounds_terms_again():
 
 def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_more():
     """Where the regrow's CV chooses the largest k it may, the round is taken all the same
-    when its best CV error is below regrow_capped times the first fit's (1 - cv_r2_ of the
-    variance): at the best k of at most half the cap, refitted on every mask (by default
+    at the best k of at most half the cap when that k's CV error is below regrow_capped
+    times the first fit's (1 - cv_r2_ of the variance), refitted on every mask (by default
     below REGROW_CAPPED_BELOW), and the next round follows; below that share (just: 1e-9 of
-    it), and with regrow_capped=0, the average stays; bad values are refused."""
+    it), and with regrow_capped=0, the average stays, even where the cap's own error is
+    below it; bad values are refused."""
     from compattr.proxy import proxyspex
     from compattr.proxy.leastsquares import least_squares
 
@@ -970,13 +971,14 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     table = average.regrow_cv_
     assert table.loc[table["cv_mse"].idxmin(), "k"] == table["k"].max() == 24  # the case this needs
     assert not average.regrown_ and average.spectrum_ == ProxySPEX(**{**settings, "regrow": False}).fit(X, y).spectrum_
-    share = table["cv_mse"].min() / ((1.0 - average.cv_r2_) * np.var(y))
-    assert 0.0 < share < 1.0  # the case this test needs
+    half = table[table["k"] <= 12]
+    best = half.loc[half["cv_mse"].idxmin()]
+    share = best["cv_mse"] / ((1.0 - average.cv_r2_) * np.var(y))
+    cap_share = table["cv_mse"].min() / ((1.0 - average.cv_r2_) * np.var(y))
+    assert 0.0 < cap_share < share < 1.0  # the case this test needs
     taken = ProxySPEX(**settings, regrow_capped=float(share * (1 + 1e-9)), regrow_rounds=1).fit(X, y)
     assert taken.regrown_ and taken.regrow_rounds_ == 1
     pd.testing.assert_frame_equal(taken.regrow_cv_, table)
-    half = table[table["k"] <= 12]
-    best = half.loc[half["cv_mse"].idxmin()]
     pool, _, recomputed = _regrow_round_recomputed(taken, average.spectrum_, X, y)
     np.testing.assert_allclose(recomputed["cv_mse"], table["cv_mse"], rtol=1e-9)
     assert set(taken.spectrum_.support_tuples()) <= {tuple(int(i) for i in row if i < n) for row in pool} | {()}
@@ -991,7 +993,7 @@ def test_a_capped_regrow_round_is_taken_at_half_the_cap_where_it_explains_much_m
     assert set(twice.regrow_cv_["round"]) == {1, 2} and twice.regrow_rounds_ >= 1
     pd.testing.assert_frame_equal(twice.regrow_cv_[twice.regrow_cv_["round"] == 1], table)
     kept = ProxySPEX(**settings, regrow_capped=float(share * (1 - 1e-9))).fit(X, y)  # not below the share
-    assert not kept.regrown_ and kept.spectrum_ == average.spectrum_
+    assert not kept.regrown_ and kept.spectrum_ == average.spectrum_  # though the cap's error is below it
     for bad in (-0.1, 1.5, True, "auto"):
         with pytest.raises(ValueError, match="regrow_capped"):
             ProxySPEX(regrow_capped=bad).fit(X, y)
