@@ -222,8 +222,8 @@ REGROW_ROUNDS = 2
 #: losses 0.008 and 0.028); every capped round of the saved real head functions had a share
 #: of 0.699 (the demo's heads) to 0.96, and there half the cap lost on seven of eight, up to
 #: 0.45 (the demo's: −0.16). The second round after such a round added 0.013 more on
-#: average (9 higher, 4 lower by at most 0.016). The share was the cap's own error until the
-#: thirty-fourth session: on that machine's demo queries it was 0.627 (half the cap: 0.728)
+#: average (9 higher, 4 lower by at most 0.016). The share was once read at the cap itself:
+#: on the demo's queries made on a later machine it was 0.627 there (half the cap: 0.728)
 #: and the round taken cut the held-out R² from 0.258 to 0.060, on another head function
 #: (α = 4) 0.605 (0.706) from 0.656 to 0.629; measured on the half-cap row that is taken,
 #: neither is; on 150 hierarchy seeds not tuned on (n = 100, α = 1.5, 2, and 2 with 10 dB)
