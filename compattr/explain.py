@@ -425,10 +425,11 @@ class Explanation:
         nothing) or else a pointer to :func:`compattr.explain_shapley` when the held-out R² is
         below :data:`PAIRED_SHAPLEY_BELOW`, strongest terms."""
         e = self.energy()
-        if self._constant_test_outputs():
+        r2 = None if self._constant_test_outputs() else self.faithfulness  # predicts the held-out masks: once
+        if r2 is None:
             faithfulness = "undefined: the held-out outputs are all equal"
         else:
-            faithfulness = f"ProxySPEX {self.faithfulness:.3f}" + (
+            faithfulness = f"ProxySPEX {r2:.3f}" + (
                 "" if self.lasso is None else f" | LASSO {self.lasso_faithfulness:.3f}"
             )
         lines = [
@@ -465,9 +466,9 @@ class Explanation:
                 f"the fit's CV R² is {cv_r2:.3f}: the masks of these features explain nothing of the outputs, "
                 "so the terms below are noise (check that the value responds to these features)"
             )
-        elif not self._constant_test_outputs() and self.faithfulness < PAIRED_SHAPLEY_BELOW:
+        elif r2 is not None and r2 < PAIRED_SHAPLEY_BELOW:
             lines.append(
-                f"the held-out R² is {self.faithfulness:.2f}: for Shapley values, compattr.explain_shapley "
+                f"the held-out R² is {r2:.2f}: for Shapley values, compattr.explain_shapley "
                 "(complementary pairs of masks, compattr.PairedShapley) was 2-30x more accurate than a spectrum "
                 "this far from the function, on as many queries (docs/results.md)"
             )
