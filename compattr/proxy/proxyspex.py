@@ -528,7 +528,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     timings_ : dict
         CPU seconds per stage: ``search`` (with the check whether the first fold settles it),
         ``extract``, ``sparsify``, and ``grow``, ``regrow``, ``guide`` and ``extend`` when
-        they ran.
+        they ran; a search run again without unlimited depth counts both attempts.
 
     Notes
     -----
@@ -640,21 +640,24 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
         Trees of unlimited depth can grow so deep that their exact spectrum would expand to
         more than :data:`MAX_TREE_TERMS` raw terms (on a few thousand masks concentrated at
-        extreme sizes, for one); the search then runs again on the grid without them."""
+        extreme sizes, for one); the search then runs again on the grid without them, and
+        ``timings_`` counts the CPU seconds of both attempts."""
         self._check_params()
         X, y = self._check_inputs(X, y)
         grid = self._search_grid(len(y))
+        timings: dict[str, float] = {}
         try:
-            return self._fit_on(X, y, grid)
+            return self._fit_on(X, y, grid, timings)
         except TreesTooDeep as error:
             bounded = without_depth(grid, None)
             if None not in grid["max_depth"] or bounded is None:
                 raise
             warnings.warn(f"{error} Searched again without unlimited depth.", UserWarning, stacklevel=3)
-            return self._fit_on(X, y, bounded)
+            return self._fit_on(X, y, bounded, timings)
 
-    def _fit_on(self, X: np.ndarray, y: np.ndarray, grid: dict) -> ProxySPEX:
-        """:meth:`_fit` with the search on ``grid``."""
+    def _fit_on(self, X: np.ndarray, y: np.ndarray, grid: dict, timings: dict[str, float]) -> ProxySPEX:
+        """:meth:`_fit` with the search on ``grid``, adding each stage's CPU seconds to
+        ``timings`` (which becomes ``timings_``)."""
         n = self.n_features_in_ = X.shape[1]
         self.search_grid_ = grid
         if np.all(y == y[0]):
@@ -664,7 +667,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         y = y / scale  # exact: a power of two (see Notes)
         folds = list(KFold(self.cv, shuffle=True, random_state=self.seed).split(X))
         data = mask_dataset(X, y, self.num_threads)
-        timings: dict[str, float] = {}
 
         spectrum_of = cache(partial(self._tree_spectrum, n=n))
         fold_errors: dict = {}  # the settle check's first fold, not scored twice
@@ -1334,10 +1336,12 @@ def _check_masks_vary(X: np.ndarray) -> None:
 
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    """Add the CPU seconds the block takes to ``timings[stage]``."""
+    """Add the CPU seconds the block takes to ``timings[stage]``, also when it raises."""
     clock = time.process_time()
-    yield
-    timings[stage] = timings.get(stage, 0.0) + time.process_time() - clock
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.process_time() - clock
 
 
 def _lowest_error(*tables: pd.DataFrame) -> float:

@@ -1145,6 +1145,27 @@ def test_trees_too_deep_to_read_exactly_are_searched_again_without_unlimited_dep
         ProxySPEX(grid={**grid, "max_depth": (None,)}, seed=0).fit(X, y)
 
 
+def test_a_search_run_again_without_unlimited_depth_counts_both_attempts_in_timings(monkeypatch):
+    """On a clock that ticks once a reading, the fit that searched twice reads more ticks
+    per stage than the fit on the bounded grid alone: the failed attempt's CPU is kept."""
+    import time
+
+    n = 12
+    truth = complete_hierarchy(n, n_sets=4, order=5, seed=0)
+    X = compattr.sample_masks(n, 400, seed=0)
+    y = truth.predict(X)
+    grid = {"max_depth": (2, None), "learning_rate": (0.1,)}
+    monkeypatch.setattr(proxyspex, "MAX_TREE_TERMS", 10_000)
+    ticks = itertools.count()
+    monkeypatch.setattr(time, "process_time", lambda: float(next(ticks)))
+    with pytest.warns(UserWarning, match="without unlimited depth"):
+        retried = ProxySPEX(grid=grid, seed=0, repeats=1).fit(X, y)
+    bounded = ProxySPEX(grid={**grid, "max_depth": (2,)}, seed=0, repeats=1).fit(X, y)
+    assert retried.timings_.keys() == bounded.timings_.keys()
+    assert retried.timings_["search"] > bounded.timings_["search"]
+    assert all(retried.timings_[stage] >= bounded.timings_[stage] for stage in bounded.timings_)
+
+
 def test_the_default_grid_races_learning_rate_0_1_alone_below_repeat_masks(monkeypatch):
     from compattr.proxy import proxyspex
 
