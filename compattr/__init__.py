@@ -51,7 +51,7 @@ from .query import (
     values,
 )
 from .spectrum import EnergySplit, Spectrum, indices, metrics
-from .spectrum.metrics import faithfulness
+from .spectrum.metrics import faithfulness, faithfulness_interval
 
 __version__ = "0.1.0"  # the one version number: pyproject.toml reads it from here
 
@@ -94,6 +94,7 @@ __all__ = [
     "explain",
     "explain_shapley",
     "faithfulness",
+    "faithfulness_interval",
     "features",
     "indices",
     "metrics",

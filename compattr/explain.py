@@ -224,6 +224,36 @@ class Explanation:
             return None
         return metrics.faithfulness(self.lasso, self.test_masks, self.test_outputs)
 
+    def faithfulness_interval(
+        self, *, against_lasso: bool = False, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+    ) -> tuple[float, float, float]:
+        """The held-out R² with its bootstrap interval over the held-out masks, or with
+        ``against_lasso``, the difference ``R²(ProxySPEX) - R²(LASSO)`` with its paired
+        interval: whether the two fits' faithfulness differs by more than the held-out
+        masks' luck (:func:`compattr.metrics.faithfulness_interval`; no model call).
+
+        Returns
+        -------
+        (estimate, low, high) : tuple of float
+
+        Raises
+        ------
+        ValueError
+            With ``against_lasso`` on an explanation without a LASSO baseline, or when the
+            held-out outputs are all equal.
+        """
+        if against_lasso and self.lasso is None:
+            raise ValueError("this explanation has no LASSO baseline to compare with (lasso is None).")
+        return metrics.faithfulness_interval(
+            self.spectrum,
+            self.test_masks,
+            self.test_outputs,
+            baseline=self.lasso if against_lasso else None,
+            confidence=confidence,
+            resamples=resamples,
+            seed=seed,
+        )
+
     def energy(self) -> EnergySplit:
         """Linear / within-group / cross-group split of the energy (totals and per group)."""
         return self.spectrum.energy(self.groups)
@@ -420,18 +450,21 @@ class Explanation:
 
     # ------------------------------------------------------------------ text
     def summary(self, k: int = 8) -> str:
-        """A one-screen report: faithfulness vs LASSO, energy split, the proxy's choices, a
+        """A one-screen report: faithfulness vs LASSO (with the bootstrap intervals of
+        :meth:`faithfulness_interval`), energy split, the proxy's choices, a
         note when the fit's CV R² is below :data:`compattr.proxy.EXPLAINS_ABOVE` (it explains
         nothing) or else a pointer to :func:`compattr.explain_shapley` when the held-out R² is
         below :data:`PAIRED_SHAPLEY_BELOW`, strongest terms."""
         e = self.energy()
-        r2 = None if self._constant_test_outputs() else self.faithfulness  # predicts the held-out masks: once
+        r2 = None if self._constant_test_outputs() else self.faithfulness_interval()
         if r2 is None:
             faithfulness = "undefined: the held-out outputs are all equal"
         else:
-            faithfulness = f"ProxySPEX {r2:.3f}" + (
-                "" if self.lasso is None else f" | LASSO {self.lasso_faithfulness:.3f}"
-            )
+            faithfulness = f"ProxySPEX {_with_interval(r2)}"
+            if self.lasso is not None:
+                gap = self.faithfulness_interval(against_lasso=True)
+                faithfulness += f" | LASSO {r2[0] - gap[0]:.3f}; difference {_with_interval(gap, signed=True)}"
+            faithfulness += f"\n  [ ]: 95 % bootstrap intervals over the {len(self.test_masks)} held-out masks"
         lines = [
             f"compattr explanation: n={self.n} features, {len(self.masks)} queries "
             f"(+{len(self.test_masks)} held out), {len(self.spectrum)} Fourier terms",
@@ -466,9 +499,9 @@ class Explanation:
                 f"the fit's CV R² is {cv_r2:.3f}: the masks of these features explain nothing of the outputs, "
                 "so the terms below are noise (check that the value responds to these features)"
             )
-        elif r2 is not None and r2 < PAIRED_SHAPLEY_BELOW:
+        elif r2 is not None and r2[0] < PAIRED_SHAPLEY_BELOW:
             lines.append(
-                f"the held-out R² is {r2:.2f}: for Shapley values, compattr.explain_shapley "
+                f"the held-out R² is {r2[0]:.2f}: for Shapley values, compattr.explain_shapley "
                 "(complementary pairs of masks, compattr.PairedShapley) was 2-30x more accurate than a spectrum "
                 "this far from the function, on as many queries (docs/results.md)"
             )
@@ -843,6 +876,13 @@ def explain(
     )
     explanation.fit_info["value"] = describe(feature_set)  # a MaskedModel's value, or the set function
     return explanation
+
+
+def _with_interval(value: tuple[float, float, float], signed: bool = False) -> str:
+    """An (estimate, low, high) triple as "0.258 [0.140, 0.361]" (with signs: "+0.012 [-0.050, +0.071]")."""
+    style = "+.3f" if signed else ".3f"
+    estimate, low, high = value
+    return f"{estimate:{style}} [{low:{style}}, {high:{style}}]"
 
 
 def _rounds(count: int) -> str:

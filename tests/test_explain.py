@@ -740,6 +740,31 @@ def test_summary_points_to_the_paired_mode_where_the_spectrum_holds_out_little_b
     assert "compattr.explain_shapley" not in constant.summary()
 
 
+def test_faithfulness_interval_against_lasso_and_the_summary_that_prints_it():
+    """The explanation's intervals are those of :func:`compattr.metrics.faithfulness_interval`
+    on its held-out masks; the summary prints the R², LASSO's and the difference with them."""
+    ex = _toy_explanation(4)
+    own = ex.faithfulness_interval(seed=3)
+    assert own == compattr.metrics.faithfulness_interval(ex.spectrum, ex.test_masks, ex.test_outputs, seed=3)
+    assert own[0] == pytest.approx(ex.faithfulness) and own[1] <= own[0] <= own[2]
+    gap = ex.faithfulness_interval(against_lasso=True, confidence=0.8)
+    assert gap == compattr.metrics.faithfulness_interval(
+        ex.spectrum, ex.test_masks, ex.test_outputs, baseline=ex.lasso, confidence=0.8
+    )
+    assert gap[0] == pytest.approx(ex.faithfulness - ex.lasso_faithfulness)
+    line = ex.summary().splitlines()[1]
+    r2, gap = ex.faithfulness_interval(), ex.faithfulness_interval(against_lasso=True)
+    assert line == (
+        f"faithfulness R² (held out): ProxySPEX {r2[0]:.3f} [{r2[1]:.3f}, {r2[2]:.3f}] | "
+        f"LASSO {ex.lasso_faithfulness:.3f}; difference {gap[0]:+.3f} [{gap[1]:+.3f}, {gap[2]:+.3f}]"
+    )
+    assert "95 % bootstrap intervals over the 20 held-out masks" in ex.summary()
+    without = _toy_explanation(4, lasso=False)
+    assert "LASSO" not in without.summary().splitlines()[1]
+    with pytest.raises(ValueError, match="no LASSO baseline"):
+        without.faithfulness_interval(against_lasso=True)
+
+
 def test_summary_says_when_the_fit_explains_nothing():
     ex = _toy_explanation(3)
     nothing = compattr.proxy.EXPLAINS_ABOVE

@@ -1,4 +1,4 @@
-"""Faithfulness (held-out R²) and the hierarchy rates DSR, SCR and SHR on hand-made spectra."""
+"""Faithfulness (held-out R²), its bootstrap interval, and the hierarchy rates DSR, SCR and SHR on hand-made spectra."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compattr import Spectrum, sample_masks
-from compattr.metrics import dsr, faithfulness, scr, shr
+from compattr.metrics import dsr, faithfulness, faithfulness_interval, scr, shr
 
 
 def ranked(*supports, n: int = 5) -> Spectrum:
@@ -74,6 +74,67 @@ def test_faithfulness_errors():
         faithfulness(Linear([np.nan, 0, 0]), X, y)
     with pytest.raises(TypeError, match="predict"):
         faithfulness(object(), X, y)
+
+
+# ---------------------------------------------------------------------- faithfulness interval
+def _noisy_linear(m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of 6 features and outputs of a linear function plus noise of sd 1."""
+    X = sample_masks(6, m, seed=seed)
+    y = X @ np.array([1.0, -1.0, 0.5, 0.5, 0.0, 0.0]) + np.random.default_rng(seed).normal(0, 1.0, m)
+    return X, y
+
+
+def test_faithfulness_interval_is_the_percentile_bootstrap_of_r2_over_the_held_out_masks():
+    """Against a loop that scores each resample (the masks repeated as the counts draw them)
+    with :func:`faithfulness` itself, for the R² and for the difference to a baseline."""
+    X, y = _noisy_linear(60, seed=3)
+    model, baseline = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]), Linear([0.5, -0.5, 0.5, 0.0, 0.0, 0.0])
+    counts = np.random.default_rng(7).multinomial(60, np.full(60, 1 / 60), size=300)
+    rows = [np.repeat(np.arange(60), c) for c in counts]
+    own = [faithfulness(model, X[r], y[r]) for r in rows]
+    diff = [a - faithfulness(baseline, X[r], y[r]) for a, r in zip(own, rows)]
+    estimate, low, high = faithfulness_interval(model, X, y, confidence=0.9, resamples=300, seed=7)
+    assert estimate == pytest.approx(faithfulness(model, X, y))
+    assert (low, high) == pytest.approx(tuple(np.percentile(own, [5, 95])))
+    estimate, low, high = faithfulness_interval(model, X, y, baseline=baseline, confidence=0.9, resamples=300, seed=7)
+    assert estimate == pytest.approx(faithfulness(model, X, y) - faithfulness(baseline, X, y))
+    assert (low, high) == pytest.approx(tuple(np.percentile(diff, [5, 95])))
+
+
+def test_faithfulness_interval_covers_the_r2_on_all_masks_about_as_often_as_it_says():
+    """A fixed model scored on 150 fresh masks at a time: its 90 % intervals hold its R² on
+    20,000 masks (the R² it would have on endless masks, to about ±0.01) in 80-97 % of 200
+    draws, and the paired interval of its difference to a baseline is narrower than its own."""
+    model, baseline = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]), Linear([1.0, -1.0, 0.5, 0.0, 0.0, 0.0])
+    truth = faithfulness(model, *_noisy_linear(20_000, seed=0))
+    covered, narrower = 0, 0
+    for seed in range(1, 201):
+        X, y = _noisy_linear(150, seed)
+        options = {"confidence": 0.9, "resamples": 500, "seed": seed}
+        _, low, high = faithfulness_interval(model, X, y, **options)
+        _, d_low, d_high = faithfulness_interval(model, X, y, baseline=baseline, **options)
+        covered += low <= truth <= high
+        narrower += d_high - d_low < high - low
+    assert 160 <= covered <= 194
+    assert narrower == 200
+
+
+def test_faithfulness_interval_errors_and_a_baseline_equal_to_the_model():
+    X, y = _noisy_linear(40, seed=1)
+    model = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    assert faithfulness_interval(model, X, y, baseline=model) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="confidence"):
+        faithfulness_interval(model, X, y, confidence=1.0)
+    with pytest.raises(ValueError, match="resamples"):
+        faithfulness_interval(model, X, y, resamples=0)
+    with pytest.raises(ValueError, match="constant"):
+        faithfulness_interval(model, X, np.ones(40))
+    # on 2 masks, half the resamples draw one of them twice: a seed whose one resample does
+    seed = next(s for s in range(100) if np.random.default_rng(s).multinomial(2, [0.5, 0.5], size=1).max() == 2)
+    with pytest.raises(ValueError, match="constant on every resample"):
+        faithfulness_interval(model, X[:2], np.array([0.0, 1.0]), resamples=1, seed=seed)
+    with pytest.raises(TypeError, match="predict"):
+        faithfulness_interval(model, X, y, baseline=object())
 
 
 # ---------------------------------------------------------------------- hierarchy rates
