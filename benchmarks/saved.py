@@ -7,8 +7,10 @@ one per sentence and budget, ``recipes/image_patches.py`` one per photo and
 ``recipes/induction_heads.py`` one. This refits the same queries
 with ProxySPEX, its variants that undo one of its default choices (``core.VARIANTS``: the
 paper's plain least-squares refit, no fit on every mask, both) and the marginal LASSO, and
-prints each one's held-out R² and CPU seconds: the real-function rows next to the synthetic
-ones, without a model call.
+prints each one's held-out R², its difference to the default ProxySPEX's with the paired
+95 % bootstrap interval over the held-out masks (:func:`compattr.faithfulness_interval`: an
+interval that holds 0 is no evidence either way) and CPU seconds: the real-function rows
+next to the synthetic ones, without a model call.
 
 With ``--shapiq PYTHON`` (an environment with shapiq 1.8, as in ``shapley.py``) shapiq's
 estimators that have a function refit the same queries in that environment:
@@ -48,19 +50,25 @@ ESTIMATORS["lasso"] = lambda seed: compattr.LassoBaseline(seed=seed)
 
 def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SAVED_METHODS) -> list[dict]:
     """One row per estimator: held-out R² of its refit of the explanation in ``folder``
-    (shapiq's ``methods`` too, in the environment of the python ``shapiq``, if given)."""
+    (shapiq's ``methods`` too, in the environment of the python ``shapiq``, if given), and
+    ``vs_proxyspex``, its difference to the first row's (the default ProxySPEX) with the
+    paired bootstrap interval over the held-out masks: (difference, low, high)."""
     ex = compattr.Explanation.load(folder)
     out = []
     for name, make in ESTIMATORS.items():
         start = time.process_time()
         est = make(seed).fit(ex.masks, ex.outputs)
         cpu = time.process_time() - start
-        r2 = compattr.faithfulness(est, ex.test_masks, ex.test_outputs)
-        out.append(_row(folder, ex, name, r2, cpu, getattr(est, "ridge_", None)))
+        out.append(_row(folder, ex, name, est.predict(ex.test_masks), cpu, getattr(est, "ridge_", None)))
     if shapiq:
         for name, r in shapiq_side(shapiq, ex, seed, methods).items():
             pred = predictions(r["function"], ex.test_masks)  # a Fourier spectrum evaluated as ours are
-            out.append(_row(folder, ex, name, held_out_r2(pred, ex.test_outputs), r["cpu_s"], None))
+            out.append(_row(folder, ex, name, pred, r["cpu_s"], None))
+    reference = _Predicted(out[0]["pred"])
+    for r in out:
+        r["vs_proxyspex"] = compattr.faithfulness_interval(
+            _Predicted(r["pred"]), ex.test_masks, ex.test_outputs, baseline=reference
+        )
     return out
 
 
@@ -73,10 +81,23 @@ def shapiq_side(python: str, ex: compattr.Explanation, seed: int, methods) -> di
     return {method: with_function(run_shapiq(python, job | {"method": method}), ex.n) for method in methods}
 
 
-def _row(folder: Path, ex: compattr.Explanation, method: str, r2: float, cpu: float, ridge) -> dict:
-    """A printed row: the explanation, its size, the method, its R², CPU seconds and ridge."""
+def _row(folder: Path, ex: compattr.Explanation, method: str, pred: np.ndarray, cpu: float, ridge) -> dict:
+    """A printed row: the explanation, its size, the method, its predictions of the held-out
+    outputs and their R², CPU seconds and ridge."""
     size = {"explanation": folder.name, "n": ex.n, "masks": len(ex.masks)}
-    return size | {"method": method, "r2": r2, "cpu_s": cpu, "ridge": ridge}
+    r2 = held_out_r2(pred, ex.test_outputs)
+    return size | {"method": method, "pred": pred, "r2": r2, "cpu_s": cpu, "ridge": ridge}
+
+
+class _Predicted:
+    """Predictions already made on the held-out masks, read as a model's by
+    :func:`compattr.faithfulness_interval`."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = np.asarray(values, dtype=float)
+
+    def predict(self, X) -> np.ndarray:
+        return self.values
 
 
 def main(argv=None) -> None:
@@ -86,12 +107,13 @@ def main(argv=None) -> None:
     p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
     p.add_argument("--shapiq-methods", nargs="+", default=list(SAVED_METHODS), choices=SAVED_METHODS, metavar="NAME")
     args = p.parse_args(argv)
-    print("| explanation | n | masks | method | held-out R² | ridge | CPU s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| explanation | n | masks | method | held-out R² | − proxyspex's [95 %] | ridge | CPU s |")
+    print("|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
         for r in rows(folder, args.seed, args.shapiq, args.shapiq_methods):
             ridge = "" if r["ridge"] is None else ("no refit" if np.isnan(r["ridge"]) else f"{r['ridge']:g}")
-            cells = [r["explanation"], r["n"], r["masks"], r["method"], f"{r['r2']:.3f}", ridge, f"{r['cpu_s']:.1f}"]
+            gap = "{:+.3f} [{:+.3f}, {:+.3f}]".format(*r["vs_proxyspex"])
+            cells = [r["explanation"], r["n"], r["masks"], r["method"], f"{r['r2']:.3f}", gap, ridge, f"{r['cpu_s']:.1f}"]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 

@@ -275,6 +275,9 @@ def test_saved_benchmark_refits_a_saved_explanation(tmp_path):
     names += ["proxyspex every-subset", "proxyspex no-extension", "proxyspex previous"]
     assert [cells[4] for cells in rows] == [*names, "lasso"]
     assert float(rows[0][5]) > 0.9 and float(rows[0][5]) > float(rows[-1][5])  # a hierarchy: trees beat LASSO
+    assert rows[0][6] == "+0.000 [+0.000, +0.000]"  # the default against itself
+    gap, low, high = (float(x) for x in rows[-1][6].replace("[", "").replace("]", "").replace(",", "").split())
+    assert gap == pytest.approx(float(rows[-1][5]) - float(rows[0][5]), abs=2e-3) and low <= gap <= high < 0
 
 
 FAKE_SHAPIQ = {
