@@ -48,14 +48,18 @@ ESTIMATORS = {
 ESTIMATORS["lasso"] = lambda seed: compattr.LassoBaseline(seed=seed)
 
 
-def rows(folder: Path, seed: int, shapiq: str | None = None, methods=SAVED_METHODS) -> list[dict]:
-    """One row per estimator: held-out R² of its refit of the explanation in ``folder``
-    (shapiq's ``methods`` too, in the environment of the python ``shapiq``, if given), and
-    ``vs_proxyspex``, its difference to the first row's (the default ProxySPEX) with the
-    paired bootstrap interval over the held-out masks: (difference, low, high)."""
+def rows(
+    folder: Path, seed: int, shapiq: str | None = None, methods=SAVED_METHODS, estimators=tuple(ESTIMATORS)
+) -> list[dict]:
+    """One row per estimator named in ``estimators`` (the default ProxySPEX always first):
+    held-out R² of its refit of the explanation in ``folder`` (shapiq's ``methods`` too, in
+    the environment of the python ``shapiq``, if given), and ``vs_proxyspex``, its
+    difference to the default ProxySPEX's with the paired bootstrap interval over the
+    held-out masks: (difference, low, high)."""
     ex = compattr.Explanation.load(folder)
     out = []
-    for name, make in ESTIMATORS.items():
+    for name in ["proxyspex", *(e for e in ESTIMATORS if e in estimators and e != "proxyspex")]:
+        make = ESTIMATORS[name]
         start = time.process_time()
         est = make(seed).fit(ex.masks, ex.outputs)
         cpu = time.process_time() - start
@@ -106,11 +110,19 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the folds and LightGBM (default %(default)s)")
     p.add_argument("--shapiq", metavar="PYTHON", help="python of an environment with shapiq 1.8")
     p.add_argument("--shapiq-methods", nargs="+", default=list(SAVED_METHODS), choices=SAVED_METHODS, metavar="NAME")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(ESTIMATORS),
+        choices=list(ESTIMATORS),
+        metavar="NAME",
+        help="compattr's estimators to refit (default: every variant and lasso; the default proxyspex always runs)",
+    )
     args = p.parse_args(argv)
     print("| explanation | n | masks | method | held-out R² | − proxyspex's [95 %] | ridge | CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
-        for r in rows(folder, args.seed, args.shapiq, args.shapiq_methods):
+        for r in rows(folder, args.seed, args.shapiq, args.shapiq_methods, args.methods):
             ridge = "" if r["ridge"] is None else ("no refit" if np.isnan(r["ridge"]) else f"{r['ridge']:g}")
             gap = "{:+.3f} [{:+.3f}, {:+.3f}]".format(*r["vs_proxyspex"])
             cells = [r["explanation"], r["n"], r["masks"], r["method"], f"{r['r2']:.3f}", gap, ridge]

@@ -280,6 +280,13 @@ def test_saved_benchmark_refits_a_saved_explanation(tmp_path):
     assert gap == pytest.approx(float(rows[-1][5]) - float(rows[0][5]), abs=2e-3) and low <= gap <= high < 0
 
 
+def test_saved_benchmark_refits_only_the_methods_asked_after_the_default(tmp_path):
+    save_hierarchy(tmp_path / "explanation-toy", seed=2)
+    out = run("saved.py", str(tmp_path / "explanation-toy"), "--methods", "lasso", "proxyspex ridge=0")
+    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| explanation-toy")]
+    assert [cells[4] for cells in rows] == ["proxyspex", "proxyspex ridge=0", "lasso"]  # in the table's order
+
+
 FAKE_SHAPIQ = {
     "__init__.py": """
 import json, os
