@@ -877,7 +877,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                 best = self._capped_choice(table, round_, float(np.var(y)))
                 if best is None:
                     break
-            self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, self._ridges()[0]), scale)
+            self.spectrum_ = self._chosen_from_pool(pool, best, X, y, self._ridges()[0]).scaled(scale)
             self.regrown_, self.regrow_rounds_, error = True, round_, float(best["cv_mse"])
         self.regrow_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
@@ -901,7 +901,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         folds, limit, _, cv = self._chosen_again_by(X, y)
         tables = []
         for round_ in range(1, self.guide_rounds + 1):
-            current = _scaled(self.spectrum_, 1.0 / scale)
+            current = self.spectrum_.scaled(1.0 / scale)
             target = y - current.predict(X) + current.restrict_order(GUIDE_FROM_ORDER - 1).predict(X)
             fold_trees = [self._guided_trees(X[train], target[train]) for train, _ in folds]
             table = cv([self._guided_pool(current, trees, limit) for trees in fold_trees])
@@ -910,7 +910,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             if not best["cv_mse"] < error:
                 break
             pool = self._guided_pool(current, Spectrum.mean(fold_trees), limit)
-            self.spectrum_ = _scaled(self._chosen_from_pool(pool, best, X, y, self._ridges()[0]), scale)
+            self.spectrum_ = self._chosen_from_pool(pool, best, X, y, self._ridges()[0]).scaled(scale)
             self.guide_rounds_, error = round_, float(best["cv_mse"])
         self.guide_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
@@ -956,7 +956,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return
         rounds = int(best["rounds"])
         spectrum = extended(rows, X, y, add, rounds, path_ridge, float(best["ridge"]), self.max_order)
-        self.spectrum_, self.extend_rounds_ = _scaled(spectrum, scale), rounds
+        self.spectrum_, self.extend_rounds_ = spectrum.scaled(scale), rounds
 
     def _chosen_again_by(self, X: np.ndarray, y: np.ndarray) -> tuple[list, int, list[int], Callable]:
         """The CV by which stages 6 and 7 choose terms again on masks ``X`` and (scaled)
@@ -1293,8 +1293,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def _scale_back(self, scale: float) -> None:
         """Undo the output scaling: spectra times ``scale``, CV errors times ``scale²``."""
-        self.spectrum_ = _scaled(self.spectrum_, scale)
-        self.tree_spectrum_ = _scaled(self.tree_spectrum_, scale)
+        self.spectrum_ = self.spectrum_.scaled(scale)
+        self.tree_spectrum_ = self.tree_spectrum_.scaled(scale)
         for table in (self.cv_results_, self.sparsity_cv_, self.grow_cv_):
             _scale_errors(table, ("cv_mse",), scale)
         _scale_errors(self.challenge_, ("tree_mse", "spectrum_mse"), scale)
@@ -1357,8 +1357,3 @@ def _scale_errors(table: pd.DataFrame, columns: tuple[str, ...], scale: float) -
             for column in columns:
                 table[column] = table[column] * scale * scale
     return table
-
-
-def _scaled(spectrum: Spectrum, scale: float) -> Spectrum:
-    """``spectrum`` with every coefficient multiplied by ``scale``."""
-    return spectrum.with_coefs(spectrum.coefs * scale)

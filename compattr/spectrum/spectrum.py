@@ -249,6 +249,28 @@ class Spectrum:
             raise ValueError(f"{len(self)} supports but {coefs.size} coefficients.")
         return Spectrum._from_grouped(self.n, csr_to_padded(self.supports, self.n), coefs)
 
+    def scaled(self, factor: float) -> Spectrum:
+        """Every coefficient times ``factor``: the spectrum of ``factor · f``. Scaling keeps
+        the terms' order by ``|F(T)|``, so the terms are neither regrouped nor re-ranked (the
+        same spectrum as ``with_coefs(coefs * factor)``, without its sort); coefficients that
+        become exactly 0 are dropped.
+
+        Raises
+        ------
+        ValueError
+            If ``factor`` is not finite, or a coefficient overflows.
+        """
+        factor = float(factor)
+        if not np.isfinite(factor):
+            raise ValueError(f"factor must be finite, got {factor}.")
+        coefs = self.coefs * factor
+        if not np.isfinite(coefs).all():
+            raise ValueError(f"scaling by {factor:g} overflows a coefficient.")
+        kept = np.flatnonzero(coefs != 0.0)
+        spectrum = Spectrum.__new__(Spectrum)
+        spectrum._assign(self.n, self.supports[kept], coefs[kept])
+        return spectrum
+
     def odd_part(self) -> Spectrum:
         """The terms of odd order: the spectrum of ``(f(S) - f(Sᶜ)) / 2``, since
         ``χ_T(Sᶜ) = (-1)^{|T|} χ_T(S)``; the Shapley values read only these terms."""

@@ -200,6 +200,28 @@ def test_with_coefs_re_ranks_the_same_supports_as_a_new_spectrum_would():
         sp.with_coefs(coefs[:-1])
 
 
+def test_scaled_is_with_coefs_times_the_factor_without_its_sort():
+    """Term for term (order included) what ``with_coefs(coefs * factor)`` gives, with ties of
+    magnitude, a factor that rounds distinct magnitudes together, underflow to 0, 0 itself
+    and a negative factor; a factor that is not finite or overflows is refused."""
+    rng = np.random.default_rng(6)
+    supports = sorted({tuple(sorted(rng.choice(12, rng.integers(0, 4), replace=False))) for _ in range(60)})
+    coefs = rng.standard_normal(len(supports))
+    coefs[5] = -coefs[8]  # a tie of magnitudes
+    coefs[11] = np.nextafter(abs(coefs[12]), np.inf)  # distinct, and equal once scaled by 1/3
+    coefs[20] = 5e-324  # the smallest subnormal: 0 once halved
+    sp = Spectrum(12, supports, coefs)
+    for factor in (2.0, -0.5, 1 / 3, 1e-300, 0.0, -7.25):
+        scaled, resorted = sp.scaled(factor), sp.with_coefs(sp.coefs * factor)
+        assert scaled.support_tuples() == resorted.support_tuples()
+        np.testing.assert_array_equal(scaled.coefs, resorted.coefs)
+    assert len(sp.scaled(0.0)) == 0 and len(sp.scaled(0.5)) == len(sp) - 1
+    with pytest.raises(ValueError, match="finite"):
+        sp.scaled(np.inf)
+    with pytest.raises(ValueError, match="overflows"):
+        sp.scaled(1e308)
+
+
 def test_odd_part_is_the_odd_half_of_the_function():
     """``odd_part`` predicts ``(f(S) - f(Sᶜ)) / 2`` on every mask, and keeps only odd orders."""
     sp = random_spectrum(8, 60, 5, seed=7)
