@@ -18,7 +18,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._validation import as_masks, check_format
-from .supports import csr_to_padded, group_padded_rows, pad_supports, padded_to_csr, parity_blocks, parity_matrix
+from .supports import (
+    csr_to_padded,
+    group_csr_rows,
+    group_padded_rows,
+    pad_supports,
+    padded_to_csr,
+    parity_blocks,
+    parity_matrix,
+    take_csr_rows,
+)
 
 _FORMAT = "compattr.spectrum"
 _VERSION = 1
@@ -102,8 +111,7 @@ class Spectrum:
         return spectrum
 
     def _set_terms(self, n: int, unique: np.ndarray, summed: np.ndarray) -> None:
-        kept = np.flatnonzero(summed != 0.0)
-        kept = kept[np.argsort(-np.abs(summed[kept]), kind="stable")]  # by decreasing |F(T)|
+        kept = _ranked_nonzero(summed)
         self._assign(n, padded_to_csr(unique[kept], n), summed[kept])
 
     def _assign(self, n: int, supports: sp.csr_array, coefs: np.ndarray) -> None:
@@ -165,8 +173,15 @@ class Spectrum:
             raise ValueError(f"spectra over different feature counts: {sorted({s.n for s in spectra})}.")
         if len(spectra) == 1:
             return spectra[0]
-        supports = sp.vstack([s.supports for s in spectra], format="csr")
-        return cls(n, supports, np.concatenate([s.coefs for s in spectra]) / len(spectra))
+        # grouped as CSR: the spectra's supports are never stacked whole, nor padded at once
+        blocks = [s.supports for s in spectra]
+        representative, inverse = group_csr_rows(blocks, n)
+        coefs = np.concatenate([s.coefs for s in spectra]) / len(spectra)
+        summed = np.bincount(inverse, weights=coefs, minlength=len(representative))
+        kept = _ranked_nonzero(summed)
+        spectrum = cls.__new__(cls)
+        spectrum._assign(n, take_csr_rows(blocks, representative[kept]), summed[kept])
+        return spectrum
 
     @classmethod
     def from_dict(cls, coefficients: Mapping[Iterable[int], float], n: int) -> Spectrum:
@@ -263,7 +278,8 @@ class Spectrum:
         factor = float(factor)
         if not np.isfinite(factor):
             raise ValueError(f"factor must be finite, got {factor}.")
-        coefs = self.coefs * factor
+        with np.errstate(over="ignore"):  # refused below, with the factor named
+            coefs = self.coefs * factor
         if not np.isfinite(coefs).all():
             raise ValueError(f"scaling by {factor:g} overflows a coefficient.")
         kept = np.flatnonzero(coefs != 0.0)
@@ -429,3 +445,9 @@ class Spectrum:
 
         rows, values = extract_padded_terms(model, n, num_iteration, max_order, max_terms)
         return cls._from_grouped(n, rows, values)
+
+
+def _ranked_nonzero(coefs: np.ndarray) -> np.ndarray:
+    """The positions of the nonzero ``coefs`` by decreasing magnitude (ties in their order)."""
+    kept = np.flatnonzero(coefs != 0.0)
+    return kept[np.argsort(-np.abs(coefs[kept]), kind="stable")]

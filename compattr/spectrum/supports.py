@@ -19,6 +19,9 @@ import scipy.sparse as sp
 # Cells (masks × terms) of one evaluation block: bounds its float32 parities to ~64 MB.
 _EVAL_CELLS = 1 << 24
 
+# Rows :func:`take_csr_rows` copies at a time: bounds its int64 index runs to a few MB each.
+_TAKE_ROWS = 1 << 16
+
 
 def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.ndarray]:
     """Group identical rows of a padded support matrix.
@@ -40,9 +43,74 @@ def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.n
     t, D = rows.shape
     if D == 0:
         return np.zeros((min(t, 1), 0), rows.dtype), np.zeros(t, np.int64)
-    # Pack the columns into as few int64 keys as hold them (< 2^62 each) and hash them
-    # (pandas.factorize, linear time); only the u distinct rows are then sorted.
-    keys = _row_keys(rows, sentinel)
+    representative, inverse = _group_keys(_row_keys(rows, sentinel))
+    return rows[representative], inverse
+
+
+def group_csr_rows(blocks: Sequence[sp.csr_array], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group the identical rows of several sparse ``(k_b, n)`` 0/1 matrices as if they were
+    stacked, without stacking them: :func:`group_padded_rows` for supports held as CSR
+    (a spectrum's), which never holds all their padded rows at once (one block's at a time,
+    and a few int64 keys per row).
+
+    Parameters
+    ----------
+    blocks : sequence of scipy sparse (k_b, n) 0/1 matrices
+        Each in canonical format (sorted indices, no duplicates), as a spectrum's supports are.
+    n : int
+        The number of features.
+
+    Returns
+    -------
+    representative : (u,) int64 array
+        For each distinct row, in lexicographic order of the sorted supports padded with
+        ``n``, the index of one of its copies in the stacked blocks (the blocks' rows one
+        after another): :func:`take_csr_rows` gathers them.
+    inverse : (Σ k_b,) int64 array
+        The distinct row of each stacked row.
+    """
+    width = max((int(np.diff(b.indptr).max()) for b in blocks if b.shape[0]), default=0)
+    total = sum(b.shape[0] for b in blocks)
+    if width == 0:  # every row empty: one group, or none
+        return np.zeros(min(total, 1), np.int64), np.zeros(total, np.int64)
+    per_block = [_row_keys(csr_to_padded(b, n), n, width) for b in blocks]
+    keys = [np.concatenate([block[j] for block in per_block]) for j in range(len(per_block[0]))]
+    return _group_keys(keys)
+
+
+def take_csr_rows(blocks: Sequence[sp.csr_array], rows: np.ndarray) -> sp.csr_array:
+    """The rows ``rows`` (indices into the blocks stacked, as :func:`group_csr_rows` gives
+    them) of sparse 0/1 matrices with the same number of columns, in that order, as one CSR
+    0/1 matrix (int8 ones); only those rows' indices are copied, once."""
+    rows = np.asarray(rows, np.int64)
+    offsets = np.cumsum([0] + [b.shape[0] for b in blocks])
+    block_of = np.searchsorted(offsets, rows, side="right") - 1
+    degrees = np.empty(len(rows), np.int64)
+    for b, block in enumerate(blocks):
+        at = block_of == b
+        degrees[at] = np.diff(block.indptr)[rows[at] - offsets[b]]
+    indptr = np.r_[0, np.cumsum(degrees)]
+    n = blocks[0].shape[1]
+    index = np.int32 if indptr[-1] < np.iinfo(np.int32).max and n < np.iinfo(np.int32).max else np.int64
+    indices = np.empty(int(indptr[-1]), index)
+    for b, block in enumerate(blocks):
+        taken = np.flatnonzero(block_of == b)
+        for start in range(0, len(taken), _TAKE_ROWS):
+            at = taken[start : start + _TAKE_ROWS]
+            lengths = degrees[at]
+            # each taken row's run of indices: from its place in the block to its place in the result
+            within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            source = np.repeat(block.indptr[rows[at] - offsets[b]], lengths) + within
+            indices[np.repeat(indptr[at], lengths) + within] = block.indices[source]
+    data = np.ones(len(indices), np.int8)
+    return sp.csr_array((data, indices, indptr.astype(index)), shape=(len(rows), n))
+
+
+def _group_keys(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Group rows by their :func:`_row_keys` ``keys`` (each (t,) int64): the index of one row
+    of each group, groups in lexicographic order, and each row's group (t,)."""
+    t = len(keys[0])
+    # Hash the keys (pandas.factorize, linear time); only the u distinct rows are then sorted.
     codes, groups = pd.factorize(keys[0])
     for key in keys[1:]:
         sub, values = pd.factorize(key)
@@ -55,7 +123,7 @@ def group_padded_rows(rows: np.ndarray, sentinel: int) -> tuple[np.ndarray, np.n
     order = np.argsort(firsts[0]) if len(keys) == 1 else np.lexsort(firsts[::-1])
     rank = np.empty(count, np.int64)
     rank[order] = np.arange(count)
-    return rows[representative[order]], rank[codes]
+    return representative[order], rank[codes]
 
 
 def widen_padded(rows: np.ndarray, width: int, sentinel: int) -> np.ndarray:
@@ -112,16 +180,18 @@ def row_finder(table: np.ndarray, sentinel: int) -> Callable[[np.ndarray], np.nd
     return find
 
 
-def _row_keys(rows: np.ndarray, sentinel: int) -> list[np.ndarray]:
-    """The padded rows (t, D) as a few int64 keys whose lexicographic order is theirs."""
+def _row_keys(rows: np.ndarray, sentinel: int, width: int | None = None) -> list[np.ndarray]:
+    """The padded rows (t, D) as a few int64 keys whose lexicographic order is theirs; with
+    ``width`` (at least D), those of the rows padded with ``sentinel`` to that width."""
     t, D = rows.shape
+    width = D if width is None else width
     base = sentinel + 1
-    width = max(1, int(62 // np.log2(base)))
+    per_key = max(1, int(62 // np.log2(base)))  # the columns one key holds (< 2^62)
     keys = []
-    for start in range(0, D, width):
+    for start in range(0, width, per_key):
         key = np.zeros(t, np.int64)
-        for d in range(start, min(D, start + width)):
-            key = key * base + rows[:, d]
+        for d in range(start, min(width, start + per_key)):
+            key = key * base + (rows[:, d] if d < D else sentinel)
         keys.append(key)
     return keys
 

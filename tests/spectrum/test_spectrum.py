@@ -6,6 +6,7 @@ from conftest import all_masks, brute_force_fourier, random_spectrum
 
 from compattr import Spectrum
 from compattr.spectrum import group_padded_rows
+from compattr.spectrum.supports import csr_to_padded, group_csr_rows, padded_to_csr, take_csr_rows, widen_padded
 
 
 def test_predict_equals_the_definition(rng):
@@ -36,6 +37,11 @@ def test_mean_is_the_spectrum_of_the_mean_function():
     X = all_masks(9)
     mean = Spectrum.mean(spectra)
     np.testing.assert_allclose(mean.predict(X), np.mean([sp.predict(X) for sp in spectra], axis=0), atol=1e-12)
+    # term for term, order and bits included, the spectrum of the terms stacked
+    stacked = Spectrum(9, sps.vstack([sp.supports for sp in spectra]), np.concatenate([sp.coefs for sp in spectra]) / 3)
+    assert mean.support_tuples() == stacked.support_tuples()
+    np.testing.assert_array_equal(mean.coefs, stacked.coefs)
+    assert mean.supports.has_canonical_format and mean.supports.dtype == np.int8
     assert Spectrum.mean(spectra[:1]) is spectra[0]  # as it is, not regrouped
     with pytest.raises(ValueError, match="at least one"):
         Spectrum.mean([])
@@ -144,6 +150,38 @@ def test_group_padded_rows_matches_numpy_unique(n, D):
     np.testing.assert_array_equal(unique, expected)
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
     np.testing.assert_array_equal(unique[inverse], rows)
+
+
+@pytest.mark.parametrize("n, D", [(10, 3), (500, 11), (100_000, 7)])
+def test_group_csr_rows_groups_blocks_as_group_padded_rows_groups_them_stacked(n, D):
+    """Blocks of their own widths (one without rows, one of the constant alone) grouped
+    without stacking: the same groups, in the same order, and take_csr_rows gathers the
+    distinct rows (from the blocks stacked, in any order asked)."""
+    rng = np.random.default_rng(D)
+    rows = np.full((3000, D), n, np.int64)
+    for r, p in enumerate(rng.integers(0, D + 1, 3000)):
+        rows[r, :p] = np.sort(rng.choice(min(n, 12), p, replace=False))  # few values: many repeats
+    parts = [rows[:1000, : D - 1], rows[1000:1000], rows[1000:2500], np.full((4, 2), n), rows[2500:]]
+    parts[0] = parts[0][np.all(rows[:1000, D - 1 :] == n, axis=1)]  # rows that fit the narrower block
+    blocks = [padded_to_csr(part, n) for part in parts]
+    stacked = np.vstack([widen_padded(part, D, n) for part in parts])
+    unique, inverse = group_padded_rows(stacked, n)
+    representative, csr_inverse = group_csr_rows(blocks, n)
+    np.testing.assert_array_equal(csr_inverse, inverse)
+    np.testing.assert_array_equal(stacked[representative], unique)
+    order = rng.permutation(len(representative))
+    taken = take_csr_rows(blocks, representative[order])
+    assert taken.has_canonical_format and taken.dtype == np.int8 and taken.shape == (len(order), n)
+    np.testing.assert_array_equal(widen_padded(csr_to_padded(taken, n), D, n), unique[order])
+
+
+def test_group_csr_rows_of_empty_rows_and_of_no_rows():
+    constant = padded_to_csr(np.full((3, 2), 5), 5)  # three copies of the empty set
+    representative, inverse = group_csr_rows([constant, padded_to_csr(np.zeros((0, 1), np.int64), 5)], 5)
+    assert representative.shape == (1,) and 0 <= representative[0] < 3 and inverse.tolist() == [0, 0, 0]
+    assert take_csr_rows([constant], representative).shape == (1, 5)
+    representative, inverse = group_csr_rows([padded_to_csr(np.zeros((0, 1), np.int64), 5)], 5)
+    assert representative.shape == (0,) and inverse.shape == (0,)
 
 
 def test_group_padded_rows_of_no_rows():
