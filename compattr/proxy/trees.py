@@ -14,7 +14,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from ..spectrum.supports import group_padded_rows
+from ..spectrum.supports import group_padded_rows, sum_padded_terms
 
 # LightGBM's decision_type bit layout (include/LightGBM/tree.h).
 _CATEGORICAL = 1
@@ -243,32 +243,34 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
             f"exact extraction would expand {n_terms:,} raw terms (> max_terms={max_terms:,}); "
             "the trees are too deep. Limit the depth or pass max_order to drop high orders."
         )
-    longest = int(lengths.max()) if lengths.size else 0
-    D = longest if max_order is None else min(longest, max_order)
-    all_rows, all_values = [], []
-    for p in np.unique(lengths):
-        at = lengths == p
-        members, gather = _subset_tables(int(p), max_order)  # (s, p) each
-        # (-1)^(number of the subset's features fixed to 1), from exact small-integer counts
-        ones = (sides[at, :p].astype(np.float32) @ members.T).astype(np.int8)  # (L, s), <= p
-        coef = (values[at] * 2.0**-p)[:, None] * (1 - 2 * (ones & 1))
-        # Leaves whose paths fix the same features (siblings, and repeats across trees)
-        # expand to the same supports: sum their coefficients before expanding the supports.
-        paths, path_of = group_padded_rows(feats[at, :p], n)
-        order = np.argsort(path_of, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(path_of[order]) != 0])
-        coef = np.add.reduceat(coef[order], starts, axis=0)  # (paths, s)
-        f = np.hstack([paths, np.full((paths.shape[0], 1), n, paths.dtype)])  # column p: the padding
-        # sorted supports (the path features are sorted); p = 0: a single-leaf tree's constant
-        rows = f[:, gather].reshape(paths.shape[0] * gather.shape[0], p)
-        rows = np.hstack([rows[:, :D], np.full((rows.shape[0], max(0, D - p)), n, rows.dtype)])
-        all_rows.append(rows)
-        all_values.append(coef.reshape(-1))
-    if not all_rows:
+    if not lengths.size:
         return np.zeros((0, 0), np.int32), np.zeros(0)
-    unique, inverse = group_padded_rows(np.vstack(all_rows), n)
-    values = np.bincount(inverse, weights=np.concatenate(all_values), minlength=unique.shape[0])
-    return unique, values
+    longest = int(lengths.max())
+    D = longest if max_order is None else min(longest, max_order)
+    # one path length at a time: only its terms' keys outlive it (a few int64 per term)
+    return sum_padded_terms(
+        (_expanded(feats, sides, values, lengths == p, int(p), n, max_order, D) for p in np.unique(lengths)), n, D
+    )
+
+
+def _expanded(feats, sides, values, at, p: int, n: int, max_order, D: int) -> tuple[np.ndarray, np.ndarray]:
+    """The raw terms of the leaves ``at``, whose paths fix ``p`` features: every subset of
+    each path as a sorted support padded with ``n`` (at most ``D`` columns, subsets above
+    ``max_order`` dropped), and its coefficient."""
+    members, gather = _subset_tables(p, max_order)  # (s, p) each
+    # (-1)^(number of the subset's features fixed to 1), from exact small-integer counts
+    ones = (sides[at, :p].astype(np.float32) @ members.T).astype(np.int8)  # (L, s), <= p
+    coef = (values[at] * 2.0**-p)[:, None] * (1 - 2 * (ones & 1))
+    # Leaves whose paths fix the same features (siblings, and repeats across trees)
+    # expand to the same supports: sum their coefficients before expanding the supports.
+    paths, path_of = group_padded_rows(feats[at, :p], n)
+    order = np.argsort(path_of, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(path_of[order]) != 0])
+    coef = np.add.reduceat(coef[order], starts, axis=0)  # (paths, s)
+    f = np.hstack([paths, np.full((paths.shape[0], 1), n, paths.dtype)])  # column p: the padding
+    # sorted supports (the path features are sorted); p = 0: a single-leaf tree's constant
+    rows = f[:, gather].reshape(paths.shape[0] * gather.shape[0], p)
+    return rows[:, :D], coef.reshape(-1)
 
 
 def _iteration(booster, num_iteration: int | None) -> int:

@@ -78,6 +78,45 @@ def group_csr_rows(blocks: Sequence[sp.csr_array], n: int) -> tuple[np.ndarray, 
     return _group_keys(keys)
 
 
+def sum_padded_terms(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], sentinel: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the coefficients of identical supports over chunks of terms, taking one chunk at a
+    time: of each chunk's padded rows only a few int64 keys per row are kept, and the distinct
+    rows are decoded from their keys (:func:`group_padded_rows` of the chunks' rows stacked,
+    without ever stacking them: a generator of chunks holds one at a time).
+
+    Parameters
+    ----------
+    chunks : iterable of ((t_c, D_c) int array, (t_c,) float array)
+        Sorted supports padded with ``sentinel`` (D_c at most ``width``) and their coefficients.
+    sentinel : int
+        The padding value (``n``), larger than every feature index.
+    width : int
+        The width of the rows returned.
+
+    Returns
+    -------
+    rows : (u, width) int array
+        The distinct supports, padded with ``sentinel``, in lexicographic order (int32 where
+        ``sentinel`` fits it).
+    coefs : (u,) float64 array
+        Each one's summed coefficient.
+    """
+    keys_per_chunk, coefs_per_chunk = [], []
+    for rows, coefs in chunks:
+        keys_per_chunk.append(_row_keys(rows, sentinel, width) if width else [np.zeros(len(rows), np.int64)])
+        coefs_per_chunk.append(np.asarray(coefs, np.float64))
+    dtype = np.int32 if sentinel < np.iinfo(np.int32).max else np.int64
+    if not keys_per_chunk or not sum(len(c) for c in coefs_per_chunk):
+        return np.zeros((0, width), dtype), np.zeros(0)
+    keys = [np.concatenate([chunk[j] for chunk in keys_per_chunk]) for j in range(len(keys_per_chunk[0]))]
+    del keys_per_chunk
+    representative, inverse = _group_keys(keys)
+    summed = np.bincount(inverse, weights=np.concatenate(coefs_per_chunk), minlength=len(representative))
+    return _rows_from_keys([key[representative] for key in keys], sentinel, width, dtype), summed
+
+
 def take_csr_rows(blocks: Sequence[sp.csr_array], rows: np.ndarray) -> sp.csr_array:
     """The rows ``rows`` (indices into the blocks stacked, as :func:`group_csr_rows` gives
     them) of sparse 0/1 matrices with the same number of columns, in that order, as one CSR
@@ -186,7 +225,7 @@ def _row_keys(rows: np.ndarray, sentinel: int, width: int | None = None) -> list
     t, D = rows.shape
     width = D if width is None else width
     base = sentinel + 1
-    per_key = max(1, int(62 // np.log2(base)))  # the columns one key holds (< 2^62)
+    per_key = _columns_per_key(sentinel)
     keys = []
     for start in range(0, width, per_key):
         key = np.zeros(t, np.int64)
@@ -194,6 +233,23 @@ def _row_keys(rows: np.ndarray, sentinel: int, width: int | None = None) -> list
             key = key * base + (rows[:, d] if d < D else sentinel)
         keys.append(key)
     return keys
+
+
+def _columns_per_key(sentinel: int) -> int:
+    """How many padded columns one int64 key of :func:`_row_keys` holds (below 2^62)."""
+    return max(1, int(62 // np.log2(sentinel + 1)))
+
+
+def _rows_from_keys(keys: list[np.ndarray], sentinel: int, width: int, dtype) -> np.ndarray:
+    """The padded rows (t, width), in ``dtype``, whose :func:`_row_keys` are ``keys``."""
+    base = sentinel + 1
+    per_key = _columns_per_key(sentinel)
+    rows = np.empty((len(keys[0]), width), dtype)
+    for j, key in enumerate(keys):
+        key = key.copy()
+        for d in reversed(range(j * per_key, min(width, (j + 1) * per_key))):
+            key, rows[:, d] = np.divmod(key, base)
+    return rows
 
 
 def parity_blocks(X: np.ndarray, rows: np.ndarray, dtype=np.float32):

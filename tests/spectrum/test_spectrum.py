@@ -6,7 +6,14 @@ from conftest import all_masks, brute_force_fourier, random_spectrum
 
 from compattr import Spectrum
 from compattr.spectrum import group_padded_rows
-from compattr.spectrum.supports import csr_to_padded, group_csr_rows, padded_to_csr, take_csr_rows, widen_padded
+from compattr.spectrum.supports import (
+    csr_to_padded,
+    group_csr_rows,
+    padded_to_csr,
+    sum_padded_terms,
+    take_csr_rows,
+    widen_padded,
+)
 
 
 def test_predict_equals_the_definition(rng):
@@ -173,6 +180,39 @@ def test_group_csr_rows_groups_blocks_as_group_padded_rows_groups_them_stacked(n
     taken = take_csr_rows(blocks, representative[order])
     assert taken.has_canonical_format and taken.dtype == np.int8 and taken.shape == (len(order), n)
     np.testing.assert_array_equal(widen_padded(csr_to_padded(taken, n), D, n), unique[order])
+
+
+@pytest.mark.parametrize("n, D", [(10, 3), (500, 11), (100_000, 7)])
+def test_sum_padded_terms_sums_chunks_as_group_padded_rows_sums_them_stacked(n, D):
+    """Chunks of their own widths (one without rows, one of the constant alone) and a
+    generator of them: the distinct rows in lexicographic order, decoded from their keys, and
+    the coefficients summed as over the stacked rows."""
+    rng = np.random.default_rng(D + 1)
+    rows = np.full((3000, D), n, np.int64)
+    for r, p in enumerate(rng.integers(0, D + 1, 3000)):
+        rows[r, :p] = np.sort(rng.choice(min(n, 12), p, replace=False))
+    coefs = rng.standard_normal(3000)
+    narrow = np.all(rows[:1000, D - 1 :] == n, axis=1)
+    parts = [
+        (rows[:1000][narrow, : D - 1], coefs[:1000][narrow]),
+        (rows[1000:1000], coefs[1000:1000]),
+        (np.full((4, 0), n), np.ones(4)),
+        (rows[1000:], coefs[1000:]),
+    ]
+    stacked = np.vstack([widen_padded(part, D, n) for part, _ in parts])
+    unique, inverse = group_padded_rows(stacked, n)
+    expected = np.bincount(inverse, weights=np.concatenate([c for _, c in parts]), minlength=len(unique))
+    summed_rows, summed = sum_padded_terms((part for part in parts), n, D)
+    np.testing.assert_array_equal(summed_rows, unique)
+    np.testing.assert_array_equal(summed, expected)
+    assert summed_rows.dtype == (np.int32 if n < 2**31 - 1 else np.int64)
+
+
+def test_sum_padded_terms_of_the_constant_alone_and_of_nothing():
+    rows, coefs = sum_padded_terms([(np.zeros((2, 0), np.int64), np.array([1.0, 0.5]))], 7, 0)
+    assert rows.shape == (1, 0) and coefs.tolist() == [1.5]
+    rows, coefs = sum_padded_terms([], 7, 3)
+    assert rows.shape == (0, 3) and coefs.shape == (0,)
 
 
 def test_group_csr_rows_of_empty_rows_and_of_no_rows():
