@@ -50,7 +50,6 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.linalg
-import scipy.sparse as sps
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
@@ -501,8 +500,7 @@ class PairedShapley(BaseEstimator):
         A, b, constraint = design(t)
         (coefs,) = _ridge_towards(A, b, start[:t], constraint, [ridge * scale])
         update = Spectrum(n, padded_to_csr(rows[:t], n), coefs - start[:t])
-        supports = sps.vstack([prior.supports, update.supports], format="csr")
-        return Spectrum(n, supports, np.r_[prior.coefs, update.coefs]), support, ridge, table
+        return Spectrum.sum([prior, update]), support, ridge, table
 
     def _sparse_role(self, m: int, sparse: Spectrum) -> str:
         """What becomes of the proxy's sparse spectrum's odd part ``sparse`` on ``m`` masks

@@ -166,17 +166,32 @@ class Spectrum:
         """The mean of spectra over the same ``n`` features: the spectrum of the mean of
         their functions (of averaged tree ensembles, for example). The mean of one spectrum
         is that spectrum (spectra are not changed in place), without regrouping its terms."""
+        return cls._combined(spectra, "mean")
+
+    @classmethod
+    def sum(cls, spectra: Sequence[Spectrum]) -> Spectrum:
+        """The sum of spectra over the same ``n`` features: the spectrum of the sum of their
+        functions (a prior and a correction to it, for example). The sum of one spectrum is
+        that spectrum, without regrouping its terms."""
+        return cls._combined(spectra, "sum")
+
+    @classmethod
+    def _combined(cls, spectra: Sequence[Spectrum], how: str) -> Spectrum:
+        """:meth:`mean` or :meth:`sum` (``how``) of ``spectra``: their terms grouped as CSR
+        (:func:`~compattr.spectrum.supports.group_csr_rows`), so their supports are never
+        stacked whole nor padded at once; the terms as the constructor orders them."""
         if not spectra:
-            raise ValueError("the mean needs at least one spectrum.")
+            raise ValueError(f"the {how} needs at least one spectrum.")
         n = spectra[0].n
         if any(s.n != n for s in spectra):
             raise ValueError(f"spectra over different feature counts: {sorted({s.n for s in spectra})}.")
         if len(spectra) == 1:
             return spectra[0]
-        # grouped as CSR: the spectra's supports are never stacked whole, nor padded at once
         blocks = [s.supports for s in spectra]
         representative, inverse = group_csr_rows(blocks, n)
-        coefs = np.concatenate([s.coefs for s in spectra]) / len(spectra)
+        coefs = np.concatenate([s.coefs for s in spectra])
+        if how == "mean":
+            coefs = coefs / len(spectra)
         summed = np.bincount(inverse, weights=coefs, minlength=len(representative))
         kept = _ranked_nonzero(summed)
         spectrum = cls.__new__(cls)

@@ -49,6 +49,14 @@ def test_mean_is_the_spectrum_of_the_mean_function():
     assert mean.support_tuples() == stacked.support_tuples()
     np.testing.assert_array_equal(mean.coefs, stacked.coefs)
     assert mean.supports.has_canonical_format and mean.supports.dtype == np.int8
+    total = Spectrum.sum(spectra)  # the same, the coefficients not divided
+    stacked = Spectrum(9, sps.vstack([sp.supports for sp in spectra]), np.concatenate([sp.coefs for sp in spectra]))
+    assert total.support_tuples() == stacked.support_tuples()
+    np.testing.assert_array_equal(total.coefs, stacked.coefs)
+    np.testing.assert_allclose(total.predict(X), np.sum([sp.predict(X) for sp in spectra], axis=0), atol=1e-12)
+    assert Spectrum.sum(spectra[:1]) is spectra[0]
+    with pytest.raises(ValueError, match="the sum needs at least one"):
+        Spectrum.sum([])
     assert Spectrum.mean(spectra[:1]) is spectra[0]  # as it is, not regrouped
     with pytest.raises(ValueError, match="at least one"):
         Spectrum.mean([])
