@@ -10,7 +10,9 @@ paper's plain least-squares refit, no fit on every mask, both) and the marginal 
 prints each one's held-out R², its difference to the default ProxySPEX's with the paired
 95 % bootstrap interval over the held-out masks (:func:`compattr.faithfulness_interval`: an
 interval that holds 0 is no evidence either way) and CPU seconds: the real-function rows
-next to the synthetic ones, without a model call.
+next to the synthetic ones, without a model call. A last table sums each method up over
+every explanation given: its mean R² and CPU, and on how many the default ProxySPEX is
+higher, not clearly different, or lower.
 
 With ``--shapiq PYTHON`` (an environment with shapiq 1.8, as in ``shapley.py``) shapiq's
 estimators that have a function refit the same queries in that environment:
@@ -121,6 +123,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     print("| explanation | n | masks | method | held-out R² | − proxyspex's [95 %] | ridge | CPU s |")
     print("|---|---|---|---|---|---|---|---|")
+    every = []
     for folder in args.folders:
         for r in rows(folder, args.seed, args.shapiq, args.shapiq_methods, args.methods):
             ridge = "" if r["ridge"] is None else ("no refit" if np.isnan(r["ridge"]) else f"{r['ridge']:g}")
@@ -128,6 +131,26 @@ def main(argv=None) -> None:
             cells = [r["explanation"], r["n"], r["masks"], r["method"], f"{r['r2']:.3f}", gap, ridge]
             cells.append(f"{r['cpu_s']:.1f}")
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+            every.append(r)
+    print("\n" + summary(every))
+
+
+def summary(every: list[dict]) -> str:
+    """Per method over every explanation: the mean held-out R² and CPU seconds, and on how
+    many explanations the default ProxySPEX's R² is higher, not clearly different, or lower
+    (the paired 95 % interval of the difference below 0, holding it, above it)."""
+    lines = [
+        "| method | explanations | mean held-out R² | proxyspex higher / no clear difference / lower | mean CPU s |",
+        "|---|---|---|---|---|",
+    ]
+    for method in dict.fromkeys(r["method"] for r in every):
+        mine = [r for r in every if r["method"] == method]
+        higher = sum(r["vs_proxyspex"][2] < 0 for r in mine)
+        lower = sum(r["vs_proxyspex"][1] > 0 for r in mine)
+        r2, cpu = np.mean([r["r2"] for r in mine]), np.mean([r["cpu_s"] for r in mine])
+        counts = f"{higher} / {len(mine) - higher - lower} / {lower}"
+        lines.append(f"| {method} | {len(mine)} | {r2:.3f} | {counts} | {cpu:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -285,6 +285,11 @@ def test_saved_benchmark_refits_only_the_methods_asked_after_the_default(tmp_pat
     out = run("saved.py", str(tmp_path / "explanation-toy"), "--methods", "lasso", "proxyspex ridge=0")
     rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| explanation-toy")]
     assert [cells[4] for cells in rows] == ["proxyspex", "proxyspex ridge=0", "lasso"]  # in the table's order
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    summary = {cells[1]: cells[2:] for cells in ([c.strip() for c in line.split("|")] for line in lines)}
+    r2 = {cells[4]: cells[5] for cells in rows}
+    assert summary["proxyspex"][:3] == ["1", r2["proxyspex"], "0 / 1 / 0"]  # itself: no difference
+    assert summary["lasso"][:3] == ["1", r2["lasso"], "1 / 0 / 0"]  # a hierarchy: the trees clearly higher
 
 
 FAKE_SHAPIQ = {
