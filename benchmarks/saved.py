@@ -8,7 +8,7 @@ one per sentence and budget, ``recipes/image_patches.py`` one per photo and
 with ProxySPEX, its variants that undo one of its default choices (``core.VARIANTS``: the
 paper's plain least-squares refit, no fit on every mask, both) and the marginal LASSO, and
 prints each one's held-out R², its difference to the default ProxySPEX's with the paired
-95 % bootstrap interval over the held-out masks (:func:`compattr.faithfulness_interval`: an
+95 % bootstrap interval over the held-out masks (:func:`compattr.metrics.r2_interval`: an
 interval that holds 0 is no evidence either way) and CPU seconds: the real-function rows
 next to the synthetic ones, without a model call. A last table sums each method up over
 every explanation given: its mean R² and CPU, and on how many the default ProxySPEX is
@@ -70,11 +70,8 @@ def rows(
         for name, r in shapiq_side(shapiq, ex, seed, methods).items():
             pred = predictions(r["function"], ex.test_masks)  # a Fourier spectrum evaluated as ours are
             out.append(_row(folder, ex, name, pred, r["cpu_s"], None))
-    reference = _Predicted(out[0]["pred"])
     for r in out:
-        r["vs_proxyspex"] = compattr.faithfulness_interval(
-            _Predicted(r["pred"]), ex.test_masks, ex.test_outputs, baseline=reference
-        )
+        r["vs_proxyspex"] = compattr.metrics.r2_interval(ex.test_outputs, r["pred"], out[0]["pred"])
     return out
 
 
@@ -93,17 +90,6 @@ def _row(folder: Path, ex: compattr.Explanation, method: str, pred: np.ndarray, 
     size = {"explanation": folder.name, "n": ex.n, "masks": len(ex.masks)}
     r2 = held_out_r2(pred, ex.test_outputs)
     return size | {"method": method, "pred": pred, "r2": r2, "cpu_s": cpu, "ridge": ridge}
-
-
-class _Predicted:
-    """Predictions already made on the held-out masks, read as a model's by
-    :func:`compattr.faithfulness_interval`."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = np.asarray(values, dtype=float)
-
-    def predict(self, X) -> np.ndarray:
-        return self.values
 
 
 def main(argv=None) -> None:

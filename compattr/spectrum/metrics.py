@@ -2,7 +2,7 @@
 
 * :func:`faithfulness` is the held-out ``R²`` of paper eq. 2, on masks not used for fitting;
   :func:`faithfulness_interval` its bootstrap interval over those masks, or that of its
-  difference to a baseline's on the same masks.
+  difference to a baseline's on the same masks (:func:`r2_interval` from predictions).
 * :func:`dsr`, :func:`scr` and :func:`shr` measure hierarchy over ``F_k``, the supports of
   the ``k`` largest ``|F(T)|`` (a prefix of the spectrum's term order; paper eq. 3, 10, 11).
   The empty set counts as a set like any other: a singleton ``{i}`` is backed by its subset
@@ -39,11 +39,7 @@ def faithfulness(model, X_test, y_test) -> float:
     float
         1 for a perfect fit, 0 for predicting the mean, negative for worse.
     """
-    y, y_hat = _scaled_outputs(model, X_test, y_test)
-    total = float(np.sum((y - y.mean()) ** 2))
-    if total == 0.0:
-        raise ValueError("y_test is constant, so R² is undefined; evaluate on masks where the model's output varies.")
-    return 1.0 - float(np.sum((y_hat - y) ** 2)) / total
+    return _r2(*_predicted(model, X_test, y_test))
 
 
 def faithfulness_interval(
@@ -62,7 +58,7 @@ def faithfulness_interval(
 
     The interval says how much the R² could move on another draw of as many held-out masks;
     it holds the fit fixed, so it does not cover the randomness of the fitting masks. On
-    100 held-out masks an R² near 0.3 moves by about ±0.1, so a difference of a few
+    100 held-out masks an R² near 0.3 moves by about ±0.2, so a difference of a few
     hundredths between two methods is no evidence either way; the paired interval of the
     difference is narrower than the two intervals suggest, since both methods meet the
     same hard masks.
@@ -75,13 +71,8 @@ def faithfulness_interval(
         Held-out masks (``True`` = kept), at least 2.
     y_test : (m,) float array
         The true outputs on them.
-    confidence : float
-        Coverage of the interval, in (0, 1).
-    resamples : int
-        Bootstrap resamples of the held-out masks; those whose outputs are all equal (R²
-        undefined) are left out.
-    seed : int
-        Seeds the resampling.
+    confidence, resamples, seed
+        As :func:`r2_interval` takes them.
 
     Returns
     -------
@@ -93,43 +84,84 @@ def faithfulness_interval(
     ValueError
         If ``y_test`` is constant, or the resamples hold too few masks to vary.
     """
+    y, predictions = _predicted(model, X_test, y_test)
+    compared = None if baseline is None else _predicted(baseline, X_test, y_test)[1]
+    return r2_interval(y, predictions, compared, confidence=confidence, resamples=resamples, seed=seed)
+
+
+def r2_interval(
+    y_test,
+    predictions,
+    baseline_predictions=None,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """:func:`faithfulness_interval` from predictions already made on the held-out masks.
+
+    Parameters
+    ----------
+    y_test, predictions, baseline_predictions : (m,) float arrays
+        The true outputs on the held-out masks, the model's predictions of them and
+        optionally a baseline's.
+    confidence : float
+        Coverage of the interval, in (0, 1).
+    resamples : int
+        Bootstrap resamples of the held-out masks; those whose outputs are all equal (R²
+        undefined) are left out.
+    seed : int
+        Seeds the resampling.
+
+    Returns
+    -------
+    (estimate, low, high) : tuple of float
+        The R² of ``predictions`` (less the baseline's), and its interval.
+    """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
     resamples = check_int(resamples, "resamples", 1)
-    y, y_hat = _scaled_outputs(model, X_test, y_test)
-    errors = [(y_hat - y) ** 2]
-    if baseline is not None:
-        errors.append((_scaled_outputs(baseline, X_test, y_test)[1] - y) ** 2)
+    y = as_outputs(y_test, name="y_test")
+    fits = [as_outputs(predictions, len(y), name="predictions")]
+    if baseline_predictions is not None:
+        fits.append(as_outputs(baseline_predictions, len(y), name="baseline_predictions"))
+    estimates = [_r2(y, fit) for fit in fits]  # raises on constant outputs
+    scale = output_scale(y)  # a power of two: exact, and safe from overflow near 1e300
+    y = y / scale
     t = len(y)
     # each resample draws t masks with replacement: its counts weigh the masks
     counts = np.random.default_rng(seed).multinomial(t, np.full(t, 1 / t), size=resamples)  # (R, t)
-    sums = counts @ np.column_stack([y, y**2, *errors])  # (R, 2 + methods)
+    sums = counts @ np.column_stack([y, y**2, *((fit / scale - y) ** 2 for fit in fits)])  # (R, 2 + fits)
     total = sums[:, 1] - sums[:, 0] ** 2 / t  # resampled Σ(y - ȳ)²
     varied = total > 1e-12 * max(float(np.sum(y**2)), 1e-300)
     if not varied.any():
         raise ValueError("y_test is constant on every resample, so R² is undefined; hold out more masks.")
-    r2 = 1.0 - sums[varied, 2:] / total[varied, None]  # (R', methods)
-    samples = r2[:, 0] if baseline is None else r2[:, 0] - r2[:, 1]
-    estimate = faithfulness(model, X_test, y_test)
-    if baseline is not None:
-        estimate -= faithfulness(baseline, X_test, y_test)
+    r2 = 1.0 - sums[varied, 2:] / total[varied, None]  # (R', fits)
+    samples = r2[:, 0] if len(fits) == 1 else r2[:, 0] - r2[:, 1]
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(samples, [tail, 100 - tail])
+    estimate = estimates[0] if len(fits) == 1 else estimates[0] - estimates[1]
     return estimate, float(low), float(high)
 
 
-def _scaled_outputs(model, X_test, y_test) -> tuple[np.ndarray, np.ndarray]:
-    """The checked held-out outputs ``y_test`` and ``model``'s predictions on ``X_test``,
-    both divided by the outputs' power-of-two scale (exact, and safe from overflow near
-    1e300)."""
+def _predicted(model, X_test, y_test) -> tuple[np.ndarray, np.ndarray]:
+    """The checked held-out outputs ``y_test`` and ``model``'s checked predictions on ``X_test``."""
     predict = getattr(model, "predict", None)
     if not callable(predict):
         raise TypeError(f"model must have a predict method, got {type(model).__name__}.")
     X = as_masks(X_test, model.n if isinstance(model, Spectrum) else None, name="X_test")
     y = as_outputs(y_test, X.shape[0], name="y_test")
-    y_hat = as_outputs(predict(X), X.shape[0], name="predictions")
-    scale = output_scale(y)
-    return y / scale, y_hat / scale
+    return y, as_outputs(predict(X), X.shape[0], name="predictions")
+
+
+def _r2(y: np.ndarray, y_hat: np.ndarray) -> float:
+    """``R²`` of predictions ``y_hat`` of outputs ``y``, both (m,)."""
+    scale = output_scale(y)  # a power of two: exact, and safe from overflow near 1e300
+    y, y_hat = y / scale, y_hat / scale
+    total = float(np.sum((y - y.mean()) ** 2))
+    if total == 0.0:
+        raise ValueError("y_test is constant, so R² is undefined; evaluate on masks where the model's output varies.")
+    return 1.0 - float(np.sum((y_hat - y) ** 2)) / total
 
 
 def dsr(sp: Spectrum, k: int) -> float:

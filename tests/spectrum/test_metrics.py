@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compattr import Spectrum, sample_masks
-from compattr.metrics import dsr, faithfulness, faithfulness_interval, scr, shr
+from compattr.metrics import dsr, faithfulness, faithfulness_interval, r2_interval, scr, shr
 
 
 def ranked(*supports, n: int = 5) -> Spectrum:
@@ -117,6 +117,18 @@ def test_faithfulness_interval_covers_the_r2_on_all_masks_about_as_often_as_it_s
         narrower += d_high - d_low < high - low
     assert 160 <= covered <= 194
     assert narrower == 200
+
+
+def test_r2_interval_of_predictions_is_the_models_interval():
+    X, y = _noisy_linear(50, seed=2)
+    model, baseline = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]), Linear([0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert r2_interval(y, model.predict(X), seed=4) == faithfulness_interval(model, X, y, seed=4)
+    both = r2_interval(y, model.predict(X), baseline.predict(X), confidence=0.8, seed=4)
+    assert both == faithfulness_interval(model, X, y, baseline=baseline, confidence=0.8, seed=4)
+    with pytest.raises(ValueError, match="baseline_predictions"):
+        r2_interval(y, model.predict(X), baseline.predict(X)[:-1])
+    with pytest.raises(ValueError, match="predictions"):
+        r2_interval(y, np.full(50, np.nan))
 
 
 def test_faithfulness_interval_errors_and_a_baseline_equal_to_the_model():
