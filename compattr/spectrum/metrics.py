@@ -20,6 +20,9 @@ from .spectrum import Spectrum
 
 Support = tuple[int, ...]
 
+# Resampled counts (resamples × held-out masks) :func:`r2_interval` holds at once (~8 MB).
+_RESAMPLE_CELLS = 1 << 20
+
 
 def faithfulness(model, X_test, y_test) -> float:
     """Held-out ``R² = 1 - Σ(ŷ - y)² / Σ(y - ȳ)²`` of a model's predictions.
@@ -129,9 +132,16 @@ def r2_interval(
     scale = output_scale(y)  # a power of two: exact, and safe from overflow near 1e300
     y = y / scale
     t = len(y)
-    # each resample draws t masks with replacement: its counts weigh the masks
-    counts = np.random.default_rng(seed).multinomial(t, np.full(t, 1 / t), size=resamples)  # (R, t)
-    sums = counts @ np.column_stack([y, y**2, *((fit / scale - y) ** 2 for fit in fits)])  # (R, 2 + fits)
+    columns = np.column_stack([y, y**2, *((fit / scale - y) ** 2 for fit in fits)])  # (t, 2 + fits)
+    # each resample draws t masks with replacement: its counts weigh the masks; drawn a block
+    # of resamples at a time (the same draws), so the counts stay within a few MB
+    rng, block = np.random.default_rng(seed), max(1, _RESAMPLE_CELLS // t)
+    sums = np.vstack(
+        [
+            rng.multinomial(t, np.full(t, 1 / t), size=min(block, resamples - start)) @ columns
+            for start in range(0, resamples, block)
+        ]
+    )  # (R, 2 + fits)
     total = sums[:, 1] - sums[:, 0] ** 2 / t  # resampled Σ(y - ȳ)²
     varied = total > 1e-12 * max(float(np.sum(y**2)), 1e-300)
     if not varied.any():

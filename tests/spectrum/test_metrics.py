@@ -119,6 +119,16 @@ def test_faithfulness_interval_covers_the_r2_on_all_masks_about_as_often_as_it_s
     assert narrower == 200
 
 
+def test_r2_interval_draws_the_same_resamples_a_block_at_a_time(monkeypatch):
+    from compattr.spectrum import metrics
+
+    X, y = _noisy_linear(60, seed=5)
+    predictions = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]).predict(X)
+    whole = r2_interval(y, predictions, resamples=301, seed=2)
+    monkeypatch.setattr(metrics, "_RESAMPLE_CELLS", 600)  # blocks of 10 resamples, the last of 1
+    assert r2_interval(y, predictions, resamples=301, seed=2) == whole
+
+
 def test_r2_interval_of_predictions_is_the_models_interval():
     X, y = _noisy_linear(50, seed=2)
     model, baseline = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]), Linear([0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
