@@ -2,7 +2,8 @@
 
 For each group of layers (start / middle / end of the network) and each seed: explain the mean
 correct-option log-probability over the train questions by the group's attention heads,
-split the energy into linear / within-layer / cross-layer parts (Fig. 9 bottom), and for
+split the energy into linear / within-layer / cross-layer parts (Fig. 9 bottom), with the
+held-out R² of ProxySPEX and LASSO and the paired bootstrap interval of their difference, and for
 several numbers of kept heads compare the test accuracy of the ProxySPEX plan (exact integer
 programming on its spectrum, checked on the model) with the LASSO plan, Best-of-N random
 kept-sets, greedy backward elimination and single-head ablation, every method at its counted
@@ -116,6 +117,8 @@ def study_group(
         "masks": len(ex.masks),
         "R² ProxySPEX": ex.faithfulness,
         "R² LASSO": ex.lasso_faithfulness,
+        # the paired bootstrap over the held-out masks: a gap inside it is no evidence either way
+        "R² difference [95 %]": "{:+.3f} [{:+.3f}, {:+.3f}]".format(*ex.faithfulness_interval(against_lasso=True)),
         "linear": e.linear,
         "within-layer": e.within,
         "cross-layer": e.cross,

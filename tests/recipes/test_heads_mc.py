@@ -56,6 +56,8 @@ def test_recipe_end_to_end(tmp_path, tiny_mc_folder):
     assert (out / "heads_mc.png").stat().st_size > 5000
     ex = Explanation.load(out / "explanation-L1-2-seed1")
     assert ex.n == 8 and ex.names[0] == "L1.H0"
+    gap = "{:+.3f} [{:+.3f}, {:+.3f}]".format(*ex.faithfulness_interval(against_lasso=True))
+    assert "R² difference [95 %]" in text and gap in text  # ProxySPEX's R² less LASSO's, its interval
     rows = json.loads((out / "results.json").read_text())
     methods = ["unpruned", "ProxySPEX", "LASSO", "Best-of-N", "greedy", "single-head"]
     # one object per seed x task (the test split, and every question as the transfer task) x group x method
