@@ -8,7 +8,7 @@ retrain gives the margins of every test digit at once, and the query cache in ``
 reruns skip every retrain (only the ProxySPEX fits run again).
 
 Per test digit: ProxySPEX's held-out faithfulness against LASSO (the linear datamodel of Ilyas
-et al.), then the Fourier spectrum converted to Möbius interactions, split as in C.1 into
+et al.), with the paired bootstrap interval of their difference, then the Fourier spectrum converted to Möbius interactions, split as in C.1 into
 *target-class* pairs (both training images share the test digit's label) and *non-target-class*
 pairs (at least one does not):
 
@@ -404,6 +404,9 @@ def summary_rows(results: list[TargetResult], names: list[str]) -> list[dict]:
                 "test digit": _digit(r),
                 "ProxySPEX R²": r.ex.faithfulness,
                 "LASSO R²": r.ex.lasso_faithfulness,
+                "R² difference [95 %]": "{:+.3f} [{:+.3f}, {:+.3f}]".format(
+                    *r.ex.faithfulness_interval(against_lasso=True)
+                ),
                 "terms": len(r.ex.spectrum),
                 "order ≥ 2 energy": e.within + e.cross,
                 "within-class": e.within,

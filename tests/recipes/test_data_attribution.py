@@ -124,6 +124,8 @@ def test_tiny_run_writes_report_and_image_grids(tiny):
     assert len(results) == 2
     text = (args.out / "results.md").read_text()
     assert "## Per test digit" in text and "## Appendix C.1 pairs" in text
+    for r in results:  # ProxySPEX's R² less LASSO's, with its paired interval over the held-out masks
+        assert "{:+.3f} [{:+.3f}, {:+.3f}]".format(*r.ex.faithfulness_interval(against_lasso=True)) in text
     for png in ("synergy.png", "redundancy.png"):
         assert (args.out / png).stat().st_size > 5_000
 
