@@ -8,9 +8,9 @@ retrain gives the margins of every test digit at once, and the query cache in ``
 reruns skip every retrain (only the ProxySPEX fits run again).
 
 Per test digit: ProxySPEX's held-out faithfulness against LASSO (the linear datamodel of Ilyas
-et al.), with the paired bootstrap interval of their difference, then the Fourier spectrum converted to Möbius interactions, split as in C.1 into
-*target-class* pairs (both training images share the test digit's label) and *non-target-class*
-pairs (at least one does not):
+et al.), with the paired bootstrap interval of their difference, then the Fourier spectrum
+converted to Möbius interactions, split as in C.1 into *target-class* pairs (both training
+images share the test digit's label) and *non-target-class* pairs (at least one does not):
 
 * synergistic: the target-class pair with the largest Möbius value, and the non-target pair
   with the most negative one (together they push the margin further than apart);
