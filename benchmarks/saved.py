@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import compattr
+from compattr.apps.report import interval_text
 
 from core import VARIANTS, held_out_r2, predictions, run_shapiq, with_function
 from shapiq_side import SAVED_METHODS
@@ -113,7 +114,7 @@ def main(argv=None) -> None:
     for folder in args.folders:
         for r in rows(folder, args.seed, args.shapiq, args.shapiq_methods, args.methods):
             ridge = "" if r["ridge"] is None else ("no refit" if np.isnan(r["ridge"]) else f"{r['ridge']:g}")
-            gap = "{:+.3f} [{:+.3f}, {:+.3f}]".format(*r["vs_proxyspex"])
+            gap = interval_text(r["vs_proxyspex"], signed=True)
             cells = [r["explanation"], r["n"], r["masks"], r["method"], f"{r['r2']:.3f}", gap, ridge]
             cells.append(f"{r['cpu_s']:.1f}")
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)

@@ -43,6 +43,7 @@ from ._validation import (
     range_note,
 )
 from .apps import circuit, export, plots
+from .apps.report import interval_text
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
 from .query import bind, run_queries
@@ -462,10 +463,10 @@ class Explanation:
         else:  # each fit predicts the held-out masks once
             predicted = self.spectrum.predict(self.test_masks)
             r2 = metrics.r2_interval(self.test_outputs, predicted)
-            faithfulness = f"ProxySPEX {_with_interval(r2)}"
+            faithfulness = f"ProxySPEX {interval_text(r2)}"
             if self.lasso is not None:
                 gap = metrics.r2_interval(self.test_outputs, predicted, self.lasso.predict(self.test_masks))
-                faithfulness += f" | LASSO {r2[0] - gap[0]:.3f}; difference {_with_interval(gap, signed=True)}"
+                faithfulness += f" | LASSO {r2[0] - gap[0]:.3f}; difference {interval_text(gap, signed=True)}"
             faithfulness += f"\n  [ ]: 95 % bootstrap intervals over the {len(self.test_masks)} held-out masks"
         lines = [
             f"compattr explanation: n={self.n} features, {len(self.masks)} queries "
@@ -878,13 +879,6 @@ def explain(
     )
     explanation.fit_info["value"] = describe(feature_set)  # a MaskedModel's value, or the set function
     return explanation
-
-
-def _with_interval(value: tuple[float, float, float], signed: bool = False) -> str:
-    """An (estimate, low, high) triple as "0.258 [0.140, 0.361]" (with signs: "+0.012 [-0.050, +0.071]")."""
-    style = "+.3f" if signed else ".3f"
-    estimate, low, high = value
-    return f"{estimate:{style}} [{low:{style}}, {high:{style}}]"
 
 
 def _rounds(count: int) -> str:

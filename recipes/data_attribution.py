@@ -50,7 +50,7 @@ from torch import nn
 
 import compattr
 from compattr.apps import plots
-from compattr.apps.report import markdown_table
+from compattr.apps.report import interval_text, markdown_table
 from compattr.features.base import digest
 from compattr.query.values import margin
 
@@ -404,9 +404,7 @@ def summary_rows(results: list[TargetResult], names: list[str]) -> list[dict]:
                 "test digit": _digit(r),
                 "ProxySPEX R²": r.ex.faithfulness,
                 "LASSO R²": r.ex.lasso_faithfulness,
-                "R² difference [95 %]": "{:+.3f} [{:+.3f}, {:+.3f}]".format(
-                    *r.ex.faithfulness_interval(against_lasso=True)
-                ),
+                "R² difference [95 %]": interval_text(r.ex.faithfulness_interval(against_lasso=True), signed=True),
                 "terms": len(r.ex.spectrum),
                 "order ≥ 2 energy": e.within + e.cross,
                 "within-class": e.within,

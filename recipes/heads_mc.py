@@ -51,7 +51,7 @@ import numpy as np
 import compattr
 from compattr.apps import models, plots, tasks
 from compattr.apps.arguments import format_layers, keep_value, parse_layers
-from compattr.apps.report import markdown_table
+from compattr.apps.report import interval_text, markdown_table
 from compattr.features.base import input_device, map_inputs
 from compattr.optimize import ROUND_TIME_LIMIT, plan_size
 
@@ -118,7 +118,7 @@ def study_group(
         "R² ProxySPEX": ex.faithfulness,
         "R² LASSO": ex.lasso_faithfulness,
         # the paired bootstrap over the held-out masks: a gap inside it is no evidence either way
-        "R² difference [95 %]": "{:+.3f} [{:+.3f}, {:+.3f}]".format(*ex.faithfulness_interval(against_lasso=True)),
+        "R² difference [95 %]": interval_text(ex.faithfulness_interval(against_lasso=True), signed=True),
         "linear": e.linear,
         "within-layer": e.within,
         "cross-layer": e.cross,

@@ -1,7 +1,8 @@
 """Writing results: markdown tables, and an explanation or plans as the files the CLI and recipes leave.
 
 One writer of each kind, shared by ``compattr explain`` / ``prune`` / ``shapley`` and the
-recipes: :func:`markdown_table` (a table or a list of row dicts), :func:`write_explanation`
+recipes: :func:`markdown_table` (a table or a list of row dicts), :func:`interval_text` (an
+estimate with its interval), :func:`write_explanation`
 (the saved explanation plus its summary, tables and figures), :func:`write_shapley` (Shapley
 values with their intervals) and :func:`write_plans`.
 """
@@ -52,6 +53,14 @@ def markdown_table(
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def interval_text(value: Sequence[float], signed: bool = False) -> str:
+    """An ``(estimate, low, high)`` triple as text: "0.258 [0.140, 0.361]", or with
+    ``signed`` (a difference) "+0.012 [-0.050, +0.071]"."""
+    style = "+.3f" if signed else ".3f"
+    estimate, low, high = value
+    return f"{estimate:{style}} [{low:{style}}, {high:{style}}]"
 
 
 def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:

@@ -289,3 +289,10 @@ def test_helpers():
     assert plan_size(0.3, 90) == 27 and plan_size(1.0, 90) == 90 and plan_size(12, 90) == 12
     table = markdown_table(pd.DataFrame({"method": ["a"], "acc": [0.5]}))
     assert table.splitlines() == ["| method | acc   |", "|--------|-------|", "| a      | 0.500 |"]
+
+
+def test_interval_text():
+    from compattr.apps.report import interval_text
+
+    assert interval_text((0.2575, -0.095, 0.4486)) == "0.258 [-0.095, 0.449]"
+    assert interval_text((-0.0385, -0.2218, 0.2747), signed=True) == "-0.038 [-0.222, +0.275]"
