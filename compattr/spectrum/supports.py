@@ -130,7 +130,7 @@ def take_csr_rows(blocks: Sequence[sp.csr_array], rows: np.ndarray) -> sp.csr_ar
         degrees[at] = np.diff(block.indptr)[rows[at] - offsets[b]]
     indptr = np.r_[0, np.cumsum(degrees)]
     n = blocks[0].shape[1]
-    index = np.int32 if indptr[-1] < np.iinfo(np.int32).max and n < np.iinfo(np.int32).max else np.int64
+    index = _csr_index_dtype(int(indptr[-1]), n)
     indices = np.empty(int(indptr[-1]), index)
     for b, block in enumerate(blocks):
         taken = np.flatnonzero(block_of == b)
@@ -143,6 +143,12 @@ def take_csr_rows(blocks: Sequence[sp.csr_array], rows: np.ndarray) -> sp.csr_ar
             indices[np.repeat(indptr[at], lengths) + within] = block.indices[source]
     data = np.ones(len(indices), np.int8)
     return sp.csr_array((data, indices, indptr.astype(index)), shape=(len(rows), n))
+
+
+def _csr_index_dtype(nnz: int, n: int) -> type[np.int32] | type[np.int64]:
+    """The index dtype of a CSR matrix with ``nnz`` entries and ``n`` columns: 32-bit where
+    they fit (scipy keeps them then, half the memory of 64-bit ones), else 64-bit."""
+    return np.int32 if nnz < np.iinfo(np.int32).max and n < np.iinfo(np.int32).max else np.int64
 
 
 def _group_keys(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -314,8 +320,7 @@ def padded_to_csr(rows: np.ndarray, n: int) -> sp.csr_array:
     """Turn sorted, sentinel-padded support rows into a ``(k, n)`` CSR 0/1 matrix."""
     present = rows < n
     indptr = np.r_[0, np.cumsum(present.sum(axis=1))]
-    # 32-bit indices where they fit (scipy keeps them then): half the memory of 64-bit ones
-    index = np.int32 if indptr[-1] < np.iinfo(np.int32).max and n < np.iinfo(np.int32).max else np.int64
+    index = _csr_index_dtype(int(indptr[-1]), n)
     data = np.ones(int(indptr[-1]), np.int8)
     return sp.csr_array((data, rows[present].astype(index), indptr.astype(index)), shape=(rows.shape[0], n))
 
