@@ -23,7 +23,8 @@ protocols describe them:
 Inputs travel as a tensor (passed positionally to the model) or as a mapping of named tensors
 (passed as keyword arguments, like a tokenizer's output); every tensor has the examples on its
 first axis. :func:`map_inputs` applies a function to every tensor of either form;
-:func:`call_model` runs a model on either form and :func:`input_device` says where they go.
+:func:`call_model` runs a model on either form, :func:`input_device` says where they go and
+:func:`attention_mask_of` finds their attention mask.
 """
 
 from __future__ import annotations
@@ -165,6 +166,12 @@ def n_examples(inputs: Inputs) -> int:
             f"number of examples each; got first-axis sizes {sorted(sizes) or 'none'}."
         )
     return sizes.pop()
+
+
+def attention_mask_of(inputs: Inputs) -> torch.Tensor | None:
+    """The ``attention_mask`` (examples, tokens) of inputs given as a mapping (a dict or a
+    tokenizer's ``BatchEncoding``, which is not a dict), else None."""
+    return inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
 
 
 def _tensors(inputs: Inputs) -> list[torch.Tensor]:

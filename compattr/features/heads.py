@@ -45,7 +45,7 @@ from torch import nn
 
 from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, kv_heads, language_model, resolve, text_config
-from .base import Inputs, digest
+from .base import Inputs, attention_mask_of, digest
 from .components import Components
 from .patching import patched_rows, record_activations, token_mean
 from .replay import LayerReplay
@@ -296,7 +296,7 @@ class AttentionHeads:
 
     def _head_means(self, reference: Inputs) -> torch.Tensor:
         """(L, H, D) token-averaged head outputs of the model on ``reference``."""
-        weights = reference.get("attention_mask") if isinstance(reference, dict) else None
+        weights = attention_mask_of(reference)
         read = lambda x: token_mean(self._heads_view(x), weights, tail=2).cpu()
         return torch.stack(record_activations(self.model, self._sites, reference, read, pre=not self._lens))
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, language_model, resolve, text_config
-from .base import Inputs, digest
+from .base import Inputs, attention_mask_of, digest
 from .components import Components
 from .patching import patched_rows, record_activations, token_mean
 from .replay import LayerReplay
@@ -103,7 +103,7 @@ class MLPBlocks:
         self.groups = np.asarray(self.layers)
         self._replacements: list[torch.Tensor] | None = None
         if reference is not None:
-            weights = reference.get("attention_mask") if isinstance(reference, dict) else None
+            weights = attention_mask_of(reference)
             read = lambda x: token_mean(x, weights, tail=1)
             self._replacements = record_activations(model, self._sites, reference, read, pre=False)
         elif corrupted is not None:

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import torch
 
 from .._validation import as_labels, check_labels
-from ..features.base import Inputs, call_model, digest, forward_takes, map_inputs, n_examples
+from ..features.base import Inputs, attention_mask_of, call_model, digest, forward_takes, map_inputs, n_examples
 
 Targets = Any
 
@@ -182,7 +182,7 @@ def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     """Per-example logits ``(B, C)`` of a classifier, or of a sequence model at each row's
     last attended token (the next-token prediction)."""
     ids = inputs if isinstance(inputs, torch.Tensor) else inputs.get("input_ids")
-    mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+    mask = attention_mask_of(inputs)
     if ids is None or ids.ndim != 2:
         last = None
     elif mask is None:

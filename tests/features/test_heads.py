@@ -259,6 +259,24 @@ def test_mean_ablation_replaces_masked_heads_by_their_reference_mean():
     assert torch.allclose(masked[:, :, [0, 2, 3]], plain[:, :, [0, 2, 3]])
 
 
+def test_mean_ablation_leaves_out_the_padding_of_a_tokenizers_output():
+    """A tokenizer returns a BatchEncoding, a mapping but not a dict: its attention mask
+    keeps the padding out of the means as a dict's does."""
+    model, tokenizer = tiny_llama(layers=2), word_tokenizer()
+    encoded = tokenizer(["w1 w2 w3 w4 w5 w6", "w7"], padding=True, return_tensors="pt")
+    assert not isinstance(encoded, dict) and not encoded["attention_mask"].all()
+    mask = np.ones(8, bool)
+    mask[[1, 6]] = False
+
+    def masked_logits(reference):
+        with AttentionHeads(model, rescale=False, ablation="mean", reference=reference).masked(mask):
+            return logits(model, ids())
+
+    as_encoded = masked_logits(encoded)
+    assert torch.allclose(as_encoded, masked_logits(dict(encoded)))
+    assert not torch.allclose(as_encoded, masked_logits({"input_ids": encoded["input_ids"]}), atol=1e-4)
+
+
 def test_hooks_are_removed_also_on_exceptions():
     model = tiny_gpt2()
     heads = AttentionHeads(model)

@@ -73,6 +73,21 @@ def test_masking_equals_zeroing_the_mlp_output_weights_per_row(model):
     assert not torch.allclose(got[1], got[0], atol=1e-4)
 
 
+def test_mean_ablation_leaves_out_the_padding_of_a_tokenizers_output():
+    """A tokenizer's BatchEncoding (a mapping, not a dict) keeps its padding out of the means."""
+    model, tokenizer = tiny_llama(layers=2), word_tokenizer()
+    encoded = tokenizer(["w1 w2 w3 w4 w5 w6", "w7"], padding=True, return_tensors="pt")
+    mask = np.array([True, False])
+
+    def masked_logits(reference):
+        with MLPBlocks(model, ablation="mean", reference=reference).masked(mask):
+            return logits(model, ids())
+
+    as_encoded = masked_logits(encoded)
+    assert torch.allclose(as_encoded, masked_logits(dict(encoded)))
+    assert not torch.allclose(as_encoded, masked_logits({"input_ids": encoded["input_ids"]}), atol=1e-4)
+
+
 def test_mean_and_patch_replace_the_mlp_output():
     model = tiny_llama(layers=2)
     reference, clean, corrupted = ids(batch=4, seed=3), ids(batch=3, seed=4), ids(batch=3, seed=5)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from transformers import BatchEncoding
 
 from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
 from compattr.values import ClassLogit, LogLikelihood, Margin, MultipleChoice, logits_of, margin
@@ -61,12 +62,13 @@ def test_labels_outside_the_classes_are_named():
             ClassLogit(labels)
 
 
-def test_sequence_logits_are_read_at_the_last_attended_token():
+@pytest.mark.parametrize("mapping", [dict, BatchEncoding])  # a tokenizer's output is not a dict
+def test_sequence_logits_are_read_at_the_last_attended_token(mapping):
     model = tiny_llama()
     x = ids(E=2, seq=7)
     mask = torch.ones_like(x)
     mask[0, 4:] = 0  # right padding
-    score, _, target = run(ClassLogit(), model, {"input_ids": x, "attention_mask": mask})
+    score, _, target = run(ClassLogit(), model, mapping({"input_ids": x, "attention_mask": mask}))
     with torch.no_grad():
         alone = model(x[:1, :4]).logits[0, -1]
     assert target[0] == alone.argmax() and torch.isclose(score[0], alone.max(), atol=1e-5)
