@@ -93,7 +93,8 @@ class TextSpans:
         self.tokenizer = tokenizer
         self.replacement_id = _replacement_id(tokenizer, replacement)
         self.inputs, offsets = _encode(tokenizer, prefix + text + suffix, add_special_tokens)
-        self.token_units = _token_units(offsets, spans + len(prefix), len(prefix), len(prefix) + len(text))
+        lo, hi = len(prefix), len(prefix) + len(text)
+        self.token_units = _token_units(offsets, spans + lo, lo, hi, prefix + text + suffix)
         self._units = torch.from_numpy(self.token_units)
         self.fixed_prefix = int(np.argmax(self.token_units < self.n))
 
@@ -129,15 +130,19 @@ class TextSpans:
 
 
 class Tokens(TextSpans):
-    """Each token of ``text`` is a feature; groups = the word (whitespace-separated) it is in."""
+    """Each token of ``text`` is a feature; groups = the word (whitespace-separated) it is in.
+
+    Tokens of whitespace alone are not features (never masked); tokens that share
+    characters (the bytes of one character, in a byte-level tokenizer) are one feature.
+    """
 
     def __init__(
         self, tokenizer, text: str, *, prefix: str = "", suffix: str = "", add_special_tokens: bool = True, **kwargs
     ):
         _, offsets = _encode(tokenizer, prefix + text + suffix, add_special_tokens)
-        offsets = offsets - len(prefix)
+        offsets = _trimmed(offsets, prefix + text + suffix) - len(prefix)
         inside = (offsets[:, 1] > offsets[:, 0]) & (offsets[:, 0] >= 0) & (offsets[:, 1] <= len(text))
-        spans = offsets[inside]
+        spans = _merged(offsets[inside])
         super().__init__(
             tokenizer,
             text,
@@ -195,13 +200,37 @@ def _containing(spans: np.ndarray, outer: np.ndarray) -> np.ndarray:
     return np.searchsorted(outer[:, 0], spans[:, 0], side="right") - 1
 
 
-def _token_units(offsets: np.ndarray, spans: np.ndarray, lo: int, hi: int) -> np.ndarray:
+def _trimmed(offsets: np.ndarray, text: str) -> np.ndarray:
+    """Token offsets (S, 2) into ``text`` without the whitespace at either end: a
+    SentencePiece token such as ``▁great`` covers the space before its word, which belongs
+    to the text before it (a prefix ending in a space). A token of whitespace alone becomes
+    empty (its end at its start)."""
+    solid = np.flatnonzero([not c.isspace() for c in text])  # the characters that are not whitespace
+    beyond = np.r_[solid, len(text)]
+    start = beyond[np.searchsorted(solid, offsets[:, 0])]  # first solid character at or after the start
+    last = np.searchsorted(solid, offsets[:, 1]) - 1  # last solid character before the end
+    end = np.where(last >= 0, np.r_[solid, 0][last] + 1, 0)
+    return np.column_stack([start, np.maximum(end, start)])
+
+
+def _merged(spans: np.ndarray) -> np.ndarray:
+    """Ordered spans (K, 2) with those that overlap (or repeat) joined into one."""
+    if len(spans) == 0:
+        return spans
+    new = np.r_[True, spans[1:, 0] >= np.maximum.accumulate(spans[:, 1])[:-1]]  # starts a new span
+    first = np.flatnonzero(new)
+    return np.column_stack([spans[first, 0], np.maximum.reduceat(spans[:, 1], first)])
+
+
+def _token_units(offsets: np.ndarray, spans: np.ndarray, lo: int, hi: int, text: str) -> np.ndarray:
     """The unit whose span overlaps each token most; ``n`` for tokens that overlap no unit,
-    or overlap the fixed text outside ``[lo, hi)``."""
+    or whose characters other than whitespace at either end (:func:`_trimmed`) overlap the
+    fixed text of ``text`` outside ``[lo, hi)``."""
     start, end = offsets[:, :1], offsets[:, 1:]
     overlap = np.minimum(end, spans[:, 1]) - np.maximum(start, spans[:, 0])
     units = np.where(overlap.max(1) > 0, overlap.argmax(1), len(spans))
-    fixed = (offsets[:, 1] > offsets[:, 0]) & ((offsets[:, 0] < lo) | (offsets[:, 1] > hi))
+    solid = _trimmed(offsets, text)
+    fixed = (solid[:, 1] > solid[:, 0]) & ((solid[:, 0] < lo) | (solid[:, 1] > hi))
     units[fixed] = len(spans)
     return units.astype(np.int64)
 

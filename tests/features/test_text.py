@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 from compattr._testing import tiny_bert, tiny_llama, word_tokenizer
 from compattr.features import Sentences, TextSpans, Tokens, Words, check_feature_set
-from compattr.features.text import _token_units
+from compattr.features.text import _merged, _token_units
 from compattr.query import Query
 from compattr.values import ClassLogit, LogLikelihood
 
@@ -51,10 +53,49 @@ def test_masking_replaces_exactly_the_masked_units_tokens(tokenizer):
 def test_tokens_overlapping_the_fixed_text_are_never_masked():
     offsets = np.array([[0, 0], [0, 3], [3, 6], [6, 9], [9, 12]])  # special, prefix, a|b split, text, suffix
     spans = np.array([[3, 5], [5, 9]])  # in full-string coordinates; text = [3, 9)
-    units = _token_units(offsets, spans, 3, 9)
+    text = "abcdefghijkl"  # no whitespace
+    units = _token_units(offsets, spans, 3, 9, text)
     assert units.tolist() == [2, 2, 0, 1, 2]
-    straddling = _token_units(np.array([[2, 5]]), spans, 3, 9)
+    straddling = _token_units(np.array([[2, 5]]), spans, 3, 9, text)
     assert straddling.tolist() == [2]
+
+
+def sentencepiece_tokenizer():
+    """A word-level tokenizer that marks spaces as SentencePiece's do (Llama 2, Mistral,
+    Gemma): the offsets of ``▁great`` include the space before ``great``."""
+    words = ["<unk>", "▁Review:", "▁great", "▁movie", "▁Answer:"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+
+
+def byte_level_tokenizer():
+    """A byte-level BPE tokenizer without merges (as GPT-2's and Llama 3's, before merging):
+    one token per byte, so the two bytes of ``é`` are two tokens with the same offsets."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    core = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate([*alphabet, "<unk>"])}, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+
+
+def test_a_token_that_covers_the_space_after_a_prefix_is_the_texts():
+    tokenizer = sentencepiece_tokenizer()
+    words = Words(tokenizer, "great movie", prefix="Review: ", suffix=" Answer:")
+    assert [words.unit_tokens(i) for i in range(words.n)] == [["▁great"], ["▁movie"]]
+    with words.masking(torch.tensor([[False, True]]), words.inputs) as x:
+        assert tokens_of(tokenizer, x["input_ids"][0]) == ["▁Review:", "<unk>", "▁movie", "▁Answer:"]
+    tokens = Tokens(tokenizer, "great movie", prefix="Review: ")
+    assert tokens.names == ["0:great", "1:movie"]
+
+
+def test_tokens_sharing_a_character_are_one_feature_and_spaces_none():
+    tokenizer = byte_level_tokenizer()
+    tokens = Tokens(tokenizer, "ok é")
+    assert tokenizer.convert_ids_to_tokens(tokens.inputs["input_ids"][0].tolist()) == ["o", "k", "Ġ", "Ã", "©"]
+    assert tokens.names == ["0:o", "1:k", "2:é"]
+    assert tokens.token_units.tolist() == [0, 1, 3, 2, 2]
+    assert _merged(np.array([[0, 1], [2, 4], [3, 4], [3, 5], [5, 6]])).tolist() == [[0, 1], [2, 5], [5, 6]]
 
 
 def test_replacement_tokens(tokenizer):
