@@ -16,6 +16,7 @@ model, value or inputs), and a complete example of implementing that protocol.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -37,8 +38,11 @@ class TrainingSubsets:
         Labels per example (default ``'x{i}'``) and group labels, e.g. the class of each
         example (default all 0).
     key : str, optional
-        Identifies the retraining procedure in the query cache; default the callable's
-        qualified name. Change it whenever the procedure changes.
+        Identifies the retraining procedure in the query cache; default the qualified name
+        of ``retrain`` when it is a plain function. A lambda, a closure, a partial, a method
+        or a callable object has no default (its name does not tell two of them apart, say
+        one closure per target example): name the procedure and its data here to cache its
+        outputs. Change it whenever the procedure changes.
     """
 
     def __init__(
@@ -58,7 +62,7 @@ class TrainingSubsets:
         if self.groups.shape != (self.n,):
             raise ValueError(f"got {self.groups.shape} group labels for {self.n} examples.")
         self.retrain = retrain
-        self.key = key if key is not None else getattr(retrain, "__qualname__", repr(retrain))
+        self.key = key if key is not None else _plain_function_name(retrain)
         self.masks: np.ndarray | None = None
         self.margins: np.ndarray | None = None
         self._table: dict[bytes, float] = {}
@@ -107,7 +111,20 @@ class TrainingSubsets:
         return f"TrainingSubsets(n={self.n}, {source}, key={self.key!r})"
 
     def fingerprint(self) -> str:
-        """Identifies the retraining procedure (``key``) or the precomputed table."""
+        """Identifies the retraining procedure (``key``) or the precomputed table.
+
+        Raises
+        ------
+        ValueError
+            When ``retrain`` has no ``key`` (see the class's parameters): outputs of two
+            such procedures would share a cache.
+        """
+        if self.key is None:
+            raise ValueError(
+                f"retrain={self.retrain!r} is not a plain function, so its name does not tell it apart "
+                "from another of the same code (a closure per target, say); pass key='...' naming the "
+                "procedure and its data to cache its outputs."
+            )
         return repr(self)
 
     def evaluate(self, masks) -> np.ndarray:
@@ -124,3 +141,10 @@ class TrainingSubsets:
                 "the masks in features.masks can be evaluated."
             )
         return np.array([self._table[k.tobytes()] for k in np.packbits(X, axis=1)])
+
+
+def _plain_function_name(retrain: Callable | None) -> str | None:
+    """The qualified name of a plain function (no lambda, closure, partial, method or
+    callable object, whose names do not tell two of them apart); else None."""
+    plain = inspect.isfunction(retrain) and retrain.__closure__ is None and retrain.__name__ != "<lambda>"
+    return retrain.__qualname__ if plain else None

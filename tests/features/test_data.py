@@ -31,6 +31,23 @@ def test_retraining_feature_set_conforms_and_caches(tmp_path):
     )
 
 
+def test_a_closure_without_a_key_is_not_cached_under_its_name(tmp_path):
+    """One closure per target has one name: cached under it, the second target would get
+    the first's outputs."""
+
+    def margin_of(target):
+        return lambda keep: nearest_centroid_margin(keep) * (1 if target == 0 else -1)
+
+    X = np.random.default_rng(4).random((5, 12)) < 0.5
+    first, second = TrainingSubsets(12, margin_of(0)), TrainingSubsets(12, margin_of(1))
+    with pytest.raises(ValueError, match="pass key="):
+        run_queries(second, X, cache_dir=tmp_path, progress=False)
+    assert np.allclose(run_queries(second, X, progress=False), -first.evaluate(X))  # no cache: fine
+    keyed = [TrainingSubsets(12, margin_of(t), key=f"target {t}") for t in (0, 1)]
+    y0, y1 = (run_queries(data, X, cache_dir=tmp_path, progress=False) for data in keyed)
+    assert np.allclose(y1, -y0) and not np.allclose(y1, y0)
+
+
 def test_precomputed_tables_average_repeats_and_refuse_unknown_masks():
     X = np.random.default_rng(2).random((30, 20)) < 0.5
     margins = np.random.default_rng(3).normal(size=(30, 4))
