@@ -111,11 +111,22 @@ class TextSpans:
     def masking(self, masks: torch.Tensor, inputs: Inputs) -> Iterator[Inputs]:
         """Inputs whose row ``b`` has the tokens of the units masked in ``masks[b]`` replaced.
 
-        Token positions past the tokenized text (an appended answer) are kept.
+        Every row of ``inputs`` must begin with the tokenized text (``self.inputs``); token
+        positions past it (an appended answer) are kept.
+
+        Raises
+        ------
+        ValueError
+            A row does not begin with the tokenized text (another text, or padding before
+            it): masks pick tokens by position, so they would replace others.
         """
         ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
-        if ids.shape[1] < len(self._units):
-            raise ValueError(f"inputs have {ids.shape[1]} tokens, the text has {len(self._units)}.")
+        own = self.inputs["input_ids"][0].to(ids.device)
+        if ids.shape[1] < len(own) or not torch.equal(ids[:, : len(own)], own.expand(len(ids), -1)):
+            raise ValueError(
+                "every row of the inputs must begin with the tokenized text (features.inputs; an answer may "
+                "follow): masks pick its tokens by position. Leave inputs= out to use the text's own."
+            )
         units = torch.full((ids.shape[1],), self.n, dtype=torch.long)
         units[: len(self._units)] = self._units
         keep = torch.cat([masks.bool(), masks.new_ones(len(masks), 1, dtype=torch.bool)], 1)

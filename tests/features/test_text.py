@@ -98,6 +98,20 @@ def test_tokens_sharing_a_character_are_one_feature_and_spaces_none():
     assert _merged(np.array([[0, 1], [2, 4], [3, 4], [3, 5], [5, 6]])).tolist() == [[0, 1], [2, 5], [5, 6]]
 
 
+def test_inputs_that_do_not_begin_with_the_text_are_refused(tokenizer):
+    """Masks pick a text's tokens by position: in other inputs they would replace others."""
+    words = Words(tokenizer, "w1 w2 w3")
+    own = words.inputs["input_ids"]
+    keep_all = torch.ones(1, words.n, dtype=torch.bool)
+    with words.masking(keep_all, torch.cat([own, own.new_tensor([[7]])], 1)) as x:  # an answer after it
+        assert torch.equal(x[:, : own.shape[1]], own)
+    padded_left = torch.cat([own.new_zeros(1, 2), own], 1)
+    other_text = Words(tokenizer, "w4 w5 w6").inputs["input_ids"]
+    for inputs in (padded_left, own[:, :-1], {"input_ids": other_text}):
+        with pytest.raises(ValueError, match="begin with the tokenized text"), words.masking(keep_all, inputs):
+            pass
+
+
 def test_replacement_tokens(tokenizer):
     assert Words(tokenizer, TEXT).replacement_id == tokenizer.unk_token_id
     assert Words(tokenizer, TEXT, replacement="[MASK]").replacement_id == tokenizer.mask_token_id
