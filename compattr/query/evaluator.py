@@ -206,13 +206,15 @@ class MaskedModel:
         with torch.enable_grad(), self.features.masking(ones, inputs, **examples) as masked_inputs:
             scores = self.value.score(self.model, masked_inputs, targets).view(1, E)
             value = self.value.reduce(scores).sum()
-        if not value.requires_grad:
+        # the value may need gradients through the model's weights and still not reach the masks
+        # (words replaced by a token): then the masks' gradient is None
+        (gradient,) = torch.autograd.grad(value, ones, allow_unused=True) if value.requires_grad else (None,)
+        if gradient is None:
             raise TypeError(
                 f"the value does not depend differentiably on the masks of {type(self.features).__name__}: "
                 "mask_gradient needs features that scale activations (heads, MLPs) and a "
                 "differentiable value (a probability or logit, not an accuracy)."
             )
-        (gradient,) = torch.autograd.grad(value, ones)
         return gradient[0].double().cpu().numpy()
 
     def _prepare(self) -> tuple[Inputs, Any]:

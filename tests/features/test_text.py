@@ -9,7 +9,7 @@ from transformers import PreTrainedTokenizerFast
 from compattr._testing import tiny_bert, tiny_llama, word_tokenizer
 from compattr.features import Sentences, TextSpans, Tokens, Words, check_feature_set
 from compattr.features.text import _merged, _token_units
-from compattr.query import Query
+from compattr.query import MaskedModel, Query
 from compattr.values import ClassLogit, LogLikelihood
 
 torch.set_num_threads(1)
@@ -110,6 +110,15 @@ def test_inputs_that_do_not_begin_with_the_text_are_refused(tokenizer):
     for inputs in (padded_left, own[:, :-1], {"input_ids": other_text}):
         with pytest.raises(ValueError, match="begin with the tokenized text"), words.masking(keep_all, inputs):
             pass
+
+
+def test_mask_gradient_refuses_words_whose_tokens_are_replaced(tokenizer):
+    """No gradient reaches a mask that replaces tokens, though the model's weights want one."""
+    model = tiny_bert(labels=3)
+    assert any(p.requires_grad for p in model.parameters())
+    query = MaskedModel(model, Words(tokenizer, "w1 w2 w3", prefix="[CLS] ", suffix=" [SEP]"), ClassLogit())
+    with pytest.raises(TypeError, match="does not depend differentiably on the masks of Words"):
+        query.mask_gradient()
 
 
 def test_replacement_tokens(tokenizer):
