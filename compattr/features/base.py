@@ -174,6 +174,23 @@ def attention_mask_of(inputs: Inputs) -> torch.Tensor | None:
     return inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
 
 
+def mask_rows(masks, n: int, name: str = "masks") -> torch.Tensor:
+    """Masks ``(n,)`` or ``(B, n)`` as a ``(B, n)`` tensor, or raise ``ValueError``.
+
+    A tensor stays as it is (its device, and a float tensor of 0/1, such as ones that carry
+    a gradient); anything else becomes a boolean tensor (:func:`as_masks`). Values other
+    than 0 and 1 are refused either way.
+    """
+    if not isinstance(masks, torch.Tensor):
+        return torch.from_numpy(as_masks(np.atleast_2d(np.asarray(masks)), n, name=name))
+    M = masks.unsqueeze(0) if masks.ndim == 1 else masks
+    if M.ndim != 2 or M.shape[1] != n:
+        raise ValueError(f"{name} must have shape (n,) or (B, n) with n={n}, got {tuple(masks.shape)}.")
+    if M.dtype != torch.bool and ((M != 0) & (M != 1)).any():
+        raise ValueError(f"{name} must be boolean or 0/1 (1 = feature kept).")
+    return M
+
+
 def _tensors(inputs: Inputs) -> list[torch.Tensor]:
     if isinstance(inputs, torch.Tensor):
         return [inputs]

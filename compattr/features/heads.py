@@ -43,9 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, kv_heads, language_model, resolve, text_config
-from .base import Inputs, attention_mask_of, digest
+from .base import Inputs, attention_mask_of, digest, mask_rows
 from .components import Components
 from .patching import patched_rows, record_activations, token_mean
 from .replay import LayerReplay
@@ -238,16 +237,7 @@ class AttentionHeads:
 
     def _mask_factors(self, masks) -> torch.Tensor:
         """(B, L, H) multipliers on the masks' device: keep, times ``H / k_l`` if rescaling."""
-        if isinstance(masks, torch.Tensor):
-            M = masks.unsqueeze(0) if masks.ndim == 1 else masks
-            if M.ndim != 2 or M.shape[1] != self.n:
-                raise ValueError(
-                    f"head masks must have shape (n,) or (B, n) with n={self.n}, got {tuple(masks.shape)}."
-                )
-            if M.dtype != torch.bool and ((M != 0) & (M != 1)).any():
-                raise ValueError("head masks must be boolean or 0/1 (1 = head kept).")
-        else:
-            M = torch.from_numpy(as_masks(np.atleast_2d(np.asarray(masks)), self.n, name="head masks"))
+        M = mask_rows(masks, self.n, "head masks")
         keep = M.reshape(M.shape[0], len(self.layers), self.n_heads).to(torch.float32)
         if self.rescale:
             kept = keep.sum(-1, keepdim=True)

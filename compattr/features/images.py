@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Inputs, digest
+from .base import Inputs, digest, mask_rows
 
 _FILLS = ("zero", "mean", "blur")
 
@@ -106,6 +106,7 @@ class ImagePatches:
 
     def _masked(self, masks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The images ``x`` with the fill image in the patches masked in each row of ``masks``."""
+        masks = mask_rows(masks, self.n)
         keep = masks.bool()[:, self.pixel_patch.to(masks.device)].to(x.device)
         return torch.where(keep[:, None], x, self.filled.to(device=x.device, dtype=x.dtype))
 

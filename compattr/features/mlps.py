@@ -26,9 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import as_masks
 from .architectures import check_layers, find_blocks, is_lens, language_model, resolve, text_config
-from .base import Inputs, attention_mask_of, digest
+from .base import Inputs, attention_mask_of, digest, mask_rows
 from .components import Components
 from .patching import patched_rows, record_activations, token_mean
 from .replay import LayerReplay
@@ -136,15 +135,7 @@ class MLPBlocks:
         """
         if self._keep is not None:
             raise RuntimeError("MLPs are already masked; masked() contexts do not nest.")
-        M = (
-            masks
-            if isinstance(masks, torch.Tensor)
-            else torch.from_numpy(as_masks(np.atleast_2d(np.asarray(masks)), self.n, name="MLP masks"))
-        )
-        M = M.unsqueeze(0) if M.ndim == 1 else M
-        if M.ndim != 2 or M.shape[1] != self.n:
-            raise ValueError(f"MLP masks must have shape (n,) or (B, n) with n={self.n}, got {tuple(M.shape)}.")
-        self._keep = M.to(torch.float32)
+        self._keep = mask_rows(masks, self.n, "MLP masks").to(torch.float32)
         self._rows = None if examples is None else torch.as_tensor(examples, dtype=torch.long)
         handles = [site.register_forward_hook(self._hook(pos)) for pos, site in enumerate(self._sites)]
         try:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .base import Inputs, digest, names_from
+from .base import Inputs, digest, mask_rows, names_from
 
 
 class TextSpans:
@@ -120,6 +120,7 @@ class TextSpans:
             A row does not begin with the tokenized text (another text, or padding before
             it): masks pick tokens by position, so they would replace others.
         """
+        masks = mask_rows(masks, self.n)
         ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
         own = self.inputs["input_ids"][0].to(ids.device)
         if ids.shape[1] < len(own) or not torch.equal(ids[:, : len(own)], own.expand(len(ids), -1)):
