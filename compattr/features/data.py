@@ -146,5 +146,6 @@ class TrainingSubsets:
 def _plain_function_name(retrain: Callable | None) -> str | None:
     """The qualified name of a plain function (no lambda, closure, partial, method or
     callable object, whose names do not tell two of them apart); else None."""
-    plain = inspect.isfunction(retrain) and retrain.__closure__ is None and retrain.__name__ != "<lambda>"
-    return retrain.__qualname__ if plain else None
+    if inspect.isfunction(retrain) and retrain.__closure__ is None and retrain.__name__ != "<lambda>":
+        return retrain.__qualname__
+    return None
