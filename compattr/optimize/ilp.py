@@ -108,6 +108,8 @@ def best_subset(
     then improves the result by single flips and swaps until no move helps.
     """
     check_spectrum(sp)
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and 0 < time_limit < float("inf")):
+        raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}.")
     cons = make_constraints(sp.n, size, sense, groups, min_per_group, kv_groups, min_kv_removed, kinds)
     start = _greedy(sp, cons, maximize)
     closure = _closure(sp, cons, max_variables)
@@ -136,7 +138,17 @@ def best_subset(
             stacklevel=2,
         )
         return _require_feasible(start)
-    return kept
+    return _better(sp, kept, start, maximize)
+
+
+def _better(sp: Spectrum, kept: np.ndarray, start: np.ndarray | None, maximize: bool) -> np.ndarray:
+    """CBC's kept-set, or the greedy ``start`` where ``f̂`` is strictly better there (CBC
+    stops within its tolerances of the optimum; a warm start it could not improve on by more
+    is kept, so this only guards rounding)."""
+    if start is None:
+        return kept
+    ours, greedy = sp.predict(np.vstack([kept, start]))
+    return start if (greedy > ours if maximize else greedy < ours) else kept
 
 
 def _closure(sp: Spectrum, cons: Constraints, max_variables: int):
@@ -182,9 +194,17 @@ def _build_program(closure, cons: Constraints, maximize: bool):
             for drop in range(len(R)):
                 prob += y <= var[R[:drop] + R[drop + 1 :]]
             prob += pulp.lpSum(x[i] for i in R) <= len(R) - 1 + y
-    sign = -1.0 if maximize else 1.0
+    # the objective scaled by a power of two (exactly) to a largest |coefficient| in [1, 2):
+    # CBC's tolerances are absolute, and below about 1e-5 it kept a worse warm start as optimal
+    sign = (-1.0 if maximize else 1.0) * _unit_scale(values)
     prob += pulp.lpSum(sign * a * var[R] for R, a in zip(sets, values.tolist()) if R and a != 0.0)
     return prob, var, _add_side_constraints(prob, x, cons)
+
+
+def _unit_scale(values: np.ndarray) -> float:
+    """The power of two that brings the largest ``|values|`` into [1, 2) (1 when all are 0)."""
+    largest = float(np.abs(values).max(initial=0.0))
+    return 1.0 if largest == 0.0 else 2.0 ** -np.floor(np.log2(largest))
 
 
 def _variable(prob: pulp.LpProblem, name: str, cat: str) -> pulp.LpVariable:

@@ -96,6 +96,21 @@ def test_ilp_alone_matches_brute_force(spectrum, maximize):
     assert spectrum.predict(kept[None])[0] == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1e4])
+@pytest.mark.parametrize("maximize", [True, False])
+def test_optimal_at_any_scale_of_the_coefficients(spectrum, scale, maximize):
+    """CBC's tolerances are absolute: coefficients of 1e-6 (a real explanation's are about
+    1e-2) are optimised exactly too, by the program alone as well (no warm start)."""
+    sp = spectrum.scaled(scale)
+    expected = brute_optimum(sp, maximize, size=5)
+    kept = best_subset(sp, 5, maximize)
+    assert sp.predict(kept[None])[0] == pytest.approx(expected, rel=1e-9, abs=0)
+    cons = optimize.constraints.make_constraints(sp.n, 5, "==", None, None, None, None)
+    closure = optimize.ilp._closure(sp, cons, optimize.DEFAULT_MAX_VARIABLES)
+    alone, _ = optimize.ilp._solve_ilp(closure, cons, maximize, None, None)
+    assert sp.predict(alone[None])[0] == pytest.approx(expected, rel=1e-9, abs=0)
+
+
 @pytest.mark.parametrize("size", [0, 1, 12])
 def test_extreme_sizes(size):
     sp = random_spectrum(12, 25, 3, 5)
@@ -207,6 +222,9 @@ def test_infeasible_raises(kwargs):
         (dict(size=3, groups=LAYERS, min_per_group=-1), "min_per_group"),
         (dict(size=3, kv_groups=KV), "together"),
         (dict(size=3, kv_groups=KV, min_kv_removed=7), "min_kv_removed"),
+        (dict(size=3, time_limit=-5), "time_limit"),
+        (dict(size=3, time_limit=float("nan")), "time_limit"),
+        (dict(size=3, time_limit=0), "time_limit"),
     ],
 )
 def test_argument_errors(kwargs, match):
@@ -257,11 +275,15 @@ def test_too_high_order_uses_greedy():
 
 def test_time_limit_paths(monkeypatch):
     sp = random_spectrum(12, 25, 3, 14)
-    incumbent = np.zeros(12, dtype=bool)
-    incumbent[:5] = True
-    monkeypatch.setattr(optimize.ilp, "_solve_ilp", lambda *a: (incumbent, pulp.LpSolutionIntegerFeasible))
+    X = all_masks(12)[all_masks(12).sum(1) == 5]
+    values = sp.predict(X)
+    best, worst = X[values.argmax()], X[values.argmin()]
+    monkeypatch.setattr(optimize.ilp, "_solve_ilp", lambda *a: (best, pulp.LpSolutionIntegerFeasible))
     with pytest.warns(UserWarning, match="not proven optimal"):
-        assert best_subset(sp, 5, time_limit=1) is incumbent
+        assert best_subset(sp, 5, time_limit=1) is best
+    # an incumbent worse than the greedy warm start (CBC within its tolerances) gives way to it
+    monkeypatch.setattr(optimize.ilp, "_solve_ilp", lambda *a: (worst, pulp.LpSolutionOptimal))
+    assert sp.predict(best_subset(sp, 5)[None])[0] > values.min()
     monkeypatch.setattr(optimize.ilp, "_solve_ilp", lambda *a: (None, pulp.LpSolutionNoSolutionFound))
     with pytest.warns(UserWarning, match="greedy"):
         assert best_subset(sp, 5, time_limit=1).sum() == 5
