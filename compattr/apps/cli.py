@@ -382,6 +382,11 @@ class _Setup:
             self.train, self.test = questions.split(train=args.questions)
             if args.test_questions is not None:
                 self.test = self.test[: args.test_questions]
+            if len(self.test) < 2:
+                raise ValueError(
+                    f"the plans are compared on at least 2 test questions (a paired bootstrap over them); "
+                    f"got {len(self.test)}: raise --test-questions or lower --questions."
+                )
         else:
             self.train, self.test = questions[: args.questions], None
         device = args.device or default_device()

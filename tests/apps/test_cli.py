@@ -163,6 +163,8 @@ def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
         (["--layers", "2-5"], "out of range"),
         (["--min-per-layer", "3", "--keep", "6"], "--min-per-layer 3"),
         (["--questions", "12"], "leaves no test questions"),
+        (["--questions", "11"], "at least 2 test questions"),
+        (["--test-questions", "1"], "at least 2 test questions"),
     ],
 )
 def test_bad_prune_input_exits_2_with_a_message(assets, tmp_path, capsys, extra, message):
