@@ -275,7 +275,9 @@ def verified_plan(
         The first round's surrogate (an explanation's); default ``fit`` on the known data.
     fit : callable, optional
         ``(X, y) -> Spectrum`` refitted every round; default
-        ``compattr.ProxySPEX(seed=seed).fit(X, y).spectrum_``.
+        ``compattr.ProxySPEX(seed=seed).fit(X, y).spectrum_``, from the round where the oracle
+        knows as many outputs as ProxySPEX needs (``min_masks``; until then the last
+        surrogate goes on).
     rounds, per_round : int
         Rounds, and new kept-sets queried per round (at most ``rounds * per_round`` calls).
     groups, min_per_group, kinds
@@ -304,17 +306,25 @@ def verified_plan(
     n = oracle.n
     size = check_int(size, "size", 1, n)
     rounds, per_round = check_int(rounds, "rounds", 1), check_int(per_round, "per_round", 1)
+    # the default fit needs ProxySPEX's fewest masks: until the oracle knows as many outputs,
+    # the last surrogate goes on
+    fewest = ProxySPEX().min_masks if fit is None else 1
     fit = fit or (lambda X, y: ProxySPEX(seed=seed).fit(X, y).spectrum_)
-    if spectrum is None and not oracle.calls and not len(oracle.data()[1]):
-        raise ValueError("verified_plan needs a first surrogate: pass spectrum= or an oracle with known outputs.")
+    if spectrum is None and len(oracle.data()[1]) < fewest:
+        raise ValueError(
+            f"verified_plan needs a first surrogate: pass spectrum= or an oracle with at least {fewest} known "
+            f"outputs (it has {len(oracle.data()[1])})."
+        )
     sign = 1.0 if maximize else -1.0
     constraints = {} if not min_per_group else {"groups": groups, "min_per_group": min_per_group, "kinds": kinds}
     feasible: Callable[[np.ndarray], np.ndarray] = lambda K: meets_group_minimum(K, groups, min_per_group, kinds)
     start_calls, rows = oracle.calls, []
-    surrogate = spectrum
+    surrogate = last = spectrum
     for r in range(rounds):
         if surrogate is None:
-            surrogate = fit(*oracle.data())
+            X, y = oracle.data()
+            surrogate = fit(X, y) if len(y) >= fewest else last
+        last = surrogate
         incumbent = _incumbent(oracle, size, feasible, sign)
         candidates = [_ilp_candidate(surrogate, size, maximize, time_limit, constraints)]
         if incumbent is not None:

@@ -152,6 +152,18 @@ def test_verified_plan_returns_its_best_measured_kept_set_and_counts_its_calls()
     assert (search.rounds["best"].diff().dropna() >= 0).all()
 
 
+def test_verified_plan_keeps_its_surrogate_until_it_knows_enough_outputs_to_refit():
+    """With no outputs known, the default ProxySPEX cannot refit before it has its fewest
+    masks (50): the given spectrum goes on until then, and the refits follow."""
+    truth = compattr.synthetic.complete_hierarchy(14, n_sets=4, order=3, seed=5)
+    oracle = MaskOracle(truth.predict, 14)
+    search = verified_plan(oracle, 7, spectrum=truth, rounds=8, per_round=8)
+    assert search.calls == len(oracle.data()[1]) >= compattr.ProxySPEX().min_masks  # then refitted
+    assert search.value == pytest.approx(truth.predict(brute_force(truth.predict, 14, 7)[None])[0])
+    with pytest.raises(ValueError, match="at least 50 known outputs"):
+        verified_plan(MaskOracle(truth.predict, 14, known=(np.ones((10, 14), bool), np.zeros(10))), 7)
+
+
 def test_verified_plan_beats_the_unchecked_surrogate_optimum_when_the_surrogate_is_wrong():
     """A surrogate that points the wrong way: its optimum measures badly, the trust region
     around the best measured plan recovers."""
