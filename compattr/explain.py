@@ -88,6 +88,7 @@ _INDICES = (
     "shapley_taylor",
     "faith_banzhaf",
     "faith_shapley",
+    "k_sii",
 )
 
 
@@ -395,11 +396,18 @@ class Explanation:
             self.spectrum, path, index, max_order, budget=len(self.masks), description=description
         )
 
-    def interactions(self, k: int = 20, index: str | None = None) -> pd.DataFrame:
-        """The ``k`` strongest terms with feature names: Fourier (default) or an index."""
+    def interactions(self, k: int = 20, index: str | None = None, **options) -> pd.DataFrame:
+        """The ``k`` strongest terms with feature names: Fourier (default) or an interaction
+        index, with its ``options`` (``order=2`` for ``shapley_taylor``, ``faith_shapley``,
+        ``faith_banzhaf``, ``k_sii``)."""
         if index is None:
+            if options:
+                raise TypeError(f"options {sorted(options)} are an index's; the Fourier terms take none.")
             return self.spectrum.to_frame(k, names=self.names)
-        return self.index(index).head(k)
+        table = self.index(index, **options)
+        if not isinstance(table, pd.DataFrame):
+            raise ValueError(f"{index!r} is a per-feature index, not an interaction index; use index({index!r}).")
+        return table.head(k)
 
     def _table(self, items) -> pd.DataFrame:
         rows = sorted(((tuple(t), float(v)) for t, v in items), key=lambda tv: -abs(tv[1]))

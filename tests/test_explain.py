@@ -57,6 +57,12 @@ def test_explanation_holds_everything(explanation, setting, tmp_path):
     assert list(shapley.index) == heads.names
     table = ex.interactions(5)
     assert len(table) == 5 and all("L" in s for s in table["names"] if s != "∅")
+    for index in ("shapley_taylor", "faith_shapley", "faith_banzhaf", "k_sii"):  # indices of an order
+        ranked = ex.interactions(4, index=index, order=2)
+        assert len(ranked) == 4 and ranked["order"].max() <= 2
+        assert ranked.equals(ex.index(index, 2).head(4))
+    with pytest.raises(ValueError, match="per-feature index"):
+        ex.interactions(4, index="shapley")
     assert "faithfulness" in ex.summary()
     assert ex.fit_info["tilt"] in compattr.proxy.proxyspex.TILTS
     assert ("ranked with tilt" in ex.summary()) == (ex.fit_info["tilt"] != 1.0)
