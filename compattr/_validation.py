@@ -88,7 +88,7 @@ def plan_size(keep, n: int, name: str = "keep") -> int:
     ----------
     keep : int or float
         An **int** ``1 <= keep <= n`` is a count of features; a **float** in ``(0, 1]`` is a
-        fraction of ``n`` (rounded to the nearest count, ``1.0`` = all). Anything else is
+        fraction of ``n`` (rounded to the nearest count, halves up; ``1.0`` = all). Anything else is
         refused: a float above 1 (``1.5``), zero or a negative number, a count above ``n``,
         a fraction that rounds to no feature kept, a bool or a non-number.
     n : int
@@ -114,7 +114,7 @@ def plan_size(keep, n: int, name: str = "keep") -> int:
     fraction = cast(float, keep)  # a real number: compared and multiplied as given
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"{rule}, got {keep!r}.")
-    size = int(round(fraction * n))
+    size = math.floor(fraction * n + 0.5)  # halves up, whatever n (round() takes them to even)
     if size < 1:
         raise ValueError(f"{rule}, got {keep!r}: {keep!r} x {n} rounds to no feature kept.")
     return size

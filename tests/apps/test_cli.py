@@ -289,6 +289,7 @@ def test_helpers():
     assert parse_layers("20-22,5") == [5, 20, 21, 22]
     assert parse_layers("3") == [3]
     assert plan_size(0.3, 90) == 27 and plan_size(1.0, 90) == 90 and plan_size(12, 90) == 12
+    assert [plan_size(0.5, n) for n in (5, 7, 9, 11)] == [3, 4, 5, 6]  # halves up, for odd n alike
     table = markdown_table(pd.DataFrame({"method": ["a"], "acc": [0.5]}))
     assert table.splitlines() == ["| method | acc   |", "|--------|-------|", "| a      | 0.500 |"]
 
