@@ -102,8 +102,17 @@ class QuestionSet:
         return len(self.prompts)
 
     def __getitem__(self, index: slice | Sequence[int] | np.ndarray) -> QuestionSet:
-        """The questions at ``index`` (a slice or integer indices) as a new set."""
-        rows = range(len(self))[index] if isinstance(index, slice) else [int(i) for i in np.asarray(index).reshape(-1)]
+        """The questions at ``index`` (a slice, integer indices or a boolean mask of
+        ``len(self)``) as a new set."""
+        if isinstance(index, slice):
+            rows: Sequence[int] = range(len(self))[index]
+        else:
+            picked = np.asarray(index).reshape(-1)
+            if picked.dtype == np.bool_:
+                if len(picked) != len(self):
+                    raise IndexError(f"a boolean mask of questions needs {len(self)} entries, got {len(picked)}.")
+                picked = np.flatnonzero(picked)
+            rows = [int(i) for i in picked]
         return QuestionSet(
             tuple(self.prompts[i] for i in rows),
             tuple(self.options[i] for i in rows),
@@ -129,7 +138,7 @@ class QuestionSet:
         """
         Q = len(self)
         k = int(round(train * Q)) if isinstance(train, float) and 0 < train < 1 else train
-        if not isinstance(k, (int, np.integer)) or not 0 < k < Q:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 < k < Q:
             raise ValueError(f"train must leave questions on both sides of the split (0 < train < {Q}), got {train!r}.")
         order = np.arange(Q) if seed is None else np.random.default_rng(seed).permutation(Q)
         return self[order[:k]], self[order[k:]]

@@ -50,13 +50,17 @@ def test_indexing_and_split():
     qs = _toy(10)
     assert len(qs[:4]) == 4 and qs[:4].prompts == qs.prompts[:4]
     assert qs[[3, 1]].answers == (qs.answers[3], qs.answers[1])
+    chosen = np.arange(10) % 3 == 0  # a boolean mask picks questions, not indices 0 and 1
+    assert qs[chosen].prompts == tuple(qs.prompts[i] for i in (0, 3, 6, 9))
+    with pytest.raises(IndexError, match="10 entries"):
+        qs[chosen[:4]]
     train, test = qs.split(train=6)
     assert train.prompts == qs.prompts[:6] and test.prompts == qs.prompts[6:]
     train, test = qs.split(train=0.3)
     assert (len(train), len(test)) == (3, 7)
     a, b = qs.split(train=5, seed=1), qs.split(train=5, seed=1)
     assert a[0].prompts == b[0].prompts and sorted(a[0].prompts + a[1].prompts) == sorted(qs.prompts)
-    for bad in (0, 10, 11, 1.5):
+    for bad in (0, 10, 11, 1.5, True):
         with pytest.raises(ValueError, match="both sides"):
             qs.split(train=bad)
 
