@@ -324,6 +324,7 @@ def verified_plan(
         if surrogate is None:
             X, y = oracle.data()
             surrogate = fit(X, y) if len(y) >= fewest else last
+        assert surrogate is not None  # the first round has one (checked above), later ones the last
         last = surrogate
         incumbent = _incumbent(oracle, size, feasible, sign)
         candidates = [_ilp_candidate(surrogate, size, maximize, time_limit, constraints)]
