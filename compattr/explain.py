@@ -853,7 +853,7 @@ def explain(
     """
     feature_set = bind(model, features, value, inputs, batch_size)
     n = feature_set.n
-    m = _budget(n, alpha) if budget is None else int(budget)
+    m = _budget(n, alpha) if budget is None else check_int(budget, "budget", 1)
     est = estimator if estimator is not None else ProxySPEX(seed=seed)
     needed = getattr(est, "min_masks", 1)
     if m < needed or test_masks < 2:

@@ -289,6 +289,7 @@ class _Counting:
         (4, dict(budget=60, test_masks=5), r"only \d of the 2\^4 = 16 masks .* at least 2 are needed"),
         (8, dict(budget=60, test_masks=1), "test_masks at least 2"),
         (8, dict(budget=20, test_masks=50), "budget must be at least 50"),
+        (8, dict(budget=100.9, test_masks=50), "budget must be an integer"),  # not 100 silently
     ],
 )
 def test_too_few_masks_are_refused_before_any_query(n, kwargs, message):

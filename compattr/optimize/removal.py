@@ -65,6 +65,8 @@ def removal(sp: Spectrum, r: int, **options) -> Removal:
     """
     check_spectrum(sp)
     r = check_int(r, "r", 0, sp.n)
+    if "sense" in options:
+        raise TypeError("removal removes exactly r features; sense is best_subset's (use it for at most / at least).")
     candidates = np.stack([best_subset(sp, sp.n - r, m, **options) for m in (True, False)])
     values = sp.predict(candidates)
     full_value = float(sp.predict(np.ones((1, sp.n), dtype=bool))[0])

@@ -96,7 +96,8 @@ class Spectrum:
         if not np.isfinite(coefs).all():
             raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
         unique, inverse = group_padded_rows(rows, n)
-        self._set_terms(n, unique, np.bincount(inverse, weights=coefs, minlength=unique.shape[0]))
+        summed = np.bincount(inverse, weights=coefs, minlength=unique.shape[0])
+        self._set_terms(n, unique, summed.astype(np.float64, copy=False))  # int64 when there is no term
 
     @classmethod
     def _from_grouped(cls, n: int, rows: np.ndarray, coefs: np.ndarray) -> Spectrum:

@@ -175,6 +175,11 @@ def test_removal_takes_the_direction_that_moves_f_most():
     assert result.predicted_change == pytest.approx(6.0)
 
 
+def test_removal_removes_exactly_r():
+    with pytest.raises(TypeError, match="exactly r"):
+        removal(random_spectrum(12, 10, 2, 0), 3, sense="<=")
+
+
 def test_removal_with_interaction_beats_marginals():
     # Features 0 and 1 matter only together (f = 10 x0 x1); 2 has the largest marginal.
     sp = from_moebius({(0, 1): 10.0, (2,): 3.0, (3,): 2.0}, n=6)

@@ -39,6 +39,12 @@ def test_duplicates_merge_and_zeros_drop():
     assert sp.to_dict() == {(0, 1): 3.0, (2,): 0.5}
 
 
+def test_a_spectrum_without_terms_has_float_coefficients():
+    empty = Spectrum(3, [], [])
+    assert len(empty) == 0 and empty.coefs.dtype == np.float64
+    assert empty.with_coefs(empty.coefs).coefs.dtype == np.float64
+
+
 def test_mean_is_the_spectrum_of_the_mean_function():
     spectra = [random_spectrum(9, 30, 4, seed=s) for s in (4, 5, 6)]
     X = all_masks(9)
