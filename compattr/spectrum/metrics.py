@@ -129,10 +129,12 @@ def r2_interval(
     if baseline_predictions is not None:
         fits.append(as_outputs(baseline_predictions, len(y), name="baseline_predictions"))
     estimates = [_r2(y, fit) for fit in fits]  # raises on constant outputs
+    errors = [fit - y for fit in fits]
+    y = y - y.mean()  # R² is the same for shifted outputs; a resample's Σy² - (Σy)²/t cancels less
     scale = output_scale(y)  # a power of two: exact, and safe from overflow near 1e300
     y = y / scale
     t = len(y)
-    columns = np.column_stack([y, y**2, *((fit / scale - y) ** 2 for fit in fits)])  # (t, 2 + fits)
+    columns = np.column_stack([y, y**2, *((error / scale) ** 2 for error in errors)])  # (t, 2 + fits)
     # each resample draws t masks with replacement: its counts weigh the masks; drawn a block
     # of resamples at a time (the same draws), so the counts stay within a few MB
     rng, block = np.random.default_rng(seed), max(1, _RESAMPLE_CELLS // t)

@@ -141,6 +141,18 @@ def test_r2_interval_of_predictions_is_the_models_interval():
         r2_interval(y, np.full(50, np.nan))
 
 
+@pytest.mark.parametrize("offset, spread", [(1e4, 1e-3), (1e8, 1.0)])
+def test_r2_interval_does_not_move_with_an_offset_of_the_outputs(offset, spread):
+    """Outputs far from 0 (a log-likelihood near -50, say) cancel in Σy² − (Σy)²/t unless
+    centred first: the interval moved, or every resample looked constant."""
+    rng = np.random.default_rng(0)
+    y, noise = rng.normal(size=200), 0.3 * rng.normal(size=200)
+    y_hat, baseline = y + noise, y + 2 * noise
+    expected = r2_interval(y, y_hat, baseline)
+    shifted = r2_interval(offset + spread * y, offset + spread * y_hat, offset + spread * baseline)
+    assert np.allclose(shifted, expected, atol=1e-6)
+
+
 def test_faithfulness_interval_errors_and_a_baseline_equal_to_the_model():
     X, y = _noisy_linear(40, seed=1)
     model = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
