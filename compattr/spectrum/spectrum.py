@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._validation import as_masks, check_format
+from .._validation import as_masks, check_format, output_scale
 from .supports import (
     csr_to_padded,
     group_csr_rows,
@@ -84,11 +84,10 @@ class Spectrum:
         if n < 1:
             raise ValueError(f"a spectrum needs n >= 1 features, got {n}.")
         coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        if isinstance(supports, np.ndarray) and supports.dtype == np.bool_ and supports.ndim == 2:
+            supports = sp.csr_array(supports)  # indicator rows, as masks are: not lists of indices
         if sp.issparse(supports):
-            supports = sp.csr_array(supports)
-            if supports.shape[1] != n:
-                raise ValueError(f"supports have {supports.shape[1]} columns, expected n={n}.")
-            rows = csr_to_padded(supports, n)
+            rows = csr_to_padded(_indicator_rows(supports, n), n)
         else:
             rows = pad_supports(list(supports), n)
         if rows.shape[0] != coefs.size:
@@ -97,6 +96,7 @@ class Spectrum:
             raise ValueError("spectrum coefficients must be finite (no NaN or inf).")
         unique, inverse = group_padded_rows(rows, n)
         summed = np.bincount(inverse, weights=coefs, minlength=unique.shape[0])
+        _check_finite(summed, "the sum of a repeated support's coefficients")
         self._set_terms(n, unique, summed.astype(np.float64, copy=False))  # int64 when there is no term
 
     @classmethod
@@ -194,6 +194,7 @@ class Spectrum:
         if how == "mean":
             coefs = coefs / len(spectra)
         summed = np.bincount(inverse, weights=coefs, minlength=len(representative))
+        _check_finite(summed, f"a term of the spectra's {how}")
         kept = _ranked_nonzero(summed)
         spectrum = cls.__new__(cls)
         spectrum._assign(n, take_csr_rows(blocks, representative[kept]), summed[kept])
@@ -258,7 +259,7 @@ class Spectrum:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must lie in (0, 1], got {fraction}.")
         nonconst = self.degrees > 0
-        energy = np.where(nonconst, self.coefs**2, 0.0)
+        energy = np.where(nonconst, (self.coefs / output_scale(self.coefs)) ** 2, 0.0)  # no overflow
         total = energy.sum()
         if total == 0.0:
             return self._subset(np.flatnonzero(~nonconst))
@@ -274,11 +275,14 @@ class Spectrum:
     def with_coefs(self, coefs) -> Spectrum:
         """Same supports, new coefficients (e.g. after a least-squares refit): ``coefs`` (k,)
         in the order of ``supports``. The supports are already distinct, so they are only
-        re-ranked, not regrouped."""
+        re-ranked (terms of equal ``|F(T)|`` by support), not regrouped."""
         coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
         if coefs.size != len(self):
             raise ValueError(f"{len(self)} supports but {coefs.size} coefficients.")
-        return Spectrum._from_grouped(self.n, csr_to_padded(self.supports, self.n), coefs)
+        rows = csr_to_padded(self.supports, self.n)
+        # equal |F(T)| ranked by support, as the constructor does (no column: the constant alone)
+        by_support = np.lexsort(rows.T[::-1]) if rows.shape[1] else np.arange(len(rows))
+        return Spectrum._from_grouped(self.n, rows[by_support], coefs[by_support])
 
     def scaled(self, factor: float) -> Spectrum:
         """Every coefficient times ``factor``: the spectrum of ``factor · f``. Scaling keeps
@@ -331,15 +335,17 @@ class Spectrum:
         G = sp.csr_array((np.ones(self.n), (np.arange(self.n), gid)), shape=(self.n, labels.size))
         counts = (self.supports.astype(np.float64) @ G).toarray()  # (k, groups)
         deg = self.degrees
-        e = self.coefs**2
-        total = float(e[deg > 0].sum())
+        scale = output_scale(self.coefs)  # squares of |F| above 1e154 would overflow
+        e = (self.coefs / scale) ** 2
+        with np.errstate(over="ignore"):  # an energy beyond float range is inf
+            total = float(e[deg > 0].sum() * np.square(np.float64(scale)))
         n_groups = (counts > 0).sum(axis=1)
         kinds = {
             "linear": deg == 1,
             "within": (deg >= 2) & (n_groups == 1),
             "cross": (deg >= 2) & (n_groups >= 2),
         }
-        denom = total if total > 0 else 1.0
+        denom = float(e[deg > 0].sum()) or 1.0  # the fractions, in the scaled units
         share = counts / np.maximum(deg, 1)[:, None]  # fraction of each term per group
         per_group = pd.DataFrame(
             {kind: (e * sel) @ share / denom for kind, sel in kinds.items()},
@@ -358,7 +364,7 @@ class Spectrum:
             raise ValueError(f"names must have {self.n} entries, got {len(names)}.")
         sub = self if k is None else self.top(min(k, len(self)))
         tuples = sub.support_tuples()
-        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names else str
+        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
         return pd.DataFrame(
             {
                 "features": tuples,
@@ -461,6 +467,29 @@ class Spectrum:
 
         rows, values = extract_padded_terms(model, n, num_iteration, max_order, max_terms)
         return cls._from_grouped(n, rows, values)
+
+
+def _indicator_rows(supports, n: int) -> sp.csr_array:
+    """A sparse ``(k, n)`` support matrix as a CSR of 1s at each support's features: its
+    stored zeros dropped, any other stored value refused (the caller's matrix unchanged)."""
+    S = sp.csr_array(supports)
+    if S.shape[1] != n:
+        raise ValueError(f"supports have {S.shape[1]} columns, expected n={n}.")
+    if ((S.data != 0) & (S.data != 1)).any():
+        raise ValueError("a sparse support matrix must hold 0/1 (1 = the feature is in the support).")
+    if S.has_canonical_format and S.data.all():  # a spectrum's own: read as it is
+        return S
+    S = S.copy()
+    S.eliminate_zeros()
+    S.sum_duplicates()  # a feature stored twice is in the support once
+    S.data[:] = 1
+    return S
+
+
+def _check_finite(coefs: np.ndarray, what: str) -> None:
+    """ValueError when ``coefs`` (sums of finite coefficients) overflowed."""
+    if not np.isfinite(coefs).all():
+        raise ValueError(f"{what} is beyond float range (a sum of coefficients overflowed).")
 
 
 def _ranked_nonzero(coefs: np.ndarray) -> np.ndarray:
