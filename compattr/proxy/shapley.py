@@ -53,7 +53,7 @@ import scipy.linalg
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_auto_or_int
+from .._validation import as_masks, as_outputs, check_auto_or_int, check_int
 from ..query.masks import FEW_PAIRS, check_pairs, resolve_kernel_power
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
@@ -402,8 +402,10 @@ class PairedShapley(BaseEstimator):
     def _check_params(self) -> None:
         resolve_kernel_power(self.kernel_power, 0)  # its ValueError on a bad value
         support = np.atleast_1d(np.asarray(self.support, dtype=np.float64))
-        if support.ndim != 1 or support.size == 0 or not (support > 0).all():
-            raise ValueError(f"support must be a positive number or a non-empty sequence, got {self.support!r}.")
+        if support.ndim != 1 or support.size == 0 or not ((support > 0) & np.isfinite(support)).all():
+            raise ValueError(
+                f"support must be a positive number or a non-empty sequence of them, got {self.support!r}."
+            )
         check_auto_or_int(self.max_terms, "max_terms", 1)
         ridges = np.asarray(self.ridges, dtype=np.float64)
         if ridges.ndim != 1 or ridges.size == 0 or not (ridges > 0).all():
@@ -414,8 +416,7 @@ class PairedShapley(BaseEstimator):
             value = getattr(self, name)
             if not (value == "auto" if isinstance(value, str) else isinstance(value, bool)):
                 raise ValueError(f'{name} must be "auto", True or False, got {value!r}.')
-        if self.cv < 2:
-            raise ValueError(f"cv must be at least 2, got {self.cv}.")
+        check_int(self.cv, "cv", 2)
         check_auto_or_int(self.proxies, "proxies", 1)
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:

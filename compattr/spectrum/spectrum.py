@@ -80,9 +80,9 @@ class Spectrum:
     """
 
     def __init__(self, n: int, supports, coefs) -> None:
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"a spectrum needs a whole number n >= 1 of features, got {n!r}.")
         n = int(n)
-        if n < 1:
-            raise ValueError(f"a spectrum needs n >= 1 features, got {n}.")
         coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
         if isinstance(supports, np.ndarray) and supports.dtype == np.bool_ and supports.ndim == 2:
             supports = sp.csr_array(supports)  # indicator rows, as masks are: not lists of indices
@@ -245,7 +245,7 @@ class Spectrum:
     # ------------------------------------------------------------------ selection
     def top(self, k: int) -> Spectrum:
         """The ``k`` terms of largest ``|F(T)|`` (the constant competes like any term)."""
-        if not isinstance(k, (int, np.integer)) or k < 0:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"k must be a non-negative integer, got {k!r}.")
         if k > len(self):
             raise ValueError(f"k={k} is larger than the spectrum, which has {len(self)} terms.")

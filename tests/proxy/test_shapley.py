@@ -323,6 +323,8 @@ def test_rejects_masks_that_are_not_complementary_pairs():
         dict(untuned_trees="always"),
         dict(untuned_trees=1),
         dict(cv=1),
+        dict(cv=2.5),
+        dict(support=np.inf),
         dict(proxies=0),
         dict(proxies=1.5),
         dict(proxies=True),

@@ -39,6 +39,19 @@ def test_duplicates_merge_and_zeros_drop():
     assert sp.to_dict() == {(0, 1): 3.0, (2,): 0.5}
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: Spectrum(3.7, [(0,)], [1.0]),
+        lambda: Spectrum(True, [(0,)], [1.0]),
+        lambda: Spectrum(2, [(0,)], [1.0]).top(True),
+    ],
+)
+def test_counts_that_are_not_whole_numbers_are_refused(call):
+    with pytest.raises(ValueError, match="whole number|non-negative integer"):
+        call()
+
+
 def test_a_spectrum_without_terms_has_float_coefficients():
     empty = Spectrum(3, [], [])
     assert len(empty) == 0 and empty.coefs.dtype == np.float64
