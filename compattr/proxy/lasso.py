@@ -12,9 +12,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LassoCV
 from sklearn.model_selection import KFold
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, output_scale
+from .._validation import as_masks, as_outputs, check_int, output_scale
 from ..spectrum import Spectrum
 
 
@@ -57,6 +58,12 @@ class LassoBaseline(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y) -> LassoBaseline:
         """Fit on masks ``X`` (m, n) bool and outputs ``y`` (m,)."""
+        check_int(self.cv, "cv", 2)
+        check_int(self.n_alphas, "n_alphas", 1)
+        check_int(self.num_threads, "num_threads", 1)
+        check_int(self.seed, "seed", 0)
+        if isinstance(self.eps, bool) or not (isinstance(self.eps, (int, float)) and 0.0 < self.eps < 1.0):
+            raise ValueError(f"eps (λ_min / λ_max) must lie in (0, 1), got {self.eps!r}.")
         X = as_masks(X)
         y = as_outputs(y, X.shape[0])
         if X.shape[0] < 2 * self.cv:
@@ -76,8 +83,7 @@ class LassoBaseline(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Evaluate on masks ``X`` (m, n); returns (m,)."""
-        if not hasattr(self, "spectrum_"):
-            raise RuntimeError("this LassoBaseline is not fitted yet; call fit(X, y) first.")
+        check_is_fitted(self, "spectrum_")
         return self.spectrum_.predict(X)
 
 

@@ -130,9 +130,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import KFold
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, output_scale
+from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, is_int, is_real, output_scale
 from ..query.masks import budget
 from ..spectrum import Spectrum
 from ..spectrum.supports import csr_to_padded, padded_to_csr
@@ -306,7 +307,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         or None to keep every term of the trees.
     refit : "auto", bool
         Refit the kept coefficients by least squares: when it lowers the CV error ("auto"),
-        always, or never.
+        always, or never. With ``k=None`` every tree term keeps the trees' coefficient (no
+        refit; ``refit=True`` is refused).
     ridge : "cv", float or sequence of floats
         Ridge strength of the refit: each non-constant coefficient is penalised by ``ridge``
         times the number of masks (so a strength means the same shrinkage at any budget).
@@ -534,8 +536,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     -----
     The trees are fitted to ``y / s``, ``s`` the power of two that brings ``max |y|`` into
     ``[0.5, 1)``, and the spectra are scaled back by ``s``: exact in floating point, so the
-    result is the same for any scale of ``y``, and outputs as large as 1e300 fit too (the
-    CV errors are in units of ``y²``, infinite where that overflows).
+    result is the same for ``y`` scaled by any power of two (another factor rounds the
+    outputs differently, which can tip a close choice of the CV), and outputs as large as
+    1e300 fit too (the CV errors are in units of ``y²``, infinite where that overflows).
 
     Constant outputs have an exact answer: the spectrum holds only the constant (no tree is
     fitted, ``best_params_`` is None) and a warning says so. Masks that are all the same
@@ -757,7 +760,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if second.cv_r2_ >= EXPLAINS_ABOVE:
             fitted = {name: value for name, value in vars(second).items() if name.endswith("_")}
             del fitted["timings_"]  # both fits' seconds, counted by _fitted_again
-            self.__dict__.update(fitted, _output_scale=second._output_scale, seed_=second.seed)
+            kept = {"_output_scale": second._output_scale, "_first_cv_error": second._first_cv_error}
+            self.__dict__.update(fitted, **kept, seed_=second.seed)
 
     def _average_repeats(self, X, y) -> None:
         """Fit ``repeats_ - 1`` more times with seeds ``seed_ + 1, ...`` (on the grid without
@@ -1047,8 +1051,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Evaluate the fitted sparse spectrum on masks ``X`` (m, n); returns (m,)."""
-        if not hasattr(self, "spectrum_"):
-            raise RuntimeError("this ProxySPEX is not fitted yet; call fit(X, y) first.")
+        check_is_fitted(self, "spectrum_")
         return self.spectrum_.predict(X)
 
     def predict_trees(self, X) -> np.ndarray:
@@ -1059,8 +1062,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         is their exact Fourier transform; with ``max_order`` it drops the higher orders), at a
         cost that grows with the trees rather than with the spectrum's terms.
         """
-        if not hasattr(self, "tree_spectrum_"):
-            raise RuntimeError("this ProxySPEX is not fitted yet; call fit(X, y) first.")
+        check_is_fitted(self, "tree_spectrum_")
         X = as_masks(X, self.n_features_in_).astype(np.float32)
         if not self.tree_models_:  # constant outputs: no trees were fitted
             return np.full(X.shape[0], self.tree_spectrum_.constant)
@@ -1074,11 +1076,23 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     def _check_params(self) -> None:
         if self.search not in ("race", "full"):
             raise ValueError(f"search must be 'race' or 'full', got {self.search!r}.")
-        if not (self.k in ("cv", None) or (isinstance(self.k, (int, np.integer)) and self.k > 0)):
+        if not (self.k in ("cv", None) or (is_int(self.k) and self.k > 0)):
             raise ValueError(f"k must be 'cv', None or a positive int, got {self.k!r}.")
-        if self.refit not in ("auto", True, False):
+        if not (isinstance(self.refit, bool) or self.refit == "auto"):
             raise ValueError(f"refit must be 'auto', True or False, got {self.refit!r}.")
-        if isinstance(self.final_fit, float):
+        if self.k is None and self.energy is None and self.refit is True:
+            raise ValueError(
+                "k=None keeps every tree term with the trees' coefficients; refit=True needs a k or energy."
+            )
+        check_int(self.cv, "cv", 2)
+        check_int(self.max_k, "max_k", 1)
+        check_int(self.max_cv_rows, "max_cv_rows", self.min_masks)
+        check_int(self.num_threads, "num_threads", 1)
+        check_int(self.seed, "seed", 0)
+        if self.max_order is not None:
+            check_int(self.max_order, "max_order", 1)
+        _check_grid(self.grid)
+        if isinstance(self.final_fit, float) and not isinstance(self.final_fit, bool):
             valid = 0.0 < self.final_fit <= 1.0
         else:
             valid = isinstance(self.final_fit, bool) or self.final_fit == "auto"
@@ -1110,20 +1124,18 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if isinstance(self.ridge, str) and self.ridge != "cv":
             raise ValueError(f"ridge must be 'cv', a float or a sequence of floats, got {self.ridge!r}.")
         if not isinstance(self.ridge, str):
-            ridges = np.atleast_1d(np.asarray(self.ridge, dtype=float))
-            if ridges.ndim != 1 or ridges.size == 0 or not np.all(np.isfinite(ridges) & (ridges >= 0)):
-                raise ValueError(f"ridge strengths must be finite and >= 0 (at least one), got {self.ridge!r}.")
-        if not (self.tilt == "cv" or (isinstance(self.tilt, (int, float)) and 0.0 < self.tilt < np.inf)):
+            given = np.atleast_1d(np.asarray(self.ridge, dtype=object))
+            if not (given.ndim == 1 and given.size > 0 and all(is_real(r) and 0 <= r < np.inf for r in given)):
+                raise ValueError(f"ridge strengths must be finite numbers >= 0 (at least one), got {self.ridge!r}.")
+        if not (self.tilt == "cv" or (is_real(self.tilt) and 0.0 < self.tilt < np.inf)):
             raise ValueError(f"tilt must be 'cv' or a positive float, got {self.tilt!r}.")
         rankings = self._rankings()
         if not (rankings and all(isinstance(r, str) and r in RANKINGS for r in rankings)):
             raise ValueError(f"ranking must be 'cv', one of {RANKINGS} or a sequence of them, got {self.ranking!r}.")
         if self.refit is False and set(rankings) <= {"refit", "closure"}:
             raise ValueError(f"ranking={self.ranking!r} keeps refitted terms: it needs refit='auto' or True.")
-        if self.energy is not None and not 0.0 < self.energy <= 1.0:
-            raise ValueError(f"energy must lie in (0, 1], got {self.energy}.")
-        if self.cv < 2:
-            raise ValueError(f"cv must be at least 2, got {self.cv}.")
+        if self.energy is not None and not (is_real(self.energy) and 0.0 < self.energy <= 1.0):
+            raise ValueError(f"energy must lie in (0, 1], got {self.energy!r}.")
 
     def _check_inputs(self, X, y) -> tuple[np.ndarray, np.ndarray]:
         """``X`` and ``y`` checked and converted, and enough masks for the CV, or ValueError."""
@@ -1152,6 +1164,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.k_, self.refit_, self.ridge_, self.tilt_, self.ranking_ = len(self.spectrum_), False, np.nan, 1.0, "trees"
         self.cv_results_, self.sparsity_cv_, self.challenge_ = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
         self.cv_r2_ = 1.0
+        self.grown_, self.grow_cv_ = False, pd.DataFrame()
+        self._first_cv_error = 0.0  # exact
         self.timings_ = {"search": 0.0, "extract": 0.0, "sparsify": 0.0}
         return self
 
@@ -1176,14 +1190,16 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         else:
             keep = partial(top_terms, k=int(self.k), tilt=self.tilt_)
         ridges = self._ridges()
-        if self.refit is not True or len(ridges) == 1:
+        if self.refit is False or (self.refit is True and len(ridges) == 1):
             return keep, ridges[0] if self.refit is True else np.nan
-        # a fixed rule, always refitted: the CV chooses the ridge of its refit
+        # a fixed rule: the CV chooses the ridge of its refit and ("auto") whether to refit
         table = self.sparsity_cv_ = sparsity_table(
             tuple(fits), (len(keep(self.tree_spectrum_)),), (self.tilt_,), ("trees",)
         )
-        refitted = table[table["refit"]]
-        return keep, float(refitted.loc[refitted["cv_mse"].idxmin(), "ridge"])
+        allowed = (False, True) if self.refit == "auto" else (True,)
+        choices = table[table["refit"].isin(allowed) & (table["k"] > 0)]
+        best = choices.loc[choices["cv_mse"].idxmin()]
+        return keep, float(best["ridge"]) if best["refit"] else np.nan
 
     def _chosen_rule(
         self, X, y, folds, fits: list[Fit], sparsity_table: Callable[..., pd.DataFrame]
@@ -1357,3 +1373,23 @@ def _scale_errors(table: pd.DataFrame, columns: tuple[str, ...], scale: float) -
             for column in columns:
                 table[column] = table[column] * scale * scale
     return table
+
+
+def _check_grid(grid: dict | None) -> None:
+    """ValueError unless ``grid`` is None or maps some of :data:`PAPER_GRID`'s keys to
+    non-empty sequences of tree depths (positive ints or None), tree counts (positive
+    ints) and learning rates (positive numbers)."""
+    if grid is None:
+        return
+    valid = {
+        "max_depth": lambda v: v is None or (is_int(v) and v >= 1),
+        "n_estimators": lambda v: is_int(v) and v >= 1,
+        "learning_rate": lambda v: is_real(v) and 0 < v < np.inf,
+    }
+    if not isinstance(grid, dict) or not set(grid) <= set(valid):
+        raise ValueError(f"grid must be a dict with keys among {sorted(valid)}, got {grid!r}.")
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, np.ndarray)) or not len(values):
+            raise ValueError(f"grid[{key!r}] must be a non-empty sequence, got {values!r}.")
+        if not all(valid[key](v) for v in values):
+            raise ValueError(f"grid[{key!r}] holds a value that is not a valid {key}: {values!r}.")

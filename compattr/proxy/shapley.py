@@ -53,7 +53,7 @@ import scipy.linalg
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_auto_or_int, check_int
+from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, is_real
 from ..query.masks import FEW_PAIRS, check_pairs, resolve_kernel_power
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
@@ -407,11 +407,14 @@ class PairedShapley(BaseEstimator):
                 f"support must be a positive number or a non-empty sequence of them, got {self.support!r}."
             )
         check_auto_or_int(self.max_terms, "max_terms", 1)
-        ridges = np.asarray(self.ridges, dtype=np.float64)
-        if ridges.ndim != 1 or ridges.size == 0 or not (ridges > 0).all():
+        ridges = np.atleast_1d(np.asarray(self.ridges, dtype=object))
+        if ridges.ndim != 1 or ridges.size == 0 or not all(is_real(r) and r > 0 for r in ridges):
             raise ValueError(f"ridges must be a non-empty sequence of positive numbers, got {self.ridges!r}.")
-        if not (self.sparse_above == "auto" if isinstance(self.sparse_above, str) else self.sparse_above >= 0):
-            raise ValueError(f'sparse_above must be "auto" or >= 0 (inf: always refit), got {self.sparse_above!r}.')
+        above = self.sparse_above
+        if not (above == "auto" if isinstance(above, str) else is_real(above) and above >= 0):
+            raise ValueError(f'sparse_above must be "auto" or >= 0 (inf: always refit), got {above!r}.')
+        check_int(self.random_state, "random_state", 0)
+        check_int(self.num_threads, "num_threads", 1)
         for name in ("blend", "untuned_trees"):
             value = getattr(self, name)
             if not (value == "auto" if isinstance(value, str) else isinstance(value, bool)):

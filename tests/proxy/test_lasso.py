@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 import compattr
 from compattr import LassoBaseline, ProxySPEX
@@ -37,3 +38,29 @@ def test_bad_input():
         LassoBaseline().fit(np.ones((20, 3), bool), np.r_[np.nan, np.ones(19)])
     with pytest.raises(ValueError, match="at least"):
         LassoBaseline().fit(np.ones((4, 3), bool), np.ones(4))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(eps=np.nan),
+        dict(eps=2.0),
+        dict(eps=0),
+        dict(eps=True),
+        dict(n_alphas=0),
+        dict(n_alphas=True),
+        dict(cv=1),
+        dict(num_threads=0),
+        dict(seed=None),
+    ],
+)
+def test_bad_parameters_are_refused_before_fitting(kwargs):
+    """eps=nan fitted every coefficient to zero with alpha_ nan; the others failed deep inside."""
+    X = compattr.sample_masks(5, 60, seed=0)
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        LassoBaseline(**kwargs).fit(X, X.sum(axis=1).astype(float))
+
+
+def test_predict_before_fit_is_sklearns_not_fitted_error():
+    with pytest.raises(NotFittedError):
+        LassoBaseline().predict(np.ones((2, 3), bool))

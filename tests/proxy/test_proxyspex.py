@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import walsh
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import KFold
 
 import compattr
@@ -109,6 +110,12 @@ def test_fixed_k_energy_and_untruncated_modes():
     y = truth.predict(X)
     fixed = ProxySPEX(k=5, refit=True, grid=SMALL_GRID).fit(X, y)
     assert len(fixed.spectrum_) <= 5 and () in fixed.spectrum_.to_dict()
+    # refit="auto" with a fixed k: the CV compares the trees' coefficients with the refits
+    auto = ProxySPEX(k=5, grid=SMALL_GRID).fit(X, y)
+    table = auto.sparsity_cv_[auto.sparsity_cv_["k"] > 0]
+    best = table.loc[table["cv_mse"].idxmin()]
+    assert set(table["refit"]) == {False, True} and auto.refit_ == bool(best["refit"])
+    assert auto.ridge_ == best["ridge"] if auto.refit_ else np.isnan(auto.ridge_)
     energy = ProxySPEX(energy=0.9, grid=SMALL_GRID).fit(X, y)
     nonconst = energy.tree_spectrum_.coefs[energy.tree_spectrum_.degrees > 0] ** 2
     kept = energy.spectrum_.coefs[energy.spectrum_.degrees > 0] ** 2
@@ -154,7 +161,7 @@ def test_constant_outputs_give_the_constant_with_a_warning():
             est = ProxySPEX(seed=0).fit(masks, np.full(100, 3.0))
         assert est.spectrum_.to_dict() == {(): 3.0} and est.tree_spectrum_ == est.spectrum_
         assert est.best_params_ is None and est.k_ == 1 and est.cv_r2_ == 1.0
-        assert est.repeats_ == 1
+        assert est.repeats_ == 1 and est.grown_ is False and est.grow_cv_.empty
         np.testing.assert_array_equal(est.predict_trees(X[:5]), np.full(5, 3.0))
         np.testing.assert_array_equal(est.predict(compattr.sample_masks(8, 5, seed=1)), 3.0)
 
@@ -174,16 +181,48 @@ def test_outputs_of_any_magnitude_fit_exactly_by_scaling():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(k=0), dict(k="all"), dict(refit="yes"), dict(energy=1.5), dict(search="grid"), dict(cv=1)]
+    "kwargs",
+    [
+        dict(k=0),
+        dict(k="all"),
+        dict(k=True),
+        dict(refit="yes"),
+        dict(refit=1),
+        dict(k=None, refit=True),
+        dict(energy=1.5),
+        dict(energy=True),
+        dict(energy="0.9"),
+        dict(search="grid"),
+        dict(cv=1),
+        dict(cv="5"),
+        dict(max_k=0),
+        dict(max_cv_rows=0),
+        dict(max_cv_rows=-1),
+        dict(max_order=-1),
+        dict(max_order="2"),
+        dict(num_threads=0),
+        dict(num_threads=True),
+        dict(seed=None),
+        dict(seed=True),
+        dict(tilt=True),
+        dict(ridge=True),
+        dict(ridge=[0.1, True]),
+        dict(grid={"max_depths": (3,)}),
+        dict(grid={"max_depth": 3}),
+        dict(grid={"max_depth": (0,)}),
+        dict(grid={"learning_rate": (-0.1,)}),
+        dict(grid={"n_estimators": ()}),
+    ],
 )
 def test_bad_parameters_get_clear_errors(kwargs):
+    """Refused up front, the message naming the parameter (not an error from deep inside)."""
     X = compattr.sample_masks(6, 100, seed=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=list(kwargs)[-1]):
         ProxySPEX(**kwargs).fit(X, X.sum(axis=1).astype(float))
 
 
 def test_predict_before_fit():
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         ProxySPEX().predict(np.ones((2, 3), bool))
 
 
@@ -801,7 +840,7 @@ def test_predict_trees_equals_the_tree_spectrum(final_fit):
     assert sum(w for w, _ in est.tree_models_) == pytest.approx(1.0)
     X_new = compattr.sample_masks(n, 200, seed=20)
     np.testing.assert_allclose(est.predict_trees(X_new), est.tree_spectrum_.predict(X_new), rtol=1e-9, atol=1e-6)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         ProxySPEX().predict_trees(X_new)
 
 
@@ -1340,6 +1379,7 @@ def test_a_first_fit_that_explains_nothing_on_few_masks_gets_a_second_opinion():
     est = ProxySPEX(seed=15).fit(X, y)
     assert est.seed_ == 16 and est.repeats_ == proxyspex.REPEATS
     assert est.cv_r2_ == second.cv_r2_ and est.best_params_ == second.best_params_
+    assert est._first_cv_error == second._first_cv_error  # stage 8's bar: the kept fit's, not the first's
     other = tuple(d for d in proxyspex.PAPER_GRID["max_depth"] if d != second.best_params_["max_depth"])
     repeats = [ProxySPEX(seed=16 + r, repeats=1, grid={"max_depth": other}).fit(X, y) for r in (1, 2)]
     X_test = compattr.sample_masks(100, 50, seed=99)

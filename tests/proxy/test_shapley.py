@@ -325,6 +325,11 @@ def test_rejects_masks_that_are_not_complementary_pairs():
         dict(cv=1),
         dict(cv=2.5),
         dict(support=np.inf),
+        dict(random_state=None),
+        dict(num_threads=0),
+        dict(sparse_above=None),
+        dict(sparse_above=True),
+        dict(ridges=[True]),
         dict(proxies=0),
         dict(proxies=1.5),
         dict(proxies=True),
@@ -333,7 +338,7 @@ def test_rejects_masks_that_are_not_complementary_pairs():
 )
 def test_rejects_bad_parameters(kwargs):
     X = compattr.paired_masks(6, 100, seed=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):  # named, before anything is fitted
         PairedShapley(**kwargs).fit(X, X.sum(axis=1).astype(float))
 
 
