@@ -67,7 +67,7 @@ def induction_rows() -> tuple[int, set]:
     import induction_heads as recipe
 
     config = recipe.InductionConfig()
-    model = recipe.AttentionOnlyTransformer(config).eval()
+    model = recipe.ToyTransformer(config).eval()
     tokens, _ = recipe.induction_batch(np.random.default_rng(0), 8, config)
     heads = compattr.AttentionHeads(model)
     with LengthSpy() as spy, torch.no_grad(), heads.masked(np.ones(heads.n, bool)):

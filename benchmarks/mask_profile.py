@@ -5,10 +5,11 @@
 
 One query = one head mask on the train questions of ``make demo`` (capital-city cloze, the
 options packed behind their prompt). The script times, per forward pass, the modules the
-masked rows run through (embedding, the leading layers that layer replay skips, the masked
-layers, final norm, the output projection over the vocabulary) with forward hooks, and
+masked rows run through (embedding, the leading layers that layer replay skips, the layers
+from the first masked one to the last, final norm, the output projection over the
+vocabulary) with forward hooks, and
 reports the rest of the query's wall time as Python and framework overhead. It then counts
-the multiply-adds of the masked layers (projections, attention scores, MLP) and of the
+the multiply-adds of those layers (projections, attention scores, MLP) and of the
 output projection at the positions scored, and prints the rate each part reached.
 """
 
@@ -100,12 +101,16 @@ def main(argv=None) -> None:
         walls.append(time.perf_counter() - start)
     timer.remove()
     wall = float(np.sum(walls))
+    last = base.config.num_hidden_layers - 1
     leading = sum(v for k, v in timer.seconds.items() if k.startswith("layer ") and int(k[6:]) < first)
+    # every layer from the first masked one on runs per mask: the masked ones and those after them
     masked = sum(v for k, v in timer.seconds.items() if k.startswith("layer ") and int(k[6:]) >= first)
-    parts = {
-        "embedding": timer.seconds["embedding"],
-        f"leading layers 0-{first - 1} (replayed)": leading,
-        f"masked layers {first}-{max(args.layers)}": masked,
+    run = f"layers {first}-{last} run per mask (heads masked in {first}-{max(args.layers)})"
+    parts = {"embedding": timer.seconds["embedding"]}
+    if first > 0:
+        parts[f"leading layers 0-{first - 1} (replayed)"] = leading
+    parts |= {
+        run: masked,
         "final norm": timer.seconds["final norm"],
         "output projection (vocabulary)": timer.seconds["output projection"],
     }
@@ -114,7 +119,7 @@ def main(argv=None) -> None:
     rows, targets = value.prepare(model, query.inputs, 64)
     real = rows["attention_mask"]
     tokens = int((real.sum() if real.ndim == 2 else real.any(-1).sum()).item())
-    n_layers = base.config.num_hidden_layers - first
+    n_layers = last + 1 - first  # the layers run per mask, as timed above
     flops_layers = n_layers * layer_flops(base.config, tokens, context=tokens / len(real) / 2)
     d, vocab = base.config.hidden_size, base.config.vocab_size
     seen: list[tuple] = []  # what the output projection is given in one query
@@ -134,7 +139,7 @@ def main(argv=None) -> None:
     for name, seconds in parts.items():
         print(f"| {name} | {seconds / args.masks:.4f} | {seconds / wall:.0%} |")
     print("\n| arithmetic per query | GFLOP | GFLOP/s reached |\n|---|---|---|")
-    print(f"| masked layers | {flops_layers / 1e9:.2f} | {flops_layers / 1e9 / (masked / args.masks):.1f} |")
+    print(f"| layers {first}-{last} | {flops_layers / 1e9:.2f} | {flops_layers / 1e9 / (masked / args.masks):.1f} |")
     vocab_s = max(parts["output projection (vocabulary)"] / args.masks, 1e-9)
     print(
         f"| output projection: {computed} positions computed, {scored} needed | {flops_vocab / 1e9:.2f} "

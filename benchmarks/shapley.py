@@ -77,15 +77,18 @@ PAIRED_VARIANTS = {
 }
 
 
-def pair_precision(estimate: compattr.Spectrum, truth: compattr.Spectrum, top: int = 10) -> float:
-    """Precision of the ``top`` strongest pairwise Shapley interactions (SII) of a spectrum
-    against the true ``top`` pairs."""
+def pair_precision(estimate: compattr.Spectrum, truth: compattr.Spectrum, top: int = 10) -> float | None:
+    """Precision of the strongest pairwise Shapley interactions (SII) of a spectrum against
+    the true ``top`` strongest non-zero pairs (all of them where there are fewer), or None
+    where the truth has none (the Synthetic Peak: its order-5 terms give every pair 0)."""
 
-    def strongest(sp: compattr.Spectrum) -> set:
-        pairs = {t: v for t, v in compattr.indices.shapley_interaction(sp, max_order=2).items() if len(t) == 2}
-        return set(sorted(pairs, key=lambda t: -abs(pairs[t]))[:top])
+    def strongest(sp: compattr.Spectrum, count: int) -> set:
+        sii = compattr.indices.shapley_interaction(sp, max_order=2)
+        pairs = {t: v for t, v in sii.items() if len(t) == 2 and v != 0.0}
+        return set(sorted(pairs, key=lambda t: -abs(pairs[t]))[:count])
 
-    return len(strongest(estimate) & strongest(truth)) / top
+    true = strongest(truth, top)
+    return len(strongest(estimate, len(true)) & true) / len(true) if true else None
 
 
 def errors(estimate: np.ndarray, truth: np.ndarray, top: int = 10) -> tuple[float, float]:

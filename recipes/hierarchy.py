@@ -24,7 +24,7 @@ from compattr.apps.report import markdown_table
 
 from _common import parser, setup, write_results
 
-DEFAULT_SEARCH = ("out/demo/explanation", "results/*/explanation")
+DEFAULT_SEARCH = ("out/demo/explanation", "results/*/explanation", "results/*/explanation-*")
 
 
 def synthetic_reference(kind: str, n: int, seed: int) -> tuple[compattr.Spectrum, np.ndarray, np.ndarray]:

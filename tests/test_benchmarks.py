@@ -482,6 +482,10 @@ def test_pair_precision_counts_the_true_strongest_pairs_found():
     weaker = truth.to_dict()
     weaker[(0, 1)], weaker[(1, 2)] = 0.1, 0.05  # two of the true top 10 fall below the rest
     assert shapley.pair_precision(compattr.Spectrum.from_dict(weaker, 14), truth) == pytest.approx(0.8)
+    few = compattr.Spectrum(14, [(), (0, 1), (2, 3), (5,)], [1.0, 2.0, 1.0, 3.0])  # 2 non-zero pairs
+    assert shapley.pair_precision(few, few) == 1.0  # out of those 2, not of 10
+    peak = compattr.synthetic.peak(14, n_sets=3, order=5, seed=0)  # every pair's interaction is 0
+    assert shapley.pair_precision(peak, peak) is None
 
 
 def test_shapley_verdict_names_the_best_method_of_each_case_and_ties():

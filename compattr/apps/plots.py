@@ -13,6 +13,9 @@ Every plot returns a :class:`matplotlib.figure.Figure` built without pyplot (no 
 state, nothing to close, safe under any backend; it displays as a notebook cell's value) or,
 given ``ax``, draws there and returns ``ax.figure``. :func:`save` writes figures and HTML.
 Colours follow one convention: red raises the output, blue lowers it, both centred at 0.
+Fourier coefficients (``index="fourier"``) are the exception: their colour is their sign,
+which is not a direction, since ``χ_i = -1`` where feature ``i`` is kept (a positive
+``F({i})`` lowers the output when ``i`` is kept); their colour bar says so.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ _SINGLE_LABELS = {
 _INDEX_LABELS = {
     "shapley": "Shapley value",
     "banzhaf": "Banzhaf value",
-    "fourier": "Fourier coefficient F(T)",
+    "fourier": "Fourier coefficient F(T) (its sign, not a direction)",
     "banzhaf_interaction": "Banzhaf interaction",
     "shapley_interaction": "Shapley interaction",
     "moebius": "Möbius coefficient",
