@@ -8,7 +8,7 @@ intervals, table, bar chart)::
     heads = compattr.AttentionHeads(model)
     sv = compattr.explain_shapley(features=heads, value=compattr.values.ClassLogit(), inputs=batch)
     print(sv.summary())
-    sv.to_frame(10)                         # name, shapley, stderr, ci_low, ci_high, nonzero
+    sv.to_frame(10)                         # feature, name, group, shapley, stderr, ci_low, ci_high, nonzero
     sv.plot(20)
 
 A pair ``S, Sᶜ`` measures the function's odd part exactly, and Shapley values read nothing
