@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_int, range_note
+from .._validation import check_int, is_int, range_note
 from ..features import AttentionHeads
 from ..optimize import (
     ROUND_TIME_LIMIT,
@@ -138,7 +138,7 @@ class QuestionSet:
         """
         Q = len(self)
         k = int(round(train * Q)) if isinstance(train, float) and 0 < train < 1 else train
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 < k < Q:
+        if not is_int(k) or not 0 < k < Q:
             raise ValueError(f"train must leave questions on both sides of the split (0 < train < {Q}), got {train!r}.")
         order = np.arange(Q) if seed is None else np.random.default_rng(seed).permutation(Q)
         return self[order[:k]], self[order[k:]]

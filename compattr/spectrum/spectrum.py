@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._validation import as_masks, check_format, output_scale
+from .._validation import as_masks, check_format, is_int, output_scale
 from .supports import (
     csr_to_padded,
     group_csr_rows,
@@ -80,7 +80,7 @@ class Spectrum:
     """
 
     def __init__(self, n: int, supports, coefs) -> None:
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        if not is_int(n) or n < 1:
             raise ValueError(f"a spectrum needs a whole number n >= 1 of features, got {n!r}.")
         n = int(n)
         coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
@@ -245,7 +245,7 @@ class Spectrum:
     # ------------------------------------------------------------------ selection
     def top(self, k: int) -> Spectrum:
         """The ``k`` terms of largest ``|F(T)|`` (the constant competes like any term)."""
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+        if not is_int(k) or k < 0:
             raise ValueError(f"k must be a non-negative integer, got {k!r}.")
         if k > len(self):
             raise ValueError(f"k={k} is larger than the spectrum, which has {len(self)} terms.")
@@ -337,15 +337,16 @@ class Spectrum:
         deg = self.degrees
         scale = output_scale(self.coefs)  # squares of |F| above 1e154 would overflow
         e = (self.coefs / scale) ** 2
+        scaled_total = float(e[deg > 0].sum())  # in units of scale²
         with np.errstate(over="ignore"):  # an energy beyond float range is inf
-            total = float(e[deg > 0].sum() * np.square(np.float64(scale)))
+            total = float(scaled_total * np.square(np.float64(scale)))
         n_groups = (counts > 0).sum(axis=1)
         kinds = {
             "linear": deg == 1,
             "within": (deg >= 2) & (n_groups == 1),
             "cross": (deg >= 2) & (n_groups >= 2),
         }
-        denom = float(e[deg > 0].sum()) or 1.0  # the fractions, in the scaled units
+        denom = scaled_total or 1.0  # the fractions, in the scaled units
         share = counts / np.maximum(deg, 1)[:, None]  # fraction of each term per group
         per_group = pd.DataFrame(
             {kind: (e * sel) @ share / denom for kind, sel in kinds.items()},
