@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pulp
 
-from .._validation import check_spectrum
+from .._validation import check_spectrum, is_real
 from ..spectrum import Spectrum
 from ..spectrum.indices import moebius_weight, superset_transform
 from .constraints import Constraints, make_constraints
@@ -108,7 +108,7 @@ def best_subset(
     then improves the result by single flips and swaps until no move helps.
     """
     check_spectrum(sp)
-    if time_limit is not None and not (isinstance(time_limit, (int, float)) and 0 < time_limit < float("inf")):
+    if time_limit is not None and not (is_real(time_limit) and 0 < time_limit < float("inf")):
         raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}.")
     cons = make_constraints(sp.n, size, sense, groups, min_per_group, kv_groups, min_kv_removed, kinds)
     start = _greedy(sp, cons, maximize)
@@ -216,7 +216,7 @@ def _variable(prob: pulp.LpProblem, name: str, cat: str) -> pulp.LpVariable:
 
 def _cbc(time_limit: float | None, warm_start: bool):
     """CBC on one thread: a system ``cbc`` if installed, else the one bundled with PuLP."""
-    options = dict(msg=False, timeLimit=time_limit, threads=1, warmStart=warm_start)
+    options = dict(msg=False, timeLimit=None if time_limit is None else float(time_limit), threads=1, warmStart=warm_start)
     system = pulp.COIN_CMD(**options)
     if system.available():
         return system

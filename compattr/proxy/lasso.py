@@ -15,7 +15,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_int, output_scale
+from .._validation import as_masks, as_outputs, check_int, is_real, output_scale
 from ..spectrum import Spectrum
 
 
@@ -62,7 +62,7 @@ class LassoBaseline(RegressorMixin, BaseEstimator):
         check_int(self.n_alphas, "n_alphas", 1)
         check_int(self.num_threads, "num_threads", 1)
         check_int(self.seed, "seed", 0)
-        if isinstance(self.eps, bool) or not (isinstance(self.eps, (int, float)) and 0.0 < self.eps < 1.0):
+        if not (is_real(self.eps) and 0.0 < self.eps < 1.0):
             raise ValueError(f"eps (λ_min / λ_max) must lie in (0, 1), got {self.eps!r}.")
         X = as_masks(X)
         y = as_outputs(y, X.shape[0])

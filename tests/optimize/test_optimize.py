@@ -299,7 +299,9 @@ def test_time_limit_reaches_cbc():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kept = best_subset(sp, 6, time_limit=30)
+        from_numpy = best_subset(sp, 6, time_limit=np.float32(30))  # a NumPy number was refused
     assert sp.predict(kept[None])[0] == pytest.approx(brute_optimum(sp, True, size=6))
+    np.testing.assert_array_equal(from_numpy, kept)
 
 
 # ---------------------------------------------------------------------- baselines

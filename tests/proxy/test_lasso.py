@@ -61,6 +61,15 @@ def test_bad_parameters_are_refused_before_fitting(kwargs):
         LassoBaseline(**kwargs).fit(X, X.sum(axis=1).astype(float))
 
 
+def test_numpy_numbers_are_parameters_like_python_ones():
+    """A NumPy float32 eps (a value read from an array) was refused as not a number."""
+    X = compattr.sample_masks(5, 60, seed=0)
+    y = X.sum(axis=1).astype(float)
+    given = LassoBaseline(eps=np.float32(1e-3), cv=np.int64(5)).fit(X, y)
+    plain = LassoBaseline(eps=1e-3, cv=5).fit(X, y)
+    np.testing.assert_allclose(given.predict(X), plain.predict(X), rtol=1e-5)
+
+
 def test_predict_before_fit_is_sklearns_not_fitted_error():
     with pytest.raises(NotFittedError):
         LassoBaseline().predict(np.ones((2, 3), bool))
