@@ -458,7 +458,6 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
     assert setup.test is not None and setup.size is not None  # prune sets both
     start = time.perf_counter()
     ex = _explain(args, setup)
-    best_of = args.best_of
     plans, table = tasks.compare_plans(
         ex,
         setup.model,
@@ -468,7 +467,7 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
         setup.test,
         setup.size,
         metric=_VALUES[args.value],
-        best_of=best_of,
+        best_of=args.best_of,
         min_per_layer=args.min_per_layer,
         seed=args.seed,
         cache_dir=setup.cache,
@@ -476,7 +475,7 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
-    settings = _settings(args, setup, seconds) | {"keep": setup.size, "best_of": best_of}
+    settings = _settings(args, setup, seconds) | {"keep": setup.size, "best_of": table.attrs["best_of"]}
     note = range_note(table["predicted"], table["method"], ex.value_range)
     results = markdown_table(table) + f"\n\n{tasks.verdict(table)}" + ("" if note is None else f"\n\nnote: {note}")
     text = "\n".join(

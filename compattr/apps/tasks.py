@@ -601,7 +601,8 @@ def compare_plans(
         ``ci low`` / ``ci high``, and ``vs ProxySPEX`` (accuracy difference) with
         ``vs low`` / ``vs high``. ``table.attrs["verification"]`` holds ProxySPEX's rounds
         (:class:`compattr.optimize.PlanSearch`: predicted vs measured per candidate) and
-        ``table.attrs["confidence"]`` the intervals' coverage; :func:`verdict` reads it. A
+        ``table.attrs["confidence"]`` the intervals' coverage; :func:`verdict` reads it;
+        ``table.attrs["best_of"]`` the random kept-sets Best-of-N drew. A
         ``predicted`` value outside the metric's range (:data:`METRIC_RANGES`) issues a
         :class:`compattr.optimize.ValueRangeWarning` naming the rows.
     """
@@ -634,9 +635,10 @@ def compare_plans(
             **constraints,
         )
         calls = len(explanation.masks) + search.calls
+        draws = calls if best_of is None else best_of  # Best-of-N's random kept-sets
         found = {"ProxySPEX": (search.kept, calls)}
         for method in baselines:
-            found[method] = _baseline(method, explanation, train_value, n, size, calls, best_of, seed, constraints)
+            found[method] = _baseline(method, explanation, train_value, n, size, calls, draws, seed, constraints)
     plans = {
         m: PruningPlan(k, names, groups, value=float(explanation.spectrum.predict(k[None])[0]))
         for m, (k, _) in found.items()
@@ -655,6 +657,7 @@ def compare_plans(
     ).join(accuracy_intervals(right, methods, confidence=confidence, seed=seed))
     table.attrs["verification"] = search.rounds
     table.attrs["confidence"] = confidence
+    table.attrs["best_of"] = draws
     note = range_note(table["predicted"], table["method"], METRIC_RANGES[metric])
     if note:
         warnings.warn(note, ValueRangeWarning, stacklevel=2)
@@ -715,9 +718,10 @@ def verdict(table: pd.DataFrame) -> str:
 
 
 def _baseline(
-    method: str, explanation, train_value, n: int, size: int, calls: int, best_of, seed: int, constraints: dict
+    method: str, explanation, train_value, n: int, size: int, calls: int, draws: int, seed: int, constraints: dict
 ) -> tuple[np.ndarray, int]:
-    """One baseline's kept-set and the model calls it spent (see :func:`compare_plans`)."""
+    """One baseline's kept-set and the model calls it spent (see :func:`compare_plans`):
+    greedy within ``calls``, Best-of-N from ``draws`` random kept-sets."""
     if method == "LASSO":
         return best_subset(explanation.lasso, size, **constraints), len(explanation.masks)
     if method == "single-head":
@@ -726,7 +730,6 @@ def _baseline(
     if method == "greedy":
         oracle = MaskOracle(train_value, n, budget=calls)
         return greedy_elimination(oracle, size, **constraints), oracle.calls
-    draws = calls if best_of is None else best_of
     oracle = MaskOracle(train_value, n, budget=draws)
     groups, minimum = constraints["groups"], constraints["min_per_group"]
 

@@ -139,6 +139,7 @@ def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
     assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-N", "greedy", "single-head"]
     assert table["heads kept"].tolist() == [12, 6, 6, 6, 6, 6]
     assert table["model calls"].tolist()[3] == 15 and table["model calls"].tolist()[-1] == 13
+    assert json.loads((out / "explanation" / "settings.json").read_text())["best_of"] == 15
     assert table["test accuracy"].between(0, 1).all()
     for name in ("proxyspex", "lasso", "best_of_n", "greedy", "single_head"):
         plan = compattr.PruningPlan.from_json(out / "plans" / f"{name}.json")
@@ -256,10 +257,14 @@ def test_prune_notes_predictions_the_metric_cannot_take(assets, tmp_path, capsys
         return plans, table
 
     monkeypatch.setattr(compattr.tasks, "compare_plans", positive)
-    assert _run(assets, tmp_path, "prune", "--keep", "6", "--best-of", "15") == 0
+    assert _run(assets, tmp_path, "prune", "--keep", "6") == 0
     note = "note: predicted value outside the value function's range [-∞, 0]: ProxySPEX +0.49"
     assert note in capsys.readouterr().out
-    assert note in (tmp_path / "out" / "results.md").read_text()
+    out = tmp_path / "out"
+    assert note in (out / "results.md").read_text()
+    # without --best-of, Best-of-N drew as many kept-sets as ProxySPEX's calls (was written null)
+    calls = pd.read_csv(out / "results.csv").set_index("method")["model calls"]
+    assert json.loads((out / "explanation" / "settings.json").read_text())["best_of"] == calls["ProxySPEX"]
 
 
 def test_bad_model_task_and_flags_exit_2(assets, tmp_path, capsys):

@@ -335,6 +335,7 @@ def test_compare_plans_on_a_tiny_model(tmp_path, monkeypatch):
     assert 1 <= len(search) <= 6 and calls["ProxySPEX"] == 80 + len(search)
     assert calls["LASSO"] == 80 and calls["single-head"] == 13
     assert calls["greedy"] <= calls["ProxySPEX"] and calls["Best-of-N"] <= calls["ProxySPEX"]
+    assert table.attrs["best_of"] == calls["ProxySPEX"]  # the draws Best-of-N was given
     assert sum(sent[:-1]) == len(search) + calls["Best-of-N"] + calls["greedy"] + calls["single-head"]
     # the plan is the best measured candidate of the verification
     assert table["train value"].iloc[1] == pytest.approx(max(search["measured"].max(), search["best"].max()))
