@@ -494,10 +494,13 @@ class MultipleChoice(Value):
         return bool(torch.allclose(got.flatten().double(), want.double(), atol=tolerance, rtol=0))
 
     def __repr__(self) -> str:
+        """Also the query cache's fingerprint: ``packed=False`` is named (the packed rows' sums
+        may differ from one row per option in the last bits), the default is not, so caches
+        written before the option existed stay valid."""
         options = digest([list(o) for o in self.options])
         return (
             f"MultipleChoice(Q={len(self.options)}, K={self.K}, metric={self.metric!r}, "
-            f"options#{options}, answers#{digest(self.answers)})"
+            f"options#{options}, answers#{digest(self.answers)}{'' if self.packed else ', packed=False'})"
         )
 
 

@@ -198,8 +198,10 @@ def test_fingerprints_tell_settings_apart():
         LogLikelihood(answers=[[1]]).fingerprint(),
         MultipleChoice([[[1], [2]]], [0]).fingerprint(),
         MultipleChoice([[[1], [2]]], [1]).fingerprint(),
+        MultipleChoice([[[1], [2]]], [1], packed=False).fingerprint(),
+        MultipleChoice([[[1], [2]]], [1], metric="accuracy").fingerprint(),
     }
-    assert len(fps) == 9
+    assert len(fps) == 11
     assert np.all([isinstance(f, str) for f in fps])
 
 
