@@ -153,6 +153,12 @@ def resolve(model: nn.Module) -> tuple[Architecture, str]:
 
 
 def _discover(model: nn.Module, n_layers: int | None) -> Architecture | None:
+    """The one ``ModuleList`` of ``n_layers`` blocks (any length when None) whose first block
+    holds exactly one attention output projection (:data:`_OUT_PROJ`); None where there is
+    none, ``ValueError`` where several stacks qualify (an encoder–decoder's encoder and
+    decoder, a multimodal model's vision and text towers): which one to mask is the user's
+    choice, made by registering it."""
+    found = []
     for name, blocks in model.named_modules():
         if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
             continue
@@ -162,8 +168,16 @@ def _discover(model: nn.Module, n_layers: int | None) -> Architecture | None:
             sub for sub, module in blocks[0].named_modules() if _OUT_PROJ.search(sub) and hasattr(module, "weight")
         ]
         if len(projections) == 1:
-            return Architecture(name, projections[0])
-    return None
+            found.append(Architecture(name, projections[0]))
+    if len(found) > 1:
+        stacks = ", ".join(f"'{a.blocks}' (out_proj '{a.out_proj}')" for a in found)
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        raise ValueError(
+            f"{type(model).__name__} has {len(found)} stacks of attention blocks: {stacks}; "
+            "which heads to mask is ambiguous. Register the stack you mean: "
+            f"compattr.features.register_architecture({model_type!r}, Architecture(blocks=..., out_proj=...))."
+        )
+    return found[0] if found else None
 
 
 def is_lens(model: nn.Module) -> bool:

@@ -368,6 +368,23 @@ def test_unknown_architectures_are_discovered_or_refused():
         AttentionHeads(_Mystery("mixer"))
 
 
+def test_an_encoder_decoder_is_refused_until_its_stack_is_registered():
+    """Discovery took the first stack of blocks it met: an encoder-decoder's encoder, silently."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    sizes = dict(encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2)
+    config = BartConfig(vocab_size=50, d_model=16, encoder_ffn_dim=16, decoder_ffn_dim=16, **sizes)
+    model = BartForConditionalGeneration(config).eval()
+    with pytest.raises(ValueError, match="2 stacks.*encoder.layers.*decoder.layers.*register_architecture"):
+        AttentionHeads(model)
+    try:
+        register_architecture("bart", Architecture("decoder.layers", "self_attn.out_proj", "fc2"))
+        heads = AttentionHeads(model)
+        assert heads._sites[0] is model.model.decoder.layers[0].self_attn.out_proj
+    finally:
+        REGISTRY.pop("bart")
+
+
 def test_registered_architectures_are_used():
     try:
         register_architecture("mystery", Architecture("blocks", "attn.mixer"))
