@@ -81,6 +81,17 @@ def output_scale(y: np.ndarray) -> float:
     return math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0
 
 
+def scale_errors(table, columns: tuple[str, ...], scale: float):
+    """Multiply the squared errors in ``columns`` of ``table`` (a pandas DataFrame) by
+    ``scale²`` in place: errors of outputs fitted over :func:`output_scale`, back in units of
+    y² (inf where that overflows); an empty table is left as it is. Returns ``table``."""
+    if len(table):
+        with np.errstate(over="ignore"):
+            for column in columns:
+                table[column] = table[column] * scale * scale
+    return table
+
+
 def plan_size(keep, n: int, name: str = "keep") -> int:
     """The number of features a plan keeps, from ``keep``; the one rule for every entry point.
 

@@ -216,7 +216,9 @@ def _variable(prob: pulp.LpProblem, name: str, cat: str) -> pulp.LpVariable:
 
 def _cbc(time_limit: float | None, warm_start: bool):
     """CBC on one thread: a system ``cbc`` if installed, else the one bundled with PuLP."""
-    options = dict(msg=False, timeLimit=None if time_limit is None else float(time_limit), threads=1, warmStart=warm_start)
+    options = dict(
+        msg=False, timeLimit=None if time_limit is None else float(time_limit), threads=1, warmStart=warm_start
+    )
     system = pulp.COIN_CMD(**options)
     if system.available():
         return system

@@ -133,7 +133,16 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, is_int, is_real, output_scale
+from .._validation import (
+    as_masks,
+    as_outputs,
+    check_auto_or_int,
+    check_int,
+    is_int,
+    is_real,
+    output_scale,
+    scale_errors,
+)
 from ..query.masks import budget
 from ..spectrum import Spectrum
 from ..spectrum.supports import csr_to_padded, padded_to_csr
@@ -883,7 +892,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                     break
             self.spectrum_ = self._chosen_from_pool(pool, best, X, y, self._ridges()[0]).scaled(scale)
             self.regrown_, self.regrow_rounds_, error = True, round_, float(best["cv_mse"])
-        self.regrow_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
+        self.regrow_cv_ = scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
 
     def _wants_guide(self) -> bool:
@@ -916,7 +925,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             pool = self._guided_pool(current, Spectrum.mean(fold_trees), limit)
             self.spectrum_ = self._chosen_from_pool(pool, best, X, y, self._ridges()[0]).scaled(scale)
             self.guide_rounds_, error = round_, float(best["cv_mse"])
-        self.guide_cv_ = _scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
+        self.guide_cv_ = scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
 
     def _wants_extend(self) -> bool:
@@ -954,7 +963,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         path_ridge = min(ridges)
         options = (self.extend_rounds, EXTEND_PATIENCE, self.max_order, max_terms)
         table = extension_cv(rows, X, y, folds, add, ridges, path_ridge, *options)
-        self.extend_cv_ = _scale_errors(table.copy(), ("cv_mse",), scale)
+        self.extend_cv_ = scale_errors(table.copy(), ("cv_mse",), scale)
         best = table.loc[table["cv_mse"].idxmin()]
         if best["rounds"] == 0 or not best["cv_mse"] < (1.0 - 1e-5) * error:  # float32 CV: a tie below it
             return
@@ -1312,8 +1321,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.spectrum_ = self.spectrum_.scaled(scale)
         self.tree_spectrum_ = self.tree_spectrum_.scaled(scale)
         for table in (self.cv_results_, self.sparsity_cv_, self.grow_cv_):
-            _scale_errors(table, ("cv_mse",), scale)
-        _scale_errors(self.challenge_, ("tree_mse", "spectrum_mse"), scale)
+            scale_errors(table, ("cv_mse",), scale)
+        scale_errors(self.challenge_, ("tree_mse", "spectrum_mse"), scale)
 
 
 def _explained(table: pd.DataFrame, y: np.ndarray) -> float:
@@ -1363,16 +1372,6 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 def _lowest_error(*tables: pd.DataFrame) -> float:
     """The lowest ``cv_mse`` of the non-empty ``tables`` (inf where all are empty)."""
     return float(min((table["cv_mse"].min() for table in tables if len(table)), default=np.inf))
-
-
-def _scale_errors(table: pd.DataFrame, columns: tuple[str, ...], scale: float) -> pd.DataFrame:
-    """Multiply the squared errors in ``columns`` of ``table`` by ``scale²`` in place (units of
-    y², inf where that overflows); an empty table is left as it is. Returns ``table``."""
-    if len(table):
-        with np.errstate(over="ignore"):
-            for column in columns:
-                table[column] = table[column] * scale * scale
-    return table
 
 
 def _check_grid(grid: dict | None) -> None:

@@ -53,7 +53,7 @@ import scipy.linalg
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, is_real
+from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, is_real, output_scale, scale_errors
 from ..query.masks import FEW_PAIRS, check_pairs, resolve_kernel_power
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
@@ -231,8 +231,13 @@ class PairedShapley(BaseEstimator):
         With the trees' prior (blended or not): the fits whose trees are averaged into it,
         ``proxy_`` first; else empty.
     untuned_trees_ : lightgbm.Booster or None
-        The untuned ensemble averaged into the trees' prior with them (``untuned_trees``;
-        its spectrum is ``Spectrum.from_trees(untuned_trees_, n)``); else None.
+        The untuned ensemble averaged into the trees' prior with them (``untuned_trees``),
+        fitted on the outputs over ``output_scale_``: its spectrum is
+        ``Spectrum.from_trees(untuned_trees_, n).scaled(output_scale_)``; else None.
+    output_scale_ : float
+        The power of two the refit, its CV and the untuned trees divide the outputs by
+        (``max |y| / output_scale_`` in [0.5, 1)), so that every magnitude of the outputs
+        gives the same choices.
     ridge_ : float
         The refit's chosen relative ridge strength (``inf``: the prior was kept).
     support_ : float
@@ -428,18 +433,22 @@ class PairedShapley(BaseEstimator):
         # error on the tuning functions (docs/results.md)
         proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
         self.proxy_ = proxy.fit(X, y)
+        # the refits and the untuned trees see the outputs over a power of two (exact), so
+        # that outputs of any magnitude give the same choices (their CV errors are squares)
+        scale = self.output_scale_ = output_scale(y)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         sparse = proxy.spectrum_.odd_part()
         role = self._sparse_role(len(y), sparse)
         estimates = []
         if role != "refitted":  # kept as it is: only the efficiency constraint (infinite ridge)
-            estimates.append(self._refit(sparse, sparse.predict(S), S, g, np.array([np.inf])))
+            estimates.append(self._refit(sparse, sparse.predict(S), S, g, np.array([np.inf]), scale))
             self.prior_ = "sparse"
             self.tree_proxies_: list[ProxySPEX] = []
             self.untuned_trees_: lgb.Booster | None = None
         if role != "kept":
-            prior, prior_at_pairs = self._trees_prior(X, y, sparse)  # prior_, tree_proxies_
-            estimates.append(self._refit(prior, prior_at_pairs, S, g, np.asarray(self.ridges, dtype=np.float64)))
+            prior, prior_at_pairs = self._trees_prior(X, y, sparse, scale)  # prior_, tree_proxies_
+            ridges = np.asarray(self.ridges, dtype=np.float64)
+            estimates.append(self._refit(prior, prior_at_pairs, S, g, ridges, scale))
         self.hedged_ = role == "hedged"
         # the refit's choices where it ran, else the kept prior's (nothing chosen)
         self.spectrum_, self.support_, self.ridge_, self.cv_results_ = estimates[-1]
@@ -449,20 +458,21 @@ class PairedShapley(BaseEstimator):
         self._fitted_on = _digest(X, y)
         return self
 
-    def _trees_prior(self, X: np.ndarray, y: np.ndarray, sparse: Spectrum) -> tuple[Spectrum, np.ndarray]:
+    def _trees_prior(self, X: np.ndarray, y: np.ndarray, sparse: Spectrum, scale: float) -> tuple[Spectrum, np.ndarray]:
         """The trees' odd part, averaged over ``proxies`` fits and the untuned ensemble where
-        :meth:`_untuned` fits one, blended with ``sparse`` where :meth:`_blends` (``prior_``,
-        ``tree_proxies_``, ``untuned_trees_``); and its values at the pairs."""
+        :meth:`_untuned` fits one (on ``y / scale``), blended with ``sparse`` where
+        :meth:`_blends` (``prior_``, ``tree_proxies_``, ``untuned_trees_``); and its values at
+        the pairs."""
         self.prior_ = "trees"
         fits = self.tree_proxies_ = [self.proxy_, *self._other_trees(X, y)]
         spectra = [fit.tree_spectrum_ for fit in fits]
         # the values at the masks through the trees (their exact transform is the spectrum),
         # at a cost that grows with the trees, not the terms
         at_masks = [fit.predict_trees(X) for fit in fits]
-        untuned = self.untuned_trees_ = self._untuned(X, y)
+        untuned = self.untuned_trees_ = self._untuned(X, y / scale)
         if untuned is not None:
-            spectra.append(Spectrum.from_trees(untuned, X.shape[1]))
-            at_masks.append(np.asarray(untuned.predict(X.astype(np.float32)), dtype=np.float64))
+            spectra.append(Spectrum.from_trees(untuned, X.shape[1]).scaled(scale))
+            at_masks.append(scale * np.asarray(untuned.predict(X.astype(np.float32)), dtype=np.float64))
         prior = Spectrum.mean(spectra).odd_part()
         trees = np.mean(at_masks, axis=0)
         prior_at_pairs = 0.5 * (trees[0::2] - trees[1::2])
@@ -471,13 +481,22 @@ class PairedShapley(BaseEstimator):
             prior_at_pairs = 0.5 * (prior_at_pairs + sparse.predict(X[0::2]))
         return prior, prior_at_pairs
 
-    def _refit(self, prior: Spectrum, prior_at_pairs: np.ndarray, S: np.ndarray, g: np.ndarray, ridges: np.ndarray):
+    def _refit(
+        self,
+        prior: Spectrum,
+        prior_at_pairs: np.ndarray,
+        S: np.ndarray,
+        g: np.ndarray,
+        ridges: np.ndarray,
+        unit: float,
+    ):
         """The odd part ``g`` (pairs,) at the pairs' first masks ``S`` (pairs, n), refitted
         from ``prior`` (whose values at ``S`` are ``prior_at_pairs``): its singletons and
         largest higher terms by ridge regression towards it (module docstring), the support
         and the ridge chosen by CV over pairs among ``ridges`` (only ``inf``: the prior, made
-        efficient). Returns the spectrum, the chosen terms per pair and ridge, and the CV
-        table."""
+        efficient), all in units of ``unit`` (a power of two, so exact). Returns the
+        spectrum, the chosen terms per pair and ridge, and the CV table."""
+        prior, prior_at_pairs, g = prior.scaled(1.0 / unit), prior_at_pairs / unit, g / unit
         n = prior.n
         available = n + int(np.sum(prior.degrees >= 3))  # singletons and the prior's higher terms
         candidates = self._candidates(n, S.shape[0], available)  # (terms per pair, terms): prefixes
@@ -504,7 +523,8 @@ class PairedShapley(BaseEstimator):
         A, b, constraint = design(t)
         (coefs,) = _ridge_towards(A, b, start[:t], constraint, [ridge * scale])
         update = Spectrum(n, padded_to_csr(rows[:t], n), coefs - start[:t])
-        return Spectrum.sum([prior, update]), support, ridge, table
+        scale_errors(table, ("cv_mse",), unit)
+        return Spectrum.sum([prior, update]).scaled(unit), support, ridge, table
 
     def _sparse_role(self, m: int, sparse: Spectrum) -> str:
         """What becomes of the proxy's sparse spectrum's odd part ``sparse`` on ``m`` masks
@@ -637,9 +657,12 @@ def _digest(X: np.ndarray, y: np.ndarray) -> str:
 
 def _energy_ratio(sparse: Spectrum, trees: Spectrum) -> float:
     """The energy (sum of squared coefficients) of ``sparse`` over that of ``trees`` (``inf``
-    when ``trees`` has none): large where a refit has inflated fragments the trees barely see."""
-    energy = np.sum(trees.coefs**2)
-    return float(np.sum(sparse.coefs**2) / energy) if energy > 0 else np.inf
+    when ``trees`` has none): large where a refit has inflated fragments the trees barely see.
+    Both are summed over the largest coefficient's power of two, so that neither overflows
+    nor underflows at any magnitude of the outputs."""
+    unit = output_scale(np.r_[trees.coefs, sparse.coefs])
+    energy = np.sum((trees.coefs / unit) ** 2)
+    return float(np.sum((sparse.coefs / unit) ** 2) / energy) if energy > 0 else np.inf
 
 
 def _smaller_gram_eigh(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -227,8 +227,9 @@ def test_the_untuned_trees_join_the_trees_prior(monkeypatch):
     assert depth_count[:, 0].max() == shapley.UNTUNED_TREES["max_depth"] and depth_count[:, 1].min() == 1
     # its exact spectrum, and the prior's Shapley values, against brute force over all 2^n masks
     masks = all_masks(n)
-    at_masks = untuned.predict(masks.astype(np.float32))
-    np.testing.assert_allclose(compattr.Spectrum.from_trees(untuned, n).predict(masks), at_masks, atol=1e-9)
+    at_masks = untuned.predict(masks.astype(np.float32)) * est.output_scale_  # fitted on y / output_scale_
+    assert est.output_scale_ == 16.0  # max |y| = 9.06: a power of two, max |y| / it in [0.5, 1)
+    np.testing.assert_allclose(compattr.Spectrum.from_trees(untuned, n).predict(masks), at_masks / 16.0, atol=1e-9)
     table = np.mean([fit.predict_trees(masks) for fit in est.tree_proxies_] + [at_masks], axis=0)
     np.testing.assert_allclose(est.shapley_, brute_force_shapley(table, n), atol=1e-9)
     # without it, the tuned fits' average alone
@@ -290,6 +291,28 @@ def test_the_same_seed_gives_the_same_estimate():
     a, b, c = fit(f.predict, n, 200, seed=5), fit(f.predict, n, 200, seed=5), fit(f.predict, n, 200, seed=6)
     np.testing.assert_array_equal(a.shapley_, b.shapley_)
     assert not np.array_equal(a.shapley_, c.shapley_)
+
+
+@pytest.mark.parametrize("prior", ["sparse", "trees"])
+def test_outputs_of_any_magnitude_give_the_same_estimate(prior):
+    """The refit's CV and the untuned trees saw the raw outputs: near 1e±300 the CV errors
+    overflowed or vanished (7 % off at 1e300, 1.3 % at 1e-30, with the trees' prior). Scaling
+    by a power of two now scales the estimate exactly, and other scales stay close."""
+    X, y, _, _ = noisy_pairs()
+    options = dict(random_state=0, untuned_trees=True)
+    if prior == "trees":
+        options["sparse_above"] = np.inf
+    base = PairedShapley(**options).fit(X, y)
+    assert base.prior_ == prior and (base.untuned_trees_ is not None) == (prior == "trees")
+    for power in (996, -996):
+        scaled = PairedShapley(**options).fit(X, y * 2.0**power)
+        np.testing.assert_array_equal(scaled.shapley_, base.shapley_ * 2.0**power)
+        assert scaled.ridge_ == base.ridge_ and scaled.prior_ == base.prior_
+    for factor in (1e300, 1e-30):
+        scaled = PairedShapley(**options).fit(X, y * factor)
+        np.testing.assert_allclose(
+            scaled.shapley_ / factor, base.shapley_, rtol=1e-3, atol=1e-3 * np.abs(base.shapley_).max()
+        )
 
 
 def test_rejects_masks_that_are_not_complementary_pairs():
