@@ -115,9 +115,6 @@ few hundred masks often favour shallow trees, which hold no term above their dep
 average of other shapes recovers what one shape misses. On
 fewer than :data:`REPEAT_MASKS` masks, a first fit whose CV explains nothing gets a second
 opinion from the next seed, since one split of a few hundred masks can miss a weak function.
-With ``settle`` two fits come first, with stages 6 and 8, and the rest only where those
-leave the outputs unexplained (more than 1 - :data:`SETTLED_ABOVE` of their variance in the
-CV error).
 """
 
 from __future__ import annotations
@@ -444,17 +441,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         Rounds at most of stage 8 (module docstring; default :data:`EXTEND_ROUNDS`): the
         terms extended one feature at a time where their residual points, the rounds and
         ridge strength chosen by CV and taken where its error falls. 0: none.
-    settle : bool
-        Where ``repeats="auto"`` wants more than two fits and stage 8 runs: first average two,
-        regrow them (stage 6, no guided rounds) and extend them (stage 8), and stop there when
-        the CV error of the terms kept is below (1 - :data:`SETTLED_ABOVE`) of the variance:
-        they explain the outputs, and the other fits and stages would only repeat that
-        (True, default; ``repeats_`` is then 2). Otherwise the other fits follow and stages
-        6–8 run on the average of all, as with False, which always fits them all (the
-        same result, for the two fits' stages 6 and 8 more). On complete hierarchies
-        (n = 100, α = 2, tuning seeds 1–24) two fits settled 13 of 24, each in 1.2–1.4
-        CPU s instead of 1.9–2.3, with the same held-out R² on all 24; the others took
-        0.1–0.4 s more, as did all eight with 10 dB noise (docs/results.md).
     pursue : bool
         Before growing, add to the kept terms the trees' terms their residual correlates with
         most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
@@ -592,7 +578,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         regrow_capped: float = REGROW_CAPPED_BELOW,
         guide_rounds: int = GUIDE_ROUNDS,
         extend_rounds: int = EXTEND_ROUNDS,
-        settle: bool = True,
         pursue: bool = True,
         cliques: bool = True,
         missing_subsets: int = MISSING_SUBSETS,
@@ -622,7 +607,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.regrow_capped = regrow_capped
         self.guide_rounds = guide_rounds
         self.extend_rounds = extend_rounds
-        self.settle = settle
         self.pursue = pursue
         self.cliques = cliques
         self.missing_subsets = missing_subsets
@@ -645,48 +629,23 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             if self._wants_second_opinion(len(y)):
                 self._second_opinion(X, y)
             self.repeats_ = self._wanted_repeats(len(y))
+            self.regrown_, self.regrow_rounds_, self.regrow_cv_ = False, 0, pd.DataFrame()
+            self.guide_rounds_, self.guide_cv_ = 0, pd.DataFrame()
+            self.extend_rounds_, self.extend_cv_ = 0, pd.DataFrame()
             X, y = self._check_inputs(X, y)
-            spectra = [self.spectrum_]  # each fit's final spectrum, to average
-            if self._settles_early():  # two fits first, and no more where they explain y
-                spectra += self._repeated(X, y, 1, 2)
-                if self._after_repeats(X, y, spectra, guide=False) < self._settled_error(y):
-                    self.repeats_ = 2
-                    return self
-            spectra += self._repeated(X, y, len(spectra), self.repeats_)
-            self._after_repeats(X, y, spectra, guide=True)
+            error: float | None = None  # the CV error of spectrum_'s terms where stage 6 or 7 chose them
+            if self.repeats_ > 1:
+                self._average_repeats(X, y)
+                if self._wants_regrow():
+                    with _timed(self.timings_, "regrow"):
+                        error = self._regrow(X, y)
+                    if error is not None and self._wants_guide():
+                        with _timed(self.timings_, "guide"):
+                            error = self._guide(X, y, error)
+            if self._wants_extend():
+                with _timed(self.timings_, "extend"):
+                    self._extend(X, y, self._first_cv_error if error is None else error)
             return self
-
-    def _after_repeats(self, X: np.ndarray, y: np.ndarray, spectra: list[Spectrum], guide: bool) -> float:
-        """Stages 6–8 on the average of the fits' final ``spectra`` (``spectrum_``; stage 7
-        only with ``guide``), from the state the first fit left. Returns the CV error of the
-        terms kept last, in the scaled outputs' units (the first fit's where no stage took
-        terms)."""
-        self.spectrum_ = spectra[0] if len(spectra) == 1 else Spectrum.mean(spectra)
-        self.regrown_, self.regrow_rounds_, self.regrow_cv_ = False, 0, pd.DataFrame()
-        self.guide_rounds_, self.guide_cv_ = 0, pd.DataFrame()
-        self.extend_rounds_, self.extend_cv_ = 0, pd.DataFrame()
-        error: float | None = None  # the CV error of spectrum_'s terms where stage 6 or 7 chose them
-        if len(spectra) > 1 and self._wants_regrow():
-            with _timed(self.timings_, "regrow"):
-                error = self._regrow(X, y)
-            if guide and error is not None and self._wants_guide():
-                with _timed(self.timings_, "guide"):
-                    error = self._guide(X, y, error)
-        error = self._first_cv_error if error is None else error
-        if self._wants_extend():
-            with _timed(self.timings_, "extend"):
-                error = self._extend(X, y, error)
-        return error
-
-    def _settles_early(self) -> bool:
-        """Whether ``settle`` first tries two of more than two ``repeats="auto"`` fits, with
-        stage 8 to judge them."""
-        return self.settle and self.repeats == "auto" and self.repeats_ > 2 and self._wants_extend()
-
-    def _settled_error(self, y: np.ndarray) -> float:
-        """The CV error (scaled outputs' units) below which terms explain :data:`SETTLED_ABOVE`
-        of the variance of ``y``."""
-        return (1.0 - SETTLED_ABOVE) * float(np.var(y / self._output_scale))
 
     def _fit(self, X, y) -> ProxySPEX:
         """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``.
@@ -813,14 +772,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             kept = {"_output_scale": second._output_scale, "_first_cv_error": second._first_cv_error}
             self.__dict__.update(fitted, **kept, seed_=second.seed)
 
-    def _repeated(self, X, y, first: int, stop: int) -> list[Spectrum]:
-        """The final spectra of the repeats ``first, ..., stop - 1`` (the first fit is repeat
-        0): fits seeded ``seed_ + r``, on the grid without the first fit's depth with
-        ``vary_depth`` (:meth:`_other_depths`); their CPU seconds join ``timings_``."""
-        if first >= stop:
-            return []
+    def _average_repeats(self, X, y) -> None:
+        """Fit ``repeats_ - 1`` more times with seeds ``seed_ + 1, ...`` (on the grid without
+        the first fit's depth with ``vary_depth``, :meth:`_other_depths`) and average the
+        final spectra into ``spectrum_``; their CPU seconds join ``timings_``."""
         grid = self._other_depths() if self.vary_depth else self.grid
-        return [self._fitted_again(X, y, self.seed_ + r, grid).spectrum_ for r in range(first, stop)]
+        others = [self._fitted_again(X, y, self.seed_ + r, grid) for r in range(1, self.repeats_)]
+        self.spectrum_ = Spectrum.mean([self.spectrum_, *(other.spectrum_ for other in others)])
 
     def _other_depths(self) -> dict | None:
         """The ``grid`` without the tree depth of this fit (``best_params_``), or the grid
@@ -978,7 +936,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return False
         return EXPLAINS_ABOVE <= self.cv_r2_ < FINAL_FIT_BELOW
 
-    def _extend(self, X: np.ndarray, y: np.ndarray, error: float) -> float:
+    def _extend(self, X: np.ndarray, y: np.ndarray, error: float) -> None:
         """Stage 8: ``spectrum_``'s terms extended by one feature at a time, led by their
         residual (:func:`extension_cv` over the folds of ``seed_`` and the CV's subset of at
         most ``max_cv_rows`` masks, then :func:`extended` on every mask), where the CV error
@@ -987,8 +945,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         round adds :data:`EXTEND_SHARE` of a fold's training masks in sets, up to
         ``extend_rounds`` rounds and at most half a fold's training masks (or ``max_k``) in
         terms; the rounds end after :data:`EXTEND_PATIENCE` without a lower CV error
-        (``extend_rounds_``, ``extend_cv_``). Returns the CV error of the terms kept (``error``
-        where no round was taken)."""
+        (``extend_rounds_``, ``extend_cv_``)."""
         scale = self._output_scale
         y = y / scale  # exact: a power of two
         subset = cv_subset(len(X), self.max_cv_rows, self.seed)
@@ -1001,7 +958,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         rows = csr_to_padded(self.spectrum_.supports, self.n_features_in_)
         max_terms = min(m_train // 2, self.max_k)
         if len(rows) + add > max_terms:  # no room for a round
-            return error
+            return
         ridges = self._ridges()
         path_ridge = min(ridges)
         options = (self.extend_rounds, EXTEND_PATIENCE, self.max_order, max_terms)
@@ -1009,11 +966,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.extend_cv_ = scale_errors(table.copy(), ("cv_mse",), scale)
         best = table.loc[table["cv_mse"].idxmin()]
         if best["rounds"] == 0 or not best["cv_mse"] < (1.0 - 1e-5) * error:  # float32 CV: a tie below it
-            return error
+            return
         rounds = int(best["rounds"])
         spectrum = extended(rows, X, y, add, rounds, path_ridge, float(best["ridge"]), self.max_order)
         self.spectrum_, self.extend_rounds_ = spectrum.scaled(scale), rounds
-        return float(best["cv_mse"])
 
     def _chosen_again_by(self, X: np.ndarray, y: np.ndarray) -> tuple[list, int, list[int], Callable]:
         """The CV by which stages 6 and 7 choose terms again on masks ``X`` and (scaled)
@@ -1163,7 +1119,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         capped = self.regrow_capped
         if not (is_real(capped) and 0.0 <= capped <= 1.0):
             raise ValueError(f"regrow_capped must be a float in [0, 1], got {capped!r}.")
-        for name in ("challenge", "vary_depth", "settle", "pursue", "cliques"):
+        for name in ("challenge", "vary_depth", "pursue", "cliques"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         check_int(self.missing_subsets, "missing_subsets", 0, 1)

@@ -187,7 +187,7 @@ def test_outputs_of_any_magnitude_fit_exactly_by_scaling():
         dict(k="all"),
         dict(k=True),
         dict(refit="yes"),
-        dict(settle="yes"),
+        dict(regrow_capped=np.float32(1.5)),
         dict(refit=1),
         dict(k=None, refit=True),
         dict(energy=1.5),
@@ -1047,35 +1047,6 @@ def _hierarchy_scaled(n: int, n_sets: int, order: int, masks: int) -> tuple[Spec
     scale = 0.75 / np.abs(truth.predict(X)).max()
     truth = truth.with_coefs(truth.coefs * scale)
     return truth, X, truth.predict(X)
-
-
-def test_settle_stops_at_two_fits_where_their_stages_explain_the_outputs():
-    """With repeats="auto" wanting three fits, ``settle`` first averages two, regrows and
-    extends them without guided rounds (the fit of repeats=2, guide_rounds=0), and stops
-    there where that CV error is below (1 - SETTLED_ABOVE) of the variance; where it is not,
-    the third fit follows and stages 6–8 run on the average of three: the same spectrum and
-    stage tables as settle=False."""
-    from compattr.proxy import proxyspex
-
-    truth, X, y = _hierarchy_scaled(12, n_sets=2, order=4, masks=160)  # two fits explain it
-    settled = ProxySPEX(seed=0).fit(X, y)
-    two = ProxySPEX(seed=0, repeats=2, guide_rounds=0).fit(X, y)
-    assert settled.repeats_ == 2 and settled.spectrum_ == two.spectrum_ and settled.regrown_
-    pd.testing.assert_frame_equal(settled.extend_cv_, two.extend_cv_)
-    assert settled.extend_cv_["cv_mse"].min() < (1 - proxyspex.SETTLED_ABOVE) * np.var(y)  # max |y| = 0.75: y's units
-    assert len(settled.guide_cv_) == 0 and ProxySPEX(seed=0, settle=False).fit(X, y).repeats_ == 3
-    every = np.array(list(itertools.product([False, True], repeat=12)))
-    assert compattr.faithfulness(settled, every, truth.predict(every)) > 0.999  # over all 4,096 masks
-    _, X, y = _hierarchy_scaled(12, n_sets=2, order=3, masks=120)  # two fits do not
-    went_on, unsettled = ProxySPEX(seed=0).fit(X, y), ProxySPEX(seed=0, settle=False).fit(X, y)
-    assert went_on.repeats_ == unsettled.repeats_ == 3 and went_on.spectrum_ == unsettled.spectrum_
-    for table in ("regrow_cv_", "guide_cv_", "extend_cv_"):
-        pd.testing.assert_frame_equal(getattr(went_on, table), getattr(unsettled, table))
-    assert (went_on.regrow_rounds_, went_on.guide_rounds_, went_on.extend_rounds_) == (
-        unsettled.regrow_rounds_,
-        unsettled.guide_rounds_,
-        unsettled.extend_rounds_,
-    )
 
 
 def test_guided_trees_recover_the_hierarchy_a_regrown_fit_missed():
