@@ -230,7 +230,9 @@ class ShapleyExplanation:
         if self.intervals is not None:
             arrays |= {column: self.intervals[column].to_numpy() for column in _INTERVAL_COLUMNS}
         if self.group_intervals is not None:
-            arrays["group_labels"] = self.group_intervals.index.to_numpy()
+            # as the groups are stored: string labels as a string array (pandas holds them as
+            # objects, which np.savez pickles and load refuses)
+            arrays["group_labels"] = np.asarray(self.group_intervals.index.tolist())
             arrays |= {f"group_{column}": self.group_intervals[column].to_numpy() for column in _INTERVAL_COLUMNS}
         handle, staging = tempfile.mkstemp(prefix=f".{path.name}-saving-", suffix=".npz", dir=path.resolve().parent)
         try:

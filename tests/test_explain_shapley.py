@@ -226,6 +226,16 @@ def test_save_and_load_round_trip(tmp_path):
     # an explanation saved before the power was recorded still reports
     older = dataclasses.replace(back, fit_info={k: v for k, v in back.fit_info.items() if k != "kernel_power"})
     assert "(150 complementary pairs)" in older.summary()
+    # string group labels: the group table's index was saved as objects, which load refused
+    named = explain_shapley(
+        features=Counting(sparse_function(n, seed=4), groups=np.array(list("aabbccddeeff"))),
+        budget=120,
+        folds=3,
+        progress=False,
+    )
+    named_back = ShapleyExplanation.load(named.save(tmp_path / "named.npz"))
+    pd.testing.assert_frame_equal(named_back.by_group(), named.by_group())
+    np.testing.assert_array_equal(named_back.groups, named.groups)
     bare = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, intervals=False, progress=False)
     again = ShapleyExplanation.load(bare.save(tmp_path / "bare.npz"))
     assert again.intervals is None and again.groups is None and again.group_intervals is None

@@ -182,6 +182,8 @@ def greedy_elimination(
     n = oracle.n
     size = check_int(size, "size", 1, n)
     kept = np.ones(n, bool)
+    if not meets_group_minimum(kept[None], groups, min_per_group, kinds)[0]:  # nor any subset
+        raise ValueError(f"even all {n} features kept do not keep {min_per_group} per group.")
     sign = 1.0 if maximize else -1.0
     last: tuple[np.ndarray, np.ndarray] | None = None  # (candidate features, their values)
     while kept.sum() > size:
@@ -365,7 +367,7 @@ def _local_residual(surrogate: Spectrum, oracle: MaskOracle, size: int, K: np.nd
 
     X, y = oracle.data()
     near = X.sum(1) == size
-    if near.sum() < 2:
+    if near.sum() < 2 or len(K) == 0:  # no swap may be feasible (a group at its minimum)
         return np.zeros(len(K))
     errors = y[near] - surrogate.predict(X[near])
     return Ridge(alpha=1.0).fit(X[near].astype(float), errors).predict(K.astype(float))

@@ -130,6 +130,26 @@ def test_greedy_with_a_spent_budget_follows_its_last_measured_step():
     assert np.array_equal(kept, brute_force(fn.fn, 6, 2))  # additive: the ranking stays right
 
 
+def test_greedy_refuses_group_minimums_even_the_full_set_misses():
+    """With nothing to drop (size = n) the full set was returned unchecked, though it keeps
+    one feature per group where two are asked."""
+    _, fn = additive(3, seed=1)
+    for size in (3, 2):
+        with pytest.raises(ValueError, match="do not keep 2 per group"):
+            greedy_elimination(MaskOracle(fn, 3), size, groups=np.array([0, 1, 2]), min_per_group=2)
+
+
+def test_verified_plan_where_no_swap_keeps_the_group_minimum():
+    """Two features kept, both of group 0 required: the one feasible kept-set has no feasible
+    one-swap neighbour, and the local residual was fitted and asked for none (ValueError)."""
+    sp = compattr.Spectrum(4, [(0,), (1, 2), (3,)], [1.0, -0.5, 0.3])
+    known = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0]], bool)  # three of size 2 measured
+    oracle = MaskOracle(sp.predict, 4, known=(known, sp.predict(known)))
+    options = dict(spectrum=sp, fit=lambda X, y: sp, groups=np.array([0, 0, 1, 1]), min_per_group={0: 2}, rounds=2)
+    found = verified_plan(oracle, 2, **options)
+    np.testing.assert_array_equal(found.kept, [True, True, False, False])
+
+
 def hierarchy_oracle(n=10, seed=0, budget=None):
     truth = compattr.synthetic.complete_hierarchy(n, n_sets=3, order=3, seed=seed)
     fn = Counting(truth.predict, n)
