@@ -142,6 +142,24 @@ def tiny_falcon(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0
     return _seeded(lambda: FalconForCausalLM(config), seed)
 
 
+def tiny_opt(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0):
+    """``OPTForCausalLM``, whose MLP output site (``fc2``) sees the tokens flattened,
+    ``[batch·tokens, hidden]``."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    config = OPTConfig(
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        ffn_dim=2 * hidden,
+        word_embed_proj_dim=hidden,
+        max_position_embeddings=64,
+        pad_token_id=1,
+    )
+    return _seeded(lambda: OPTForCausalLM(config), seed)
+
+
 def word_tokenizer():
     """A fast word-level tokenizer: the words ``w0`` .. ``w57``, punctuation ``. , !``,
     special tokens ``[UNK] [PAD] [MASK] [CLS] [SEP] [BOS]``; it returns offsets."""

@@ -38,8 +38,9 @@ class TrainingSubsets:
         Labels per example (default ``'x{i}'``) and group labels, e.g. the class of each
         example (default all 0).
     key : str, optional
-        Identifies the retraining procedure in the query cache; default the qualified name
-        of ``retrain`` when it is a plain function. A lambda, a closure, a partial, a method
+        Identifies the retraining procedure in the query cache; default the module and
+        qualified name of ``retrain`` when it is a plain function (the data it reads from
+        its module is not part of it). A lambda, a closure, a partial, a method
         or a callable object has no default (its name does not tell two of them apart, say
         one closure per target example): name the procedure and its data here to cache its
         outputs. Change it whenever the procedure changes.
@@ -144,8 +145,9 @@ class TrainingSubsets:
 
 
 def _plain_function_name(retrain: Callable | None) -> str | None:
-    """The qualified name of a plain function (no lambda, closure, partial, method or
-    callable object, whose names do not tell two of them apart); else None."""
+    """The module and qualified name of a plain function (no lambda, closure, partial,
+    method or callable object, whose names do not tell two of them apart); else None. Two
+    modules' ``retrain`` functions are two procedures."""
     if inspect.isfunction(retrain) and retrain.__closure__ is None and retrain.__name__ != "<lambda>":
-        return retrain.__qualname__
+        return f"{retrain.__module__}.{retrain.__qualname__}"
     return None

@@ -3,7 +3,9 @@
 Each selected layer gets a forward hook on the module whose output is its MLP's contribution
 to the residual stream (``block.mlp`` in most decoders, BERT's ``output.dense``; located by
 :mod:`compattr.features.architectures`) or on ``blocks.{l}.hook_mlp_out`` (TransformerLens).
-A masked MLP's output ``[batch, ..., d_model]`` is replaced row by row:
+A masked MLP's output ``[batch, tokens, d_model]`` is replaced row by row (where the site
+sees the tokens flattened, ``[batch·tokens, d_model]`` as OPT's ``fc2``, it is read in the
+shape of the hidden states entering its block):
 
 ``"zero"``
     by zero;
@@ -100,13 +102,17 @@ class MLPBlocks:
         self.n = len(self.layers)
         self.names = [f"L{l}.MLP" for l in self.layers]
         self.groups = np.asarray(self.layers)
+        self._tokens: tuple[int, ...] | None = None  # (batch, tokens) entering the block running
         self._replacements: list[torch.Tensor] | None = None
         if reference is not None:
             weights = attention_mask_of(reference)
-            read = lambda x: token_mean(x, weights, tail=1)
-            self._replacements = record_activations(model, self._sites, reference, read, pre=False)
+            read = lambda x: token_mean(self._unflattened(x), weights, tail=1)
+            with self._block_tokens():
+                self._replacements = record_activations(model, self._sites, reference, read, pre=False)
         elif corrupted is not None:
-            self._replacements = record_activations(model, self._sites, corrupted, torch.clone, pre=False)
+            read = lambda x: self._unflattened(x).clone()
+            with self._block_tokens():
+                self._replacements = record_activations(model, self._sites, corrupted, read, pre=False)
         self._keep: torch.Tensor | None = None
         self._rows: torch.Tensor | None = None
 
@@ -139,7 +145,8 @@ class MLPBlocks:
         self._rows = None if examples is None else torch.as_tensor(examples, dtype=torch.long)
         handles = [site.register_forward_hook(self._hook(pos)) for pos, site in enumerate(self._sites)]
         try:
-            yield self
+            with self._block_tokens():
+                yield self
         finally:
             for handle in handles:
                 handle.remove()
@@ -160,10 +167,41 @@ class MLPBlocks:
     def _hook(self, pos: int):
         def hook(module: nn.Module, args: tuple, output: Any):
             out = output[0] if isinstance(output, tuple) else output
-            masked = self._apply(pos, out)
+            masked = self._apply(pos, self._unflattened(out)).reshape(out.shape)
             return (masked, *output[1:]) if isinstance(output, tuple) else masked
 
         return hook
+
+    @contextmanager
+    def _block_tokens(self) -> Iterator[None]:
+        """Keep in ``_tokens`` the ``(batch, tokens)`` shape of the hidden states entering
+        each selected layer's block as it runs (Hugging Face models; a pre-hook on the block),
+        for :meth:`_unflattened`. The blocks run one after another, so the shape kept is that
+        of the block whose MLP site fires next."""
+        if self._lens:
+            yield
+            return
+
+        def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            self._tokens = tuple(hidden.shape[:-1]) if isinstance(hidden, torch.Tensor) else None
+
+        handles = [self._blocks[l].register_forward_pre_hook(keep, with_kwargs=True) for l in self.layers]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+            self._tokens = None
+
+    def _unflattened(self, out: torch.Tensor) -> torch.Tensor:
+        """``out`` ``[batch, tokens, d_model]``: as it is, or, where the site flattened the
+        tokens (``[batch·tokens, d_model]`` from a block whose hidden states were ``[batch,
+        tokens, d_model]``), viewed in the block's shape."""
+        tokens = self._tokens
+        if out.ndim == 2 and tokens is not None and len(tokens) == 2 and tokens[0] * tokens[1] == out.shape[0]:
+            return out.view(*tokens, out.shape[-1])
+        return out
 
     def _apply(self, pos: int, out: torch.Tensor) -> torch.Tensor:
         assert self._keep is not None

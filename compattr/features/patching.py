@@ -59,13 +59,24 @@ def record_activations(
 
 def token_mean(x: torch.Tensor, weights: torch.Tensor | None, tail: int) -> torch.Tensor:
     """Mean of ``x`` ``[E, T, *rest]`` over its attended tokens (``weights`` ``(E, T)``, e.g.
-    the attention mask), or over every axis but the last ``tail`` when ``weights`` does not
-    fit; float32."""
+    the attention mask), or without ``weights`` over every axis but the last ``tail``;
+    float32.
+
+    Raises
+    ------
+    ValueError
+        ``weights`` does not match ``x``'s first two axes (averaging every row would take the
+        padding in)."""
     x = x.float()
-    if weights is not None and tuple(weights.shape) == tuple(x.shape[:2]):
-        w = weights.to(x.device, x.dtype).view(*weights.shape, *([1] * (x.ndim - 2)))
-        return (x * w).sum((0, 1)) / w.sum()
-    return x.flatten(0, -tail - 1).mean(0)
+    if weights is None:
+        return x.flatten(0, -tail - 1).mean(0)
+    if tuple(weights.shape) != tuple(x.shape[:2]):
+        raise ValueError(
+            f"the reference's attention mask {tuple(weights.shape)} does not match the activation "
+            f"{tuple(x.shape)} ([examples, tokens, ...]): its mean would take the padding in."
+        )
+    w = weights.to(x.device, x.dtype).view(*weights.shape, *([1] * (x.ndim - 2)))
+    return (x * w).sum((0, 1)) / w.sum()
 
 
 def patched_rows(recorded: torch.Tensor, rows: torch.Tensor | None, like: torch.Tensor, what: str) -> torch.Tensor:

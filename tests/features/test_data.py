@@ -27,8 +27,21 @@ def test_retraining_feature_set_conforms_and_caches(tmp_path):
     assert np.allclose(y, [nearest_centroid_margin(x) for x in X])
     assert (
         data.names[:2] == ["x0", "x1"]
-        and data.fingerprint() == "TrainingSubsets(n=12, retrain, key='nearest_centroid_margin')"
+        and data.fingerprint() == f"TrainingSubsets(n=12, retrain, key='{__name__}.nearest_centroid_margin')"
     )
+
+
+def test_two_modules_functions_of_one_name_are_cached_apart(tmp_path):
+    """Two labs' ``retrain`` functions shared the key 'retrain': the second read the first's outputs."""
+    procedures = []
+    for module, margin in (("digits_lab", 2.0), ("cifar_lab", -100.0)):
+        namespace = {"__name__": module}
+        exec(f"def retrain(keep):\n    return {margin}", namespace)
+        procedures.append(TrainingSubsets(3, namespace["retrain"]))
+    X = np.array([[1, 0, 1], [0, 1, 1]], bool)
+    outputs = [run_queries(data, X, cache_dir=tmp_path, progress=False) for data in procedures]
+    np.testing.assert_array_equal(outputs[1], [-100.0, -100.0])
+    assert procedures[0].key == "digits_lab.retrain"
 
 
 def test_a_closure_without_a_key_is_not_cached_under_its_name(tmp_path):

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import compattr
-from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama, word_tokenizer
+from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama, tiny_opt, word_tokenizer
 from compattr.features import AttentionHeads, Components, MLPBlocks
 from compattr.query import MaskedModel
 from compattr.values import ClassLogit
 
 torch.set_num_threads(1)
 
-BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": tiny_bert}
+BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": tiny_bert, "opt": tiny_opt}  # OPT: flat fc2
 
 
 def mlp_out(model, layer):
@@ -26,6 +26,8 @@ def mlp_out(model, layer):
         return model.model.layers[layer].mlp.down_proj
     if kind == "gpt2":
         return model.transformer.h[layer].mlp.c_proj
+    if kind == "opt":
+        return model.model.decoder.layers[layer].fc2
     return model.bert.encoder.layer[layer].output.dense
 
 
@@ -86,6 +88,40 @@ def test_mean_ablation_leaves_out_the_padding_of_a_tokenizers_output():
     as_encoded = masked_logits(encoded)
     assert torch.allclose(as_encoded, masked_logits(dict(encoded)))
     assert not torch.allclose(as_encoded, masked_logits({"input_ids": encoded["input_ids"]}), atol=1e-4)
+
+
+def test_a_site_that_flattens_the_tokens_is_read_per_token():
+    """OPT's fc2 outputs ``[batch·tokens, hidden]``: the mean ablation averaged the padding in
+    (its attention mask did not fit), and patching and one mask per row were refused."""
+    model = tiny_opt()
+    reference, clean = ids(batch=2, seq=6, seed=6), ids(batch=2, seq=6, seed=8)
+    attended = torch.ones(2, 6, dtype=torch.long)
+    attended[0, 3:] = 0
+    site = model.model.decoder.layers[0].fc2
+
+    def output_of_fc2(x):
+        """fc2's output as the residual stream receives it (a hook registered last runs last)."""
+        seen = []
+        handle = site.register_forward_hook(lambda m, a, out: seen.append(out.detach().clone()))
+        try:
+            logits(model, x)
+        finally:
+            handle.remove()
+        return seen[0]
+
+    plain = output_of_fc2(reference)
+    assert plain.shape == (12, 32)  # the flattened layout this test is for
+    padded = {"input_ids": reference, "attention_mask": attended}
+    with MLPBlocks(model, layers=[0], ablation="mean", reference=padded).masked(np.zeros(1, bool)):
+        mean = output_of_fc2(clean)
+    tokens = plain.view(2, 6, -1)[attended.bool()]  # the 9 attended tokens
+    assert torch.allclose(mean, tokens.mean(0).expand_as(mean), atol=1e-6)
+    own = output_of_fc2(clean)
+    with MLPBlocks(model, layers=[0], ablation="patch", corrupted=reference).masked(np.array([[False], [True]])):
+        patched = output_of_fc2(clean)
+    assert torch.allclose(patched[:6], plain[:6], atol=1e-6)  # row 0 masked: the corrupted run's row 0
+    assert torch.allclose(patched[6:], own[6:], atol=1e-6)  # row 1 kept: its own output
+    assert not torch.allclose(own[:6], plain[:6], atol=1e-4)
 
 
 def test_mean_and_patch_replace_the_mlp_output():
@@ -288,3 +324,14 @@ def test_mask_gradient_refuses_a_value_without_a_gradient():
     model = tiny_llama(layers=2, heads=4)
     with pytest.raises(TypeError, match="differentiable value"):
         MaskedModel(model, MLPBlocks(model), Correct(), ids()).mask_gradient()
+
+
+def test_token_mean_refuses_an_attention_mask_that_does_not_fit():
+    """It averaged every row, padding included, where the mask did not match the activation."""
+    from compattr.features.patching import token_mean
+
+    x = torch.arange(24.0).view(2, 3, 4)
+    attended = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert torch.allclose(token_mean(x, attended, tail=1), x[attended.bool()].mean(0))
+    with pytest.raises(ValueError, match="does not match the activation"):
+        token_mean(x.view(6, 4), attended, tail=1)
