@@ -389,8 +389,9 @@ class MultipleChoice(Value):
     (every option sees the prompt and its own earlier tokens, nothing else) and position ids
     that restart each option where the prompt ends: the prompt runs once instead of ``K``
     times. ``prepare`` checks this packed layout against one row per (question, option) on
-    the unmasked model, and falls back to those rows for models that ignore custom
-    attention masks or position ids.
+    the unmasked model, on the question with the longest row (a sliding-window attention,
+    as in Gemma or Mistral, ignores the custom mask on rows longer than its window), and
+    falls back to those rows for models that ignore custom attention masks or position ids.
 
     Parameters
     ----------
@@ -455,7 +456,11 @@ class MultipleChoice(Value):
         if not self.packed:
             return per_option(everything)
         packed = _packed_options(prompts, self.options, self.answers)
-        return packed if self._packing_is_exact(model, packed, per_option(range(1))) else per_option(everything)
+        # checked on the longest row: a sliding window (Gemma, Mistral) shows on long rows only
+        sizes = [len(p) + sum(len(o) for o in opts) for p, opts in zip(prompts, self.options)]
+        longest = max(range(len(sizes)), key=sizes.__getitem__)
+        exact = self._packing_is_exact(model, packed, longest, per_option(range(longest, longest + 1)))
+        return packed if exact else per_option(everything)
 
     def score(self, model, inputs, targets):
         if "scored" in targets:  # one row per (question, option): the option's log-probability
@@ -477,19 +482,19 @@ class MultipleChoice(Value):
             return (per_option.argmax(-1) == answers).float()
         return torch.log_softmax(per_option, -1).gather(-1, answers.unsqueeze(-1)).squeeze(-1)
 
-    def _packing_is_exact(self, model, packed, first_options) -> bool:
-        """Whether the packed row of the first question gives the log-probabilities of its
-        per-option rows ``first_options`` (to rounding); False also when the model rejects the
+    def _packing_is_exact(self, model, packed, q: int, options_of_q) -> bool:
+        """Whether the packed row of question ``q`` gives the log-probabilities of its
+        per-option rows ``options_of_q`` (to rounding); False also when the model rejects the
         packed inputs."""
 
-        def first(z: Mapping[str, Any]) -> dict[str, Any]:
-            return map_inputs(lambda t: t[:1], z)
+        def row(z: Mapping[str, Any]) -> dict[str, Any]:
+            return map_inputs(lambda t: t[q : q + 1], z)
 
         try:
-            got = _option_logprobs(model, first(packed[0]), first(packed[1]), self.K)
+            got = _option_logprobs(model, row(packed[0]), row(packed[1]), self.K)
         except (TypeError, ValueError, RuntimeError, IndexError):
             return False
-        want = _continuation_logprob(model, first_options[0], first_options[1]["scored"])[0]
+        want = _continuation_logprob(model, options_of_q[0], options_of_q[1]["scored"])[0]
         tolerance = 1e-3 if _dtype(model) == torch.float32 else 0.1  # got is float32 either way
         return bool(torch.allclose(got.flatten().double(), want.double(), atol=tolerance, rtol=0))
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import BatchEncoding
 
-from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
+from compattr._testing import tiny_bert, tiny_gemma3, tiny_gpt2, tiny_llama
 from compattr.values import ClassLogit, LogLikelihood, Margin, MultipleChoice, logits_of, margin
 
 torch.set_num_threads(1)
@@ -158,6 +158,28 @@ def test_multiple_choice_accuracy_and_logprob(build, pack, packed):
         }[metric]
         got = value.per_example(scores[None])
         assert got.shape == (1, 3) and torch.allclose(got[0].double(), per_question, atol=1e-4)
+
+
+def test_the_packed_layout_is_checked_on_the_longest_row():
+    """Gemma 3's sliding window (4 tokens here) ignores the packed rows' mask beyond it: the
+    check on the first question (2 prompt tokens) passed, and the second (10) was scored
+    0.14 off. The check now runs on the longest row, and both match one forward per option."""
+    model = tiny_gemma3()
+    questions = ids(E=2, seq=10, seed=3)
+    attended = torch.ones(2, 10, dtype=torch.long)
+    attended[0, 2:] = 0  # the first question has two tokens
+    options = [[[10], [11]], [[14, 15, 16], [17, 18, 19]]]
+    with torch.no_grad():
+        option_logp = torch.zeros(2, 2, dtype=torch.float64)
+        for q, length in enumerate((2, 10)):
+            for k, option in enumerate(options[q]):
+                seq = torch.cat([questions[q, :length], torch.tensor(option)])
+                logp = torch.log_softmax(logits_of(model(input_ids=seq[None]))[0].double(), -1)
+                option_logp[q, k] = sum(logp[length - 1 + i, tok] for i, tok in enumerate(option))
+    value = MultipleChoice(options, [0, 1])
+    scores, _, _ = run(value, model, {"input_ids": questions, "attention_mask": attended})
+    expected = torch.log_softmax(option_logp, -1)[range(2), [0, 1]]
+    assert torch.allclose(value.per_example(scores[None])[0].double(), expected, atol=1e-4)
 
 
 @pytest.mark.parametrize(
