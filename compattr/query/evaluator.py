@@ -24,6 +24,7 @@ resumable. This is the call path of ``compattr.explain``::
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -303,13 +304,21 @@ def _is_oom(error: BaseException) -> bool:
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
-    """Class name plus a SHA-256 of every parameter's and buffer's name, shape, dtype and bytes.
+    """Class name plus a SHA-256 of the model's configuration and of every parameter's and
+    buffer's name, shape, dtype and bytes.
 
     Any change of any value (fine-tuning or pruning in place, another checkpoint loaded into
-    the same object) changes it. Tensors are copied to the CPU one at a time; tensors on the
-    ``meta`` device (offloaded elsewhere) contribute their name, shape and dtype only.
+    the same object) changes it, and so does a setting that lives in the configuration alone
+    (a norm's epsilon, a soft cap, a sliding window: the Hugging Face ``config`` or a
+    TransformerLens ``cfg``, without the entries that name where or how it was loaded, such
+    as ``_name_or_path``, ``transformers_version``, ``dtype`` and ``device``). Tensors are
+    copied to the CPU one at a time; tensors on the ``meta`` device (offloaded elsewhere)
+    contribute their name, shape and dtype only.
     """
     h = hashlib.sha256(type(model).__qualname__.encode())
+    settings = _config_settings(model)
+    if settings is not None:
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
             for name, t in named:
@@ -318,6 +327,31 @@ def model_fingerprint(model: torch.nn.Module) -> str:
                     # an ndarray is a buffer (NumPy's stubs do not say so): hashed without a copy
                     h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
     return f"{type(model).__name__} weights#{h.hexdigest()[:16]}"
+
+
+#: Configuration entries that say where or how a model was loaded, not what it computes.
+_LOADING_SETTINGS = frozenset({"transformers_version", "dtype", "torch_dtype", "device", "n_devices"})
+
+
+def _config_settings(model: torch.nn.Module) -> dict | None:
+    """The model's configuration as a dict (``config.to_dict()``, else ``cfg.to_dict()``)
+    without :data:`_LOADING_SETTINGS` and private (``_``) entries, at every depth; None
+    without one."""
+    for name in ("config", "cfg"):
+        to_dict = getattr(getattr(model, name, None), "to_dict", None)
+        if callable(to_dict):
+            return _without_loading(to_dict())
+    return None
+
+
+def _without_loading(settings: Any) -> Any:
+    if isinstance(settings, Mapping):
+        return {
+            str(k): _without_loading(v)
+            for k, v in settings.items()
+            if not (str(k).startswith("_") or k in _LOADING_SETTINGS)
+        }
+    return settings
 
 
 def bind(

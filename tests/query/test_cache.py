@@ -582,6 +582,18 @@ def test_a_model_edited_in_place_is_noticed(tmp_path, edit):
     np.testing.assert_allclose(edited, query.evaluate(X), atol=1e-6)
 
 
+def test_model_fingerprint_covers_the_configuration_but_not_where_it_was_loaded_from():
+    """Two models of the same weights but another norm epsilon (a setting of the
+    configuration alone) shared a fingerprint, and one read the other's cached outputs."""
+    first, second = tiny_llama(), tiny_llama()
+    assert model_fingerprint(first) == model_fingerprint(second)
+    second.config.rms_norm_eps = 0.5
+    assert model_fingerprint(first) != model_fingerprint(second)
+    second.config.rms_norm_eps = first.config.rms_norm_eps
+    second.config._name_or_path, second.config.transformers_version = "/elsewhere/llama", "0.0.1"
+    assert model_fingerprint(first) == model_fingerprint(second)
+
+
 def test_model_fingerprint_covers_every_dtype():
     model = tiny_llama()
     fingerprints = {model_fingerprint(model.to(dtype)) for dtype in (torch.float32, torch.bfloat16, torch.float16)}
