@@ -71,14 +71,19 @@ class Value:
     def fingerprint(self) -> str:
         """Identifies the value function and its settings (used by the query cache).
 
-        The ``repr`` of a class that defines one; otherwise the class's qualified name and a
-        digest of its public attributes (``vars``, names not starting with ``_``), the same in
-        every process. Override it when a setting's ``repr`` holds a memory address.
+        The ``repr`` of a class that defines one itself; otherwise a digest of its public
+        attributes (``vars``, names not starting with ``_``; the same in every process) after
+        the inherited ``repr`` (a subclass may hold settings its parent's ``repr`` leaves
+        out) or the class's qualified name. Override it when a setting's ``repr`` holds a
+        memory address.
         """
-        if type(self).__repr__ is not object.__repr__:
+        owner = next(c for c in type(self).__mro__ if "__repr__" in vars(c))
+        if owner is type(self):
             return repr(self)
         settings = {name: v for name, v in vars(self).items() if not name.startswith("_")}
-        return f"{type(self).__qualname__}(settings#{digest(settings)})"
+        if owner is object:
+            return f"{type(self).__qualname__}(settings#{digest(settings)})"
+        return f"{self!r} settings#{digest(settings)}"
 
 
 def describe(measured: Any) -> str:
@@ -254,6 +259,8 @@ class ClassLogit(_ClassValue):
         self.log_odds = bool(log_odds)
         self._kind = "log_odds" if log_odds else "logit"
 
+    __repr__ = _ClassValue.__repr__  # names every setting (the fingerprint)
+
     def _extra(self) -> str:
         return f", log_odds={self.log_odds}"
 
@@ -263,6 +270,7 @@ class Margin(_ClassValue):
     highest other logit: positive when the model is right."""
 
     _kind = "margin"
+    __repr__ = _ClassValue.__repr__  # names every setting (the fingerprint)
 
 
 # --------------------------------------------------------------------------- causal LMs

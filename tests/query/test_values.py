@@ -209,6 +209,21 @@ def test_default_reduce_is_the_mean_over_examples():
     assert torch.equal(ClassLogit().per_example(scores), scores)
 
 
+def test_a_subclass_s_own_settings_join_the_inherited_fingerprint():
+    """A subclass inheriting ClassLogit's repr was fingerprinted by it alone: its own setting
+    (a temperature) was left out, and the cache served one temperature's outputs for another."""
+
+    class Tempered(ClassLogit):
+        def __init__(self, temperature):
+            super().__init__()
+            self.temperature = temperature
+
+    assert Tempered(1.0).fingerprint() != Tempered(10.0).fingerprint()
+    assert Tempered(1.0).fingerprint() == Tempered(1.0).fingerprint()
+    assert Tempered(1.0).fingerprint().startswith("Tempered(full-input prediction, log_odds=False) settings#")
+    assert ClassLogit().fingerprint() == "ClassLogit(full-input prediction, log_odds=False)"
+
+
 def test_fingerprints_tell_settings_apart():
     fps = {
         ClassLogit().fingerprint(),
