@@ -32,8 +32,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NoReturn, Protocol, overload, runtime_checkable
 
 import numpy as np
@@ -107,6 +107,24 @@ def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> In
     if isinstance(inputs, torch.Tensor):
         return fn(inputs)
     return {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+@contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block (no dropout; batch norm's running statistics),
+    every module's training flag restored after, also on exceptions: a model left in
+    training mode would give every mask random outputs, and the cache would keep them."""
+    every = getattr(model, "modules", None)  # a plain callable standing in for a model has none
+    modes = [(module, module.training) for module in every()] if callable(every) else []
+    if not any(training for _, training in modes):
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:

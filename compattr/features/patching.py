@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Inputs, call_model
+from .base import Inputs, call_model, evaluation_mode
 
 
 def record_activations(
@@ -49,7 +49,7 @@ def record_activations(
     else:
         handles = [s.register_forward_hook(lambda m, a, out, pos=pos: keep(pos, out)) for pos, s in enumerate(sites)]
     try:
-        with torch.no_grad():  # not inference_mode: the results may meet autograd later
+        with torch.no_grad(), evaluation_mode(model):  # not inference_mode: the results may meet autograd later
             call_model(model, inputs)
     finally:
         for handle in handles:

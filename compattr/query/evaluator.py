@@ -39,6 +39,7 @@ from ..features.base import (
     Masker,
     SetFunction,
     digest,
+    evaluation_mode,
     input_device,
     map_inputs,
     masks_by_example,
@@ -58,7 +59,8 @@ class MaskedModel:
     Parameters
     ----------
     model : torch.nn.Module
-        The model; put it in eval mode.
+        The model; it runs in eval mode (no dropout) while masks are evaluated, whatever
+        mode it is in, and is put back in its own mode after.
     features : Masker
         What to mask: :class:`~compattr.features.AttentionHeads` (of this model),
         :class:`~compattr.features.Words`, :class:`~compattr.features.ImagePatches`, ...
@@ -156,7 +158,7 @@ class MaskedModel:
         X = as_masks(masks, self.n)
         M = torch.from_numpy(X).to(self.device)
         out: list[np.ndarray] = []
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluation_mode(self.model):
             inputs, targets = self._prepare()
             E = n_examples(inputs)
             i = 0
@@ -200,13 +202,14 @@ class MaskedModel:
             mask token), or the value is not differentiable.
         """
         ones = torch.ones(1, self.n, device=self.device, requires_grad=True)
-        with torch.no_grad():  # not the cached inference-mode targets: these enter the graph
-            inputs, targets = self.value.prepare(self.model, self.inputs, self.batch_size)
-        E = n_examples(inputs)
-        examples = {"examples": torch.arange(E, device=self.device)} if self._takes_examples else {}
-        with torch.enable_grad(), self.features.masking(ones, inputs, **examples) as masked_inputs:
-            scores = self.value.score(self.model, masked_inputs, targets).view(1, E)
-            value = self.value.reduce(scores).sum()
+        with evaluation_mode(self.model):
+            with torch.no_grad():  # not the cached inference-mode targets: these enter the graph
+                inputs, targets = self.value.prepare(self.model, self.inputs, self.batch_size)
+            E = n_examples(inputs)
+            examples = {"examples": torch.arange(E, device=self.device)} if self._takes_examples else {}
+            with torch.enable_grad(), self.features.masking(ones, inputs, **examples) as masked_inputs:
+                scores = self.value.score(self.model, masked_inputs, targets).view(1, E)
+                value = self.value.reduce(scores).sum()
         # the value may need gradients through the model's weights and still not reach the masks
         # (words replaced by a token): then the masks' gradient is None
         (gradient,) = torch.autograd.grad(value, ones, allow_unused=True) if value.requires_grad else (None,)

@@ -64,6 +64,26 @@ def test_batched_evaluation_equals_one_mask_per_forward(build):
         assert np.allclose(got, expected, atol=1e-5), batch_size
 
 
+def test_a_model_in_training_mode_is_evaluated_in_eval_mode_and_left_as_it_was():
+    """GPT-2 keeps dropout in training mode: the same mask gave three different outputs, and
+    the cache kept one of them. Evaluation now runs in eval mode and restores each module's
+    own mode after (a module the user set to eval stays in eval)."""
+    model = tiny_gpt2(seed=3)
+    assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+    heads = AttentionHeads(model)
+    X = np.repeat(random_masks(1, heads.n, seed=2), 3, axis=0)
+    expected = naive(model.eval(), heads, ClassLogit(), examples(), X[:1])
+    model.train()
+    model.lm_head.eval()
+    query = Query(model, heads, ClassLogit(), examples())
+    got = query.evaluate(X)
+    assert np.allclose(got, expected[0], atol=1e-6)
+    assert model.training and model.transformer.h[0].training and not model.lm_head.training
+    assert np.isfinite(query.mask_gradient()).all() and model.training
+    with torch.no_grad():
+        assert not torch.equal(model(examples()).logits, model(examples()).logits)  # dropout still on
+
+
 @pytest.mark.parametrize("layers", [[0, 1], [2, 3], [4, 5], [1, 5]])
 def test_layer_replay_equals_the_full_forward(layers):
     model = tiny_llama(layers=6)
