@@ -185,9 +185,17 @@ def _class_score(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch
 
 def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     """Per-example logits ``(B, C)`` of a classifier, or of a sequence model at each row's
-    last attended token (the next-token prediction)."""
+    last attended token (the next-token prediction).
+
+    Left-padded rows get position ids counted from their first attended token (where the
+    model takes ``position_ids`` and none are given), as a row without padding has them: a
+    model of absolute positions (GPT-2, BERT) would otherwise see every token of such a row
+    shifted by its padding."""
     ids = inputs if isinstance(inputs, torch.Tensor) else inputs.get("input_ids")
     mask = attention_mask_of(inputs)
+    if _left_padded(mask) and "position_ids" not in inputs and forward_takes(type(model), "position_ids"):
+        assert not isinstance(inputs, torch.Tensor)  # a mask comes with a mapping
+        inputs = {**inputs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
     if ids is None or ids.ndim != 2:
         last = None
     elif mask is None:
@@ -205,6 +213,14 @@ def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     if logits.ndim != 3 or last is None:
         raise ValueError(f"expected logits of shape (B, C) or (B, S, C), got {tuple(logits.shape)}.")
     return logits[torch.arange(logits.shape[0], device=logits.device), last.to(logits.device)]
+
+
+def _left_padded(mask: torch.Tensor | None) -> bool:
+    """Whether an attention mask ``(B, S)`` has a row with padding before an attended token."""
+    if mask is None or mask.ndim != 2:
+        return False
+    attended = mask.bool()
+    return bool((~attended[:, :-1] & attended[:, 1:]).any())
 
 
 class _ClassValue(Value):

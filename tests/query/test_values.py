@@ -74,6 +74,21 @@ def test_sequence_logits_are_read_at_the_last_attended_token(mapping):
     assert target[0] == alone.argmax() and torch.isclose(score[0], alone.max(), atol=1e-5)
 
 
+@pytest.mark.parametrize("build", [tiny_gpt2, tiny_llama], ids=["absolute positions", "rotary"])
+def test_class_logits_of_left_padded_rows_equal_each_row_alone(build):
+    """GPT-2's absolute positions saw a left-padded row shifted by its padding (0.036 off);
+    its tokens now count positions from the first attended one, as each row alone does."""
+    model = build()
+    rows = [ids(E=1, seq=6, seed=1)[0], ids(E=1, seq=3, seed=2)[0]]
+    padded, mask = torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, 6, dtype=torch.long)
+    for i, row in enumerate(rows):
+        padded[i, 6 - len(row) :], mask[i, 6 - len(row) :] = row, 1
+    score, _, target = run(ClassLogit(), model, {"input_ids": padded, "attention_mask": mask})
+    with torch.no_grad():
+        alone = torch.stack([model(row[None]).logits[0, -1] for row in rows])
+    assert torch.equal(target, alone.argmax(-1)) and torch.allclose(score, alone.amax(-1), atol=1e-5)
+
+
 def test_log_likelihood_of_the_greedy_answer():
     model = tiny_gpt2()
     prompt = ids(E=1, seq=5)
