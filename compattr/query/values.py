@@ -193,9 +193,10 @@ def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     shifted by its padding."""
     ids = inputs if isinstance(inputs, torch.Tensor) else inputs.get("input_ids")
     mask = attention_mask_of(inputs)
-    if _left_padded(mask) and "position_ids" not in inputs and forward_takes(type(model), "position_ids"):
+    if mask is not None and _left_padded(mask) and forward_takes(type(model), "position_ids"):
         assert not isinstance(inputs, torch.Tensor)  # a mask comes with a mapping
-        inputs = {**inputs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
+        if "position_ids" not in inputs:
+            inputs = {**inputs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
     if ids is None or ids.ndim != 2:
         last = None
     elif mask is None:
@@ -215,9 +216,9 @@ def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     return logits[torch.arange(logits.shape[0], device=logits.device), last.to(logits.device)]
 
 
-def _left_padded(mask: torch.Tensor | None) -> bool:
+def _left_padded(mask: torch.Tensor) -> bool:
     """Whether an attention mask ``(B, S)`` has a row with padding before an attended token."""
-    if mask is None or mask.ndim != 2:
+    if mask.ndim != 2:
         return False
     attended = mask.bool()
     return bool((~attended[:, :-1] & attended[:, 1:]).any())
