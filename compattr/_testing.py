@@ -9,6 +9,8 @@ import torch
 
 VOCAB = 64
 SPECIAL = ["[UNK]", "[PAD]", "[MASK]", "[CLS]", "[SEP]", "[BOS]"]
+#: The words ``w0`` .. ``w{WORDS - 1}`` of :func:`word_tokenizer`; any other is ``[UNK]``.
+WORDS = VOCAB - len(SPECIAL) - 3
 
 
 def _seeded(build, seed: int):
@@ -161,12 +163,12 @@ def tiny_opt(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0):
 
 
 def word_tokenizer():
-    """A fast word-level tokenizer: the words ``w0`` .. ``w57``, punctuation ``. , !``,
+    """A fast word-level tokenizer: the words ``w0`` .. ``w54`` (:data:`WORDS`), punctuation ``. , !``,
     special tokens ``[UNK] [PAD] [MASK] [CLS] [SEP] [BOS]``; it returns offsets."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = SPECIAL + [".", ",", "!"] + [f"w{i}" for i in range(VOCAB - len(SPECIAL) - 3)]
+    words = SPECIAL + [".", ",", "!"] + [f"w{i}" for i in range(WORDS)]
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(

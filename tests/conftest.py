@@ -66,7 +66,7 @@ def one_torch_thread():
 def tiny_mc_folder(tmp_path_factory):
     """A saved tiny Llama (3 layers x 4 heads) + word tokenizer in ``model/``, and 12
     three-option questions in ``questions.jsonl``: the CLI's and the recipes' real inputs."""
-    from compattr._testing import tiny_llama, word_tokenizer
+    from compattr._testing import WORDS, tiny_llama, word_tokenizer
     from compattr.tasks import QuestionSet
 
     root = tmp_path_factory.mktemp("tiny-mc")
@@ -74,8 +74,8 @@ def tiny_mc_folder(tmp_path_factory):
     word_tokenizer().save_pretrained(root / "model")
     rng = np.random.default_rng(0)
     QuestionSet(
-        [" ".join(f"w{i}" for i in rng.integers(0, 58, 4)) for _ in range(12)],
-        [[f"w{i}" for i in rng.choice(58, 3, replace=False)] for _ in range(12)],
+        [" ".join(f"w{i}" for i in rng.integers(0, WORDS, 4)) for _ in range(12)],
+        [[f"w{i}" for i in rng.choice(WORDS, 3, replace=False)] for _ in range(12)],
         rng.integers(0, 3, 12),
     ).to_jsonl(root / "questions.jsonl")
     return root

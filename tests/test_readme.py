@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import compattr
-from compattr._testing import tiny_llama, word_tokenizer
+from compattr._testing import WORDS, tiny_llama, word_tokenizer
 from compattr.tasks import QuestionSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +38,8 @@ def tiny_questions(count: int = 60, seed: int = 0) -> QuestionSet:
     """4-way questions in the word tokenizer's vocabulary (``w0`` .. ``w57``)."""
     rng = np.random.default_rng(seed)
     return QuestionSet(
-        [" ".join(f"w{i}" for i in rng.integers(0, 58, 4)) for _ in range(count)],
-        [[f"w{i}" for i in rng.choice(58, 4, replace=False)] for _ in range(count)],
+        [" ".join(f"w{i}" for i in rng.integers(0, WORDS, 4)) for _ in range(count)],
+        [[f"w{i}" for i in rng.choice(WORDS, 4, replace=False)] for _ in range(count)],
         rng.integers(0, 4, count),
     )
 
@@ -122,7 +122,7 @@ def test_the_heads_and_mlps_block_runs_as_written(tmp_path, monkeypatch):
 
 
 class _WordHashing:
-    """The word tokenizer, after mapping every English word to one of its words ``w0..w57``."""
+    """The word tokenizer, after mapping every English word to one of its words ``w0..w54``."""
 
     def __init__(self):
         self.inner = word_tokenizer()
@@ -130,7 +130,7 @@ class _WordHashing:
     def __call__(self, texts, **kwargs):
         import zlib
 
-        return self.inner([" ".join(f"w{zlib.crc32(w.encode()) % 58}" for w in t.split()) for t in texts], **kwargs)
+        return self.inner([" ".join(f"w{zlib.crc32(w.encode()) % WORDS}" for w in t.split()) for t in texts], **kwargs)
 
 
 def test_the_paired_shapley_block_runs_as_written():

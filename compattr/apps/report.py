@@ -41,7 +41,7 @@ def markdown_table(
         table = pd.DataFrame(rows, columns=list(columns or rows[0].keys()), dtype=object)
 
     def cell(v) -> str:
-        if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        if v is None or (np.ndim(v) == 0 and pd.isna(v)):  # NaN, and pandas' NA of nullable columns
             return ""
         return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
 

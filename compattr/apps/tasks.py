@@ -170,6 +170,9 @@ class QuestionSet:
         empty = [q for q, (p, opts) in enumerate(zip(prompts, options)) if not p or not all(opts)]
         if empty:
             raise ValueError(f"questions {empty[:5]} tokenize to an empty prompt or option.")
+        same = [q for q, opts in enumerate(options) if len({tuple(o) for o in opts}) < len(opts)]
+        if same:
+            raise ValueError(f"questions {same[:5]} have options that tokenize alike: no model can tell them apart.")
         L = max(map(len, prompts))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(prompts), L), pad, dtype=torch.long)
@@ -180,11 +183,13 @@ class QuestionSet:
         return {"input_ids": ids, "attention_mask": mask}, MultipleChoice(options, self.answers, metric)
 
     def to_jsonl(self, path: str | os.PathLike) -> Path:
-        """Write one ``{"prompt", "options", "answer"}`` object per line (:func:`from_jsonl` reads it)."""
+        """Write one ``{"prompt", "options", "answer"}`` object per line, with ``"sep"`` where
+        it is not one space (:func:`from_jsonl` reads it back)."""
         path = Path(path)
+        sep = {} if self.sep == " " else {"sep": self.sep}
         with path.open("w", encoding="utf-8") as f:
             for p, o, a in zip(self.prompts, self.options, self.answers):
-                f.write(json.dumps({"prompt": p, "options": list(o), "answer": a}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({"prompt": p, "options": list(o), "answer": a, **sep}, ensure_ascii=False) + "\n")
         return path
 
 
@@ -212,12 +217,16 @@ def from_records(
         ``Answer:``; the options scored are the letters. Otherwise the prompt is the question
         and the options are scored as its continuation (cloze).
 
+    A ``"sep"`` field, where records have one, is the set's :attr:`QuestionSet.sep` (what
+    :meth:`QuestionSet.to_jsonl` writes for a separator other than one space).
+
     Raises
     ------
     ValueError
-        Naming the question: a record that is not a mapping, a missing field, options that
-        are not a list of strings (a string would be split into its characters, a mapping
-        into its keys), or an answer that names no option.
+        Naming the question: a record that is not a mapping, a missing field, a question
+        that is not a string, options that are not a list of strings (a string would be
+        split into its characters, a mapping into its keys), an answer that names no
+        option, or records with different ``"sep"``.
     """
     located = ((f"question {row}", record) for row, record in enumerate(records))
     return _from_located(located, question, options, answer, letters)
@@ -227,7 +236,7 @@ def _from_located(
     located: Iterable[tuple[str, Any]], question: str, options: str, answer: str, letters: bool
 ) -> QuestionSet:
     """:func:`from_records` over ``(where, record)`` pairs; errors name ``where``."""
-    prompts, option_lists, answers = [], [], []
+    prompts, option_lists, answers, seps = [], [], [], set()
     for where, record in located:
         if not isinstance(record, Mapping):
             raise ValueError(
@@ -240,7 +249,13 @@ def _from_located(
         opts = record[options]
         if not isinstance(opts, (list, tuple)) or not all(isinstance(o, str) for o in opts):
             raise ValueError(f"{where}: {options!r} must be a list of strings, got {_shown(opts)}.")
-        text, opts = str(record[question]), list(opts)
+        if not isinstance(record[question], str):
+            raise ValueError(f"{where}: {question!r} must be a string, got {_shown(record[question])}.")
+        sep = record.get("sep", " ")
+        if not isinstance(sep, str):
+            raise ValueError(f"{where}: 'sep' must be a string, got {_shown(sep)}.")
+        seps.add(sep)
+        text, opts = record[question], list(opts)
         answers.append(_answer_index(record[answer], opts, where))
         if letters:
             listed = "\n".join(f"{_LETTERS[k]}. {o}" for k, o in enumerate(opts))
@@ -249,7 +264,9 @@ def _from_located(
         option_lists.append(opts)
     if not prompts:
         raise ValueError("no questions found.")
-    return QuestionSet(prompts, option_lists, answers)
+    if len(seps) > 1:
+        raise ValueError(f"the questions' 'sep' fields must agree, got {sorted(map(repr, seps))}.")
+    return QuestionSet(prompts, option_lists, answers, seps.pop())
 
 
 def _shown(value: Any, limit: int = 80) -> str:
@@ -321,7 +338,10 @@ def from_dataset(
     """
     import datasets
 
-    data = datasets.load_dataset(name_or_path, config, split=split)
+    try:
+        data = datasets.load_dataset(name_or_path, config, split=split)
+    except datasets.exceptions.DatasetsError as error:  # files it cannot read as one dataset
+        raise ValueError(f"could not load the dataset {name_or_path!r}: {error}") from error
     return from_records(data, question=question, options=options, answer=answer, letters=letters)
 
 

@@ -425,7 +425,8 @@ class MultipleChoice(Value):
     answers : (Q,) ints
         Index of the correct option per question.
     metric : {"logprob", "accuracy"}
-        ``"accuracy"``: fraction of questions whose best-scored option is correct;
+        ``"accuracy"``: fraction of questions whose correct option scores above every other
+        (a tie is not an answer: the first option would otherwise win every tie);
         ``"logprob"`` (smoother): mean over questions of the log-probability of the correct
         option normalised over the ``K`` options.
     packed : bool
@@ -503,8 +504,10 @@ class MultipleChoice(Value):
     def _metric(self, per_option: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` option log-probabilities and ``(B,)`` answers to ``(B,)`` scores."""
         answers = answers.to(per_option.device)
-        if self.metric == "accuracy":
-            return (per_option.argmax(-1) == answers).float()
+        if self.metric == "accuracy":  # right where the answer scores above every other option
+            right = per_option.gather(-1, answers.unsqueeze(-1))
+            others = per_option.scatter(-1, answers.unsqueeze(-1), float("-inf"))
+            return (right.squeeze(-1) > others.amax(-1)).float()
         return torch.log_softmax(per_option, -1).gather(-1, answers.unsqueeze(-1)).squeeze(-1)
 
     def _packing_is_exact(self, model, packed, q: int, options_of_q) -> bool:

