@@ -449,7 +449,7 @@ def _run_shapley(args: argparse.Namespace, setup: _Setup) -> None:
     sv = explain_shapley(setup.model, intervals=intervals, folds=args.folds, **_pipeline_arguments(args, setup))
     seconds = time.perf_counter() - start
     text = _header(args, setup, seconds) + "\n" + sv.summary()
-    write_shapley(sv, args.out, text, _settings(args, setup, seconds) | {"folds": args.folds})
+    write_shapley(sv, args.out, text, _settings(args, setup, seconds) | {"folds": args.folds, "intervals": intervals})
     print(text)
     print(f"\nwritten to {args.out}/")
 
@@ -475,7 +475,12 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
-    settings = _settings(args, setup, seconds) | {"keep": setup.size, "best_of": table.attrs["best_of"]}
+    settings = _settings(args, setup, seconds) | {
+        "keep": setup.size,
+        "best_of": table.attrs["best_of"],
+        "min_per_layer": args.min_per_layer,
+        "test_questions": len(setup.test),
+    }
     note = range_note(table["predicted"], table["method"], ex.value_range)
     results = markdown_table(table) + f"\n\n{tasks.verdict(table)}" + ("" if note is None else f"\n\nnote: {note}")
     text = "\n".join(
@@ -490,12 +495,14 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
             results,
         ]
     )
-    write_explanation(ex, args.out / "explanation", ex.summary(), settings)
+    print(text)
+    # the results first, the explanation's figures (the slowest) last: an interruption there
+    # loses no result, nor leaves an earlier run's results beside this one's settings
     write_plans(plans, args.out / "plans")
     table.to_csv(args.out / "results.csv", index=False)
     (args.out / "results.md").write_text(results + "\n")
     (args.out / "summary.txt").write_text(text + "\n")
-    print(text)
+    write_explanation(ex, args.out / "explanation", ex.summary(), settings)
     print(f"\nwritten to {args.out}/")
 
 
@@ -511,18 +518,27 @@ def _header(args: argparse.Namespace, setup: _Setup, seconds: float) -> str:
 
 
 def _settings(args: argparse.Namespace, setup: _Setup, seconds: float) -> dict:
+    """What ran, for settings.json: every option that changes the results, and the dtype
+    and device the model ran in (``--dtype auto`` names neither)."""
+    parameter = next(setup.model.parameters())
     return {
         "command": args.command,
         "model": args.model,
         "layers": setup.heads.layers,
         "n_heads": setup.heads.n,
+        "features": args.features,
         "task": args.task,
+        "split": args.split,
+        "dataset_config": args.dataset_config,
         "value": args.value,
         "questions": len(setup.train),
         "budget": setup.budget,
         "test_masks": getattr(args, "test_masks", None),  # shapley has none
         "seed": args.seed,
         "dtype": args.dtype,
+        "model_dtype": str(parameter.dtype).removeprefix("torch."),
+        "device": str(parameter.device),
+        "batch_size": args.batch_size,
         "seconds": round(seconds, 1),
     }
 

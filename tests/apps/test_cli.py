@@ -79,6 +79,9 @@ def test_explain_writes_the_explanation(assets, tmp_path, capsys):
     assert table["nonzero"].tolist() == ((table["ci_low"] > 0) | (table["ci_high"] < 0)).tolist()
     settings = json.loads((out / "settings.json").read_text())
     assert settings["layers"] == [1, 2] and settings["questions"] == 6
+    # what ran, not only what was asked: the split, the dtype and device the model ran in
+    assert settings["split"] == "test" and settings["dataset_config"] is None and settings["features"] == "heads"
+    assert settings["model_dtype"] == "float32" and settings["device"] == "cpu" and "batch_size" in settings
     printed = capsys.readouterr().out
     assert "faithfulness" in printed and "8 heads (layers 1-2 x 4)" in printed
 
@@ -111,6 +114,7 @@ def test_shapley_writes_the_values_with_their_intervals(assets, tmp_path, capsys
     assert list(groups["group"]) == [1, 2] and groups["shapley"].sum() == pytest.approx(refit.shapley_.sum())
     settings = json.loads((out / "settings.json").read_text())
     assert settings["command"] == "shapley" and settings["folds"] == 3 and settings["test_masks"] is None
+    assert settings["intervals"] is True
     printed = capsys.readouterr().out
     assert "budget 120, seed 0" in printed and "f(all kept) - f(none kept)" in printed
     assert "jackknife intervals" in printed
@@ -139,7 +143,8 @@ def test_prune_writes_plans_and_table(assets, tmp_path, capsys):
     assert table["method"].tolist() == ["unpruned", "ProxySPEX", "LASSO", "Best-of-N", "greedy", "single-head"]
     assert table["heads kept"].tolist() == [12, 6, 6, 6, 6, 6]
     assert table["model calls"].tolist()[3] == 15 and table["model calls"].tolist()[-1] == 13
-    assert json.loads((out / "explanation" / "settings.json").read_text())["best_of"] == 15
+    settings = json.loads((out / "explanation" / "settings.json").read_text())
+    assert settings["best_of"] == 15 and settings["min_per_layer"] == 1 and settings["test_questions"] == 6
     assert table["test accuracy"].between(0, 1).all()
     for name in ("proxyspex", "lasso", "best_of_n", "greedy", "single_head"):
         plan = compattr.PruningPlan.from_json(out / "plans" / f"{name}.json")
@@ -265,6 +270,26 @@ def test_prune_notes_predictions_the_metric_cannot_take(assets, tmp_path, capsys
     # without --best-of, Best-of-N drew as many kept-sets as ProxySPEX's calls (was written null)
     calls = pd.read_csv(out / "results.csv").set_index("method")["model calls"]
     assert json.loads((out / "explanation" / "settings.json").read_text())["best_of"] == calls["ProxySPEX"]
+
+
+def test_prune_writes_its_results_before_the_figures(assets, tmp_path, capsys, monkeypatch):
+    """Interrupted while the explanation's figures were saved, a prune into a folder of an
+    earlier run kept that run's results beside this run's settings, and printed nothing."""
+    from compattr.apps import cli
+
+    assert _run(assets, tmp_path, "prune", "--keep", "6", "--best-of", "5") == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "write_explanation", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(assets, tmp_path, "prune", "--keep", "3", "--best-of", "5")
+    out = tmp_path / "out"
+    assert pd.read_csv(out / "results.csv")["heads kept"].tolist()[1:] == [3] * 5
+    assert compattr.PruningPlan.from_json(out / "plans" / "proxyspex.json").kept.sum() == 3
+    assert "pruning plans keeping 3 of 12 heads" in capsys.readouterr().out
 
 
 def test_bad_model_task_and_flags_exit_2(assets, tmp_path, capsys):
