@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import subprocess
 import sys
 import tempfile
@@ -91,15 +92,24 @@ VARIANTS = {
 SHAPIQ_FUNCTIONS = tuple(m for m in SHAPIQ_GAME_METHODS if m != "shapiq OddSHAP")  # OddSHAP: the odd part only
 
 
+#: shapiq's process runs its libraries on one thread, as compattr's estimators run here: the
+#: CPU seconds of a process add up all its threads, and LightGBM's and XGBoost's idle threads
+#: spin (ProxySHAP with its grid search took 14.7 CPU s on both cores of the 2-core machine,
+#: 6.5 s on one, for the same result; docs/results.md).
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def run_shapiq(python: str, job: dict):
     """Run ``benchmarks/shapiq_side.py`` (its docstring: the jobs and what they return) with the
-    interpreter ``python`` of shapiq's environment on ``job``, in a process of its own. Returns
-    what it wrote; its standard output (shapiq's logs) is dropped."""
+    interpreter ``python`` of shapiq's environment on ``job``, in a process of its own on one
+    thread (:data:`ONE_THREAD`). Returns what it wrote; its standard output (shapiq's logs)
+    is dropped."""
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "job.json"), Path(tmp, "out.json")
         src.write_text(json.dumps(job))
         script = Path(__file__).with_name("shapiq_side.py")
-        subprocess.run([python, str(script), str(src), str(dst)], check=True, stdout=subprocess.DEVNULL)
+        command = [python, str(script), str(src), str(dst)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **ONE_THREAD})
         return json.loads(dst.read_text())
 
 
@@ -107,8 +117,12 @@ def shapiq_game(python: str, truth, budget: int, sigma: float, seed: int, X_test
     """shapiq's estimator ``method`` on the function ``truth`` (a :class:`compattr.Spectrum`)
     with ``budget`` calls and Gaussian noise of standard deviation ``sigma``. Returns its CPU
     seconds, peak memory, Shapley values and, where it fits a function, ``function``: a
-    :class:`compattr.Spectrum` (ProxySPEX) or its predictions on ``X_test`` (ProxySHAP)."""
-    job = {"mode": "game", "method": method, "n": truth.n, "budget": budget, "seed": seed, "sigma": sigma}
+    :class:`compattr.Spectrum` (ProxySPEX) or its predictions on ``X_test`` (ProxySHAP).
+
+    ``seed`` is the function's: shapiq draws its masks with ``seed + 1``, as compattr's
+    estimators do here (one seed for both would make the first masks copies of the
+    function's random draws), and the noise with ``seed + 2``."""
+    job = {"mode": "game", "method": method, "n": truth.n, "budget": budget, "seed": seed + 1, "sigma": sigma}
     job |= {"noise_seed": seed + 2, "coefs": truth.coefs.tolist(), "X_test": X_test.astype(int).tolist()}
     job["supports"] = [list(t) for t in truth.support_tuples()]
     return with_function(run_shapiq(python, job), truth.n)

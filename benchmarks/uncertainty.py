@@ -89,7 +89,7 @@ def case_rows(function: str, n: int, alpha: float, snr: float | None, seed: int,
     case = {"function": function, "n": n, "alpha": alpha, "snr": snr, "seed": seed, "masks": m}
     rows = []
 
-    X = compattr.sample_masks(n, m, seed=seed)
+    X = compattr.sample_masks(n, m, seed=seed + 1)  # not the function's seed: its draws would repeat
     y = observe(truth, X, sigma, seed)
     est = compattr.ProxySPEX(seed=seed).fit(X, y)
     error = _error(compattr.indices.shapley(est.spectrum_), exact)
@@ -109,7 +109,7 @@ def case_rows(function: str, n: int, alpha: float, snr: float | None, seed: int,
         rows.append(case | counts | {"method": method, "error": error, "cpu_s": time.process_time() - start})
     rows.append(case | {"error": error} | auto_row(est, X, y, truth, exact, folds, seed))
 
-    X = compattr.paired_masks(n, m, seed=seed)
+    X = compattr.paired_masks(n, m, seed=seed + 1)
     y = observe(truth, X, sigma, seed)
     paired = compattr.PairedShapley(random_state=seed).fit(X, y)
     start = time.process_time()

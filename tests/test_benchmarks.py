@@ -121,7 +121,8 @@ def test_shapley_benchmark_draws_a_variants_pairs_with_its_kernel_power(monkeypa
 
 
 def test_shapley_benchmarks_paired_row_scores_its_proxys_spectrum():
-    """The paired mode's function is its proxy's spectrum (ProxySPEX on the pairs' masks)."""
+    """The paired mode's function is its proxy's spectrum (ProxySPEX on the pairs' masks,
+    drawn with the function's seed + 1)."""
     sys.path.insert(0, str(BENCHMARKS))
     import compattr
 
@@ -129,7 +130,7 @@ def test_shapley_benchmarks_paired_row_scores_its_proxys_spectrum():
 
     truth = shapley.synthetic_function("hierarchy", 12, seed=3)
     result = shapley.paired(truth, 120, 0.0, 1, {})
-    X = compattr.paired_masks(12, 120, seed=1)
+    X = compattr.paired_masks(12, 120, seed=2)
     est = compattr.PairedShapley(random_state=1).fit(X, truth.predict(X))
     assert result["function"] == est.proxy_.spectrum_
     assert result["function"] != compattr.ProxySPEX(seed=1).fit(X, truth.predict(X)).spectrum_  # the proxy's settings
@@ -204,6 +205,12 @@ def test_shapley_errors_are_relative_squared_error_and_top_k_precision():
     assert shapley.errors(truth, truth, top=3) == (0.0, 1.0)
     rel, precision = shapley.errors(np.array([5.0, -4.0, 0.0, 3.0, 0.0]), truth, top=3)
     assert rel == pytest.approx((9 + 2.9**2) / (25 + 16 + 9 + 0.01)) and precision == pytest.approx(2 / 3)
+    # ties at the cut: a perfect estimate scores 1 whichever tied features it ranks first
+    tied = np.array([0.0, 2.0, 1.0, 1.0, 1.0, 0.5])
+    assert shapley.errors(tied + 1e-12 * np.arange(6)[::-1], tied, top=3)[1] == 1.0
+    # zeros are no picks: an all-zero estimate found features by their index before
+    assert shapley.errors(np.zeros(5), truth, top=3)[1] == 0.0
+    assert shapley.errors(np.array([0.0, 0.0, 0.0, 0.0, 7.0]), np.array([1.0, 2.0, 3.0, 0.0, 0.0]), top=3)[1] == 0.0
 
 
 def test_uncertainty_benchmark_prints_every_method_and_its_totals():
