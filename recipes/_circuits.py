@@ -166,8 +166,9 @@ def recovery_table(
     (:func:`recovery_row`; no row for attribution patching when ``attribution`` is None, as
     for a value that is not differentiable)."""
     n = ex.n
+    calls = len(np.unique(ex.masks, axis=0))  # the queries: a mask drawn twice is evaluated once
     rows = [
-        recovery_row("ProxySPEX", str(len(ex.masks)), circuit, *spectrum_scores(ex.spectrum)),
+        recovery_row("ProxySPEX", str(calls), circuit, *spectrum_scores(ex.spectrum)),
         recovery_row("single-component ablation", str(n + 1), circuit, ablation, pair_scores_from(ablation)),
     ]
     if attribution is not None:

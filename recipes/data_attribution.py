@@ -27,8 +27,8 @@ Run::
 
 Budget: ``m = ceil(alpha n log2 n)`` retrains plus ``--test-masks`` held-out ones. The paper
 had ``alpha ≈ 0.38`` at ``n = 50,000`` (300,000 retrained ResNets); the default ``alpha = 1``
-at ``n = 300`` is 2,469 retrains + 500 held out (+ 160 for the pair checks) of logistic
-regression on one thread (alpha 0.5 halves them and costs ~0.03-0.04 of R²); docs/results.md
+at ``n = 300`` is 2,469 retrains + 500 held out (+ up to 160 per test digit for the pair
+checks) of logistic regression on one thread (alpha 0.5 halves them and costs ~0.03-0.04 of R²); docs/results.md
 has the times.
 """
 

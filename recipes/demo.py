@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     print(
         f"\npruning plans keeping {size} of {heads.n} heads; train value = mean log-prob of the right option on "
         f"the {len(train)} train questions; model calls = masks each method ran on the model (ProxySPEX: "
-        f"{len(ex.masks)} to fit + {len(rounds)} to check its own candidates; Best-of-N and greedy get as many); "
+        f"{len(ex.masks)} to fit + {len(rounds)} to check its own candidates; greedy gets as many, Best-of-N "
+        f"{'as many' if args.best_of is None else f'{args.best_of} draws'}); "
         f"test accuracy on {len(test)} held-out questions, with 95 % paired bootstrap intervals and each "
         "method's difference to ProxySPEX:"
     )

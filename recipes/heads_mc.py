@@ -405,7 +405,9 @@ def report(args, out, energy: list[dict], rows: list[dict], n_train: int, n_test
                 + f"; value {args.metric}; "
                 + (f"{args.budget} masks" if args.budget else f"alpha {args.alpha}")
                 + f", {args.test_masks} held-out masks; seeds {args.seeds}. Model calls: ProxySPEX = fitting masks + "
-                "verification; Best-of-N and greedy get ProxySPEX's calls; intervals: 95 % paired bootstrap "
+                "verification; greedy gets ProxySPEX's calls, Best-of-N "
+                + ("as many" if args.best_of is None else f"{args.best_of} random kept-sets")
+                + "; intervals: 95 % paired bootstrap "
                 "over the test questions.",
             ),
             ("Faithfulness and energy split per group (Fig. 9 bottom)", markdown_table(energy)),

@@ -261,7 +261,7 @@ def report_sections(args: argparse.Namespace, r: IOIRun) -> list[tuple[str, str]
     fit = [
         {"check": "ProxySPEX held-out R² (explain's test masks)", "result": f"{ex.faithfulness:.3f}"},
         {"check": f"ProxySPEX R² on all {len(masks)} masks", "result": f"{r2_all:.3f}"},
-        {"check": "ProxySPEX R² on the never-queried masks", "result": f"{r2_unseen:.3f}"},
+        {"check": "ProxySPEX R² on the masks it was not fitted on", "result": f"{r2_unseen:.3f}"},
         {"check": "LASSO R² on all masks", "result": f"{compattr.faithfulness(ex.lasso, masks, values):.3f}"},
         {
             "check": "energy: linear / within-layer / cross-layer",
