@@ -238,6 +238,9 @@ def train(
     # Improvements below _MIN_GAIN of the output variance do not reset the patience.
     min_delta = _MIN_GAIN * float(np.var(y))
     done = 0 if init is None else init.current_iteration()
+    # a continued fit keeps its earlier best round unless a new one beats it: the same
+    # model as one fit from scratch
+    earlier = None if init is None else (init.best_iteration - 1 - done, float(init.best_score["valid"]["l2"]))
     return lgb.train(
         params,
         sets[0],
@@ -246,7 +249,10 @@ def train(
         valid_names=["valid"],
         init_model=init,
         keep_training_booster=True,
-        callbacks=[EarlyStopping(patience, min_delta), Hopeless(incumbent, max_trees)],
+        callbacks=[
+            EarlyStopping(patience, min_delta, earlier=earlier),
+            Hopeless(incumbent, max_trees, earlier=earlier),
+        ],
     )
 
 

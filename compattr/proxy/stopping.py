@@ -17,6 +17,10 @@ import numpy as np
 class Hopeless:
     """LightGBM callback: stop a fit that cannot beat ``incumbent`` by round ``cap``.
 
+    Both callbacks take ``earlier``: for a fit that continues an earlier one (``init_model``),
+    that fit's best round, counted from this call's first round (so negative), and its
+    score, which this call's rounds must beat, as they would have had to in one call.
+
     Boosting's validation curve is convex once past its start (each round gains less than
     the one before), so from round t the best reachable score by ``cap`` is at least the
     best so far minus the current gain per round times the rounds left. The current gain is
@@ -30,23 +34,32 @@ class Hopeless:
 
     order = 40  # after early stopping (30)
 
-    def __init__(self, incumbent: float, cap: int, window: int = 10, safety: float = 2.0):
+    def __init__(
+        self,
+        incumbent: float,
+        cap: int,
+        window: int = 10,
+        safety: float = 2.0,
+        earlier: tuple[int, float] | None = None,
+    ):
         self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
         self.scores: list[float] = []
-        self.best = 0  # round of the best score so far
+        # the best round so far (counted from this call's first round) and its score: a
+        # continued fit's best round before this call, if better than all of this call's
+        self.best_at, self.best = (-1, np.inf) if earlier is None else earlier
 
     def __call__(self, env) -> None:
         s = self.scores
         s.append(env.evaluation_result_list[0][2])
         t = len(s)
-        if s[-1] < s[self.best]:
-            self.best = t - 1
+        if s[-1] < self.best:
+            self.best_at, self.best = t - 1, s[-1]
         if not np.isfinite(self.incumbent) or t <= self.window:
             return
         gain, convex = _recent_gain(s, self.window)
-        reachable = s[self.best] - (1.0 if convex else self.safety) * gain * (self.cap - env.iteration - 1)
+        reachable = self.best - (1.0 if convex else self.safety) * gain * (self.cap - env.iteration - 1)
         if reachable > self.incumbent:
-            raise _stop(env, t, self.best, s[self.best])
+            raise _stop(env, t, self.best_at, self.best)
 
 
 class EarlyStopping:
@@ -65,10 +78,11 @@ class EarlyStopping:
 
     order = 30  # LightGBM's early stopping slot: before Hopeless
 
-    def __init__(self, patience: int, min_delta: float, window: int = 25):
+    def __init__(self, patience: int, min_delta: float, window: int = 25, earlier: tuple[int, float] | None = None):
         self.patience, self.min_delta, self.window = patience, min_delta, window
         self.scores: list[float] = []
-        self.best, self.best_at = np.inf, -1
+        # a continued fit starts from its best round before this call (a negative index)
+        self.best_at, self.best = (-1, np.inf) if earlier is None else earlier
 
     def __call__(self, env) -> None:
         score = env.evaluation_result_list[0][2]

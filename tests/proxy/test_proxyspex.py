@@ -57,6 +57,25 @@ def test_fitted_attributes_record_the_choices(hierarchy_fit):
     assert bool(chosen["refit"]) == est.refit_
 
 
+def test_a_race_survivor_continued_keeps_its_earlier_best_round():
+    """A survivor continued past its rung restarted its early stopping, so its first new
+    round became its best however bad (27 trees against 4, a worse score): the race
+    continues a fit to be the same model as one fit from scratch, as its docstring says."""
+    from compattr.proxy.search import Config, _fold_sets, mask_dataset, train
+
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 10)) < 0.5
+    y = (1 - 2 * X[:, 0]) + 0.5 * (1 - 2 * X[:, 1]) * (1 - 2 * X[:, 2]) + rng.normal(0, 1.0, 300)
+    data = mask_dataset(X, y, 1)
+    folds = [(np.arange(240), np.arange(240, 300))]
+    grid = {"max_depth": (None,), "learning_rate": (0.3,), "n_estimators": (20, 80)}
+    _, fits, table = search.search(data, y, folds, grid, race=True, num_threads=1, seed=0)
+    scratch = train(_fold_sets(data, *folds[0]), Config(None, 0.3), 80, y, num_threads=1, seed=0)
+    assert len(table) == 3 and table["best_iteration"].iloc[0] < 20  # its best came before the first rung
+    assert fits[0].best_iteration == scratch.best_iteration
+    assert fits[0].score == pytest.approx(scratch.best_score["valid"]["l2"])
+
+
 def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
     n = 30
     truth = complete_hierarchy(n, n_sets=3, order=4, seed=3)
