@@ -68,8 +68,11 @@ class Spectrum:
     ----------
     n : int
         Number of features.
-    supports : sequence of iterables of int, or scipy sparse (k, n) 0/1 matrix
-        The sets ``T``; repeated sets are merged by adding their coefficients.
+    supports : sequence of iterables of int, (k, n) bool array, or scipy sparse (k, n) 0/1 matrix
+        The sets ``T``, as lists of feature indices or as indicator rows (True = in ``T``, as
+        a mask); repeated sets are merged by adding their coefficients. A (k, n) array of
+        0s and 1s that is not bool (``supports.toarray()``, ``masks.astype(int)``) is
+        refused: read as indices, each row would be the set {0, 1}.
     coefs : (k,) array_like of float
         The coefficients ``F(T)``.
 
@@ -84,6 +87,8 @@ class Spectrum:
             raise ValueError(f"a spectrum needs a whole number n >= 1 of features, got {n!r}.")
         n = int(n)
         coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        if isinstance(supports, np.ndarray) and supports.ndim == 2 and supports.dtype != np.bool_:
+            _check_not_indicators(supports, n)
         if isinstance(supports, np.ndarray) and supports.dtype == np.bool_ and supports.ndim == 2:
             supports = sp.csr_array(supports)  # indicator rows, as masks are: not lists of indices
         if sp.issparse(supports):
@@ -468,6 +473,16 @@ class Spectrum:
 
         rows, values = extract_padded_terms(model, n, num_iteration, max_order, max_terms)
         return cls._from_grouped(n, rows, values)
+
+
+def _check_not_indicators(supports: np.ndarray, n: int) -> None:
+    """ValueError where a non-bool 2-D array of supports has ``n`` columns of 0s and 1s:
+    indicator rows given in another dtype, which :class:`Spectrum` would read as indices."""
+    if supports.shape[1] == n and supports.size and np.isin(supports, (0, 1)).all():
+        raise ValueError(
+            f"supports is a {supports.shape} array of 0s and 1s ({supports.dtype}): pass indicator rows "
+            "as bool (supports.astype(bool)) or the sets as lists of feature indices."
+        )
 
 
 def _indicator_rows(supports, n: int) -> sp.csr_array:

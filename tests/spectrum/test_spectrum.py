@@ -380,3 +380,14 @@ def test_supports_given_as_an_uncanonical_sparse_matrix_are_sorted_and_merged():
         Spectrum(3, stored_zero * 2, [1.0])
     indicator = np.array([[True, False, True], [False, False, False]])  # rows as masks are: not indices
     assert Spectrum(3, indicator, [1.0, 0.5]).to_dict() == {(0, 2): 1.0, (): 0.5}
+
+
+def test_an_integer_matrix_of_indicator_rows_is_refused():
+    """A spectrum's own supports.toarray() (int8 0/1 rows) was read as index lists: every row
+    became the set {0, 1} and the coefficients were summed into one term."""
+    spectrum = Spectrum.from_dict({(0, 2): 1.0, (1, 4): 2.0, (3,): 0.5}, 5)
+    rows = spectrum.supports.toarray()
+    with pytest.raises(ValueError, match="array of 0s and 1s"):
+        Spectrum(5, rows, spectrum.coefs)
+    assert Spectrum(5, rows.astype(bool), spectrum.coefs) == spectrum
+    assert Spectrum(5, np.array([[0, 2], [1, 4]]), [1.0, 2.0]).to_dict() == {(0, 2): 1.0, (1, 4): 2.0}  # indices
