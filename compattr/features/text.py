@@ -4,7 +4,8 @@ The text is tokenized once, with character offsets; each unit owns the tokens th
 characters, and masking a unit replaces its tokens by the tokenizer's replacement token
 (``[UNK]`` as in the paper, else ``[MASK]``, else the pad token; or any token you name). A
 fixed ``prefix`` and ``suffix`` (a chat template, an instruction, "Answer:") are tokenized with
-the text but never masked, nor is any token that overlaps them.
+the text but never masked; a unit that shares a token with them (a prefix joined to the text
+without whitespace) is refused, since masking it would leave that token.
 
 Works for Hugging Face classifiers and causal LMs with a fast tokenizer (one that returns
 offsets)::
@@ -237,13 +238,35 @@ def _merged(spans: np.ndarray) -> np.ndarray:
 def _token_units(offsets: np.ndarray, spans: np.ndarray, lo: int, hi: int, text: str) -> np.ndarray:
     """The unit whose span overlaps each token most; ``n`` for tokens that overlap no unit,
     or whose characters other than whitespace at either end (:func:`_trimmed`) overlap the
-    fixed text of ``text`` outside ``[lo, hi)``."""
+    fixed text of ``text`` outside ``[lo, hi)``.
+
+    Raises
+    ------
+    ValueError
+        A unit shares a token with the fixed text (a prefix or suffix joined to the text
+        without whitespace, ``"w9" + "w1 w2"`` tokenized ``w9w1``), or owns no token (its
+        characters lie in tokens another unit overlaps more): masking it would replace
+        none or only some of its tokens, and its attribution would be silently 0.
+    """
     start, end = offsets[:, :1], offsets[:, 1:]
     overlap = np.minimum(end, spans[:, 1]) - np.maximum(start, spans[:, 0])
     units = np.where(overlap.max(1) > 0, overlap.argmax(1), len(spans))
     solid = _trimmed(offsets, text)
     fixed = (solid[:, 1] > solid[:, 0]) & ((solid[:, 0] < lo) | (solid[:, 1] > hi))
+    name = lambda i: repr(text[spans[i, 0] : spans[i, 1]])
+    shared = np.flatnonzero((overlap[fixed] > 0).any(0))
+    if shared.size:
+        raise ValueError(
+            f"unit {shared[0]} ({name(shared[0])}) shares a token with the prefix or suffix, so masking "
+            "it would leave that token: separate the prefix and suffix from the text by whitespace."
+        )
     units[fixed] = len(spans)
+    tokenless = np.setdiff1d(np.arange(len(spans)), units)
+    if tokenless.size:
+        raise ValueError(
+            f"unit {tokenless[0]} ({name(tokenless[0])}) owns no token (the tokenizer joins it to a "
+            "neighbour): masking it would change nothing. Use coarser units or Tokens."
+        )
     return units.astype(np.int64)
 
 

@@ -56,8 +56,11 @@ def test_tokens_overlapping_the_fixed_text_are_never_masked():
     text = "abcdefghijkl"  # no whitespace
     units = _token_units(offsets, spans, 3, 9, text)
     assert units.tolist() == [2, 2, 0, 1, 2]
-    straddling = _token_units(np.array([[2, 5]]), spans, 3, 9, text)
-    assert straddling.tolist() == [2]
+    # a token across the prefix and unit 0 was kept, leaving unit 0 nothing to mask
+    with pytest.raises(ValueError, match=r"unit 0 \('de'\) shares a token with the prefix"):
+        _token_units(np.array([[2, 5], [5, 9]]), spans, 3, 9, text)
+    with pytest.raises(ValueError, match=r"unit 0 \('de'\) owns no token"):
+        _token_units(np.array([[3, 9]]), spans, 3, 9, text)  # one token, most of it unit 1's
 
 
 def sentencepiece_tokenizer():
