@@ -68,7 +68,6 @@ VARIANTS = {
     "proxyspex no-guide": {"guide_rounds": 0},  # no guided trees after the regrow
     "proxyspex every-subset": {"missing_subsets": 0},  # grown only to sets whose subsets one order below are all kept
     "proxyspex no-extension": {"extend_rounds": 0},  # without stage 8 (the terms extended where their residual points)
-    "proxyspex unsettled": {"settle": False},  # a single fit grows before stage 8, even where stage 8 alone explains y
     # the defaults before all of the above
     "proxyspex previous": {
         "ridge": 0.0,

@@ -441,14 +441,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         Rounds at most of stage 8 (module docstring; default :data:`EXTEND_ROUNDS`): the
         terms extended one feature at a time where their residual points, the rounds and
         ridge strength chosen by CV and taken where its error falls. 0: none.
-    settle : bool
-        Where the fit runs once (``repeats_`` 1) and both the growth (stage 5) and stage 8
-        would run: stage 8 first, on the terms kept, and where its CV error is below
-        (1 - :data:`SETTLED_ABOVE`) of the variance those extended terms stay and the growth
-        is skipped (it would grow a function already explained); otherwise the growth and
-        stage 8 follow as with False. On complete hierarchies at n = 100, α = 4 without
-        noise it saves the growth (docs/results.md); with noise the CV never settles and
-        the fit pays stage 8 once more.
     pursue : bool
         Before growing, add to the kept terms the trees' terms their residual correlates with
         most (stage 5 in the module docstring; :data:`PURSUE_ROUNDS` round(s) of
@@ -586,7 +578,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         regrow_capped: float = REGROW_CAPPED_BELOW,
         guide_rounds: int = GUIDE_ROUNDS,
         extend_rounds: int = EXTEND_ROUNDS,
-        settle: bool = True,
         pursue: bool = True,
         cliques: bool = True,
         missing_subsets: int = MISSING_SUBSETS,
@@ -616,7 +607,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.regrow_capped = regrow_capped
         self.guide_rounds = guide_rounds
         self.extend_rounds = extend_rounds
-        self.settle = settle
         self.pursue = pursue
         self.cliques = cliques
         self.missing_subsets = missing_subsets
@@ -634,16 +624,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     def fit(self, X, y) -> ProxySPEX:
         """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
         with threadpool_limits(self.num_threads):  # BLAS for the refit, like LightGBM
-            self._fit(X, y, settle=self.settle)
+            self._fit(X, y)
             self.seed_ = self.seed
             if self._wants_second_opinion(len(y)):
                 self._second_opinion(X, y)
             self.repeats_ = self._wanted_repeats(len(y))
             self.regrown_, self.regrow_rounds_, self.regrow_cv_ = False, 0, pd.DataFrame()
             self.guide_rounds_, self.guide_cv_ = 0, pd.DataFrame()
-            if not self._extended_first:  # else stage 8 ran before the growth, which it made needless
-                self.extend_rounds_: int = 0
-                self.extend_cv_: pd.DataFrame = pd.DataFrame()
+            self.extend_rounds_, self.extend_cv_ = 0, pd.DataFrame()
             X, y = self._check_inputs(X, y)
             error: float | None = None  # the CV error of spectrum_'s terms where stage 6 or 7 chose them
             if self.repeats_ > 1:
@@ -654,12 +642,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                     if error is not None and self._wants_guide():
                         with _timed(self.timings_, "guide"):
                             error = self._guide(X, y, error)
-            if self._wants_extend() and not self._extended_first:
+            if self._wants_extend():
                 with _timed(self.timings_, "extend"):
                     self._extend(X, y, self._first_cv_error if error is None else error)
             return self
 
-    def _fit(self, X, y, settle: bool = False) -> ProxySPEX:
+    def _fit(self, X, y) -> ProxySPEX:
         """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``.
 
         Trees of unlimited depth can grow so deep that their exact spectrum would expand to
@@ -671,23 +659,19 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         grid = self._search_grid(len(y))
         timings: dict[str, float] = {}
         try:
-            return self._fit_on(X, y, grid, timings, settle)
+            return self._fit_on(X, y, grid, timings)
         except TreesTooDeep as error:
             bounded = without_depth(grid, None)
             if None not in grid["max_depth"] or bounded is None:
                 raise
             warnings.warn(f"{error} Searched again without unlimited depth.", UserWarning, stacklevel=3)
-            return self._fit_on(X, y, bounded, timings, settle)
+            return self._fit_on(X, y, bounded, timings)
 
-    def _fit_on(
-        self, X: np.ndarray, y: np.ndarray, grid: dict, timings: dict[str, float], settle: bool = False
-    ) -> ProxySPEX:
+    def _fit_on(self, X: np.ndarray, y: np.ndarray, grid: dict, timings: dict[str, float]) -> ProxySPEX:
         """:meth:`_fit` with the search on ``grid``, adding each stage's CPU seconds to
-        ``timings`` (which becomes ``timings_``); with ``settle`` (the first fit of
-        :meth:`fit`), stage 8 may come before the growth (:meth:`_settled_before_growth`)."""
+        ``timings`` (which becomes ``timings_``)."""
         n = self.n_features_in_ = X.shape[1]
         self.search_grid_ = grid
-        self._extended_first = False  # whether stage 8, run before the growth, explained y
         if np.all(y == y[0]):
             return self._fit_constant(n, float(y[0]))
         _check_masks_vary(X)
@@ -742,12 +726,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.k_, self.refit_, self.ridge_ = len(kept), not np.isnan(ridge), ridge
         self.grown_, self.grow_cv_ = False, pd.DataFrame()
         if self._wants_grow() and len(fitted) > 1:
-            if settle and self._wants_extend() and self._wanted_repeats(len(y)) == 1:
-                with _timed(timings, "extend"):
-                    self._extended_first = self._settled_before_growth(X, y, scale)
-            if not self._extended_first:
-                with _timed(timings, "grow"):  # 5. grow: the kept terms' hierarchy, one order up
-                    self._grow(X, y, fitted, [spectrum_of(f.model) for f in fits], keep, kept)
+            with _timed(timings, "grow"):  # 5. grow: the kept terms' hierarchy, one order up
+                self._grow(X, y, fitted, [spectrum_of(f.model) for f in fits], keep, kept)
         # the lowest CV error of the terms kept (stage 8 compares with it), in the scaled units
         self._first_cv_error: float = _lowest_error(self.sparsity_cv_, self.grow_cv_)
         self._scale_back(scale)
@@ -868,24 +848,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.spectrum_ = self._chosen_from_pool(pool, best, X, y, ridges[0])
         self.grown_ = True
 
-    def _settled_before_growth(self, X: np.ndarray, y: np.ndarray, scale: float) -> bool:
-        """``settle``: stage 8 (:meth:`_extend`) on the kept terms of a fit that will be the
-        only one, before the growth, on outputs ``y`` scaled by ``scale`` as in
-        :meth:`_fit_on`. True where its CV error is below (1 - :data:`SETTLED_ABOVE`) of the
-        variance: the extended terms explain the outputs and stay (the growth and the later
-        stage 8 are skipped); else the kept terms are restored and the growth follows."""
-        self.seed_ = self.seed  # the folds stage 8 draws
-        self.extend_rounds_, self.extend_cv_ = 0, pd.DataFrame()
-        kept = self.spectrum_
-        self.spectrum_ = kept.scaled(scale)  # stage 8 reads and writes the outputs' units
-        error = self._extend(X, y * scale, _lowest_error(self.sparsity_cv_))  # exact: a power of two
-        if self.extend_rounds_ and error < (1.0 - SETTLED_ABOVE) * float(np.var(y)):
-            self.spectrum_ = self.spectrum_.scaled(1.0 / scale)
-            return True
-        self.spectrum_ = kept
-        self.extend_rounds_, self.extend_cv_ = 0, pd.DataFrame()
-        return False
-
     def _wants_regrow(self) -> bool:
         """Whether to regrow the repeats' average (:meth:`_regrow`): with several repeats,
         always (True), never (False), or when the first fit's CV explains at least ``regrow``
@@ -974,7 +936,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return False
         return EXPLAINS_ABOVE <= self.cv_r2_ < FINAL_FIT_BELOW
 
-    def _extend(self, X: np.ndarray, y: np.ndarray, error: float) -> float:
+    def _extend(self, X: np.ndarray, y: np.ndarray, error: float) -> None:
         """Stage 8: ``spectrum_``'s terms extended by one feature at a time, led by their
         residual (:func:`extension_cv` over the folds of ``seed_`` and the CV's subset of at
         most ``max_cv_rows`` masks, then :func:`extended` on every mask), where the CV error
@@ -983,8 +945,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         round adds :data:`EXTEND_SHARE` of a fold's training masks in sets, up to
         ``extend_rounds`` rounds and at most half a fold's training masks (or ``max_k``) in
         terms; the rounds end after :data:`EXTEND_PATIENCE` without a lower CV error
-        (``extend_rounds_``, ``extend_cv_``). Returns the CV error of the terms kept
-        (``error`` where no round was taken), in the scaled outputs' units."""
+        (``extend_rounds_``, ``extend_cv_``)."""
         scale = self._output_scale
         y = y / scale  # exact: a power of two
         subset = cv_subset(len(X), self.max_cv_rows, self.seed)
@@ -997,7 +958,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         rows = csr_to_padded(self.spectrum_.supports, self.n_features_in_)
         max_terms = min(m_train // 2, self.max_k)
         if len(rows) + add > max_terms:  # no room for a round
-            return error
+            return
         ridges = self._ridges()
         path_ridge = min(ridges)
         options = (self.extend_rounds, EXTEND_PATIENCE, self.max_order, max_terms)
@@ -1005,11 +966,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.extend_cv_ = scale_errors(table.copy(), ("cv_mse",), scale)
         best = table.loc[table["cv_mse"].idxmin()]
         if best["rounds"] == 0 or not best["cv_mse"] < (1.0 - 1e-5) * error:  # float32 CV: a tie below it
-            return error
+            return
         rounds = int(best["rounds"])
         spectrum = extended(rows, X, y, add, rounds, path_ridge, float(best["ridge"]), self.max_order)
         self.spectrum_, self.extend_rounds_ = spectrum.scaled(scale), rounds
-        return float(best["cv_mse"])
 
     def _chosen_again_by(self, X: np.ndarray, y: np.ndarray) -> tuple[list, int, list[int], Callable]:
         """The CV by which stages 6 and 7 choose terms again on masks ``X`` and (scaled)
@@ -1159,7 +1119,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         capped = self.regrow_capped
         if not (is_real(capped) and 0.0 <= capped <= 1.0):
             raise ValueError(f"regrow_capped must be a float in [0, 1], got {capped!r}.")
-        for name in ("challenge", "vary_depth", "settle", "pursue", "cliques"):
+        for name in ("challenge", "vary_depth", "pursue", "cliques"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         check_int(self.missing_subsets, "missing_subsets", 0, 1)

@@ -430,10 +430,8 @@ class PairedShapley(BaseEstimator):
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         self.n_features_in_ = X.shape[1]
         # one fit, the folds' average alone: the fit on every mask did not lower the Shapley
-        # error on the tuning functions (docs/results.md); grown as it was tuned (no settle)
-        proxy = ProxySPEX(
-            final_fit=False, repeats=1, settle=False, cv=self.cv, num_threads=self.num_threads, seed=self.random_state
-        )
+        # error on the tuning functions (docs/results.md)
+        proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
         self.proxy_ = proxy.fit(X, y)
         # the refits and the untuned trees see the outputs over a power of two (exact), so
         # that outputs of any magnitude give the same choices (their CV errors are squares)

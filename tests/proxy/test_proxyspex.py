@@ -206,7 +206,6 @@ def test_outputs_of_any_magnitude_fit_exactly_by_scaling():
         dict(k="all"),
         dict(k=True),
         dict(refit="yes"),
-        dict(settle="yes"),
         dict(regrow_capped=np.float32(1.5)),
         dict(refit=1),
         dict(k=None, refit=True),
@@ -1069,32 +1068,6 @@ def _hierarchy_scaled(n: int, n_sets: int, order: int, masks: int) -> tuple[Spec
     return truth, X, truth.predict(X)
 
 
-def test_settle_runs_stage_8_before_the_growth_and_skips_it_where_the_outputs_are_explained():
-    """A single fit whose stage 8 on the kept terms explains the outputs (CV error below
-    (1 - SETTLED_ABOVE) of the variance) keeps those terms and grows nothing: the spectrum of
-    grow=False's fit. Where the outputs stay unexplained (noise), the growth and stage 8
-    follow as with settle=False, the same spectrum."""
-    from compattr.proxy import proxyspex
-
-    n = 30
-    truth = complete_hierarchy(n, n_sets=4, order=4, seed=1)
-    X = compattr.sample_masks(n, 400, seed=101)
-    truth = truth.with_coefs(truth.coefs * 0.75 / np.abs(truth.predict(X)).max())  # y's units
-    y = truth.predict(X)
-    settings = {"seed": 0, "grow": True, "repeats": 1}
-    settled = ProxySPEX(**settings).fit(X, y)
-    ungrown = ProxySPEX(seed=0, repeats=1, grow=False).fit(X, y)
-    assert settled.extend_rounds_ >= 1 and not settled.grown_ and "grow" not in settled.timings_
-    assert settled.extend_cv_["cv_mse"].min() < (1 - proxyspex.SETTLED_ABOVE) * np.var(y)
-    assert settled.spectrum_ == ungrown.spectrum_
-    pd.testing.assert_frame_equal(settled.extend_cv_, ungrown.extend_cv_)
-    noisy = add_noise(y, truth, snr_db=10, seed=3)
-    went_on, unsettled = ProxySPEX(**settings).fit(X, noisy), ProxySPEX(**settings, settle=False).fit(X, noisy)
-    assert "grow" in went_on.timings_ and went_on.grown_ == unsettled.grown_  # it went on to grow
-    assert went_on.spectrum_ == unsettled.spectrum_
-    pd.testing.assert_frame_equal(went_on.extend_cv_, unsettled.extend_cv_)
-
-
 def test_guided_trees_recover_the_hierarchy_a_regrown_fit_missed():
     """Stage 7 on a noise-free complete hierarchy over 12 features (2 sets of order 4, 160
     masks): the regrown average leaves part of the function out (R² below 0.99 over all
@@ -1830,7 +1803,6 @@ def test_stage_8_extends_the_terms_as_its_cv_chooses_and_only_where_the_error_fa
     truth = truth.with_coefs(truth.coefs * 0.75 / np.abs(truth.predict(X)).max())
     y = truth.predict(X)
     settings = {"seed": 0, "grow": True, "repeats": 1, "pursue": False, "cliques": False, "missing_subsets": 0}
-    settings["settle"] = False  # stage 8 after the growth (settle: see its own test)
     before = ProxySPEX(**settings, extend_rounds=0).fit(X, y)
     est = ProxySPEX(**settings).fit(X, y)
     assert len(before.extend_cv_) == 0 and "extend" not in before.timings_ and before.extend_rounds_ == 0
