@@ -87,10 +87,11 @@ class Spectrum:
             raise ValueError(f"a spectrum needs a whole number n >= 1 of features, got {n!r}.")
         n = int(n)
         coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
-        if isinstance(supports, np.ndarray) and supports.ndim == 2 and supports.dtype != np.bool_:
-            _check_not_indicators(supports, n)
-        if isinstance(supports, np.ndarray) and supports.dtype == np.bool_ and supports.ndim == 2:
-            supports = sp.csr_array(supports)  # indicator rows, as masks are: not lists of indices
+        if isinstance(supports, np.ndarray) and supports.ndim == 2:
+            if supports.dtype == np.bool_:
+                supports = sp.csr_array(supports)  # indicator rows, as masks are: not lists of indices
+            else:
+                _check_not_indicators(supports, n)
         if sp.issparse(supports):
             rows = csr_to_padded(_indicator_rows(supports, n), n)
         else:
