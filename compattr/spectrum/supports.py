@@ -326,8 +326,10 @@ def padded_to_csr(rows: np.ndarray, n: int) -> sp.csr_array:
 
 
 def pad_supports(supports: Sequence[Iterable[int]], n: int) -> np.ndarray:
-    """Sort each support, check its features, and pad to a rectangular array."""
-    sets = [sorted(set(int(i) for i in s)) for s in supports]
+    """Sort each support (an iterable of feature indices), check its features, and pad to a
+    rectangular array. Booleans and non-integral numbers are refused: a row of indicators
+    such as ``[True, False, True]`` would otherwise read as the features ``{0, 1}``."""
+    sets = [sorted(set(_feature_index(i) for i in s)) for s in supports]
     D = max((len(s) for s in sets), default=0)
     rows = np.full((len(sets), D), n, dtype=np.int64)
     for r, s in enumerate(sets):
@@ -335,6 +337,23 @@ def pad_supports(supports: Sequence[Iterable[int]], n: int) -> np.ndarray:
             raise ValueError(f"support {tuple(s)} names a feature outside 0..{n - 1}.")
         rows[r, : len(s)] = s
     return rows
+
+
+def _feature_index(value) -> int:
+    """``value`` as a feature index: an integer (a NumPy one, or a float with an integral
+    value, too), never a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            "a support lists feature indices, got a bool: give indicator rows as a (k, n) bool "
+            "NumPy array or a sparse matrix, not as lists."
+        )
+    try:
+        index = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"a support lists feature indices, got {value!r}.") from None
+    if index != value:
+        raise ValueError(f"a support lists integer feature indices, got {value!r}.")
+    return index
 
 
 def csr_to_padded(S: sp.csr_array, n: int) -> np.ndarray:

@@ -391,3 +391,28 @@ def test_an_integer_matrix_of_indicator_rows_is_refused():
         Spectrum(5, rows, spectrum.coefs)
     assert Spectrum(5, rows.astype(bool), spectrum.coefs) == spectrum
     assert Spectrum(5, np.array([[0, 2], [1, 4]]), [1.0, 2.0]).to_dict() == {(0, 2): 1.0, (1, 4): 2.0}  # indices
+
+
+@pytest.mark.parametrize(
+    "supports",
+    [
+        [[True, False, True], [False, True, True]],  # bool_array.tolist()
+        list(np.array([[True, False, True], [False, True, True]])),  # rows of a bool array
+        [(True, False, True)],
+    ],
+)
+def test_indicator_rows_given_as_lists_are_refused(supports):
+    """A list of bool rows was read as index lists: every row became {0, 1} and the
+    coefficients were summed into one term; only a bool array reads as indicator rows."""
+    with pytest.raises(ValueError, match="got a bool"):
+        Spectrum(3, supports, np.ones(len(supports)))
+    with pytest.raises(ValueError, match="got a bool"):
+        Spectrum.from_dict({tuple(supports[0]): 1.0}, 3)
+
+
+def test_fractional_feature_indices_are_refused_and_integral_ones_read():
+    with pytest.raises(ValueError, match="integer feature indices"):
+        Spectrum(3, [[1.7]], [1.0])  # was read as feature 1
+    with pytest.raises(ValueError, match="feature indices"):
+        Spectrum(3, [["a"]], [1.0])
+    assert Spectrum(3, [[2.0, np.int64(0)]], [1.0]).to_dict() == {(0, 2): 1.0}
