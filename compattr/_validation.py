@@ -261,3 +261,16 @@ def check_labels(labels: np.ndarray, classes: int) -> None:
             f"have {classes} classes (for a language model, its vocabulary), so labels must lie "
             f"in 0..{classes - 1}."
         )
+
+
+def jsonable(obj):
+    """``obj`` with NumPy scalars and arrays turned into Python numbers and lists (mapping
+    keys into strings, tuples into lists), for ``json.dumps``: estimator settings such as a
+    ridge grid given as an array."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    return obj

@@ -611,7 +611,7 @@ class Explanation:
                 "value_range": None
                 if self.value_range is None
                 else [v if math.isfinite(v) else None for v in self.value_range],
-                "fit_info": _jsonable(self.fit_info),
+                "fit_info": jsonable(self.fit_info),
             }
             (staging / _META).write_text(json.dumps(meta, indent=1))
             for name in [*files, _META]:
@@ -676,16 +676,6 @@ class Explanation:
 def _digest(path: Path) -> str:
     """SHA-256 of a file's bytes, as hex."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    return obj
 
 
 def _finite_or_none(value: Any) -> float | None:

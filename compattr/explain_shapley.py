@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._validation import check_format, check_int, feature_names
+from ._validation import check_format, check_int, feature_names, jsonable
 from .apps import plots
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import PairedShapley
@@ -222,7 +222,7 @@ class ShapleyExplanation:
             "names": list(self.names),
             "confidence": self.confidence,
             "value": self.value,
-            "fit_info": self.fit_info,
+            "fit_info": jsonable(self.fit_info),
         }
         arrays: dict[str, Any] = {"values": self.values, "masks": self.masks, "outputs": self.outputs}
         if self.groups is not None:

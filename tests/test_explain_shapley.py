@@ -242,6 +242,15 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(again.values, bare.values)
 
 
+def test_an_estimator_set_with_numpy_values_saves(tmp_path):
+    """Settings given as NumPy arrays and numbers (a ridge grid) crashed save after every query."""
+    estimator = PairedShapley(ridges=np.array([0.01, 0.1, 1.0, np.inf]), random_state=np.int64(0))
+    sv = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, estimator=estimator, intervals=False, progress=False)
+    back = ShapleyExplanation.load(sv.save(tmp_path / "sv.npz"))
+    assert back.fit_info["params"]["ridges"] == [0.01, 0.1, 1.0, np.inf]
+    np.testing.assert_array_equal(back.values, sv.values)
+
+
 def test_load_refuses_other_files(tmp_path):
     np.savez(tmp_path / "other.npz", values=np.zeros(3))
     with pytest.raises(ValueError, match="is not a compattr Shapley explanation"):

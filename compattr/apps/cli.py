@@ -437,8 +437,9 @@ def _run_explain(args: argparse.Namespace, setup: _Setup) -> None:
     start = time.perf_counter()
     ex = _explain(args, setup)
     seconds = time.perf_counter() - start
-    text = _header(args, setup, seconds) + "\n" + ex.summary()
-    write_explanation(ex, args.out, text, _settings(args, setup, seconds))
+    held_out = len(ex.test_masks)
+    text = _header(args, setup, seconds, held_out) + "\n" + ex.summary()
+    write_explanation(ex, args.out, text, _settings(args, setup, seconds, held_out))
     print(text)
     print(f"\nwritten to {args.out}/")
 
@@ -475,7 +476,8 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
-    settings = _settings(args, setup, seconds) | {
+    held_out = len(ex.test_masks)
+    settings = _settings(args, setup, seconds, held_out) | {
         "keep": setup.size,
         "best_of": table.attrs["best_of"],
         "min_per_layer": args.min_per_layer,
@@ -485,7 +487,7 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
     results = markdown_table(table) + f"\n\n{tasks.verdict(table)}" + ("" if note is None else f"\n\nnote: {note}")
     text = "\n".join(
         [
-            _header(args, setup, seconds),
+            _header(args, setup, seconds, held_out),
             ex.summary(),
             "",
             (
@@ -507,19 +509,22 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
 
 
 # --------------------------------------------------------------------------- output
-def _header(args: argparse.Namespace, setup: _Setup, seconds: float) -> str:
+def _header(args: argparse.Namespace, setup: _Setup, seconds: float, held_out: int | None = None) -> str:
+    """The report's first line; ``held_out``: the held-out masks the explanation has (fewer
+    than ``--test-masks`` where the features have fewer distinct masks), None for none."""
     heads = setup.heads
-    held_out = "" if args.command == "shapley" else f" + {args.test_masks} held-out masks"
+    held_out_text = "" if held_out is None else f" + {held_out} held-out masks"
     return (
         f"{args.model}: {heads.n} heads (layers {format_layers(heads.layers)} x {heads.n_heads}), "
         f"task {args.task}, value {args.value} on {len(setup.train)} questions, "
-        f"budget {setup.budget}{held_out}, seed {args.seed}; {seconds:.0f} s"
+        f"budget {setup.budget}{held_out_text}, seed {args.seed}; {seconds:.0f} s"
     )
 
 
-def _settings(args: argparse.Namespace, setup: _Setup, seconds: float) -> dict:
+def _settings(args: argparse.Namespace, setup: _Setup, seconds: float, held_out: int | None = None) -> dict:
     """What ran, for settings.json: every option that changes the results, and the dtype
-    and device the model ran in (``--dtype auto`` names neither)."""
+    and device the model ran in (``--dtype auto`` names neither); ``held_out`` as in
+    :func:`_header` (``test_masks``, with the number asked as ``test_masks_asked``)."""
     parameter = next(setup.model.parameters())
     return {
         "command": args.command,
@@ -533,7 +538,8 @@ def _settings(args: argparse.Namespace, setup: _Setup, seconds: float) -> dict:
         "value": args.value,
         "questions": len(setup.train),
         "budget": setup.budget,
-        "test_masks": getattr(args, "test_masks", None),  # shapley has none
+        "test_masks": held_out,  # shapley has none
+        "test_masks_asked": getattr(args, "test_masks", None),
         "seed": args.seed,
         "dtype": args.dtype,
         "model_dtype": str(parameter.dtype).removeprefix("torch."),

@@ -67,7 +67,11 @@ def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
     """``ex.save(folder)`` plus summary.txt, interactions.csv (the 50 strongest terms with
     their standard errors, 95 % intervals and ``nonzero``: ``ex.uncertainty()``, no model
     call), settings.json, the plots (heads, energy, circuit) and the circuit as an
-    interactive page (circuit.html)."""
+    interactive page (circuit.html).
+
+    These files of an earlier run in ``folder`` are deleted first: an interruption leaves
+    some of this run's files, never an earlier run's beside them."""
+    _clear(folder, _EXPLANATION_FILES)
     ex.save(folder)
     (folder / "summary.txt").write_text(summary + "\n")
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))
@@ -83,8 +87,12 @@ def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
     feature by decreasing ``|φ|``, with its interval when there is one), groups.csv (the
     values summed per group, with their intervals, when the features have groups),
     shapley.png (the 20 largest), shapley.npz (everything, the queried pairs included:
-    ``ShapleyExplanation.load``) and settings.json."""
+    ``ShapleyExplanation.load``) and settings.json.
+
+    These files of an earlier run in ``folder`` are deleted first (groups.csv too where this
+    run has no groups), as in :func:`write_explanation`."""
     folder.mkdir(parents=True, exist_ok=True)
+    _clear(folder, _SHAPLEY_FILES)
     (folder / "summary.txt").write_text(summary + "\n")
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))
     sv.to_frame().to_csv(folder / "shapley.csv", index=False)
@@ -92,6 +100,19 @@ def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
         sv.by_group().to_csv(folder / "groups.csv")
     plots.save(sv.plot(20), folder / "shapley.png")
     sv.save(folder / "shapley.npz")
+
+
+#: The files :func:`write_explanation` writes beside the explanation's own (``Explanation.save``).
+_EXPLANATION_FILES = ("summary.txt", "settings.json", "interactions.csv", "heads.png", "energy.png", "circuit.png", "circuit.html")
+
+#: The files :func:`write_shapley` writes.
+_SHAPLEY_FILES = ("summary.txt", "settings.json", "shapley.csv", "groups.csv", "shapley.png", "shapley.npz")
+
+
+def _clear(folder: Path, names: Sequence[str]) -> None:
+    """Delete the files ``names`` in ``folder`` where they exist."""
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
 
 
 def write_plans(plans: dict, folder: Path) -> None:

@@ -86,6 +86,18 @@ def test_explain_writes_the_explanation(assets, tmp_path, capsys):
     assert "faithfulness" in printed and "8 heads (layers 1-2 x 4)" in printed
 
 
+def test_explain_records_the_held_out_masks_it_has(assets, tmp_path, capsys):
+    """8 heads have 256 masks: of 1,000 asked, fewer are held out, and the header and
+    settings.json record those (they recorded the 1,000 asked)."""
+    assert _run(assets, tmp_path, "explain", "--layers", "1-2", "--test-masks", "1000") == 0
+    out = tmp_path / "out"
+    held_out = len(compattr.Explanation.load(out).test_masks)
+    assert held_out < 256
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["test_masks"] == held_out and settings["test_masks_asked"] == 1000
+    assert f"+ {held_out} held-out masks" in (out / "summary.txt").read_text().splitlines()[0]
+
+
 def _shapley(assets, tmp_path, *extra: str) -> int:
     model, questions = str(assets / "model"), str(assets / "questions.jsonl")
     common = ["--task", questions, "--questions", "6", "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"]
@@ -290,6 +302,39 @@ def test_prune_writes_its_results_before_the_figures(assets, tmp_path, capsys, m
     assert pd.read_csv(out / "results.csv")["heads kept"].tolist()[1:] == [3] * 5
     assert compattr.PruningPlan.from_json(out / "plans" / "proxyspex.json").kept.sum() == 3
     assert "pruning plans keeping 3 of 12 heads" in capsys.readouterr().out
+
+
+def test_an_interrupted_explain_leaves_no_file_of_an_earlier_run(assets, tmp_path, capsys, monkeypatch):
+    """Interrupted while it computed interactions.csv, an explain into the folder of an
+    earlier run left that run's interactions.csv (and figures) beside this run's explanation."""
+    assert _run(assets, tmp_path, "explain", "--layers", "1-2") == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compattr.Explanation, "uncertainty", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(assets, tmp_path, "explain", "--layers", "1-2", "--seed", "1")
+    out = tmp_path / "out"
+    assert json.loads((out / "settings.json").read_text())["seed"] == 1
+    for name in ("interactions.csv", "heads.png", "energy.png", "circuit.png", "circuit.html"):
+        assert not (out / name).exists(), name
+
+
+def test_an_interrupted_shapley_leaves_no_file_of_an_earlier_run(assets, tmp_path, capsys, monkeypatch):
+    """shapley.npz is written last: interrupted there, the earlier run's stayed beside this
+    run's summary and tables."""
+    assert _shapley(assets, tmp_path, "--layers", "1-2", "--budget", "61", "--no-intervals") == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compattr.ShapleyExplanation, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _shapley(assets, tmp_path, "--layers", "1-2", "--budget", "61", "--no-intervals", "--seed", "1")
+    out = tmp_path / "out"
+    assert json.loads((out / "settings.json").read_text())["seed"] == 1
+    assert not (out / "shapley.npz").exists()
 
 
 def test_bad_model_task_and_flags_exit_2(assets, tmp_path, capsys):
