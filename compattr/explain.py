@@ -39,6 +39,7 @@ from ._validation import (
     check_format,
     check_int,
     feature_names,
+    jsonable,
     plan_size,
     range_note,
 )

@@ -245,7 +245,9 @@ def test_save_and_load_round_trip(tmp_path):
 def test_an_estimator_set_with_numpy_values_saves(tmp_path):
     """Settings given as NumPy arrays and numbers (a ridge grid) crashed save after every query."""
     estimator = PairedShapley(ridges=np.array([0.01, 0.1, 1.0, np.inf]), random_state=np.int64(0))
-    sv = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, estimator=estimator, intervals=False, progress=False)
+    sv = explain_shapley(
+        features=Counting(sparse_function(10, seed=5)), budget=120, estimator=estimator, intervals=False, progress=False
+    )
     back = ShapleyExplanation.load(sv.save(tmp_path / "sv.npz"))
     assert back.fit_info["params"]["ridges"] == [0.01, 0.1, 1.0, np.inf]
     np.testing.assert_array_equal(back.values, sv.values)

@@ -103,7 +103,15 @@ def write_shapley(sv, folder: Path, summary: str, settings: dict) -> None:
 
 
 #: The files :func:`write_explanation` writes beside the explanation's own (``Explanation.save``).
-_EXPLANATION_FILES = ("summary.txt", "settings.json", "interactions.csv", "heads.png", "energy.png", "circuit.png", "circuit.html")
+_EXPLANATION_FILES = (
+    "summary.txt",
+    "settings.json",
+    "interactions.csv",
+    "heads.png",
+    "energy.png",
+    "circuit.png",
+    "circuit.html",
+)
 
 #: The files :func:`write_shapley` writes.
 _SHAPLEY_FILES = ("summary.txt", "settings.json", "shapley.csv", "groups.csv", "shapley.png", "shapley.npz")
