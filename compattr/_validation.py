@@ -191,6 +191,14 @@ def check_format(payload_format, payload_version, expected: str, version: int, p
     return found
 
 
+def check_bool(value, name: str) -> bool:
+    """``value`` if it is a bool (a NumPy one too), else ``TypeError``: a string such as
+    ``"min"`` or ``"False"`` would read as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def is_int(value) -> bool:
     """Whether ``value`` is an integer (a NumPy one too), not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

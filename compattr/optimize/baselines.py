@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .._validation import as_outputs, check_int, check_spectrum
+from .._validation import as_outputs, check_bool, check_int, check_spectrum
 from ..spectrum import Spectrum
 from ..spectrum.indices import banzhaf
 
@@ -24,6 +24,7 @@ def lasso_subset(lasso_spectrum: Spectrum, size: int, maximize: bool = True) -> 
     """
     check_spectrum(lasso_spectrum)
     size = check_int(size, "size", 0, lasso_spectrum.n)
+    maximize = check_bool(maximize, "maximize")
     score = banzhaf(lasso_spectrum) * (1.0 if maximize else -1.0)
     kept = np.zeros(lasso_spectrum.n, dtype=bool)
     kept[np.argsort(-score, kind="stable")[:size]] = True
@@ -70,6 +71,7 @@ def best_of_n(
         raise ValueError("pass n (the number of features) with a plain value function.")
     size = check_int(size, "size", 0, n)
     n_samples = check_int(n_samples, "n_samples", 1)
+    maximize = check_bool(maximize, "maximize")
     rng = np.random.default_rng(seed)
     chosen = rng.random((n_samples, n)).argsort(axis=1)[:, :size]
     X = np.zeros((n_samples, n), dtype=bool)

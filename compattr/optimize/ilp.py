@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pulp
 
-from .._validation import check_spectrum, is_real
+from .._validation import check_bool, check_spectrum, is_real
 from ..spectrum import Spectrum
 from ..spectrum.indices import moebius_weight, superset_transform
 from .constraints import Constraints, make_constraints
@@ -108,6 +108,7 @@ def best_subset(
     then improves the result by single flips and swaps until no move helps.
     """
     check_spectrum(sp)
+    maximize = check_bool(maximize, "maximize")
     if time_limit is not None and not (is_real(time_limit) and 0 < time_limit < float("inf")):
         raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}.")
     cons = make_constraints(sp.n, size, sense, groups, min_per_group, kv_groups, min_kv_removed, kinds)

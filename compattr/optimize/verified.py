@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._validation import as_masks, as_outputs, check_int
+from .._validation import as_masks, as_outputs, check_bool, check_int
 from ..spectrum.spectrum import Spectrum
 from .constraints import Constraints, make_constraints, meets_group_minimum
 from .ilp import best_subset
@@ -124,6 +124,7 @@ def single_feature_ablation(
     """
     n = oracle.n
     size = check_int(size, "size", 1, n)
+    maximize = check_bool(maximize, "maximize")
     full = np.ones((1, n), bool)
     alone = ~np.eye(n, dtype=bool)
     values = oracle(np.vstack([full, alone]))
@@ -181,6 +182,7 @@ def greedy_elimination(
     """
     n = oracle.n
     size = check_int(size, "size", 1, n)
+    maximize = check_bool(maximize, "maximize")
     kept = np.ones(n, bool)
     if not meets_group_minimum(kept[None], groups, min_per_group, kinds)[0]:  # nor any subset
         raise ValueError(f"even all {n} features kept do not keep {min_per_group} per group.")
@@ -307,6 +309,7 @@ def verified_plan(
 
     n = oracle.n
     size = check_int(size, "size", 1, n)
+    maximize = check_bool(maximize, "maximize")
     rounds, per_round = check_int(rounds, "rounds", 1), check_int(per_round, "per_round", 1)
     # the default fit needs ProxySPEX's fewest masks: until the oracle knows as many outputs,
     # the last surrogate goes on

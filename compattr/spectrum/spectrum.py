@@ -86,7 +86,11 @@ class Spectrum:
         if not is_int(n) or n < 1:
             raise ValueError(f"a spectrum needs a whole number n >= 1 of features, got {n!r}.")
         n = int(n)
+        if hasattr(coefs, "detach"):  # a torch tensor, possibly on an accelerator
+            coefs = coefs.detach().cpu().numpy()
         coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        if hasattr(supports, "detach"):  # torch bool rows are indicator rows, as NumPy's are
+            supports = supports.detach().cpu().numpy()
         if isinstance(supports, np.ndarray) and supports.ndim == 2:
             if supports.dtype == np.bool_:
                 supports = sp.csr_array(supports)  # indicator rows, as masks are: not lists of indices

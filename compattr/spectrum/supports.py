@@ -342,7 +342,9 @@ def pad_supports(supports: Sequence[Iterable[int]], n: int) -> np.ndarray:
 def _feature_index(value) -> int:
     """``value`` as a feature index: an integer (a NumPy one, or a float with an integral
     value, too), never a bool."""
-    if isinstance(value, (bool, np.bool_)):
+    if hasattr(value, "detach"):  # a 0-d torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == np.bool_:
         raise ValueError(
             "a support lists feature indices, got a bool: give indicator rows as a (k, n) bool "
             "NumPy array or a sparse matrix, not as lists."

@@ -373,3 +373,17 @@ def test_pruning_plan_apply_and_errors(tmp_path):
     (tmp_path / "x.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="pruning plan"):
         PruningPlan.from_json(tmp_path / "x.json")
+
+
+@pytest.mark.parametrize("maximize", ["min", "False", 0, None])
+def test_maximize_must_be_a_bool(maximize):
+    """A string was read as True: best_subset(sp, 3, maximize="min") maximised."""
+    sp = synthetic.complete_hierarchy(8, 2, 3, seed=0)
+    for plan in (
+        lambda: best_subset(sp, 3, maximize=maximize),
+        lambda: lasso_subset(sp, 3, maximize=maximize),
+        lambda: best_of_n(sp, 3, 10, maximize=maximize),
+    ):
+        with pytest.raises(TypeError, match="maximize must be True or False"):
+            plan()
+    assert best_subset(sp, 3, maximize=np.bool_(False)).sum() == 3

@@ -259,3 +259,12 @@ def test_the_local_correction_learns_where_the_surrogate_is_wrong():
         assert values[1] <= np.sort(w)[-size:].sum() + 1e-12
         gaps.append(values[1] - values[0])
     assert min(gaps) >= -1e-12 and sum(g > 1e-9 for g in gaps) >= 7
+
+
+def test_maximize_must_be_a_bool():
+    _, fn = additive(6)
+    for plan in (greedy_elimination, single_feature_ablation):
+        with pytest.raises(TypeError, match="maximize must be True or False"):
+            plan(MaskOracle(fn, 6), 3, maximize="min")
+    with pytest.raises(TypeError, match="maximize must be True or False"):
+        verified_plan(MaskOracle(fn, 6), 3, spectrum=compattr.Spectrum(6, [(0,)], [1.0]), maximize="min")

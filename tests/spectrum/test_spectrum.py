@@ -416,3 +416,17 @@ def test_fractional_feature_indices_are_refused_and_integral_ones_read():
     with pytest.raises(ValueError, match="feature indices"):
         Spectrum(3, [["a"]], [1.0])
     assert Spectrum(3, [[2.0, np.int64(0)]], [1.0]).to_dict() == {(0, 2): 1.0}
+
+
+def test_torch_supports_read_as_numpy_ones():
+    """Torch bool rows were read as index lists (every row {0, 1}), as lists of bools were."""
+    import torch
+
+    B = np.array([[True, False, True], [False, True, True]])
+    expected = Spectrum(3, B, [1.0, 2.0])
+    assert Spectrum(3, torch.from_numpy(B), torch.tensor([1.0, 2.0])) == expected
+    with pytest.raises(ValueError, match="got a bool"):
+        Spectrum(3, list(torch.from_numpy(B)), [1.0, 2.0])
+    with pytest.raises(ValueError, match="array of 0s and 1s"):
+        Spectrum(3, torch.from_numpy(B.astype(np.int64)), [1.0, 2.0])
+    assert Spectrum(3, torch.tensor([[0, 2], [1, 2]]), [1.0, 2.0]) == expected  # index rows
