@@ -9,7 +9,8 @@ kept term ``S`` extended by every feature ``i`` are the entries of one matrix pr
     ``C[S, i] = Σ_j r_j χ_S(x_j) χ_{i}(x_j) / m = ((P ∘ r)ᵀ X±)[S, i] / m``,
 
 with ``X± = 1 - 2 X`` the masks' ±1 features (for ``i`` in ``S`` the product is ``S``
-less ``i``, not an extension: left out). A round (matching pursuit over one-feature
+less ``i``, not an extension: left out; nor is a feature the masks never vary, whose
+extension is the term itself up to sign). A round (matching pursuit over one-feature
 extensions, in blocks) adds the ``add`` sets not held of largest ``|C|``
 (:func:`extended_rows`) and refits every term by least squares; :func:`extension_cv` scores
 each round at each ridge strength by cross-validation, every fold's path run on its
@@ -62,6 +63,7 @@ def extended_rows(
     C = np.abs((P * residual[:, None]).T @ (1 - 2 * X.astype(P.dtype)))  # (K, n)
     held, at = np.nonzero(rows < n)
     C[held, rows[held, at]] = 0.0  # a member: no extension
+    C[:, X.all(axis=0) | ~X.any(axis=0)] = 0.0  # a feature these masks never vary: an alias of the term
     if max_order is not None:
         C[np.sum(rows < n, axis=1) >= max_order] = 0.0
     shortlist = min(C.size, _SHORTLIST * add)

@@ -53,6 +53,25 @@ def test_extended_rows_offer_nothing_where_every_extension_is_held():
     assert len(extended_rows(rows, parity_matrix(X, rows, np.float32), np.zeros(len(held)), X, y, 4)) == 0
 
 
+@pytest.mark.parametrize("kept", [True, False])
+def test_extended_rows_never_extend_by_a_feature_the_masks_never_vary(kept):
+    """A feature kept (or dropped) in every mask extends a term to a copy of it up to sign
+    (χ_{T ∪ i} = ∓χ_T): the refit split the term's weight with the copy, and the feature got
+    a Shapley value the masks say nothing about."""
+    truth, X, y = _hierarchy()
+    n = X.shape[1]
+    X = X.copy()
+    X[:, [1, 5]] = kept
+    y = truth.predict(X)
+    rows = pad_supports([(), (0,), (7,)], n)
+    P = parity_matrix(X, rows, np.float32)
+    coefs = np.zeros(len(rows))  # the held terms stand out in the residual, so do their copies
+    found = _sets(extended_rows(rows, P, coefs, X, y, 40), n)
+    assert len(found) == 40 and not {1, 5} & set().union(*found)
+    fitted = compattr.ProxySPEX(seed=0).fit(X, y)
+    assert not {1, 5} & set().union(*fitted.spectrum_.support_tuples())
+
+
 def _hierarchy() -> tuple[Spectrum, np.ndarray, np.ndarray]:
     """A chain hierarchy over 30 features, {0} ⊂ {0, 1} ⊂ {0, 1, 2} ⊂ {0, 1, 2, 3} with one
     more singleton and pair, on 600 masks (noise-free)."""
