@@ -81,6 +81,22 @@ def output_scale(y: np.ndarray) -> float:
     return math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0
 
 
+def output_offset(y: np.ndarray) -> float:
+    """The offset an estimator removes from outputs ``y`` before fitting: their midrange
+    where they do not straddle zero, else 0 (outputs that do keep their values exactly).
+
+    Outputs far from zero next to their spread (a log-likelihood near -1e4 that moves by
+    1e-3) lose their differences in LightGBM's float32 labels; less the midrange, they keep
+    them. Constant outputs keep theirs (an estimator answers them exactly).
+    """
+    if len(y) == 0:
+        return 0.0
+    low, high = float(np.min(y)), float(np.max(y))
+    if low == high or low <= 0.0 <= high:
+        return 0.0
+    return low + 0.5 * (high - low)
+
+
 def scale_errors(table, columns: tuple[str, ...], scale: float):
     """Multiply the squared errors in ``columns`` of ``table`` (a pandas DataFrame) by
     ``scale²`` in place: errors of outputs fitted over :func:`output_scale`, back in units of

@@ -140,6 +140,7 @@ from .._validation import (
     check_int,
     is_int,
     is_real,
+    output_offset,
     output_scale,
     scale_errors,
 )
@@ -543,11 +544,14 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     Notes
     -----
-    The trees are fitted to ``y / s``, ``s`` the power of two that brings ``max |y|`` into
-    ``[0.5, 1)``, and the spectra are scaled back by ``s``: exact in floating point, so the
-    result is the same for ``y`` scaled by any power of two (another factor rounds the
-    outputs differently, which can tip a close choice of the CV), and outputs as large as
-    1e300 fit too (the CV errors are in units of ``y²``, infinite where that overflows).
+    The trees are fitted to ``(y - c) / s``: ``c`` the outputs' midrange where they do not
+    straddle zero, else 0 (a log-likelihood near -1e4 that moves by 1e-3 keeps its
+    differences in LightGBM's float32 labels), and
+    ``s`` the power of two that brings ``max |y - c|`` into ``[0.5, 1)``; the spectra are
+    scaled back by ``s`` (exact in floating point, so the result is the same for ``y`` scaled
+    by any power of two; another factor rounds the outputs differently, which can tip a
+    close choice of the CV) and ``c`` joins their constant. Outputs as large as 1e300 fit
+    too (the CV errors are in units of ``y²``, infinite where that overflows).
 
     Constant outputs have an exact answer: the spectrum holds only the constant (no tree is
     fitted, ``best_params_`` is None) and a warning says so. Masks that are all the same
@@ -623,6 +627,10 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y) -> ProxySPEX:
         """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
+        self._check_params()
+        X, y = self._check_inputs(X, y)
+        offset = output_offset(y)
+        y = y - offset  # the stages see outputs about zero (see Notes); offset added back last
         with threadpool_limits(self.num_threads):  # BLAS for the refit, like LightGBM
             self._fit(X, y)
             self.seed_ = self.seed
@@ -632,7 +640,6 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             self.regrown_, self.regrow_rounds_, self.regrow_cv_ = False, 0, pd.DataFrame()
             self.guide_rounds_, self.guide_cv_ = 0, pd.DataFrame()
             self.extend_rounds_, self.extend_cv_ = 0, pd.DataFrame()
-            X, y = self._check_inputs(X, y)
             error: float | None = None  # the CV error of spectrum_'s terms where stage 6 or 7 chose them
             if self.repeats_ > 1:
                 self._average_repeats(X, y)
@@ -645,7 +652,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             if self._wants_extend():
                 with _timed(self.timings_, "extend"):
                     self._extend(X, y, self._first_cv_error if error is None else error)
-            return self
+        self._output_offset = offset
+        if offset != 0.0:
+            constant = Spectrum(self.n_features_in_, [()], [offset])
+            self.spectrum_ = Spectrum.sum([self.spectrum_, constant])
+            self.tree_spectrum_ = Spectrum.sum([self.tree_spectrum_, constant])
+        return self
 
     def _fit(self, X, y) -> ProxySPEX:
         """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``.
@@ -1074,12 +1086,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "tree_spectrum_")
         X = as_masks(X, self.n_features_in_).astype(np.float32)
         if not self.tree_models_:  # constant outputs: no trees were fitted
-            return np.full(X.shape[0], self.tree_spectrum_.constant)
+            return np.full(X.shape[0], self.tree_spectrum_.constant)  # offset included
         out = np.zeros(X.shape[0])
         for weight, text in self.tree_models_:
             trees = lgb.Booster(model_str=text)
             out += weight * np.asarray(trees.predict(X, num_threads=self.num_threads), dtype=np.float64)
-        return out * self._output_scale
+        return out * self._output_scale + self._output_offset
 
     # ------------------------------------------------------------------ helpers of _fit
     def _check_params(self) -> None:

@@ -53,7 +53,16 @@ import scipy.linalg
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from .._validation import as_masks, as_outputs, check_auto_or_int, check_int, is_real, output_scale, scale_errors
+from .._validation import (
+    as_masks,
+    as_outputs,
+    check_auto_or_int,
+    check_int,
+    is_real,
+    output_offset,
+    output_scale,
+    scale_errors,
+)
 from ..query.masks import FEW_PAIRS, check_pairs, resolve_kernel_power
 from ..spectrum import Spectrum
 from ..spectrum.indices import shapley
@@ -232,12 +241,17 @@ class PairedShapley(BaseEstimator):
         ``proxy_`` first; else empty.
     untuned_trees_ : lightgbm.Booster or None
         The untuned ensemble averaged into the trees' prior with them (``untuned_trees``),
-        fitted on the outputs over ``output_scale_``: its spectrum is
-        ``Spectrum.from_trees(untuned_trees_, n).scaled(output_scale_)``; else None.
+        fitted on ``(y - output_offset_) / output_scale_``: its spectrum is
+        ``Spectrum.from_trees(untuned_trees_, n).scaled(output_scale_)`` plus the constant
+        ``output_offset_``; else None.
+    output_offset_ : float
+        The outputs' midrange where they do not straddle zero, else 0: the untuned trees'
+        labels are the outputs less it, so that outputs far from zero next to their spread keep their
+        differences in LightGBM's float32 labels (the proxy removes it too).
     output_scale_ : float
         The power of two the refit, its CV and the untuned trees divide the outputs by
-        (``max |y| / output_scale_`` in [0.5, 1)), so that every magnitude of the outputs
-        gives the same choices.
+        (``max |y - output_offset_| / output_scale_`` in [0.5, 1)), so that every magnitude
+        of the outputs gives the same choices.
     ridge_ : float
         The refit's chosen relative ridge strength (``inf``: the prior was kept).
     support_ : float
@@ -435,7 +449,8 @@ class PairedShapley(BaseEstimator):
         self.proxy_ = proxy.fit(X, y)
         # the refits and the untuned trees see the outputs over a power of two (exact), so
         # that outputs of any magnitude give the same choices (their CV errors are squares)
-        scale = self.output_scale_ = output_scale(y)
+        offset = self.output_offset_ = output_offset(y)
+        scale = self.output_scale_ = output_scale(y - offset)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
         sparse = proxy.spectrum_.odd_part()
         role = self._sparse_role(len(y), sparse)
@@ -460,7 +475,7 @@ class PairedShapley(BaseEstimator):
 
     def _trees_prior(self, X: np.ndarray, y: np.ndarray, sparse: Spectrum, scale: float) -> tuple[Spectrum, np.ndarray]:
         """The trees' odd part, averaged over ``proxies`` fits and the untuned ensemble where
-        :meth:`_untuned` fits one (on ``y / scale``), blended with ``sparse`` where
+        :meth:`_untuned` fits one (on ``(y - output_offset_) / scale``), blended with ``sparse`` where
         :meth:`_blends` (``prior_``, ``tree_proxies_``, ``untuned_trees_``); and its values at
         the pairs."""
         self.prior_ = "trees"
@@ -469,7 +484,9 @@ class PairedShapley(BaseEstimator):
         # the values at the masks through the trees (their exact transform is the spectrum),
         # at a cost that grows with the trees, not the terms
         at_masks = [fit.predict_trees(X) for fit in fits]
-        untuned = self.untuned_trees_ = self._untuned(X, y / scale)
+        # its labels about zero, as the proxy's (the odd part and the pairs' differences drop
+        # the offset)
+        untuned = self.untuned_trees_ = self._untuned(X, (y - self.output_offset_) / scale)
         if untuned is not None:
             spectra.append(Spectrum.from_trees(untuned, X.shape[1]).scaled(scale))
             at_masks.append(scale * np.asarray(untuned.predict(X.astype(np.float32)), dtype=np.float64))
