@@ -652,11 +652,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             if self._wants_extend():
                 with _timed(self.timings_, "extend"):
                     self._extend(X, y, self._first_cv_error if error is None else error)
-        self._output_offset = offset
-        if offset != 0.0:
-            constant = Spectrum(self.n_features_in_, [()], [offset])
-            self.spectrum_ = Spectrum.sum([self.spectrum_, constant])
-            self.tree_spectrum_ = Spectrum.sum([self.tree_spectrum_, constant])
+        self._add_offset(offset)
         return self
 
     def _fit(self, X, y) -> ProxySPEX:
@@ -1322,6 +1318,15 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if isinstance(self.ridge, str):
             return RIDGES
         return tuple(float(r) for r in np.atleast_1d(self.ridge))
+
+    def _add_offset(self, offset: float) -> None:
+        """Add back the ``offset`` :meth:`fit` took from the outputs: to the spectra's
+        constant and (``_output_offset``) to :meth:`predict_trees`."""
+        self._output_offset = offset
+        if offset != 0.0:
+            constant = Spectrum(self.n_features_in_, [()], [offset])
+            self.spectrum_ = Spectrum.sum([self.spectrum_, constant])
+            self.tree_spectrum_ = Spectrum.sum([self.tree_spectrum_, constant])
 
     def _scale_back(self, scale: float) -> None:
         """Undo the output scaling: spectra times ``scale``, CV errors times ``scale²``."""
