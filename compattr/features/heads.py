@@ -62,8 +62,9 @@ class AttentionHeads:
         BERT/RoBERTa, DistilBERT, OPT, or anything :mod:`~compattr.features.architectures`
         discovers) or a TransformerLens model (``TransformerBridge`` or ``HookedTransformer``).
     layers : sequence of int, optional
-        Layers whose heads are features; default all. Feature ``i`` is head ``i % H`` of layer
-        ``layers[i // H]`` (layer-major).
+        Layers whose heads are features; default all. They are taken in increasing order,
+        whatever the order given: feature ``i`` is head ``i % H`` of layer
+        ``self.layers[i // H]`` (layer-major).
     rescale : bool
         With ``ablation="zero"``, scale the kept heads of each layer by ``H / k``.
     ablation : {"zero", "mean", "patch"}
@@ -88,6 +89,7 @@ class AttentionHeads:
         Global id of the key/value head each query head reads (grouped-query attention):
         ``layer * n_kv_heads + head // (n_heads // n_kv_heads)``.
     layers : list of int
+        The layers, in increasing order.
     n_heads, n_kv_heads : int
     inputs : None
         Heads own no inputs; pass them to :func:`compattr.explain` or

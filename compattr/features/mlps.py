@@ -46,7 +46,8 @@ class MLPBlocks:
         A Hugging Face transformer of a registered or discoverable family, or a
         TransformerLens model (``hook_mlp_out``).
     layers : sequence of int, optional
-        Layers whose MLPs are features; default all. Feature ``i`` is the MLP of ``layers[i]``.
+        Layers whose MLPs are features; default all. They are taken in increasing order,
+        whatever the order given: feature ``i`` is the MLP of ``self.layers[i]``.
     ablation : {"zero", "mean", "patch"}
         What a masked MLP outputs.
     reference : tensor or mapping of tensors, optional
@@ -62,6 +63,7 @@ class MLPBlocks:
     groups : (n,) int array
         The layer of each MLP.
     layers : list of int
+        The layers, in increasing order.
     inputs : None
     """
 
