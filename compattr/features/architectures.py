@@ -7,7 +7,8 @@ layer's attention output projection, whose input is the concatenation of the hea
 1. by the model's ``config.model_type`` in :data:`REGISTRY` (extend it with
    :func:`register_architecture`);
 2. failing that, by discovery: a ``ModuleList`` of ``config.num_hidden_layers`` blocks whose
-   first block holds exactly one linear layer named like an attention output projection;
+   first block holds exactly one linear layer named like an attention output projection
+   (its MLP site: the norm after the MLP where the block has one, else ``mlp``);
 3. failing that, with an error that says how to register the model.
 """
 
@@ -36,7 +37,9 @@ class Architecture:
         Dotted path of the output projection inside one block.
     mlp : str
         Dotted path, inside one block, of the module whose output is the MLP's contribution
-        to the residual stream (before the residual sum): ``"mlp"`` in most decoders.
+        to the residual stream (before the residual sum): ``"mlp"`` in most decoders, the
+        norm after it where there is one (``"post_feedforward_layernorm"`` in Gemma 2 and 3,
+        OLMo 2): mean ablation and gradients read the contribution, not the MLP's output.
     """
 
     blocks: str
@@ -45,6 +48,8 @@ class Architecture:
 
 
 _DECODER = Architecture("layers", "self_attn.o_proj")
+_POST_NORM = "post_feedforward_layernorm"  # normalises the MLP's output before the residual sum
+_POST_NORM_DECODER = Architecture("layers", "self_attn.o_proj", _POST_NORM)
 _BERT = Architecture("encoder.layer", "attention.output.dense", "output.dense")
 
 REGISTRY: dict[str, Architecture] = {
@@ -54,7 +59,7 @@ REGISTRY: dict[str, Architecture] = {
     "qwen2": _DECODER,
     "qwen3": _DECODER,
     "gemma": _DECODER,
-    "gemma2": _DECODER,
+    "gemma2": _POST_NORM_DECODER,
     "phi3": _DECODER,
     "olmo": _DECODER,
     "gpt2": Architecture("h", "attn.c_proj"),
@@ -65,7 +70,7 @@ REGISTRY: dict[str, Architecture] = {
     "electra": _BERT,
     "distilbert": Architecture("transformer.layer", "attention.out_lin", "ffn"),
     "opt": Architecture("decoder.layers", "self_attn.out_proj", "fc2"),
-    "gemma3_text": _DECODER,
+    "gemma3_text": _POST_NORM_DECODER,
     "falcon": Architecture("h", "self_attention.dense"),
 }
 
@@ -168,7 +173,8 @@ def _discover(model: nn.Module, n_layers: int | None) -> Architecture | None:
             sub for sub, module in blocks[0].named_modules() if _OUT_PROJ.search(sub) and hasattr(module, "weight")
         ]
         if len(projections) == 1:
-            found.append(Architecture(name, projections[0]))
+            mlp = _POST_NORM if hasattr(blocks[0], _POST_NORM) else "mlp"
+            found.append(Architecture(name, projections[0], mlp))
     if len(found) > 1:
         stacks = ", ".join(f"'{a.blocks}' (out_proj '{a.out_proj}')" for a in found)
         model_type = getattr(getattr(model, "config", None), "model_type", None)

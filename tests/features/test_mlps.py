@@ -335,3 +335,48 @@ def test_token_mean_refuses_an_attention_mask_that_does_not_fit():
     assert torch.allclose(token_mean(x, attended, tail=1), x[attended.bool()].mean(0))
     with pytest.raises(ValueError, match="does not match the activation"):
         token_mean(x.view(6, 4), attended, tail=1)
+
+
+def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm():
+    """Gemma 3 normalises the MLP's output (``post_feedforward_layernorm``) before adding it
+    to the residual stream; the hook sat before that norm, so mean ablation substituted the
+    norm of the mean (0.24 off, on an effect of 0.27) and the mask's gradient was about 0
+    (the norm ignores scale). The MLP weights are scaled up to outputs of trained size."""
+    from compattr._testing import tiny_gemma3
+
+    model = tiny_gemma3(layers=2, heads=4, kv_heads=2, hidden=32, head_dim=12)
+    layers = model.model.layers
+    with torch.no_grad():
+        for layer in layers:
+            layer.mlp.down_proj.weight.mul_(100)
+    reference = torch.randint(6, 60, (3, 5), generator=torch.Generator().manual_seed(1))
+    x = torch.randint(6, 60, (2, 5), generator=torch.Generator().manual_seed(2))
+    seen = []
+    site = layers[0].post_feedforward_layernorm
+    handle = site.register_forward_hook(lambda m, a, o: seen.append(o.detach()))
+    with torch.no_grad():
+        model(reference)
+    handle.remove()
+    mean = seen[0].mean((0, 1))
+    with torch.no_grad():
+        plain = model(x).logits
+        handle = site.register_forward_hook(lambda m, a, o: mean.expand_as(o))
+        expected = model(x).logits
+        handle.remove()
+        with MLPBlocks(model, ablation="mean", reference=reference).masked(np.array([False, True])):
+            got = model(x).logits
+    assert (expected - plain).abs().max() > 0.1
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    # the mask's gradient: through the contribution, as by hand with a scale after the norm
+    query = MaskedModel(model, MLPBlocks(model), ClassLogit(), x)
+    scales = torch.ones(2, requires_grad=True)
+    handles = [
+        layer.post_feedforward_layernorm.register_forward_hook(lambda m, a, o, i=i: o * scales[i])
+        for i, layer in enumerate(layers)
+    ]
+    value = ClassLogit()
+    inputs, targets = value.prepare(model, x, 64)
+    value.reduce(value.score(model, inputs, targets).view(1, -1)).sum().backward()
+    for handle in handles:
+        handle.remove()
+    np.testing.assert_allclose(query.mask_gradient(), scales.grad.numpy(), rtol=1e-4, atol=1e-6)
