@@ -192,6 +192,42 @@ def attention_mask_of(inputs: Inputs) -> torch.Tensor | None:
     return inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
 
 
+def with_positions(model: torch.nn.Module, inputs: Inputs) -> Inputs:
+    """``inputs`` with position ids counted from each row's first attended token where rows
+    are left-padded, as a row without padding has them: a model of absolute positions
+    (GPT-2, BERT) would otherwise see every token of such a row shifted by its padding.
+
+    Unchanged where no row is left-padded, where the inputs give ``position_ids``, where the
+    model takes none, or where it counts positions from the tokens itself, skipping its
+    padding token (RoBERTa, XLM-R: a position embedding with a ``padding_idx``).
+    """
+    mask = attention_mask_of(inputs)
+    if mask is None or not isinstance(inputs, Mapping) or "position_ids" in inputs or not _left_padded(mask):
+        return inputs
+    if not forward_takes(type(model), "position_ids") or _positions_from_tokens(model):
+        return inputs
+    return {**inputs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
+
+
+def _left_padded(mask: torch.Tensor) -> bool:
+    """Whether an attention mask ``(B, S)`` has a row with padding before an attended token."""
+    if mask.ndim != 2:
+        return False
+    attended = mask.bool()
+    return bool((~attended[:, :-1] & attended[:, 1:]).any())
+
+
+def _positions_from_tokens(model: torch.nn.Module) -> bool:
+    """Whether ``model`` counts positions from its tokens, skipping a padding token (a
+    position embedding with a ``padding_idx``, as RoBERTa's): given position ids, it would
+    lose its own offset."""
+    return any(
+        isinstance(module, torch.nn.Embedding) and module.padding_idx is not None
+        for name, module in model.named_modules()
+        if name.split(".")[-1] == "position_embeddings"
+    )
+
+
 def mask_rows(masks, n: int, name: str = "masks") -> torch.Tensor:
     """Masks ``(n,)`` or ``(B, n)`` as a ``(B, n)`` tensor, or raise ``ValueError``.
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Inputs, call_model, evaluation_mode
+from .base import Inputs, call_model, evaluation_mode, with_positions
 
 
 def record_activations(
@@ -50,7 +50,7 @@ def record_activations(
         handles = [s.register_forward_hook(lambda m, a, out, pos=pos: keep(pos, out)) for pos, s in enumerate(sites)]
     try:
         with torch.no_grad(), evaluation_mode(model):  # not inference_mode: the results may meet autograd later
-            call_model(model, inputs)
+            call_model(model, with_positions(model, inputs))  # positions as the masked runs have them
     finally:
         for handle in handles:
             handle.remove()

@@ -38,7 +38,16 @@ from typing import Any, ClassVar
 import torch
 
 from .._validation import as_labels, check_labels
-from ..features.base import Inputs, attention_mask_of, call_model, digest, forward_takes, map_inputs, n_examples
+from ..features.base import (
+    Inputs,
+    attention_mask_of,
+    call_model,
+    digest,
+    forward_takes,
+    map_inputs,
+    n_examples,
+    with_positions,
+)
 
 Targets = Any
 
@@ -122,8 +131,10 @@ def sequence_logits(
     which saves the language-model head on the others. With ``at``, a model with an
     output-embedding module (``get_output_embeddings()``) projects only those pairs' hidden
     states onto the vocabulary (a forward pre-hook gathers the head's input), so padding and
-    unscored positions cost nothing.
+    unscored positions cost nothing. Left-padded rows get position ids counted from their
+    first attended token (:func:`~compattr.features.base.with_positions`).
     """
+    inputs = with_positions(model, inputs)
     takes = forward_takes(type(model), "logits_to_keep")
     ids = inputs if isinstance(inputs, torch.Tensor) else inputs["input_ids"]
     kwargs = {"logits_to_keep": ids.shape[1] - first} if takes else {}
@@ -187,16 +198,11 @@ def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     """Per-example logits ``(B, C)`` of a classifier, or of a sequence model at each row's
     last attended token (the next-token prediction).
 
-    Left-padded rows get position ids counted from their first attended token (where the
-    model takes ``position_ids`` and none are given), as a row without padding has them: a
-    model of absolute positions (GPT-2, BERT) would otherwise see every token of such a row
-    shifted by its padding."""
+    Left-padded rows get position ids counted from their first attended token
+    (:func:`~compattr.features.base.with_positions`), as a row without padding has them."""
     ids = inputs if isinstance(inputs, torch.Tensor) else inputs.get("input_ids")
     mask = attention_mask_of(inputs)
-    if mask is not None and _left_padded(mask) and forward_takes(type(model), "position_ids"):
-        assert not isinstance(inputs, torch.Tensor)  # a mask comes with a mapping
-        if "position_ids" not in inputs:
-            inputs = {**inputs, "position_ids": (mask.long().cumsum(-1) - 1).clamp(min=0)}
+    inputs = with_positions(model, inputs)
     if ids is None or ids.ndim != 2:
         last = None
     elif mask is None:
@@ -214,14 +220,6 @@ def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     if logits.ndim != 3 or last is None:
         raise ValueError(f"expected logits of shape (B, C) or (B, S, C), got {tuple(logits.shape)}.")
     return logits[torch.arange(logits.shape[0], device=logits.device), last.to(logits.device)]
-
-
-def _left_padded(mask: torch.Tensor) -> bool:
-    """Whether an attention mask ``(B, S)`` has a row with padding before an attended token."""
-    if mask.ndim != 2:
-        return False
-    attended = mask.bool()
-    return bool((~attended[:, :-1] & attended[:, 1:]).any())
 
 
 class _ClassValue(Value):

@@ -108,3 +108,80 @@ def test_every_masker_refuses_masks_of_another_width_or_fractions():
                     masker.masked(masks).__enter__()
                 else:
                     masker.masking(masks, inputs).__enter__()
+
+
+def _left_and_right_padded() -> tuple[dict, dict]:
+    """The same two texts, the shorter padded on the left, then on the right (pad id 1)."""
+    left = {
+        "input_ids": torch.tensor([[1, 1, 10, 11, 12, 13], [20, 21, 22, 23, 24, 25]]),
+        "attention_mask": torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]),
+    }
+    right = {
+        "input_ids": torch.tensor([[10, 11, 12, 13, 1, 1], [20, 21, 22, 23, 24, 25]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]),
+    }
+    return left, right
+
+
+@pytest.mark.parametrize("features", ["heads", "mlps"])
+def test_patching_and_means_read_left_padded_rows_at_their_positions(features):
+    """GPT-2 (absolute positions): the masked runs count a left-padded row's positions from
+    its first token, but the pass that recorded the corrupted (or reference) activations did
+    not, so patching from inputs equal to the clean ones changed the output, and means from
+    left-padded references differed from the same texts right-padded (by 0.09 of 0.13)."""
+    from compattr._testing import tiny_gpt2
+    from compattr.query import MaskedModel
+    from compattr.values import ClassLogit
+
+    model = tiny_gpt2(layers=2, heads=4, hidden=32)
+    left, right = _left_and_right_padded()
+    build = (
+        (lambda **kw: AttentionHeads(model, rescale=False, **kw))
+        if features == "heads"
+        else (lambda **kw: MLPBlocks(model, **kw))
+    )
+    patched = build(ablation="patch", corrupted=left)
+    query = MaskedModel(model, patched, ClassLogit(), left, replay=False)
+    y = query.evaluate(np.array([np.ones(patched.n, bool), np.zeros(patched.n, bool)]), per_example=True)
+    np.testing.assert_allclose(y[1], y[0], atol=1e-6)
+    X = _random_masks(patched.n)
+    from_left = MaskedModel(model, build(ablation="mean", reference=left), ClassLogit(), right).evaluate(X)
+    from_right = MaskedModel(model, build(ablation="mean", reference=right), ClassLogit(), right).evaluate(X)
+    np.testing.assert_allclose(from_left, from_right, atol=1e-6)
+
+
+def _random_masks(n: int) -> np.ndarray:
+    return np.random.default_rng(0).random((6, n)) < 0.5
+
+
+def test_a_model_that_counts_positions_from_its_tokens_keeps_them():
+    """RoBERTa counts positions from padding_idx + 1, skipping its pad tokens: given position
+    ids counted from 0 (as GPT-2 needs), every row of a batch with one left-padded row moved
+    (an unpadded row's logits 0.11 → 0.32)."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from compattr.features.base import with_positions
+    from compattr.query.values import class_logits
+
+    config = RobertaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        num_labels=3,
+        initializer_range=0.2,
+    )
+    torch.manual_seed(0)
+    model = RobertaForSequenceClassification(config).eval()
+    left, _ = _left_and_right_padded()
+    assert with_positions(model, left) is left
+    with torch.no_grad():
+        alone = [
+            model(input_ids=left["input_ids"][i : i + 1], attention_mask=left["attention_mask"][i : i + 1]).logits[0]
+            for i in range(2)
+        ]
+        batched = class_logits(model, left)
+    torch.testing.assert_close(batched, torch.stack(alone), atol=1e-5, rtol=0)
