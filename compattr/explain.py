@@ -802,7 +802,10 @@ def explain(
         least 2); never one of the fitting masks (fewer when n is so small that few masks
         remain, and a ``ValueError`` before any query when fewer than 2 remain).
     seed : int
-        Seeds the masks and the estimator: the same seed gives the same explanation.
+        Seeds the masks and the estimator: the same seed gives the same explanation on the same
+        device with the same ``batch_size`` (a batch size below the number of examples
+        splits them across forward passes, which changes the outputs at float rounding, and
+        a fit on outputs that differ at all may choose other terms).
     cache_dir : path, optional
         A query cache root, shared by every model, feature set, value and inputs: the
         outputs go to the subfolder named by a digest of the set function's fingerprint

@@ -326,7 +326,10 @@ def explain_shapley(
         paired mode is the more accurate; from about α = 4 on functions that a sparse spectrum
         fits, :func:`compattr.explain`'s Shapley values were as good or better).
     seed : int
-        Seeds the masks and the estimator: the same seed gives the same values.
+        Seeds the masks and the estimator: the same seed gives the same values on the same
+        device with the same ``batch_size`` (a batch size below the number of examples
+        splits them across forward passes, which changes the outputs at float rounding, and
+        a fit on outputs that differ at all may choose other terms).
     cache_dir : path, optional
         A query cache root, as for :func:`compattr.explain` (the same root serves both: a
         mask queried by either is not queried again).

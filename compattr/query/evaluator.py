@@ -24,6 +24,7 @@ resumable. This is the call path of ``compattr.explain``::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Mapping
@@ -79,6 +80,15 @@ class MaskedModel:
         not in layer 0), or the key/value cache of a fixed prompt prefix (text features with a
         ``prefix``, on Hugging Face causal LMs).
 
+    Notes
+    -----
+    What it reuses (the value's targets and greedy answers, the replayed layers' outputs,
+    the prefix's key/value cache) is computed again when the model's weights change in place
+    between calls (fine-tuning, pruning, another checkpoint loaded into the same object), as
+    :func:`model_fingerprint`, the cache's key, changes. What the features recorded from the
+    model when they were built (mean ablation's reference means, patching's corrupted
+    activations) is theirs: build them again for new weights.
+
     Attributes
     ----------
     n, names, groups
@@ -131,6 +141,7 @@ class MaskedModel:
         self._takes_examples = masks_by_example(features)
         self._prepared: tuple[Inputs, Any] | None = None
         self._captured: dict[tuple[int, int], Any] = {}  # layer-replay outputs per example slice
+        self._weights: tuple = ()  # the weights' state those were computed with (_weights_state)
 
     def fingerprint(self) -> dict[str, str]:
         """What the outputs depend on: model weights, features, value function and inputs."""
@@ -222,6 +233,13 @@ class MaskedModel:
         return gradient[0].double().cpu().numpy()
 
     def _prepare(self) -> tuple[Inputs, Any]:
+        weights = _weights_state(self.model)
+        if weights != self._weights:  # changed in place since: nothing computed before holds
+            self._prepared = None
+            self._captured.clear()
+            if self._prefix_cache is not None:
+                self._prefix_cache.clear()
+            self._weights = weights
         if self._prepared is None:
             self._prepared = self.value.prepare(self.model, self.inputs, self.batch_size)
         return self._prepared
@@ -300,6 +318,21 @@ class _BatchSizer:
     def stop(self, size: int) -> None:
         """Stop growing and use ``size`` rows from now on."""
         self.size, self.growing = size, False
+
+
+def _weights_state(model: torch.nn.Module) -> tuple:
+    """Which tensors hold the model's weights and how often each was written: ``(id,
+    data pointer, version)`` per parameter and buffer. A write in place (``load_state_dict``,
+    ``mul_``) raises a version, a replaced tensor changes the id or pointer. Tensors made
+    under ``torch.inference_mode`` keep no version (None): replacing them still shows."""
+    state = []
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        try:
+            version = tensor._version
+        except RuntimeError:  # an inference tensor
+            version = None
+        state.append((id(tensor), tensor.data_ptr(), version))
+    return tuple(state)
 
 
 def _is_oom(error: BaseException) -> bool:

@@ -75,6 +75,10 @@ class PrefixCache(torch.nn.Module):
             **kwargs,
         )
 
+    def clear(self) -> None:
+        """Forget the prefix's key/value caches (the model's weights changed)."""
+        self._caches.clear()
+
     def _prefix_layers(self, prefix_inputs: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer (keys, values) of the prefix, run once per distinct set of per-token
         prefix inputs (names and values)."""

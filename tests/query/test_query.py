@@ -418,3 +418,32 @@ def test_query_on_cuda_equals_cpu(layers):
         outputs[device] = query.evaluate(X)
     np.testing.assert_allclose(outputs["cuda"], outputs["cpu"], atol=1e-4)
     assert np.ptp(outputs["cpu"]) > 0
+
+
+@pytest.mark.parametrize("change", ["load_state_dict", "in place"])
+def test_weights_changed_in_place_are_seen_by_a_reused_query(tmp_path, change):
+    """A query reused after another checkpoint was loaded into its model answered from its
+    greedy answers and replayed layers of the old weights (0.14 off), and stored that under
+    the new weights' cache key. Words with a prefix reuse its key/value cache the same way."""
+    from compattr._testing import word_tokenizer
+    from compattr.features import Words
+
+    model = tiny_llama(layers=3, heads=4, kv_heads=2, seed=1)
+    other = tiny_llama(layers=3, heads=4, kv_heads=2, seed=2).state_dict()
+    inputs = torch.randint(6, 50, (3, 10), generator=torch.Generator().manual_seed(0))
+    heads = AttentionHeads(model, layers=[2])  # layers 0 and 1 are replayed
+    prefix = "[BOS] " + " ".join(f"w{i}" for i in range(10, 20)) + " "
+    words = Words(word_tokenizer(), "w1 w2 w3 w4", prefix=prefix)
+    queries = [Query(model, heads, LogLikelihood(max_new_tokens=2), inputs), Query(model, words, ClassLogit())]
+    masks = [random_masks(8, q.n) for q in queries]
+    before = [run_queries(query, X, cache_dir=tmp_path, progress=False) for query, X in zip(queries, masks)]
+    with torch.no_grad():
+        if change == "load_state_dict":
+            model.load_state_dict(other)
+        else:
+            for parameter in model.parameters():
+                parameter.mul_(1.5)
+    for query, X, old in zip(queries, masks, before):
+        fresh = Query(model, query.features, query.value, query.inputs).evaluate(X)
+        assert np.abs(fresh - old).max() > 1e-3  # the new weights answer otherwise
+        np.testing.assert_allclose(run_queries(query, X, cache_dir=tmp_path, progress=False), fresh, atol=1e-5)
