@@ -35,6 +35,7 @@ example instead of once per mask.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import warnings
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -131,6 +132,17 @@ class AttentionHeads:
             # it flattened to [batch, pos, head * d_head].
             self._split = _is_hooked_transformer(model)
             self._width = int(cfg.d_head) if self._split else int(cfg.n_heads) * int(cfg.d_head)
+            if ablation == "zero" and _value_biases_folded(model):
+                warnings.warn(
+                    "this TransformerLens model's value biases look folded into its attention "
+                    "output biases (every b_V is 0, some b_O is not: weight processing with "
+                    "fold_value_biases=True, HookedTransformer.from_pretrained's default): "
+                    "zeroing a head's z then leaves its b_V·W_O in b_O, so a masked head is not "
+                    "removed. Load it with fold_value_biases=False, or use ablation='mean' or "
+                    "'patch', which are exact either way.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         else:
             config = text_config(model)
             if getattr(config, "num_attention_heads", None) is None:
@@ -305,6 +317,19 @@ def _is_hooked_transformer(model: nn.Module) -> bool:
         cls.__name__ == "HookedTransformer" and cls.__module__.startswith("transformer_lens")
         for cls in type(model).__mro__
     )
+
+
+def _value_biases_folded(model: nn.Module) -> bool:
+    """Whether a TransformerLens model's value biases look folded into its output biases:
+    every block's ``attn.b_V`` is 0 while some ``attn.b_O`` is not (a model of either kind
+    without biases, or with its value biases in place, is not)."""
+    attentions = [getattr(block, "attn", None) for block in getattr(model, "blocks", [])]
+    values = [getattr(attn, "b_V", None) for attn in attentions]
+    outputs = [getattr(attn, "b_O", None) for attn in attentions]
+    if not attentions or any(not isinstance(b, torch.Tensor) for b in values + outputs):
+        return False
+    with torch.no_grad():
+        return all(not b.any() for b in values) and any(b.any() for b in outputs)
 
 
 def _input_width(site: nn.Module) -> int | None:

@@ -459,6 +459,34 @@ def test_transformerlens_layer_replay_equals_the_full_forward(tmp_path):
     check_lens_layer_replay(bridge, heads, ids(batch=2), masks)
 
 
+def test_zero_ablation_warns_where_value_biases_were_folded_into_output_biases(tmp_path):
+    """TransformerLens' weight processing moves each head's b_V·W_O into the layer's b_O:
+    zeroing the head's z then leaves that term (5e-3 off on an effect of 5e-3). Zero
+    ablation warns on such a model; mean ablation (exact either way) and a model whose value
+    biases are in place do not."""
+    import warnings
+
+    bridges = pytest.importorskip("transformer_lens.model_bridge", reason="needs the 'lens' extra (transformer-lens 4)")
+    from transformers import AutoTokenizer
+
+    word_tokenizer().save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    hf = tiny_gpt2(layers=2, heads=4, hidden=32)
+    with torch.no_grad():  # trained GPT-2s have biases (random initialisation leaves them 0)
+        for name, parameter in hf.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0, 0.5)
+    in_place = bridges.TransformerBridge.boot_transformers("tiny", hf_model=copy.deepcopy(hf), tokenizer=tokenizer)
+    folded = bridges.TransformerBridge.boot_transformers("tiny", hf_model=copy.deepcopy(hf), tokenizer=tokenizer)
+    folded.enable_compatibility_mode(disable_warnings=True)
+    with pytest.warns(UserWarning, match="fold_value_biases=False"):
+        AttentionHeads(folded, rescale=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AttentionHeads(in_place, rescale=False)
+        AttentionHeads(folded, ablation="mean", reference=ids(batch=2), rescale=False)
+
+
 # --------------------------------------------------------------------------- patching
 def patched_by_hand(model, clean, corrupted, masks):
     """Logits of ``clean`` with the masked heads' inputs to the output projection replaced by
