@@ -34,8 +34,8 @@ example instead of once per mask.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any

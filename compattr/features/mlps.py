@@ -177,12 +177,10 @@ class MLPBlocks:
     @contextmanager
     def _block_tokens(self) -> Iterator[None]:
         """Keep in ``_tokens`` the ``(batch, tokens)`` shape of the hidden states entering
-        each selected layer's block as it runs (Hugging Face models; a pre-hook on the block),
-        for :meth:`_unflattened`. The blocks run one after another, so the shape kept is that
-        of the block whose MLP site fires next."""
-        if self._lens:
-            yield
-            return
+        each selected layer's block as it runs (a pre-hook on the block; a TransformerBridge
+        of OPT flattens the tokens at ``hook_mlp_out`` as the Hugging Face model does), for
+        :meth:`_unflattened`. The blocks run one after another, so the shape kept is that of
+        the block whose MLP site fires next."""
 
         def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
             hidden = args[0] if args else kwargs.get("hidden_states")
