@@ -202,22 +202,32 @@ def test_explain_on_heads_and_mlps_counts_both_in_its_energy_split():
     assert e.linear + e.within + e.cross == pytest.approx(1.0)
 
 
-def test_transformerlens_mlp_masking_equals_the_hf_one(tmp_path):
+@pytest.mark.parametrize("build", [tiny_llama, tiny_opt])
+def test_transformerlens_mlp_masking_equals_the_hf_one(tmp_path, build):
+    """Per-row masks; OPT's bridge flattens the tokens at hook_mlp_out, as its Hugging Face
+    model does (it refused more than one mask row)."""
     bridges = pytest.importorskip("transformer_lens.model_bridge", reason="needs the 'lens' extra (transformer-lens 4)")
     from transformers import AutoTokenizer
 
     word_tokenizer().save_pretrained(tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    model = tiny_llama()
+    model = build()
     hf = copy.deepcopy(model)
     bridge = bridges.TransformerBridge.boot_transformers("tiny", hf_model=model, tokenizer=tokenizer)
-    masks = np.array([[True, False, True], [False, True, False]])
+    n = MLPBlocks(hf).n
+    masks = np.array([[i % 2 == 0 for i in range(n)], [i % 2 == 1 for i in range(n)]])
     x = ids(batch=2)
     with MLPBlocks(hf).masked(masks):
         expected = logits(hf, x)
     with MLPBlocks(bridge).masked(masks), torch.no_grad():
         got = bridge(x)
     assert torch.allclose(got, expected, atol=1e-5)
+    X = np.random.default_rng(0).random((5, n)) < 0.5  # 5 masks x 2 examples per forward pass
+    np.testing.assert_allclose(
+        MaskedModel(bridge, MLPBlocks(bridge), ClassLogit(), x).evaluate(X),
+        MaskedModel(hf, MLPBlocks(hf), ClassLogit(), x).evaluate(X),
+        atol=1e-5,
+    )
 
 
 def test_kv_groups_and_attention_layers_switch_their_heads_together():
