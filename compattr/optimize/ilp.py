@@ -196,8 +196,10 @@ def _build_program(closure, cons: Constraints, maximize: bool):
                 prob += y <= var[R[:drop] + R[drop + 1 :]]
             prob += pulp.lpSum(x[i] for i in R) <= len(R) - 1 + y
     # the objective scaled by a power of two (exactly) to a largest |coefficient| in [1, 2):
-    # CBC's tolerances are absolute, and below about 1e-5 it kept a worse warm start as optimal
-    sign = (-1.0 if maximize else 1.0) * _unit_scale(values)
+    # CBC's tolerances are absolute, and below about 1e-5 it kept a worse warm start as
+    # optimal. The constant (the empty set) is no term of it: an output's large offset
+    # would shrink every term below those tolerances.
+    sign = (-1.0 if maximize else 1.0) * _unit_scale(values[[bool(R) for R in sets]])
     prob += pulp.lpSum(sign * a * var[R] for R, a in zip(sets, values.tolist()) if R and a != 0.0)
     return prob, var, _add_side_constraints(prob, x, cons)
 
@@ -216,9 +218,18 @@ def _variable(prob: pulp.LpProblem, name: str, cat: str) -> pulp.LpVariable:
 
 
 def _cbc(time_limit: float | None, warm_start: bool):
-    """CBC on one thread: a system ``cbc`` if installed, else the one bundled with PuLP."""
+    """CBC on one thread: a system ``cbc`` if installed, else the one bundled with PuLP.
+
+    With ``increment 0``: CBC otherwise prunes nodes that cannot beat the incumbent by an
+    increment it derives from the objective's coefficients, and where one term is 1e5
+    times the others' size, that increment hid their differences (8 of 60 random cases lost
+    up to 0.77 on terms of size 1, CBC reporting an optimum)."""
     options = dict(
-        msg=False, timeLimit=None if time_limit is None else float(time_limit), threads=1, warmStart=warm_start
+        msg=False,
+        timeLimit=None if time_limit is None else float(time_limit),
+        threads=1,
+        warmStart=warm_start,
+        options=["increment 0"],
     )
     system = pulp.COIN_CMD(**options)
     if system.available():

@@ -231,8 +231,9 @@ class PlanSearch:
     calls : int
         Model calls the search spent (its own candidates, not the fitting data it was given).
     rounds : pandas.DataFrame
-        One row per candidate: ``round``, ``source`` (``"ILP"``, ``"ILP (time limit)"`` or
-        ``"trust region"``),
+        One row per candidate: ``round``, ``source`` (``"ILP"``, ``"ILP (time limit)"``,
+        ``"greedy (too large)"``: a spectrum whose program needs more than
+        :func:`best_subset`'s ``max_variables``, or ``"trust region"``),
         ``predicted`` (the round's surrogate), ``measured``, and ``best`` (the incumbent's
         measured value after the round).
     """
@@ -377,15 +378,18 @@ def _local_residual(surrogate: Spectrum, oracle: MaskOracle, size: int, K: np.nd
 
 
 def _ilp_candidate(surrogate, size, maximize, time_limit, constraints) -> tuple[str, np.ndarray]:
-    """``(source, kept-set)``: the surrogate's optimum, or its best within ``time_limit``."""
+    """``(source, kept-set)``: the surrogate's optimum ("ILP"), its best within
+    ``time_limit`` ("ILP (time limit)"), or the greedy answer where the program would need
+    more than its variables ("greedy (too large)", warned as :func:`best_subset` warns)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kept = best_subset(surrogate, size, maximize, time_limit=time_limit, **constraints)
     limited = any("time_limit" in str(w.message) for w in caught)
+    too_large = any("max_variables" in str(w.message) for w in caught)
     for w in caught:
         if "time_limit" not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return ("ILP (time limit)" if limited else "ILP"), kept
+    return ("greedy (too large)" if too_large else "ILP (time limit)" if limited else "ILP"), kept
 
 
 def _incumbent(oracle, size, feasible, sign) -> tuple[np.ndarray, float] | None:

@@ -226,6 +226,17 @@ def test_verified_plan_labels_an_ilp_cut_short_by_its_time_limit(monkeypatch):
     assert "ILP" not in set(search.rounds["source"])
 
 
+def test_verified_plan_labels_the_greedy_answer_of_a_program_too_large():
+    """An order-15 term needs more than max_variables: best_subset returns its greedy answer
+    (and warns), which the rounds table called "ILP", the surrogate's exact optimum."""
+    n = 16
+    surrogate = compattr.Spectrum(n, [tuple(range(15)), (0, 1), (2,), (3, 4)], [0.5, -1.0, 0.3, 0.7])
+    oracle = MaskOracle(surrogate.predict, n)
+    with pytest.warns(UserWarning, match="max_variables"):
+        search = verified_plan(oracle, 8, spectrum=surrogate, fit=lambda X, y: surrogate, rounds=1, per_round=1)
+    assert search.rounds["source"].tolist() == ["greedy (too large)"]
+
+
 def _linear(w: np.ndarray) -> compattr.Spectrum:
     """The spectrum of ``f(S) = sum of w over S``."""
     return compattr.Spectrum.from_dict({(): w.sum() / 2, **{(i,): -w[i] / 2 for i in range(len(w))}}, len(w))
