@@ -329,7 +329,9 @@ def _value_biases_folded(model: nn.Module) -> bool:
     if not attentions or any(not isinstance(b, torch.Tensor) for b in values + outputs):
         return False
     with torch.no_grad():
-        return all(not b.any() for b in values) and any(b.any() for b in outputs)
+        return not any(bool(b.any()) for b in values if b is not None) and any(
+            bool(b.any()) for b in outputs if b is not None
+        )
 
 
 def _input_width(site: nn.Module) -> int | None:
