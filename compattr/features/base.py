@@ -217,6 +217,14 @@ def _left_padded(mask: torch.Tensor) -> bool:
     return bool((~attended[:, :-1] & attended[:, 1:]).any())
 
 
+def reads_pad_tokens(model: torch.nn.Module) -> bool:
+    """Whether ``model`` treats its pad token otherwise than through the attention mask: a
+    Hugging Face sequence classifier reads its logits at the last token that is not the pad
+    token, a RoBERTa-style position embedding skips it. Text features must not replace
+    masked tokens by it there (a masked last word would move the read-out, not be replaced)."""
+    return type(model).__name__.endswith("ForSequenceClassification") or _positions_from_tokens(model)
+
+
 def _positions_from_tokens(model: torch.nn.Module) -> bool:
     """Whether ``model`` counts positions from its tokens, skipping a padding token (a
     position embedding with a ``padding_idx``, as RoBERTa's): given position ids, it would

@@ -112,7 +112,9 @@ class Grouped:
     """Features that keep or mask whole groups of another masker's features together.
 
     One feature per distinct label: e.g. the query heads that share a key/value head
-    (:func:`kv_groups`) or all heads of a layer (:func:`attention_layers`).
+    (:func:`kv_groups`), all heads of a layer (:func:`attention_layers`), or the words of a
+    phrase (a masker of inputs, such as :class:`~compattr.features.Words`, whose inputs
+    these features take).
 
     Parameters
     ----------
@@ -140,13 +142,13 @@ class Grouped:
         masking the feature removes several KV groups, which ``kv_groups`` cannot say).
     """
 
-    inputs = None
-
     def __init__(self, masker: Any, labels, names=None, groups=None):
         labels = np.asarray(labels)
         if labels.shape != (masker.n,):
             raise ValueError(f"labels must have one entry per feature of the masker ({masker.n}), got {labels.shape}.")
-        self.masker, self.model = masker, getattr(masker, "model", None)
+        self.masker, self.inputs = masker, getattr(masker, "inputs", None)
+        if hasattr(masker, "model"):  # a masker of a model's parts (not of its inputs)
+            self.model = masker.model
         self.labels, self._index = np.unique(labels, return_inverse=True)
         self.n = len(self.labels)
         first = np.array([np.flatnonzero(self._index == g)[0] for g in range(self.n)])
@@ -183,7 +185,14 @@ class Grouped:
 
     @contextmanager
     def masking(self, masks: torch.Tensor, inputs: Inputs, examples: torch.Tensor | None = None) -> Iterator[Inputs]:
-        """:class:`~compattr.features.base.Masker` protocol: ``masked(masks, examples)``."""
+        """:class:`~compattr.features.base.Masker` protocol: ``masked(masks, examples)`` for a
+        masker of a model's parts, the masker's own ``masking`` of the expanded masks for a
+        masker of inputs (words, patches)."""
+        if not hasattr(self.masker, "masked"):
+            extra = {"examples": examples} if self._examples and examples is not None else {}
+            with self.masker.masking(self.expand(masks), inputs, **extra) as masked_inputs:
+                yield masked_inputs
+            return
         with self.masked(masks, examples):
             yield inputs
 

@@ -68,6 +68,11 @@ class ImagePatches:
             image = image[0]
         if image.ndim != 3:
             raise ValueError(f"image must have shape (C, H, W) or (1, C, H, W), got {tuple(image.shape)}.")
+        if image.shape[0] > 4 and image.shape[-1] in (1, 3, 4):
+            raise ValueError(
+                f"image has shape {tuple(image.shape)}: channels last? ImagePatches takes (C, H, W); "
+                "pass image.permute(2, 0, 1)."
+            )
         rows, cols = (int(g) for g in grid)
         _, H, W = image.shape
         if not (1 <= rows <= H and 1 <= cols <= W):
@@ -105,7 +110,19 @@ class ImagePatches:
             yield {**named, self.input_name: self._masked(masks, named[self.input_name])}
 
     def _masked(self, masks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The images ``x`` with the fill image in the patches masked in each row of ``masks``."""
+        """The images ``x`` with the fill image in the patches masked in each row of ``masks``.
+
+        Raises
+        ------
+        ValueError
+            A row of ``x`` is not this image (at its dtype): the fill was made from this
+            image, so another's masked patches would show this one's mean or blur.
+        """
+        if not torch.equal(x, self.image.to(device=x.device, dtype=x.dtype).expand_as(x)):
+            raise ValueError(
+                "every input row must be the features' image (features.inputs): the fill of masked "
+                "patches is made from it. Build ImagePatches for each image."
+            )
         masks = mask_rows(masks, self.n)
         keep = masks.bool()[:, self.pixel_patch.to(masks.device)].to(x.device)
         return torch.where(keep[:, None], x, self.filled.to(device=x.device, dtype=x.dtype))

@@ -154,7 +154,14 @@ class Tokens(TextSpans):
     ):
         _, offsets = _encode(tokenizer, prefix + text + suffix, add_special_tokens)
         offsets = _trimmed(offsets, prefix + text + suffix) - len(prefix)
-        inside = (offsets[:, 1] > offsets[:, 0]) & (offsets[:, 0] >= 0) & (offsets[:, 1] <= len(text))
+        solid = offsets[:, 1] > offsets[:, 0]
+        inside = solid & (offsets[:, 0] >= 0) & (offsets[:, 1] <= len(text))
+        straddles = solid & ~inside & (offsets[:, 1] > 0) & (offsets[:, 0] < len(text))
+        if straddles.any():
+            raise ValueError(
+                f"a token of the text ({text[max(offsets[straddles][0, 0], 0) : offsets[straddles][0, 1]]!r}) "
+                "is joined to the prefix or suffix: masking it would change them too. Separate them by a space."
+            )
         spans = _merged(offsets[inside])
         super().__init__(
             tokenizer,
@@ -178,7 +185,10 @@ class Words(TextSpans):
 
 
 class Sentences(TextSpans):
-    """Each sentence (ending in ``.``, ``!`` or ``?``, or at the end of the text) is a feature."""
+    """Each sentence is a feature: a sentence ends after ``.``, ``!`` or ``?`` (and any
+    closing quotes or brackets) followed by whitespace, or at the end of the text. A decimal
+    (3.5) or a quotation (``"Stop." Then``) stays whole; an abbreviation followed by a space
+    (``Dr. Smith``) ends one (pass units of your own with :class:`TextSpans` for those)."""
 
     def __init__(self, tokenizer, text: str, **kwargs):
         super().__init__(tokenizer, text, _sentence_spans(text), **kwargs)
@@ -197,14 +207,14 @@ def _regex_spans(pattern: str, text: str) -> np.ndarray:
     return np.array([m.span() for m in re.finditer(pattern, text)], np.int64).reshape(-1, 2)
 
 
+#: A sentence: from a non-space, up to ``.``, ``!`` or ``?`` (and closing quotes or brackets)
+#: before whitespace, or up to the end of the text.
+_SENTENCE = re.compile(r"\S.*?(?:[.!?]+[\"'\u2019\u201d\u00bb)\]]*(?=\s|\Z)|\Z)", re.S)
+
+
 def _sentence_spans(text: str) -> np.ndarray:
-    spans = []
-    for m in re.finditer(r"[^.!?]*(?:[.!?]+|$)", text):
-        start, end = m.span()
-        start += len(m.group()) - len(m.group().lstrip())
-        end -= len(m.group()) - len(m.group().rstrip())
-        if end > start:
-            spans.append((start, end))
+    """The ``(k, 2)`` character spans of the sentences of ``text`` (:class:`Sentences`)."""
+    spans = [(m.start(), m.start() + len(m.group().rstrip())) for m in _SENTENCE.finditer(text)]
     return np.array(spans, np.int64).reshape(-1, 2)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .._validation import as_masks
+from ..features.architectures import text_config
 from ..features.base import (
     Inputs,
     Masker,
@@ -45,6 +46,7 @@ from ..features.base import (
     map_inputs,
     masks_by_example,
     n_examples,
+    reads_pad_tokens,
 )
 from .prefix import PrefixCache
 from .values import Value
@@ -109,6 +111,15 @@ class MaskedModel:
     ):
         if getattr(features, "model", model) is not model:
             raise ValueError("features were built for another model than the one given to MaskedModel.")
+        replacement = getattr(features, "replacement_id", None)
+        pad = getattr(text_config(model), "pad_token_id", None)
+        if replacement is not None and replacement == pad and reads_pad_tokens(model):
+            raise ValueError(
+                f"the features replace masked tokens by {type(model).__name__}'s pad token (id {pad}), "
+                "which it reads as padding (a classifier takes its logits at the last token that is not "
+                "pad): masking the last words would move the read-out. Pass replacement= (another token) "
+                "to the text features."
+            )
         if inputs is None:
             inputs = getattr(features, "inputs", None)
             if inputs is None:
@@ -325,6 +336,8 @@ def _weights_state(model: torch.nn.Module) -> tuple:
     data pointer, version)`` per parameter and buffer. A write in place (``load_state_dict``,
     ``mul_``) raises a version, a replaced tensor changes the id or pointer. Tensors made
     under ``torch.inference_mode`` keep no version (None): replacing them still shows."""
+    if not isinstance(model, torch.nn.Module):  # a stand-in that only runs (tests' wrappers)
+        return ()
     state = []
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         try:

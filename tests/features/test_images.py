@@ -93,3 +93,27 @@ def test_classifier_query_on_patches_and_keyword_inputs():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ImagePatches(**{"image": torch.zeros(3, 4, 4), "grid": (2, 2), **kwargs})
+
+
+def test_another_image_is_refused_and_channels_last_too():
+    """The fill is made from the features' image: given another image, its masked patches
+    showed the first one's mean (or blur). An image of shape (H, W, 3) read as 32 channels."""
+    patches = ImagePatches(image(), grid=(2, 3), fill="mean")
+    masks = torch.ones(1, 6, dtype=torch.bool)
+    with pytest.raises(ValueError, match="features' image"), patches.masking(masks, image(seed=1)[None]):
+        pass
+    with pytest.raises(ValueError, match="channels last"):
+        ImagePatches(torch.randn(32, 32, 3), grid=(2, 3))
+    assert ImagePatches(torch.randn(3, 32, 3), grid=(2, 3)).n == 6  # three channels of 32 x 3
+
+
+def test_grouped_patches_mask_their_members_together():
+    """Grouped over a masker of inputs (no model) was refused as built for another model."""
+    from compattr.features import Grouped
+
+    patches = ImagePatches(image(), grid=(2, 3))
+    halves = Grouped(patches, [0, 0, 0, 1, 1, 1], names=["top", "bottom"])
+    model = cnn()
+    got = Query(model, halves, ClassLogit(labels=[1])).evaluate(np.array([[True, False], [False, True]]))
+    expected = Query(model, patches, ClassLogit(labels=[1])).evaluate(np.repeat(np.eye(2, dtype=bool), 3, axis=1))
+    np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -167,3 +167,55 @@ def test_causal_lm_answer_tokens_are_never_masked(tokenizer):
     assert len(prepared["input_ids"][0]) == len(words.token_units) + 3
     assert np.allclose(query.evaluate(X), expected.numpy(), atol=1e-5)
     assert not np.allclose(query.evaluate(~X), expected.numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("He paid 3.5 dollars. He left.", ["He paid 3.5 dollars.", "He left."]),
+        ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
+        ('w1 w2 "w3 w4." w5 w6 "w7."', ['w1 w2 "w3 w4."', 'w5 w6 "w7."']),
+        ("One! Two? Three...  Four", ["One!", "Two?", "Three...", "Four"]),
+        ("  no end  ", ["no end"]),
+    ],
+)
+def test_a_sentence_ends_at_punctuation_before_whitespace(text, sentences):
+    """Every '.', '!' or '?' ended a sentence: 3.5 was split in two (the unit '5 dollars.'
+    then left its '5' visible in the token '3.5'), a closing quote began the next sentence,
+    and a text ending in '."' was refused."""
+    from compattr.features.text import _sentence_spans
+
+    assert [text[a:b] for a, b in _sentence_spans(text)] == sentences
+
+
+def test_tokens_joined_to_the_prefix_are_refused(tokenizer):
+    """A token across the prefix and the text ('w9w1' reads '[UNK]') dropped 'w1' from the
+    features without a word, where Words refuses the same input."""
+    with pytest.raises(ValueError, match="joined to the prefix or suffix"):
+        Tokens(tokenizer, "w1 w2 w3", prefix="w9")
+    with pytest.raises(ValueError, match="joined to the prefix or suffix"):
+        Tokens(tokenizer, "w1 w2 w3", suffix="w8")
+    assert Tokens(tokenizer, "w1 w2 w3", prefix="w9 ").n == 3
+
+
+def test_a_classifier_reading_its_pad_token_is_not_given_it_as_the_replacement(tokenizer):
+    """A sequence classifier takes its logits at the last token that is not pad: replacing
+    masked words by the pad token (the default where the tokenizer's unk or pad is the
+    model's pad, as GPT-2's) moved the read-out instead of replacing the last words."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from compattr._testing import VOCAB
+
+    config = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4, num_labels=3)
+    config.pad_token_id = tokenizer.unk_token_id
+    model = GPT2ForSequenceClassification(config).eval()
+    words = Words(tokenizer, "w1 w2 w3 w4")
+    with pytest.raises(ValueError, match="pad token"):
+        MaskedModel(model, words, ClassLogit(labels=[0]))
+    other = Words(tokenizer, "w1 w2 w3 w4", replacement="[MASK]")
+    masks = np.array([[True, True, True, False], [True] * 4])
+    got = MaskedModel(model, other, ClassLogit(labels=[0])).evaluate(masks)
+    ids = other.inputs["input_ids"].clone()
+    ids[0, torch.from_numpy(other.token_units == 3)] = tokenizer.mask_token_id
+    with torch.no_grad():
+        assert got[0] == pytest.approx(model(input_ids=ids).logits[0, 0].item(), abs=1e-6)
