@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Inputs, call_model, evaluation_mode, with_positions
+from .base import Inputs, call_model, evaluation_mode, input_device, map_inputs, with_positions
 
 
 def record_activations(
@@ -50,6 +50,8 @@ def record_activations(
         handles = [s.register_forward_hook(lambda m, a, out, pos=pos: keep(pos, out)) for pos, s in enumerate(sites)]
     try:
         with torch.no_grad(), evaluation_mode(model):  # not inference_mode: the results may meet autograd later
+            device = input_device(model)  # reference and corrupted inputs come from the tokenizer, on the CPU
+            inputs = map_inputs(lambda t: t.to(device), inputs)
             call_model(model, with_positions(model, inputs))  # positions as the masked runs have them
     finally:
         for handle in handles:
@@ -60,14 +62,14 @@ def record_activations(
 def token_mean(x: torch.Tensor, weights: torch.Tensor | None, tail: int) -> torch.Tensor:
     """Mean of ``x`` ``[E, T, *rest]`` over its attended tokens (``weights`` ``(E, T)``, e.g.
     the attention mask), or without ``weights`` over every axis but the last ``tail``;
-    float32.
+    float32 (float64 for float64 activations).
 
     Raises
     ------
     ValueError
         ``weights`` does not match ``x``'s first two axes (averaging every row would take the
         padding in)."""
-    x = x.float()
+    x = x if x.dtype == torch.float64 else x.float()
     if weights is None:
         return x.flatten(0, -tail - 1).mean(0)
     if tuple(weights.shape) != tuple(x.shape[:2]):

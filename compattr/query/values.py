@@ -182,9 +182,14 @@ def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return _class_score(logits, labels, "margin")
 
 
+def _scoring_precision(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` in float32 (half precision in, float32 out), or float64 as they are: a
+    float64 model's small effects survive its scores."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def _class_score(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    if logits.dtype != torch.float64:  # half precision in, float32 out; float64 stays exact
-        logits = logits.float()
+    logits = _scoring_precision(logits)
     labels = labels.long().to(logits.device)
     chosen = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     if kind == "logit":
@@ -334,10 +339,10 @@ def _continuation_logprob(model, inputs: Mapping[str, Any], scored: torch.Tensor
     ids = inputs["input_ids"].to(logits.device)
     target = scored[:, first + 1 :].to(logits.device)
     rows, cols = target.nonzero(as_tuple=True)
-    logp = torch.log_softmax(logits[rows, cols].float(), -1)
+    logp = torch.log_softmax(_scoring_precision(logits[rows, cols]), -1)
     picked = logp.gather(-1, ids[rows, first + 1 + cols].unsqueeze(-1)).squeeze(-1)
-    total = torch.zeros(ids.shape[0], device=logits.device).index_add_(0, rows, picked)
-    return total, target.sum(1).float()
+    total = torch.zeros(ids.shape[0], device=logits.device, dtype=logp.dtype).index_add_(0, rows, picked)
+    return total, target.sum(1).to(logp.dtype)
 
 
 def _greedy(model, prompt: torch.Tensor, max_new_tokens: int, eos: set[int]) -> torch.Tensor:
@@ -598,10 +603,12 @@ def _option_logprobs(model, inputs: Mapping[str, Any], targets: Mapping[str, Any
     rows, slots = scored.nonzero(as_tuple=True)
     positions = predictor[rows, slots]
     logits = sequence_logits(model, inputs, int(positions.min()), (rows, positions))  # (P, V)
-    logp = torch.log_softmax(logits.float(), -1)
-    picked = torch.zeros(option.shape, device=logits.device)
+    logp = torch.log_softmax(_scoring_precision(logits), -1)
+    picked = torch.zeros(option.shape, device=logits.device, dtype=logp.dtype)
     picked[rows.to(logits.device), slots.to(logits.device)] = logp.gather(
         -1, token[rows, slots].to(logits.device)[:, None]
     ).squeeze(-1)
     option = option.to(logits.device)
-    return torch.zeros(option.shape[0], K, device=logits.device).scatter_add_(1, option.clamp(min=0), picked)
+    return torch.zeros(option.shape[0], K, device=logits.device, dtype=logp.dtype).scatter_add_(
+        1, option.clamp(min=0), picked
+    )

@@ -285,3 +285,21 @@ def test_multiple_choice_projects_only_the_scored_positions_onto_the_vocabulary(
     assert torch.allclose(
         value.per_example(scores[None]), full.per_example(run(full, model, questions)[0][None]), atol=1e-5
     )
+
+
+def test_a_float64_model_is_scored_in_float64():
+    """LogLikelihood and MultipleChoice scored in float32 whatever the model: a float64
+    model's answer log-probability was the float32 rounding of the right one, and a head's
+    effect of 1.6e-9 read 0."""
+    model = tiny_gpt2().double()
+    prompt = ids(E=1, seq=5)
+    with torch.no_grad():
+        generated = model.generate(prompt, max_new_tokens=3, do_sample=False, pad_token_id=0)
+        logp = torch.log_softmax(model(generated).logits[0], -1)
+    expected = sum(logp[4 + i, tok] for i, tok in enumerate(generated[0, 5:]))
+    score, _, _ = run(LogLikelihood(max_new_tokens=3, per_token=False), model, {"input_ids": prompt})
+    assert score.dtype == torch.float64 and abs(score[0].item() - expected.item()) < 1e-12
+    options = [torch.tensor([7, 8]), torch.tensor([9])]
+    choice = MultipleChoice(options=[options], answers=[0])
+    scores, x, t = run(choice, model, prompt)
+    assert scores.dtype == torch.float64
