@@ -301,5 +301,5 @@ def test_a_float64_model_is_scored_in_float64():
     assert score.dtype == torch.float64 and abs(score[0].item() - expected.item()) < 1e-12
     options = [torch.tensor([7, 8]), torch.tensor([9])]
     choice = MultipleChoice(options=[options], answers=[0])
-    scores, x, t = run(choice, model, prompt)
+    scores, _, _ = run(choice, model, prompt)
     assert scores.dtype == torch.float64
