@@ -97,6 +97,19 @@ def output_offset(y: np.ndarray) -> float:
     return low + 0.5 * (high - low)
 
 
+def check_resamples(resamples, confidence: float) -> int:
+    """``resamples`` as an int of at least ``2 / (1 - confidence)`` (40 at 95 %), or
+    ``ValueError``: with fewer, a percentile interval's tails are single resamples (one
+    resample gave a zero-width "interval" that may exclude the estimate)."""
+    fewest = math.ceil(2.0 / (1.0 - confidence) - 1e-9)
+    resamples = check_int(resamples, "resamples", 1)
+    if resamples < fewest:
+        raise ValueError(
+            f"resamples must be at least {fewest} for {confidence:.0%} percentile intervals, got {resamples}."
+        )
+    return resamples
+
+
 def scale_errors(table, columns: tuple[str, ...], scale: float):
     """Multiply the squared errors in ``columns`` of ``table`` (a pandas DataFrame) by
     ``scale²`` in place: errors of outputs fitted over :func:`output_scale`, back in units of

@@ -72,8 +72,10 @@ class ShapleyExplanation:
         ``PairedShapley(**fit_info["params"]).fit(masks, outputs)``).
     intervals : pandas.DataFrame or None
         Each feature's jackknife ``stderr``, ``ci_low``, ``ci_high`` and ``nonzero`` (the
-        interval excludes 0), in feature order (:meth:`compattr.PairedShapley.uncertainty`);
-        None when :func:`explain_shapley` was asked for none.
+        interval excludes 0), in feature order: a table with a ``features`` column (as
+        :meth:`compattr.PairedShapley.uncertainty` gives, by decreasing ``|value|``) is put in
+        that order; one without is taken as in it. None when :func:`explain_shapley` was
+        asked for none.
     confidence : float
         The intervals' coverage.
     groups : (n,) array or None
@@ -103,6 +105,8 @@ class ShapleyExplanation:
     fit_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.intervals is not None:
+            self.intervals = _in_feature_order(self.intervals, len(self.values))
         if self.fit_info:
             return
         est = self.estimator
@@ -285,6 +289,20 @@ class ShapleyExplanation:
     def __repr__(self) -> str:
         held = "" if self.intervals is None else f", {int(self.intervals['nonzero'].sum())} nonzero"
         return f"ShapleyExplanation(n={self.n}, queries={len(self.masks)}{held})"
+
+
+def _in_feature_order(intervals: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``intervals`` with one row per feature in feature order: sorted by its ``features``
+    column (``(i,)`` per row) where it has one, else as given; ``ValueError`` where the rows
+    are not the ``n`` features."""
+    if "features" in intervals.columns:
+        order = [tuple(f) for f in intervals["features"]]
+        if sorted(order) != [(i,) for i in range(n)]:
+            raise ValueError(f"intervals must hold one row per feature (0,) .. ({n - 1},), got {len(order)} rows.")
+        intervals = intervals.iloc[np.argsort([f[0] for f in order], kind="stable")].reset_index(drop=True)
+    elif len(intervals) != n:
+        raise ValueError(f"intervals must hold one row per feature ({n}), got {len(intervals)}.")
+    return intervals
 
 
 def explain_shapley(

@@ -259,3 +259,26 @@ def test_load_refuses_other_files(tmp_path):
         ShapleyExplanation.load(tmp_path / "other.npz")
     with pytest.raises(ValueError, match="fitted estimator, or the fit_info"):
         ShapleyExplanation(values=np.zeros(2), names=["a", "b"], masks=np.zeros((2, 2), bool), outputs=np.zeros(2))
+
+
+def test_intervals_from_the_estimator_are_put_in_feature_order():
+    """PairedShapley.uncertainty lists features by decreasing |value|: given as intervals,
+    its rows were read in feature order, so each feature showed another's interval."""
+    n = 10
+    truth = compattr.synthetic.complete_hierarchy(n, n_sets=3, order=3, seed=2)
+    X = compattr.paired_masks(n, 160, seed=0)
+    y = truth.predict(X)
+    est = PairedShapley().fit(X, y)
+    table = est.uncertainty(X, y, folds=5)
+    assert [f[0] for f in table["features"]] != list(range(n))  # not in feature order
+    sv = ShapleyExplanation(
+        values=est.shapley_, names=[f"x{i}" for i in range(n)], masks=X, outputs=y, estimator=est, intervals=table
+    )
+    own = table.set_index("features").loc[[(i,) for i in range(n)]]
+    np.testing.assert_array_equal(sv.intervals["ci_low"], own["ci_low"])
+    frame = sv.to_frame()
+    assert ((frame["ci_low"] <= frame["shapley"]) & (frame["shapley"] <= frame["ci_high"])).all()
+    with pytest.raises(ValueError, match="one row per feature"):
+        ShapleyExplanation(
+            values=est.shapley_, names=sv.names, masks=X, outputs=y, estimator=est, intervals=table.head(3)
+        )

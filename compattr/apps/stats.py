@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._validation import check_int
+from .._validation import check_int, check_resamples
 
 
 def paired_bootstrap(
@@ -50,9 +50,9 @@ def paired_bootstrap(
         raise ValueError(f"scores must be a finite (methods, questions) array with >= 2 questions, got {S.shape}.")
     p, Q = S.shape
     reference = check_int(reference, "reference", 0, p - 1)
-    resamples = check_int(resamples, "resamples", 1)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+    resamples = check_resamples(resamples, confidence)
     # each resample draws Q questions with replacement: its counts weigh the questions
     counts = np.random.default_rng(seed).multinomial(Q, np.full(Q, 1 / Q), size=resamples)  # (R, Q)
     means = S @ counts.T / Q  # (p, R)

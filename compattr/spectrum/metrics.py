@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from .._validation import as_masks, as_outputs, check_int, check_spectrum, output_scale
+from .._validation import as_masks, as_outputs, check_int, check_resamples, check_spectrum, output_scale
 from .spectrum import Spectrum
 
 Support = tuple[int, ...]
@@ -123,7 +123,7 @@ def r2_interval(
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
-    resamples = check_int(resamples, "resamples", 1)
+    resamples = check_resamples(resamples, confidence)
     y = as_outputs(y_test, name="y_test")
     fits = [as_outputs(predictions, len(y), name="predictions")]
     if baseline_predictions is not None:

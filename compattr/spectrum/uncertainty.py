@@ -34,7 +34,7 @@ from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from .._validation import as_masks, as_outputs, check_int
+from .._validation import as_masks, as_outputs, check_int, output_scale
 from . import indices
 from .spectrum import Spectrum
 from .supports import csr_to_padded, find_rows
@@ -168,7 +168,8 @@ class SpectrumBootstrap(_Refitted):
         return self.coefs
 
     def _spread(self, values, samples, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (samples.std(0, ddof=1), *_percentiles(samples, confidence))
+        scale = output_scale(samples)  # squares of values near 1e±300 would overflow or vanish
+        return (scale * (samples / scale).std(0, ddof=1), *_percentiles(samples, confidence))
 
 
 @dataclass
@@ -206,7 +207,9 @@ class SpectrumJackknife(_Refitted):
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
         K = len(samples)
-        stderr = np.sqrt((K - 1) / K * np.sum((samples - values) ** 2, axis=0))
+        deviations = samples - values
+        scale = output_scale(deviations)  # their squares near 1e±300 would overflow or vanish
+        stderr = scale * np.sqrt((K - 1) / K * np.sum((deviations / scale) ** 2, axis=0))
         half = scipy.stats.t.ppf(0.5 + confidence / 2, K - 1) * stderr
         return stderr, values - half, values + half
 
@@ -387,11 +390,17 @@ def _weighted_refit(P: np.ndarray, y: np.ndarray, w: np.ndarray, penalised: np.n
     m, k = P.shape
     if ridge > 0 and 2 * k > m:
         return _ridge_in_dual(P, y, w, penalised, ridge * m)
-    # 1e-9·m only guards exact collinearity (the Gram's diagonal is m·(count mean))
+    # 1e-9·m only guards exact collinearity (the Gram's diagonal is m·(count mean)); it
+    # shrinks the constant by 1e-9 of the outputs' offset, so the outputs are centred on
+    # their weighted mean first, which the constant (an unpenalised column of ones) takes back
+    constant = np.flatnonzero(~penalised & np.all(P == 1.0, axis=0))[:1]
+    offset = float(np.average(y, weights=w)) if constant.size else 0.0
     Pw = P * w[:, None]
     gram = P.T @ Pw
     gram.flat[:: k + 1] += 1e-9 * m + np.where(penalised, ridge * m, 0.0)
-    return cho_solve(cho_factor(gram, lower=True, check_finite=False), Pw.T @ y, check_finite=False)
+    coefs = cho_solve(cho_factor(gram, lower=True, check_finite=False), Pw.T @ (y - offset), check_finite=False)
+    coefs[constant] += offset
+    return coefs
 
 
 def _ridge_in_dual(P: np.ndarray, y: np.ndarray, w: np.ndarray, penalised: np.ndarray, strength: float) -> np.ndarray:

@@ -60,3 +60,12 @@ def test_seeded_and_checked():
         paired_bootstrap(S, confidence=1.5)
     with pytest.raises(ValueError, match="reference"):
         paired_bootstrap(S, reference=2)
+
+
+def test_too_few_resamples_for_the_confidence_are_refused():
+    """One resample gave a zero-width "interval" that may exclude the estimate (a method
+    with diff +0.033 got [-0.2, -0.2], and a verdict from it)."""
+    S = np.random.default_rng(0).random((2, 30))
+    with pytest.raises(ValueError, match="at least 40"):
+        paired_bootstrap(S, ["a", "b"], resamples=1)
+    assert len(paired_bootstrap(S, ["a", "b"], resamples=40)) == 2

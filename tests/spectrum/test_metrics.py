@@ -163,10 +163,13 @@ def test_faithfulness_interval_errors_and_a_baseline_equal_to_the_model():
         faithfulness_interval(model, X, y, resamples=0)
     with pytest.raises(ValueError, match="constant"):
         faithfulness_interval(model, X, np.ones(40))
-    # on 2 masks, half the resamples draw one of them twice: a seed whose one resample does
-    seed = next(s for s in range(100) if np.random.default_rng(s).multinomial(2, [0.5, 0.5], size=1).max() == 2)
+    # on 2 masks, half the resamples draw one of them twice: a seed whose 4 resamples all do
+    draws = lambda s: np.random.default_rng(s).multinomial(2, [0.5, 0.5], size=4)
+    seed = next(s for s in range(200) if (draws(s).max(1) == 2).all())
     with pytest.raises(ValueError, match="constant on every resample"):
-        faithfulness_interval(model, X[:2], np.array([0.0, 1.0]), resamples=1, seed=seed)
+        faithfulness_interval(model, X[:2], np.array([0.0, 1.0]), confidence=0.5, resamples=4, seed=seed)
+    with pytest.raises(ValueError, match="at least 40"):  # one resample was a zero-width "interval"
+        faithfulness_interval(model, X, y, resamples=39)
     with pytest.raises(TypeError, match="predict"):
         faithfulness_interval(model, X, y, baseline=object())
 

@@ -234,3 +234,45 @@ def test_jackknife_refuses_bad_groups_and_folds():
         jackknife(est, X, y, folds=3, groups=np.arange(len(X)) % 2)  # two labels
     with pytest.raises(ValueError, match="folds"):
         jackknife(est, X, y, folds=1)
+
+
+@pytest.mark.parametrize("power", [-560, 560])
+def test_standard_errors_scale_with_outputs_of_any_magnitude(power):
+    """The spreads squared raw deviations: at 1e±169 they vanished (zero-width intervals,
+    every value "nonzero") or overflowed (inf), where the fits themselves scale exactly."""
+    rng = np.random.default_rng(0)
+    point = Spectrum(4, [(), (0,), (1, 2), (3,)], [0.5, 1.0, -0.3, 0.01])
+    refits = [point.with_coefs(point.coefs + rng.normal(0, 0.05, 4)) for _ in range(5)]
+    coefs = point.coefs + rng.normal(0, 0.05, (40, 4))
+    scale = 2.0**power
+    for build in (
+        lambda s: compattr.spectrum.SpectrumJackknife(point.scaled(s), [r.scaled(s) for r in refits]),
+        lambda s: compattr.spectrum.SpectrumBootstrap(point.scaled(s), coefs * s),
+    ):
+        base, scaled = build(1.0).to_frame(None), build(scale).to_frame(None)
+        assert (base["stderr"] > 0).all()
+        np.testing.assert_allclose(scaled["stderr"] / scale, base["stderr"], rtol=1e-12)
+        assert scaled["nonzero"].tolist() == base["nonzero"].tolist()
+
+
+def test_the_bootstrap_refit_is_exact_beside_a_large_offset():
+    """The refit's guard against collinearity (1e-9·m on the diagonal) shrank the constant
+    by 1e-9 of the outputs' offset: an exact least-squares refit read as "not the refit"
+    (a gap of 1e-4 at an offset of 1e6, warned as an average of several fits), and the
+    bootstrap's errors moved with the offset."""
+    from compattr.spectrum import refit_gap
+    from compattr.synthetic import add_noise, complete_hierarchy
+
+    truth = complete_hierarchy(12, n_sets=3, order=3, seed=0)
+    X = np.random.default_rng(0).random((300, 12)) < 0.5
+    y = add_noise(truth.predict(X), truth, 10, seed=0)
+    P = truth.parity_matrix(X)
+    tables = []
+    for offset in (0.0, 1e6):
+        refit = truth.with_coefs(np.linalg.lstsq(P, y + offset, rcond=None)[0])
+        assert refit_gap(refit, X, y + offset) < 1e-8
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RefitMismatchWarning)
+            frame = bootstrap(refit, X, y + offset, resamples=100, seed=1).to_frame(None).set_index("features")
+        tables.append(frame.drop(index=[()]))
+    np.testing.assert_allclose(tables[1]["stderr"], tables[0]["stderr"], rtol=1e-8)
