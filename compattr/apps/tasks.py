@@ -49,7 +49,7 @@ from ..optimize import (
     verified_plan,
 )
 from ..query import Query, run_queries
-from ..query.values import MultipleChoice
+from ..query.values import MultipleChoice, describe
 from .models import MissingAssetError
 from .stats import paired_bootstrap
 
@@ -84,6 +84,12 @@ class QuestionSet:
     sep: str = " "
 
     def __post_init__(self) -> None:
+        for name, field in (("prompts", self.prompts), ("options", self.options)):
+            if isinstance(field, str) or (name == "options" and any(isinstance(o, str) for o in field)):
+                raise ValueError(
+                    f"{name} must be a sequence of {'strings' if name == 'prompts' else 'option lists'}, "
+                    f"not a string (it would be split into characters)."
+                )
         object.__setattr__(self, "prompts", tuple(str(p) for p in self.prompts))
         object.__setattr__(self, "options", tuple(tuple(str(o) for o in opts) for opts in self.options))
         object.__setattr__(self, "answers", tuple(int(a) for a in self.answers))
@@ -633,7 +639,18 @@ def compare_plans(
         raise ValueError("the explanation has no LASSO baseline; run explain(..., baseline=True).")
     n, names, groups = heads.n, heads.names, heads.groups
     size = check_int(size, "size", 1, n)
+    if list(explanation.names) != list(names):
+        raise ValueError(
+            f"the explanation's features ({_span_of(explanation.names)}) are not these heads "
+            f"({_span_of(names)}): its outputs would join another set function's."
+        )
     inputs, value = train.encode(tokenizer, metric=metric)
+    fitted_on = explanation.fit_info.get("value")
+    if fitted_on is not None and fitted_on != describe(value):
+        raise ValueError(
+            f"the explanation was fitted on {fitted_on}, the plans would measure {describe(value)}: "
+            f"pass metric= as explain measured it (its outputs and these would be mixed)."
+        )
     query = Query(model, heads, value, inputs, batch_size=batch_size)
     bar = tqdm(desc="plan calls", unit="mask", disable=not progress)
 
@@ -709,6 +726,11 @@ def accuracy_intervals(right, methods: Sequence[str], *, confidence: float = 0.9
     names = {"mean": "test accuracy", "ci_low": "ci low", "ci_high": "ci high"}
     names |= {"diff": "vs ProxySPEX", "diff_low": "vs low", "diff_high": "vs high"}
     return intervals.rename(columns=names).reset_index(drop=True)
+
+
+def _span_of(names: Sequence[str]) -> str:
+    """``names`` in a few words: the first and last, and how many."""
+    return f"{len(names)}: {names[0]} .. {names[-1]}" if len(names) else "none"
 
 
 def verdict(table: pd.DataFrame) -> str:

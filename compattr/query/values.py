@@ -299,8 +299,27 @@ def _device(inputs: Inputs) -> torch.device:
     return t.device
 
 
+def _end_tokens(model: torch.nn.Module) -> set[int]:
+    """The tokens that end a greedy answer: the model configuration's ``eos_token_id`` and
+    its generation configuration's (an instruction model's end of turn may be there only)."""
+    ends: set[int] = set()
+    for config in (getattr(model, "config", None), getattr(model, "generation_config", None)):
+        eos = getattr(config, "eos_token_id", None)
+        ends |= set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    return ends
+
+
 def _prompts(inputs: Inputs) -> list[torch.Tensor]:
-    """Each example's token ids without padding."""
+    """Each example's token ids without padding; ``ValueError`` where one has none (its
+    answer would be scored from no position, shifting every other row's by one)."""
+    prompts = _unpadded(inputs)
+    empty = [e for e, p in enumerate(prompts) if len(p) == 0]
+    if empty:
+        raise ValueError(f"examples {empty[:5]} have no prompt token: an answer is scored after at least one.")
+    return prompts
+
+
+def _unpadded(inputs: Inputs) -> list[torch.Tensor]:
     if isinstance(inputs, torch.Tensor):
         return list(inputs)
     # A single segment's token_type_ids (all zero, as some tokenizers return) carry nothing.
@@ -392,9 +411,7 @@ class LogLikelihood(Value):
                 raise ValueError(f"got {len(self.answers)} answers for {len(prompts)} examples.")
             answers = self.answers
         else:
-            eos = getattr(getattr(model, "config", None), "eos_token_id", None)
-            eos = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
-            answers = [_greedy(model, p, self.max_new_tokens, eos) for p in prompts]
+            answers = [_greedy(model, p, self.max_new_tokens, _end_tokens(model)) for p in prompts]
         if any(len(a) == 0 for a in answers):
             raise ValueError("every answer needs at least one token.")
         return _with_continuations(prompts, answers)

@@ -401,6 +401,14 @@ def test_compare_plans_on_a_tiny_model(tmp_path, monkeypatch):
             cache_dir=tmp_path / "q",
             progress=False,
         )
+    # an explanation of another metric, or of other heads, joined its outputs to these
+    with pytest.raises(ValueError, match=r"fitted on MultipleChoice \(logprob\), the plans would measure"):
+        tasks.compare_plans(ex, model, tok, heads, train, test, 6, metric="accuracy", baselines=[], progress=False)
+    other = compattr.AttentionHeads(model, layers=[0, 1, 2])  # the same heads: accepted
+    assert other.names == heads.names
+    fewer = compattr.AttentionHeads(model, layers=[1, 2])
+    with pytest.raises(ValueError, match="are not these heads"):
+        tasks.compare_plans(ex, model, tok, fewer, train, test, 6, baselines=[], progress=False)
 
 
 def test_verdict_names_the_winner_and_what_the_intervals_tell_apart():
@@ -422,3 +430,11 @@ def test_verdict_names_the_winner_and_what_the_intervals_tell_apart():
     table["test accuracy"] = 0.75
     assert tasks.verdict(table).startswith("every plan tied at test accuracy 0.750.")
     assert "90 % interval" in tasks.verdict(table)
+
+
+def test_a_string_where_a_sequence_belongs_is_refused():
+    """QuestionSet(["q"], ["ParisRome"], [0]) made nine one-letter options of the string."""
+    with pytest.raises(ValueError, match="option lists, not a string"):
+        tasks.QuestionSet(["w1 w2"], ["ParisRome"], [0])
+    with pytest.raises(ValueError, match="prompts must be a sequence of strings"):
+        tasks.QuestionSet("AB", [["w1", "w2"], ["w3", "w4"]], [0, 1])

@@ -303,3 +303,35 @@ def test_a_float64_model_is_scored_in_float64():
     choice = MultipleChoice(options=[options], answers=[0])
     scores, _, _ = run(choice, model, prompt)
     assert scores.dtype == torch.float64
+
+
+def test_an_example_without_prompt_tokens_is_refused():
+    """An empty prompt scored its answer from position -1, shifting every other row's logits
+    by one (an example's log-likelihood -4.268 read -4.089 beside it)."""
+    model = tiny_gpt2()
+    inputs = {
+        "input_ids": torch.tensor([[10, 11, 12], [0, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1], [0, 0, 0]]),
+    }
+    with pytest.raises(ValueError, match=r"examples \[1\] have no prompt token"):
+        run(LogLikelihood(answers=[[7], [8]]), model, inputs)
+    with pytest.raises(ValueError, match=r"examples \[1\] have no prompt token"):
+        run(MultipleChoice(options=[[[7], [8]], [[7], [9]]], answers=[0, 1]), model, inputs)
+
+
+def test_the_greedy_answer_ends_at_the_generation_configs_end_token():
+    """Instruction models keep their end of turn in generation_config only: the answer ran
+    past it (6 tokens where generate stops at 3)."""
+    model = tiny_gpt2()
+    model.config.eos_token_id = None
+    for seed in range(50):  # a prompt whose free answer holds a second, different token
+        prompt = ids(E=1, seq=5, seed=seed)
+        with torch.no_grad():
+            free = model.generate(prompt, max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
+        free = free[0, 5:].tolist()
+        k = next((k for k in range(1, 6) if free[k] not in free[:k]), None)
+        if k is not None:
+            break
+    model.generation_config.eos_token_id = free[k]  # ends the turn
+    _, x, t = run(LogLikelihood(max_new_tokens=6), model, {"input_ids": prompt})
+    assert int(t["scored"][0].sum()) == k + 1 and x["input_ids"][0, 5 : 6 + k].tolist() == free[: k + 1]
