@@ -361,8 +361,15 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     (a norm's epsilon, a soft cap, a sliding window: the Hugging Face ``config`` or a
     TransformerLens ``cfg``, without the entries that name where or how it was loaded, such
     as ``_name_or_path``, ``transformers_version``, ``dtype`` and ``device``). Tensors are
-    copied to the CPU one at a time; tensors on the ``meta`` device (offloaded elsewhere)
-    contribute their name, shape and dtype only.
+    copied to the CPU one at a time; a tensor on the ``meta`` device contributes the weights
+    accelerate's offload hook holds for it (``cpu_offload``, a ``device_map`` onto "cpu" or
+    "disk").
+
+    Raises
+    ------
+    ValueError
+        A tensor is on the ``meta`` device and no offload hook holds its values: two such
+        models could not be told apart (run without ``cache_dir``).
     """
     h = hashlib.sha256(type(model).__qualname__.encode())
     settings = _config_settings(model)
@@ -372,10 +379,29 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
             for name, t in named:
                 h.update(f"|{kind} {name} {tuple(t.shape)} {t.dtype}|".encode())
-                if t.device.type != "meta":
-                    # an ndarray is a buffer (NumPy's stubs do not say so): hashed without a copy
-                    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
+                if t.device.type == "meta":
+                    t = _offloaded(model, name)
+                # an ndarray is a buffer (NumPy's stubs do not say so): hashed without a copy
+                h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
     return f"{type(model).__name__} weights#{h.hexdigest()[:16]}"
+
+
+def _offloaded(model: torch.nn.Module, name: str) -> torch.Tensor:
+    """The values of ``model``'s tensor ``name`` (on the ``meta`` device) that accelerate's
+    offload hook of its module holds (``_hf_hook.weights_map``, in a sequence of hooks too),
+    or ``ValueError``."""
+    owner, _, leaf = name.rpartition(".")
+    hooks = [getattr(model.get_submodule(owner), "_hf_hook", None)]
+    while hooks:
+        hook = hooks.pop()
+        hooks += list(getattr(hook, "hooks", []))
+        weights = getattr(hook, "weights_map", None)
+        if weights is not None and leaf in weights:
+            return weights[leaf]
+    raise ValueError(
+        f"{name} is on the meta device and no offload hook holds its values: the model's fingerprint "
+        "(the query cache's key) cannot tell it from another. Run without cache_dir."
+    )
 
 
 #: Configuration entries that say where or how a model was loaded, not what it computes.

@@ -703,3 +703,21 @@ def test_a_query_on_an_accelerator_gets_two_forward_passes_per_call(clock):
     sizes = [len(m) for m in features.calls]
     assert sizes[:6] == [8, 16, 32, 64, 100, 100]
     assert all(s >= min(100, 2 * b // 4) for s, b in zip(sizes[:-1], features.batches))
+
+
+def test_offloaded_weights_are_fingerprinted_from_their_offload_hook():
+    """Under accelerate's offload the parameters sit on the meta device and their values in
+    the hooks: two checkpoints of one architecture had one fingerprint, and the cache served
+    one's outputs to the other."""
+    accelerate = pytest.importorskip("accelerate")
+    from compattr._testing import tiny_llama
+
+    a, b = tiny_llama(layers=2, seed=0), tiny_llama(layers=2, seed=1)
+    on_cpu = model_fingerprint(a), model_fingerprint(b)
+    for model in (a, b):
+        accelerate.cpu_offload(model, execution_device=torch.device("cpu"))
+    assert next(a.parameters()).device.type == "meta"
+    assert (model_fingerprint(a), model_fingerprint(b)) == on_cpu  # the same weights, wherever they are
+    bare = tiny_llama(layers=2, seed=0).to("meta")  # no hook holds its values
+    with pytest.raises(ValueError, match="no offload hook holds its values"):
+        model_fingerprint(bare)
