@@ -155,7 +155,12 @@ class QuestionSet:
         Parameters
         ----------
         tokenizer : transformers tokenizer
-            Prompts get its special tokens (e.g. BOS); options do not.
+            Prompts get its leading special tokens (e.g. BOS), not trailing ones (an EOS
+            the tokenizer appends: the options continue the prompt's text). An option's
+            tokens are those that follow the prompt's in the tokenized prompt, separator and
+            option (so a tokenizer that marks a word's start, such as SentencePiece's "▁",
+            scores the continuation the model would read), or, where the prompt's tokens are
+            not a prefix of those, the separator and option tokenized alone.
         metric : {"logprob", "accuracy"}
             See :class:`compattr.values.MultipleChoice`.
 
@@ -169,9 +174,11 @@ class QuestionSet:
         """
         if not len(self):
             raise ValueError("cannot encode an empty question set.")
-        prompts = [tokenizer(p)["input_ids"] for p in self.prompts]
+        special = set(tokenizer.all_special_ids)
+        prompts = [_without_trailing(tokenizer(p)["input_ids"], special) for p in self.prompts]
         options = [
-            [tokenizer(self.sep + o, add_special_tokens=False)["input_ids"] for o in opts] for opts in self.options
+            [_continuation(tokenizer, p, ids, self.sep + o, special) for o in opts]
+            for p, ids, opts in zip(self.prompts, prompts, self.options)
         ]
         empty = [q for q, (p, opts) in enumerate(zip(prompts, options)) if not p or not all(opts)]
         if empty:
@@ -349,6 +356,24 @@ def from_dataset(
     except datasets.exceptions.DatasetsError as error:  # files it cannot read as one dataset
         raise ValueError(f"could not load the dataset {name_or_path!r}: {error}") from error
     return from_records(data, question=question, options=options, answer=answer, letters=letters)
+
+
+def _without_trailing(ids: list[int], special: set[int]) -> list[int]:
+    """``ids`` without the special tokens that end them (an EOS or SEP the tokenizer
+    appends), where a token that is not special precedes them."""
+    end = len(ids)
+    while end > 0 and ids[end - 1] in special:
+        end -= 1
+    return ids[:end] if end > 0 else ids
+
+
+def _continuation(tokenizer, prompt: str, prompt_ids: list[int], text: str, special: set[int]) -> list[int]:
+    """The tokens of ``text`` after ``prompt`` (tokenized as ``prompt_ids``): those that
+    follow ``prompt_ids`` in ``prompt + text`` tokenized whole, else ``text`` alone."""
+    joint = _without_trailing(tokenizer(prompt + text)["input_ids"], special)
+    if len(joint) > len(prompt_ids) and joint[: len(prompt_ids)] == prompt_ids:
+        return joint[len(prompt_ids) :]
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def capitals(n_options: int = 4, seed: int = 0) -> QuestionSet:

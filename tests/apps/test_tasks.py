@@ -438,3 +438,29 @@ def test_a_string_where_a_sequence_belongs_is_refused():
         tasks.QuestionSet(["w1 w2"], ["ParisRome"], [0])
     with pytest.raises(ValueError, match="prompts must be a sequence of strings"):
         tasks.QuestionSet("AB", [["w1", "w2"], ["w3", "w4"]], [0, 1])
+
+
+def test_options_are_the_tokens_that_continue_the_prompt():
+    """Each option was tokenized alone: a tokenizer that marks a word's start (SentencePiece's
+    '▁', as Llama 2's normalizer prepends it) scored a stray '▁' before every option; and an
+    end token the tokenizer appends to the prompt stood between it and the options."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0), ("▁", -2.0)]
+    vocab += [(f"▁{w}", -3.0) for w in ("The", "capital", "of", "France", "is", "Paris", "Rome")]
+    vocab += [(c, -9.0) for c in "ParisRome"]
+    core = Tokenizer(models.Unigram(vocab, unk_id=0))
+    core.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    core.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    sentencepiece = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    _, value = tasks.QuestionSet(["The capital of France is"], [["Paris", "Rome"]], [0]).encode(sentencepiece)
+    assert [sentencepiece.convert_ids_to_tokens(o.tolist()) for o in value.options[0]] == [["▁Paris"], ["▁Rome"]]
+    appended = word_tokenizer()
+    appended._tokenizer.post_processor = TemplateProcessing(
+        single="[BOS] $A [SEP]", special_tokens=[("[BOS]", 5), ("[SEP]", 4)]
+    )
+    inputs, value = tasks.QuestionSet(["w1 w2 w3"], [["w4", "w5"]], [0]).encode(appended)
+    assert appended.convert_ids_to_tokens(inputs["input_ids"][0].tolist()) == ["[BOS]", "w1", "w2", "w3"]
+    assert [appended.convert_ids_to_tokens(o.tolist()) for o in value.options[0]] == [["w4"], ["w5"]]
