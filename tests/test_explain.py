@@ -420,7 +420,8 @@ def test_uncertainty_bootstraps_by_default_only_a_spectrum_that_is_the_refit_of_
     refit = least_squares(truth, X, y, ridge=0.2)
     info = {"ridge": 0.2, "cv_r2": 0.9, "estimator": "ProxySPEX", "params": compattr.ProxySPEX(seed=0).get_params()}
     ex = Explanation(refit, [str(i) for i in range(8)], np.zeros(8, int), X, y, X[:20], y[:20], fit_info=info)
-    assert refit_gap(refit, X, y, 0.2) < 1e-12 and refit_gap(refit, X, y, 0.5) > 1e-3
+    # the engine's refit keeps a 1e-9 guard on the constant, the gap's centres the outputs
+    assert refit_gap(refit, X, y, 0.2) < 1e-9 and refit_gap(refit, X, y, 0.5) > 1e-3
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert isinstance(ex.uncertainty(resamples=5), compattr.spectrum.SpectrumBootstrap)

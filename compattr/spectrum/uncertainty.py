@@ -39,8 +39,8 @@ from . import indices
 from .spectrum import Spectrum
 from .supports import csr_to_padded, find_rows
 
-#: :func:`refit_gap` above which a spectrum is not the refit of its terms (a refit is at about
-#: 1e-15; an average of ProxySPEX's repeats was 0.07–0.99 on the saved real explanations).
+#: :func:`refit_gap` above which a spectrum is not the refit of its terms (a refit is below
+#: 1e-9; an average of ProxySPEX's repeats was 0.07–0.99 on the saved real explanations).
 REFIT_GAP = 1e-6
 
 
@@ -345,7 +345,7 @@ def refit_gap(spectrum: Spectrum, X, y, ridge: float = 0.0) -> float:
     """How far ``spectrum``'s coefficients are from the (ridge) least-squares refit of its
     terms on masks ``X`` (m, n) and outputs ``y`` (m,): ``||c_refit − c|| / ||c||`` over the
     non-constant terms (the constant's too when it is the only one), ``ridge`` as in
-    :func:`bootstrap`. About 1e-15 for a spectrum that is that refit (ProxySPEX's on one fit);
+    :func:`bootstrap`. Below 1e-9 for a spectrum that is that refit (ProxySPEX's on one fit);
     far from 0 for an average of several fits or a refit at another ridge, whose
     :func:`bootstrap` intervals vary a different estimate than the spectrum's.
 
