@@ -392,8 +392,9 @@ def _weighted_refit(P: np.ndarray, y: np.ndarray, w: np.ndarray, penalised: np.n
         return _ridge_in_dual(P, y, w, penalised, ridge * m)
     # 1e-9·m only guards exact collinearity (the Gram's diagonal is m·(count mean)); it
     # shrinks the constant by 1e-9 of the outputs' offset, so the outputs are centred on
-    # their weighted mean first, which the constant (an unpenalised column of ones) takes back
-    constant = np.flatnonzero(~penalised & np.all(P == 1.0, axis=0))[:1]
+    # their weighted mean first, which the constant (the unpenalised column, as in
+    # _ridge_in_dual) takes back
+    constant = np.flatnonzero(~penalised)[:1]
     offset = float(np.average(y, weights=w)) if constant.size else 0.0
     Pw = P * w[:, None]
     gram = P.T @ Pw
