@@ -84,12 +84,12 @@ class QuestionSet:
     sep: str = " "
 
     def __post_init__(self) -> None:
-        for name, field in (("prompts", self.prompts), ("options", self.options)):
-            if isinstance(field, str) or (name == "options" and any(isinstance(o, str) for o in field)):
-                raise ValueError(
-                    f"{name} must be a sequence of {'strings' if name == 'prompts' else 'option lists'}, "
-                    f"not a string (it would be split into characters)."
-                )
+        if isinstance(self.prompts, str):
+            raise ValueError("prompts must be a sequence of strings, not a string (it would be split into characters).")
+        if isinstance(self.options, str) or any(isinstance(o, str) for o in self.options):
+            raise ValueError(
+                "options must be a sequence of option lists, not a string (it would be split into characters)."
+            )
         object.__setattr__(self, "prompts", tuple(str(p) for p in self.prompts))
         object.__setattr__(self, "options", tuple(tuple(str(o) for o in opts) for opts in self.options))
         object.__setattr__(self, "answers", tuple(int(a) for a in self.answers))
