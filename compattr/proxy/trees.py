@@ -10,6 +10,8 @@ before their subsets are expanded, and equal supports are then summed by one gro
 from __future__ import annotations
 
 from functools import cache
+from itertools import combinations
+from math import comb
 
 import numpy as np
 import pandas as pd
@@ -190,9 +192,16 @@ def _leaf_paths(trees: list[dict], n: int, scale: float):
     )
 
 
-@cache
+#: Subset tables of at most this many rows are kept for later extractions; larger ones (deep
+#: trees: ``2^p`` rows of ``p`` columns, gigabytes from p = 22) are built for their path length
+#: and freed with it.
+_CACHED_SUBSETS = 4096
+
+
 def _subset_tables(p: int, max_order: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The subsets of ``range(p)`` (optionally of size <= max_order), in binary-counting order.
+    """The subsets of ``range(p)`` (of size <= max_order when given), ordered by size and
+    then lexicographically; only the subsets kept are ever built, so a bounded order costs
+    ``Σ_{j<=max_order} C(p, j)`` rows however deep the path.
 
     Returns
     -------
@@ -201,16 +210,34 @@ def _subset_tables(p: int, max_order: int | None) -> tuple[np.ndarray, np.ndarra
     gather : (s, p) int array
         Each subset's positions in increasing order, padded with ``p``.
     """
-    members = (np.arange(2**p)[:, None] >> np.arange(p)) & 1 == 1
-    if max_order is not None:
-        members = members[members.sum(axis=1) <= max_order]
-    # A stable sort of "not a member" puts the members first, in order; the rest become p.
-    gather = np.argsort(~members, axis=1, kind="stable")
-    gather[~np.take_along_axis(members, gather, axis=1)] = p
-    members = members.astype(np.float32)
+    top = p if max_order is None else min(p, max_order)
+    if _subset_count(p, top) <= _CACHED_SUBSETS:
+        return _cached_subset_tables(p, top)
+    return _built_subset_tables(p, top)
+
+
+def _subset_count(p: int, top: int) -> int:
+    """The number of subsets of ``range(p)`` of size at most ``top``."""
+    return sum(comb(p, j) for j in range(top + 1))
+
+
+def _built_subset_tables(p: int, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_subset_tables` of the subsets of size at most ``top``, built (read-only)."""
+    gather = np.full((_subset_count(p, top), p), p, dtype=np.int64)
+    row = 0
+    for size in range(top + 1):
+        chosen = np.array(list(combinations(range(p), size)), dtype=np.int64).reshape(comb(p, size), size)
+        gather[row : row + len(chosen), :size] = chosen
+        row += len(chosen)
+    members = np.zeros((len(gather), p + 1), np.float32)  # column p: the padding, dropped
+    np.put_along_axis(members, gather, 1.0, axis=1)
+    members = np.ascontiguousarray(members[:, :p])
     for table in (members, gather):
         table.setflags(write=False)
     return members, gather
+
+
+_cached_subset_tables = cache(_built_subset_tables)
 
 
 def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
@@ -237,11 +264,14 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     feats = np.take_along_axis(feats, order, axis=1).astype(np.int32)  # n < 2^31: half the memory
     sides = np.take_along_axis(sides, order, axis=1)
     lengths = (feats < n).sum(axis=1)
-    n_terms = int(np.sum(2.0**lengths))
-    if max_order is None and n_terms > max_terms:
+    path_lengths, leaves = np.unique(lengths, return_counts=True)
+    top = lambda p: p if max_order is None else min(p, max_order)
+    n_terms = sum(int(c) * _subset_count(int(p), top(int(p))) for p, c in zip(path_lengths, leaves))
+    if n_terms > max_terms:
+        remedy = "Limit the depth or pass max_order to drop high orders." if max_order is None else "Limit the depth or lower max_order."
         raise TreesTooDeep(
             f"exact extraction would expand {n_terms:,} raw terms (> max_terms={max_terms:,}); "
-            "the trees are too deep. Limit the depth or pass max_order to drop high orders."
+            f"the trees are too deep. {remedy}"
         )
     if not lengths.size:
         return np.zeros((0, 0), np.int32), np.zeros(0)
@@ -249,7 +279,7 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     D = longest if max_order is None else min(longest, max_order)
     # one path length at a time: only its terms' keys outlive it (a few int64 per term)
     return sum_padded_terms(
-        (_expanded(feats, sides, values, lengths == p, int(p), n, max_order, D) for p in np.unique(lengths)), n, D
+        (_expanded(feats, sides, values, lengths == p, int(p), n, max_order, D) for p in path_lengths), n, D
     )
 
 

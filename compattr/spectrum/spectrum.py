@@ -458,8 +458,10 @@ class Spectrum:
         ----------
         model : lightgbm.Booster, fitted lightgbm.LGBMModel, or str
             A single-output model trained on 0/1 features (any objective: the spectrum is
-            that of the raw score), or its LightGBM model text (``Booster.model_to_string()``,
-            or a saved model file's contents).
+            that of the score before the objective's link function; for a random forest,
+            ``boosting="rf"``, the mean of its trees, where LightGBM's ``raw_score=True`` sums
+            them), or its LightGBM model text (``Booster.model_to_string()``, or a saved model
+            file's contents).
         n : int
             Number of features (the model's feature count must not exceed it).
         num_iteration : int, optional

@@ -158,3 +158,49 @@ def test_bad_models_get_clear_errors():
     multi = lgb.LGBMClassifier(n_estimators=3, n_jobs=1, verbose=-1).fit(X.astype(float), (y * 2).astype(int) % 3)
     with pytest.raises(ValueError, match="multi-output"):
         Spectrum.from_trees(multi, 8)
+
+
+def chain_tree_text(depth: int) -> str:
+    """LightGBM model text of one tree of ``depth`` splits in a chain: node i splits feature i,
+    x_i = 0 ends at leaf i, x_i = 1 goes on (the last node's both sides are leaves)."""
+    left = [-(i + 1) for i in range(depth)]
+    right = [i + 1 for i in range(depth - 1)] + [-(depth + 1)]
+    row = lambda values: " ".join(map(str, values))
+    return (
+        f"tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\nmax_feature_idx={depth - 1}\n"
+        f"objective=regression\nfeature_names={row(f'f{i}' for i in range(depth))}\n"
+        f"feature_infos={row(['[0:1]'] * depth)}\n\nTree=0\nnum_leaves={depth + 1}\nnum_cat=0\n"
+        f"split_feature={row(range(depth))}\nsplit_gain={row([1] * depth)}\n"
+        f"threshold={row(['1.0000000180025095e-35'] * depth)}\ndecision_type={row([2] * depth)}\n"
+        f"left_child={row(left)}\nright_child={row(right)}\n"
+        f"leaf_value={row(0.1 * (i + 1) for i in range(depth + 1))}\n"
+        f"leaf_weight={row([1] * (depth + 1))}\nleaf_count={row([1] * (depth + 1))}\n"
+        f"internal_value={row([0] * depth)}\ninternal_weight={row([1] * depth)}\n"
+        f"internal_count={row([1] * depth)}\nis_linear=0\nshrinkage=1\n\n\nend of trees\n"
+    )
+
+
+def test_a_bounded_order_extracts_deep_trees_without_expanding_every_subset():
+    """With max_order, a path of depth p costs the subsets kept (Σ_{j<=max_order} C(p, j)),
+    not 2^p: a chain of depth 40 (2^40 subsets at its deepest leaf) extracts at once, and
+    max_terms counts the terms kept."""
+    small = chain_tree_text(10)
+    assert Spectrum.from_trees(small, 10, max_order=2) == Spectrum.from_trees(small, 10).restrict_order(2)
+    deep = Spectrum.from_trees(chain_tree_text(40), 40, max_order=2)
+    assert deep.max_order == 2
+    # leaf i (i < 40) fixes features 0..i; the last leaf the same 40 as leaf 39
+    X = compattr.sample_masks(40, 300, seed=0)
+    leaf_values = 0.1 * (np.arange(41) + 1)
+    # order <= 2 part of the chain, by linearity over its leaves: each leaf's indicator's terms
+    expected = np.zeros(len(X))
+    s = 1 - 2 * X.astype(float)  # χ_j
+    for leaf in range(41):
+        fixed = list(range(min(leaf + 1, 40)))
+        sides = np.array([1] * (len(fixed) - 1) + [0 if leaf < 40 else 1])
+        signs = 1 - 2 * sides  # [x_j = s_j] = (1 + (-1)^s_j χ_j) / 2
+        lin = signs * s[:, fixed]
+        total = 1 + lin.sum(axis=1) + (lin.sum(axis=1) ** 2 - (lin**2).sum(axis=1)) / 2
+        expected += leaf_values[leaf] * 2.0 ** -len(fixed) * total
+    np.testing.assert_allclose(deep.predict(X), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="lower max_order"):
+        Spectrum.from_trees(chain_tree_text(40), 40, max_order=2, max_terms=1000)
