@@ -21,7 +21,9 @@ class PrefixCache(torch.nn.Module):
     last ``logits_to_keep`` positions, as for the wrapped model (which must be > 0 and at most
     the number of tokens after the prefix). Other per-token inputs (``token_type_ids``...) are
     split at the prefix like ``input_ids``; the prefix's cache is computed on first use with
-    the per-token inputs the caller passes, so it matches the full forward exactly.
+    the per-token inputs the caller passes, so it matches the full forward exactly. A model
+    whose cache keeps only part of the prefix (sliding-window attention over a prefix at least
+    as long as the window) runs every row whole instead.
     """
 
     def __init__(self, model: torch.nn.Module, prefix: torch.Tensor):
@@ -29,7 +31,8 @@ class PrefixCache(torch.nn.Module):
         self.model = model
         self.prefix = prefix
         # per-token prefix inputs (name, bytes) -> per layer (keys, values)
-        self._caches: dict[tuple[tuple[str, bytes], ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        # (None: a layer keeps only part of the prefix; those rows run whole)
+        self._caches: dict[tuple[tuple[str, bytes], ...], list[tuple[torch.Tensor, torch.Tensor]] | None] = {}
 
     @staticmethod
     def supports(model: torch.nn.Module) -> bool:
@@ -52,15 +55,23 @@ class PrefixCache(torch.nn.Module):
         if not torch.equal(input_ids[:, :P], self.prefix.to(input_ids.device).expand(B, -1)):
             raise ValueError("every row must begin with the cached prefix; was a prefix token masked?")
         kwargs.pop("use_cache", None)
-        # The attention mask keeps the prefix's keys, as Hugging Face expects with a cache; a
-        # 4D (B, 1, queries, keys) mask loses the prefix's queries.
-        if attention_mask is not None and attention_mask.ndim == 4:
-            attention_mask = attention_mask[:, :, P:]
         per_token = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor) and v.shape[:2] == (B, S)}
         for name, value in per_token.items():
             if not torch.equal(value[:, :P], value[:1, :P].expand_as(value[:, :P])):
                 raise ValueError(f"every row must share the prefix's {name}.")
         layers = self._prefix_layers({k: v[:1, :P] for k, v in per_token.items()})
+        if layers is None:  # a layer keeps only part of the prefix (a sliding window): no cache
+            return self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                use_cache=False,
+                logits_to_keep=logits_to_keep,
+                **kwargs,
+            )
+        # The attention mask keeps the prefix's keys, as Hugging Face expects with a cache; a
+        # 4D (B, 1, queries, keys) mask loses the prefix's queries.
+        if attention_mask is not None and attention_mask.ndim == 4:
+            attention_mask = attention_mask[:, :, P:]
         cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in layers])
         kwargs.update({k: v[:, P:] for k, v in per_token.items()})
         argument = _cache_argument(type(self.model))
@@ -79,16 +90,22 @@ class PrefixCache(torch.nn.Module):
         """Forget the prefix's key/value caches (the model's weights changed)."""
         self._caches.clear()
 
-    def _prefix_layers(self, prefix_inputs: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _prefix_layers(
+        self, prefix_inputs: dict[str, torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """Per layer (keys, values) of the prefix, run once per distinct set of per-token
-        prefix inputs (names and values)."""
+        prefix inputs (names and values); None where a layer's cache keeps fewer positions
+        than the prefix has (a sliding window shorter than the prefix keeps only its last
+        tokens, so the rows' later tokens would read a shifted cache): those rows run whole."""
         key = tuple((name, value.cpu().numpy().tobytes()) for name, value in sorted(prefix_inputs.items()))
         if key not in self._caches:
             prefix = self.prefix.to(input_device(self.model))
             with torch.inference_mode():
                 output = self.model(input_ids=prefix, use_cache=True, **prefix_inputs)
             cache = output["cache"] if "cache" in output else output["past_key_values"]
-            self._caches[key] = [(keys, values) for keys, values, *_ in cache]
+            layers = [(keys, values) for keys, values, *_ in cache]
+            whole = all(keys.shape[-2] == prefix.shape[1] for keys, _ in layers)
+            self._caches[key] = layers if whole else None
         return self._caches[key]
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama
+from compattr._testing import tiny_bert, tiny_gemma3, tiny_gpt2, tiny_llama
 from compattr.cache import QueryCache
 from compattr.features import AttentionHeads, check_feature_set
 from compattr.query import Query, cache_folder, run_queries
@@ -209,6 +209,57 @@ def test_prefix_kv_cache_reuse_equals_the_full_forward(build, value):
     assert np.allclose(got, expected, atol=1e-5)
     prompt = len(words.token_units)
     assert set(seen[-3:]) == {prompt - 21 + (3 if isinstance(value, LogLikelihood) else 0)}
+
+
+def _sliding_mistral():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from compattr._testing import VOCAB
+
+    config = MistralConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        sliding_window=4,
+    )
+    torch.manual_seed(0)
+    return MistralForCausalLM(config).eval()
+
+
+def _mixed_gemma3():
+    """Gemma 3 with a sliding layer (window 4) and a global one, as the real models mix them."""
+    from transformers import Gemma3ForCausalLM
+
+    from compattr._testing import _gemma3_text_config
+
+    config = _gemma3_text_config(2, 4, 2, 32, 12)
+    config.layer_types = ["sliding_attention", "full_attention"]
+    torch.manual_seed(0)
+    return Gemma3ForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("build", [_sliding_mistral, tiny_gemma3, _mixed_gemma3])
+@pytest.mark.parametrize("value", [ClassLogit(), LogLikelihood(max_new_tokens=3)], ids=repr)
+def test_prefix_longer_than_a_sliding_window_gives_the_full_forward(build, value):
+    """A sliding-window layer caches only the prefix's last tokens: where the prefix is at
+    least as long as the window, the rows run whole instead of reading a shortened cache
+    (which shifted every later token, or failed where layers mixed window and global)."""
+    from compattr._testing import word_tokenizer
+    from compattr.features import Words
+
+    model = build()
+    words = Words(word_tokenizer(), "w4 w5 w6 w7 w8 w9", prefix="w1 w2 w3 w10 w11 w12 w13 ")
+    assert words.fixed_prefix == 7 > model.config.sliding_window
+    X = random_masks(9, words.n)
+    fast = Query(model, words, value, batch_size=4)
+    assert fast._prefix_cache is not None
+    expected = Query(model, words, value, batch_size=4, replay=False).evaluate(X)
+    np.testing.assert_allclose(fast.evaluate(X), expected, atol=1e-6)
+    assert np.ptp(expected) > 0
 
 
 @pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
