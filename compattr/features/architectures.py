@@ -39,7 +39,9 @@ class Architecture:
         Dotted path, inside one block, of the module whose output is the MLP's contribution
         to the residual stream (before the residual sum): ``"mlp"`` in most decoders, the
         norm after it where there is one (``"post_feedforward_layernorm"`` in Gemma 2 and 3,
-        OLMo 2): mean ablation and gradients read the contribution, not the MLP's output.
+        OLMo 2, ``"post_mlp_layernorm"`` in GLM-4): mean ablation and gradients read the
+        contribution, not the MLP's output. A module that adds the residual itself (Bloom's
+        ``mlp``) is not the contribution: name its output projection (``"mlp.dense_4h_to_h"``).
     """
 
     blocks: str
@@ -49,6 +51,9 @@ class Architecture:
 
 _DECODER = Architecture("layers", "self_attn.o_proj")
 _POST_NORM = "post_feedforward_layernorm"  # normalises the MLP's output before the residual sum
+#: Names of a norm on the MLP's output before the residual sum, which discovery reads the MLP
+#: after (Gemma 2/3 and OLMo 2; GLM-4; LFM's ``post_ffn_norm``).
+_POST_NORMS = (_POST_NORM, "post_mlp_layernorm", "post_ffn_norm")
 _POST_NORM_DECODER = Architecture("layers", "self_attn.o_proj", _POST_NORM)
 _BERT = Architecture("encoder.layer", "attention.output.dense", "output.dense")
 
@@ -67,10 +72,12 @@ REGISTRY: dict[str, Architecture] = {
     "bert": _BERT,
     "roberta": _BERT,
     "xlm-roberta": _BERT,
+    "camembert": _BERT,
     "electra": _BERT,
     "distilbert": Architecture("transformer.layer", "attention.out_lin", "ffn"),
     "opt": Architecture("decoder.layers", "self_attn.out_proj", "fc2"),
     "gemma3_text": _POST_NORM_DECODER,
+    "glm4": Architecture("layers", "self_attn.o_proj", "post_mlp_layernorm"),
     "falcon": Architecture("h", "self_attention.dense"),
 }
 
@@ -153,7 +160,8 @@ def resolve(model: nn.Module) -> tuple[Architecture, str]:
         f"the registry ({', '.join(sorted(REGISTRY))}) and no attention output projection was "
         "found by name. Register it: compattr.features.register_architecture(model_type, "
         "Architecture(blocks='<path of the ModuleList of blocks>', out_proj='<path of the "
-        "projection whose input is the concatenated head outputs>'))."
+        "projection whose input is the concatenated head outputs>', mlp='<path, in a block, of "
+        "the module whose output is the MLP's contribution, without the residual>'))."
     )
 
 
@@ -173,8 +181,8 @@ def _discover(model: nn.Module, n_layers: int | None) -> Architecture | None:
             sub for sub, module in blocks[0].named_modules() if _OUT_PROJ.search(sub) and hasattr(module, "weight")
         ]
         if len(projections) == 1:
-            mlp = _POST_NORM if hasattr(blocks[0], _POST_NORM) else "mlp"
-            found.append(Architecture(name, projections[0], mlp))
+            norms = [norm for norm in _POST_NORMS if isinstance(getattr(blocks[0], norm, None), nn.Module)]
+            found.append(Architecture(name, projections[0], norms[0] if norms else "mlp"))
     if len(found) > 1:
         stacks = ", ".join(f"'{a.blocks}' (out_proj '{a.out_proj}')" for a in found)
         model_type = getattr(getattr(model, "config", None), "model_type", None)

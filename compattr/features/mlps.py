@@ -98,7 +98,7 @@ class MLPBlocks:
             architecture, _ = resolve(model)
             self._blocks = find_blocks(language_model(model), architecture)
             n_layers, self._site_name = len(self._blocks), architecture.mlp
-            site = lambda l: self._blocks[l].get_submodule(self._site_name)
+            site = lambda l: _submodule(self._blocks[l], architecture, text_config(model))
         self.layers = check_layers(layers, n_layers)
         self._sites = [site(l) for l in self.layers]
         self.n = len(self.layers)
@@ -216,3 +216,18 @@ class MLPBlocks:
             alt = patched_rows(alt, self._rows, out, "MLP outputs")
         alt = alt.to(device=out.device, dtype=out.dtype)
         return alt + (out - alt) * keep
+
+
+def _submodule(block: nn.Module, architecture, config) -> nn.Module:
+    """The module of ``block`` at ``architecture.mlp``, or a ``ValueError`` that says how to
+    register the site where the block has none (Llama 4's ``feed_forward``, for one)."""
+    try:
+        return block.get_submodule(architecture.mlp)
+    except AttributeError:
+        model_type = getattr(config, "model_type", None)
+        raise ValueError(
+            f"{type(block).__name__} has no module '{architecture.mlp}' to mask as its MLP. Register "
+            f"where its MLP's contribution to the residual stream is (without the residual): "
+            f"compattr.features.register_architecture({model_type!r}, Architecture(blocks="
+            f"{architecture.blocks!r}, out_proj={architecture.out_proj!r}, mlp='<path in a block>'))."
+        ) from None

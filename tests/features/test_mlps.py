@@ -347,14 +347,43 @@ def test_token_mean_refuses_an_attention_mask_that_does_not_fit():
         token_mean(x.view(6, 4), attended, tail=1)
 
 
-def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm():
-    """Gemma 3 normalises the MLP's output (``post_feedforward_layernorm``) before adding it
-    to the residual stream; the hook sat before that norm, so mean ablation substituted the
-    norm of the mean (0.24 off, on an effect of 0.27) and the mask's gradient was about 0
-    (the norm ignores scale). The MLP weights are scaled up to outputs of trained size."""
-    from compattr._testing import tiny_gemma3
+def _tiny_glm4():
+    from transformers import Glm4Config, Glm4ForCausalLM
 
-    model = tiny_gemma3(layers=2, heads=4, kv_heads=2, hidden=32, head_dim=12)
+    from compattr._testing import VOCAB
+
+    config = Glm4Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    return Glm4ForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize(
+    "build, norm, registered",
+    [("gemma3", "post_feedforward_layernorm", True), ("glm4", "post_mlp_layernorm", True), ("glm4", "post_mlp_layernorm", False)],
+)
+def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm(build, norm, registered, monkeypatch):
+    """Gemma 3 (``post_feedforward_layernorm``) and GLM-4 (``post_mlp_layernorm``) normalise
+    the MLP's output before adding it to the residual stream; the hook sat before that norm,
+    so mean ablation substituted the norm of the mean (0.24 off, on an effect of 0.27) and
+    the mask's gradient was about 0 (the norm ignores scale). Found by the registry, or by
+    discovery for a model type it lacks. The MLP weights are scaled up to outputs of trained
+    size."""
+    from compattr._testing import tiny_gemma3
+    from compattr.features.architectures import REGISTRY
+
+    model = tiny_gemma3(layers=2, heads=4, kv_heads=2, hidden=32, head_dim=12) if build == "gemma3" else _tiny_glm4()
+    if not registered:
+        monkeypatch.delitem(REGISTRY, model.config.model_type)
     layers = model.model.layers
     with torch.no_grad():
         for layer in layers:
@@ -362,7 +391,7 @@ def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm():
     reference = torch.randint(6, 60, (3, 5), generator=torch.Generator().manual_seed(1))
     x = torch.randint(6, 60, (2, 5), generator=torch.Generator().manual_seed(2))
     seen = []
-    site = layers[0].post_feedforward_layernorm
+    site = getattr(layers[0], norm)
     handle = site.register_forward_hook(lambda m, a, o: seen.append(o.detach()))
     with torch.no_grad():
         model(reference)
@@ -381,7 +410,7 @@ def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm():
     query = MaskedModel(model, MLPBlocks(model), ClassLogit(), x)
     scales = torch.ones(2, requires_grad=True)
     handles = [
-        layer.post_feedforward_layernorm.register_forward_hook(lambda m, a, o, i=i: o * scales[i])
+        getattr(layer, norm).register_forward_hook(lambda m, a, o, i=i: o * scales[i])
         for i, layer in enumerate(layers)
     ]
     value = ClassLogit()
@@ -390,3 +419,17 @@ def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm():
     for handle in handles:
         handle.remove()
     np.testing.assert_allclose(query.mask_gradient(), scales.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_a_block_without_the_mlp_site_is_refused_with_how_to_register_it(monkeypatch):
+    """A discovered family whose blocks hold no ``mlp`` (Llama 4's ``feed_forward``) raised a
+    bare AttributeError from deep inside; now a ValueError naming the registration."""
+    from compattr.features.architectures import REGISTRY
+
+    model = tiny_llama()
+    monkeypatch.delitem(REGISTRY, "llama")
+    for layer in model.model.layers:
+        layer.feed_forward = layer.mlp
+        del layer.mlp
+    with pytest.raises(ValueError, match=r"no module 'mlp'.*register_architecture\('llama'"):
+        MLPBlocks(model)
