@@ -282,12 +282,14 @@ class AttentionHeads:
         z = self._heads_view(x)
         factor = factor.to(device=z.device, dtype=z.dtype)
         factor = factor.view(factor.shape[0], *([1] * (z.ndim - 3)), self.n_heads, 1)
+        # z·f + alt·(1 − f), not alt + (z − alt)·f: a kept output (f = 1) is then exactly its
+        # own, which the latter rounds away from it in bfloat16
         if self._patches is not None:
             alt = patched_rows(self._patches[pos], self._rows, z, "head outputs")
-            z = alt + (z - alt) * factor
+            z = z * factor + alt * (1 - factor)
         elif self._means is not None:
             mu = self._means[pos].to(device=z.device, dtype=z.dtype)
-            z = mu + (z - mu) * factor
+            z = z * factor + mu * (1 - factor)
         else:
             z = z * factor
         return z if self._split else z.flatten(-2)

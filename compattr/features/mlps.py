@@ -215,7 +215,7 @@ class MLPBlocks:
         if self.ablation == "patch":
             alt = patched_rows(alt, self._rows, out, "MLP outputs")
         alt = alt.to(device=out.device, dtype=out.dtype)
-        return alt + (out - alt) * keep
+        return out * keep + alt * (1 - keep)  # exactly ``out`` where kept, in bfloat16 too
 
 
 def _submodule(block: nn.Module, architecture, config) -> nn.Module:

@@ -433,3 +433,24 @@ def test_a_block_without_the_mlp_site_is_refused_with_how_to_register_it(monkeyp
         del layer.mlp
     with pytest.raises(ValueError, match=r"no module 'mlp'.*register_architecture\('llama'"):
         MLPBlocks(model)
+
+
+def test_kept_components_are_exactly_their_own_outputs_in_bfloat16():
+    """Mean and patch ablation wrote a kept output as alt + (out − alt)·1, which bfloat16
+    rounds away from out: the all-ones mask moved a tiny Llama's logits by up to 4e-3."""
+    model = tiny_llama(layers=3, heads=4, kv_heads=2, hidden=32).to(torch.bfloat16)
+    g = torch.Generator().manual_seed(0)
+    x, reference, corrupted = (torch.randint(6, 60, (4, 8), generator=g) for _ in range(3))
+    with torch.no_grad():
+        plain = model(x).logits
+    features = [
+        MLPBlocks(model, ablation="mean", reference=reference),
+        MLPBlocks(model, ablation="patch", corrupted=corrupted),
+        AttentionHeads(model, rescale=False, ablation="mean", reference=reference),
+        AttentionHeads(model, rescale=False, ablation="patch", corrupted=corrupted),
+    ]
+    for feats in features:
+        with torch.no_grad(), feats.masked(np.ones(feats.n, bool)):
+            assert torch.equal(model(x).logits, plain), feats
+        with torch.no_grad(), feats.masked(np.zeros(feats.n, bool)):
+            assert not torch.equal(model(x).logits, plain), feats
