@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
+from .._validation import check_int
 from ..spectrum import Spectrum, indices
 
 _PAIR_INDICES = {
@@ -68,6 +69,7 @@ def circuit_graph(
     """
     if index not in _PAIR_INDICES:
         raise ValueError(f"unknown pairwise index {index!r}; choose one of {', '.join(_PAIR_INDICES)}.")
+    k = check_int(k, "k", 1)
     n = sp.n
     names, groups = list(map(str, names)), np.asarray(groups)
     if len(names) != n or groups.shape != (n,):

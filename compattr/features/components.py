@@ -155,7 +155,11 @@ class Grouped:
         self.names = [str(x) for x in (self.labels if names is None else names)]
         if len(self.names) != self.n:
             raise ValueError(f"names must have one entry per group ({self.n}), got {len(self.names)}.")
+        if len(set(self.names)) != self.n:
+            raise ValueError(f"names must be distinct, got {self.names}.")
         self.groups = np.asarray(masker.groups)[first] if groups is None else np.asarray(groups)
+        if self.groups.shape != (self.n,):
+            raise ValueError(f"groups must have one entry per group of features ({self.n}), got {self.groups.shape}.")
         self.kv_groups = _coarse_kv_groups(getattr(masker, "kv_groups", None), self._index, self.n)
         self._examples = masks_by_example(masker)
 

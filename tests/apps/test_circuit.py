@@ -55,3 +55,6 @@ def test_plot_and_page_show_every_edge(tmp_path):
         circuit.circuit_graph(sp, names, groups, index="fourier")
     with pytest.raises(ValueError, match="one entry per feature"):
         circuit.circuit_graph(sp, names[:-1], groups)
+    for k in (0, -3):  # [:k] drew all but the weakest edges, or none
+        with pytest.raises(ValueError, match="k must be an integer >= 1"):
+            circuit.circuit_graph(sp, names, groups, k=k)

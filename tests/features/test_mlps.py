@@ -261,10 +261,16 @@ def test_kv_groups_and_attention_layers_switch_their_heads_together():
         with heads.masked(np.repeat(m[:6], 2)), MLPBlocks(model).masked(m[6:]), torch.no_grad():
             expected.append(float(value.score(model, rows, targets).mean()))
     np.testing.assert_allclose(MaskedModel(model, both, value, x).evaluate(masks), expected, atol=1e-5)
-    with pytest.raises(ValueError, match="one entry per feature"):
-        from compattr.features import Grouped
+    from compattr.features import Grouped
 
+    with pytest.raises(ValueError, match="one entry per feature"):
         Grouped(heads, np.zeros(3))
+    # found only after every query and the fit, or never
+    labels = np.arange(heads.n) // 2
+    with pytest.raises(ValueError, match="groups must have one entry per group"):
+        Grouped(heads, labels, groups=[0, 1])
+    with pytest.raises(ValueError, match="names must be distinct"):
+        Grouped(heads, labels, names=["a"] * (heads.n // 2))
 
 
 @pytest.mark.parametrize("batch, seq", [(3, 6), (4, 4)])  # (4, 4): tokens = examples = heads
