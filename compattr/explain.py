@@ -44,7 +44,7 @@ from ._validation import (
     range_note,
 )
 from .apps import circuit, export, plots
-from .apps.report import interval_text
+from .apps.report import interval_text, signed_format
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
 from .query import bind, run_queries
@@ -519,8 +519,9 @@ class Explanation:
             )
         lines.append("strongest terms (Fourier coefficient F(T); plot_heads shows Banzhaf interactions):")
         top = self.spectrum.to_frame(k + 1, names=self.names)
-        for _, row in top[top["order"] > 0].head(k).iterrows():
-            lines.append(f"  {row['coef']:+.4f}  {row['names']}")
+        top = top[top["order"] > 0].head(k)
+        style = signed_format(top["coef"])
+        lines += [f"  {row['coef']:{style}}  {row['names']}" for _, row in top.iterrows()]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

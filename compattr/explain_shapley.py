@@ -37,6 +37,7 @@ import torch
 
 from ._validation import check_format, check_int, feature_names, jsonable
 from .apps import plots
+from .apps.report import signed_format
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import PairedShapley
 from .query import bind, run_queries
@@ -178,15 +179,17 @@ class ShapleyExplanation:
         )
         power = info.get("kernel_power")  # absent from explanations saved before it was recorded
         drawn = "" if power is None else f", sizes drawn with kernel power {power:g}"
+        table = self.to_frame(k)
+        style = signed_format(np.r_[self.values, self.full_minus_empty])
         lines = [
             f"compattr Shapley values: n={self.n} features, {len(self.masks)} queries "
             f"({len(self.masks) // 2} complementary pairs{drawn})" + (f", {self.value}" if self.value else ""),
-            f"f(all kept) - f(none kept) = {self.full_minus_empty:+.4f}; the values sum to {self.values.sum():+.4f}",
+            f"f(all kept) - f(none kept) = {self.full_minus_empty:{style}}; "
+            f"the values sum to {self.values.sum():{style}}",
             f"prior: {info['prior']}, {refit}"
             + ("; averaged with the kept sparse spectrum" if info["hedged"] else "")
             + f"; ProxySPEX's CV R² on these masks {info['proxy_cv_r2']:.3f}",
         ]
-        table = self.to_frame(k)
         if self.intervals is not None:
             nonzero = int(self.intervals["nonzero"].sum())
             lines.append(
@@ -194,11 +197,11 @@ class ShapleyExplanation:
                 "(marked *; the others' sign is not settled by these queries)"
             )
             rows = [
-                f"  {r.shapley:+.4f}  [{r.ci_low:+.4f}, {r.ci_high:+.4f}] {'*' if r.nonzero else ' '} {r.name}"
+                f"  {r.shapley:{style}}  [{r.ci_low:{style}}, {r.ci_high:{style}}] {'*' if r.nonzero else ' '} {r.name}"
                 for r in table.itertuples()
             ]
         else:
-            rows = [f"  {r.shapley:+.4f}  {r.name}" for r in table.itertuples()]
+            rows = [f"  {r.shapley:{style}}  {r.name}" for r in table.itertuples()]
         lines.append("largest Shapley values:")
         return "\n".join(lines + rows)
 

@@ -779,3 +779,28 @@ def test_summary_says_when_the_fit_explains_nothing():
     for cv_r2, said in ((None, False), (-0.002, True), (nothing - 0.001, True), (nothing, False), (0.3, False)):
         ex.fit_info = {"cv_r2": cv_r2}
         assert ("the terms below are noise" in ex.summary()) == said
+
+
+class _SmallEffects:
+    """Effects of a few 1e-5 on a large offset: what a log-probability difference can be."""
+
+    n = 8
+    names = [f"L{i // 4}.H{i % 4}" for i in range(8)]
+    groups = np.arange(8) // 4
+
+    def evaluate(self, masks):
+        K = np.asarray(masks, float)
+        return -2.0 + 3e-5 * K[:, 0] - 2e-5 * K[:, 5] + 1.5e-5 * K[:, 2] * K[:, 3]
+
+
+def test_summaries_print_small_effects_with_their_digits():
+    """Terms and Shapley values of 3e-5 printed as +0.0000 (and their intervals as
+    [+0.0000, +0.0000] beside a mark saying they exclude 0)."""
+    text = explain(features=_SmallEffects(), budget=120, test_masks=40, progress=False).summary()
+    terms = text.split("strongest terms")[1].splitlines()[1:]
+    assert terms and "L0.H0" in terms[0]
+    assert float(terms[0].split()[0]) == pytest.approx(-1.5e-5, rel=0.05)  # F({0}) = -3e-5 / 2
+    shapley_text = compattr.explain_shapley(features=_SmallEffects(), budget=120, progress=False).summary()
+    row = next(line for line in shapley_text.splitlines() if line.endswith("L0.H0"))
+    value, low, high = (float(x) for x in row.replace("[", " ").replace("]", " ").replace(",", " ").split()[:3])
+    assert value == pytest.approx(3e-5, rel=0.05) and low < value < high and low > 0

@@ -559,19 +559,21 @@ def feature_bars(
     top = np.argsort(-np.abs(values), kind="stable")[:k]
     colors = np.array([_POSITIVE_RGB if v > 0 else _NEGATIVE_RGB for v in values[top]], dtype=np.float64) / 255
     alpha = np.ones(len(top))
-    errors = None
+    spans = None
     if intervals is not None:
         bounds = np.asarray(intervals, dtype=np.float64)
         if bounds.shape != (values.size, 2):
             raise ValueError(f"intervals must have shape ({values.size}, 2), got {bounds.shape}.")
         low, high = bounds[top, 0], bounds[top, 1]
         alpha = np.where((low > 0) | (high < 0), 1.0, 0.35)  # pale where the interval holds 0
-        errors = np.vstack([values[top] - low, high - values[top]]).clip(min=0.0)
+        spans = low, high
     fig, ax = _figure_axes(ax, (7.0, 1.2 + 0.3 * max(len(top), 1)))
     rgba = np.column_stack([colors.reshape(-1, 3), alpha])
     ax.barh(np.arange(len(top)), values[top], color=rgba, tick_label=[names[i] for i in top])
-    if errors is not None:
-        ax.errorbar(values[top], np.arange(len(top)), xerr=errors, fmt="none", ecolor="k", elinewidth=0.8, capsize=2)
+    if spans is not None:  # each interval as it is, about its midpoint: it need not hold its value
+        low, high = spans
+        middle, half = (low + high) / 2, (high - low) / 2
+        ax.errorbar(middle, np.arange(len(top)), xerr=half, fmt="none", ecolor="k", elinewidth=0.8, capsize=2)
     ax.invert_yaxis()
     ax.axvline(0.0, color="k", lw=0.8)
     ax.set_xlabel(label)

@@ -10,6 +10,7 @@ values with their intervals) and :func:`write_plans`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -61,6 +62,15 @@ def interval_text(value: Sequence[float], signed: bool = False) -> str:
     style = "+.3f" if signed else ".3f"
     estimate, low, high = value
     return f"{estimate:{style}} [{low:{style}}, {high:{style}}]"
+
+
+def signed_format(values) -> str:
+    """A format spec for a column of signed ``values``: 4 decimals, or as many more as show
+    the largest magnitude with 3 significant digits (effects of 3e-5 print as +0.0000300,
+    not +0.0000)."""
+    largest = float(np.max(np.abs(np.asarray(values, dtype=float)), initial=0.0))
+    decimals = 4 if not np.isfinite(largest) or largest == 0 else max(4, 2 - math.floor(math.log10(largest)))
+    return f"+.{decimals}f"
 
 
 def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:

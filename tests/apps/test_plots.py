@@ -264,7 +264,8 @@ def test_top_interactions_bars_are_the_strongest_terms_coloured_by_order(tmp_pat
 
 def test_feature_bars_are_the_largest_values_pale_where_the_interval_holds_zero(tmp_path):
     values = np.array([0.5, -2.0, 0.1, 1.0])
-    intervals = np.array([[0.2, 0.8], [-3.0, 0.4], [-0.1, 0.3], [0.5, 1.5]])
+    # d's interval excludes its value (a percentile bootstrap's can): drawn as it is, not from 1.0
+    intervals = np.array([[0.2, 0.8], [-3.0, 0.4], [-0.1, 0.3], [1.2, 1.5]])
     fig = plots.feature_bars(values, ["a", "b", "c", "d"], k=3, intervals=intervals)
     render(fig, tmp_path)
     ax = fig.axes[0]
@@ -276,7 +277,7 @@ def test_feature_bars_are_the_largest_values_pale_where_the_interval_holds_zero(
     assert red[0] > red[2] and blue[2] > blue[0]  # red raises, blue lowers
     (whiskers,) = [c for c in ax.collections if len(c.get_segments()) == 3]
     ends = sorted(tuple(sorted((seg[0][0], seg[1][0]))) for seg in whiskers.get_segments())
-    np.testing.assert_allclose(ends, [(-3.0, 0.4), (0.2, 0.8), (0.5, 1.5)])
+    np.testing.assert_allclose(ends, [(-3.0, 0.4), (0.2, 0.8), (1.2, 1.5)])
     assert len(plots.feature_bars(values, list("abcd")).axes[0].patches) == 4  # k above n: all
     with pytest.raises(ValueError, match=r"intervals must have shape \(4, 2\)"):
         plots.feature_bars(values, list("abcd"), intervals=intervals[:3])
