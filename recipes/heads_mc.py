@@ -252,7 +252,7 @@ def parse_args(argv=None):
         default="capitals",
         help="'capitals', 'continents', a JSONL question file, or a datasets name or folder (MMLU columns)",
     )
-    p.add_argument("--split", default="test", help="the datasets split of --task")
+    p.add_argument("--split", default=None, help="the datasets split of --task (default: test)")
     p.add_argument("--dataset-config", default=None, help="the datasets configuration of --task")
     p.add_argument("--transfer", default=None, help="a second task every plan is also tested on (e.g. continents)")
     p.add_argument("--groups", nargs="+", default=["21-23", "24-26", "27-29"], help="layer groups, e.g. 0-9")

@@ -25,8 +25,8 @@ def parse_layers(text: str) -> list[int]:
     layers: set[int] = set()
     try:
         for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            lo, hi = int(first), int(last or first)
+            first, dash, last = part.strip().partition("-")
+            lo, hi = int(first), int(last if dash else first)  # "20-" is no range: int("") fails
             if lo > hi:
                 raise ValueError
             layers.update(range(lo, hi + 1))

@@ -164,9 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     shapley.add_argument(
         "--folds",
         type=_int_at_least(2),
-        default=5,
+        default=None,
         metavar="K",
-        help="groups of pairs the jackknife leaves out in turn, one more fit each (default 5)",
+        help="groups of pairs the jackknife leaves out in turn, one more fit each (default 5; "
+        "not with --no-intervals)",
     )
     shapley.add_argument("--no-intervals", action="store_true", help="skip the intervals (and their fits)")
     prune.add_argument(
@@ -223,12 +224,12 @@ def _add_common(p: argparse.ArgumentParser, command: str) -> None:
         metavar="TASK",
         help="'capitals', 'continents', a .jsonl file, or a datasets name/folder (default: capitals)",
     )
-    what.add_argument("--split", default="test", help="dataset split for a datasets TASK (default: test)")
+    what.add_argument("--split", default=None, help="dataset split of a datasets TASK (default: test)")
     what.add_argument(
         "--dataset-config",
         default=None,
         metavar="NAME",
-        help="dataset configuration, e.g. high_school_us_history for cais/mmlu",
+        help="dataset configuration of a datasets TASK, e.g. high_school_us_history for cais/mmlu",
     )
     what.add_argument(
         "--value",
@@ -371,6 +372,8 @@ class _Setup:
             import transformers
 
             transformers.utils.logging.disable_progress_bar()
+        if args.command == "shapley" and args.no_intervals and args.folds is not None:
+            raise ValueError("--folds sets the intervals' fits; it does nothing with --no-intervals.")
         questions = _questions(args)
         if args.command == "prune":
             if len(questions) <= args.questions:
@@ -439,7 +442,7 @@ def _run_explain(args: argparse.Namespace, setup: _Setup) -> None:
     seconds = time.perf_counter() - start
     held_out = len(ex.test_masks)
     text = _header(args, setup, seconds, held_out) + "\n" + ex.summary()
-    write_explanation(ex, args.out, text, _settings(args, setup, seconds, held_out))
+    write_explanation(ex, args.out, text, _settings(args, setup, seconds, held_out), progress=not args.quiet)
     print(text)
     print(f"\nwritten to {args.out}/")
 
@@ -447,10 +450,11 @@ def _run_explain(args: argparse.Namespace, setup: _Setup) -> None:
 def _run_shapley(args: argparse.Namespace, setup: _Setup) -> None:
     start = time.perf_counter()
     intervals = not args.no_intervals
-    sv = explain_shapley(setup.model, intervals=intervals, folds=args.folds, **_pipeline_arguments(args, setup))
+    folds = (args.folds or 5) if intervals else None
+    sv = explain_shapley(setup.model, intervals=intervals, folds=folds or 5, **_pipeline_arguments(args, setup))
     seconds = time.perf_counter() - start
     text = _header(args, setup, seconds) + "\n" + sv.summary()
-    write_shapley(sv, args.out, text, _settings(args, setup, seconds) | {"folds": args.folds, "intervals": intervals})
+    write_shapley(sv, args.out, text, _settings(args, setup, seconds) | {"folds": folds, "intervals": intervals})
     print(text)
     print(f"\nwritten to {args.out}/")
 
@@ -504,7 +508,7 @@ def _run_prune(args: argparse.Namespace, setup: _Setup) -> None:
     table.to_csv(args.out / "results.csv", index=False)
     (args.out / "results.md").write_text(results + "\n")
     (args.out / "summary.txt").write_text(text + "\n")
-    write_explanation(ex, args.out / "explanation", ex.summary(), settings)
+    write_explanation(ex, args.out / "explanation", ex.summary(), settings, progress=not args.quiet)
     print(f"\nwritten to {args.out}/")
 
 

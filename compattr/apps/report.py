@@ -73,11 +73,11 @@ def signed_format(values) -> str:
     return f"+.{decimals}f"
 
 
-def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
+def write_explanation(ex, folder: Path, summary: str, settings: dict, *, progress: bool = True) -> None:
     """``ex.save(folder)`` plus summary.txt, interactions.csv (the 50 strongest terms with
     their standard errors, 95 % intervals and ``nonzero``: ``ex.uncertainty()``, no model
-    call), settings.json, the plots (heads, energy, circuit) and the circuit as an
-    interactive page (circuit.html).
+    call; ``progress``: its progress bar), settings.json, the plots (heads, energy, circuit)
+    and the circuit as an interactive page (circuit.html).
 
     These files of an earlier run in ``folder`` are deleted first: an interruption leaves
     some of this run's files, never an earlier run's beside them."""
@@ -85,7 +85,7 @@ def write_explanation(ex, folder: Path, summary: str, settings: dict) -> None:
     ex.save(folder)
     (folder / "summary.txt").write_text(summary + "\n")
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))
-    ex.uncertainty().to_frame(50, names=ex.names).to_csv(folder / "interactions.csv", index=False)
+    ex.uncertainty(progress=progress).to_frame(50, names=ex.names).to_csv(folder / "interactions.csv", index=False)
     plots.save(ex.plot_heads(), folder / "heads.png")
     plots.save(ex.plot_energy(), folder / "energy.png")
     plots.save(ex.plot_circuit(), folder / "circuit.png")

@@ -452,7 +452,7 @@ _CONTINENTS = {"Africa": "Africa", "Americas": "America", "Asia": "Asia", "Europ
 TASKS = {"capitals": capitals, "continents": continents}
 
 
-def load(task: str, *, seed: int = 0, split: str = "test", config: str | None = None) -> QuestionSet:
+def load(task: str, *, seed: int = 0, split: str | None = None, config: str | None = None) -> QuestionSet:
     """A question set by name: a built-in task, a JSONL file, or a ``datasets`` dataset.
 
     Parameters
@@ -463,14 +463,21 @@ def load(task: str, *, seed: int = 0, split: str = "test", config: str | None = 
         hub name or local folder with MMLU columns (:func:`from_dataset`).
     seed : int
         Seeds a built-in task's distractors and order.
-    split, config : str
-        The dataset's split and configuration (e.g. MMLU's ``"high_school_us_history"``).
+    split, config : str, optional
+        A ``datasets`` dataset's split (default ``"test"``) and configuration (e.g. MMLU's
+        ``"high_school_us_history"``); refused for a built-in task or a file, which have
+        neither.
     """
-    if task in TASKS:
+    builtin, file = task in TASKS, task.endswith(".jsonl") or Path(task).is_file()
+    if (builtin or file) and (split is not None or config is not None):
+        given = ", ".join(f"{name}={value!r}" for name, value in (("split", split), ("config", config)) if value is not None)
+        kind = "a built-in task" if builtin else "a file"
+        raise ValueError(f"{task!r} is {kind}, not a datasets dataset: it has no split or configuration ({given}).")
+    if builtin:
         return TASKS[task](seed=seed)
-    if task.endswith(".jsonl") or Path(task).is_file():
+    if file:
         return from_jsonl(task)
-    return from_dataset(task, split, config=config)
+    return from_dataset(task, "test" if split is None else split, config=config)
 
 
 def _countries() -> list[dict[str, Any]]:

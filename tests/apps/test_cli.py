@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -80,10 +81,12 @@ def test_explain_writes_the_explanation(assets, tmp_path, capsys):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["layers"] == [1, 2] and settings["questions"] == 6
     # what ran, not only what was asked: the split, the dtype and device the model ran in
-    assert settings["split"] == "test" and settings["dataset_config"] is None and settings["features"] == "heads"
+    # a JSONL task has no split: none recorded (it recorded the unused default "test")
+    assert settings["split"] is None and settings["dataset_config"] is None and settings["features"] == "heads"
     assert settings["model_dtype"] == "float32" and settings["device"] == "cpu" and "batch_size" in settings
-    printed = capsys.readouterr().out
-    assert "faithfulness" in printed and "8 heads (layers 1-2 x 4)" in printed
+    captured = capsys.readouterr()
+    assert "faithfulness" in captured.out and "8 heads (layers 1-2 x 4)" in captured.out
+    assert "it/s]" not in captured.err and "fits" not in captured.err  # --quiet: no progress bar
 
 
 def test_explain_records_the_held_out_masks_it_has(assets, tmp_path, capsys):
@@ -138,6 +141,7 @@ def test_shapley_writes_the_values_with_their_intervals(assets, tmp_path, capsys
         (("--budget", "60"), "leaves 48 masks after the jackknife"),
         (("--budget", "48", "--no-intervals"), "needs at least 50"),
         (("--test-masks", "10"), "unrecognized arguments: --test-masks"),
+        (("--no-intervals", "--folds", "3"), "does nothing with --no-intervals"),  # was recorded as used
     ],
 )
 def test_bad_shapley_input_exits_2_before_any_query(assets, tmp_path, capsys, extra, message):
@@ -242,6 +246,9 @@ def test_question_lines_that_are_no_question_exit_2(assets, tmp_path, capsys, br
         (["--device", "cuda"], "device 'cuda' is not available on this machine"),
         (["--layers", "2", "--test-masks", "5"], "at least 2 are needed"),  # 4 heads: 16 masks, 60 fitted
         (["--budget", "20"], "budget must be at least 50"),
+        # a JSONL task has neither: they were ignored, and recorded as used
+        (["--split", "validation"], "not a datasets dataset: it has no split or configuration (split='validation')"),
+        (["--dataset-config", "high_school_us_history"], "not a datasets dataset"),
     ],
 )
 def test_bad_run_settings_exit_2_before_any_query(assets, tmp_path, capsys, monkeypatch, extra, message):
@@ -363,6 +370,9 @@ def test_unknown_alias_is_reported_with_the_aliases(assets, capsys, monkeypatch)
 def test_helpers():
     assert parse_layers("20-22,5") == [5, 20, 21, 22]
     assert parse_layers("3") == [3]
+    for text in ("20-", "-3"):  # "20-" read as layer 20 alone
+        with pytest.raises(argparse.ArgumentTypeError, match="expected layers like 20-29"):
+            parse_layers(text)
     assert plan_size(0.3, 90) == 27 and plan_size(1.0, 90) == 90 and plan_size(12, 90) == 12
     assert [plan_size(0.5, n) for n in (5, 7, 9, 11)] == [3, 4, 5, 6]  # halves up, for odd n alike
     table = markdown_table(pd.DataFrame({"method": ["a"], "acc": [0.5]}))

@@ -185,6 +185,10 @@ def test_load_reads_a_task_by_name_file_or_dataset(tmp_path):
     assert tasks.load(str(folder), split="validation") == tasks.from_dataset(str(folder), "validation")
     path = _toy(4).to_jsonl(tmp_path / "q.jsonl")
     assert tasks.load(str(path)) == _toy(4)
+    with pytest.raises(ValueError, match="is a file, not a datasets dataset.*split='validation'"):
+        tasks.load(str(path), split="validation")  # was ignored
+    with pytest.raises(ValueError, match="is a built-in task, not a datasets dataset.*config='x'"):
+        tasks.load("capitals", config="x")
     pytest.importorskip("countryinfo", reason=f"needs {tasks.COUNTRYINFO_PIN} (pip install --no-deps)")
     assert tasks.load("continents", seed=2) == tasks.continents(seed=2)
     assert tasks.load("capitals") == tasks.capitals()
