@@ -19,7 +19,7 @@ import sys
 
 from . import apps, features, optimize, proxy, query, spectrum, synthetic
 from .apps import cli, models, plots, tasks
-from .explain import Explanation, explain
+from .explain import Explanation, explain, held_out_masks
 from .explain_shapley import ShapleyExplanation, explain_shapley
 from .features import (
     AttentionHeads,
@@ -92,6 +92,7 @@ __all__ = [
     "check_feature_set",
     "check_set_function",
     "explain",
+    "held_out_masks",
     "explain_shapley",
     "faithfulness",
     "faithfulness_interval",

@@ -247,6 +247,13 @@ def check_int(value, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def check_positive(value, name: str) -> float:
+    """``value`` as a finite float above 0, or ValueError (bools refused)."""
+    if not is_real(value) or not 0 < float(value) < float("inf"):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
 def check_auto_or_int(value, name: str, low: int) -> None:
     """ValueError unless ``value`` is "auto" or an integer of at least ``low`` (as
     :func:`check_int` takes one: no bool, no float)."""

@@ -48,7 +48,7 @@ from .apps.report import interval_text, signed_format
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
 from .query import bind, run_queries
-from .query.masks import budget as _budget
+from .query.masks import resolve_budget
 from .query.masks import sample_masks
 from .query.values import Value, describe
 from .spectrum import (
@@ -178,7 +178,8 @@ class Explanation:
         masks, outputs : (m, n) bool array, (m,) float array
             The queries it was fitted on.
         test_masks, test_outputs : (t, n) bool array, (t,) float array
-            Held-out queries (at least two), never used for fitting.
+            Held-out queries (at least two), never used for fitting (a warning says how many
+            are among ``masks``).
         names : sequence of str, optional
             A name per feature; default ``"0"``, ``"1"``, ...
         groups : (n,) array, optional
@@ -206,6 +207,15 @@ class Explanation:
         groups = np.zeros(n, int) if groups is None else np.asarray(groups)
         if len(names) != n or groups.shape != (n,):
             raise ValueError(f"names and groups need one entry per feature ({n}), got {len(names)} and {groups.shape}.")
+        fitted = {row.tobytes() for row in np.packbits(masks, axis=1)}
+        shared = sum(row.tobytes() in fitted for row in np.packbits(test_masks, axis=1))
+        if shared:
+            warnings.warn(
+                f"{shared} of the {len(test_masks)} test masks are among the fitting masks: the "
+                "R² on them is not held out (it flatters the fit). compattr.held_out_masks(masks, "
+                "count, seed) draws masks that are not.",
+                stacklevel=2,
+            )
         info = _fit_info(estimator)
         return cls(spectrum, names, groups, masks, outputs, test_masks, test_outputs, fit_info=info, **fields)
 
@@ -747,7 +757,7 @@ def explain(
     inputs: Inputs | None = None,
     *,
     budget: int | None = None,
-    alpha: float = 4.0,
+    alpha: float | None = None,
     test_masks: int = 1000,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
@@ -796,8 +806,9 @@ def explain(
         they own), refused with a set function.
     budget : int, optional
         Number of fitting queries; default ``ceil(alpha · n · log2 n)``.
-    alpha : float
-        Budget multiplier when ``budget`` is not given (the paper uses 2–8).
+    alpha : float, optional
+        Budget multiplier when ``budget`` is not given (default 4; the paper uses 2–8);
+        refused with ``budget``.
     test_masks : int
         Fresh held-out queries for the faithfulness R² (default 1,000, as in the paper; at
         least 2); never one of the fitting masks (fewer when n is so small that few masks
@@ -848,7 +859,7 @@ def explain(
     """
     feature_set = bind(model, features, value, inputs, batch_size)
     n = feature_set.n
-    m = _budget(n, alpha) if budget is None else check_int(budget, "budget", 1)
+    m = resolve_budget(n, budget, alpha, default_alpha=4.0, low=1)
     est = estimator if estimator is not None else ProxySPEX(seed=seed)
     needed = getattr(est, "min_masks", 1)
     if m < needed or test_masks < 2:

@@ -41,7 +41,7 @@ from .apps.report import signed_format
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import PairedShapley
 from .query import bind, run_queries
-from .query.masks import budget as _budget
+from .query.masks import resolve_budget
 from .query.masks import paired_masks
 from .query.values import Value, describe
 from .spectrum import SpectrumJackknife
@@ -315,7 +315,7 @@ def explain_shapley(
     inputs: Inputs | None = None,
     *,
     budget: int | None = None,
-    alpha: float = 2.0,
+    alpha: float | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     estimator: PairedShapley | None = None,
@@ -342,8 +342,8 @@ def explain_shapley(
     budget : int, optional
         Number of queries, rounded down to whole pairs; default
         ``ceil(alpha · n · log2 n)``.
-    alpha : float
-        Budget multiplier when ``budget`` is not given (default 2: the low budgets where the
+    alpha : float, optional
+        Budget multiplier when ``budget`` is not given, refused with it (default 2: the low budgets where the
         paired mode is the more accurate; from about α = 4 on functions that a sparse spectrum
         fits, :func:`compattr.explain`'s Shapley values were as good or better).
     seed : int
@@ -387,7 +387,7 @@ def explain_shapley(
     est = estimator if estimator is not None else PairedShapley(random_state=seed)
     if not isinstance(est, PairedShapley):
         raise TypeError(f"estimator must be a compattr.PairedShapley, got {type(est).__name__}.")
-    pairs = (_budget(n, alpha) if budget is None else check_int(budget, "budget", 0)) // 2
+    pairs = resolve_budget(n, budget, alpha, default_alpha=2.0, low=0) // 2
     folds = check_int(folds, "folds", 2)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")

@@ -103,7 +103,7 @@ def study_group(
         value,
         inputs,
         budget=args.budget,
-        alpha=args.alpha,
+        alpha=None if args.budget else args.alpha,
         test_masks=args.test_masks,
         seed=seed,
         cache_dir=args.out / "queries",

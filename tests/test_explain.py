@@ -405,6 +405,29 @@ def test_from_fit_makes_of_a_users_fit_what_explain_makes_of_its_own():
     for masks, outputs, test_masks, test_outputs, kwargs in bad:
         with pytest.raises(ValueError):
             Explanation.from_fit(est, masks, outputs, test_masks, test_outputs, **kwargs)
+    # "held-out" masks that were fitted on (sample_masks with the fit's seed repeats its masks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Explanation.from_fit(est, *queries)  # explain's own are held out
+    with pytest.warns(UserWarning, match="20 of the 20 test masks are among the fitting masks"):
+        Explanation.from_fit(est, ex.masks, ex.outputs, ex.masks[:20], ex.outputs[:20])
+    fresh = compattr.held_out_masks(ex.masks, 20, seed=1)
+    assert not ({r.tobytes() for r in fresh} & {r.tobytes() for r in ex.masks})
+
+
+def test_alpha_is_refused_where_budget_would_ignore_it_and_checked_where_used():
+    features = _Counting(6, lambda X: X.sum(axis=1).astype(float))
+    for bad in (-5.0, 0.0, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
+            explain(features=features, alpha=bad, test_masks=5)
+        with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
+            compattr.explain_shapley(features=features, alpha=bad)
+    with pytest.raises(ValueError, match="not both: budget=60 would ignore alpha=8"):
+        explain(features=features, budget=60, alpha=8, test_masks=5)
+    with pytest.raises(ValueError, match="not both"):
+        compattr.explain_shapley(features=features, budget=60, alpha=8)
+    assert features.queried == 0
+    assert len(explain(features=features, alpha=8, test_masks=5, progress=False).masks) == compattr.budget(6, 8)
 
 
 def test_uncertainty_bootstraps_by_default_only_a_spectrum_that_is_the_refit_of_its_terms():

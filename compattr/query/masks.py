@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from .._validation import check_int, check_positive
+
 _CHUNK_CELLS = 1 << 22  # uniforms drawn at a time (32 MB of float64) instead of m·n at once
 
 #: The pairs' size distribution (``kernel_power``) from :data:`FEW_PAIRS` pairs on: nearly
@@ -37,9 +39,18 @@ def budget(n: int, alpha: float = 4.0) -> int:
     """
     if n < 2:
         raise ValueError(f"budget needs n >= 2 features, got n={n}.")
-    if alpha <= 0:
-        raise ValueError(f"alpha must be positive, got {alpha}.")
-    return int(math.ceil(alpha * n * math.log2(n)))
+    return int(math.ceil(check_positive(alpha, "alpha") * n * math.log2(n)))
+
+
+def resolve_budget(n: int, asked: int | None, alpha: float | None, *, default_alpha: float, low: int) -> int:
+    """The queries to make: ``asked`` (a budget given, an int of at least ``low``), or
+    :func:`budget` of ``n`` at ``alpha`` (``default_alpha`` when None); ValueError for both
+    at once (``alpha`` would be ignored)."""
+    if asked is not None and alpha is not None:
+        raise ValueError(f"pass budget= or alpha=, not both: budget={asked!r} would ignore alpha={alpha!r}.")
+    if asked is not None:
+        return check_int(asked, "budget", low)
+    return budget(n, default_alpha if alpha is None else alpha)
 
 
 def sample_masks(n: int, m: int, seed: int | None = 0, p: float = 0.5) -> np.ndarray:
