@@ -48,8 +48,7 @@ from .apps.report import interval_text, signed_format
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import EXPLAINS_ABOVE, LassoBaseline, ProxySPEX
 from .query import bind, run_queries
-from .query.masks import resolve_budget
-from .query.masks import sample_masks
+from .query.masks import resolve_budget, sample_masks
 from .query.values import Value, describe
 from .spectrum import (
     REFIT_GAP,

@@ -41,8 +41,7 @@ from .apps.report import signed_format
 from .features.base import Inputs, Masker, SetFunction
 from .proxy import PairedShapley
 from .query import bind, run_queries
-from .query.masks import resolve_budget
-from .query.masks import paired_masks
+from .query.masks import paired_masks, resolve_budget
 from .query.values import Value, describe
 from .spectrum import SpectrumJackknife
 from .spectrum.indices import shapley

@@ -807,9 +807,8 @@ def test_summary_says_when_the_fit_explains_nothing():
 class _SmallEffects:
     """Effects of a few 1e-5 on a large offset: what a log-probability difference can be."""
 
-    n = 8
-    names = [f"L{i // 4}.H{i % 4}" for i in range(8)]
-    groups = np.arange(8) // 4
+    def __init__(self):
+        self.n, self.names, self.groups = 8, [f"L{i // 4}.H{i % 4}" for i in range(8)], np.arange(8) // 4
 
     def evaluate(self, masks):
         K = np.asarray(masks, float)

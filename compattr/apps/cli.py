@@ -166,8 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(2),
         default=None,
         metavar="K",
-        help="groups of pairs the jackknife leaves out in turn, one more fit each (default 5; "
-        "not with --no-intervals)",
+        help="groups of pairs the jackknife leaves out in turn, one more fit each (default 5; not with --no-intervals)",
     )
     shapley.add_argument("--no-intervals", action="store_true", help="skip the intervals (and their fits)")
     prune.add_argument(

@@ -470,7 +470,9 @@ def load(task: str, *, seed: int = 0, split: str | None = None, config: str | No
     """
     builtin, file = task in TASKS, task.endswith(".jsonl") or Path(task).is_file()
     if (builtin or file) and (split is not None or config is not None):
-        given = ", ".join(f"{name}={value!r}" for name, value in (("split", split), ("config", config)) if value is not None)
+        given = ", ".join(
+            f"{name}={value!r}" for name, value in (("split", split), ("config", config)) if value is not None
+        )
         kind = "a built-in task" if builtin else "a file"
         raise ValueError(f"{task!r} is {kind}, not a datasets dataset: it has no split or configuration ({given}).")
     if builtin:

@@ -268,7 +268,11 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     top = lambda p: p if max_order is None else min(p, max_order)
     n_terms = sum(int(c) * _subset_count(int(p), top(int(p))) for p, c in zip(path_lengths, leaves))
     if n_terms > max_terms:
-        remedy = "Limit the depth or pass max_order to drop high orders." if max_order is None else "Limit the depth or lower max_order."
+        remedy = (
+            "Limit the depth or pass max_order to drop high orders."
+            if max_order is None
+            else "Limit the depth or lower max_order."
+        )
         raise TreesTooDeep(
             f"exact extraction would expand {n_terms:,} raw terms (> max_terms={max_terms:,}); "
             f"the trees are too deep. {remedy}"

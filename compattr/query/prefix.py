@@ -90,9 +90,7 @@ class PrefixCache(torch.nn.Module):
         """Forget the prefix's key/value caches (the model's weights changed)."""
         self._caches.clear()
 
-    def _prefix_layers(
-        self, prefix_inputs: dict[str, torch.Tensor]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    def _prefix_layers(self, prefix_inputs: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """Per layer (keys, values) of the prefix, run once per distinct set of per-token
         prefix inputs (names and values); None where a layer's cache keeps fewer positions
         than the prefix has (a sliding window shorter than the prefix keeps only its last

@@ -375,7 +375,11 @@ def _tiny_glm4():
 
 @pytest.mark.parametrize(
     "build, norm, registered",
-    [("gemma3", "post_feedforward_layernorm", True), ("glm4", "post_mlp_layernorm", True), ("glm4", "post_mlp_layernorm", False)],
+    [
+        ("gemma3", "post_feedforward_layernorm", True),
+        ("glm4", "post_mlp_layernorm", True),
+        ("glm4", "post_mlp_layernorm", False),
+    ],
 )
 def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm(build, norm, registered, monkeypatch):
     """Gemma 3 (``post_feedforward_layernorm``) and GLM-4 (``post_mlp_layernorm``) normalise
@@ -416,8 +420,7 @@ def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm(build,
     query = MaskedModel(model, MLPBlocks(model), ClassLogit(), x)
     scales = torch.ones(2, requires_grad=True)
     handles = [
-        getattr(layer, norm).register_forward_hook(lambda m, a, o, i=i: o * scales[i])
-        for i, layer in enumerate(layers)
+        getattr(layer, norm).register_forward_hook(lambda m, a, o, i=i: o * scales[i]) for i, layer in enumerate(layers)
     ]
     value = ClassLogit()
     inputs, targets = value.prepare(model, x, 64)
