@@ -16,10 +16,12 @@ model, value or inputs), and a complete example of implementing that protocol.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from .._validation import as_masks, as_outputs
 from .base import digest, names_from
@@ -39,11 +41,12 @@ class TrainingSubsets:
         example (default all 0).
     key : str, optional
         Identifies the retraining procedure in the query cache; default the module and
-        qualified name of ``retrain`` when it is a plain function (the data it reads from
-        its module is not part of it). A lambda, a closure, a partial, a method
-        or a callable object has no default (its name does not tell two of them apart, say
-        one closure per target example): name the procedure and its data here to cache its
-        outputs. Change it whenever the procedure changes.
+        qualified name of ``retrain`` with a digest of its code and default arguments, when
+        it is a plain function whose defaults are plain data (numbers, strings, arrays; the
+        data it reads from its module is not part of it). A lambda, a closure, a function
+        with another default (a model, say), a partial, a method or a callable object has no
+        default (its name does not tell two of them apart): name the procedure and its data
+        here to cache its outputs. Change it whenever the procedure or its data change.
     """
 
     def __init__(
@@ -89,7 +92,8 @@ class TrainingSubsets:
         target : int, optional
             Column of ``margins`` to explain when it is 2-D.
 
-        Masks repeated in the table get the mean of their margins.
+        Masks repeated in the table get the mean of their margins; ``features.masks`` and
+        ``features.margins`` hold each distinct mask once, in the order of its first row.
         """
         X = as_masks(masks, name="masks")
         Y = np.asarray(margins, np.float64)
@@ -104,7 +108,8 @@ class TrainingSubsets:
         inverse = inverse.reshape(-1)
         means = np.bincount(inverse, weights=y) / np.bincount(inverse)
         features._table = {k.tobytes(): v for k, v in zip(unique, means)}
-        features.masks, features.margins = X[first], means
+        order = np.argsort(first)  # the table's order (np.unique sorts: a row split would be biased)
+        features.masks, features.margins = X[first[order]], means[order]
         return features
 
     def __repr__(self) -> str:
@@ -145,9 +150,35 @@ class TrainingSubsets:
 
 
 def _plain_function_name(retrain: Callable | None) -> str | None:
-    """The module and qualified name of a plain function (no lambda, closure, partial,
-    method or callable object, whose names do not tell two of them apart); else None. Two
-    modules' ``retrain`` functions are two procedures."""
-    if inspect.isfunction(retrain) and retrain.__closure__ is None and retrain.__name__ != "<lambda>":
-        return f"{retrain.__module__}.{retrain.__qualname__}"
-    return None
+    """The module and qualified name of a plain function with a digest of its code and
+    default arguments; None for a lambda, a closure, a function with a default that is not
+    plain data (numbers, strings, arrays, tensors and sequences or mappings of them), a
+    partial, a method or a callable object, whose names do not tell two of them apart. Two
+    modules' ``retrain`` functions are two procedures, and so are two scripts' (both
+    ``__main__.retrain``), a function whose body was edited, and one function per target
+    that binds its target as a default (``def retrain(keep, target=target)``)."""
+    if not (inspect.isfunction(retrain) and retrain.__closure__ is None and retrain.__name__ != "<lambda>"):
+        return None
+    defaults = (retrain.__defaults__ or (), retrain.__kwdefaults__ or {})
+    if not _plain_data(defaults):
+        return None
+    return f"{retrain.__module__}.{retrain.__qualname__}#{digest(_code_digest(retrain.__code__), defaults)}"
+
+
+def _plain_data(value) -> bool:
+    """Whether :func:`~compattr.features.base.digest` tells ``value`` apart from other values
+    by its contents (not by a ``repr`` that may hide them)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic, torch.Tensor)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain_data(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain_data(v) for k, v in value.items())
+    return False
+
+
+def _code_digest(code) -> str:
+    """A digest of a code object's instructions, constants (nested code included) and names."""
+    parts = [code.co_code, repr(code.co_names).encode()]
+    parts += [_code_digest(c).encode() if inspect.iscode(c) else repr(c).encode() for c in code.co_consts]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
