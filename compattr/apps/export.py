@@ -33,7 +33,8 @@ SHAPIQ_INDICES: dict[str, Callable[[Spectrum, int], dict[tuple[int, ...], float]
 
 def shapiq_values(sp: Spectrum, index: str = "k-SII", max_order: int = 2) -> dict[tuple[int, ...], float]:
     """``{sorted feature tuple: value}`` of shapiq's ``index`` up to ``max_order``, the empty
-    set included when the index defines it.
+    set included (each of these indices defines it, as shapiq's ``min_order`` 0), also where
+    its value is 0.
 
     Parameters
     ----------
@@ -48,19 +49,23 @@ def shapiq_values(sp: Spectrum, index: str = "k-SII", max_order: int = 2) -> dic
     if not isinstance(max_order, (int, np.integer)) or not 1 <= max_order <= sp.n:
         raise ValueError(f"max_order must be an integer in [1, {sp.n}], got {max_order!r}.")
     values = SHAPIQ_INDICES[index](sp, int(max_order))
+    values.setdefault((), 0.0)  # every one of these indices defines it; a value of 0 was dropped
     return {tuple(int(i) for i in t): float(v) for t, v in sorted(values.items(), key=lambda tv: (len(tv[0]), tv[0]))}
 
 
 def _metadata(sp: Spectrum, index: str, max_order: int, values: dict, budget: int | None) -> dict[str, Any]:
-    """The ``metadata`` block of shapiq's InteractionValues JSON."""
+    """The ``metadata`` block of shapiq's InteractionValues JSON: ``baseline_value`` is
+    ``f(∅)``, but for FBII its own empty-set value (the intercept of the faithful fit), as
+    shapiq's FBII values hold it (its force and waterfall plots start there)."""
+    baseline = values[()] if index == "FBII" else float(sp.predict(np.zeros((1, sp.n), bool))[0])
     return {
         "n_players": sp.n,
         "index": index,
         "max_order": int(max_order),
-        "min_order": 0 if () in values else 1,
+        "min_order": 0,
         "estimated": True,
         "estimation_budget": budget,
-        "baseline_value": float(sp.predict(np.zeros((1, sp.n), bool))[0]),
+        "baseline_value": baseline,
     }
 
 
@@ -76,8 +81,9 @@ def write_shapiq_json(
     """Write ``index`` up to ``max_order`` as a shapiq ``InteractionValues`` JSON file.
 
     ``shapiq.InteractionValues.from_json_file(path)`` loads it; shapiq is not needed to write
-    it. ``baseline_value`` is the value with every feature masked, ``f(∅)``; ``budget`` (the
-    model calls spent) goes to ``estimation_budget``.
+    it. ``baseline_value`` is the value with every feature masked, ``f(∅)`` (for FBII its
+    empty-set value, as shapiq's); ``budget`` (the model calls spent) goes to
+    ``estimation_budget``.
 
     Returns
     -------
