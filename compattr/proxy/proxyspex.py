@@ -737,7 +737,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             with _timed(timings, "grow"):  # 5. grow: the kept terms' hierarchy, one order up
                 self._grow(X, y, fitted, [spectrum_of(f.model) for f in fits], keep, kept)
         # the lowest CV error of the terms kept (stage 8 compares with it), in the scaled units
-        self._first_cv_error: float = _lowest_error(self.sparsity_cv_, self.grow_cv_)
+        self._first_cv_error: float = _lowest_error(self._choices, self.grow_cv_)
         self._scale_back(scale)
         self.timings_: dict[str, float] = timings
         return self
@@ -849,7 +849,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         table = self.grow_cv_ = grown_cv(X, y, folds, pools, ks, ridges, *options)
         best = table.loc[table["cv_mse"].idxmin()]
         # both CVs factor in float32 (they only choose): a gain below its resolution is a tie
-        if not best["cv_mse"] < (1.0 - 1e-5) * self.sparsity_cv_["cv_mse"].min():
+        if not best["cv_mse"] < (1.0 - 1e-5) * self._choices["cv_mse"].min():  # the kept terms' error
             return
         pursued = self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges)
         pool = grown_pool(pursued, max(ks), *self._growth())
@@ -1190,6 +1190,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         rankings) is chosen by CV (``sparsity_cv_``, read from ``sparsity_table(fits, ks,
         tilts, rankings)``)."""
         self.sparsity_cv_ = pd.DataFrame()
+        # the rows of sparsity_cv_ the rule was chosen among (their lowest error is the kept
+        # terms'; the table also scores rules that could not be chosen, e.g. every tree term)
+        self._choices = pd.DataFrame()
         self.tilt_ = 1.0 if self.tilt == "cv" else float(self.tilt)  # k="cv" may choose another
         self.ranking_ = "trees"  # k="cv" may choose another
         if self.k == "cv" and self.energy is None:
@@ -1209,7 +1212,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             tuple(fits), (len(keep(self.tree_spectrum_)),), (self.tilt_,), ("trees",)
         )
         allowed = (False, True) if self.refit == "auto" else (True,)
-        choices = table[table["refit"].isin(allowed) & (table["k"] > 0)]
+        choices = self._choices = table[table["refit"].isin(allowed) & (table["k"] > 0)]
         best = choices.loc[choices["cv_mse"].idxmin()]
         return keep, float(best["ridge"]) if best["refit"] else np.nan
 
@@ -1222,7 +1225,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         ks, rankings = self._candidate_ks(min(len(tr) for tr, _ in folds)), self._rankings()
         table = self.sparsity_cv_ = sparsity_table(tuple(fits), tuple(ks), self._tilts(), rankings)
         allowed = (False, True) if self.refit == "auto" else (self.refit,)
-        choices = table[table["refit"].isin(allowed) & table["ranking"].isin(rankings)]
+        choices = self._choices = table[table["refit"].isin(allowed) & table["ranking"].isin(rankings)]
         best = choices.loc[choices["cv_mse"].idxmin()]
         ridge, k = float(best["ridge"]), int(best["k"])
         self.tilt_, self.ranking_ = float(best["tilt"]), str(best["ranking"])
@@ -1279,9 +1282,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         return candidate_ks(max(2, min(self.max_k, m_train // 2)))
 
     def _cv_r2(self, y: np.ndarray) -> float:
-        """The CV's explained variance of ``y``: of the kept terms, or of the trees when no k
-        was cross-validated."""
-        return _explained(self.sparsity_cv_ if len(self.sparsity_cv_) else self.cv_results_, y)
+        """The CV's explained variance of ``y``: of the kept terms (the rule chosen), or of the
+        trees when no rule was cross-validated."""
+        return _explained(self._choices if len(self._choices) else self.cv_results_, y)
 
     def _wants_final_fit(self) -> bool:
         """Whether to add the fit on every mask: always (True), never (False), or when the

@@ -1868,3 +1868,19 @@ def test_stage_8_extends_the_terms_as_its_cv_chooses_and_only_where_the_error_fa
     for bad in (-1, True, 1.5, "12", None):
         with pytest.raises(ValueError, match="extend_rounds"):
             ProxySPEX(extend_rounds=bad).fit(X, y)
+
+
+@pytest.mark.parametrize("settings", [dict(k=2), dict(energy=0.3), dict(k=3, refit=True)])
+def test_cv_r2_is_the_kept_rules_not_that_of_a_rule_that_could_not_be_kept(settings):
+    """With a fixed k or energy, the sparsity CV also scores every tree term (k = 0) and, with
+    refit=True, the unrefitted terms: cv_r2_ read the lowest of all (0.471 where the two
+    terms kept scored 0.259), and the repeats and growth decided on it."""
+    truth = compattr.synthetic.complete_hierarchy(8, n_sets=3, order=3, seed=3)
+    X = compattr.sample_masks(8, 256, seed=0)
+    y = truth.predict(X)
+    est = ProxySPEX(seed=0, **settings).fit(X, y)
+    table = est.sparsity_cv_
+    allowed = table["refit"] if settings.get("refit") is True else table["k"] > 0
+    kept = table[allowed]
+    assert est.cv_r2_ == pytest.approx(1 - kept["cv_mse"].min() / np.var(y))
+    assert table["cv_mse"].min() < kept["cv_mse"].min()  # a rule it could not keep scored better
