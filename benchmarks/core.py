@@ -95,7 +95,8 @@ SHAPIQ_FUNCTIONS = tuple(m for m in SHAPIQ_GAME_METHODS if m != "shapiq OddSHAP"
 #: shapiq's process runs its libraries on one thread, as compattr's estimators run here: the
 #: CPU seconds of a process add up all its threads, and LightGBM's and XGBoost's idle threads
 #: spin (ProxySHAP with its grid search took 14.7 CPU s on both cores of the 2-core machine,
-#: 6.5 s on one, for the same result; docs/results.md).
+#: 6.5 s on one, for the same result; docs/results.md). LightGBM takes its threads from its
+#: ``n_jobs``, not from these variables: ``shapiq_side.one_thread`` sets that.
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 

@@ -52,6 +52,17 @@ def fourier_kept(approximator) -> dict:
     return fourier
 
 
+def one_thread(approximator) -> None:
+    """Set the approximator's proxy (and a grid search's estimator) to one thread: LightGBM
+    takes its threads from ``n_jobs``, which shapiq's ProxySPEX leaves at None (LightGBM's
+    "every physical core", passed explicitly, so ``OMP_NUM_THREADS=1`` does not reach it),
+    and a process's CPU seconds add up its threads' spinning too."""
+    model = getattr(approximator, "proxy_model", None)
+    for part in (model, getattr(model, "estimator", None)):
+        if part is not None and hasattr(part, "get_params") and "n_jobs" in part.get_params(deep=False):
+            part.set_params(n_jobs=1)
+
+
 def game_of(job: dict):
     """The job's function with Gaussian noise: (coalitions (m, n) bool) -> (m,) outputs."""
     supports = [np.array(t, dtype=int) for t in job["supports"]]
@@ -81,6 +92,7 @@ def run_game(job: dict) -> dict:
         "shapiq ProxySPEX": lambda: shapiq.ProxySPEX(n=n, max_order=1, index="SV", random_state=seed),
     }
     approximator, game = makers[method](), game_of(job)
+    one_thread(approximator)
     fourier = fourier_kept(approximator) if method == "shapiq ProxySPEX" else {}
     start = time.process_time()
     values = approximator.approximate(job["budget"], game)
@@ -103,6 +115,7 @@ def run_saved(job: dict) -> dict:
     start = time.process_time()
     if method == "shapiq ProxySPEX":
         approximator = shapiq.ProxySPEX(n=n, max_order=1, index="SV", random_state=seed)
+        one_thread(approximator)
         approximator._sampler = SavedDraw(X)
         fourier = fourier_kept(approximator)
 
@@ -117,6 +130,7 @@ def run_saved(job: dict) -> dict:
 
         hpo = method == "shapiq ProxySHAP proxy (HPO)"
         approximator = shapiq.ProxySHAP(n, max_order=1, index="SV", hpo=hpo, random_state=seed)
+        one_thread(approximator)
         offset = float(y.mean())  # ProxySHAP fits the values less f(empty); trees do not mind the shift
         fitted = fit_proxy(approximator.proxy_model, X, y - offset, max_order=1)
         X_test = np.asarray(job["X_test"], dtype=bool)
