@@ -15,6 +15,7 @@ noise with :func:`add_noise` (its level: :func:`noise_sd`).
 from __future__ import annotations
 
 from itertools import combinations
+from math import comb
 
 import numpy as np
 
@@ -22,9 +23,18 @@ from .spectrum import Spectrum
 
 
 def _random_sets(n: int, n_sets: int, order: int, rng: np.random.Generator) -> list[tuple]:
+    """``n_sets`` distinct random sets of ``order`` features (a set drawn again is drawn
+    anew: a repeat would merge two coefficients into one outside (-1, 1))."""
     if order > n:
         raise ValueError(f"sets of order {order} need n >= {order} features, got n={n}.")
-    return [tuple(sorted(rng.choice(n, size=order, replace=False))) for _ in range(n_sets)]
+    if comb(n, order) < n_sets:
+        raise ValueError(f"{n} features have only {comb(n, order)} sets of order {order}; asked for {n_sets}.")
+    sets: list[tuple] = []
+    while len(sets) < n_sets:
+        drawn = tuple(sorted(rng.choice(n, size=order, replace=False)))
+        if drawn not in sets:
+            sets.append(drawn)
+    return sets
 
 
 def complete_hierarchy(n: int, n_sets: int = 10, order: int = 5, seed: int | None = 0) -> Spectrum:

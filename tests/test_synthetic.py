@@ -22,6 +22,17 @@ def test_peak_has_only_the_top_sets():
     assert set(sp.degrees.tolist()) == {5} and len(sp) == 10
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_sets_are_distinct_at_few_features(seed):
+    """At n = 8 a set drawn twice merged two coefficients into one (|c| up to 2), and the
+    Peak had fewer than n_sets terms (peak(9, seed=0): 8)."""
+    sp = peak(8, n_sets=10, order=5, seed=seed)
+    assert len(sp) == 10 and np.all(np.abs(sp.coefs) < 1.0)
+    assert len(peak(9, seed=0)) == 10
+    with pytest.raises(ValueError, match="only 6 sets of order 5"):
+        peak(6, n_sets=10, order=5)
+
+
 def test_noise_has_the_requested_snr():
     sp = complete_hierarchy(30, seed=1)
     X = compattr.sample_masks(30, 50_000, seed=2)
