@@ -168,7 +168,9 @@ def _plain_function_name(retrain: Callable | None) -> str | None:
 def _plain_data(value) -> bool:
     """Whether :func:`~compattr.features.base.digest` tells ``value`` apart from other values
     by its contents (not by a ``repr`` that may hide them)."""
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic, torch.Tensor)):
+    if value is None or isinstance(
+        value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic, torch.Tensor)
+    ):
         return True
     if isinstance(value, (list, tuple)):
         return all(_plain_data(v) for v in value)
