@@ -58,6 +58,9 @@ class Circuit:
         The value a sufficient set reaches.
     quality : float
         Share of the ablated-to-full gap that ``threshold`` stands for.
+    rising : bool
+        Whether the value rises as components are kept (``f(all) >= f(none)``); where it
+        falls (a loss), a component matters by how much it lowers the value.
     """
 
     smallest_sets: list[tuple[int, ...]]
@@ -65,6 +68,7 @@ class Circuit:
     pairs: set[tuple[int, int]]
     threshold: float
     quality: float
+    rising: bool = True
 
 
 def exhaustive_circuit(values: np.ndarray, quality: float = QUALITY, top_pairs: int = TOP_PAIRS) -> Circuit:
@@ -100,6 +104,7 @@ def exhaustive_circuit(values: np.ndarray, quality: float = QUALITY, top_pairs: 
         pairs={pairs[i] for i in strongest},
         threshold=float(threshold),
         quality=quality,
+        rising=bool(values[-1] >= values[0]),
     )
 
 
@@ -128,11 +133,18 @@ def _auc(truth: np.ndarray, scores: np.ndarray) -> float | str:
 
 
 def _precision_at(truth: np.ndarray, scores: np.ndarray) -> float:
+    """The share of the ``k = truth.sum()`` highest ``scores`` that are true, ties at the cut
+    counted at their expected share (not by index: scores of 0 for every pair would find the
+    first pairs); where the cut is a score of 0 among scores that are never negative
+    (magnitudes), the tied zeros are no picks."""
     k = int(truth.sum())
     if k == 0:
         return float("nan")
-    top = np.argsort(-scores, kind="stable")[:k]
-    return float(truth[top].mean())
+    cut = np.sort(scores)[::-1][k - 1]
+    above, tied = scores > cut, scores == cut
+    unranked = cut == 0 and scores.min() >= 0
+    share = 0.0 if unranked else (k - above.sum()) / tied.sum()
+    return float((truth[above].sum() + share * truth[tied].sum()) / k)
 
 
 def recovery_row(
@@ -144,11 +156,13 @@ def recovery_row(
 ) -> dict:
     """One row of the recovery table: ROC AUC and precision at the truth's size (equal to
     the recall there), for the components and for the pairwise interactions. A ROC AUC is
-    ``"—"`` when every candidate is in the truth (nothing to rank against)."""
+    ``"—"`` when every candidate is in the truth (nothing to rank against). Component scores
+    are signed effects on the value: where it falls as components are kept
+    (``circuit.rising`` False), they are read with the opposite sign."""
     keys = sorted(pairs)
     pair_truth = np.array([k in circuit.pairs for k in keys])
     pair_scores = np.array([pairs[k] for k in keys])
-    scores = np.asarray(components, float)
+    scores = np.asarray(components, float) * (1.0 if circuit.rising else -1.0)
     return {
         "method": method,
         "model calls": calls,

@@ -40,7 +40,7 @@ def hierarchy_rows(name: str, spectrum: compattr.Spectrum, X_test, y_test, ks) -
     rows = []
     for k in ks:
         if k > len(spectrum):
-            break
+            continue
         rows.append(
             {
                 "spectrum": name,

@@ -596,7 +596,7 @@ def compare_plans(
     every model call a method makes on it is counted:
 
     ``ProxySPEX``
-        The explanation's fitting masks, plus the calls of
+        The explanation's distinct fitting masks (a mask drawn twice is evaluated once), plus the calls of
         :func:`compattr.optimize.verified_plan`: ``rounds`` rounds of ``per_round`` kept-sets
         proposed by the spectrum (its exact optimum and swaps around the best measured
         kept-set), measured, and refitted on; the best measured kept-set wins.
@@ -705,7 +705,7 @@ def compare_plans(
             time_limit=time_limit,
             **constraints,
         )
-        calls = len(explanation.masks) + search.calls
+        calls = _distinct_rows(explanation.masks) + search.calls
         draws = calls if best_of is None else best_of  # Best-of-N's random kept-sets
         found = {"ProxySPEX": (search.kept, calls)}
         for method in baselines:
@@ -793,13 +793,19 @@ def verdict(table: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def _distinct_rows(masks: np.ndarray) -> int:
+    """The model calls the masks (m, n) cost: each distinct mask is evaluated once
+    (:func:`~compattr.query.run_queries`), however often it was drawn."""
+    return len(np.unique(np.packbits(masks, axis=1), axis=0)) if len(masks) else 0
+
+
 def _baseline(
     method: str, explanation, train_value, n: int, size: int, calls: int, draws: int, seed: int, constraints: dict
 ) -> tuple[np.ndarray, int]:
     """One baseline's kept-set and the model calls it spent (see :func:`compare_plans`):
     greedy within ``calls``, Best-of-N from ``draws`` random kept-sets."""
     if method == "LASSO":
-        return best_subset(explanation.lasso, size, **constraints), len(explanation.masks)
+        return best_subset(explanation.lasso, size, **constraints), _distinct_rows(explanation.masks)
     if method == "single-head":
         oracle = MaskOracle(train_value, n)
         return single_feature_ablation(oracle, size, **constraints), oracle.calls

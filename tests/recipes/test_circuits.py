@@ -83,5 +83,14 @@ def test_recovery_row_scores_a_perfect_and_a_reversed_ranking():
     assert good["interaction ROC AUC"] == good["interaction precision@3"] == 1.0
     assert bad["component ROC AUC"] == bad["component precision@3"] == 0.0
     assert bad["interaction precision@3"] == 0.0
+    # a value that falls as components are kept (a loss): the same circuit, the same scores
+    falling = circuits.exhaustive_circuit(-table(f, 6), top_pairs=3)
+    assert not falling.rising and circuit.rising
+    lowered = circuits.recovery_row("exact", "1", falling, -truth, pairs)  # kept components lower it
+    assert lowered["component ROC AUC"] == lowered["component precision@3"] == 1.0
+    # scores that tie at the cut: no information scores by chance, not by feature index
+    blind = circuits.recovery_row("blind", "1", circuit, np.ones(6), dict.fromkeys(pairs, 0.0))
+    assert blind["component precision@3"] == pytest.approx(0.5)  # 3 of 6 true, all tied
+    assert blind["interaction precision@3"] == 0.0  # magnitudes of 0: no pair picked
     # scores of single components make pair scores through the weaker member
     assert circuits.pair_scores_from(np.array([3.0, -1.0, 2.0]))[(0, 2)] == 2.0

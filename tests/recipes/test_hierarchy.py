@@ -19,6 +19,8 @@ def test_rates_of_a_downward_closed_spectrum_are_one():
     X = compattr.sample_masks(4, 200, seed=0)
     rows = hierarchy.hierarchy_rows("toy", sp, X, sp.predict(X), ks=[2, 4, 5, 10])
     assert [r["k"] for r in rows] == [2, 4, 5]  # k beyond the spectrum is skipped
+    unsorted = hierarchy.hierarchy_rows("toy", sp, X, sp.predict(X), ks=[10, 4, 2])
+    assert [r["k"] for r in unsorted] == [4, 2]  # the rows after a k too large were dropped
     assert all(r["DSR"] == r["SCR"] == r["SHR"] == 1.0 for r in rows)
     assert rows[-1]["R² top-k"] == 1.0
 
