@@ -9,7 +9,6 @@ before their subsets are expanded, and equal supports are then summed by one gro
 
 from __future__ import annotations
 
-from functools import cache
 from itertools import combinations
 from math import comb
 
@@ -192,16 +191,17 @@ def _leaf_paths(trees: list[dict], n: int, scale: float):
     )
 
 
-#: Subset tables of at most this many rows are kept for later extractions; larger ones (deep
-#: trees: ``2^p`` rows of ``p`` columns, gigabytes from p = 22) are built for their path length
-#: and freed with it.
-_CACHED_SUBSETS = 4096
+#: The subset tables kept for later extractions, oldest first, and the bytes they may hold in
+#: all: a deep path's table (``2^p`` rows of ``p`` columns, 240 MB at p = 20, gigabytes from
+#: p = 22) is not kept for the rest of the process, and the oldest go first.
+_TABLES: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_TABLE_BYTES = 256 * 2**20
 
 
 def _subset_tables(p: int, max_order: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The subsets of ``range(p)`` (of size <= max_order when given), ordered by size and
-    then lexicographically; only the subsets kept are ever built, so a bounded order costs
-    ``Σ_{j<=max_order} C(p, j)`` rows however deep the path.
+    """The subsets of ``range(p)`` (of size <= max_order when given), ordered by size; only
+    the subsets kept are ever built, so a bounded order costs ``Σ_{j<=max_order} C(p, j)``
+    rows however deep the path. Kept for later calls within :data:`_TABLE_BYTES`.
 
     Returns
     -------
@@ -210,10 +210,16 @@ def _subset_tables(p: int, max_order: int | None) -> tuple[np.ndarray, np.ndarra
     gather : (s, p) int array
         Each subset's positions in increasing order, padded with ``p``.
     """
-    top = p if max_order is None else min(p, max_order)
-    if _subset_count(p, top) <= _CACHED_SUBSETS:
-        return _cached_subset_tables(p, top)
-    return _built_subset_tables(p, top)
+    key = (p, p if max_order is None else min(p, max_order))
+    if key in _TABLES:
+        return _TABLES[key]
+    tables = _built_subset_tables(*key)
+    size = sum(table.nbytes for table in tables)
+    if size <= _TABLE_BYTES:
+        while _TABLES and size + sum(t.nbytes for pair in _TABLES.values() for t in pair) > _TABLE_BYTES:
+            del _TABLES[next(iter(_TABLES))]
+        _TABLES[key] = tables
+    return tables
 
 
 def _subset_count(p: int, top: int) -> int:
@@ -222,22 +228,29 @@ def _subset_count(p: int, top: int) -> int:
 
 
 def _built_subset_tables(p: int, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_subset_tables` of the subsets of size at most ``top``, built (read-only)."""
-    gather = np.full((_subset_count(p, top), p), p, dtype=np.int64)
-    row = 0
-    for size in range(top + 1):
-        chosen = np.array(list(combinations(range(p), size)), dtype=np.int64).reshape(comb(p, size), size)
-        gather[row : row + len(chosen), :size] = chosen
-        row += len(chosen)
-    members = np.zeros((len(gather), p + 1), np.float32)  # column p: the padding, dropped
-    np.put_along_axis(members, gather, 1.0, axis=1)
-    members = np.ascontiguousarray(members[:, :p])
+    """:func:`_subset_tables` of the subsets of size at most ``top``, built (read-only): every
+    subset by binary counting (vectorised) where ``top`` is ``p``, else size by size."""
+    if top >= p:
+        member = (np.arange(2**p)[:, None] >> np.arange(p)) & 1 == 1
+        order = np.argsort(member.sum(axis=1), kind="stable")  # by size, as the bounded tables
+        member = member[order]
+        # A stable sort of "not a member" puts the members first, in order; the rest become p.
+        gather = np.argsort(~member, axis=1, kind="stable")
+        gather[~np.take_along_axis(member, gather, axis=1)] = p
+        members = member.astype(np.float32)
+    else:
+        gather = np.full((_subset_count(p, top), p), p, dtype=np.int64)
+        row = 0
+        for size in range(top + 1):
+            chosen = np.array(list(combinations(range(p), size)), dtype=np.int64).reshape(comb(p, size), size)
+            gather[row : row + len(chosen), :size] = chosen
+            row += len(chosen)
+        members = np.zeros((len(gather), p + 1), np.float32)  # column p: the padding, dropped
+        np.put_along_axis(members, gather, 1.0, axis=1)
+        members = np.ascontiguousarray(members[:, :p])
     for table in (members, gather):
         table.setflags(write=False)
     return members, gather
-
-
-_cached_subset_tables = cache(_built_subset_tables)
 
 
 def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):

@@ -204,3 +204,19 @@ def test_a_bounded_order_extracts_deep_trees_without_expanding_every_subset():
     np.testing.assert_allclose(deep.predict(X), expected, atol=1e-12)
     with pytest.raises(ValueError, match="lower max_order"):
         Spectrum.from_trees(chain_tree_text(40), 40, max_order=2, max_terms=1000)
+
+
+def test_subset_tables_kept_for_later_extractions_stay_within_their_bytes(monkeypatch):
+    """Every table built was kept for the rest of the process (2 GB after one depth-22 tree)."""
+    from compattr.proxy import trees
+
+    monkeypatch.setattr(trees, "_TABLES", {})
+    monkeypatch.setattr(trees, "_TABLE_BYTES", 200_000)
+    exact = Spectrum.from_trees(chain_tree_text(12), 12)  # a 4,096-row table: 590 kB, not kept
+    kept = sum(t.nbytes for pair in trees._TABLES.values() for t in pair)
+    assert 0 < kept <= 200_000 and (12, 12) not in trees._TABLES
+    assert Spectrum.from_trees(chain_tree_text(12), 12) == exact
+    X = compattr.sample_masks(12, 50, seed=0)
+    lgb_text = chain_tree_text(12)
+    booster = lgb.Booster(model_str=lgb_text)
+    np.testing.assert_allclose(exact.predict(X), booster.predict(X.astype(np.float64)), atol=1e-12)
