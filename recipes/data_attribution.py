@@ -92,9 +92,6 @@ def load_data(n: int, targets: int, seed: int = 0) -> Digits:
     train_x, test_x, train_y, test_y = train_test_split(x / 16.0, y, test_size=TEST_SIZE, stratify=y, random_state=seed)
     if not 2 <= n <= len(train_x):
         raise ValueError(f"n must be in [2, {len(train_x)}], got {n}.")
-    missing = sorted(set(range(10)) - set(train_y[:n].tolist()))
-    if missing:  # the logistic model would have no column for them: margins of other classes
-        raise ValueError(f"the first {n} training digits hold no {missing}; raise --n (or change --seed).")
     order = np.random.default_rng(seed).permutation(TEST_SIZE)
     _, first = np.unique(test_y[order], return_index=True)  # one test digit per class first
     picks = np.concatenate([order[np.sort(first)], np.setdiff1d(order, order[first], assume_unique=True)])
@@ -127,6 +124,11 @@ class Logistic:
     def fit_logits(self, data: Digits, keep: np.ndarray) -> np.ndarray:
         from sklearn.linear_model import LogisticRegression
 
+        missing = sorted(set(range(10)) - set(data.train_y.tolist()))
+        if missing:  # the model would have no column for them: margins would read other classes
+            raise ValueError(
+                f"the {len(data.train_y)} training digits hold no {missing}; raise --n (or change --seed)."
+            )
         model = LogisticRegression(C=self.C, fit_intercept=False, max_iter=5000, tol=1e-8)
         model.fit(_with_bias(data.train_x), data.train_y, sample_weight=keep.astype(np.float64))
         return model.decision_function(_with_bias(data.test_x))

@@ -41,8 +41,9 @@ def test_load_data_splits_digits_and_picks_test_digits_of_distinct_classes():
         da.load_data(1438, 1)
     # with a class absent, the logistic model's columns are the classes present: a margin
     # would read another class's score (--n 20, seed 2 lacks a 3)
-    with pytest.raises(ValueError, match=r"the first 20 training digits hold no \[3\]"):
-        da.load_data(20, 4, seed=2)
+    lacking = da.load_data(20, 4, seed=2)
+    with pytest.raises(ValueError, match=r"the 20 training digits hold no \[3\]"):
+        da.Logistic().fit_logits(lacking, np.ones(20, bool))
 
 
 def test_logistic_keeps_all_classes_when_the_subset_lacks_the_test_class():
