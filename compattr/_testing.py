@@ -18,6 +18,27 @@ def _seeded(build, seed: int):
     return build().eval()
 
 
+def tiny_causal_lm(family: str, seed: int = 0, **config):
+    """A causal LM of the transformers family ``family`` (``"Mistral"`` builds
+    ``MistralForCausalLM`` from ``MistralConfig``): 2 layers, 4 query heads on 2 key/value
+    heads, hidden size 32, with ``config``'s entries in place of these or added (a sliding
+    window, a head size)."""
+    import transformers
+
+    settings = {
+        "vocab_size": VOCAB,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 64,
+        **config,
+    }
+    configuration = getattr(transformers, f"{family}Config")(**settings)
+    return _seeded(lambda: getattr(transformers, f"{family}ForCausalLM")(configuration), seed)
+
+
 def tiny_llama(
     layers: int = 3,
     heads: int = 4,

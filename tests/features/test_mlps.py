@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import compattr
-from compattr._testing import tiny_bert, tiny_gpt2, tiny_llama, tiny_opt, word_tokenizer
+from compattr._testing import tiny_bert, tiny_causal_lm, tiny_gpt2, tiny_llama, tiny_opt, word_tokenizer
 from compattr.features import AttentionHeads, Components, MLPBlocks
 from compattr.query import MaskedModel
 from compattr.values import ClassLogit
@@ -353,26 +353,6 @@ def test_token_mean_refuses_an_attention_mask_that_does_not_fit():
         token_mean(x.view(6, 4), attended, tail=1)
 
 
-def _tiny_glm4():
-    from transformers import Glm4Config, Glm4ForCausalLM
-
-    from compattr._testing import VOCAB
-
-    config = Glm4Config(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=64,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    return Glm4ForCausalLM(config).eval()
-
-
 @pytest.mark.parametrize(
     "build, norm, registered",
     [
@@ -391,7 +371,10 @@ def test_an_mlp_normalised_before_the_residual_sum_is_read_after_its_norm(build,
     from compattr._testing import tiny_gemma3
     from compattr.features.architectures import REGISTRY
 
-    model = tiny_gemma3(layers=2, heads=4, kv_heads=2, hidden=32, head_dim=12) if build == "gemma3" else _tiny_glm4()
+    if build == "gemma3":
+        model = tiny_gemma3(layers=2, heads=4, kv_heads=2, hidden=32, head_dim=12)
+    else:
+        model = tiny_causal_lm("Glm4", head_dim=8, pad_token_id=0)
     if not registered:
         monkeypatch.delitem(REGISTRY, model.config.model_type)
     layers = model.model.layers

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from compattr._testing import tiny_bert, tiny_gemma3, tiny_gpt2, tiny_llama
+from compattr._testing import tiny_bert, tiny_causal_lm, tiny_gemma3, tiny_gpt2, tiny_llama
 from compattr.cache import QueryCache
 from compattr.features import AttentionHeads, check_feature_set
 from compattr.query import Query, cache_folder, run_queries
@@ -212,22 +212,7 @@ def test_prefix_kv_cache_reuse_equals_the_full_forward(build, value):
 
 
 def _sliding_mistral():
-    from transformers import MistralConfig, MistralForCausalLM
-
-    from compattr._testing import VOCAB
-
-    config = MistralConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        sliding_window=4,
-    )
-    torch.manual_seed(0)
-    return MistralForCausalLM(config).eval()
+    return tiny_causal_lm("Mistral", sliding_window=4)
 
 
 def _mixed_gemma3():
