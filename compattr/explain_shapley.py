@@ -171,11 +171,10 @@ class ShapleyExplanation:
         """A one-screen report: the queries, efficiency, the estimator's choices, how many
         values the intervals tell from 0, and the ``k`` largest values."""
         info = self.fit_info
-        refit = (
-            "kept as ProxySPEX's sparse spectrum"
-            if info["prior"] == "sparse"
-            else f"refitted (relative ridge {info['ridge']:g}, {info['support']:g} terms per pair)"
-        )
+        refit = {
+            "sparse": "kept as ProxySPEX's sparse spectrum",
+            "exact": "every complementary pair was queried: the values are exact",
+        }.get(info["prior"], f"refitted (relative ridge {info['ridge']:g}, {info['support']:g} terms per pair)")
         power = info.get("kernel_power")  # absent from explanations saved before it was recorded
         drawn = "" if power is None else f", sizes drawn with kernel power {power:g}"
         table = self.to_frame(k)

@@ -282,3 +282,13 @@ def test_intervals_from_the_estimator_are_put_in_feature_order():
         ShapleyExplanation(
             values=est.shapley_, names=sv.names, masks=X, outputs=y, estimator=est, intervals=table.head(3)
         )
+
+
+def test_every_pair_queried_is_said_exact_and_is():
+    """At n = 5 a budget of 400 queries every one of the 16 complementary pairs (with repeats):
+    the values are exact, and the summary says why."""
+    truth = compattr.synthetic.peak(5, n_sets=2, order=3, seed=1)
+    sv = explain_shapley(features=Counting(truth), budget=400, progress=False)
+    assert sv.fit_info["prior"] == "exact"
+    np.testing.assert_allclose(sv.values, compattr.indices.shapley(truth), atol=1e-12)
+    assert "every complementary pair was queried: the values are exact" in sv.summary()

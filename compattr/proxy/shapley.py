@@ -229,9 +229,12 @@ class PairedShapley(BaseEstimator):
         The fitted proxy: ``proxy_.tree_spectrum_`` its trees' whole (odd and even)
         spectrum, ``proxy_.spectrum_`` its sparse spectrum, ``proxy_.cv_r2_`` the latter's
         cross-validated R².
-    prior_ : {"trees", "blend", "sparse"}
+    prior_ : {"trees", "blend", "sparse", "exact"}
         Which odd part was the prior: the trees' (refitted), the trees' averaged with the
-        sparse spectrum's (refitted; ``blend``) or the sparse spectrum's (kept).
+        sparse spectrum's (refitted; ``blend``) or the sparse spectrum's (kept); "exact"
+        where the pairs hold every complementary pair (over at most
+        :data:`EXACT_FEATURES` features): the odd part is then read off its values on every
+        mask (a pair's repeats averaged) and the Shapley values are exact.
     hedged_ : bool
         Whether ``spectrum_`` is the average, half and half, of the sparse spectrum's odd part
         kept (made efficient) and the refit of ``prior_`` ("trees" or "blend"; see
@@ -443,6 +446,8 @@ class PairedShapley(BaseEstimator):
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         self.n_features_in_ = X.shape[1]
+        if _every_pair(X[0::2]):  # the odd part is known on every mask: nothing to estimate
+            return self._fit_every_pair(X, y)
         # one fit, the folds' average alone: the fit on every mask did not lower the Shapley
         # error on the tuning functions (docs/results.md)
         proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
@@ -469,6 +474,22 @@ class PairedShapley(BaseEstimator):
         self.spectrum_, self.support_, self.ridge_, self.cv_results_ = estimates[-1]
         if self.hedged_:
             self.spectrum_ = Spectrum.mean([estimate[0] for estimate in estimates])
+        self.shapley_ = shapley(self.spectrum_)
+        self._fitted_on = _digest(X, y)
+        return self
+
+    def _fit_every_pair(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
+        """Where the pairs hold every complementary pair (``prior_`` "exact"): the odd part's
+        coefficients read off its values on every mask (the mean of a pair's repeats), so
+        the Shapley values are exact; the proxy is still fitted (``proxy_``)."""
+        proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
+        self.proxy_ = proxy.fit(X, y)
+        self.output_offset_ = output_offset(y)
+        self.output_scale_ = output_scale(y - self.output_offset_)
+        self.spectrum_ = _odd_part_of_every_pair(X[0::2], 0.5 * (y[0::2] - y[1::2]))
+        self.prior_, self.hedged_, self.tree_proxies_, self.untuned_trees_ = "exact", False, [], None
+        self.ridge_, self.support_ = 0.0, np.nan
+        self.cv_results_ = pd.DataFrame(columns=["support", "terms", "ridge", "cv_mse"], dtype=float)
         self.shapley_ = shapley(self.spectrum_)
         self._fitted_on = _digest(X, y)
         return self
@@ -665,6 +686,49 @@ class PairedShapley(BaseEstimator):
             fits = _ridge_towards(A[train], b[train], start, constraint, ridges)
             sq += [np.sum((A[valid] @ beta - b[valid]) ** 2) for beta in fits]
         return sq / max(1, len(b))
+
+
+#: Pairs of masks over at most this many features are solved exactly where every
+#: complementary pair was queried (2^(n-1) pairs: 32,768 at n = 16).
+EXACT_FEATURES = 16
+
+
+def _every_pair(S: np.ndarray) -> bool:
+    """Whether the pairs' first masks ``S`` (pairs, n) hold each of the ``2^(n-1)``
+    complementary pairs (``S`` or ``Sᶜ`` first), over at most :data:`EXACT_FEATURES` features."""
+    n = S.shape[1]
+    if n > EXACT_FEATURES or len(S) < 2 ** (n - 1):
+        return False
+    return len(np.unique(_pair_index(S))) == 2 ** (n - 1)
+
+
+def _pair_index(S: np.ndarray) -> np.ndarray:
+    """Each pair's mask without feature 0 (``S`` or its complement) as an integer, bit ``i``
+    set where feature ``i`` is kept."""
+    canonical = np.where(S[:, :1], ~S, S)
+    return canonical.astype(np.int64) @ (1 << np.arange(S.shape[1], dtype=np.int64))
+
+
+def _odd_part_of_every_pair(S: np.ndarray, g: np.ndarray) -> Spectrum:
+    """The odd part ``g`` (pairs,) on pairs ``S`` (pairs, n) that hold every complementary
+    pair, as its exact spectrum: its values on all ``2^n`` masks (a pair's repeats averaged,
+    ``g(Sᶜ) = -g(S)``), transformed, ``F(T) = 2^-n Σ_S g(S) (-1)^{|S ∩ T|}`` for odd ``|T|``."""
+    n = S.shape[1]
+    index = _pair_index(S)
+    sign = np.where(S[:, 0], -1.0, 1.0)  # g of the canonical mask
+    pairs = np.bincount(index, weights=sign * g, minlength=2**n) / np.maximum(np.bincount(index, minlength=2**n), 1)
+    values = pairs - pairs[(2**n - 1) ^ np.arange(2**n)]  # each mask's g: its pair's, or minus it
+    table = values.reshape((2,) * n)  # the last axis is feature 0 (bit 0)
+    for axis in range(n):
+        table = np.stack([table.take(0, axis) + table.take(1, axis), table.take(0, axis) - table.take(1, axis)], axis)
+    coefs = table.reshape(-1) / 2**n
+    every = np.arange(2**n)
+    parity = np.zeros(2**n, dtype=np.int64)
+    for i in range(n):
+        parity ^= (every >> i) & 1
+    odd = np.flatnonzero(parity)
+    supports = [tuple(int(i) for i in range(n) if t >> i & 1) for t in odd]
+    return Spectrum(n, supports, coefs[odd])
 
 
 def _digest(X: np.ndarray, y: np.ndarray) -> str:
