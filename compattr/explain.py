@@ -410,6 +410,7 @@ class Explanation:
         """The ``k`` strongest terms with feature names: Fourier (default) or an interaction
         index, with its ``options`` (``order=2`` for ``shapley_taylor``, ``faith_shapley``,
         ``faith_banzhaf``, ``k_sii``)."""
+        k = check_int(k, "k", 0)
         if index is None:
             if options:
                 raise TypeError(f"options {sorted(options)} are an index's; the Fourier terms take none.")

@@ -826,3 +826,9 @@ def test_summaries_print_small_effects_with_their_digits():
     row = next(line for line in shapley_text.splitlines() if line.endswith("L0.H0"))
     value, low, high = (float(x) for x in row.replace("[", " ").replace("]", " ").replace(",", " ").split()[:3])
     assert value == pytest.approx(3e-5, rel=0.05) and low < value < high and low > 0
+
+
+def test_interactions_refuse_a_negative_k(explanation):
+    """``head(-1)`` returned every row but the last."""
+    with pytest.raises(ValueError, match="k must be an integer >= 0"):
+        explanation.interactions(-1, index="banzhaf_interaction")

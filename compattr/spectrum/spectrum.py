@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._validation import as_masks, check_format, is_int, output_scale
+from .._validation import as_masks, check_format, is_int, is_real, output_scale
 from .supports import (
     csr_to_padded,
     group_csr_rows,
@@ -88,7 +88,7 @@ class Spectrum:
         n = int(n)
         if hasattr(coefs, "detach"):  # a torch tensor, possibly on an accelerator
             coefs = coefs.detach().cpu().numpy()
-        coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        coefs = _real_coefficients(coefs)
         if hasattr(supports, "detach"):  # torch bool rows are indicator rows, as NumPy's are
             supports = supports.detach().cpu().numpy()
         if isinstance(supports, np.ndarray) and supports.ndim == 2:
@@ -165,7 +165,7 @@ class Spectrum:
             Only these terms (positions in term order).
         """
         ip, ix = self.supports.indptr, self.supports.indices.tolist()
-        rows = range(len(self)) if rows is None else np.asarray(rows).tolist()
+        rows = range(len(self)) if rows is None else np.arange(len(self))[np.asarray(rows, dtype=np.int64)].tolist()
         return [tuple(ix[ip[r] : ip[r + 1]]) for r in rows]
 
     def to_dict(self) -> dict[tuple[int, ...], float]:
@@ -273,6 +273,8 @@ class Spectrum:
         total = energy.sum()
         if total == 0.0:
             return self._subset(np.flatnonzero(~nonconst))
+        if fraction == 1.0:  # every term: a cumulative share rounds below 1 among tiny terms
+            return self
         cum = np.cumsum(energy) / total
         last = int(np.searchsorted(cum, fraction - 1e-12)) + 1
         idx = np.union1d(np.arange(min(last, len(self))), np.flatnonzero(~nonconst))
@@ -286,7 +288,7 @@ class Spectrum:
         """Same supports, new coefficients (e.g. after a least-squares refit): ``coefs`` (k,)
         in the order of ``supports``. The supports are already distinct, so they are only
         re-ranked (terms of equal ``|F(T)|`` by support), not regrouped."""
-        coefs = np.asarray(coefs, dtype=np.float64).reshape(-1)
+        coefs = _real_coefficients(coefs)
         if coefs.size != len(self):
             raise ValueError(f"{len(self)} supports but {coefs.size} coefficients.")
         rows = csr_to_padded(self.supports, self.n)
@@ -371,15 +373,12 @@ class Spectrum:
         Columns: ``features`` (tuple of indices), ``names`` (joined feature names),
         ``order`` and ``coef``.
         """
-        if names is not None and len(names) != self.n:
-            raise ValueError(f"names must have {self.n} entries, got {len(names)}.")
         sub = self if k is None else self.top(min(k, len(self)))
         tuples = sub.support_tuples()
-        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
         return pd.DataFrame(
             {
                 "features": tuples,
-                "names": [label(t) for t in tuples],
+                "names": term_names(tuples, names, self.n),
                 "order": sub.degrees,
                 "coef": sub.coefs,
             }
@@ -480,6 +479,29 @@ class Spectrum:
 
         rows, values = extract_padded_terms(model, n, num_iteration, max_order, max_terms)
         return cls._from_grouped(n, rows, values)
+
+
+def _real_coefficients(coefs) -> np.ndarray:
+    """``coefs`` as a flat float64 array: real numbers in one dimension (or a scalar) only;
+    complex numbers (whose imaginary part NumPy would drop), strings and 2-D arrays refused."""
+    array = np.asarray(coefs)
+    if array.dtype.kind not in "biuf" and not (array.dtype == object and all(is_real(c) for c in array.reshape(-1))):
+        raise ValueError(f"coefficients must be real numbers, got an array of {array.dtype}.")
+    if array.ndim > 1:
+        raise ValueError(f"coefficients must be one per support, a 1-D array; got shape {array.shape}.")
+    return array.astype(np.float64).reshape(-1)
+
+
+def term_names(terms: Sequence[tuple[int, ...]], names: Sequence | None, n: int) -> list[str]:
+    """Each term (a tuple of feature indices) as its features' names joined by " × " ("∅"
+    for the empty set), or as ``str(term)`` without ``names``. ``names`` is read by position
+    (a pandas Series by its values, not its index labels) and must have ``n`` entries."""
+    if names is None:
+        return [str(t) for t in terms]
+    names = [str(name) for name in names]
+    if len(names) != n:
+        raise ValueError(f"names must have {n} entries, got {len(names)}.")
+    return [" × ".join(names[i] for i in t) or "∅" for t in terms]
 
 
 def _check_not_indicators(supports: np.ndarray, n: int) -> None:

@@ -327,9 +327,19 @@ def padded_to_csr(rows: np.ndarray, n: int) -> sp.csr_array:
 
 def pad_supports(supports: Sequence[Iterable[int]], n: int) -> np.ndarray:
     """Sort each support (an iterable of feature indices), check its features, and pad to a
-    rectangular array. Booleans and non-integral numbers are refused: a row of indicators
-    such as ``[True, False, True]`` would otherwise read as the features ``{0, 1}``."""
-    sets = [sorted(set(_feature_index(i) for i in s)) for s in supports]
+    rectangular array. Booleans, non-integral numbers and a feature listed twice are
+    refused: a row of indicators such as ``[True, False, True]`` or ``[1, 0, 1, 0]`` would
+    otherwise read as the features ``{0, 1}``."""
+    sets = []
+    for support in supports:
+        features = [_feature_index(i) for i in support]
+        distinct = sorted(set(features))
+        if len(distinct) != len(features):
+            raise ValueError(
+                f"support {tuple(features)} lists a feature twice: a set lists each feature once "
+                "(indicator rows of 0s and 1s go in as a bool array)."
+            )
+        sets.append(distinct)
     D = max((len(s) for s in sets), default=0)
     rows = np.full((len(sets), D), n, dtype=np.int64)
     for r, s in enumerate(sets):

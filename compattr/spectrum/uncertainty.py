@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .._validation import as_masks, as_outputs, check_int, output_scale
 from . import indices
-from .spectrum import Spectrum
+from .spectrum import Spectrum, term_names
 from .supports import csr_to_padded, find_rows
 
 #: :func:`refit_gap` above which a spectrum is not the refit of its terms (a refit is below
@@ -115,11 +115,10 @@ class _Refitted:
             keys = [(i,) for i in range(len(point))]
             values, samples = np.asarray(point, float), np.stack([np.asarray(d, float) for d in refits])
         stderr, low, high = self._spread(values, samples, confidence)
-        label = (lambda t: " × ".join(names[i] for i in t) or "∅") if names is not None else str
         frame = pd.DataFrame(
             {
                 "features": keys,
-                "names": [label(t) for t in keys],
+                "names": term_names(keys, names, self.spectrum.n),
                 "value": values,
                 "stderr": stderr,
                 "ci_low": low,

@@ -430,3 +430,41 @@ def test_torch_supports_read_as_numpy_ones():
     with pytest.raises(ValueError, match="array of 0s and 1s"):
         Spectrum(3, torch.from_numpy(B.astype(np.int64)), [1.0, 2.0])
     assert Spectrum(3, torch.tensor([[0, 2], [1, 2]]), [1.0, 2.0]) == expected  # index rows
+
+
+def test_indicator_rows_of_another_type_than_bool_are_refused_in_any_container():
+    """0/1 rows given as lists (a JSON file's, ``df.values.tolist()``), lists of int arrays or
+    from_dict keys read as index lists: every row collapsed into the set {0, 1}."""
+    rows = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 1]])
+    for supports in (rows.tolist(), list(rows), [tuple(r) for r in rows.tolist()]):
+        with pytest.raises(ValueError, match="lists a feature twice"):
+            Spectrum(4, supports, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="lists a feature twice"):
+        Spectrum.from_dict({(1, 0, 1, 0): 1.0}, 4)
+    right = Spectrum(4, rows.astype(bool), [1.0, 2.0, 3.0])
+    assert right.to_dict() == {(2, 3): 3.0, (1, 3): 2.0, (0, 2): 1.0}
+
+
+def test_names_are_read_by_position_also_from_a_pandas_series():
+    """A Series of names (a sorted table's column) was looked up by its index labels."""
+    sp = Spectrum(4, [(0,), (1, 2)], [2.0, 1.0])
+    names = pd.Series(["L1.H0", "L0.H0", "L1.H1", "L0.H1"], index=[2, 0, 3, 1])
+    assert sp.to_frame(names=names)["names"].tolist() == ["L1.H0", "L0.H0 × L1.H1"]
+    with pytest.raises(ValueError, match="names must have 4 entries"):
+        sp.to_frame(names=names[:3])
+
+
+def test_small_fixes_at_the_edges():
+    # top_energy(1.0) keeps every term, also beside terms whose share rounds away
+    sp = Spectrum(30, [(0,)] + [(i,) for i in range(1, 20)], [1.0] + [2e-7] * 19)
+    assert len(sp.top_energy(1.0)) == 20
+    # positions count from the end as Python's do
+    assert sp.support_tuples([-1]) == sp.support_tuples([len(sp) - 1])
+    # coefficients are real numbers, one per support
+    with pytest.raises(ValueError, match="real numbers"):
+        Spectrum(2, [(0,)], np.array([3j]))
+    with pytest.raises(ValueError, match="real numbers"):
+        Spectrum(2, [(0,)], np.array(["1e3"]))
+    with pytest.raises(ValueError, match="1-D"):
+        Spectrum(2, [(0,), (1,)], np.ones((2, 1)))
+    assert Spectrum(2, [(0,)], np.array([2], dtype=object)).to_dict() == {(0,): 2.0}
