@@ -446,8 +446,6 @@ class PairedShapley(BaseEstimator):
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         self.n_features_in_ = X.shape[1]
-        if _every_pair(X[0::2]):  # the odd part is known on every mask: nothing to estimate
-            return self._fit_every_pair(X, y)
         # one fit, the folds' average alone: the fit on every mask did not lower the Shapley
         # error on the tuning functions (docs/results.md)
         proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
@@ -457,6 +455,8 @@ class PairedShapley(BaseEstimator):
         offset = self.output_offset_ = output_offset(y)
         scale = self.output_scale_ = output_scale(y - offset)
         S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
+        if _every_pair(S):  # the odd part is known on every mask: nothing to estimate
+            return self._read_every_pair(X, y)
         sparse = proxy.spectrum_.odd_part()
         role = self._sparse_role(len(y), sparse)
         estimates = []
@@ -478,14 +478,10 @@ class PairedShapley(BaseEstimator):
         self._fitted_on = _digest(X, y)
         return self
 
-    def _fit_every_pair(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
+    def _read_every_pair(self, X: np.ndarray, y: np.ndarray) -> PairedShapley:
         """Where the pairs hold every complementary pair (``prior_`` "exact"): the odd part's
         coefficients read off its values on every mask (the mean of a pair's repeats), so
-        the Shapley values are exact; the proxy is still fitted (``proxy_``)."""
-        proxy = ProxySPEX(final_fit=False, repeats=1, cv=self.cv, num_threads=self.num_threads, seed=self.random_state)
-        self.proxy_ = proxy.fit(X, y)
-        self.output_offset_ = output_offset(y)
-        self.output_scale_ = output_scale(y - self.output_offset_)
+        the Shapley values are exact."""
         self.spectrum_ = _odd_part_of_every_pair(X[0::2], 0.5 * (y[0::2] - y[1::2]))
         self.prior_, self.hedged_, self.tree_proxies_, self.untuned_trees_ = "exact", False, [], None
         self.ridge_, self.support_ = 0.0, np.nan
