@@ -348,7 +348,7 @@ def _load_folder(source, auto, dtype, device, local: bool) -> tuple[torch.nn.Mod
     from transformers import AutoTokenizer
 
     try:
-        model = auto.from_pretrained(source, dtype=dtype, local_files_only=local)
+        model, loading = auto.from_pretrained(source, dtype=dtype, local_files_only=local, output_loading_info=True)
     except (pickle.UnpicklingError, OSError) as raised:
         error = _unpickling_error(raised)  # transformers 4 wraps it in an OSError
         if error is None:
@@ -361,12 +361,29 @@ def _load_folder(source, auto, dtype, device, local: bool) -> tuple[torch.nn.Mod
             "model saved as safetensors (model.safetensors), or, if you trust the file, load "
             "it yourself and save it with save_pretrained."
         ) from None
+    _check_complete(loading, source, auto)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        # a sequence classifier reads its logits at the last token that is not the pad token
+        model.config.pad_token_id = tokenizer.pad_token_id
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def _check_complete(loading: dict, source, auto) -> None:
+    """ValueError where the checkpoint lacked weights the model class needs (transformers
+    initialises them at random: a causal LM's folder loaded as a classifier gets a random
+    head, and every explanation of it explains that head)."""
+    missing = list(loading.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(sorted(missing)[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(
+            f"{source} has no weights for {shown}: loaded as {auto.__name__} they would be random. "
+            "Load it as the task it was saved for (task=...)."
+        )
 
 
 def _unpickling_error(error: BaseException | None) -> pickle.UnpicklingError | None:
@@ -412,7 +429,10 @@ def _dequantise(gguf: Path, out: Path, auto) -> None:
         raise MissingAssetError(f"reading {gguf.name} needs the gguf package: pip install gguf") from None
     from transformers import AutoTokenizer
 
-    quantised = auto.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    quantised, loading = auto.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, local_files_only=True, output_loading_info=True
+    )
+    _check_complete(loading, gguf, auto)
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

@@ -194,6 +194,11 @@ def _class_score(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch
     chosen = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     if kind == "logit":
         return chosen
+    if logits.shape[-1] < 2:
+        raise ValueError(
+            f"a {kind.replace('_', ' ')} compares a class with the others, but the model has one output "
+            "(a regression or score head): use ClassLogit() for its value."
+        )
     others = logits.scatter(-1, labels.unsqueeze(-1), float("-inf"))
     rest = others.amax(-1) if kind == "margin" else others.logsumexp(-1)
     return chosen - rest

@@ -89,8 +89,18 @@ def test_tokenizer_without_padding_token_gets_eos(tmp_path):
     tokenizer.eos_token = "[SEP]"
     tiny_llama().save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    _, loaded = models.load_model(tmp_path)
+    model, loaded = models.load_model(tmp_path)
     assert loaded.pad_token == "[SEP]"
+    # the model is told too: a sequence classifier reads its logits at the last non-pad token
+    # (without it, padded rows were read at their padding, or a batch was refused)
+    assert model.config.pad_token_id == loaded.pad_token_id
+
+
+def test_a_checkpoint_without_the_tasks_head_is_refused(tiny_folder):
+    """A causal LM's folder loaded as a classifier got a random head, silently (two loads
+    gave two functions)."""
+    with pytest.raises(ValueError, match=r"has no weights for score\.weight.*would be random"):
+        models.load_model(tiny_folder, task="sequence-classification")
 
 
 @pytest.mark.parametrize("name", ["./no-such-model", "/no/such/model", "a/b/c", "missing.gguf"])

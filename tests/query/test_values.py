@@ -335,3 +335,16 @@ def test_the_greedy_answer_ends_at_the_generation_configs_end_token():
     model.generation_config.eos_token_id = free[k]  # ends the turn
     _, x, t = run(LogLikelihood(max_new_tokens=6), model, {"input_ids": prompt})
     assert int(t["scored"][0].sum()) == k + 1 and x["input_ids"][0, 5 : 6 + k].tolist() == free[: k + 1]
+
+
+def test_a_margin_or_log_odds_of_one_output_is_refused():
+    """With one output (a regression or score head) every other logit is -inf: the margin
+    and the log-odds were +inf for every mask, silently."""
+    logits, labels = torch.tensor([[0.8], [0.6]]), torch.tensor([0, 0])
+    with pytest.raises(ValueError, match="the model has one output"):
+        margin(logits, labels)
+    from compattr.query.values import _class_score
+
+    with pytest.raises(ValueError, match="log odds compares a class with the others"):
+        _class_score(logits, labels, "log_odds")
+    assert torch.equal(_class_score(logits, labels, "logit"), torch.tensor([0.8, 0.6]))
