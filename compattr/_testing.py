@@ -18,11 +18,12 @@ def _seeded(build, seed: int):
     return build().eval()
 
 
-def tiny_causal_lm(family: str, seed: int = 0, **config):
+def tiny_causal_lm(family: str, seed: int = 0, config_family: str | None = None, **config):
     """A causal LM of the transformers family ``family`` (``"Mistral"`` builds
-    ``MistralForCausalLM`` from ``MistralConfig``): 2 layers, 4 query heads on 2 key/value
-    heads, hidden size 32, with ``config``'s entries in place of these or added (a sliding
-    window, a head size)."""
+    ``MistralForCausalLM`` from ``MistralConfig``; ``config_family`` names another
+    configuration class, ``"Gemma3nText"`` for ``"Gemma3n"``): 2 layers, 4 query heads on 2
+    key/value heads, hidden size 32, with ``config``'s entries in place of these or added (a
+    sliding window, a head size)."""
     import transformers
 
     settings = {
@@ -35,7 +36,7 @@ def tiny_causal_lm(family: str, seed: int = 0, **config):
         "max_position_embeddings": 64,
         **config,
     }
-    configuration = getattr(transformers, f"{family}Config")(**settings)
+    configuration = getattr(transformers, f"{config_family or family}Config")(**settings)
     return _seeded(lambda: getattr(transformers, f"{family}ForCausalLM")(configuration), seed)
 
 

@@ -32,7 +32,7 @@ from .architectures import check_layers, find_blocks, is_lens, language_model, r
 from .base import Inputs, attention_mask_of, digest, mask_rows
 from .components import Components
 from .patching import patched_rows, record_activations, token_mean
-from .replay import LayerReplay
+from .replay import LayerReplay, replayable
 
 _ABLATIONS = ("zero", "mean", "patch")
 
@@ -163,7 +163,9 @@ class MLPBlocks:
     def layer_replay(self) -> LayerReplay | None:
         """Replay of the blocks before the first masked MLP's layer, or None if there are none."""
         start = min(self.layers)
-        return None if start == 0 else LayerReplay(self._blocks, start)
+        if start == 0 or not (self._lens or replayable(text_config(self.model))):
+            return None
+        return LayerReplay(self._blocks, start)
 
     # ------------------------------------------------------------------ internals
     def _hook(self, pos: int):

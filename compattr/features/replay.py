@@ -18,6 +18,14 @@ import torch
 from torch import nn
 
 
+def replayable(config) -> bool:
+    """Whether a model of this (text) configuration may be replayed: not where the blocks pass
+    each other more than one hidden state (Gemma 3n's AltUp, ``altup_num_inputs``: its states
+    carry an extra leading axis) or where later blocks read keys and values that the skipped
+    ones stored (``num_kv_shared_layers``)."""
+    return not getattr(config, "altup_num_inputs", None) and not getattr(config, "num_kv_shared_layers", 0)
+
+
 class _Captured(Exception):
     """Stops a forward pass once the last replayed block has produced its output."""
 

@@ -209,7 +209,11 @@ class MaskedModel:
         patching*: a masked component outputs ``corrupted + m · (clean - corrupted)``, so the
         derivative in ``m`` is the gradient times the clean-minus-corrupted activation
         difference, summed over positions and averaged as the value averages examples. Under
-        zero ablation it is gradient × activation. It costs one forward and one backward pass
+        zero ablation it is gradient × activation, for heads with ``rescale=False``; with
+        :class:`~compattr.features.AttentionHeads`' default ``rescale=True`` (kept heads scaled
+        by ``H / k``) the rescale moves with the mask too, and head ``i``'s derivative is its
+        gradient × activation less the mean of that over its layer's ``H`` heads. It costs
+        one forward and one backward pass
         over the examples (plus the corrupted forward the features ran once when built),
         against ``n + 1`` forwards for single-feature ablation.
 

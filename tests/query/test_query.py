@@ -483,3 +483,40 @@ def test_weights_changed_in_place_are_seen_by_a_reused_query(tmp_path, change):
         fresh = Query(model, query.features, query.value, query.inputs).evaluate(X)
         assert np.abs(fresh - old).max() > 1e-3  # the new weights answer otherwise
         np.testing.assert_allclose(run_queries(query, X, cache_dir=tmp_path, progress=False), fresh, atol=1e-5)
+
+
+@pytest.mark.parametrize("shared", [0, 2])
+def test_gemma3n_is_not_replayed(shared):
+    """Gemma 3n's blocks pass AltUp states with an extra leading axis, and its KV-shared
+    layers read keys the skipped blocks store: the default layer replay failed on both."""
+    model = tiny_causal_lm(
+        "Gemma3n",
+        config_family="Gemma3nText",
+        vocab_size_per_layer_input=64,
+        hidden_size_per_layer_input=8,
+        num_hidden_layers=4,
+        head_dim=8,
+        num_kv_shared_layers=shared,
+        layer_types=["sliding_attention", "full_attention"] * 2,
+        sliding_window=4,
+        activation_sparsity_pattern=[0.0] * 4,
+        altup_num_inputs=2,
+        laurel_rank=4,
+    )
+    heads = AttentionHeads(model, layers=[2, 3], rescale=False)
+    x = {"input_ids": torch.randint(9, 60, (3, 6), generator=torch.Generator().manual_seed(1))}
+    X = random_masks(4, heads.n)
+    fast = Query(model, heads, ClassLogit(), x)
+    assert fast._layer_replay is None
+    np.testing.assert_array_equal(fast.evaluate(X), Query(model, heads, ClassLogit(), x, replay=False).evaluate(X))
+
+
+def test_mask_gradient_with_rescaled_heads_is_gradient_times_activation_less_its_layer_mean():
+    """The docstring promised gradient × activation under zero ablation; with the default
+    rescale (kept heads × H/k) the rescale moves with the mask: less the layer's mean."""
+    model = tiny_llama(layers=3).double()
+    x = torch.randint(6, 60, (2, 5), generator=torch.Generator().manual_seed(0))
+    plain = Query(model, AttentionHeads(model, layers=[2], rescale=False), ClassLogit(), x).mask_gradient()
+    rescaled = Query(model, AttentionHeads(model, layers=[2]), ClassLogit(), x).mask_gradient()
+    np.testing.assert_allclose(rescaled, plain - plain.mean(), atol=1e-8)  # float32 factors
+    assert np.abs(plain - plain.mean()).max() > 1e-4  # the two differ
