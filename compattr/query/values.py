@@ -204,6 +204,33 @@ def _class_score(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch
     return chosen - rest
 
 
+def _check_left_padding_is_read_through(model: torch.nn.Module, inputs: Inputs) -> None:
+    """ValueError where a left-padded row's class logits move with its padding: a classifier
+    that pools its first token (BERT's pooler, RoBERTa's head) reads the padding there. One
+    such row is scored with its padding and without (two forwards, once)."""
+    mask = attention_mask_of(inputs)
+    if mask is None or mask.ndim != 2 or isinstance(inputs, torch.Tensor):
+        return
+    padded = torch.nonzero((mask[:, 0] == 0) & mask.bool().any(1)).flatten()
+    if not len(padded):
+        return
+    r = int(padded[0])
+    start = int(mask[r].bool().int().argmax())
+    S = mask.shape[1]
+    row = map_inputs(lambda t: t[r : r + 1] if t.ndim >= 2 and t.shape[1] == S else t, inputs)
+    trimmed = map_inputs(lambda t: t[:, start:] if t.ndim >= 2 and t.shape[1] == S else t, row)
+    with torch.no_grad():
+        with_padding, without = class_logits(model, row).float(), class_logits(model, trimmed).float()
+    scale = float(without.abs().max()) if without.numel() else 0.0
+    if not torch.allclose(with_padding, without, rtol=0.0, atol=1e-2 * max(1.0, scale)):
+        raise ValueError(
+            f"{type(model).__name__}'s logits of row {r} change with its left padding (by up to "
+            f"{float((with_padding - without).abs().max()):.3g}): it reads a position the padding "
+            "fills (a classifier pooling its first token). Pad on the right "
+            "(tokenizer.padding_side = 'right')."
+        )
+
+
 def class_logits(model: torch.nn.Module, inputs: Inputs) -> torch.Tensor:
     """Per-example logits ``(B, C)`` of a classifier, or of a sequence model at each row's
     last attended token (the next-token prediction).
@@ -242,6 +269,7 @@ class _ClassValue(Value):
 
     def prepare(self, model, inputs, batch_size):
         E = n_examples(inputs)
+        _check_left_padding_is_read_through(model, inputs)
         if self.labels is not None:
             if self.labels.shape != (E,):
                 raise ValueError(f"got {tuple(self.labels.shape)} labels for {E} examples.")

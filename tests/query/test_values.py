@@ -348,3 +348,20 @@ def test_a_margin_or_log_odds_of_one_output_is_refused():
     with pytest.raises(ValueError, match="log odds compares a class with the others"):
         _class_score(logits, labels, "log_odds")
     assert torch.equal(_class_score(logits, labels, "logit"), torch.tensor([0.8, 0.6]))
+
+
+def test_a_classifier_that_pools_its_first_token_refuses_left_padding():
+    """BERT's pooler reads token 0, the padding of a left-padded row: its logits were 0.4 off
+    each text alone, silently. A right-padded batch is read as each text alone."""
+    from compattr._testing import word_tokenizer
+
+    model, tokenizer = tiny_bert(), word_tokenizer()
+    texts = ["w1 w2 w3 w4 w5", "w9 w8", "w10 w11 w12"]
+    with torch.no_grad():
+        alone = torch.stack([model(**tokenizer(t, return_tensors="pt")).logits[0] for t in texts])
+    tokenizer.padding_side = "left"
+    with pytest.raises(ValueError, match="change with its left padding.*Pad on the right"):
+        run(ClassLogit([0, 1, 2]), model, dict(tokenizer(texts, return_tensors="pt", padding=True)))
+    tokenizer.padding_side = "right"
+    score, _, _ = run(ClassLogit([0, 1, 2]), model, dict(tokenizer(texts, return_tensors="pt", padding=True)))
+    torch.testing.assert_close(score, alone[torch.arange(3), torch.tensor([0, 1, 2])], atol=1e-5, rtol=0)
