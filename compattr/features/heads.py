@@ -132,17 +132,8 @@ class AttentionHeads:
             # it flattened to [batch, pos, head * d_head].
             self._split = _is_hooked_transformer(model)
             self._width = int(cfg.d_head) if self._split else int(cfg.n_heads) * int(cfg.d_head)
-            if ablation == "zero" and _value_biases_folded(model):
-                warnings.warn(
-                    "this TransformerLens model's value biases look folded into its attention "
-                    "output biases (every b_V is 0, some b_O is not: weight processing with "
-                    "fold_value_biases=True, HookedTransformer.from_pretrained's default): "
-                    "zeroing a head's z then leaves its b_V·W_O in b_O, so a masked head is not "
-                    "removed. Load it with fold_value_biases=False, or use ablation='mean' or "
-                    "'patch', which are exact either way.",
-                    UserWarning,
-                    stacklevel=2,
-                )
+            self._warned_folded = False
+            self._warn_if_value_biases_folded(stacklevel=3)
         else:
             config = text_config(model)
             if getattr(config, "num_attention_heads", None) is None:
@@ -210,6 +201,8 @@ class AttentionHeads:
         """
         if self._factors is not None:
             raise RuntimeError("heads are already masked; masked() contexts do not nest.")
+        if self._lens:  # its weights may have been processed since these features were built
+            self._warn_if_value_biases_folded(stacklevel=4)
         self._rows = None if examples is None else torch.as_tensor(examples, dtype=torch.long)
         self._factors = self._mask_factors(masks)
         handles = []
@@ -242,6 +235,23 @@ class AttentionHeads:
         return LayerReplay(blocks, start)
 
     # ------------------------------------------------------------------ internals
+    def _warn_if_value_biases_folded(self, stacklevel: int) -> None:
+        """Warn (once) where zero ablation of a TransformerLens model cannot remove a head:
+        its value biases folded into the output biases (:func:`_value_biases_folded`)."""
+        if self.ablation != "zero" or self._warned_folded or not _value_biases_folded(self.model):
+            return
+        self._warned_folded = True
+        warnings.warn(
+            "this TransformerLens model's value biases look folded into its attention "
+            "output biases (every b_V is 0, some b_O is not: weight processing with "
+            "fold_value_biases=True, HookedTransformer.from_pretrained's default): "
+            "zeroing a head's z then leaves its b_V·W_O in b_O, so a masked head is not "
+            "removed. Load it with fold_value_biases=False, or use ablation='mean' or "
+            "'patch', which are exact either way.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
     def _site(self, layer: int) -> nn.Module:
         if self._lens:
             hooks: Any = self.model.hook_dict  # TransformerLens: hook name -> HookPoint
