@@ -488,9 +488,8 @@ def test_zero_ablation_warns_where_value_biases_were_folded_into_output_biases(t
         heads = AttentionHeads(in_place, rescale=False)
     # weights processed after the features were built: masking warns (once), as building does
     in_place.enable_compatibility_mode(disable_warnings=True)
-    with pytest.warns(UserWarning, match="fold_value_biases=False"):
-        with heads.masked(np.ones(heads.n, bool)):
-            pass
+    with pytest.warns(UserWarning, match="fold_value_biases=False"), heads.masked(np.ones(heads.n, bool)):
+        pass
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with heads.masked(np.ones(heads.n, bool)):
