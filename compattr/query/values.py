@@ -216,9 +216,10 @@ def _check_left_padding_is_read_through(model: torch.nn.Module, inputs: Inputs) 
         return
     r = int(padded[0])
     start = int(mask[r].bool().int().argmax())
-    S = mask.shape[1]
-    row = map_inputs(lambda t: t[r : r + 1] if t.ndim >= 2 and t.shape[1] == S else t, inputs)
-    trimmed = map_inputs(lambda t: t[:, start:] if t.ndim >= 2 and t.shape[1] == S else t, row)
+    E, S = mask.shape
+    # row r of every per-example tensor (inputs hold examples first), then its tokens from start
+    row = map_inputs(lambda t: t[r : r + 1] if t.ndim and t.shape[0] == E else t, inputs)
+    trimmed = map_inputs(lambda t: t[:, start:] if t.ndim >= 2 and t.shape[:2] == (1, S) else t, row)
     with torch.no_grad():
         with_padding, without = class_logits(model, row).float(), class_logits(model, trimmed).float()
     scale = float(without.abs().max()) if without.numel() else 0.0
