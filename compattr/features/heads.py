@@ -48,7 +48,7 @@ from .architectures import check_layers, find_blocks, is_lens, kv_heads, languag
 from .base import Inputs, attention_mask_of, digest, mask_rows
 from .components import Components
 from .patching import patched_rows, record_activations, token_mean
-from .replay import LayerReplay, replayable
+from .replay import LayerReplay, replay_before
 
 _ABLATIONS = ("zero", "mean", "patch")
 
@@ -228,11 +228,8 @@ class AttentionHeads:
 
     def layer_replay(self) -> LayerReplay | None:
         """Replay of the blocks before the first masked layer, or None if there are none."""
-        start = min(self.layers)
-        if start == 0 or not (self._lens or replayable(text_config(self.model))):
-            return None
         blocks: Any = self.model.blocks if self._lens else self._blocks  # TransformerLens' or found
-        return LayerReplay(blocks, start)
+        return replay_before(blocks, min(self.layers), None if self._lens else text_config(self.model))
 
     # ------------------------------------------------------------------ internals
     def _warn_if_value_biases_folded(self, stacklevel: int) -> None:

@@ -32,7 +32,7 @@ from .architectures import check_layers, find_blocks, is_lens, language_model, r
 from .base import Inputs, attention_mask_of, digest, mask_rows
 from .components import Components
 from .patching import patched_rows, record_activations, token_mean
-from .replay import LayerReplay, replayable
+from .replay import LayerReplay, replay_before
 
 _ABLATIONS = ("zero", "mean", "patch")
 
@@ -162,10 +162,7 @@ class MLPBlocks:
 
     def layer_replay(self) -> LayerReplay | None:
         """Replay of the blocks before the first masked MLP's layer, or None if there are none."""
-        start = min(self.layers)
-        if start == 0 or not (self._lens or replayable(text_config(self.model))):
-            return None
-        return LayerReplay(self._blocks, start)
+        return replay_before(self._blocks, min(self.layers), None if self._lens else text_config(self.model))
 
     # ------------------------------------------------------------------ internals
     def _hook(self, pos: int):

@@ -4,8 +4,8 @@ When nothing masked lives in blocks ``0 .. start-1`` (attention heads of later l
 those blocks compute the same output for every mask. :class:`LayerReplay` captures it once per
 example batch and, while a batch of masks runs, makes those blocks return it (tiled to the
 batch) instead of recomputing it: exact, and as much faster as the skipped blocks cost.
-:meth:`compattr.features.AttentionHeads.layer_replay` builds one; :class:`compattr.query.MaskedModel`
-uses it.
+:func:`replay_before` builds one for the maskers (``AttentionHeads.layer_replay``...);
+:class:`compattr.query.MaskedModel` uses it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ import torch
 from torch import nn
 
 
-def replayable(config) -> bool:
-    """Whether a model of this (text) configuration may be replayed: not where the blocks pass
-    each other more than one hidden state (Gemma 3n's AltUp, ``altup_num_inputs``: its states
-    carry an extra leading axis) or where later blocks read keys and values that the skipped
-    ones stored (``num_kv_shared_layers``)."""
-    return not getattr(config, "altup_num_inputs", None) and not getattr(config, "num_kv_shared_layers", 0)
+def replay_before(blocks: nn.ModuleList, start: int, config) -> LayerReplay | None:
+    """The :class:`LayerReplay` of ``blocks`` up to ``start`` (the first masked layer), or
+    None where there is nothing to replay (``start`` 0) or the model's (text) ``config``
+    (None: none to read, a TransformerLens model's) says its blocks cannot be replayed: they
+    pass each other more than one hidden state (Gemma 3n's AltUp, ``altup_num_inputs``: its
+    states carry an extra leading axis), or later blocks read keys and values that the
+    skipped ones stored (``num_kv_shared_layers``)."""
+    if start == 0 or getattr(config, "altup_num_inputs", None) or getattr(config, "num_kv_shared_layers", 0):
+        return None
+    return LayerReplay(blocks, start)
 
 
 class _Captured(Exception):
