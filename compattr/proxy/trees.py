@@ -210,7 +210,7 @@ def _subset_tables(p: int, max_order: int | None) -> tuple[np.ndarray, np.ndarra
     gather : (s, p) int array
         Each subset's positions in increasing order, padded with ``p``.
     """
-    key = (p, p if max_order is None else min(p, max_order))
+    key = (p, _largest_subset(p, max_order))
     if key in _TABLES:
         return _TABLES[key]
     tables = _built_subset_tables(*key)
@@ -220,6 +220,11 @@ def _subset_tables(p: int, max_order: int | None) -> tuple[np.ndarray, np.ndarra
             del _TABLES[next(iter(_TABLES))]
         _TABLES[key] = tables
     return tables
+
+
+def _largest_subset(p: int, max_order: int | None) -> int:
+    """The largest subset of a path of ``p`` features kept: ``p``, or ``max_order`` below it."""
+    return p if max_order is None else min(p, max_order)
 
 
 def _subset_count(p: int, top: int) -> int:
@@ -278,8 +283,8 @@ def extract_padded_terms(model, n: int, num_iteration, max_order, max_terms):
     sides = np.take_along_axis(sides, order, axis=1)
     lengths = (feats < n).sum(axis=1)
     path_lengths, leaves = np.unique(lengths, return_counts=True)
-    top = lambda p: p if max_order is None else min(p, max_order)
-    n_terms = sum(int(c) * _subset_count(int(p), top(int(p))) for p, c in zip(path_lengths, leaves))
+    kept = (_subset_count(int(p), _largest_subset(int(p), max_order)) for p in path_lengths)
+    n_terms = sum(int(c) * k for c, k in zip(leaves, kept))
     if n_terms > max_terms:
         remedy = (
             "Limit the depth or pass max_order to drop high orders."
