@@ -493,7 +493,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     cv_r2_ : float
         Cross-validated R² of the fit: 1 - (lowest CV mean squared error of the kept terms,
         or of the trees when no k was cross-validated) / variance of ``y``; 1 for constant
-        outputs.
+        outputs. The folds split the rows: where masks repeat (few features), a repeat can
+        sit on both sides, and the CV then scores outputs the fit has seen (held-out masks,
+        as ``compattr.explain`` draws them, do not repeat the fitting masks).
     k_ : int
         Number of kept terms (of the first fit); ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
