@@ -130,15 +130,20 @@ def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
 def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
     """Run ``model`` on a tensor (positional) or a mapping of tensors (keyword arguments).
 
-    Models whose ``forward`` takes ``use_cache`` get ``use_cache=False``: compattr never decodes
-    incrementally through the model, and a cache would only cost memory. ``options`` are
-    passed as keyword arguments.
+    A mapping's ``input_ids`` go first, positionally, to a model whose ``forward`` has no
+    parameter of that name but a positional first one (TransformerLens's ``input``), the rest
+    as keyword arguments. Models whose ``forward`` takes ``use_cache`` get ``use_cache=False``:
+    compattr never decodes incrementally through the model, and a cache would only cost
+    memory. ``options`` are passed as keyword arguments.
     """
     if isinstance(inputs, torch.Tensor):
         return model(inputs, **options)
     kwargs = {**inputs, **options}
-    if forward_takes(type(model), "use_cache"):
+    model_class: type = type(model)
+    if forward_takes(model_class, "use_cache"):
         kwargs.setdefault("use_cache", False)
+    if "input_ids" in kwargs and _tokens_go_first(model_class):
+        return model(kwargs.pop("input_ids"), **kwargs)
     return model(**kwargs)
 
 
@@ -154,6 +159,22 @@ def _forward_parameters(model_class: Any) -> frozenset[str]:
         return frozenset(inspect.signature(model_class.forward).parameters)
     except (AttributeError, TypeError, ValueError):
         return frozenset()
+
+
+@functools.cache
+def _tokens_go_first(model_class: Any) -> bool:
+    """Whether ``model_class.forward`` takes its tokens as a positional first parameter not
+    called ``input_ids`` (TransformerLens: ``input``): False where it has ``input_ids`` or no
+    introspectable signature."""
+    try:
+        parameters = list(inspect.signature(model_class.forward).parameters.values())
+    except (AttributeError, TypeError, ValueError):
+        return False
+    if any(p.name == "input_ids" for p in parameters):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    first = [p for p in parameters if p.name != "self"][:1]
+    return bool(first) and first[0].kind in positional
 
 
 def masks_by_example(masker: Any) -> bool:

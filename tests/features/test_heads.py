@@ -443,6 +443,36 @@ def test_transformerlens_hook_z_equals_the_hf_hook(tmp_path):
         assert np.allclose(through_query, Query(hf, hf_heads, ClassLogit(), x).evaluate(masks[:2]), atol=1e-5)
 
 
+def test_transformerlens_takes_a_tokenizers_mapping_words_and_sequence_values(tmp_path):
+    """A TransformerLens model's forward takes its tokens as ``input``: a mapping of
+    ``input_ids`` and a left-padded ``attention_mask``, text features and the sequence values
+    (which pass a mapping) crashed on it; they give the Hugging Face model's outputs."""
+    bridges = pytest.importorskip("transformer_lens.model_bridge", reason="needs the 'lens' extra (transformer-lens 4)")
+    from transformers import AutoTokenizer
+
+    from compattr.features import Words
+    from compattr.values import LogLikelihood, MultipleChoice
+
+    word_tokenizer().save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    model = tiny_gpt2()  # absolute positions: left padding must not shift them
+    hf = copy.deepcopy(model)
+    bridge = bridges.TransformerBridge.boot_transformers("tiny", hf_model=model, tokenizer=tokenizer)
+    x = ids(batch=3, seq=7)
+    padded = {"input_ids": x, "attention_mask": torch.ones_like(x)}
+    padded["attention_mask"][0, :2] = 0
+    masks = np.random.default_rng(5).random((4, AttentionHeads(hf).n)) < 0.5
+    choice = MultipleChoice([[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]], [1, 0, 2])
+    for value, inputs in ((ClassLogit(), padded), (LogLikelihood(max_new_tokens=2), padded), (choice, x)):
+        expected = Query(hf, AttentionHeads(hf), value, inputs).evaluate(masks)
+        got = Query(bridge, AttentionHeads(bridge), value, inputs).evaluate(masks)
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=repr(value))
+        assert np.ptp(expected) > 0
+    words = lambda m: Query(m, Words(tokenizer, "w1 w2 w3 w4 w5", prefix="[BOS] w20 "), LogLikelihood(max_new_tokens=3))
+    word_masks = np.random.default_rng(2).random((4, 5)) < 0.5
+    np.testing.assert_allclose(words(bridge).evaluate(word_masks), words(hf).evaluate(word_masks), atol=1e-5)
+
+
 def test_transformerlens_layer_replay_equals_the_full_forward(tmp_path):
     """Query with layer replay on a TransformerBridge gives the outputs of full forwards and
     runs the blocks before the first masked layer once per example batch, not per mask batch."""
