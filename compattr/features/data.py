@@ -180,7 +180,19 @@ def _plain_data(value) -> bool:
 
 
 def _code_digest(code) -> str:
-    """A digest of a code object's instructions, constants (nested code included) and names."""
+    """A digest of a code object's instructions, constants (nested code included) and names,
+    the same in every process."""
     parts = [code.co_code, repr(code.co_names).encode()]
-    parts += [_code_digest(c).encode() if inspect.iscode(c) else repr(c).encode() for c in code.co_consts]
+    parts += [_code_digest(c).encode() if inspect.iscode(c) else _constant_text(c).encode() for c in code.co_consts]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+
+def _constant_text(value) -> str:
+    """``repr`` of a code constant, with the members of a frozenset (``x in {"a", "b"}``
+    compiles to one) in sorted order: their order follows string hashing, which differs from
+    one process to the next."""
+    if isinstance(value, frozenset):
+        return "frozenset({" + ", ".join(sorted(_constant_text(v) for v in value)) + "})"
+    if isinstance(value, tuple):
+        return "(" + "".join(_constant_text(v) + ", " for v in value) + ")"
+    return repr(value)

@@ -161,12 +161,24 @@ class Spectrum:
 
         Parameters
         ----------
-        rows : array_like of int, optional
-            Only these terms (positions in term order).
+        rows : array_like of int or bool, optional
+            Only these terms: positions in term order (negative ones from the end), or a
+            boolean selection of one entry per term (``spectrum.degrees == 2``).
         """
         ip, ix = self.supports.indptr, self.supports.indices.tolist()
-        rows = range(len(self)) if rows is None else np.arange(len(self))[np.asarray(rows, dtype=np.int64)].tolist()
-        return [tuple(ix[ip[r] : ip[r + 1]]) for r in rows]
+        return [tuple(ix[ip[r] : ip[r + 1]]) for r in self._positions(rows)]
+
+    def _positions(self, rows) -> list[int]:
+        """The term positions ``rows`` selects (all terms where None): ints, negative ones from
+        the end, or a boolean selection of one entry per term; TypeError for anything else."""
+        if rows is None:
+            return list(range(len(self)))
+        picked = np.asarray(rows)
+        if picked.size == 0:
+            return []
+        if picked.dtype != bool and not np.issubdtype(picked.dtype, np.integer):
+            raise TypeError(f"rows must be term positions (ints) or a boolean selection, got dtype {picked.dtype}.")
+        return np.arange(len(self))[picked].tolist()
 
     def to_dict(self) -> dict[tuple[int, ...], float]:
         """``{sorted feature tuple: coefficient}``."""

@@ -1,5 +1,7 @@
 """Training subsets: retraining callables and precomputed (mask, margin) tables."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -67,6 +69,32 @@ def test_two_scripts_an_edited_body_and_per_target_defaults_are_keyed_apart(tmp_
 
     with pytest.raises(ValueError, match="pass key="):
         run_queries(TrainingSubsets(3, with_a_model), X, cache_dir=tmp_path, progress=False)
+
+
+def test_the_default_key_is_the_same_in_every_process(tmp_path):
+    """A set literal in ``retrain`` compiles to a frozenset, whose repr follows string hashing:
+    the key changed with PYTHONHASHSEED, so a cache never hit in a new process."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "lab.py"
+    script.write_text(
+        "def retrain(keep, kind='linear'):\n"
+        "    return 1.0 if kind in {'linear', 'logistic', 'tree', 'forest'} else float(keep.sum())\n"
+        "from compattr.features import TrainingSubsets\n"
+        "print(TrainingSubsets(3, retrain).key)\n"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, str(script)],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(keys) == 1 and "#" in keys.pop()
 
 
 def test_a_closure_without_a_key_is_not_cached_under_its_name(tmp_path):

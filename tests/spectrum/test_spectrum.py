@@ -460,6 +460,13 @@ def test_small_fixes_at_the_edges():
     assert len(sp.top_energy(1.0)) == 20
     # positions count from the end as Python's do
     assert sp.support_tuples([-1]) == sp.support_tuples([len(sp) - 1])
+    # a boolean selection picks its terms (it read as positions 0 and 1); floats are refused
+    mixed = Spectrum(4, [(0,), (1, 2), (3,), (0, 3)], [1.0, 2.0, 3.0, 4.0])
+    pairs = mixed.support_tuples(mixed.degrees == 2)
+    assert pairs == mixed.support_tuples(np.flatnonzero(mixed.degrees == 2)) and set(pairs) == {(1, 2), (0, 3)}
+    assert mixed.support_tuples([]) == []
+    with pytest.raises(TypeError, match="positions"):
+        mixed.support_tuples([0.0, 1.0])
     # coefficients are real numbers, one per support
     with pytest.raises(ValueError, match="real numbers"):
         Spectrum(2, [(0,)], np.array([3j]))
