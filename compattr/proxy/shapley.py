@@ -396,7 +396,11 @@ class PairedShapley(BaseEstimator):
     def jackknife(self, X, y, folds: int = 5, progress: bool = False) -> SpectrumJackknife:
         """The fits behind :meth:`uncertainty`: the whole estimator fitted again without each
         of ``folds`` random groups of pairs (seeded by ``random_state``; a pair's two masks
-        stay together), as a :class:`~compattr.spectrum.SpectrumJackknife` around
+        stay together; where every complementary pair was queried, ``prior_`` "exact", the
+        groups hold only the repeats of pairs, one copy of each pair staying in every refit:
+        the refits are exact too, and the intervals hold the spread of the repeats alone,
+        zero wide where no pair was queried twice), as a
+        :class:`~compattr.spectrum.SpectrumJackknife` around
         ``spectrum_``, from which any quantity read off the spectrum gets its interval
         (``index(fn)``: sums of Shapley values per layer, say). Each refit weights the pairs
         by the power they were drawn with (``kernel_power_``), which "auto" might resolve
@@ -406,7 +410,8 @@ class PairedShapley(BaseEstimator):
         ------
         ValueError
             If the estimator is not fitted, ``X`` and ``y`` are not the data it was fitted
-            on, or ``folds`` is below 2 or above the number of pairs.
+            on, or ``folds`` is below 2 or (but for ``prior_`` "exact") above the number of
+            pairs.
         """
         if not hasattr(self, "shapley_"):
             raise ValueError("PairedShapley is not fitted yet: call fit(X, y) first.")
@@ -417,9 +422,11 @@ class PairedShapley(BaseEstimator):
         pairs = np.repeat(np.arange(X.shape[0] // 2), 2)  # a pair's two masks stay together
         # the refits weight the pairs as they were drawn, whatever "auto" says for fewer of them
         drawn = clone(self).set_params(kernel_power=self.kernel_power_)
-        return jackknife(
-            drawn, X, y, folds, seed=self.random_state, groups=pairs, spectrum=self.spectrum_, progress=progress
-        )
+        options = {"seed": self.random_state, "groups": pairs, "spectrum": self.spectrum_, "progress": progress}
+        if self.prior_ == "exact":  # every refit keeps every pair, so it is exact too
+            check_int(folds, "folds", 2)
+            options["assignment"] = np.repeat(_repeats_left_out(X[0::2], folds, self.random_state), 2)
+        return jackknife(drawn, X, y, folds, **options)
 
     def _check_params(self) -> None:
         resolve_kernel_power(self.kernel_power, 0)  # its ValueError on a bad value
@@ -703,6 +710,22 @@ def _pair_index(S: np.ndarray) -> np.ndarray:
     set where feature ``i`` is kept."""
     canonical = np.where(S[:, :1], ~S, S)
     return canonical.astype(np.int64) @ (1 << np.arange(S.shape[1], dtype=np.int64))
+
+
+def _repeats_left_out(S: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The jackknife group (pairs,) of each pair of first masks ``S`` (pairs, n) that hold
+    every complementary pair: -1 (in every refit) for one copy of each distinct pair, chosen
+    at random, and the other copies (its repeats) spread at random over ``0 .. folds - 1``.
+    Each refit then holds every pair and is exact: its Shapley values move only with the
+    means of the repeated pairs' outputs."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(S))
+    _, first = np.unique(_pair_index(S)[order], return_index=True)
+    group = np.zeros(len(S), np.int64)
+    group[order[first]] = -1  # one copy of each pair stays
+    repeats = np.flatnonzero(group == 0)
+    group[repeats] = rng.permutation(len(repeats)) % folds
+    return group
 
 
 def _odd_part_of_every_pair(S: np.ndarray, g: np.ndarray) -> Spectrum:

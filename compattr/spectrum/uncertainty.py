@@ -222,6 +222,7 @@ def jackknife(
     groups=None,
     spectrum: Spectrum | None = None,
     progress: bool = False,
+    assignment=None,
 ) -> SpectrumJackknife:
     """Refit a fitted estimator without each of ``folds`` random groups of masks: a grouped
     (delete-a-group) jackknife of its spectrum and of every index read from it.
@@ -257,6 +258,10 @@ def jackknife(
         Default: ``estimator.spectrum_``.
     progress : bool
         Show a progress bar over the ``folds`` fits.
+    assignment : (m,) int array, optional
+        Each mask's group given, ``0 .. folds - 1``, or -1 for a mask in every refit; it
+        replaces the random split (``groups`` and ``seed`` are not read). A group with no mask
+        leaves nothing out: its refit is the point estimate, not fitted again.
 
     Returns
     -------
@@ -265,14 +270,24 @@ def jackknife(
     spectrum = estimator.spectrum_ if spectrum is None else spectrum
     X = as_masks(X, spectrum.n)
     y = as_outputs(y, len(X))
-    labels = np.arange(len(X)) if groups is None else np.asarray(groups)
-    if labels.shape != (len(X),):
-        raise ValueError(f"groups must hold one label per mask ({len(X)}), got shape {labels.shape}.")
-    unique, inverse = np.unique(labels, return_inverse=True)
-    folds = check_int(folds, "folds", 2, len(unique))
-    group = (np.random.default_rng(seed).permutation(len(unique)) % folds)[inverse]
+    if assignment is None:
+        labels = np.arange(len(X)) if groups is None else np.asarray(groups)
+        if labels.shape != (len(X),):
+            raise ValueError(f"groups must hold one label per mask ({len(X)}), got shape {labels.shape}.")
+        unique, inverse = np.unique(labels, return_inverse=True)
+        folds = check_int(folds, "folds", 2, len(unique))
+        group = (np.random.default_rng(seed).permutation(len(unique)) % folds)[inverse]
+    else:
+        folds = check_int(folds, "folds", 2)
+        group = np.asarray(assignment)
+        if group.shape != (len(X),) or not np.issubdtype(group.dtype, np.integer):
+            raise ValueError(f"assignment must hold one int per mask ({len(X)}), got {group.dtype} of shape {group.shape}.")
+        if group.size and not (-1 <= group.min() and group.max() < folds):
+            raise ValueError(f"assignment must lie in -1 .. {folds - 1}, got {group.min()} .. {group.max()}.")
     fits = tqdm(range(folds), desc="jackknife fits", unit="fit", disable=not progress)
-    spectra = [clone(estimator).fit(X[group != k], y[group != k]).spectrum_ for k in fits]
+    spectra = [
+        clone(estimator).fit(X[group != k], y[group != k]).spectrum_ if np.any(group == k) else spectrum for k in fits
+    ]
     return SpectrumJackknife(spectrum, spectra)
 
 
