@@ -281,8 +281,8 @@ def jackknife(
         folds = check_int(folds, "folds", 2)
         group = np.asarray(assignment)
         if group.shape != (len(X),) or not np.issubdtype(group.dtype, np.integer):
-            raise ValueError(f"assignment must hold one int per mask ({len(X)}), got {group.dtype} of shape {group.shape}.")
-        if group.size and not (-1 <= group.min() and group.max() < folds):
+            raise ValueError(f"assignment must hold one int per mask ({len(X)}), got {group.dtype} {group.shape}.")
+        if group.size and not (group.min() >= -1 and group.max() < folds):
             raise ValueError(f"assignment must lie in -1 .. {folds - 1}, got {group.min()} .. {group.max()}.")
     fits = tqdm(range(folds), desc="jackknife fits", unit="fit", disable=not progress)
     spectra = [

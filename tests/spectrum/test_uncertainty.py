@@ -234,6 +234,23 @@ def test_jackknife_refuses_bad_groups_and_folds():
         jackknife(est, X, y, folds=3, groups=np.arange(len(X)) % 2)  # two labels
     with pytest.raises(ValueError, match="folds"):
         jackknife(est, X, y, folds=1)
+    for bad in (np.zeros(3, int), np.full(len(X), 3), np.full(len(X), -2), np.zeros(len(X))):
+        with pytest.raises(ValueError, match="assignment"):
+            jackknife(est, X, y, folds=3, assignment=bad)
+
+
+def test_jackknife_takes_the_groups_given():
+    """``assignment``: each mask's group (-1: in every refit); a group with no mask leaves
+    nothing out, and its refit is the point estimate (not fitted again)."""
+    from compattr.spectrum import jackknife
+
+    _, X, y = _noisy(m=120)
+    est = compattr.ProxySPEX(seed=0, repeats=1).fit(X, y)
+    assignment = np.where(np.arange(len(X)) < 40, -1, np.arange(len(X)) % 2)  # groups 0, 1; 2 empty
+    refits = jackknife(est, X, y, folds=3, assignment=assignment)
+    for k, refit in enumerate(refits.spectra[:2]):
+        assert refit == compattr.ProxySPEX(seed=0, repeats=1).fit(X[assignment != k], y[assignment != k]).spectrum_
+    assert refits.spectra[2] is est.spectrum_
 
 
 @pytest.mark.parametrize("power", [-560, 560])
