@@ -270,6 +270,26 @@ def feature_names(names, n: int) -> list[str]:
     return [str(i) for i in range(n)] if names is None else [str(name) for name in names]
 
 
+def check_seed_and_estimator(seed, estimator) -> None:
+    """Before any model query: ValueError for a ``seed`` that is not an integer >= 0, or for
+    a parameter of ``estimator`` out of its range (its ``check_params()``, where it has one)."""
+    check_int(seed, "seed", 0)
+    check = getattr(estimator, "check_params", None)
+    if callable(check):
+        check()
+
+
+def names_and_groups(names, groups, n: int) -> tuple[list[str], np.ndarray | None]:
+    """``names`` as ``n`` strings (:func:`feature_names`) and ``groups`` as an array of ``n``
+    labels (None stays None); ValueError where either holds another number of entries."""
+    names = feature_names(names, n)
+    groups = None if groups is None else np.asarray(groups)
+    if len(names) != n or (groups is not None and groups.shape != (n,)):
+        shape = None if groups is None else groups.shape
+        raise ValueError(f"names and groups need one entry per feature ({n}), got {len(names)} and {shape}.")
+    return names, groups
+
+
 def check_spectrum(sp) -> None:
     """Raise TypeError unless ``sp`` is a :class:`compattr.Spectrum`."""
     # Imported here: the spectrum module imports this one.

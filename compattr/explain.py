@@ -38,8 +38,9 @@ from ._validation import (
     as_value_range,
     check_format,
     check_int,
-    feature_names,
+    check_seed_and_estimator,
     jsonable,
+    names_and_groups,
     plan_size,
     range_note,
 )
@@ -202,10 +203,7 @@ class Explanation:
             raise ValueError(
                 f"test_masks must hold at least 2 masks (the held-out R² compares outputs), got {test_masks.shape[0]}."
             )
-        names = feature_names(names, n)
-        groups = np.zeros(n, int) if groups is None else np.asarray(groups)
-        if len(names) != n or groups.shape != (n,):
-            raise ValueError(f"names and groups need one entry per feature ({n}), got {len(names)} and {groups.shape}.")
+        names, groups = names_and_groups(names, np.zeros(n, int) if groups is None else groups, n)
         fitted = {row.tobytes() for row in np.packbits(masks, axis=1)}
         shared = sum(row.tobytes() in fitted for row in np.packbits(test_masks, axis=1))
         if shared:
@@ -861,6 +859,8 @@ def explain(
     n = feature_set.n
     m = resolve_budget(n, budget, alpha, default_alpha=4.0, low=1)
     est = estimator if estimator is not None else ProxySPEX(seed=seed)
+    check_seed_and_estimator(seed, est)
+    names_and_groups(getattr(feature_set, "names", None), getattr(feature_set, "groups", None), n)
     needed = getattr(est, "min_masks", 1)
     if m < needed or test_masks < 2:
         raise ValueError(

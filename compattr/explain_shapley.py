@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._validation import check_format, check_int, feature_names, jsonable
+from ._validation import check_format, check_int, check_seed_and_estimator, is_real, jsonable, names_and_groups
 from .apps import plots
 from .apps.report import signed_format
 from .features.base import Inputs, Masker, SetFunction
@@ -76,8 +76,8 @@ class ShapleyExplanation:
         :meth:`compattr.PairedShapley.uncertainty` gives, by decreasing ``|value|``) is put in
         that order; one without is taken as in it. None when :func:`explain_shapley` was
         asked for none.
-    confidence : float
-        The intervals' coverage.
+    confidence : float or None
+        The intervals' coverage; None without intervals.
     groups : (n,) array or None
         A group label per feature (the layer of each head), when the features have them.
     group_intervals : pandas.DataFrame or None
@@ -98,7 +98,7 @@ class ShapleyExplanation:
     outputs: np.ndarray
     estimator: PairedShapley | None = None
     intervals: pd.DataFrame | None = None
-    confidence: float = 0.95
+    confidence: float | None = 0.95
     groups: np.ndarray | None = None
     group_intervals: pd.DataFrame | None = None
     value: str | None = None
@@ -230,8 +230,9 @@ class ShapleyExplanation:
             "fit_info": jsonable(self.fit_info),
         }
         arrays: dict[str, Any] = {"values": self.values, "masks": self.masks, "outputs": self.outputs}
-        if self.groups is not None:
-            arrays["groups"] = np.asarray(self.groups)
+        if self.groups is not None:  # labels held as objects (a pandas column) as strings: np.savez would pickle them
+            groups = np.asarray(self.groups)
+            arrays["groups"] = groups.astype(str) if groups.dtype == object else groups
         if self.intervals is not None:
             arrays |= {column: self.intervals[column].to_numpy() for column in _INTERVAL_COLUMNS}
         if self.group_intervals is not None:
@@ -318,8 +319,8 @@ def explain_shapley(
     cache_dir: str | os.PathLike | None = None,
     estimator: PairedShapley | None = None,
     intervals: bool = True,
-    folds: int = 5,
-    confidence: float = 0.95,
+    folds: int | None = None,
+    confidence: float | None = None,
     batch_size: int | str | None = None,
     progress: bool = True,
 ) -> ShapleyExplanation:
@@ -358,10 +359,10 @@ def explain_shapley(
     intervals : bool
         Also compute each value's jackknife interval (:meth:`PairedShapley.uncertainty`):
         ``folds`` more fits, no model call.
-    folds : int
-        The jackknife's groups of pairs (at least 2).
-    confidence : float
-        The intervals' coverage, in (0, 1).
+    folds : int, optional
+        The jackknife's groups of pairs (at least 2; default 5); refused without intervals.
+    confidence : float, optional
+        The intervals' coverage, in (0, 1) (default 0.95); refused without intervals.
     progress : bool
         Show progress bars over the queries and the jackknife's fits.
 
@@ -376,7 +377,9 @@ def explain_shapley(
         features; an estimator that is not a :class:`PairedShapley`; a budget below what it
         needs (``estimator.min_masks``), or with intervals, below what each jackknife fit
         needs once a group of pairs is left out; ``folds`` below 2 or above the pairs;
-        ``confidence`` outside (0, 1).
+        ``confidence`` outside (0, 1); ``folds`` or ``confidence`` with ``intervals=False``;
+        a ``seed`` or an estimator parameter out of range; names or groups of the features
+        that are not one per feature.
     """
     feature_set = bind(model, features, value, inputs, batch_size, caller="explain_shapley")
     n = feature_set.n
@@ -385,17 +388,19 @@ def explain_shapley(
     est = estimator if estimator is not None else PairedShapley(random_state=seed)
     if not isinstance(est, PairedShapley):
         raise TypeError(f"estimator must be a compattr.PairedShapley, got {type(est).__name__}.")
+    check_seed_and_estimator(seed, est)
+    names, groups = names_and_groups(getattr(feature_set, "names", None), getattr(feature_set, "groups", None), n)
     pairs = resolve_budget(n, budget, alpha, default_alpha=2.0, low=0) // 2
-    folds = check_int(folds, "folds", 2)
-    if not 0 < confidence < 1:
+    if not intervals and (folds is not None or confidence is not None):
+        raise ValueError("folds and confidence set the intervals: pass them with intervals=True, or neither.")
+    folds = check_int(5 if folds is None else folds, "folds", 2)
+    confidence = 0.95 if confidence is None else confidence
+    if not (is_real(confidence) and 0 < confidence < 1):
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
     _check_pairs_suffice(pairs, est.min_masks, folds if intervals else None)
     X = paired_masks(n, 2 * pairs, seed=seed, kernel_power=est.kernel_power)
     y = run_queries(feature_set, X, cache_dir=cache_dir, progress=progress)
     est.fit(X, y)
-    names = feature_names(getattr(feature_set, "names", None), n)
-    groups = getattr(feature_set, "groups", None)
-    groups = None if groups is None else np.asarray(groups)
     table = group_table = None
     if intervals:
         refits = est.jackknife(X, y, folds=folds, progress=progress)
@@ -410,7 +415,7 @@ def explain_shapley(
         outputs=y,
         estimator=est,
         intervals=table,
-        confidence=confidence,
+        confidence=confidence if intervals else None,
         groups=groups,
         group_intervals=group_table,
         value=describe(feature_set),  # a MaskedModel's value, or the set function

@@ -134,12 +134,40 @@ def test_cache_serves_a_second_run(tmp_path):
         ({"confidence": 1.0}, ValueError, "confidence"),
         ({"estimator": ProxySPEX()}, TypeError, "PairedShapley, got ProxySPEX"),
         ({"value": LogLikelihood(answers=[[1]])}, ValueError, "value= would be ignored"),
+        ({"estimator": PairedShapley(ridges=[-1.0])}, ValueError, "ridges"),
+        ({"estimator": PairedShapley(support=0)}, ValueError, "support"),
+        ({"seed": None}, ValueError, "seed"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"intervals": False, "folds": 7}, ValueError, "folds and confidence set the intervals"),
+        ({"intervals": False, "confidence": 0.5}, ValueError, "folds and confidence set the intervals"),
+        ({"confidence": "high"}, ValueError, "confidence"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_query(kwargs, error, message):
     features = Counting(sparse_function(10, seed=0))
     with pytest.raises(error, match=message):
         explain_shapley(features=features, progress=False, **kwargs)
+    assert features.calls == 0
+
+
+@pytest.mark.parametrize("groups", [np.zeros(11, int), np.zeros(9, int), np.zeros((10, 1), int)])
+def test_groups_not_one_per_feature_are_refused_before_any_query(groups):
+    """A set function whose groups hold another number of labels failed after every query
+    (longer) or gave an explanation whose tables raised (shorter)."""
+    features = Counting(sparse_function(10, seed=0), groups=groups)
+    with pytest.raises(ValueError, match="one entry per feature"):
+        explain_shapley(features=features, progress=False)
+    assert features.calls == 0
+    with pytest.raises(ValueError, match="one entry per feature"):
+        compattr.explain(features=features, progress=False)
+    assert features.calls == 0
+
+
+def test_explain_checks_the_estimator_and_seed_before_any_query():
+    features = Counting(sparse_function(10, seed=0))
+    for kwargs, message in (({"estimator": ProxySPEX(k=-1)}, "k must be"), ({"seed": None}, "seed")):
+        with pytest.raises(ValueError, match=message):
+            compattr.explain(features=features, progress=False, **kwargs)
     assert features.calls == 0
 
 
@@ -236,9 +264,18 @@ def test_save_and_load_round_trip(tmp_path):
     named_back = ShapleyExplanation.load(named.save(tmp_path / "named.npz"))
     pd.testing.assert_frame_equal(named_back.by_group(), named.by_group())
     np.testing.assert_array_equal(named_back.groups, named.groups)
+    # labels held as objects (a pandas string column): np.savez pickled them, and load refused
+    column = pd.Series(list("aabbccddeeff"), dtype=object).to_numpy()
+    objects = explain_shapley(
+        features=Counting(sparse_function(n, seed=4), groups=column), budget=120, folds=3, progress=False
+    )
+    objects_back = ShapleyExplanation.load(objects.save(tmp_path / "objects.npz"))
+    pd.testing.assert_frame_equal(objects_back.by_group(), objects.by_group())
+    assert objects_back.groups.tolist() == list("aabbccddeeff")
     bare = explain_shapley(features=Counting(sparse_function(10, seed=5)), budget=120, intervals=False, progress=False)
     again = ShapleyExplanation.load(bare.save(tmp_path / "bare.npz"))
     assert again.intervals is None and again.groups is None and again.group_intervals is None
+    assert bare.confidence is None and again.confidence is None  # no intervals: no coverage to record
     np.testing.assert_array_equal(again.values, bare.values)
 
 

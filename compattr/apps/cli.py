@@ -449,11 +449,11 @@ def _run_explain(args: argparse.Namespace, setup: _Setup) -> None:
 def _run_shapley(args: argparse.Namespace, setup: _Setup) -> None:
     start = time.perf_counter()
     intervals = not args.no_intervals
-    folds = args.folds or 5  # with --no-intervals it runs none (and --folds is refused)
+    folds = (args.folds or 5) if intervals else None  # --folds with --no-intervals is refused
     sv = explain_shapley(setup.model, intervals=intervals, folds=folds, **_pipeline_arguments(args, setup))
     seconds = time.perf_counter() - start
     text = _header(args, setup, seconds) + "\n" + sv.summary()
-    recorded = {"folds": folds if intervals else None, "intervals": intervals}
+    recorded = {"folds": folds, "intervals": intervals}
     write_shapley(sv, args.out, text, _settings(args, setup, seconds) | recorded)
     print(text)
     print(f"\nwritten to {args.out}/")

@@ -629,7 +629,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y) -> ProxySPEX:
         """Fit the proxy on masks ``X`` (m, n) bool and model outputs ``y`` (m,)."""
-        self._check_params()
+        self.check_params()
         X, y = self._check_inputs(X, y)
         offset = output_offset(y)
         y = y - offset  # the stages see outputs about zero (see Notes); offset added back last
@@ -664,7 +664,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         more than :data:`MAX_TREE_TERMS` raw terms (on a few thousand masks concentrated at
         extreme sizes, for one); the search then runs again on the grid without them, and
         ``timings_`` counts the CPU seconds of both attempts."""
-        self._check_params()
+        self.check_params()
         X, y = self._check_inputs(X, y)
         grid = self._search_grid(len(y))
         timings: dict[str, float] = {}
@@ -1091,8 +1091,9 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             out += weight * np.asarray(trees.predict(X, num_threads=self.num_threads), dtype=np.float64)
         return out * self._output_scale + self._output_offset
 
-    # ------------------------------------------------------------------ helpers of _fit
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """Raise ValueError for a parameter out of its range (``fit`` calls it first; the
+        entry points call it before any model query)."""
         if self.search not in ("race", "full"):
             raise ValueError(f"search must be 'race' or 'full', got {self.search!r}.")
         if not (self.k in ("cv", None) or (is_int(self.k) and self.k > 0)):
@@ -1151,6 +1152,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         if self.energy is not None and not (is_real(self.energy) and 0.0 < self.energy <= 1.0):
             raise ValueError(f"energy must lie in (0, 1], got {self.energy!r}.")
 
+    # ------------------------------------------------------------------ helpers of _fit
     def _check_inputs(self, X, y) -> tuple[np.ndarray, np.ndarray]:
         """``X`` and ``y`` checked and converted, and enough masks for the CV, or ValueError."""
         X = as_masks(X)

@@ -322,7 +322,7 @@ class PairedShapley(BaseEstimator):
             If a row ``2j + 1`` is not the complement of row ``2j``, or a parameter is out of
             range, before anything is fitted.
         """
-        self._check_params()
+        self.check_params()
         X = as_masks(X)
         y = as_outputs(y, X.shape[0])
         check_pairs(X)
@@ -428,7 +428,9 @@ class PairedShapley(BaseEstimator):
             options["assignment"] = np.repeat(_repeats_left_out(X[0::2], folds, self.random_state), 2)
         return jackknife(drawn, X, y, folds, **options)
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """Raise ValueError for a parameter out of its range (``fit`` calls it first; the
+        entry points call it before any model query)."""
         resolve_kernel_power(self.kernel_power, 0)  # its ValueError on a bad value
         support = np.atleast_1d(np.asarray(self.support, dtype=np.float64))
         if support.ndim != 1 or support.size == 0 or not ((support > 0) & np.isfinite(support)).all():
