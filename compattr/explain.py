@@ -113,7 +113,9 @@ class Explanation:
         The marginal LASSO baseline fitted on the same masks.
     fit_info : dict
         ProxySPEX's choices and costs: ``best_params``, ``k``, ``refit``, ``ridge`` (the
-        refit's ridge strength, None without refit), ``tilt`` (the top-k ranking's tilt
+        refit's ridge strength, None without refit), ``spectrum_ridge`` (the strength at
+        which the final spectrum is the refit of its terms, where a later stage refitted
+        them at another; None where it is no one refit), ``tilt`` (the top-k ranking's tilt
         towards higher orders), ``ranking`` ("trees"; "refit" when the top terms were
         re-ranked by their refitted coefficients; "closure" when those re-ranked terms were
         kept with all their subsets), ``repeats`` (fits averaged; the other
@@ -311,7 +313,8 @@ class Explanation:
             Seeds the resamples, or the jackknife's split of the masks into groups.
         method : {"auto", "bootstrap", "jackknife"}
             "bootstrap": the spectrum's terms refitted on ``resamples`` resamples of the
-            masks, with the fit's ridge strength (``fit_info["ridge"]``;
+            masks, at the ridge strength the spectrum is the refit at
+            (``fit_info["spectrum_ridge"]``, ProxySPEX's ``spectrum_ridge_``;
             :func:`compattr.spectrum.bootstrap`). The intervals are conditional on the
             selected terms, cheap, and where the fit explains little (low budgets) too
             narrow: on complete hierarchies at α = 2 the 95 % intervals of the Shapley values
@@ -354,7 +357,9 @@ class Explanation:
         if method not in ("auto", "bootstrap", "jackknife"):
             raise ValueError(f"method must be 'auto', 'bootstrap' or 'jackknife', got {method!r}.")
         folds = check_int(folds, "folds", 2)  # before "auto" reads it
-        ridge = self.fit_info.get("ridge") or 0.0
+        # the strength the spectrum is the refit at (explanations saved before it was
+        # recorded: the first fit's)
+        ridge = self.fit_info.get("spectrum_ridge", self.fit_info.get("ridge")) or 0.0
         if estimator is None and self.fit_info.get("estimator") == ProxySPEX.__name__ and self.fit_info.get("params"):
             estimator = ProxySPEX(**self.fit_info["params"])
         # "auto" where the jackknife cannot refit: the bootstrap all the same (it warns where
@@ -500,6 +505,7 @@ class Explanation:
                 + (f", ranked with tilt {self.fit_info['tilt']:g}" if (self.fit_info.get("tilt") or 1.0) != 1.0 else "")
                 + _RANKING_NOTES.get(str(self.fit_info.get("ranking")), "")
                 + (", grown one order" if self.fit_info.get("grown") else "")
+                + _final_refit_note(self.fit_info)
             )
             if (self.fit_info.get("repeats") or 1) > 1:
                 lines[-1] += f"; the spectrum averages {self.fit_info['repeats']} fits (these choices: the first's)"
@@ -900,6 +906,15 @@ def _rounds(count: int) -> str:
     return f"{count} round{'s' if count > 1 else ''}"
 
 
+def _final_refit_note(fit_info: dict) -> str:
+    """The summary's note where a later stage refitted the final terms at a ridge strength
+    other than the first fit's choice: ", final terms refitted at ridge r"."""
+    final = fit_info.get("spectrum_ridge")
+    if final is None or final == fit_info.get("ridge"):
+        return ""
+    return f", final terms refitted at ridge {final:g}"
+
+
 def _fit_info(est) -> dict:
     """A fitted estimator's choices and costs, as :attr:`Explanation.fit_info` holds them
     (None where it has no such attribute)."""
@@ -908,6 +923,7 @@ def _fit_info(est) -> dict:
         "k": getattr(est, "k_", None),
         "refit": getattr(est, "refit_", None),
         "ridge": _finite_or_none(getattr(est, "ridge_", None)),
+        "spectrum_ridge": _finite_or_none(getattr(est, "spectrum_ridge_", None)),
         "tilt": getattr(est, "tilt_", None),
         "ranking": getattr(est, "ranking_", None),
         "repeats": getattr(est, "repeats_", None),

@@ -464,6 +464,32 @@ def test_uncertainty_bootstraps_by_default_only_a_spectrum_that_is_the_refit_of_
                 which.uncertainty(folds=bad)
 
 
+def test_a_spectrum_a_later_stage_refitted_is_bootstrapped_at_that_stages_ridge():
+    """Stage 8 (or 5-7) refitted the final terms at another ridge strength than the first
+    fit's ``ridge``: the bootstrap refitted them at the stale one (an interval that missed
+    the coefficient itself) and "auto" fell to the jackknife. ``fit_info["spectrum_ridge"]``
+    is the final strength; the summary says it."""
+    from compattr.spectrum import refit_gap
+
+    n = 12
+    for seed in range(4):  # the first of these fits where a later stage chose another ridge
+        truth = compattr.synthetic.complete_hierarchy(n, n_sets=6, order=3, seed=seed)
+        X = compattr.sample_masks(n, int(np.ceil(3 * n * np.log2(n))), seed=seed)
+        y = compattr.synthetic.add_noise(truth.predict(X), truth, 8, seed=seed)
+        est = compattr.ProxySPEX(seed=0, repeats=1).fit(X, y)
+        if est.spectrum_ridge_ != est.ridge_:
+            break
+    assert est.spectrum_ridge_ != est.ridge_  # the case this test needs
+    X_test = compattr.held_out_masks(X, 50, seed=99)
+    ex = Explanation.from_fit(est, X, y, X_test, truth.predict(X_test))
+    assert ex.fit_info["spectrum_ridge"] == est.spectrum_ridge_
+    assert f"final terms refitted at ridge {est.spectrum_ridge_:g}" in ex.summary()
+    assert refit_gap(ex.spectrum, X, y, est.spectrum_ridge_) < 1e-8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(ex.uncertainty(resamples=5), compattr.spectrum.SpectrumBootstrap)
+
+
 def test_built_in_values_declare_their_range():
     from compattr.values import LogLikelihood, MultipleChoice
 

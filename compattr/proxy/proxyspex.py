@@ -501,6 +501,13 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
         tilt the kept terms were ranked with; ``ranking_`` : str, "trees", "refit" or
         "closure", how they were ranked.
+    spectrum_ridge_ : float
+        The ridge strength at which ``spectrum_`` is the refit of its own terms on every
+        mask (each non-constant coefficient penalised by it times the masks): ``ridge_``, or
+        the strength a later stage (grow, regrow, guided trees, extension) refitted its terms
+        at; NaN where ``spectrum_`` is no such refit (the trees' coefficients kept, an
+        average of repeats that no stage refitted, constant outputs). What a bootstrap of
+        the spectrum's terms refits at (:func:`compattr.spectrum.bootstrap`).
     search_grid_ : dict
         The grid the search ran on (``grid``; of the first fit).
     cv_results_ : pandas.DataFrame
@@ -734,6 +741,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             kept = keep(self.tree_spectrum_)
             self.spectrum_ = kept if np.isnan(ridge) else least_squares(kept, X, y, ridge)
             self.k_, self.refit_, self.ridge_ = len(kept), not np.isnan(ridge), ridge
+            self.spectrum_ridge_ = ridge
         self.grown_, self.grow_cv_ = False, pd.DataFrame()
         if self._wants_grow() and len(fitted) > 1:
             with _timed(timings, "grow"):  # 5. grow: the kept terms' hierarchy, one order up
@@ -789,6 +797,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         grid = self._other_depths() if self.vary_depth else self.grid
         others = [self._fitted_again(X, y, self.seed_ + r, grid) for r in range(1, self.repeats_)]
         self.spectrum_ = Spectrum.mean([self.spectrum_, *(other.spectrum_ for other in others)])
+        self.spectrum_ridge_ = np.nan  # each fit refitted its own terms
 
     def _other_depths(self) -> dict | None:
         """The ``grid`` without the tree depth of this fit (``best_params_``), or the grid
@@ -856,7 +865,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         pursued = self._pursued(kept, self.tree_spectrum_, X, y, ks, ridges)
         pool = grown_pool(pursued, max(ks), *self._growth())
         self.spectrum_ = self._chosen_from_pool(pool, best, X, y, ridges[0])
-        self.grown_ = True
+        self.grown_, self.spectrum_ridge_ = True, float(best["ridge"])
 
     def _wants_regrow(self) -> bool:
         """Whether to regrow the repeats' average (:meth:`_regrow`): with several repeats,
@@ -902,6 +911,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                     break
             self.spectrum_ = self._chosen_from_pool(pool, best, X, y, self._ridges()[0]).scaled(scale)
             self.regrown_, self.regrow_rounds_, error = True, round_, float(best["cv_mse"])
+            self.spectrum_ridge_ = float(best["ridge"])
         self.regrow_cv_ = scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
 
@@ -935,6 +945,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             pool = self._guided_pool(current, Spectrum.mean(fold_trees), limit)
             self.spectrum_ = self._chosen_from_pool(pool, best, X, y, self._ridges()[0]).scaled(scale)
             self.guide_rounds_, error = round_, float(best["cv_mse"])
+            self.spectrum_ridge_ = float(best["ridge"])
         self.guide_cv_ = scale_errors(pd.concat(tables, ignore_index=True), ("cv_mse",), scale)
         return error
 
@@ -980,6 +991,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         rounds = int(best["rounds"])
         spectrum = extended(rows, X, y, add, rounds, path_ridge, float(best["ridge"]), self.max_order)
         self.spectrum_, self.extend_rounds_ = spectrum.scaled(scale), rounds
+        self.spectrum_ridge_ = float(best["ridge"])
 
     def _chosen_again_by(self, X: np.ndarray, y: np.ndarray) -> tuple[list, int, list[int], Callable]:
         """The CV by which stages 6 and 7 choose terms again on masks ``X`` and (scaled)
@@ -1178,6 +1190,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.tree_models_, self._output_scale = [], 1.0
         self.best_params_ = None
         self.k_, self.refit_, self.ridge_, self.tilt_, self.ranking_ = len(self.spectrum_), False, np.nan, 1.0, "trees"
+        self.spectrum_ridge_ = np.nan
         self.cv_results_, self.sparsity_cv_, self.challenge_ = pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
         self.cv_r2_ = 1.0
         self.grown_, self.grow_cv_ = False, pd.DataFrame()

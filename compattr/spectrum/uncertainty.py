@@ -309,7 +309,7 @@ def bootstrap(spectrum: Spectrum, X, y, resamples: int = 200, seed: int = 0, rid
     seed : int
         Seeds the draws.
     ridge : float
-        Ridge strength of the refit, as ProxySPEX's ``ridge_``: each non-constant coefficient
+        Ridge strength of the refit, as ProxySPEX's ``spectrum_ridge_``: each non-constant coefficient
         is penalised by ``ridge · m`` (0, the default, is plain least squares, which needs more
         masks than terms; a spectrum averaged over several fits can hold more terms than masks,
         and a ridge above 0 refits it).

@@ -1884,3 +1884,24 @@ def test_cv_r2_is_the_kept_rules_not_that_of_a_rule_that_could_not_be_kept(setti
     kept = table[allowed]
     assert est.cv_r2_ == pytest.approx(1 - kept["cv_mse"].min() / np.var(y))
     assert table["cv_mse"].min() < kept["cv_mse"].min()  # a rule it could not keep scored better
+
+
+def test_spectrum_ridge_is_the_strength_the_final_spectrum_is_the_refit_at():
+    """Stages 5-8 refit the terms they choose at the ridge strength their CV chose, while
+    ``ridge_`` stays the first fit's choice: ``spectrum_ridge_`` is the final one (what a
+    bootstrap of the spectrum refits at), NaN for an average of repeats no stage refitted."""
+    from compattr.spectrum import refit_gap
+
+    n, differs = 12, 0
+    for seed in range(4):
+        truth = complete_hierarchy(n, n_sets=6, order=3, seed=seed)
+        X = compattr.sample_masks(n, int(np.ceil(3 * n * np.log2(n))), seed=seed)
+        y = add_noise(truth.predict(X), truth, 8, seed=seed)
+        est = ProxySPEX(seed=0, repeats=1).fit(X, y)
+        assert np.isfinite(est.spectrum_ridge_)
+        assert refit_gap(est.spectrum_, X, y, est.spectrum_ridge_) < 1e-8
+        differs += est.spectrum_ridge_ != est.ridge_
+    assert differs  # the case this test needs: a later stage chose another strength
+    X, y = _noisy_hierarchy(n_sets=2, order=3, masks=200, snr_db=5)
+    averaged = ProxySPEX(seed=4, grid=SMALL_GRID, repeats=3, regrow=False, extend_rounds=0).fit(X, y)
+    assert averaged.repeats_ == 3 and np.isnan(averaged.spectrum_ridge_)
