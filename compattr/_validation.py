@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
@@ -154,7 +155,9 @@ def plan_size(keep, n: int, name: str = "keep") -> int:
     fraction = cast(float, keep)  # a real number: compared and multiplied as given
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"{rule}, got {keep!r}.")
-    size = math.floor(fraction * n + 0.5)  # halves up, whatever n (round() takes them to even)
+    # halves up, whatever n (round() takes them to even), on the decimal as written: 0.29 is
+    # 0.28999... in binary, and 0.29 x 50 = 14.5 would round down
+    size = math.floor(Fraction(str(fraction)) * n + Fraction(1, 2))
     if size < 1:
         raise ValueError(f"{rule}, got {keep!r}: {keep!r} x {n} rounds to no feature kept.")
     return size

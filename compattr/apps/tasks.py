@@ -516,7 +516,8 @@ def answered(
     heads : compattr.AttentionHeads, optional
         The heads ``kept`` refers to; default all heads of ``model``.
     kept : (n,) or (p, n) bool array or PruningPlan, optional
-        Heads kept (True); ``p`` rows measure ``p`` plans. Default: all kept.
+        Heads kept (True); ``p`` rows measure ``p`` plans; a plan must cover these heads
+        (:meth:`~compattr.optimize.PruningPlan.check_features`). Default: all kept.
     batch_size : int, optional
         Rows per forward pass (:class:`compattr.query.Query`).
     progress : bool
@@ -531,6 +532,8 @@ def answered(
         if kept is not None:
             raise ValueError("pass the heads that kept refers to (heads=).")
         heads = AttentionHeads(model)
+    if isinstance(kept, PruningPlan):
+        kept.check_features(heads)
     kept = np.ones(heads.n, dtype=bool) if kept is None else np.asarray(getattr(kept, "kept", kept), dtype=bool)
     inputs, value = questions.encode(tokenizer, metric="accuracy")
     query = Query(model, heads, value, inputs, batch_size=batch_size)

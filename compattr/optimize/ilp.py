@@ -177,6 +177,8 @@ def _solve_ilp(closure, cons: Constraints, maximize: bool, time_limit, start):
         for g, v in enumerate(z):
             v.setInitialValue(float(start[cons.kv_ids == g].any()))
     prob.solve(_cbc(time_limit, warm_start=start is not None))
+    if prob.status == pulp.LpStatusInfeasible:  # CBC proves it so with sol_status 0 (no solution found)
+        return None, pulp.LpSolutionInfeasible
     if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
         return None, prob.sol_status
     return np.array([(var[(i,)].value() or 0.0) > 0.5 for i in range(cons.n)]), prob.sol_status
@@ -314,16 +316,28 @@ def _drop_features(S, coefs, kept: np.ndarray, cons: Constraints, sign: float) -
 
 
 def _drop_kv_groups(sp: Spectrum, kept: np.ndarray, cons: Constraints, sign: float) -> np.ndarray:
-    """Remove the most helpful whole KV group until enough are removed."""
+    """Remove the most helpful whole KV group until enough are removed, never one whose
+    removal leaves too few features to keep (:func:`_can_still_fill`)."""
     assert cons.kv_ids is not None  # called only with KV groups
     while cons.kv_kept(kept[None])[0] > cons.kv_max_kept:
         candidates = np.unique(cons.kv_ids[kept & (cons.kv_ids >= 0)])
         trials = kept[None, :] & (cons.kv_ids[None, :] != candidates[:, None])
-        trials = trials[cons.partial_ok(trials)]
+        trials = trials[cons.partial_ok(trials) & _can_still_fill(trials, cons)]
         if not len(trials):
             break
         kept = trials[int(np.argmax(sign * sp.predict(trials)))]
     return kept
+
+
+def _can_still_fill(K: np.ndarray, cons: Constraints) -> np.ndarray:
+    """(m,) whether each kept-set of ``K`` (m, n), its KV groups cut down to the largest
+    ``kv_max_kept``, still keeps at least ``lo`` features: else removing groups greedily
+    would end below the size asked (a feasible answer needed another group removed)."""
+    assert cons.kv_ids is not None
+    outside = (K & (cons.kv_ids < 0)).sum(axis=1)
+    sizes = np.stack([(K & (cons.kv_ids == g)).sum(axis=1) for g in range(cons.n_kv)], axis=1)
+    largest = -np.sort(-sizes, axis=1)[:, : cons.kv_max_kept].sum(axis=1)
+    return outside + largest >= cons.lo
 
 
 def _local_search(S, coefs, kept: np.ndarray, cons: Constraints, sign: float) -> np.ndarray:

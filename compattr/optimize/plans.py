@@ -103,11 +103,30 @@ class PruningPlan:
 
     def apply(self, heads):
         """Context manager that runs the model with only the kept features:
-        ``with plan.apply(heads): model(...)`` (calls ``heads.masked(plan.kept)``)."""
-        n = getattr(heads, "n", self.n)
+        ``with plan.apply(heads): model(...)`` (calls ``heads.masked(plan.kept)``), after
+        :meth:`check_features`."""
+        self.check_features(heads)
+        return heads.masked(self.kept)
+
+    def check_features(self, features) -> None:
+        """Raise ValueError unless ``features`` (heads, MLPs, any masker or set function) are
+        those this plan covers: as many, with the same names where both have names (heads of
+        other layers, as many as the plan's, would be masked without a word)."""
+        n = getattr(features, "n", self.n)
         if n != self.n:
             raise ValueError(f"the plan covers {self.n} features but heads has {n}.")
-        return heads.masked(self.kept)
+        names = getattr(features, "names", None)
+        if self.names is not None and names is not None and [str(x) for x in names] != list(self.names):
+            raise ValueError(
+                f"the plan covers the features {_listed(self.names)}, not these {_listed(names)}: "
+                "build them as for the explanation the plan came from (the same layers)."
+            )
+
+
+def _listed(names) -> str:
+    """The first names of a list, for a message: "L1.H0, L1.H1, ... (8)"."""
+    names = [str(x) for x in names]
+    return ", ".join(names[:3]) + (f", ... ({len(names)})" if len(names) > 3 else "")
 
 
 def _as_kept(kept, n: int | None = None) -> np.ndarray:

@@ -203,6 +203,10 @@ def test_keep_parses_like_the_api():
     assert keep_value("0.3") == 0.3 and keep_value("30%") == 0.3 and keep_value("1.0") == 1.0
     assert plan_size(keep_value("1"), 90) == 1 and plan_size(keep_value("1.0"), 90) == 90
     assert plan_size(keep_value("30%"), 90) == 27 and plan_size(keep_value("30"), 90) == 30
+    # halves up on the decimal as written (0.29 is 0.28999... in binary: 14.5 rounded down)
+    assert plan_size(keep_value("0.29"), 50) == 15 and plan_size(keep_value("0.7"), 45) == 32
+    assert plan_size(keep_value("57%"), 50) == 29 and plan_size(keep_value("14.5%"), 100) == 15
+    assert plan_size(keep_value("0.25"), 10) == 3 and plan_size(keep_value("0.24"), 10) == 2
 
 
 @pytest.fixture

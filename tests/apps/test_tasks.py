@@ -317,6 +317,11 @@ def test_accuracy_matches_a_manual_forward_and_takes_plans():
         assert both[1] == pytest.approx(_manual_accuracy(model, tok, qs))
     plan = compattr.PruningPlan(K[1])
     assert tasks.accuracy(model, tok, qs, heads, plan) == pytest.approx(both[1])
+    named = compattr.PruningPlan(K[1], names=heads.names)
+    assert tasks.accuracy(model, tok, qs, heads, named) == pytest.approx(both[1])
+    other_layers = compattr.AttentionHeads(model, layers=[0, 1])  # as many heads, other names
+    with pytest.raises(ValueError, match="the plan covers the features"):
+        tasks.accuracy(model, tok, qs, other_layers, named)
     with pytest.raises(ValueError, match="heads="):
         tasks.accuracy(model, tok, qs, kept=K[1])
 

@@ -265,6 +265,31 @@ def test_greedy_is_optimal_on_a_linear_spectrum():
         assert sp.predict(kept[None])[0] == pytest.approx(brute_optimum(sp, maximize, size=5))
 
 
+def test_the_greedy_fallback_removes_kv_groups_that_leave_enough_to_keep():
+    """Removing the most helpful KV group first left too few features for the size asked
+    (heads outside any KV group, -1, beside them): the fallback raised on a feasible program
+    whose one answer the ILP finds."""
+    sp = Spectrum(6, [[0], [4], [1], [2]], [0.5, 0.4, -0.1, -0.1])  # removing group {0, 4} helps most
+    kv = np.array([1, 2, 0, -1, 1, -1])
+    exact = best_subset(sp, 4, kv_groups=kv, min_kv_removed=2)
+    assert np.flatnonzero(exact).tolist() == [0, 3, 4, 5]  # the only feasible kept-set
+    with pytest.warns(UserWarning, match="max_variables"):
+        greedy = best_subset(sp, 4, kv_groups=kv, min_kv_removed=2, max_variables=1)
+    np.testing.assert_array_equal(greedy, exact)
+
+
+def test_an_infeasible_program_says_so_without_a_time_limit_warning():
+    """CBC proves infeasibility with no solution status: it was read as "no solution within
+    time_limit=None", and the error blamed the greedy search."""
+    sp = Spectrum(11, [[], [5], [6], [0], [4, 10]], [120.0, 11.0, -3.0, -2.0, -2.0])
+    groups = ["L0", "L1", "L1", "L2", "L0", "L1", "L2", "L1", "L1", "L1", "L0"]
+    kv = [0, 0, 1, 1, 2, 0, 1, 0, 1, 2, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning
+        with pytest.raises(ValueError, match="no kept-set satisfies the constraints"):
+            best_subset(sp, 6, True, sense="<=", groups=groups, min_per_group=1, kv_groups=kv, min_kv_removed=2)
+
+
 def test_greedy_reports_infeasible():
     with pytest.warns(UserWarning, match="greedy"), pytest.raises(ValueError, match="infeasible"):
         sp = random_spectrum(12, 10, 2, 0)
@@ -366,6 +391,15 @@ def test_pruning_plan_apply_and_errors(tmp_path):
         plan.kept_per_group()
     with pytest.raises(ValueError, match="heads has"):
         PruningPlan(np.ones(5, bool)).apply(heads)
+    # heads of other layers, as many as the plan's: masked without a word before
+    names = [f"L{l}.H{h}" for l in (1, 2, 3) for h in range(4)]
+    named = PruningPlan(np.arange(12) % 2 == 0, names=names)
+    heads.names = [f"L{l}.H{h}" for l in (0, 1, 2) for h in range(4)]
+    with pytest.raises(ValueError, match="not these L0.H0"):
+        named.apply(heads)
+    heads.names = names
+    with named.apply(heads):
+        np.testing.assert_array_equal(heads.seen, named.kept)
     with pytest.raises(ValueError, match="1-D"):
         PruningPlan(np.ones((2, 3), bool))
     with pytest.raises(ValueError, match="names"):
