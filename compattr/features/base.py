@@ -281,7 +281,9 @@ def _tensors(inputs: Inputs) -> list[torch.Tensor]:
 
 
 def digest(*parts: Any) -> str:
-    """Short SHA-256 hex digest of strings, numbers, arrays, tensors and (nested) sequences."""
+    """Short SHA-256 hex digest of strings, numbers, arrays, tensors, modules (their class,
+    ``repr`` and weights) and (nested) sequences, mappings and sets: the same in every
+    process (a set's members in the order of their own digests, not of string hashing)."""
     h = hashlib.sha256()
 
     def feed(p: Any) -> None:
@@ -290,13 +292,23 @@ def digest(*parts: Any) -> str:
             if p.dtype == torch.bfloat16:
                 p = p.float()
             p = p.numpy()
-        if isinstance(p, np.ndarray):
+        if isinstance(p, np.ndarray) and p.dtype == object:  # its bytes are pointers
+            h.update(f"object{p.shape}".encode())
+            feed(p.tolist())
+        elif isinstance(p, np.ndarray):
             h.update(f"{p.dtype}{p.shape}".encode())
             h.update(np.ascontiguousarray(p).tobytes())
         elif isinstance(p, Mapping):
-            for k in sorted(p):
+            for k in _sorted_keys(p):
                 feed(str(k))
                 feed(p[k])
+        elif isinstance(p, (set, frozenset)):
+            h.update(b"{")
+            for q in sorted(p, key=digest):
+                feed(q)
+            h.update(b"}")
+        elif isinstance(p, torch.nn.Module):  # a repr names the layers, not their weights
+            feed([type(p).__qualname__, repr(p), dict(p.state_dict())])
         elif isinstance(p, (list, tuple)):
             h.update(b"[")
             for q in p:
@@ -309,6 +321,15 @@ def digest(*parts: Any) -> str:
     for p in parts:
         feed(p)
     return h.hexdigest()[:16]
+
+
+def _sorted_keys(mapping: Mapping) -> list:
+    """A mapping's keys in sorted order; keys of several types (0 and "other") by type name
+    and ``repr`` instead, which ``sorted`` refuses."""
+    try:
+        return sorted(mapping)
+    except TypeError:
+        return sorted(mapping, key=lambda k: (type(k).__name__, repr(k)))
 
 
 def _fail(message: str) -> NoReturn:

@@ -168,11 +168,13 @@ def _plain_function_name(retrain: Callable | None) -> str | None:
 def _plain_data(value) -> bool:
     """Whether :func:`~compattr.features.base.digest` tells ``value`` apart from other values
     by its contents (not by a ``repr`` that may hide them)."""
+    if isinstance(value, np.ndarray) and value.dtype == object:  # objects: judged one by one
+        return _plain_data(value.tolist())
     if value is None or isinstance(
         value, (bool, int, float, complex, str, bytes, np.ndarray, np.generic, torch.Tensor)
     ):
         return True
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return all(_plain_data(v) for v in value)
     if isinstance(value, Mapping):
         return all(isinstance(k, str) and _plain_data(v) for k, v in value.items())

@@ -153,11 +153,21 @@ class MaskedModel:
         self._prepared: tuple[Inputs, Any] | None = None
         self._captured: dict[tuple[int, int], Any] = {}  # layer-replay outputs per example slice
         self._weights: tuple = ()  # the weights' state those were computed with (_weights_state)
+        self._model_key: str | None = None  # the model fingerprint those were computed with, where read
 
     def fingerprint(self) -> dict[str, str]:
-        """What the outputs depend on: model weights, features, value function and inputs."""
+        """What the outputs depend on: model weights, features, value function and inputs.
+
+        Reading the weights, it also forgets what was computed from other weights (the
+        greedy answers, the layer replay's captures): writes through ``.data`` (``p.data.mul_(0)``)
+        leave no trace in a tensor's version, so only this full read sees them, and outputs
+        of the weights before must not be stored under the key of these."""
+        model = model_fingerprint(self.model)
+        if model != self._model_key:
+            self._forget_prepared()
+            self._model_key = model
         return {
-            "model": model_fingerprint(self.model),
+            "model": model,
             "features": self.features.fingerprint(),
             "value": self.value.fingerprint(),
             "inputs": f"inputs#{digest(self.inputs)}",
@@ -247,13 +257,18 @@ class MaskedModel:
             )
         return gradient[0].double().cpu().numpy()
 
+    def _forget_prepared(self) -> None:
+        """Drop what was computed from the model's weights: the value's preparation, the
+        layer replay's captures and the prefix's key/value cache."""
+        self._prepared = None
+        self._captured.clear()
+        if self._prefix_cache is not None:
+            self._prefix_cache.clear()
+
     def _prepare(self) -> tuple[Inputs, Any]:
         weights = _weights_state(self.model)
         if weights != self._weights:  # changed in place since: nothing computed before holds
-            self._prepared = None
-            self._captured.clear()
-            if self._prefix_cache is not None:
-                self._prefix_cache.clear()
+            self._forget_prepared()
             self._weights = weights
         if self._prepared is None:
             self._prepared = self.value.prepare(self.model, self.inputs, self.batch_size)
@@ -364,7 +379,11 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     the same object) changes it, and so does a setting that lives in the configuration alone
     (a norm's epsilon, a soft cap, a sliding window: the Hugging Face ``config`` or a
     TransformerLens ``cfg``, without the entries that name where or how it was loaded, such
-    as ``_name_or_path``, ``transformers_version``, ``dtype`` and ``device``). Tensors are
+    as ``_name_or_path``, ``transformers_version``, ``dtype`` and ``device``), or in the
+    generation configuration's end tokens (which end a greedy answer). A model without a
+    configuration (a plain ``torch.nn.Module``) is told apart by its modules' ``repr`` (the
+    layers, activations, a convolution's stride) and their public plain attributes (a
+    temperature set on a module). Tensors are
     copied to the CPU one at a time; a tensor on the ``meta`` device contributes the weights
     accelerate's offload hook holds for it (``cpu_offload``, a ``device_map`` onto "cpu" or
     "disk").
@@ -377,8 +396,13 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     """
     h = hashlib.sha256(type(model).__qualname__.encode())
     settings = _config_settings(model)
-    if settings is not None:
-        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    if settings is None:  # no configuration: the modules and their settings say what runs
+        settings = {"modules": repr(model), "attributes": _module_settings(model)}
+    # the generation configuration's end tokens end greedy answers
+    ends = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if ends is not None:
+        settings = {**settings, "generation eos_token_id": ends}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
             for name, t in named:
@@ -388,6 +412,22 @@ def model_fingerprint(model: torch.nn.Module) -> str:
                 # an ndarray is a buffer (NumPy's stubs do not say so): hashed without a copy
                 h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
     return f"{type(model).__name__} weights#{h.hexdigest()[:16]}"
+
+
+def _module_settings(model: torch.nn.Module) -> dict[str, dict]:
+    """Each module's public plain settings (numbers, strings, booleans and tuples of them
+    in its ``__dict__``: a temperature, a slope, a stride), by module name; ``training``
+    left out (compattr runs models in eval mode)."""
+
+    def plain(value) -> bool:
+        if isinstance(value, tuple):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (bool, int, float, str))
+
+    return {
+        name: {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_") and k != "training" and plain(v)}
+        for name, module in model.named_modules()
+    }
 
 
 def _offloaded(model: torch.nn.Module, name: str) -> torch.Tensor:

@@ -77,6 +77,38 @@ def test_broken_feature_sets_fail_with_the_reason(features, match):
 def test_digest_tells_values_types_and_shapes_apart():
     assert digest(np.zeros(3)) != digest(np.zeros((3, 1))) != digest(np.zeros(3, np.float32))
     assert digest({"a": 1, "b": [2, 3]}) == digest({"b": [2, 3], "a": 1}) != digest({"a": 1, "b": [3, 2]})
+    # keys of several types (sorted() refused them), modules by their weights (a repr hides them)
+    assert digest({0: 1.0, "other": 0.5}) == digest({"other": 0.5, 0: 1.0}) != digest({0: 1.0, "other": 0.6})
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    assert repr(first) == repr(second) and digest(first) != digest(second)
+    assert digest(np.array(["cat", 3], dtype=object)) != digest(np.array(["cat", 4], dtype=object))
+
+
+def test_digest_is_the_same_in_every_process():
+    """A set's repr follows string hashing, an object array's bytes are pointers: their keys
+    changed from one process to the next, so a cache never hit."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from compattr.features.base import digest\n"
+        "print(digest({'positive', 'negative', 'neutral', 'mixed'}, frozenset({'a', 'b', 'c'}),"
+        " np.array(['cat', 'dog', 3], dtype=object)))\n"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(keys) == 1
 
 
 def test_mask_rows_keeps_tensors_and_refuses_other_shapes_and_values():

@@ -79,7 +79,7 @@ def test_the_default_key_is_the_same_in_every_process(tmp_path):
 
     script = tmp_path / "lab.py"
     script.write_text(
-        "def retrain(keep, kind='linear'):\n"
+        "def retrain(keep, kind='linear', known={'linear', 'logistic'}):  # a set default: keyed too\n"
         "    return 1.0 if kind in {'linear', 'logistic', 'tree', 'forest'} else float(keep.sum())\n"
         "from compattr.features import TrainingSubsets\n"
         "print(TrainingSubsets(3, retrain).key)\n"

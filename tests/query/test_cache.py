@@ -594,6 +594,56 @@ def test_model_fingerprint_covers_the_configuration_but_not_where_it_was_loaded_
     assert model_fingerprint(first) == model_fingerprint(second)
 
 
+def test_weights_written_through_data_are_not_cached_as_the_old_ones(tmp_path):
+    """``p.data.mul_(0)`` leaves a tensor's version as it was: a reused Query kept the greedy
+    answers and layer-replay captures of the weights before, and stored their outputs under
+    the new weights' key, where every later run read them."""
+    from compattr.values import LogLikelihood
+
+    for value, layers in ((LogLikelihood(max_new_tokens=3), None), (ClassLogit(), [1])):
+        query = heads_query(layers=layers, value=value)
+        X = random_masks(4, query.n)
+        query.evaluate(X)  # prepared (and captured) with the weights as loaded
+        for layer in query.model.model.layers:
+            layer.mlp.down_proj.weight.data.mul_(-3.0)  # a write that raises no version
+        fresh = Query(query.model, query.features, value, query.inputs, batch_size=4).evaluate(X)
+        assert not np.allclose(fresh, query.evaluate(X), atol=1e-4)  # the case: stale without a key read
+        np.testing.assert_allclose(run_queries(query, X, cache_dir=tmp_path, progress=False), fresh, atol=1e-6)
+        np.testing.assert_allclose(query.evaluate(X), fresh, atol=1e-6)  # forgotten for good
+
+
+def test_model_fingerprint_tells_apart_modules_without_a_configuration():
+    """A plain torch module has no configuration: two of the same weights but another
+    activation, stride or temperature attribute shared a key and read each other's outputs."""
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, activation, temperature=1.0):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv1d(1, 2, 3, padding=1)
+            self.act, self.temperature = activation, temperature
+
+        def forward(self, x):
+            return self.act(self.conv(x)) / self.temperature
+
+    base = model_fingerprint(Scaled(torch.nn.ReLU()))
+    assert model_fingerprint(Scaled(torch.nn.ReLU())) == base
+    assert model_fingerprint(Scaled(torch.nn.Tanh())) != base
+    assert model_fingerprint(Scaled(torch.nn.ReLU(), temperature=4.0)) != base
+    strided = Scaled(torch.nn.ReLU())
+    strided.conv.stride = (2,)
+    assert model_fingerprint(strided) != base
+
+
+def test_model_fingerprint_covers_the_generation_end_tokens():
+    """A greedy answer ends at the generation configuration's end tokens too (an instruction
+    model's end of turn): changing them changed the answers scored, not the key."""
+    model = tiny_llama()
+    before = model_fingerprint(model)
+    model.generation_config.eos_token_id = 13
+    assert model_fingerprint(model) != before
+
+
 def test_model_fingerprint_covers_every_dtype():
     model = tiny_llama()
     fingerprints = {model_fingerprint(model.to(dtype)) for dtype in (torch.float32, torch.bfloat16, torch.float16)}
