@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -397,7 +398,8 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     h = hashlib.sha256(type(model).__qualname__.encode())
     settings = _config_settings(model)
     if settings is None:  # no configuration: the modules and their settings say what runs
-        settings = {"modules": repr(model), "attributes": _module_settings(model)}
+        # (a memory address in a custom module's repr would change the key in every process)
+        settings = {"modules": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(model)), "attributes": _module_settings(model)}
     # the generation configuration's end tokens end greedy answers
     ends = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if ends is not None:
