@@ -104,3 +104,35 @@ def check_lens_layer_replay(model, heads, x, masks) -> np.ndarray:
     assert 0 < len(calls) <= 2
     assert "forward" not in model.blocks[0].__dict__
     return full
+
+
+def printed_under_hash_seeds(*args: str, seeds=(1, 2, 3, 4)) -> set[str]:
+    """What ``python ARGS`` prints in one process per ``PYTHONHASHSEED`` of ``seeds``
+    (string hashing, and so the order of a set, differs between them)."""
+    import os
+    import subprocess
+    import sys
+
+    printed = set()
+    for seed in seeds:
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        printed.add(
+            subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        )
+    return printed
+
+
+def check_lens_values(hf, lens, heads_of, inputs, tokens) -> None:
+    """A TransformerLens model gives its Hugging Face twin's outputs on a mapping of inputs
+    (``inputs``: ``input_ids`` and ``attention_mask``) with the full-input and the sequence
+    values, and on ``tokens`` with multiple choice; ``heads_of(model)`` builds its heads."""
+    from compattr.query import Query
+    from compattr.values import ClassLogit, LogLikelihood, MultipleChoice
+
+    masks = np.random.default_rng(5).random((4, heads_of(hf).n)) < 0.5
+    choice = MultipleChoice([[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]], [1, 0, 2])
+    for value, given in ((ClassLogit(), inputs), (LogLikelihood(max_new_tokens=2), inputs), (choice, tokens)):
+        expected = Query(hf, heads_of(hf), value, given).evaluate(masks)
+        got = Query(lens, heads_of(lens), value, given).evaluate(masks)
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=repr(value))
+        assert np.ptp(expected) > 0

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import printed_under_hash_seeds
 
 from compattr._testing import tiny_llama, word_tokenizer
 from compattr.features import AttentionHeads, ImagePatches, MLPBlocks, Words, check_set_function
@@ -88,27 +89,13 @@ def test_digest_tells_values_types_and_shapes_apart():
 def test_digest_is_the_same_in_every_process():
     """A set's repr follows string hashing, an object array's bytes are pointers: their keys
     changed from one process to the next, so a cache never hit."""
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import numpy as np\n"
         "from compattr.features.base import digest\n"
         "print(digest({'positive', 'negative', 'neutral', 'mixed'}, frozenset({'a', 'b', 'c'}),"
         " np.array(['cat', 'dog', 3], dtype=object)))\n"
     )
-    keys = {
-        subprocess.run(
-            [sys.executable, "-c", script],
-            env={**os.environ, "PYTHONHASHSEED": str(seed)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for seed in (1, 2, 3, 4)
-    }
-    assert len(keys) == 1
+    assert len(printed_under_hash_seeds("-c", script)) == 1
 
 
 def test_mask_rows_keeps_tensors_and_refuses_other_shapes_and_values():

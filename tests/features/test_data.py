@@ -1,9 +1,8 @@
 """Training subsets: retraining callables and precomputed (mask, margin) tables."""
 
-import os
-
 import numpy as np
 import pytest
+from conftest import printed_under_hash_seeds
 
 from compattr.features import TrainingSubsets, check_feature_set
 from compattr.query import run_queries
@@ -74,9 +73,6 @@ def test_two_scripts_an_edited_body_and_per_target_defaults_are_keyed_apart(tmp_
 def test_the_default_key_is_the_same_in_every_process(tmp_path):
     """A set literal in ``retrain`` compiles to a frozenset, whose repr follows string hashing:
     the key changed with PYTHONHASHSEED, so a cache never hit in a new process."""
-    import subprocess
-    import sys
-
     script = tmp_path / "lab.py"
     script.write_text(
         "def retrain(keep, kind='linear', known={'linear', 'logistic'}):  # a set default: keyed too\n"
@@ -84,16 +80,7 @@ def test_the_default_key_is_the_same_in_every_process(tmp_path):
         "from compattr.features import TrainingSubsets\n"
         "print(TrainingSubsets(3, retrain).key)\n"
     )
-    keys = {
-        subprocess.run(
-            [sys.executable, str(script)],
-            env={**os.environ, "PYTHONHASHSEED": str(seed)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for seed in (1, 2, 3, 4)
-    }
+    keys = printed_under_hash_seeds(str(script))
     assert len(keys) == 1 and "#" in keys.pop()
 
 

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import check_lens_layer_replay
+from conftest import check_lens_layer_replay, check_lens_values
 from torch import nn
 
 from compattr._testing import (
@@ -451,7 +451,7 @@ def test_transformerlens_takes_a_tokenizers_mapping_words_and_sequence_values(tm
     from transformers import AutoTokenizer
 
     from compattr.features import Words
-    from compattr.values import LogLikelihood, MultipleChoice
+    from compattr.values import LogLikelihood
 
     word_tokenizer().save_pretrained(tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
@@ -461,13 +461,7 @@ def test_transformerlens_takes_a_tokenizers_mapping_words_and_sequence_values(tm
     x = ids(batch=3, seq=7)
     padded = {"input_ids": x, "attention_mask": torch.ones_like(x)}
     padded["attention_mask"][0, :2] = 0
-    masks = np.random.default_rng(5).random((4, AttentionHeads(hf).n)) < 0.5
-    choice = MultipleChoice([[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]], [1, 0, 2])
-    for value, inputs in ((ClassLogit(), padded), (LogLikelihood(max_new_tokens=2), padded), (choice, x)):
-        expected = Query(hf, AttentionHeads(hf), value, inputs).evaluate(masks)
-        got = Query(bridge, AttentionHeads(bridge), value, inputs).evaluate(masks)
-        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=repr(value))
-        assert np.ptp(expected) > 0
+    check_lens_values(hf, bridge, AttentionHeads, padded, x)
     words = lambda m: Query(m, Words(tokenizer, "w1 w2 w3 w4 w5", prefix="[BOS] w20 "), LogLikelihood(max_new_tokens=3))
     word_masks = np.random.default_rng(2).random((4, 5)) < 0.5
     np.testing.assert_allclose(words(bridge).evaluate(word_masks), words(hf).evaluate(word_masks), atol=1e-5)

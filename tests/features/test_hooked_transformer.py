@@ -11,7 +11,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import check_lens_layer_replay
+from conftest import check_lens_layer_replay, check_lens_values
 
 from compattr._testing import VOCAB, tiny_gpt2
 from compattr.features import AttentionHeads
@@ -159,16 +159,8 @@ def test_a_tokenizers_mapping_and_sequence_values_give_the_hf_models_outputs():
     """``HookedTransformer.forward`` takes its tokens as ``input``: a mapping of ``input_ids``
     and an ``attention_mask`` (what tokenizers, text features and the sequence values pass)
     crashed on it; it now gives the Hugging Face model's outputs."""
-    from compattr.values import LogLikelihood, MultipleChoice
-
     hf, lens = hooked_gpt2()
     x = ids(batch=3, seq=7)
     inputs = {"input_ids": x, "attention_mask": torch.ones_like(x)}
     inputs["attention_mask"][0, :2] = 0  # left padding: absolute positions must not shift
-    masks = np.random.default_rng(5).random((4, AttentionHeads(hf).n)) < 0.5
-    choice = MultipleChoice([[[10], [11, 12], [13]], [[14], [15], [16, 17]], [[18], [19], [20]]], [1, 0, 2])
-    for value, given in ((ClassLogit(), inputs), (LogLikelihood(max_new_tokens=2), inputs), (choice, x)):
-        expected = Query(hf, AttentionHeads(hf), value, given).evaluate(masks)
-        got = Query(lens, AttentionHeads(lens), value, given).evaluate(masks)
-        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=repr(value))
-        assert np.ptp(expected) > 0
+    check_lens_values(hf, lens, AttentionHeads, inputs, x)
