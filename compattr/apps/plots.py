@@ -234,18 +234,31 @@ def _thinned(positions: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, 
 
 
 def _label_heatmap_axes(ax: Axes, names: list[str], labels: np.ndarray, bounds: np.ndarray) -> None:
-    """Group boundaries on both axes; ticks per feature (few) or per group (many)."""
-    for edge in bounds[1:-1] - 0.5:
-        ax.axhline(edge, color="0.55", lw=0.6)
-        ax.axvline(edge, color="0.55", lw=0.6)
+    """Group boundaries and ticks per feature (few features), or boundary marks outside the
+    image and ticks per group (many: a line over the image would cover a cell's row)."""
+    edges = bounds[1:-1] - 0.5
     if len(names) <= _MAX_NAME_TICKS:
+        for edge in edges:
+            ax.axhline(edge, color="0.55", lw=0.6)
+            ax.axvline(edge, color="0.55", lw=0.6)
         positions, ticks = np.arange(len(names)), names
     else:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_ticks(edges, minor=True)
+        ax.tick_params(which="minor", length=4, color="0.55")
         centres = (bounds[:-1] + bounds[1:] - 1) / 2
         positions, ticks = _thinned(centres, [_group_label(g) for g in labels])
     ax.set_xticks(positions, ticks, rotation=90, fontsize=7)
     ax.set_yticks(positions, ticks, fontsize=7)
-    ax.tick_params(length=0)
+    ax.tick_params(which="major", length=0)
+
+
+def _heatmap_size(n: int) -> tuple[float, float]:
+    """A pair heatmap's figure size in inches: 8.5 x 7.5, larger where ``n`` cells would get
+    fewer than 2 pixels each at :data:`DPI` (the axes take about 3/4 of the height), as
+    nearest-neighbour drawing then drops whole rows and columns of cells."""
+    side = max(7.5, 2 * n / (0.75 * DPI))
+    return side + 1.0, side
 
 
 def _order_colors(orders: Sequence[int] | np.ndarray) -> dict[int, tuple]:
@@ -318,7 +331,7 @@ def head_interactions(
         singles = _set_values(sp, index, max_order=1)
         np.fill_diagonal(M, [singles.get((i,), 0.0) for i in range(n)])
     M = M[np.ix_(order, order)]
-    fig, ax = _figure_axes(ax, (8.5, 7.5))
+    fig, ax = _figure_axes(ax, _heatmap_size(n))
     image = ax.imshow(M, cmap=_DIVERGING, norm=_symmetric_norm(M), interpolation="nearest")
     ordered = [names[i] for i in order]
     _label_heatmap_axes(ax, ordered, labels, bounds)
