@@ -88,7 +88,11 @@ class MaskedModel:
     What it reuses (the value's targets and greedy answers, the replayed layers' outputs,
     the prefix's key/value cache) is computed again when the model's weights change in place
     between calls (fine-tuning, pruning, another checkpoint loaded into the same object), as
-    :func:`model_fingerprint`, the cache's key, changes. What the features recorded from the
+    :func:`model_fingerprint`, the cache's key, changes. Writes through ``.data``
+    (``p.data.mul_(0)``) leave no trace in the tensors' versions, which :meth:`evaluate`
+    checks: they are seen when the weights are read whole (:meth:`fingerprint`, which
+    ``run_queries`` with a ``cache_dir`` calls); without a cache, write under
+    ``torch.no_grad()`` instead (``p.mul_(0)``) or build a new one. What the features recorded from the
     model when they were built (mean ablation's reference means, patching's corrupted
     activations) is theirs: build them again for new weights.
 
