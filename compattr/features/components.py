@@ -140,6 +140,10 @@ class Grouped:
         for :func:`attention_layers` of multi-query heads. None when the masker has no KV
         groups or a group spans several (:func:`attention_layers` of grouped-query heads:
         masking the feature removes several KV groups, which ``kv_groups`` cannot say).
+    replacement_id, fixed_prefix : int
+        The masker's, where it has them (text features): the token masked units become, which
+        :class:`~compattr.query.MaskedModel` checks against the model's pad token, and the
+        tokens before the first unit, whose key/value cache it reuses.
     """
 
     def __init__(self, masker: Any, labels, names=None, groups=None):
@@ -162,6 +166,9 @@ class Grouped:
             raise ValueError(f"groups must have one entry per group of features ({self.n}), got {self.groups.shape}.")
         self.kv_groups = _coarse_kv_groups(getattr(masker, "kv_groups", None), self._index, self.n)
         self._examples = masks_by_example(masker)
+        for name in ("replacement_id", "fixed_prefix"):  # text features': what MaskedModel checks and reuses
+            if hasattr(masker, name):
+                setattr(self, name, getattr(masker, name))
 
     def __add__(self, other: Any) -> Components:
         return Components(self, other)

@@ -254,9 +254,11 @@ def _token_units(offsets: np.ndarray, spans: np.ndarray, lo: int, hi: int, text:
     ------
     ValueError
         A unit shares a token with the fixed text (a prefix or suffix joined to the text
-        without whitespace, ``"w9" + "w1 w2"`` tokenized ``w9w1``), or owns no token (its
-        characters lie in tokens another unit overlaps more): masking it would replace
-        none or only some of its tokens, and its attribution would be silently 0.
+        without whitespace, ``"w9" + "w1 w2"`` tokenized ``w9w1``), a token holds text of two
+        units (a byte-level tokenizer merging characters of neighbouring units not separated
+        by whitespace), or a unit owns no token (its characters lie in tokens another unit
+        overlaps more): masking it would replace none or only some of its tokens, and its
+        attribution would be silently wrong.
     """
     start, end = offsets[:, :1], offsets[:, 1:]
     overlap = np.minimum(end, spans[:, 1]) - np.maximum(start, spans[:, 0])
@@ -271,6 +273,17 @@ def _token_units(offsets: np.ndarray, spans: np.ndarray, lo: int, hi: int, text:
             "it would leave that token: separate the prefix and suffix from the text by whitespace."
         )
     units[fixed] = len(spans)
+    # a token whose text (less whitespace at its ends) lies in two units: masking either unit
+    # replaces it whole or not at all, showing part of one or hiding part of the other
+    straddles = (np.minimum(solid[:, 1:], spans[:, 1]) - np.maximum(solid[:, :1], spans[:, 0]) > 0).sum(1) > 1
+    if straddles.any():
+        t = int(np.flatnonzero(straddles)[0])
+        joined = np.flatnonzero(np.minimum(solid[t, 1], spans[:, 1]) - np.maximum(solid[t, 0], spans[:, 0]) > 0)
+        raise ValueError(
+            f"token {t} ({text[offsets[t, 0] : offsets[t, 1]]!r}) holds text of units {joined[0]} ({name(joined[0])}) "
+            f"and {joined[1]} ({name(joined[1])}): masking either would replace it whole or not at all. "
+            "Use units the tokenizer does not join (coarser units, or Tokens)."
+        )
     tokenless = np.setdiff1d(np.arange(len(spans)), units)
     if tokenless.size:
         raise ValueError(

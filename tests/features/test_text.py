@@ -7,7 +7,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from compattr._testing import tiny_bert, tiny_llama, word_tokenizer
-from compattr.features import Sentences, TextSpans, Tokens, Words, check_feature_set
+from compattr.features import Grouped, Sentences, TextSpans, Tokens, Words, check_feature_set
 from compattr.features.text import _merged, _token_units
 from compattr.query import MaskedModel, Query
 from compattr.values import ClassLogit, LogLikelihood
@@ -51,16 +51,33 @@ def test_masking_replaces_exactly_the_masked_units_tokens(tokenizer):
 
 
 def test_tokens_overlapping_the_fixed_text_are_never_masked():
-    offsets = np.array([[0, 0], [0, 3], [3, 6], [6, 9], [9, 12]])  # special, prefix, a|b split, text, suffix
-    spans = np.array([[3, 5], [5, 9]])  # in full-string coordinates; text = [3, 9)
+    offsets = np.array([[0, 0], [0, 3], [3, 6], [6, 9], [9, 12]])  # special, prefix, text, text, suffix
+    spans = np.array([[3, 6], [6, 9]])  # in full-string coordinates; text = [3, 9)
     text = "abcdefghijkl"  # no whitespace
     units = _token_units(offsets, spans, 3, 9, text)
     assert units.tolist() == [2, 2, 0, 1, 2]
     # a token across the prefix and unit 0 was kept, leaving unit 0 nothing to mask
-    with pytest.raises(ValueError, match=r"unit 0 \('de'\) shares a token with the prefix"):
+    with pytest.raises(ValueError, match=r"unit 0 \('def'\) shares a token with the prefix"):
         _token_units(np.array([[2, 5], [5, 9]]), spans, 3, 9, text)
-    with pytest.raises(ValueError, match=r"unit 0 \('de'\) owns no token"):
-        _token_units(np.array([[3, 9]]), spans, 3, 9, text)  # one token, most of it unit 1's
+    # a unit whose characters no token holds
+    with pytest.raises(ValueError, match=r"unit 0 \('def'\) owns no token"):
+        _token_units(np.array([[6, 9]]), spans, 3, 9, text)
+
+
+def test_a_token_holding_text_of_two_units_is_refused():
+    """A byte-level tokenizer merges characters of neighbouring units not separated by
+    whitespace (Chinese text with a segmenter's spans): the token went to the unit it
+    overlapped most, so masking one unit left part of its text and masking the other hid
+    part of its neighbour's, silently."""
+    text = "abcdefghi"
+    offsets = np.array([[0, 4], [4, 7], [7, 9]])  # "abcd", "efg", "hi"
+    spans = np.array([[0, 5], [5, 9]])  # "abcde" | "fghi": token "efg" holds both
+    with pytest.raises(ValueError, match=r"token 1 \('efg'\) holds text of units 0 \('abcde'\) and 1"):
+        _token_units(offsets, spans, 0, 9, text)
+    # whitespace at a token's ends belongs to no unit: a token " fg" after "abcde" is unit 1's
+    spaced = "abcde fghi"
+    units = _token_units(np.array([[0, 5], [5, 8], [8, 10]]), np.array([[0, 5], [6, 10]]), 0, 10, spaced)
+    assert units.tolist() == [0, 1, 1]
 
 
 def sentencepiece_tokenizer():
@@ -212,6 +229,8 @@ def test_a_classifier_reading_its_pad_token_is_not_given_it_as_the_replacement(t
     words = Words(tokenizer, "w1 w2 w3 w4")
     with pytest.raises(ValueError, match="pad token"):
         MaskedModel(model, words, ClassLogit(labels=[0]))
+    with pytest.raises(ValueError, match="pad token"):  # grouped words hid their replacement
+        MaskedModel(model, Grouped(words, [0, 0, 1, 1]), ClassLogit(labels=[0]))
     other = Words(tokenizer, "w1 w2 w3 w4", replacement="[MASK]")
     masks = np.array([[True, True, True, False], [True] * 4])
     got = MaskedModel(model, other, ClassLogit(labels=[0])).evaluate(masks)
