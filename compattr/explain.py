@@ -357,9 +357,10 @@ class Explanation:
         if method not in ("auto", "bootstrap", "jackknife"):
             raise ValueError(f"method must be 'auto', 'bootstrap' or 'jackknife', got {method!r}.")
         folds = check_int(folds, "folds", 2)  # before "auto" reads it
-        # the strength the spectrum is the refit at (explanations saved before it was
-        # recorded: the first fit's)
-        ridge = self.fit_info.get("spectrum_ridge", self.fit_info.get("ridge")) or 0.0
+        # the strength the spectrum is the refit at; where it is none (an average of repeats)
+        # or was not recorded (saved before), the first fit's
+        recorded = (self.fit_info.get("spectrum_ridge"), self.fit_info.get("ridge"))
+        ridge = next((r for r in recorded if r is not None), 0.0)
         if estimator is None and self.fit_info.get("estimator") == ProxySPEX.__name__ and self.fit_info.get("params"):
             estimator = ProxySPEX(**self.fit_info["params"])
         # "auto" where the jackknife cannot refit: the bootstrap all the same (it warns where

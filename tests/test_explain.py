@@ -458,6 +458,10 @@ def test_uncertainty_bootstraps_by_default_only_a_spectrum_that_is_the_refit_of_
         assert isinstance(other.uncertainty(folds=2, progress=False), compattr.spectrum.SpectrumJackknife)
     with pytest.warns(RefitMismatchWarning, match="jackknife"):
         dataclasses.replace(ex, spectrum=halved).uncertainty(5, method="bootstrap")
+    # no strength the spectrum is the refit at (an average of repeats): the first fit's, not 0
+    averaged = dataclasses.replace(ex, fit_info={**info, "spectrum_ridge": None})
+    expected = compattr.spectrum.bootstrap(refit, X, y, 5, 0, ridge=0.2).stderr()
+    np.testing.assert_allclose(averaged.uncertainty(5, method="bootstrap").stderr(), expected)
     for bad in (1, 0, 2.5):  # refused up front, whichever method "auto" would pick
         for which in (ex, dataclasses.replace(ex, spectrum=halved)):
             with pytest.raises(ValueError, match="folds"):

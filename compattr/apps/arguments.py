@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from decimal import Decimal
 
 
 def keep_value(text: str) -> int | float:
@@ -11,9 +12,9 @@ def keep_value(text: str) -> int | float:
     ``"30%"`` -> 0.3 (fractions). Whether it fits ``n`` is :func:`plan_size`'s rule."""
     try:
         if text.strip().endswith("%"):
-            return float(text.strip()[:-1]) / 100
+            return float(Decimal(text.strip()[:-1]) / 100)  # 1.4% is 0.014, not 1.4 / 100 in binary
         return int(text) if text.strip().lstrip("+-").isdigit() else float(text)
-    except ValueError:
+    except (ValueError, ArithmeticError):  # decimal's InvalidOperation is an ArithmeticError
         raise argparse.ArgumentTypeError(
             f"expected a count of heads (30), a fraction (0.3) or a percentage (30%), got {text!r}"
         ) from None

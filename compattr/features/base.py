@@ -131,8 +131,9 @@ def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
     """Run ``model`` on a tensor (positional) or a mapping of tensors (keyword arguments).
 
     A mapping's ``input_ids`` go first, positionally, to a model whose ``forward`` has no
-    parameter of that name but a positional first one (TransformerLens's ``input``), the rest
-    as keyword arguments. Models whose ``forward`` takes ``use_cache`` get ``use_cache=False``:
+    parameter of that name but a positional first one (TransformerLens's ``input``; read
+    through a ``DataParallel`` or ``torch.compile`` wrapper), the rest as keyword arguments.
+    Models whose ``forward`` takes ``use_cache`` get ``use_cache=False``:
     compattr never decodes incrementally through the model, and a cache would only cost
     memory. ``options`` are passed as keyword arguments.
     """
@@ -142,7 +143,8 @@ def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
     model_class: type = type(model)
     if forward_takes(model_class, "use_cache"):
         kwargs.setdefault("use_cache", False)
-    if "input_ids" in kwargs and _tokens_go_first(model_class):
+    run: type = type(_innermost(model))  # the model a wrapper (DataParallel, torch.compile) runs
+    if "input_ids" in kwargs and _tokens_go_first(run):
         return model(kwargs.pop("input_ids"), **kwargs)
     return model(**kwargs)
 
@@ -159,6 +161,17 @@ def _forward_parameters(model_class: Any) -> frozenset[str]:
         return frozenset(inspect.signature(model_class.forward).parameters)
     except (AttributeError, TypeError, ValueError):
         return frozenset()
+
+
+def _innermost(model: Any) -> Any:
+    """The model a wrapper runs: ``torch.nn.DataParallel``'s ``module``, ``torch.compile``'s
+    ``_orig_mod``, unwrapped until neither is left."""
+    while isinstance(getattr(model, "module", None), torch.nn.Module) or isinstance(
+        getattr(model, "_orig_mod", None), torch.nn.Module
+    ):
+        inner = getattr(model, "module", None)
+        model = inner if isinstance(inner, torch.nn.Module) else model._orig_mod
+    return model
 
 
 @functools.cache
@@ -300,7 +313,7 @@ def digest(*parts: Any) -> str:
             h.update(np.ascontiguousarray(p).tobytes())
         elif isinstance(p, Mapping):
             for k in _sorted_keys(p):
-                feed(str(k))
+                feed(k)  # itself: the key 1 is not the key "1"
                 feed(p[k])
         elif isinstance(p, (set, frozenset)):
             h.update(b"{")
@@ -324,12 +337,12 @@ def digest(*parts: Any) -> str:
 
 
 def _sorted_keys(mapping: Mapping) -> list:
-    """A mapping's keys in sorted order; keys of several types (0 and "other") by type name
-    and ``repr`` instead, which ``sorted`` refuses."""
-    try:
+    """A mapping's keys in an order that does not depend on how it was built: sorted where
+    they are all strings, else by their own :func:`digest` (keys of several types, which
+    ``sorted`` refuses, and frozensets, which it orders by inclusion alone)."""
+    if all(isinstance(k, str) for k in mapping):
         return sorted(mapping)
-    except TypeError:
-        return sorted(mapping, key=lambda k: (type(k).__name__, repr(k)))
+    return sorted(mapping, key=digest)
 
 
 def _fail(message: str) -> NoReturn:

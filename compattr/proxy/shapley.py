@@ -396,10 +396,11 @@ class PairedShapley(BaseEstimator):
     def jackknife(self, X, y, folds: int = 5, progress: bool = False) -> SpectrumJackknife:
         """The fits behind :meth:`uncertainty`: the whole estimator fitted again without each
         of ``folds`` random groups of pairs (seeded by ``random_state``; a pair's two masks
-        stay together; where every complementary pair was queried, ``prior_`` "exact", the
-        groups hold only the repeats of pairs, one copy of each pair staying in every refit:
-        the refits are exact too, and the intervals hold the spread of the repeats alone,
-        zero wide where no pair was queried twice), as a
+        stay together; where every complementary pair was queried, ``prior_`` "exact", and
+        every pair queried more than once gave the same output each time, as a deterministic
+        model does, the groups hold only the repeats, one copy of each pair staying in every
+        refit: the refits are then exact too and the intervals zero wide; with repeats that
+        disagree (noise), or none to tell, the groups are of pairs as elsewhere), as a
         :class:`~compattr.spectrum.SpectrumJackknife` around
         ``spectrum_``, from which any quantity read off the spectrum gets its interval
         (``index(fn)``: sums of Shapley values per layer, say). Each refit weights the pairs
@@ -423,9 +424,10 @@ class PairedShapley(BaseEstimator):
         # the refits weight the pairs as they were drawn, whatever "auto" says for fewer of them
         drawn = clone(self).set_params(kernel_power=self.kernel_power_)
         options = {"seed": self.random_state, "groups": pairs, "spectrum": self.spectrum_, "progress": progress}
-        if self.prior_ == "exact":  # every refit keeps every pair, so it is exact too
+        S, g = X[0::2], 0.5 * (y[0::2] - y[1::2])
+        if self.prior_ == "exact" and _repeats_agree(S, g):  # deterministic: the values are exact
             check_int(folds, "folds", 2)
-            options["assignment"] = np.repeat(_repeats_left_out(X[0::2], folds, self.random_state), 2)
+            options["assignment"] = np.repeat(_repeats_left_out(S, folds, self.random_state), 2)
         return jackknife(drawn, X, y, folds, **options)
 
     def check_params(self) -> None:
@@ -712,6 +714,17 @@ def _pair_index(S: np.ndarray) -> np.ndarray:
     set where feature ``i`` is kept."""
     canonical = np.where(S[:, :1], ~S, S)
     return canonical.astype(np.int64) @ (1 << np.arange(S.shape[1], dtype=np.int64))
+
+
+def _repeats_agree(S: np.ndarray, g: np.ndarray) -> bool:
+    """Whether some pair of first masks ``S`` (pairs, n) was queried more than once and every
+    such pair's odd part ``g`` (pairs,) (taken from its mask without feature 0) is the same
+    each time: the outputs of a deterministic function, whose exact values have no noise."""
+    index = _pair_index(S)
+    oriented = np.where(S[:, 0], -g, g)
+    order = np.argsort(index, kind="stable")
+    same_pair = index[order][1:] == index[order][:-1]
+    return bool(same_pair.any()) and bool(np.all(oriented[order][1:][same_pair] == oriented[order][:-1][same_pair]))
 
 
 def _repeats_left_out(S: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -421,17 +421,30 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 def _module_settings(model: torch.nn.Module) -> dict[str, dict]:
-    """Each module's public plain settings (numbers, strings, booleans and tuples of them
-    in its ``__dict__``: a temperature, a slope, a stride), by module name; ``training``
-    left out (compattr runs models in eval mode)."""
+    """Each module's public plain settings (numbers, NumPy's too, strings, booleans, tuples
+    and lists of them, and functions by name, in its ``__dict__``: a temperature, a slope, a
+    stride, ``torch.tanh``), by module name; ``training`` left out (compattr runs models in
+    eval mode). A public attribute the module changes as it runs (a call counter) would
+    change the key at every run: keep such state in a ``_``-named attribute."""
 
-    def plain(value) -> bool:
-        if isinstance(value, tuple):
-            return all(plain(v) for v in value)
-        return value is None or isinstance(value, (bool, int, float, str))
+    def setting(value):  # a JSON-able stand-in for a plain setting, else None
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, (tuple, list)):
+            items = [setting(v) for v in value]
+            return items if all(i is not None or v is None for i, v in zip(items, value)) else None
+        if callable(value) and hasattr(value, "__qualname__"):  # an activation held as a function
+            return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+        return None
 
     return {
-        name: {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_") and k != "training" and plain(v)}
+        name: {
+            k: setting(v)
+            for k, v in sorted(vars(module).items())
+            if not k.startswith("_") and k != "training" and setting(v) is not None
+        }
         for name, module in model.named_modules()
     }
 

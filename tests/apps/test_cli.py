@@ -207,6 +207,7 @@ def test_keep_parses_like_the_api():
     assert plan_size(keep_value("0.29"), 50) == 15 and plan_size(keep_value("0.7"), 45) == 32
     assert plan_size(keep_value("57%"), 50) == 29 and plan_size(keep_value("14.5%"), 100) == 15
     assert plan_size(keep_value("0.25"), 10) == 3 and plan_size(keep_value("0.24"), 10) == 2
+    assert keep_value("1.4%") == 0.014 and plan_size(keep_value("1.4%"), 250) == 4  # 1.4 / 100 is 0.01399...
 
 
 @pytest.fixture

@@ -80,6 +80,10 @@ def test_digest_tells_values_types_and_shapes_apart():
     assert digest({"a": 1, "b": [2, 3]}) == digest({"b": [2, 3], "a": 1}) != digest({"a": 1, "b": [3, 2]})
     # keys of several types (sorted() refused them), modules by their weights (a repr hides them)
     assert digest({0: 1.0, "other": 0.5}) == digest({"other": 0.5, 0: 1.0}) != digest({0: 1.0, "other": 0.6})
+    assert digest({1: "a"}) != digest({"1": "a"})  # a key itself, not its str
+    # frozenset keys: sorted() orders them by inclusion alone, so the order they were built in showed
+    a, b, c = frozenset({1}), frozenset({2}), frozenset({3})
+    assert digest({a: 1, b: 2, c: 3}) == digest({c: 3, a: 1, b: 2}) == digest({b: 2, c: 3, a: 1})
     torch.manual_seed(0)
     first, second = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
     assert repr(first) == repr(second) and digest(first) != digest(second)

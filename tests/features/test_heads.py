@@ -462,6 +462,10 @@ def test_transformerlens_takes_a_tokenizers_mapping_words_and_sequence_values(tm
     padded = {"input_ids": x, "attention_mask": torch.ones_like(x)}
     padded["attention_mask"][0, :2] = 0
     check_lens_values(hf, bridge, AttentionHeads, padded, x)
+    from compattr.features.base import call_model
+
+    with torch.no_grad():  # a wrapper's forward takes anything: the bridge's is read
+        torch.testing.assert_close(call_model(torch.nn.DataParallel(bridge), padded), call_model(bridge, padded))
     words = lambda m: Query(m, Words(tokenizer, "w1 w2 w3 w4 w5", prefix="[BOS] w20 "), LogLikelihood(max_new_tokens=3))
     word_masks = np.random.default_rng(2).random((4, 5)) < 0.5
     np.testing.assert_allclose(words(bridge).evaluate(word_masks), words(hf).evaluate(word_masks), atol=1e-5)

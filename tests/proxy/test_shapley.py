@@ -76,46 +76,44 @@ def test_every_complementary_pair_queried_gives_the_exact_values(n):
     assert PairedShapley(random_state=0).fit(X[partial], table[X[partial].astype(np.int64) @ weights]).prior_ != "exact"
 
 
-def test_the_exact_values_intervals_hold_the_spread_of_the_repeats_alone():
+def test_the_exact_values_of_a_deterministic_function_get_zero_wide_intervals():
     """Where every pair was queried (prior "exact"), a jackknife group that took a pair's
     only copy made that refit an estimate (0.08 off on a deterministic table at n = 5), and
-    the intervals of exact values called signs unsettled. The groups now hold repeats only:
-    on a deterministic function every refit is the exact answer (zero-wide intervals); on a
-    noisy one each refit is the exact answer on its masks (brute force on their pairs'
-    means), and the intervals are not zero-wide."""
-    from compattr.proxy.shapley import _repeats_left_out
+    the intervals of exact values called signs unsettled. Where the repeats agree (a
+    deterministic function) the groups now hold repeats only: every refit is the exact answer.
+    With noisy repeats, or none, the groups are of pairs as elsewhere (leaving the noise of
+    pairs queried once out of every refit made the intervals 2-4 times too narrow)."""
+    from compattr.spectrum import jackknife
 
-    n = 6
+    n, folds = 6, 5
     table = np.random.default_rng(0).normal(size=1 << n)
     weights = 1 << np.arange(n - 1, -1, -1)
     X = compattr.paired_masks(n, 800, seed=1)
+    f = lambda M: table[M.astype(np.int64) @ weights]
     S = X[0::2]
     pair = np.where(S[:, :1], ~S, S).astype(np.int64) @ weights  # a pair's mask without feature 0
     once = np.unique(pair, return_index=True)[1]
     assert len(once) == 2 ** (n - 1) and len(once) < len(S)  # every pair, and repeats
-    exact = PairedShapley(random_state=0).fit(X, table[X.astype(np.int64) @ weights])
+    exact = PairedShapley(random_state=0).fit(X, f(X))
     assert exact.prior_ == "exact"
-    refits = exact.jackknife(X, table[X.astype(np.int64) @ weights], folds=5).spectra
-    for refit in refits:
+    for refit in exact.jackknife(X, f(X), folds=folds).spectra:
         np.testing.assert_allclose(compattr.indices.shapley(refit), exact.shapley_, atol=1e-12)
-    first = np.sort(np.r_[2 * once, 2 * once + 1])  # every pair once: nothing to leave out
-    alone = PairedShapley(random_state=0).fit(X[first], table[X[first].astype(np.int64) @ weights])
-    bare = alone.uncertainty(X[first], table[X[first].astype(np.int64) @ weights], folds=3)
-    assert alone.prior_ == "exact" and (bare["stderr"] == 0).all() and bare["nonzero"].all()
-    y = table[X.astype(np.int64) @ weights] + np.random.default_rng(2).normal(0, 0.5, len(X))
-    noisy = PairedShapley(random_state=0).fit(X, y)
-    group = np.repeat(_repeats_left_out(S, 5, 0), 2)
-    for k, refit in enumerate(noisy.jackknife(X, y, folds=5).spectra):
-        kept = group != k
-        S_k, g_k = X[kept][0::2], 0.5 * (y[kept][0::2] - y[kept][1::2])
-        key = np.where(S_k[:, :1], ~S_k, S_k).astype(np.int64) @ weights
-        sign = np.where(S_k[:, 0], -1.0, 1.0)  # g of the pair's mask without feature 0
-        odd = np.zeros(1 << n)
-        for p in np.unique(key):
-            odd[p] = np.mean(sign[key == p] * g_k[key == p])
-            odd[(1 << n) - 1 - p] = -odd[p]
-        np.testing.assert_allclose(compattr.indices.shapley(refit), brute_force_shapley(odd, n), atol=1e-10)
-    assert (noisy.uncertainty(X, y)["stderr"] > 0).all()
+    assert (exact.uncertainty(X, f(X), folds=folds)["stderr"] < 1e-12).all()
+
+    def by_pairs(est, X, y):  # the jackknife over random groups of pairs
+        drawn = PairedShapley(random_state=0, kernel_power=est.kernel_power_)
+        pairs = np.repeat(np.arange(len(X) // 2), 2)
+        return jackknife(drawn, X, y, folds, seed=0, groups=pairs, spectrum=est.spectrum_).spectra
+
+    y = f(X) + np.random.default_rng(2).normal(0, 0.3, len(X))
+    first = np.sort(np.r_[2 * once, 2 * once + 1])  # every pair once: no repeat tells noise apart
+    for X_case, y_case in ((X, y), (X[first], f(X[first]))):
+        est = PairedShapley(random_state=0).fit(X_case, y_case)
+        assert est.prior_ == "exact"
+        got = est.jackknife(X_case, y_case, folds=folds).spectra
+        for refit, expected in zip(got, by_pairs(est, X_case, y_case)):
+            assert refit == expected
+        assert (est.uncertainty(X_case, y_case, folds=folds)["stderr"] > 0).all()
 
 
 @pytest.mark.slow  # about 3 s: thousands of masks for a function with every term

@@ -633,6 +633,9 @@ def test_model_fingerprint_tells_apart_modules_without_a_configuration():
     strided = Scaled(torch.nn.ReLU())
     strided.conv.stride = (2,)
     assert model_fingerprint(strided) != base
+    assert model_fingerprint(Scaled(torch.nn.ReLU(), temperature=np.float32(4.0))) != base  # a NumPy number
+    # an activation held as a function, not a module
+    assert model_fingerprint(Scaled(torch.tanh)) != model_fingerprint(Scaled(torch.relu))
 
 
 def test_model_fingerprint_covers_the_generation_end_tokens():
