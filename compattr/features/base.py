@@ -164,14 +164,17 @@ def _forward_parameters(model_class: Any) -> frozenset[str]:
 
 
 def _innermost(model: Any) -> Any:
-    """The model a wrapper runs: ``torch.nn.DataParallel``'s ``module``, ``torch.compile``'s
-    ``_orig_mod``, unwrapped until neither is left."""
-    while isinstance(getattr(model, "module", None), torch.nn.Module) or isinstance(
-        getattr(model, "_orig_mod", None), torch.nn.Module
-    ):
-        inner = getattr(model, "module", None)
-        model = inner if isinstance(inner, torch.nn.Module) else model._orig_mod
-    return model
+    """The model a wrapper runs: ``DataParallel``'s and ``DistributedDataParallel``'s
+    ``module``, ``torch.compile``'s ``_orig_mod``, unwrapped until neither is left (a model's
+    own submodule called ``module`` is not a wrapper's)."""
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    while True:
+        if isinstance(model, parallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
 
 
 @functools.cache
