@@ -140,8 +140,7 @@ def call_model(model: torch.nn.Module, inputs: Inputs, **options: Any) -> Any:
     if isinstance(inputs, torch.Tensor):
         return model(inputs, **options)
     kwargs = {**inputs, **options}
-    model_class: type = type(model)
-    if forward_takes(model_class, "use_cache"):
+    if forward_takes(type(model), "use_cache"):
         kwargs.setdefault("use_cache", False)
     run: type = type(_innermost(model))  # the model a wrapper (DataParallel, torch.compile) runs
     if "input_ids" in kwargs and _tokens_go_first(run):

@@ -275,10 +275,11 @@ def _token_units(offsets: np.ndarray, spans: np.ndarray, lo: int, hi: int, text:
     units[fixed] = len(spans)
     # a token whose text (less whitespace at its ends) lies in two units: masking either unit
     # replaces it whole or not at all, showing part of one or hiding part of the other
-    straddles = (np.minimum(solid[:, 1:], spans[:, 1]) - np.maximum(solid[:, :1], spans[:, 0]) > 0).sum(1) > 1
-    if straddles.any():
-        t = int(np.flatnonzero(straddles)[0])
-        joined = np.flatnonzero(np.minimum(solid[t, 1], spans[:, 1]) - np.maximum(solid[t, 0], spans[:, 0]) > 0)
+    holds = np.minimum(solid[:, 1:], spans[:, 1]) - np.maximum(solid[:, :1], spans[:, 0]) > 0  # (tokens, units)
+    straddles = np.flatnonzero(holds.sum(1) > 1)
+    if straddles.size:
+        t = int(straddles[0])
+        joined = np.flatnonzero(holds[t])
         raise ValueError(
             f"token {t} ({text[offsets[t, 0] : offsets[t, 1]]!r}) holds text of units {joined[0]} ({name(joined[0])}) "
             f"and {joined[1]} ({name(joined[1])}): masking either would replace it whole or not at all. "

@@ -411,8 +411,8 @@ class PairedShapley(BaseEstimator):
         ------
         ValueError
             If the estimator is not fitted, ``X`` and ``y`` are not the data it was fitted
-            on, or ``folds`` is below 2 or (but for ``prior_`` "exact") above the number of
-            pairs.
+            on, or ``folds`` is below 2 or (but where the values are exact and their repeats
+            agree) above the number of pairs.
         """
         if not hasattr(self, "shapley_"):
             raise ValueError("PairedShapley is not fitted yet: call fit(X, y) first.")

@@ -439,14 +439,11 @@ def _module_settings(model: torch.nn.Module) -> dict[str, dict]:
             return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
         return None
 
-    return {
-        name: {
-            k: setting(v)
-            for k, v in sorted(vars(module).items())
-            if not k.startswith("_") and k != "training" and setting(v) is not None
-        }
-        for name, module in model.named_modules()
-    }
+    settings = {}
+    for name, module in model.named_modules():
+        public = {k: setting(v) for k, v in sorted(vars(module).items()) if not k.startswith("_") and k != "training"}
+        settings[name] = {k: v for k, v in public.items() if v is not None}
+    return settings
 
 
 def _offloaded(model: torch.nn.Module, name: str) -> torch.Tensor:
