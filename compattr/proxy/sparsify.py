@@ -489,7 +489,8 @@ def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool, closed:
 
     Only the leading ``max(ks)`` rows of a ranking are factored (the factor of a leading
     block is the leading block of the factor), except the refit that re-ranks: it needs
-    every coefficient."""
+    every coefficient. A re-ranked top k that holds every row is the whole pool: its error is
+    the refit's, not factored again (at ``max_k`` rows, the largest factor of the fold)."""
     rows, coefs = ranked
     gram, projection = gram_and_projection(X[train], rows, y[train])
     P_valid, y_valid = parity_matrix(X[valid], rows), y[valid]
@@ -508,9 +509,13 @@ def _fold_errors(X, y, train, valid, ranked, ks, ridges, reranked: bool, closed:
         if reranked:  # the constant first, then by decreasing refitted |β|
             beta = solve_triangular(L.T, z, lower=False)
             order = np.r_[0, 1 + np.argsort(-np.abs(beta[1:]), kind="stable")]
-            top = order[:lead]
-            L, z = factor(gram[np.ix_(top, top)], projection[top], penalty[top], dtype=np.float32)
-            sq_reranked[r] = _prefix_errors(L, z, P_valid[:, top], y_valid, prefixes)
+            # a prefix of every row is the whole pool, refitted above in another order
+            whole = prefixes == len(rows)
+            sq_reranked[r, whole] = sq_refit[r, whole]
+            top = order[: int(prefixes[~whole].max(initial=0))]
+            if top.size:
+                L, z = factor(gram[np.ix_(top, top)], projection[top], penalty[top], dtype=np.float32)
+                sq_reranked[r, ~whole] = _prefix_errors(L, z, P_valid[:, top], y_valid, prefixes[~whole])
             if closed and r == 0:  # ranked by the refit at the first strength, refitted at each
                 sq_closed = _closure_errors(X, y, train, valid, rows[order], ks, ridges, (rows, gram, projection))
     sq_trunc = np.array([np.sum((P_valid[:, :k] @ coefs[:k] - y_valid) ** 2) for k in prefixes])
