@@ -124,8 +124,10 @@ class Explanation:
         (by how many orders it was, in as many rounds), ``guide_rounds`` (the rounds of
         guided trees whose terms were chosen again after the regrow), ``extend_rounds`` (the
         rounds in which the terms were extended one feature at a time where their residual
-        pointed), ``cv_r2`` (the
-        fitted spectrum's cross-validated R² on the fitting masks, the first fit's),
+        pointed), ``cv_r2`` (the cross-validated R² on the fitting masks of the first fit's
+        top-k, as stage 3 chose it, before the later stages: what decides them),
+        ``spectrum_cv_r2`` (that of the terms the spectrum holds, as the last stage that chose
+        them scored them; None where none did, e.g. an average of repeats),
         ``timings``, ``estimator`` (its class name) and ``params`` (a ``ProxySPEX``'s
         parameters, which :meth:`uncertainty` refits it with; None for another class).
     value_range : (low, high) or None
@@ -174,9 +176,12 @@ class Explanation:
 
         Parameters
         ----------
-        estimator : fitted ProxySPEX or another estimator with ``spectrum_``
-            Fitted on ``masks`` and ``outputs``; its choices and costs become ``fit_info``
-            (``params`` only for a ``ProxySPEX``, which :meth:`uncertainty` refits).
+        estimator : fitted ProxySPEX or another estimator with ``spectrum_`` and ``predict``
+            Fitted on ``masks`` and ``outputs``, its spectrum a model of the outputs (not of a
+            part of them: :class:`compattr.PairedShapley`'s odd part is refused, its values
+            go to :class:`compattr.ShapleyExplanation`); its choices and costs become
+            ``fit_info`` (``params`` only for a ``ProxySPEX``, which :meth:`uncertainty`
+            refits).
         masks, outputs : (m, n) bool array, (m,) float array
             The queries it was fitted on.
         test_masks, test_outputs : (t, n) bool array, (t,) float array
@@ -194,7 +199,15 @@ class Explanation:
         ValueError
             If the estimator is not fitted, or the masks, outputs, names or groups do not
             match its ``n`` features and one another.
+        TypeError
+            If the estimator has no ``predict`` (its spectrum models no outputs, as
+            :class:`compattr.PairedShapley`'s odd part does not).
         """
+        if not callable(getattr(estimator, "predict", None)):
+            raise TypeError(
+                f"{type(estimator).__name__} has no predict(): its spectrum_ is not a model of the outputs "
+                "(PairedShapley's is their odd part alone; compattr.ShapleyExplanation holds its values)."
+            )
         spectrum = getattr(estimator, "spectrum_", None)
         if not isinstance(spectrum, Spectrum):
             raise ValueError(f"{type(estimator).__name__} is not fitted (no Spectrum in spectrum_): fit it first.")
@@ -934,6 +947,7 @@ def _fit_info(est) -> dict:
         "guide_rounds": getattr(est, "guide_rounds_", None),
         "extend_rounds": getattr(est, "extend_rounds_", None),
         "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
+        "spectrum_cv_r2": _finite_or_none(getattr(est, "spectrum_cv_r2_", None)),
         "timings": getattr(est, "timings_", None),
         "estimator": type(est).__name__,
         "params": est.get_params() if type(est) is ProxySPEX else None,  # what uncertainty() refits

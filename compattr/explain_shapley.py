@@ -86,7 +86,9 @@ class ShapleyExplanation:
     value : str or None
         What was measured (e.g. ``"ClassLogit"``).
     fit_info : dict
-        The estimator's choices: its proxy's CV R² (``proxy_cv_r2``), ``prior``, ``hedged``,
+        The estimator's choices: its proxy's CV R² (``proxy_cv_r2``: of its first top-k,
+        which decides the prior; ``proxy_spectrum_cv_r2``: of the sparse spectrum's final
+        terms; absent from explanations saved before it was recorded), ``prior``, ``hedged``,
         ``ridge``, ``support``, the ``kernel_power`` the pairs were drawn and weighted with
         (``kernel_power_``; absent from explanations saved before it was recorded) and its
         ``params``.
@@ -114,6 +116,7 @@ class ShapleyExplanation:
             raise ValueError("a ShapleyExplanation needs its fitted estimator, or the fit_info of one.")
         self.fit_info = {
             "proxy_cv_r2": float(est.proxy_.cv_r2_),
+            "proxy_spectrum_cv_r2": float(r2) if np.isfinite(r2 := est.proxy_.spectrum_cv_r2_) else None,
             "prior": est.prior_,
             "hedged": bool(est.hedged_),
             "ridge": float(est.ridge_),
@@ -186,7 +189,8 @@ class ShapleyExplanation:
             f"the values sum to {self.values.sum():{style}}",
             f"prior: {info['prior']}, {refit}"
             + ("; averaged with the kept sparse spectrum" if info["hedged"] else "")
-            + f"; ProxySPEX's CV R² on these masks {info['proxy_cv_r2']:.3f}",
+            + f"; ProxySPEX's CV R² on these masks {info['proxy_cv_r2']:.3f}"
+            + _final_terms_r2(info.get("proxy_spectrum_cv_r2")),
         ]
         if self.intervals is not None:
             nonzero = int(self.intervals["nonzero"].sum())
@@ -291,6 +295,11 @@ class ShapleyExplanation:
     def __repr__(self) -> str:
         held = "" if self.intervals is None else f", {int(self.intervals['nonzero'].sum())} nonzero"
         return f"ShapleyExplanation(n={self.n}, queries={len(self.masks)}{held})"
+
+
+def _final_terms_r2(r2: float | None) -> str:
+    """The summary's words on the CV R² of the proxy's final terms, where it was recorded."""
+    return "" if r2 is None else f" (of its final terms {r2:.3f})"
 
 
 def _in_feature_order(intervals: pd.DataFrame, n: int) -> pd.DataFrame:

@@ -15,7 +15,7 @@ explains it. Printed:
 * a plan of which heads to keep (exact integer programming on the ProxySPEX surrogate, its
   candidates checked on the model) with its measured accuracy on the held-out questions, next
   to the LASSO plan, Best-of-N, greedy elimination and single-head ablation at counted model
-  calls, with paired bootstrap intervals, and which method won.
+  calls, with score intervals (the differences paired), and which method won.
 
 Everything (explanation, plots, plans, a markdown results table) goes to ``--out``.
 The defaults run in about ten minutes on a 2-core CPU (docs/results.md records the time, with
@@ -194,8 +194,8 @@ def main(argv=None) -> int:
         f"the {len(train)} train questions; model calls = masks each method ran on the model (ProxySPEX: "
         f"{len(ex.masks)} to fit + {len(rounds)} to check its own candidates; greedy gets as many, Best-of-N "
         f"{'as many' if args.best_of is None else f'{args.best_of} draws'}); "
-        f"test accuracy on {len(test)} held-out questions, with 95 % paired bootstrap intervals and each "
-        "method's difference to ProxySPEX:"
+        f"test accuracy on {len(test)} held-out questions, with 95 % score intervals and each "
+        "method's difference to ProxySPEX (paired):"
     )
     print(results)
     print("\n" + tasks.verdict(table))

@@ -7,9 +7,9 @@ held-out R² of ProxySPEX and LASSO and the paired bootstrap interval of their d
 several numbers of kept heads compare the test accuracy of the ProxySPEX plan (exact integer
 programming on its spectrum, checked on the model) with the LASSO plan, Best-of-N random
 kept-sets, greedy backward elimination and single-head ablation, every method at its counted
-model calls (Fig. 9 top). Each accuracy comes with a paired bootstrap interval over the test
-questions, as does each method's difference to ProxySPEX; ``--transfer`` also tests every plan
-on a second task it was not fitted on.
+model calls (Fig. 9 top). Each accuracy comes with a score interval over the test questions
+(Wilson's), and each method's difference to ProxySPEX with a paired one (Newcombe's);
+``--transfer`` also tests every plan on a second task it was not fitted on.
 
 Defaults run on a 2-core CPU in about an hour per seed (docs/results.md records the table and
 the time): SmolLM2-135M-Instruct (asset package) on the capital-city cloze, the last three
@@ -152,7 +152,7 @@ def study_group(
         if transfer is not None:  # the same plans on questions of a task they were not fitted on
             K = [np.ones(heads.n, bool), *(plan.kept for plan in plans.values())]
             right = tasks.answered(model, tokenizer, transfer, heads, np.stack(K))
-            accuracy = tasks.accuracy_intervals(right, table["method"], seed=seed)
+            accuracy = tasks.accuracy_intervals(right, table["method"])
             transferred = table.drop(columns=accuracy.columns).join(accuracy)
             rows += [_row(seed, args.transfer, label, dict(r)) for _, r in transferred.iterrows()]
         checkpoint()
@@ -407,8 +407,8 @@ def report(args, out, energy: list[dict], rows: list[dict], n_train: int, n_test
                 + f", {args.test_masks} held-out masks; seeds {args.seeds}. Model calls: ProxySPEX = fitting masks + "
                 "verification; greedy gets ProxySPEX's calls, Best-of-N "
                 + ("as many" if args.best_of is None else f"{args.best_of} random kept-sets")
-                + "; intervals: 95 % paired bootstrap "
-                "over the test questions.",
+                + "; intervals: 95 % score intervals over the test questions (Wilson; the "
+                "differences to ProxySPEX paired, Newcombe).",
             ),
             ("Faithfulness and energy split per group (Fig. 9 bottom)", markdown_table(energy)),
             ("Did ProxySPEX win? (per cell: its accuracy vs the best baseline's)", markdown_table(verdict(rows))),

@@ -384,6 +384,7 @@ def test_from_fit_makes_of_a_users_fit_what_explain_makes_of_its_own():
     est = compattr.ProxySPEX(**settings).fit(ex.masks, ex.outputs)
     mine = Explanation.from_fit(est, ex.masks, ex.outputs, ex.test_masks, ex.test_outputs)
     assert mine.spectrum.to_dict() == ex.spectrum.to_dict() and mine.faithfulness == ex.faithfulness
+    assert mine.fit_info["spectrum_cv_r2"] == est.spectrum_cv_r2_ and mine.fit_info["cv_r2"] == est.cv_r2_
     assert mine.names == [str(i) for i in range(10)] and not mine.groups.any()
     timings = ("timings",)  # CPU seconds differ from fit to fit
     same = {k: v for k, v in ex.fit_info.items() if k not in ("value", *timings)}
@@ -395,6 +396,11 @@ def test_from_fit_makes_of_a_users_fit_what_explain_makes_of_its_own():
     assert named.names == list("abcdefghij") and len(named.energy().per_group) == 2
     with pytest.raises(ValueError, match="not fitted"):
         Explanation.from_fit(compattr.ProxySPEX(), ex.masks, ex.outputs, ex.test_masks, ex.test_outputs)
+    # the paired mode's spectrum is the outputs' odd part alone: no model of them
+    pairs = compattr.paired_masks(10, 120, seed=1)
+    paired = compattr.PairedShapley(random_state=0).fit(pairs, truth.predict(pairs))
+    with pytest.raises(TypeError, match="no predict"):
+        Explanation.from_fit(paired, pairs, truth.predict(pairs), ex.test_masks, ex.test_outputs)
     bad = [
         (ex.masks[:, :9], ex.outputs, ex.test_masks, ex.test_outputs, {}),  # masks of another n
         (ex.masks, ex.outputs[:-1], ex.test_masks, ex.test_outputs, {}),  # an output missing

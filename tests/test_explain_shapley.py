@@ -254,6 +254,12 @@ def test_save_and_load_round_trip(tmp_path):
     # an explanation saved before the power was recorded still reports
     older = dataclasses.replace(back, fit_info={k: v for k, v in back.fit_info.items() if k != "kernel_power"})
     assert "(150 complementary pairs)" in older.summary()
+    # the proxy's CV R² of its first top-k, and of its final terms where recorded
+    proxy = sv.estimator.proxy_
+    assert sv.fit_info["proxy_spectrum_cv_r2"] == proxy.spectrum_cv_r2_ >= proxy.cv_r2_
+    assert f"CV R² on these masks {proxy.cv_r2_:.3f} (of its final terms {proxy.spectrum_cv_r2_:.3f})" in sv.summary()
+    older = dataclasses.replace(back, fit_info={k: v for k, v in back.fit_info.items() if k != "proxy_spectrum_cv_r2"})
+    assert f"CV R² on these masks {proxy.cv_r2_:.3f}" in older.summary() and "final terms" not in older.summary()
     # string group labels: the group table's index was saved as objects, which load refused
     named = explain_shapley(
         features=Counting(sparse_function(n, seed=4), groups=np.array(list("aabbccddeeff"))),

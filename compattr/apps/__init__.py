@@ -14,7 +14,8 @@
 :mod:`~compattr.apps.export`
     Interaction values in shapiq's ``InteractionValues`` format (JSON, or the object).
 :mod:`~compattr.apps.stats`
-    Paired bootstrap intervals for methods compared on the same questions.
+    Score intervals of accuracies, and of their paired differences, for methods compared on
+    the same questions.
 :mod:`~compattr.apps.arguments`
     Layer ranges and kept sizes as the command line spells them.
 :mod:`~compattr.apps.cli`

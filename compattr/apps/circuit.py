@@ -29,6 +29,12 @@ _PAIR_INDICES = {
 _RED, _BLUE = "#d62728", "#1f77b4"
 
 
+#: A pair's index value at most this times the spectrum's total non-constant weight
+#: (``Σ |F(T)|``) is rounding, not an interaction: the indices sum terms weighted by up to a
+#: few powers of two, each off by about 1e-16 of itself.
+_ROUNDING = 1e-9
+
+
 @dataclass
 class CircuitGraph:
     """Components and their strongest interactions.
@@ -66,6 +72,9 @@ def circuit_graph(
     k : int
         Edges drawn.
     index : {"banzhaf_interaction", "shapley_interaction", "moebius"}
+
+    Pairs whose value is zero up to rounding (at most :data:`_ROUNDING` times the sum of the
+    spectrum's non-constant ``|F(T)|``) are not drawn: there may be fewer than ``k`` edges.
     """
     if index not in _PAIR_INDICES:
         raise ValueError(f"unknown pairwise index {index!r}; choose one of {', '.join(_PAIR_INDICES)}.")
@@ -75,7 +84,10 @@ def circuit_graph(
     if len(names) != n or groups.shape != (n,):
         raise ValueError(f"names and groups must have one entry per feature ({n}).")
     values = getattr(indices, index)(sp, max_order=2)
-    pairs = sorted((t for t in values if len(t) == 2 and values[t]), key=lambda t: -abs(values[t]))[:k]
+    # a pair whose value is zero but for rounding is no interaction (an exact spectrum of a
+    # function without it reads ±1e-16 there)
+    zero = _ROUNDING * float(np.abs(sp.coefs[sp.degrees > 0]).sum())
+    pairs = sorted((t for t in values if len(t) == 2 and abs(values[t]) > zero), key=lambda t: -abs(values[t]))[:k]
     edges = pd.DataFrame(
         {
             "source": [t[0] for t in pairs],

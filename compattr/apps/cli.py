@@ -386,7 +386,7 @@ class _Setup:
                 self.test = self.test[: args.test_questions]
             if len(self.test) < 2:
                 raise ValueError(
-                    f"the plans are compared on at least 2 test questions (a paired bootstrap over them); "
+                    f"the plans are compared on at least 2 test questions (paired intervals over them); "
                     f"got {len(self.test)}: raise --test-questions or lower --questions."
                 )
         else:

@@ -51,7 +51,7 @@ from ..optimize import (
 from ..query import Query, run_queries
 from ..query.values import MultipleChoice, describe
 from .models import MissingAssetError
-from .stats import paired_bootstrap
+from .stats import paired_accuracy_intervals
 
 COUNTRYINFO_PIN = "countryinfo==1.0.1"
 _LETTERS = string.ascii_uppercase
@@ -593,7 +593,7 @@ def compare_plans(
     progress: bool = True,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Pruning plans of ``size`` heads by ProxySPEX and the baselines, at counted model calls,
-    and their accuracy on held-out questions with paired bootstrap intervals.
+    and their accuracy on held-out questions with paired score intervals.
 
     Every plan maximises the same train value (``metric`` on the ``train`` questions) and
     every model call a method makes on it is counted:
@@ -613,7 +613,8 @@ def compare_plans(
         Each head removed alone (``n + 1`` calls); the ``size`` costliest removals kept.
 
     Each plan is then run on the ``test`` questions, and its accuracy, and its difference to
-    the ProxySPEX plan's, get a paired percentile-bootstrap interval over those questions.
+    the ProxySPEX plan's, get a score interval over those questions (Wilson's; Newcombe's
+    for the paired difference: :func:`compattr.apps.stats.paired_accuracy_intervals`).
 
     Parameters
     ----------
@@ -644,13 +645,13 @@ def compare_plans(
         Every plan keeps at least this many heads in each layer (Best-of-N's infeasible draws
         are neither queried nor chosen).
     seed : int
-        Seeds the refits, Best-of-N's draws and the bootstrap.
+        Seeds the refits and Best-of-N's draws.
     cache_dir : path, optional
         Query cache of the train value (the one ``explain`` used).
     batch_size : int, optional
         Rows per forward pass.
     confidence : float
-        Coverage of the bootstrap intervals.
+        Coverage of the accuracy intervals.
     progress : bool
         Show progress bars.
 
@@ -728,7 +729,7 @@ def compare_plans(
             "predicted": explanation.spectrum.predict(K),
             "train value": train_value(K),
         }
-    ).join(accuracy_intervals(right, methods, confidence=confidence, seed=seed))
+    ).join(accuracy_intervals(right, methods, confidence=confidence))
     table.attrs["verification"] = search.rounds
     table.attrs["confidence"] = confidence
     table.attrs["best_of"] = draws
@@ -738,9 +739,9 @@ def compare_plans(
     return plans, table
 
 
-def accuracy_intervals(right, methods: Sequence[str], *, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Test accuracy of each method with its paired bootstrap interval, and its difference to
-    the ``"ProxySPEX"`` method's with the interval of the difference.
+def accuracy_intervals(right, methods: Sequence[str], *, confidence: float = 0.95) -> pd.DataFrame:
+    """Test accuracy of each method with its score interval, and its difference to the
+    ``"ProxySPEX"`` method's with the paired interval of the difference.
 
     Parameters
     ----------
@@ -749,8 +750,8 @@ def accuracy_intervals(right, methods: Sequence[str], *, confidence: float = 0.9
         (:func:`answered`).
     methods : sequence of p str
         Their names; one is ``"ProxySPEX"``.
-    confidence, seed
-        Coverage and seed of :func:`compattr.apps.stats.paired_bootstrap`.
+    confidence : float
+        Coverage of the intervals (:func:`compattr.apps.stats.paired_accuracy_intervals`).
 
     Returns
     -------
@@ -759,7 +760,7 @@ def accuracy_intervals(right, methods: Sequence[str], *, confidence: float = 0.9
         ProxySPEX``, ``vs low``, ``vs high`` (the columns of :func:`compare_plans`' table).
     """
     methods = list(methods)
-    intervals = paired_bootstrap(right, methods, reference=methods.index("ProxySPEX"), confidence=confidence, seed=seed)
+    intervals = paired_accuracy_intervals(right, methods, reference=methods.index("ProxySPEX"), confidence=confidence)
     names = {"mean": "test accuracy", "ci_low": "ci low", "ci_high": "ci high"}
     names |= {"diff": "vs ProxySPEX", "diff_low": "vs low", "diff_high": "vs high"}
     return intervals.rename(columns=names).reset_index(drop=True)

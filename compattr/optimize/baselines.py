@@ -23,7 +23,7 @@ def lasso_subset(lasso_spectrum: Spectrum, size: int, maximize: bool = True) -> 
         ``True`` = kept.
     """
     check_spectrum(lasso_spectrum)
-    size = check_int(size, "size", 0, lasso_spectrum.n)
+    size = check_int(size, "size", 1, lasso_spectrum.n)
     maximize = check_bool(maximize, "maximize")
     score = banzhaf(lasso_spectrum) * (1.0 if maximize else -1.0)
     kept = np.zeros(lasso_spectrum.n, dtype=bool)
@@ -54,7 +54,8 @@ def best_of_n(
     seed : int or None
         Seed of the NumPy generator.
     n : int, optional
-        Number of features; read from ``.n`` when the scorer has it (a Spectrum does).
+        Number of features; read from ``.n`` when the scorer has it (a Spectrum does), which
+        ``n``, when given too, must equal.
     maximize : bool
         Take the highest (default) or lowest value.
 
@@ -66,10 +67,13 @@ def best_of_n(
     score = getattr(sp_or_value_fn, "predict", sp_or_value_fn)
     if not callable(score):
         raise TypeError("sp_or_value_fn must be a Spectrum, have predict(), or be callable.")
-    n = getattr(sp_or_value_fn, "n", n)
+    own = getattr(sp_or_value_fn, "n", None)
+    if n is not None and own is not None and n != own:
+        raise ValueError(f"n={n} disagrees with the scorer's own n={own}.")
+    n = own if own is not None else n
     if n is None:
         raise ValueError("pass n (the number of features) with a plain value function.")
-    size = check_int(size, "size", 0, n)
+    size = check_int(size, "size", 1, n)
     n_samples = check_int(n_samples, "n_samples", 1)
     maximize = check_bool(maximize, "maximize")
     rng = np.random.default_rng(seed)

@@ -284,7 +284,9 @@ def verified_plan(
         knows as many outputs as ProxySPEX needs (``min_masks``; until then the last
         surrogate goes on).
     rounds, per_round : int
-        Rounds, and new kept-sets queried per round (at most ``rounds * per_round`` calls).
+        Rounds, and new kept-sets queried per round (at most ``rounds * per_round`` calls,
+        and never more than the ``oracle``'s budget: a round takes the candidates that fit
+        what is left, and the search ends when the budget is spent).
     groups, min_per_group, kinds
         Keep at least ``min_per_group`` features of every group (e.g. heads per layer); read
         as by :func:`compattr.optimize.best_subset` (with ``kinds``, per kind of feature).
@@ -341,14 +343,17 @@ def verified_plan(
                 predicted = predicted + _local_residual(surrogate, oracle, size, swaps)
             order = np.argsort(-sign * predicted, kind="stable")
             candidates += [("trust region", swaps[i]) for i in order]
-        chosen, seen = [], set()
+        # each chosen kept-set is new, so costs one call: never more than the budget left
+        limit = per_round if oracle.remaining is None else min(per_round, oracle.remaining)
+        chosen: list[tuple[str, np.ndarray]] = []
+        seen: set[bytes] = set()
         for source, K in candidates:
+            if len(chosen) == limit:
+                break
             key = K.tobytes()
             if key not in seen and oracle.new(K[None])[0]:
                 chosen.append((source, K))
                 seen.add(key)
-            if len(chosen) == per_round:
-                break
         if not chosen:
             break
         K = np.stack([k for _, k in chosen])

@@ -491,11 +491,21 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         iteration of the folds); ``final_trees``: the trees of the fit on every mask, when
         there was one.
     cv_r2_ : float
-        Cross-validated R² of the fit: 1 - (lowest CV mean squared error of the kept terms,
-        or of the trees when no k was cross-validated) / variance of ``y``; 1 for constant
-        outputs. The folds split the rows: where masks repeat (few features), a repeat can
-        sit on both sides, and the CV then scores outputs the fit has seen (held-out masks,
-        as ``compattr.explain`` draws them, do not repeat the fitting masks).
+        Cross-validated R² of the first fit's kept terms as stage 3 chose them: 1 - (lowest
+        CV mean squared error of the top-k, or of the trees when no k was cross-validated) /
+        variance of ``y``; 1 for constant outputs. The later stages (growth, repeats,
+        regrow, guided trees, extension) go on from it and decide by it; the terms they
+        leave in ``spectrum_`` may explain much more (``spectrum_cv_r2_``). The folds split
+        the rows: where masks repeat (few features), a repeat can sit on both sides, and the
+        CV then scores outputs the fit has seen (held-out masks, as ``compattr.explain``
+        draws them, do not repeat the fitting masks).
+    spectrum_cv_r2_ : float
+        Cross-validated R² of the terms ``spectrum_`` holds, as the last stage that chose them
+        scored them (stage 3's ``cv_r2_``, or the growth's, regrow's, guided trees' or
+        extension's lowest CV error, on the same folds or on those of ``seed_``); NaN where
+        no CV scored them (an average of repeats that no later stage chose again, a fixed
+        rule without a CV). Each stage keeps the candidate of lowest CV error, so this reads
+        a little high, as a minimum over candidates does.
     k_ : int
         Number of kept terms (of the first fit); ``refit_`` : bool, whether they were refitted; ``ridge_`` :
         float, the ridge strength of the refit (NaN without refit); ``tilt_`` : float, the
@@ -511,7 +521,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
     search_grid_ : dict
         The grid the search ran on (``grid``; of the first fit).
     cv_results_ : pandas.DataFrame
-        Every configuration scored: rung, rows, folds, best iteration, CV mean squared error.
+        Every configuration scored: ``max_depth``, ``learning_rate``, ``rung``, ``folds``,
+        ``best_iteration`` and ``cv_mse`` (CV mean squared error).
     challenge_ : pandas.DataFrame
         When the race's winner was challenged (``challenge``): one row per fit compared on
         the first fold, the winner first, with its ``max_depth``, ``learning_rate``,
@@ -658,11 +669,24 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
                     if error is not None and self._wants_guide():
                         with _timed(self.timings_, "guide"):
                             error = self._guide(X, y, error)
+            # the CV error of spectrum_'s terms; None: an average of repeats that no stage chose again
+            spectrum_error = self._first_cv_error if self.repeats_ == 1 else error
             if self._wants_extend():
                 with _timed(self.timings_, "extend"):
-                    self._extend(X, y, self._first_cv_error if error is None else error)
+                    extended = self._extend(X, y, self._first_cv_error if error is None else error)
+                spectrum_error = spectrum_error if extended is None else extended
+            self.spectrum_cv_r2_ = self._explained_by(spectrum_error, y)
         self._add_offset(offset)
         return self
+
+    def _explained_by(self, error: float | None, y: np.ndarray) -> float:
+        """1 - a CV mean squared ``error`` of the scaled outputs / their variance (``y``
+        before scaling): NaN where no CV scored the terms (``error`` None or infinite)."""
+        if error is None or not np.isfinite(error):
+            return np.nan
+        if np.all(y == y[0]):  # constant outputs: fitted exactly, without a scale
+            return 1.0 if error == 0.0 else -np.inf
+        return 1.0 - error / float(np.var(y / self._output_scale))  # the scaled outputs' variance
 
     def _fit(self, X, y) -> ProxySPEX:
         """The paper's four stages (module docstring), on checked inputs scaled to ``max |y| < 1``.
@@ -957,7 +981,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
             return False
         return EXPLAINS_ABOVE <= self.cv_r2_ < FINAL_FIT_BELOW
 
-    def _extend(self, X: np.ndarray, y: np.ndarray, error: float) -> None:
+    def _extend(self, X: np.ndarray, y: np.ndarray, error: float) -> float | None:
         """Stage 8: ``spectrum_``'s terms extended by one feature at a time, led by their
         residual (:func:`extension_cv` over the folds of ``seed_`` and the CV's subset of at
         most ``max_cv_rows`` masks, then :func:`extended` on every mask), where the CV error
@@ -966,7 +990,8 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         round adds :data:`EXTEND_SHARE` of a fold's training masks in sets, up to
         ``extend_rounds`` rounds and at most half a fold's training masks (or ``max_k``) in
         terms; the rounds end after :data:`EXTEND_PATIENCE` without a lower CV error
-        (``extend_rounds_``, ``extend_cv_``)."""
+        (``extend_rounds_``, ``extend_cv_``). Returns the CV error of the extended terms (in
+        the scaled outputs' units), or None where no round was taken."""
         scale = self._output_scale
         y = y / scale  # exact: a power of two
         subset = cv_subset(len(X), self.max_cv_rows, self.seed)
@@ -979,7 +1004,7 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         rows = csr_to_padded(self.spectrum_.supports, self.n_features_in_)
         max_terms = min(m_train // 2, self.max_k)
         if len(rows) + add > max_terms:  # no room for a round
-            return
+            return None
         ridges = self._ridges()
         path_ridge = min(ridges)
         options = (self.extend_rounds, EXTEND_PATIENCE, self.max_order, max_terms)
@@ -987,11 +1012,12 @@ class ProxySPEX(RegressorMixin, BaseEstimator):
         self.extend_cv_ = scale_errors(table.copy(), ("cv_mse",), scale)
         best = table.loc[table["cv_mse"].idxmin()]
         if best["rounds"] == 0 or not best["cv_mse"] < (1.0 - 1e-5) * error:  # float32 CV: a tie below it
-            return
+            return None
         rounds = int(best["rounds"])
         spectrum = extended(rows, X, y, add, rounds, path_ridge, float(best["ridge"]), self.max_order)
         self.spectrum_, self.extend_rounds_ = spectrum.scaled(scale), rounds
         self.spectrum_ridge_ = float(best["ridge"])
+        return float(best["cv_mse"])
 
     def _chosen_again_by(self, X: np.ndarray, y: np.ndarray) -> tuple[list, int, list[int], Callable]:
         """The CV by which stages 6 and 7 choose terms again on masks ``X`` and (scaled)

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+from conftest import all_masks, brute_force_fourier
 
 import compattr
 from compattr.apps import circuit, plots
@@ -35,6 +36,22 @@ def test_the_edges_are_the_strongest_pairs_and_the_columns_the_layers():
     # columns follow the layers: a later layer is never left of an earlier one
     order = graph.nodes.sort_values("group")
     assert (np.diff(order["x"]) >= 0).all() and (np.diff(order["x"])[np.diff(order["group"]) == 0] == 0).all()
+
+
+@pytest.mark.parametrize("index", ["banzhaf_interaction", "shapley_interaction", "moebius"])
+def test_pairs_that_are_zero_but_for_rounding_are_not_edges(index):
+    """The exact spectrum of a function whose only interacting pairs are (0, 1), (0, 2),
+    (1, 2) (a triple), (0, 3) and (1, 4): every other pair reads about 1e-16, not an edge."""
+    n = 5
+    X = all_masks(n)
+    K = X.astype(float)
+    f = K @ np.random.default_rng(3).normal(size=n) + 3 * K[:, 0] * K[:, 3] - 2 * K[:, 1] * K[:, 4]
+    f += 1.5 * K[:, 0] * K[:, 1] * K[:, 2]
+    F = brute_force_fourier(f, X)
+    sp = compattr.Spectrum(n, list(F), list(F.values()))
+    graph = circuit.circuit_graph(sp, [f"c{i}" for i in range(n)], [0, 0, 1, 1, 2], k=20, index=index)
+    true = {(0, 3), (1, 4)} if index == "moebius" else {(0, 1), (0, 2), (1, 2), (0, 3), (1, 4)}
+    assert set(zip(graph.edges["source"], graph.edges["target"])) == true
 
 
 def test_plot_and_page_show_every_edge(tmp_path):

@@ -1,71 +1,96 @@
-"""compattr.apps.stats: paired bootstrap intervals over questions."""
+"""compattr.apps.stats: score intervals of accuracies and of their paired differences."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
-from compattr.apps.stats import paired_bootstrap
-
-
-def _explicit_bootstrap(S: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """Means of resamples drawn question by question (slow, independent of the weights trick)."""
-    rng = np.random.default_rng(seed)
-    Q = S.shape[1]
-    return np.stack([S[:, rng.integers(0, Q, Q)].mean(1) for _ in range(resamples)], 1)
+from compattr.apps.stats import paired_accuracy_intervals
 
 
-def test_intervals_match_an_explicit_resampling_in_distribution():
+def _wilson_by_hand(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The p where |k/n - p| = z sqrt(p (1 - p) / n): the roots of its quadratic."""
+    z, p = norm.ppf(0.5 + confidence / 2), k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def _paired(rng, Q: int, both: float, first_only: float, second_only: float) -> np.ndarray:
+    """(2, Q) right/wrong answers of a reference and a method, from the four cells' odds."""
+    cell = rng.choice(4, Q, p=[both, second_only, first_only, 1 - both - first_only - second_only])
+    return np.stack([(cell == 0) | (cell == 1), (cell == 0) | (cell == 2)])
+
+
+def test_accuracies_get_wilsons_interval():
     rng = np.random.default_rng(5)
-    S = (rng.random((3, 150)) < [[0.8], [0.6], [0.7]]).astype(float)
-    table = paired_bootstrap(S, ["a", "b", "c"], resamples=20_000, seed=1)
-    explicit = _explicit_bootstrap(S, 4_000, seed=2)
-    low, high = np.percentile(explicit, [2.5, 97.5], axis=1)
+    right = rng.random((3, 40)) < [[0.9], [0.5], [1.0]]
+    table = paired_accuracy_intervals(right, ["a", "b", "c"], confidence=0.9)
     assert table.index.tolist() == ["a", "b", "c"]
-    assert table["mean"].tolist() == pytest.approx(S.mean(1).tolist())
-    assert table["ci_low"].to_numpy() == pytest.approx(low, abs=0.012)
-    assert table["ci_high"].to_numpy() == pytest.approx(high, abs=0.012)
-    # the normal approximation of a proportion's interval, as a second, independent check
-    half = 1.96 * np.sqrt(S.mean(1) * (1 - S.mean(1)) / 150)
-    assert (table["ci_high"] - table["ci_low"]).to_numpy() == pytest.approx(2 * half, rel=0.15)
+    assert table["mean"].tolist() == pytest.approx(right.mean(1).tolist())
+    for label, row in zip("abc", right):
+        low, high = _wilson_by_hand(int(row.sum()), 40, 0.9)
+        assert table.loc[label, ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
+
+
+def test_answers_that_do_not_vary_still_leave_an_interval():
+    """Thirty of thirty right by both methods: the accuracy is not known to be 1, nor their
+    difference to be 0 (a percentile bootstrap read [1, 1] and [0, 0])."""
+    table = paired_accuracy_intervals(np.ones((2, 30), bool))
+    assert table.loc[0, "ci_low"] == pytest.approx(_wilson_by_hand(30, 30)[0]) and table.loc[0, "ci_high"] == 1
+    assert table.loc[1, "diff_low"] < 0 < table.loc[1, "diff_high"]
+    assert table.loc[1, "diff_high"] == pytest.approx(1 - _wilson_by_hand(30, 30)[0])
+    assert table.loc[0, ["diff", "diff_low", "diff_high"]].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("Q", "cells"),
+    [
+        (30, (0.7, 0.02, 0.0)),  # the method better on 2 % of questions: the bootstrap missed 53 %
+        (60, (0.6, 0.05, 0.05)),  # no difference
+        (60, (0.5, 0.15, 0.05)),
+    ],
+)
+def test_the_difference_interval_covers_the_true_difference(Q, cells):
+    """Paired answers drawn with known odds: the 95 % interval of the difference misses the
+    true difference at most about as often as it should (simulated datasets)."""
+    rng = np.random.default_rng(Q)
+    truth, misses, runs = cells[1] - cells[2], 0, 1500
+    for _ in range(runs):
+        row = paired_accuracy_intervals(_paired(rng, Q, *cells), reference=0).loc[1]
+        misses += not row["diff_low"] <= truth <= row["diff_high"]
+    assert misses / runs < 0.075
 
 
 def test_pairing_narrows_the_difference_of_correlated_methods():
     rng = np.random.default_rng(0)
-    base = (rng.random(200) < 0.7).astype(float)
+    base = rng.random(200) < 0.7
     other = base.copy()
     flip = rng.choice(200, 12, replace=False)
-    other[flip] = 1 - other[flip]  # the same questions right but 12
-    table = paired_bootstrap(np.stack([base, other]), reference=0)
+    other[flip] = ~other[flip]  # the same questions right but 12
+    table = paired_accuracy_intervals(np.stack([base, other]), reference=0)
     width = table.loc[1, "diff_high"] - table.loc[1, "diff_low"]
     unpaired = (table.loc[0, "ci_high"] - table.loc[0, "ci_low"]) * np.sqrt(2)
     assert width < unpaired / 2
     assert table.loc[1, "diff"] == pytest.approx(other.mean() - base.mean())
-    assert table.loc[0, ["diff", "diff_low", "diff_high"]].tolist() == [0, 0, 0]
+    assert table.loc[1, "diff_low"] < table.loc[1, "diff"] < table.loc[1, "diff_high"]
 
 
-def test_a_uniform_gain_has_a_degenerate_interval_and_excludes_zero():
-    S = np.zeros((2, 50))
-    S[1, :] = 1.0
-    table = paired_bootstrap(S, reference=0)
-    assert table.loc[1, ["diff", "diff_low", "diff_high"]].tolist() == [1.0, 1.0, 1.0]
+def test_a_uniform_gain_excludes_zero():
+    right = np.zeros((2, 50), bool)
+    right[1] = True
+    row = paired_accuracy_intervals(right, reference=0).loc[1]
+    assert row["diff"] == 1.0 and 0.85 < row["diff_low"] < 1.0 and row["diff_high"] == pytest.approx(1.0)
 
 
-def test_seeded_and_checked():
-    S = np.random.default_rng(1).random((2, 30))
-    assert paired_bootstrap(S, seed=3).equals(paired_bootstrap(S, seed=3))
+def test_inputs_are_checked():
+    right = np.random.default_rng(1).random((2, 30)) < 0.5
     with pytest.raises(ValueError, match="questions"):
-        paired_bootstrap(np.ones((2, 1)))
+        paired_accuracy_intervals(np.ones((2, 1)))
+    with pytest.raises(ValueError, match="0/1"):
+        paired_accuracy_intervals(np.full((2, 5), 0.5))
     with pytest.raises(ValueError, match="confidence"):
-        paired_bootstrap(S, confidence=1.5)
+        paired_accuracy_intervals(right, confidence=1.5)
     with pytest.raises(ValueError, match="reference"):
-        paired_bootstrap(S, reference=2)
-
-
-def test_too_few_resamples_for_the_confidence_are_refused():
-    """One resample gave a zero-width "interval" that may exclude the estimate (a method
-    with diff +0.033 got [-0.2, -0.2], and a verdict from it)."""
-    S = np.random.default_rng(0).random((2, 30))
-    with pytest.raises(ValueError, match="at least 40"):
-        paired_bootstrap(S, ["a", "b"], resamples=1)
-    assert len(paired_bootstrap(S, ["a", "b"], resamples=40)) == 2
+        paired_accuracy_intervals(right, reference=2)

@@ -350,6 +350,15 @@ def test_best_of_n_with_spectrum_and_callable():
         best_of_n(sp.predict, 4)
     with pytest.raises(TypeError, match="callable"):
         best_of_n(3, 4, n=8)
+    with pytest.raises(ValueError, match="disagrees"):
+        best_of_n(sp, 2, n=4)
+    assert best_of_n(sp, 2, 50, n=8).shape == (8,)
+
+
+@pytest.mark.parametrize("plan", [lambda sp: best_of_n(sp, 0, 50), lambda sp: lasso_subset(sp, 0)])
+def test_baselines_refuse_an_empty_plan(plan):
+    with pytest.raises(ValueError, match="size"):
+        plan(random_spectrum(6, 6, 2, 3))
 
 
 # ---------------------------------------------------------------------- pruning plans

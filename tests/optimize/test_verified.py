@@ -172,6 +172,19 @@ def test_verified_plan_returns_its_best_measured_kept_set_and_counts_its_calls()
     assert (search.rounds["best"].diff().dropna() >= 0).all()
 
 
+def test_verified_plan_stops_at_the_oracles_budget_with_its_best_measured_plan():
+    """A budget below rounds * per_round: the rounds take what is left (5 calls of 64), and
+    the search returns the best kept-set it measured instead of raising BudgetExhausted."""
+    truth, fn, oracle = hierarchy_oracle(budget=5)
+    est = compattr.ProxySPEX(seed=0).fit(*oracle.data())
+    search = verified_plan(oracle, 4, spectrum=est.spectrum_, rounds=8, per_round=8)
+    assert search.calls == oracle.calls == len(set(fn.asked)) == 5
+    assert oracle.remaining == 0
+    X, y = oracle.data()
+    assert search.value == pytest.approx(y[X.sum(1) == 4].max())
+    assert search.value == pytest.approx(truth.predict(search.kept[None])[0])
+
+
 def test_verified_plan_keeps_its_surrogate_until_it_knows_enough_outputs_to_refit():
     """With no outputs known, the default ProxySPEX cannot refit before it has its fewest
     masks (50): the given spectrum goes on until then, and the refits follow."""

@@ -1886,6 +1886,30 @@ def test_cv_r2_is_the_kept_rules_not_that_of_a_rule_that_could_not_be_kept(setti
     assert table["cv_mse"].min() < kept["cv_mse"].min()  # a rule it could not keep scored better
 
 
+def test_spectrum_cv_r2_is_the_cv_of_the_terms_the_spectrum_holds():
+    """cv_r2_ is stage 3's (the first top-k); the growth and the extension replace the terms
+    where their own CV scores lower, and spectrum_cv_r2_ is that CV's R² of the terms kept
+    (PairedShapley read the first and refitted an exact spectrum). NaN for an average of
+    repeats that no later stage chose again."""
+    truth = complete_hierarchy(40, seed=3)
+    X = compattr.sample_masks(40, 900, seed=3)
+    y = truth.predict(X)
+    extended = ProxySPEX(seed=0, repeats=1).fit(X, y)
+    assert extended.extend_rounds_ > 0  # the case this needs
+    assert extended.spectrum_cv_r2_ == pytest.approx(1 - extended.extend_cv_["cv_mse"].min() / np.var(y))
+    assert extended.spectrum_cv_r2_ > extended.cv_r2_ + 0.1
+    truth = complete_hierarchy(40, seed=4)
+    X = compattr.sample_masks(40, 900, seed=4)
+    y = truth.predict(X)
+    grown = ProxySPEX(seed=0, repeats=1).fit(X, y)
+    assert grown.grown_ and grown.extend_rounds_ == 0  # the case this needs
+    assert grown.spectrum_cv_r2_ == pytest.approx(1 - grown.grow_cv_["cv_mse"].min() / np.var(y))
+    averaged = ProxySPEX(seed=0, repeats=3, regrow=False, extend_rounds=0).fit(X, y)
+    assert np.isnan(averaged.spectrum_cv_r2_) and np.isfinite(averaged.cv_r2_)
+    constant = ProxySPEX(seed=0).fit(X, np.full(len(X), 2.5))
+    assert constant.spectrum_cv_r2_ == constant.cv_r2_ == 1.0
+
+
 def test_spectrum_ridge_is_the_strength_the_final_spectrum_is_the_refit_at():
     """Stages 5-8 refit the terms they choose at the ridge strength their CV chose, while
     ``ridge_`` stays the first fit's choice: ``spectrum_ridge_`` is the final one (what a

@@ -158,6 +158,24 @@ def test_keeps_the_sparse_spectrum_only_from_its_cv_r2():
     assert np.abs(above.shapley_ - odd).max() < 0.1 * np.abs(odd).max()
 
 
+def test_sparse_above_auto_keeps_a_sparse_spectrum_whose_final_terms_explain_the_function():
+    """The proxy's first top-k explains 0.45 of the outputs in its CV, the terms its growth and
+    extension left explain 0.96 (spectrum_cv_r2_): "auto" keeps them, whose Shapley values
+    are all but exact, where the first top-k's CV R² alone (a plain threshold) refits the
+    trees' prior, ten times less accurate."""
+    truth = compattr.synthetic.complete_hierarchy(50, seed=3)
+    X = compattr.paired_masks(50, 1200, seed=3)
+    y = truth.predict(X)
+    exact = compattr.indices.shapley(truth)
+    error = lambda est: np.sum((est.shapley_ - exact) ** 2) / np.sum(exact**2)
+    auto = PairedShapley(random_state=0).fit(X, y)
+    proxy = auto.proxy_
+    assert proxy.cv_r2_ < 0.5 and proxy.spectrum_cv_r2_ >= compattr.proxy.shapley.HEDGE_BELOW  # the case
+    assert auto.prior_ == "sparse" and not auto.hedged_ and error(auto) < 1e-3
+    refitted = PairedShapley(random_state=0, sparse_above=compattr.proxy.shapley.SPARSE_ABOVE).fit(X, y)
+    assert refitted.prior_ in ("trees", "blend") and error(refitted) > 10 * error(auto)
+
+
 def test_sparse_above_auto_keeps_the_sparse_prior_lower_on_many_masks_within_the_energy_bound(monkeypatch):
     """``sparse_above="auto"``: the sparse prior from ``SPARSE_ABOVE``, and on
     ``REPEAT_MASKS`` masks or more also from ``SPARSE_ABOVE_MANY`` where its odd part holds
@@ -194,7 +212,8 @@ def test_sparse_above_auto_averages_the_kept_sparse_prior_with_the_refit_where_i
     assert not kept.hedged_ and not refit.hedged_ and kept.prior_ == "sparse"
     monkeypatch.setattr(shapley, "SPARSE_ABOVE", r2)  # just reached
     monkeypatch.setattr(shapley, "KEEP_BELOW", 0.99 * ratio)  # just reached
-    monkeypatch.setattr(shapley, "HEDGE_BELOW", r2 + 1e-9)  # just out of reach
+    # just out of reach, of the first top-k's CV R² and of the final terms'
+    monkeypatch.setattr(shapley, "HEDGE_BELOW", max(r2, kept.proxy_.spectrum_cv_r2_) + 1e-9)
     hedged = PairedShapley(random_state=0).fit(X, y)
     assert hedged.hedged_ and hedged.prior_ == refit.prior_ and hedged.ridge_ == refit.ridge_
     assert len(hedged.tree_proxies_) == len(refit.tree_proxies_)
