@@ -203,11 +203,7 @@ class Explanation:
             If the estimator has no ``predict`` (its spectrum models no outputs, as
             :class:`compattr.PairedShapley`'s odd part does not).
         """
-        if not callable(getattr(estimator, "predict", None)):
-            raise TypeError(
-                f"{type(estimator).__name__} has no predict(): its spectrum_ is not a model of the outputs "
-                "(PairedShapley's is their odd part alone; compattr.ShapleyExplanation holds its values)."
-            )
+        _check_models_outputs(estimator)
         spectrum = getattr(estimator, "spectrum_", None)
         if not isinstance(spectrum, Spectrum):
             raise ValueError(f"{type(estimator).__name__} is not fitted (no Spectrum in spectrum_): fit it first.")
@@ -708,6 +704,16 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _check_models_outputs(estimator) -> None:
+    """TypeError unless ``estimator`` has ``predict``: a spectrum estimator whose spectrum is a
+    model of the outputs, which an :class:`Explanation` needs."""
+    if not callable(getattr(estimator, "predict", None)):
+        raise TypeError(
+            f"{type(estimator).__name__} has no predict(): its spectrum_ is not a model of the outputs "
+            "(PairedShapley's is their odd part alone: compattr.explain_shapley explains with it)."
+        )
+
+
 def _finite_or_none(value: Any) -> float | None:
     """``value`` as a float, or None when it is None or NaN (kept JSON-safe in ``fit_info``)."""
     return None if value is None or np.isnan(value) else float(value)
@@ -866,7 +872,9 @@ def explain(
     ------
     TypeError
         ``model`` is not a ``torch.nn.Module`` (a feature set passed first says to pass it as
-        ``features=``), or ``features`` is neither a masker nor a set function.
+        ``features=``), or ``features`` is neither a masker nor a set function; before any
+        query, an ``estimator`` without ``predict`` (``PairedShapley``: use
+        :func:`compattr.explain_shapley`).
     ValueError
         Before any query: no ``features``; a masker without ``value``, or without a model
         (none given, none carried); a ``model`` other than ``features.model``; ``value``,
@@ -880,6 +888,7 @@ def explain(
     m = resolve_budget(n, budget, alpha, default_alpha=4.0, low=1)
     est = estimator if estimator is not None else ProxySPEX(seed=seed)
     check_seed_and_estimator(seed, est)
+    _check_models_outputs(est)
     names_and_groups(getattr(feature_set, "names", None), getattr(feature_set, "groups", None), n)
     needed = getattr(est, "min_masks", 1)
     if m < needed or test_masks < 2:

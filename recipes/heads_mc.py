@@ -8,7 +8,7 @@ several numbers of kept heads compare the test accuracy of the ProxySPEX plan (e
 programming on its spectrum, checked on the model) with the LASSO plan, Best-of-N random
 kept-sets, greedy backward elimination and single-head ablation, every method at its counted
 model calls (Fig. 9 top). Each accuracy comes with a score interval over the test questions
-(Wilson's), and each method's difference to ProxySPEX with a paired one (Newcombe's);
+(Wilson's), and each method's difference to ProxySPEX with a paired one (Agresti-Min);
 ``--transfer`` also tests every plan on a second task it was not fitted on.
 
 Defaults run on a 2-core CPU in about an hour per seed (docs/results.md records the table and
@@ -408,7 +408,7 @@ def report(args, out, energy: list[dict], rows: list[dict], n_train: int, n_test
                 "verification; greedy gets ProxySPEX's calls, Best-of-N "
                 + ("as many" if args.best_of is None else f"{args.best_of} random kept-sets")
                 + "; intervals: 95 % score intervals over the test questions (Wilson; the "
-                "differences to ProxySPEX paired, Newcombe).",
+                "differences to ProxySPEX paired, Agresti-Min).",
             ),
             ("Faithfulness and energy split per group (Fig. 9 bottom)", markdown_table(energy)),
             ("Did ProxySPEX win? (per cell: its accuracy vs the best baseline's)", markdown_table(verdict(rows))),

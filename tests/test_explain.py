@@ -590,6 +590,15 @@ def test_the_model_is_read_from_the_heads_and_every_spelling_is_one_run(setting,
     np.testing.assert_allclose(keyword.outputs[:4], direct, rtol=1e-6, atol=1e-6)
 
 
+def test_an_estimator_that_models_no_outputs_is_refused_before_any_query():
+    """PairedShapley's spectrum is the outputs' odd part, with no predict(): explain refused
+    it only after every model call (from_fit's check)."""
+    features = _Counting(8, lambda X: X.sum(axis=1) + 0.5 * X[:, 0] * X[:, 1])
+    with pytest.raises(TypeError, match="no predict"):
+        explain(features=features, budget=100, estimator=compattr.PairedShapley(), progress=False)
+    assert features.queried == 0
+
+
 def test_a_model_other_than_the_features_model_is_refused_before_any_query(setting):
     model, heads, value, inputs = setting
     other = tiny_llama(layers=3, heads=4, kv_heads=2, seed=2)

@@ -86,7 +86,9 @@ def circuit_graph(
     values = getattr(indices, index)(sp, max_order=2)
     # a pair whose value is zero but for rounding is no interaction (an exact spectrum of a
     # function without it reads ±1e-16 there)
-    zero = _ROUNDING * float(np.abs(sp.coefs[sp.degrees > 0]).sum())
+    weights = np.abs(sp.coefs[sp.degrees > 0])
+    largest = float(weights.max(initial=0.0))
+    zero = _ROUNDING * largest * float(np.sum(weights / largest)) if largest > 0 else 0.0  # no overflow
     pairs = sorted((t for t in values if len(t) == 2 and abs(values[t]) > zero), key=lambda t: -abs(values[t]))[:k]
     edges = pd.DataFrame(
         {

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 
 from .._validation import check_int
 
 
 def paired_accuracy_intervals(right, labels=None, *, reference: int = 0, confidence: float = 0.95) -> pd.DataFrame:
-    """Score intervals of each method's accuracy and of its difference to a reference method
-    answering the same questions (paired).
+    """Score intervals of each method's accuracy, and intervals of its difference to a
+    reference method answering the same questions (paired).
 
-    Each accuracy gets Wilson's score interval; each difference Newcombe's hybrid score
-    interval for paired proportions (Newcombe 1998, method 10), which combines the two
-    methods' Wilson intervals through the correlation of their answers. Pairing matters: two
-    plans tested on the same questions share which questions are hard, so the interval of
-    their difference is much narrower than the two intervals suggest. Unlike a percentile
-    bootstrap, neither interval collapses to a point where the answers do not vary (30 of
-    30 right reads [0.886, 1], not [1, 1]) or where the methods differ on a few questions.
+    Each accuracy gets Wilson's score interval. Each difference gets Agresti and Min's
+    interval for matched pairs (2005): the Wald interval of the difference after adding half
+    a question to each cell of the two methods' 2 × 2 table, widened where needed to hold
+    the observed difference. Pairing matters: two plans tested on the same questions share
+    which questions are hard, so the interval of their difference is much narrower than the
+    two intervals suggest. Neither interval collapses to a point: 30 of 30 right reads
+    [0.886, 1], not [1, 1], and two methods that agree on all 30 questions differ by
+    [-0.061, 0.061], not [0, 0]. A percentile bootstrap of the questions (the intervals
+    before) did collapse; with one method better on 2 % of 30 questions its 95 % interval
+    missed that difference 53 % of the time. Newcombe's hybrid score interval collapsed
+    too, where two methods agree on every question at an accuracy of one half.
 
     Parameters
     ----------
@@ -50,19 +54,19 @@ def paired_accuracy_intervals(right, labels=None, *, reference: int = 0, confide
     mean = R.mean(axis=1)
     wilson = np.array([_wilson(int(k), Q, confidence) for k in R.sum(axis=1)])  # (p, 2)
     diff = mean - mean[reference]
-    diff_low, diff_high = np.zeros(p), np.zeros(p)
-    for i in range(p):
-        if i != reference:
-            phi = _phi(R[i], R[reference])
-            diff_low[i], diff_high[i] = _newcombe(mean[i], mean[reference], wilson[i], wilson[reference], phi)
+    gains = np.sum(R & ~R[reference], axis=1)  # questions each method gets right and the reference wrong
+    losses = np.sum(~R & R[reference], axis=1)
+    low, high = _agresti_min(gains, losses, Q, norm.ppf(0.5 + confidence / 2))
+    # the reference against itself differs by exactly 0
+    low[reference] = high[reference] = 0.0
     return pd.DataFrame(
         {
             "mean": mean,
             "ci_low": wilson[:, 0],
             "ci_high": wilson[:, 1],
             "diff": diff,
-            "diff_low": diff_low,
-            "diff_high": diff_high,
+            "diff_low": np.minimum(low, diff),
+            "diff_high": np.maximum(high, diff),
         },
         index=list(range(p)) if labels is None else list(labels),
     )
@@ -74,19 +78,11 @@ def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def _phi(first: np.ndarray, second: np.ndarray) -> float:
-    """The correlation of two methods' right/wrong answers (Q,) bool, from their 2 × 2 table
-    (0 where a margin is empty, as Newcombe takes it)."""
-    a, b = np.sum(first & second), np.sum(first & ~second)
-    c, d = np.sum(~first & second), np.sum(~first & ~second)
-    margins = float(a + b) * float(c + d) * float(a + c) * float(b + d)
-    return 0.0 if margins == 0 else float(a * d - b * c) / np.sqrt(margins)
-
-
-def _newcombe(p1: float, p2: float, ci1, ci2, phi: float) -> tuple[float, float]:
-    """Newcombe's hybrid score interval of ``p1 - p2`` from the Wilson intervals ``ci1``,
-    ``ci2`` (low, high) of two paired proportions and the correlation ``phi`` of the pairs."""
-    (l1, u1), (l2, u2) = ci1, ci2
-    below = (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2
-    above = (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2
-    return p1 - p2 - np.sqrt(max(below, 0.0)), p1 - p2 + np.sqrt(max(above, 0.0))
+def _agresti_min(gains: np.ndarray, losses: np.ndarray, Q: int, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Agresti and Min's interval of paired differences (p,) from each method's ``gains`` and
+    ``losses`` (questions it alone gets right, and wrong) over ``Q`` questions: half a
+    question added to each cell, then the Wald interval ``d ± z·se``, clipped to [-1, 1]."""
+    b, c, n = gains + 0.5, losses + 0.5, Q + 2
+    d = (b - c) / n
+    se = np.sqrt(np.maximum((b + c) / n - d**2, 0.0) / n)
+    return np.clip(d - z * se, -1.0, 1.0), np.clip(d + z * se, -1.0, 1.0)

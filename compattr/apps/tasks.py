@@ -613,8 +613,9 @@ def compare_plans(
         Each head removed alone (``n + 1`` calls); the ``size`` costliest removals kept.
 
     Each plan is then run on the ``test`` questions, and its accuracy, and its difference to
-    the ProxySPEX plan's, get a score interval over those questions (Wilson's; Newcombe's
-    for the paired difference: :func:`compattr.apps.stats.paired_accuracy_intervals`).
+    the ProxySPEX plan's, get an interval over those questions (Wilson's score interval;
+    Agresti and Min's for the paired difference:
+    :func:`compattr.apps.stats.paired_accuracy_intervals`).
 
     Parameters
     ----------

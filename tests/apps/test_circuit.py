@@ -52,6 +52,9 @@ def test_pairs_that_are_zero_but_for_rounding_are_not_edges(index):
     graph = circuit.circuit_graph(sp, [f"c{i}" for i in range(n)], [0, 0, 1, 1, 2], k=20, index=index)
     true = {(0, 3), (1, 4)} if index == "moebius" else {(0, 1), (0, 2), (1, 2), (0, 3), (1, 4)}
     assert set(zip(graph.edges["source"], graph.edges["target"])) == true
+    # the same near the largest floats: the tolerance neither overflows nor drops them all
+    huge = circuit.circuit_graph(sp.scaled(3e307), [f"c{i}" for i in range(n)], [0, 0, 1, 1, 2], index=index)
+    assert set(zip(huge.edges["source"], huge.edges["target"])) == true
 
 
 def test_plot_and_page_show_every_edge(tmp_path):

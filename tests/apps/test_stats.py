@@ -34,13 +34,19 @@ def test_accuracies_get_wilsons_interval():
         assert table.loc[label, ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
 
 
-def test_answers_that_do_not_vary_still_leave_an_interval():
-    """Thirty of thirty right by both methods: the accuracy is not known to be 1, nor their
-    difference to be 0 (a percentile bootstrap read [1, 1] and [0, 0])."""
-    table = paired_accuracy_intervals(np.ones((2, 30), bool))
-    assert table.loc[0, "ci_low"] == pytest.approx(_wilson_by_hand(30, 30)[0]) and table.loc[0, "ci_high"] == 1
-    assert table.loc[1, "diff_low"] < 0 < table.loc[1, "diff_high"]
-    assert table.loc[1, "diff_high"] == pytest.approx(1 - _wilson_by_hand(30, 30)[0])
+@pytest.mark.parametrize("right_of_30", [30, 15, 16])
+def test_answers_that_do_not_vary_still_leave_an_interval(right_of_30):
+    """Two methods that agree on all thirty questions: their difference is not known to be 0
+    (a percentile bootstrap read [0, 0]; Newcombe's hybrid score interval too at 15 of 30
+    right), nor an accuracy of 30 of 30 to be 1. Agresti and Min's half a question in each
+    cell of the 2 × 2 table, each cell 0.5 / 32: the Wald interval ±z·sqrt((1 / 32) / 32)."""
+    right = np.zeros((2, 30), bool)
+    right[:, :right_of_30] = True
+    table = paired_accuracy_intervals(right)
+    low, high = _wilson_by_hand(right_of_30, 30)
+    assert table.loc[0, ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
+    half = norm.ppf(0.975) * np.sqrt((1 / 32) / 32)  # cells of 0.5 / 32 each, no difference
+    assert table.loc[1, ["diff_low", "diff_high"]].tolist() == pytest.approx([-half, half])
     assert table.loc[0, ["diff", "diff_low", "diff_high"]].tolist() == [0, 0, 0]
 
 
@@ -48,6 +54,7 @@ def test_answers_that_do_not_vary_still_leave_an_interval():
     ("Q", "cells"),
     [
         (30, (0.7, 0.02, 0.0)),  # the method better on 2 % of questions: the bootstrap missed 53 %
+        (30, (0.48, 0.02, 0.0)),  # the same near an accuracy of one half: Newcombe's missed 35 %
         (60, (0.6, 0.05, 0.05)),  # no difference
         (60, (0.5, 0.15, 0.05)),
     ],
@@ -77,11 +84,25 @@ def test_pairing_narrows_the_difference_of_correlated_methods():
     assert table.loc[1, "diff_low"] < table.loc[1, "diff"] < table.loc[1, "diff_high"]
 
 
-def test_a_uniform_gain_excludes_zero():
-    right = np.zeros((2, 50), bool)
-    right[1] = True
-    row = paired_accuracy_intervals(right, reference=0).loc[1]
-    assert row["diff"] == 1.0 and 0.85 < row["diff_low"] < 1.0 and row["diff_high"] == pytest.approx(1.0)
+def test_the_difference_interval_is_agresti_and_mins_and_holds_the_observed_difference():
+    """Half a question added to each cell of the 2 × 2 table, then the Wald interval of the
+    difference (by hand here); the interval is widened to the observed difference where the
+    shrunk centre leaves it out (a uniform gain at 50 % confidence)."""
+    rng = np.random.default_rng(2)
+    right = rng.random((3, 40)) < 0.6
+    table = paired_accuracy_intervals(right, reference=2, confidence=0.9)
+    for i in (0, 1):
+        b = np.sum(right[i] & ~right[2]) + 0.5
+        c = np.sum(~right[i] & right[2]) + 0.5
+        d, se = (b - c) / 42, np.sqrt(((b + c) / 42 - ((b - c) / 42) ** 2) / 42)
+        z = norm.ppf(0.95)
+        assert table.loc[i, ["diff_low", "diff_high"]].tolist() == pytest.approx([d - z * se, d + z * se])
+    gain = np.zeros((2, 50), bool)
+    gain[1] = True
+    row = paired_accuracy_intervals(gain, reference=0).loc[1]
+    assert row["diff"] == 1.0 and 0.85 < row["diff_low"] < 1.0 and row["diff_high"] == 1.0
+    row = paired_accuracy_intervals(gain, reference=0, confidence=0.5).loc[1]
+    assert row["diff_low"] < row["diff"] == row["diff_high"] == 1.0
 
 
 def test_inputs_are_checked():
