@@ -260,8 +260,9 @@ class Explanation:
         Raises
         ------
         ValueError
-            With ``against_lasso`` on an explanation without a LASSO baseline, or when the
-            held-out outputs are all equal.
+            With ``against_lasso`` on an explanation without a LASSO baseline, when the
+            held-out outputs are all equal, or when there are fewer than
+            :data:`compattr.metrics.MIN_INTERVAL_MASKS` held-out masks.
         """
         if against_lasso and self.lasso is None:
             raise ValueError("this explanation has no LASSO baseline to compare with (lasso is None).")
@@ -492,6 +493,14 @@ class Explanation:
         r2 = None
         if self._constant_test_outputs():
             faithfulness = "undefined: the held-out outputs are all equal"
+        elif len(self.test_masks) < metrics.MIN_INTERVAL_MASKS:  # too few for an interval
+            r2 = (self.faithfulness, np.nan, np.nan)
+            faithfulness = f"ProxySPEX {self.faithfulness:.3f}"
+            if self.lasso_faithfulness is not None:
+                faithfulness += f" | LASSO {self.lasso_faithfulness:.3f}"
+            faithfulness += (
+                f"\n  no intervals: {len(self.test_masks)} held-out masks, fewer than {metrics.MIN_INTERVAL_MASKS}"
+            )
         else:  # each fit predicts the held-out masks once
             predicted = self.spectrum.predict(self.test_masks)
             r2 = metrics.r2_interval(self.test_outputs, predicted)

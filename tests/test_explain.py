@@ -590,6 +590,18 @@ def test_the_model_is_read_from_the_heads_and_every_spelling_is_one_run(setting,
     np.testing.assert_allclose(keyword.outputs[:4], direct, rtol=1e-6, atol=1e-6)
 
 
+def test_the_summary_gives_no_interval_on_fewer_than_ten_held_out_masks():
+    """On 2-9 held-out masks a bootstrap interval of the R² is meaningless (on 2, every
+    resample that varies has the whole sample's R²): the summary gives the R²s alone."""
+    features = _Counting(8, lambda X: X.sum(axis=1) + 0.5 * X[:, 0] * X[:, 1])
+    ex = explain(features=features, budget=100, test_masks=6, baseline=True, progress=False)
+    text = ex.summary()
+    assert f"ProxySPEX {ex.faithfulness:.3f} | LASSO {ex.lasso_faithfulness:.3f}" in text
+    assert "no intervals: 6 held-out masks, fewer than 10" in text and "[" not in text.splitlines()[1]
+    with pytest.raises(ValueError, match="at least 10 held-out masks"):
+        ex.faithfulness_interval()
+
+
 def test_an_estimator_that_models_no_outputs_is_refused_before_any_query():
     """PairedShapley's spectrum is the outputs' odd part, with no predict(): explain refused
     it only after every model call (from_fit's check)."""

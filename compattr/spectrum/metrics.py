@@ -23,6 +23,11 @@ Support = tuple[int, ...]
 # Resampled counts (resamples × held-out masks) :func:`r2_interval` holds at once (~8 MB).
 _RESAMPLE_CELLS = 1 << 20
 
+#: The fewest held-out masks :func:`r2_interval` gives an interval over: on 2 every resample
+#: that varies has the R² of the whole sample (a zero-width "interval"), and 95 % intervals
+#: held the R² on endless masks in 0 % (2 masks), 52 % (3) and 85 % (10) of draws.
+MIN_INTERVAL_MASKS = 10
+
 
 def faithfulness(model, X_test, y_test) -> float:
     """Held-out ``R² = 1 - Σ(ŷ - y)² / Σ(y - ȳ)²`` of a model's predictions.
@@ -57,7 +62,7 @@ def faithfulness_interval(
 ) -> tuple[float, float, float]:
     """The held-out R² of :func:`faithfulness` with its percentile bootstrap interval over
     the held-out masks, or with a ``baseline``, the difference ``R²(model) - R²(baseline)``
-    with its paired interval (both scored on the same resampled masks).
+    with its paired basic bootstrap interval (both scored on the same resampled masks).
 
     The interval says how much the R² could move on another draw of as many held-out masks;
     it holds the fit fixed, so it does not cover the randomness of the fitting masks. On
@@ -65,6 +70,14 @@ def faithfulness_interval(
     hundredths between two methods is no evidence either way; the paired interval of the
     difference is narrower than the two intervals suggest, since both methods meet the
     same hard masks.
+
+    A resampled R² reads low (fewer distinct masks fit worse), so the R²'s percentile
+    interval sits low and holds less than it says on few masks: 95 % intervals held the R²
+    on endless masks in 85–87 % of draws on 10 held-out masks, 89–90 % on 20 and 92 % on
+    100, a miss almost always below it; where a few masks carry most of the variance, less
+    (52 % on 20). The difference's interval is the basic bootstrap's (twice the estimate
+    less the percentiles), which corrects that shift: 94–96 % on 10 to 100 masks, where
+    the percentiles held 87–93 %. At least :data:`MIN_INTERVAL_MASKS` held-out masks.
 
     Parameters
     ----------
@@ -85,7 +98,8 @@ def faithfulness_interval(
     Raises
     ------
     ValueError
-        If ``y_test`` is constant, or the resamples hold too few masks to vary.
+        If ``y_test`` is constant, there are fewer than :data:`MIN_INTERVAL_MASKS` held-out
+        masks, or the resamples hold too few masks to vary.
     """
     y, predictions = _predicted(model, X_test, y_test)
     compared = None if baseline is None else _predicted(baseline, X_test, y_test)[1]
@@ -129,6 +143,11 @@ def r2_interval(
     if baseline_predictions is not None:
         fits.append(as_outputs(baseline_predictions, len(y), name="baseline_predictions"))
     estimates = [_r2(y, fit) for fit in fits]  # raises on constant outputs
+    if len(y) < MIN_INTERVAL_MASKS:
+        raise ValueError(
+            f"an interval needs at least {MIN_INTERVAL_MASKS} held-out masks, got {len(y)}: on fewer the "
+            "bootstrap cannot tell how far the R² could move (hold out more masks)."
+        )
     errors = [fit - y for fit in fits]
     y = y - y.mean()  # R² is the same for shifted outputs; a resample's Σy² - (Σy)²/t cancels less
     scale = output_scale(y)  # a power of two: exact, and safe from overflow near 1e300
@@ -152,8 +171,11 @@ def r2_interval(
     samples = r2[:, 0] if len(fits) == 1 else r2[:, 0] - r2[:, 1]
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(samples, [tail, 100 - tail])
-    estimate = estimates[0] if len(fits) == 1 else estimates[0] - estimates[1]
-    return estimate, float(low), float(high)
+    if len(fits) == 1:
+        return estimates[0], float(low), float(high)
+    # the difference: the basic interval, the percentiles reflected about the estimate
+    estimate = estimates[0] - estimates[1]
+    return estimate, float(2 * estimate - high), float(2 * estimate - low)
 
 
 def _predicted(model, X_test, y_test) -> tuple[np.ndarray, np.ndarray]:

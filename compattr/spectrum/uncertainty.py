@@ -235,6 +235,12 @@ def jackknife(
     refit leaves out a term the fit on all masks holds, that difference is uncertainty too),
     and its interval the Student-t one with ``K - 1`` degrees of freedom around ``θ̂``.
 
+    A value that neither the point estimate nor any refit gives a term (a feature no fit
+    used) reads exactly 0 with a zero-width interval. The refits agree on it because none
+    found it, which is not knowing it is 0. Where the fit explains little, read such zeros
+    as unknown: on twenty Synthetic Peaks (n = 16, 128 masks, fits that explain next to
+    nothing) 8 of the 131 features whose Shapley value is above 0.1 read so.
+
     Parameters
     ----------
     estimator : estimator

@@ -86,7 +86,8 @@ def _noisy_linear(m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_faithfulness_interval_is_the_percentile_bootstrap_of_r2_over_the_held_out_masks():
     """Against a loop that scores each resample (the masks repeated as the counts draw them)
-    with :func:`faithfulness` itself, for the R² and for the difference to a baseline."""
+    with :func:`faithfulness` itself: the R²'s percentiles, and for the difference to a
+    baseline the basic interval (the percentiles reflected about the estimate)."""
     X, y = _noisy_linear(60, seed=3)
     model, baseline = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]), Linear([0.5, -0.5, 0.5, 0.0, 0.0, 0.0])
     counts = np.random.default_rng(7).multinomial(60, np.full(60, 1 / 60), size=300)
@@ -98,7 +99,7 @@ def test_faithfulness_interval_is_the_percentile_bootstrap_of_r2_over_the_held_o
     assert (low, high) == pytest.approx(tuple(np.percentile(own, [5, 95])))
     estimate, low, high = faithfulness_interval(model, X, y, baseline=baseline, confidence=0.9, resamples=300, seed=7)
     assert estimate == pytest.approx(faithfulness(model, X, y) - faithfulness(baseline, X, y))
-    assert (low, high) == pytest.approx(tuple(np.percentile(diff, [5, 95])))
+    assert (low, high) == pytest.approx(tuple(2 * estimate - np.percentile(diff, [95, 5])))
 
 
 def test_faithfulness_interval_covers_the_r2_on_all_masks_about_as_often_as_it_says():
@@ -117,6 +118,21 @@ def test_faithfulness_interval_covers_the_r2_on_all_masks_about_as_often_as_it_s
         narrower += d_high - d_low < high - low
     assert 160 <= covered <= 194
     assert narrower == 200
+
+
+def test_the_difference_interval_covers_on_few_held_out_masks():
+    """On 10 held-out masks a resampled R² reads low, and the percentiles of the resampled
+    difference held the true difference in 87 % of draws at 95 %; the basic interval, which
+    reflects them about the estimate, holds it about as often as it says."""
+    model, baseline = Linear([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]), Linear([1.0, -0.5, 0.5, 0.0, 0.0, 0.0])
+    X, y = _noisy_linear(20_000, seed=0)
+    truth = faithfulness(model, X, y) - faithfulness(baseline, X, y)
+    covered = 0
+    for seed in range(1, 301):
+        X, y = _noisy_linear(10, seed)
+        _, low, high = faithfulness_interval(model, X, y, baseline=baseline, resamples=500, seed=seed)
+        covered += low <= truth <= high
+    assert covered >= 273  # 91 % of 300
 
 
 def test_r2_interval_draws_the_same_resamples_a_block_at_a_time(monkeypatch):
@@ -163,11 +179,14 @@ def test_faithfulness_interval_errors_and_a_baseline_equal_to_the_model():
         faithfulness_interval(model, X, y, resamples=0)
     with pytest.raises(ValueError, match="constant"):
         faithfulness_interval(model, X, np.ones(40))
-    # on 2 masks, half the resamples draw one of them twice: a seed whose 4 resamples all do
-    draws = lambda s: np.random.default_rng(s).multinomial(2, [0.5, 0.5], size=4)
-    seed = next(s for s in range(200) if (draws(s).max(1) == 2).all())
+    # on 2 masks every resample that varies has the whole sample's R²: no interval below 10
+    with pytest.raises(ValueError, match="at least 10 held-out masks, got 9"):
+        faithfulness_interval(model, X[:9], y[:9])
+    # one output of 10 differs: a seed whose 4 resamples all miss it
+    draws = lambda s: np.random.default_rng(s).multinomial(10, np.full(10, 0.1), size=4)
+    seed = next(s for s in range(2000) if (draws(s)[:, 9] == 0).all())
     with pytest.raises(ValueError, match="constant on every resample"):
-        faithfulness_interval(model, X[:2], np.array([0.0, 1.0]), confidence=0.5, resamples=4, seed=seed)
+        faithfulness_interval(model, X[:10], np.r_[np.zeros(9), 1.0], confidence=0.5, resamples=4, seed=seed)
     with pytest.raises(ValueError, match="at least 40"):  # one resample was a zero-width "interval"
         faithfulness_interval(model, X, y, resamples=39)
     with pytest.raises(TypeError, match="predict"):
