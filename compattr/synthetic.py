@@ -19,12 +19,14 @@ from math import comb
 
 import numpy as np
 
+from ._validation import check_int, is_real
 from .spectrum import Spectrum
 
 
 def _random_sets(n: int, n_sets: int, order: int, rng: np.random.Generator) -> list[tuple]:
     """``n_sets`` distinct random sets of ``order`` features (a set drawn again is drawn
     anew: a repeat would merge two coefficients into one outside (-1, 1))."""
+    n_sets, order = check_int(n_sets, "n_sets", 1), check_int(order, "order", 1)
     if order > n:
         raise ValueError(f"sets of order {order} need n >= {order} features, got n={n}.")
     if comb(n, order) < n_sets:
@@ -64,6 +66,8 @@ def noise_sd(spectrum: Spectrum, snr_db: float) -> float:
     The signal power is the exact variance of the function under uniform masks,
     ``Σ_{T≠∅} F(T)²``, so the noise level does not depend on a sample.
     """
+    if not is_real(snr_db) or np.isnan(snr_db) or snr_db == -np.inf:
+        raise ValueError(f"snr_db must be a number of decibels (inf: no noise), got {snr_db!r}.")
     signal = float(np.sum(spectrum.coefs[spectrum.degrees > 0] ** 2))
     return float(np.sqrt(signal / 10.0 ** (snr_db / 10.0)))
 
@@ -81,6 +85,9 @@ def add_noise(y, spectrum: Spectrum, snr_db: float, seed: int | None = 0) -> np.
         The function that produced ``y``.
     snr_db : float
         ``10 log10(signal variance / noise variance)``.
+    seed : int or None
+        Seeds the noise. The default 0 draws the same noise sequence on every call: noising
+        two sets of outputs (fitting and held-out masks, say) needs two seeds.
     """
     sigma = noise_sd(spectrum, snr_db)
     rng = np.random.default_rng(seed)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import compattr
-from compattr.synthetic import add_noise, complete_hierarchy, peak
+from compattr.synthetic import add_noise, complete_hierarchy, noise_sd, peak
 
 
 def test_complete_hierarchy_is_downward_closed():
@@ -45,3 +45,20 @@ def test_noise_has_the_requested_snr():
 def test_order_larger_than_n_is_refused():
     with pytest.raises(ValueError, match="need n"):
         complete_hierarchy(3, order=5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_sets=0), dict(n_sets=-3), dict(n_sets=2.5), dict(order=0)])
+@pytest.mark.parametrize("function", [complete_hierarchy, peak])
+def test_set_counts_and_orders_must_be_positive_integers(function, kwargs):
+    """n_sets=0 gave the zero function (every R² NaN) and 2.5 three sets."""
+    with pytest.raises(ValueError, match="n_sets|order"):
+        function(20, **kwargs)
+
+
+@pytest.mark.parametrize("snr_db", [float("nan"), float("-inf"), "10"])
+def test_a_signal_to_noise_ratio_that_is_no_number_is_refused(snr_db):
+    """NaN filled the outputs with NaN; -inf divided by zero."""
+    sp = complete_hierarchy(20, n_sets=3, order=3, seed=1)
+    with pytest.raises(ValueError, match="snr_db"):
+        add_noise(np.zeros(3), sp, snr_db)
+    assert noise_sd(sp, float("inf")) == 0.0  # no noise

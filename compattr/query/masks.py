@@ -37,8 +37,7 @@ def budget(n: int, alpha: float = 4.0) -> int:
     alpha : float
         Queries per ``n log2 n``; the paper uses 2, 4, 6 and 8.
     """
-    if n < 2:
-        raise ValueError(f"budget needs n >= 2 features, got n={n}.")
+    n = check_int(n, "n", 2)
     return int(math.ceil(check_positive(alpha, "alpha") * n * math.log2(n)))
 
 

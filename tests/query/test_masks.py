@@ -24,7 +24,7 @@ def test_budget_matches_formula():
     assert compattr.budget(2, 1) == 2
 
 
-@pytest.mark.parametrize("args", [(1, 4), (10, 0), (10, -1)])
+@pytest.mark.parametrize("args", [(1, 4), (10, 0), (10, -1), (10.7, 1), (True, 4)])
 def test_budget_rejects_bad_input(args):
     with pytest.raises(ValueError):
         compattr.budget(*args)
