@@ -28,7 +28,9 @@ from ..spectrum import Spectrum
 from ..spectrum.supports import find_rows, padded_to_csr, parity_matrix, widen_padded
 from .leastsquares import factor, ridge_penalty
 
-_SHORTLIST = 6  # (set, correlation) pairs read per set added: one set is reached from up to its order of parents
+#: (set, correlation) pairs read per set added, at least: a set is reached from up to its
+#: order of parents, so sets of a higher order read as many pairs as their order.
+_SHORTLIST = 6
 
 
 def extended_rows(
@@ -66,7 +68,8 @@ def extended_rows(
     C[:, X.all(axis=0) | ~X.any(axis=0)] = 0.0  # a feature these masks never vary: an alias of the term
     if max_order is not None:
         C[np.sum(rows < n, axis=1) >= max_order] = 0.0
-    shortlist = min(C.size, _SHORTLIST * add)
+    highest = int(np.max(np.sum(rows < n, axis=1), initial=0)) + 1  # the order of the largest extension
+    shortlist = min(C.size, max(_SHORTLIST, highest) * add)
     top = np.argpartition(-C.ravel(), shortlist - 1)[:shortlist]
     strength = C.ravel()[top]
     top, strength = top[strength > 0], strength[strength > 0]

@@ -152,7 +152,7 @@ def search(
         cap = done[0].best_iteration if done else tree_counts[-1]
         rest = [] if done and settled is not None and settled(done[0]) else folds[len(done) :]
         fits[c] = done + [
-            Fit.of(train(_fold_sets(data, *f), c, cap, y, num_threads=num_threads, seed=seed), c) for f in rest
+            Fit.of(train(_fold_sets(data, *f), c, cap, y, num_threads=num_threads, seed=seed)[0], c) for f in rest
         ]
         iters = int(round(np.mean([f.best_iteration for f in fits[c]])))
         rows.append(_row(c, "cv", len(fits[c]), iters, cv_mse(fits[c], folds)))
@@ -173,19 +173,20 @@ def _race(
     """Successive halving on one fold with the grid's tree counts as rungs.
 
     All configurations are fitted up to the smallest count, the best third go on to the
-    next count, and so on. Survivors continue training where they stopped (the same
-    model as training from scratch); a fit that stopped early is final, since a larger
-    cap cannot change it. Each fit is stopped as soon as it cannot beat the best score
+    next count, and so on. Survivors continue training where they stopped, their
+    callbacks reading the earlier rounds' scores (the same model as training from scratch
+    to the larger count); a fit that stopped early is final, since a larger cap cannot
+    change it. Each fit is stopped as soon as it cannot beat the best score
     of its rung so far (:class:`~compattr.proxy.stopping.Hopeless`). Returns the winner's
     fit, the score rows and, with ``keep_rivals``, the best fit of each other tree depth
     (else none): only those fits keep their models.
     """
     # Fast, high-capacity learners first (learning rate, then leaves per tree): they set
-    # the incumbent that hopeless fits are stopped against. The order changes the cost,
-    # not the winner.
+    # the incumbent that hopeless fits are stopped against. Where a stopped fit's curve
+    # would have dropped again, the order can change the winner (Hopeless).
     configs = sorted(configs, key=lambda c: (-c.learning_rate, -c.leaves))
     fresh = _fold_sets(data, *fold)  # shared by the fresh fits
-    running: dict[Config, lgb.Booster] = {}  # reached their cap: may go on
+    running: dict[Config, tuple[lgb.Booster, list[float]]] = {}  # reached their cap (and their curves): may go on
     scores: dict[Config, tuple[int, float]] = {}  # best iteration and score so far
     winner, rows = None, []
     best_of_depth: dict[int | None, Fit] = {}  # with keep_rivals: each depth's best fit so far
@@ -196,13 +197,15 @@ def _race(
                 init = running.pop(c, None)
                 # A continued fit gives its Datasets init scores: those must be its own.
                 sets = fresh if init is None else _fold_sets(data, *fold)
-                booster = train(sets, c, cap, y, num_threads=num_threads, seed=seed, init=init, incumbent=incumbent)
+                booster, curve = train(
+                    sets, c, cap, y, num_threads=num_threads, seed=seed, init=init, incumbent=incumbent
+                )
                 scores[c] = booster.best_iteration, booster.best_score["valid"]["l2"]
                 best = best_of_depth.get(c.max_depth)
                 if keep_rivals and (best is None or scores[c][1] < best.score):
                     best_of_depth[c.max_depth] = Fit.of(booster, c)
                 if booster.current_iteration() >= cap and not last:
-                    running[c] = booster
+                    running[c] = booster, curve
                 elif winner is None or scores[c][1] < winner.score:
                     winner = Fit.of(booster, c)
             incumbent = min(incumbent, scores[c][1])
@@ -223,37 +226,39 @@ def train(
     *,
     num_threads: int,
     seed: int,
-    init: lgb.Booster | None = None,
+    init: tuple[lgb.Booster, list[float]] | None = None,
     incumbent: float = np.inf,
-) -> lgb.Booster:
+) -> tuple[lgb.Booster, list[float]]:
     """One LightGBM fit on ``sets`` (training and validation Datasets) up to ``max_trees``
     trees in all, scored at every prefix and stopped early on the validation set.
 
-    Continues ``init`` (a fit on the same rows) if given, and stops as soon as it cannot
-    reach ``incumbent`` (see :class:`~compattr.proxy.stopping.Hopeless`). The booster keeps
-    its training data, to be continued or turned into a :class:`Fit`.
+    Continues ``init`` (a fit on the same rows and the validation scores of its rounds) if
+    given, and stops as soon as it cannot reach ``incumbent`` (see
+    :class:`~compattr.proxy.stopping.Hopeless`). Returns the booster, which keeps its
+    training data (to be continued or turned into a :class:`Fit`), and the validation
+    scores of all its rounds.
     """
     params = config.params(num_threads, seed)
     patience = max(20, int(round(2.0 / config.learning_rate)))
     # Improvements below _MIN_GAIN of the output variance do not reset the patience.
     min_delta = _MIN_GAIN * float(np.var(y))
-    done = 0 if init is None else init.current_iteration()
-    # a continued fit keeps its earlier best round unless a new one beats it: the same
-    # model as one fit from scratch
-    earlier = None if init is None else (init.best_iteration - 1 - done, float(init.best_score["valid"]["l2"]))
-    return lgb.train(
+    booster, history = (None, []) if init is None else init
+    done = 0 if booster is None else booster.current_iteration()
+    # the callbacks read the earlier rounds' scores as their own: the same stops as one fit
+    # from scratch
+    stopping = EarlyStopping(patience, min_delta, history=history)
+    callbacks = [stopping, Hopeless(incumbent, max_trees, history=history)]
+    fitted = lgb.train(
         params,
         sets[0],
         num_boost_round=max_trees - done,
         valid_sets=[sets[1]],
         valid_names=["valid"],
-        init_model=init,
+        init_model=booster,
         keep_training_booster=True,
-        callbacks=[
-            EarlyStopping(patience, min_delta, earlier=earlier),
-            Hopeless(incumbent, max_trees, earlier=earlier),
-        ],
+        callbacks=callbacks,
     )
+    return fitted, stopping.scores
 
 
 def fit_all(data: lgb.Dataset, config: Config, trees: int, num_threads: int, seed: int) -> str:

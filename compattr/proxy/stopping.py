@@ -17,9 +17,10 @@ import numpy as np
 class Hopeless:
     """LightGBM callback: stop a fit that cannot beat ``incumbent`` by round ``cap``.
 
-    Both callbacks take ``earlier``: for a fit that continues an earlier one (``init_model``),
-    that fit's best round, counted from this call's first round (so negative), and its
-    score, which this call's rounds must beat, as they would have had to in one call.
+    Both callbacks take ``history``: for a fit that continues an earlier one
+    (``init_model``), the validation scores of its earlier rounds, which they read as if
+    they had seen those rounds themselves, so the continued fit ends where one fit from
+    scratch to ``cap`` would (given the same ``incumbent``).
 
     Boosting's validation curve is convex once past its start (each round gains less than
     the one before), so from round t the best reachable score by ``cap`` is at least the
@@ -29,37 +30,36 @@ class Hopeless:
     convex (the last window gained no more than the one before it); otherwise, at the start
     of a fit or on a noisy curve, the gain is multiplied by ``safety``. A fit whose bound
     still misses the incumbent is stopped; its recorded score (the best so far) is then
-    worse than the incumbent, so it loses the race as it would have at ``cap``.
+    worse than the incumbent, so it loses the race as it would have at ``cap`` on a convex
+    curve. Real curves are not always convex: one that drops again when a tree finds an
+    interaction can be stopped although it would have won, so the order the race tries its
+    fits in can change the winner.
     """
 
     order = 40  # after early stopping (30)
 
-    def __init__(
-        self,
-        incumbent: float,
-        cap: int,
-        window: int = 10,
-        safety: float = 2.0,
-        earlier: tuple[int, float] | None = None,
-    ):
+    def __init__(self, incumbent: float, cap: int, window: int = 10, safety: float = 2.0, history=()):
         self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
         self.scores: list[float] = []
-        # the best round so far (counted from this call's first round) and its score: a
-        # continued fit's best round before this call, if better than all of this call's
-        self.best_at, self.best = (-1, np.inf) if earlier is None else earlier
+        self.best_at, self.best = -1, np.inf  # the best round so far (of every round) and its score
+        for score in history:
+            self._record(score)
+        self.first = len(self.scores)  # this call's first round
+
+    def _record(self, score: float) -> None:
+        self.scores.append(score)
+        if score < self.best:
+            self.best_at, self.best = len(self.scores) - 1, score
 
     def __call__(self, env) -> None:
-        s = self.scores
-        s.append(env.evaluation_result_list[0][2])
-        t = len(s)
-        if s[-1] < self.best:
-            self.best_at, self.best = t - 1, s[-1]
+        self._record(env.evaluation_result_list[0][2])
+        s, t = self.scores, len(self.scores)
         if not np.isfinite(self.incumbent) or t <= self.window:
             return
         gain, convex = _recent_gain(s, self.window)
         reachable = self.best - (1.0 if convex else self.safety) * gain * (self.cap - env.iteration - 1)
         if reachable > self.incumbent:
-            raise _stop(env, t, self.best_at, self.best)
+            raise _stop(env, t - self.first, self.best_at - self.first, self.best)
 
 
 class EarlyStopping:
@@ -73,30 +73,35 @@ class EarlyStopping:
     by ``min_delta`` before the patience runs out, the outcome is known: the fit ends then,
     instead of boosting the remaining rounds. Real curves are only nearly convex: a late
     step down that the full patience would have caught is missed, and the fit keeps fewer
-    trees (docs/results.md measures the effect).
+    trees (docs/results.md measures the effect). ``history``: as :class:`Hopeless` takes it.
     """
 
     order = 30  # LightGBM's early stopping slot: before Hopeless
 
-    def __init__(self, patience: int, min_delta: float, window: int = 25, earlier: tuple[int, float] | None = None):
+    def __init__(self, patience: int, min_delta: float, window: int = 25, history=()):
         self.patience, self.min_delta, self.window = patience, min_delta, window
         self.scores: list[float] = []
-        # a continued fit starts from its best round before this call (a negative index)
-        self.best_at, self.best = (-1, np.inf) if earlier is None else earlier
+        self.best_at, self.best = -1, np.inf  # the best round so far (of every round) and its score
+        for score in history:
+            self._record(score)
+        self.first = len(self.scores)  # this call's first round
+
+    def _record(self, score: float) -> None:
+        self.scores.append(score)
+        if score < self.best - self.min_delta:
+            self.best, self.best_at = score, len(self.scores) - 1
 
     def __call__(self, env) -> None:
         score = env.evaluation_result_list[0][2]
-        self.scores.append(score)
+        self._record(score)
         t = len(self.scores)
-        if score < self.best - self.min_delta:
-            self.best, self.best_at = score, t - 1
         rounds_left = self.best_at + self.patience - (t - 1)  # rounds that could still beat it
         settled = False
         if t > 2 * self.window:
             gain, convex = _recent_gain(self.scores, self.window)
             settled = convex and score - gain * rounds_left >= self.best - self.min_delta
         if settled or rounds_left <= 0 or env.iteration == env.end_iteration - 1:
-            raise _stop(env, t, self.best_at, self.best)
+            raise _stop(env, t - self.first, self.best_at - self.first, self.best)
 
 
 def _recent_gain(scores: list[float], window: int) -> tuple[float, bool]:

@@ -70,10 +70,39 @@ def test_a_race_survivor_continued_keeps_its_earlier_best_round():
     folds = [(np.arange(240), np.arange(240, 300))]
     grid = {"max_depth": (None,), "learning_rate": (0.3,), "n_estimators": (20, 80)}
     _, fits, table = search.search(data, y, folds, grid, race=True, num_threads=1, seed=0)
-    scratch = train(_fold_sets(data, *folds[0]), Config(None, 0.3), 80, y, num_threads=1, seed=0)
+    scratch, _ = train(_fold_sets(data, *folds[0]), Config(None, 0.3), 80, y, num_threads=1, seed=0)
     assert len(table) == 3 and table["best_iteration"].iloc[0] < 20  # its best came before the first rung
     assert fits[0].best_iteration == scratch.best_iteration
     assert fits[0].score == pytest.approx(scratch.best_score["valid"]["l2"])
+
+
+def test_a_continued_fit_is_the_fit_from_scratch():
+    """A fit continued from its first cap stopped where one fit from scratch to the second cap
+    does not: its callbacks had forgotten the earlier rounds' scores (10 of 61 fits differed,
+    one stopping at 225 trees where the fit from scratch stopped at 86)."""
+    from compattr.proxy.search import Config, Fit, _fold_sets, mask_dataset, train
+
+    compared = 0
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        X = rng.random((700, 14)) < 0.5
+        S = 1 - 2 * X.astype(float)
+        y = 1.5 * S[:, 0] + S[:, 1] * S[:, 2] + 0.8 * S[:, 3] * S[:, 4] * S[:, 5] + rng.normal(0, 0.6, 700)
+        data = mask_dataset(X, y, 1)
+        order = rng.permutation(700)
+        fold = (np.sort(order[140:]), np.sort(order[:140]))
+        for config in (Config(3, 0.1), Config(5, 0.1), Config(None, 0.1)):
+            for first, second in ((30, 100), (60, 300)):
+                started = train(_fold_sets(data, *fold), config, first, y, num_threads=1, seed=0)
+                if started[0].current_iteration() < first:  # stopped early: final
+                    continue
+                continued, _ = train(_fold_sets(data, *fold), config, second, y, num_threads=1, seed=0, init=started)
+                scratch, _ = train(_fold_sets(data, *fold), config, second, y, num_threads=1, seed=0)
+                a, b = Fit.of(continued, config), Fit.of(scratch, config)
+                assert (a.best_iteration, a.score) == (b.best_iteration, b.score)
+                assert continued.current_iteration() == scratch.current_iteration()  # stopped at the same round
+                compared += 1
+    assert compared >= 6
 
 
 def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
@@ -84,9 +113,9 @@ def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
     train = search.train
 
     def recording(sets, config, max_trees, y, **kwargs):
-        booster = train(sets, config, max_trees, y, **kwargs)
+        booster, curve = train(sets, config, max_trees, y, **kwargs)
         calls.append((max_trees, booster.current_iteration()))
-        return booster
+        return booster, curve
 
     monkeypatch.setattr(search, "train", recording)
     est = ProxySPEX(seed=0, grid=SMALL_GRID, all_folds=True).fit(X, truth.predict(X))
