@@ -247,7 +247,7 @@ def train(
     # the callbacks read the earlier rounds' scores as their own: the same stops as one fit
     # from scratch
     stopping = EarlyStopping(patience, min_delta, history=history)
-    callbacks = [stopping, Hopeless(incumbent, max_trees, history=history)]
+    callbacks: list[Callable[..., None]] = [stopping, Hopeless(incumbent, max_trees, history=history)]
     fitted = lgb.train(
         params,
         sets[0],
