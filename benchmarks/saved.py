@@ -71,8 +71,12 @@ def rows(
         for name, r in shapiq_side(shapiq, ex, seed, methods).items():
             pred = predictions(r["function"], ex.test_masks)  # a Fourier spectrum evaluated as ours are
             out.append(_row(folder, ex, name, pred, r["cpu_s"], None))
+    enough = len(ex.test_masks) >= compattr.metrics.MIN_INTERVAL_MASKS  # else the difference alone
     for r in out:
-        r["vs_proxyspex"] = compattr.metrics.r2_interval(ex.test_outputs, r["pred"], out[0]["pred"])
+        if enough:
+            r["vs_proxyspex"] = compattr.metrics.r2_interval(ex.test_outputs, r["pred"], out[0]["pred"])
+        else:
+            r["vs_proxyspex"] = (r["r2"] - out[0]["r2"], np.nan, np.nan)
     return out
 
 

@@ -50,6 +50,7 @@ from torch import nn
 
 import compattr
 from compattr.apps import plots
+from compattr.apps.arguments import held_out_count
 from compattr.apps.report import interval_text, markdown_table
 from compattr.features.base import digest
 from compattr.query.values import margin
@@ -316,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrains m = ceil(alpha n log2 n) (default %(default)s; the paper: 0.38 at n=50,000)",
     )
     p.add_argument(
-        "--test-masks", type=int, default=500, help="held-out retrains for the R² (default %(default)s; paper 1000)"
+        "--test-masks",
+        type=held_out_count,
+        default=500,
+        help="held-out retrains for the R² (default %(default)s; paper 1000)",
     )
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     p.add_argument("--epochs", type=int, default=150, help="full-batch Adam steps of the CNN")

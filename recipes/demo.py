@@ -42,7 +42,7 @@ import transformers
 
 import compattr
 from compattr.apps import tasks
-from compattr.apps.arguments import format_layers, keep_value, parse_layers
+from compattr.apps.arguments import format_layers, held_out_count, keep_value, parse_layers
 from compattr.apps.models import default_device, fastest_dtype, smollm2
 from compattr.apps.report import markdown_table, write_explanation, write_plans
 from compattr.features.base import input_device, map_inputs
@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--test-questions", type=int, default=None, help="questions the plans are tested on (default: all the rest)"
     )
     p.add_argument("--alpha", type=float, default=2.0, help="budget = ceil(alpha n log2 n) queries (default 2)")
-    p.add_argument("--test-masks", type=int, default=100, help="held-out masks for the R^2 (default 100)")
+    p.add_argument("--test-masks", type=held_out_count, default=100, help="held-out masks for the R^2 (default 100)")
     p.add_argument(
         "--keep",
         type=keep_value,

@@ -50,7 +50,7 @@ import numpy as np
 
 import compattr
 from compattr.apps import models, plots, tasks
-from compattr.apps.arguments import format_layers, keep_value, parse_layers
+from compattr.apps.arguments import format_layers, held_out_count, keep_value, parse_layers
 from compattr.apps.report import interval_text, markdown_table
 from compattr.features.base import input_device, map_inputs
 from compattr.optimize import ROUND_TIME_LIMIT, plan_size
@@ -274,7 +274,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available, else cpu)")
     p.add_argument("--alpha", type=float, default=2.0)
     p.add_argument("--budget", type=int, default=None, help="fitting masks (default: alpha n log2 n)")
-    p.add_argument("--test-masks", type=int, default=100)
+    p.add_argument("--test-masks", type=held_out_count, default=100)
     p.add_argument("--best-of", type=int, default=None, help="Best-of-N draws (default: ProxySPEX's model calls)")
     p.add_argument(
         "--ilp-seconds",

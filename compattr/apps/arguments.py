@@ -1,10 +1,28 @@
 """Command-line spellings shared by the ``compattr`` command and the recipes: layer ranges
-(``20-29``, ``0,5,10-12``) and kept sizes (``30``, ``0.3``, ``30%``)."""
+(``20-29``, ``0,5,10-12``), kept sizes (``30``, ``0.3``, ``30%``) and held-out mask counts."""
 
 from __future__ import annotations
 
 import argparse
 from decimal import Decimal
+
+from ..spectrum.metrics import MIN_INTERVAL_MASKS
+
+
+def held_out_count(text: str) -> int:
+    """``--test-masks``: a whole number of held-out masks, at least
+    :data:`~compattr.spectrum.metrics.MIN_INTERVAL_MASKS` (the fewest an R² interval is
+    given over), checked before any model query."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < MIN_INTERVAL_MASKS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of held-out masks of at least {MIN_INTERVAL_MASKS} (the fewest an R² "
+            f"interval is given over), got {text!r}"
+        )
+    return count
 
 
 def keep_value(text: str) -> int | float:

@@ -70,16 +70,30 @@ def extended_rows(
         C[np.sum(rows < n, axis=1) >= max_order] = 0.0
     highest = int(np.max(np.sum(rows < n, axis=1), initial=0)) + 1  # the order of the largest extension
     shortlist = min(C.size, max(_SHORTLIST, highest) * add)
+    while True:
+        sets, strength, exhausted = _new_sets(C, rows, shortlist)
+        # pairs that land on sets held can fill a shortlist (a residual the ridge left
+        # correlated with them): read twice as many until enough are new
+        if len(sets) >= add or exhausted or shortlist == C.size:
+            return sets[np.argsort(-strength, kind="stable")[:add]]
+        shortlist = min(C.size, 2 * shortlist)
+
+
+def _new_sets(C: np.ndarray, rows: np.ndarray, shortlist: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The distinct sets not held among the ``shortlist`` (parent, feature) pairs of largest
+    ``C`` (K, n): padded, with their correlation, and whether the pairs of positive ``C``
+    ran out within the shortlist."""
+    n = C.shape[1]
     top = np.argpartition(-C.ravel(), shortlist - 1)[:shortlist]
     strength = C.ravel()[top]
+    exhausted = bool(np.any(strength <= 0))
     top, strength = top[strength > 0], strength[strength > 0]
     parent, feature = np.divmod(top, n)
     sets = np.sort(np.c_[rows[parent], feature], axis=1)
     sets = sets[:, : max(1, int(np.max(np.sum(sets < n, axis=1), initial=1)))]
     sets, first = np.unique(sets, axis=0, return_index=True)
     fresh = find_rows(rows, sets, n) < 0
-    sets, strength = sets[fresh], strength[first][fresh]
-    return sets[np.argsort(-strength, kind="stable")[:add]]
+    return sets[fresh], strength[first][fresh], exhausted
 
 
 class _Path:

@@ -79,7 +79,7 @@ def configurations(grid: dict) -> tuple[list[Config], list[int]]:
     ``grid`` has the keys ``max_depth``, ``n_estimators`` and ``learning_rate``.
     """
     configs = [Config(d, float(lr)) for d in grid["max_depth"] for lr in grid["learning_rate"]]
-    return configs, sorted(int(t) for t in grid["n_estimators"])
+    return configs, sorted({int(t) for t in grid["n_estimators"]})  # a count given twice is one rung
 
 
 def without_depth(grid: dict, depth: int | None) -> dict | None:
@@ -152,7 +152,7 @@ def search(
         cap = done[0].best_iteration if done else tree_counts[-1]
         rest = [] if done and settled is not None and settled(done[0]) else folds[len(done) :]
         fits[c] = done + [
-            Fit.of(train(_fold_sets(data, *f), c, cap, y, num_threads=num_threads, seed=seed)[0], c) for f in rest
+            Fit.of(train(_fold_sets(data, *f), c, cap, y, num_threads=num_threads, seed=seed).booster, c) for f in rest
         ]
         iters = int(round(np.mean([f.best_iteration for f in fits[c]])))
         rows.append(_row(c, "cv", len(fits[c]), iters, cv_mse(fits[c], folds)))
@@ -186,7 +186,7 @@ def _race(
     # would have dropped again, the order can change the winner (Hopeless).
     configs = sorted(configs, key=lambda c: (-c.learning_rate, -c.leaves))
     fresh = _fold_sets(data, *fold)  # shared by the fresh fits
-    running: dict[Config, tuple[lgb.Booster, list[float]]] = {}  # reached their cap (and their curves): may go on
+    running: dict[Config, Trained] = {}  # reached their cap without being stopped: may go on
     scores: dict[Config, tuple[int, float]] = {}  # best iteration and score so far
     winner, rows = None, []
     best_of_depth: dict[int | None, Fit] = {}  # with keep_rivals: each depth's best fit so far
@@ -197,15 +197,14 @@ def _race(
                 init = running.pop(c, None)
                 # A continued fit gives its Datasets init scores: those must be its own.
                 sets = fresh if init is None else _fold_sets(data, *fold)
-                booster, curve = train(
-                    sets, c, cap, y, num_threads=num_threads, seed=seed, init=init, incumbent=incumbent
-                )
+                trained = train(sets, c, cap, y, num_threads=num_threads, seed=seed, init=init, incumbent=incumbent)
+                booster = trained.booster
                 scores[c] = booster.best_iteration, booster.best_score["valid"]["l2"]
                 best = best_of_depth.get(c.max_depth)
                 if keep_rivals and (best is None or scores[c][1] < best.score):
                     best_of_depth[c.max_depth] = Fit.of(booster, c)
-                if booster.current_iteration() >= cap and not last:
-                    running[c] = booster, curve
+                if not trained.stopped and not last:  # ran to the cap: a larger one may go on
+                    running[c] = trained
                 elif winner is None or scores[c][1] < winner.score:
                     winner = Fit.of(booster, c)
             incumbent = min(incumbent, scores[c][1])
@@ -218,6 +217,18 @@ def _race(
     return winner, rows, rivals
 
 
+@dataclass(frozen=True)
+class Trained:
+    """A LightGBM fit of :func:`train`: the booster (keeping its training data, to be
+    continued or turned into a :class:`Fit`), the validation score of every round it
+    trained, and whether its stopping rules ended it (then it is final; else it ran to the
+    cap it was given and may be continued)."""
+
+    booster: lgb.Booster
+    scores: list[float]
+    stopped: bool
+
+
 def train(
     sets: tuple[lgb.Dataset, lgb.Dataset],
     config: Config,
@@ -226,28 +237,27 @@ def train(
     *,
     num_threads: int,
     seed: int,
-    init: tuple[lgb.Booster, list[float]] | None = None,
+    init: Trained | None = None,
     incumbent: float = np.inf,
-) -> tuple[lgb.Booster, list[float]]:
+) -> Trained:
     """One LightGBM fit on ``sets`` (training and validation Datasets) up to ``max_trees``
     trees in all, scored at every prefix and stopped early on the validation set.
 
-    Continues ``init`` (a fit on the same rows and the validation scores of its rounds) if
-    given, and stops as soon as it cannot reach ``incumbent`` (see
-    :class:`~compattr.proxy.stopping.Hopeless`). Returns the booster, which keeps its
-    training data (to be continued or turned into a :class:`Fit`), and the validation
-    scores of all its rounds.
+    Continues ``init`` (a fit on the same rows that was not stopped) if given, its stopping
+    rules reading the earlier rounds' scores as their own (the same stops as one fit from
+    scratch), and stops as soon as it cannot reach ``incumbent`` (see
+    :class:`~compattr.proxy.stopping.Hopeless`).
     """
     params = config.params(num_threads, seed)
     patience = max(20, int(round(2.0 / config.learning_rate)))
     # Improvements below _MIN_GAIN of the output variance do not reset the patience.
     min_delta = _MIN_GAIN * float(np.var(y))
-    booster, history = (None, []) if init is None else init
+    booster, history = (None, []) if init is None else (init.booster, init.scores)
     done = 0 if booster is None else booster.current_iteration()
-    # the callbacks read the earlier rounds' scores as their own: the same stops as one fit
-    # from scratch
-    stopping = EarlyStopping(patience, min_delta, history=history)
-    callbacks: list[Callable[..., None]] = [stopping, Hopeless(incumbent, max_trees, history=history)]
+    stopping, hopeless = (
+        EarlyStopping(patience, min_delta, history=history),
+        Hopeless(incumbent, max_trees, history=history),
+    )
     fitted = lgb.train(
         params,
         sets[0],
@@ -256,9 +266,9 @@ def train(
         valid_names=["valid"],
         init_model=booster,
         keep_training_booster=True,
-        callbacks=callbacks,
+        callbacks=[stopping, hopeless],
     )
-    return fitted, stopping.scores
+    return Trained(fitted, stopping.scores, stopping.stopped or hopeless.stopped)
 
 
 def fit_all(data: lgb.Dataset, config: Config, trees: int, num_threads: int, seed: int) -> str:

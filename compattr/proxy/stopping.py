@@ -45,6 +45,7 @@ class Hopeless:
         for score in history:
             self._record(score)
         self.first = len(self.scores)  # this call's first round
+        self.stopped = False  # whether it ended the fit
 
     def _record(self, score: float) -> None:
         self.scores.append(score)
@@ -59,6 +60,7 @@ class Hopeless:
         gain, convex = _recent_gain(s, self.window)
         reachable = self.best - (1.0 if convex else self.safety) * gain * (self.cap - env.iteration - 1)
         if reachable > self.incumbent:
+            self.stopped = True
             raise _stop(env, t - self.first, self.best_at - self.first, self.best)
 
 
@@ -85,6 +87,7 @@ class EarlyStopping:
         for score in history:
             self._record(score)
         self.first = len(self.scores)  # this call's first round
+        self.stopped = False  # whether its rule ended the fit (not the call's last round alone)
 
     def _record(self, score: float) -> None:
         self.scores.append(score)
@@ -100,7 +103,8 @@ class EarlyStopping:
         if t > 2 * self.window:
             gain, convex = _recent_gain(self.scores, self.window)
             settled = convex and score - gain * rounds_left >= self.best - self.min_delta
-        if settled or rounds_left <= 0 or env.iteration == env.end_iteration - 1:
+        self.stopped = settled or rounds_left <= 0
+        if self.stopped or env.iteration == env.end_iteration - 1:
             raise _stop(env, t - self.first, self.best_at - self.first, self.best)
 
 

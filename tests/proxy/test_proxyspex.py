@@ -70,7 +70,7 @@ def test_a_race_survivor_continued_keeps_its_earlier_best_round():
     folds = [(np.arange(240), np.arange(240, 300))]
     grid = {"max_depth": (None,), "learning_rate": (0.3,), "n_estimators": (20, 80)}
     _, fits, table = search.search(data, y, folds, grid, race=True, num_threads=1, seed=0)
-    scratch, _ = train(_fold_sets(data, *folds[0]), Config(None, 0.3), 80, y, num_threads=1, seed=0)
+    scratch = train(_fold_sets(data, *folds[0]), Config(None, 0.3), 80, y, num_threads=1, seed=0).booster
     assert len(table) == 3 and table["best_iteration"].iloc[0] < 20  # its best came before the first rung
     assert fits[0].best_iteration == scratch.best_iteration
     assert fits[0].score == pytest.approx(scratch.best_score["valid"]["l2"])
@@ -94,15 +94,58 @@ def test_a_continued_fit_is_the_fit_from_scratch():
         for config in (Config(3, 0.1), Config(5, 0.1), Config(None, 0.1)):
             for first, second in ((30, 100), (60, 300)):
                 started = train(_fold_sets(data, *fold), config, first, y, num_threads=1, seed=0)
-                if started[0].current_iteration() < first:  # stopped early: final
+                if started.stopped:  # final
                     continue
-                continued, _ = train(_fold_sets(data, *fold), config, second, y, num_threads=1, seed=0, init=started)
-                scratch, _ = train(_fold_sets(data, *fold), config, second, y, num_threads=1, seed=0)
+                continued = train(
+                    _fold_sets(data, *fold), config, second, y, num_threads=1, seed=0, init=started
+                ).booster
+                scratch = train(_fold_sets(data, *fold), config, second, y, num_threads=1, seed=0).booster
                 a, b = Fit.of(continued, config), Fit.of(scratch, config)
                 assert (a.best_iteration, a.score) == (b.best_iteration, b.score)
                 assert continued.current_iteration() == scratch.current_iteration()  # stopped at the same round
                 compared += 1
     assert compared >= 6
+
+
+def test_a_race_rung_at_the_round_a_fit_stops_does_not_continue_it():
+    """A rung whose tree count is the round where the fit from scratch stops (its patience
+    or its convexity shortcut, at that very round): the race took reaching the count for
+    running to it, continued the fit, and ended elsewhere (best round 156 where the fit
+    from scratch has 106). A fit its rules stopped is final."""
+    from compattr.proxy.search import Config, Fit, _fold_sets, mask_dataset, train
+
+    compared = 0
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        X = rng.random((700, 14)) < 0.5
+        S = 1 - 2 * X.astype(float)
+        y = 1.5 * S[:, 0] + S[:, 1] * S[:, 2] + 0.8 * S[:, 3] * S[:, 4] * S[:, 5] + rng.normal(0, 0.6, 700)
+        data = mask_dataset(X, y, 1)
+        order = rng.permutation(700)
+        fold = (np.sort(order[140:]), np.sort(order[:140]))
+        for config in (Config(3, 0.1), Config(5, 0.1), Config(3, 0.3)):
+            scratch = train(_fold_sets(data, *fold), config, 400, y, num_threads=1, seed=0)
+            stopped_at = scratch.booster.current_iteration()
+            assert scratch.stopped and stopped_at < 400  # the case this needs
+            grid = {"max_depth": (config.max_depth,), "learning_rate": (config.learning_rate,)}
+            _, fits, _ = search.search(
+                data, y, [fold], grid | {"n_estimators": (stopped_at, 400)}, race=True, num_threads=1, seed=0
+            )
+            expected = Fit.of(scratch.booster, config)
+            assert (fits[0].best_iteration, fits[0].score) == (expected.best_iteration, expected.score)
+            compared += 1
+    assert compared == 9
+
+
+def test_a_tree_count_given_twice_is_one_rung():
+    """n_estimators=(40, 40, 200) continued a survivor for 0 rounds, which LightGBM refuses."""
+    truth = complete_hierarchy(12, n_sets=2, order=3, seed=1)
+    X = compattr.sample_masks(12, 400, seed=2)
+    y = truth.predict(X) + np.random.default_rng(0).normal(0, 0.3, 400)
+    grid = {"max_depth": (3, None), "learning_rate": (0.3, 0.1)}
+    once = ProxySPEX(seed=0, grid=grid | {"n_estimators": (40, 200)}).fit(X, y)
+    twice = ProxySPEX(seed=0, grid=grid | {"n_estimators": (40, 40, 200)}).fit(X, y)
+    assert twice.spectrum_ == once.spectrum_ and twice.best_params_ == once.best_params_
 
 
 def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
@@ -113,9 +156,9 @@ def test_race_winner_keeps_its_tree_count_on_the_other_folds(monkeypatch):
     train = search.train
 
     def recording(sets, config, max_trees, y, **kwargs):
-        booster, curve = train(sets, config, max_trees, y, **kwargs)
-        calls.append((max_trees, booster.current_iteration()))
-        return booster, curve
+        trained = train(sets, config, max_trees, y, **kwargs)
+        calls.append((max_trees, trained.booster.current_iteration()))
+        return trained
 
     monkeypatch.setattr(search, "train", recording)
     est = ProxySPEX(seed=0, grid=SMALL_GRID, all_folds=True).fit(X, truth.predict(X))
@@ -1437,11 +1480,15 @@ def test_growth_after_unrefitted_terms_refits_at_the_ridge_of_the_best_refitted_
     assert best > 0 and set(est.grow_cv_["ridge"]) == {best}
 
 
-def test_a_first_fit_that_explains_nothing_on_few_masks_gets_a_second_opinion():
+def test_a_first_fit_that_explains_nothing_on_few_masks_gets_a_second_opinion(monkeypatch):
     """A weak hierarchy (n = 100, 665 masks) whose first fit finds nothing by its split: the
-    next seed's fit explains something, replaces it and is repeated from its seed on."""
+    next seed's fit explains something, replaces it and is repeated from its seed on. The
+    stages' clock counts its readings, so that the timings of fits compare exactly (CPU
+    seconds of separate fits vary with the machine's load)."""
     from compattr.proxy import proxyspex
 
+    readings = iter(range(1, 10**9))
+    monkeypatch.setattr(proxyspex.time, "process_time", lambda: float(next(readings)))
     truth = complete_hierarchy(100, seed=15)
     X = compattr.sample_masks(100, 665, seed=15)
     y = truth.predict(X)

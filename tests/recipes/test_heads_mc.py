@@ -21,6 +21,15 @@ def test_layer_range():
     assert heads_mc.format_layers([2, 3, 4]) == "2-4" and heads_mc.format_layers([0, 5]) == "0,5"
 
 
+@pytest.mark.parametrize("count", ["9", "2", "ten", "12.5"])
+def test_fewer_held_out_masks_than_an_interval_needs_are_refused_before_any_query(count, capsys):
+    """The recipe reports the R² difference's interval, which needs 10 held-out masks: with
+    fewer it crashed after every model query, and its results were not written."""
+    with pytest.raises(SystemExit):
+        heads_mc.main(["--test-masks", count, "--out", "unused"])
+    assert "at least 10" in capsys.readouterr().err
+
+
 def test_recipe_end_to_end(tmp_path, tiny_mc_folder):
     out = tmp_path / "out"
     questions = str(tiny_mc_folder / "questions.jsonl")
