@@ -22,9 +22,9 @@ F(T) χ_T(S)``, the even terms cancelling, because ``χ_T(Sᶜ) = (-1)^{|T|} χ_
    spread over many fragments (unless that odd part holds many times the trees' energy: a
    refit inflating fragments the trees barely see); or, when the sparse spectrum's
    cross-validated R² reaches ``sparse_above`` (that of its first top-k; lower on many
-   masks, where that odd part's energy stays within a similar bound; and wherever the CV R²
+   masks, where that odd part's energy stays within a similar bound; and where the CV R²
    of its final terms, after the proxy's growth and extension, reaches
-   :data:`HEDGE_BELOW`), the odd part of that sparse spectrum, kept as it is
+   :data:`HEDGE_BELOW` within that bound), the odd part of that sparse spectrum, kept as it is
    (a few well-determined terms then beat the refit of many), or kept and averaged with the
    refit of the trees' prior where its odd part holds many times the trees' energy (two
    estimates of similar error, made from different terms).
@@ -124,9 +124,12 @@ KEEP_BELOW = 10.0
 
 #: Above this cross-validated R² the sparse prior is kept whatever its energy: on the Peak at
 #: n = 500 (CV R² 1.000) it was exact (0.0002), and the average ten times worse. The CV R²
-#: of the proxy's final terms (``spectrum_cv_r2_``) reaching it keeps the prior too: on
-#: complete hierarchies at n = 100, α = 3 (seeds 504–506) a first top-k of CV R² 0.43–0.61
-#: grown and extended to 1.000 was exact kept, refitted 0.006–0.097 (docs/results.md).
+#: of the proxy's final terms (``spectrum_cv_r2_``) reaching it keeps the prior too, within
+#: the energy bound :data:`KEEP_BELOW` (hedged beyond it): on complete hierarchies at
+#: n = 100, α = 3 (seeds 504–506) a first top-k of CV R² 0.43–0.61 grown and extended to
+#: 1.000 was exact kept, refitted 0.006–0.097; on sparse peaks whose extension read 0.96
+#: (0.61 on fresh masks) with 46–83 times the trees' energy, kept was 2–3 times worse than
+#: the refit (docs/results.md).
 HEDGE_BELOW = 0.95
 
 #: Fits whose trees are averaged into the trees' prior with ``proxies="auto"`` on fewer than
@@ -190,9 +193,10 @@ class PairedShapley(BaseEstimator):
         Keep the odd part of the proxy's sparse spectrum, instead of refitting the trees'
         odd terms, when the proxy's cross-validated R² (``proxy_.cv_r2_``, of its first
         top-k) is at least this (``inf``: always refit). "auto" (default): wherever the CV
-        R² of the proxy's final terms (``proxy_.spectrum_cv_r2_``, after its growth and
-        extension) or of its first top-k reaches :data:`HEDGE_BELOW`; else from
-        :data:`SPARSE_ABOVE` (the first top-k's), and on
+        R² of its first top-k reaches :data:`HEDGE_BELOW`, or that of the proxy's final
+        terms (``proxy_.spectrum_cv_r2_``, after its growth and extension) does and their odd
+        part holds less than :data:`KEEP_BELOW` times the energy of the trees' (else the
+        hedge below); otherwise from :data:`SPARSE_ABOVE` (the first top-k's), and on
         :data:`~compattr.proxy.proxyspex.REPEAT_MASKS` masks or more also from
         :data:`SPARSE_ABOVE_MANY` where that odd part holds less than :data:`KEEP_BELOW`
         times the energy of the odd part of the proxy's trees; from :data:`SPARSE_ABOVE` up
@@ -587,15 +591,16 @@ class PairedShapley(BaseEstimator):
         r2 = self.proxy_.cv_r2_
         if self.sparse_above != "auto":
             return "kept" if r2 >= self.sparse_above else "refitted"
+        if r2 >= HEDGE_BELOW:
+            return "kept"
         # the sparse spectrum's own CV R² (after the proxy's growth and extension; NaN never
         # reaches it) can say it explains the function where its first top-k did not
-        if r2 >= HEDGE_BELOW or self.proxy_.spectrum_cv_r2_ >= HEDGE_BELOW:
-            return "kept"
-        if r2 < SPARSE_ABOVE and (m < REPEAT_MASKS or r2 < SPARSE_ABOVE_MANY):
+        final = self.proxy_.spectrum_cv_r2_ >= HEDGE_BELOW
+        if not final and r2 < SPARSE_ABOVE and (m < REPEAT_MASKS or r2 < SPARSE_ABOVE_MANY):
             return "refitted"
         # the trees' odd part only where it decides: on deep trees it has millions of terms
         alone = _energy_ratio(sparse, self.proxy_.tree_spectrum_.odd_part()) < KEEP_BELOW
-        if r2 >= SPARSE_ABOVE:
+        if final or r2 >= SPARSE_ABOVE:
             return "kept" if alone else "hedged"
         return "kept" if alone else "refitted"
 
