@@ -76,21 +76,28 @@ def test_a_race_survivor_continued_keeps_its_earlier_best_round():
     assert fits[0].score == pytest.approx(scratch.best_score["valid"]["l2"])
 
 
+def _interacting_fold(seed: int):
+    """A LightGBM Dataset of 700 masks of 14 features whose noisy outputs hold a pair and a
+    triple, the outputs, and one fold (560 training and 140 validation masks)."""
+    from compattr.proxy.search import mask_dataset
+
+    rng = np.random.default_rng(seed)
+    X = rng.random((700, 14)) < 0.5
+    S = 1 - 2 * X.astype(float)
+    y = 1.5 * S[:, 0] + S[:, 1] * S[:, 2] + 0.8 * S[:, 3] * S[:, 4] * S[:, 5] + rng.normal(0, 0.6, 700)
+    order = rng.permutation(700)
+    return mask_dataset(X, y, 1), y, (np.sort(order[140:]), np.sort(order[:140]))
+
+
 def test_a_continued_fit_is_the_fit_from_scratch():
     """A fit continued from its first cap stopped where one fit from scratch to the second cap
     does not: its callbacks had forgotten the earlier rounds' scores (10 of 61 fits differed,
     one stopping at 225 trees where the fit from scratch stopped at 86)."""
-    from compattr.proxy.search import Config, Fit, _fold_sets, mask_dataset, train
+    from compattr.proxy.search import Config, Fit, _fold_sets, train
 
     compared = 0
     for seed in range(3):
-        rng = np.random.default_rng(seed)
-        X = rng.random((700, 14)) < 0.5
-        S = 1 - 2 * X.astype(float)
-        y = 1.5 * S[:, 0] + S[:, 1] * S[:, 2] + 0.8 * S[:, 3] * S[:, 4] * S[:, 5] + rng.normal(0, 0.6, 700)
-        data = mask_dataset(X, y, 1)
-        order = rng.permutation(700)
-        fold = (np.sort(order[140:]), np.sort(order[:140]))
+        data, y, fold = _interacting_fold(seed)
         for config in (Config(3, 0.1), Config(5, 0.1), Config(None, 0.1)):
             for first, second in ((30, 100), (60, 300)):
                 started = train(_fold_sets(data, *fold), config, first, y, num_threads=1, seed=0)
@@ -112,17 +119,11 @@ def test_a_race_rung_at_the_round_a_fit_stops_does_not_continue_it():
     or its convexity shortcut, at that very round): the race took reaching the count for
     running to it, continued the fit, and ended elsewhere (best round 156 where the fit
     from scratch has 106). A fit its rules stopped is final."""
-    from compattr.proxy.search import Config, Fit, _fold_sets, mask_dataset, train
+    from compattr.proxy.search import Config, Fit, _fold_sets, train
 
     compared = 0
     for seed in range(3):
-        rng = np.random.default_rng(seed)
-        X = rng.random((700, 14)) < 0.5
-        S = 1 - 2 * X.astype(float)
-        y = 1.5 * S[:, 0] + S[:, 1] * S[:, 2] + 0.8 * S[:, 3] * S[:, 4] * S[:, 5] + rng.normal(0, 0.6, 700)
-        data = mask_dataset(X, y, 1)
-        order = rng.permutation(700)
-        fold = (np.sort(order[140:]), np.sort(order[:140]))
+        data, y, fold = _interacting_fold(seed)
         for config in (Config(3, 0.1), Config(5, 0.1), Config(3, 0.3)):
             scratch = train(_fold_sets(data, *fold), config, 400, y, num_threads=1, seed=0)
             stopped_at = scratch.booster.current_iteration()
