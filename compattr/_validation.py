@@ -236,6 +236,11 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def finite_or_none(value) -> float | None:
+    """``value`` as a float, or None when it is None or NaN (kept JSON-safe in a ``fit_info``)."""
+    return None if value is None or np.isnan(value) else float(value)
+
+
 def is_real(value) -> bool:
     """Whether ``value`` is a real number (a NumPy one too), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

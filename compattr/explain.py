@@ -25,7 +25,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +38,7 @@ from ._validation import (
     check_format,
     check_int,
     check_seed_and_estimator,
+    finite_or_none,
     jsonable,
     names_and_groups,
     plan_size,
@@ -494,10 +494,10 @@ class Explanation:
         if self._constant_test_outputs():
             faithfulness = "undefined: the held-out outputs are all equal"
         elif len(self.test_masks) < metrics.MIN_INTERVAL_MASKS:  # too few for an interval
-            r2 = (self.faithfulness, np.nan, np.nan)
-            faithfulness = f"ProxySPEX {self.faithfulness:.3f}"
-            if self.lasso_faithfulness is not None:
-                faithfulness += f" | LASSO {self.lasso_faithfulness:.3f}"
+            r2, lasso = (self.faithfulness, np.nan, np.nan), self.lasso_faithfulness
+            faithfulness = f"ProxySPEX {r2[0]:.3f}"
+            if lasso is not None:
+                faithfulness += f" | LASSO {lasso:.3f}"
             faithfulness += (
                 f"\n  no intervals: {len(self.test_masks)} held-out masks, fewer than {metrics.MIN_INTERVAL_MASKS}"
             )
@@ -721,11 +721,6 @@ def _check_models_outputs(estimator) -> None:
             f"{type(estimator).__name__} has no predict(): its spectrum_ is not a model of the outputs "
             "(PairedShapley's is their odd part alone: compattr.explain_shapley explains with it)."
         )
-
-
-def _finite_or_none(value: Any) -> float | None:
-    """``value`` as a float, or None when it is None or NaN (kept JSON-safe in ``fit_info``)."""
-    return None if value is None or np.isnan(value) else float(value)
 
 
 def held_out_masks(X, count: int, seed: int = 0, minimum: int = 0) -> np.ndarray:
@@ -954,8 +949,8 @@ def _fit_info(est) -> dict:
         "best_params": getattr(est, "best_params_", None),
         "k": getattr(est, "k_", None),
         "refit": getattr(est, "refit_", None),
-        "ridge": _finite_or_none(getattr(est, "ridge_", None)),
-        "spectrum_ridge": _finite_or_none(getattr(est, "spectrum_ridge_", None)),
+        "ridge": finite_or_none(getattr(est, "ridge_", None)),
+        "spectrum_ridge": finite_or_none(getattr(est, "spectrum_ridge_", None)),
         "tilt": getattr(est, "tilt_", None),
         "ranking": getattr(est, "ranking_", None),
         "repeats": getattr(est, "repeats_", None),
@@ -964,8 +959,8 @@ def _fit_info(est) -> dict:
         "regrow_rounds": getattr(est, "regrow_rounds_", None),
         "guide_rounds": getattr(est, "guide_rounds_", None),
         "extend_rounds": getattr(est, "extend_rounds_", None),
-        "cv_r2": _finite_or_none(getattr(est, "cv_r2_", None)),
-        "spectrum_cv_r2": _finite_or_none(getattr(est, "spectrum_cv_r2_", None)),
+        "cv_r2": finite_or_none(getattr(est, "cv_r2_", None)),
+        "spectrum_cv_r2": finite_or_none(getattr(est, "spectrum_cv_r2_", None)),
         "timings": getattr(est, "timings_", None),
         "estimator": type(est).__name__,
         "params": est.get_params() if type(est) is ProxySPEX else None,  # what uncertainty() refits

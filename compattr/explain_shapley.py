@@ -35,7 +35,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._validation import check_format, check_int, check_seed_and_estimator, is_real, jsonable, names_and_groups
+from ._validation import (
+    check_format,
+    check_int,
+    check_seed_and_estimator,
+    finite_or_none,
+    is_real,
+    jsonable,
+    names_and_groups,
+)
 from .apps import plots
 from .apps.report import signed_format
 from .features.base import Inputs, Masker, SetFunction
@@ -116,7 +124,7 @@ class ShapleyExplanation:
             raise ValueError("a ShapleyExplanation needs its fitted estimator, or the fit_info of one.")
         self.fit_info = {
             "proxy_cv_r2": float(est.proxy_.cv_r2_),
-            "proxy_spectrum_cv_r2": float(r2) if np.isfinite(r2 := est.proxy_.spectrum_cv_r2_) else None,
+            "proxy_spectrum_cv_r2": finite_or_none(est.proxy_.spectrum_cv_r2_),
             "prior": est.prior_,
             "hedged": bool(est.hedged_),
             "ridge": float(est.ridge_),

@@ -14,7 +14,31 @@ import lightgbm as lgb
 import numpy as np
 
 
-class Hopeless:
+class _Curve:
+    """The validation curve a callback reads: every round's score (``history``'s, a
+    continued fit's earlier rounds, first), the best round so far (one that beats the best
+    by more than ``min_delta``) and its score, and whether the callback ``stopped`` the fit."""
+
+    def __init__(self, min_delta: float, history) -> None:
+        self.min_delta = min_delta
+        self.scores: list[float] = []
+        self.best_at, self.best = -1, np.inf
+        for score in history:
+            self._record(score)
+        self.first = len(self.scores)  # this call's first round
+        self.stopped = False
+
+    def _record(self, score: float) -> None:
+        self.scores.append(score)
+        if score < self.best - self.min_delta:
+            self.best, self.best_at = score, len(self.scores) - 1
+
+    def _end(self, env) -> lgb.callback.EarlyStopException:
+        """The exception that ends this call of ``lgb.train`` with the model of the best round."""
+        return _stop(env, len(self.scores) - self.first, self.best_at - self.first, self.best)
+
+
+class Hopeless(_Curve):
     """LightGBM callback: stop a fit that cannot beat ``incumbent`` by round ``cap``.
 
     Both callbacks take ``history``: for a fit that continues an earlier one
@@ -39,32 +63,21 @@ class Hopeless:
     order = 40  # after early stopping (30)
 
     def __init__(self, incumbent: float, cap: int, window: int = 10, safety: float = 2.0, history=()):
+        super().__init__(0.0, history)
         self.incumbent, self.cap, self.window, self.safety = incumbent, cap, window, safety
-        self.scores: list[float] = []
-        self.best_at, self.best = -1, np.inf  # the best round so far (of every round) and its score
-        for score in history:
-            self._record(score)
-        self.first = len(self.scores)  # this call's first round
-        self.stopped = False  # whether it ended the fit
-
-    def _record(self, score: float) -> None:
-        self.scores.append(score)
-        if score < self.best:
-            self.best_at, self.best = len(self.scores) - 1, score
 
     def __call__(self, env) -> None:
         self._record(env.evaluation_result_list[0][2])
-        s, t = self.scores, len(self.scores)
-        if not np.isfinite(self.incumbent) or t <= self.window:
+        if not np.isfinite(self.incumbent) or len(self.scores) <= self.window:
             return
-        gain, convex = _recent_gain(s, self.window)
+        gain, convex = _recent_gain(self.scores, self.window)
         reachable = self.best - (1.0 if convex else self.safety) * gain * (self.cap - env.iteration - 1)
         if reachable > self.incumbent:
             self.stopped = True
-            raise _stop(env, t - self.first, self.best_at - self.first, self.best)
+            raise self._end(env)
 
 
-class EarlyStopping:
+class EarlyStopping(_Curve):
     """LightGBM callback: early stopping that ends a fit as soon as its outcome is settled.
 
     The rule is LightGBM's own (``lightgbm.early_stopping`` with ``min_delta``): a round
@@ -81,18 +94,8 @@ class EarlyStopping:
     order = 30  # LightGBM's early stopping slot: before Hopeless
 
     def __init__(self, patience: int, min_delta: float, window: int = 25, history=()):
-        self.patience, self.min_delta, self.window = patience, min_delta, window
-        self.scores: list[float] = []
-        self.best_at, self.best = -1, np.inf  # the best round so far (of every round) and its score
-        for score in history:
-            self._record(score)
-        self.first = len(self.scores)  # this call's first round
-        self.stopped = False  # whether its rule ended the fit (not the call's last round alone)
-
-    def _record(self, score: float) -> None:
-        self.scores.append(score)
-        if score < self.best - self.min_delta:
-            self.best, self.best_at = score, len(self.scores) - 1
+        super().__init__(min_delta, history)
+        self.patience, self.window = patience, window
 
     def __call__(self, env) -> None:
         score = env.evaluation_result_list[0][2]
@@ -103,9 +106,9 @@ class EarlyStopping:
         if t > 2 * self.window:
             gain, convex = _recent_gain(self.scores, self.window)
             settled = convex and score - gain * rounds_left >= self.best - self.min_delta
-        self.stopped = settled or rounds_left <= 0
+        self.stopped = settled or rounds_left <= 0  # its rule, not the call's last round alone
         if self.stopped or env.iteration == env.end_iteration - 1:
-            raise _stop(env, t - self.first, self.best_at - self.first, self.best)
+            raise self._end(env)
 
 
 def _recent_gain(scores: list[float], window: int) -> tuple[float, bool]:
